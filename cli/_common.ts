@@ -1,0 +1,104 @@
+/**
+ * Shared plumbing for subcommands: argument parsing with usage errors, exit
+ * codes, and one-line error reporting.
+ *
+ * Every subcommand file exports `HELP: string` and
+ * `run(args: string[]): Promise<number>` returning the exit code.
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** Exit code of a successful run (and of `--help`). */
+export const EXIT_OK = 0;
+/** Exit code of a failed run (bad data, I/O error, …). */
+export const EXIT_FAILURE = 1;
+/** Exit code of a usage error (unknown flag, missing value, …). */
+export const EXIT_USAGE = 2;
+
+/** A command-line usage error: reported in one line, exit code 2. */
+export class UsageError extends Error {
+  /** @param message what is wrong with the command line */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Options of {@linkcode parseFlags}. */
+export type FlagSpec = NonNullable<ParseArgsConfig["options"]>;
+
+/** Parsed flags: strings, booleans or string arrays by flag name. */
+export type Flags = Record<string, string | boolean | string[] | undefined>;
+
+/**
+ * Parses `args` strictly against `spec` (plus `--help`/`-h`); unknown flags
+ * and stray positionals become a {@linkcode UsageError}.
+ */
+export function parseFlags(
+  args: string[],
+  spec: FlagSpec,
+  opts: { positionals?: boolean } = {},
+): { flags: Flags; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { help: { type: "boolean", short: "h" }, ...spec },
+      strict: true,
+      allowPositionals: opts.positionals ?? false,
+    });
+    return { flags: values as Flags, positionals };
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new UsageError(msg.split("\n")[0].replace(/\s+To specify.*$/, ""));
+  }
+}
+
+/** Reads a string flag; throws a UsageError when `required` and missing. */
+export function stringFlag(flags: Flags, name: string, required = false): string | undefined {
+  const v = flags[name];
+  if (v === undefined) {
+    if (required) throw new UsageError(`Missing required option --${name}`);
+    return undefined;
+  }
+  if (typeof v !== "string") throw new UsageError(`Option --${name} needs a value`);
+  return v;
+}
+
+/** Reads a numeric flag with range checks; `integer` forbids fractions. */
+export function numberFlag(
+  flags: Flags,
+  name: string,
+  opts: { integer?: boolean; min?: number; max?: number } = {},
+): number | undefined {
+  const s = stringFlag(flags, name);
+  if (s === undefined) return undefined;
+  const v = Number(s);
+  if (s.trim() === "" || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v))) {
+    throw new UsageError(
+      `Option --${name} must be ${opts.integer ? "an integer" : "a number"}, got "${s}"`,
+    );
+  }
+  if (opts.min !== undefined && v < opts.min) {
+    throw new UsageError(`Option --${name} must be at least ${opts.min}, got ${v}`);
+  }
+  if (opts.max !== undefined && v > opts.max) {
+    throw new UsageError(`Option --${name} must be at most ${opts.max}, got ${v}`);
+  }
+  return v;
+}
+
+/** Writes a one-line error to stderr and returns the matching exit code. */
+export function reportError(command: string, err: unknown): number {
+  const usage = err instanceof UsageError;
+  let msg = err instanceof Error ? err.message : String(err);
+  msg = msg.split("\n")[0];
+  console.error(`webseq ${command}: ${usage ? "usage: " : "error: "}${msg}`);
+  if (usage) console.error(`Run 'webseq ${command} --help' for the options.`);
+  return usage ? EXIT_USAGE : EXIT_FAILURE;
+}
+
+/** Prints one JSON object as a line on stdout. */
+export function printJson(obj: unknown): void {
+  console.log(JSON.stringify(obj));
+}
