@@ -173,7 +173,9 @@ export function validateConfig(raw: unknown, source = "config"): ModelConfig {
   if (typeof cfg.tie_embeddings !== "boolean") {
     throw new TypeError(`${source}: field "tie_embeddings" must be true or false`);
   }
-  for (const f of ["pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"] as const) {
+  for (
+    const f of ["pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"] as const
+  ) {
     if (cfg[f] >= cfg.vocab_size) {
       throw new RangeError(`${source}: field "${f}" (${cfg[f]}) must be below vocab_size`);
     }

@@ -1,0 +1,90 @@
+/**
+ * Adapter and device acquisition: asks for the adapter's real limits (the
+ * defaults cap storage bindings at 128 MiB) and the useful features.
+ *
+ * @module
+ */
+import { GpuUnavailableError } from "./errors.ts";
+
+/** What `webseq info` reports about an adapter. */
+export interface AdapterReport {
+  /** Adapter description (e.g. "NVIDIA H100", "llvmpipe"). */
+  description: string;
+  /** Vendor string or id. */
+  vendor: string;
+  /** Architecture string, if any. */
+  architecture: string;
+  /** Whether it is a software/fallback adapter. */
+  isFallbackAdapter: boolean;
+  /** Features webseq can use, and all others. */
+  features: string[];
+  /** The limits that matter for webseq. */
+  limits: Record<string, number>;
+}
+
+const LIMIT_NAMES = [
+  "maxBufferSize",
+  "maxStorageBufferBindingSize",
+  "maxStorageBuffersPerShaderStage",
+  "maxUniformBufferBindingSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupsPerDimension",
+  "minStorageBufferOffsetAlignment",
+  "minUniformBufferOffsetAlignment",
+] as const;
+
+/** Requests an adapter, or throws GpuUnavailableError. */
+export async function requestAdapter(
+  powerPreference: GPUPowerPreference = "high-performance",
+): Promise<GPUAdapter> {
+  if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
+    throw new GpuUnavailableError("WebGPU is not available in this runtime");
+  }
+  let adapter: GPUAdapter | null = null;
+  try {
+    adapter = await navigator.gpu.requestAdapter({ powerPreference });
+  } catch (err) {
+    throw new GpuUnavailableError(`WebGPU adapter request failed: ${(err as Error).message}`);
+  }
+  if (!adapter) {
+    throw new GpuUnavailableError(
+      "No WebGPU adapter found (install a GPU driver, or Mesa's llvmpipe/lavapipe for a software one)",
+    );
+  }
+  return adapter;
+}
+
+/** Describes an adapter for `webseq info`. */
+export function describeAdapter(adapter: GPUAdapter): AdapterReport {
+  const info = adapter.info;
+  const limits: Record<string, number> = {};
+  for (const name of LIMIT_NAMES) limits[name] = adapter.limits[name] as number;
+  return {
+    description: info.description || info.device || "unknown adapter",
+    vendor: info.vendor,
+    architecture: info.architecture,
+    isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter),
+    features: [...adapter.features].sort(),
+    limits,
+  };
+}
+
+/** Requests a device with the adapter's full limits and the useful features. */
+export async function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
+  const requiredLimits: Record<string, number> = {};
+  for (const name of LIMIT_NAMES) requiredLimits[name] = adapter.limits[name] as number;
+  const wanted: GPUFeatureName[] = [
+    "shader-f16",
+    "timestamp-query",
+    "subgroups",
+  ] as GPUFeatureName[];
+  const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
+  try {
+    return await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  } catch (err) {
+    throw new GpuUnavailableError(`WebGPU device request failed: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,346 @@
+/**
+ * The WebGPU backend: pooled buffers, a pipeline cache, and a step recorder
+ * that puts every dispatch into one compute pass until something needs the
+ * results on the host (a readback) or `flush()` is called. A training step
+ * is therefore one submit with no readback inside.
+ *
+ * Buffer reuse inside one recording is safe: the queue runs dispatches in
+ * order, so a buffer released after its last reader was recorded can be
+ * written by a later dispatch.
+ *
+ * @module
+ */
+import {
+  type Backend,
+  bytesPer,
+  type CpuArray,
+  type GpuPlan,
+  type MemoryStats,
+  type OpDef,
+  type OpInfo,
+  sizeOf,
+  type Storage,
+  type TensorInfo,
+} from "../tensor/types.ts";
+import { type AdapterReport, describeAdapter, requestAdapter, requestDevice } from "./adapter.ts";
+import {
+  GpuDeviceLostError,
+  GpuOutOfMemoryError,
+  GpuUnavailableError,
+  GpuValidationError,
+} from "./errors.ts";
+
+/** GPU storage: a pooled buffer. */
+export interface GpuStorage extends Storage {
+  /** The buffer (its size may exceed `bytes`: pooled size classes). */
+  buffer: GPUBuffer;
+}
+
+const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+  GPUBufferUsage.COPY_DST;
+const UNIFORM_SLOT = 256;
+const UNIFORM_ARENA = 1 << 20;
+
+/** Pool size class: at most 25% larger than asked, multiples of 256 bytes. */
+export function sizeClass(bytes: number): number {
+  const b = Math.max(256, bytes);
+  const p = 2 ** Math.floor(Math.log2(b));
+  const step = Math.max(256, p / 4);
+  return Math.ceil(b / step) * step;
+}
+
+/** Per-op time and count, from the dispatch counter (and timestamps when enabled). */
+export interface DispatchStats {
+  /** Dispatches recorded since the last reset. */
+  dispatches: number;
+  /** Submits since the last reset. */
+  submits: number;
+  /** Readbacks since the last reset. */
+  readbacks: number;
+  /** Dispatches per op name. */
+  perOp: Record<string, number>;
+}
+
+/** Runs ops as WGSL compute kernels on a WebGPU device. */
+export class GpuBackend implements Backend {
+  /** Always "webgpu". */
+  readonly kind = "webgpu" as const;
+  /** Adapter description. */
+  readonly description: string;
+  /** The adapter report (features, limits). */
+  readonly adapterInfo: AdapterReport;
+  /** The device. */
+  readonly device: GPUDevice;
+  /** Whether `shader-f16` is enabled. */
+  readonly hasF16: boolean;
+  #pool = new Map<number, GPUBuffer[]>();
+  #pipelines = new Map<string, GPUComputePipeline>();
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #arena: GPUBuffer;
+  #arenaCpu = new Uint8Array(UNIFORM_ARENA);
+  #arenaUsed = 0;
+  #pendingError: Error | null = null;
+  #lost: string | null = null;
+  #live = 0;
+  #peak = 0;
+  #pooled = 0;
+  #count = 0;
+  #stats: DispatchStats = { dispatches: 0, submits: 0, readbacks: 0, perOp: {} };
+  #maxBinding: number;
+
+  /** Use {@linkcode createGpuBackend}. */
+  constructor(device: GPUDevice, adapterInfo: AdapterReport) {
+    this.device = device;
+    this.adapterInfo = adapterInfo;
+    this.description = adapterInfo.description;
+    this.hasF16 = device.features.has("shader-f16");
+    this.#maxBinding = device.limits.maxStorageBufferBindingSize;
+    this.#arena = device.createBuffer({
+      size: UNIFORM_ARENA,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    device.addEventListener("uncapturederror", (ev) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      if (this.#pendingError) return;
+      const msg = e.message.split("\n").filter((l) => l.trim()).slice(0, 3).join(" | ");
+      this.#pendingError = e instanceof GPUOutOfMemoryError
+        ? new GpuOutOfMemoryError(`GPU out of memory: ${msg}`)
+        : new GpuValidationError(`WebGPU validation error: ${msg}`);
+    });
+    device.lost.then((info) => {
+      this.#lost = info.message || info.reason || "unknown reason";
+    });
+  }
+
+  #check(): void {
+    if (this.#lost !== null) throw new GpuDeviceLostError(`WebGPU device lost: ${this.#lost}`);
+    if (this.#pendingError) {
+      const e = this.#pendingError;
+      this.#pendingError = null;
+      throw e;
+    }
+  }
+
+  #alloc(bytes: number): GpuStorage {
+    if (bytes > this.#maxBinding) {
+      throw new GpuOutOfMemoryError(
+        `Cannot allocate ${bytes} bytes: above the adapter's storage binding limit (${this.#maxBinding})`,
+      );
+    }
+    const cls = sizeClass(bytes);
+    const free = this.#pool.get(cls);
+    let buffer = free?.pop();
+    if (buffer) {
+      this.#pooled -= cls;
+    } else {
+      buffer = this.device.createBuffer({ size: cls, usage: STORAGE_USAGE });
+    }
+    this.#live += cls;
+    this.#count++;
+    if (this.#live > this.#peak) this.#peak = this.#live;
+    return { buffer, bytes: Math.max(4, bytes), refs: 1 };
+  }
+
+  /** Copies host data into a new buffer. */
+  upload(data: CpuArray, info: TensorInfo): Storage {
+    this.#check();
+    if (info.dtype === "f64") throw new TypeError("f64 tensors exist only on the CPU backend");
+    const s = this.#alloc(data.byteLength);
+    if (data.byteLength > 0) {
+      this.device.queue.writeBuffer(
+        s.buffer,
+        0,
+        data.buffer as ArrayBuffer,
+        data.byteOffset,
+        data.byteLength,
+      );
+    }
+    return s;
+  }
+
+  #pipeline(code: string): GPUComputePipeline {
+    let p = this.#pipelines.get(code);
+    if (!p) {
+      const module = this.device.createShaderModule({ code });
+      p = this.device.createComputePipeline({
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+      });
+      this.#pipelines.set(code, p);
+    }
+    return p;
+  }
+
+  #beginPass(): GPUComputePassEncoder {
+    if (!this.#pass) {
+      this.#encoder = this.device.createCommandEncoder();
+      this.#pass = this.#encoder.beginComputePass();
+    }
+    return this.#pass;
+  }
+
+  /** Records the op's dispatches into the current pass. */
+  exec<P>(op: OpDef<P>, inputs: Storage[], info: OpInfo, params: P): Storage[] {
+    this.#check();
+    if (!op.gpu) throw new TypeError(`Op ${op.name} has no WebGPU kernel`);
+    const plan: GpuPlan = op.gpu(info, params);
+    const outputs = info.outputs.map((o) => this.#alloc(sizeOf(o.shape) * bytesPer(o.dtype)));
+    const temps = (plan.temps ?? []).map((b) => this.#alloc(b));
+    const ins = inputs as GpuStorage[];
+    for (const k of plan.kernels) {
+      if (k.workgroups[0] * k.workgroups[1] * k.workgroups[2] === 0) continue;
+      if (k.uniform && this.#arenaUsed + UNIFORM_SLOT > UNIFORM_ARENA) this.flush();
+      const pass = this.#beginPass();
+      const pipeline = this.#pipeline(k.code);
+      const entries: GPUBindGroupEntry[] = k.bind.map((ref, binding) => {
+        const s = "in" in ref ? ins[ref.in] : "out" in ref ? outputs[ref.out] : temps[ref.tmp];
+        return { binding, resource: { buffer: s.buffer, offset: 0, size: s.buffer.size } };
+      });
+      if (k.uniform) {
+        if (k.uniform.byteLength > UNIFORM_SLOT) {
+          throw new RangeError(`${op.name}: uniform block over ${UNIFORM_SLOT} bytes`);
+        }
+        const off = this.#arenaUsed;
+        this.#arenaCpu.set(new Uint8Array(k.uniform), off);
+        this.#arenaUsed += UNIFORM_SLOT;
+        entries.push({
+          binding: k.bind.length,
+          resource: { buffer: this.#arena, offset: off, size: k.uniform.byteLength },
+        });
+      }
+      const group = this.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries,
+      });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(k.workgroups[0], k.workgroups[1], k.workgroups[2]);
+      this.#stats.dispatches++;
+      this.#stats.perOp[op.name] = (this.#stats.perOp[op.name] ?? 0) + 1;
+    }
+    for (const t of temps) this.release(t);
+    return outputs;
+  }
+
+  /** Ends the pass and submits everything recorded. */
+  flush(): void {
+    if (!this.#encoder) return;
+    this.#pass!.end();
+    if (this.#arenaUsed > 0) {
+      this.device.queue.writeBuffer(this.#arena, 0, this.#arenaCpu, 0, this.#arenaUsed);
+      this.#arenaUsed = 0;
+    }
+    this.device.queue.submit([this.#encoder.finish()]);
+    this.#encoder = null;
+    this.#pass = null;
+    this.#stats.submits++;
+  }
+
+  /** Flushes, copies to a staging buffer and maps it. */
+  async read(storage: Storage, info: TensorInfo): Promise<CpuArray> {
+    this.#check();
+    const s = storage as GpuStorage;
+    const bytes = sizeOf(info.shape) * 4;
+    this.flush();
+    const out = info.dtype === "i32" ? new Int32Array(bytes / 4) : new Float32Array(bytes / 4);
+    if (bytes === 0) return out;
+    const staging = this.device.createBuffer({
+      size: Math.ceil(bytes / 4) * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(s.buffer, 0, staging, 0, bytes);
+    this.device.queue.submit([enc.finish()]);
+    this.#stats.readbacks++;
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (err) {
+      this.#check();
+      throw new GpuDeviceLostError(`Readback failed: ${(err as Error).message}`);
+    }
+    this.#check();
+    new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(0, bytes)));
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  /** Returns the buffer to the pool. */
+  release(storage: Storage): void {
+    const s = storage as GpuStorage;
+    const cls = s.buffer.size;
+    let list = this.#pool.get(cls);
+    if (!list) this.#pool.set(cls, list = []);
+    list.push(s.buffer);
+    this.#live -= cls;
+    this.#pooled += cls;
+    this.#count--;
+  }
+
+  /** Submits and waits for the queue to drain. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.#check();
+  }
+
+  /** Live (in tensors), peak and pooled bytes. */
+  memoryStats(): MemoryStats {
+    return {
+      liveBytes: this.#live,
+      peakBytes: this.#peak,
+      pooledBytes: this.#pooled,
+      liveBuffers: this.#count,
+    };
+  }
+
+  /** Peak := live. */
+  resetPeak(): void {
+    this.#peak = this.#live;
+  }
+
+  /** Dispatch, submit and readback counts since the last reset. */
+  dispatchStats(reset = false): DispatchStats {
+    const s = this.#stats;
+    if (reset) this.#stats = { dispatches: 0, submits: 0, readbacks: 0, perOp: {} };
+    return s;
+  }
+
+  /** Destroys pooled buffers once the queue is idle. */
+  async emptyCache(): Promise<void> {
+    await this.sync();
+    for (const list of this.#pool.values()) for (const b of list) b.destroy();
+    this.#pool.clear();
+    this.#pooled = 0;
+  }
+
+  /** Releases the device. */
+  destroy(): void {
+    this.flush();
+    for (const list of this.#pool.values()) for (const b of list) b.destroy();
+    this.#pool.clear();
+    this.#arena.destroy();
+    this.device.destroy();
+  }
+}
+
+/** Acquires an adapter and device and builds the backend. */
+export async function createGpuBackend(): Promise<GpuBackend> {
+  const adapter = await requestAdapter();
+  const device = await requestDevice(adapter);
+  return new GpuBackend(device, describeAdapter(adapter));
+}
+
+let shared: Promise<GpuBackend | null> | null = null;
+
+/** The process-wide GPU backend, or null when no adapter exists. */
+export function sharedGpuBackend(): Promise<GpuBackend | null> {
+  if (!shared) {
+    shared = createGpuBackend().catch((err) => {
+      if (err instanceof GpuUnavailableError) return null;
+      throw err;
+    });
+  }
+  return shared;
+}

@@ -1,0 +1,93 @@
+/**
+ * Shared pieces for writing kernels: dispatch grids for any element count,
+ * WGSL snippets (exact erf, the counter-based hash), and the conventions.
+ *
+ * Conventions every kernel follows:
+ * - bindings 0..k-1 are the storage buffers of `GpuKernel.bind`, in order;
+ *   the uniform struct (u32 fields first, then f32) is binding k;
+ * - sizes come from the uniform, never from `arrayLength` (pooled buffers are
+ *   larger than the tensor);
+ * - every declared binding is used (auto layouts drop unused ones);
+ * - names mirror the CPU reference: `x`, `w`, `out`, `dy`, `dx`.
+ *
+ * @module
+ */
+
+/** Threads per workgroup of 1-D elementwise kernels. */
+export const WG = 256;
+
+/**
+ * Workgroup counts covering `n` threads of `WG`, spread over x and y so that
+ * no dimension exceeds 65535. Kernels compute the linear index with
+ * {@linkcode LINEAR_INDEX}.
+ */
+export function grid1d(n: number, wg: number = WG): [number, number, number] {
+  const groups = Math.ceil(n / wg);
+  if (groups <= 65535) return [groups, 1, 1];
+  const y = Math.ceil(groups / 65535);
+  return [Math.ceil(groups / y), y, 1];
+}
+
+/**
+ * WGSL: the linear thread index `i` for a {@linkcode grid1d} dispatch; needs
+ * `@builtin(global_invocation_id) gid: vec3u` and
+ * `@builtin(num_workgroups) nwg: vec3u` parameters.
+ */
+export const LINEAR_INDEX = (wg: number = WG): string => `let i = gid.x + gid.y * nwg.x * ${wg}u;`;
+
+/** WGSL entry-point signature for 1-D kernels. */
+export const MAIN_1D = (wg: number = WG): string =>
+  `@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u)`;
+
+/**
+ * WGSL exact erf in f32 (Abramowitz–Stegun 7.1.26 is too coarse; this is
+ * the W. J. Cody style rational approximation used by many libms, max error
+ * about 1e-7 relative), matching `erf()` in ops/unary.ts.
+ */
+export const WGSL_ERF = `
+fn erf_f(x: f32) -> f32 {
+  let a = abs(x);
+  var r: f32;
+  if (a < 0.5) {
+    let t = x * x;
+    r = a * (1.128379167095512573896 + t * (-0.376126389031837538 + t * (0.112837916709551257 +
+      t * (-0.0268661706451312557 + t * (0.00522397762544218794 + t * (-0.000854832702345085 +
+      t * 0.000120553329817897))))));
+  } else if (a < 4.0) {
+    let t = 1.0 / (1.0 + 0.5 * a);
+    let y = t * exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+      t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+      t * (-0.82215223 + t * 0.17087277)))))))));
+    r = 1.0 - y;
+  } else {
+    r = 1.0;
+  }
+  return select(r, -r, x < 0.0);
+}
+`;
+
+/** Max errors of the erf approximations are checked against Math-based references in tests. */
+export function erfApprox(x: number): number {
+  const a = Math.abs(x);
+  let r: number;
+  if (a < 0.5) {
+    const t = x * x;
+    r = a * (1.128379167095512573896 + t * (-0.376126389031837538 + t * (0.112837916709551257 +
+              t *
+                (-0.0268661706451312557 + t * (0.00522397762544218794 + t * (-0.000854832702345085 +
+                          t * 0.000120553329817897))))));
+  } else if (a < 4) {
+    const t = 1 / (1 + 0.5 * a);
+    const y = t *
+      Math.exp(
+        -a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+                      t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+                                      t * (-0.82215223 + t * 0.17087277)))))))),
+      );
+    r = 1 - y;
+  } else {
+    r = 1;
+  }
+  return x < 0 ? -r : r;
+}

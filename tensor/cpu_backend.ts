@@ -1,0 +1,102 @@
+/**
+ * The CPU backend: host typed arrays and the ops' CPU reference functions.
+ * f64 tensors live only here (gradient checks).
+ *
+ * @module
+ */
+import {
+  allocArray,
+  type Backend,
+  type CpuArray,
+  type MemoryStats,
+  type OpDef,
+  type OpInfo,
+  sizeOf,
+  type Storage,
+  type TensorInfo,
+} from "./types.ts";
+
+/** CPU storage: a host array. */
+export interface CpuStorage extends Storage {
+  /** The elements. */
+  array: CpuArray;
+}
+
+/** Runs every op with its CPU reference. */
+export class CpuBackend implements Backend {
+  /** Always "cpu". */
+  readonly kind = "cpu" as const;
+  /** A one-line description. */
+  readonly description: string = "CPU (plain TypeScript)";
+  #live = 0;
+  #peak = 0;
+  #count = 0;
+
+  #wrap(array: CpuArray): CpuStorage {
+    this.#live += array.byteLength;
+    this.#count++;
+    if (this.#live > this.#peak) this.#peak = this.#live;
+    return { array, bytes: array.byteLength, refs: 1 };
+  }
+
+  /** Copies host data into new storage. */
+  upload(data: CpuArray, info: TensorInfo): Storage {
+    const a = allocArray(info.dtype, sizeOf(info.shape));
+    a.set(data);
+    return this.#wrap(a);
+  }
+
+  /** Runs the op's CPU reference. */
+  exec<P>(op: OpDef<P>, inputs: Storage[], info: OpInfo, params: P): Storage[] {
+    const ins = inputs.map((s) => (s as CpuStorage).array);
+    const outs = info.outputs.map((o) => allocArray(o.dtype, sizeOf(o.shape)));
+    op.cpu(ins, outs, info, params);
+    return outs.map((a) => this.#wrap(a));
+  }
+
+  /** A copy of the data. */
+  read(storage: Storage, _info: TensorInfo): Promise<CpuArray> {
+    return Promise.resolve((storage as CpuStorage).array.slice());
+  }
+
+  /** Drops the array. */
+  release(storage: Storage): void {
+    this.#live -= storage.bytes;
+    this.#count--;
+    (storage as CpuStorage).array = new Float32Array(0);
+  }
+
+  /** Nothing to submit on the CPU. */
+  flush(): void {}
+
+  /** Nothing to wait for on the CPU. */
+  sync(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Live and peak bytes of tensors. */
+  memoryStats(): MemoryStats {
+    return {
+      liveBytes: this.#live,
+      peakBytes: this.#peak,
+      pooledBytes: 0,
+      liveBuffers: this.#count,
+    };
+  }
+
+  /** Peak := live. */
+  resetPeak(): void {
+    this.#peak = this.#live;
+  }
+
+  /** The garbage collector frees host memory. */
+  emptyCache(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Nothing to release. */
+  destroy(): void {}
+}
+
+/** The process-wide CPU backend. */
+export const CPU: CpuBackend = new CpuBackend();

@@ -1,0 +1,497 @@
+/**
+ * Tensor, the autograd tape, and memory scopes: the spine of webseq.
+ *
+ * Every op goes through {@linkcode apply}: it checks inputs, asks the backend
+ * to run the op, wraps the outputs, and (when gradients are on and an input
+ * requires one) records a node. {@linkcode Tensor.backward} walks the nodes in
+ * reverse topological order calling each op's backward rule.
+ *
+ * @example
+ * ```ts
+ * import { tensor, scope } from "./tensor.ts";
+ * import { mul, sum } from "../ops/mod.ts";
+ * const x = tensor([1, 2, 3], [3], { requiresGrad: true });
+ * scope(() => sum(mul(x, x)).backward());
+ * console.log(await x.grad!.toArray()); // [2, 4, 6]
+ * ```
+ *
+ * @module
+ */
+import {
+  allocArray,
+  type Backend,
+  type CpuArray,
+  type DType,
+  fmtShape,
+  type OpDef,
+  type Shape,
+  sizeOf,
+  type Storage,
+  type TensorInfo,
+} from "./types.ts";
+import { CPU } from "./cpu_backend.ts";
+
+interface Node {
+  // deno-lint-ignore no-explicit-any
+  op: OpDef<any>;
+  inputs: Tensor[];
+  outputs: Tensor[];
+  params: unknown;
+}
+
+let nextId = 1;
+
+const safetyNet = new FinalizationRegistry<{ backend: Backend; storage: Storage }>(
+  ({ backend, storage }) => {
+    if (--storage.refs === 0) backend.release(storage);
+  },
+);
+
+/** An n-dimensional array on a backend, with optional gradient tracking. */
+export class Tensor {
+  /** Unique id (for the tape). */
+  readonly id: number = nextId++;
+  /** Dimensions, outermost first. */
+  readonly shape: Shape;
+  /** Element type. */
+  readonly dtype: DType;
+  /** The backend holding the data. */
+  readonly backend: Backend;
+  /** Whether gradients flow to this tensor. */
+  requiresGrad = false;
+  /** Accumulated gradient of a leaf, after `backward()`. */
+  grad: Tensor | null = null;
+  /** Optional name (parameters use the contract's names). */
+  name = "";
+  /** @internal the node that produced this tensor */
+  node: Node | null = null;
+  #storage: Storage | null;
+  #token = {};
+
+  /** @internal use `tensor()` or ops to create tensors */
+  constructor(backend: Backend, storage: Storage, info: TensorInfo) {
+    this.backend = backend;
+    this.#storage = storage;
+    this.shape = Object.freeze([...info.shape]);
+    this.dtype = info.dtype;
+    safetyNet.register(this, { backend, storage }, this.#token);
+    track(this);
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    return sizeOf(this.shape);
+  }
+
+  /** Number of dimensions. */
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** Whether `dispose()` was called. */
+  get disposed(): boolean {
+    return this.#storage === null;
+  }
+
+  /** @internal the backend storage; throws if disposed */
+  get storage(): Storage {
+    if (!this.#storage) {
+      throw new TypeError(
+        `Tensor ${this.name || "#" + this.id} ${fmtShape(this.shape)} was used after dispose()`,
+      );
+    }
+    return this.#storage;
+  }
+
+  /** Shape and dtype. */
+  get info(): TensorInfo {
+    return { shape: this.shape, dtype: this.dtype };
+  }
+
+  /** Reads the data back to the host (flushes pending GPU work). */
+  data(): Promise<CpuArray> {
+    return this.backend.read(this.storage, this.info);
+  }
+
+  /** The data as a flat array of numbers. */
+  async toArray(): Promise<number[]> {
+    return Array.from(await this.data());
+  }
+
+  /** The value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) {
+      throw new TypeError(`item() needs one element, got ${fmtShape(this.shape)}`);
+    }
+    return (await this.data())[0];
+  }
+
+  /** Frees the storage now (idempotent). Gradients are disposed too. */
+  dispose(): void {
+    const s = this.#storage;
+    if (!s) return;
+    this.#storage = null;
+    safetyNet.unregister(this.#token);
+    if (--s.refs === 0) this.backend.release(s);
+    untrack(this);
+    this.node = null;
+  }
+
+  /** Removes this tensor from the enclosing scopes so they do not dispose it. */
+  keep(): this {
+    untrack(this);
+    return this;
+  }
+
+  /** A tensor sharing this storage, cut off from the tape. */
+  detach(): Tensor {
+    const s = this.storage;
+    s.refs++;
+    return new Tensor(this.backend, s, this.info);
+  }
+
+  /** @internal a view with another shape over the same storage */
+  view(shape: Shape): Tensor {
+    const s = this.storage;
+    s.refs++;
+    return new Tensor(this.backend, s, { shape, dtype: this.dtype });
+  }
+
+  /**
+   * Reverse-mode autodiff from this tensor. `dy` defaults to ones (a scalar
+   * loss). Leaf tensors with `requiresGrad` accumulate into `.grad`.
+   */
+  backward(dy?: Tensor): void {
+    backward(this, dy);
+  }
+
+  /** `Tensor [2, 3] f32 on webgpu`. */
+  toString(): string {
+    return `Tensor ${fmtShape(this.shape)} ${this.dtype} on ${this.backend.kind}`;
+  }
+}
+
+// ---------------------------------------------------------------- engine state
+
+let defaultBackend: Backend = CPU;
+let gradEnabled = true;
+const scopes: Set<Tensor>[] = [];
+
+function track(t: Tensor): void {
+  const top = scopes[scopes.length - 1];
+  if (top) top.add(t);
+}
+
+function untrack(t: Tensor): void {
+  for (const s of scopes) s.delete(t);
+}
+
+/** The backend new tensors go to when none is named. */
+export function getDefaultBackend(): Backend {
+  return defaultBackend;
+}
+
+/** Sets the backend new tensors go to when none is named. */
+export function setDefaultBackend(backend: Backend): void {
+  defaultBackend = backend;
+}
+
+/** Whether ops currently record the tape. */
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs `fn` without recording the tape (inference, optimizer updates). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+function collectTensors(value: unknown, out: Set<Tensor>, depth = 0): void {
+  if (depth > 4 || value === null || typeof value !== "object") return;
+  if (value instanceof Tensor) {
+    out.add(value);
+    return;
+  }
+  if (Array.isArray(value)) {
+    for (const v of value) collectTensors(v, out, depth + 1);
+    return;
+  }
+  if (Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collectTensors(v, out, depth + 1);
+  }
+}
+
+function endScope(set: Set<Tensor>, result: unknown): void {
+  const keep = new Set<Tensor>();
+  collectTensors(result, keep);
+  scopes.pop();
+  const parent = scopes[scopes.length - 1];
+  for (const t of set) {
+    if (keep.has(t)) {
+      if (parent) parent.add(t);
+    } else {
+      t.dispose();
+    }
+  }
+}
+
+/**
+ * Runs `fn` and disposes every tensor created inside it except those it
+ * returns (directly, in an array, or in a plain object) and those `keep()`-ed.
+ * The intermediates of a training step live and die in one scope.
+ */
+export function scope<T>(fn: () => T): T {
+  const set = new Set<Tensor>();
+  scopes.push(set);
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    endScope(set, undefined);
+    throw err;
+  }
+  if (result instanceof Promise) {
+    throw new TypeError("scope() got an async function: use scopeAsync()");
+  }
+  endScope(set, result);
+  return result;
+}
+
+/** {@linkcode scope} for async functions (readbacks inside). */
+export async function scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
+  const set = new Set<Tensor>();
+  scopes.push(set);
+  let result: T;
+  try {
+    result = await fn();
+  } catch (err) {
+    endScope(set, undefined);
+    throw err;
+  }
+  endScope(set, result);
+  return result;
+}
+
+// ---------------------------------------------------------------- creation
+
+/** Options of {@linkcode tensor} and the other creators. */
+export interface TensorOptions {
+  /** Element type; default f32 (i32 for Int32Array data). */
+  dtype?: DType;
+  /** Backend; default the default backend. */
+  backend?: Backend;
+  /** Track gradients (leaf parameter). */
+  requiresGrad?: boolean;
+}
+
+/** A tensor from host data (flat, row-major) and a shape. */
+export function tensor(
+  data: ArrayLike<number>,
+  shape: Shape,
+  opts: TensorOptions = {},
+): Tensor {
+  const dtype: DType = opts.dtype ??
+    (data instanceof Int32Array ? "i32" : data instanceof Float64Array ? "f64" : "f32");
+  const backend = opts.backend ?? defaultBackend;
+  const n = sizeOf(shape);
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) {
+      throw new TypeError(`Cannot create tensor: bad shape ${fmtShape(shape)}`);
+    }
+  }
+  if (data.length !== n) {
+    throw new TypeError(
+      `Cannot create tensor: ${data.length} values do not fill shape ${fmtShape(shape)} (${n})`,
+    );
+  }
+  if (dtype === "f64" && backend.kind !== "cpu") {
+    throw new TypeError("f64 tensors exist only on the CPU backend");
+  }
+  const arr = allocArray(dtype, n);
+  arr.set(data as ArrayLike<number>);
+  const t = new Tensor(backend, backend.upload(arr, { shape, dtype }), { shape, dtype });
+  t.requiresGrad = opts.requiresGrad ?? false;
+  return t;
+}
+
+/** A tensor of zeros. */
+export function zeros(shape: Shape, opts: TensorOptions = {}): Tensor {
+  return tensor(allocArray(opts.dtype ?? "f32", sizeOf(shape)), shape, opts);
+}
+
+/** A tensor filled with `value`. */
+export function full(shape: Shape, value: number, opts: TensorOptions = {}): Tensor {
+  const a = allocArray(opts.dtype ?? "f32", sizeOf(shape));
+  a.fill(value);
+  return tensor(a, shape, opts);
+}
+
+/** A tensor of ones. */
+export function ones(shape: Shape, opts: TensorOptions = {}): Tensor {
+  return full(shape, 1, opts);
+}
+
+/** Moves (copies) a tensor to another backend. */
+export async function toBackend(t: Tensor, backend: Backend): Promise<Tensor> {
+  if (t.backend === backend) return t;
+  const data = await t.data();
+  return tensor(data, t.shape, { dtype: t.dtype, backend, requiresGrad: t.requiresGrad });
+}
+
+// ---------------------------------------------------------------- apply
+
+/**
+ * Runs an op on its inputs' backend and records it on the tape.
+ * Returns all outputs (most ops have one).
+ */
+export function apply<P>(op: OpDef<P>, inputs: Tensor[], params: P): Tensor[] {
+  const backend = inputs[0]?.backend ?? defaultBackend;
+  let anyF64 = false;
+  for (const t of inputs) {
+    if (t.backend !== backend) {
+      throw new TypeError(
+        `Cannot ${op.name}: inputs are on different backends (${backend.kind} vs ${t.backend.kind})`,
+      );
+    }
+    if (t.dtype === "f64") anyF64 = true;
+  }
+  const inInfo = inputs.map((t) => t.info);
+  let outInfo = op.outputs(inInfo, params);
+  if (anyF64) {
+    outInfo = outInfo.map((o) => (o.dtype === "f32" ? { shape: o.shape, dtype: "f64" } : o));
+  }
+  const storages = backend.exec(op, inputs.map((t) => t.storage), {
+    inputs: inInfo,
+    outputs: outInfo,
+  }, params);
+  const outputs = storages.map((s, i) => new Tensor(backend, s, outInfo[i]));
+  if (gradEnabled && op.backward && inputs.some((t) => t.requiresGrad)) {
+    const node: Node = { op, inputs, outputs, params };
+    for (const o of outputs) {
+      if (o.dtype !== "i32") {
+        o.requiresGrad = true;
+        o.node = node;
+      }
+    }
+  }
+  return outputs;
+}
+
+/**
+ * @internal records a node for outputs computed without `apply` (views such
+ * as reshape), when gradients are on and an input requires one.
+ */
+export function recordNode<P>(op: OpDef<P>, inputs: Tensor[], outputs: Tensor[], params: P): void {
+  if (!gradEnabled || !op.backward || !inputs.some((t) => t.requiresGrad)) return;
+  const node: Node = { op, inputs, outputs, params };
+  for (const o of outputs) {
+    o.requiresGrad = true;
+    o.node = node;
+  }
+}
+
+// ---------------------------------------------------------------- backward
+
+function topoSort(root: Tensor): Node[] {
+  const order: Node[] = [];
+  const seen = new Set<Node>();
+  const stack: [Node, number][] = [];
+  if (root.node) stack.push([root.node, 0]);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [node, i] = top;
+    if (i === 0 && seen.has(node)) {
+      stack.pop();
+      continue;
+    }
+    seen.add(node);
+    if (i < node.inputs.length) {
+      top[1]++;
+      const child = node.inputs[i].node;
+      if (child && !seen.has(child)) stack.push([child, 0]);
+    } else {
+      stack.pop();
+      order.push(node);
+    }
+  }
+  return order;
+}
+
+// the add op is looked up lazily to keep this file free of ops/
+let addOp: OpDef<unknown> | null = null;
+let onesLike: ((t: Tensor) => Tensor) | null = null;
+
+/** @internal ops/mod.ts registers the ops autograd needs. */
+export function registerAutogradOps(add: OpDef<unknown>): void {
+  addOp = add;
+  onesLike = (t) => full(t.shape, 1, { dtype: t.dtype, backend: t.backend });
+}
+
+function accumulate(a: Tensor | undefined, b: Tensor): Tensor {
+  if (!a) return b;
+  const [s] = apply(addOp!, [a, b], {});
+  a.dispose();
+  b.dispose();
+  return s;
+}
+
+function backward(root: Tensor, dy?: Tensor): void {
+  if (!addOp || !onesLike) throw new Error("ops/mod.ts must be imported before backward()");
+  if (!root.requiresGrad) {
+    throw new TypeError("backward(): the tensor does not require a gradient");
+  }
+  if (!dy && root.size !== 1) {
+    throw new TypeError(`backward() without dy needs a scalar, got ${fmtShape(root.shape)}`);
+  }
+  const nodes = topoSort(root);
+  const grads = new Map<Tensor, Tensor>();
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    grads.set(root, dy ? dy.detach() : onesLike(root));
+    if (!root.node) {
+      root.grad = accumulate(root.grad ?? undefined, grads.get(root)!).keep();
+      return;
+    }
+    for (let n = nodes.length - 1; n >= 0; n--) {
+      const node = nodes[n];
+      const dys = node.outputs.map((o) => grads.get(o) ?? null);
+      if (dys.every((d) => d === null)) continue;
+      const gs = node.op.backward!(
+        { inputs: node.inputs, outputs: node.outputs, params: node.params },
+        dys,
+      ) as (Tensor | null)[];
+      for (const o of node.outputs) {
+        grads.get(o)?.dispose();
+        grads.delete(o);
+      }
+      node.inputs.forEach((inp, i) => {
+        const g = gs[i];
+        if (!g) return;
+        if (!inp.requiresGrad) {
+          g.dispose();
+          return;
+        }
+        if (g.shape.length !== inp.shape.length || g.shape.some((d, k) => d !== inp.shape[k])) {
+          throw new TypeError(
+            `${node.op.name} backward gave ${fmtShape(g.shape)} for input ${fmtShape(inp.shape)}`,
+          );
+        }
+        if (inp.node) {
+          grads.set(inp, accumulate(grads.get(inp), g));
+        } else {
+          inp.grad = accumulate(inp.grad ?? undefined, g).keep();
+        }
+      });
+    }
+  } finally {
+    gradEnabled = prev;
+    for (const g of grads.values()) g.dispose();
+  }
+}
