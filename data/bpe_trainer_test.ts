@@ -1,0 +1,281 @@
+import assert from "node:assert/strict";
+import {
+  DEFAULT_SPECIAL_TOKENS,
+  trainBpe,
+  TrainedTokenizer,
+  trainedTokenizerFromObject,
+} from "./bpe_trainer.ts";
+import { tokenizerFromJson } from "./tokenizer.ts";
+
+const DIR = new URL("../tests/testdata/tokenizer/", import.meta.url).pathname;
+/** Both sides of tests/testdata/tokenizer/corpus.tsv, in file order. */
+const CORPUS: string[] = (await Deno.readTextFile(`${DIR}corpus.tsv`)).trim().split("\n").slice(1)
+  .flatMap((line) => line.split("\t"));
+const PROBES: string[] = JSON.parse(await Deno.readTextFile(`${DIR}probes.json`));
+
+const MULTILINGUAL = [
+  "The quick brown fox jumps over the lazy dog.",
+  "Yarın İstanbul'a gidiyorum; ılık bir gün, şarkı söyleyen çocuklar, ağaç.",
+  "IĞDIR ığdır İzmir izmir ISPARTA ıspanak",
+  "Café crème brûlée, naïve résumé, déjà vu — Straße, São Paulo, Øresund",
+  "Pizza 🍕, kahve ☕, bravo 👍🏽, aile 👨‍👩‍👧, parti 🎉🎉",
+  "東京 你好 ありがとう 한국어",
+  "numbers 1998 2024 3,14 10:30",
+];
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+Deno.test("trainBpe() reproduces the committed trained.json (checked against Rust) on corpus.tsv", async () => {
+  // tools/tokenizer_fixtures.mjs made trained.json with `webseq tokenizer train --vocab-size 400`
+  // and recorded the Rust library's ids for it (data/tokenizer_test.ts checks those).
+  const tok = await trainBpe(CORPUS, { vocabSize: 400 });
+  assert.equal(tok.toJson(), await Deno.readTextFile(`${DIR}trained.json`));
+  const fb = await trainBpe(CORPUS, { vocabSize: 700, byteFallback: true });
+  assert.equal(fb.toJson(), await Deno.readTextFile(`${DIR}trained_byte_fallback.json`));
+});
+
+Deno.test("trainBpe() puts <pad>, <s>, </s>, <unk> at ids 0-3 and respects vocabSize", async () => {
+  const tok = await trainBpe(CORPUS, { vocabSize: 300 });
+  assert.deepEqual(DEFAULT_SPECIAL_TOKENS, ["<pad>", "<s>", "</s>", "<unk>"]);
+  DEFAULT_SPECIAL_TOKENS.forEach((t, id) => assert.equal(tok.tokenToId(t), id));
+  assert.equal(tok.vocabSize, 300);
+  const json = JSON.parse(tok.toJson());
+  assert.deepEqual(
+    json.added_tokens.map((
+      t: { id: number; content: string; special: boolean },
+    ) => [t.id, t.content, t.special]),
+    [[0, "<pad>", true], [1, "<s>", true], [2, "</s>", true], [3, "<unk>", true]],
+  );
+  assert.equal(json.model.unk_token, "<unk>");
+  assert.equal(Object.keys(json.model.vocab).length, 300);
+  // Every token is whole code points: no lone UTF-16 surrogate (emoji are never split in two).
+  for (let id = 0; id < tok.vocabSize; id++) {
+    assert.ok(tok.idToToken(id)!.isWellFormed(), `id ${id}`);
+  }
+  const fb = await trainBpe(CORPUS, { vocabSize: 600, byteFallback: true });
+  assert.equal(fb.tokenToId("<0x00>"), 4);
+  assert.equal(fb.tokenToId("<0xFF>"), 259);
+});
+
+Deno.test("trainBpe() rejects bad options", async () => {
+  await assert.rejects(() => trainBpe(CORPUS, { vocabSize: 4 }), RangeError);
+  await assert.rejects(() => trainBpe(CORPUS, { vocabSize: 200, byteFallback: true }), RangeError);
+  await assert.rejects(() => trainBpe(CORPUS, { vocabSize: 100, minFrequency: 0 }), RangeError);
+  await assert.rejects(() => trainBpe(CORPUS, { vocabSize: 100, unkToken: "[UNK]" }), TypeError);
+  await assert.rejects(() => trainBpe([3 as unknown as string], { vocabSize: 100 }), TypeError);
+});
+
+Deno.test("encode() then decode() gives back multilingual text", async () => {
+  const tok = await trainBpe([...CORPUS, ...MULTILINGUAL], { vocabSize: 500 });
+  for (const text of [...MULTILINGUAL, "a  b   c", "trailing ", "x"]) {
+    assert.equal(tok.decode(tok.encode(text)), text, JSON.stringify(text));
+  }
+  // Unknown characters become <unk> (3), which decode skips; byte fallback keeps them.
+  assert.deepEqual(tok.tokenize("Ω"), ["▁", "<unk>"]);
+  const fb = await trainBpe([...CORPUS, ...MULTILINGUAL], { vocabSize: 800, byteFallback: true });
+  for (const text of [...MULTILINGUAL, "Unseen: Ω ж ש ∑ 🚀 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"]) {
+    assert.equal(fb.decode(fb.encode(text)), text, JSON.stringify(text));
+  }
+  assert.deepEqual(fb.tokenize("🚀"), ["▁", "<0xF0>", "<0x9F>", "<0x9A>", "<0x80>"]);
+});
+
+Deno.test("encode() normalizes to NFC, so decomposed Turkish and accents give the same ids", async () => {
+  const tok = await trainBpe(CORPUS, { vocabSize: 400 });
+  for (const text of ["İstanbul Ağustos", "crème brûlée déjà", "Işıl Çağrı Öğretmen"]) {
+    const nfd = text.normalize("NFD");
+    assert.notEqual(nfd, text);
+    assert.deepEqual(tok.encode(nfd), tok.encode(text));
+    assert.equal(tok.decode(tok.encode(nfd)), text);
+  }
+  // Turkish dotted/dotless i are four distinct characters, never case-folded together.
+  const ids = ["i", "ı", "I", "İ"].map((c) => tok.tokenToId(c));
+  assert.equal(new Set(ids).size, 4);
+  assert.ok(ids.every((id) => id !== undefined && id > 3));
+});
+
+Deno.test("@huggingface/tokenizers loads a trained tokenizer and gives identical ids", async () => {
+  for (const byteFallback of [false, true]) {
+    const tok = await trainBpe([...CORPUS, ...MULTILINGUAL], {
+      vocabSize: byteFallback ? 700 : 450,
+      byteFallback,
+    });
+    const lib = tokenizerFromJson(tok.toJson(), "trained", { fastPath: false });
+    assert.equal(lib.vocabSize, tok.vocabSize);
+    for (const text of [...PROBES, ...MULTILINGUAL]) {
+      const ids = tok.encode(text);
+      assert.deepEqual(lib.encode(text), ids, JSON.stringify(text));
+      assert.equal(lib.decode(ids), tok.decode(ids), JSON.stringify(text));
+    }
+  }
+});
+
+Deno.test("encode() equals @huggingface/tokenizers on random text", async () => {
+  const tok = await trainBpe([...CORPUS, ...MULTILINGUAL], { vocabSize: 450 });
+  const lib = tokenizerFromJson(tok.toJson(), "trained", { fastPath: false });
+  const pieces = [
+    ..."abcdeiklmnorstuyzçğıİöşü ".split(""),
+    "the ",
+    "ing",
+    "ler",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "▁",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "<",
+    ">",
+    "🍕",
+    "👍🏽",
+    "👨‍👩‍👧",
+    "東京",
+    "Ω",
+    "e\u0301",
+    "I\u0307",
+    "g\u0306",
+  ];
+  const rand = mulberry32(7);
+  for (let n = 0; n < 400; n++) {
+    let text = "";
+    const len = Math.floor(rand() * 12);
+    for (let i = 0; i < len; i++) text += pieces[Math.floor(rand() * pieces.length)];
+    const ids = tok.encode(text);
+    assert.deepEqual(lib.encode(text), ids, JSON.stringify(text));
+    assert.equal(lib.decode(ids), tok.decode(ids), JSON.stringify(text));
+  }
+});
+
+/** The obvious trainer: recount every pair from scratch before each merge. */
+function naiveMerges(texts: string[], vocabSize: number, minFrequency: number): string[][] {
+  const counts = new Map<string, number>();
+  for (const t of texts) {
+    for (const w of t.replaceAll(" ", "▁").replace(/^(?!▁)/, "▁").split(/(?=▁)/)) {
+      counts.set(w, (counts.get(w) ?? 0) + 1);
+    }
+  }
+  const vocab: string[] = [...DEFAULT_SPECIAL_TOKENS];
+  const chars = new Set<string>();
+  for (const w of counts.keys()) for (const c of w) chars.add(c);
+  vocab.push(...[...chars].sort((a, b) => a.codePointAt(0)! - b.codePointAt(0)!));
+  const words = [...counts].map(([w, c]) => ({
+    syms: Array.from(w, (ch) => vocab.indexOf(ch)),
+    c,
+  }));
+  const merges: string[][] = [];
+  while (vocab.length < vocabSize) {
+    const pairs = new Map<string, number>();
+    for (const { syms, c } of words) {
+      for (let i = 0; i + 1 < syms.length; i++) {
+        const k = `${syms[i]},${syms[i + 1]}`;
+        pairs.set(k, (pairs.get(k) ?? 0) + c);
+      }
+    }
+    let best: [number, number] | null = null;
+    let bestCount = 0;
+    for (const [k, c] of pairs) {
+      const [a, b] = k.split(",").map(Number);
+      if (
+        c > bestCount ||
+        (c === bestCount && best && (a < best[0] || (a === best[0] && b < best[1])))
+      ) {
+        best = [a, b];
+        bestCount = c;
+      }
+    }
+    if (best === null || bestCount < minFrequency) break;
+    const [a, b] = best;
+    const merged = vocab[a] + vocab[b];
+    let n = vocab.indexOf(merged);
+    if (n < 0) n = vocab.push(merged) - 1;
+    merges.push([vocab[a], vocab[b]]);
+    for (const w of words) {
+      const out: number[] = [];
+      for (let i = 0; i < w.syms.length; i++) {
+        if (w.syms[i] === a && w.syms[i + 1] === b) {
+          out.push(n);
+          i++;
+        } else out.push(w.syms[i]);
+      }
+      w.syms = out;
+    }
+  }
+  return merges;
+}
+
+Deno.test("trainBpe() learns the same merges as a trainer that recounts every pair", async () => {
+  const rand = mulberry32(3);
+  const syllables = ["a", "aa", "ab", "ba", "ı", "ış", "İs", "ta", "n", "bul", "😀", "ğ"];
+  const texts: string[] = [];
+  for (let i = 0; i < 300; i++) {
+    const words: string[] = [];
+    for (let j = 0; j < 1 + Math.floor(rand() * 6); j++) {
+      let w = "";
+      for (let k = 0; k < 1 + Math.floor(rand() * 4); k++) {
+        w += syllables[Math.floor(rand() * syllables.length)];
+      }
+      words.push(w);
+    }
+    texts.push(words.join(" "));
+  }
+  for (const minFrequency of [1, 3]) {
+    const tok = await trainBpe(texts, { vocabSize: 120, minFrequency });
+    assert.deepEqual(
+      tok.merges,
+      naiveMerges(texts, 120, minFrequency),
+      `minFrequency ${minFrequency}`,
+    );
+    assert.ok(tok.merges.length > 40);
+  }
+});
+
+Deno.test("trainBpe() accepts async iterables and reports progress", async () => {
+  async function* gen() {
+    for (const t of CORPUS) yield t;
+  }
+  const phases: string[] = [];
+  const tok = await trainBpe(gen(), { vocabSize: 400, onProgress: (p) => phases.push(p.phase) });
+  assert.equal(tok.toJson(), (await trainBpe(CORPUS, { vocabSize: 400 })).toJson());
+  assert.ok(phases.includes("merge"));
+});
+
+Deno.test("trainBpe() with a huge minFrequency learns no merges, and an empty corpus still works", async () => {
+  const tok = await trainBpe(CORPUS, { vocabSize: 1000, minFrequency: 1e9 });
+  assert.equal(tok.merges.length, 0);
+  assert.equal(tok.decode(tok.encode("Bugün hava güzel.")), "Bugün hava güzel.");
+  const empty = await trainBpe([], { vocabSize: 10 });
+  assert.equal(empty.vocabSize, 4);
+  assert.deepEqual(empty.encode("hi"), [3, 3, 3]);
+});
+
+Deno.test("trainedTokenizerFromObject() takes only files it can encode exactly", async () => {
+  const tok = await trainBpe(CORPUS, { vocabSize: 400 });
+  const obj = JSON.parse(tok.toJson());
+  assert.ok(trainedTokenizerFromObject(obj) instanceof TrainedTokenizer);
+  // deno-lint-ignore no-explicit-any
+  const variants: ((o: Record<string, any>) => void)[] = [
+    (o) => (o.normalizer = { type: "NFKC" }),
+    (o) => (o.pre_tokenizer.prepend_scheme = "first"),
+    (o) => (o.decoder = null),
+    (o) => (o.model.fuse_unk = true),
+    (o) => (o.model.continuing_subword_prefix = "##"),
+    (o) => (o.added_tokens[0].normalized = true),
+    (o) => (o.model.merges = [["a", "▁b"], ...o.model.merges]),
+    (o) => (o.post_processor = { type: "ByteLevel" }),
+  ];
+  for (const change of variants) {
+    const o = structuredClone(obj);
+    change(o);
+    assert.equal(trainedTokenizerFromObject(o), null, change.toString());
+  }
+});
