@@ -113,7 +113,7 @@ export async function benchTokenizer(opts: TokenizerBenchOptions): Promise<Token
     generate_s: round(genS),
   }];
   const sample = texts.slice(0, Math.min(texts.length, 20_000));
-  const hf = tokenizerFromJson(tok.toJson(), "bench");
+  const hf = tokenizerFromJson(tok.toJson(), "bench", { fastPath: false });
   for (const [name, enc] of [["webseq", tok], ["huggingface", hf]] as const) {
     t0 = performance.now();
     let n = 0;
@@ -153,12 +153,14 @@ if (import.meta.main) {
       pairs: { type: "string", default: "100000" },
       "vocab-size": { type: "string", default: "8000" },
       seed: { type: "string", default: "1" },
+      "word-types": { type: "string", default: "30000" },
     },
   });
   const lines = await benchTokenizer({
     pairs: Number(values.pairs),
     vocabSize: Number(values["vocab-size"]),
     seed: Number(values.seed),
+    wordTypes: Number(values["word-types"]),
   });
   for (const line of lines) console.log(JSON.stringify(line));
 }
