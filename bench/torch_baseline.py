@@ -1,0 +1,119 @@
+"""PyTorch baseline for webseq's training benchmark: the same model and workload, timed in PyTorch.
+
+Examples:
+    OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_baseline.py --preset tiny --batch-size 16 --src-len 32 --tgt-len 32
+    /usr/bin/python3 bench/torch_baseline.py --preset base --device cuda --bf16 --steps 50
+
+Workload: the webseq model of interop/torch/webseq_torch.py with a preset's dimensions
+(tiny d64 h4 ff256 2+2; small d256 h4 ff1024 3+3 = CONTRACTS.md defaults; base d512 h8 ff2048 6+6;
+vocab 8000; the preset's dropout/drop_path, so training mode costs what it costs in webseq),
+random full-length token batches from a seeded generator (no padding), loss =
+CrossEntropyLoss(ignore_index=pad), backward, AdamW step (lr 1e-4, weight decay 0.01 with the
+contract's no-decay groups) every iteration. --warmup-steps iterations are run first and not timed.
+TF32 is OFF unless --tf32; --bf16 runs forward and loss under torch.autocast(bfloat16).
+
+Prints ONE JSON line: {"impl": "pytorch", "kind": "train", "device", "preset", "batch_size",
+"src_len", "tgt_len", "tokens_per_s" (target tokens per second), "step_ms", "peak_bytes"
+(torch.cuda.max_memory_allocated on cuda; peak RSS of the process on cpu), ...}.
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "interop", "torch"))
+
+import torch  # noqa: E402
+
+from webseq_torch import PRESETS, Seq2Seq, make_config, seq2seq_loss  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="PyTorch training-throughput baseline for webseq presets.")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    ap.add_argument("--vocab-size", type=int, default=8000)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--src-len", type=int, default=32)
+    ap.add_argument("--tgt-len", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps")
+    ap.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (off by default)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("torch_baseline: --device cuda but torch.cuda.is_available() is false", file=sys.stderr)
+        return 1
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    torch.manual_seed(args.seed)
+    dev = torch.device(args.device)
+
+    cfg = make_config({**PRESETS[args.preset], "vocab_size": args.vocab_size,
+                       "max_position": max(PRESETS[args.preset].get("max_position", 512), args.src_len, args.tgt_len)})
+    model = Seq2Seq(cfg).to(dev).train()
+    opt = torch.optim.AdamW(model.param_groups(0.01), lr=1e-4)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    g = torch.Generator().manual_seed(args.seed)
+    B, S, T, V = args.batch_size, args.src_len, args.tgt_len, cfg["vocab_size"]
+
+    def make_batch():
+        src = torch.randint(3, V, (B, S), generator=g)
+        tgt = torch.randint(3, V, (B, T + 1), generator=g)
+        tgt[:, 0] = cfg["decoder_start_token_id"]
+        ones_s = torch.ones(B, S, dtype=torch.long)
+        ones_t = torch.ones(B, T, dtype=torch.long)
+        return [x.to(dev) for x in (src, ones_s, tgt[:, :-1].contiguous(), ones_t, tgt[:, 1:].contiguous())]
+
+    def step(batch):
+        src, src_mask, tgt_in, tgt_mask, target = batch
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(src, src_mask, tgt_in, tgt_mask)
+            loss = seq2seq_loss(logits, target, cfg["pad_token_id"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    batches = [make_batch() for _ in range(min(args.steps + args.warmup_steps, 8))]
+    for i in range(args.warmup_steps):
+        step(batches[i % len(batches)])
+    sync()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        loss = step(batches[i % len(batches)])
+    final_loss = float(loss.item())  # also synchronises
+    sync()
+    elapsed = time.perf_counter() - t0
+
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+        device_name = f"cuda:{torch.cuda.get_device_name(0)}"
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+        device_name = f"cpu:{torch.get_num_threads()} threads"
+    print(json.dumps({
+        "impl": "pytorch", "kind": "train", "device": device_name, "preset": args.preset,
+        "batch_size": B, "src_len": S, "tgt_len": T,
+        "tokens_per_s": B * T * args.steps / elapsed, "step_ms": 1000.0 * elapsed / args.steps,
+        "peak_bytes": int(peak), "steps": args.steps, "warmup_steps": args.warmup_steps,
+        "params": n_params, "bf16": args.bf16, "tf32": args.tf32, "loss": final_loss,
+        "torch_version": torch.__version__,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
