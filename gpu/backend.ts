@@ -6,7 +6,9 @@
  *
  * Buffer reuse inside one recording is safe: the queue runs dispatches in
  * order, so a buffer released after its last reader was recorded can be
- * written by a later dispatch.
+ * written by a later dispatch. Uploads are different: `writeBuffer` runs
+ * before the recorded (unsubmitted) work, so an upload never reuses a buffer
+ * released since the last submit.
  *
  * @module
  */
@@ -88,6 +90,8 @@ export class GpuBackend implements Backend {
   #count = 0;
   #stats: DispatchStats = { dispatches: 0, submits: 0, readbacks: 0, perOp: {} };
   #maxBinding: number;
+  /** Buffers released since the last submit: recorded work may still use them. */
+  #recent = new Set<GPUBuffer>();
 
   /** Use {@linkcode createGpuBackend}. */
   constructor(device: GPUDevice, adapterInfo: AdapterReport) {
@@ -122,7 +126,7 @@ export class GpuBackend implements Backend {
     }
   }
 
-  #alloc(bytes: number): GpuStorage {
+  #alloc(bytes: number, forUpload = false): GpuStorage {
     if (bytes > this.#maxBinding) {
       throw new GpuOutOfMemoryError(
         `Cannot allocate ${bytes} bytes: above the adapter's storage binding limit (${this.#maxBinding})`,
@@ -130,7 +134,13 @@ export class GpuBackend implements Backend {
     }
     const cls = sizeClass(bytes);
     const free = this.#pool.get(cls);
-    let buffer = free?.pop();
+    let buffer: GPUBuffer | undefined;
+    if (free?.length) {
+      const k = forUpload && this.#encoder
+        ? free.findLastIndex((b) => !this.#recent.has(b))
+        : free.length - 1;
+      if (k >= 0) buffer = free.splice(k, 1)[0];
+    }
     if (buffer) {
       this.#pooled -= cls;
     } else {
@@ -146,7 +156,7 @@ export class GpuBackend implements Backend {
   upload(data: CpuArray, info: TensorInfo): Storage {
     this.#check();
     if (info.dtype === "f64") throw new TypeError("f64 tensors exist only on the CPU backend");
-    const s = this.#alloc(data.byteLength);
+    const s = this.#alloc(data.byteLength, true);
     if (data.byteLength > 0) {
       this.device.queue.writeBuffer(
         s.buffer,
@@ -235,6 +245,7 @@ export class GpuBackend implements Backend {
     this.#encoder = null;
     this.#pass = null;
     this.#stats.submits++;
+    this.#recent.clear();
   }
 
   /** Flushes, copies to a staging buffer and maps it. */
@@ -273,6 +284,7 @@ export class GpuBackend implements Backend {
     let list = this.#pool.get(cls);
     if (!list) this.#pool.set(cls, list = []);
     list.push(s.buffer);
+    if (this.#encoder) this.#recent.add(s.buffer);
     this.#live -= cls;
     this.#pooled += cls;
     this.#count--;

@@ -13,12 +13,14 @@ import { BINARY } from "./binary.ts";
 import { BROADCAST_TO, MAX_GRAD, REDUCE, setScaleOp } from "./reduce.ts";
 import { PERMUTE } from "./reshape.ts";
 import { MATMUL } from "./matmul.ts";
+import { OPTIM_ENTRIES } from "./optim_ops.ts";
 
 export * from "./elementwise.ts";
 export * from "./binary.ts";
 export * from "./reduce.ts";
 export * from "./reshape.ts";
 export * from "./matmul.ts";
+export * from "./optim_ops.ts";
 export type { InputSpec, OpCase, OpEntry } from "./registry.ts";
 
 setScaleOp(SCALE);
@@ -130,4 +132,5 @@ export const ALL_OPS: OpEntry[] = [
       },
     ],
   },
+  ...OPTIM_ENTRIES,
 ];

@@ -1,0 +1,120 @@
+/**
+ * The WebGPU backend's plumbing: pooled buffers, one submit per recorded op
+ * sequence, readbacks, emptyCache, typed out-of-memory errors, and uploads
+ * that never overwrite a buffer still used by unsubmitted work.
+ */
+import assert from "node:assert/strict";
+import { add, expandTo, matmul, mul, scale, sum } from "../ops/mod.ts";
+import { scope, tensor } from "../tensor/tensor.ts";
+import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import { type GpuStorage, sizeClass } from "./backend.ts";
+import { GpuOutOfMemoryError } from "./errors.ts";
+
+function gpuTest(name: string, fn: () => Promise<void> | void): void {
+  Deno.test({ name, ignore: NO_GPU, fn });
+}
+
+Deno.test("sizeClass() rounds up to multiples of 256 with at most 25% (or 255 bytes) slack", () => {
+  assert.equal(sizeClass(1), 256);
+  assert.equal(sizeClass(256), 256);
+  assert.equal(sizeClass(257), 512);
+  assert.equal(sizeClass(4096), 4096);
+  assert.equal(sizeClass(4097), 5120);
+  for (let b = 1; b < 1 << 24; b = Math.ceil(b * 1.37)) {
+    const c = sizeClass(b);
+    assert.ok(c >= b && c % 256 === 0 && c - b <= Math.max(255, b / 4), `${b} → ${c}`);
+  }
+});
+
+gpuTest("a disposed buffer is reused by the next tensor of its size class", async () => {
+  const gpu = GPU!;
+  await gpu.sync();
+  const a = tensor(new Float32Array(1000), [1000], { backend: gpu });
+  const buf = (a.storage as GpuStorage).buffer;
+  a.dispose();
+  const pooled = gpu.memoryStats().pooledBytes;
+  assert.ok(pooled >= sizeClass(4000));
+  const b = tensor(new Float32Array(990), [990], { backend: gpu }); // same class (4096)
+  assert.equal((b.storage as GpuStorage).buffer, buf);
+  assert.equal(gpu.memoryStats().pooledBytes, pooled - sizeClass(4000));
+  b.dispose();
+});
+
+gpuTest("a whole op sequence is one submit, flushed by the readback", async () => {
+  const gpu = GPU!;
+  await gpu.sync();
+  gpu.dispatchStats(true);
+  const out = scope(() => {
+    const x = tensor([1, 2, 3, 4, 5, 6], [2, 3], { backend: gpu });
+    const w = tensor([1, 0, 0, 1, 1, 1], [3, 2], { backend: gpu });
+    const h = add(matmul(x, w), scale(tensor([1, 1], [2], { backend: gpu }), 0.5));
+    return sum(mul(h, h));
+  });
+  const before = gpu.dispatchStats();
+  assert.equal(before.submits, 0);
+  assert.equal(before.readbacks, 0);
+  assert.ok(before.dispatches >= 5, `dispatches ${before.dispatches}`);
+  // x·w = [[4, 5], [10, 11]], + 0.5 → 4.5² + 5.5² + 10.5² + 11.5²
+  assert.equal(await out.item(), 4.5 ** 2 + 5.5 ** 2 + 10.5 ** 2 + 11.5 ** 2);
+  const after = gpu.dispatchStats(true);
+  assert.equal(after.submits, 1);
+  assert.equal(after.readbacks, 1);
+});
+
+gpuTest("readbacks return the uploaded f32 and i32 values, odd and empty sizes", async () => {
+  const gpu = GPU!;
+  const f = Float32Array.from({ length: 1001 }, (_, i) => Math.fround(Math.sin(i) * 1e3));
+  assert.deepEqual(await tensor(f, [7, 11, 13], { backend: gpu }).data(), f);
+  const ids = Int32Array.from({ length: 3 }, (_, i) => -5 + 7 * i);
+  const t = tensor(ids, [3], { backend: gpu });
+  assert.equal(t.dtype, "i32");
+  assert.deepEqual(await t.data(), ids);
+  assert.deepEqual(await tensor([], [0, 4], { backend: gpu }).data(), new Float32Array(0));
+});
+
+gpuTest("an upload never overwrites a buffer that unsubmitted work still uses", async () => {
+  const gpu = GPU!;
+  await gpu.sync();
+  const a = tensor([1, 2, 3, 4], [4], { backend: gpu });
+  const b = scale(a, 2); // recorded, not submitted
+  const c = scale(b, 1); // reads b
+  b.dispose(); // b's buffer is back in the pool while both kernels wait
+  const d = tensor([100, 100, 100, 100], [4], { backend: gpu });
+  assert.deepEqual(await c.toArray(), [2, 4, 6, 8]);
+  assert.deepEqual(await d.toArray(), [100, 100, 100, 100]);
+  // after the submit, the pool is free for uploads again
+  const buf = (c.storage as GpuStorage).buffer;
+  c.dispose();
+  const e = tensor([7, 7, 7, 7], [4], { backend: gpu });
+  assert.equal((e.storage as GpuStorage).buffer, buf);
+  assert.deepEqual(await e.toArray(), [7, 7, 7, 7]);
+  for (const t of [a, d, e]) t.dispose();
+});
+
+gpuTest("emptyCache() frees pooled buffers and keeps live tensors intact", async () => {
+  const gpu = GPU!;
+  const keep = tensor([1, 2, 3], [3], { backend: gpu });
+  scope(() => tensor(new Float32Array(50_000), [50_000], { backend: gpu }));
+  assert.ok(gpu.memoryStats().pooledBytes > 0);
+  const live = gpu.memoryStats().liveBytes;
+  await gpu.emptyCache();
+  assert.equal(gpu.memoryStats().pooledBytes, 0);
+  assert.equal(gpu.memoryStats().liveBytes, live);
+  assert.deepEqual(await keep.toArray(), [1, 2, 3]);
+  keep.dispose();
+});
+
+gpuTest("an allocation above the storage binding limit is a GpuOutOfMemoryError", () => {
+  const gpu = GPU!;
+  const limit = gpu.device.limits.maxStorageBufferBindingSize;
+  const one = tensor([1], [1], { backend: gpu });
+  const live = gpu.memoryStats().liveBytes;
+  assert.throws(
+    () => expandTo(one, [Math.floor(limit / 4) + 1]),
+    (err: unknown) =>
+      err instanceof GpuOutOfMemoryError && err instanceof RangeError &&
+      /above the adapter's storage binding limit/.test(err.message),
+  );
+  assert.equal(gpu.memoryStats().liveBytes, live);
+  one.dispose();
+});

@@ -1,0 +1,349 @@
+/**
+ * Fused optimizer kernels: the pieces of the global gradient norm and the
+ * AdamW update. They write their inputs in place (`mutates`), have no
+ * outputs or backward, and are recorded like any other op, so an optimizer
+ * step needs no host sync.
+ *
+ * - `sumSquaresPartial` writes `groups` partial sums of `x²` into a slice of a
+ *   shared partials buffer (one dispatch per tensor, no atomics);
+ * - `clipCoef` reduces all partials to the norm and torch's clipping factor
+ *   `min(1, maxNorm / (norm + 1e-6))`;
+ * - `adamw` is `torch.optim.AdamW` for one parameter, with the gradient first
+ *   multiplied by a device scalar (the clipping factor).
+ *
+ * @module
+ */
+import { apply, type Tensor } from "../tensor/tensor.ts";
+import { fmtShape, type OpDef, packUniform, sizeOf, type TensorInfo } from "../tensor/types.ts";
+import type { OpEntry } from "./registry.ts";
+import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
+
+const WG = 256;
+
+function needFloat(op: string, what: string, t: TensorInfo): void {
+  if (t.dtype === "i32") throw new TypeError(`Cannot ${op}: ${what} must be a float tensor`);
+}
+
+function sameShape(op: string, what: string, a: TensorInfo, b: TensorInfo): void {
+  if (fmtShape(a.shape) !== fmtShape(b.shape)) {
+    throw new TypeError(
+      `Cannot ${op}: ${what} shape ${fmtShape(b.shape)} differs from ${fmtShape(a.shape)}`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------- sum of squares
+
+/** Parameters of {@linkcode SUM_SQUARES_PARTIAL}. */
+export interface SumSquaresParams {
+  /** First slot of the partials buffer this tensor writes. */
+  offset: number;
+  /** Number of slots (workgroups) it writes; at least 1. */
+  groups: number;
+}
+
+/**
+ * Workgroups worth using for a tensor of `n` elements (1..512): about eight
+ * 256-element chunks per workgroup.
+ */
+export function sumSquaresGroups(n: number): number {
+  return Math.max(1, Math.min(512, Math.ceil(n / (WG * 8))));
+}
+
+/**
+ * partials[offset + k] = Σ x[i]² over the 256-element chunks c ≡ k (mod
+ * groups), for k < groups. Inputs: partials [P] (written), x (any shape).
+ */
+export const SUM_SQUARES_PARTIAL: OpDef<SumSquaresParams> = {
+  name: "sumSquaresPartial",
+  mutates: [0],
+  outputs([partials, x], p) {
+    needFloat("sumSquaresPartial", "x", x);
+    needFloat("sumSquaresPartial", "partials", partials);
+    if (partials.shape.length !== 1) {
+      throw new TypeError(
+        `Cannot sumSquaresPartial: partials must be 1-D, got ${fmtShape(partials.shape)}`,
+      );
+    }
+    if (
+      !Number.isInteger(p.groups) || p.groups < 1 || !Number.isInteger(p.offset) || p.offset < 0 ||
+      p.offset + p.groups > partials.shape[0]
+    ) {
+      throw new RangeError(
+        `Cannot sumSquaresPartial: slots ${p.offset}..${p.offset + p.groups - 1} outside partials ${
+          fmtShape(partials.shape)
+        }`,
+      );
+    }
+    return [];
+  },
+  cpu([partials, x], _outs, _info, p) {
+    const chunks = Math.ceil(x.length / WG);
+    for (let k = 0; k < p.groups; k++) {
+      let acc = 0;
+      for (let c = k; c < chunks; c += p.groups) {
+        const end = Math.min(x.length, (c + 1) * WG);
+        for (let i = c * WG; i < end; i++) acc += x[i] * x[i];
+      }
+      partials[p.offset + k] = acc;
+    }
+  },
+  gpu(info, p) {
+    const n = sizeOf(info.inputs[1].shape);
+    return {
+      kernels: [{
+        code: `
+@group(0) @binding(0) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+struct U { n: u32, offset: u32, groups: u32 }
+@group(0) @binding(2) var<uniform> u: U;
+var<workgroup> part: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let k = wid.x;
+  var acc = 0.0;
+  for (var c = k; c * ${WG}u < u.n; c += u.groups) {
+    let i = c * ${WG}u + lid.x;
+    if (i < u.n) { let v = x[i]; acc = fma(v, v, acc); }
+  }
+  part[lid.x] = acc;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { part[lid.x] += part[lid.x + s]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) { partials[u.offset + k] = part[0]; }
+}`,
+        bind: [{ in: 0 }, { in: 1 }],
+        uniform: packUniform([n, p.offset, p.groups]),
+        workgroups: [p.groups, 1, 1],
+      }],
+    };
+  },
+};
+
+/** Parameters of {@linkcode CLIP_COEF}. */
+export interface ClipCoefParams {
+  /** Largest allowed norm; 0 means no clipping (the factor is 1). */
+  maxNorm: number;
+}
+
+/**
+ * From partial sums of squares [P]: norm = sqrt(Σ partials) [1] and the
+ * clipping factor [1] = min(1, maxNorm / (norm + 1e-6)) (torch
+ * `clip_grad_norm_`), or 1 when maxNorm is 0.
+ */
+export const CLIP_COEF: OpDef<ClipCoefParams> = {
+  name: "clipCoef",
+  outputs([partials], p) {
+    needFloat("clipCoef", "partials", partials);
+    if (!(p.maxNorm >= 0) || !Number.isFinite(p.maxNorm)) {
+      throw new RangeError(`Cannot clipCoef: maxNorm must be finite and ≥ 0, got ${p.maxNorm}`);
+    }
+    return [{ shape: [1], dtype: partials.dtype }, { shape: [1], dtype: partials.dtype }];
+  },
+  cpu([partials], [norm, coef], _info, p) {
+    let acc = 0;
+    for (let i = 0; i < partials.length; i++) acc += partials[i];
+    norm[0] = Math.sqrt(acc);
+    coef[0] = p.maxNorm > 0 ? Math.min(1, p.maxNorm / (norm[0] + 1e-6)) : 1;
+  },
+  gpu(info, p) {
+    const n = sizeOf(info.inputs[0].shape);
+    return {
+      kernels: [{
+        code: `
+@group(0) @binding(0) var<storage, read> partials: array<f32>;
+@group(0) @binding(1) var<storage, read_write> norm: array<f32>;
+@group(0) @binding(2) var<storage, read_write> coef: array<f32>;
+struct U { n: u32, maxNorm: f32 }
+@group(0) @binding(3) var<uniform> u: U;
+var<workgroup> part: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_id) lid: vec3u) {
+  var acc = 0.0;
+  for (var i = lid.x; i < u.n; i += ${WG}u) { acc += partials[i]; }
+  part[lid.x] = acc;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { part[lid.x] += part[lid.x + s]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) {
+    let nrm = sqrt(part[0]);
+    norm[0] = nrm;
+    coef[0] = select(1.0, min(1.0, u.maxNorm / (nrm + 1e-6)), u.maxNorm > 0.0);
+  }
+}`,
+        bind: [{ in: 0 }, { out: 0 }, { out: 1 }],
+        uniform: packUniform([n], [p.maxNorm]),
+        workgroups: [1, 1, 1],
+      }],
+    };
+  },
+};
+
+/**
+ * Writes `groups` partial sums of squares of `x` into `partials` starting at
+ * `offset` (in place; see {@linkcode sumSquaresGroups}).
+ */
+export function sumSquaresInto(
+  partials: Tensor,
+  x: Tensor,
+  offset: number,
+  groups: number = sumSquaresGroups(x.size),
+): void {
+  apply(SUM_SQUARES_PARTIAL, [partials, x], { offset, groups });
+}
+
+/** Norm and clipping factor from partial sums of squares: `[norm, coef]`, each [1]. */
+export function clipCoef(partials: Tensor, maxNorm: number): [Tensor, Tensor] {
+  const [norm, coef] = apply(CLIP_COEF, [partials], { maxNorm });
+  return [norm, coef];
+}
+
+// ---------------------------------------------------------------- AdamW
+
+/** Hyperparameters of one AdamW update. */
+export interface AdamWParams {
+  /** Learning rate of this step. */
+  lr: number;
+  /** Decay of the first moment. */
+  beta1: number;
+  /** Decay of the second moment. */
+  beta2: number;
+  /** Added to the bias-corrected root of the second moment. */
+  eps: number;
+  /** Decoupled weight decay (0 for biases, norms, gammas). */
+  weightDecay: number;
+  /** 1-based step number t, for bias correction. */
+  step: number;
+}
+
+/** The scalars the update uses, computed in float64 on the host (as torch does). */
+function adamwScalars(p: AdamWParams): number[] {
+  const bc1 = 1 - p.beta1 ** p.step;
+  const bc2 = 1 - p.beta2 ** p.step;
+  return [
+    1 - p.lr * p.weightDecay, // decay factor
+    p.beta1,
+    1 - p.beta1,
+    p.beta2,
+    1 - p.beta2,
+    p.lr / bc1, // step size
+    Math.sqrt(bc2),
+    p.eps,
+  ];
+}
+
+/**
+ * `torch.optim.AdamW` for one parameter, in place. Inputs p, g, m, v (same
+ * shape) and gradScale [1]; p, m and v are written. With g' = g·gradScale:
+ * p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g'; v ← β2·v + (1−β2)·g'²;
+ * p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + eps).
+ */
+export const ADAMW: OpDef<AdamWParams> = {
+  name: "adamw",
+  mutates: [0, 2, 3],
+  outputs([p, g, m, v, s], prm) {
+    needFloat("adamw", "p", p);
+    sameShape("adamw", "gradient", p, g);
+    sameShape("adamw", "exp_avg", p, m);
+    sameShape("adamw", "exp_avg_sq", p, v);
+    if (sizeOf(s.shape) !== 1) {
+      throw new TypeError(
+        `Cannot adamw: gradScale must have one element, got ${fmtShape(s.shape)}`,
+      );
+    }
+    if (!Number.isInteger(prm.step) || prm.step < 1) {
+      throw new RangeError(`Cannot adamw: step must be an integer ≥ 1, got ${prm.step}`);
+    }
+    return [];
+  },
+  cpu([p, g, m, v, s], _outs, _info, prm) {
+    const [decay, b1, c1, b2, c2, stepSize, bc2Sqrt, eps] = adamwScalars(prm);
+    const scale = s[0];
+    for (let i = 0; i < p.length; i++) {
+      const gi = g[i] * scale;
+      p[i] = p[i] * decay;
+      m[i] = b1 * m[i] + c1 * gi;
+      v[i] = b2 * v[i] + c2 * gi * gi;
+      p[i] = p[i] - stepSize * m[i] / (Math.sqrt(v[i]) / bc2Sqrt + eps);
+    }
+  },
+  gpu(info, prm) {
+    const n = sizeOf(info.inputs[0].shape);
+    return {
+      kernels: [{
+        code: `
+@group(0) @binding(0) var<storage, read_write> p: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<storage, read> gradScale: array<f32>;
+struct U { n: u32, decay: f32, b1: f32, c1: f32, b2: f32, c2: f32, stepSize: f32, bc2Sqrt: f32,
+  eps: f32 }
+@group(0) @binding(5) var<uniform> u: U;
+${MAIN_1D()} {
+  ${LINEAR_INDEX()}
+  if (i >= u.n) { return; }
+  let gi = g[i] * gradScale[0];
+  let pd = p[i] * u.decay;
+  let mi = u.b1 * m[i] + u.c1 * gi;
+  let vi = u.b2 * v[i] + u.c2 * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = pd - u.stepSize * mi / (sqrt(vi) / u.bc2Sqrt + u.eps);
+}`,
+        bind: [{ in: 0 }, { in: 1 }, { in: 2 }, { in: 3 }, { in: 4 }],
+        uniform: packUniform([n], adamwScalars(prm)),
+        workgroups: grid1d(n),
+      }],
+    };
+  },
+};
+
+/**
+ * One AdamW update of parameter `p` (in place, with its moments `m`, `v`),
+ * using gradient `g` multiplied by the device scalar `gradScale` [1].
+ */
+export function adamwUpdate(
+  p: Tensor,
+  g: Tensor,
+  m: Tensor,
+  v: Tensor,
+  gradScale: Tensor,
+  params: AdamWParams,
+): void {
+  apply(ADAMW, [p, g, m, v, gradScale], params);
+}
+
+/**
+ * Registry entries. The in-place ops are skipped by the registry's GPU check
+ * (see ops/optim_ops_test.ts for theirs); `clipCoef` is checked there.
+ */
+export const OPTIM_ENTRIES: OpEntry[] = [
+  {
+    op: CLIP_COEF,
+    cases: [
+      { inputs: [{ shape: [1], min: 0, max: 3 }], params: { maxNorm: 1 }, noGradCheck: true },
+      { inputs: [{ shape: [700], min: 0, max: 2 }], params: { maxNorm: 5 }, noGradCheck: true },
+      { inputs: [{ shape: [37], min: 0, max: 0.001 }], params: { maxNorm: 1 }, noGradCheck: true },
+      { inputs: [{ shape: [5], min: 0, max: 3 }], params: { maxNorm: 0 }, noGradCheck: true },
+    ],
+  },
+  {
+    op: SUM_SQUARES_PARTIAL,
+    cases: [{ inputs: [{ shape: [4] }, { shape: [300] }], params: { offset: 1, groups: 2 } }],
+  },
+  {
+    op: ADAMW,
+    cases: [{
+      inputs: [{ shape: [3, 5] }, { shape: [3, 5] }, { shape: [3, 5] }, {
+        shape: [3, 5],
+        min: 0,
+      }, { shape: [1], min: 0.5 }],
+      params: { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: 3 },
+    }],
+  },
+];

@@ -1,0 +1,267 @@
+/**
+ * AdamW over named parameters, equal to `torch.optim.AdamW` (decoupled weight
+ * decay, bias correction, eps outside the square root). Each step records one
+ * fused in-place kernel per parameter (ops/optim_ops.ts) and never reads back:
+ * a training step stays one submit on the GPU.
+ *
+ * Biases, norm weights and LayerScale gammas get no weight decay by default
+ * (CONTRACTS.md §6). The moments are exported as plain arrays for
+ * `optimizer.safetensors` (`exp_avg.<name>`, `exp_avg_sq.<name>`).
+ *
+ * @example
+ * ```ts
+ * import "../ops/mod.ts";
+ * import { tensor } from "../tensor/tensor.ts";
+ * import { AdamW } from "./adamw.ts";
+ * const w = tensor([1, 2], [2], { requiresGrad: true });
+ * const opt = new AdamW(new Map([["fc.weight", w]]), { lr: 0.1 });
+ * w.grad = tensor([0.5, -0.5], [2]);
+ * opt.step();
+ * opt.zeroGrad();
+ * console.log(await w.toArray()); // ≈ [0.899, 2.098]
+ * ```
+ *
+ * @module
+ */
+import { full, noGrad, type Tensor, tensor, zeros } from "../tensor/tensor.ts";
+import { fmtShape, sizeOf } from "../tensor/types.ts";
+import { adamwUpdate } from "../ops/optim_ops.ts";
+
+/** Options of {@linkcode AdamW}; defaults are torch's. */
+export interface AdamWOptions {
+  /** Base learning rate (a schedule multiplies it through `step(lr)`). */
+  lr: number;
+  /** Moment decays (β1, β2); default [0.9, 0.999]. */
+  betas?: readonly [number, number];
+  /** Added to the root of the second moment; default 1e-8. */
+  eps?: number;
+  /** Decoupled weight decay; default 0.01. */
+  weightDecay?: number;
+  /**
+   * Parameters that get no weight decay; default {@linkcode defaultNoDecay}
+   * (biases, norm weights, gammas).
+   */
+  noDecay?: (name: string) => boolean;
+}
+
+/** A parameter and its name (CONTRACTS.md §3). */
+export interface NamedParameter {
+  /** Parameter name, e.g. `encoder.layers.0.fc1.weight`. */
+  name: string;
+  /** The parameter (a leaf with `requiresGrad`). */
+  tensor: Tensor;
+}
+
+/** A parameter as the optimizer holds it. */
+export interface AdamWParameter extends NamedParameter {
+  /** Whether weight decay applies. */
+  readonly decay: boolean;
+}
+
+/** One moment as plain data (structurally `NamedTensor` of train/run_folder.ts). */
+export interface MomentData {
+  /** Dimensions (the parameter's). */
+  shape: number[];
+  /** Elements, row-major. */
+  data: Float32Array;
+}
+
+/**
+ * The optimizer state by parameter name, shaped like `OptimizerState` of
+ * train/run_folder.ts (which writes them as `exp_avg.<name>` and
+ * `exp_avg_sq.<name>`).
+ */
+export interface AdamWState {
+  /** Steps taken (drives bias correction). */
+  step: number;
+  /** First moments (torch `exp_avg`). */
+  expAvg: Record<string, MomentData>;
+  /** Second moments (torch `exp_avg_sq`). */
+  expAvgSq: Record<string, MomentData>;
+}
+
+/** No decay on biases (`….bias`), norm weights (`…norm…`) and gammas (`…gamma…`). */
+export function defaultNoDecay(name: string): boolean {
+  return name.endsWith(".bias") || name === "bias" || name.includes("norm") ||
+    name.includes("gamma");
+}
+
+function checkFinite(what: string, x: number, min = 0, max = Infinity): void {
+  if (!Number.isFinite(x) || x < min || x > max) {
+    throw new RangeError(`AdamW: ${what} must be in [${min}, ${max}], got ${x}`);
+  }
+}
+
+/**
+ * AdamW with torch's semantics. A parameter without a gradient is skipped
+ * (its moments do not move); the step count is shared by all parameters.
+ */
+export class AdamW {
+  /** The parameters, in the order given. */
+  readonly params: readonly AdamWParameter[];
+  /** Base learning rate, used when `step()` gets none. */
+  lr: number;
+  /** (β1, β2). */
+  readonly betas: readonly [number, number];
+  /** eps. */
+  readonly eps: number;
+  /** Weight decay of the decayed parameters. */
+  readonly weightDecay: number;
+  #m: Tensor[];
+  #v: Tensor[];
+  #step = 0;
+  #one: Tensor | null = null;
+  #gradScale: Tensor | null = null;
+
+  /** Creates zero moments beside each parameter (on its backend). */
+  constructor(params: Map<string, Tensor> | Iterable<NamedParameter>, opts: AdamWOptions) {
+    const list: NamedParameter[] = params instanceof Map
+      ? [...params].map(([name, t]) => ({ name, tensor: t }))
+      : [...params];
+    this.lr = opts.lr;
+    this.betas = opts.betas ?? [0.9, 0.999];
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0.01;
+    checkFinite("lr", this.lr);
+    checkFinite("betas[0]", this.betas[0], 0, 1 - 1e-12);
+    checkFinite("betas[1]", this.betas[1], 0, 1 - 1e-12);
+    checkFinite("eps", this.eps);
+    checkFinite("weightDecay", this.weightDecay);
+    const noDecay = opts.noDecay ?? defaultNoDecay;
+    const seen = new Set<string>();
+    for (const { name, tensor: t } of list) {
+      if (seen.has(name)) {
+        throw new TypeError(`AdamW: parameter ${JSON.stringify(name)} given twice`);
+      }
+      seen.add(name);
+      if (t.dtype === "i32") {
+        throw new TypeError(`AdamW: parameter ${JSON.stringify(name)} must be a float tensor`);
+      }
+      if (t.backend !== list[0].tensor.backend) {
+        throw new TypeError(`AdamW: parameter ${JSON.stringify(name)} is on another backend`);
+      }
+    }
+    this.params = list.map(({ name, tensor: t }) => ({ name, tensor: t, decay: !noDecay(name) }));
+    const moment = (t: Tensor) => zeros(t.shape, { dtype: t.dtype, backend: t.backend }).keep();
+    this.#m = list.map((p) => moment(p.tensor));
+    this.#v = list.map((p) => moment(p.tensor));
+    const first = list[0]?.tensor;
+    if (first) this.#one = full([1], 1, { dtype: first.dtype, backend: first.backend }).keep();
+  }
+
+  /** Steps taken so far (t of the last update). */
+  get stepCount(): number {
+    return this.#step;
+  }
+
+  /**
+   * Multiplies the gradients of the next `step()` by the device scalar
+   * `scale` [1] (the clipping factor from `clipGradNorm`), without a readback.
+   */
+  setGradScale(scale: Tensor): void {
+    if (scale.size !== 1) {
+      throw new TypeError(`AdamW: gradScale must have one element, got ${fmtShape(scale.shape)}`);
+    }
+    this.#gradScale?.dispose();
+    this.#gradScale = scale.detach().keep();
+  }
+
+  /**
+   * One update of every parameter that has a gradient, with learning rate
+   * `lr` (default the base rate; pass `base · schedule(s)`). Recorded on the
+   * device; nothing is read back.
+   */
+  step(lr: number = this.lr): void {
+    checkFinite("lr", lr);
+    this.#step++;
+    const [beta1, beta2] = this.betas;
+    const scale = this.#gradScale ?? this.#one;
+    noGrad(() => {
+      this.params.forEach((p, i) => {
+        const g = p.tensor.grad;
+        if (!g || !scale) return;
+        adamwUpdate(p.tensor, g, this.#m[i], this.#v[i], scale, {
+          lr,
+          beta1,
+          beta2,
+          eps: this.eps,
+          weightDecay: p.decay ? this.weightDecay : 0,
+          step: this.#step,
+        });
+      });
+    });
+    this.#gradScale?.dispose();
+    this.#gradScale = null;
+  }
+
+  /** Disposes every parameter's gradient (sets `.grad` to null). */
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.tensor.grad?.dispose();
+      p.tensor.grad = null;
+    }
+  }
+
+  /** The moments and step count as host arrays (reads back). */
+  async state(): Promise<AdamWState> {
+    const expAvg: Record<string, MomentData> = {};
+    const expAvgSq: Record<string, MomentData> = {};
+    for (let i = 0; i < this.params.length; i++) {
+      const { name, tensor: t } = this.params[i];
+      expAvg[name] = { shape: [...t.shape], data: Float32Array.from(await this.#m[i].data()) };
+      expAvgSq[name] = { shape: [...t.shape], data: Float32Array.from(await this.#v[i].data()) };
+    }
+    return { step: this.#step, expAvg, expAvgSq };
+  }
+
+  /**
+   * Restores moments and step count (from a checkpoint). Every parameter
+   * needs both moments with its shape; unknown names are an error.
+   */
+  loadState(state: AdamWState): void {
+    if (!Number.isSafeInteger(state.step) || state.step < 0) {
+      throw new RangeError(`AdamW state: step must be an integer ≥ 0, got ${state.step}`);
+    }
+    const names = new Set(this.params.map((p) => p.name));
+    for (
+      const [prefix, rec] of [["exp_avg", state.expAvg], ["exp_avg_sq", state.expAvgSq]] as const
+    ) {
+      for (const name of Object.keys(rec)) {
+        if (!names.has(name)) {
+          throw new TypeError(`AdamW state: ${prefix}.${name} names no parameter of this model`);
+        }
+      }
+    }
+    const check = (prefix: string, rec: Record<string, MomentData>, t: Tensor, name: string) => {
+      const d = rec[name];
+      if (!d) throw new TypeError(`AdamW state: ${prefix}.${name} is missing`);
+      if (fmtShape(d.shape) !== fmtShape(t.shape) || d.data.length !== sizeOf(t.shape)) {
+        throw new TypeError(
+          `AdamW state: ${prefix}.${name} has shape ${
+            fmtShape(d.shape)
+          } (${d.data.length} values), parameter has ${fmtShape(t.shape)}`,
+        );
+      }
+      return d.data;
+    };
+    // validate everything before replacing anything
+    const mData = this.params.map((p) => check("exp_avg", state.expAvg, p.tensor, p.name));
+    const vData = this.params.map((p) => check("exp_avg_sq", state.expAvgSq, p.tensor, p.name));
+    const upload = (data: Float32Array, t: Tensor) =>
+      tensor(data, t.shape, { dtype: t.dtype, backend: t.backend }).keep();
+    const ms = this.params.map((p, i) => upload(mData[i], p.tensor));
+    const vs = this.params.map((p, i) => upload(vData[i], p.tensor));
+    for (const t of [...this.#m, ...this.#v]) t.dispose();
+    this.#m = ms;
+    this.#v = vs;
+    this.#step = state.step;
+  }
+
+  /** Frees the moments (the optimizer is unusable afterwards). */
+  dispose(): void {
+    for (const t of [...this.#m, ...this.#v]) t.dispose();
+    this.#one?.dispose();
+    this.#gradScale?.dispose();
+    this.#one = this.#gradScale = null;
+  }
+}
