@@ -8,7 +8,7 @@
 /** Feed-forward activation. */
 export type FfnActivation = "gelu" | "swiglu";
 /** Positional encoding kind. */
-export type PositionalEncoding = "sinusoidal" | "learned";
+export type PositionalEncodingKind = "sinusoidal" | "learned";
 
 /** One typed record for the whole architecture; a comment per field. */
 export interface ModelConfig {
@@ -31,7 +31,7 @@ export interface ModelConfig {
   /** "gelu" (exact, erf) with fc1/fc2 and biases, or "swiglu" without biases. */
   ffn_activation: FfnActivation;
   /** "sinusoidal" (fixed) or "learned" (a [max_position, C] parameter). */
-  positional_encoding: PositionalEncoding;
+  positional_encoding: PositionalEncodingKind;
   /** Longest sequence the positional encoding covers. */
   max_position: number;
   /** Dropout on embeddings, sublayer outputs and inside the FFN. */

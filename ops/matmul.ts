@@ -130,6 +130,28 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 }`;
 }
 
+/**
+ * Copies `rows` rows of length K starting at `base` into `dst` ([rows, K]);
+ * `transposed` means the source is stored [K, rows].
+ */
+function rowsOverK(
+  src: ArrayLike<number>,
+  base: number,
+  rows: number,
+  K: number,
+  transposed: boolean,
+  dst: Float64Array,
+): void {
+  if (!transposed) {
+    for (let i = 0; i < rows * K; i++) dst[i] = src[base + i];
+    return;
+  }
+  for (let k = 0; k < K; k++) {
+    const srow = base + k * rows;
+    for (let r = 0; r < rows; r++) dst[r * K + k] = src[srow + r];
+  }
+}
+
 /** The matmul op. */
 export const MATMUL: OpDef<MatmulParams> = {
   name: "matmul",
@@ -140,21 +162,37 @@ export const MATMUL: OpDef<MatmulParams> = {
   },
   cpu([a, b], [out], info, p) {
     const { M, N, K, P, sa, sb } = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
-    const acc = new Float64Array(N);
+    // Read both operands as rows over k (A: [M, K], B: [N, K]), transposing a copy when needed,
+    // so every inner loop is a contiguous dot product; four outputs share each load of a row of A.
+    const At = new Float64Array(M * K), Bt = new Float64Array(N * K);
     for (let q = 0; q < P; q++) {
       const ab = q * sa, bb = q * sb, ob = q * M * N;
+      if (q === 0 || sa !== 0) rowsOverK(a, ab, M, K, p.transA, At);
+      if (q === 0 || sb !== 0) rowsOverK(b, bb, N, K, !p.transB, Bt);
       for (let m = 0; m < M; m++) {
-        acc.fill(0);
-        for (let k = 0; k < K; k++) {
-          const av = p.transA ? a[ab + k * M + m] : a[ab + m * K + k];
-          if (p.transB) {
-            for (let n = 0; n < N; n++) acc[n] += av * b[bb + n * K + k];
-          } else {
-            const row = bb + k * N;
-            for (let n = 0; n < N; n++) acc[n] += av * b[row + n];
+        const ar = m * K, orow = ob + m * N;
+        let n = 0;
+        for (; n + 3 < N; n += 4) {
+          const b0 = n * K, b1 = b0 + K, b2 = b1 + K, b3 = b2 + K;
+          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (let k = 0; k < K; k++) {
+            const av = At[ar + k];
+            s0 += av * Bt[b0 + k];
+            s1 += av * Bt[b1 + k];
+            s2 += av * Bt[b2 + k];
+            s3 += av * Bt[b3 + k];
           }
+          out[orow + n] = s0;
+          out[orow + n + 1] = s1;
+          out[orow + n + 2] = s2;
+          out[orow + n + 3] = s3;
         }
-        for (let n = 0; n < N; n++) out[ob + m * N + n] = acc[n];
+        for (; n < N; n++) {
+          const b0 = n * K;
+          let s = 0;
+          for (let k = 0; k < K; k++) s += At[ar + k] * Bt[b0 + k];
+          out[orow + n] = s;
+        }
       }
     }
   },

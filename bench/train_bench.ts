@@ -1,0 +1,145 @@
+/**
+ * Training-throughput benchmark: the given preset on random token batches
+ * (no padding), AdamW each step, timed over `steps` after `warmup` steps.
+ * Prints the same JSON fields as bench/torch_baseline.py so both rows can be
+ * compared from one command.
+ *
+ * @module
+ */
+import { scope, tensor } from "../tensor/tensor.ts";
+import type { Backend } from "../tensor/types.ts";
+import { makeRng } from "../tensor/rng.ts";
+import type { ModelConfig } from "../nn/config.ts";
+import { initContext } from "../nn/module.ts";
+import { Seq2Seq } from "../nn/seq2seq.ts";
+import { AdamW } from "../optim/adamw.ts";
+import { clipGradNorm } from "../optim/clip.ts";
+import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
+
+/** Options of {@linkcode benchTrain}. */
+export interface TrainBenchOptions {
+  /** Model config (vocab_size included). */
+  config: ModelConfig;
+  /** Preset name for the report. */
+  preset?: string;
+  /** Batch size (default 16). */
+  batchSize?: number;
+  /** Source length (default 32). */
+  srcLen?: number;
+  /** Target length (default 32). */
+  tgtLen?: number;
+  /** Timed steps (default 10). */
+  steps?: number;
+  /** Untimed warm-up steps (default 2). */
+  warmup?: number;
+}
+
+/** One result line (`kind: "train"`). */
+export interface TrainBenchLine {
+  /** Always "webseq". */
+  impl: "webseq";
+  /** Always "train". */
+  kind: "train";
+  /** Backend kind and adapter. */
+  device: string;
+  /** Preset name. */
+  preset: string;
+  /** Batch size. */
+  batch_size: number;
+  /** Source length. */
+  src_len: number;
+  /** Target length. */
+  tgt_len: number;
+  /** Timed steps. */
+  steps: number;
+  /** Target tokens per second (warm-up excluded). */
+  tokens_per_s: number;
+  /** Source + target tokens per second. */
+  all_tokens_per_s: number;
+  /** Mean milliseconds per step. */
+  step_ms: number;
+  /** Peak bytes held by tensors during the timed steps. */
+  peak_bytes: number;
+  /** Approximate achieved TFLOP/s (6 · matmul params · tokens + attention). */
+  tflops: number;
+  /** Parameter count. */
+  parameters: number;
+  /** Dispatches per step (WebGPU). */
+  dispatches_per_step?: number;
+}
+
+/** Approximate training FLOPs of one step (forward + backward = 3× forward). */
+export function trainFlops(cfg: ModelConfig, B: number, S: number, T: number): number {
+  const C = cfg.d_model, F = cfg.d_ff;
+  const ffn = cfg.ffn_activation === "swiglu" ? 3 * C * F : 2 * C * F;
+  const enc = cfg.n_encoder_layers * (4 * C * C + ffn) * B * S;
+  const dec = cfg.n_decoder_layers * ((4 * C * C + 2 * C * C + ffn) * B * T + 2 * C * C * B * S);
+  const head = C * cfg.vocab_size * B * T;
+  const attn = cfg.n_encoder_layers * 2 * B * S * S * C +
+    cfg.n_decoder_layers * 2 * B * T * (T + S) * C;
+  return 3 * 2 * (enc + dec + head + attn);
+}
+
+/** Runs the benchmark on `backend`. */
+export async function benchTrain(
+  backend: Backend,
+  opts: TrainBenchOptions,
+): Promise<TrainBenchLine> {
+  const cfg = opts.config;
+  const B = opts.batchSize ?? 16, S = opts.srcLen ?? 32, T = opts.tgtLen ?? 32;
+  const steps = opts.steps ?? 10, warmup = opts.warmup ?? 2;
+  const model = new Seq2Seq(cfg, initContext(0, backend));
+  const opt = new AdamW(new Map(model.namedParameters()), { lr: 1e-4 });
+  const rng = makeRng(1);
+  const ids = (n: number) =>
+    Int32Array.from({ length: n }, () => 4 + Math.floor(rng() * (cfg.vocab_size - 4)));
+  // a few fixed random batches, uploaded once
+  const batches: BatchTensors[] = Array.from({ length: 2 }, () => ({
+    src: tensor(ids(B * S), [B, S], { dtype: "i32", backend }).keep(),
+    srcMask: tensor(new Float32Array(B * S).fill(1), [B, S], { backend }).keep(),
+    tgt: tensor(ids(B * T), [B, T], { dtype: "i32", backend }).keep(),
+    tgtMask: tensor(new Float32Array(B * T).fill(1), [B, T], { backend }).keep(),
+    targets: tensor(ids(B * T), [B * T], { dtype: "i32", backend }).keep(),
+  }));
+  const gpu = backend as Backend & { dispatchStats?: (reset?: boolean) => { dispatches: number } };
+  const step = (i: number) => {
+    scope(() => {
+      const { loss } = batchLoss(model, batches[i % batches.length], { seed: i });
+      loss.backward();
+      clipGradNorm(opt, 1);
+      opt.step();
+    });
+    opt.zeroGrad();
+  };
+  for (let i = 0; i < warmup; i++) step(i);
+  await backend.sync();
+  backend.resetPeak();
+  gpu.dispatchStats?.(true);
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) step(warmup + i);
+  await backend.sync();
+  const secs = (performance.now() - t0) / 1000;
+  const dispatches = gpu.dispatchStats?.(true).dispatches;
+  const peak = backend.memoryStats().peakBytes;
+  const parameters = model.parameterCount();
+  for (const b of batches) for (const t of Object.values(b)) t.dispose();
+  model.dispose();
+  opt.dispose();
+  return {
+    impl: "webseq",
+    kind: "train",
+    device: `${backend.kind}: ${backend.description}`,
+    preset: opts.preset ?? "custom",
+    batch_size: B,
+    src_len: S,
+    tgt_len: T,
+    steps,
+    tokens_per_s: (B * T * steps) / secs,
+    all_tokens_per_s: (B * (S + T) * steps) / secs,
+    step_ms: (secs * 1000) / steps,
+    peak_bytes: peak,
+    tflops: (trainFlops(cfg, B, S, T) * steps) / secs / 1e12,
+    parameters,
+    ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),
+  };
+}

@@ -1,0 +1,194 @@
+/**
+ * `webseq train`: train a seq2seq model on sentence pairs.
+ *
+ * @module
+ */
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  numberFlag,
+  parseFlags,
+  reportError,
+  stringFlag,
+  UsageError,
+} from "./_common.ts";
+import { selectBackend } from "./_device.ts";
+import { NonFiniteLossError, train, type TrainOptions } from "../train/trainer.ts";
+
+/** Help text. */
+export const HELP: string = `webseq train — train an encoder–decoder transformer on sentence pairs
+
+With no options it trains the "tiny" preset on the built-in corpus
+(dates in English/Turkish → ISO 8601, numbers → Turkish words) into runs/default.
+
+Examples:
+  deno task train
+  deno run --allow-read --allow-write=runs --allow-env cli.ts train \\
+    --data data/corpus/train.tsv --valid data/corpus/valid.tsv --out runs/dates --epochs 5
+
+Usage: webseq train [--data FILE] [--valid FILE] [--out DIR] [options]
+
+Data:
+  --data FILE              training pairs: .csv, .tsv or .jsonl (default data/corpus/train.tsv)
+  --valid FILE             validation pairs (default: data/corpus/valid.tsv with the built-in
+                           data, else a seeded 5% split of --data, at most 500 pairs)
+  --source-col NAME|N      source column (default "source" or the first column)
+  --target-col NAME|N      target column (default "target" or the second column)
+  --tokenizer FILE         tokenizer.json to use (default: train a BPE tokenizer on the data)
+  --vocab-size N           vocabulary of the trained tokenizer (default 1000)
+  --max-length N           longest source/target in tokens, eos included (default 64)
+Model:
+  --preset NAME            tiny | small | base (default tiny)
+  --config FILE            a config.json (CONTRACTS §1) instead of a preset
+  --init-from DIR          start from a run folder's weights, tokenizer and config
+  --dropout X              override dropout; 0 also disables attention dropout and DropPath
+Optimisation:
+  --epochs N               epochs (default 10)
+  --max-steps N            stop after N optimizer steps
+  --batch-size N           pairs per batch (default 32)
+  --grad-accum N           micro-batches per optimizer step (default 1)
+  --lr X                   peak learning rate (default 1e-3)
+  --weight-decay X         AdamW decoupled weight decay (default 0.01)
+  --warmup N               linear warmup steps (default 5% of all steps)
+  --max-grad-norm X        clip the global gradient norm (default 1; 0 disables)
+  --label-smoothing X      label smoothing (default 0)
+  --no-shuffle             keep the file order (deterministic comparisons)
+  --seed N                 seed of init, data order and dropout (default 0)
+Run:
+  --out DIR                run folder (default runs/default)
+  --resume                 continue the run in --out exactly where it stopped
+  --device auto|webgpu|cpu where to train (default auto: a hardware WebGPU adapter, else CPU)
+  --sample-interval N      print sample generations every N epochs (default 1; 0 disables)
+  --patience N             early stopping after N epochs without validation improvement
+  --bleu-limit N           validation pairs decoded for BLEU each epoch (default 200; 0 disables)
+  --log-every N            read the loss back every N steps (default 1 on CPU, 10 on WebGPU)
+  --quiet                  no progress bar or logs
+  --json                   one JSON object per epoch on stdout
+
+Ctrl-C (SIGINT) or SIGTERM writes a checkpoint and exits with 130; --resume continues it.
+
+Permissions: --allow-read (data, config, tokenizer, run folder) --allow-write=DIR (the run folder)
+             --allow-env (XDG_RUNTIME_DIR, DENO_WEBGPU_BACKEND). No network.
+`;
+
+const SPEC = {
+  data: { type: "string" },
+  valid: { type: "string" },
+  out: { type: "string" },
+  "source-col": { type: "string" },
+  "target-col": { type: "string" },
+  tokenizer: { type: "string" },
+  "vocab-size": { type: "string" },
+  "max-length": { type: "string" },
+  preset: { type: "string" },
+  config: { type: "string" },
+  "init-from": { type: "string" },
+  dropout: { type: "string" },
+  epochs: { type: "string" },
+  "max-steps": { type: "string" },
+  "batch-size": { type: "string" },
+  "grad-accum": { type: "string" },
+  lr: { type: "string" },
+  "weight-decay": { type: "string" },
+  warmup: { type: "string" },
+  "max-grad-norm": { type: "string" },
+  "label-smoothing": { type: "string" },
+  "no-shuffle": { type: "boolean" },
+  seed: { type: "string" },
+  resume: { type: "boolean" },
+  device: { type: "string" },
+  "sample-interval": { type: "string" },
+  patience: { type: "string" },
+  "bleu-limit": { type: "string" },
+  "log-every": { type: "string" },
+  quiet: { type: "boolean" },
+  json: { type: "boolean" },
+} as const;
+
+const BUILTIN_TRAIN = "data/corpus/train.tsv";
+const BUILTIN_VALID = "data/corpus/valid.tsv";
+
+function col(v: string | undefined): string | number | undefined {
+  return v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : v;
+}
+
+/** Runs `webseq train`. */
+export async function run(args: string[]): Promise<number> {
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  try {
+    const { flags } = parseFlags(args, SPEC);
+    if (flags.help) {
+      console.log(HELP);
+      return EXIT_OK;
+    }
+    const int = (n: string, min = 0) => numberFlag(flags, n, { integer: true, min });
+    const data = stringFlag(flags, "data") ?? BUILTIN_TRAIN;
+    const device = stringFlag(flags, "device") ?? "auto";
+    if (!["auto", "webgpu", "cpu"].includes(device)) {
+      throw new UsageError(`Option --device must be auto, webgpu or cpu, got "${device}"`);
+    }
+    if (flags.preset !== undefined && flags.config !== undefined) {
+      throw new UsageError("Give --preset or --config, not both");
+    }
+    const opts: Omit<TrainOptions, "backend"> = {
+      data,
+      valid: stringFlag(flags, "valid") ?? (data === BUILTIN_TRAIN ? BUILTIN_VALID : undefined),
+      out: stringFlag(flags, "out") ?? "runs/default",
+      sourceCol: col(stringFlag(flags, "source-col")),
+      targetCol: col(stringFlag(flags, "target-col")),
+      tokenizer: stringFlag(flags, "tokenizer"),
+      vocabSize: int("vocab-size", 8),
+      maxLength: int("max-length", 2),
+      preset: stringFlag(flags, "preset"),
+      configFile: stringFlag(flags, "config"),
+      initFrom: stringFlag(flags, "init-from"),
+      dropout: numberFlag(flags, "dropout", { min: 0, max: 0.99 }),
+      epochs: int("epochs", 1),
+      maxSteps: int("max-steps", 1),
+      batchSize: int("batch-size", 1),
+      gradAccum: int("grad-accum", 1),
+      lr: numberFlag(flags, "lr", { min: 0 }),
+      weightDecay: numberFlag(flags, "weight-decay", { min: 0 }),
+      warmup: int("warmup"),
+      maxGradNorm: numberFlag(flags, "max-grad-norm", { min: 0 }),
+      labelSmoothing: numberFlag(flags, "label-smoothing", { min: 0, max: 1 }),
+      shuffle: !flags["no-shuffle"],
+      seed: int("seed"),
+      resume: Boolean(flags.resume),
+      sampleInterval: int("sample-interval"),
+      patience: int("patience"),
+      bleuLimit: int("bleu-limit"),
+      logEvery: int("log-every", 1),
+      quiet: Boolean(flags.quiet),
+      json: Boolean(flags.json),
+      signal: controller.signal,
+    };
+    if (opts.resume && opts.initFrom) {
+      throw new UsageError("Give --resume or --init-from, not both");
+    }
+    const backend = await selectBackend(device as "auto" | "webgpu" | "cpu", { quiet: opts.quiet });
+    for (const s of signals) Deno.addSignalListener(s, onSignal);
+    const summary = await train({ ...opts, backend });
+    if (summary.stopped === "interrupted") return 130;
+    if (!opts.quiet) {
+      console.error(
+        `done: ${summary.steps} steps, ${summary.epochs} epochs (${summary.stopped}); run folder ${summary.out}`,
+      );
+    }
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof NonFiniteLossError) {
+      console.error(`webseq train: error: ${err.message}`);
+      return EXIT_FAILURE;
+    }
+    return reportError("train", err);
+  } finally {
+    for (const s of signals) {
+      try {
+        Deno.removeSignalListener(s, onSignal);
+      } catch { /* not added */ }
+    }
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * MultiHeadAttention: self, causal self and cross attention with key-padding
+ * masks, on the fused `attention` op. Q, K, V and output projections have
+ * biases (CONTRACTS.md §2).
+ *
+ * @module
+ */
+import type { Tensor } from "../tensor/tensor.ts";
+import { permute, reshape } from "../ops/mod.ts";
+import { attention } from "../ops/attention.ts";
+import { concat } from "../ops/slice.ts";
+import type { InitContext } from "./module.ts";
+import { Module } from "./module.ts";
+import { type ForwardContext, Linear } from "./layers.ts";
+
+/** Cached keys and values of one attention layer: [B, H, S, D] each. */
+export interface KvCache {
+  /** Keys. */
+  k: Tensor;
+  /** Values. */
+  v: Tensor;
+}
+
+/** Options of {@linkcode MultiHeadAttention.forward}. */
+export interface AttendOptions {
+  /** Key padding mask [B, S] (1 real, 0 pad). */
+  keyMask?: Tensor;
+  /** Causal (decoder self-attention). */
+  causal?: boolean;
+  /**
+   * Incremental decoding: for self-attention, the cache of earlier steps
+   * (new keys/values are appended and returned); for cross-attention, keys
+   * and values computed once from the encoder output.
+   */
+  cache?: KvCache | null;
+  /** Cross-attention with a precomputed cache: skip the K/V projections. */
+  staticKv?: boolean;
+}
+
+/** Multi-head attention with H heads of D = C/H. */
+export class MultiHeadAttention extends Module {
+  /** Heads H. */
+  readonly heads: number;
+  /** Width C. */
+  readonly dim: number;
+  /** Attention-probability dropout. */
+  readonly attnDropout: number;
+  readonly #q: Linear;
+  readonly #k: Linear;
+  readonly #v: Linear;
+  readonly #o: Linear;
+
+  /** Four Linear(C, C) projections with biases. */
+  constructor(ctx: InitContext, dim: number, heads: number, attnDropout: number) {
+    super();
+    if (dim % heads !== 0) {
+      throw new RangeError(`d_model ${dim} is not divisible by ${heads} heads`);
+    }
+    this.dim = dim;
+    this.heads = heads;
+    this.attnDropout = attnDropout;
+    this.#q = this.addModule("q_proj", new Linear(ctx, dim, dim));
+    this.#k = this.addModule("k_proj", new Linear(ctx, dim, dim));
+    this.#v = this.addModule("v_proj", new Linear(ctx, dim, dim));
+    this.#o = this.addModule("out_proj", new Linear(ctx, dim, dim));
+  }
+
+  /** [B, T, C] → [B, H, T, D]. */
+  #split(x: Tensor): Tensor {
+    const [B, T] = x.shape;
+    return permute(reshape(x, [B, T, this.heads, this.dim / this.heads]), [0, 2, 1, 3]);
+  }
+
+  /** Keys and values of `source` [B, S, C], split into heads. */
+  keyValues(source: Tensor): KvCache {
+    return { k: this.#split(this.#k.forward(source)), v: this.#split(this.#v.forward(source)) };
+  }
+
+  /**
+   * x [B, T, C] attends to `source` [B, S, C] (x itself for self-attention).
+   * Returns the output [B, T, C] and, in incremental mode, the updated cache.
+   */
+  forward(
+    x: Tensor,
+    source: Tensor,
+    ctx: ForwardContext,
+    opts: AttendOptions = {},
+  ): { out: Tensor; cache: KvCache | null } {
+    const [B, T] = x.shape;
+    const q = this.#split(this.#q.forward(x));
+    let kv: KvCache;
+    if (opts.staticKv && opts.cache) {
+      kv = opts.cache;
+    } else {
+      kv = this.keyValues(source);
+      if (opts.cache) {
+        kv = { k: concat([opts.cache.k, kv.k], 2), v: concat([opts.cache.v, kv.v], 2) };
+      }
+    }
+    const p = ctx.training ? this.attnDropout : 0;
+    const o = attention(q, kv.k, kv.v, {
+      keyMask: opts.keyMask,
+      causal: opts.causal ?? false,
+      dropout: p > 0 ? { p, seed: ctx.nextSeed() } : undefined,
+    }); // [B, H, T, D]
+    const merged = reshape(permute(o, [0, 2, 1, 3]), [B, T, this.dim]);
+    return { out: this.#o.forward(merged), cache: opts.cache !== undefined ? kv : null };
+  }
+}

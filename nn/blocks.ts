@@ -1,0 +1,159 @@
+/**
+ * Pre-LN encoder and decoder blocks (CONTRACTS.md §2):
+ * `x = x + DropPath(gamma_i · dropout(Sublayer(LN_i(x))))`.
+ * Gammas (LayerScale) exist when `layer_scale_init` is a number.
+ *
+ * @module
+ */
+import type { Tensor } from "../tensor/tensor.ts";
+import { add, mul } from "../ops/mod.ts";
+import type { ModelConfig } from "./config.ts";
+import { init, type InitContext, Module, parameter } from "./module.ts";
+import { dropPath, type ForwardContext, LayerNorm, maybeDropout } from "./layers.ts";
+import { type KvCache, MultiHeadAttention } from "./attention.ts";
+import { FeedForward } from "./feed_forward.ts";
+
+function residual(
+  m: Module & { cfg: ModelConfig },
+  x: Tensor,
+  branch: Tensor,
+  gamma: Tensor | null,
+  ctx: ForwardContext,
+): Tensor {
+  let b = maybeDropout(branch, m.cfg.dropout, ctx);
+  if (gamma) b = mul(b, gamma);
+  return add(x, dropPath(b, m.cfg.drop_path, ctx));
+}
+
+/** Self-attention + FFN, pre-LN. */
+export class EncoderBlock extends Module {
+  /** The model config. */
+  readonly cfg: ModelConfig;
+  #norm1: LayerNorm;
+  #attn: MultiHeadAttention;
+  #norm2: LayerNorm;
+  #ffn: FeedForward;
+
+  /** Parameters in the contract's order and names. */
+  constructor(ctx: InitContext, cfg: ModelConfig) {
+    super();
+    this.cfg = cfg;
+    const C = cfg.d_model;
+    this.#norm1 = this.addModule("norm1", new LayerNorm(ctx, C, cfg.norm_eps));
+    this.#attn = this.addModule(
+      "self_attn",
+      new MultiHeadAttention(ctx, C, cfg.n_heads, cfg.attention_dropout),
+    );
+    this.#norm2 = this.addModule("norm2", new LayerNorm(ctx, C, cfg.norm_eps));
+    this.#ffn = this.addModule(
+      "ffn",
+      new FeedForward(ctx, C, cfg.d_ff, cfg.ffn_activation, cfg.dropout),
+    );
+    if (cfg.layer_scale_init !== null) {
+      for (const g of ["gamma1", "gamma2"]) {
+        this.addParameter(g, parameter(ctx, [C], init.constant(cfg.layer_scale_init)));
+      }
+    }
+  }
+
+  #gamma(name: string): Tensor | null {
+    return this.cfg.layer_scale_init === null ? null : this.param(name);
+  }
+
+  /** x: [B, S, C], mask: [B, S] → [B, S, C]. */
+  forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
+    const h = this.#norm1.forward(x);
+    const a = this.#attn.forward(h, h, ctx, { keyMask: mask }).out;
+    x = residual(this, x, a, this.#gamma("gamma1"), ctx);
+    const f = this.#ffn.forward(this.#norm2.forward(x), ctx);
+    return residual(this, x, f, this.#gamma("gamma2"), ctx);
+  }
+}
+
+/** Caches of one decoder block for incremental decoding. */
+export interface BlockCache {
+  /** Self-attention keys/values of earlier steps. */
+  self: KvCache | null;
+  /** Cross-attention keys/values of the encoder output (computed once). */
+  cross: KvCache | null;
+}
+
+/** Causal self-attention, cross-attention, FFN; pre-LN. */
+export class DecoderBlock extends Module {
+  /** The model config. */
+  readonly cfg: ModelConfig;
+  #norm1: LayerNorm;
+  #self: MultiHeadAttention;
+  #norm2: LayerNorm;
+  #cross: MultiHeadAttention;
+  #norm3: LayerNorm;
+  #ffn: FeedForward;
+
+  /** Parameters in the contract's order and names. */
+  constructor(ctx: InitContext, cfg: ModelConfig) {
+    super();
+    this.cfg = cfg;
+    const C = cfg.d_model;
+    this.#norm1 = this.addModule("norm1", new LayerNorm(ctx, C, cfg.norm_eps));
+    this.#self = this.addModule(
+      "self_attn",
+      new MultiHeadAttention(ctx, C, cfg.n_heads, cfg.attention_dropout),
+    );
+    this.#norm2 = this.addModule("norm2", new LayerNorm(ctx, C, cfg.norm_eps));
+    this.#cross = this.addModule(
+      "cross_attn",
+      new MultiHeadAttention(ctx, C, cfg.n_heads, cfg.attention_dropout),
+    );
+    this.#norm3 = this.addModule("norm3", new LayerNorm(ctx, C, cfg.norm_eps));
+    this.#ffn = this.addModule(
+      "ffn",
+      new FeedForward(ctx, C, cfg.d_ff, cfg.ffn_activation, cfg.dropout),
+    );
+    if (cfg.layer_scale_init !== null) {
+      for (const g of ["gamma1", "gamma2", "gamma3"]) {
+        this.addParameter(g, parameter(ctx, [C], init.constant(cfg.layer_scale_init)));
+      }
+    }
+  }
+
+  #gamma(name: string): Tensor | null {
+    return this.cfg.layer_scale_init === null ? null : this.param(name);
+  }
+
+  /** Cross-attention keys/values of the encoder output, for a cache. */
+  crossKeyValues(memory: Tensor): KvCache {
+    return this.#cross.keyValues(memory);
+  }
+
+  /**
+   * x: [B, T, C], memory: [B, S, C] → [B, T, C]. With `cache`, x holds only
+   * the new positions and the cache is updated in place.
+   */
+  forward(
+    x: Tensor,
+    tgtMask: Tensor | undefined,
+    memory: Tensor,
+    srcMask: Tensor,
+    ctx: ForwardContext,
+    cache?: BlockCache,
+  ): Tensor {
+    const h = this.#norm1.forward(x);
+    const sa = this.#self.forward(h, h, ctx, {
+      keyMask: tgtMask,
+      causal: true,
+      cache: cache ? cache.self : undefined,
+    });
+    if (cache) cache.self = sa.cache;
+    x = residual(this, x, sa.out, this.#gamma("gamma1"), ctx);
+    const h2 = this.#norm2.forward(x);
+    const ca = this.#cross.forward(h2, memory, ctx, {
+      keyMask: srcMask,
+      cache: cache ? cache.cross : undefined,
+      staticKv: cache !== undefined && cache.cross !== null,
+    });
+    if (cache && !cache.cross) cache.cross = ca.cache;
+    x = residual(this, x, ca.out, this.#gamma("gamma2"), ctx);
+    const f = this.#ffn.forward(this.#norm3.forward(x), ctx);
+    return residual(this, x, f, this.#gamma("gamma3"), ctx);
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * FeedForward: GELU (`fc2(dropout(gelu(fc1(x))))`, with biases) or SwiGLU
+ * (`w_down(silu(w_gate(x)) * w_up(x))`, no biases), per CONTRACTS.md §2.
+ *
+ * @module
+ */
+import type { Tensor } from "../tensor/tensor.ts";
+import { gelu, mulSame, silu } from "../ops/mod.ts";
+import type { FfnActivation } from "./config.ts";
+import { type InitContext, Module } from "./module.ts";
+import { type ForwardContext, Linear, maybeDropout } from "./layers.ts";
+
+/** The position-wise feed-forward network. */
+export class FeedForward extends Module {
+  /** "gelu" or "swiglu". */
+  readonly activation: FfnActivation;
+  /** Dropout after the activation (GELU variant). */
+  readonly dropout: number;
+  #layers: Linear[];
+
+  /** C → F → C. */
+  constructor(
+    ctx: InitContext,
+    dim: number,
+    hidden: number,
+    activation: FfnActivation,
+    dropout: number,
+  ) {
+    super();
+    this.activation = activation;
+    this.dropout = dropout;
+    if (activation === "gelu") {
+      this.#layers = [
+        this.addModule("fc1", new Linear(ctx, dim, hidden)),
+        this.addModule("fc2", new Linear(ctx, hidden, dim)),
+      ];
+    } else {
+      this.#layers = [
+        this.addModule("w_gate", new Linear(ctx, dim, hidden, false)),
+        this.addModule("w_up", new Linear(ctx, dim, hidden, false)),
+        this.addModule("w_down", new Linear(ctx, hidden, dim, false)),
+      ];
+    }
+  }
+
+  /** x: [B, T, C] → [B, T, C]. */
+  forward(x: Tensor, ctx: ForwardContext): Tensor {
+    if (this.activation === "gelu") {
+      const [fc1, fc2] = this.#layers;
+      return fc2.forward(maybeDropout(gelu(fc1.forward(x)), this.dropout, ctx));
+    }
+    const [gate, up, down] = this.#layers;
+    return down.forward(mulSame(silu(gate.forward(x)), up.forward(x)));
+  }
+}

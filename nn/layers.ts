@@ -1,0 +1,207 @@
+/**
+ * Basic layers: Linear, Embedding (TokenEmbed), LayerNorm, positional
+ * encodings, dropout and DropPath with per-call seeds.
+ *
+ * @module
+ */
+import { type Tensor, tensor } from "../tensor/tensor.ts";
+import type { Backend } from "../tensor/types.ts";
+import { hashU32 } from "../tensor/rng.ts";
+import { add, matmul, mul, reshape, scale } from "../ops/mod.ts";
+import { layerNorm } from "../ops/layer_norm.ts";
+import { embedding } from "../ops/embedding.ts";
+import { dropout } from "../ops/dropout.ts";
+import { slice } from "../ops/slice.ts";
+import { init, type InitContext, Module, parameter } from "./module.ts";
+
+/**
+ * Per-forward state: training flag and the dropout seed stream. Each dropout
+ * site draws the next seed, so a (seed, step) pair fixes every mask and a
+ * resumed run repeats them exactly.
+ */
+export class ForwardContext {
+  /** Whether dropout/DropPath act. */
+  readonly training: boolean;
+  #seed: number;
+  #counter = 0;
+
+  /** @param training dropout on; @param seed base seed of this forward */
+  constructor(training: boolean, seed = 0) {
+    this.training = training;
+    this.#seed = seed >>> 0;
+  }
+
+  /** The seed of the next dropout site. */
+  nextSeed(): number {
+    return hashU32(this.#seed, this.#counter++);
+  }
+}
+
+/** Dropout that is the identity in eval mode or at p = 0. */
+export function maybeDropout(x: Tensor, p: number, ctx: ForwardContext): Tensor {
+  if (!ctx.training || p <= 0) return x;
+  return dropout(x, p, ctx.nextSeed());
+}
+
+/**
+ * DropPath (stochastic depth): zeroes whole samples of a residual branch
+ * x [B, ...] with probability p and scales survivors by 1/(1-p).
+ */
+export function dropPath(x: Tensor, p: number, ctx: ForwardContext): Tensor {
+  if (!ctx.training || p <= 0) return x;
+  const shape = x.shape.map((d, k) => (k === 0 ? d : 1));
+  const ones = tensor(new Float32Array(x.shape[0]).fill(1), shape, { backend: x.backend });
+  const keep = dropout(ones, p, ctx.nextSeed());
+  return mul(x, keep);
+}
+
+/** y = x Wᵀ + b with W [out, in] (PyTorch layout). */
+export class Linear extends Module {
+  /** Input width. */
+  readonly inFeatures: number;
+  /** Output width. */
+  readonly outFeatures: number;
+  /** Whether a bias exists. */
+  readonly hasBias: boolean;
+
+  /** Xavier-uniform weight, zero bias. */
+  constructor(ctx: InitContext, inFeatures: number, outFeatures: number, bias = true) {
+    super();
+    this.inFeatures = inFeatures;
+    this.outFeatures = outFeatures;
+    this.hasBias = bias;
+    const a = Math.sqrt(6 / (inFeatures + outFeatures));
+    this.addParameter("weight", parameter(ctx, [outFeatures, inFeatures], init.uniform(a)));
+    if (bias) this.addParameter("bias", parameter(ctx, [outFeatures], init.constant(0)));
+  }
+
+  /** x: [..., in] → [..., out]. */
+  forward(x: Tensor): Tensor {
+    const lead = x.shape.slice(0, -1);
+    const x2 = reshape(x, [-1, this.inFeatures]); // [N, in]
+    let y = matmul(x2, this.param("weight"), { transB: true }); // [N, out]
+    if (this.hasBias) y = add(y, this.param("bias"));
+    return reshape(y, [...lead, this.outFeatures]);
+  }
+}
+
+/** Token embedding (TokenEmbed): ids → vectors. */
+export class Embedding extends Module {
+  /** Vocabulary size V. */
+  readonly numEmbeddings: number;
+  /** Width C. */
+  readonly dim: number;
+
+  /** normal(0, C^-1/2) weights. */
+  constructor(ctx: InitContext, numEmbeddings: number, dim: number) {
+    super();
+    this.numEmbeddings = numEmbeddings;
+    this.dim = dim;
+    this.addParameter("weight", parameter(ctx, [numEmbeddings, dim], init.normal(dim ** -0.5)));
+  }
+
+  /** The [V, C] table. */
+  get weight(): Tensor {
+    return this.param("weight");
+  }
+
+  /** ids: i32 [...] → [..., C]. */
+  forward(ids: Tensor): Tensor {
+    return embedding(this.param("weight"), ids);
+  }
+}
+
+/** LayerNorm over the last axis with weight and bias. */
+export class LayerNorm extends Module {
+  /** Epsilon. */
+  readonly eps: number;
+
+  /** Weight 1, bias 0. */
+  constructor(ctx: InitContext, dim: number, eps: number) {
+    super();
+    this.eps = eps;
+    this.addParameter("weight", parameter(ctx, [dim], init.constant(1)));
+    this.addParameter("bias", parameter(ctx, [dim], init.constant(0)));
+  }
+
+  /** x: [..., C] → [..., C]. */
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, this.param("weight"), this.param("bias"), this.eps);
+  }
+}
+
+/** Sinusoidal table: PE[p, 2i] = sin(p / 10000^(2i/C)), PE[p, 2i+1] = cos(…). */
+export function sinusoidalTable(positions: number, dim: number): Float32Array {
+  const pe = new Float32Array(positions * dim);
+  for (let p = 0; p < positions; p++) {
+    for (let i = 0; i < dim; i += 2) {
+      const angle = p / Math.pow(10000, i / dim);
+      pe[p * dim + i] = Math.sin(angle);
+      if (i + 1 < dim) pe[p * dim + i + 1] = Math.cos(angle);
+    }
+  }
+  return pe;
+}
+
+/**
+ * Positional encoding (PositionalEncod): fixed sinusoidal, or a learned
+ * `[max_position, C]` parameter named `weight` (→ `encoder.pos.weight`).
+ */
+export class PositionalEncoding extends Module {
+  /** "sinusoidal" or "learned". */
+  readonly kind: "sinusoidal" | "learned";
+  /** Largest position + 1. */
+  readonly maxPosition: number;
+  /** Width C. */
+  readonly dim: number;
+  #table: Tensor | null = null;
+  #backend: Backend;
+
+  /** Learned: normal(0, 0.02). */
+  constructor(ctx: InitContext, kind: "sinusoidal" | "learned", maxPosition: number, dim: number) {
+    super();
+    this.kind = kind;
+    this.maxPosition = maxPosition;
+    this.dim = dim;
+    this.#backend = ctx.backend;
+    if (kind === "learned") {
+      this.addParameter("weight", parameter(ctx, [maxPosition, dim], init.normal(0.02)));
+    }
+  }
+
+  /** Rows [start, start + length) of the table: [length, C]. */
+  forward(start: number, length: number): Tensor {
+    if (start + length > this.maxPosition) {
+      throw new RangeError(
+        `Sequence of ${start + length} positions exceeds max_position ${this.maxPosition}`,
+      );
+    }
+    if (this.kind === "learned") return slice(this.param("weight"), 0, start, start + length);
+    if (!this.#table) {
+      this.#table = tensor(sinusoidalTable(this.maxPosition, this.dim), [
+        this.maxPosition,
+        this.dim,
+      ], {
+        backend: this.#backend,
+      }).keep();
+    }
+    return slice(this.#table, 0, start, start + length);
+  }
+
+  /** Frees the cached table too. */
+  override dispose(): void {
+    this.#table?.dispose();
+    this.#table = null;
+    super.dispose();
+  }
+}
+
+/** `x · sqrt(C) + PE[start : start+T]` for embeddings x [B, T, C]. */
+export function embedWithPositions(
+  tokens: Tensor,
+  pos: PositionalEncoding,
+  start = 0,
+): Tensor {
+  const T = tokens.shape[1], C = tokens.shape[2];
+  return add(scale(tokens, Math.sqrt(C)), pos.forward(start, T));
+}

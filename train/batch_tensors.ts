@@ -1,0 +1,68 @@
+/**
+ * Turns a collated {@linkcode Batch} into tensors on a backend, and the loss
+ * of a batch: masked cross-entropy over non-pad targets.
+ *
+ * @module
+ */
+import { type Tensor, tensor } from "../tensor/tensor.ts";
+import type { Backend } from "../tensor/types.ts";
+import type { Batch } from "../data/dataset.ts";
+import { reshape } from "../ops/mod.ts";
+import { crossEntropy, crossEntropyStats } from "../ops/cross_entropy.ts";
+import type { Seq2Seq } from "../nn/seq2seq.ts";
+
+/** A batch as tensors. */
+export interface BatchTensors {
+  /** i32 [B, S] */
+  src: Tensor;
+  /** f32 [B, S] */
+  srcMask: Tensor;
+  /** i32 [B, T] */
+  tgt: Tensor;
+  /** f32 [B, T] */
+  tgtMask: Tensor;
+  /** i32 [B·T] */
+  targets: Tensor;
+}
+
+/** Uploads a batch (masks become f32). */
+export function batchTensors(b: Batch, backend: Backend): BatchTensors {
+  return {
+    src: tensor(b.encoderInputIds, [b.B, b.S], { dtype: "i32", backend }),
+    srcMask: tensor(Float32Array.from(b.encoderAttentionMask), [b.B, b.S], { backend }),
+    tgt: tensor(b.decoderInputIds, [b.B, b.T], { dtype: "i32", backend }),
+    tgtMask: tensor(Float32Array.from(b.decoderAttentionMask), [b.B, b.T], { backend }),
+    targets: tensor(b.decoderTargetIds, [b.B * b.T], { dtype: "i32", backend }),
+  };
+}
+
+/** Options of {@linkcode batchLoss}. */
+export interface LossOptions {
+  /** Label smoothing ε (default 0). */
+  labelSmoothing?: number;
+  /** Dropout seed of this forward. */
+  seed?: number;
+  /** Top-k of the accuracy statistic (default 5). */
+  k?: number;
+}
+
+/**
+ * Forward + loss of a batch. Returns the scalar loss (with the tape when
+ * gradients are on) and `stats` f32 [4] = [sum CE, tokens, correct, top-k correct].
+ */
+export function batchLoss(
+  model: Seq2Seq,
+  t: BatchTensors,
+  opts: LossOptions = {},
+): { loss: Tensor; stats: Tensor } {
+  const logits = model.forward(t.src, t.srcMask, t.tgt, t.tgtMask, { seed: opts.seed });
+  const [B, T, V] = logits.shape;
+  const flat = reshape(logits, [B * T, V]);
+  const pad = model.config.pad_token_id;
+  const loss = crossEntropy(flat, t.targets, {
+    ignoreIndex: pad,
+    labelSmoothing: opts.labelSmoothing ?? 0,
+  });
+  const stats = crossEntropyStats(flat.detach(), t.targets, { ignoreIndex: pad, k: opts.k ?? 5 });
+  return { loss, stats };
+}

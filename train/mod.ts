@@ -1,0 +1,30 @@
+/**
+ * Training, evaluation, generation and checkpoints.
+ *
+ * @module
+ */
+export * from "./trainer.ts";
+export * from "./evaluate.ts";
+export {
+  generate,
+  type GeneratedSequence,
+  type GenerateOptions,
+  type GenerateStrategy,
+  generateText,
+  type GenerationResult,
+} from "./generate.ts";
+export * from "./load_model.ts";
+export * from "./batch_tensors.ts";
+export * from "./run_folder.ts";
+export {
+  parseSafetensors,
+  readSafetensors,
+  readSafetensorsHeader,
+  SafetensorsError,
+  type SafetensorsFile,
+  serializeSafetensors,
+  writeSafetensors,
+} from "./safetensors.ts";
+export * from "./atomic.ts";
+export * from "./progress.ts";
+export * from "./report.ts";

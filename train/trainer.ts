@@ -1,0 +1,593 @@
+/**
+ * The training loop of `webseq train`: the notebook's loop (epochs, forward,
+ * backward, AdamW, linear warmup, metrics each epoch, sample generations
+ * every `sampleInterval` epochs, a progress bar with a live postfix) made
+ * into a tool you can rely on: atomic checkpoints each epoch and on
+ * SIGINT/SIGTERM, exact `--resume`, best-model tracking, early stopping,
+ * metrics.jsonl, samples.jsonl and report.html in the run folder.
+ *
+ * Exact resume: the dropout seed of step s is hash(seed, s), the data order
+ * of epoch e depends only on (seed, e), and the optimizer moments and step
+ * count are saved, so an interrupted and resumed run ends with the same
+ * weights as one that was not (bit for bit on the CPU backend).
+ *
+ * @module
+ */
+import { noGrad, scope, type Tensor } from "../tensor/tensor.ts";
+import type { Backend } from "../tensor/types.ts";
+import { hashU32, makeRng } from "../tensor/rng.ts";
+import { add, scale } from "../ops/mod.ts";
+import { type ModelConfig, presetConfig, validateConfig } from "../nn/config.ts";
+import { initContext } from "../nn/module.ts";
+import { Seq2Seq } from "../nn/seq2seq.ts";
+import { DataLoader, TokenizerDataset } from "../data/dataset.ts";
+import { loadPairs, type Pair, type ReadPairsOptions } from "../data/readers.ts";
+import type { TextTokenizer } from "../data/tokenizer_types.ts";
+import { loadTokenizer, saveTokenizer } from "../data/tokenizer.ts";
+import { trainBpe } from "../data/bpe_trainer.ts";
+import { AdamW } from "../optim/adamw.ts";
+import { clipGradNorm } from "../optim/clip.ts";
+import { linearWarmupSchedule } from "../optim/schedule.ts";
+import {
+  appendJsonl,
+  loadConfig,
+  loadModelWeights,
+  loadOptimizerState,
+  loadTrainerState,
+  readJsonl,
+  runPath,
+  saveConfig,
+  saveModelWeights,
+  saveOptimizerState,
+  saveTrainerState,
+  type TrainerState,
+} from "./run_folder.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import { batchLoss, batchTensors } from "./batch_tensors.ts";
+import { type EvalMetrics, evaluate, idsToText } from "./evaluate.ts";
+import { generate } from "./generate.ts";
+import { ProgressBar } from "./progress.ts";
+import { type MetricsRecord, renderReport, type SampleRecord } from "./report.ts";
+
+/** Everything `webseq train` takes; comments give the defaults. */
+export interface TrainOptions {
+  /** Training pairs (CSV, TSV or JSONL). */
+  data: string;
+  /** Validation pairs; default: a seeded 5% split of `data` (at most 500 pairs). */
+  valid?: string;
+  /** Run folder. */
+  out: string;
+  /** Model preset when no config file (default "tiny"). */
+  preset?: string;
+  /** Model config JSON file (overrides preset). */
+  configFile?: string;
+  /** Start from this run folder's weights, tokenizer and config. */
+  initFrom?: string;
+  /** Tokenizer file; default: train a BPE tokenizer on the data. */
+  tokenizer?: string;
+  /** Vocabulary size of a trained tokenizer (default 1000). */
+  vocabSize?: number;
+  /** Longest source/target in tokens, eos included (default 64). */
+  maxLength?: number;
+  /** Epochs (default 10). */
+  epochs?: number;
+  /** Stop after this many optimizer steps (default: epochs × batches). */
+  maxSteps?: number;
+  /** Batch size (default 32). */
+  batchSize?: number;
+  /** Micro-batches per optimizer step (default 1). */
+  gradAccum?: number;
+  /** Peak learning rate (default 1e-3). */
+  lr?: number;
+  /** AdamW weight decay (default 0.01; none on biases, norms, gammas). */
+  weightDecay?: number;
+  /** Warmup steps (default 5% of all steps). */
+  warmup?: number;
+  /** Shuffle each epoch (default true). */
+  shuffle?: boolean;
+  /** Override dropout; 0 also turns off attention dropout and DropPath. */
+  dropout?: number;
+  /** Seed of init, data order and dropout (default 0). */
+  seed?: number;
+  /** Clip the global gradient norm (default 1; 0 disables). */
+  maxGradNorm?: number;
+  /** Label smoothing ε (default 0). */
+  labelSmoothing?: number;
+  /** Continue the run in `out`. */
+  resume?: boolean;
+  /** Sample generations every N epochs (default 1; 0 disables). */
+  sampleInterval?: number;
+  /** How many samples (default 3). */
+  sampleCount?: number;
+  /** Early stopping after N epochs without improvement (default 0: off). */
+  patience?: number;
+  /** BLEU on at most this many validation pairs per epoch (default 200; 0 disables). */
+  bleuLimit?: number;
+  /** Read the loss back every N steps (default 1 on CPU, 10 on WebGPU). */
+  logEvery?: number;
+  /** Column of the source text. */
+  sourceCol?: string | number;
+  /** Column of the target text. */
+  targetCol?: string | number;
+  /** No progress bar or logs. */
+  quiet?: boolean;
+  /** Print one JSON object per epoch on stdout. */
+  json?: boolean;
+  /** The backend to train on. */
+  backend: Backend;
+  /** Abort signal (SIGINT/SIGTERM): a checkpoint is written, then `train` returns. */
+  signal?: AbortSignal;
+  /** Log lines (default stderr). */
+  log?: (line: string) => void;
+}
+
+/** What `train` returns. */
+export interface TrainSummary {
+  /** Optimizer steps done in total. */
+  steps: number;
+  /** Epochs completed. */
+  epochs: number;
+  /** Why training stopped. */
+  stopped: "completed" | "max_steps" | "early_stopping" | "interrupted";
+  /** Last validation metrics. */
+  valid: EvalMetrics | null;
+  /** Run folder. */
+  out: string;
+}
+
+/** A non-finite loss stopped training; the last checkpoint is intact. */
+export class NonFiniteLossError extends Error {
+  /** @param message where the loss went non-finite */
+  constructor(message: string) {
+    super(message);
+    this.name = "NonFiniteLossError";
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+function splitValid(pairs: Pair[], seed: number): { train: Pair[]; valid: Pair[] } {
+  const n = Math.min(500, Math.max(1, Math.floor(pairs.length * 0.05)));
+  if (pairs.length < 2) throw new RangeError("Need at least 2 pairs to split off validation data");
+  const rng = makeRng(seed ^ 0x5eed);
+  const idx = pairs.map((_, i) => i);
+  for (let i = idx.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [idx[i], idx[j]] = [idx[j], idx[i]];
+  }
+  const validSet = new Set(idx.slice(0, n));
+  return {
+    train: pairs.filter((_, i) => !validSet.has(i)),
+    valid: pairs.filter((_, i) => validSet.has(i)),
+  };
+}
+
+function textOf(p: Pair, side: "source" | "target", tok: TextTokenizer | null): string {
+  if (p.kind === "text") return side === "source" ? p.source : p.target;
+  return idsToText(side === "source" ? p.sourceIds : p.targetIds, tok);
+}
+
+async function saveCheckpoint(
+  out: string,
+  model: Seq2Seq,
+  opt: AdamW,
+  state: TrainerState,
+): Promise<void> {
+  await saveModelWeights(out, await model.stateDict(), {
+    tieEmbeddings: model.config.tie_embeddings,
+  });
+  await saveOptimizerState(out, await opt.state());
+  await saveTrainerState(out, state);
+}
+
+/** Trains a model per `opts` in the run folder `opts.out`. */
+export async function train(opts: TrainOptions): Promise<TrainSummary> {
+  const log = opts.log ?? ((s: string) => console.error(s));
+  const info = (s: string) => {
+    if (!opts.quiet) log(s);
+  };
+  const backend = opts.backend;
+  const out = opts.out;
+  const seed = opts.seed ?? 0;
+  const readOpts: ReadPairsOptions = { sourceCol: opts.sourceCol, targetCol: opts.targetCol };
+
+  // ---- run folder, config and tokenizer
+  let config: ModelConfig;
+  let tokenizer: TextTokenizer | null = null;
+  let resumeState: TrainerState | null = null;
+  const from = opts.resume ? out : opts.initFrom;
+  if (opts.resume && !(await exists(runPath(out, "trainerState")))) {
+    throw new Error(`${runPath(out, "trainerState")}: nothing to resume (no checkpoint in ${out})`);
+  }
+  if (!opts.resume && (await exists(runPath(out, "trainerState")))) {
+    throw new Error(
+      `${out} already holds a run: pass --resume to continue it, or choose another --out`,
+    );
+  }
+  const loaded = await loadPairs(opts.data, readOpts);
+  if (loaded.pairs.length === 0) throw new RangeError(`${opts.data}: no usable pairs`);
+  if (loaded.skippedEmpty) {
+    info(`${opts.data}: skipped ${loaded.skippedEmpty} rows with an empty side`);
+  }
+  let trainPairs = loaded.pairs;
+  let validPairs: Pair[];
+  if (opts.valid) {
+    validPairs = (await loadPairs(opts.valid, readOpts)).pairs;
+  } else {
+    const split = splitValid(trainPairs, seed);
+    trainPairs = split.train;
+    validPairs = split.valid;
+    info(
+      `no --valid: holding out ${validPairs.length} of ${loaded.pairs.length} pairs for validation`,
+    );
+  }
+  const allIds = trainPairs.every((p) => p.kind === "ids");
+
+  if (from) {
+    config = await loadConfig(from);
+    if (await exists(runPath(from, "tokenizer"))) {
+      tokenizer = await loadTokenizer(runPath(from, "tokenizer"));
+    }
+    if (opts.resume) resumeState = await loadTrainerState(out);
+  } else {
+    if (opts.tokenizer) {
+      tokenizer = await loadTokenizer(opts.tokenizer);
+    } else if (!allIds) {
+      const vocab = opts.vocabSize ?? 1000;
+      info(`training a BPE tokenizer (vocab ${vocab}) on ${trainPairs.length} pairs`);
+      const texts = trainPairs.flatMap((p) => (p.kind === "text" ? [p.source, p.target] : []));
+      tokenizer = await trainBpe(texts, { vocabSize: vocab, minFrequency: 2 });
+    }
+    let base: unknown;
+    if (opts.configFile) {
+      try {
+        base = JSON.parse(await Deno.readTextFile(opts.configFile));
+      } catch (err) {
+        if (err instanceof SyntaxError) throw new SyntaxError(`${opts.configFile}: ${err.message}`);
+        throw err;
+      }
+      config = validateConfig(base, opts.configFile);
+    } else {
+      config = presetConfig(opts.preset ?? "tiny");
+    }
+    let vocab = config.vocab_size;
+    if (tokenizer) vocab = tokenizer.vocabSize;
+    else {
+      let maxId = 3;
+      for (const p of [...trainPairs, ...validPairs]) {
+        if (p.kind === "ids") {
+          for (const id of [...p.sourceIds, ...p.targetIds]) maxId = Math.max(maxId, id);
+        }
+      }
+      vocab = Math.max(opts.configFile ? config.vocab_size : 0, maxId + 1);
+    }
+    const maxLength = opts.maxLength ?? 64;
+    config = validateConfig({
+      ...config,
+      vocab_size: vocab,
+      max_position: Math.max(config.max_position, maxLength),
+    }, "config");
+  }
+  if (opts.dropout !== undefined && !opts.resume) {
+    config = opts.dropout === 0
+      ? { ...config, dropout: 0, attention_dropout: 0, drop_path: 0 }
+      : { ...config, dropout: opts.dropout };
+    config = validateConfig(config, "--dropout");
+  }
+  const maxLength = Math.min(opts.maxLength ?? 64, config.max_position);
+  if (tokenizer && tokenizer.vocabSize > config.vocab_size) {
+    throw new RangeError(
+      `tokenizer has ${tokenizer.vocabSize} tokens but vocab_size is ${config.vocab_size}`,
+    );
+  }
+
+  // ---- data
+  const dsOpts = {
+    maxLength,
+    decoderStartTokenId: config.decoder_start_token_id,
+    eosTokenId: config.eos_token_id,
+    padTokenId: config.pad_token_id,
+  };
+  const trainSet = TokenizerDataset.fromPairs(trainPairs, tokenizer, dsOpts);
+  const validSet = TokenizerDataset.fromPairs(validPairs, tokenizer, dsOpts);
+  for (const [name, ds] of [["train", trainSet], ["valid", validSet]] as const) {
+    if (ds.truncatedCount) {
+      info(`${name}: ${ds.truncatedCount} of ${ds.length} pairs truncated to ${maxLength} tokens`);
+    }
+  }
+  const batchSize = opts.batchSize ?? 32;
+  const loader = new DataLoader(trainSet, {
+    batchSize,
+    shuffle: opts.shuffle ?? true,
+    seed,
+    bucketByLength: opts.shuffle ?? true,
+  });
+  const gradAccum = opts.gradAccum ?? 1;
+  const epochs = opts.epochs ?? 10;
+  const stepsPerEpoch = Math.ceil(loader.length / gradAccum);
+  const totalSteps = opts.maxSteps ?? epochs * stepsPerEpoch;
+  const warmup = opts.warmup ?? Math.floor(totalSteps * 0.05);
+  const schedule = linearWarmupSchedule(warmup, totalSteps);
+  const lr = opts.lr ?? 1e-3;
+
+  // ---- model and optimizer
+  const model = new Seq2Seq(config, initContext(seed, backend));
+  if (from) model.loadStateDict(await loadModelWeights(from), { source: runPath(from, "model") });
+  const opt = new AdamW(new Map(model.namedParameters()), {
+    lr,
+    weightDecay: opts.weightDecay ?? 0.01,
+  });
+  let step = 0, epoch = 0;
+  let bestMetric: number | null = null, bestStep: number | null = null, badEpochs = 0;
+  if (resumeState) {
+    opt.loadState(await loadOptimizerState(out));
+    step = resumeState.step;
+    epoch = resumeState.epoch;
+    bestMetric = resumeState.best_metric ?? null;
+    bestStep = resumeState.best_step ?? null;
+    badEpochs = Number(resumeState.bad_epochs ?? 0);
+    loader.restore({ epoch, position: resumeState.batch_in_epoch ?? 0, seed });
+    info(
+      `resuming ${out} at step ${step} (epoch ${epoch + 1}, batch ${
+        resumeState.batch_in_epoch ?? 0
+      })`,
+    );
+  } else {
+    await Deno.mkdir(out, { recursive: true });
+    await saveConfig(out, config);
+    if (tokenizer) await saveTokenizer(tokenizer, runPath(out, "tokenizer"));
+  }
+  info(
+    `model: ${
+      model.parameterCount().toLocaleString("en")
+    } parameters, d_model ${config.d_model}, ` +
+      `${config.n_encoder_layers}+${config.n_decoder_layers} layers, vocab ${config.vocab_size}; ` +
+      `device: ${backend.kind} (${backend.description})`,
+  );
+  info(
+    `data: ${trainSet.length} train / ${validSet.length} valid pairs, ${stepsPerEpoch} steps per epoch, ${totalSteps} steps`,
+  );
+
+  const logEvery = opts.logEvery ?? (backend.kind === "cpu" ? 1 : 10);
+  const state = (): TrainerState => {
+    const ls = loader.state();
+    return {
+      step,
+      epoch: ls.epoch,
+      batch_in_epoch: ls.position,
+      seed,
+      best_metric: bestMetric,
+      best_metric_name: "valid_loss",
+      best_step: bestStep,
+      bad_epochs: badEpochs,
+      schedule: { warmup_steps: warmup, total_steps: totalSteps, lr },
+      options: {
+        batch_size: batchSize,
+        grad_accum: gradAccum,
+        max_grad_norm: opts.maxGradNorm ?? 1,
+        label_smoothing: opts.labelSmoothing ?? 0,
+      },
+    };
+  };
+
+  let stopped: TrainSummary["stopped"] = "completed";
+  let lastValid: EvalMetrics | null = null;
+  const maxGradNorm = opts.maxGradNorm ?? 1;
+  const sampleInterval = opts.sampleInterval ?? 1;
+
+  while (epoch < epochs && step < totalSteps) {
+    model.train();
+    const bar = new ProgressBar({
+      label: `epoch ${epoch + 1}/${epochs}`,
+      total: loader.length,
+      quiet: opts.quiet,
+    });
+    bar.update(loader.state().position);
+    // running sums on the device: [ce, tokens, correct, top5]
+    let running: Tensor | null = null;
+    const pending: { stats: Tensor }[] = [];
+    let seenTokens = 0;
+    const t0 = performance.now();
+    let micro = 0;
+    let interrupted = false;
+    for (const batch of loader) {
+      const seedStep = hashU32(seed, step * gradAccum + micro);
+      const stats = scope(() => {
+        const t = batchTensors(batch, backend);
+        const { loss, stats } = batchLoss(model, t, {
+          labelSmoothing: opts.labelSmoothing,
+          seed: seedStep,
+        });
+        (gradAccum > 1 ? scale(loss, 1 / gradAccum) : loss).backward();
+        return stats;
+      });
+      pending.push({ stats });
+      seenTokens += batch.targetTokens;
+      micro++;
+      bar.update();
+      if (micro < gradAccum && loader.state().position !== 0) continue;
+      micro = 0;
+      const factor = schedule(step);
+      scope(() => {
+        if (maxGradNorm > 0) clipGradNorm(opt, maxGradNorm);
+        opt.step(lr * factor);
+      });
+      opt.zeroGrad();
+      step++;
+      if (step % logEvery === 0 || step >= totalSteps || loader.state().position === 0) {
+        const sums = noGrad(() =>
+          scope(() =>
+            pending.reduce((acc: Tensor | null, p) => (acc ? add(acc, p.stats) : p.stats), running)
+          )
+        );
+        for (const p of pending) if (p.stats !== sums) p.stats.dispose();
+        if (running && running !== sums) running.dispose();
+        running = sums;
+        pending.length = 0;
+        const [ce, tok, cor] = await running!.data();
+        if (!Number.isFinite(ce)) {
+          bar.close();
+          throw new NonFiniteLossError(
+            `loss became non-finite at step ${step} (epoch ${
+              epoch + 1
+            }); the last checkpoint in ${out} is intact — try a lower --lr or --max-grad-norm`,
+          );
+        }
+        const secs = (performance.now() - t0) / 1000;
+        bar.setPostfix({
+          loss: ce / tok,
+          acc: cor / tok,
+          lr: lr * factor,
+          "tok/s": seenTokens / secs,
+        });
+      }
+      if (opts.signal?.aborted) {
+        interrupted = true;
+        break;
+      }
+      if (step >= totalSteps) break;
+    }
+    bar.close();
+    if (interrupted) {
+      await backend.sync();
+      await saveCheckpoint(out, model, opt, state());
+      info(`interrupted: checkpoint written to ${out} at step ${step}; continue with --resume`);
+      stopped = "interrupted";
+      running?.dispose();
+      for (const p of pending) p.stats.dispose();
+      break;
+    }
+    // ---- end of epoch (or max steps mid-epoch)
+    const finishedEpoch = loader.state().position === 0;
+    const [ce, tok, cor, top5] = running ? await running.data() : [NaN, 0, 0, 0];
+    running?.dispose();
+    for (const p of pending) p.stats.dispose();
+    const trainLoss = ce / tok;
+    const epochNo = finishedEpoch ? epoch + 1 : epoch + loader.state().position / loader.length;
+    const valid = await evaluate(model, validSet, backend, {
+      batchSize,
+      bleu: (opts.bleuLimit ?? 200) > 0
+        ? {
+          tokenizer,
+          references: validPairs.map((p) => textOf(p, "target", tokenizer)),
+          limit: opts.bleuLimit ?? 200,
+          maxNewTokens: maxLength,
+        }
+        : undefined,
+    });
+    lastValid = valid;
+    const record: MetricsRecord = {
+      epoch: Number(epochNo.toFixed(4)),
+      step,
+      lr: lr * schedule(Math.max(0, step - 1)),
+      train_loss: trainLoss,
+      train_perplexity: Math.exp(trainLoss),
+      train_accuracy: cor / tok,
+      train_top5_accuracy: top5 / tok,
+      train_tokens: tok,
+      valid_loss: valid.loss,
+      valid_perplexity: valid.perplexity,
+      valid_accuracy: valid.accuracy,
+      valid_top5_accuracy: valid.top5_accuracy,
+      valid_tokens: valid.tokens,
+      valid_bleu_sentence: valid.bleu_sentence ?? null,
+      valid_bleu_corpus: valid.bleu_corpus ?? null,
+      seconds: Number(((performance.now() - t0) / 1000).toFixed(2)),
+    };
+    await appendJsonl(runPath(out, "metrics"), record);
+    if (opts.json) console.log(JSON.stringify(record));
+    info(
+      `epoch ${record.epoch}: train loss ${trainLoss.toFixed(4)} acc ${(cor / tok).toFixed(3)} | ` +
+        `valid loss ${valid.loss.toFixed(4)} ppl ${valid.perplexity.toFixed(2)} acc ${
+          valid.accuracy.toFixed(3)
+        } ` +
+        `top5 ${valid.top5_accuracy.toFixed(3)}` +
+        (valid.bleu_corpus !== undefined
+          ? ` BLEU ${valid.bleu_sentence!.toFixed(3)}/${valid.bleu_corpus.toFixed(3)} (sent/corpus)`
+          : ""),
+    );
+    // ---- samples (top-k + top-p) every sampleInterval epochs
+    if (
+      sampleInterval > 0 && finishedEpoch && (epoch + 1) % sampleInterval === 0 && validSet.length
+    ) {
+      const n = Math.min(opts.sampleCount ?? 3, validSet.length);
+      const idx = Array.from({ length: n }, (_, i) => Math.floor((i * validSet.length) / n));
+      model.eval();
+      const res = await generate(
+        model,
+        idx.map((i) => [...validSet.sourceIds(i), validSet.eosTokenId]),
+        {
+          strategy: "sample",
+          topK: 50,
+          topP: 0.9,
+          seed: hashU32(seed, epoch),
+          maxNewTokens: maxLength,
+        },
+      );
+      model.train();
+      const samples: SampleRecord[] = idx.map((i, k) => ({
+        epoch: epoch + 1,
+        source: textOf(validPairs[i], "source", tokenizer),
+        reference: textOf(validPairs[i], "target", tokenizer),
+        output: idsToText(res.sequences[k][0].ids, tokenizer),
+        strategy: "top-k 50 + top-p 0.9",
+      }));
+      for (const s of samples) {
+        await appendJsonl(runPath(out, "samples"), s);
+        info(`  sample: ${s.source}\n    ref: ${s.reference}\n    out: ${s.output}`);
+      }
+    }
+    epoch = loader.state().epoch;
+    // ---- best model and early stopping
+    const improved = bestMetric === null || valid.loss < bestMetric;
+    if (improved) {
+      bestMetric = valid.loss;
+      bestStep = step;
+      badEpochs = 0;
+    } else {
+      badEpochs++;
+    }
+    await saveCheckpoint(out, model, opt, state());
+    if (improved) {
+      const best = `${out}/best`;
+      await Deno.mkdir(best, { recursive: true });
+      await saveConfig(best, config);
+      if (tokenizer) await saveTokenizer(tokenizer, runPath(best, "tokenizer"));
+      await saveModelWeights(best, await model.stateDict(), {
+        tieEmbeddings: config.tie_embeddings,
+      });
+    }
+    await writeReport(out, { device: backend.description, parameters: model.parameterCount() });
+    if (opts.patience && badEpochs >= opts.patience) {
+      info(`early stopping: validation loss did not improve for ${badEpochs} epochs`);
+      stopped = "early_stopping";
+      break;
+    }
+    if (step >= totalSteps && epoch < epochs) {
+      stopped = "max_steps";
+      break;
+    }
+  }
+  model.dispose();
+  opt.dispose();
+  return { steps: step, epochs: epoch, stopped, valid: lastValid, out };
+}
+
+/** Rewrites `report.html` from the run's metrics.jsonl and samples.jsonl. */
+export async function writeReport(
+  out: string,
+  extra: Record<string, string | number> = {},
+): Promise<void> {
+  const records = (await readJsonl(runPath(out, "metrics")).catch(() => [])) as MetricsRecord[];
+  const samples = (await readJsonl(runPath(out, "samples")).catch(() => [])) as SampleRecord[];
+  const name = out.replace(/\/+$/, "").split("/").pop() ?? out;
+  await writeFileAtomic(`${out}/report.html`, renderReport(name, records, samples, extra));
+}
