@@ -1,0 +1,812 @@
+/**
+ * Generation: greedy, sampling (temperature, top-k, top-p) and beam search
+ * over a {@linkcode Seq2Seq}, with repetition penalty, no-repeat-n-gram,
+ * several return sequences and stop at eos.
+ *
+ * The spine: sources are padded into one batch and encoded ONCE; then each
+ * new token costs one decoder step on the key/value cache
+ * ({@linkcode createDecodeSession}). Only the last position's logits [N, V]
+ * come back to the host each step; the search itself (logits processors,
+ * sampling, beams) is plain host code over Float32Arrays
+ * ({@linkcode decodeSteps}), so it can be tested without a model.
+ *
+ * Semantics follow Hugging Face `generate()`:
+ * - processors run in the order repetition penalty, no-repeat-n-gram, then
+ *   (sampling only) temperature, top-k, top-p; they see the decoder sequence
+ *   including the start token;
+ * - beam search applies the processors to log-probabilities, keeps 2·numBeams
+ *   candidates per input, and scores a finished hypothesis as
+ *   `sum logprob / len ** lengthPenalty`, len = generated tokens including eos;
+ *   `earlyStopping: false` stops an input when no running beam can beat the
+ *   worst kept hypothesis (HF's heuristic);
+ * - scores of greedy and sampled sequences use the same formula, with the
+ *   log-probabilities after the penalties and before temperature/top-k/top-p.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadRun } from "./load_model.ts";
+ * import { generateText } from "./generate.ts";
+ * const { model, tokenizer } = await loadRun("runs/demo");
+ * const res = await generateText(model, tokenizer!, ["hello world"], { strategy: "beam", numBeams: 4 });
+ * console.log(res.sequences[0][0].text);
+ * ```
+ *
+ * @module
+ */
+import { noGrad, scope, type Tensor, tensor } from "../tensor/tensor.ts";
+import type { Backend } from "../tensor/types.ts";
+import { hashU32, makeRng } from "../tensor/rng.ts";
+import { reshape } from "../ops/mod.ts";
+import { slice } from "../ops/slice.ts";
+import { embedding } from "../ops/embedding.ts";
+import type { Seq2Seq } from "../nn/seq2seq.ts";
+import type { DecoderCache } from "../nn/seq2seq.ts";
+import type { TextTokenizer } from "../data/tokenizer_types.ts";
+
+/** How the next token is chosen. */
+export type GenerateStrategy = "greedy" | "sample" | "beam";
+
+/** Options of {@linkcode generate}; every field has a default. */
+export interface GenerateOptions {
+  /** Tokens to generate at most, eos included (default 64; capped at max_position). */
+  maxNewTokens?: number;
+  /** "greedy" (default), "sample" or "beam". */
+  strategy?: GenerateStrategy;
+  /** Sampling temperature (default 1; must be > 0). */
+  temperature?: number;
+  /** Sampling: keep the k most likely tokens (default 0 = off). */
+  topK?: number;
+  /** Sampling: keep the smallest set with cumulative probability >= p (default 1 = off). */
+  topP?: number;
+  /** Seed of the sampling generator (default 0). */
+  seed?: number;
+  /**
+   * Index of the first input within a larger job (default 0): row i samples
+   * from a generator seeded by (seed, seedOffset + i), so splitting a job into
+   * batches does not change the samples.
+   */
+  seedOffset?: number;
+  /** Beam width (default 4 for "beam"). */
+  numBeams?: number;
+  /** Beam score = sum logprob / len ** lengthPenalty (default 1). */
+  lengthPenalty?: number;
+  /** Beam search: stop an input as soon as numBeams hypotheses are finished (default false). */
+  earlyStopping?: boolean;
+  /** CTRL repetition penalty (default 1 = off): seen tokens' logits are divided (>0) or multiplied (<0). */
+  repetitionPenalty?: number;
+  /** Forbid repeating any n-gram of this size (default 0 = off). */
+  noRepeatNgramSize?: number;
+  /** Sequences returned per input (default 1; at most numBeams for beam search). */
+  numReturnSequences?: number;
+  /** Use the key/value cache (default true); false re-runs the decoder over the prefix each step. */
+  useCache?: boolean;
+  /** When given, each sequence is decoded to text. */
+  tokenizer?: TextTokenizer;
+}
+
+/** One generated sequence. */
+export interface GeneratedSequence {
+  /** Generated ids, without the start token and without eos. */
+  ids: number[];
+  /** `tokenizer.decode(ids)` when a tokenizer was given. */
+  text?: string;
+  /** sum logprob / len ** lengthPenalty (len counts eos when it was generated). */
+  score: number;
+  /** Whether eos ended the sequence (false: stopped at maxNewTokens). */
+  finished: boolean;
+}
+
+/** What {@linkcode generate} returns. */
+export interface GenerationResult {
+  /** `sequences[i][j]`: the j-th sequence of input i, best first for beam search. */
+  sequences: GeneratedSequence[][];
+  /** Decoder steps run (each one a forward of one new token per row). */
+  steps: number;
+}
+
+// ---------------------------------------------------------------------------
+// Logits processors: pure functions on one row of logits [V], in place.
+
+/** One row of logits or log-probabilities [V]. */
+export type LogitsRow = Float32Array | Float64Array;
+
+/**
+ * CTRL / Hugging Face repetition penalty, in place: for every token in
+ * `context`, a positive logit is divided by `penalty`, a negative one
+ * multiplied by it. `penalty` 1 leaves the logits as they are.
+ */
+export function applyRepetitionPenalty(
+  logits: LogitsRow,
+  context: readonly number[],
+  penalty: number,
+): void {
+  if (penalty === 1) return;
+  if (!(penalty > 0)) throw new RangeError(`repetitionPenalty must be > 0, got ${penalty}`);
+  const seen = new Set(context);
+  for (const t of seen) {
+    if (t < 0 || t >= logits.length) continue;
+    const v = logits[t];
+    logits[t] = v < 0 ? v * penalty : v / penalty;
+  }
+}
+
+/**
+ * Tokens that would repeat an n-gram of `context` (Hugging Face
+ * `NoRepeatNGramLogitsProcessor`): every token that followed an earlier
+ * occurrence of the last n-1 tokens.
+ */
+export function bannedNgramTokens(context: readonly number[], n: number): number[] {
+  if (n <= 0 || context.length + 1 < n) return [];
+  const L = context.length;
+  const banned = new Set<number>();
+  for (let s = 0; s + n <= L; s++) {
+    let match = true;
+    for (let j = 0; j < n - 1; j++) {
+      if (context[s + j] !== context[L - n + 1 + j]) {
+        match = false;
+        break;
+      }
+    }
+    if (match) banned.add(context[s + n - 1]);
+  }
+  return [...banned];
+}
+
+/** Sets the logits of {@linkcode bannedNgramTokens} to -Infinity, in place. */
+export function applyNoRepeatNgram(
+  logits: LogitsRow,
+  context: readonly number[],
+  n: number,
+): void {
+  for (const t of bannedNgramTokens(context, n)) {
+    if (t >= 0 && t < logits.length) logits[t] = -Infinity;
+  }
+}
+
+/** Divides the logits by `temperature`, in place. */
+export function applyTemperature(logits: LogitsRow, temperature: number): void {
+  if (temperature === 1) return;
+  if (!(temperature > 0)) throw new RangeError(`temperature must be > 0, got ${temperature}`);
+  for (let i = 0; i < logits.length; i++) logits[i] /= temperature;
+}
+
+/** Order of indices by descending logit (ties: lower index first). */
+function descendingOrder(logits: LogitsRow): number[] {
+  const idx = Array.from({ length: logits.length }, (_, i) => i);
+  idx.sort((a, b) => (logits[b] - logits[a]) || a - b);
+  return idx;
+}
+
+/** Keeps the `k` largest logits (ties with the k-th kept, as HF does); the rest -Infinity. */
+export function applyTopK(logits: LogitsRow, k: number): void {
+  if (k <= 0 || k >= logits.length) return;
+  const sorted = Float64Array.from(logits).sort(); // ascending
+  const kth = sorted[logits.length - k];
+  for (let i = 0; i < logits.length; i++) if (logits[i] < kth) logits[i] = -Infinity;
+}
+
+/**
+ * Nucleus filtering, in place: keeps the smallest set of most likely tokens
+ * whose cumulative probability reaches `p` (always at least one token).
+ */
+export function applyTopP(logits: LogitsRow, p: number): void {
+  if (p >= 1) return;
+  if (!(p >= 0)) throw new RangeError(`topP must be in [0, 1], got ${p}`);
+  const probs = softmax(logits);
+  const order = descendingOrder(logits);
+  let cum = 0;
+  let keep = 0;
+  while (keep < order.length) {
+    cum += probs[order[keep]];
+    keep++;
+    if (cum >= p) break;
+  }
+  for (let r = keep; r < order.length; r++) logits[order[r]] = -Infinity;
+}
+
+/** softmax of one row, computed in double precision. */
+export function softmax(logits: LogitsRow): Float64Array {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  const out = new Float64Array(logits.length);
+  if (max === -Infinity) return out.fill(1 / logits.length);
+  let z = 0;
+  for (let i = 0; i < logits.length; i++) z += out[i] = Math.exp(logits[i] - max);
+  for (let i = 0; i < out.length; i++) out[i] /= z;
+  return out;
+}
+
+/** log-softmax of one row, computed in double precision. */
+export function logSoftmax(logits: LogitsRow): Float64Array {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  const out = new Float64Array(logits.length);
+  if (max === -Infinity) return out.fill(-Math.log(logits.length));
+  let z = 0;
+  for (let i = 0; i < logits.length; i++) z += Math.exp(logits[i] - max);
+  const lz = max + Math.log(z);
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i] - lz;
+  return out;
+}
+
+/** Index of the largest value (the first one on ties, as torch.argmax). */
+export function argmax(values: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  return best;
+}
+
+/** Draws an index from softmax(logits) with a uniform [0, 1) generator. */
+export function sampleIndex(logits: LogitsRow, rng: () => number): number {
+  const probs = softmax(logits);
+  const u = rng();
+  let cum = 0;
+  let last = 0;
+  for (let i = 0; i < probs.length; i++) {
+    if (probs[i] <= 0) continue;
+    last = i;
+    cum += probs[i];
+    if (u < cum) return i;
+  }
+  return last; // rounding: u above the final cumulative sum
+}
+
+// ---------------------------------------------------------------------------
+// The search, over an abstract step function.
+
+/**
+ * One decoder step for N rows: `tokens[r]` is the newest token of row r;
+ * `parents` (beam search) says which row of the previous step each row
+ * continues (null: row r continues row r). Returns next-token logits [N·V].
+ */
+export type StepFn = (tokens: Int32Array, parents: Int32Array | null) => Promise<Float32Array>;
+
+/** Options of {@linkcode decodeSteps}: the search options plus the special ids. */
+export interface DecodeStepsOptions extends Omit<GenerateOptions, "useCache" | "tokenizer"> {
+  /** Vocabulary size V (row width of the step's logits). */
+  vocabSize: number;
+  /** First decoder token. */
+  startTokenId: number;
+  /** Stops a sequence. */
+  eosTokenId: number;
+  /** Fed to finished rows. */
+  padTokenId: number;
+}
+
+/** Resolved options with defaults, checked. */
+interface Resolved {
+  strategy: GenerateStrategy;
+  maxNewTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  seedOffset: number;
+  numBeams: number;
+  lengthPenalty: number;
+  earlyStopping: boolean;
+  repetitionPenalty: number;
+  noRepeatNgramSize: number;
+  numReturnSequences: number;
+}
+
+function checkInt(name: string, v: number, min: number): number {
+  if (!Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${v}`);
+  if (v < min) throw new RangeError(`${name} must be at least ${min}, got ${v}`);
+  return v;
+}
+
+function resolveOptions(opts: Omit<GenerateOptions, "useCache" | "tokenizer">): Resolved {
+  const strategy = opts.strategy ?? "greedy";
+  if (strategy !== "greedy" && strategy !== "sample" && strategy !== "beam") {
+    throw new TypeError(`strategy must be "greedy", "sample" or "beam", got "${strategy}"`);
+  }
+  const r: Resolved = {
+    strategy,
+    maxNewTokens: checkInt("maxNewTokens", opts.maxNewTokens ?? 64, 0),
+    temperature: opts.temperature ?? 1,
+    topK: checkInt("topK", opts.topK ?? 0, 0),
+    topP: opts.topP ?? 1,
+    seed: checkInt("seed", opts.seed ?? 0, 0),
+    seedOffset: checkInt("seedOffset", opts.seedOffset ?? 0, 0),
+    numBeams: checkInt("numBeams", opts.numBeams ?? (strategy === "beam" ? 4 : 1), 1),
+    lengthPenalty: opts.lengthPenalty ?? 1,
+    earlyStopping: opts.earlyStopping ?? false,
+    repetitionPenalty: opts.repetitionPenalty ?? 1,
+    noRepeatNgramSize: checkInt("noRepeatNgramSize", opts.noRepeatNgramSize ?? 0, 0),
+    numReturnSequences: checkInt("numReturnSequences", opts.numReturnSequences ?? 1, 1),
+  };
+  if (!(r.temperature > 0) || !Number.isFinite(r.temperature)) {
+    throw new RangeError(`temperature must be a positive number, got ${r.temperature}`);
+  }
+  if (!(r.topP >= 0 && r.topP <= 1)) throw new RangeError(`topP must be in [0, 1], got ${r.topP}`);
+  if (!(r.repetitionPenalty > 0) || !Number.isFinite(r.repetitionPenalty)) {
+    throw new RangeError(`repetitionPenalty must be a positive number, got ${r.repetitionPenalty}`);
+  }
+  if (!Number.isFinite(r.lengthPenalty)) {
+    throw new RangeError(`lengthPenalty must be a finite number, got ${r.lengthPenalty}`);
+  }
+  if (strategy === "greedy" && r.numReturnSequences > 1) {
+    throw new RangeError(
+      `numReturnSequences ${r.numReturnSequences} needs strategy "sample" or "beam" (greedy gives one)`,
+    );
+  }
+  if (strategy === "beam" && r.numReturnSequences > r.numBeams) {
+    throw new RangeError(
+      `numReturnSequences (${r.numReturnSequences}) must not exceed numBeams (${r.numBeams})`,
+    );
+  }
+  return r;
+}
+
+/** Rows per input the search needs: beams, return sequences, or one. */
+export function rowsPerInput(opts: Omit<GenerateOptions, "useCache" | "tokenizer">): number {
+  const r = resolveOptions(opts);
+  return r.strategy === "beam" ? r.numBeams : r.numReturnSequences;
+}
+
+function normalizedScore(sum: number, len: number, lengthPenalty: number): number {
+  return len === 0 ? 0 : sum / len ** lengthPenalty;
+}
+
+/** The penalties every strategy applies (in HF order), in place. */
+function applyPenalties(row: LogitsRow, context: readonly number[], o: Resolved): void {
+  applyRepetitionPenalty(row, context, o.repetitionPenalty);
+  if (o.noRepeatNgramSize > 0) applyNoRepeatNgram(row, context, o.noRepeatNgramSize);
+}
+
+/**
+ * Runs the search for `numInputs` inputs over a step function whose rows are
+ * `numInputs · rowsPerInput(opts)` (input-major). Pure host logic: the model
+ * enters only through `step`.
+ */
+export async function decodeSteps(
+  step: StepFn,
+  numInputs: number,
+  opts: DecodeStepsOptions,
+): Promise<GenerationResult> {
+  const o = resolveOptions(opts);
+  if (o.strategy === "beam") return await beamSearch(step, numInputs, opts, o);
+  return await greedyOrSample(step, numInputs, opts, o);
+}
+
+async function greedyOrSample(
+  step: StepFn,
+  numInputs: number,
+  ids: DecodeStepsOptions,
+  o: Resolved,
+): Promise<GenerationResult> {
+  const k = o.numReturnSequences;
+  const N = numInputs * k;
+  const V = ids.vocabSize;
+  const seqs: number[][] = Array.from({ length: N }, () => [ids.startTokenId]);
+  const sums = new Float64Array(N);
+  const finished = new Array<boolean>(N).fill(false);
+  const rngs = Array.from(
+    { length: N },
+    (_, r) => makeRng(hashU32(o.seed, o.seedOffset * k + r)),
+  );
+  const tokens = new Int32Array(N).fill(ids.startTokenId);
+  let steps = 0;
+  for (let t = 0; t < o.maxNewTokens && finished.some((f) => !f); t++) {
+    const logits = await step(tokens, null);
+    steps++;
+    for (let r = 0; r < N; r++) {
+      if (finished[r]) {
+        tokens[r] = ids.padTokenId;
+        continue;
+      }
+      const row = logits.slice(r * V, (r + 1) * V);
+      applyPenalties(row, seqs[r], o);
+      const logp = logSoftmax(row);
+      let tok: number;
+      if (o.strategy === "greedy") {
+        tok = argmax(row);
+      } else {
+        applyTemperature(row, o.temperature);
+        applyTopK(row, o.topK);
+        applyTopP(row, o.topP);
+        tok = sampleIndex(row, rngs[r]);
+      }
+      sums[r] += logp[tok];
+      seqs[r].push(tok);
+      tokens[r] = tok;
+      if (tok === ids.eosTokenId) finished[r] = true;
+    }
+  }
+  const sequences: GeneratedSequence[][] = [];
+  for (let i = 0; i < numInputs; i++) {
+    const group: GeneratedSequence[] = [];
+    for (let j = 0; j < k; j++) {
+      const r = i * k + j;
+      const gen = seqs[r].slice(1);
+      const len = gen.length;
+      if (finished[r]) gen.pop();
+      group.push({
+        ids: gen,
+        score: normalizedScore(sums[r], len, o.lengthPenalty),
+        finished: finished[r],
+      });
+    }
+    sequences.push(group);
+  }
+  return { sequences, steps };
+}
+
+/** Finished hypotheses of one input (Hugging Face `BeamHypotheses`). */
+class Hypotheses {
+  readonly list: { score: number; ids: number[]; finished: boolean }[] = [];
+  worst = 1e9;
+  constructor(readonly numBeams: number, readonly lengthPenalty: number) {}
+
+  add(ids: number[], sumLogprobs: number, len: number, finished: boolean): void {
+    const score = normalizedScore(sumLogprobs, len, this.lengthPenalty);
+    if (this.list.length < this.numBeams || score > this.worst) {
+      this.list.push({ score, ids, finished });
+      if (this.list.length > this.numBeams) {
+        const order = this.list.map((h, i) => [h.score, i]).sort((a, b) => a[0] - b[0]);
+        this.list.splice(order[0][1], 1);
+        this.worst = order[1][0];
+      } else {
+        this.worst = Math.min(score, this.worst);
+      }
+    }
+  }
+
+  isDone(bestSum: number, len: number, earlyStopping: boolean): boolean {
+    if (this.list.length < this.numBeams) return false;
+    if (earlyStopping) return true;
+    return this.worst >= normalizedScore(bestSum, len, this.lengthPenalty);
+  }
+}
+
+async function beamSearch(
+  step: StepFn,
+  numInputs: number,
+  ids: DecodeStepsOptions,
+  o: Resolved,
+): Promise<GenerationResult> {
+  const nb = o.numBeams;
+  const N = numInputs * nb;
+  const V = ids.vocabSize;
+  const keep = 2 * nb;
+  let seqs: number[][] = Array.from({ length: N }, () => [ids.startTokenId]);
+  let beamScores = new Float64Array(N).map((_, r) => (r % nb === 0 ? 0 : -1e9));
+  const hyps = Array.from({ length: numInputs }, () => new Hypotheses(nb, o.lengthPenalty));
+  const done = new Array<boolean>(numInputs).fill(false);
+  const tokens = new Int32Array(N).fill(ids.startTokenId);
+  let parents: Int32Array | null = null;
+  let steps = 0;
+  for (let t = 0; t < o.maxNewTokens && done.some((d) => !d); t++) {
+    const logits = await step(tokens, parents);
+    steps++;
+    const len = t + 1; // generated tokens after this step
+    const nextParents = new Int32Array(N);
+    const nextScores = new Float64Array(N);
+    const nextSeqs: number[][] = new Array(N);
+    for (let b = 0; b < numInputs; b++) {
+      if (done[b]) {
+        for (let j = 0; j < nb; j++) {
+          const r = b * nb + j;
+          nextParents[r] = r;
+          tokens[r] = ids.padTokenId;
+          nextSeqs[r] = seqs[r];
+        }
+        continue;
+      }
+      // top 2·nb of (beam score + processed logprob) over nb·V candidates
+      const candScore = new Float64Array(keep).fill(-Infinity);
+      const candIdx = new Int32Array(keep).fill(-1);
+      for (let j = 0; j < nb; j++) {
+        const r = b * nb + j;
+        const row = logSoftmax(logits.subarray(r * V, (r + 1) * V));
+        applyPenalties(row, seqs[r], o);
+        for (let v = 0; v < V; v++) {
+          const s = beamScores[r] + row[v];
+          if (!(s > candScore[keep - 1]) && candIdx[keep - 1] !== -1) continue;
+          // insert keeping descending order (stable: earlier candidates first on ties)
+          let p = keep - 1;
+          while (p > 0 && (s > candScore[p - 1] || candIdx[p - 1] === -1)) {
+            candScore[p] = candScore[p - 1];
+            candIdx[p] = candIdx[p - 1];
+            p--;
+          }
+          candScore[p] = s;
+          candIdx[p] = j * V + v;
+        }
+      }
+      let filled = 0;
+      for (let rank = 0; rank < keep && filled < nb; rank++) {
+        if (candIdx[rank] < 0) break;
+        const j = Math.floor(candIdx[rank] / V);
+        const v = candIdx[rank] % V;
+        const parent = b * nb + j;
+        if (v === ids.eosTokenId) {
+          if (rank >= nb) continue;
+          hyps[b].add(seqs[parent].slice(1), candScore[rank], len, true);
+        } else {
+          const r = b * nb + filled;
+          nextParents[r] = parent;
+          nextScores[r] = candScore[rank];
+          nextSeqs[r] = [...seqs[parent], v];
+          tokens[r] = v;
+          filled++;
+        }
+      }
+      done[b] = hyps[b].isDone(candScore[0], len, o.earlyStopping);
+    }
+    seqs = nextSeqs;
+    beamScores = nextScores;
+    parents = nextParents;
+  }
+  const sequences: GeneratedSequence[][] = [];
+  for (let b = 0; b < numInputs; b++) {
+    if (!done[b]) {
+      for (let j = 0; j < nb; j++) {
+        const r = b * nb + j;
+        hyps[b].add(seqs[r].slice(1), beamScores[r], seqs[r].length - 1, false);
+      }
+    }
+    const best = [...hyps[b].list].sort((x, y) => y.score - x.score).slice(
+      0,
+      o.numReturnSequences,
+    );
+    sequences.push(best.map((h) => ({ ids: h.ids, score: h.score, finished: h.finished })));
+  }
+  return { sequences, steps };
+}
+
+// ---------------------------------------------------------------------------
+// The model side: encode once, then one decoder step per token.
+
+/** A decoder over an encoded batch, stepping one token at a time. */
+export interface DecodeSession {
+  /** Rows N (inputs × rows per input). */
+  readonly rows: number;
+  /** Vocabulary size V. */
+  readonly vocabSize: number;
+  /** See {@linkcode StepFn}. */
+  step: StepFn;
+  /** Frees the encoder output and the caches. */
+  dispose(): void;
+}
+
+/** Options of {@linkcode createDecodeSession}. */
+export interface DecodeSessionOptions {
+  /** Rows per input (beams or return sequences); default 1. */
+  expand?: number;
+  /** Use the key/value cache (default true). */
+  useCache?: boolean;
+}
+
+/** The backend the model's parameters live on. */
+export function modelBackend(model: Seq2Seq): Backend {
+  const p = model.parameters()[0];
+  if (!p) throw new TypeError("The model has no parameters");
+  return p.backend;
+}
+
+/** Right-pads `srcIds` with pad into i32 ids [B, S] and an f32 mask [B, S]. */
+export function padSources(
+  srcIds: readonly (readonly number[])[],
+  padId: number,
+): { ids: Int32Array; mask: Float32Array; length: number } {
+  const S = Math.max(1, ...srcIds.map((s) => s.length));
+  const ids = new Int32Array(srcIds.length * S).fill(padId);
+  const mask = new Float32Array(srcIds.length * S);
+  srcIds.forEach((s, b) => {
+    for (let j = 0; j < s.length; j++) {
+      ids[b * S + j] = s[j];
+      mask[b * S + j] = 1;
+    }
+  });
+  return { ids, mask, length: S };
+}
+
+/** Rows `idx` of x [N, ...] → [M, ...] (an index_select on the first axis). */
+function gatherRows(x: Tensor, idx: Int32Array): Tensor {
+  const [N, ...rest] = x.shape;
+  const width = rest.reduce((a, d) => a * d, 1);
+  const table = reshape(x, [N, width]);
+  const out = embedding(table, tensor(idx, [idx.length], { backend: x.backend }));
+  return reshape(out, [idx.length, ...rest]);
+}
+
+function isIdentity(p: Int32Array): boolean {
+  for (let i = 0; i < p.length; i++) if (p[i] !== i) return false;
+  return true;
+}
+
+function cacheTensors(cache: DecoderCache): Tensor[] {
+  const out: Tensor[] = [];
+  for (const b of cache.blocks) {
+    if (b.self) out.push(b.self.k, b.self.v);
+    if (b.cross) out.push(b.cross.k, b.cross.v);
+  }
+  return out;
+}
+
+/**
+ * Encodes `srcIds` once (padded to one batch) and returns a session whose
+ * `step` runs the decoder on the newest token of each row: with the cache,
+ * one position per step; without, the whole prefix again. The model should
+ * be in eval mode.
+ */
+export function createDecodeSession(
+  model: Seq2Seq,
+  srcIds: readonly (readonly number[])[],
+  opts: DecodeSessionOptions = {},
+): DecodeSession {
+  const cfg = model.config;
+  const backend = modelBackend(model);
+  const k = opts.expand ?? 1;
+  const useCache = opts.useCache ?? true;
+  const B = srcIds.length;
+  if (B === 0) throw new TypeError("generate: no inputs");
+  srcIds.forEach((s, i) => {
+    if (s.length === 0) throw new TypeError(`generate: input ${i} is empty`);
+    if (s.length > cfg.max_position) {
+      throw new RangeError(
+        `generate: input ${i} has ${s.length} tokens, more than max_position ${cfg.max_position}`,
+      );
+    }
+    for (const id of s) {
+      if (!Number.isInteger(id) || id < 0 || id >= cfg.vocab_size) {
+        throw new RangeError(
+          `generate: input ${i} has token id ${id} outside [0, ${cfg.vocab_size})`,
+        );
+      }
+    }
+  });
+  const N = B * k;
+  const V = cfg.vocab_size;
+  const { ids, mask, length: S } = padSources(srcIds, cfg.pad_token_id);
+  const ctx = model.context();
+  const expandIdx = Int32Array.from({ length: N }, (_, r) => Math.floor(r / k));
+  const expMask = new Float32Array(N * S);
+  for (let r = 0; r < N; r++) {
+    expMask.set(mask.subarray(expandIdx[r] * S, expandIdx[r] * S + S), r * S);
+  }
+
+  const { memory, srcMask } = noGrad(() =>
+    scope(() => {
+      const src = tensor(ids, [B, S], { backend });
+      const m = model.encode(src, tensor(mask, [B, S], { backend }), ctx);
+      return {
+        memory: k === 1 ? m : gatherRows(m, expandIdx),
+        srcMask: tensor(expMask, [N, S], { backend }),
+      };
+    })
+  );
+  memory.keep();
+  srcMask.keep();
+
+  let cache: DecoderCache | null = useCache ? model.decoder.newCache() : null;
+  let prefix: Int32Array[] = Array.from({ length: N }, () => new Int32Array(0));
+  let disposed = false;
+
+  const step: StepFn = async (tokens, parents) => {
+    if (disposed) throw new TypeError("DecodeSession was used after dispose()");
+    if (tokens.length !== N) {
+      throw new TypeError(`DecodeSession.step: expected ${N} tokens, got ${tokens.length}`);
+    }
+    const order = parents !== null && !isIdentity(parents) ? parents : null;
+    const logits = noGrad(() =>
+      scope(() => {
+        if (cache) {
+          const old = new Set(cacheTensors(cache));
+          if (order) {
+            for (const b of cache.blocks) {
+              if (b.self) {
+                b.self = { k: gatherRows(b.self.k, order), v: gatherRows(b.self.v, order) };
+              }
+            }
+          }
+          const x = tensor(tokens, [N, 1], { backend });
+          const out = model.decoder.forward(x, undefined, memory, srcMask, ctx, cache); // [N, 1, V]
+          const now = cacheTensors(cache);
+          for (const t of now) if (!old.has(t)) t.keep();
+          const live = new Set(now);
+          for (const t of old) if (!live.has(t)) t.dispose();
+          return reshape(out, [N, V]);
+        }
+        if (order) prefix = Array.from(order, (p) => prefix[p]);
+        const T = prefix[0].length + 1;
+        const all = new Int32Array(N * T);
+        for (let r = 0; r < N; r++) {
+          all.set(prefix[r], r * T);
+          all[r * T + T - 1] = tokens[r];
+        }
+        prefix = Array.from({ length: N }, (_, r) => all.slice(r * T, r * T + T));
+        const x = tensor(all, [N, T], { backend });
+        const out = model.decoder.forward(x, undefined, memory, srcMask, ctx); // [N, T, V]
+        return reshape(slice(out, 1, T - 1, T), [N, V]);
+      })
+    );
+    try {
+      return Float32Array.from(await logits.data());
+    } finally {
+      logits.dispose();
+    }
+  };
+
+  return {
+    rows: N,
+    vocabSize: V,
+    step,
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      memory.dispose();
+      srcMask.dispose();
+      if (cache) { for (const t of cacheTensors(cache)) t.dispose(); }
+      cache = null;
+      prefix = [];
+    },
+  };
+}
+
+/**
+ * Generates for a batch of encoder inputs (ids as the dataset builds them:
+ * tokens + eos, no padding). Encodes once, then decodes with the key/value
+ * cache (one decoder step per token) unless `useCache` is false.
+ */
+export async function generate(
+  model: Seq2Seq,
+  srcIds: number[][],
+  opts: GenerateOptions = {},
+): Promise<GenerationResult> {
+  const cfg = model.config;
+  const searchOpts: DecodeStepsOptions = {
+    ...opts,
+    maxNewTokens: Math.min(opts.maxNewTokens ?? 64, cfg.max_position),
+    vocabSize: cfg.vocab_size,
+    startTokenId: cfg.decoder_start_token_id,
+    eosTokenId: cfg.eos_token_id,
+    padTokenId: cfg.pad_token_id,
+  };
+  const expand = rowsPerInput(searchOpts); // also checks the options
+  const wasTraining = model.training;
+  model.eval();
+  const session = createDecodeSession(model, srcIds, { expand, useCache: opts.useCache });
+  try {
+    const result = await decodeSteps(session.step, srcIds.length, searchOpts);
+    if (opts.tokenizer) {
+      for (const group of result.sequences) {
+        for (const s of group) s.text = opts.tokenizer.decode(s.ids);
+      }
+    }
+    return result;
+  } finally {
+    session.dispose();
+    if (wasTraining) model.train();
+  }
+}
+
+/**
+ * Encoder ids of a text per CONTRACTS.md §4: tokens + [eos], truncated to
+ * `maxLength` keeping eos.
+ */
+export function encoderIds(
+  tokenizer: TextTokenizer,
+  text: string,
+  eosId: number,
+  maxLength: number,
+): number[] {
+  const ids = tokenizer.encode(text);
+  if (ids.length + 1 > maxLength) ids.length = Math.max(0, maxLength - 1);
+  ids.push(eosId);
+  return ids;
+}
+
+/** Tokenizes `texts` (tokens + eos), generates, and decodes every sequence to text. */
+export async function generateText(
+  model: Seq2Seq,
+  tokenizer: TextTokenizer,
+  texts: string[],
+  opts: GenerateOptions = {},
+): Promise<GenerationResult> {
+  const cfg = model.config;
+  const src = texts.map((t) => encoderIds(tokenizer, t, cfg.eos_token_id, cfg.max_position));
+  return await generate(model, src, { ...opts, tokenizer });
+}
