@@ -1,0 +1,360 @@
+/**
+ * Kernel benchmarks: matmul GFLOP/s (square sizes and the model's shapes),
+ * attention forward + backward (when ops/attention.ts exists), and dispatch
+ * overhead (µs per dispatch recorded in one pass, flushed each, synced each).
+ * Each result is one JSON object naming the `device` and the `kind`.
+ *
+ * ```sh
+ * deno run -A bench/ops_bench.ts --json
+ * deno run -A bench/ops_bench.ts --device cpu --sizes 128,256 --json
+ * ```
+ *
+ * `webseq bench --ops` runs the same through {@linkcode runOpsBench}.
+ * Timing: warm-up iterations, then `await backend.sync()` around a loop of N
+ * iterations, N chosen so the loop lasts about `minTimeMs`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type GpuBackend, sharedGpuBackend } from "../gpu/backend.ts";
+import { addScalar, matmul, type MatmulOptions, sum } from "../ops/mod.ts";
+import { CPU } from "../tensor/cpu_backend.ts";
+import { makeRng } from "../tensor/rng.ts";
+import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
+import type { Backend } from "../tensor/types.ts";
+import { DEFAULT_CONFIG, PRESETS } from "../nn/config.ts";
+
+/** Options of {@linkcode runOpsBench}. */
+export interface OpsBenchOptions {
+  /** Backend to measure; default the WebGPU backend when an adapter exists, else the CPU. */
+  backend?: Backend;
+  /** Square matmul sizes; default 256, 1024, 4096 (4096 only on a hardware GPU unless `large`). */
+  sizes?: number[];
+  /** Run the largest sizes (and attention on software adapters) too. */
+  large?: boolean;
+  /** Tokens per batch (B·T) of the model-shape matmuls; default 16·32 = 512 (64 on software). */
+  tokens?: number;
+  /** Approximate duration of each timed loop in milliseconds; default 300. */
+  minTimeMs?: number;
+  /** Which groups to run; default all. */
+  only?: ("matmul" | "model" | "attention" | "dispatch")[];
+}
+
+/** One result line: `kind` says what was measured; `device` names the adapter or CPU. */
+export interface OpsBenchLine {
+  /** "matmul", "attention" or "dispatch". */
+  kind: string;
+  /** `backend.description`. */
+  device: string;
+  /** "webgpu" or "cpu". */
+  backend: string;
+  /** Measured values and labels. */
+  [field: string]: string | number | boolean;
+}
+
+function isSoftware(backend: Backend): boolean {
+  if (backend.kind === "cpu") return true;
+  const info = (backend as GpuBackend).adapterInfo;
+  return Boolean(info?.isFallbackAdapter) ||
+    /llvmpipe|lavapipe|swiftshader/i.test(info?.description ?? "");
+}
+
+function randomTensor(shape: number[], backend: Backend, seed: number): Tensor {
+  const rng = makeRng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = rng() * 2 - 1;
+  return tensor(data, shape, { backend });
+}
+
+/**
+ * Times `fn` (which records work and disposes what it makes): warm-up runs,
+ * then N runs between two syncs. Returns ms per run and N.
+ */
+export async function timeLoop(
+  backend: Backend,
+  fn: () => void,
+  minTimeMs = 300,
+  warmup = 2,
+): Promise<{ ms: number; iters: number }> {
+  for (let i = 0; i < warmup; i++) fn();
+  await backend.sync();
+  let t0 = performance.now();
+  fn();
+  await backend.sync();
+  const once = Math.max(1e-3, performance.now() - t0);
+  const iters = Math.max(1, Math.min(1000, Math.ceil(minTimeMs / once)));
+  if (iters === 1) return { ms: once, iters: 1 };
+  t0 = performance.now();
+  for (let i = 0; i < iters; i++) fn();
+  await backend.sync();
+  return { ms: (performance.now() - t0) / iters, iters };
+}
+
+async function benchMatmul(
+  backend: Backend,
+  label: string,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions,
+  minTimeMs: number,
+): Promise<OpsBenchLine> {
+  const a = randomTensor(opts.transA ? [k, m] : [m, k], backend, 1);
+  const b = randomTensor(opts.transB ? [n, k] : [k, n], backend, 2);
+  const warmup = backend.kind === "cpu" || isSoftware(backend) ? 1 : 3;
+  const { ms, iters } = await timeLoop(
+    backend,
+    () => matmul(a, b, opts).dispose(),
+    minTimeMs,
+    warmup,
+  );
+  a.dispose();
+  b.dispose();
+  return {
+    kind: "matmul",
+    device: backend.description,
+    backend: backend.kind,
+    label,
+    m,
+    k,
+    n,
+    transA: Boolean(opts.transA),
+    transB: Boolean(opts.transB),
+    iters,
+    ms: round(ms, 4),
+    gflops: round((2 * m * n * k) / (ms * 1e6), 2),
+  };
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+async function benchDispatch(backend: Backend, minTimeMs: number): Promise<OpsBenchLine[]> {
+  const x = tensor(new Float32Array(256), [256], { backend });
+  const tiny = () => addScalar(x, 1).dispose();
+  const lines: OpsBenchLine[] = [];
+  const line = (mode: string, n: number, ms: number): OpsBenchLine => ({
+    kind: "dispatch",
+    device: backend.description,
+    backend: backend.kind,
+    mode,
+    dispatches: n,
+    us_per_dispatch: round((ms * 1000) / n, 2),
+  });
+  for (let i = 0; i < 20; i++) tiny();
+  await backend.sync();
+  // one pass: everything recorded, one submit at the sync
+  const n1 = 2000;
+  let t0 = performance.now();
+  for (let i = 0; i < n1; i++) tiny();
+  await backend.sync();
+  lines.push(line("one_pass", n1, performance.now() - t0));
+  if (backend.kind === "cpu") return lines;
+  // a submit after each dispatch, one wait at the end
+  const n2 = 300;
+  t0 = performance.now();
+  for (let i = 0; i < n2; i++) {
+    tiny();
+    backend.flush();
+  }
+  await backend.sync();
+  lines.push(line("flush_each", n2, performance.now() - t0));
+  // a full round trip (submit + wait) per dispatch
+  const n3 = Math.max(10, Math.min(200, Math.round(minTimeMs / 2)));
+  t0 = performance.now();
+  for (let i = 0; i < n3; i++) {
+    tiny();
+    await backend.sync();
+  }
+  lines.push(line("sync_each", n3, performance.now() - t0));
+  x.dispose();
+  return lines;
+}
+
+// deno-lint-ignore no-explicit-any
+type AnyFn = (...args: any[]) => any;
+
+/**
+ * Attention forward + backward through ops/attention.ts when it exists
+ * (loaded dynamically so this file runs without it).
+ */
+async function benchAttention(
+  backend: Backend,
+  minTimeMs: number,
+  large: boolean,
+): Promise<OpsBenchLine[]> {
+  const base = { kind: "attention", device: backend.description, backend: backend.kind };
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(new URL("../ops/attention.ts", import.meta.url).href);
+  } catch (err) {
+    return [{ ...base, skipped: `ops/attention.ts not loadable: ${firstLine(err)}` }];
+  }
+  const fn = (mod.attention ?? mod.scaledDotProductAttention) as AnyFn | undefined;
+  if (typeof fn !== "function") {
+    return [{ ...base, skipped: "ops/attention.ts exports no attention()" }];
+  }
+  const C = DEFAULT_CONFIG.d_model, H = DEFAULT_CONFIG.n_heads, D = C / H;
+  if (backend.kind !== "cpu" && isSoftware(backend) && !large) {
+    return [{ ...base, skipped: "software adapter (pass --large to run)" }];
+  }
+  const shapes = isSoftware(backend) ? [[2, 16]] : [[16, 32], [16, 128], [8, 512]];
+  const lines: OpsBenchLine[] = [];
+  for (const [B, T] of shapes) {
+    const q = randomTensor([B, H, T, D], backend, 3);
+    const k = randomTensor([B, H, T, D], backend, 4);
+    const v = randomTensor([B, H, T, D], backend, 5);
+    for (const t of [q, k, v]) t.requiresGrad = true;
+    const step = () =>
+      scope(() => {
+        sum(fn(q, k, v, { causal: true }) as Tensor).backward();
+        for (const t of [q, k, v]) {
+          t.grad?.dispose();
+          t.grad = null;
+        }
+      });
+    try {
+      const { ms, iters } = await timeLoop(backend, step, minTimeMs, 2);
+      // forward QKᵀ and PV (4·B·H·T²·D), backward twice that; causal halves the useful work
+      const flops = 3 * 4 * B * H * T * T * D;
+      lines.push({
+        ...base,
+        label: "causal_self_fwd_bwd",
+        B,
+        H,
+        T,
+        D,
+        iters,
+        ms: round(ms, 4),
+        gflops_dense_equiv: round(flops / (ms * 1e6), 2),
+      });
+    } catch (err) {
+      lines.push({ ...base, B, H, T, D, skipped: `attention() failed: ${firstLine(err)}` });
+    } finally {
+      for (const t of [q, k, v]) t.dispose();
+    }
+  }
+  return lines;
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split("\n")[0];
+}
+
+/** Runs the kernel benchmarks, yielding one line per measurement. */
+export async function* runOpsBench(opts: OpsBenchOptions = {}): AsyncGenerator<OpsBenchLine> {
+  const backend = opts.backend ?? (await sharedGpuBackend()) ?? CPU;
+  const minTimeMs = opts.minTimeMs ?? 300;
+  const want = (g: "matmul" | "model" | "attention" | "dispatch") =>
+    !opts.only || opts.only.includes(g);
+  const software = isSoftware(backend);
+  if (want("dispatch")) {
+    for (const l of await benchDispatch(backend, minTimeMs)) yield l;
+  }
+  if (want("matmul")) {
+    for (const s of opts.sizes ?? [256, 1024, 4096]) {
+      if (s >= 4096 && software && !opts.large) {
+        yield {
+          kind: "matmul",
+          device: backend.description,
+          backend: backend.kind,
+          label: "square",
+          m: s,
+          k: s,
+          n: s,
+          skipped: "software backend (pass --large to run)",
+        };
+        continue;
+      }
+      yield await benchMatmul(backend, "square", s, s, s, {}, minTimeMs);
+    }
+  }
+  if (want("model")) {
+    const BT = opts.tokens ?? (software && !opts.large ? 64 : 16 * 32);
+    const presets = software && !opts.large ? ["small"] : ["small", "base"];
+    for (const name of presets) {
+      const cfg = { ...DEFAULT_CONFIG, ...PRESETS[name] };
+      const C = cfg.d_model, F = cfg.d_ff, V = cfg.vocab_size;
+      // Linear weights are [out, in] (PyTorch layout): y = x·Wᵀ, dW = dyᵀ·x
+      const shapes: [string, number, number, number, MatmulOptions][] = [
+        [`${name}.qkv x·Wᵀ`, BT, C, 3 * C, { transB: true }],
+        [`${name}.ffn_up x·Wᵀ`, BT, C, F, { transB: true }],
+        [`${name}.ffn_down x·Wᵀ`, BT, F, C, { transB: true }],
+        [`${name}.lm_head x·Wᵀ`, BT, C, V, { transB: true }],
+        [`${name}.lm_head dW=dyᵀ·x`, V, BT, C, { transA: true }],
+        [`${name}.lm_head dx=dy·W`, BT, V, C, {}],
+      ];
+      for (const [label, m, k, n, o] of shapes) {
+        yield await benchMatmul(backend, label, m, k, n, o, minTimeMs);
+      }
+    }
+  }
+  if (want("attention")) {
+    for (const l of await benchAttention(backend, minTimeMs, Boolean(opts.large))) yield l;
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      device: { type: "string", default: "auto" },
+      sizes: { type: "string" },
+      tokens: { type: "string" },
+      "min-time-ms": { type: "string" },
+      only: { type: "string" },
+      large: { type: "boolean" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(`ops_bench — matmul, attention and dispatch benchmarks as JSON lines
+
+Examples:
+  deno run -A bench/ops_bench.ts --json
+  deno run -A bench/ops_bench.ts --device cpu --sizes 128,256 --only matmul,dispatch --json
+
+Options:
+  --device auto|webgpu|cpu   backend (default auto: WebGPU if an adapter exists)
+  --sizes N,N,...            square matmul sizes (default 256,1024,4096)
+  --large                    on CPU/software adapters, also run 4096, base-model shapes, attention
+  --tokens N                 B·T of the model-shape matmuls (default 512; 64 on software)
+  --min-time-ms N            length of each timed loop (default 300)
+  --only G,G                 groups: matmul, model, attention, dispatch
+  --json                     JSON lines (the only output format)
+
+Permissions: --allow-read --allow-env`);
+    Deno.exit(0);
+  }
+  const device = values.device;
+  let backend: Backend;
+  if (device === "cpu") backend = CPU;
+  else if (device === "auto" || device === "webgpu") {
+    const gpu = await sharedGpuBackend();
+    if (!gpu && device === "webgpu") {
+      console.error("ops_bench: --device webgpu but no WebGPU adapter was found");
+      Deno.exit(1);
+    }
+    backend = gpu ?? CPU;
+  } else {
+    console.error(`ops_bench: --device must be auto, webgpu or cpu, got "${device}"`);
+    Deno.exit(2);
+  }
+  const ints = (s: string | undefined) => s?.split(",").map((x) => Number.parseInt(x, 10));
+  for await (
+    const line of runOpsBench({
+      backend,
+      sizes: ints(values.sizes),
+      tokens: ints(values.tokens)?.[0],
+      minTimeMs: ints(values["min-time-ms"])?.[0],
+      large: values.large,
+      only: values.only?.split(",") as OpsBenchOptions["only"],
+    })
+  ) {
+    console.log(JSON.stringify(line));
+  }
+}
