@@ -17,6 +17,7 @@
  */
 import { parseArgs } from "node:util";
 import { type GpuBackend, sharedGpuBackend } from "../gpu/backend.ts";
+import * as OPS from "../ops/mod.ts";
 import { addScalar, matmul, type MatmulOptions, sum } from "../ops/mod.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { makeRng } from "../tensor/rng.ts";
@@ -178,8 +179,8 @@ async function benchDispatch(backend: Backend, minTimeMs: number): Promise<OpsBe
 type AnyFn = (...args: any[]) => any;
 
 /**
- * Attention forward + backward through ops/attention.ts when it exists
- * (loaded dynamically so this file runs without it).
+ * Attention forward + backward through `attention()` of ops/mod.ts, when it
+ * exists.
  */
 async function benchAttention(
   backend: Backend,
@@ -187,15 +188,10 @@ async function benchAttention(
   large: boolean,
 ): Promise<OpsBenchLine[]> {
   const base = { kind: "attention", device: backend.description, backend: backend.kind };
-  let mod: Record<string, unknown>;
-  try {
-    mod = await import(new URL("../ops/attention.ts", import.meta.url).href);
-  } catch (err) {
-    return [{ ...base, skipped: `ops/attention.ts not loadable: ${firstLine(err)}` }];
-  }
-  const fn = (mod.attention ?? mod.scaledDotProductAttention) as AnyFn | undefined;
+  // looked up by name so this file builds before ops/mod.ts exports attention()
+  const fn = (OPS as Record<string, unknown>).attention as AnyFn | undefined;
   if (typeof fn !== "function") {
-    return [{ ...base, skipped: "ops/attention.ts exports no attention()" }];
+    return [{ ...base, skipped: "ops/mod.ts exports no attention()" }];
   }
   const C = DEFAULT_CONFIG.d_model, H = DEFAULT_CONFIG.n_heads, D = C / H;
   if (backend.kind !== "cpu" && isSoftware(backend) && !large) {
