@@ -129,6 +129,18 @@ export const BINARY: OpDef<BinaryParams> = {
     );
     const f = CPU_FN[p.kind];
     const r = d.length;
+    if (r <= 2) {
+      // fast path (same shapes, a row vector against a matrix, …): two plain loops
+      const [d0, d1] = r === 2 ? d : [1, d[0] ?? 1];
+      const [a0, a1] = r === 2 ? sa : [0, sa[0] ?? 0];
+      const [b0, b1] = r === 2 ? sb : [0, sb[0] ?? 0];
+      let i = 0;
+      for (let c0 = 0; c0 < d0; c0++) {
+        let ia = c0 * a0, ib = c0 * b0;
+        for (let c1 = 0; c1 < d1; c1++, ia += a1, ib += b1) out[i++] = f(a[ia], b[ib]);
+      }
+      return;
+    }
     for (let i = 0; i < out.length; i++) {
       let rem = i, ia = 0, ib = 0;
       for (let k = r - 1; k >= 0; k--) {

@@ -103,15 +103,16 @@ export const REDUCE: OpDef<ReduceParams> = {
   },
   cpu([x], [out], info, p) {
     const [O, R, I] = dims(info.inputs[0].shape, p);
+    // walk x in memory order, accumulating a row of I outputs (float64 sums)
+    const acc = new Float64Array(I);
     for (let o = 0; o < O; o++) {
-      for (let k = 0; k < I; k++) {
-        let acc = p.kind === "sum" ? 0 : -Infinity;
-        for (let r = 0; r < R; r++) {
-          const v = x[(o * R + r) * I + k];
-          acc = p.kind === "sum" ? acc + v : Math.max(acc, v);
-        }
-        out[o * I + k] = acc;
+      acc.fill(p.kind === "sum" ? 0 : -Infinity);
+      for (let r = 0; r < R; r++) {
+        const base = (o * R + r) * I;
+        if (p.kind === "sum") for (let k = 0; k < I; k++) acc[k] += x[base + k];
+        else for (let k = 0; k < I; k++) acc[k] = Math.max(acc[k], x[base + k]);
       }
+      for (let k = 0; k < I; k++) out[o * I + k] = acc[k];
     }
   },
   gpu(info, p) {

@@ -119,6 +119,8 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Log lines (default stderr). */
   log?: (line: string) => void;
+  /** Called after every optimizer step (tests use it to interrupt at a given step). */
+  onStep?: (step: number) => void;
 }
 
 /** What `train` returns. */
@@ -238,14 +240,6 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     }
     if (opts.resume) resumeState = await loadTrainerState(out);
   } else {
-    if (opts.tokenizer) {
-      tokenizer = await loadTokenizer(opts.tokenizer);
-    } else if (!allIds) {
-      const vocab = opts.vocabSize ?? 1000;
-      info(`training a BPE tokenizer (vocab ${vocab}) on ${trainPairs.length} pairs`);
-      const texts = trainPairs.flatMap((p) => (p.kind === "text" ? [p.source, p.target] : []));
-      tokenizer = await trainBpe(texts, { vocabSize: vocab, minFrequency: 2 });
-    }
     let base: unknown;
     if (opts.configFile) {
       try {
@@ -257,6 +251,14 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       config = validateConfig(base, opts.configFile);
     } else {
       config = presetConfig(opts.preset ?? "tiny");
+    }
+    if (opts.tokenizer) {
+      tokenizer = await loadTokenizer(opts.tokenizer);
+    } else if (!allIds) {
+      const vocab = opts.vocabSize ?? 1000;
+      info(`training a BPE tokenizer (vocab ${vocab}) on ${trainPairs.length} pairs`);
+      const texts = trainPairs.flatMap((p) => (p.kind === "text" ? [p.source, p.target] : []));
+      tokenizer = await trainBpe(texts, { vocabSize: vocab, minFrequency: 2 });
     }
     let vocab = config.vocab_size;
     if (tokenizer) vocab = tokenizer.vocabSize;
@@ -422,6 +424,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       });
       opt.zeroGrad();
       step++;
+      opts.onStep?.(step);
       if (step % logEvery === 0 || step >= totalSteps || loader.state().position === 0) {
         const sums = noGrad(() =>
           scope(() =>

@@ -1,0 +1,234 @@
+/**
+ * The command line as a user runs it: real `deno run` processes with the
+ * documented permissions, exit codes 0/1/2, one-line errors naming the file,
+ * line or field, and JSON output.
+ */
+import assert from "node:assert/strict";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const CLI = `${ROOT}cli.ts`;
+
+async function webseq(
+  args: string[],
+  perms: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...perms, CLI, ...args],
+    cwd: ROOT,
+    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+function oneLineError(stderr: string): string {
+  const lines = stderr.trim().split("\n").filter((l) => !l.startsWith("Run 'webseq"));
+  assert.equal(lines.length, 1, `expected a one-line error, got:\n${stderr}`);
+  return lines[0];
+}
+
+Deno.test("webseq --help lists the commands; an unknown command is a usage error", async () => {
+  const help = await webseq(["--help"], []);
+  assert.equal(help.code, 0);
+  for (const c of ["train", "generate", "eval", "bleu", "tokenizer", "bench", "info"]) {
+    assert.match(help.stdout, new RegExp(c));
+  }
+  const bad = await webseq(["frobnicate"], []);
+  assert.equal(bad.code, 2);
+  assert.match(oneLineError(bad.stderr), /unknown command "frobnicate"/);
+});
+
+Deno.test("every subcommand prints help with examples and permissions and exits 0", async () => {
+  for (const c of ["train", "generate", "eval", "bleu", "tokenizer", "bench", "info"]) {
+    const r = await webseq([c, "--help"], ["--allow-read", "--allow-env"]);
+    assert.equal(r.code, 0, `${c} --help`);
+    assert.match(r.stdout, /Examples?:/i, `${c} help has examples`);
+    assert.match(r.stdout, /Permissions|--allow-/, `${c} help names permissions`);
+  }
+});
+
+Deno.test("train reports bad input in one line with a non-zero exit", async () => {
+  const dir = await Deno.makeTempDir();
+  const perms = ["--allow-read", `--allow-write=${dir}`, "--allow-env"];
+  try {
+    let r = await webseq([
+      "train",
+      "--data",
+      `${dir}/missing.tsv`,
+      "--out",
+      `${dir}/r`,
+      "--device",
+      "cpu",
+    ], perms);
+    assert.equal(r.code, 1);
+    assert.match(oneLineError(r.stderr), /missing\.tsv/);
+
+    r = await webseq(["train", "--epochs", "many"], perms);
+    assert.equal(r.code, 2);
+    assert.match(oneLineError(r.stderr), /--epochs/);
+
+    r = await webseq(["train", "--bogus"], perms);
+    assert.equal(r.code, 2);
+
+    await Deno.writeTextFile(`${dir}/bad.csv`, 'source,target\n"a, b",c\n"unclosed,d\n');
+    r = await webseq(
+      ["train", "--data", `${dir}/bad.csv`, "--out", `${dir}/r`, "--device", "cpu"],
+      perms,
+    );
+    assert.equal(r.code, 1);
+    assert.match(oneLineError(r.stderr), /bad\.csv:3/);
+
+    await Deno.writeTextFile(`${dir}/cfg.json`, JSON.stringify({ d_model: 30, n_heads: 4 }));
+    r = await webseq(
+      [
+        "train",
+        "--config",
+        `${dir}/cfg.json`,
+        "--out",
+        `${dir}/r`,
+        "--device",
+        "cpu",
+        "--max-steps",
+        "1",
+      ],
+      perms,
+    );
+    assert.equal(r.code, 1);
+    assert.match(oneLineError(r.stderr), /d_model/);
+    // nothing half-written
+    await assert.rejects(() => Deno.stat(`${dir}/r/model.safetensors`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train, eval, generate and bench work end to end on the CPU", async () => {
+  const dir = await Deno.makeTempDir();
+  const perms = ["--allow-read", `--allow-write=${dir}`, "--allow-env"];
+  try {
+    await Deno.writeTextFile(
+      `${dir}/cfg.json`,
+      JSON.stringify({
+        d_model: 16,
+        n_heads: 2,
+        d_ff: 32,
+        n_encoder_layers: 1,
+        n_decoder_layers: 1,
+        max_position: 40,
+      }),
+    );
+    const lines = (await Deno.readTextFile(`${ROOT}data/corpus/valid.tsv`)).split("\n");
+    await Deno.writeTextFile(`${dir}/small.tsv`, lines.slice(0, 41).join("\n") + "\n");
+    let r = await webseq([
+      "train",
+      "--data",
+      `${dir}/small.tsv`,
+      "--out",
+      `${dir}/run`,
+      "--config",
+      `${dir}/cfg.json`,
+      "--epochs",
+      "1",
+      "--batch-size",
+      "8",
+      "--vocab-size",
+      "100",
+      "--max-length",
+      "24",
+      "--device",
+      "cpu",
+      "--bleu-limit",
+      "4",
+      "--json",
+    ], perms);
+    assert.equal(r.code, 0, r.stderr);
+    const epochLine = JSON.parse(r.stdout.trim().split("\n").pop()!);
+    assert.ok(Number.isFinite(epochLine.valid_loss));
+
+    r = await webseq([
+      "eval",
+      "--run",
+      `${dir}/run`,
+      "--data",
+      `${dir}/small.tsv`,
+      "--bleu",
+      "--bleu-limit",
+      "4",
+      "--device",
+      "cpu",
+      "--json",
+    ], ["--allow-read", "--allow-env"]);
+    assert.equal(r.code, 0, r.stderr);
+    const ev = JSON.parse(r.stdout);
+    for (
+      const k of [
+        "loss",
+        "perplexity",
+        "accuracy",
+        "top5_accuracy",
+        "tokens",
+        "bleu_sentence",
+        "bleu_corpus",
+      ]
+    ) {
+      assert.equal(typeof ev[k], "number", k);
+    }
+    assert.ok(Math.abs(ev.perplexity - Math.exp(ev.loss)) < 1e-6 * ev.perplexity);
+
+    r = await webseq([
+      "generate",
+      "--run",
+      `${dir}/run`,
+      "--text",
+      "5 Mart 2021",
+      "--max-new-tokens",
+      "6",
+      "--device",
+      "cpu",
+    ], ["--allow-read", "--allow-env"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.split("\n").length, 2);
+
+    r = await webseq([
+      "eval",
+      "--run",
+      `${dir}/nope`,
+      "--data",
+      `${dir}/small.tsv`,
+      "--device",
+      "cpu",
+    ], ["--allow-read", "--allow-env"]);
+    assert.equal(r.code, 1);
+    assert.match(oneLineError(r.stderr), /nope/);
+
+    r = await webseq([
+      "bench",
+      "--preset",
+      "tiny",
+      "--steps",
+      "1",
+      "--batch-size",
+      "2",
+      "--src-len",
+      "6",
+      "--tgt-len",
+      "5",
+      "--device",
+      "cpu",
+      "--json",
+    ], ["--allow-read", "--allow-env"]);
+    assert.equal(r.code, 0, r.stderr);
+    const line = JSON.parse(r.stdout.trim().split("\n").pop()!);
+    assert.equal(line.kind, "train");
+    assert.ok(line.tokens_per_s > 0 && line.step_ms > 0 && line.peak_bytes > 0);
+    assert.match(line.device, /cpu/);
+
+    r = await webseq(["info", "--json"], ["--allow-env"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok("auto_device" in JSON.parse(r.stdout));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

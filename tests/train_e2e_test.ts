@@ -1,0 +1,158 @@
+/**
+ * End to end through the library: train a very small model on part of the
+ * built-in corpus, interrupt it, resume it, and check that the final weights
+ * equal an uninterrupted run's bit for bit (CPU backend); then evaluate and
+ * generate from the run folder.
+ */
+import assert from "node:assert/strict";
+import { train } from "../train/trainer.ts";
+import { CPU } from "../tensor/cpu_backend.ts";
+import { readSafetensors } from "../train/safetensors.ts";
+import { readJsonl, runPath } from "../train/run_folder.ts";
+import { loadRun } from "../train/load_model.ts";
+import { generateText } from "../train/generate.ts";
+
+const CORPUS = new URL("../data/corpus/train.tsv", import.meta.url).pathname;
+
+async function smallData(dir: string): Promise<{ train: string; valid: string; config: string }> {
+  const lines = (await Deno.readTextFile(CORPUS)).split("\n");
+  const train = `${dir}/train.tsv`, valid = `${dir}/valid.tsv`, config = `${dir}/config.json`;
+  await Deno.writeTextFile(train, [lines[0], ...lines.slice(1, 97)].join("\n") + "\n");
+  await Deno.writeTextFile(valid, [lines[0], ...lines.slice(97, 113)].join("\n") + "\n");
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      d_model: 16,
+      n_heads: 2,
+      d_ff: 32,
+      n_encoder_layers: 1,
+      n_decoder_layers: 1,
+      max_position: 48,
+      dropout: 0.1,
+      drop_path: 0.1,
+    }),
+  );
+  return { train, valid, config };
+}
+
+function baseOptions(d: { train: string; valid: string; config: string }, out: string) {
+  return {
+    data: d.train,
+    valid: d.valid,
+    out,
+    configFile: d.config,
+    vocabSize: 120,
+    maxLength: 32,
+    epochs: 2,
+    batchSize: 16,
+    lr: 3e-3,
+    seed: 3,
+    bleuLimit: 8,
+    sampleCount: 2,
+    quiet: true,
+    backend: CPU,
+  };
+}
+
+Deno.test("train() resumed after an interruption ends with the same weights as an uninterrupted run", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    const full = await train(baseOptions(d, `${dir}/full`));
+    assert.equal(full.stopped, "completed");
+    assert.equal(full.steps, 12);
+
+    const ctl = new AbortController();
+    const part = await train({
+      ...baseOptions(d, `${dir}/part`),
+      signal: ctl.signal,
+      onStep: (s) => {
+        if (s === 4) ctl.abort();
+      },
+    });
+    assert.equal(part.stopped, "interrupted");
+    assert.equal(part.steps, 4);
+    const resumed = await train({ ...baseOptions(d, `${dir}/part`), resume: true });
+    assert.equal(resumed.steps, 12);
+
+    const a = await readSafetensors(runPath(`${dir}/full`, "model"));
+    const b = await readSafetensors(runPath(`${dir}/part`, "model"));
+    assert.deepEqual(Object.keys(a.tensors).sort(), Object.keys(b.tensors).sort());
+    for (const [name, t] of Object.entries(a.tensors)) {
+      assert.deepEqual(b.tensors[name].data, t.data, `${name} differs after resume`);
+    }
+    const oa = await readSafetensors(runPath(`${dir}/full`, "optimizer"));
+    const ob = await readSafetensors(runPath(`${dir}/part`, "optimizer"));
+    for (const [name, t] of Object.entries(oa.tensors)) {
+      assert.deepEqual(ob.tensors[name].data, t.data, name);
+    }
+
+    // the run folder holds what CONTRACTS §7 lists, plus the report and the best model
+    for (
+      const f of [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "metrics.jsonl",
+        "samples.jsonl",
+        "report.html",
+        "best/model.safetensors",
+      ]
+    ) {
+      await Deno.stat(`${dir}/full/${f}`);
+    }
+    const metrics = (await readJsonl(runPath(`${dir}/full`, "metrics"))) as Record<
+      string,
+      number
+    >[];
+    assert.equal(metrics.length, 2);
+    for (const m of metrics) {
+      for (
+        const k of [
+          "train_loss",
+          "valid_loss",
+          "valid_accuracy",
+          "valid_top5_accuracy",
+          "valid_perplexity",
+        ]
+      ) {
+        assert.ok(Number.isFinite(m[k]), `${k} is finite`);
+      }
+      assert.ok(m.valid_bleu_corpus >= 0 && m.valid_bleu_corpus <= 1);
+    }
+    assert.ok(metrics[1].train_loss < metrics[0].train_loss, "training loss decreases");
+    const report = await Deno.readTextFile(`${dir}/full/report.html`);
+    assert.match(report, /<svg/);
+
+    // the run folder loads and generates
+    const run = await loadRun(`${dir}/full`, { backend: CPU });
+    const res = await generateText(run.model, run.tokenizer!, ["12 Mart 2020"], {
+      maxNewTokens: 8,
+    });
+    assert.equal(res.sequences.length, 1);
+    assert.equal(typeof res.sequences[0][0].text, "string");
+    run.model.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() refuses to overwrite a run and to resume nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    await assert.rejects(
+      () => train({ ...baseOptions(d, `${dir}/none`), resume: true }),
+      /nothing to resume/,
+    );
+    await train({ ...baseOptions(d, `${dir}/r`), epochs: 1, bleuLimit: 0 });
+    await assert.rejects(
+      () => train({ ...baseOptions(d, `${dir}/r`), epochs: 1 }),
+      /already holds a run/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
