@@ -14,6 +14,13 @@ import { BROADCAST_TO, MAX_GRAD, REDUCE, setScaleOp } from "./reduce.ts";
 import { PERMUTE } from "./reshape.ts";
 import { MATMUL } from "./matmul.ts";
 import { OPTIM_ENTRIES } from "./optim_ops.ts";
+import { SOFTMAX_ENTRIES } from "./softmax.ts";
+import { LAYER_NORM_ENTRIES } from "./layer_norm.ts";
+import { EMBEDDING_ENTRIES } from "./embedding.ts";
+import { DROPOUT_ENTRIES } from "./dropout.ts";
+import { MASKED_FILL_ENTRIES } from "./masked_fill.ts";
+import { SLICE_ENTRIES } from "./slice.ts";
+import { CROSS_ENTROPY_ENTRIES } from "./cross_entropy.ts";
 
 export * from "./elementwise.ts";
 export * from "./binary.ts";
@@ -21,6 +28,13 @@ export * from "./reduce.ts";
 export * from "./reshape.ts";
 export * from "./matmul.ts";
 export * from "./optim_ops.ts";
+export * from "./softmax.ts";
+export * from "./layer_norm.ts";
+export * from "./embedding.ts";
+export * from "./dropout.ts";
+export * from "./masked_fill.ts";
+export * from "./slice.ts";
+export * from "./cross_entropy.ts";
 export type { InputSpec, OpCase, OpEntry } from "./registry.ts";
 
 setScaleOp(SCALE);
@@ -133,4 +147,11 @@ export const ALL_OPS: OpEntry[] = [
     ],
   },
   ...OPTIM_ENTRIES,
+  ...SOFTMAX_ENTRIES,
+  ...LAYER_NORM_ENTRIES,
+  ...EMBEDDING_ENTRIES,
+  ...DROPOUT_ENTRIES,
+  ...MASKED_FILL_ENTRIES,
+  ...SLICE_ENTRIES,
+  ...CROSS_ENTROPY_ENTRIES,
 ];
