@@ -21,6 +21,7 @@ import { DROPOUT_ENTRIES } from "./dropout.ts";
 import { MASKED_FILL_ENTRIES } from "./masked_fill.ts";
 import { SLICE_ENTRIES } from "./slice.ts";
 import { CROSS_ENTROPY_ENTRIES } from "./cross_entropy.ts";
+import { ATTENTION_ENTRIES } from "./attention.ts";
 
 export * from "./elementwise.ts";
 export * from "./binary.ts";
@@ -35,6 +36,7 @@ export * from "./dropout.ts";
 export * from "./masked_fill.ts";
 export * from "./slice.ts";
 export * from "./cross_entropy.ts";
+export * from "./attention.ts";
 export type { InputSpec, OpCase, OpEntry } from "./registry.ts";
 
 setScaleOp(SCALE);
@@ -149,6 +151,7 @@ export const ALL_OPS: OpEntry[] = [
   ...OPTIM_ENTRIES,
   ...SOFTMAX_ENTRIES,
   ...LAYER_NORM_ENTRIES,
+  ...ATTENTION_ENTRIES,
   ...EMBEDDING_ENTRIES,
   ...DROPOUT_ENTRIES,
   ...MASKED_FILL_ENTRIES,

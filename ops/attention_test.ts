@@ -1,0 +1,251 @@
+/**
+ * Tests of the fused attention beyond the registry's GPU-vs-CPU and
+ * finite-difference checks: attention() equals the composition
+ * softmax(maskedFill(q·kᵀ·scale, disallowed, finfo.min))·v built from other
+ * ops (PyTorch's formula in interop/torch/webseq_torch.py) — values and
+ * gradients, on both backends — plus fully masked rows, the KV-cache step,
+ * recompute after a scope freed the saved outputs, and errors.
+ */
+import assert from "node:assert/strict";
+import { CPU } from "../tensor/cpu_backend.ts";
+import { makeRng } from "../tensor/rng.ts";
+import { apply, scope, type Tensor, tensor } from "../tensor/tensor.ts";
+import type { Backend } from "../tensor/types.ts";
+import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import {
+  ATTENTION,
+  attention,
+  type AttentionOptions,
+  dropout,
+  maskedFill,
+  matmul,
+  mul,
+  scale,
+  slice,
+  softmax,
+  sum,
+} from "./mod.ts";
+
+/** torch.finfo(torch.float32).min, the value PyTorch's twin fills disallowed scores with. */
+const F32_MIN = -3.4028234663852886e38;
+
+interface Setup {
+  B: number;
+  H: number;
+  T: number;
+  S: number;
+  D: number;
+  /** Real keys per batch row (right padding). */
+  lens?: number[];
+  causal?: boolean;
+  dropout?: { p: number; seed: number };
+  range?: number;
+}
+
+function randoms(n: number, rng: () => number, r = 1): number[] {
+  return Array.from({ length: n }, () => (rng() * 2 - 1) * r);
+}
+
+/** Inputs of a setup on a backend (f64 on the CPU for exact gradient comparisons). */
+function inputs(c: Setup, backend: Backend, seed = 1) {
+  const rng = makeRng(seed);
+  const dtype = backend === CPU ? "f64" as const : "f32" as const;
+  const mk = (shape: number[], r = 1) =>
+    tensor(randoms(shape.reduce((a, b) => a * b, 1), rng, r), shape, {
+      backend,
+      dtype,
+      requiresGrad: true,
+    });
+  const q = mk([c.B, c.H, c.T, c.D], c.range), k = mk([c.B, c.H, c.S, c.D], c.range);
+  const v = mk([c.B, c.H, c.S, c.D]);
+  const w = tensor(randoms(c.B * c.H * c.T * c.D, rng), [c.B, c.H, c.T, c.D], { backend, dtype });
+  const keyMask = c.lens
+    ? tensor(
+      Array.from({ length: c.B * c.S }, (_, i) => (i % c.S < c.lens![Math.floor(i / c.S)] ? 1 : 0)),
+      [c.B, c.S],
+      { backend },
+    )
+    : undefined;
+  return { q, k, v, w, keyMask };
+}
+
+/** 1 where key s is NOT allowed for query t: `[B, 1, T, S]`. */
+function disallowed(c: Setup, backend: Backend): Tensor {
+  const out: number[] = [];
+  for (let b = 0; b < c.B; b++) {
+    for (let t = 0; t < c.T; t++) {
+      for (let s = 0; s < c.S; s++) {
+        const ok = (!c.lens || s < c.lens[b]) && (!c.causal || s <= t + c.S - c.T);
+        out.push(ok ? 0 : 1);
+      }
+    }
+  }
+  return tensor(out, [c.B, 1, c.T, c.S], { backend });
+}
+
+/** The unfused reference: PyTorch's masked_fill + softmax + dropout + matmul. */
+function composed(q: Tensor, k: Tensor, v: Tensor, c: Setup): Tensor {
+  const scores = scale(matmul(q, k, { transB: true }), 1 / Math.sqrt(c.D));
+  let probs = softmax(maskedFill(scores, disallowed(c, q.backend), F32_MIN));
+  if (c.dropout) probs = dropout(probs, c.dropout.p, c.dropout.seed);
+  return matmul(probs, v);
+}
+
+function closeTo(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  let scaleRef = 1e-12;
+  for (let i = 0; i < want.length; i++) scaleRef = Math.max(scaleRef, Math.abs(want[i]));
+  for (let i = 0; i < want.length; i++) {
+    assert.ok(
+      Math.abs(got[i] - want[i]) <= tol * Math.max(1, scaleRef),
+      `${what}[${i}]: ${got[i]} vs ${want[i]}`,
+    );
+  }
+}
+
+/** Forward values and q/k/v gradients of attention() and of the composition agree. */
+async function compareWithComposition(c: Setup, backend: Backend, tol: number): Promise<void> {
+  const a = inputs(c, backend), r = inputs(c, backend);
+  const opts: AttentionOptions = { keyMask: a.keyMask, causal: c.causal, dropout: c.dropout };
+  const outA = attention(a.q, a.k, a.v, opts);
+  const outR = composed(r.q, r.k, r.v, c);
+  closeTo(await outA.data(), await outR.data(), tol, "out");
+  sum(mul(outA, a.w)).backward();
+  sum(mul(outR, r.w)).backward();
+  for (const n of ["q", "k", "v"] as const) {
+    closeTo(await a[n].grad!.data(), await r[n].grad!.data(), tol, `d${n}`);
+  }
+}
+
+const SETUPS: [string, Setup][] = [
+  ["key padding", { B: 2, H: 3, T: 5, S: 7, D: 8, lens: [7, 3] }],
+  ["causal self-attention with padding", {
+    B: 2,
+    H: 2,
+    T: 9,
+    S: 9,
+    D: 4,
+    lens: [9, 5],
+    causal: true,
+  }],
+  ["causal with T < S (KV cache)", { B: 1, H: 2, T: 3, S: 8, D: 6, causal: true }],
+  ["fully masked rows (all-pad sequence)", { B: 2, H: 2, T: 4, S: 6, D: 4, lens: [4, 0] }],
+  ["fully masked causal rows", { B: 2, H: 1, T: 6, S: 6, D: 4, lens: [0, 6], causal: true }],
+  ["causal with T > S (leading rows see no key)", { B: 1, H: 1, T: 7, S: 4, D: 4, causal: true }],
+  ["large-magnitude q and k", { B: 1, H: 2, T: 6, S: 6, D: 8, lens: [5], range: 8 }],
+  [
+    "attention dropout",
+    { B: 2, H: 2, T: 5, S: 6, D: 4, lens: [6, 2], causal: true, dropout: { p: 0.25, seed: 77 } },
+  ],
+];
+
+for (const [name, c] of SETUPS) {
+  Deno.test(`attention() equals the composed masked_fill/softmax/matmul on the CPU (f64): ${name}`, async () => {
+    await compareWithComposition(c, CPU, 1e-10);
+  });
+  Deno.test({
+    name: `attention() equals the composed masked_fill/softmax/matmul on WebGPU: ${name}`,
+    ignore: NO_GPU,
+    fn: async () => {
+      await compareWithComposition(c, GPU!, c.range ? 2e-4 : 1e-4);
+    },
+  });
+}
+
+Deno.test({
+  name: "attention() forward and backward on WebGPU equal the CPU on a training-like shape",
+  ignore: NO_GPU,
+  fn: async () => {
+    const c: Setup = {
+      B: 3,
+      H: 4,
+      T: 37,
+      S: 37,
+      D: 16,
+      lens: [37, 20, 1],
+      causal: true,
+      dropout: { p: 0.1, seed: 5 },
+    };
+    const g = inputs(c, GPU!, 9), h = inputs(c, CPU, 9);
+    const opts = (x: typeof g): AttentionOptions => ({
+      keyMask: x.keyMask,
+      causal: true,
+      dropout: c.dropout,
+    });
+    const og = attention(g.q, g.k, g.v, opts(g)), oh = attention(h.q, h.k, h.v, opts(h));
+    closeTo(await og.data(), await oh.data(), 1e-4, "out");
+    sum(mul(og, g.w)).backward();
+    sum(mul(oh, h.w)).backward();
+    for (const n of ["q", "k", "v"] as const) {
+      closeTo(await g[n].grad!.data(), await h[n].grad!.data(), 1e-4, `d${n}`);
+    }
+  },
+});
+
+Deno.test("attention() gives a fully masked row the mean of v over all keys and no q/k gradient", async () => {
+  // batch row 1 is all padding: its queries attend uniformly (PyTorch's masked_fill semantics)
+  const c: Setup = { B: 2, H: 1, T: 2, S: 3, D: 2, lens: [3, 0] };
+  const { q, k, v, keyMask } = inputs(c, CPU, 3);
+  const [out, lse] = apply(ATTENTION, [q, k, v, keyMask!], {
+    hasMask: true,
+    causal: false,
+    scale: 1 / Math.sqrt(2),
+    dropoutP: 0,
+    seed: 0,
+  });
+  const vs = await v.data(), os = await out.data(), ls = await lse.data();
+  for (let t = 0; t < 2; t++) {
+    for (let d = 0; d < 2; d++) {
+      const mean = (vs[6 + d] + vs[8 + d] + vs[10 + d]) / 3;
+      assert.ok(Math.abs(os[(2 + t) * 2 + d] - mean) < 1e-12, `row ${t} dim ${d}`);
+    }
+    assert.ok(Math.abs(ls[2 + t] - Math.log(3)) < 1e-12);
+  }
+  sum(out).backward();
+  const dq = await q.grad!.data(), dk = await k.grad!.data(), dv = await v.grad!.data();
+  for (let i = 4; i < 8; i++) assert.equal(dq[i], 0, `dq[${i}]`);
+  for (let i = 6; i < 12; i++) {
+    assert.equal(dk[i], 0, `dk[${i}]`);
+    assert.ok(Math.abs(dv[i] - 2 / 3) < 1e-12, `dv[${i}] = ${dv[i]}`); // 2 queries × 1/3
+  }
+});
+
+Deno.test("attention() with T = 1 (KV-cache step) equals the last row of full causal attention", async () => {
+  for (const backend of NO_GPU ? [CPU] : [CPU, GPU!]) {
+    const c: Setup = { B: 2, H: 2, T: 6, S: 6, D: 8, lens: [6, 4] };
+    const { q, k, v, keyMask } = inputs(c, backend, 4);
+    const full = attention(q, k, v, { keyMask, causal: true });
+    const step = attention(slice(q, 2, 5, 6), k, v, { keyMask, causal: true });
+    closeTo(await step.data(), await slice(full, 2, 5, 6).data(), 1e-6, backend.kind);
+  }
+});
+
+Deno.test("attention() backward recomputes the saved outputs when a scope freed them", async () => {
+  const c: Setup = { B: 1, H: 2, T: 4, S: 5, D: 3, lens: [4] };
+  const a = inputs(c, CPU, 6), r = inputs(c, CPU, 6);
+  // lse (the op's second output) is created and freed inside the scope; only out survives
+  const out = scope(() => attention(a.q, a.k, a.v, { keyMask: a.keyMask }));
+  sum(mul(out, a.w)).backward();
+  sum(mul(attention(r.q, r.k, r.v, { keyMask: r.keyMask }), r.w)).backward();
+  closeTo(await a.q.grad!.data(), await r.q.grad!.data(), 1e-12, "dq");
+  closeTo(await a.v.grad!.data(), await r.v.grad!.data(), 1e-12, "dv");
+});
+
+Deno.test("attention() rejects bad shapes and options with one-line errors naming them", () => {
+  const q = tensor(new Float32Array(2 * 3 * 4), [1, 2, 3, 4]);
+  const k = tensor(new Float32Array(2 * 5 * 4), [1, 2, 5, 4]);
+  const k3 = tensor(new Float32Array(2 * 5 * 3), [1, 2, 5, 3]);
+  assert.throws(
+    () => attention(q, k3, k3),
+    (e: Error) => e instanceof TypeError && /\[1, 2, 5, 3\]/.test(e.message),
+  );
+  assert.throws(
+    () => attention(q, k, k, { keyMask: tensor([1, 1, 1], [1, 3]) }),
+    (e: Error) => e instanceof TypeError && /keyMask must be \[1, 5\]/.test(e.message),
+  );
+  assert.throws(
+    () => attention(q, k, k, { dropout: { p: 1.5, seed: 1 } }),
+    (e: Error) => e instanceof RangeError && !e.message.includes("\n"),
+  );
+  assert.throws(() => attention(tensor([1], [1]), k, k), TypeError);
+});
