@@ -13,6 +13,7 @@
 import { apply, type Tensor } from "../tensor/tensor.ts";
 import { fmtShape, type OpDef, packUniform, type Shape } from "../tensor/types.ts";
 import { broadcastShapes } from "./binary.ts";
+import { wasmMatmulF32 } from "./_wasm_matmul.ts";
 import { sumTo } from "./reduce.ts";
 
 /** Parameters of matmul. */
@@ -162,6 +163,11 @@ export const MATMUL: OpDef<MatmulParams> = {
   },
   cpu([a, b], [out], info, p) {
     const { M, N, K, P, sa, sb } = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
+    // f32 runs the WebAssembly SIMD kernel (ops/_wasm_matmul.ts) when it loads; this code is its reference.
+    if (
+      a instanceof Float32Array && b instanceof Float32Array && out instanceof Float32Array &&
+      wasmMatmulF32(a, b, out, { M, N, K, P, sa, sb, transA: p.transA, transB: p.transB })
+    ) return;
     // Read both operands as rows over k (A: [M, K], B: [N, K]), transposing a copy when needed,
     // so every inner loop is a contiguous dot product; four outputs share each load of a row of A.
     const At = new Float64Array(M * K), Bt = new Float64Array(N * K);

@@ -1,0 +1,181 @@
+/**
+ * The WebAssembly matmul kernel against the TypeScript reference in
+ * `MATMUL.cpu` (float64 inputs take the reference path): random shapes with
+ * size-1 dims and sizes that are not multiples of the 4×8 tile or the blocks,
+ * all four transpose combinations, batches, shared (broadcast) operands and
+ * large magnitudes, for both embedded builds.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { MATMUL, type MatmulParams } from "./matmul.ts";
+import { useWasmMatmul, wasmMatmulF32, wasmMatmulKernel } from "./_wasm_matmul.ts";
+import { makeRng } from "../tensor/rng.ts";
+import type { OpInfo, Shape } from "../tensor/types.ts";
+
+interface Case {
+  a: Shape;
+  b: Shape;
+  p: MatmulParams;
+  /** Half-width of the uniform inputs. */
+  scale?: number;
+}
+
+function outShape(c: Case): Shape {
+  const info = [{ shape: c.a, dtype: "f32" as const }, { shape: c.b, dtype: "f32" as const }];
+  return MATMUL.outputs(info, c.p)[0].shape;
+}
+
+function size(s: Shape): number {
+  return s.reduce((x, y) => x * y, 1);
+}
+
+/** Runs MATMUL.cpu on `c` in float64 (the reference) and float32 (the kernel). */
+function both(c: Case, seed: number): { ref: Float64Array; got: Float32Array; K: number } {
+  const rng = makeRng(seed);
+  const scale = c.scale ?? 1;
+  const a = new Float32Array(size(c.a)).map(() => (rng() * 2 - 1) * scale);
+  const b = new Float32Array(size(c.b)).map(() => (rng() * 2 - 1) * scale);
+  const os = outShape(c);
+  const info = (dtype: "f32" | "f64"): OpInfo => ({
+    inputs: [{ shape: c.a, dtype }, { shape: c.b, dtype }],
+    outputs: [{ shape: os, dtype }],
+  });
+  const ref = new Float64Array(size(os)), got = new Float32Array(size(os));
+  MATMUL.cpu([Float64Array.from(a), Float64Array.from(b)], [ref], info("f64"), c.p);
+  MATMUL.cpu([a, b], [got], info("f32"), c.p);
+  const K = c.p.transA ? c.a[c.a.length - 2] : c.a[c.a.length - 1];
+  return { ref, got, K };
+}
+
+function assertClose(c: Case, seed: number): void {
+  const { ref, got, K } = both(c, seed);
+  let maxRef = 0, worst = 0, at = -1;
+  for (let i = 0; i < ref.length; i++) maxRef = Math.max(maxRef, Math.abs(ref[i]));
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(got[i] - ref[i]);
+    if (!(d <= worst)) [worst, at] = [d, i];
+  }
+  const tol = 1e-5 * Math.sqrt(Math.max(K, 1)) * Math.max(maxRef, 1e-30);
+  assert.ok(
+    ref.length === 0 || worst <= tol,
+    `[${c.a}]·[${c.b}] ${
+      JSON.stringify(c.p)
+    } (${wasmMatmulKernel()}): max diff ${worst} at ${at} ` +
+      `(got ${got[at]}, want ${ref[at]}), tol ${tol}`,
+  );
+}
+
+const TRANS: MatmulParams[] = [
+  { transA: false, transB: false },
+  { transA: true, transB: false },
+  { transA: false, transB: true },
+  { transA: true, transB: true },
+];
+
+/** Stored shapes of op(a) = [..., M, K] and op(b) = [..., K, N]. */
+function shapes(ab: number[], bb: number[], M: number, N: number, K: number, p: MatmulParams) {
+  return {
+    a: [...ab, ...(p.transA ? [K, M] : [M, K])],
+    b: [...bb, ...(p.transB ? [N, K] : [K, N])],
+  };
+}
+
+/** Cases for one transpose combination: edges, size-1 dims, blocks, batches, broadcasts. */
+function cases(p: MatmulParams, seed: number): Case[] {
+  const out: Case[] = [];
+  const dims: [number, number, number][] = [
+    [1, 1, 1],
+    [1, 8, 4],
+    [4, 1, 7],
+    [3, 5, 1],
+    [4, 8, 16],
+    [5, 9, 3],
+    [7, 13, 17],
+    [33, 31, 29],
+    [64, 64, 64],
+    [65, 257, 9], // past NC = 256 columns
+    [80, 20, 301], // past KC = 256 (accumulates into C; odd slice) and MC = 72
+  ];
+  for (const [M, N, K] of dims) out.push({ ...shapes([], [], M, N, K, p), p });
+  const rng = makeRng(seed);
+  const pick = (n: number): number => 1 + Math.floor(rng() * n);
+  for (let i = 0; i < 6; i++) {
+    const [M, N, K] = [pick(20), pick(20), pick(40)];
+    out.push({ ...shapes([], [], M, N, K, p), p });
+  }
+  out.push({ ...shapes([3], [3], 5, 6, 7, p), p }); // both batched
+  out.push({ ...shapes([2, 3], [2, 3], 4, 9, 5, p), p }); // two batch axes
+  out.push({ ...shapes([3], [], 6, 10, 11, p), p }); // b shared by the batch
+  out.push({ ...shapes([], [4], 9, 3, 6, p), p }); // a shared by the batch
+  out.push({ ...shapes([2], [], 1, 1, 1, p), p });
+  out.push({ ...shapes([], [], 12, 10, 40, p), p, scale: 1e4 }); // large magnitudes
+  return out;
+}
+
+for (const build of ["fma", "plain"] as const) {
+  Deno.test(`wasm matmul (${build}) equals the TypeScript reference for all transposes, batches and edges`, () => {
+    assert.ok(useWasmMatmul(build), `the ${build} build does not load here`);
+    try {
+      TRANS.forEach((p, t) => cases(p, 100 + t).forEach((c, i) => assertClose(c, 1000 * t + i)));
+    } finally {
+      useWasmMatmul("auto");
+    }
+  });
+}
+
+Deno.test("wasm matmul runs in f32: its result differs from the f64 reference in the last bits", () => {
+  useWasmMatmul("auto");
+  const { ref, got } = both({ a: [16, 200], b: [200, 16], p: TRANS[0] }, 7);
+  assert.ok(
+    got.some((g, i) => g !== Math.fround(ref[i])),
+    "no rounding difference: is the kernel running?",
+  );
+});
+
+Deno.test("wasm matmul reuses and grows its memory across sizes", () => {
+  useWasmMatmul("auto");
+  for (const [M, N, K] of [[8, 8, 8], [300, 200, 100], [3, 3, 3], [300, 200, 100]]) {
+    assertClose({ a: [M, K], b: [K, N], p: TRANS[0] }, M + N + K);
+  }
+});
+
+Deno.test("wasm matmul writes zeros for K = 0 and nothing for empty outputs", () => {
+  useWasmMatmul("auto");
+  const out = new Float32Array(6).fill(NaN);
+  const g = { M: 2, N: 3, K: 0, P: 1, sa: 0, sb: 0, transA: false, transB: false };
+  assert.ok(wasmMatmulF32(new Float32Array(0), new Float32Array(0), out, g));
+  assert.deepEqual([...out], [0, 0, 0, 0, 0, 0]);
+  assert.ok(
+    wasmMatmulF32(new Float32Array(0), new Float32Array(0), new Float32Array(0), {
+      ...g,
+      M: 0,
+      K: 4,
+    }),
+  );
+});
+
+Deno.test("useWasmMatmul('off') makes MATMUL.cpu run the TypeScript path for f32", () => {
+  useWasmMatmul("off");
+  try {
+    assert.equal(wasmMatmulKernel(), "off");
+    const out = new Float32Array(4);
+    assert.equal(
+      wasmMatmulF32(new Float32Array(4), new Float32Array(4), out, {
+        M: 2,
+        N: 2,
+        K: 2,
+        P: 1,
+        sa: 0,
+        sb: 0,
+        transA: false,
+        transB: false,
+      }),
+      false,
+    );
+    const { ref, got } = both({ a: [16, 200], b: [200, 16], p: TRANS[0] }, 7);
+    assert.deepEqual([...got], [...ref].map(Math.fround));
+  } finally {
+    useWasmMatmul("auto");
+  }
+});

@@ -1,0 +1,362 @@
+;; f32 matrix multiply for webseq's CPU backend: C[M, N] = A[M, K] · B[K, N].
+;;
+;; Operands are addressed through element strides, so one kernel serves all
+;; four transpose combinations: A(m, k) is at a + 4·(m·ars + k·acs) and
+;; B(k, n) at b + 4·(k·brs + n·bcs). C is row-major [M, N].
+;;
+;; Blocking (GotoBLAS order): for each NC-wide column block of B and KC-deep
+;; slice of K, B is packed into 8-column panels [KC, 8]; for each MC-tall row
+;; block of A, A is packed into 6-row panels [KC, 6]; the micro-kernel then
+;; computes every 6×8 tile of C with twelve f32x4 accumulators, two k per
+;; iteration, adding into C for every K slice after the first. Panels are
+;; zero-padded past M and N, and by one zero k when the slice is odd, so the
+;; micro-kernel always runs a full tile and only its store is clipped.
+;;
+;; Memory layout (chosen by the caller): bytes 0..191 are scratch for clipped
+;; tiles; the caller places A, B, C and the two pack buffers above them.
+;;
+;; tools/wasm/build.ts assembles this file twice: as is (f32x4.relaxed_madd,
+;; a fused multiply-add where the CPU has one) and with every relaxed_madd
+;; rewritten to f32x4.mul + f32x4.add for engines without relaxed SIMD.
+(module
+  (memory (export "memory") 1)
+
+  ;; Copies 16 bytes per column k < kc: from src + k·sstride to dst + k·dstride.
+  (func $copy4 (param $src i32) (param $sstride i32) (param $kc i32) (param $dst i32)
+    (param $dstride i32)
+    (loop $k
+      (v128.store (local.get $dst) (v128.load (local.get $src)))
+      (local.set $src (i32.add (local.get $src) (local.get $sstride)))
+      (local.set $dst (i32.add (local.get $dst) (local.get $dstride)))
+      (br_if $k (local.tee $kc (i32.sub (local.get $kc) (i32.const 1))))))
+
+  ;; Transposes four rows (row r at src + r·rstride, kc contiguous floats each) into
+  ;; dst: the four floats of column k land at dst + k·dstride.
+  (func $tr4 (param $src i32) (param $rstride i32) (param $kc i32) (param $dst i32)
+    (param $dstride i32)
+    (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
+    (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local $r1 i32) (local $r2 i32) (local $r3 i32) (local $d4 i32)
+    (local.set $r1 (i32.add (local.get $src) (local.get $rstride)))
+    (local.set $r2 (i32.add (local.get $r1) (local.get $rstride)))
+    (local.set $r3 (i32.add (local.get $r2) (local.get $rstride)))
+    (local.set $d4 (i32.shl (local.get $dstride) (i32.const 2)))
+    (block $tail
+      (loop $quad
+        (br_if $tail (i32.lt_u (local.get $kc) (i32.const 4)))
+        (local.set $x0 (v128.load (local.get $src)))
+        (local.set $x1 (v128.load (local.get $r1)))
+        (local.set $x2 (v128.load (local.get $r2)))
+        (local.set $x3 (v128.load (local.get $r3)))
+        ;; t0 = x0[0] x1[0] x0[1] x1[1], t1 = x2[0] x3[0] x2[1] x3[1], t2/t3 the same for lanes 2, 3
+        (local.set $t0 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23
+          (local.get $x0) (local.get $x1)))
+        (local.set $t1 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23
+          (local.get $x2) (local.get $x3)))
+        (local.set $t2 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31
+          (local.get $x0) (local.get $x1)))
+        (local.set $t3 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31
+          (local.get $x2) (local.get $x3)))
+        (v128.store (local.get $dst) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+          (local.get $t0) (local.get $t1)))
+        (local.set $dst (i32.add (local.get $dst) (local.get $dstride)))
+        (v128.store (local.get $dst) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31
+          (local.get $t0) (local.get $t1)))
+        (local.set $dst (i32.add (local.get $dst) (local.get $dstride)))
+        (v128.store (local.get $dst) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+          (local.get $t2) (local.get $t3)))
+        (local.set $dst (i32.add (local.get $dst) (local.get $dstride)))
+        (v128.store (local.get $dst) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31
+          (local.get $t2) (local.get $t3)))
+        (local.set $dst (i32.add (local.get $dst) (local.get $dstride)))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (local.set $r1 (i32.add (local.get $r1) (i32.const 16)))
+        (local.set $r2 (i32.add (local.get $r2) (i32.const 16)))
+        (local.set $r3 (i32.add (local.get $r3) (i32.const 16)))
+        (local.set $kc (i32.sub (local.get $kc) (i32.const 4)))
+        (br $quad)))
+    ;; the last kc % 4 columns, one float per row
+    (block $done
+      (loop $one
+        (br_if $done (i32.eqz (local.get $kc)))
+        (f32.store offset=0 (local.get $dst) (f32.load (local.get $src)))
+        (f32.store offset=4 (local.get $dst) (f32.load (local.get $r1)))
+        (f32.store offset=8 (local.get $dst) (f32.load (local.get $r2)))
+        (f32.store offset=12 (local.get $dst) (f32.load (local.get $r3)))
+        (local.set $dst (i32.add (local.get $dst) (local.get $dstride)))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (local.set $r1 (i32.add (local.get $r1) (i32.const 4)))
+        (local.set $r2 (i32.add (local.get $r2) (i32.const 4)))
+        (local.set $r3 (i32.add (local.get $r3) (i32.const 4)))
+        (local.set $kc (i32.sub (local.get $kc) (i32.const 1)))
+        (br $one))))
+
+  ;; Packs rows r0 .. r0+rn-1 and columns k0 .. k0+kc-1 of X, where X(r, k) is at
+  ;; src + 4·(r·rs + k·cs), into panels of w rows (w = 6 or 8) and kp = kc + kc % 2 columns:
+  ;; panel p holds dst[p·w·kp + k·w + i] = X(r0 + p·w + i, k0 + k), zero for rows past
+  ;; r0+rn-1 and for the padding column k = kc. A is packed with (rs, cs) = (ars, acs),
+  ;; B with (rs, cs) = (bcs, brs).
+  (func $pack (param $src i32) (param $rs i32) (param $cs i32) (param $r0 i32) (param $rn i32)
+    (param $k0 i32) (param $kc i32) (param $w i32) (param $dst i32)
+    (local $r i32) (local $rend i32) (local $h i32) (local $ws i32) (local $at i32)
+    (local.set $rend (i32.add (local.get $r0) (local.get $rn)))
+    (local.set $ws (i32.shl (local.get $w) (i32.const 2)))
+    (local.set $r (local.get $r0))
+    (block $done
+      (loop $panel
+        (br_if $done (i32.ge_u (local.get $r) (local.get $rend)))
+        (local.set $h (i32.const 0))
+        (if (i32.le_u (i32.add (local.get $r) (local.get $w)) (local.get $rend))
+          (then
+            ;; a full panel: four rows at a time where a stride is 1, the rest one by one
+            (block $groups
+              (loop $group
+                (br_if $groups (i32.gt_u (i32.add (local.get $h) (i32.const 4)) (local.get $w)))
+                (if (i32.eq (local.get $rs) (i32.const 1))
+                  (then
+                    ;; the rows of one column are contiguous: copy 4 floats per column
+                    (call $copy4
+                      (i32.add (local.get $src) (i32.shl
+                        (i32.add (i32.add (local.get $r) (local.get $h))
+                          (i32.mul (local.get $k0) (local.get $cs)))
+                        (i32.const 2)))
+                      (i32.shl (local.get $cs) (i32.const 2))
+                      (local.get $kc)
+                      (i32.add (local.get $dst) (i32.shl (local.get $h) (i32.const 2)))
+                      (local.get $ws)))
+                  (else (if (i32.eq (local.get $cs) (i32.const 1))
+                    (then
+                      ;; each row is contiguous over k: transpose 4 rows at a time
+                      (call $tr4
+                        (i32.add (local.get $src) (i32.shl
+                          (i32.add
+                            (i32.mul (i32.add (local.get $r) (local.get $h)) (local.get $rs))
+                            (local.get $k0))
+                          (i32.const 2)))
+                        (i32.shl (local.get $rs) (i32.const 2))
+                        (local.get $kc)
+                        (i32.add (local.get $dst) (i32.shl (local.get $h) (i32.const 2)))
+                        (local.get $ws)))
+                    (else (br $groups)))))
+                (local.set $h (i32.add (local.get $h) (i32.const 4)))
+                (br $group)))))
+        (if (i32.lt_u (local.get $h) (local.get $w))
+          (then (call $gather (local.get $src) (local.get $rs) (local.get $cs)
+            (i32.add (local.get $r) (local.get $h)) (i32.sub (local.get $w) (local.get $h))
+            (local.get $rend) (local.get $k0) (local.get $kc)
+            (i32.add (local.get $dst) (i32.shl (local.get $h) (i32.const 2))) (local.get $ws))))
+        (local.set $at (i32.add (local.get $dst) (i32.mul (local.get $ws) (local.get $kc))))
+        (if (i32.and (local.get $kc) (i32.const 1))
+          (then
+            (memory.fill (local.get $at) (i32.const 0) (local.get $ws))
+            (local.set $at (i32.add (local.get $at) (local.get $ws)))))
+        (local.set $dst (local.get $at))
+        (local.set $r (i32.add (local.get $r) (local.get $w)))
+        (br $panel))))
+
+  ;; Packs rows r .. r+n-1 of X (as in $pack) one float at a time: X(r + i, k0 + k) goes to
+  ;; dst + k·dstride + 4·i, zero for rows at or past rend.
+  (func $gather (param $src i32) (param $rs i32) (param $cs i32) (param $r i32) (param $n i32)
+    (param $rend i32) (param $k0 i32) (param $kc i32) (param $dst i32) (param $dstride i32)
+    (local $k i32) (local $i i32) (local $kend i32)
+    (local.set $k (local.get $k0))
+    (local.set $kend (i32.add (local.get $k0) (local.get $kc)))
+    (loop $col
+      (local.set $i (i32.const 0))
+      (loop $row
+        (f32.store (i32.add (local.get $dst) (i32.shl (local.get $i) (i32.const 2)))
+          (if (result f32) (i32.lt_u (i32.add (local.get $r) (local.get $i)) (local.get $rend))
+            (then (f32.load (i32.add (local.get $src) (i32.shl
+              (i32.add
+                (i32.mul (i32.add (local.get $r) (local.get $i)) (local.get $rs))
+                (i32.mul (local.get $k) (local.get $cs)))
+              (i32.const 2)))))
+            (else (f32.const 0))))
+        (br_if $row (i32.lt_u
+          (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))
+      (local.set $dst (i32.add (local.get $dst) (local.get $dstride)))
+      (br_if $col (i32.lt_u
+        (local.tee $k (i32.add (local.get $k) (i32.const 1))) (local.get $kend)))))
+
+  ;; The 6×8 micro-kernel: tile = pa[2·n2, 6]ᵀ · pb[2·n2, 8], written to the mr×nr corner
+  ;; of C at c (row stride ldc bytes), added to what is there when acc ≠ 0.
+  (func $tile (param $pa i32) (param $pb i32) (param $n2 i32) (param $c i32) (param $ldc i32)
+    (param $acc i32) (param $mr i32) (param $nr i32)
+    (local $a v128) (local $b0 v128) (local $b1 v128)
+    (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
+    (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
+    (local $c40 v128) (local $c41 v128) (local $c50 v128) (local $c51 v128)
+    (local $i i32) (local $j i32) (local $p i32)
+    (loop $k
+      (local.set $b0 (v128.load offset=0 (local.get $pb)))
+      (local.set $b1 (v128.load offset=16 (local.get $pb)))
+      (local.set $a (v128.load32_splat offset=0 (local.get $pa)))
+      (local.set $c00 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c00)))
+      (local.set $c01 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c01)))
+      (local.set $a (v128.load32_splat offset=4 (local.get $pa)))
+      (local.set $c10 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c10)))
+      (local.set $c11 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c11)))
+      (local.set $a (v128.load32_splat offset=8 (local.get $pa)))
+      (local.set $c20 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c20)))
+      (local.set $c21 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c21)))
+      (local.set $a (v128.load32_splat offset=12 (local.get $pa)))
+      (local.set $c30 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c30)))
+      (local.set $c31 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c31)))
+      (local.set $a (v128.load32_splat offset=16 (local.get $pa)))
+      (local.set $c40 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c40)))
+      (local.set $c41 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c41)))
+      (local.set $a (v128.load32_splat offset=20 (local.get $pa)))
+      (local.set $c50 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c50)))
+      (local.set $c51 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c51)))
+      (local.set $b0 (v128.load offset=32 (local.get $pb)))
+      (local.set $b1 (v128.load offset=48 (local.get $pb)))
+      (local.set $a (v128.load32_splat offset=24 (local.get $pa)))
+      (local.set $c00 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c00)))
+      (local.set $c01 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c01)))
+      (local.set $a (v128.load32_splat offset=28 (local.get $pa)))
+      (local.set $c10 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c10)))
+      (local.set $c11 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c11)))
+      (local.set $a (v128.load32_splat offset=32 (local.get $pa)))
+      (local.set $c20 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c20)))
+      (local.set $c21 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c21)))
+      (local.set $a (v128.load32_splat offset=36 (local.get $pa)))
+      (local.set $c30 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c30)))
+      (local.set $c31 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c31)))
+      (local.set $a (v128.load32_splat offset=40 (local.get $pa)))
+      (local.set $c40 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c40)))
+      (local.set $c41 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c41)))
+      (local.set $a (v128.load32_splat offset=44 (local.get $pa)))
+      (local.set $c50 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c50)))
+      (local.set $c51 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c51)))
+      (local.set $pa (i32.add (local.get $pa) (i32.const 48)))
+      (local.set $pb (i32.add (local.get $pb) (i32.const 64)))
+      (br_if $k (local.tee $n2 (i32.sub (local.get $n2) (i32.const 1)))))
+    (if (i32.and (i32.eq (local.get $mr) (i32.const 6)) (i32.eq (local.get $nr) (i32.const 8)))
+      (then
+        (if (local.get $acc)
+          (then
+            (local.set $p (local.get $c))
+            (local.set $c00 (f32x4.add (local.get $c00) (v128.load offset=0 (local.get $p))))
+            (local.set $c01 (f32x4.add (local.get $c01) (v128.load offset=16 (local.get $p))))
+            (local.set $p (i32.add (local.get $p) (local.get $ldc)))
+            (local.set $c10 (f32x4.add (local.get $c10) (v128.load offset=0 (local.get $p))))
+            (local.set $c11 (f32x4.add (local.get $c11) (v128.load offset=16 (local.get $p))))
+            (local.set $p (i32.add (local.get $p) (local.get $ldc)))
+            (local.set $c20 (f32x4.add (local.get $c20) (v128.load offset=0 (local.get $p))))
+            (local.set $c21 (f32x4.add (local.get $c21) (v128.load offset=16 (local.get $p))))
+            (local.set $p (i32.add (local.get $p) (local.get $ldc)))
+            (local.set $c30 (f32x4.add (local.get $c30) (v128.load offset=0 (local.get $p))))
+            (local.set $c31 (f32x4.add (local.get $c31) (v128.load offset=16 (local.get $p))))
+            (local.set $p (i32.add (local.get $p) (local.get $ldc)))
+            (local.set $c40 (f32x4.add (local.get $c40) (v128.load offset=0 (local.get $p))))
+            (local.set $c41 (f32x4.add (local.get $c41) (v128.load offset=16 (local.get $p))))
+            (local.set $p (i32.add (local.get $p) (local.get $ldc)))
+            (local.set $c50 (f32x4.add (local.get $c50) (v128.load offset=0 (local.get $p))))
+            (local.set $c51 (f32x4.add (local.get $c51) (v128.load offset=16 (local.get $p))))))
+        (v128.store offset=0 (local.get $c) (local.get $c00))
+        (v128.store offset=16 (local.get $c) (local.get $c01))
+        (local.set $c (i32.add (local.get $c) (local.get $ldc)))
+        (v128.store offset=0 (local.get $c) (local.get $c10))
+        (v128.store offset=16 (local.get $c) (local.get $c11))
+        (local.set $c (i32.add (local.get $c) (local.get $ldc)))
+        (v128.store offset=0 (local.get $c) (local.get $c20))
+        (v128.store offset=16 (local.get $c) (local.get $c21))
+        (local.set $c (i32.add (local.get $c) (local.get $ldc)))
+        (v128.store offset=0 (local.get $c) (local.get $c30))
+        (v128.store offset=16 (local.get $c) (local.get $c31))
+        (local.set $c (i32.add (local.get $c) (local.get $ldc)))
+        (v128.store offset=0 (local.get $c) (local.get $c40))
+        (v128.store offset=16 (local.get $c) (local.get $c41))
+        (local.set $c (i32.add (local.get $c) (local.get $ldc)))
+        (v128.store offset=0 (local.get $c) (local.get $c50))
+        (v128.store offset=16 (local.get $c) (local.get $c51))
+        (return)))
+    ;; clipped tile: spill the accumulators to scratch [6, 8] at address 0, copy mr×nr of it
+    (v128.store offset=0 (i32.const 0) (local.get $c00))
+    (v128.store offset=16 (i32.const 0) (local.get $c01))
+    (v128.store offset=32 (i32.const 0) (local.get $c10))
+    (v128.store offset=48 (i32.const 0) (local.get $c11))
+    (v128.store offset=64 (i32.const 0) (local.get $c20))
+    (v128.store offset=80 (i32.const 0) (local.get $c21))
+    (v128.store offset=96 (i32.const 0) (local.get $c30))
+    (v128.store offset=112 (i32.const 0) (local.get $c31))
+    (v128.store offset=128 (i32.const 0) (local.get $c40))
+    (v128.store offset=144 (i32.const 0) (local.get $c41))
+    (v128.store offset=160 (i32.const 0) (local.get $c50))
+    (v128.store offset=176 (i32.const 0) (local.get $c51))
+    (local.set $i (i32.const 0))
+    (loop $row
+      (local.set $j (i32.const 0))
+      (loop $col
+        (local.set $p (i32.add (local.get $c) (i32.shl (local.get $j) (i32.const 2))))
+        (f32.store (local.get $p) (f32.add
+          (f32.load (i32.shl (i32.add (i32.shl (local.get $i) (i32.const 3)) (local.get $j))
+            (i32.const 2)))
+          (if (result f32) (local.get $acc)
+            (then (f32.load (local.get $p)))
+            (else (f32.const 0)))))
+        (br_if $col (i32.lt_u
+          (local.tee $j (i32.add (local.get $j) (i32.const 1))) (local.get $nr))))
+      (local.set $c (i32.add (local.get $c) (local.get $ldc)))
+      (br_if $row (i32.lt_u
+        (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $mr)))))
+
+  ;; C = A · B for M, N, K ≥ 1 (see the top of the file for the addressing). pa and pb are
+  ;; pack buffers of mc·kp and kp·nc floats (kp = kc rounded up to even); mc must be a
+  ;; multiple of 6 and nc of 8.
+  (func (export "gemm")
+    (param $a i32) (param $ars i32) (param $acs i32)
+    (param $b i32) (param $brs i32) (param $bcs i32)
+    (param $c i32) (param $M i32) (param $N i32) (param $K i32)
+    (param $pa i32) (param $pb i32) (param $mc i32) (param $nc i32) (param $kc i32)
+    (local $jc i32) (local $pc i32) (local $ic i32) (local $jr i32) (local $ir i32)
+    (local $nn i32) (local $kk i32) (local $kp i32) (local $mm i32) (local $ldc i32)
+    (local.set $ldc (i32.shl (local.get $N) (i32.const 2)))
+    (loop $jcl
+      (local.set $nn (select (local.get $nc) (i32.sub (local.get $N) (local.get $jc))
+        (i32.lt_u (local.get $nc) (i32.sub (local.get $N) (local.get $jc)))))
+      (local.set $pc (i32.const 0))
+      (loop $pcl
+        (local.set $kk (select (local.get $kc) (i32.sub (local.get $K) (local.get $pc))
+          (i32.lt_u (local.get $kc) (i32.sub (local.get $K) (local.get $pc)))))
+        (local.set $kp (i32.add (local.get $kk) (i32.and (local.get $kk) (i32.const 1))))
+        (call $pack (local.get $b) (local.get $bcs) (local.get $brs) (local.get $jc)
+          (local.get $nn) (local.get $pc) (local.get $kk) (i32.const 8) (local.get $pb))
+        (local.set $ic (i32.const 0))
+        (loop $icl
+          (local.set $mm (select (local.get $mc) (i32.sub (local.get $M) (local.get $ic))
+            (i32.lt_u (local.get $mc) (i32.sub (local.get $M) (local.get $ic)))))
+          (call $pack (local.get $a) (local.get $ars) (local.get $acs) (local.get $ic)
+            (local.get $mm) (local.get $pc) (local.get $kk) (i32.const 6) (local.get $pa))
+          (local.set $jr (i32.const 0))
+          (loop $jrl
+            (local.set $ir (i32.const 0))
+            (loop $irl
+              (call $tile
+                (i32.add (local.get $pa) (i32.shl (i32.mul (local.get $ir) (local.get $kp))
+                  (i32.const 2)))
+                (i32.add (local.get $pb) (i32.shl (i32.mul (local.get $jr) (local.get $kp))
+                  (i32.const 2)))
+                (i32.shr_u (local.get $kp) (i32.const 1))
+                (i32.add (local.get $c) (i32.shl
+                  (i32.add
+                    (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $N))
+                    (i32.add (local.get $jc) (local.get $jr)))
+                  (i32.const 2)))
+                (local.get $ldc)
+                (local.get $pc)
+                (select (i32.const 6) (i32.sub (local.get $mm) (local.get $ir))
+                  (i32.lt_u (i32.const 6) (i32.sub (local.get $mm) (local.get $ir))))
+                (select (i32.const 8) (i32.sub (local.get $nn) (local.get $jr))
+                  (i32.lt_u (i32.const 8) (i32.sub (local.get $nn) (local.get $jr)))))
+              (br_if $irl (i32.lt_u
+                (local.tee $ir (i32.add (local.get $ir) (i32.const 6))) (local.get $mm))))
+            (br_if $jrl (i32.lt_u
+              (local.tee $jr (i32.add (local.get $jr) (i32.const 8))) (local.get $nn))))
+          (br_if $icl (i32.lt_u
+            (local.tee $ic (i32.add (local.get $ic) (local.get $mc))) (local.get $M))))
+        (br_if $pcl (i32.lt_u
+          (local.tee $pc (i32.add (local.get $pc) (local.get $kc))) (local.get $K))))
+      (br_if $jcl (i32.lt_u
+        (local.tee $jc (i32.add (local.get $jc) (local.get $nc))) (local.get $N)))))
+)
