@@ -137,7 +137,20 @@ export const BINARY: OpDef<BinaryParams> = {
       let i = 0;
       for (let c0 = 0; c0 < d0; c0++) {
         let ia = c0 * a0, ib = c0 * b0;
-        for (let c1 = 0; c1 < d1; c1++, ia += a1, ib += b1) out[i++] = f(a[ia], b[ib]);
+        // one loop per kind: no call per element
+        switch (p.kind) {
+          case "add":
+            for (let c1 = 0; c1 < d1; c1++, ia += a1, ib += b1) out[i++] = a[ia] + b[ib];
+            break;
+          case "sub":
+            for (let c1 = 0; c1 < d1; c1++, ia += a1, ib += b1) out[i++] = a[ia] - b[ib];
+            break;
+          case "mul":
+            for (let c1 = 0; c1 < d1; c1++, ia += a1, ib += b1) out[i++] = a[ia] * b[ib];
+            break;
+          default:
+            for (let c1 = 0; c1 < d1; c1++, ia += a1, ib += b1) out[i++] = f(a[ia], b[ib]);
+        }
       }
       return;
     }

@@ -398,7 +398,8 @@ export function sumTo(x: Tensor, shape: Shape): Tensor {
       throw new TypeError(`Cannot sumTo ${fmtShape(x.shape)} → ${fmtShape(shape)}`);
     }
   }
-  if (axes.length === 0) return reshapeView(apply(BROADCAST_TO, [x], { shape: x.shape })[0], shape);
+  // nothing to reduce: a view (backward rules hand it on; the storage is shared and refcounted)
+  if (axes.length === 0) return x.view(shape);
   const s = sum(x, axes, { keepdims: true });
   const out = reshapeView(s, shape);
   return out;

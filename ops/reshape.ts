@@ -79,6 +79,20 @@ export const PERMUTE: OpDef<PermuteParams> = {
   cpu([x], [out], info, p) {
     const { d, st } = permGeometry(info.inputs[0].shape, p.perm);
     const r = d.length;
+    if (r <= 4) {
+      // nested loops over the output in memory order, offsets by addition
+      const [d0, d1, d2, d3] = [...Array(4 - r).fill(1), ...d];
+      const [s0, s1, s2, s3] = [...Array(4 - r).fill(0), ...st];
+      let i = 0;
+      for (let c0 = 0, o0 = 0; c0 < d0; c0++, o0 += s0) {
+        for (let c1 = 0, o1 = o0; c1 < d1; c1++, o1 += s1) {
+          for (let c2 = 0, o2 = o1; c2 < d2; c2++, o2 += s2) {
+            for (let c3 = 0, o3 = o2; c3 < d3; c3++, o3 += s3) out[i++] = x[o3];
+          }
+        }
+      }
+      return;
+    }
     for (let i = 0; i < out.length; i++) {
       let rem = i, off = 0;
       for (let k = r - 1; k >= 0; k--) {
