@@ -43,7 +43,6 @@ function mapOp(
   arity: number,
   cpu: (xs: number[], a: number) => number,
   wgsl: string,
-  // deno-lint-ignore no-explicit-any
   backward?: OpDef<ScalarParams>["backward"],
   prelude = "",
 ): OpDef<ScalarParams> {

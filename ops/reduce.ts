@@ -109,7 +109,7 @@ export const REDUCE: OpDef<ReduceParams> = {
       acc.fill(p.kind === "sum" ? 0 : -Infinity);
       for (let r = 0; r < R; r++) {
         const base = (o * R + r) * I;
-        if (p.kind === "sum") for (let k = 0; k < I; k++) acc[k] += x[base + k];
+        if (p.kind === "sum") { for (let k = 0; k < I; k++) acc[k] += x[base + k]; }
         else for (let k = 0; k < I; k++) acc[k] = Math.max(acc[k], x[base + k]);
       }
       for (let k = 0; k < I; k++) out[o * I + k] = acc[k];
