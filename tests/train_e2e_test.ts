@@ -156,3 +156,79 @@ Deno.test("train() refuses to overwrite a run and to resume nothing", async () =
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a non-finite loss stops training with a clear error and leaves the last checkpoint intact", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    await train({ ...baseOptions(d, `${dir}/r`), epochs: 3, maxSteps: 6, bleuLimit: 0 });
+    const before = await Deno.readFile(runPath(`${dir}/r`, "model"));
+    const state = await Deno.readTextFile(runPath(`${dir}/r`, "trainerState"));
+    await assert.rejects(
+      () =>
+        train({ ...baseOptions(d, `${dir}/r`), epochs: 3, lr: 1e30, resume: true, logEvery: 1 }),
+      (err: Error) =>
+        err.name === "NonFiniteLossError" && /non-finite at step \d+/.test(err.message),
+    );
+    assert.deepEqual(await Deno.readFile(runPath(`${dir}/r`, "model")), before);
+    assert.equal(await Deno.readTextFile(runPath(`${dir}/r`, "trainerState")), state);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--init-from starts from a run's weights; early stopping ends a run that stops improving", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    await train({ ...baseOptions(d, `${dir}/a`), epochs: 1, bleuLimit: 0 });
+    // lr 0: the weights never change, so validation never improves after the first epoch
+    const s = await train({
+      ...baseOptions(d, `${dir}/b`),
+      initFrom: `${dir}/a`,
+      lr: 0,
+      epochs: 6,
+      patience: 2,
+      bleuLimit: 0,
+    });
+    assert.equal(s.stopped, "early_stopping");
+    assert.equal(s.epochs, 3);
+    const a = await readSafetensors(runPath(`${dir}/a`, "model"));
+    const b = await readSafetensors(runPath(`${dir}/b`, "model"));
+    for (const [name, t] of Object.entries(a.tensors)) {
+      assert.deepEqual(b.tensors[name].data, t.data, name);
+    }
+    assert.equal(
+      await Deno.readTextFile(runPath(`${dir}/b`, "tokenizer")),
+      await Deno.readTextFile(runPath(`${dir}/a`, "tokenizer")),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("gradient accumulation over 2 micro-batches of 8 equals one batch of 16 (no dropout)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    const common = { epochs: 1, bleuLimit: 0, dropout: 0, shuffle: false, sampleInterval: 0 };
+    await train({ ...baseOptions(d, `${dir}/big`), ...common, batchSize: 16 });
+    await train({ ...baseOptions(d, `${dir}/acc`), ...common, batchSize: 8, gradAccum: 2 });
+    const a = await readSafetensors(runPath(`${dir}/big`, "model"));
+    const b = await readSafetensors(runPath(`${dir}/acc`, "model"));
+    for (const [name, t] of Object.entries(a.tensors)) {
+      // k_proj biases have a mathematically zero gradient (softmax shift invariance); AdamW
+      // normalises their round-off, so they move by ±lr either way: nothing to compare
+      if (name.endsWith("k_proj.bias")) continue;
+      const x = t.data as Float32Array, y = b.tensors[name].data as Float32Array;
+      let worst = 0, scale = 1e-6;
+      for (let i = 0; i < x.length; i++) {
+        worst = Math.max(worst, Math.abs(x[i] - y[i]));
+        scale = Math.max(scale, Math.abs(x[i]));
+      }
+      assert.ok(worst <= 2e-4 * scale, `${name}: ${worst}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -20,7 +20,7 @@ import { add, scale } from "../ops/mod.ts";
 import { type ModelConfig, presetConfig, validateConfig } from "../nn/config.ts";
 import { initContext } from "../nn/module.ts";
 import { Seq2Seq } from "../nn/seq2seq.ts";
-import { DataLoader, TokenizerDataset } from "../data/dataset.ts";
+import { type Batch, DataLoader, TokenizerDataset } from "../data/dataset.ts";
 import { loadPairs, type Pair, type ReadPairsOptions } from "../data/readers.ts";
 import type { TextTokenizer } from "../data/tokenizer_types.ts";
 import { loadTokenizer, saveTokenizer } from "../data/tokenizer.ts";
@@ -398,25 +398,31 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     const pending: { stats: Tensor }[] = [];
     let seenTokens = 0;
     const t0 = performance.now();
-    let micro = 0;
     let interrupted = false;
+    const group: Batch[] = [];
     for (const batch of loader) {
-      const seedStep = hashU32(seed, step * gradAccum + micro);
-      const stats = scope(() => {
-        const t = batchTensors(batch, backend);
-        const { loss, stats } = batchLoss(model, t, {
-          labelSmoothing: opts.labelSmoothing,
-          seed: seedStep,
+      group.push(batch);
+      if (group.length < gradAccum && loader.state().position !== 0) continue;
+      // micro-batch losses weighted by their share of the group's target tokens, so the
+      // accumulated gradient equals that of one batch holding the whole group
+      const groupTokens = group.reduce((a, b) => a + b.targetTokens, 0);
+      group.forEach((b, micro) => {
+        const seedStep = hashU32(seed, step * gradAccum + micro);
+        const stats = scope(() => {
+          const t = batchTensors(b, backend);
+          const { loss, stats } = batchLoss(model, t, {
+            labelSmoothing: opts.labelSmoothing,
+            seed: seedStep,
+          });
+          const w = b.targetTokens / Math.max(1, groupTokens);
+          (group.length > 1 ? scale(loss, w) : loss).backward();
+          return stats;
         });
-        (gradAccum > 1 ? scale(loss, 1 / gradAccum) : loss).backward();
-        return stats;
+        pending.push({ stats });
+        seenTokens += b.targetTokens;
       });
-      pending.push({ stats });
-      seenTokens += batch.targetTokens;
-      micro++;
-      bar.update();
-      if (micro < gradAccum && loader.state().position !== 0) continue;
-      micro = 0;
+      bar.update(group.length);
+      group.length = 0;
       const factor = schedule(step);
       scope(() => {
         if (maxGradNorm > 0) clipGradNorm(opt, maxGradNorm);
