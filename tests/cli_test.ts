@@ -232,3 +232,79 @@ Deno.test("train, eval, generate and bench work end to end on the CPU", async ()
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Ctrl-C (SIGINT) during training writes a checkpoint, exits 130, and --resume continues", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const lines = (await Deno.readTextFile(`${ROOT}data/corpus/train.tsv`)).split("\n");
+    await Deno.writeTextFile(`${dir}/data.tsv`, lines.slice(0, 401).join("\n") + "\n");
+    const args = [
+      "run",
+      "--quiet",
+      "--allow-read",
+      `--allow-write=${dir}`,
+      "--allow-env",
+      CLI,
+      "train",
+      "--data",
+      `${dir}/data.tsv`,
+      "--out",
+      `${dir}/run`,
+      "--preset",
+      "tiny",
+      "--epochs",
+      "50",
+      "--batch-size",
+      "8",
+      "--vocab-size",
+      "120",
+      "--device",
+      "cpu",
+      "--bleu-limit",
+      "0",
+    ];
+    const child = new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: ROOT,
+      env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    // wait until the first training step is under way, then interrupt
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!/epoch 1\/50 .*\d+\/\d+/.test(seen)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
+    child.kill("SIGINT");
+    while (!(await reader.read()).done) { /* drain */ }
+    const status = await child.status;
+    assert.equal(status.code, 130, seen);
+    const state = JSON.parse(await Deno.readTextFile(`${dir}/run/trainer_state.json`));
+    assert.ok(state.step >= 1);
+    await Deno.stat(`${dir}/run/model.safetensors`);
+    const r = await webseq(
+      [
+        "train",
+        "--data",
+        `${dir}/data.tsv`,
+        "--out",
+        `${dir}/run`,
+        "--resume",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--bleu-limit",
+        "0",
+      ],
+      ["--allow-read", `--allow-write=${dir}`, "--allow-env"],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /resuming/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -11,6 +11,7 @@ import { readSafetensors } from "../train/safetensors.ts";
 import { readJsonl, runPath } from "../train/run_folder.ts";
 import { loadRun } from "../train/load_model.ts";
 import { generateText } from "../train/generate.ts";
+import { GPU, NO_GPU } from "./_gpu.ts";
 
 const CORPUS = new URL("../data/corpus/train.tsv", import.meta.url).pathname;
 
@@ -231,4 +232,41 @@ Deno.test("gradient accumulation over 2 micro-batches of 8 equals one batch of 1
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name:
+    "train() on WebGPU learns, resumes after an interruption to the same weights, and evaluates",
+  ignore: NO_GPU,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const d = await smallData(dir);
+      const gpuOpts = (out: string) => ({
+        ...baseOptions(d, out),
+        backend: GPU!,
+        epochs: 1,
+        maxSteps: 4,
+        bleuLimit: 4,
+        sampleCount: 1,
+      });
+      const full = await train(gpuOpts(`${dir}/full`));
+      assert.equal(full.steps, 4);
+      assert.ok(Number.isFinite(full.valid!.loss));
+      const ctl = new AbortController();
+      await train({
+        ...gpuOpts(`${dir}/part`),
+        signal: ctl.signal,
+        onStep: (s) => s === 2 && ctl.abort(),
+      });
+      await train({ ...gpuOpts(`${dir}/part`), resume: true });
+      const a = await readSafetensors(runPath(`${dir}/full`, "model"));
+      const b = await readSafetensors(runPath(`${dir}/part`, "model"));
+      for (const [name, t] of Object.entries(a.tensors)) {
+        assert.deepEqual(b.tensors[name].data, t.data, `${name} differs after resume on WebGPU`);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
