@@ -13,7 +13,7 @@ import {
   stringFlag,
   UsageError,
 } from "./_common.ts";
-import { selectBackend } from "./_device.ts";
+import { parseDevice, selectBackend } from "./_device.ts";
 import { presetConfig, validateConfig } from "../nn/config.ts";
 import { benchTrain } from "../bench/train_bench.ts";
 
@@ -64,10 +64,7 @@ export async function run(args: string[]): Promise<number> {
       console.log(HELP);
       return EXIT_OK;
     }
-    const device = stringFlag(flags, "device") ?? "auto";
-    if (!["auto", "webgpu", "cpu"].includes(device)) {
-      throw new UsageError(`Option --device must be auto, webgpu or cpu, got "${device}"`);
-    }
+    const device = parseDevice(stringFlag(flags, "device"));
     if (flags.preset !== undefined && flags.config !== undefined) {
       throw new UsageError("Give --preset or --config, not both");
     }
@@ -77,7 +74,7 @@ export async function run(args: string[]): Promise<number> {
     const config = cfgFile
       ? validateConfig(JSON.parse(await Deno.readTextFile(cfgFile)), cfgFile)
       : presetConfig(preset, { vocab_size: 8000 });
-    const backend = await selectBackend(device as "auto" | "webgpu" | "cpu", { quiet: true });
+    const backend = await selectBackend(device, { quiet: true });
     if (flags.ops) {
       const { runOpsBench } = await import("../bench/ops_bench.ts");
       for await (const line of runOpsBench({ backend })) printJson(line);

@@ -4,16 +4,8 @@
  *
  * @module
  */
-import {
-  EXIT_OK,
-  numberFlag,
-  parseFlags,
-  printJson,
-  reportError,
-  stringFlag,
-  UsageError,
-} from "./_common.ts";
-import { selectBackend } from "./_device.ts";
+import { EXIT_OK, numberFlag, parseFlags, printJson, reportError, stringFlag } from "./_common.ts";
+import { parseDevice, selectBackend } from "./_device.ts";
 import { loadRun } from "../train/load_model.ts";
 import { loadPairs } from "../data/readers.ts";
 import { TokenizerDataset } from "../data/dataset.ts";
@@ -71,10 +63,7 @@ export async function run(args: string[]): Promise<number> {
     }
     const runDir = stringFlag(flags, "run", true)!;
     const data = stringFlag(flags, "data", true)!;
-    const device = stringFlag(flags, "device") ?? "auto";
-    if (!["auto", "webgpu", "cpu"].includes(device)) {
-      throw new UsageError(`Option --device must be auto, webgpu or cpu, got "${device}"`);
-    }
+    const device = parseDevice(stringFlag(flags, "device"));
     const col = (
       v: string | undefined,
     ) => (v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : v);
@@ -82,7 +71,7 @@ export async function run(args: string[]): Promise<number> {
     const batchSize = numberFlag(flags, "batch-size", { integer: true, min: 1 }) ?? 32;
     const smoothing = numberFlag(flags, "smoothing", { integer: true, min: 0, max: 7 }) ?? 1;
     const bleuLimit = numberFlag(flags, "bleu-limit", { integer: true, min: 1 });
-    const backend = await selectBackend(device as "auto" | "webgpu" | "cpu", {
+    const backend = await selectBackend(device, {
       quiet: Boolean(flags.json),
     });
     const { model, config, tokenizer } = await loadRun(runDir, { backend });

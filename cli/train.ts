@@ -12,7 +12,7 @@ import {
   stringFlag,
   UsageError,
 } from "./_common.ts";
-import { selectBackend } from "./_device.ts";
+import { parseDevice, selectBackend } from "./_device.ts";
 import { NonFiniteLossError, train, type TrainOptions } from "../train/trainer.ts";
 
 /** Help text. */
@@ -128,10 +128,7 @@ export async function run(args: string[]): Promise<number> {
     }
     const int = (n: string, min = 0) => numberFlag(flags, n, { integer: true, min });
     const data = stringFlag(flags, "data") ?? BUILTIN_TRAIN;
-    const device = stringFlag(flags, "device") ?? "auto";
-    if (!["auto", "webgpu", "cpu"].includes(device)) {
-      throw new UsageError(`Option --device must be auto, webgpu or cpu, got "${device}"`);
-    }
+    const device = parseDevice(stringFlag(flags, "device"));
     if (flags.preset !== undefined && flags.config !== undefined) {
       throw new UsageError("Give --preset or --config, not both");
     }
@@ -172,7 +169,7 @@ export async function run(args: string[]): Promise<number> {
     if (opts.resume && opts.initFrom) {
       throw new UsageError("Give --resume or --init-from, not both");
     }
-    const backend = await selectBackend(device as "auto" | "webgpu" | "cpu", { quiet: opts.quiet });
+    const backend = await selectBackend(device, { quiet: opts.quiet });
     for (const s of signals) Deno.addSignalListener(s, onSignal);
     const summary = await train({ ...opts, backend });
     if (summary.stopped === "interrupted") return 130;

@@ -35,6 +35,29 @@ export function grid1d(n: number, wg: number = WG): [number, number, number] {
  */
 export const LINEAR_INDEX = (wg: number = WG): string => `let i = gid.x + gid.y * nwg.x * ${wg}u;`;
 
+/** WGSL uniform fields `d0..d5` (the 6-D output shape) for {@linkcode UNRAVEL6}. */
+export const DIMS6 = "d0: u32, d1: u32, d2: u32, d3: u32, d4: u32, d5: u32";
+
+/** WGSL uniform fields `<p>0..<p>5` (element strides of one operand). */
+export const STRIDES6 = (p: string): string =>
+  [0, 1, 2, 3, 4, 5].map((k) => `${p}${k}: u32`).join(", ");
+
+/**
+ * WGSL: splits the linear index `i` into coordinates `c0..c5` of the 6-D
+ * shape `u.d0..u.d5` (outermost first).
+ */
+export const UNRAVEL6 = `var rem = i;
+  let c5 = rem % u.d5; rem = rem / u.d5;
+  let c4 = rem % u.d4; rem = rem / u.d4;
+  let c3 = rem % u.d3; rem = rem / u.d3;
+  let c2 = rem % u.d2; rem = rem / u.d2;
+  let c1 = rem % u.d1; rem = rem / u.d1;
+  let c0 = rem;`;
+
+/** WGSL: the element offset of coordinates `c0..c5` with strides `u.<p>0..u.<p>5`. */
+export const OFFSET6 = (p: string): string =>
+  [0, 1, 2, 3, 4, 5].map((k) => `c${k} * u.${p}${k}`).join(" + ");
+
 /** WGSL entry-point signature for 1-D kernels. */
 export const MAIN_1D = (wg: number = WG): string =>
   `@compute @workgroup_size(${wg})

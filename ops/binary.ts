@@ -7,7 +7,7 @@
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
 import { fmtShape, type OpDef, packUniform, type Shape } from "../tensor/types.ts";
-import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
+import { DIMS6, grid1d, LINEAR_INDEX, MAIN_1D, OFFSET6, STRIDES6, UNRAVEL6 } from "./_wgsl.ts";
 import { sumTo } from "./reduce.ts";
 import { mulSame, neg } from "./elementwise.ts";
 
@@ -91,22 +91,14 @@ function kernel(kind: BinaryKind): string {
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-struct U { n: u32, d0: u32, d1: u32, d2: u32, d3: u32, d4: u32, d5: u32,
-  a0: u32, a1: u32, a2: u32, a3: u32, a4: u32, a5: u32,
-  b0: u32, b1: u32, b2: u32, b3: u32, b4: u32, b5: u32 }
+struct U { n: u32, ${DIMS6}, ${STRIDES6("a")}, ${STRIDES6("b")} }
 @group(0) @binding(3) var<uniform> u: U;
 ${MAIN_1D()} {
   ${LINEAR_INDEX()}
   if (i >= u.n) { return; }
-  var rem = i;
-  let c5 = rem % u.d5; rem = rem / u.d5;
-  let c4 = rem % u.d4; rem = rem / u.d4;
-  let c3 = rem % u.d3; rem = rem / u.d3;
-  let c2 = rem % u.d2; rem = rem / u.d2;
-  let c1 = rem % u.d1; rem = rem / u.d1;
-  let c0 = rem;
-  let x = a[c0 * u.a0 + c1 * u.a1 + c2 * u.a2 + c3 * u.a3 + c4 * u.a4 + c5 * u.a5];
-  let y = b[c0 * u.b0 + c1 * u.b1 + c2 * u.b2 + c3 * u.b3 + c4 * u.b4 + c5 * u.b5];
+  ${UNRAVEL6}
+  let x = a[${OFFSET6("a")}];
+  let y = b[${OFFSET6("b")}];
   out[i] = ${WGSL_EXPR[kind]};
 }`;
 }

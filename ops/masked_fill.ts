@@ -16,7 +16,7 @@
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
 import { fmtShape, type OpDef, packUniform, type Shape, sizeOf } from "../tensor/types.ts";
-import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
+import { DIMS6, grid1d, LINEAR_INDEX, MAIN_1D, OFFSET6, STRIDES6, UNRAVEL6 } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
 
 /** Parameters of {@linkcode MASKED_FILL}. */
@@ -96,20 +96,13 @@ export const MASKED_FILL: OpDef<MaskedFillParams> = {
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> mask: array<${isInt ? "i32" : "f32"}>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-struct U { n: u32, d0: u32, d1: u32, d2: u32, d3: u32, d4: u32, d5: u32,
-           s0: u32, s1: u32, s2: u32, s3: u32, s4: u32, s5: u32, value: f32 }
+struct U { n: u32, ${DIMS6}, ${STRIDES6("s")}, value: f32 }
 @group(0) @binding(3) var<uniform> u: U;
 ${MAIN_1D()} {
   ${LINEAR_INDEX()}
   if (i >= u.n) { return; }
-  var rem = i;
-  let c5 = rem % u.d5; rem = rem / u.d5;
-  let c4 = rem % u.d4; rem = rem / u.d4;
-  let c3 = rem % u.d3; rem = rem / u.d3;
-  let c2 = rem % u.d2; rem = rem / u.d2;
-  let c1 = rem % u.d1; rem = rem / u.d1;
-  let c0 = rem;
-  let m = mask[c0 * u.s0 + c1 * u.s1 + c2 * u.s2 + c3 * u.s3 + c4 * u.s4 + c5 * u.s5];
+  ${UNRAVEL6}
+  let m = mask[${OFFSET6("s")}];
   out[i] = select(x[i], u.value, m != ${isInt ? "0" : "0.0"});
 }`,
         bind: [{ in: 0 }, { in: 1 }, { out: 0 }],

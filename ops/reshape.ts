@@ -6,7 +6,7 @@
  */
 import { apply, recordNode, type Tensor } from "../tensor/tensor.ts";
 import { fmtShape, type OpDef, packUniform, type Shape, sizeOf } from "../tensor/types.ts";
-import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
+import { DIMS6, grid1d, LINEAR_INDEX, MAIN_1D, OFFSET6, STRIDES6, UNRAVEL6 } from "./_wgsl.ts";
 import { setReshape } from "./reduce.ts";
 
 /** Parameters of reshape. */
@@ -113,20 +113,13 @@ export const PERMUTE: OpDef<PermuteParams> = {
         code: `
 @group(0) @binding(0) var<storage, read> x: array<${ty}>;
 @group(0) @binding(1) var<storage, read_write> out: array<${ty}>;
-struct U { n: u32, d0: u32, d1: u32, d2: u32, d3: u32, d4: u32, d5: u32,
-           s0: u32, s1: u32, s2: u32, s3: u32, s4: u32, s5: u32 }
+struct U { n: u32, ${DIMS6}, ${STRIDES6("s")} }
 @group(0) @binding(2) var<uniform> u: U;
 ${MAIN_1D()} {
   ${LINEAR_INDEX()}
   if (i >= u.n) { return; }
-  var rem = i;
-  let c5 = rem % u.d5; rem = rem / u.d5;
-  let c4 = rem % u.d4; rem = rem / u.d4;
-  let c3 = rem % u.d3; rem = rem / u.d3;
-  let c2 = rem % u.d2; rem = rem / u.d2;
-  let c1 = rem % u.d1; rem = rem / u.d1;
-  let c0 = rem;
-  out[i] = x[c0 * u.s0 + c1 * u.s1 + c2 * u.s2 + c3 * u.s3 + c4 * u.s4 + c5 * u.s5];
+  ${UNRAVEL6}
+  out[i] = x[${OFFSET6("s")}];
 }`,
         bind: [{ in: 0 }, { out: 0 }],
         uniform: packUniform([n, ...Array(pad).fill(1), ...d, ...Array(pad).fill(0), ...st]),
