@@ -52,9 +52,19 @@ export function lineChart(
   y1 += pad;
   const sx = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
-  const ticks = (a: number, b: number) =>
-    Array.from({ length: 5 }, (_, i) => a + ((b - a) * i) / 4);
-  const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
+  const ticks = (a: number, b: number, integer = false) => {
+    // "nice" steps of 1, 2 or 5 × 10^k, about five ticks inside [a, b]
+    const raw = (b - a) / 6, mag = 10 ** Math.floor(Math.log10(raw));
+    let step = [1, 2, 5, 10].map((m) => m * mag).find((st) => st >= raw) ?? 10 * mag;
+    if (integer) step = Math.max(1, Math.round(step));
+    const out: number[] = [];
+    for (let v = Math.ceil(a / step) * step; v <= b + 1e-9 * step; v += step) {
+      out.push(Number(v.toPrecision(12)));
+    }
+    return out;
+  };
+  const fmt = (v: number) =>
+    Math.abs(v) >= 100 || Number.isInteger(v) ? v.toFixed(0) : String(Number(v.toPrecision(3)));
   let svg =
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`;
   svg += `<text x="${W / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">${
@@ -64,7 +74,7 @@ export function lineChart(
     svg += `<line x1="${L}" x2="${W - R}" y1="${sy(v)}" y2="${sy(v)}" stroke="#e5e7eb"/>`;
     svg += `<text x="${L - 4}" y="${sy(v) + 4}" text-anchor="end">${fmt(v)}</text>`;
   }
-  for (const v of ticks(x0, x1)) {
+  for (const v of ticks(x0, x1, true)) {
     svg += `<text x="${sx(v)}" y="${H - B + 14}" text-anchor="middle">${fmt(v)}</text>`;
   }
   svg += `<text x="${(L + W - R) / 2}" y="${H - 6}" text-anchor="middle">${
