@@ -42,6 +42,13 @@ const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;
 const UNIFORM_SLOT = 256;
 const UNIFORM_ARENA = 1 << 20;
+const BIND_GROUP_CACHE = 16384;
+
+interface CachedPipeline {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  id: number;
+}
 
 /** Pool size class: at most 25% larger than asked, multiples of 256 bytes. */
 export function sizeClass(bytes: number): number {
@@ -76,7 +83,11 @@ export class GpuBackend implements Backend {
   /** Whether `shader-f16` is enabled. */
   readonly hasF16: boolean;
   #pool = new Map<number, GPUBuffer[]>();
-  #pipelines = new Map<string, GPUComputePipeline>();
+  #pipelines = new Map<string, CachedPipeline>();
+  /** Bind groups by pipeline, buffers and uniform slot: a step's dispatches repeat, so do they. */
+  #groups = new Map<string, GPUBindGroup>();
+  #bufferIds = new WeakMap<GPUBuffer, number>();
+  #nextBufferId = 1;
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
   #arena: GPUBuffer;
@@ -169,17 +180,24 @@ export class GpuBackend implements Backend {
     return s;
   }
 
-  #pipeline(code: string): GPUComputePipeline {
+  #pipeline(code: string): CachedPipeline {
     let p = this.#pipelines.get(code);
     if (!p) {
       const module = this.device.createShaderModule({ code });
-      p = this.device.createComputePipeline({
+      const pipeline = this.device.createComputePipeline({
         layout: "auto",
         compute: { module, entryPoint: "main" },
       });
+      p = { pipeline, layout: pipeline.getBindGroupLayout(0), id: this.#pipelines.size + 1 };
       this.#pipelines.set(code, p);
     }
     return p;
+  }
+
+  #bufferId(b: GPUBuffer): number {
+    let id = this.#bufferIds.get(b);
+    if (id === undefined) this.#bufferIds.set(b, id = this.#nextBufferId++);
+    return id;
   }
 
   #beginPass(): GPUComputePassEncoder {
@@ -202,27 +220,38 @@ export class GpuBackend implements Backend {
       if (k.workgroups[0] * k.workgroups[1] * k.workgroups[2] === 0) continue;
       if (k.uniform && this.#arenaUsed + UNIFORM_SLOT > UNIFORM_ARENA) this.flush();
       const pass = this.#beginPass();
-      const pipeline = this.#pipeline(k.code);
-      const entries: GPUBindGroupEntry[] = k.bind.map((ref, binding) => {
-        const s = "in" in ref ? ins[ref.in] : "out" in ref ? outputs[ref.out] : temps[ref.tmp];
-        return { binding, resource: { buffer: s.buffer, offset: 0, size: s.buffer.size } };
-      });
+      const { pipeline, layout, id } = this.#pipeline(k.code);
+      const buffers = k.bind.map((ref) =>
+        ("in" in ref ? ins[ref.in] : "out" in ref ? outputs[ref.out] : temps[ref.tmp]).buffer
+      );
+      let off = -1;
       if (k.uniform) {
         if (k.uniform.byteLength > UNIFORM_SLOT) {
           throw new RangeError(`${op.name}: uniform block over ${UNIFORM_SLOT} bytes`);
         }
-        const off = this.#arenaUsed;
+        off = this.#arenaUsed;
         this.#arenaCpu.set(new Uint8Array(k.uniform), off);
         this.#arenaUsed += UNIFORM_SLOT;
-        entries.push({
-          binding: k.bind.length,
-          resource: { buffer: this.#arena, offset: off, size: k.uniform.byteLength },
-        });
       }
-      const group = this.device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries,
-      });
+      const key = `${id}|${buffers.map((b) => this.#bufferId(b)).join(",")}|${off}|${
+        k.uniform?.byteLength ?? 0
+      }`;
+      let group = this.#groups.get(key);
+      if (!group) {
+        const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({
+          binding,
+          resource: { buffer, offset: 0, size: buffer.size },
+        }));
+        if (k.uniform) {
+          entries.push({
+            binding: k.bind.length,
+            resource: { buffer: this.#arena, offset: off, size: k.uniform.byteLength },
+          });
+        }
+        group = this.device.createBindGroup({ layout, entries });
+        if (this.#groups.size >= BIND_GROUP_CACHE) this.#groups.clear();
+        this.#groups.set(key, group);
+      }
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
       pass.dispatchWorkgroups(k.workgroups[0], k.workgroups[1], k.workgroups[2]);
@@ -324,6 +353,7 @@ export class GpuBackend implements Backend {
     await this.sync();
     for (const list of this.#pool.values()) for (const b of list) b.destroy();
     this.#pool.clear();
+    this.#groups.clear();
     this.#pooled = 0;
   }
 
