@@ -59,6 +59,7 @@ import {
 } from "../tensor/types.ts";
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpCase, OpEntry } from "./registry.ts";
+import { wasmMatmulF32 } from "./_wasm_matmul.ts";
 
 /** Parameters of {@linkcode ATTENTION}. */
 export interface AttentionParams {
@@ -270,6 +271,151 @@ function attentionBackwardCpu(
     dk.set(dkAcc, bh * S * D);
     dv.set(dvAcc, bh * S * D);
   }
+}
+
+// ---------------------------------------------------------------- CPU fast path (f32)
+
+/**
+ * The f32 CPU path: the same arithmetic as the reference above, but the four
+ * products (Q·Kᵀ, P·V and, backward, dO·Vᵀ, dSᵀ·Q, dS·K, (P∘Z)ᵀ·dO) go through
+ * the WebAssembly SIMD matmul over all B·H heads at once, materialising the
+ * [T, S] scores per head (fine on a CPU). Returns false when the kernel is
+ * unavailable; the caller then runs the reference. Tested against the
+ * reference in ops/attention_test.ts.
+ */
+function isF32(...xs: (CpuArray | undefined | null)[]): boolean {
+  return xs.every((x) => x === undefined || x === null || x instanceof Float32Array);
+}
+
+/** Fills `prob` (f32 [BH·T·S]) with softmax(z·scale + mask) and `lse`; fully masked rows are uniform. */
+function softmaxRows(
+  z: Float32Array,
+  mask: CpuArray | null,
+  lseIn: CpuArray | null,
+  lseOut: CpuArray | null,
+  g: Geometry,
+  p: AttentionParams,
+  prob: Float32Array,
+  allowedAny: Uint8Array,
+): void {
+  const { H, T, S } = g, BH = g.B * H;
+  for (let bh = 0; bh < BH; bh++) {
+    const b = Math.floor(bh / H);
+    for (let t = 0; t < T; t++) {
+      const r = bh * T + t, base = r * S, lim = p.causal ? t + S - T : S - 1;
+      let m = -Infinity;
+      for (let s = 0; s < S; s++) {
+        if (s <= lim && (mask === null || mask[b * S + s] !== 0)) {
+          const x = z[base + s] * p.scale;
+          z[base + s] = x;
+          if (x > m) m = x;
+        } else {
+          z[base + s] = -Infinity;
+        }
+      }
+      if (m === -Infinity) {
+        allowedAny[r] = 0;
+        prob.fill(1 / S, base, base + S);
+        if (lseOut) lseOut[r] = Math.log(S);
+        continue;
+      }
+      allowedAny[r] = 1;
+      if (lseIn) {
+        const l = lseIn[r];
+        for (let s = 0; s < S; s++) prob[base + s] = Math.exp(z[base + s] - l);
+      } else {
+        let sum = 0;
+        for (let s = 0; s < S; s++) sum += prob[base + s] = Math.exp(z[base + s] - m);
+        for (let s = 0; s < S; s++) prob[base + s] /= sum;
+        if (lseOut) lseOut[r] = m + Math.log(sum);
+      }
+    }
+  }
+}
+
+/** Multiplies `x` [BH·T·S] by the dropout keep-scale mask (in place). */
+function applyDropout(x: Float32Array, p: AttentionParams): void {
+  if (!(p.dropoutP > 0)) return;
+  const thr = threshold(p.dropoutP), ks = keepScale(p.dropoutP), seed = p.seed >>> 0;
+  for (let i = 0; i < x.length; i++) x[i] *= hashU32(seed, i) >>> 8 >= thr ? ks : 0;
+}
+
+function attentionFastF32(
+  ins: CpuArray[],
+  outs: CpuArray[],
+  g: Geometry,
+  p: AttentionParams,
+): boolean {
+  const [q, k, v, maskIn] = ins;
+  const [out, lse] = outs;
+  const mask = p.hasMask ? maskIn : null;
+  if (!isF32(q, k, v, out, lse) || g.T === 0) return false;
+  const { T, S, D } = g, BH = g.B * g.H;
+  const z = new Float32Array(BH * T * S);
+  const mm = (a: Float32Array, b: Float32Array, o: Float32Array, geo: {
+    M: number;
+    N: number;
+    K: number;
+    sa: number;
+    sb: number;
+    transA?: boolean;
+    transB?: boolean;
+  }) => wasmMatmulF32(a, b, o, { P: BH, transA: false, transB: false, ...geo });
+  const qf = q as Float32Array, kf = k as Float32Array, vf = v as Float32Array;
+  if (!mm(qf, kf, z, { M: T, N: S, K: D, sa: T * D, sb: S * D, transB: true })) return false;
+  const prob = new Float32Array(BH * T * S);
+  softmaxRows(z, mask, null, lse, g, p, prob, new Uint8Array(BH * T));
+  applyDropout(prob, p);
+  return mm(prob, vf, out as Float32Array, { M: T, N: D, K: S, sa: T * S, sb: S * D });
+}
+
+function attentionBackwardFastF32(
+  ins: CpuArray[],
+  outs: CpuArray[],
+  g: Geometry,
+  p: AttentionBackwardParams,
+): boolean {
+  const [q, k, v, o, lse, dO] = ins;
+  const mask = p.hasMask ? ins[6] : null;
+  const dlse = p.hasDLse ? ins[p.hasMask ? 7 : 6] : null;
+  const [dq, dk, dv] = outs;
+  if (!isF32(q, k, v, o, dO, dq, dk, dv) || g.T === 0) return false;
+  const { T, S, D } = g, BH = g.B * g.H, n = BH * T * S;
+  const mm = (a: Float32Array, b: Float32Array, out: Float32Array, geo: {
+    M: number;
+    N: number;
+    K: number;
+    sa: number;
+    sb: number;
+    transA?: boolean;
+    transB?: boolean;
+  }) => wasmMatmulF32(a, b, out, { P: BH, transA: false, transB: false, ...geo });
+  const qf = q as Float32Array, kf = k as Float32Array, vf = v as Float32Array;
+  const dOf = dO as Float32Array;
+  const z = new Float32Array(n), prob = new Float32Array(n), any = new Uint8Array(BH * T);
+  if (!mm(qf, kf, z, { M: T, N: S, K: D, sa: T * D, sb: S * D, transB: true })) return false;
+  softmaxRows(z, mask, lse, null, g, p, prob, any);
+  // dP = dO · Vᵀ, then dS = P ∘ (dP ∘ Z − Δ) · scale on allowed keys, 0 elsewhere
+  const dP = new Float32Array(n);
+  mm(dOf, vf, dP, { M: T, N: S, K: D, sa: T * D, sb: S * D, transB: true });
+  const zm = new Float32Array(n).fill(1);
+  applyDropout(zm, p);
+  const pz = new Float32Array(n);
+  for (let r = 0; r < BH * T; r++) {
+    let delta = dlse ? -dlse[r] : 0;
+    for (let d = 0; d < D; d++) delta += dOf[r * D + d] * o[r * D + d];
+    const base = r * S;
+    for (let s = 0; s < S; s++) {
+      const i = base + s;
+      pz[i] = prob[i] * zm[i];
+      dP[i] = any[r] && z[i] !== -Infinity ? prob[i] * (dP[i] * zm[i] - delta) * p.scale : 0;
+    }
+  }
+  const dS = dP;
+  mm(pz, dOf, dv as Float32Array, { M: S, N: D, K: T, sa: T * S, sb: T * D, transA: true });
+  mm(dS, kf, dq as Float32Array, { M: T, N: D, K: S, sa: T * S, sb: S * D });
+  mm(dS, qf, dk as Float32Array, { M: S, N: D, K: T, sa: T * S, sb: T * D, transA: true });
+  return true;
 }
 
 // ---------------------------------------------------------------- WGSL
@@ -575,7 +721,8 @@ export const ATTENTION: OpDef<AttentionParams> = {
     return [{ shape: [B, H, T, D], dtype }, { shape: [B, H, T], dtype }];
   },
   cpu(ins, outs, info, p) {
-    attentionCpu(ins, outs, geometry(info.inputs, p.hasMask, "attention"), p);
+    const g = geometry(info.inputs, p.hasMask, "attention");
+    if (!attentionFastF32(ins, outs, g, p)) attentionCpu(ins, outs, g, p);
   },
   gpu(info, p): GpuPlan {
     const g = geometry(info.inputs, p.hasMask, "attention");
@@ -650,7 +797,8 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
   cpu(ins, outs, info, p) {
     const base = [info.inputs[0], info.inputs[1], info.inputs[2]];
     if (p.hasMask) base.push(info.inputs[6]);
-    attentionBackwardCpu(ins, outs, geometry(base, p.hasMask, "attention_backward"), p);
+    const g = geometry(base, p.hasMask, "attention_backward");
+    if (!attentionBackwardFastF32(ins, outs, g, p)) attentionBackwardCpu(ins, outs, g, p);
   },
   gpu(info, p): GpuPlan {
     const base = [info.inputs[0], info.inputs[1], info.inputs[2]];

@@ -249,3 +249,50 @@ Deno.test("attention() rejects bad shapes and options with one-line errors namin
   );
   assert.throws(() => attention(tensor([1], [1]), k, k), TypeError);
 });
+
+Deno.test("attention(): the f32 CPU fast path (WebAssembly matmuls) equals the float64 reference, forward and backward", async () => {
+  const rng = makeRng(5);
+  const shapes = [
+    { B: 2, H: 2, T: 5, S: 7, D: 8, causal: false, p: 0 },
+    { B: 1, H: 3, T: 6, S: 6, D: 4, causal: true, p: 0.25 },
+    { B: 2, H: 1, T: 1, S: 9, D: 16, causal: true, p: 0 },
+  ];
+  for (const c of shapes) {
+    const { B, H, T, S, D } = c;
+    const rand = (n: number) => Float64Array.from({ length: n }, () => rng() * 2 - 1);
+    const qd = rand(B * H * T * D), kd = rand(B * H * S * D), vd = rand(B * H * S * D);
+    const md = Float64Array.from({ length: B * S }, (_, i) => (i % S < S - 2 || i < S ? 1 : 0));
+    md.fill(0, (B - 1) * S, B * S); // the last batch row is fully padded
+    const dyd = rand(B * H * T * D);
+    const run = async (dtype: "f32" | "f64") => {
+      const mk = (d: Float64Array, shape: number[], grad = false) =>
+        tensor(dtype === "f32" ? Float32Array.from(d) : d, shape, {
+          dtype,
+          backend: CPU,
+          requiresGrad: grad,
+        });
+      const q = mk(qd, [B, H, T, D], true),
+        k = mk(kd, [B, H, S, D], true),
+        v = mk(vd, [B, H, S, D], true);
+      const out = attention(q, k, v, {
+        keyMask: mk(md, [B, S]),
+        causal: c.causal,
+        dropout: c.p > 0 ? { p: c.p, seed: 9 } : undefined,
+      });
+      out.backward(mk(dyd, [B, H, T, D]));
+      return [await out.data(), await q.grad!.data(), await k.grad!.data(), await v.grad!.data()];
+    };
+    const fast = await run("f32"), ref = await run("f64");
+    fast.forEach((got, j) => {
+      let scale = 1e-6, worst = 0;
+      for (let i = 0; i < got.length; i++) {
+        scale = Math.max(scale, Math.abs(ref[j][i]));
+        worst = Math.max(worst, Math.abs(got[i] - ref[j][i]));
+      }
+      assert.ok(
+        worst <= 1e-5 * scale,
+        `${JSON.stringify(c)} output ${j}: ${worst} (scale ${scale})`,
+      );
+    });
+  }
+});
