@@ -340,6 +340,25 @@ function applyDropout(x: Float32Array, p: AttentionParams): void {
   for (let i = 0; i < x.length; i++) x[i] *= hashU32(seed, i) >>> 8 >= thr ? ks : 0;
 }
 
+/** Geometry of one per-head product (batches are the B·H heads). */
+interface HeadsGeometry {
+  M: number;
+  N: number;
+  K: number;
+  sa: number;
+  sb: number;
+  transA?: boolean;
+  transB?: boolean;
+}
+
+/** `out = op(a)·op(b)` over BH heads with the WebAssembly kernel; false when it is unavailable. */
+function headsMatmul(
+  BH: number,
+): (a: Float32Array, b: Float32Array, out: Float32Array, geo: HeadsGeometry) => boolean {
+  return (a, b, out, geo) =>
+    wasmMatmulF32(a, b, out, { P: BH, transA: false, transB: false, ...geo });
+}
+
 function attentionFastF32(
   ins: CpuArray[],
   outs: CpuArray[],
@@ -352,15 +371,7 @@ function attentionFastF32(
   if (!isF32(q, k, v, out, lse) || g.T === 0) return false;
   const { T, S, D } = g, BH = g.B * g.H;
   const z = new Float32Array(BH * T * S);
-  const mm = (a: Float32Array, b: Float32Array, o: Float32Array, geo: {
-    M: number;
-    N: number;
-    K: number;
-    sa: number;
-    sb: number;
-    transA?: boolean;
-    transB?: boolean;
-  }) => wasmMatmulF32(a, b, o, { P: BH, transA: false, transB: false, ...geo });
+  const mm = headsMatmul(BH);
   const qf = q as Float32Array, kf = k as Float32Array, vf = v as Float32Array;
   if (!mm(qf, kf, z, { M: T, N: S, K: D, sa: T * D, sb: S * D, transB: true })) return false;
   const prob = new Float32Array(BH * T * S);
@@ -381,15 +392,7 @@ function attentionBackwardFastF32(
   const [dq, dk, dv] = outs;
   if (!isF32(q, k, v, o, dO, dq, dk, dv) || g.T === 0) return false;
   const { T, S, D } = g, BH = g.B * g.H, n = BH * T * S;
-  const mm = (a: Float32Array, b: Float32Array, out: Float32Array, geo: {
-    M: number;
-    N: number;
-    K: number;
-    sa: number;
-    sb: number;
-    transA?: boolean;
-    transB?: boolean;
-  }) => wasmMatmulF32(a, b, out, { P: BH, transA: false, transB: false, ...geo });
+  const mm = headsMatmul(BH);
   const qf = q as Float32Array, kf = k as Float32Array, vf = v as Float32Array;
   const dOf = dO as Float32Array;
   const z = new Float32Array(n), prob = new Float32Array(n), any = new Uint8Array(BH * T);
