@@ -34,7 +34,10 @@ Data:
                            data, else a seeded 5% split of --data, at most 500 pairs)
   --source-col NAME|N      source column (default "source" or the first column)
   --target-col NAME|N      target column (default "target" or the second column)
-  --tokenizer FILE         tokenizer.json to use (default: train a BPE tokenizer on the data)
+  --tokenizer FILE|ID      tokenizer.json (or its folder) to use, or a Hub model id such as
+                           "google-t5/t5-small" when run with --allow-net=huggingface.co
+                           (cached under $WEBSEQ_CACHE or ~/.cache/webseq; HF_ENDPOINT and
+                           HF_TOKEN are honoured); default: train a BPE tokenizer on the data
   --vocab-size N           vocabulary of the trained tokenizer (default 1000; 300 on the
                            built-in corpus)
   --max-length N           longest source/target in tokens, eos included (default 64)

@@ -65,6 +65,14 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
     assert.equal(r.code, 1);
     assert.match(oneLineError(r.stderr), /missing\.tsv/);
 
+    // a Hub id without network permission: refused, naming it, no request made
+    r = await webseq(
+      ["train", "--tokenizer", "acme/tok", "--out", `${dir}/r`, "--device", "cpu"],
+      perms,
+    );
+    assert.equal(r.code, 1);
+    assert.match(oneLineError(r.stderr), /acme\/tok.*allow the network/);
+
     r = await webseq(["train", "--epochs", "many"], perms);
     assert.equal(r.code, 2);
     assert.match(oneLineError(r.stderr), /--epochs/);

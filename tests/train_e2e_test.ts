@@ -270,3 +270,48 @@ Deno.test({
     }
   },
 });
+
+Deno.test("train() fetches a Hub tokenizer (local server on 127.0.0.1) when the network is allowed", async () => {
+  const dir = await Deno.makeTempDir();
+  const tokJson = await Deno.readTextFile(
+    new URL("./testdata/tokenizer/trained.json", import.meta.url),
+  );
+  const seen: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    seen.push(path);
+    return path === "/acme/tok/resolve/main/tokenizer.json"
+      ? new Response(tokJson)
+      : new Response("not found", { status: 404 });
+  });
+  try {
+    const d = await smallData(dir);
+    const endpoint = `http://127.0.0.1:${server.addr.port}`;
+    const s = await train({
+      ...baseOptions(d, `${dir}/r`),
+      tokenizer: "acme/tok",
+      hub: { endpoint, cacheDir: `${dir}/cache` },
+      maxSteps: 1,
+      epochs: 1,
+      bleuLimit: 0,
+    });
+    assert.equal(s.steps, 1);
+    assert.ok(seen.includes("/acme/tok/resolve/main/tokenizer.json"));
+    assert.equal(
+      JSON.parse(await Deno.readTextFile(runPath(`${dir}/r`, "tokenizer"))).model.type,
+      JSON.parse(tokJson).model.type,
+    );
+    await assert.rejects(
+      () =>
+        train({
+          ...baseOptions(d, `${dir}/r2`),
+          tokenizer: "acme/missing",
+          hub: { endpoint, cacheDir: `${dir}/cache` },
+        }),
+      /acme\/missing/,
+    );
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -23,7 +23,7 @@ import { Seq2Seq } from "../nn/seq2seq.ts";
 import { type Batch, DataLoader, TokenizerDataset } from "../data/dataset.ts";
 import { loadPairs, type Pair, type ReadPairsOptions } from "../data/readers.ts";
 import type { TextTokenizer } from "../data/tokenizer_types.ts";
-import { loadTokenizer, saveTokenizer } from "../data/tokenizer.ts";
+import { loadTokenizer, resolveTokenizer, saveTokenizer } from "../data/tokenizer.ts";
 import { trainBpe } from "../data/bpe_trainer.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
@@ -63,8 +63,13 @@ export interface TrainOptions {
   configFile?: string;
   /** Start from this run folder's weights, tokenizer and config. */
   initFrom?: string;
-  /** Tokenizer file; default: train a BPE tokenizer on the data. */
+  /**
+   * Tokenizer file or folder, or a Hub model id ("owner/name", fetched only when the process has
+   * network permission for the Hub's host); default: train a BPE tokenizer on the data.
+   */
   tokenizer?: string;
+  /** Hub endpoint and cache folder for a Hub tokenizer (default `$HF_ENDPOINT` or huggingface.co). */
+  hub?: { endpoint?: string; cacheDir?: string };
   /** Vocabulary size of a trained tokenizer (default 1000). */
   vocabSize?: number;
   /** Longest source/target in tokens, eos included (default 64). */
@@ -154,6 +159,20 @@ async function exists(path: string): Promise<boolean> {
     if (err instanceof Deno.errors.NotFound) return false;
     throw err;
   }
+}
+
+function hubEndpoint(): string {
+  let env: string | undefined;
+  try {
+    env = Deno.env.get("HF_ENDPOINT");
+  } catch { /* no env permission: the default */ }
+  return env || "https://huggingface.co";
+}
+
+/** Whether this process may reach the Hub (least privilege: never ask, only look). */
+async function networkAllowed(endpoint: string): Promise<boolean> {
+  const host = new URL(endpoint).host;
+  return (await Deno.permissions.query({ name: "net", host })).state === "granted";
 }
 
 function splitValid(pairs: Pair[], seed: number): { train: Pair[]; valid: Pair[] } {
@@ -253,7 +272,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       config = presetConfig(opts.preset ?? "tiny");
     }
     if (opts.tokenizer) {
-      tokenizer = await loadTokenizer(opts.tokenizer);
+      tokenizer = await resolveTokenizer(opts.tokenizer, {
+        ...opts.hub,
+        endpoint: opts.hub?.endpoint ?? hubEndpoint(),
+        allowNetwork: await networkAllowed(opts.hub?.endpoint ?? hubEndpoint()),
+      });
     } else if (!allIds) {
       const vocab = opts.vocabSize ?? 1000;
       info(`training a BPE tokenizer (vocab ${vocab}) on ${trainPairs.length} pairs`);
