@@ -27,7 +27,7 @@ export class CpuBackend implements Backend {
   /** Always "cpu". */
   readonly kind = "cpu" as const;
   /** A one-line description. */
-  readonly description: string = "CPU (plain TypeScript)";
+  readonly description: string = "CPU (TypeScript + WebAssembly SIMD matmul)";
   #live = 0;
   #peak = 0;
   #count = 0;
