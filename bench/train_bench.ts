@@ -32,6 +32,8 @@ export interface TrainBenchOptions {
   steps?: number;
   /** Untimed warm-up steps (default 2). */
   warmup?: number;
+  /** After the timed steps, time one more step per kernel (WebGPU with timestamp-query). */
+  profile?: boolean;
 }
 
 /** One result line (`kind: "train"`). */
@@ -66,6 +68,8 @@ export interface TrainBenchLine {
   parameters: number;
   /** Dispatches per step (WebGPU). */
   dispatches_per_step?: number;
+  /** GPU milliseconds per op of one profiled step, largest first (with `profile`). */
+  kernel_ms?: Record<string, number>;
 }
 
 /** Approximate training FLOPs of one step (forward + backward = 3× forward). */
@@ -121,6 +125,20 @@ export async function benchTrain(
   const secs = (performance.now() - t0) / 1000;
   const dispatches = gpu.dispatchStats?.(true).dispatches;
   const peak = backend.memoryStats().peakBytes;
+  let kernelMs: Record<string, number> | undefined;
+  const prof = backend as Backend & {
+    beginProfile?: () => boolean;
+    endProfile?: () => Promise<Record<string, { ms: number }>>;
+  };
+  if (opts.profile && prof.beginProfile?.()) {
+    step(warmup + steps);
+    const split = await prof.endProfile!();
+    kernelMs = Object.fromEntries(
+      Object.entries(split).sort((a, b) => b[1].ms - a[1].ms).map((
+        [k, v],
+      ) => [k, Number(v.ms.toFixed(4))]),
+    );
+  }
   const parameters = model.parameterCount();
   for (const b of batches) for (const t of Object.values(b)) t.dispose();
   model.dispose();
@@ -141,5 +159,6 @@ export async function benchTrain(
     tflops: (trainFlops(cfg, B, S, T) * steps) / secs / 1e12,
     parameters,
     ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),
+    ...(kernelMs ? { kernel_ms: kernelMs } : {}),
   };
 }

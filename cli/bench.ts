@@ -34,6 +34,8 @@ Options:
   --tgt-len T              target length (default 32)
   --steps N                timed steps after 2 warm-up steps (default 10)
   --ops                    also run the kernel benchmarks (matmul, attention, dispatch)
+  --profile                add "kernel_ms": GPU time per op of one extra step
+                           (WebGPU adapters with timestamp-query)
   --device auto|webgpu|cpu (default auto)
   --json                   JSON lines only (default prints JSON lines too)
 
@@ -52,6 +54,7 @@ const SPEC = {
   "tgt-len": { type: "string" },
   steps: { type: "string" },
   ops: { type: "boolean" },
+  profile: { type: "boolean" },
   device: { type: "string" },
   json: { type: "boolean" },
 } as const;
@@ -91,6 +94,7 @@ export async function run(args: string[]): Promise<number> {
         srcLen,
         tgtLen,
         steps: int("steps"),
+        profile: Boolean(flags.profile),
       }),
     );
     return EXIT_OK;

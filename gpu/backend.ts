@@ -43,6 +43,8 @@ const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
 const UNIFORM_SLOT = 256;
 const UNIFORM_ARENA = 1 << 20;
 const BIND_GROUP_CACHE = 16384;
+/** Dispatches timed per profile (two timestamps each). */
+const PROFILE_CAPACITY = 2048;
 
 interface CachedPipeline {
   pipeline: GPUComputePipeline;
@@ -90,6 +92,7 @@ export class GpuBackend implements Backend {
   #nextBufferId = 1;
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
+  #profile: { querySet: GPUQuerySet; names: string[] } | null = null;
   #arena: GPUBuffer;
   #arenaCpu = new Uint8Array(UNIFORM_ARENA);
   #arenaUsed = 0;
@@ -200,11 +203,24 @@ export class GpuBackend implements Backend {
     return id;
   }
 
-  #beginPass(): GPUComputePassEncoder {
-    if (!this.#pass) {
-      this.#encoder = this.device.createCommandEncoder();
-      this.#pass = this.#encoder.beginComputePass();
+  #beginPass(opName: string): GPUComputePassEncoder {
+    if (!this.#encoder) this.#encoder = this.device.createCommandEncoder();
+    const prof = this.#profile;
+    if (prof && prof.names.length < PROFILE_CAPACITY) {
+      // profiling: one pass per dispatch, with timestamps at its start and end
+      this.#pass?.end();
+      const i = prof.names.length;
+      prof.names.push(opName);
+      this.#pass = this.#encoder.beginComputePass({
+        timestampWrites: {
+          querySet: prof.querySet,
+          beginningOfPassWriteIndex: 2 * i,
+          endOfPassWriteIndex: 2 * i + 1,
+        },
+      });
+      return this.#pass;
     }
+    if (!this.#pass) this.#pass = this.#encoder.beginComputePass();
     return this.#pass;
   }
 
@@ -219,7 +235,7 @@ export class GpuBackend implements Backend {
     for (const k of plan.kernels) {
       if (k.workgroups[0] * k.workgroups[1] * k.workgroups[2] === 0) continue;
       if (k.uniform && this.#arenaUsed + UNIFORM_SLOT > UNIFORM_ARENA) this.flush();
-      const pass = this.#beginPass();
+      const pass = this.#beginPass(op.name);
       const { pipeline, layout, id } = this.#pipeline(k.code);
       const buffers = k.bind.map((ref) =>
         ("in" in ref ? ins[ref.in] : "out" in ref ? outputs[ref.out] : temps[ref.tmp]).buffer
@@ -255,6 +271,10 @@ export class GpuBackend implements Backend {
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
       pass.dispatchWorkgroups(k.workgroups[0], k.workgroups[1], k.workgroups[2]);
+      if (this.#profile) {
+        pass.end();
+        this.#pass = null;
+      }
       this.#stats.dispatches++;
       this.#stats.perOp[op.name] = (this.#stats.perOp[op.name] ?? 0) + 1;
     }
@@ -265,7 +285,7 @@ export class GpuBackend implements Backend {
   /** Ends the pass and submits everything recorded. */
   flush(): void {
     if (!this.#encoder) return;
-    this.#pass!.end();
+    this.#pass?.end();
     if (this.#arenaUsed > 0) {
       this.device.queue.writeBuffer(this.#arena, 0, this.#arenaCpu, 0, this.#arenaUsed);
       this.#arenaUsed = 0;
@@ -275,6 +295,69 @@ export class GpuBackend implements Backend {
     this.#pass = null;
     this.#stats.submits++;
     this.#recent.clear();
+  }
+
+  /** Whether the adapter can time kernels (`timestamp-query`). */
+  get canProfile(): boolean {
+    return this.device.features.has("timestamp-query");
+  }
+
+  /**
+   * Starts timing every dispatch (each gets its own compute pass with
+   * timestamps, so profiled work runs slower: profile a separate step).
+   * Returns false when the adapter has no `timestamp-query`.
+   */
+  beginProfile(): boolean {
+    if (!this.canProfile || this.#profile) return false;
+    this.flush();
+    this.#profile = {
+      querySet: this.device.createQuerySet({ type: "timestamp", count: 2 * PROFILE_CAPACITY }),
+      names: [],
+    };
+    return true;
+  }
+
+  /**
+   * Stops timing and returns GPU milliseconds and dispatch counts per op
+   * name, from the timestamps of the profiled dispatches.
+   */
+  async endProfile(): Promise<Record<string, { ms: number; dispatches: number }>> {
+    const prof = this.#profile;
+    if (!prof) throw new TypeError("endProfile() without beginProfile()");
+    this.flush();
+    this.#profile = null;
+    const n = prof.names.length;
+    const out: Record<string, { ms: number; dispatches: number }> = {};
+    if (n === 0) {
+      prof.querySet.destroy();
+      return out;
+    }
+    const bytes = 16 * n;
+    const resolve = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    const staging = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = this.device.createCommandEncoder();
+    enc.resolveQuerySet(prof.querySet, 0, 2 * n, resolve, 0);
+    enc.copyBufferToBuffer(resolve, 0, staging, 0, bytes);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const ts = new BigUint64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    for (const b of [staging, resolve]) b.destroy();
+    prof.querySet.destroy();
+    this.#check();
+    prof.names.forEach((name, i) => {
+      const dt = ts[2 * i + 1] >= ts[2 * i] ? Number(ts[2 * i + 1] - ts[2 * i]) / 1e6 : 0;
+      const e = out[name] ?? (out[name] = { ms: 0, dispatches: 0 });
+      e.ms += dt;
+      e.dispatches++;
+    });
+    return out;
   }
 
   /** Flushes, copies to a staging buffer and maps it. */

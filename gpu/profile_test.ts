@@ -1,0 +1,36 @@
+/**
+ * Kernel timing with timestamp queries (software adapters have them too).
+ */
+import assert from "node:assert/strict";
+import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import { scopeAsync, tensor } from "../tensor/tensor.ts";
+import { matmul, scale, softmax } from "../ops/mod.ts";
+
+Deno.test({
+  name: "beginProfile()/endProfile() time every dispatch per op name, and results stay correct",
+  ignore: NO_GPU || !GPU?.canProfile,
+  fn: async () => {
+    const g = GPU!;
+    await scopeAsync(async () => {
+      const a = tensor(Float32Array.from({ length: 64 * 32 }, (_, i) => (i % 7) - 3), [64, 32], {
+        backend: g,
+      });
+      const b = tensor(Float32Array.from({ length: 32 * 16 }, (_, i) => (i % 5) - 2), [32, 16], {
+        backend: g,
+      });
+      const plain = await softmax(scale(matmul(a, b), 0.1)).data();
+      assert.ok(g.beginProfile());
+      const y = softmax(scale(matmul(a, b), 0.1));
+      const z = softmax(scale(matmul(a, b), 0.1));
+      const prof = await g.endProfile();
+      assert.deepEqual(Object.keys(prof).sort(), ["matmul", "scale", "softmax"]);
+      for (const e of Object.values(prof)) {
+        assert.equal(e.dispatches, 2);
+        assert.ok(e.ms >= 0 && Number.isFinite(e.ms));
+      }
+      assert.deepEqual(await y.data(), plain);
+      assert.deepEqual(await z.data(), plain);
+      await assert.rejects(() => g.endProfile(), /without beginProfile/);
+    });
+  },
+});
