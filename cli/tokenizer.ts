@@ -39,6 +39,7 @@ Options of train (both sides of every pair are used; special tokens <pad>=0 <s>=
   --target-col C        target column: header name or 0-based index (default: "target" or 1)
   --min-frequency N     merge only pairs seen at least N times (default 2)
   --byte-fallback       unknown characters become UTF-8 byte tokens <0x..> instead of <unk>
+  --split-digits        every digit 0-9 is a token of its own (LLaMA-style Digits pre-tokenizer)
   --json                print one JSON line: out, vocab_size, merges, pairs, skipped, seconds
 
 Options of encode / decode:
@@ -57,6 +58,7 @@ const TRAIN_FLAGS = {
   "target-col": { type: "string" },
   "min-frequency": { type: "string" },
   "byte-fallback": { type: "boolean" },
+  "split-digits": { type: "boolean" },
   json: { type: "boolean" },
 } as const;
 
@@ -136,6 +138,7 @@ async function train(args: string[]): Promise<number> {
     vocabSize,
     minFrequency,
     byteFallback,
+    splitDigits: flags["split-digits"] === true,
     onProgress: (p) => {
       if (p.phase === "count") console.error(`counting: ${p.texts} texts, ${p.words} words`);
       else if (p.merges > 0) console.error(`merging: ${p.merges} merges, vocab ${p.vocabSize}`);

@@ -257,3 +257,34 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+Deno.test("tokenizer train --split-digits writes the Digits pre-tokenizer and encode splits numbers", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = `${dir}/tokenizer.json`;
+    const r = await capture([
+      "train",
+      "--data",
+      CORPUS,
+      "--vocab-size",
+      "400",
+      "--split-digits",
+      "--out",
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const json = JSON.parse(await Deno.readTextFile(out));
+    assert.deepEqual(json.pre_tokenizer.pretokenizers.map((p: { type: string }) => p.type), [
+      "Metaspace",
+      "Digits",
+    ]);
+    assert.ok(Object.keys(json.model.vocab).every((t) => !/[0-9]/.test(t) || /^[0-9]$/.test(t)));
+    const tok = await loadTokenizer(out);
+    assert.ok(tok.fastPath);
+    const enc = await capture(["encode", "--tokenizer", out, "--text", "2021", "--json"]);
+    assert.equal(enc.code, 0, enc.stderr);
+    assert.deepEqual(JSON.parse(enc.stdout).tokens, ["▁", "2", "0", "2", "1"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -40,6 +40,8 @@ Data:
                            HF_TOKEN are honoured); default: train a BPE tokenizer on the data
   --vocab-size N           vocabulary of the trained tokenizer (default 1000; 300 on the
                            built-in corpus)
+  --split-digits           the trained tokenizer makes every digit 0-9 a token of its own
+                           (always on with the built-in corpus)
   --max-length N           longest source/target in tokens, eos included (default 64)
 Model:
   --preset NAME            tiny | small | base (default tiny)
@@ -107,11 +109,12 @@ const SPEC = {
   "log-every": { type: "string" },
   quiet: { type: "boolean" },
   json: { type: "boolean" },
+  "split-digits": { type: "boolean" },
 } as const;
 
 const BUILTIN_TRAIN = "data/corpus/train.tsv";
 /** Defaults tuned for the built-in corpus (a tiny model learns it in minutes on 2 cores). */
-const BUILTIN_DEFAULTS = { vocabSize: 300, lr: 3e-3, epochs: 12 };
+const BUILTIN_DEFAULTS = { vocabSize: 300, lr: 3e-3, epochs: 12, splitDigits: true };
 const BUILTIN_VALID = "data/corpus/valid.tsv";
 
 function col(v: string | undefined): string | number | undefined {
@@ -144,6 +147,7 @@ export async function run(args: string[]): Promise<number> {
       targetCol: col(stringFlag(flags, "target-col")),
       tokenizer: stringFlag(flags, "tokenizer"),
       vocabSize: int("vocab-size", 8) ?? (builtin ? BUILTIN_DEFAULTS.vocabSize : undefined),
+      splitDigits: Boolean(flags["split-digits"]) || (builtin && BUILTIN_DEFAULTS.splitDigits),
       maxLength: int("max-length", 2),
       preset: stringFlag(flags, "preset"),
       configFile: stringFlag(flags, "config"),

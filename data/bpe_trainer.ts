@@ -9,6 +9,9 @@
  * - pre-tokenizer `Metaspace`: spaces become `▁`, a `▁` is prepended, and words split before
  *   each `▁`; the `Metaspace` decoder undoes it, so decode(encode(text)) gives back any NFC text
  *   that does not start with a space;
+ * - with `splitDigits`, the pre-tokenizer is `Sequence[Metaspace, Digits(individual_digits)]`:
+ *   every ASCII digit 0-9 is a piece of its own (as `\d` in the library's `[^\d]+|\d`), so no
+ *   token joins a digit with anything else (LLaMA-style number handling);
  * - model `BPE` over Unicode code points (never UTF-16 halves), unknown characters become
  *   `<unk>`, or their UTF-8 bytes `<0x..>` with `byteFallback`.
  *
@@ -63,6 +66,11 @@ export interface TrainBpeOptions {
    * Default: all that fit in `vocabSize`.
    */
   limitAlphabet?: number;
+  /**
+   * Split every ASCII digit 0-9 into a piece of its own before BPE (the `Digits` pre-tokenizer
+   * with `individual_digits: true`), so no token holds a digit and anything else. Default: false.
+   */
+  splitDigits?: boolean;
   /** Called now and then with progress (every 100k texts, every 1000 merges). */
   onProgress?: (p: TrainProgress) => void;
 }
@@ -79,6 +87,8 @@ export interface TrainedTokenizerInit {
   unkToken: string | null;
   /** Whether unknown characters fall back to `<0x..>` byte tokens. */
   byteFallback: boolean;
+  /** Whether every ASCII digit is a piece of its own (`Digits` pre-tokenizer). Default: false. */
+  splitDigits?: boolean;
 }
 
 /**
@@ -96,6 +106,8 @@ export class TrainedTokenizer implements TextTokenizer {
   readonly byteFallback: boolean;
   /** The unknown token, or null. */
   readonly unkToken: string | null;
+  /** Whether every ASCII digit is a piece of its own (`Digits` pre-tokenizer). */
+  readonly splitDigits: boolean;
   #vocab: readonly string[];
   #ids = new Map<string, number>();
   #specialIds: Set<number>;
@@ -103,7 +115,8 @@ export class TrainedTokenizer implements TextTokenizer {
   #width: number;
   #rank = new Map<number, number>(); // pair key → rank
   #mergeId: Int32Array; // rank → id of the merged token
-  #cache = new Map<string, number[]>();
+  #cache = new Map<string, number[]>(); // word without its ▁ → ids of ▁word
+  #bareCache = new Map<string, number[]>(); // piece after a digit (no ▁) → ids
   #byteIds: Int32Array | null = null;
   #unkId: number;
 
@@ -115,6 +128,7 @@ export class TrainedTokenizer implements TextTokenizer {
     this.specialTokens = init.specialTokens;
     this.byteFallback = init.byteFallback;
     this.unkToken = init.unkToken;
+    this.splitDigits = init.splitDigits ?? false;
     init.vocab.forEach((t, id) => {
       if (this.#ids.has(t)) throw new TypeError(`Token ${JSON.stringify(t)} is in the vocab twice`);
       this.#ids.set(t, id);
@@ -143,10 +157,14 @@ export class TrainedTokenizer implements TextTokenizer {
   /** Ids of `text`, no special tokens added (special token strings in the text are matched). */
   encode(text: string): number[] {
     const out: number[] = [];
-    preTokenize(text, this.#specialRe, (word) => {
-      const ids = this.#encodeWord(word);
+    const push = (ids: number[]) => {
       for (let i = 0; i < ids.length; i++) out.push(ids[i]);
-    }, (special) => out.push(this.#ids.get(special)!));
+    };
+    const onWord = this.splitDigits
+      ? (word: string) =>
+        splitDigitPieces(word, (p) => push(this.#encodeWord(p)), (p) => push(this.#encodeBare(p)))
+      : (word: string) => push(this.#encodeWord(word));
+    preTokenize(text, this.#specialRe, onWord, (special) => out.push(this.#ids.get(special)!));
     return out;
   }
 
@@ -208,6 +226,9 @@ export class TrainedTokenizer implements TextTokenizer {
     );
     const metaspace =
       `{"type": "Metaspace", "replacement": "${METASPACE}", "prepend_scheme": "always", "split": true}`;
+    const preTokenizer = this.splitDigits
+      ? `{"type": "Sequence", "pretokenizers": [${metaspace}, {"type": "Digits", "individual_digits": true}]}`
+      : metaspace;
     const decoder = this.byteFallback
       ? `{"type": "Sequence", "decoders": [{"type": "ByteFallback"}, ${metaspace}]}`
       : metaspace;
@@ -220,7 +241,7 @@ export class TrainedTokenizer implements TextTokenizer {
       `  "padding": null,`,
       `  "added_tokens": [\n${added.join(",\n")}\n  ],`,
       `  "normalizer": {"type": "NFC"},`,
-      `  "pre_tokenizer": ${metaspace},`,
+      `  "pre_tokenizer": ${preTokenizer},`,
       `  "post_processor": null,`,
       `  "decoder": ${decoder},`,
       `  "model": {`,
@@ -240,12 +261,24 @@ export class TrainedTokenizer implements TextTokenizer {
     ].join("\n");
   }
 
-  /** Ids of one Metaspace word `▁${rest}`: merges applied lowest rank first, leftmost first on ties. */
+  /** Ids of one Metaspace word `▁${rest}`. */
   #encodeWord(rest: string): number[] {
     const hit = this.#cache.get(rest);
     if (hit !== undefined) return hit;
     const chars = Array.from(rest);
     chars.unshift(METASPACE);
+    return this.#encodeChars(chars, rest, this.#cache);
+  }
+
+  /** Ids of one piece with no leading `▁` (a digit, or the text after one). */
+  #encodeBare(piece: string): number[] {
+    const hit = this.#bareCache.get(piece);
+    if (hit !== undefined) return hit;
+    return this.#encodeChars(Array.from(piece), piece, this.#bareCache);
+  }
+
+  /** Ids of `chars` after the merges (lowest rank first, leftmost on ties); cached under `key`. */
+  #encodeChars(chars: string[], key: string, cache: Map<string, number[]>): number[] {
     const ids = chars.map((c) => this.#ids.get(c) ?? -1);
     const W = this.#width;
     for (;;) {
@@ -276,8 +309,8 @@ export class TrainedTokenizer implements TextTokenizer {
         } else if (this.#unkId >= 0) out.push(this.#unkId);
       }
     }
-    if (this.#cache.size >= 200_000) this.#cache.clear();
-    this.#cache.set(rest, out);
+    if (cache.size >= 200_000) cache.clear();
+    cache.set(key, out);
     return out;
   }
 }
@@ -312,11 +345,18 @@ export async function trainBpe(
     throw new TypeError(`unkToken ${JSON.stringify(unkToken)} must be one of the specialTokens`);
   }
   const progress = opts.onProgress ?? (() => {});
+  const splitDigits = opts.splitDigits ?? false;
 
-  // 1. Word frequencies, keyed by the word without its leading ▁.
+  // 1. Word frequencies, keyed by the word without its leading ▁; with splitDigits, also the
+  // pieces that have no ▁ (digits and the text after them), counted apart.
   const wordCounts = new Map<string, number>();
+  const bareCounts = new Map<string, number>();
   const specialRe = specialTokenRegExp(specials);
-  const countWord = (w: string) => wordCounts.set(w, (wordCounts.get(w) ?? 0) + 1);
+  const countOnly = (w: string) => wordCounts.set(w, (wordCounts.get(w) ?? 0) + 1);
+  const countBare = (p: string) => bareCounts.set(p, (bareCounts.get(p) ?? 0) + 1);
+  const countWord = splitDigits
+    ? (w: string) => splitDigitPieces(w, countOnly, countBare)
+    : countOnly;
   const ignore = () => {};
   let nTexts = 0;
   const countText = (text: string) => {
@@ -351,6 +391,9 @@ export async function trainBpe(
     nSpaces += c;
     for (const ch of w) charCounts.set(ch, (charCounts.get(ch) ?? 0) + c);
   }
+  for (const [w, c] of bareCounts) {
+    for (const ch of w) charCounts.set(ch, (charCounts.get(ch) ?? 0) + c);
+  }
   if (nSpaces > 0) charCounts.set(METASPACE, nSpaces);
   let alphabet = [...charCounts.keys()];
   const room = Math.min(opts.limitAlphabet ?? Infinity, opts.vocabSize - vocab.length);
@@ -362,7 +405,7 @@ export async function trainBpe(
   for (const ch of alphabet) add(ch);
 
   // 3. Words as symbol ids (-1: a character outside the alphabet, which never merges).
-  const nWords = wordCounts.size;
+  const nWords = wordCounts.size + bareCounts.size;
   const words: Int32Array[] = new Array(nWords);
   const lens = new Int32Array(nWords);
   const counts = new Float64Array(nWords);
@@ -376,8 +419,17 @@ export async function trainBpe(
       counts[w] = c;
       w++;
     }
+    for (const [piece, c] of bareCounts) {
+      const syms: number[] = [];
+      for (const ch of piece) syms.push(ids.get(ch) ?? -1);
+      words[w] = Int32Array.from(syms);
+      lens[w] = syms.length;
+      counts[w] = c;
+      w++;
+    }
   }
   wordCounts.clear();
+  bareCounts.clear();
 
   // 4. Pair counts, pair → words index, max-heap of (count, pair).
   const W = opts.vocabSize + 1; // pair key = a * W + b; ids stay below vocabSize
@@ -473,7 +525,14 @@ export async function trainBpe(
       });
     }
   }
-  return new TrainedTokenizer({ vocab, merges, specialTokens: specials, unkToken, byteFallback });
+  return new TrainedTokenizer({
+    vocab,
+    merges,
+    specialTokens: specials,
+    unkToken,
+    byteFallback,
+    splitDigits,
+  });
 }
 
 /**
@@ -489,7 +548,15 @@ export function trainedTokenizerFromObject(obj: unknown): TrainedTokenizer | nul
     isPlainObject(x) && x.type === "Metaspace" && x.replacement === METASPACE &&
     x.prepend_scheme === "always" && (x.str_rep === undefined || x.str_rep === METASPACE);
   if (!isPlainObject(o.normalizer) || o.normalizer.type !== "NFC") return null;
-  if (!isMetaspace(o.pre_tokenizer)) return null;
+  const pre = o.pre_tokenizer;
+  const splitDigits = !isMetaspace(pre);
+  if (
+    splitDigits &&
+    !(isPlainObject(pre) && pre.type === "Sequence" && Array.isArray(pre.pretokenizers) &&
+      pre.pretokenizers.length === 2 && isMetaspace(pre.pretokenizers[0]) &&
+      isPlainObject(pre.pretokenizers[1]) && pre.pretokenizers[1].type === "Digits" &&
+      pre.pretokenizers[1].individual_digits === true)
+  ) return null;
   const m = o.model;
   if (!isPlainObject(m) || m.type !== "BPE" || !isPlainObject(m.vocab)) return null;
   if (m.dropout != null || m.continuing_subword_prefix || m.end_of_word_suffix) return null;
@@ -537,6 +604,7 @@ export function trainedTokenizerFromObject(obj: unknown): TrainedTokenizer | nul
       specialTokens: specials,
       unkToken: unk,
       byteFallback,
+      splitDigits,
     });
   } catch {
     return null; // e.g. a merge whose result is not in the vocab
@@ -599,6 +667,29 @@ function section(s: string, onWord: (rest: string) => void): void {
     }
   }
   onWord(s.slice(start));
+}
+
+const ASCII_DIGIT = /[0-9]/;
+const DIGIT_PIECES = /[0-9]|[^0-9]+/g;
+
+/**
+ * Splits the Metaspace word `▁${rest}` as the `Digits` pre-tokenizer (individual digits) does:
+ * `onWord` gets the text before the first digit (the piece keeps the word's ▁, so it may be
+ * empty: a lone ▁), `onBare` each digit and each run of non-digits after it.
+ */
+function splitDigitPieces(
+  rest: string,
+  onWord: (rest: string) => void,
+  onBare: (piece: string) => void,
+): void {
+  const first = rest.search(ASCII_DIGIT);
+  if (first < 0) {
+    onWord(rest);
+    return;
+  }
+  onWord(rest.slice(0, first));
+  DIGIT_PIECES.lastIndex = first;
+  for (let m = DIGIT_PIECES.exec(rest); m !== null; m = DIGIT_PIECES.exec(rest)) onBare(m[0]);
 }
 
 /** A regex matching any special token, longest first (as the library's dictionary splitter). */

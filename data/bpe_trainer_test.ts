@@ -279,3 +279,131 @@ Deno.test("trainedTokenizerFromObject() takes only files it can encode exactly",
     assert.equal(trainedTokenizerFromObject(o), null, change.toString());
   }
 });
+
+const DIGIT_TEXTS = [
+  "Tarih: 12 Mart 2021, saat 09:45",
+  "48321 67",
+  "₁₂ ٣٤ 1.5e10",
+  "a1b a1b2c3 x9 9x 007 -3,14 +90 %50 5🍕 🍕5 👍🏽12",
+  "Sipariş no. 2024-000123, tutar 1.250,75 TL; tel: (0212) 555 44 33",
+  "  12  34 ",
+  "ＡＢ１２ ①② Ⅻ ¹²³ ٠١٢ ०१२",
+  "٣٤ ٣٤ ٣٤ ०१२ ०१२ १२",
+];
+
+Deno.test("trainBpe() with splitDigits writes Sequence[Metaspace, Digits] and never joins a digit to anything", async () => {
+  const texts = [...CORPUS, ...MULTILINGUAL, ...DIGIT_TEXTS, ...Array(20).fill("a1b 2021 2021 ٣٤")];
+  const tok = await trainBpe(texts, { vocabSize: 450, splitDigits: true });
+  assert.equal(tok.splitDigits, true);
+  const json = JSON.parse(tok.toJson());
+  assert.deepEqual(json.pre_tokenizer, {
+    type: "Sequence",
+    pretokenizers: [
+      { type: "Metaspace", replacement: "▁", prepend_scheme: "always", split: true },
+      { type: "Digits", individual_digits: true },
+    ],
+  });
+  assert.deepEqual(json.decoder.type, "Metaspace");
+  for (const d of "0123456789") assert.ok(tok.tokenToId(d) !== undefined, d);
+  for (let id = 0; id < tok.vocabSize; id++) {
+    const t = tok.idToToken(id)!;
+    assert.ok(!/[0-9]/.test(t) || /^[0-9]$/.test(t), `token ${JSON.stringify(t)}`);
+  }
+  for (const [a, b] of tok.merges) assert.ok(!/[0-9]/.test(a + b), `merge ${a} ${b}`);
+  // Without the option the same corpus learns digit merges (so the test above can fail).
+  const plain = await trainBpe(texts, { vocabSize: 450 });
+  assert.ok(plain.merges.some(([a, b]) => /[0-9]/.test(a + b)));
+  assert.equal(JSON.parse(plain.toJson()).pre_tokenizer.type, "Metaspace");
+  // The library splits "▁48321" into ▁ 4 8 3 2 1 and "▁a1b" into ▁a 1 b; so does encode().
+  const lib = tokenizerFromJson(tok.toJson(), "trained", { fastPath: false });
+  for (
+    const [text, tokens] of [
+      ["48321", ["▁", "4", "8", "3", "2", "1"]],
+      ["a1b", ["▁a", "1", "b"]],
+    ] as const
+  ) {
+    assert.deepEqual(tok.tokenize(text), tokens, text);
+    assert.deepEqual(lib.tokenize(text), tokens, text);
+  }
+  // Only ASCII 0-9 are split, as `\d` in the library's `[^\d]+|\d`: Arabic-Indic ٣٤ may merge.
+  assert.ok(tok.merges.some(([a, b]) => a + b === "▁٣٤" || a + b === "٣٤"));
+});
+
+Deno.test("encode() with splitDigits equals @huggingface/tokenizers and round-trips", async () => {
+  for (const byteFallback of [false, true]) {
+    const tok = await trainBpe([...CORPUS, ...MULTILINGUAL, ...DIGIT_TEXTS], {
+      vocabSize: byteFallback ? 700 : 450,
+      byteFallback,
+      splitDigits: true,
+    });
+    const lib = tokenizerFromJson(tok.toJson(), "trained", { fastPath: false });
+    const fast = tokenizerFromJson(tok.toJson(), "trained");
+    assert.equal(fast.fastPath, true);
+    for (const text of [...PROBES, ...MULTILINGUAL, ...DIGIT_TEXTS]) {
+      const ids = tok.encode(text);
+      assert.deepEqual(lib.encode(text), ids, JSON.stringify(text));
+      assert.deepEqual(fast.encode(text), ids, JSON.stringify(text));
+      assert.equal(lib.decode(ids), tok.decode(ids), JSON.stringify(text));
+    }
+    // decode(encode(text)) gives back the text (characters outside the alphabet aside).
+    for (const text of [...MULTILINGUAL, ...DIGIT_TEXTS]) {
+      const nfc = text.normalize("NFC");
+      const known = byteFallback || [...nfc].every((c) => c === " " || tok.tokenToId(c));
+      if (known && !text.startsWith(" ")) {
+        assert.equal(tok.decode(tok.encode(text)), nfc, JSON.stringify(text));
+      }
+    }
+    const pieces = [
+      ..."0123456789abcçğıİ .,:-+%",
+      "12",
+      "▁",
+      "<s>",
+      "🍕",
+      "٣",
+      "₁",
+      "１",
+      "e\u0301",
+    ];
+    const rand = mulberry32(11);
+    for (let n = 0; n < 400; n++) {
+      let text = "";
+      const len = Math.floor(rand() * 14);
+      for (let i = 0; i < len; i++) text += pieces[Math.floor(rand() * pieces.length)];
+      const ids = tok.encode(text);
+      assert.deepEqual(lib.encode(text), ids, JSON.stringify(text));
+      assert.equal(lib.decode(ids), tok.decode(ids), JSON.stringify(text));
+    }
+  }
+});
+
+Deno.test("trainedTokenizerFromObject() takes the splitDigits shape and only that Sequence", async () => {
+  const tok = await trainBpe([...CORPUS, ...DIGIT_TEXTS], { vocabSize: 400, splitDigits: true });
+  const obj = JSON.parse(tok.toJson());
+  const back = trainedTokenizerFromObject(obj);
+  assert.ok(back instanceof TrainedTokenizer && back.splitDigits);
+  assert.equal(back.toJson(), tok.toJson());
+  // A file with digit merges (not made by trainBpe): the Digits split still wins, as in the library.
+  const merged = structuredClone(obj);
+  for (const t of ["12", "a1"]) merged.model.vocab[t] = Object.keys(merged.model.vocab).length;
+  merged.model.merges.unshift(["1", "2"], ["a", "1"]);
+  const fast = tokenizerFromJson(JSON.stringify(merged), "merged");
+  const lib = tokenizerFromJson(JSON.stringify(merged), "merged", { fastPath: false });
+  assert.equal(fast.fastPath, true);
+  for (const text of [...DIGIT_TEXTS, "12 a12 1212"]) {
+    assert.deepEqual(fast.encode(text), lib.encode(text), text);
+  }
+  assert.deepEqual(fast.tokenize("a12"), ["▁a", "1", "2"]);
+  // deno-lint-ignore no-explicit-any
+  const variants: ((o: Record<string, any>) => void)[] = [
+    (o) => (o.pre_tokenizer.pretokenizers[1].individual_digits = false),
+    (o) => o.pre_tokenizer.pretokenizers.reverse(),
+    (o) => o.pre_tokenizer.pretokenizers.push({ type: "Punctuation" }),
+    (o) => (o.pre_tokenizer.pretokenizers[0].prepend_scheme = "first"),
+    (o) => (o.pre_tokenizer = { type: "Digits", individual_digits: true }),
+  ];
+  for (const change of variants) {
+    const o = structuredClone(obj);
+    change(o);
+    assert.equal(trainedTokenizerFromObject(o), null, change.toString());
+  }
+});

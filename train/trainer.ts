@@ -72,6 +72,11 @@ export interface TrainOptions {
   hub?: { endpoint?: string; cacheDir?: string };
   /** Vocabulary size of a trained tokenizer (default 1000). */
   vocabSize?: number;
+  /**
+   * Split every digit 0-9 into a token of its own in a trained tokenizer (the LLaMA-style
+   * `Digits` pre-tokenizer); default false.
+   */
+  splitDigits?: boolean;
   /** Longest source/target in tokens, eos included (default 64). */
   maxLength?: number;
   /** Epochs (default 10). */
@@ -281,7 +286,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       const vocab = opts.vocabSize ?? 1000;
       info(`training a BPE tokenizer (vocab ${vocab}) on ${trainPairs.length} pairs`);
       const texts = trainPairs.flatMap((p) => (p.kind === "text" ? [p.source, p.target] : []));
-      tokenizer = await trainBpe(texts, { vocabSize: vocab, minFrequency: 2 });
+      tokenizer = await trainBpe(texts, {
+        vocabSize: vocab,
+        minFrequency: 2,
+        splitDigits: opts.splitDigits ?? false,
+      });
     }
     let vocab = config.vocab_size;
     if (tokenizer) vocab = tokenizer.vocabSize;
