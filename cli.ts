@@ -5,7 +5,7 @@
  * @example
  * ```sh
  * deno task train                      # train the tiny preset on the built-in corpus
- * deno task webseq generate --run runs/default --text "5 Mart 2021 Cuma"
+ * deno task webseq generate --run runs/default --text "12 Nisan 1999"
  * ```
  *
  * @module
