@@ -88,6 +88,12 @@ export function numberFlag(
   return v;
 }
 
+/** A column flag (`--source-col`, `--target-col`): a 0-based index when all digits, else a header name. */
+export function columnFlag(flags: Flags, name: string): string | number | undefined {
+  const v = stringFlag(flags, name);
+  return v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : v;
+}
+
 /** Writes a one-line error to stderr and returns the matching exit code. */
 export function reportError(command: string, err: unknown): number {
   const usage = err instanceof UsageError;

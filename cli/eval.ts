@@ -4,7 +4,15 @@
  *
  * @module
  */
-import { EXIT_OK, numberFlag, parseFlags, printJson, reportError, stringFlag } from "./_common.ts";
+import {
+  columnFlag,
+  EXIT_OK,
+  numberFlag,
+  parseFlags,
+  printJson,
+  reportError,
+  stringFlag,
+} from "./_common.ts";
 import { parseDevice, selectBackend } from "./_device.ts";
 import { loadRun } from "../train/load_model.ts";
 import { loadPairs } from "../data/readers.ts";
@@ -64,9 +72,6 @@ export async function run(args: string[]): Promise<number> {
     const runDir = stringFlag(flags, "run", true)!;
     const data = stringFlag(flags, "data", true)!;
     const device = parseDevice(stringFlag(flags, "device"));
-    const col = (
-      v: string | undefined,
-    ) => (v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : v);
     const maxLength = numberFlag(flags, "max-length", { integer: true, min: 2 }) ?? 64;
     const batchSize = numberFlag(flags, "batch-size", { integer: true, min: 1 }) ?? 32;
     const smoothing = numberFlag(flags, "smoothing", { integer: true, min: 0, max: 7 }) ?? 1;
@@ -76,8 +81,8 @@ export async function run(args: string[]): Promise<number> {
     });
     const { model, config, tokenizer } = await loadRun(runDir, { backend });
     const { pairs } = await loadPairs(data, {
-      sourceCol: col(stringFlag(flags, "source-col")),
-      targetCol: col(stringFlag(flags, "target-col")),
+      sourceCol: columnFlag(flags, "source-col"),
+      targetCol: columnFlag(flags, "target-col"),
     });
     if (pairs.length === 0) throw new RangeError(`${data}: no usable pairs`);
     const ds = TokenizerDataset.fromPairs(pairs, tokenizer, {

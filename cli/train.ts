@@ -4,6 +4,7 @@
  * @module
  */
 import {
+  columnFlag,
   EXIT_FAILURE,
   EXIT_OK,
   numberFlag,
@@ -117,10 +118,6 @@ const BUILTIN_TRAIN = "data/corpus/train.tsv";
 const BUILTIN_DEFAULTS = { vocabSize: 300, lr: 3e-3, epochs: 12, splitDigits: true };
 const BUILTIN_VALID = "data/corpus/valid.tsv";
 
-function col(v: string | undefined): string | number | undefined {
-  return v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : v;
-}
-
 /** Runs `webseq train`. */
 export async function run(args: string[]): Promise<number> {
   const controller = new AbortController();
@@ -143,8 +140,8 @@ export async function run(args: string[]): Promise<number> {
       data,
       valid: stringFlag(flags, "valid") ?? (data === BUILTIN_TRAIN ? BUILTIN_VALID : undefined),
       out: stringFlag(flags, "out") ?? "runs/default",
-      sourceCol: col(stringFlag(flags, "source-col")),
-      targetCol: col(stringFlag(flags, "target-col")),
+      sourceCol: columnFlag(flags, "source-col"),
+      targetCol: columnFlag(flags, "target-col"),
       tokenizer: stringFlag(flags, "tokenizer"),
       vocabSize: int("vocab-size", 8) ?? (builtin ? BUILTIN_DEFAULTS.vocabSize : undefined),
       splitDigits: Boolean(flags["split-digits"]) || (builtin && BUILTIN_DEFAULTS.splitDigits),
