@@ -31,6 +31,67 @@ import torch  # noqa: E402
 from webseq_torch import PRESETS, Seq2Seq, make_config, seq2seq_loss  # noqa: E402
 
 
+def device_name_of(dev):
+    if dev.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return f"cpu:{torch.get_num_threads()} threads"
+
+
+def time_loop(fn, dev, min_time_s=0.5, warmup=3):
+    """Mean seconds per call of fn, after warm-up, over at least min_time_s."""
+    for _ in range(warmup):
+        fn()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    iters, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        iters += 1
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time_s and iters >= 3:
+            return elapsed / iters, iters
+
+
+def ops_lines(dev, sizes):
+    """The same kernel lines as webseq's bench/ops_bench.ts: square fp32 matmuls and causal
+    attention forward+backward (d_model 256, 4 heads) with dense-equivalent GFLOP/s."""
+    out = []
+    name = device_name_of(dev)
+    g = torch.Generator().manual_seed(1)
+    for n in sizes:
+        if dev.type == "cpu" and n > 2048:
+            continue
+        a = torch.randn(n, n, generator=g).to(dev)
+        b = torch.randn(n, n, generator=g).to(dev)
+        s, iters = time_loop(lambda: torch.mm(a, b), dev)
+        out.append({"impl": "pytorch", "kind": "matmul", "device": name, "label": f"square{n}",
+                    "m": n, "k": n, "n": n, "iters": iters, "ms": round(s * 1e3, 4),
+                    "gflops": round(2 * n ** 3 / s / 1e9, 2)})
+    H, D = 4, 64
+    shapes = [(16, 32), (16, 128), (8, 512)] if dev.type == "cuda" else [(2, 16)]
+    for B, T in shapes:
+        q, k, v = (torch.randn(B, H, T, D, generator=g).to(dev).requires_grad_() for _ in range(3))
+        causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()
+
+        def attn():
+            if hasattr(torch.nn.functional, "scaled_dot_product_attention"):
+                y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                w = (q @ k.transpose(-1, -2)) / D ** 0.5
+                y = w.masked_fill(~causal, float("-inf")).softmax(-1) @ v
+            y.sum().backward()
+            for t in (q, k, v):
+                t.grad = None
+
+        s, iters = time_loop(attn, dev)
+        out.append({"impl": "pytorch", "kind": "attention", "device": name, "label": "causal_self_fwd_bwd",
+                    "B": B, "H": H, "T": T, "D": D, "iters": iters, "ms": round(s * 1e3, 4),
+                    "gflops_dense_equiv": round(3 * 4 * B * H * T * T * D / s / 1e9, 2)})
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="PyTorch training-throughput baseline for webseq presets.")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
@@ -44,6 +105,10 @@ def main(argv=None):
     ap.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (off by default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ops", action="store_true",
+                    help="first print kernel lines: matmul GFLOP/s at --sizes and attention fwd+bwd")
+    ap.add_argument("--sizes", default="256,1024,4096", help="square matmul sizes for --ops")
+    ap.add_argument("--config", help="a webseq config.json instead of --preset (its vocab_size wins)")
     args = ap.parse_args(argv)
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -54,8 +119,17 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     dev = torch.device(args.device)
 
-    cfg = make_config({**PRESETS[args.preset], "vocab_size": args.vocab_size,
-                       "max_position": max(PRESETS[args.preset].get("max_position", 512), args.src_len, args.tgt_len)})
+    if args.ops:
+        for line in ops_lines(dev, [int(x) for x in args.sizes.split(",") if x]):
+            print(json.dumps(line), flush=True)
+    if args.config:
+        with open(args.config, encoding="utf-8") as f:
+            base = json.load(f)
+        preset_name = args.config
+    else:
+        base = {**PRESETS[args.preset], "vocab_size": args.vocab_size}
+        preset_name = args.preset
+    cfg = make_config({**base, "max_position": max(base.get("max_position", 512), args.src_len, args.tgt_len)})
     model = Seq2Seq(cfg).to(dev).train()
     opt = torch.optim.AdamW(model.param_groups(0.01), lr=1e-4)
     n_params = sum(p.numel() for p in model.parameters())
@@ -100,12 +174,11 @@ def main(argv=None):
 
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated()
-        device_name = f"cuda:{torch.cuda.get_device_name(0)}"
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-        device_name = f"cpu:{torch.get_num_threads()} threads"
+    device_name = device_name_of(dev)
     print(json.dumps({
-        "impl": "pytorch", "kind": "train", "device": device_name, "preset": args.preset,
+        "impl": "pytorch", "kind": "train", "device": device_name, "preset": preset_name,
         "batch_size": B, "src_len": S, "tgt_len": T,
         "tokens_per_s": B * T * args.steps / elapsed, "step_ms": 1000.0 * elapsed / args.steps,
         "peak_bytes": int(peak), "steps": args.steps, "warmup_steps": args.warmup_steps,

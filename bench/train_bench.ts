@@ -62,6 +62,8 @@ export interface TrainBenchLine {
   step_ms: number;
   /** Peak bytes held by tensors during the timed steps. */
   peak_bytes: number;
+  /** Largest resident set size of the process sampled after each timed step (CPU backend). */
+  rss_bytes?: number;
   /** Approximate achieved TFLOP/s (6 · matmul params · tokens + attention). */
   tflops: number;
   /** Parameter count. */
@@ -119,8 +121,12 @@ export async function benchTrain(
   await backend.sync();
   backend.resetPeak();
   gpu.dispatchStats?.(true);
+  let rss = 0;
   const t0 = performance.now();
-  for (let i = 0; i < steps; i++) step(warmup + i);
+  for (let i = 0; i < steps; i++) {
+    step(warmup + i);
+    if (backend.kind === "cpu") rss = Math.max(rss, Deno.memoryUsage().rss);
+  }
   await backend.sync();
   const secs = (performance.now() - t0) / 1000;
   const dispatches = gpu.dispatchStats?.(true).dispatches;
@@ -156,6 +162,7 @@ export async function benchTrain(
     all_tokens_per_s: (B * (S + T) * steps) / secs,
     step_ms: (secs * 1000) / steps,
     peak_bytes: peak,
+    ...(rss > 0 ? { rss_bytes: rss } : {}),
     tflops: (trainFlops(cfg, B, S, T) * steps) / secs / 1e12,
     parameters,
     ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),

@@ -53,7 +53,7 @@ export async function selectBackend(
   } catch (err) {
     why = `WebGPU failed: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`;
   }
-  if (gpu && (choice === "webgpu" || !isSoftware(gpu))) return gpu;
+  if (gpu && (choice === "webgpu" || !isSoftwareAdapter(gpu))) return gpu;
   if (gpu) why = `the WebGPU adapter is a software one (${gpu.description})`;
   if (choice === "webgpu") {
     throw new GpuUnavailableError(
@@ -68,7 +68,11 @@ export async function selectBackend(
   return CPU;
 }
 
-function isSoftware(gpu: Backend): boolean {
-  const info = (gpu as { adapterInfo?: { isFallbackAdapter?: boolean } }).adapterInfo;
-  return Boolean(info?.isFallbackAdapter);
+/** Whether a backend is a software WebGPU adapter (llvmpipe, lavapipe, SwiftShader); false for the CPU. */
+export function isSoftwareAdapter(backend: Backend): boolean {
+  if (backend.kind !== "webgpu") return false;
+  const info = (backend as { adapterInfo?: { isFallbackAdapter?: boolean; description?: string } })
+    .adapterInfo;
+  return Boolean(info?.isFallbackAdapter) ||
+    /llvmpipe|lavapipe|swiftshader/i.test(info?.description ?? "");
 }

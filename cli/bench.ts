@@ -13,7 +13,7 @@ import {
   stringFlag,
   UsageError,
 } from "./_common.ts";
-import { parseDevice, selectBackend } from "./_device.ts";
+import { isSoftwareAdapter, parseDevice, selectBackend } from "./_device.ts";
 import { presetConfig, validateConfig } from "../nn/config.ts";
 import { benchTrain } from "../bench/train_bench.ts";
 
@@ -37,13 +37,18 @@ Options:
   --profile                add "kernel_ms": GPU time per op of one extra step
                            (WebGPU adapters with timestamp-query)
   --device auto|webgpu|cpu (default auto)
+  --torch PYTHON           then run bench/torch_baseline.py with PYTHON on the same
+                           workload (cuda when webseq ran on a hardware GPU, else cpu
+                           with OMP_NUM_THREADS = cores) and print its lines and a
+                           "compare" line with the ratios (needs --allow-run and a checkout)
+  --torch-bf16             the PyTorch run autocasts to bfloat16
   --json                   JSON lines only (default prints JSON lines too)
 
 Each line names its "device" and "kind"; the training line has kind "train",
 tokens_per_s (target tokens/s, warm-up excluded), step_ms and peak_bytes.
-Compare with PyTorch: python3 bench/torch_baseline.py --preset small ... (same fields).
+Compare with PyTorch in the same command: --torch /usr/bin/python3 (same fields).
 
-Permissions: --allow-read (a --config file) --allow-env
+Permissions: --allow-read (a --config file) --allow-env; --allow-run with --torch
 `;
 
 const SPEC = {
@@ -56,8 +61,68 @@ const SPEC = {
   ops: { type: "boolean" },
   profile: { type: "boolean" },
   device: { type: "string" },
+  torch: { type: "string" },
+  "torch-bf16": { type: "boolean" },
   json: { type: "boolean" },
 } as const;
+
+/** What runTorchBaseline runs: the workload of the webseq line. */
+interface TorchRun {
+  python: string;
+  preset: string;
+  configFile?: string;
+  batchSize: number;
+  srcLen: number;
+  tgtLen: number;
+  steps: number;
+  cuda: boolean;
+  bf16: boolean;
+  ops: boolean;
+}
+
+/** Runs bench/torch_baseline.py and returns its JSON lines (throws with its stderr on failure). */
+async function runTorchBaseline(r: TorchRun): Promise<Record<string, unknown>[]> {
+  const script = new URL("../bench/torch_baseline.py", import.meta.url);
+  if (script.protocol !== "file:") {
+    throw new UsageError("--torch needs a checkout of webseq (bench/torch_baseline.py)");
+  }
+  const args = [
+    script.pathname,
+    ...(r.configFile ? ["--config", r.configFile] : ["--preset", r.preset]),
+    "--batch-size",
+    String(r.batchSize),
+    "--src-len",
+    String(r.srcLen),
+    "--tgt-len",
+    String(r.tgtLen),
+    "--steps",
+    String(r.steps),
+    "--warmup-steps",
+    "2",
+    "--device",
+    r.cuda ? "cuda" : "cpu",
+    ...(r.bf16 ? ["--bf16"] : []),
+    ...(r.ops ? ["--ops"] : []),
+  ];
+  const env: Record<string, string> = Deno.env.get("OMP_NUM_THREADS") ? {} : {
+    OMP_NUM_THREADS: String(navigator.hardwareConcurrency),
+  };
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(r.python, { args, env, stdout: "piped", stderr: "piped" })
+      .output();
+  } catch (err) {
+    throw new Error(`--torch ${r.python}: cannot run it (${(err as Error).message})`);
+  }
+  const text = new TextDecoder();
+  if (!out.success) {
+    const last = text.decode(out.stderr).trim().split("\n").pop() ?? "";
+    throw new Error(`--torch: torch_baseline.py exited ${out.code}: ${last}`);
+  }
+  return text.decode(out.stdout).split("\n").filter((l) => l.startsWith("{")).map((l) =>
+    JSON.parse(l)
+  );
+}
 
 /** Runs `webseq bench`. */
 export async function run(args: string[]): Promise<number> {
@@ -86,17 +151,45 @@ export async function run(args: string[]): Promise<number> {
     if (Math.max(srcLen, tgtLen) > config.max_position) {
       throw new UsageError(`--src-len/--tgt-len exceed max_position ${config.max_position}`);
     }
-    printJson(
-      await benchTrain(backend, {
-        config,
-        preset: cfgFile ?? preset,
-        batchSize: int("batch-size"),
+    const batchSize = int("batch-size") ?? 16, steps = int("steps") ?? 10;
+    const mine = await benchTrain(backend, {
+      config,
+      preset: cfgFile ?? preset,
+      batchSize,
+      srcLen,
+      tgtLen,
+      steps,
+      profile: Boolean(flags.profile),
+    });
+    printJson(mine);
+    const python = stringFlag(flags, "torch");
+    if (python !== undefined) {
+      const lines = await runTorchBaseline({
+        python,
+        preset,
+        configFile: cfgFile,
+        batchSize,
         srcLen,
         tgtLen,
-        steps: int("steps"),
-        profile: Boolean(flags.profile),
-      }),
-    );
+        steps,
+        cuda: backend.kind === "webgpu" && !isSoftwareAdapter(backend),
+        bf16: Boolean(flags["torch-bf16"]),
+        ops: Boolean(flags.ops),
+      });
+      for (const line of lines) printJson(line);
+      const theirs = lines.find((l) => l.kind === "train");
+      if (theirs) {
+        printJson({
+          kind: "compare",
+          device: mine.device,
+          torch_device: theirs.device,
+          tokens_per_s_ratio: mine.tokens_per_s / Number(theirs.tokens_per_s),
+          // on the GPU both peaks are device allocations; on the CPU both are process RSS
+          memory_ratio: (mine.rss_bytes ?? mine.peak_bytes) / Number(theirs.peak_bytes),
+          torch_bf16: Boolean(flags["torch-bf16"]),
+        });
+      }
+    }
     return EXIT_OK;
   } catch (err) {
     return reportError("bench", err);

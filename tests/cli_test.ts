@@ -316,3 +316,59 @@ Deno.test("Ctrl-C (SIGINT) during training writes a checkpoint, exits 130, and -
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("bench --torch runs the baseline on the same workload and prints a compare line", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // a stand-in interpreter: echoes its arguments in a PyTorch-shaped line
+    const fake = `${dir}/python`;
+    await Deno.writeTextFile(
+      fake,
+      `#!/bin/sh\nprintf '{"impl":"pytorch","kind":"train","device":"cpu:fake","argv":"%s","tokens_per_s":100,"peak_bytes":1000}\\n' "$*"\n`,
+    );
+    await Deno.chmod(fake, 0o755);
+    const common = [
+      "bench",
+      "--preset",
+      "tiny",
+      "--steps",
+      "1",
+      "--batch-size",
+      "2",
+      "--src-len",
+      "6",
+      "--tgt-len",
+      "5",
+      "--device",
+      "cpu",
+      "--json",
+    ];
+    let r = await webseq([...common, "--torch", fake], [
+      "--allow-read",
+      "--allow-env",
+      `--allow-run=${fake}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const [mine, theirs, cmp] = lines.slice(-3);
+    assert.equal(mine.impl, "webseq");
+    assert.match(
+      theirs.argv,
+      /torch_baseline\.py --preset tiny --batch-size 2 --src-len 6 --tgt-len 5 --steps 1 --warmup-steps 2 --device cpu$/,
+    );
+    assert.equal(cmp.kind, "compare");
+    assert.ok(Math.abs(cmp.tokens_per_s_ratio - mine.tokens_per_s / 100) < 1e-9);
+    assert.ok(cmp.memory_ratio > 0);
+
+    await Deno.writeTextFile(fake, `#!/bin/sh\necho "ModuleNotFoundError: torch" >&2\nexit 3\n`);
+    r = await webseq([...common, "--torch", fake], [
+      "--allow-read",
+      "--allow-env",
+      `--allow-run=${fake}`,
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(oneLineError(r.stderr), /exited 3: ModuleNotFoundError: torch/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
