@@ -68,6 +68,8 @@ export interface TrainBenchLine {
   tflops: number;
   /** Parameter count. */
   parameters: number;
+  /** Dispatches per op of the profiled step (with `profile`). */
+  kernel_dispatches?: Record<string, number>;
   /** Dispatches per step (WebGPU). */
   dispatches_per_step?: number;
   /** GPU milliseconds per op of one profiled step, largest first (with `profile`). */
@@ -132,6 +134,7 @@ export async function benchTrain(
   const dispatches = gpu.dispatchStats?.(true).dispatches;
   const peak = backend.memoryStats().peakBytes;
   let kernelMs: Record<string, number> | undefined;
+  let kernelDispatches: Record<string, number> | undefined;
   const prof = backend as Backend & {
     beginProfile?: () => boolean;
     endProfile?: () => Promise<Record<string, { ms: number }>>;
@@ -143,6 +146,11 @@ export async function benchTrain(
       Object.entries(split).sort((a, b) => b[1].ms - a[1].ms).map((
         [k, v],
       ) => [k, Number(v.ms.toFixed(4))]),
+    );
+    kernelDispatches = Object.fromEntries(
+      Object.entries(split).sort((a, b) => b[1].dispatches - a[1].dispatches).map((
+        [k, v],
+      ) => [k, v.dispatches]),
     );
   }
   const parameters = model.parameterCount();
@@ -167,5 +175,6 @@ export async function benchTrain(
     parameters,
     ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),
+    ...(kernelDispatches ? { kernel_dispatches: kernelDispatches } : {}),
   };
 }
