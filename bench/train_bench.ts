@@ -137,7 +137,7 @@ export async function benchTrain(
   let kernelDispatches: Record<string, number> | undefined;
   const prof = backend as Backend & {
     beginProfile?: () => boolean;
-    endProfile?: () => Promise<Record<string, { ms: number }>>;
+    endProfile?: () => Promise<Record<string, { ms: number; dispatches: number }>>;
   };
   if (opts.profile && prof.beginProfile?.()) {
     step(warmup + steps);
