@@ -1,15 +1,22 @@
 /**
  * The WebAssembly matmul kernel against the TypeScript reference in
  * `MATMUL.cpu` (float64 inputs take the reference path): random shapes with
- * size-1 dims and sizes that are not multiples of the 4×8 tile or the blocks,
+ * size-1 dims and sizes that are not multiples of the 6×8 tile or the blocks,
  * all four transpose combinations, batches, shared (broadcast) operands and
- * large magnitudes, for both embedded builds.
+ * large magnitudes, for both embedded builds; and on 2 and 3 threads against
+ * itself on one, which must agree bit for bit.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { MATMUL, type MatmulParams } from "./matmul.ts";
-import { useWasmMatmul, wasmMatmulF32, wasmMatmulKernel } from "./_wasm_matmul.ts";
+import {
+  useWasmMatmul,
+  wasmMatmulF32,
+  wasmMatmulKernel,
+  wasmMatmulWorkers,
+} from "./_wasm_matmul.ts";
+import { cpuThreads, useCpuThreads } from "./_cpu_threads.ts";
 import { makeRng } from "../tensor/rng.ts";
 import type { OpInfo, Shape } from "../tensor/types.ts";
 
@@ -112,6 +119,89 @@ function cases(p: MatmulParams, seed: number): Case[] {
   out.push({ ...shapes([], [], 12, 10, 40, p), p, scale: 1e4 }); // large magnitudes
   return out;
 }
+
+/**
+ * Products of at least 2^19 multiply-adds, which are cut into tasks: blocks of rows
+ * (M ≥ N) or columns, groups of batches, one batch cut up, shared operands, K past KC.
+ */
+function threadedCases(p: MatmulParams): Case[] {
+  return [
+    { ...shapes([], [], 301, 67, 129, p), p },
+    { ...shapes([], [], 37, 530, 61, p), p },
+    { ...shapes([], [], 130, 70, 600, p), p },
+    { ...shapes([5], [5], 61, 47, 43, p), p },
+    { ...shapes([2], [2], 97, 120, 70, p), p },
+    { ...shapes([3], [], 90, 70, 50, p), p },
+    { ...shapes([], [4], 60, 90, 40, p), p },
+  ];
+}
+
+/** MATMUL.cpu's f32 result for `c` on `n` threads. */
+function onThreads(c: Case, n: number, seed: number): Float32Array {
+  useCpuThreads(n);
+  return both(c, seed).got;
+}
+
+for (const build of ["fma", "plain"] as const) {
+  Deno.test(`wasm matmul (${build}) on 2 and 3 threads equals itself on 1, bit for bit`, async () => {
+    const threads0 = cpuThreads();
+    assert.ok(useWasmMatmul(build), `the ${build} build does not load here`);
+    try {
+      // the first threaded product starts the workers in the background; wait for them
+      onThreads({ a: [200, 200], b: [200, 200], p: TRANS[0] }, 3, 1);
+      for (let i = 0; i < 300 && wasmMatmulWorkers() < 2; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(wasmMatmulWorkers() >= 2, "the worker threads did not start");
+      TRANS.forEach((p, t) =>
+        threadedCases(p).forEach((c, i) => {
+          const seed = 5000 + 100 * t + i, one = onThreads(c, 1, seed);
+          for (const n of [2, 3]) {
+            const got = onThreads(c, n, seed);
+            const at = got.findIndex((x, j) => x !== one[j]);
+            assert.ok(
+              at < 0,
+              `[${c.a}]·[${c.b}] ${JSON.stringify(p)} on ${n} threads: ${got[at]} at ${at}, ` +
+                `one thread gives ${one[at]}`,
+            );
+          }
+          if (i === 0) assertClose(c, seed);
+        })
+      );
+    } finally {
+      useCpuThreads(threads0);
+      useWasmMatmul("auto");
+    }
+  });
+}
+
+Deno.test("WEBSEQ_CPU_THREADS=1 runs the matmul on the main thread only; 2 starts a worker", async () => {
+  const src = new URL("./_wasm_matmul.ts", import.meta.url).href;
+  const code = `
+    import { wasmMatmulF32, wasmMatmulWorkers } from ${JSON.stringify(src)};
+    import { cpuThreads } from ${
+    JSON.stringify(new URL("./_cpu_threads.ts", import.meta.url).href)
+  };
+    const n = 256, a = new Float32Array(n * n).fill(1), out = new Float32Array(n * n);
+    const g = { M: n, N: n, K: n, P: 1, sa: 0, sb: 0, transA: false, transB: false };
+    for (let i = 0; i < 200 && wasmMatmulWorkers() === 0; i++) {
+      wasmMatmulF32(a, a, out, g);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    console.log(JSON.stringify({ threads: cpuThreads(), workers: wasmMatmulWorkers(), out: out[n + 1] }));`;
+  const run = async (threads: string) => {
+    const { code: rc, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--no-lock", code],
+      env: { WEBSEQ_CPU_THREADS: threads },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(rc, 0, new TextDecoder().decode(stderr));
+    return JSON.parse(new TextDecoder().decode(stdout));
+  };
+  assert.deepEqual(await run("1"), { threads: 1, workers: 0, out: 256 });
+  assert.deepEqual(await run("2"), { threads: 2, workers: 1, out: 256 });
+});
 
 for (const build of ["fma", "plain"] as const) {
   Deno.test(`wasm matmul (${build}) equals the TypeScript reference for all transposes, batches and edges`, () => {

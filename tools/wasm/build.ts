@@ -1,9 +1,11 @@
 /**
- * Assembles tools/wasm/matmul.wat into the two WebAssembly modules embedded in
+ * Assembles tools/wasm/matmul.wat into the four WebAssembly modules embedded in
  * ops/_wasm_matmul.ts (between its `BEGIN GENERATED` / `END GENERATED` lines):
  * `FMA` as written (f32x4.relaxed_madd) and `PLAIN` with every relaxed_madd
- * rewritten to f32x4.mul + f32x4.add. The output depends only on the .wat file
- * and the pinned wabt version, so running it twice changes nothing.
+ * rewritten to f32x4.mul + f32x4.add, each once with its own memory and once
+ * (`*_SHARED`) importing a shared memory `env.memory` for the worker threads of
+ * ops/_cpu_threads.ts. The output depends only on the .wat file and the pinned
+ * wabt version, so running it twice changes nothing.
  *
  * ```sh
  * deno run --allow-read --allow-write --allow-env tools/wasm/build.ts
@@ -31,6 +33,18 @@ export function unfuse(wat: string): string {
   return out;
 }
 
+const OWN_MEMORY = '(memory (export "memory") 1)';
+/** 2 GiB, the most a 32-bit address space allows; a shared memory must declare its maximum. */
+const SHARED_MEMORY = '(import "env" "memory" (memory 1 32768 shared))';
+
+/** Rewrites the module's own memory to an imported shared one (needs the threads feature). */
+export function share(wat: string): string {
+  if (wat.split(OWN_MEMORY).length !== 2) {
+    throw new SyntaxError(`tools/wasm/matmul.wat: expected one ${OWN_MEMORY} line`);
+  }
+  return wat.replace(OWN_MEMORY, SHARED_MEMORY);
+}
+
 function base64(bytes: Uint8Array): string {
   let s = "";
   for (const b of bytes) s += String.fromCharCode(b);
@@ -44,12 +58,21 @@ function quoted(b64: string): string {
   return lines.join(" +\n");
 }
 
-async function assemble(): Promise<{ fma: Uint8Array; plain: Uint8Array }> {
+interface Builds {
+  fma: Uint8Array;
+  plain: Uint8Array;
+  fmaShared: Uint8Array;
+  plainShared: Uint8Array;
+}
+
+async function assemble(): Promise<Builds> {
   const wabt = await initWabt();
   const wat = await Deno.readTextFile(WAT);
   const build = (name: string, src: string, relaxed: boolean): Uint8Array => {
-    const mod = wabt.parseWat(name, src, { simd: true, relaxed_simd: relaxed });
-    mod.validate();
+    const features = { simd: true, relaxed_simd: relaxed, threads: true };
+    const mod = wabt.parseWat(name, src, features);
+    // wabt's typings omit validate's features argument; without it threads are refused
+    (mod as unknown as { validate(f: typeof features): void }).validate(features);
     const { buffer } = mod.toBinary({ log: false, write_debug_names: false });
     mod.destroy();
     return new Uint8Array(buffer);
@@ -57,16 +80,20 @@ async function assemble(): Promise<{ fma: Uint8Array; plain: Uint8Array }> {
   return {
     fma: build("matmul.wat", wat, true),
     plain: build("matmul_plain.wat", unfuse(wat), false),
+    fmaShared: build("matmul_shared.wat", share(wat), true),
+    plainShared: build("matmul_plain_shared.wat", share(unfuse(wat)), false),
   };
 }
 
 /** `ts` (the text of ops/_wasm_matmul.ts) with its generated block rebuilt from the .wat file. */
 export async function render(ts: string): Promise<string> {
-  const { fma, plain } = await assemble();
+  const { fma, plain, fmaShared, plainShared } = await assemble();
   const block = [
     BEGIN,
     `const FMA_BASE64 =\n${quoted(base64(fma))};`,
     `const PLAIN_BASE64 =\n${quoted(base64(plain))};`,
+    `const FMA_SHARED_BASE64 =\n${quoted(base64(fmaShared))};`,
+    `const PLAIN_SHARED_BASE64 =\n${quoted(base64(plainShared))};`,
     END,
   ].join("\n");
   const i = ts.indexOf(BEGIN), j = ts.indexOf(END);

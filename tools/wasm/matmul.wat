@@ -2,7 +2,8 @@
 ;;
 ;; Operands are addressed through element strides, so one kernel serves all
 ;; four transpose combinations: A(m, k) is at a + 4·(m·ars + k·acs) and
-;; B(k, n) at b + 4·(k·brs + n·bcs). C is row-major [M, N].
+;; B(k, n) at b + 4·(k·brs + n·bcs). C(m, n) is at c + 4·(m·ldc + n), so a
+;; caller can hand each thread a block of rows or of columns of one C.
 ;;
 ;; Blocking (GotoBLAS order): for each NC-wide column block of B and KC-deep
 ;; slice of K, B is packed into 8-column panels [KC, 8]; for each MC-tall row
@@ -12,12 +13,14 @@
 ;; zero-padded past M and N, and by one zero k when the slice is odd, so the
 ;; micro-kernel always runs a full tile and only its store is clipped.
 ;;
-;; Memory layout (chosen by the caller): bytes 0..191 are scratch for clipped
-;; tiles; the caller places A, B, C and the two pack buffers above them.
+;; Memory layout (chosen by the caller): A, B, C, two pack buffers and 192
+;; bytes of scratch for clipped tiles; the pack buffers and the scratch are
+;; per thread.
 ;;
-;; tools/wasm/build.ts assembles this file twice: as is (f32x4.relaxed_madd,
+;; tools/wasm/build.ts assembles this file four times: as is (f32x4.relaxed_madd,
 ;; a fused multiply-add where the CPU has one) and with every relaxed_madd
-;; rewritten to f32x4.mul + f32x4.add for engines without relaxed SIMD.
+;; rewritten to f32x4.mul + f32x4.add for engines without relaxed SIMD, each
+;; with its own memory and with an imported shared memory (for threads).
 (module
   (memory (export "memory") 1)
 
@@ -179,9 +182,10 @@
         (local.tee $k (i32.add (local.get $k) (i32.const 1))) (local.get $kend)))))
 
   ;; The 6×8 micro-kernel: tile = pa[2·n2, 6]ᵀ · pb[2·n2, 8], written to the mr×nr corner
-  ;; of C at c (row stride ldc bytes), added to what is there when acc ≠ 0.
+  ;; of C at c (row stride ldc bytes), added to what is there when acc ≠ 0; scr is the
+  ;; 192-byte scratch of clipped tiles.
   (func $tile (param $pa i32) (param $pb i32) (param $n2 i32) (param $c i32) (param $ldc i32)
-    (param $acc i32) (param $mr i32) (param $nr i32)
+    (param $acc i32) (param $mr i32) (param $nr i32) (param $scr i32)
     (local $a v128) (local $b0 v128) (local $b1 v128)
     (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
     (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
@@ -271,27 +275,27 @@
         (v128.store offset=0 (local.get $c) (local.get $c50))
         (v128.store offset=16 (local.get $c) (local.get $c51))
         (return)))
-    ;; clipped tile: spill the accumulators to scratch [6, 8] at address 0, copy mr×nr of it
-    (v128.store offset=0 (i32.const 0) (local.get $c00))
-    (v128.store offset=16 (i32.const 0) (local.get $c01))
-    (v128.store offset=32 (i32.const 0) (local.get $c10))
-    (v128.store offset=48 (i32.const 0) (local.get $c11))
-    (v128.store offset=64 (i32.const 0) (local.get $c20))
-    (v128.store offset=80 (i32.const 0) (local.get $c21))
-    (v128.store offset=96 (i32.const 0) (local.get $c30))
-    (v128.store offset=112 (i32.const 0) (local.get $c31))
-    (v128.store offset=128 (i32.const 0) (local.get $c40))
-    (v128.store offset=144 (i32.const 0) (local.get $c41))
-    (v128.store offset=160 (i32.const 0) (local.get $c50))
-    (v128.store offset=176 (i32.const 0) (local.get $c51))
+    ;; clipped tile: spill the accumulators to scratch [6, 8] at scr, copy mr×nr of it
+    (v128.store offset=0 (local.get $scr) (local.get $c00))
+    (v128.store offset=16 (local.get $scr) (local.get $c01))
+    (v128.store offset=32 (local.get $scr) (local.get $c10))
+    (v128.store offset=48 (local.get $scr) (local.get $c11))
+    (v128.store offset=64 (local.get $scr) (local.get $c20))
+    (v128.store offset=80 (local.get $scr) (local.get $c21))
+    (v128.store offset=96 (local.get $scr) (local.get $c30))
+    (v128.store offset=112 (local.get $scr) (local.get $c31))
+    (v128.store offset=128 (local.get $scr) (local.get $c40))
+    (v128.store offset=144 (local.get $scr) (local.get $c41))
+    (v128.store offset=160 (local.get $scr) (local.get $c50))
+    (v128.store offset=176 (local.get $scr) (local.get $c51))
     (local.set $i (i32.const 0))
     (loop $row
       (local.set $j (i32.const 0))
       (loop $col
         (local.set $p (i32.add (local.get $c) (i32.shl (local.get $j) (i32.const 2))))
         (f32.store (local.get $p) (f32.add
-          (f32.load (i32.shl (i32.add (i32.shl (local.get $i) (i32.const 3)) (local.get $j))
-            (i32.const 2)))
+          (f32.load (i32.add (local.get $scr) (i32.shl
+            (i32.add (i32.shl (local.get $i) (i32.const 3)) (local.get $j)) (i32.const 2))))
           (if (result f32) (local.get $acc)
             (then (f32.load (local.get $p)))
             (else (f32.const 0)))))
@@ -303,15 +307,16 @@
 
   ;; C = A · B for M, N, K ≥ 1 (see the top of the file for the addressing). pa and pb are
   ;; pack buffers of mc·kp and kp·nc floats (kp = kc rounded up to even); mc must be a
-  ;; multiple of 6 and nc of 8.
-  (func (export "gemm")
+  ;; multiple of 6 and nc of 8; scr is 192 bytes of scratch.
+  (func $gemm (export "gemm")
     (param $a i32) (param $ars i32) (param $acs i32)
     (param $b i32) (param $brs i32) (param $bcs i32)
     (param $c i32) (param $M i32) (param $N i32) (param $K i32)
     (param $pa i32) (param $pb i32) (param $mc i32) (param $nc i32) (param $kc i32)
+    (param $ldc i32) (param $scr i32)
     (local $jc i32) (local $pc i32) (local $ic i32) (local $jr i32) (local $ir i32)
-    (local $nn i32) (local $kk i32) (local $kp i32) (local $mm i32) (local $ldc i32)
-    (local.set $ldc (i32.shl (local.get $N) (i32.const 2)))
+    (local $nn i32) (local $kk i32) (local $kp i32) (local $mm i32) (local $ldcb i32)
+    (local.set $ldcb (i32.shl (local.get $ldc) (i32.const 2)))
     (loop $jcl
       (local.set $nn (select (local.get $nc) (i32.sub (local.get $N) (local.get $jc))
         (i32.lt_u (local.get $nc) (i32.sub (local.get $N) (local.get $jc)))))
@@ -340,15 +345,16 @@
                 (i32.shr_u (local.get $kp) (i32.const 1))
                 (i32.add (local.get $c) (i32.shl
                   (i32.add
-                    (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $N))
+                    (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $ldc))
                     (i32.add (local.get $jc) (local.get $jr)))
                   (i32.const 2)))
-                (local.get $ldc)
+                (local.get $ldcb)
                 (local.get $pc)
                 (select (i32.const 6) (i32.sub (local.get $mm) (local.get $ir))
                   (i32.lt_u (i32.const 6) (i32.sub (local.get $mm) (local.get $ir))))
                 (select (i32.const 8) (i32.sub (local.get $nn) (local.get $jr))
-                  (i32.lt_u (i32.const 8) (i32.sub (local.get $nn) (local.get $jr)))))
+                  (i32.lt_u (i32.const 8) (i32.sub (local.get $nn) (local.get $jr))))
+                (local.get $scr))
               (br_if $irl (i32.lt_u
                 (local.tee $ir (i32.add (local.get $ir) (i32.const 6))) (local.get $mm))))
             (br_if $jrl (i32.lt_u
@@ -359,4 +365,31 @@
           (local.tee $pc (i32.add (local.get $pc) (local.get $kc))) (local.get $K))))
       (br_if $jcl (i32.lt_u
         (local.tee $jc (i32.add (local.get $jc) (local.get $nc))) (local.get $N)))))
+
+  ;; Runs one task of a (possibly threaded) matmul as thread t: `count` products C = A·B
+  ;; described by the 22-word descriptor at d, each one sa, sb, sc bytes past the last,
+  ;; in thread t's pack buffers and scratch (its workspace is w + t·wstride). Words:
+  ;; a ars acs b brs bcs c M N K ldc count sa sb sc mc nc kc w wstride pb_off scr_off.
+  (func (export "task") (param $d i32) (param $t i32)
+    (local $w i32) (local $n i32) (local $a i32) (local $b i32) (local $c i32)
+    (local.set $w (i32.add (i32.load offset=72 (local.get $d))
+      (i32.mul (local.get $t) (i32.load offset=76 (local.get $d)))))
+    (local.set $a (i32.load offset=0 (local.get $d)))
+    (local.set $b (i32.load offset=12 (local.get $d)))
+    (local.set $c (i32.load offset=24 (local.get $d)))
+    (local.set $n (i32.load offset=44 (local.get $d)))
+    (loop $q
+      (call $gemm
+        (local.get $a) (i32.load offset=4 (local.get $d)) (i32.load offset=8 (local.get $d))
+        (local.get $b) (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (local.get $c) (i32.load offset=28 (local.get $d)) (i32.load offset=32 (local.get $d))
+        (i32.load offset=36 (local.get $d))
+        (local.get $w) (i32.add (local.get $w) (i32.load offset=80 (local.get $d)))
+        (i32.load offset=60 (local.get $d)) (i32.load offset=64 (local.get $d))
+        (i32.load offset=68 (local.get $d)) (i32.load offset=40 (local.get $d))
+        (i32.add (local.get $w) (i32.load offset=84 (local.get $d))))
+      (local.set $a (i32.add (local.get $a) (i32.load offset=48 (local.get $d))))
+      (local.set $b (i32.add (local.get $b) (i32.load offset=52 (local.get $d))))
+      (local.set $c (i32.add (local.get $c) (i32.load offset=56 (local.get $d))))
+      (br_if $q (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
 )
