@@ -139,14 +139,21 @@ export const RELU: OpDef<ScalarParams> = mapOp(
   (c, [dy]) => [apply(RELU_GRAD, [c.inputs[0] as Tensor, dy], { a: 0 })[0]],
 );
 /** Exact GELU; backward through {@linkcode GELU_GRAD}. */
-export const GELU: OpDef<ScalarParams> = mapOp(
-  "gelu",
-  1,
-  ([x]) => geluScalar(x),
-  "0.5 * x0 * (1.0 + erf_f(x0 * 0.70710678118654752))",
-  (c, [dy]) => [apply(GELU_GRAD, [c.inputs[0] as Tensor, dy], { a: 0 })[0]],
-  WGSL_ERF,
-);
+export const GELU: OpDef<ScalarParams> = {
+  ...mapOp(
+    "gelu",
+    1,
+    ([x]) => geluScalar(x),
+    "0.5 * x0 * (1.0 + erf_f(x0 * 0.70710678118654752))",
+    (c, [dy]) => [apply(GELU_GRAD, [c.inputs[0] as Tensor, dy], { a: 0 })[0]],
+    WGSL_ERF,
+  ),
+  // its own loop (a hot path of CPU training): mapOp's shared loop calls `cpu` through a
+  // closure that every map shares, about 3× slower
+  cpu([x], [out]) {
+    for (let i = 0; i < out.length; i++) out[i] = geluScalar(x[i]);
+  },
+};
 /** SiLU x·σ(x); backward through {@linkcode SILU_GRAD}. */
 export const SILU: OpDef<ScalarParams> = mapOp(
   "silu",
@@ -173,14 +180,20 @@ export const ADD_SCALAR: OpDef<ScalarParams> = mapOp(
 );
 
 /** GELU'(x)·dy (inputs x, dy). */
-export const GELU_GRAD: OpDef<ScalarParams> = mapOp(
-  "geluGrad",
-  2,
-  ([x, dy]) => dy * geluGradScalar(x),
-  "x1 * (0.5 * (1.0 + erf_f(x0 * 0.70710678118654752)) + x0 * 0.39894228040143268 * exp(-0.5 * x0 * x0))",
-  undefined,
-  WGSL_ERF,
-);
+export const GELU_GRAD: OpDef<ScalarParams> = {
+  ...mapOp(
+    "geluGrad",
+    2,
+    ([x, dy]) => dy * geluGradScalar(x),
+    "x1 * (0.5 * (1.0 + erf_f(x0 * 0.70710678118654752)) + x0 * 0.39894228040143268 * exp(-0.5 * x0 * x0))",
+    undefined,
+    WGSL_ERF,
+  ),
+  // its own loop, as GELU's
+  cpu([x, dy], [out]) {
+    for (let i = 0; i < out.length; i++) out[i] = dy[i] * geluGradScalar(x[i]);
+  },
+};
 /** SiLU'(x)·dy (inputs x, dy). */
 export const SILU_GRAD: OpDef<ScalarParams> = mapOp("siluGrad", 2, ([x, dy]) => {
   const s = sigmoid(x);
