@@ -149,7 +149,7 @@ export const GELU: OpDef<ScalarParams> = {
     WGSL_ERF,
   ),
   // its own loop (a hot path of CPU training): mapOp's shared loop calls `cpu` through a
-  // closure that every map shares, about 3× slower
+  // closure that every map shares, 1.5-2× slower
   cpu([x], [out]) {
     for (let i = 0; i < out.length; i++) out[i] = geluScalar(x[i]);
   },
