@@ -2,19 +2,57 @@
  * Batched matrix multiply with optionally transposed operands:
  * `out[..., M, N] = op(a)[..., M, K] · op(b)[..., K, N]`, where `op` transposes
  * the last two axes when `transA`/`transB` is set. Batch axes broadcast (a
- * 2-D operand is shared by every batch).
+ * 2-D operand is shared by every batch). `matmulBias` adds a bias row
+ * (`bias[N]`) in the same kernel.
  *
- * The WGSL kernel tiles 64×64 outputs per workgroup of 16×16 threads, each
- * thread accumulating a 4×4 block in registers over 16-wide K slices staged
- * in workgroup memory.
+ * On WebGPU each call runs one of the register-tiled kernels that
+ * ops/_matmul_wgsl.ts generates (tile, thread block, vec4 loads, bounds
+ * checks specialised per call), chosen by ops/_matmul_variants.ts: the
+ * variant forced by `WEBSEQ_MATMUL_VARIANT=<name>` or `useMatmulVariant`,
+ * else the one {@linkcode autotuneMatmul} measured fastest for the shape on
+ * this adapter, else a heuristic by shape.
  *
  * @module
  */
-import { apply, type Tensor } from "../tensor/tensor.ts";
-import { fmtShape, type OpDef, packUniform, type Shape } from "../tensor/types.ts";
+import type { AdapterReport } from "../gpu/adapter.ts";
+import type { GpuBackend } from "../gpu/backend.ts";
+import { makeRng } from "../tensor/rng.ts";
+import { apply, type Tensor, tensor } from "../tensor/tensor.ts";
+import {
+  type BindRef,
+  fmtShape,
+  type GpuKernel,
+  type OpDef,
+  packUniform,
+  type Shape,
+} from "../tensor/types.ts";
 import { broadcastShapes } from "./binary.ts";
 import { wasmMatmulF32 } from "./_wasm_matmul.ts";
 import { sumTo } from "./reduce.ts";
+import {
+  LEGACY_TILE,
+  legacyMatmulWgsl,
+  type MatmulSpec,
+  type MatmulTile,
+  matmulWgsl,
+} from "./_matmul_wgsl.ts";
+import {
+  clearTunedVariants,
+  heuristicVariant,
+  MATMUL_VARIANTS,
+  type MatmulShape,
+  type MatmulTarget,
+  matmulTarget,
+  type MatmulVariant,
+  matmulVariant,
+  selectMatmulVariant,
+  setMatmulTarget,
+  setTunedVariant,
+  useMatmulVariant,
+  variantFits,
+  withMatmulVariant,
+} from "./_matmul_variants.ts";
+import type { OpEntry } from "./registry.ts";
 
 /** Parameters of matmul. */
 export interface MatmulParams {
@@ -60,75 +98,48 @@ function geometry(as: Shape, bs: Shape, p: MatmulParams): Geometry {
   return { M, N, K: Ka, batch, P, sa: pa === 1 ? 0 : M * Ka, sb: pb === 1 ? 0 : Ka * N };
 }
 
-const BM = 64, BN = 64, BK = 16;
+const codes = new Map<string, string>();
 
-function kernel(transA: boolean, transB: boolean): string {
-  // a element (m, k) of batch base: transA ? a[base + k*M + m] : a[base + m*K + k]
-  const aIdx = transA ? "ab + gk * u.M + gm" : "ab + gm * u.K + gk";
-  const bIdx = transB ? "bb + gn * u.K + gk" : "bb + gk * u.N + gn";
-  // tile loads: choose the element order so that consecutive threads read consecutive addresses
-  const aLoad = transA
-    ? `let kk = e / ${BM}u; let mm = e % ${BM}u;`
-    : `let mm = e / ${BK}u; let kk = e % ${BK}u;`;
-  const bLoad = transB
-    ? `let nn = e / ${BK}u; let kk = e % ${BK}u;`
-    : `let kk = e / ${BN}u; let nn = e % ${BN}u;`;
-  return `
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32 }
-@group(0) @binding(3) var<uniform> u: U;
-var<workgroup> As: array<f32, ${BK * BM}>;
-var<workgroup> Bs: array<f32, ${BK * BN}>;
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let ab = wid.z * u.sa;
-  let bb = wid.z * u.sb;
-  let m0 = wid.y * ${BM}u;
-  let n0 = wid.x * ${BN}u;
-  let tid = lid.y * 16u + lid.x;
-  var acc: array<f32, 16>;
-  for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
-    for (var l = 0u; l < 4u; l++) {
-      let e = tid + l * 256u;
-      {
-        ${aLoad}
-        let gm = m0 + mm; let gk = k0 + kk;
-        var v = 0.0;
-        if (gm < u.M && gk < u.K) { v = a[${aIdx}]; }
-        As[kk * ${BM}u + mm] = v;
-      }
-      {
-        ${bLoad}
-        let gn = n0 + nn; let gk = k0 + kk;
-        var v = 0.0;
-        if (gn < u.N && gk < u.K) { v = b[${bIdx}]; }
-        Bs[kk * ${BN}u + nn] = v;
-      }
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < ${BK}u; kk++) {
-      var ra: array<f32, 4>;
-      var rb: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { ra[i] = As[kk * ${BM}u + lid.y + i * 16u]; }
-      for (var j = 0u; j < 4u; j++) { rb[j] = Bs[kk * ${BN}u + lid.x + j * 16u]; }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(ra[i], rb[j], acc[i * 4u + j]); }
-      }
-    }
-    workgroupBarrier();
+/** The kernel of one call: the selected variant, specialised for the shape. */
+function planKernel(g: Geometry, p: MatmulParams, bias: boolean): GpuKernel {
+  const { M, N, K, P, sa, sb } = g;
+  if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
+  const shape = { M, N, K, P, transA: p.transA, transB: p.transB };
+  let v = selectMatmulVariant(shape);
+  // the legacy kernel has no bias epilogue: biased calls take the heuristic's tile
+  if (!v.tile && bias) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
+  const bind: BindRef[] = bias ? [{ in: 0 }, { in: 1 }, { in: 2 }, { out: 0 }] : [
+    { in: 0 },
+    { in: 1 },
+    { out: 0 },
+  ];
+  const uniform = packUniform([M, N, K, sa, sb]);
+  const t = v.tile;
+  if (!t) {
+    const key = `legacy${+p.transA}${+p.transB}`;
+    let code = codes.get(key);
+    if (!code) codes.set(key, code = legacyMatmulWgsl(p.transA, p.transB));
+    return {
+      code,
+      bind,
+      uniform,
+      workgroups: [Math.ceil(N / LEGACY_TILE), Math.ceil(M / LEGACY_TILE), P],
+    };
   }
-  let ob = wid.z * u.M * u.N;
-  for (var i = 0u; i < 4u; i++) {
-    let gm = m0 + lid.y + i * 16u;
-    if (gm >= u.M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let gn = n0 + lid.x + j * 16u;
-      if (gn < u.N) { out[ob + gm * u.N + gn] = acc[i * 4u + j]; }
-    }
-  }
-}`;
+  const spec: MatmulSpec = {
+    transA: p.transA,
+    transB: p.transB,
+    // vec4 bindings need ≥ 16 bytes: no vec4 reads of empty operands (K = 0)
+    vecA: K > 0 && (p.transA ? M : K) % 4 === 0,
+    vecB: K > 0 && (p.transB ? K : N) % 4 === 0,
+    vecOut: N % 4 === 0,
+    exact: K > 0 && M % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
+    bias,
+  };
+  const key = JSON.stringify([t, spec]);
+  let code = codes.get(key);
+  if (!code) codes.set(key, code = matmulWgsl(t, spec));
+  return { code, bind, uniform, workgroups: [Math.ceil(N / t.BN), Math.ceil(M / t.BM), P] };
 }
 
 /**
@@ -203,16 +214,8 @@ export const MATMUL: OpDef<MatmulParams> = {
     }
   },
   gpu(info, p) {
-    const { M, N, K, P, sa, sb } = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
-    if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
-    return {
-      kernels: [{
-        code: kernel(p.transA, p.transB),
-        bind: [{ in: 0 }, { in: 1 }, { out: 0 }],
-        uniform: packUniform([M, N, K, sa, sb]),
-        workgroups: [Math.ceil(N / BN), Math.ceil(M / BM), P],
-      }],
-    };
+    const g = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
+    return { kernels: [planKernel(g, p, false)] };
   },
   backward(c, [dyAny]) {
     const dy = dyAny as Tensor;
@@ -242,4 +245,211 @@ export interface MatmulOptions {
 /** `op(a) · op(b)` over the last two axes, batch axes broadcast. */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   return apply(MATMUL, [a, b], { transA: opts.transA ?? false, transB: opts.transB ?? false })[0];
+}
+
+/** The bias-fused matmul: `op(a) · op(b) + bias`, bias `[N]` added to every row. */
+export const MATMUL_BIAS: OpDef<MatmulParams> = {
+  name: "matmul_bias",
+  outputs([a, b, bias], p) {
+    const [o] = MATMUL.outputs([a, b], p);
+    const N = o.shape[o.shape.length - 1];
+    if (bias.dtype === "i32" || bias.shape.length !== 1 || bias.shape[0] !== N) {
+      throw new TypeError(
+        `Cannot matmulBias: bias ${fmtShape(bias.shape)} ${bias.dtype} must be f32 [${N}]`,
+      );
+    }
+    return [o];
+  },
+  cpu([a, b, bias], [out], info, p) {
+    MATMUL.cpu([a, b], [out], { inputs: info.inputs.slice(0, 2), outputs: info.outputs }, p);
+    const N = bias.length;
+    for (let i = 0; i < out.length; i++) out[i] += bias[i % N];
+  },
+  gpu(info, p) {
+    const g = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
+    return { kernels: [planKernel(g, p, true)] };
+  },
+  backward(c, [dy]) {
+    const [da, db] = MATMUL.backward!(
+      { inputs: c.inputs.slice(0, 2), outputs: c.outputs, params: c.params },
+      [dy],
+    );
+    const bias = c.inputs[2] as Tensor;
+    return [da, db, bias.requiresGrad ? sumTo(dy as Tensor, bias.shape) : null];
+  },
+};
+
+/**
+ * `op(a) · op(b) + bias` in one kernel (a Linear layer: `matmulBias(x, w,
+ * b, { transB: true })`); bias is `[N]`.
+ */
+export function matmulBias(a: Tensor, b: Tensor, bias: Tensor, opts: MatmulOptions = {}): Tensor {
+  const p = { transA: opts.transA ?? false, transB: opts.transB ?? false };
+  return apply(MATMUL_BIAS, [a, b, bias], p)[0];
+}
+
+/** Registry cases of matmulBias (tests/ops_registry_test.ts): a Linear layer, batched, size 1. */
+export const MATMUL_BIAS_ENTRIES: OpEntry[] = [{
+  op: MATMUL_BIAS,
+  cases: [
+    {
+      inputs: [{ shape: [3, 5] }, { shape: [4, 5] }, { shape: [4] }],
+      params: { transA: false, transB: true },
+    },
+    {
+      inputs: [{ shape: [2, 3, 6] }, { shape: [6, 5] }, { shape: [5] }],
+      params: { transA: false, transB: false },
+    },
+    {
+      inputs: [{ shape: [1, 1] }, { shape: [1, 1] }, { shape: [1] }],
+      params: { transA: false, transB: false },
+    },
+  ],
+}];
+
+// ---- variant selection and tuning (state in ops/_matmul_variants.ts) ----
+
+export {
+  MATMUL_VARIANTS,
+  type MatmulShape,
+  type MatmulTarget,
+  type MatmulVariant,
+  useMatmulVariant,
+};
+export type { MatmulTile };
+
+/** The variant a matmul of this shape runs now (forced, tuned or heuristic). */
+export function matmulVariantFor(shape: MatmulShape): string {
+  return selectMatmulVariant(shape).name;
+}
+
+/** A software adapter (llvmpipe, lavapipe, SwiftShader, or flagged as fallback). */
+function isSoftware(info: AdapterReport): boolean {
+  return info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(info.description);
+}
+
+/**
+ * Makes the backend's adapter the one whose limits and tuned choices the
+ * selection uses (until another is configured) and returns what was set.
+ * Without it the selection assumes WebGPU's guaranteed limits (256
+ * invocations, 16 KiB of workgroup memory) and uses no tuned choices.
+ */
+export function configureMatmul(backend: GpuBackend): MatmulTarget {
+  const info = backend.adapterInfo;
+  const target: MatmulTarget = {
+    description: info.description,
+    software: isSoftware(info),
+    maxInvocations: info.limits.maxComputeInvocationsPerWorkgroup ?? 256,
+    maxWorkgroupBytes: info.limits.maxComputeWorkgroupStorageSize ?? 16384,
+  };
+  setMatmulTarget(target);
+  return target;
+}
+
+/** Options of {@linkcode autotuneMatmul}. */
+export interface AutotuneMatmulOptions {
+  /** Variant names to try (default: every registered variant that fits the adapter). */
+  variants?: string[];
+  /** Tune on a software adapter too (off by default: it compiles every variant, minutes there). */
+  force?: boolean;
+  /** Approximate measured time per variant and shape in milliseconds (default 100). */
+  minTimeMs?: number;
+}
+
+/** What {@linkcode autotuneMatmul} found for one shape. */
+export interface MatmulTuning {
+  /** The shape. */
+  shape: MatmulShape;
+  /** The variant calls of this shape now run (fastest measured, else the heuristic's). */
+  variant: string;
+  /** Whether variants were measured (false on software adapters without `force`). */
+  tuned: boolean;
+  /** "timestamp" (GPU timestamp queries) or "wallclock" (submit + onSubmittedWorkDone). */
+  timing: string;
+  /** Milliseconds per call by variant; Infinity where the variant failed. */
+  ms: Record<string, number>;
+}
+
+/**
+ * Times every variant on each shape (GPU timestamps when the adapter has
+ * `timestamp-query`, else wall clock around submit + queue drain), remembers
+ * the fastest per adapter and shape in memory, and returns the table. Off on
+ * software adapters unless `force`: then it only reports the heuristic's
+ * choice. A forced variant (`WEBSEQ_MATMUL_VARIANT`) still wins over tuning.
+ */
+export async function autotuneMatmul(
+  backend: GpuBackend,
+  shapes: MatmulShape[],
+  opts: AutotuneMatmulOptions = {},
+): Promise<MatmulTuning[]> {
+  const target = configureMatmul(backend);
+  const names = opts.variants ??
+    MATMUL_VARIANTS.filter((v) => variantFits(v, target)).map((v) => v.name);
+  const variants = names.map(matmulVariant);
+  const minTimeMs = opts.minTimeMs ?? 100;
+  const out: MatmulTuning[] = [];
+  for (const s of shapes) {
+    if (target.software && !opts.force) {
+      out.push({
+        shape: s,
+        variant: heuristicVariant(s, target),
+        tuned: false,
+        timing: "",
+        ms: {},
+      });
+      continue;
+    }
+    const P = s.P ?? 1, rng = makeRng(1);
+    const rand = (shape: number[]) => {
+      const n = shape.reduce((x, y) => x * y, 1);
+      return tensor(Float32Array.from({ length: n }, () => rng() * 2 - 1), shape, { backend });
+    };
+    const batch = P > 1 ? [P] : [];
+    const a = rand([...batch, ...(s.transA ? [s.K, s.M] : [s.M, s.K])]);
+    const b = rand([...batch, ...(s.transB ? [s.N, s.K] : [s.K, s.N])]);
+    const run = () => matmul(a, b, { transA: s.transA, transB: s.transB }).dispose();
+    const ms: Record<string, number> = {};
+    let timing = "wallclock";
+    try {
+      for (const v of variants) {
+        ms[v.name] = await withMatmulVariant(v, async () => {
+          try {
+            run(); // compiles
+            await backend.sync();
+            let t0 = performance.now();
+            run();
+            await backend.sync();
+            const once = Math.max(1e-3, performance.now() - t0);
+            const n = Math.max(1, Math.min(100, Math.ceil(minTimeMs / once)));
+            if (backend.beginProfile()) {
+              timing = "timestamp";
+              for (let i = 0; i < n; i++) run();
+              const prof = await backend.endProfile();
+              const e = prof[MATMUL.name];
+              return e && e.dispatches > 0 ? e.ms / e.dispatches : Infinity;
+            }
+            t0 = performance.now();
+            for (let i = 0; i < n; i++) run();
+            await backend.sync();
+            return (performance.now() - t0) / n;
+          } catch {
+            return Infinity;
+          }
+        });
+      }
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+    let best = heuristicVariant(s, target);
+    for (const [name, t] of Object.entries(ms)) if (t < (ms[best] ?? Infinity)) best = name;
+    setTunedVariant(target, s, best);
+    out.push({ shape: s, variant: best, tuned: true, timing, ms });
+  }
+  return out;
+}
+
+/** Forgets every tuned choice. */
+export function clearMatmulTuning(): void {
+  clearTunedVariants();
 }

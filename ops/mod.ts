@@ -12,7 +12,7 @@ import { ELEMENTWISE_OPS, SCALE } from "./elementwise.ts";
 import { BINARY } from "./binary.ts";
 import { BROADCAST_TO, MAX_GRAD, REDUCE, setScaleOp } from "./reduce.ts";
 import { PERMUTE } from "./reshape.ts";
-import { MATMUL } from "./matmul.ts";
+import { MATMUL, MATMUL_BIAS_ENTRIES } from "./matmul.ts";
 import { OPTIM_ENTRIES } from "./optim_ops.ts";
 import { SOFTMAX_ENTRIES } from "./softmax.ts";
 import { LAYER_NORM_ENTRIES } from "./layer_norm.ts";
@@ -148,6 +148,7 @@ export const ALL_OPS: OpEntry[] = [
       },
     ],
   },
+  ...MATMUL_BIAS_ENTRIES,
   ...OPTIM_ENTRIES,
   ...SOFTMAX_ENTRIES,
   ...LAYER_NORM_ENTRIES,

@@ -1,0 +1,238 @@
+/**
+ * Which matmul kernel runs: the registry of named variants, the default
+ * heuristic by shape, the variant forced by `WEBSEQ_MATMUL_VARIANT` or
+ * {@linkcode useMatmulVariant}, and the choices of the autotuner (kept in
+ * memory per adapter and shape).
+ *
+ * Precedence in {@linkcode selectMatmulVariant}: forced, then tuned for the
+ * active adapter, then the heuristic.
+ *
+ * @module
+ */
+import { checkTile, type MatmulTile, tileThreads, tileWorkgroupBytes } from "./_matmul_wgsl.ts";
+
+/** A named kernel: a generated tile, or the legacy kernel (`tile: null`). */
+export interface MatmulVariant {
+  /** Name used by `WEBSEQ_MATMUL_VARIANT`, the bench and the tuner. */
+  name: string;
+  /** Tile of the generated kernel; null for the legacy kernel. */
+  tile: MatmulTile | null;
+  /** Whether the heuristic may pick it (the others are for tuning and comparison). */
+  heuristic: boolean;
+}
+
+const tile = (
+  BM: number,
+  BN: number,
+  BK: number,
+  TM: number,
+  TN: number,
+  double: boolean,
+): MatmulTile => ({ BM, BN, BK, TM, TN, double });
+
+/**
+ * The registry, largest tiles first. Names read `t<BM>x<BN>k<BK>_<TM>x<TN>`,
+ * `d` for double-buffered workgroup memory.
+ */
+export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
+  // 256 threads, 8×8 each, 16 KiB: the large-matrix kernel
+  { name: "t128x128k8_8x8d", tile: tile(128, 128, 8, 8, 8, true), heuristic: true },
+  // 256 threads, 8×8 each, 16-deep slices (half the barriers), 16 KiB single-buffered
+  { name: "t128x128k16_8x8", tile: tile(128, 128, 16, 8, 8, false), heuristic: false },
+  // 256 threads, 32 KiB double-buffered (needs maxComputeWorkgroupStorageSize ≥ 32768)
+  { name: "t128x128k16_8x8d", tile: tile(128, 128, 16, 8, 8, true), heuristic: false },
+  // 256 threads, 8×4 each: twice the workgroups of 128×128 at mid sizes
+  { name: "t128x64k8_8x4d", tile: tile(128, 64, 8, 8, 4, true), heuristic: true },
+  // 256 threads, 4×4 each
+  { name: "t64x64k8_4x4d", tile: tile(64, 64, 8, 4, 4, true), heuristic: true },
+  // 64 threads, 8×8 each (fewer, heavier threads)
+  { name: "t64x64k16_8x8", tile: tile(64, 64, 16, 8, 8, false), heuristic: false },
+  // 64 threads, 4×4 each: small shapes and batched attention products
+  { name: "t32x32k16_4x4", tile: tile(32, 32, 16, 4, 4, false), heuristic: true },
+  // the first kernel (64×64, 16×16 threads, scalar), for comparison
+  { name: "legacy", tile: null, heuristic: false },
+];
+
+const BY_NAME = new Map(MATMUL_VARIANTS.map((v) => [v.name, v]));
+
+/** The variant named `name`, or a TypeError listing the names. */
+export function matmulVariant(name: string): MatmulVariant {
+  const v = BY_NAME.get(name);
+  if (!v) {
+    throw new TypeError(
+      `Unknown matmul variant "${name}" (known: ${MATMUL_VARIANTS.map((x) => x.name).join(", ")})`,
+    );
+  }
+  return v;
+}
+
+/** What the selection knows about an adapter. */
+export interface MatmulTarget {
+  /** Adapter description: the key of the tuned choices. */
+  description: string;
+  /** Software adapter (llvmpipe, SwiftShader): the tuner stays off unless forced. */
+  software: boolean;
+  /** `maxComputeInvocationsPerWorkgroup`. */
+  maxInvocations: number;
+  /** `maxComputeWorkgroupStorageSize` in bytes. */
+  maxWorkgroupBytes: number;
+}
+
+/** WebGPU's guaranteed limits: what the selection assumes until an adapter is configured. */
+export const DEFAULT_TARGET: MatmulTarget = {
+  description: "",
+  software: false,
+  maxInvocations: 256,
+  maxWorkgroupBytes: 16384,
+};
+
+/** The shape class of one call (what selection and tuning key on). */
+export interface MatmulShape {
+  /** Rows of the output. */
+  M: number;
+  /** Columns of the output. */
+  N: number;
+  /** Inner dimension. */
+  K: number;
+  /** Batch count (default 1). */
+  P?: number;
+  /** `a` stored `[K, M]`. */
+  transA?: boolean;
+  /** `b` stored `[N, K]`. */
+  transB?: boolean;
+}
+
+/** `"MxNxK/P/tAtB"`: the key of tuned choices. */
+export function shapeKey(s: MatmulShape): string {
+  return `${s.M}x${s.N}x${s.K}/${s.P ?? 1}/${s.transA ? "T" : "N"}${s.transB ? "T" : "N"}`;
+}
+
+/** Whether `v` runs on `target` (threads and workgroup memory within its limits). */
+export function variantFits(v: MatmulVariant, target: MatmulTarget): boolean {
+  if (!v.tile) return target.maxInvocations >= 256 && target.maxWorkgroupBytes >= 8192;
+  return tileThreads(v.tile) <= target.maxInvocations &&
+    tileWorkgroupBytes(v.tile) <= target.maxWorkgroupBytes;
+}
+
+/** Workgroups a tile needs for the shape. */
+function workgroups(t: MatmulTile, s: MatmulShape): number {
+  return Math.ceil(s.M / t.BM) * Math.ceil(s.N / t.BN) * (s.P ?? 1);
+}
+
+/** Fraction of the computed outputs that are real (1: the tiles cover M×N exactly). */
+function fill(t: MatmulTile, s: MatmulShape): number {
+  return (s.M * s.N) / (Math.ceil(s.M / t.BM) * t.BM * Math.ceil(s.N / t.BN) * t.BN);
+}
+
+/**
+ * Workgroups the heuristic wants before it takes a larger tile: about one
+ * wave of 2 workgroups per multiprocessor on a large GPU (H100: 132 SMs).
+ */
+export const HEURISTIC_MIN_WORKGROUPS = 256;
+/** Smallest fill the heuristic accepts for a larger tile. */
+export const HEURISTIC_MIN_FILL = 0.75;
+
+/**
+ * The default choice: the largest heuristic tile that still gives at least
+ * {@linkcode HEURISTIC_MIN_WORKGROUPS} workgroups and wastes at most a
+ * quarter of its outputs on padding; else the smallest tile.
+ */
+export function heuristicVariant(s: MatmulShape, target: MatmulTarget = DEFAULT_TARGET): string {
+  const cands = MATMUL_VARIANTS.filter((v) => v.heuristic && v.tile && variantFits(v, target));
+  for (const v of cands) {
+    const t = v.tile!;
+    if (workgroups(t, s) >= HEURISTIC_MIN_WORKGROUPS && fill(t, s) >= HEURISTIC_MIN_FILL) {
+      return v.name;
+    }
+  }
+  return cands[cands.length - 1].name;
+}
+
+// ---- state: forced variant, active adapter, tuned choices ----
+
+let forced: MatmulVariant | null | undefined; // undefined: not read from the environment yet
+let active: MatmulTarget = DEFAULT_TARGET;
+const tuned = new Map<string, Map<string, string>>();
+
+function envVariant(): MatmulVariant | null {
+  let name: string | undefined;
+  try {
+    const st = Deno.permissions.querySync({ name: "env", variable: "WEBSEQ_MATMUL_VARIANT" });
+    if (st.state === "granted") name = Deno.env.get("WEBSEQ_MATMUL_VARIANT");
+  } catch {
+    name = undefined;
+  }
+  if (!name || name === "auto") return null;
+  try {
+    return matmulVariant(name);
+  } catch (err) {
+    throw new TypeError(`WEBSEQ_MATMUL_VARIANT: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Forces every matmul onto one variant (a registry name or a custom tile;
+ * tests and benchmarks use it), or back to automatic selection with
+ * `null`/`"auto"`. Overrides `WEBSEQ_MATMUL_VARIANT`.
+ */
+export function useMatmulVariant(v: string | MatmulTile | null): void {
+  if (v === null || v === "auto") forced = null;
+  else if (typeof v === "string") forced = matmulVariant(v);
+  else {
+    checkTile(v);
+    forced = { name: "custom", tile: { ...v }, heuristic: false };
+  }
+}
+
+/** The forced variant (programmatic or `WEBSEQ_MATMUL_VARIANT`), if any. */
+export function forcedMatmulVariant(): MatmulVariant | null {
+  if (forced === undefined) forced = envVariant();
+  return forced;
+}
+
+/** Makes `target` the adapter whose limits and tuned choices the selection uses. */
+export function setMatmulTarget(target: MatmulTarget): void {
+  active = target;
+}
+
+/** The adapter the selection currently uses. */
+export function matmulTarget(): MatmulTarget {
+  return active;
+}
+
+/** Records the tuner's choice for a shape on an adapter. */
+export function setTunedVariant(target: MatmulTarget, s: MatmulShape, name: string): void {
+  matmulVariant(name);
+  let m = tuned.get(target.description);
+  if (!m) tuned.set(target.description, m = new Map());
+  m.set(shapeKey(s), name);
+}
+
+/** The tuned choice for a shape on the active adapter, if any. */
+export function tunedVariant(s: MatmulShape): string | undefined {
+  return tuned.get(active.description)?.get(shapeKey(s));
+}
+
+/** Forgets every tuned choice (tests). */
+export function clearTunedVariants(): void {
+  tuned.clear();
+}
+
+/** The variant a call of this shape runs: forced, else tuned, else the heuristic. */
+export function selectMatmulVariant(s: MatmulShape): MatmulVariant {
+  const f = forcedMatmulVariant();
+  if (f) return f;
+  const t = tunedVariant(s);
+  return matmulVariant(t ?? heuristicVariant(s, active));
+}
+
+/** Runs `fn` with `v` forced (the tuner's measurements), then restores the previous forcing. */
+export async function withMatmulVariant<T>(v: MatmulVariant, fn: () => Promise<T>): Promise<T> {
+  const prev = forcedMatmulVariant();
+  forced = v;
+  try {
+    return await fn();
+  } finally {
+    forced = prev;
+  }
+}

@@ -1,0 +1,418 @@
+/**
+ * WGSL code generation for the matmul kernels (ops/matmul.ts).
+ *
+ * One generator, {@linkcode matmulWgsl}, writes a register-tiled kernel for
+ * any tile shape with everything the compiler should not have to discover
+ * spelled out as compile-time constants:
+ *
+ * - a workgroup computes a `BM×BN` block of `out` over `BK`-deep K slices
+ *   staged in workgroup memory; each of its `(BM/TM)·(BN/TN)` threads owns
+ *   `TM×TN` outputs held in named `vec4<f32>` registers (`c<row>_<colvec>`);
+ * - the slices are stored K-major as `vec4` (`As[k][m/4]`, `Bs[k][n/4]`), so
+ *   the inner loop reads `TM/4 + TN/4` vec4s per k and issues `TM·TN/4` vec4
+ *   FMAs; a thread's rows and column groups are strided by the thread grid
+ *   (row `(g·WY + ty)·4 + i`, column group `h·WX + tx`) so neighbouring
+ *   threads read neighbouring vec4s (no bank conflicts) and write coalesced;
+ * - the K slice loop is fully unrolled into generated statements;
+ * - global loads are vec4 where the layout allows it (`vecA`, `vecB`:
+ *   the contiguous axis is a multiple of 4), else scalar;
+ * - `exact`: M, N, K divide the tiles, so no bounds checks at all;
+ * - `double`: two workgroup buffers, the next slice is fetched into
+ *   registers while the current one is multiplied (one barrier per slice);
+ * - an optional bias row (`bias[n]`) is added in the epilogue.
+ *
+ * A and B element addressing (batch offsets `sa`, `sb` in elements):
+ * `A(m, k) = transA ? a[sa·z + k·M + m] : a[sa·z + m·K + k]`,
+ * `B(k, n) = transB ? b[sb·z + n·K + k] : b[sb·z + k·N + n]`,
+ * `out[z·M·N + m·N + n]`.
+ *
+ * @module
+ */
+
+/** A tile configuration (what the registry names and the tuner chooses among). */
+export interface MatmulTile {
+  /** Output rows per workgroup. */
+  BM: number;
+  /** Output columns per workgroup. */
+  BN: number;
+  /** K depth of one workgroup-memory slice. */
+  BK: number;
+  /** Output rows per thread (multiple of 4). */
+  TM: number;
+  /** Output columns per thread (multiple of 4). */
+  TN: number;
+  /** Double-buffered workgroup memory with register prefetch. */
+  double: boolean;
+}
+
+/** Per-call specialisation of a tile kernel (chosen from the shapes). */
+export interface MatmulSpec {
+  /** `a` is stored `[K, M]`. */
+  transA: boolean;
+  /** `b` is stored `[N, K]`. */
+  transB: boolean;
+  /** vec4 loads of `a` (transA ? M : K divisible by 4). */
+  vecA: boolean;
+  /** vec4 loads of `b` (transB ? K : N divisible by 4). */
+  vecB: boolean;
+  /** vec4 stores of `out` (N divisible by 4). */
+  vecOut: boolean;
+  /** M % BM, N % BN and K % BK are all 0: no bounds checks. */
+  exact: boolean;
+  /** Add `bias[n]` (a third input) to every output row. */
+  bias: boolean;
+}
+
+/** Threads per workgroup of a tile. */
+export function tileThreads(t: MatmulTile): number {
+  return (t.BM / t.TM) * (t.BN / t.TN);
+}
+
+/** Workgroup memory bytes of a tile. */
+export function tileWorkgroupBytes(t: MatmulTile): number {
+  return (t.BM + t.BN) * t.BK * 4 * (t.double ? 2 : 1);
+}
+
+/** Throws a TypeError when the tile cannot be generated. */
+export function checkTile(t: MatmulTile): void {
+  const bad = (why: string) => {
+    throw new TypeError(`Bad matmul tile ${JSON.stringify(t)}: ${why}`);
+  };
+  for (const [k, v] of Object.entries({ BM: t.BM, BN: t.BN, BK: t.BK, TM: t.TM, TN: t.TN })) {
+    if (!Number.isInteger(v) || v < 4 || v % 4 !== 0) bad(`${k} must be a multiple of 4`);
+  }
+  if (t.BM % t.TM !== 0 || t.BN % t.TN !== 0) bad("TM and TN must divide BM and BN");
+  if (tileThreads(t) > 1024) bad("more than 1024 threads");
+}
+
+const V4 = "vec4<f32>";
+const COMP = ["x", "y", "z", "w"];
+
+interface LoadPlan {
+  /** Declarations before the K loop (per-thread constants and prefetch registers). */
+  setup: string[];
+  /** Global → register statements for the slice starting at `kt`. */
+  fetch: string[];
+  /** Register → workgroup statements into the buffer at offset `off`. */
+  store: (off: string) => string[];
+}
+
+/**
+ * Plans the loads of one operand's slice. The slice is `R` tile rows (m or
+ * n) by `BK` (k); `kMajor` says the operand is stored with k as its slow
+ * axis (`a` transposed, `b` not), `vec` that the contiguous axis is read as
+ * vec4.
+ */
+function planLoad(
+  name: "a" | "b",
+  R: number,
+  BK: number,
+  T: number,
+  kMajor: boolean,
+  vec: boolean,
+  exact: boolean,
+): LoadPlan {
+  const S = name === "a" ? "As" : "Bs";
+  const R4 = R / 4;
+  // runtime names: row origin, row extent, slice-row stride (elements) and batch offset
+  const r0 = name === "a" ? "m0" : "n0";
+  const rN = name === "a" ? "u.M" : "u.N";
+  const base = name === "a" ? "ab" : "bb";
+  const p = name; // prefix of generated names
+  // units: vec4s (or scalars) of the slice; unit e → (row r, k) coordinates
+  const perUnit = vec ? 4 : 1;
+  const units = (R * BK) / perUnit;
+  const slots = Math.ceil(units / T);
+  const setup: string[] = [], fetch: string[] = [];
+  const stores: ((off: string) => string)[] = [];
+  for (let l = 0; l < slots; l++) {
+    const e = `tid + ${l * T}u`;
+    const partial = (l + 1) * T > units; // the last slot covers fewer units than threads
+    let rExpr: string, kExpr: string, idx: string, step: string;
+    if (kMajor) {
+      // stored [K, R]: consecutive units walk along r
+      const w = vec ? R4 : R;
+      rExpr = vec ? `(${e}) % ${w}u * 4u` : `(${e}) % ${w}u`;
+      kExpr = `(${e}) / ${w}u`;
+      // element index of (r, k) = base + (kt + k)·R_total + r0 + r
+      idx = vec
+        ? `(${base} >> 2u) + ${p}K${l} * (${rN} >> 2u) + ((${r0} + ${p}R${l}) >> 2u)`
+        : `${base} + ${p}K${l} * ${rN} + ${r0} + ${p}R${l}`;
+      step = vec ? `kt * (${rN} >> 2u)` : `kt * ${rN}`;
+    } else {
+      // stored [R, K]: consecutive units walk along k
+      const w = vec ? BK / 4 : BK;
+      rExpr = `(${e}) / ${w}u`;
+      kExpr = vec ? `(${e}) % ${w}u * 4u` : `(${e}) % ${w}u`;
+      idx = vec
+        ? `(${base} >> 2u) + (${r0} + ${p}R${l}) * (u.K >> 2u) + (${p}K${l} >> 2u)`
+        : `${base} + (${r0} + ${p}R${l}) * u.K + ${p}K${l}`;
+      step = vec ? `(kt >> 2u)` : `kt`;
+    }
+    setup.push(`let ${p}R${l} = ${rExpr};`, `let ${p}K${l} = ${kExpr};`);
+    setup.push(`let ${p}I${l} = ${idx};`);
+    const conds: string[] = [];
+    if (partial) setup.push(`let ${p}U${l} = ${e} < ${units}u;`), conds.push(`${p}U${l}`);
+    if (!exact) {
+      setup.push(`let ${p}In${l} = ${r0} + ${p}R${l} < ${rN};`);
+      conds.push(`${p}In${l}`, `kt + ${p}K${l} < u.K`);
+    }
+    const reg = `${p}v${l}`;
+    setup.push(`var ${reg}: ${vec ? V4 : "f32"};`);
+    const load = `${reg} = ${name}[${p}I${l} + ${step}];`;
+    if (conds.length === 0) fetch.push(load);
+    else {fetch.push(
+        `if (${conds.join(" && ")}) { ${load} } else { ${reg} = ${vec ? `${V4}()` : "0.0"}; }`,
+      );}
+    const guard = (s: string) => (partial ? `if (${p}U${l}) { ${s} }` : s);
+    if (vec && kMajor) {
+      // four consecutive r at one k: one vec4 store
+      stores.push((off) =>
+        guard(`${S}[${off} + ${p}K${l} * ${R4}u + (${p}R${l} >> 2u)] = ${reg};`)
+      );
+    } else if (vec) {
+      // four consecutive k at one r: scatter into four slice rows
+      stores.push((off) =>
+        guard(
+          [0, 1, 2, 3].map((c) =>
+            `${S}[${off} + (${p}K${l} + ${c}u) * ${R4}u + (${p}R${l} >> 2u)][${p}R${l} & 3u] = ${reg}.${
+              COMP[c]
+            };`
+          ).join(" "),
+        )
+      );
+    } else {
+      stores.push((off) =>
+        guard(`${S}[${off} + ${p}K${l} * ${R4}u + (${p}R${l} >> 2u)][${p}R${l} & 3u] = ${reg};`)
+      );
+    }
+  }
+  return { setup, fetch, store: (off) => stores.map((s) => s(off)) };
+}
+
+/** WGSL of one tile kernel specialised for one call shape class. */
+export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
+  checkTile(t);
+  const { BM, BN, BK, TM, TN } = t;
+  const WX = BN / TN, WY = BM / TM, T = WX * WY;
+  const A4 = BM / 4, B4 = BN / 4;
+  const AS = BK * A4, BS = BK * B4;
+  const nbuf = t.double ? 2 : 1;
+  const la = planLoad("a", BM, BK, T, s.transA, s.vecA, s.exact);
+  const lb = planLoad("b", BN, BK, T, !s.transB, s.vecB, s.exact);
+  const arr = (v: boolean) => `array<${v ? V4 : "f32"}>`;
+  const bind: string[] = [
+    `@group(0) @binding(0) var<storage, read> a: ${arr(s.vecA)};`,
+    `@group(0) @binding(1) var<storage, read> b: ${arr(s.vecB)};`,
+  ];
+  if (s.bias) bind.push(`@group(0) @binding(2) var<storage, read> bias: ${arr(s.vecOut)};`);
+  const ob = bind.length;
+  bind.push(`@group(0) @binding(${ob}) var<storage, read_write> out: ${arr(s.vecOut)};`);
+  bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32 }`);
+  bind.push(`@group(0) @binding(${ob + 1}) var<uniform> u: U;`);
+
+  const acc: string[] = [];
+  for (let r = 0; r < TM; r++) {
+    for (let h = 0; h < TN / 4; h++) acc.push(`var c${r}_${h} = ${V4}();`);
+  }
+  // the multiply of one slice, every k unrolled
+  const compute = (offA: string, offB: string): string[] => {
+    const lines: string[] = [];
+    for (let k = 0; k < BK; k++) {
+      const body: string[] = [];
+      for (let g = 0; g < TM / 4; g++) {
+        body.push(`let a${g} = As[${offA}${k * A4 + g * WY}u + ty];`);
+      }
+      for (let h = 0; h < TN / 4; h++) {
+        body.push(`let b${h} = Bs[${offB}${k * B4 + h * WX}u + tx];`);
+      }
+      for (let g = 0; g < TM / 4; g++) {
+        for (let i = 0; i < 4; i++) {
+          const r = g * 4 + i;
+          for (let h = 0; h < TN / 4; h++) {
+            body.push(`c${r}_${h} = fma(${V4}(a${g}.${COMP[i]}), b${h}, c${r}_${h});`);
+          }
+        }
+      }
+      lines.push(`{ ${body.join(" ")} }`);
+    }
+    return lines;
+  };
+
+  const loop: string[] = [];
+  const nt = s.exact ? `u.K / ${BK}u` : `(u.K + ${BK - 1}u) / ${BK}u`;
+  if (t.double) {
+    loop.push(
+      `let nt = ${nt};`,
+      `{ let kt = 0u; ${[...la.fetch, ...lb.fetch].join(" ")} }`,
+      ...la.store("0u"),
+      ...lb.store("0u"),
+      "workgroupBarrier();",
+      "var cur = 0u;",
+      "for (var t = 1u; t <= nt; t++) {",
+      `  let kt = t * ${BK}u;`,
+      "  let more = t < nt;",
+      `  if (more) { ${[...la.fetch, ...lb.fetch].join(" ")} }`,
+      `  let oa = cur * ${AS}u;`,
+      `  let ob = cur * ${BS}u;`,
+      ...compute("oa + ", "ob + ").map((l) => "  " + l),
+      "  if (more) {",
+      `    let na = (cur ^ 1u) * ${AS}u;`,
+      `    let nb = (cur ^ 1u) * ${BS}u;`,
+      ...la.store("na").map((l) => "    " + l),
+      ...lb.store("nb").map((l) => "    " + l),
+      "  }",
+      "  workgroupBarrier();",
+      "  cur ^= 1u;",
+      "}",
+    );
+  } else {
+    loop.push(
+      `let nt = ${nt};`,
+      "for (var t = 0u; t < nt; t++) {",
+      `  let kt = t * ${BK}u;`,
+      ...[...la.fetch, ...lb.fetch].map((l) => "  " + l),
+      ...la.store("0u").map((l) => "  " + l),
+      ...lb.store("0u").map((l) => "  " + l),
+      "  workgroupBarrier();",
+      ...compute("", "").map((l) => "  " + l),
+      "  workgroupBarrier();",
+      "}",
+    );
+  }
+
+  // epilogue: row (g·WY + ty)·4 + i, column group h·WX + tx
+  const epi: string[] = [
+    s.vecOut ? "let oz = (wid.z * u.M * u.N) >> 2u;" : "let oz = wid.z * u.M * u.N;",
+  ];
+  if (s.vecOut) epi.push("let n4 = u.N >> 2u;");
+  for (let h = 0; h < TN / 4; h++) {
+    epi.push(`let gn${h} = n0 + ${h * WX * 4}u + tx * 4u;`);
+    if (s.bias && s.vecOut) {
+      epi.push(s.exact ? `let bias${h} = bias[gn${h} >> 2u];` : `var bias${h} = ${V4}();`);
+      if (!s.exact) epi.push(`if (gn${h} < u.N) { bias${h} = bias[gn${h} >> 2u]; }`);
+    }
+  }
+  for (let g = 0; g < TM / 4; g++) {
+    for (let i = 0; i < 4; i++) {
+      const r = g * 4 + i;
+      const rows: string[] = [`let gm = m0 + ${g * WY * 4 + i}u + ty * 4u;`];
+      for (let h = 0; h < TN / 4; h++) {
+        const c = `c${r}_${h}`;
+        if (s.vecOut) {
+          const v = s.bias ? `${c} + bias${h}` : c;
+          const st = `out[oz + gm * n4 + (gn${h} >> 2u)] = ${v};`;
+          rows.push(s.exact ? st : `if (gn${h} < u.N) { ${st} }`);
+        } else {
+          for (let q = 0; q < 4; q++) {
+            const v = s.bias ? `${c}.${COMP[q]} + bias[gn${h} + ${q}u]` : `${c}.${COMP[q]}`;
+            const st = `out[oz + gm * u.N + gn${h} + ${q}u] = ${v};`;
+            rows.push(s.exact ? st : `if (gn${h} + ${q}u < u.N) { ${st} }`);
+          }
+        }
+      }
+      epi.push(
+        s.exact
+          ? `{ ${rows.join(" ")} }`
+          : `{ ${rows[0]} if (gm < u.M) { ${rows.slice(1).join(" ")} } }`,
+      );
+    }
+  }
+
+  return `// matmul tile ${BM}x${BN}x${BK} thread ${TM}x${TN}${t.double ? " double" : ""} ${
+    JSON.stringify(s)
+  }
+${bind.join("\n")}
+var<workgroup> As: array<${V4}, ${AS * nbuf}>;
+var<workgroup> Bs: array<${V4}, ${BS * nbuf}>;
+@compute @workgroup_size(${T})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let tx = tid % ${WX}u;
+  let ty = tid / ${WX}u;
+  let m0 = wid.y * ${BM}u;
+  let n0 = wid.x * ${BN}u;
+  let ab = wid.z * u.sa;
+  let bb = wid.z * u.sb;
+  ${[...la.setup, ...lb.setup, ...acc].join("\n  ")}
+  ${loop.join("\n  ")}
+  ${epi.join("\n  ")}
+}`;
+}
+/** Tile of the legacy kernel (workgroups: ceil(N/64), ceil(M/64), batch). */
+export const LEGACY_TILE = 64;
+
+/**
+ * The first matmul kernel, kept for comparison (`legacy` variant): 64×64 per
+ * workgroup of 16×16 threads, 4×4 scalar outputs each, 16-deep K slices,
+ * scalar loads, loops with runtime bounds. Same bindings and uniform as
+ * {@linkcode matmulWgsl} without bias.
+ */
+export function legacyMatmulWgsl(transA: boolean, transB: boolean): string {
+  const BM = LEGACY_TILE, BN = LEGACY_TILE, BK = 16;
+  // a element (m, k) of batch base: transA ? a[base + k*M + m] : a[base + m*K + k]
+  const aIdx = transA ? "ab + gk * u.M + gm" : "ab + gm * u.K + gk";
+  const bIdx = transB ? "bb + gn * u.K + gk" : "bb + gk * u.N + gn";
+  // tile loads: choose the element order so that consecutive threads read consecutive addresses
+  const aLoad = transA
+    ? `let kk = e / ${BM}u; let mm = e % ${BM}u;`
+    : `let mm = e / ${BK}u; let kk = e % ${BK}u;`;
+  const bLoad = transB
+    ? `let nn = e / ${BK}u; let kk = e % ${BK}u;`
+    : `let kk = e / ${BN}u; let nn = e % ${BN}u;`;
+  return `
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32 }
+@group(0) @binding(3) var<uniform> u: U;
+var<workgroup> As: array<f32, ${BK * BM}>;
+var<workgroup> Bs: array<f32, ${BK * BN}>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let ab = wid.z * u.sa;
+  let bb = wid.z * u.sb;
+  let m0 = wid.y * ${BM}u;
+  let n0 = wid.x * ${BN}u;
+  let tid = lid.y * 16u + lid.x;
+  var acc: array<f32, 16>;
+  for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
+    for (var l = 0u; l < 4u; l++) {
+      let e = tid + l * 256u;
+      {
+        ${aLoad}
+        let gm = m0 + mm; let gk = k0 + kk;
+        var v = 0.0;
+        if (gm < u.M && gk < u.K) { v = a[${aIdx}]; }
+        As[kk * ${BM}u + mm] = v;
+      }
+      {
+        ${bLoad}
+        let gn = n0 + nn; let gk = k0 + kk;
+        var v = 0.0;
+        if (gn < u.N && gk < u.K) { v = b[${bIdx}]; }
+        Bs[kk * ${BN}u + nn] = v;
+      }
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${BK}u; kk++) {
+      var ra: array<f32, 4>;
+      var rb: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) { ra[i] = As[kk * ${BM}u + lid.y + i * 16u]; }
+      for (var j = 0u; j < 4u; j++) { rb[j] = Bs[kk * ${BN}u + lid.x + j * 16u]; }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(ra[i], rb[j], acc[i * 4u + j]); }
+      }
+    }
+    workgroupBarrier();
+  }
+  let ob = wid.z * u.M * u.N;
+  for (var i = 0u; i < 4u; i++) {
+    let gm = m0 + lid.y + i * 16u;
+    if (gm >= u.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let gn = n0 + lid.x + j * 16u;
+      if (gn < u.N) { out[ob + gm * u.N + gn] = acc[i * 4u + j]; }
+    }
+  }
+}`;
+}

@@ -1,0 +1,305 @@
+/**
+ * Matmul kernels and their selection: the generated kernels equal a plain
+ * triple loop for every specialisation (on small tiles, which compile in
+ * well under a second on llvmpipe, and on every registered variant when the
+ * adapter is a hardware GPU or WEBSEQ_MATMUL_TEST_ALL=1), the heuristic and
+ * the forced/tuned precedence, and the autotuner.
+ */
+import assert from "node:assert/strict";
+import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import { makeRng } from "../tensor/rng.ts";
+import { tensor } from "../tensor/tensor.ts";
+import {
+  autotuneMatmul,
+  configureMatmul,
+  matmul,
+  MATMUL_VARIANTS,
+  matmulBias,
+  type MatmulTile,
+  matmulVariantFor,
+  useMatmulVariant,
+} from "./matmul.ts";
+import {
+  clearTunedVariants,
+  DEFAULT_TARGET,
+  heuristicVariant,
+  type MatmulTarget,
+  matmulTarget,
+  setMatmulTarget,
+  setTunedVariant,
+  tunedVariant,
+  variantFits,
+} from "./_matmul_variants.ts";
+import { matmulWgsl } from "./_matmul_wgsl.ts";
+
+/** One call: sizes, batch, which operand is shared (2-D), transposes, bias. */
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+  P?: number;
+  shared?: "a" | "b";
+  transA?: boolean;
+  transB?: boolean;
+  bias?: boolean;
+}
+
+/** The plain reference: float64 triple loop over the stored layouts. */
+function reference(c: Case, a: Float32Array, b: Float32Array, bias: Float32Array): Float64Array {
+  const { M, N, K } = c, P = c.P ?? 1;
+  const out = new Float64Array(P * M * N);
+  for (let z = 0; z < P; z++) {
+    const ab = c.shared === "a" ? 0 : z * M * K, bb = c.shared === "b" ? 0 : z * K * N;
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let s = c.bias ? bias[n] : 0;
+        for (let k = 0; k < K; k++) {
+          const av = c.transA ? a[ab + k * M + m] : a[ab + m * K + k];
+          const bv = c.transB ? b[bb + n * K + k] : b[bb + k * N + n];
+          s += av * bv;
+        }
+        out[z * M * N + m * N + n] = s;
+      }
+    }
+  }
+  return out;
+}
+
+/** Runs the case on the GPU with the current variant selection; returns the max abs error. */
+async function gpuError(c: Case, seed: number): Promise<number> {
+  const { M, N, K } = c, P = c.P ?? 1;
+  const rng = makeRng(seed);
+  const rand = (n: number) => Float32Array.from({ length: n }, () => rng() * 2 - 1);
+  const aShape = [...(P > 1 && c.shared !== "a" ? [P] : []), ...(c.transA ? [K, M] : [M, K])];
+  const bShape = [...(P > 1 && c.shared !== "b" ? [P] : []), ...(c.transB ? [N, K] : [K, N])];
+  const ad = rand(aShape.reduce((x, y) => x * y, 1)), bd = rand(bShape.reduce((x, y) => x * y, 1));
+  const biasd = rand(N);
+  const a = tensor(ad, aShape, { backend: GPU! }), b = tensor(bd, bShape, { backend: GPU! });
+  const bias = tensor(biasd, [N], { backend: GPU! });
+  const opts = { transA: c.transA, transB: c.transB };
+  const y = c.bias ? matmulBias(a, b, bias, opts) : matmul(a, b, opts);
+  assert.deepEqual(y.shape, [...(P > 1 ? [P] : []), M, N]);
+  const got = await y.data();
+  for (const t of [a, b, bias, y]) t.dispose();
+  const ref = reference(c, ad, bd, biasd);
+  let err = 0;
+  for (let i = 0; i < ref.length; i++) err = Math.max(err, Math.abs(got[i] - ref[i]));
+  return err;
+}
+
+const tile = (BM: number, BN: number, BK: number, TM: number, TN: number, double: boolean) => ({
+  BM,
+  BN,
+  BK,
+  TM,
+  TN,
+  double,
+});
+
+/**
+ * Small tiles of the same generator and the cases that reach each
+ * specialisation: transposes, vec4/scalar loads and stores, exact/general,
+ * batch with a shared operand, bias, size 1, partial load slots (12×8: 6
+ * threads for 8 vec4s of B), 8-wide thread blocks.
+ */
+const SMALL: [MatmulTile, Case[]][] = [
+  [tile(8, 8, 4, 4, 4, false), [
+    { M: 13, N: 11, K: 7 }, // scalar everything, general
+    { M: 12, N: 12, K: 8, P: 2, shared: "a", transA: true, transB: true }, // vec, general
+    { M: 16, N: 16, K: 8, P: 2, shared: "b", transB: true }, // exact
+    { M: 1, N: 1, K: 1, transA: true },
+    { M: 9, N: 8, K: 12, transA: true, bias: true }, // scalar a, vec4 b and out
+  ]],
+  [tile(12, 8, 4, 4, 4, true), [
+    { M: 24, N: 16, K: 8, P: 3, bias: true }, // exact, double-buffered, partial slots
+    { M: 13, N: 10, K: 9, transB: true, bias: true }, // scalar bias
+    { M: 12, N: 20, K: 12, transA: true }, // vec4, general in N
+  ]],
+  [tile(8, 16, 8, 4, 8, true), [{ M: 20, N: 20, K: 12, transA: true, transB: true, bias: true }]],
+  [tile(16, 8, 4, 8, 4, false), [{ M: 32, N: 16, K: 16, P: 2, shared: "a" }]],
+];
+
+Deno.test({
+  name: "matmulWgsl() kernels on small tiles equal the reference in every specialisation",
+  ignore: NO_GPU,
+  fn: async () => {
+    try {
+      let seed = 1;
+      for (const [t, cases] of SMALL) {
+        useMatmulVariant(t);
+        for (const c of cases) {
+          const err = await gpuError(c, seed++);
+          assert.ok(err < 1e-5, `${JSON.stringify(t)} ${JSON.stringify(c)}: max error ${err}`);
+        }
+      }
+    } finally {
+      useMatmulVariant(null);
+    }
+  },
+});
+
+const SOFTWARE = !NO_GPU &&
+  (GPU!.adapterInfo.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(GPU!.description));
+const ALL = !NO_GPU && (!SOFTWARE || Deno.env.get("WEBSEQ_MATMUL_TEST_ALL") === "1");
+
+Deno.test({
+  name:
+    "every registered variant equals the reference (exact, general vec4, general scalar + bias)",
+  // on llvmpipe each large variant compiles for 10–60 s: run with WEBSEQ_MATMUL_TEST_ALL=1
+  ignore: !ALL,
+  fn: async () => {
+    const target = configureMatmul(GPU!);
+    try {
+      for (const v of MATMUL_VARIANTS) {
+        if (!variantFits(v, target)) continue;
+        const t = v.tile ?? tile(64, 64, 16, 4, 4, false);
+        useMatmulVariant(v.name);
+        const cases: Case[] = [
+          { M: t.BM, N: 2 * t.BN, K: 2 * t.BK, P: 2, transB: true },
+          { M: t.BM + 4, N: t.BN - 4, K: t.BK + 4, P: 2, shared: "b", transA: true },
+          { M: t.BM + 3, N: t.BN + 5, K: 2 * t.BK + 3, transA: true, transB: true, bias: true },
+        ];
+        for (const c of cases) {
+          const err = await gpuError(c, 7);
+          assert.ok(err < 1e-4, `${v.name} ${JSON.stringify(c)}: max error ${err}`);
+        }
+      }
+    } finally {
+      useMatmulVariant(null);
+      setMatmulTarget(DEFAULT_TARGET);
+    }
+  },
+});
+
+Deno.test("heuristicVariant() takes the largest tile that fills the GPU, within the limits", () => {
+  const sq = (n: number) => ({ M: n, N: n, K: n });
+  assert.equal(heuristicVariant(sq(4096)), "t128x128k8_8x8d");
+  assert.equal(heuristicVariant(sq(2048)), "t128x128k8_8x8d");
+  assert.equal(heuristicVariant({ M: 2048, N: 1024, K: 64 }), "t128x64k8_8x4d");
+  assert.equal(heuristicVariant(sq(1024)), "t64x64k8_4x4d");
+  assert.equal(heuristicVariant(sq(256)), "t32x32k16_4x4");
+  assert.equal(heuristicVariant({ M: 3, N: 5, K: 4 }), "t32x32k16_4x4");
+  // batches count as workgroups
+  assert.equal(heuristicVariant({ M: 128, N: 128, K: 64, P: 256 }), "t128x128k8_8x8d");
+  // a tile three quarters padding is not taken: M = 16 tokens against a large vocabulary
+  assert.equal(heuristicVariant({ M: 16, N: 32000, K: 512 }), "t32x32k16_4x4");
+  // an adapter with 64 invocations per workgroup gets only 64-thread tiles
+  const small: MatmulTarget = { ...DEFAULT_TARGET, maxInvocations: 64 };
+  assert.equal(heuristicVariant(sq(4096), small), "t32x32k16_4x4");
+  for (const v of MATMUL_VARIANTS) {
+    if (!v.heuristic) continue;
+    const t = v.tile!;
+    // every heuristic variant fits WebGPU's guaranteed limits
+    assert.ok((t.BM / t.TM) * (t.BN / t.TN) <= 256 && (t.BM + t.BN) * t.BK * 4 * 2 <= 16384);
+  }
+});
+
+Deno.test("useMatmulVariant() forces a variant over tuned choices; tuned choices are per adapter", () => {
+  const shape = { M: 4096, N: 4096, K: 4096 };
+  const a: MatmulTarget = { ...DEFAULT_TARGET, description: "adapter A" };
+  const b: MatmulTarget = { ...DEFAULT_TARGET, description: "adapter B" };
+  const before = matmulTarget();
+  try {
+    setTunedVariant(a, shape, "t64x64k16_8x8");
+    setMatmulTarget(a);
+    assert.equal(tunedVariant(shape), "t64x64k16_8x8");
+    assert.equal(matmulVariantFor(shape), "t64x64k16_8x8");
+    assert.equal(matmulVariantFor({ ...shape, transB: true }), "t128x128k8_8x8d");
+    setMatmulTarget(b);
+    assert.equal(matmulVariantFor(shape), "t128x128k8_8x8d");
+    useMatmulVariant("legacy");
+    assert.equal(matmulVariantFor(shape), "legacy");
+    useMatmulVariant({ BM: 8, BN: 8, BK: 4, TM: 4, TN: 4, double: false });
+    assert.equal(matmulVariantFor(shape), "custom");
+    useMatmulVariant(null);
+    assert.equal(matmulVariantFor(shape), "t128x128k8_8x8d");
+    assert.throws(() => useMatmulVariant("t1x1"), /Unknown matmul variant "t1x1" \(known: t128/);
+    assert.throws(() => setTunedVariant(a, shape, "nope"), TypeError);
+    assert.throws(
+      () => useMatmulVariant({ BM: 8, BN: 8, BK: 4, TM: 3, TN: 4, double: false }),
+      /TM must be a multiple of 4/,
+    );
+  } finally {
+    useMatmulVariant(null);
+    clearTunedVariants();
+    setMatmulTarget(before);
+  }
+});
+
+Deno.test("WEBSEQ_MATMUL_VARIANT forces a variant; an unknown name is a one-line TypeError", async () => {
+  const code = `import { matmulVariantFor } from "${new URL("./matmul.ts", import.meta.url).href}";
+try { console.log(matmulVariantFor({ M: 4096, N: 4096, K: 4096 })); }
+catch (e) { console.log(e.name + ": " + e.message); }`;
+  const run = async (value: string) => {
+    const cmd = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--no-check", code],
+      env: { WEBSEQ_MATMUL_VARIANT: value },
+      stdout: "piped",
+      stderr: "inherit",
+    });
+    return new TextDecoder().decode((await cmd.output()).stdout).trim();
+  };
+  assert.equal(await run("t64x64k8_4x4d"), "t64x64k8_4x4d");
+  assert.equal(await run("auto"), "t128x128k8_8x8d");
+  assert.match(
+    await run("fast"),
+    /^TypeError: WEBSEQ_MATMUL_VARIANT: Unknown matmul variant "fast"/,
+  );
+});
+
+Deno.test("matmulBias() rejects a bias that is not [N]", () => {
+  const a = tensor(new Float32Array(6), [2, 3]), b = tensor(new Float32Array(12), [3, 4]);
+  assert.throws(
+    () => matmulBias(a, b, tensor(new Float32Array(3), [3])),
+    /Cannot matmulBias: bias \[3\] f32 must be f32 \[4\]/,
+  );
+  assert.throws(() => matmulBias(a, b, tensor(new Float32Array(4), [1, 4])), TypeError);
+});
+
+Deno.test({
+  name: "autotuneMatmul() is off on software adapters unless forced, then remembers the fastest",
+  ignore: NO_GPU,
+  fn: async () => {
+    const shape = { M: 8, N: 8, K: 8, transB: true };
+    try {
+      const target = configureMatmul(GPU!);
+      const [r] = await autotuneMatmul(GPU!, [shape], { variants: ["t32x32k16_4x4"] });
+      if (target.software) {
+        assert.equal(r.tuned, false);
+        assert.equal(r.variant, heuristicVariant(shape, target));
+        assert.equal(tunedVariant(shape), undefined);
+      }
+      const [f] = await autotuneMatmul(GPU!, [shape], {
+        variants: ["t32x32k16_4x4"],
+        force: true,
+        minTimeMs: 5,
+      });
+      assert.equal(f.tuned, true);
+      assert.equal(f.variant, "t32x32k16_4x4");
+      assert.ok(f.ms["t32x32k16_4x4"] > 0 && Number.isFinite(f.ms["t32x32k16_4x4"]));
+      assert.equal(f.timing, GPU!.canProfile ? "timestamp" : "wallclock");
+      assert.equal(tunedVariant(shape), "t32x32k16_4x4");
+      assert.ok((await gpuError({ ...shape }, 3)) < 1e-5);
+    } finally {
+      clearTunedVariants();
+      setMatmulTarget(DEFAULT_TARGET);
+    }
+  },
+});
+
+Deno.test("matmulWgsl() spells the tile as constants: unrolled FMAs, vec4 slices, no loops over k", () => {
+  const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), {
+    transA: false,
+    transB: true,
+    vecA: true,
+    vecB: true,
+    vecOut: true,
+    exact: true,
+    bias: false,
+  });
+  assert.match(code, /@workgroup_size\(256\)/);
+  assert.match(code, /var<workgroup> As: array<vec4<f32>, 512>;/); // 2 × 8 × 128 / 4
+  assert.equal(code.match(/= fma\(/g)?.length, 8 * 2 * 8); // TM · TN/4 · BK
+  assert.equal(code.match(/for \(/g)?.length, 1); // only the loop over K slices
+  assert.doesNotMatch(code, /< u\.[MNK]/); // exact: no bounds checks
+});
