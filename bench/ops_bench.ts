@@ -1,12 +1,16 @@
 /**
  * Kernel benchmarks: matmul GFLOP/s (square sizes and the model's shapes),
- * attention forward + backward (when ops/attention.ts exists), and dispatch
- * overhead (µs per dispatch recorded in one pass, flushed each, synced each).
- * Each result is one JSON object naming the `device` and the `kind`.
+ * every WebGPU matmul variant at each size (`kind: "matmul_variant"`, the
+ * table to tune ops/_matmul_variants.ts from), the autotuner's choice per
+ * shape (`kind: "matmul_tune"`), attention forward + backward (when
+ * ops/attention.ts exists), and dispatch overhead (µs per dispatch recorded
+ * in one pass, flushed each, synced each). Each result is one JSON object
+ * naming the `device` and the `kind`.
  *
  * ```sh
  * deno run -A bench/ops_bench.ts --json
  * deno run -A bench/ops_bench.ts --device cpu --sizes 128,256 --json
+ * deno run -A bench/ops_bench.ts --only variants --variant-sizes 64,128 --json
  * ```
  *
  * `webseq bench --ops` runs the same through {@linkcode runOpsBench}.
@@ -18,7 +22,18 @@
 import { parseArgs } from "node:util";
 import { type GpuBackend, sharedGpuBackend } from "../gpu/backend.ts";
 import * as OPS from "../ops/mod.ts";
-import { addScalar, matmul, type MatmulOptions, sum } from "../ops/mod.ts";
+import {
+  addScalar,
+  autotuneMatmul,
+  configureMatmul,
+  matmul,
+  MATMUL_VARIANTS,
+  type MatmulOptions,
+  type MatmulShape,
+  matmulVariantFor,
+  sum,
+  useMatmulVariant,
+} from "../ops/mod.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { makeRng } from "../tensor/rng.ts";
 import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
@@ -37,9 +52,21 @@ export interface OpsBenchOptions {
   tokens?: number;
   /** Approximate duration of each timed loop in milliseconds; default 300. */
   minTimeMs?: number;
-  /** Which groups to run; default all. */
-  only?: ("matmul" | "model" | "attention" | "dispatch")[];
+  /**
+   * Which groups to run; default all but `tune`, and `variants` only on a
+   * hardware GPU (or with `large`).
+   */
+  only?: OpsBenchGroup[];
+  /** Square sizes of the per-variant table; default 256, 1024, 4096 (64, 128 on software). */
+  variantSizes?: number[];
+  /** Variants of the table (default every registered one the adapter fits). */
+  variants?: string[];
+  /** Operand layouts of the table: "NN", "NT" (b transposed), "TN", "TT"; default NN, NT. */
+  layouts?: string[];
 }
+
+/** Benchmark groups. */
+export type OpsBenchGroup = "matmul" | "model" | "attention" | "dispatch" | "variants" | "tune";
 
 /** One result line: `kind` says what was measured; `device` names the adapter or CPU. */
 export interface OpsBenchLine {
@@ -112,7 +139,7 @@ async function benchMatmul(
   );
   a.dispose();
   b.dispose();
-  return {
+  const line: OpsBenchLine = {
     kind: "matmul",
     device: backend.description,
     backend: backend.kind,
@@ -126,6 +153,130 @@ async function benchMatmul(
     ms: round(ms, 4),
     gflops: round((2 * m * n * k) / (ms * 1e6), 2),
   };
+  if (backend.kind === "webgpu") {
+    line.variant = matmulVariantFor({ M: m, N: n, K: k, transA: opts.transA, transB: opts.transB });
+  }
+  return line;
+}
+
+/**
+ * One variant on one square size and layout: wall-clock ms per call (N calls
+ * between two syncs), GPU ms per call from timestamp queries when the
+ * adapter has them, and the first call's ms (pipeline compile included).
+ */
+async function benchVariant(
+  backend: GpuBackend,
+  variant: string,
+  size: number,
+  layout: string,
+  minTimeMs: number,
+): Promise<OpsBenchLine> {
+  const transA = layout[0] === "T", transB = layout[1] === "T";
+  const m = size, k = size, n = size;
+  const a = randomTensor(transA ? [k, m] : [m, k], backend, 1);
+  const b = randomTensor(transB ? [n, k] : [k, n], backend, 2);
+  const flops = 2 * m * n * k;
+  const base: OpsBenchLine = {
+    kind: "matmul_variant",
+    device: backend.description,
+    backend: backend.kind,
+    variant,
+    label: "square",
+    layout,
+    m,
+    k,
+    n,
+  };
+  const run = () => matmul(a, b, { transA, transB }).dispose();
+  useMatmulVariant(variant);
+  try {
+    await backend.sync();
+    const t0 = performance.now();
+    run();
+    await backend.sync();
+    const firstMs = performance.now() - t0;
+    const { ms, iters } = await timeLoop(backend, run, minTimeMs, 1);
+    const line: OpsBenchLine = {
+      ...base,
+      iters,
+      ms: round(ms, 4),
+      gflops: round(flops / (ms * 1e6), 2),
+      first_ms: round(firstMs, 1),
+    };
+    if (backend.beginProfile()) {
+      const reps = Math.max(1, Math.min(iters, 50));
+      for (let i = 0; i < reps; i++) run();
+      const prof = (await backend.endProfile())["matmul"];
+      if (prof && prof.dispatches > 0 && prof.ms > 0) {
+        const gpuMs = prof.ms / prof.dispatches;
+        line.gpu_ms = round(gpuMs, 4);
+        line.gpu_gflops = round(flops / (gpuMs * 1e6), 2);
+      }
+    }
+    return line;
+  } catch (err) {
+    return { ...base, skipped: `failed: ${firstLine(err)}` };
+  } finally {
+    useMatmulVariant(null);
+    a.dispose();
+    b.dispose();
+  }
+}
+
+/** The per-variant table: every variant × size × layout. */
+async function* benchVariants(
+  backend: Backend,
+  opts: OpsBenchOptions,
+  minTimeMs: number,
+): AsyncGenerator<OpsBenchLine> {
+  if (backend.kind !== "webgpu") return;
+  const gpu = backend as GpuBackend;
+  const target = configureMatmul(gpu);
+  const sizes = opts.variantSizes ?? (target.software ? [64, 128] : [256, 1024, 4096]);
+  const names = opts.variants ?? MATMUL_VARIANTS.map((v) => v.name);
+  for (const size of sizes) {
+    for (const layout of opts.layouts ?? ["NN", "NT"]) {
+      for (const name of names) {
+        yield await benchVariant(gpu, name, size, layout, minTimeMs);
+      }
+    }
+  }
+}
+
+/** The autotuner on the square sizes and the model's shapes: its choice and each variant's ms. */
+async function* benchTune(
+  backend: Backend,
+  shapes: { label: string; shape: MatmulShape }[],
+  opts: OpsBenchOptions,
+): AsyncGenerator<OpsBenchLine> {
+  if (backend.kind !== "webgpu") return;
+  const gpu = backend as GpuBackend;
+  for (const { label, shape } of shapes) {
+    const [r] = await autotuneMatmul(gpu, [shape], {
+      variants: opts.variants,
+      force: true,
+      minTimeMs: opts.minTimeMs,
+    });
+    const ms: Record<string, number> = {};
+    for (const [name, t] of Object.entries(r.ms)) ms[name] = round(t, 4);
+    const flops = 2 * shape.M * shape.N * shape.K * (shape.P ?? 1);
+    yield {
+      kind: "matmul_tune",
+      device: backend.description,
+      backend: backend.kind,
+      label,
+      m: shape.M,
+      k: shape.K,
+      n: shape.N,
+      transA: Boolean(shape.transA),
+      transB: Boolean(shape.transB),
+      variant: r.variant,
+      timing: r.timing,
+      ms: round(r.ms[r.variant] ?? NaN, 4),
+      gflops: round(flops / ((r.ms[r.variant] ?? NaN) * 1e6), 2),
+      variants_ms: JSON.stringify(ms),
+    };
+  }
 }
 
 function round(x: number, digits: number): number {
@@ -244,9 +395,13 @@ function firstLine(err: unknown): string {
 export async function* runOpsBench(opts: OpsBenchOptions = {}): AsyncGenerator<OpsBenchLine> {
   const backend = opts.backend ?? (await sharedGpuBackend()) ?? CPU;
   const minTimeMs = opts.minTimeMs ?? 300;
-  const want = (g: "matmul" | "model" | "attention" | "dispatch") =>
-    !opts.only || opts.only.includes(g);
   const software = isSoftware(backend);
+  const want = (g: OpsBenchGroup) =>
+    opts.only
+      ? opts.only.includes(g)
+      : g === "variants"
+      ? backend.kind === "webgpu" && (!software || Boolean(opts.large))
+      : g !== "tune";
   if (want("dispatch")) {
     for (const l of await benchDispatch(backend, minTimeMs)) yield l;
   }
@@ -268,25 +423,42 @@ export async function* runOpsBench(opts: OpsBenchOptions = {}): AsyncGenerator<O
       yield await benchMatmul(backend, "square", s, s, s, {}, minTimeMs);
     }
   }
+  const BT = opts.tokens ?? (software && !opts.large ? 64 : 16 * 32);
+  const presets = software && !opts.large ? ["small"] : ["small", "base"];
+  const modelShapes: [string, number, number, number, MatmulOptions][] = [];
+  for (const name of presets) {
+    const cfg = { ...DEFAULT_CONFIG, ...PRESETS[name] };
+    const C = cfg.d_model, F = cfg.d_ff, V = cfg.vocab_size;
+    // Linear weights are [out, in] (PyTorch layout): y = x·Wᵀ, dW = dyᵀ·x
+    modelShapes.push(
+      [`${name}.qkv x·Wᵀ`, BT, C, 3 * C, { transB: true }],
+      [`${name}.ffn_up x·Wᵀ`, BT, C, F, { transB: true }],
+      [`${name}.ffn_down x·Wᵀ`, BT, F, C, { transB: true }],
+      [`${name}.lm_head x·Wᵀ`, BT, C, V, { transB: true }],
+      [`${name}.lm_head dW=dyᵀ·x`, V, BT, C, { transA: true }],
+      [`${name}.lm_head dx=dy·W`, BT, V, C, {}],
+    );
+  }
   if (want("model")) {
-    const BT = opts.tokens ?? (software && !opts.large ? 64 : 16 * 32);
-    const presets = software && !opts.large ? ["small"] : ["small", "base"];
-    for (const name of presets) {
-      const cfg = { ...DEFAULT_CONFIG, ...PRESETS[name] };
-      const C = cfg.d_model, F = cfg.d_ff, V = cfg.vocab_size;
-      // Linear weights are [out, in] (PyTorch layout): y = x·Wᵀ, dW = dyᵀ·x
-      const shapes: [string, number, number, number, MatmulOptions][] = [
-        [`${name}.qkv x·Wᵀ`, BT, C, 3 * C, { transB: true }],
-        [`${name}.ffn_up x·Wᵀ`, BT, C, F, { transB: true }],
-        [`${name}.ffn_down x·Wᵀ`, BT, F, C, { transB: true }],
-        [`${name}.lm_head x·Wᵀ`, BT, C, V, { transB: true }],
-        [`${name}.lm_head dW=dyᵀ·x`, V, BT, C, { transA: true }],
-        [`${name}.lm_head dx=dy·W`, BT, V, C, {}],
-      ];
-      for (const [label, m, k, n, o] of shapes) {
-        yield await benchMatmul(backend, label, m, k, n, o, minTimeMs);
-      }
+    for (const [label, m, k, n, o] of modelShapes) {
+      yield await benchMatmul(backend, label, m, k, n, o, minTimeMs);
     }
+  }
+  if (want("variants")) {
+    for await (const l of benchVariants(backend, opts, minTimeMs)) yield l;
+  }
+  if (want("tune")) {
+    const shapes = [
+      ...(opts.variantSizes ?? opts.sizes ?? [256, 1024, 4096]).map((s) => ({
+        label: "square",
+        shape: { M: s, N: s, K: s },
+      })),
+      ...modelShapes.map(([label, M, K, N, o]) => ({
+        label,
+        shape: { M, N, K, transA: o.transA, transB: o.transB },
+      })),
+    ];
+    for await (const l of benchTune(backend, shapes, opts)) yield l;
   }
   if (want("attention")) {
     for (const l of await benchAttention(backend, minTimeMs, Boolean(opts.large))) yield l;
@@ -302,6 +474,9 @@ if (import.meta.main) {
       tokens: { type: "string" },
       "min-time-ms": { type: "string" },
       only: { type: "string" },
+      "variant-sizes": { type: "string" },
+      variants: { type: "string" },
+      layouts: { type: "string" },
       large: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -313,14 +488,21 @@ if (import.meta.main) {
 Examples:
   deno run -A bench/ops_bench.ts --json
   deno run -A bench/ops_bench.ts --device cpu --sizes 128,256 --only matmul,dispatch --json
+  deno run -A bench/ops_bench.ts --only variants,tune --variant-sizes 1024,4096 --json
 
 Options:
   --device auto|webgpu|cpu   backend (default auto: WebGPU if an adapter exists)
   --sizes N,N,...            square matmul sizes (default 256,1024,4096)
-  --large                    on CPU/software adapters, also run 4096, base-model shapes, attention
+  --large                    on CPU/software adapters, also run 4096, base-model shapes,
+                             attention and the per-variant table
   --tokens N                 B·T of the model-shape matmuls (default 512; 64 on software)
   --min-time-ms N            length of each timed loop (default 300)
-  --only G,G                 groups: matmul, model, attention, dispatch
+  --only G,G                 groups: matmul, model, attention, dispatch, variants, tune
+                             (default all but tune; variants only on a hardware GPU)
+  --variant-sizes N,N        square sizes of the per-variant table and the tuner
+                             (default 256,1024,4096; 64,128 on software adapters)
+  --variants NAME,NAME       variants of the table and the tuner (default all)
+  --layouts NN,NT,TN,TT      operand layouts of the table (default NN,NT)
   --json                     JSON lines (the only output format)
 
 Permissions: --allow-read --allow-env`);
@@ -349,6 +531,9 @@ Permissions: --allow-read --allow-env`);
       minTimeMs: ints(values["min-time-ms"])?.[0],
       large: values.large,
       only: values.only?.split(",") as OpsBenchOptions["only"],
+      variantSizes: ints(values["variant-sizes"]),
+      variants: values.variants?.split(","),
+      layouts: values.layouts?.split(","),
     })
   ) {
     console.log(JSON.stringify(line));

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { runOpsBench } from "./ops_bench.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
+import { GPU, NO_GPU } from "../tests/_gpu.ts";
 
 Deno.test("runOpsBench() yields matmul, dispatch and attention lines naming the device", async () => {
   const lines = [];
@@ -24,4 +25,35 @@ Deno.test("runOpsBench() yields matmul, dispatch and attention lines naming the 
   const attention = lines.filter((l) => l.kind === "attention");
   assert.ok(attention.length >= 1);
   for (const l of attention) assert.ok(l.ms !== undefined || l.skipped !== undefined);
+});
+
+Deno.test({
+  name: "runOpsBench() variants and tune groups yield one line per variant, size and layout",
+  ignore: NO_GPU,
+  fn: async () => {
+    const lines = [];
+    for await (
+      const l of runOpsBench({
+        backend: GPU!,
+        only: ["variants", "tune"],
+        variantSizes: [8],
+        variants: ["t32x32k16_4x4"],
+        layouts: ["NT", "NN"],
+        tokens: 2,
+        minTimeMs: 5,
+      })
+    ) lines.push(l);
+    const table = lines.filter((l) => l.kind === "matmul_variant");
+    assert.deepEqual(table.map((l) => l.layout), ["NT", "NN"]);
+    for (const l of table) {
+      assert.equal(l.variant, "t32x32k16_4x4");
+      assert.ok((l.ms as number) > 0 && (l.first_ms as number) > 0, JSON.stringify(l));
+    }
+    const tune = lines.filter((l) => l.kind === "matmul_tune");
+    assert.equal(tune.length, 1 + 6); // the square size and the small preset's shapes
+    for (const l of tune) {
+      assert.equal(l.variant, "t32x32k16_4x4");
+      assert.ok(Number.isFinite(JSON.parse(l.variants_ms as string)["t32x32k16_4x4"]));
+    }
+  },
 });
