@@ -1,19 +1,21 @@
 /**
  * MultiHeadAttention: self, causal self and cross attention with key-padding
  * masks, on the fused `attention` op. Q, K, V and output projections have
- * biases (CONTRACTS.md §2).
+ * biases (CONTRACTS.md §2). Heads stay token-major: `[B, T, C]` is viewed as
+ * `[B, T, H, D]` (a free reshape) and the op's "BTHD" layout reads it as is,
+ * so splitting and merging heads costs no copy.
  *
  * @module
  */
 import type { Tensor } from "../tensor/tensor.ts";
-import { permute, reshape } from "../ops/mod.ts";
+import { reshape } from "../ops/mod.ts";
 import { attention } from "../ops/attention.ts";
 import { concat } from "../ops/slice.ts";
 import type { InitContext } from "./module.ts";
 import { Module } from "./module.ts";
 import { type ForwardContext, Linear } from "./layers.ts";
 
-/** Cached keys and values of one attention layer: [B, H, S, D] each. */
+/** Cached keys and values of one attention layer: [B, S, H, D] each. */
 export interface KvCache {
   /** Keys. */
   k: Tensor;
@@ -65,10 +67,10 @@ export class MultiHeadAttention extends Module {
     this.#o = this.addModule("out_proj", new Linear(ctx, dim, dim));
   }
 
-  /** [B, T, C] → [B, H, T, D]. */
+  /** [B, T, C] → [B, T, H, D] (a view). */
   #split(x: Tensor): Tensor {
     const [B, T] = x.shape;
-    return permute(reshape(x, [B, T, this.heads, this.dim / this.heads]), [0, 2, 1, 3]);
+    return reshape(x, [B, T, this.heads, this.dim / this.heads]);
   }
 
   /** Keys and values of `source` [B, S, C], split into heads. */
@@ -94,7 +96,7 @@ export class MultiHeadAttention extends Module {
     } else {
       kv = this.keyValues(source);
       if (opts.cache) {
-        kv = { k: concat([opts.cache.k, kv.k], 2), v: concat([opts.cache.v, kv.v], 2) };
+        kv = { k: concat([opts.cache.k, kv.k], 1), v: concat([opts.cache.v, kv.v], 1) };
       }
     }
     const p = ctx.training ? this.attnDropout : 0;
@@ -102,8 +104,9 @@ export class MultiHeadAttention extends Module {
       keyMask: opts.keyMask,
       causal: opts.causal ?? false,
       dropout: p > 0 ? { p, seed: ctx.nextSeed() } : undefined,
-    }); // [B, H, T, D]
-    const merged = reshape(permute(o, [0, 2, 1, 3]), [B, T, this.dim]);
+      layout: "BTHD",
+    }); // [B, T, H, D]
+    const merged = reshape(o, [B, T, this.dim]);
     return { out: this.#o.forward(merged), cache: opts.cache !== undefined ? kv : null };
   }
 }

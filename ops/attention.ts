@@ -7,6 +7,11 @@
  * max and sum) and also writes the row logsumexp `lse [B, H, T]`, which the
  * backward uses to recompute the probabilities.
  *
+ * Layout "BTHD" takes `q [B, T, H, D]`, `k, v [B, S, H, D]` (free reshapes of
+ * the `[B, T, C]` projections) and gives `out [B, T, H, D]`, `lse [B, T, H]`:
+ * the kernels index `((b·T + t)·H + h)·D + d` directly, so a model needs no
+ * permutes to split and merge heads. Both layouts compute the same numbers.
+ *
  * Semantics (the CPU reference below is the spec):
  * - key `s` is allowed for query `t` when `mask[b, s] != 0` and, if causal,
  *   `s <= t + (S − T)` (so T = 1 with a KV cache attends all S keys);
@@ -17,8 +22,8 @@
  *   and its q and k get no gradient from that row (v does);
  * - dropout (training): probability `P[b,h,t,s]` is kept where
  *   `hashU32(seed, ((b·H + h)·T + t)·S + s) >>> 8 >= ceil(p·2²⁴)` (the mask of
- *   ops/dropout.ts applied to the `[B, H, T, S]` probabilities) and scaled by
- *   `1/(1 − p)`; `lse` is taken before dropout.
+ *   ops/dropout.ts applied to the `[B, H, T, S]` probabilities, in either
+ *   layout) and scaled by `1/(1 − p)`; `lse` is taken before dropout.
  * - allowed scores must be above −1e29 (the kernels start the running max at
  *   −1e30).
  *
@@ -61,8 +66,17 @@ import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpCase, OpEntry } from "./registry.ts";
 import { wasmMatmulF32 } from "./_wasm_matmul.ts";
 
+/**
+ * Memory layout of q, k, v and out (and of the rows of `lse`): heads-major
+ * `"BHTD"` (q `[B, H, T, D]`, lse `[B, H, T]`) or token-major `"BTHD"`
+ * (q `[B, T, H, D]`, a free reshape of `[B, T, C]`; lse `[B, T, H]`).
+ */
+export type AttentionLayout = "BHTD" | "BTHD";
+
 /** Parameters of {@linkcode ATTENTION}. */
 export interface AttentionParams {
+  /** Layout of q/k/v/out; default "BHTD". */
+  layout?: AttentionLayout;
   /** Whether input 3 is a key mask `[B, S]`. */
   hasMask: boolean;
   /** Query t attends keys s ≤ t + (S − T). */
@@ -91,6 +105,8 @@ export interface AttentionOptions {
   scale?: number;
   /** Attention-probability dropout (training only). */
   dropout?: { p: number; seed: number };
+  /** "BTHD": q `[B, T, H, D]`, k and v `[B, S, H, D]` (default "BHTD": `[B, H, T, D]`). */
+  layout?: AttentionLayout;
 }
 
 /** Largest head size the WGSL kernels accept. */
@@ -102,10 +118,31 @@ interface Geometry {
   T: number;
   S: number;
   D: number;
+  layout: AttentionLayout;
 }
 
-function geometry(inputs: TensorInfo[], hasMask: boolean, what: string): Geometry {
+/**
+ * Row index (rows are D-vectors) of position `t` of a sequence of length `L`
+ * in head `h` of batch row `b`; lse and the kernels' per-row scratch use the
+ * query's row index too.
+ */
+function rowOf(g: Geometry, b: number, h: number, t: number, L: number): number {
+  return g.layout === "BTHD" ? (b * L + t) * g.H + h : (b * g.H + h) * L + t;
+}
+
+/** Shape of a q/k/v/out tensor with `L` positions. */
+function headsShape(g: Geometry, L: number): Shape {
+  return g.layout === "BTHD" ? [g.B, L, g.H, g.D] : [g.B, g.H, L, g.D];
+}
+
+/** Shape of lse (one value per query row). */
+function rowsShape(g: Geometry): Shape {
+  return g.layout === "BTHD" ? [g.B, g.T, g.H] : [g.B, g.H, g.T];
+}
+
+function geometry(inputs: TensorInfo[], p: AttentionParams, what: string): Geometry {
   const [q, k, v] = inputs;
+  const layout = p.layout ?? "BHTD", hasMask = p.hasMask;
   const bad = (why: string): never => {
     throw new TypeError(
       `Cannot ${what} q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${
@@ -113,12 +150,18 @@ function geometry(inputs: TensorInfo[], hasMask: boolean, what: string): Geometr
       }: ${why}`,
     );
   };
-  if (q.shape.length !== 4 || k.shape.length !== 4 || v.shape.length !== 4) {
-    bad("need rank 4 [B, H, T, D]");
+  if (layout !== "BHTD" && layout !== "BTHD") {
+    throw new TypeError(`Cannot ${what}: layout must be "BHTD" or "BTHD", got ${layout}`);
   }
-  const [B, H, T, D] = q.shape;
-  const S = k.shape[2];
-  if (k.shape[0] !== B || k.shape[1] !== H || k.shape[3] !== D) bad("k must be [B, H, S, D]");
+  const tm = layout === "BTHD";
+  if (q.shape.length !== 4 || k.shape.length !== 4 || v.shape.length !== 4) {
+    bad(`need rank 4 ${tm ? "[B, T, H, D]" : "[B, H, T, D]"}`);
+  }
+  const [B, H, T, D] = tm ? [q.shape[0], q.shape[2], q.shape[1], q.shape[3]] : q.shape;
+  const S = k.shape[tm ? 1 : 2];
+  if (k.shape[0] !== B || k.shape[tm ? 2 : 1] !== H || k.shape[3] !== D) {
+    bad(`k must be ${tm ? "[B, S, H, D]" : "[B, H, S, D]"}`);
+  }
   if (v.shape.some((d, i) => d !== k.shape[i])) bad("v must have k's shape");
   if (S < 1) bad("need at least one key");
   for (const t of [q, k, v]) if (t.dtype === "i32") bad("need float tensors");
@@ -128,7 +171,7 @@ function geometry(inputs: TensorInfo[], hasMask: boolean, what: string): Geometr
       bad(`keyMask must be [${B}, ${S}], got ${m ? fmtShape(m.shape) : "none"}`);
     }
   }
-  return { B, H, T, S, D };
+  return { B, H, T, S, D, layout };
 }
 
 function checkParams(p: AttentionParams, what: string): void {
@@ -165,18 +208,18 @@ class RowContext {
     this.zm = new Float64Array(g.S).fill(1);
   }
 
-  /** Fills z/ok/zm for row (bh, t); returns whether any key is allowed. */
-  fill(q: CpuArray, k: CpuArray, mask: CpuArray | null, bh: number, t: number): boolean {
-    const { H, T, S, D } = this.g, p = this.p;
-    const b = Math.floor(bh / H), lim = p.causal ? t + S - T : S - 1;
-    const qo = (bh * T + t) * D;
+  /** Fills z/ok/zm for query t of head (b, h); returns whether any key is allowed. */
+  fill(q: CpuArray, k: CpuArray, mask: CpuArray | null, b: number, h: number, t: number): boolean {
+    const g = this.g, { H, T, S, D } = g, p = this.p;
+    const lim = p.causal ? t + S - T : S - 1;
+    const qo = rowOf(g, b, h, t, T) * D;
     let any = false;
     for (let s = 0; s < S; s++) {
       const ok = s <= lim && (mask === null || mask[b * S + s] !== 0);
       this.ok[s] = ok ? 1 : 0;
       if (ok) {
         any = true;
-        const ko = (bh * S + s) * D;
+        const ko = rowOf(g, b, h, s, S) * D;
         let dot = 0;
         for (let d = 0; d < D; d++) dot += q[qo + d] * k[ko + d];
         this.z[s] = dot * p.scale;
@@ -184,7 +227,7 @@ class RowContext {
     }
     if (p.dropoutP > 0) {
       const thr = threshold(p.dropoutP), ks = keepScale(p.dropoutP), seed = p.seed >>> 0;
-      const row = (bh * T + t) * S;
+      const row = ((b * H + h) * T + t) * S; // the [B, H, T, S] index in either layout
       for (let s = 0; s < S; s++) this.zm[s] = hashU32(seed, row + s) >>> 8 >= thr ? ks : 0;
     }
     return any;
@@ -199,27 +242,30 @@ function attentionCpu(
 ): void {
   const { H, T, S, D } = g, mask = p.hasMask ? maskIn : null;
   const row = new RowContext(g, p), prob = new Float64Array(S), acc = new Float64Array(D);
-  for (let bh = 0; bh < g.B * H; bh++) {
-    for (let t = 0; t < T; t++) {
-      if (row.fill(q, k, mask, bh, t)) {
-        let m = -Infinity;
-        for (let s = 0; s < S; s++) if (row.ok[s] && row.z[s] > m) m = row.z[s];
-        let sum = 0;
-        for (let s = 0; s < S; s++) sum += prob[s] = row.ok[s] ? Math.exp(row.z[s] - m) : 0;
-        for (let s = 0; s < S; s++) prob[s] /= sum;
-        lse[bh * T + t] = m + Math.log(sum);
-      } else {
-        prob.fill(1 / S); // fully masked row: uniform over all keys
-        lse[bh * T + t] = Math.log(S);
+  for (let b = 0; b < g.B; b++) {
+    for (let h = 0; h < H; h++) {
+      for (let t = 0; t < T; t++) {
+        const r = rowOf(g, b, h, t, T);
+        if (row.fill(q, k, mask, b, h, t)) {
+          let m = -Infinity;
+          for (let s = 0; s < S; s++) if (row.ok[s] && row.z[s] > m) m = row.z[s];
+          let sum = 0;
+          for (let s = 0; s < S; s++) sum += prob[s] = row.ok[s] ? Math.exp(row.z[s] - m) : 0;
+          for (let s = 0; s < S; s++) prob[s] /= sum;
+          lse[r] = m + Math.log(sum);
+        } else {
+          prob.fill(1 / S); // fully masked row: uniform over all keys
+          lse[r] = Math.log(S);
+        }
+        acc.fill(0);
+        for (let s = 0; s < S; s++) {
+          const w = prob[s] * row.zm[s];
+          if (w === 0) continue;
+          const vo = rowOf(g, b, h, s, S) * D;
+          for (let d = 0; d < D; d++) acc[d] += w * v[vo + d];
+        }
+        out.set(acc, r * D);
       }
-      acc.fill(0);
-      for (let s = 0; s < S; s++) {
-        const w = prob[s] * row.zm[s];
-        if (w === 0) continue;
-        const vo = (bh * S + s) * D;
-        for (let d = 0; d < D; d++) acc[d] += w * v[vo + d];
-      }
-      out.set(acc, (bh * T + t) * D);
     }
   }
 }
@@ -236,40 +282,45 @@ function attentionBackwardCpu(
   const { H, T, S, D } = g;
   const row = new RowContext(g, p), dqRow = new Float64Array(D);
   const dkAcc = new Float64Array(S * D), dvAcc = new Float64Array(S * D);
-  for (let bh = 0; bh < g.B * H; bh++) {
-    dkAcc.fill(0);
-    dvAcc.fill(0);
-    for (let t = 0; t < T; t++) {
-      const r = bh * T + t, qo = r * D;
-      let delta = dlse ? -dlse[r] : 0;
-      for (let d = 0; d < D; d++) delta += dO[qo + d] * o[qo + d];
-      const any = row.fill(q, k, mask, bh, t);
-      dqRow.fill(0);
-      for (let s = 0; s < S; s++) {
-        const so = (bh * S + s) * D, zm = row.zm[s];
-        if (!row.ok[s]) {
-          if (!any && zm !== 0) {
-            const w = zm / S;
-            for (let d = 0; d < D; d++) dvAcc[s * D + d] += w * dO[qo + d];
+  for (let b = 0; b < g.B; b++) {
+    for (let h = 0; h < H; h++) {
+      dkAcc.fill(0);
+      dvAcc.fill(0);
+      for (let t = 0; t < T; t++) {
+        const r = rowOf(g, b, h, t, T), qo = r * D;
+        let delta = dlse ? -dlse[r] : 0;
+        for (let d = 0; d < D; d++) delta += dO[qo + d] * o[qo + d];
+        const any = row.fill(q, k, mask, b, h, t);
+        dqRow.fill(0);
+        for (let s = 0; s < S; s++) {
+          const so = rowOf(g, b, h, s, S) * D, zm = row.zm[s];
+          if (!row.ok[s]) {
+            if (!any && zm !== 0) {
+              const w = zm / S;
+              for (let d = 0; d < D; d++) dvAcc[s * D + d] += w * dO[qo + d];
+            }
+            continue;
           }
-          continue;
+          const prob = Math.exp(row.z[s] - lse[r]);
+          let dpv = 0;
+          for (let d = 0; d < D; d++) {
+            dvAcc[s * D + d] += prob * zm * dO[qo + d];
+            dpv += dO[qo + d] * v[so + d];
+          }
+          const ds = prob * (dpv * zm - delta) * p.scale;
+          for (let d = 0; d < D; d++) {
+            dqRow[d] += ds * k[so + d];
+            dkAcc[s * D + d] += ds * q[qo + d];
+          }
         }
-        const prob = Math.exp(row.z[s] - lse[r]);
-        let dpv = 0;
-        for (let d = 0; d < D; d++) {
-          dvAcc[s * D + d] += prob * zm * dO[qo + d];
-          dpv += dO[qo + d] * v[so + d];
-        }
-        const ds = prob * (dpv * zm - delta) * p.scale;
-        for (let d = 0; d < D; d++) {
-          dqRow[d] += ds * k[so + d];
-          dkAcc[s * D + d] += ds * q[qo + d];
-        }
+        dq.set(dqRow, qo);
       }
-      dq.set(dqRow, qo);
+      for (let s = 0; s < S; s++) {
+        const so = rowOf(g, b, h, s, S) * D;
+        dk.set(dkAcc.subarray(s * D, s * D + D), so);
+        dv.set(dvAcc.subarray(s * D, s * D + D), so);
+      }
     }
-    dk.set(dkAcc, bh * S * D);
-    dv.set(dvAcc, bh * S * D);
   }
 }
 
@@ -287,7 +338,11 @@ function isF32(...xs: (CpuArray | undefined | null)[]): boolean {
   return xs.every((x) => x === undefined || x === null || x instanceof Float32Array);
 }
 
-/** Fills `prob` (f32 [BH·T·S]) with softmax(z·scale + mask) and `lse`; fully masked rows are uniform. */
+/**
+ * Fills `prob` (f32 [BH·T·S], heads-major) with softmax(z·scale + mask) and
+ * `lse` (row `rows[r]` of heads-major row r; the identity when null); fully
+ * masked rows are uniform.
+ */
 function softmaxRows(
   z: Float32Array,
   mask: CpuArray | null,
@@ -297,12 +352,14 @@ function softmaxRows(
   p: AttentionParams,
   prob: Float32Array,
   allowedAny: Uint8Array,
+  rows: Int32Array | null,
 ): void {
   const { H, T, S } = g, BH = g.B * H;
   for (let bh = 0; bh < BH; bh++) {
     const b = Math.floor(bh / H);
     for (let t = 0; t < T; t++) {
       const r = bh * T + t, base = r * S, lim = p.causal ? t + S - T : S - 1;
+      const lr = rows ? rows[r] : r;
       let m = -Infinity;
       for (let s = 0; s < S; s++) {
         if (s <= lim && (mask === null || mask[b * S + s] !== 0)) {
@@ -316,21 +373,71 @@ function softmaxRows(
       if (m === -Infinity) {
         allowedAny[r] = 0;
         prob.fill(1 / S, base, base + S);
-        if (lseOut) lseOut[r] = Math.log(S);
+        if (lseOut) lseOut[lr] = Math.log(S);
         continue;
       }
       allowedAny[r] = 1;
       if (lseIn) {
-        const l = lseIn[r];
+        const l = lseIn[lr];
         for (let s = 0; s < S; s++) prob[base + s] = Math.exp(z[base + s] - l);
       } else {
         let sum = 0;
         for (let s = 0; s < S; s++) sum += prob[base + s] = Math.exp(z[base + s] - m);
         for (let s = 0; s < S; s++) prob[base + s] /= sum;
-        if (lseOut) lseOut[r] = m + Math.log(sum);
+        if (lseOut) lseOut[lr] = m + Math.log(sum);
       }
     }
   }
+}
+
+/**
+ * Copies rows between token-major `[B, L, H, D]` and heads-major
+ * `[B, H, L, D]` (`toHeads`: the first into the second). The fast path runs
+ * heads-major, so a "BTHD" call transposes on the way in and out.
+ */
+function transposeLH(
+  src: Float32Array,
+  dst: Float32Array,
+  [B, L, H, D]: [number, number, number, number],
+  toHeads: boolean,
+): Float32Array {
+  for (let b = 0; b < B; b++) {
+    for (let l = 0; l < L; l++) {
+      for (let h = 0; h < H; h++) {
+        const tm = ((b * L + l) * H + h) * D, hm = ((b * H + h) * L + l) * D;
+        const from = toHeads ? tm : hm, to = toHeads ? hm : tm;
+        for (let d = 0; d < D; d++) dst[to + d] = src[from + d];
+      }
+    }
+  }
+  return dst;
+}
+
+/** Row of each heads-major row `(b·H + h)·T + t` in the layout (null for "BHTD"). */
+function rowMap(g: Geometry): Int32Array | null {
+  if (g.layout === "BHTD") return null;
+  const { B, H, T } = g, rows = new Int32Array(B * H * T);
+  for (let b = 0, r = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) for (let t = 0; t < T; t++) rows[r++] = rowOf(g, b, h, t, T);
+  }
+  return rows;
+}
+
+/** `x` (L positions) heads-major: itself for "BHTD", a transposed copy for "BTHD". */
+function headsMajor(x: CpuArray, g: Geometry, L: number): Float32Array {
+  const f = x as Float32Array;
+  if (g.layout === "BHTD") return f;
+  return transposeLH(f, new Float32Array(g.B * g.H * L * g.D), [g.B, L, g.H, g.D], true);
+}
+
+/** Where a heads-major result goes: `out` itself for "BHTD", else scratch to transpose back. */
+function headsMajorOut(out: CpuArray, g: Geometry, L: number): Float32Array {
+  return g.layout === "BHTD" ? out as Float32Array : new Float32Array(g.B * g.H * L * g.D);
+}
+
+/** Copies a heads-major result into `out` when the layout is "BTHD". */
+function fromHeadsMajor(x: Float32Array, out: CpuArray, g: Geometry, L: number): void {
+  if (g.layout === "BTHD") transposeLH(x, out as Float32Array, [g.B, L, g.H, g.D], false);
 }
 
 /** Multiplies `x` [BH·T·S] by the dropout keep-scale mask (in place). */
@@ -372,12 +479,15 @@ function attentionFastF32(
   const { T, S, D } = g, BH = g.B * g.H;
   const z = new Float32Array(BH * T * S);
   const mm = headsMatmul(BH);
-  const qf = q as Float32Array, kf = k as Float32Array, vf = v as Float32Array;
+  const qf = headsMajor(q, g, T), kf = headsMajor(k, g, S), vf = headsMajor(v, g, S);
   if (!mm(qf, kf, z, { M: T, N: S, K: D, sa: T * D, sb: S * D, transB: true })) return false;
   const prob = new Float32Array(BH * T * S);
-  softmaxRows(z, mask, null, lse, g, p, prob, new Uint8Array(BH * T));
+  softmaxRows(z, mask, null, lse, g, p, prob, new Uint8Array(BH * T), rowMap(g));
   applyDropout(prob, p);
-  return mm(prob, vf, out as Float32Array, { M: T, N: D, K: S, sa: T * S, sb: S * D });
+  const of = headsMajorOut(out, g, T);
+  if (!mm(prob, vf, of, { M: T, N: D, K: S, sa: T * S, sb: S * D })) return false;
+  fromHeadsMajor(of, out, g, T);
+  return true;
 }
 
 function attentionBackwardFastF32(
@@ -390,14 +500,14 @@ function attentionBackwardFastF32(
   const mask = p.hasMask ? ins[6] : null;
   const dlse = p.hasDLse ? ins[p.hasMask ? 7 : 6] : null;
   const [dq, dk, dv] = outs;
-  if (!isF32(q, k, v, o, dO, dq, dk, dv) || g.T === 0) return false;
+  if (!isF32(q, k, v, o, lse, dO, dlse, dq, dk, dv) || g.T === 0) return false;
   const { T, S, D } = g, BH = g.B * g.H, n = BH * T * S;
   const mm = headsMatmul(BH);
-  const qf = q as Float32Array, kf = k as Float32Array, vf = v as Float32Array;
-  const dOf = dO as Float32Array;
+  const qf = headsMajor(q, g, T), kf = headsMajor(k, g, S), vf = headsMajor(v, g, S);
+  const dOf = headsMajor(dO, g, T), rows = rowMap(g);
   const z = new Float32Array(n), prob = new Float32Array(n), any = new Uint8Array(BH * T);
   if (!mm(qf, kf, z, { M: T, N: S, K: D, sa: T * D, sb: S * D, transB: true })) return false;
-  softmaxRows(z, mask, lse, null, g, p, prob, any);
+  softmaxRows(z, mask, lse, null, g, p, prob, any, rows);
   // dP = dO · Vᵀ, then dS = P ∘ (dP ∘ Z − Δ) · scale on allowed keys, 0 elsewhere
   const dP = new Float32Array(n);
   mm(dOf, vf, dP, { M: T, N: S, K: D, sa: T * D, sb: S * D, transB: true });
@@ -405,8 +515,9 @@ function attentionBackwardFastF32(
   applyDropout(zm, p);
   const pz = new Float32Array(n);
   for (let r = 0; r < BH * T; r++) {
-    let delta = dlse ? -dlse[r] : 0;
-    for (let d = 0; d < D; d++) delta += dOf[r * D + d] * o[r * D + d];
+    const lr = rows ? rows[r] : r; // o, lse and dlse stay in the layout
+    let delta = dlse ? -dlse[lr] : 0;
+    for (let d = 0; d < D; d++) delta += dOf[r * D + d] * o[lr * D + d];
     const base = r * S;
     for (let s = 0; s < S; s++) {
       const i = base + s;
@@ -415,9 +526,13 @@ function attentionBackwardFastF32(
     }
   }
   const dS = dP;
-  mm(pz, dOf, dv as Float32Array, { M: S, N: D, K: T, sa: T * S, sb: T * D, transA: true });
-  mm(dS, kf, dq as Float32Array, { M: T, N: D, K: S, sa: T * S, sb: S * D });
-  mm(dS, qf, dk as Float32Array, { M: S, N: D, K: T, sa: T * S, sb: T * D, transA: true });
+  const dvf = headsMajorOut(dv, g, S), dqf = headsMajorOut(dq, g, T), dkf = headsMajorOut(dk, g, S);
+  mm(pz, dOf, dvf, { M: S, N: D, K: T, sa: T * S, sb: T * D, transA: true });
+  mm(dS, kf, dqf, { M: T, N: D, K: S, sa: T * S, sb: S * D });
+  mm(dS, qf, dkf, { M: S, N: D, K: T, sa: T * S, sb: T * D, transA: true });
+  fromHeadsMajor(dvf, dv, g, S);
+  fromHeadsMajor(dqf, dq, g, T);
+  fromHeadsMajor(dkf, dk, g, S);
   return true;
 }
 
@@ -440,6 +555,7 @@ interface Variant {
   mask: "f32" | "i32" | null;
   causal: boolean;
   dropout: boolean;
+  layout: AttentionLayout;
 }
 
 /** Row layout: W floats per element (4: vec4), NV elements per row. */
@@ -480,10 +596,24 @@ function header(bufs: Buf[]): string {
   ).join("\n") + `\n${UNIFORM}\n@group(0) @binding(${bufs.length}) var<uniform> u: U;\n`;
 }
 
-/** Shared helpers: key_on (padding mask), the causal key bound, the dropout multiplier. */
+/**
+ * Shared helpers: row indexing of the layout, key_on (padding mask), the
+ * causal key bound, the dropout multiplier.
+ */
 function common(v: Variant): string {
+  const tm = v.layout === "BTHD";
   return `
 const MASKED: f32 = -1e30;
+// row (a D-vector) of position t of a length-L sequence in head h of batch row b
+fn row_of(b: u32, h: u32, t: u32, L: u32) -> u32 {
+  return ${tm ? "(b * L + t) * u.H + h" : "(b * u.H + h) * L + t"};
+}
+// (b, h, t) of row i of a length-L sequence
+fn coords_of(i: u32, L: u32) -> vec3u {
+  return ${
+    tm ? "vec3u(i / u.H / L, i % u.H, (i / u.H) % L)" : "vec3u(i / L / u.H, (i / L) % u.H, i % L)"
+  };
+}
 fn key_on(b: u32, s: u32) -> bool {
   return ${v.mask ? `mask[b * u.S + s] != ${v.mask === "i32" ? "0" : "0.0"}` : "true"};
 }
@@ -492,10 +622,11 @@ fn key_end(t: u32) -> u32 {
   return ${v.causal ? "u32(clamp(i32(t) + i32(u.S) - i32(u.T) + 1, 0, i32(u.S)))" : "u.S"};
 }
 ${v.dropout ? WGSL_HASH : ""}
-fn zmul(bh: u32, t: u32, s: u32) -> f32 {
+// the [B, H, T, S] index of (b, h, t, s) seeds the mask in either layout
+fn zmul(b: u32, h: u32, t: u32, s: u32) -> f32 {
   ${
     v.dropout
-      ? "return select(0.0, u.keep_scale, (hash_u32(u.seed, (bh * u.T + t) * u.S + s) >> 8u) >= u.thr);"
+      ? "return select(0.0, u.keep_scale, (hash_u32(u.seed, ((b * u.H + h) * u.T + t) * u.S + s) >> 8u) >= u.thr);"
       : "return 1.0;"
   }
 }
@@ -514,18 +645,18 @@ function forwardKernel(v: Variant): string {
   bufs.push(["out", "read_write", VT], ["lse", "read_write", "f32"]);
   return header(bufs) + common(v) + `
 ${ROW_ENTRY("u.BH * u.T")}
-  let bh = i / u.T;
-  let t = i % u.T;
-  let b = bh / u.H;
+  let c = coords_of(i, u.T);
+  let b = c.x;
+  let h = c.y;
+  let t = c.z;
   let qo = i * ${NV}u;
-  let kb = bh * u.S * ${NV}u;
   ${each(NV, (j) => `let q${j} = q[qo + ${j}u] * u.scale;`, "\n  ")}
   ${each(NV, (j) => `var o${j} = ${VT}(0.0);`, "\n  ")}
   var m = MASKED;
   var l = 0.0;
   for (var s = 0u; s < key_end(t); s++) {
     if (!key_on(b, s)) { continue; }
-    let ko = kb + s * ${NV}u;
+    let ko = row_of(b, h, s, u.S) * ${NV}u;
     var z = 0.0;
     ${dotInto("z", NV, W, (j) => `q${j}`, (j) => `k[ko + ${j}u]`)}
     if (z > m) {
@@ -537,15 +668,15 @@ ${ROW_ENTRY("u.BH * u.T")}
     }
     let p = exp(z - m);
     l += p;
-    let pz = p * zmul(bh, t, s);
+    let pz = p * zmul(b, h, t, s);
     ${each(NV, (j) => `o${j} += pz * v[ko + ${j}u];`)}
   }
   var L = 0.0;
   if (m == MASKED) {
     // no allowed key: uniform attention over all S keys
     for (var s = 0u; s < u.S; s++) {
-      let ko = kb + s * ${NV}u;
-      let w = zmul(bh, t, s);
+      let ko = row_of(b, h, s, u.S) * ${NV}u;
+      let w = zmul(b, h, t, s);
       ${each(NV, (j) => `o${j} += w * v[ko + ${j}u];`, "\n      ")}
     }
     l = f32(u.S);
@@ -569,8 +700,9 @@ function deltaKernel(v: Variant, hasDLse: boolean): string {
   bufs.push(["info", "read_write", "f32"]);
   return header(bufs) + common(v) + `
 ${ROW_ENTRY("u.BH * u.T")}
-  let t = i % u.T;
-  let b = (i / u.T) / u.H;
+  let c = coords_of(i, u.T);
+  let b = c.x;
+  let t = c.z;
   var acc = 0.0;
   for (var j = 0u; j < ${NV}u; j++) {
     ${
@@ -611,11 +743,11 @@ function dqKernel(v: Variant): string {
   bufs.push(["dq", "read_write", VT]);
   return header(bufs) + common(v) + `
 ${ROW_ENTRY("u.BH * u.T")}
-  let bh = i / u.T;
-  let t = i % u.T;
-  let b = bh / u.H;
+  let c = coords_of(i, u.T);
+  let b = c.x;
+  let h = c.y;
+  let t = c.z;
   let qo = i * ${NV}u;
-  let kb = bh * u.S * ${NV}u;
   let L = lse[i];
   let delta = info[2u * i];
   ${each(NV, (j) => `let q${j} = q[qo + ${j}u] * u.scale;`, "\n  ")}
@@ -623,12 +755,12 @@ ${ROW_ENTRY("u.BH * u.T")}
   ${each(NV, (j) => `var dq${j} = ${VT}(0.0);`, "\n  ")}
   for (var s = 0u; s < key_end(t); s++) {
     if (!key_on(b, s)) { continue; }
-    let ko = kb + s * ${NV}u;
+    let ko = row_of(b, h, s, u.S) * ${NV}u;
     var z = 0.0;
     ${dotInto("z", NV, W, (j) => `q${j}`, (j) => `k[ko + ${j}u]`)}
     var dp = 0.0;
     ${dotInto("dp", NV, W, (j) => `g${j}`, (j) => `v[ko + ${j}u]`)}
-    let ds = exp(z - L) * (dp * zmul(bh, t, s) - delta) * u.scale;
+    let ds = exp(z - L) * (dp * zmul(b, h, t, s) - delta) * u.scale;
     ${each(NV, (j) => `dq${j} += ds * k[ko + ${j}u];`)}
   }
   ${each(NV, (j) => `dq[qo + ${j}u] = dq${j};`, "\n  ")}
@@ -644,9 +776,10 @@ function dkvKernel(v: Variant): string {
   const anyMasking = v.mask !== null || v.causal;
   return header(bufs) + common(v) + `
 ${ROW_ENTRY("u.BH * u.S")}
-  let bh = i / u.S;
-  let s = i % u.S;
-  let b = bh / u.H;
+  let c = coords_of(i, u.S);
+  let b = c.x;
+  let h = c.y;
+  let s = c.z;
   let ko = i * ${NV}u;
   let on = key_on(b, s);
   ${each(NV, (j) => `let k${j} = k[ko + ${j}u] * u.scale;`, "\n  ")}
@@ -654,7 +787,7 @@ ${ROW_ENTRY("u.BH * u.S")}
   ${each(NV, (j) => `var dk${j} = ${VT}(0.0);`, "\n  ")}
   ${each(NV, (j) => `var dv${j} = ${VT}(0.0);`, "\n  ")}
   for (var t = 0u; t < u.T; t++) {
-    let r = bh * u.T + t;
+    let r = row_of(b, h, t, u.T);
     let qo = r * ${NV}u;
     var pz = 0.0; // P∘Z of (t, s)
     var ds = 0.0; // dS of (t, s)
@@ -664,13 +797,13 @@ ${ROW_ENTRY("u.BH * u.S")}
       var dp = 0.0;
       ${dotInto("dp", NV, W, (j) => `v${j}`, (j) => `dO[qo + ${j}u]`, "\n      ")}
       let p = exp(z - lse[r]);
-      let zm = zmul(bh, t, s);
+      let zm = zmul(b, h, t, s);
       ds = p * (dp * zm - info[2u * r]) * u.scale;
       pz = p * zm;
     }${
     anyMasking
       ? ` else if (info[2u * r + 1u] != 0.0) {
-      pz = zmul(bh, t, s) / f32(u.S); // a fully masked row attends uniformly
+      pz = zmul(b, h, t, s) / f32(u.S); // a fully masked row attends uniformly
     }`
       : ""
   }
@@ -696,6 +829,7 @@ function variantOf(inputs: TensorInfo[], g: Geometry, p: AttentionParams, maskAt
     mask: p.hasMask ? (inputs[maskAt].dtype === "i32" ? "i32" : "f32") : null,
     causal: p.causal,
     dropout: p.dropoutP > 0,
+    layout: g.layout,
   };
 }
 
@@ -710,7 +844,8 @@ function uniform(g: Geometry, p: AttentionParams): ArrayBuffer {
 
 /**
  * The attention op: inputs `[q, k, v]` or `[q, k, v, keyMask]`, outputs
- * `[out [B, H, T, D], lse [B, H, T]]`.
+ * `[out [B, H, T, D], lse [B, H, T]]` (layout "BTHD": `[B, T, H, D]` and
+ * `[B, T, H]`).
  */
 export const ATTENTION: OpDef<AttentionParams> = {
   name: "attention",
@@ -719,16 +854,16 @@ export const ATTENTION: OpDef<AttentionParams> = {
     if (inputs.length !== (p.hasMask ? 4 : 3)) {
       throw new TypeError(`attention: expected ${p.hasMask ? 4 : 3} inputs, got ${inputs.length}`);
     }
-    const { B, H, T, D } = geometry(inputs, p.hasMask, "attention");
+    const g = geometry(inputs, p, "attention");
     const dtype = inputs[0].dtype;
-    return [{ shape: [B, H, T, D], dtype }, { shape: [B, H, T], dtype }];
+    return [{ shape: headsShape(g, g.T), dtype }, { shape: rowsShape(g), dtype }];
   },
   cpu(ins, outs, info, p) {
-    const g = geometry(info.inputs, p.hasMask, "attention");
+    const g = geometry(info.inputs, p, "attention");
     if (!attentionFastF32(ins, outs, g, p)) attentionCpu(ins, outs, g, p);
   },
   gpu(info, p): GpuPlan {
-    const g = geometry(info.inputs, p.hasMask, "attention");
+    const g = geometry(info.inputs, p, "attention");
     const v = variantOf(info.inputs, g, p, 3);
     const bind: GpuKernel["bind"] = [{ in: 0 }, { in: 1 }, { in: 2 }];
     if (p.hasMask) bind.push({ in: 3 });
@@ -781,13 +916,13 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
     }
     const base = [inputs[0], inputs[1], inputs[2]];
     if (p.hasMask) base.push(inputs[6]);
-    const { B, H, T, D } = geometry(base, p.hasMask, "attention_backward");
-    const rowShape: Shape = [B, H, T];
+    const g = geometry(base, p, "attention_backward");
+    const outShape = headsShape(g, g.T), rowShape = rowsShape(g);
     const same = (t: TensorInfo, s: Shape) =>
       t.shape.length === s.length && t.shape.every((d, i) => d === s[i]);
-    if (!same(inputs[3], [B, H, T, D]) || !same(inputs[5], [B, H, T, D])) {
+    if (!same(inputs[3], outShape) || !same(inputs[5], outShape)) {
       throw new TypeError(
-        `attention_backward: out and dOut must be ${fmtShape([B, H, T, D])}, got ${
+        `attention_backward: out and dOut must be ${fmtShape(outShape)}, got ${
           fmtShape(inputs[3].shape)
         } and ${fmtShape(inputs[5].shape)}`,
       );
@@ -800,13 +935,13 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
   cpu(ins, outs, info, p) {
     const base = [info.inputs[0], info.inputs[1], info.inputs[2]];
     if (p.hasMask) base.push(info.inputs[6]);
-    const g = geometry(base, p.hasMask, "attention_backward");
+    const g = geometry(base, p, "attention_backward");
     if (!attentionBackwardFastF32(ins, outs, g, p)) attentionBackwardCpu(ins, outs, g, p);
   },
   gpu(info, p): GpuPlan {
     const base = [info.inputs[0], info.inputs[1], info.inputs[2]];
     if (p.hasMask) base.push(info.inputs[6]);
-    const g = geometry(base, p.hasMask, "attention_backward");
+    const g = geometry(base, p, "attention_backward");
     const v = variantOf(info.inputs, g, p, 6);
     const u = uniform(g, p);
     const maskBind: GpuKernel["bind"] = p.hasMask ? [{ in: 6 }] : [];
@@ -854,7 +989,8 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
 /**
  * Scaled-dot-product attention `softmax(q·kᵀ·scale + mask)·v` (see the module
  * doc for masks, fully masked rows and dropout).
- * q `[B, H, T, D]`, k and v `[B, H, S, D]` → `[B, H, T, D]`.
+ * q `[B, H, T, D]`, k and v `[B, H, S, D]` → `[B, H, T, D]`; with
+ * `layout: "BTHD"`, q `[B, T, H, D]`, k and v `[B, S, H, D]` → `[B, T, H, D]`.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const D = q.shape[q.shape.length - 1] ?? 1;
@@ -866,6 +1002,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     dropoutP: drop ? drop.p : 0,
     seed: drop ? drop.seed : 0,
   };
+  if (opts.layout) params.layout = opts.layout;
   const inputs = opts.keyMask ? [q, k, v, opts.keyMask] : [q, k, v];
   return apply(ATTENTION, inputs, params)[0];
 }
@@ -893,17 +1030,29 @@ interface CaseSpec {
   maskI32?: boolean;
   noGradCheck?: boolean;
   tol?: number;
+  /** "BTHD": token-major q/k/v (default heads-major). */
+  layout?: AttentionLayout;
+}
+
+/** q/k/v shape of a case with L positions. */
+function caseShape(c: CaseSpec, L: number): number[] {
+  return c.layout === "BTHD" ? [c.B, L, c.H, c.D] : [c.B, c.H, L, c.D];
 }
 
 function forwardCase(c: CaseSpec): OpCase {
   const r = c.range ?? 1;
   const inputs: OpCase["inputs"] = [
-    { shape: [c.B, c.H, c.T, c.D], min: -r, max: r },
-    { shape: [c.B, c.H, c.S, c.D], min: -r, max: r },
-    { shape: [c.B, c.H, c.S, c.D] },
+    { shape: caseShape(c, c.T), min: -r, max: r },
+    { shape: caseShape(c, c.S), min: -r, max: r },
+    { shape: caseShape(c, c.S) },
   ];
   if (c.lens) {
-    inputs.push({ shape: [c.B, c.S], values: maskValues(c.B, c.S, c.lens), noGrad: true });
+    inputs.push({
+      shape: [c.B, c.S],
+      values: maskValues(c.B, c.S, c.lens),
+      noGrad: true,
+      ...(c.maskI32 ? { dtype: "i32" as const } : {}),
+    });
   }
   return {
     label: c.label,
@@ -914,6 +1063,7 @@ function forwardCase(c: CaseSpec): OpCase {
       scale: 1 / Math.sqrt(c.D),
       dropoutP: c.dropoutP ?? 0,
       seed: 1234,
+      ...(c.layout ? { layout: c.layout } : {}),
     } satisfies AttentionParams,
     gradOutputs: c.gradLse ? [0, 1] : [0],
     noGradCheck: c.noGradCheck,
@@ -923,15 +1073,16 @@ function forwardCase(c: CaseSpec): OpCase {
 
 function backwardCase(c: CaseSpec): OpCase {
   const f = forwardCase(c);
-  const { B, H, T, D } = c;
+  const { B, H, T } = c;
+  const rows = c.layout === "BTHD" ? [B, T, H] : [B, H, T];
   const inputs = f.inputs.slice(0, 3);
   inputs.push(
-    { shape: [B, H, T, D] },
-    { shape: [B, H, T], min: 0, max: 2 },
-    { shape: [B, H, T, D] },
+    { shape: caseShape(c, T) },
+    { shape: rows, min: 0, max: 2 },
+    { shape: caseShape(c, T) },
   );
   if (c.lens) inputs.push(f.inputs[3]);
-  if (c.gradLse) inputs.push({ shape: [B, H, T] });
+  if (c.gradLse) inputs.push({ shape: rows });
   return {
     label: c.label,
     inputs,
@@ -979,6 +1130,91 @@ const CASES: CaseSpec[] = [
     noGradCheck: true,
   },
   { label: "D=128", B: 1, H: 1, T: 33, S: 35, D: 128, lens: [30], noGradCheck: true },
+  // token-major layout [B, T, H, D]: what nn/attention.ts uses
+  { label: "BTHD padding", B: 2, H: 3, T: 5, S: 7, D: 4, lens: [7, 4], layout: "BTHD" },
+  {
+    label: "BTHD causal+padding",
+    B: 2,
+    H: 2,
+    T: 6,
+    S: 6,
+    D: 3,
+    lens: [6, 3],
+    causal: true,
+    layout: "BTHD",
+  },
+  {
+    label: "BTHD cross S≠T lse grad",
+    B: 2,
+    H: 2,
+    T: 3,
+    S: 5,
+    D: 4,
+    lens: [5, 2],
+    gradLse: true,
+    layout: "BTHD",
+  },
+  { label: "BTHD causal T<S", B: 1, H: 2, T: 3, S: 7, D: 5, causal: true, layout: "BTHD" },
+  {
+    label: "BTHD kv-cache T=1",
+    B: 2,
+    H: 2,
+    T: 1,
+    S: 6,
+    D: 8,
+    lens: [6, 4],
+    causal: true,
+    layout: "BTHD",
+  },
+  { label: "BTHD size-1", B: 1, H: 1, T: 1, S: 1, D: 1, layout: "BTHD" },
+  { label: "BTHD H=1 B=1", B: 1, H: 1, T: 4, S: 3, D: 2, lens: [2], layout: "BTHD" },
+  {
+    label: "BTHD fully masked causal",
+    B: 2,
+    H: 2,
+    T: 4,
+    S: 4,
+    D: 4,
+    lens: [0, 3],
+    causal: true,
+    layout: "BTHD",
+  },
+  {
+    label: "BTHD dropout",
+    B: 2,
+    H: 2,
+    T: 5,
+    S: 6,
+    D: 4,
+    lens: [6, 3],
+    causal: true,
+    dropoutP: 0.3,
+    layout: "BTHD",
+  },
+  {
+    label: "BTHD i32 mask",
+    B: 2,
+    H: 2,
+    T: 3,
+    S: 4,
+    D: 4,
+    lens: [4, 0],
+    maskI32: true,
+    layout: "BTHD",
+  },
+  {
+    label: "BTHD tiles causal",
+    B: 1,
+    H: 3,
+    T: 37,
+    S: 37,
+    D: 16,
+    lens: [30],
+    causal: true,
+    dropoutP: 0.2,
+    noGradCheck: true,
+    layout: "BTHD",
+  },
 ];
 
 /** Registry entries of the attention ops. */

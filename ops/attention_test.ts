@@ -20,6 +20,7 @@ import {
   maskedFill,
   matmul,
   mul,
+  permute,
   scale,
   slice,
   softmax,
@@ -294,5 +295,68 @@ Deno.test("attention(): the f32 CPU fast path (WebAssembly matmuls) equals the f
         `${JSON.stringify(c)} output ${j}: ${worst} (scale ${scale})`,
       );
     });
+  }
+});
+
+Deno.test("attention() with layout BTHD equals BHTD with permutes, values and gradients, on CPU f64, CPU f32 and WebGPU", async () => {
+  const setups: Setup[] = [
+    { B: 2, H: 3, T: 5, S: 7, D: 8, lens: [7, 0] }, // cross-attention, a fully padded row
+    { B: 2, H: 2, T: 6, S: 6, D: 4, lens: [6, 3], causal: true, dropout: { p: 0.3, seed: 11 } },
+    { B: 1, H: 2, T: 1, S: 5, D: 3, causal: true }, // a KV-cache step
+  ];
+  const runs: [Backend, "f32" | "f64", number][] = [[CPU, "f64", 1e-12], [CPU, "f32", 1e-5]];
+  if (!NO_GPU) runs.push([GPU!, "f32", 1e-5]);
+  const toBthd = [0, 2, 1, 3];
+  for (const c of setups) {
+    for (const [backend, dtype, tol] of runs) {
+      const rng = makeRng(21);
+      const mk = (shape: number[]) =>
+        tensor(randoms(shape.reduce((a, b) => a * b, 1), rng), shape, {
+          backend,
+          dtype,
+          requiresGrad: true,
+        });
+      // token-major leaves [B, L, H, D]
+      const q = mk([c.B, c.T, c.H, c.D]),
+        k = mk([c.B, c.S, c.H, c.D]),
+        v = mk([c.B, c.S, c.H, c.D]);
+      const w = tensor(randoms(c.B * c.T * c.H * c.D, rng), [c.B, c.T, c.H, c.D], {
+        backend,
+        dtype,
+      });
+      const keyMask = c.lens
+        ? tensor(
+          Array.from(
+            { length: c.B * c.S },
+            (_, i) => (i % c.S < c.lens![Math.floor(i / c.S)] ? 1 : 0),
+          ),
+          [c.B, c.S],
+          { backend },
+        )
+        : undefined;
+      const opts: AttentionOptions = { keyMask, causal: c.causal, dropout: c.dropout };
+      const direct = attention(q, k, v, { ...opts, layout: "BTHD" });
+      sum(mul(direct, w)).backward();
+      const got = [direct, q.grad!, k.grad!, v.grad!];
+      const [q2, k2, v2] = [q, k, v].map((x) => {
+        const y = x.detach();
+        y.requiresGrad = true;
+        return y;
+      });
+      const viaHeads = permute(
+        attention(permute(q2, toBthd), permute(k2, toBthd), permute(v2, toBthd), opts),
+        toBthd,
+      );
+      sum(mul(viaHeads, w)).backward();
+      const want = [viaHeads, q2.grad!, k2.grad!, v2.grad!];
+      for (let j = 0; j < 4; j++) {
+        closeTo(
+          await got[j].data(),
+          await want[j].data(),
+          tol,
+          `${backend.kind} ${dtype} ${JSON.stringify(c)} ${["out", "dq", "dk", "dv"][j]}`,
+        );
+      }
+    }
   }
 });
