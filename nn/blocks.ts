@@ -6,13 +6,13 @@
  * @module
  */
 import type { Tensor } from "../tensor/tensor.ts";
-import { add, mul } from "../ops/mod.ts";
 import type { ModelConfig } from "./config.ts";
 import { init, type InitContext, Module, parameter } from "./module.ts";
-import { dropPath, type ForwardContext, LayerNorm, maybeDropout } from "./layers.ts";
+import { addResidual, type ForwardContext, LayerNorm } from "./layers.ts";
 import { type KvCache, MultiHeadAttention } from "./attention.ts";
 import { FeedForward } from "./feed_forward.ts";
 
+/** `x + DropPath(gamma · dropout(branch))`, fused (one dispatch forward). */
 function residual(
   m: Module & { cfg: ModelConfig },
   x: Tensor,
@@ -20,9 +20,7 @@ function residual(
   gamma: Tensor | null,
   ctx: ForwardContext,
 ): Tensor {
-  let b = maybeDropout(branch, m.cfg.dropout, ctx);
-  if (gamma) b = mul(b, gamma);
-  return add(x, dropPath(b, m.cfg.drop_path, ctx));
+  return addResidual(x, branch, gamma, { dropout: m.cfg.dropout, dropPath: m.cfg.drop_path }, ctx);
 }
 
 /** Self-attention + FFN, pre-LN. */

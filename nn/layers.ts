@@ -1,6 +1,7 @@
 /**
  * Basic layers: Linear, Embedding (TokenEmbed), LayerNorm, positional
- * encodings, dropout and DropPath with per-call seeds.
+ * encodings, dropout and DropPath with per-call seeds, and the fused
+ * residual update of the blocks.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { layerNorm } from "../ops/layer_norm.ts";
 import { embedding } from "../ops/embedding.ts";
 import { dropout } from "../ops/dropout.ts";
 import { slice } from "../ops/slice.ts";
+import { residual } from "../ops/residual.ts";
 import { init, type InitContext, Module, parameter } from "./module.ts";
 
 /**
@@ -53,6 +55,32 @@ export function dropPath(x: Tensor, p: number, ctx: ForwardContext): Tensor {
   const ones = tensor(new Float32Array(x.shape[0]).fill(1), shape, { backend: x.backend });
   const keep = dropout(ones, p, ctx.nextSeed());
   return mul(x, keep);
+}
+
+/** Probabilities of {@linkcode addResidual}. */
+export interface ResidualDropout {
+  /** Dropout of the branch elements. */
+  dropout: number;
+  /** DropPath (per sample). */
+  dropPath: number;
+}
+
+/**
+ * `x + dropPath(gamma · maybeDropout(branch))` as one fused op
+ * (ops/residual.ts). Draws the seeds in the order the unfused calls drew
+ * them — dropout, then DropPath, each only when it acts — so the masks and
+ * the seed stream are those of the composition.
+ */
+export function addResidual(
+  x: Tensor,
+  branch: Tensor,
+  gamma: Tensor | null,
+  p: ResidualDropout,
+  ctx: ForwardContext,
+): Tensor {
+  const dropout = ctx.training && p.dropout > 0 ? { p: p.dropout, seed: ctx.nextSeed() } : null;
+  const dropPath = ctx.training && p.dropPath > 0 ? { p: p.dropPath, seed: ctx.nextSeed() } : null;
+  return residual(x, branch, { gamma, dropout, dropPath });
 }
 
 /** y = x Wᵀ + b with W [out, in] (PyTorch layout). */

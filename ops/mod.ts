@@ -22,6 +22,7 @@ import { MASKED_FILL_ENTRIES } from "./masked_fill.ts";
 import { SLICE_ENTRIES } from "./slice.ts";
 import { CROSS_ENTROPY_ENTRIES } from "./cross_entropy.ts";
 import { ATTENTION_ENTRIES } from "./attention.ts";
+import { RESIDUAL_ENTRIES } from "./residual.ts";
 
 export * from "./elementwise.ts";
 export * from "./binary.ts";
@@ -37,6 +38,7 @@ export * from "./masked_fill.ts";
 export * from "./slice.ts";
 export * from "./cross_entropy.ts";
 export * from "./attention.ts";
+export * from "./residual.ts";
 export type { InputSpec, OpCase, OpEntry } from "./registry.ts";
 
 setScaleOp(SCALE);
@@ -153,6 +155,7 @@ export const ALL_OPS: OpEntry[] = [
   ...SOFTMAX_ENTRIES,
   ...LAYER_NORM_ENTRIES,
   ...ATTENTION_ENTRIES,
+  ...RESIDUAL_ENTRIES,
   ...EMBEDDING_ENTRIES,
   ...DROPOUT_ENTRIES,
   ...MASKED_FILL_ENTRIES,

@@ -1,0 +1,481 @@
+/**
+ * The fused residual update of a pre-LN block (CONTRACTS.md §2):
+ * `out = x + DropPath(gamma · dropout(branch))`, in one pass over `[B, ..., C]`:
+ *
+ *   out[i] = x[i] + keepPath[b] · gamma[c] · keepDrop[i] · branch[i]
+ *
+ * with `b` the sample (first axis) and `c` the channel (last axis) of element
+ * `i`. The masks are those of the unfused ops, bit for bit: `keepDrop[i]` is
+ * ops/dropout.ts on `branch` (`hashU32(dropoutSeed, i) >>> 8 >= ceil(p·2²⁴)`,
+ * scaled by `1/(1 − p)`), and `keepPath[b]` is ops/dropout.ts on a `[B, 1, …]`
+ * tensor of ones (nn/layers.ts `dropPath`: counter `b`, seed `dropPathSeed`).
+ * The products are taken in the unfused order (dropout, then gamma, then
+ * DropPath), each rounded to the output's precision, so on the CPU the fused
+ * op gives the same f32 numbers as `add(x, mul(mul(dropout(branch), gamma), keep))`.
+ *
+ * Backward: `dx = dy` (a view, no copy), `dbranch = keepDrop · gamma ·
+ * keepPath · dy` (one dispatch) and `dgamma[c] = Σ_rows keepPath · dy ·
+ * keepDrop · branch` (one dispatch, a column reduction) — both from
+ * {@linkcode RESIDUAL_BACKWARD}, the masks recomputed from the seeds.
+ *
+ * @example
+ * ```ts
+ * import { full, ones } from "../tensor/tensor.ts";
+ * import { residual } from "./residual.ts";
+ * const out = residual(ones([2, 3, 4]), full([2, 3, 4], 2), { gamma: full([4], 0.5) });
+ * console.log(await out.toArray()); // all 2
+ * ```
+ *
+ * @module
+ */
+import { apply, type Tensor } from "../tensor/tensor.ts";
+import { hashU32, WGSL_HASH } from "../tensor/rng.ts";
+import {
+  type CpuArray,
+  fmtShape,
+  type GpuKernel,
+  type OpDef,
+  packUniform,
+  sizeOf,
+  type TensorInfo,
+} from "../tensor/types.ts";
+import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
+import type { OpCase, OpEntry } from "./registry.ts";
+
+/** Parameters of {@linkcode RESIDUAL} and {@linkcode RESIDUAL_BACKWARD}. */
+export interface ResidualParams {
+  /** Whether gamma `[C]` (LayerScale) is an input. */
+  hasGamma: boolean;
+  /** Dropout probability of the branch in [0, 1] (0: none). */
+  dropoutP: number;
+  /** Dropout seed (u32). */
+  dropoutSeed: number;
+  /** DropPath probability per sample in [0, 1] (0: none). */
+  dropPathP: number;
+  /** DropPath seed (u32). */
+  dropPathSeed: number;
+}
+
+/** Options of {@linkcode residual}. */
+export interface ResidualOptions {
+  /** LayerScale `[C]` multiplying the branch. */
+  gamma?: Tensor | null;
+  /** Dropout of the branch elements (training only). */
+  dropout?: { p: number; seed: number } | null;
+  /** DropPath: drop the whole branch of a sample (training only). */
+  dropPath?: { p: number; seed: number } | null;
+}
+
+/** Keep threshold on the 24-bit hash, as in ops/dropout.ts. */
+function threshold(p: number): number {
+  return Math.ceil(p * 16777216);
+}
+
+function keepScale(p: number): number {
+  return p < 1 ? 1 / (1 - p) : 0;
+}
+
+function checkParams(p: ResidualParams, what: string): void {
+  for (const [name, v] of [["dropoutP", p.dropoutP], ["dropPathP", p.dropPathP]] as const) {
+    if (!(v >= 0 && v <= 1)) throw new RangeError(`${what}: ${name} must be in [0, 1], got ${v}`);
+  }
+  for (const [name, v] of [["dropoutSeed", p.dropoutSeed], ["dropPathSeed", p.dropPathSeed]]) {
+    if (!Number.isInteger(v)) throw new TypeError(`${what}: ${name} must be an integer, got ${v}`);
+  }
+}
+
+/** `[N, C]` view of a `[B, ..., C]` tensor: samples B, elements per sample, channels C. */
+interface Geometry {
+  n: number;
+  B: number;
+  per: number;
+  C: number;
+}
+
+function geometry(a: TensorInfo, gamma: TensorInfo | null, what: string): Geometry {
+  if (a.shape.length < 1) throw new TypeError(`Cannot ${what}: needs rank ≥ 1, got a scalar`);
+  if (a.dtype === "i32") throw new TypeError(`Cannot ${what}: needs float tensors, got i32`);
+  const n = sizeOf(a.shape), B = a.shape[0], C = a.shape[a.shape.length - 1];
+  if (gamma && (gamma.shape.length !== 1 || gamma.shape[0] !== C)) {
+    throw new TypeError(`Cannot ${what}: gamma must be [${C}], got ${fmtShape(gamma.shape)}`);
+  }
+  return { n, B, per: B > 0 ? n / B : 0, C };
+}
+
+function sameShape(a: TensorInfo, b: TensorInfo): boolean {
+  return a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+}
+
+// ---------------------------------------------------------------- CPU reference
+
+/**
+ * DropPath multipliers per sample (null when off), stored in the tensor's
+ * precision as dropout(ones) stored them.
+ */
+function pathMultipliers(g: Geometry, p: ResidualParams, f32: boolean): Float64Array | null {
+  if (!(p.dropPathP > 0)) return null;
+  const thr = threshold(p.dropPathP), seed = p.dropPathSeed >>> 0;
+  const s = f32 ? Math.fround(keepScale(p.dropPathP)) : keepScale(p.dropPathP);
+  return Float64Array.from({ length: g.B }, (_, b) => (hashU32(seed, b) >>> 8 >= thr ? s : 0));
+}
+
+/** The dropout multiplier of element `i`: `scale` or 0 (always 1 when p = 0). */
+interface DropMask {
+  on: boolean;
+  thr: number;
+  scale: number;
+  seed: number;
+}
+
+function dropMask(p: ResidualParams): DropMask {
+  return {
+    on: p.dropoutP > 0,
+    thr: threshold(p.dropoutP),
+    scale: keepScale(p.dropoutP),
+    seed: p.dropoutSeed >>> 0,
+  };
+}
+
+// Each product is rounded to f32 when the tensors are f32, as the unfused
+// ops stored every intermediate (Math.fround is inlined; the loops stay
+// monomorphic per dtype).
+
+function residualCpu(
+  x: CpuArray,
+  branch: CpuArray,
+  gamma: CpuArray | null,
+  out: CpuArray,
+  g: Geometry,
+  p: ResidualParams,
+): void {
+  const f32 = out instanceof Float32Array, path = pathMultipliers(g, p, f32), m = dropMask(p);
+  for (let b = 0, i = 0; b < g.B; b++) {
+    const kp = path ? path[b] : 1;
+    for (let j = 0, c = 0; j < g.per; j++, i++) {
+      let v = branch[i];
+      if (m.on) {
+        // dropout writes 0 (not v·0) where it drops
+        v = hashU32(m.seed, i) >>> 8 >= m.thr ? (f32 ? Math.fround(v * m.scale) : v * m.scale) : 0;
+      }
+      if (gamma) v = f32 ? Math.fround(v * gamma[c]) : v * gamma[c];
+      if (path) v = f32 ? Math.fround(v * kp) : v * kp;
+      out[i] = x[i] + v;
+      if (++c === g.C) c = 0;
+    }
+  }
+}
+
+function residualBackwardCpu(
+  dy: CpuArray,
+  branch: CpuArray | null,
+  gamma: CpuArray | null,
+  dbranch: CpuArray,
+  dgamma: CpuArray | null,
+  g: Geometry,
+  p: ResidualParams,
+): void {
+  const f32 = dbranch instanceof Float32Array, path = pathMultipliers(g, p, f32), m = dropMask(p);
+  const acc = dgamma ? new Float64Array(g.C) : null;
+  for (let b = 0, i = 0; b < g.B; b++) {
+    const kp = path ? path[b] : 1;
+    for (let j = 0, c = 0; j < g.per; j++, i++) {
+      const kd = m.on ? (hashU32(m.seed, i) >>> 8 >= m.thr ? m.scale : 0) : 1;
+      // the chain of the unfused backward: DropPath, then gamma, then dropout
+      let d = dy[i];
+      if (path) d = f32 ? Math.fround(d * kp) : d * kp;
+      if (acc) {
+        let bv = branch![i];
+        if (m.on) bv = kd === 0 ? 0 : f32 ? Math.fround(bv * kd) : bv * kd;
+        acc[c] += f32 ? Math.fround(d * bv) : d * bv;
+      }
+      if (gamma) d = f32 ? Math.fround(d * gamma[c]) : d * gamma[c];
+      dbranch[i] = kd === 0 ? 0 : d * kd;
+      if (++c === g.C) c = 0;
+    }
+  }
+  if (dgamma && acc) dgamma.set(acc);
+}
+
+// ---------------------------------------------------------------- WGSL
+
+interface Variant {
+  gamma: boolean;
+  drop: boolean;
+  path: boolean;
+}
+
+const UNIFORM = `struct U { n: u32, per: u32, C: u32, dseed: u32, dthr: u32, pseed: u32, pthr: u32,
+  dscale: f32, pscale: f32 }`;
+
+function uniform(g: Geometry, p: ResidualParams): ArrayBuffer {
+  return packUniform(
+    [
+      g.n,
+      g.per,
+      g.C,
+      p.dropoutSeed >>> 0,
+      threshold(p.dropoutP),
+      p.dropPathSeed >>> 0,
+      threshold(p.dropPathP),
+    ],
+    [keepScale(p.dropoutP), keepScale(p.dropPathP)],
+  );
+}
+
+function header(bufs: [string, "read" | "read_write"][]): string {
+  return bufs.map(([name, access], i) =>
+    `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<f32>;`
+  ).join("\n") + `\n${UNIFORM}\n@group(0) @binding(${bufs.length}) var<uniform> u: U;\n`;
+}
+
+/** WGSL multipliers of element `i`: `kd(i)` (dropout) and `kp(i)` (DropPath). */
+function maskFns(v: Variant): string {
+  return `${v.drop || v.path ? WGSL_HASH : ""}
+fn kd(i: u32) -> f32 {
+  return ${v.drop ? "select(0.0, u.dscale, (hash_u32(u.dseed, i) >> 8u) >= u.dthr)" : "1.0"};
+}
+fn kp(i: u32) -> f32 {
+  return ${
+    v.path ? "select(0.0, u.pscale, (hash_u32(u.pseed, i / u.per) >> 8u) >= u.pthr)" : "1.0"
+  };
+}
+`;
+}
+
+function forwardKernel(v: Variant): string {
+  const bufs: [string, "read" | "read_write"][] = [["x", "read"], ["branch", "read"]];
+  if (v.gamma) bufs.push(["gamma", "read"]);
+  bufs.push(["out", "read_write"]);
+  return header(bufs) + maskFns(v) + `
+${MAIN_1D()} {
+  ${LINEAR_INDEX()}
+  if (i >= u.n) { return; }
+  var b = branch[i];
+  ${v.drop ? "b = b * kd(i);" : ""}
+  ${v.gamma ? "b = b * gamma[i % u.C];" : ""}
+  ${v.path ? "b = b * kp(i);" : ""}
+  out[i] = x[i] + b;
+}
+`;
+}
+
+function dbranchKernel(v: Variant): string {
+  const bufs: [string, "read" | "read_write"][] = [["dy", "read"]];
+  if (v.gamma) bufs.push(["gamma", "read"]);
+  bufs.push(["dbranch", "read_write"]);
+  return header(bufs) + maskFns(v) + `
+${MAIN_1D()} {
+  ${LINEAR_INDEX()}
+  if (i >= u.n) { return; }
+  var d = dy[i];
+  ${v.path ? "d = d * kp(i);" : ""}
+  ${v.gamma ? "d = d * gamma[i % u.C];" : ""}
+  ${v.drop ? "d = d * kd(i);" : ""}
+  dbranch[i] = d;
+}
+`;
+}
+
+/** Channels per workgroup and row lanes of the dgamma reduction. */
+const COLS = 64, LANES = 4;
+
+/** dgamma: a workgroup per 64 channels; 4 lanes stride over the rows, then add up. */
+function dgammaKernel(v: Variant): string {
+  return header([["dy", "read"], ["branch", "read"], ["dgamma", "read_write"]]) + maskFns(v) + `
+var<workgroup> part: array<f32, ${COLS * LANES}>;
+@compute @workgroup_size(${COLS}, ${LANES})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c = wid.x * ${COLS}u + lid.x;
+  var acc = 0.0;
+  if (c < u.C) {
+    for (var r = lid.y; r * u.C < u.n; r += ${LANES}u) {
+      let i = r * u.C + c;
+      acc += (dy[i] * kp(i)) * (branch[i] * kd(i));
+    }
+  }
+  part[lid.y * ${COLS}u + lid.x] = acc;
+  workgroupBarrier();
+  if (lid.y == 0u && c < u.C) {
+    var s = 0.0;
+    for (var l = 0u; l < ${LANES}u; l++) { s += part[l * ${COLS}u + lid.x]; }
+    dgamma[c] = s;
+  }
+}
+`;
+}
+
+function variantOf(p: ResidualParams): Variant {
+  return { gamma: p.hasGamma, drop: p.dropoutP > 0, path: p.dropPathP > 0 };
+}
+
+// ---------------------------------------------------------------- ops
+
+/**
+ * The fused residual: inputs `[x, branch]` or `[x, branch, gamma]` (x and
+ * branch `[B, ..., C]` of one shape, gamma `[C]`), output `[B, ..., C]`.
+ */
+export const RESIDUAL: OpDef<ResidualParams> = {
+  name: "residual",
+  outputs(inputs, p) {
+    checkParams(p, "residual");
+    const n = p.hasGamma ? 3 : 2;
+    if (inputs.length !== n) {
+      throw new TypeError(`residual: expected ${n} inputs, got ${inputs.length}`);
+    }
+    const [x, branch] = inputs;
+    if (!sameShape(x, branch)) {
+      throw new TypeError(
+        `Cannot residual: x ${fmtShape(x.shape)} and branch ${fmtShape(branch.shape)} differ`,
+      );
+    }
+    geometry(x, p.hasGamma ? inputs[2] : null, "residual");
+    return [{ shape: x.shape, dtype: x.dtype }];
+  },
+  cpu([x, branch, gamma], [out], info, p) {
+    const g = geometry(info.inputs[0], p.hasGamma ? info.inputs[2] : null, "residual");
+    residualCpu(x, branch, p.hasGamma ? gamma : null, out, g, p);
+  },
+  gpu(info, p) {
+    const g = geometry(info.inputs[0], p.hasGamma ? info.inputs[2] : null, "residual");
+    const bind: GpuKernel["bind"] = [{ in: 0 }, { in: 1 }];
+    if (p.hasGamma) bind.push({ in: 2 });
+    bind.push({ out: 0 });
+    return {
+      kernels: [{
+        code: forwardKernel(variantOf(p)),
+        bind,
+        uniform: uniform(g, p),
+        workgroups: grid1d(g.n),
+      }],
+    };
+  },
+  backward(ctx, [dy]) {
+    const p = ctx.params;
+    const [, branch, gamma] = ctx.inputs as Tensor[];
+    const d = dy as Tensor;
+    const wantBranch = branch.requiresGrad || (p.hasGamma && gamma.requiresGrad);
+    const grads = wantBranch
+      ? apply(RESIDUAL_BACKWARD, p.hasGamma ? [d, branch, gamma] : [d], p)
+      : [null, null];
+    return [d.detach(), grads[0], p.hasGamma ? grads[1] : null];
+  },
+};
+
+/**
+ * The residual's backward: inputs `[dy]` or `[dy, branch, gamma]`, outputs
+ * `[dbranch]` or `[dbranch, dgamma]`.
+ */
+export const RESIDUAL_BACKWARD: OpDef<ResidualParams> = {
+  name: "residualBackward",
+  outputs(inputs, p) {
+    checkParams(p, "residualBackward");
+    const n = p.hasGamma ? 3 : 1;
+    if (inputs.length !== n) {
+      throw new TypeError(`residualBackward: expected ${n} inputs, got ${inputs.length}`);
+    }
+    const dy = inputs[0];
+    if (p.hasGamma && !sameShape(dy, inputs[1])) {
+      throw new TypeError(
+        `Cannot residualBackward: dy ${fmtShape(dy.shape)} and branch ${
+          fmtShape(inputs[1].shape)
+        } differ`,
+      );
+    }
+    const g = geometry(dy, p.hasGamma ? inputs[2] : null, "residualBackward");
+    const outs: TensorInfo[] = [{ shape: dy.shape, dtype: dy.dtype }];
+    if (p.hasGamma) outs.push({ shape: [g.C], dtype: dy.dtype });
+    return outs;
+  },
+  cpu([dy, branch, gamma], [dbranch, dgamma], info, p) {
+    const g = geometry(info.inputs[0], p.hasGamma ? info.inputs[2] : null, "residualBackward");
+    if (p.hasGamma) residualBackwardCpu(dy, branch, gamma, dbranch, dgamma, g, p);
+    else residualBackwardCpu(dy, null, null, dbranch, null, g, p);
+  },
+  gpu(info, p) {
+    const g = geometry(info.inputs[0], p.hasGamma ? info.inputs[2] : null, "residualBackward");
+    const v = variantOf(p), u = uniform(g, p);
+    const kernels: GpuKernel[] = [{
+      code: dbranchKernel(v),
+      bind: p.hasGamma ? [{ in: 0 }, { in: 2 }, { out: 0 }] : [{ in: 0 }, { out: 0 }],
+      uniform: u,
+      workgroups: grid1d(g.n),
+    }];
+    if (p.hasGamma) {
+      kernels.push({
+        code: dgammaKernel(v),
+        bind: [{ in: 0 }, { in: 1 }, { out: 1 }],
+        uniform: u,
+        workgroups: [Math.ceil(g.C / COLS), 1, 1],
+      });
+    }
+    return { kernels };
+  },
+};
+
+/**
+ * `x + DropPath(gamma · dropout(branch))` in one op (see the module doc);
+ * x and branch `[B, ..., C]`, gamma `[C]`.
+ */
+export function residual(x: Tensor, branch: Tensor, opts: ResidualOptions = {}): Tensor {
+  const drop = opts.dropout && opts.dropout.p > 0 ? opts.dropout : null;
+  const path = opts.dropPath && opts.dropPath.p > 0 ? opts.dropPath : null;
+  const params: ResidualParams = {
+    hasGamma: !!opts.gamma,
+    dropoutP: drop ? drop.p : 0,
+    dropoutSeed: drop ? drop.seed : 0,
+    dropPathP: path ? path.p : 0,
+    dropPathSeed: path ? path.seed : 0,
+  };
+  return apply(RESIDUAL, opts.gamma ? [x, branch, opts.gamma] : [x, branch], params)[0];
+}
+
+// ---------------------------------------------------------------- registry cases
+
+interface CaseSpec {
+  label: string;
+  shape: number[];
+  gamma?: boolean;
+  dropoutP?: number;
+  dropPathP?: number;
+}
+
+function paramsOf(c: CaseSpec): ResidualParams {
+  return {
+    hasGamma: c.gamma ?? false,
+    dropoutP: c.dropoutP ?? 0,
+    dropoutSeed: 987654321,
+    dropPathP: c.dropPathP ?? 0,
+    dropPathSeed: 4242,
+  };
+}
+
+function forwardCase(c: CaseSpec): OpCase {
+  const C = c.shape[c.shape.length - 1];
+  const inputs: OpCase["inputs"] = [{ shape: c.shape }, { shape: c.shape }];
+  if (c.gamma) inputs.push({ shape: [C], min: -2, max: 2 });
+  return { label: c.label, inputs, params: paramsOf(c) };
+}
+
+function backwardCase(c: CaseSpec): OpCase {
+  const C = c.shape[c.shape.length - 1];
+  const inputs: OpCase["inputs"] = [{ shape: c.shape }];
+  if (c.gamma) inputs.push({ shape: c.shape }, { shape: [C], min: -2, max: 2 });
+  return { label: c.label, inputs, params: paramsOf(c), noGradCheck: true };
+}
+
+const CASES: CaseSpec[] = [
+  { label: "plain add", shape: [2, 3, 5] },
+  { label: "gamma", shape: [2, 3, 5], gamma: true },
+  { label: "all", shape: [4, 3, 67], gamma: true, dropoutP: 0.3, dropPathP: 0.5 },
+  { label: "dropout only", shape: [3, 7, 9], dropoutP: 0.2 },
+  { label: "drop path only", shape: [5, 2, 3], dropPathP: 0.4 },
+  { label: "size-1", shape: [1, 1, 1], gamma: true, dropoutP: 0.1, dropPathP: 0.1 },
+  { label: "rank 2, drop all paths", shape: [3, 4], gamma: true, dropPathP: 1 },
+  { label: "many rows, C > 64", shape: [3, 50, 130], gamma: true, dropoutP: 0.1, dropPathP: 0.2 },
+];
+
+/** Registry entries of the residual ops. */
+export const RESIDUAL_ENTRIES: OpEntry[] = [
+  { op: RESIDUAL, cases: CASES.map(forwardCase) },
+  { op: RESIDUAL_BACKWARD, cases: CASES.map(backwardCase) },
+];
