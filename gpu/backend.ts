@@ -32,10 +32,16 @@ import {
   GpuValidationError,
 } from "./errors.ts";
 
-/** GPU storage: a pooled buffer. */
+/** GPU storage: a pooled buffer, or a window of one (a view). */
 export interface GpuStorage extends Storage {
   /** The buffer (its size may exceed `bytes`: pooled size classes). */
   buffer: GPUBuffer;
+  /** First byte in `buffer` (0 except for views). */
+  readonly offset: number;
+  /** Bytes bound for kernels from `offset` (the whole buffer except for views). */
+  readonly span: number;
+  /** The allocation a view windows. */
+  readonly parent?: GpuStorage;
 }
 
 const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
@@ -64,12 +70,18 @@ export function sizeClass(bytes: number): number {
 export interface DispatchStats {
   /** Dispatches recorded since the last reset. */
   dispatches: number;
+  /** Buffer-to-buffer copies recorded since the last reset (`Backend.copy`). */
+  copies: number;
   /** Submits since the last reset. */
   submits: number;
   /** Readbacks since the last reset. */
   readbacks: number;
   /** Dispatches per op name. */
   perOp: Record<string, number>;
+}
+
+function newStats(): DispatchStats {
+  return { dispatches: 0, copies: 0, submits: 0, readbacks: 0, perOp: {} };
 }
 
 /** Runs ops as WGSL compute kernels on a WebGPU device. */
@@ -84,6 +96,10 @@ export class GpuBackend implements Backend {
   readonly device: GPUDevice;
   /** Whether `shader-f16` is enabled. */
   readonly hasF16: boolean;
+  /** `minStorageBufferOffsetAlignment`: views start at multiples of it. */
+  readonly viewAlignment: number;
+  /** `maxStorageBufferBindingSize` (capped by `maxBufferSize`). */
+  readonly maxStorageBytes: number;
   #pool = new Map<number, GPUBuffer[]>();
   #pipelines = new Map<string, CachedPipeline>();
   /** Bind groups by pipeline, buffers and uniform slot: a step's dispatches repeat, so do they. */
@@ -102,7 +118,7 @@ export class GpuBackend implements Backend {
   #peak = 0;
   #pooled = 0;
   #count = 0;
-  #stats: DispatchStats = { dispatches: 0, submits: 0, readbacks: 0, perOp: {} };
+  #stats: DispatchStats = newStats();
   #maxBinding: number;
   /** Buffers released since the last submit: recorded work may still use them. */
   #recent = new Set<GPUBuffer>();
@@ -113,7 +129,12 @@ export class GpuBackend implements Backend {
     this.adapterInfo = adapterInfo;
     this.description = adapterInfo.description;
     this.hasF16 = device.features.has("shader-f16");
-    this.#maxBinding = device.limits.maxStorageBufferBindingSize;
+    this.#maxBinding = Math.min(
+      device.limits.maxStorageBufferBindingSize,
+      device.limits.maxBufferSize,
+    );
+    this.maxStorageBytes = this.#maxBinding;
+    this.viewAlignment = device.limits.minStorageBufferOffsetAlignment;
     this.#arena = device.createBuffer({
       size: UNIFORM_ARENA,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
@@ -163,7 +184,7 @@ export class GpuBackend implements Backend {
     this.#live += cls;
     this.#count++;
     if (this.#live > this.#peak) this.#peak = this.#live;
-    return { buffer, bytes: Math.max(4, bytes), refs: 1 };
+    return { buffer, offset: 0, span: buffer.size, bytes: Math.max(4, bytes), refs: 1 };
   }
 
   /** Copies host data into a new buffer. */
@@ -181,6 +202,35 @@ export class GpuBackend implements Backend {
       );
     }
     return s;
+  }
+
+  /** A window of the parent's buffer, bound as `{buffer, offset, size}`. */
+  view(parent: Storage, byteOffset: number, bytes: number): Storage {
+    const p = parent as GpuStorage;
+    const root = p.parent ?? p;
+    const offset = p.offset + byteOffset;
+    if (offset % this.viewAlignment || byteOffset < 0 || byteOffset + bytes > p.bytes) {
+      throw new RangeError(
+        `Cannot view bytes ${byteOffset}..${byteOffset + bytes} of a ${p.bytes}-byte buffer ` +
+          `(offsets must be multiples of ${this.viewAlignment})`,
+      );
+    }
+    root.refs++;
+    // bind whole vec4s (kernels may load vec4<f32>; they mask by size), never past the buffer
+    const span = Math.min(root.buffer.size - offset, Math.max(16, Math.ceil(bytes / 16) * 16));
+    return { buffer: root.buffer, offset, span, bytes, refs: 1, parent: root } as GpuStorage;
+  }
+
+  /** Records a buffer copy in the current command encoder (ends the compute pass). */
+  copy(src: Storage, dst: Storage, bytes: number): void {
+    this.#check();
+    if (bytes === 0) return;
+    const s = src as GpuStorage, d = dst as GpuStorage;
+    if (!this.#encoder) this.#encoder = this.device.createCommandEncoder();
+    this.#pass?.end();
+    this.#pass = null;
+    this.#encoder.copyBufferToBuffer(s.buffer, s.offset, d.buffer, d.offset, bytes);
+    this.#stats.copies++;
   }
 
   #pipeline(code: string): CachedPipeline {
@@ -238,7 +288,7 @@ export class GpuBackend implements Backend {
       const pass = this.#beginPass(op.name);
       const { pipeline, layout, id } = this.#pipeline(k.code);
       const buffers = k.bind.map((ref) =>
-        ("in" in ref ? ins[ref.in] : "out" in ref ? outputs[ref.out] : temps[ref.tmp]).buffer
+        "in" in ref ? ins[ref.in] : "out" in ref ? outputs[ref.out] : temps[ref.tmp]
       );
       let off = -1;
       if (k.uniform) {
@@ -249,14 +299,16 @@ export class GpuBackend implements Backend {
         this.#arenaCpu.set(new Uint8Array(k.uniform), off);
         this.#arenaUsed += UNIFORM_SLOT;
       }
-      const key = `${id}|${buffers.map((b) => this.#bufferId(b)).join(",")}|${off}|${
-        k.uniform?.byteLength ?? 0
-      }`;
+      const key = `${id}|${
+        buffers.map((b) =>
+          b.parent ? `${this.#bufferId(b.buffer)}@${b.offset}+${b.span}` : this.#bufferId(b.buffer)
+        ).join(",")
+      }|${off}|${k.uniform?.byteLength ?? 0}`;
       let group = this.#groups.get(key);
       if (!group) {
-        const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({
+        const entries: GPUBindGroupEntry[] = buffers.map((b, binding) => ({
           binding,
-          resource: { buffer, offset: 0, size: buffer.size },
+          resource: { buffer: b.buffer, offset: b.offset, size: b.span },
         }));
         if (k.uniform) {
           entries.push({
@@ -373,7 +425,7 @@ export class GpuBackend implements Backend {
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
     const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(s.buffer, 0, staging, 0, bytes);
+    enc.copyBufferToBuffer(s.buffer, s.offset, staging, 0, bytes);
     this.device.queue.submit([enc.finish()]);
     this.#stats.readbacks++;
     try {
@@ -389,9 +441,13 @@ export class GpuBackend implements Backend {
     return out;
   }
 
-  /** Returns the buffer to the pool. */
+  /** Returns the buffer to the pool (a view drops its ref of the parent). */
   release(storage: Storage): void {
     const s = storage as GpuStorage;
+    if (s.parent) {
+      if (--s.parent.refs === 0) this.release(s.parent);
+      return;
+    }
     const cls = s.buffer.size;
     let list = this.#pool.get(cls);
     if (!list) this.#pool.set(cls, list = []);
@@ -427,7 +483,7 @@ export class GpuBackend implements Backend {
   /** Dispatch, submit and readback counts since the last reset. */
   dispatchStats(reset = false): DispatchStats {
     const s = this.#stats;
-    if (reset) this.#stats = { dispatches: 0, submits: 0, readbacks: 0, perOp: {} };
+    if (reset) this.#stats = newStats();
     return s;
   }
 

@@ -1,11 +1,12 @@
 /**
  * The WebGPU backend's plumbing: pooled buffers, one submit per recorded op
- * sequence, readbacks, emptyCache, typed out-of-memory errors, and uploads
- * that never overwrite a buffer still used by unsubmitted work.
+ * sequence, readbacks, emptyCache, typed out-of-memory errors, uploads
+ * that never overwrite a buffer still used by unsubmitted work, and views
+ * (windows of a buffer) with buffer copies in stream order.
  */
 import assert from "node:assert/strict";
 import { add, expandTo, matmul, mul, scale, sum } from "../ops/mod.ts";
-import { scope, tensor } from "../tensor/tensor.ts";
+import { copyInto, scope, sliceView, tensor } from "../tensor/tensor.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { type GpuStorage, sizeClass } from "./backend.ts";
 import { GpuOutOfMemoryError } from "./errors.ts";
@@ -117,4 +118,35 @@ gpuTest("an allocation above the storage binding limit is a GpuOutOfMemoryError"
   );
   assert.equal(gpu.memoryStats().liveBytes, live);
   one.dispose();
+});
+
+gpuTest("views bind at their offset, copies record without a submit", async () => {
+  const gpu = GPU!;
+  await gpu.sync();
+  const live = gpu.memoryStats().liveBytes;
+  const a = gpu.viewAlignment / 4; // elements per alignment step
+  const base = tensor(Float32Array.from({ length: 3 * a }, (_, i) => i), [3 * a], { backend: gpu });
+  const v0 = sliceView(base, 0, [4]),
+    v1 = sliceView(base, a, [4]),
+    v2 = sliceView(base, 2 * a, [4]);
+  assert.equal((v1.storage as GpuStorage).offset, gpu.viewAlignment);
+  assert.equal(gpu.memoryStats().liveBytes, live + sizeClass(12 * a), "views hold no memory");
+  // the same op over views of one buffer: a bind group per offset, not one cached for all
+  const sums = [v0, v1, v2].map((v) => scale(v, 2));
+  for (let k = 0; k < 3; k++) {
+    assert.deepEqual(await sums[k].toArray(), [0, 1, 2, 3].map((i) => 2 * (k * a + i)));
+  }
+  await gpu.sync();
+  gpu.dispatchStats(true);
+  const src = tensor([-1, -2, -3, -4], [4], { backend: gpu });
+  copyInto(v1, src);
+  const doubled = scale(v1, 2); // recorded after the copy: sees the new values
+  const st = gpu.dispatchStats(true);
+  assert.equal(st.copies, 1);
+  assert.equal(st.dispatches, 1);
+  assert.equal(st.submits, 0);
+  assert.deepEqual(await doubled.toArray(), [-2, -4, -6, -8]);
+  assert.deepEqual((await base.toArray()).slice(a - 1, a + 5), [a - 1, -1, -2, -3, -4, a + 4]);
+  for (const t of [base, v0, v1, v2, src, doubled, ...sums]) t.dispose();
+  assert.equal(gpu.memoryStats().liveBytes, live);
 });

@@ -16,10 +16,12 @@ import {
   type TensorInfo,
 } from "./types.ts";
 
-/** CPU storage: a host array. */
+/** CPU storage: a host array (a subarray of the parent's for a view). */
 export interface CpuStorage extends Storage {
   /** The elements. */
   array: CpuArray;
+  /** The allocation a view windows. */
+  readonly parent?: CpuStorage;
 }
 
 /** Runs every op with its CPU reference. */
@@ -28,6 +30,10 @@ export class CpuBackend implements Backend {
   readonly kind = "cpu" as const;
   /** A one-line description. */
   readonly description: string = "CPU (TypeScript + WebAssembly SIMD matmul)";
+  /** Views start at multiples of 8 bytes (whole f32 and f64 elements). */
+  readonly viewAlignment = 8;
+  /** Largest typed array webseq allocates (2 GiB). */
+  readonly maxStorageBytes: number = 2 ** 31;
   #live = 0;
   #peak = 0;
   #count = 0;
@@ -46,6 +52,33 @@ export class CpuBackend implements Backend {
     return this.#wrap(a);
   }
 
+  /** A subarray of the parent's elements. */
+  view(parent: Storage, byteOffset: number, bytes: number): Storage {
+    const p = parent as CpuStorage;
+    const root = p.parent ?? p;
+    const base = p.parent ? p.array.byteOffset - root.array.byteOffset : 0;
+    const per = root.array.BYTES_PER_ELEMENT;
+    const at = base + byteOffset;
+    if (at % per || bytes % per || byteOffset < 0 || byteOffset + bytes > p.bytes) {
+      throw new RangeError(
+        `Cannot view bytes ${byteOffset}..${byteOffset + bytes} of a ${p.bytes}-byte storage`,
+      );
+    }
+    root.refs++;
+    return {
+      array: root.array.subarray(at / per, (at + bytes) / per),
+      bytes,
+      refs: 1,
+      parent: root,
+    } as CpuStorage;
+  }
+
+  /** `dst.set(src)` over `bytes` bytes. */
+  copy(src: Storage, dst: Storage, bytes: number): void {
+    const s = (src as CpuStorage).array, d = (dst as CpuStorage).array;
+    d.set(s.subarray(0, bytes / s.BYTES_PER_ELEMENT));
+  }
+
   /** Runs the op's CPU reference. */
   exec<P>(op: OpDef<P>, inputs: Storage[], info: OpInfo, params: P): Storage[] {
     const ins = inputs.map((s) => (s as CpuStorage).array);
@@ -59,8 +92,14 @@ export class CpuBackend implements Backend {
     return Promise.resolve((storage as CpuStorage).array.slice());
   }
 
-  /** Drops the array. */
+  /** Drops the array (a view drops its ref of the parent). */
   release(storage: Storage): void {
+    const parent = (storage as CpuStorage).parent;
+    if (parent) {
+      (storage as CpuStorage).array = new Float32Array(0);
+      if (--parent.refs === 0) this.release(parent);
+      return;
+    }
     this.#live -= storage.bytes;
     this.#count--;
     (storage as CpuStorage).array = new Float32Array(0);

@@ -20,6 +20,7 @@
 import {
   allocArray,
   type Backend,
+  bytesPer,
   type CpuArray,
   type DType,
   fmtShape,
@@ -155,6 +156,24 @@ export class Tensor {
     const s = this.storage;
     s.refs++;
     return new Tensor(this.backend, s, { shape, dtype: this.dtype });
+  }
+
+  /**
+   * @internal Points this tensor at `other`'s storage (sharing it, no copy)
+   * and drops its own: the optimizer moves parameters into its flat buffer
+   * this way, and the model keeps the same Tensor objects.
+   */
+  shareStorageOf(other: Tensor): void {
+    if (other.backend !== this.backend || other.dtype !== this.dtype || other.size !== this.size) {
+      throw new TypeError(`shareStorageOf(): ${other} cannot back ${this}`);
+    }
+    const old = this.storage;
+    const s = other.storage;
+    s.refs++;
+    this.#storage = s;
+    safetyNet.unregister(this.#token);
+    safetyNet.register(this, { backend: this.backend, storage: s }, this.#token);
+    if (--old.refs === 0) this.backend.release(old);
   }
 
   /**
@@ -335,6 +354,42 @@ export function full(shape: Shape, value: number, opts: TensorOptions = {}): Ten
 /** A tensor of ones. */
 export function ones(shape: Shape, opts: TensorOptions = {}): Tensor {
   return full(shape, 1, opts);
+}
+
+/**
+ * A tensor of `shape` over the elements of `base` from `offset` on, sharing
+ * its memory (writes through either show in both). `offset` in bytes must be
+ * a multiple of the backend's `viewAlignment`. Not recorded on the tape.
+ */
+export function sliceView(base: Tensor, offset: number, shape: Shape): Tensor {
+  const n = sizeOf(shape);
+  if (!Number.isInteger(offset) || offset < 0 || offset + n > base.size) {
+    throw new RangeError(
+      `sliceView(): elements ${offset}..${offset + n} outside ${fmtShape(base.shape)}`,
+    );
+  }
+  const per = bytesPer(base.dtype);
+  if ((offset * per) % base.backend.viewAlignment) {
+    throw new RangeError(
+      `sliceView(): offset ${
+        offset * per
+      } bytes is not a multiple of ${base.backend.viewAlignment}`,
+    );
+  }
+  const s = base.backend.view(base.storage, offset * per, n * per);
+  return new Tensor(base.backend, s, { shape, dtype: base.dtype });
+}
+
+/**
+ * Copies the elements of `src` into `dst` (same dtype and size; either may
+ * be a {@linkcode sliceView}), in order with the recorded ops. Not recorded
+ * on the tape.
+ */
+export function copyInto(dst: Tensor, src: Tensor): void {
+  if (dst.backend !== src.backend || dst.dtype !== src.dtype || dst.size !== src.size) {
+    throw new TypeError(`copyInto(): cannot copy ${src} (${src.size}) into ${dst} (${dst.size})`);
+  }
+  dst.backend.copy(src.storage, dst.storage, src.size * bytesPer(src.dtype));
 }
 
 /** Moves (copies) a tensor to another backend. */

@@ -6,7 +6,18 @@
 import assert from "node:assert/strict";
 import { add, matmul, mul, reshape, scale, sum } from "../ops/mod.ts";
 import { CPU } from "./cpu_backend.ts";
-import { full, noGrad, ones, scope, scopeAsync, type Tensor, tensor, zeros } from "./tensor.ts";
+import {
+  copyInto,
+  full,
+  noGrad,
+  ones,
+  scope,
+  scopeAsync,
+  sliceView,
+  type Tensor,
+  tensor,
+  zeros,
+} from "./tensor.ts";
 import type { Backend } from "./types.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 
@@ -194,4 +205,58 @@ Deno.test("shape errors name both shapes (add, matmul) on every backend", () => 
 Deno.test("ops reject inputs on different backends", { ignore: NO_GPU }, () => {
   const a = tensor([1], [1], { backend: CPU }), b = tensor([1], [1], { backend: GPU! });
   assert.throws(() => add(a, b), /inputs are on different backends \(cpu vs webgpu\)/);
+});
+
+Deno.test("sliceView() shares memory with its base; ops read and write through it", async () => {
+  for (const backend of BACKENDS) {
+    await backend.sync();
+    const live = backend.memoryStats().liveBytes;
+    const align = backend.viewAlignment / 4; // elements
+    const n = 2 * align + 8;
+    const base = tensor(Float32Array.from({ length: n }, (_, i) => i), [n], { backend });
+    const v = sliceView(base, align, [2, 3]); // elements align..align+5
+    const want = [0, 1, 2, 3, 4, 5].map((k) => align + k);
+    assert.deepEqual(await v.toArray(), want, backend.kind);
+    const twice = add(v, v);
+    assert.deepEqual(await twice.toArray(), want.map((x) => 2 * x));
+    twice.dispose();
+    // a write through the view shows in the base, outside it nothing changes
+    const src = tensor([-1, -2, -3, -4, -5, -6], [2, 3], { backend });
+    copyInto(v, src);
+    const all = await base.toArray();
+    assert.deepEqual(all.slice(align, align + 6), [-1, -2, -3, -4, -5, -6]);
+    assert.equal(all[align - 1], align - 1);
+    assert.equal(all[align + 6], align + 6);
+    assert.throws(() => sliceView(base, n - 1, [2]), RangeError);
+    assert.throws(() => sliceView(base, 1, [2]), /multiple of/);
+    // the base lives until its last view is gone
+    base.dispose();
+    assert.deepEqual(await v.toArray(), [-1, -2, -3, -4, -5, -6]);
+    v.dispose();
+    src.dispose();
+    assert.equal(backend.memoryStats().liveBytes, live, `${backend.kind}: live bytes back`);
+  }
+});
+
+Deno.test("shareStorageOf() moves a tensor onto a view and frees its old storage", async () => {
+  for (const backend of BACKENDS) {
+    await backend.sync();
+    const live = backend.memoryStats().liveBytes;
+    const p = tensor([1, 2, 3], [3], { backend, requiresGrad: true });
+    const flat = zeros([backend.viewAlignment], { backend });
+    const v = sliceView(flat, 0, [3]);
+    copyInto(v, p);
+    p.shareStorageOf(v);
+    v.dispose();
+    flat.dispose();
+    assert.deepEqual(await p.toArray(), [1, 2, 3]);
+    scope(() => sum(mul(p, p)).backward());
+    assert.deepEqual(await p.grad!.toArray(), [2, 4, 6]);
+    p.grad!.dispose();
+    const other = tensor([1], [1], { backend });
+    assert.throws(() => p.shareStorageOf(other), TypeError);
+    other.dispose();
+    p.dispose();
+    assert.equal(backend.memoryStats().liveBytes, live, `${backend.kind}: live bytes back`);
+  }
 });

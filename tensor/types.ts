@@ -113,6 +113,11 @@ export interface Storage {
   readonly bytes: number;
   /** Tensors sharing this storage (reshape is a view); freed at 0. */
   refs: number;
+  /**
+   * The allocation this storage is a window of (see `Backend.view`), or
+   * undefined for an allocation. A view holds one ref of its parent.
+   */
+  readonly parent?: Storage;
 }
 
 /** Live and peak memory of a backend. */
@@ -133,8 +138,24 @@ export interface Backend {
   readonly kind: "cpu" | "webgpu";
   /** A one-line description (adapter name, or CPU). */
   readonly description: string;
+  /** Byte alignment of view offsets (`minStorageBufferOffsetAlignment` on WebGPU). */
+  readonly viewAlignment: number;
+  /** Largest storage in bytes (one buffer binding on WebGPU). */
+  readonly maxStorageBytes: number;
   /** Copies host data into new storage. */
   upload(data: CpuArray, info: TensorInfo): Storage;
+  /**
+   * A window of `bytes` bytes of `parent` starting at `byteOffset` (a
+   * multiple of `viewAlignment`): no copy; ops read and write the parent's
+   * memory. The view holds a ref of the parent until it is released.
+   */
+  view(parent: Storage, byteOffset: number, bytes: number): Storage;
+  /**
+   * Copies the first `bytes` bytes of `src` to the start of `dst`, in order
+   * with the recorded ops (on WebGPU a buffer copy in the same command
+   * encoder: no submit, no readback).
+   */
+  copy(src: Storage, dst: Storage, bytes: number): void;
   /** Runs an op, returning new storages for its outputs. */
   exec<P>(op: OpDef<P>, inputs: Storage[], info: OpInfo, params: P): Storage[];
   /** Reads storage back to the host (flushes pending GPU work). */
