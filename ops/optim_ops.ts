@@ -11,6 +11,13 @@
  * - `adamw` is `torch.optim.AdamW` for one parameter, with the gradient first
  *   multiplied by a device scalar (the clipping factor).
  *
+ * The flat variants serve optim/adamw.ts's flat buffers (every parameter a
+ * padded segment of one buffer): `sumSquaresFlat` writes the very partials
+ * `sumSquaresPartial` would write for each segment, in one dispatch, and
+ * `adamwFlat` updates every segment in one dispatch, weight decay on the
+ * leading `decayEnd` elements. Both compute exactly what the per-parameter
+ * kernels compute, element for element.
+ *
  * @module
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
@@ -117,6 +124,123 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
         bind: [{ in: 0 }, { in: 1 }],
         uniform: packUniform([n, p.offset, p.groups]),
         workgroups: [p.groups, 1, 1],
+      }],
+    };
+  },
+};
+
+/** A segment of a flat buffer, for {@linkcode sumSquaresTable}. */
+export interface FlatSegment {
+  /** First element in the flat buffer. */
+  offset: number;
+  /** Elements. */
+  n: number;
+  /** First partials slot (the slots of one tensor's `sumSquaresPartial`). */
+  partialOffset: number;
+}
+
+/** Parameters of {@linkcode SUM_SQUARES_FLAT} (from {@linkcode sumSquaresTable}). */
+export interface SumSquaresFlatParams {
+  /** Segments described by the table. */
+  segments: number;
+  /** Workgroups (partials written): Σ sumSquaresGroups(n) over the segments. */
+  workgroups: number;
+}
+
+/**
+ * The i32 table of {@linkcode SUM_SQUARES_FLAT}: per segment
+ * `[offset, n, partialOffset, groups]`, then per workgroup `[segment, k]`
+ * (workgroup k of its segment, as in `sumSquaresPartial`).
+ */
+export function sumSquaresTable(
+  segments: readonly FlatSegment[],
+): { table: Int32Array; params: SumSquaresFlatParams } {
+  const groups = segments.map((s) => sumSquaresGroups(s.n));
+  const workgroups = groups.reduce((a, b) => a + b, 0);
+  const S = segments.length;
+  const table = new Int32Array(4 * S + 2 * workgroups);
+  let w = 4 * S;
+  segments.forEach((s, j) => {
+    table.set([s.offset, s.n, s.partialOffset, groups[j]], 4 * j);
+    for (let k = 0; k < groups[j]; k++, w += 2) table.set([j, k], w);
+  });
+  return { table, params: { segments: S, workgroups } };
+}
+
+/**
+ * `sumSquaresPartial` of every segment of a flat buffer in one dispatch.
+ * Inputs: partials [P] (written), x (flat, 1-D), table (i32, from
+ * {@linkcode sumSquaresTable}).
+ */
+export const SUM_SQUARES_FLAT: OpDef<SumSquaresFlatParams> = {
+  name: "sumSquaresFlat",
+  mutates: [0],
+  outputs([partials, x, table], p) {
+    needFloat("sumSquaresFlat", "x", x);
+    needFloat("sumSquaresFlat", "partials", partials);
+    if (table.dtype !== "i32" || sizeOf(table.shape) < 4 * p.segments + 2 * p.workgroups) {
+      throw new TypeError(
+        `Cannot sumSquaresFlat: table must be i32 with ${
+          4 * p.segments + 2 * p.workgroups
+        } entries, got ${table.dtype} ${fmtShape(table.shape)}`,
+      );
+    }
+    return [];
+  },
+  cpu([partials, x, table], _outs, _info, p) {
+    const S = p.segments;
+    for (let w = 0; w < p.workgroups; w++) {
+      const s = 4 * table[4 * S + 2 * w], k = table[4 * S + 2 * w + 1];
+      const base = table[s], n = table[s + 1], groups = table[s + 3];
+      const chunks = Math.ceil(n / WG);
+      let acc = 0;
+      for (let c = k; c < chunks; c += groups) {
+        const end = base + Math.min(n, (c + 1) * WG);
+        for (let i = base + c * WG; i < end; i++) acc += x[i] * x[i];
+      }
+      partials[table[s + 2] + k] = acc;
+    }
+  },
+  gpu(_info, p) {
+    const [nx, ny] = p.workgroups <= 65535
+      ? [p.workgroups, 1]
+      : [65535, Math.ceil(p.workgroups / 65535)];
+    return {
+      kernels: [{
+        code: `
+@group(0) @binding(0) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> table: array<u32>;
+struct U { segments: u32, workgroups: u32 }
+@group(0) @binding(3) var<uniform> u: U;
+var<workgroup> part: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+    @builtin(local_invocation_id) lid: vec3u) {
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= u.workgroups) { return; }
+  let at = 4u * u.segments + 2u * w;
+  let s = 4u * table[at];
+  let k = table[at + 1u];
+  let base = table[s];
+  let n = table[s + 1u];
+  let groups = table[s + 3u];
+  var acc = 0.0;
+  for (var c = k; c * ${WG}u < n; c += groups) {
+    let i = c * ${WG}u + lid.x;
+    if (i < n) { let v = x[base + i]; acc = fma(v, v, acc); }
+  }
+  part[lid.x] = acc;
+  workgroupBarrier();
+  for (var h = ${WG / 2}u; h > 0u; h >>= 1u) {
+    if (lid.x < h) { part[lid.x] += part[lid.x + h]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) { partials[table[s + 2u] + k] = part[0]; }
+}`,
+        bind: [{ in: 0 }, { in: 1 }, { in: 2 }],
+        uniform: packUniform([p.segments, p.workgroups]),
+        workgroups: [nx, ny, 1],
       }],
     };
   },
@@ -318,6 +442,75 @@ export function adamwUpdate(
   apply(ADAMW, [p, g, m, v, gradScale], params);
 }
 
+/** Hyperparameters of one flat AdamW update. */
+export interface AdamWFlatParams extends AdamWParams {
+  /** Elements [0, decayEnd) get `weightDecay`; the rest none. */
+  decayEnd: number;
+}
+
+/**
+ * {@linkcode ADAMW} over a whole flat buffer in one dispatch: inputs p, g,
+ * m, v (1-D, same length) and gradScale [1]; elements below `decayEnd` are
+ * decayed with `weightDecay`, the others with 0 (the parameters are laid
+ * out decayed first).
+ */
+export const ADAMW_FLAT: OpDef<AdamWFlatParams> = {
+  name: "adamwFlat",
+  mutates: [0, 2, 3],
+  outputs(inputs, prm) {
+    ADAMW.outputs(inputs, prm);
+    const n = sizeOf(inputs[0].shape);
+    if (!Number.isInteger(prm.decayEnd) || prm.decayEnd < 0 || prm.decayEnd > n) {
+      throw new RangeError(`Cannot adamwFlat: decayEnd ${prm.decayEnd} outside 0..${n}`);
+    }
+    return [];
+  },
+  cpu([p, g, m, v, s], _outs, _info, prm) {
+    const [decay, b1, c1, b2, c2, stepSize, bc2Sqrt, eps] = adamwScalars(prm);
+    const noDecay = adamwScalars({ ...prm, weightDecay: 0 })[0];
+    const scale = s[0];
+    for (let i = 0; i < p.length; i++) {
+      const gi = g[i] * scale;
+      p[i] = p[i] * (i < prm.decayEnd ? decay : noDecay);
+      m[i] = b1 * m[i] + c1 * gi;
+      v[i] = b2 * v[i] + c2 * gi * gi;
+      p[i] = p[i] - stepSize * m[i] / (Math.sqrt(v[i]) / bc2Sqrt + eps);
+    }
+  },
+  gpu(info, prm) {
+    const n = sizeOf(info.inputs[0].shape);
+    const [decay, ...rest] = adamwScalars(prm);
+    const noDecay = adamwScalars({ ...prm, weightDecay: 0 })[0];
+    return {
+      kernels: [{
+        code: `
+@group(0) @binding(0) var<storage, read_write> p: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<storage, read> gradScale: array<f32>;
+struct U { n: u32, decayEnd: u32, decay: f32, noDecay: f32, b1: f32, c1: f32, b2: f32, c2: f32,
+  stepSize: f32, bc2Sqrt: f32, eps: f32 }
+@group(0) @binding(5) var<uniform> u: U;
+${MAIN_1D()} {
+  ${LINEAR_INDEX()}
+  if (i >= u.n) { return; }
+  let gi = g[i] * gradScale[0];
+  let pd = p[i] * select(u.noDecay, u.decay, i < u.decayEnd);
+  let mi = u.b1 * m[i] + u.c1 * gi;
+  let vi = u.b2 * v[i] + u.c2 * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = pd - u.stepSize * mi / (sqrt(vi) / u.bc2Sqrt + u.eps);
+}`,
+        bind: [{ in: 0 }, { in: 1 }, { in: 2 }, { in: 3 }, { in: 4 }],
+        uniform: packUniform([n, prm.decayEnd], [decay, noDecay, ...rest]),
+        workgroups: grid1d(n),
+      }],
+    };
+  },
+};
+
 /**
  * Registry entries. The in-place ops are skipped by the registry's GPU check
  * (see ops/optim_ops_test.ts for theirs); `clipCoef` is checked there.
@@ -335,6 +528,36 @@ export const OPTIM_ENTRIES: OpEntry[] = [
   {
     op: SUM_SQUARES_PARTIAL,
     cases: [{ inputs: [{ shape: [4] }, { shape: [300] }], params: { offset: 1, groups: 2 } }],
+  },
+  {
+    op: SUM_SQUARES_FLAT,
+    cases: [{
+      // one segment: elements 0..299, partial slot 1, one workgroup
+      inputs: [{ shape: [4] }, { shape: [300] }, {
+        shape: [6],
+        dtype: "i32",
+        values: [0, 300, 1, 1, 0, 0],
+      }],
+      params: { segments: 1, workgroups: 1 },
+    }],
+  },
+  {
+    op: ADAMW_FLAT,
+    cases: [{
+      inputs: [{ shape: [40] }, { shape: [40] }, { shape: [40] }, { shape: [40], min: 0 }, {
+        shape: [1],
+        min: 0.5,
+      }],
+      params: {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weightDecay: 0.1,
+        step: 3,
+        decayEnd: 24,
+      },
+    }],
   },
   {
     op: ADAMW,
