@@ -1,8 +1,18 @@
 /**
  * AdamW over named parameters, equal to `torch.optim.AdamW` (decoupled weight
- * decay, bias correction, eps outside the square root). Each step records one
- * fused in-place kernel per parameter (ops/optim_ops.ts) and never reads back:
- * a training step stays one submit on the GPU.
+ * decay, bias correction, eps outside the square root). A step never reads
+ * back: a training step stays one submit on the GPU.
+ *
+ * By default (`flat: true`) the optimizer owns flat buffers of parameters,
+ * gradients and moments (optim/_flat.ts): the parameters become views of
+ * the flat parameter buffer, each step copies the gradients into the flat
+ * gradient buffer (buffer copies, not dispatches), and clipping plus the
+ * update of every parameter are three dispatches whatever the parameter
+ * count (two more per extra bank, when the model exceeds one storage
+ * binding). `flat: false` records two kernels per parameter
+ * (ops/optim_ops.ts); it is the reference, and both give the same numbers,
+ * bit for bit. A step in which some parameter has no gradient takes the
+ * per-parameter kernels (over the same flat memory).
  *
  * Biases, norm weights and LayerScale gammas get no weight decay by default
  * (CONTRACTS.md §6). The moments are exported as plain arrays for
@@ -25,7 +35,8 @@
  */
 import { full, noGrad, type Tensor, tensor, zeros } from "../tensor/tensor.ts";
 import { fmtShape, sizeOf } from "../tensor/types.ts";
-import { adamwUpdate } from "../ops/optim_ops.ts";
+import { type AdamWParams, adamwUpdate } from "../ops/optim_ops.ts";
+import { FlatBuffers } from "./_flat.ts";
 
 /** Options of {@linkcode AdamW}; defaults are torch's. */
 export interface AdamWOptions {
@@ -42,6 +53,14 @@ export interface AdamWOptions {
    * (biases, norm weights, gammas).
    */
   noDecay?: (name: string) => boolean;
+  /**
+   * Flat buffers and a constant number of dispatches per step (default
+   * true); the parameters become views of the optimizer's buffer. False: one
+   * kernel per parameter, parameters untouched.
+   */
+  flat?: boolean;
+  /** Largest flat buffer in bytes (default: the backend's binding limit). */
+  maxBankBytes?: number;
 }
 
 /** A parameter and its name (CONTRACTS.md §3). */
@@ -109,6 +128,9 @@ export class AdamW {
   readonly weightDecay: number;
   #m: Tensor[];
   #v: Tensor[];
+  #flat: FlatBuffers | null = null;
+  /** The gradients last copied into the flat buffer (skip copying them again). */
+  #gathered: (Tensor | null)[] | null = null;
   #step = 0;
   #one: Tensor | null = null;
   #gradScale: Tensor | null = null;
@@ -142,11 +164,54 @@ export class AdamW {
       }
     }
     this.params = list.map(({ name, tensor: t }) => ({ name, tensor: t, decay: !noDecay(name) }));
-    const moment = (t: Tensor) => zeros(t.shape, { dtype: t.dtype, backend: t.backend }).keep();
-    this.#m = list.map((p) => moment(p.tensor));
-    this.#v = list.map((p) => moment(p.tensor));
+    if ((opts.flat ?? true) && list.length > 0) {
+      const bad = list.find((p) => p.tensor.dtype !== list[0].tensor.dtype);
+      if (bad) {
+        const name = JSON.stringify(bad.name);
+        throw new TypeError(
+          `AdamW: flat buffers need one dtype, ${name} is ${bad.tensor.dtype} (pass flat: false)`,
+        );
+      }
+      this.#flat = new FlatBuffers(this.params, opts.maxBankBytes);
+      this.#m = [...this.#flat.m];
+      this.#v = [...this.#flat.v];
+    } else {
+      const moment = (t: Tensor) => zeros(t.shape, { dtype: t.dtype, backend: t.backend }).keep();
+      this.#m = list.map((p) => moment(p.tensor));
+      this.#v = list.map((p) => moment(p.tensor));
+    }
     const first = list[0]?.tensor;
     if (first) this.#one = full([1], 1, { dtype: first.dtype, backend: first.backend }).keep();
+  }
+
+  /** Whether the parameters live in flat buffers (`flat` option). */
+  get flat(): boolean {
+    return this.#flat !== null;
+  }
+
+  /** Flat mode, every parameter with a gradient: copies them into the flat buffer (once). */
+  #gatherAll(): boolean {
+    const flat = this.#flat;
+    if (!flat) return false;
+    const grads = this.params.map((p) => p.tensor.grad);
+    if (grads.some((g) => !g)) return false;
+    const prev = this.#gathered;
+    if (!prev || grads.some((g, i) => g !== prev[i] || g!.disposed)) {
+      flat.gather(grads as Tensor[]);
+      this.#gathered = grads;
+    }
+    return true;
+  }
+
+  /**
+   * The global gradient norm and torch's clipping factor for `maxNorm`
+   * (`[norm, factor]`, each [1]) over the flat gradient buffer: one
+   * dispatch per bank plus one. Null when that path does not apply (`flat:
+   * false`, or a parameter without a gradient); optim/clip.ts then takes
+   * the per-tensor path.
+   */
+  flatNormAndClipFactor(maxNorm: number): [Tensor, Tensor] | null {
+    return this.#gatherAll() ? this.#flat!.normAndClipFactor(maxNorm) : null;
   }
 
   /** Steps taken so far (t of the last update). */
@@ -176,26 +241,31 @@ export class AdamW {
     this.#step++;
     const [beta1, beta2] = this.betas;
     const scale = this.#gradScale ?? this.#one;
-    noGrad(() => {
-      this.params.forEach((p, i) => {
-        const g = p.tensor.grad;
-        if (!g || !scale) return;
-        adamwUpdate(p.tensor, g, this.#m[i], this.#v[i], scale, {
-          lr,
-          beta1,
-          beta2,
-          eps: this.eps,
-          weightDecay: p.decay ? this.weightDecay : 0,
-          step: this.#step,
-        });
-      });
-    });
+    const hp = { lr, beta1, beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.#step };
+    if (scale && this.#gatherAll()) this.#flat!.update(scale, hp);
+    else if (scale) this.#stepEach(scale, hp);
+    this.#gathered = null;
     this.#gradScale?.dispose();
     this.#gradScale = null;
   }
 
+  /** The reference path: one fused kernel per parameter that has a gradient. */
+  #stepEach(scale: Tensor, hp: AdamWParams): void {
+    noGrad(() => {
+      this.params.forEach((p, i) => {
+        const g = p.tensor.grad;
+        if (!g) return;
+        adamwUpdate(p.tensor, g, this.#m[i], this.#v[i], scale, {
+          ...hp,
+          weightDecay: p.decay ? hp.weightDecay : 0,
+        });
+      });
+    });
+  }
+
   /** Disposes every parameter's gradient (sets `.grad` to null). */
   zeroGrad(): void {
+    this.#gathered = null;
     for (const p of this.params) {
       p.tensor.grad?.dispose();
       p.tensor.grad = null;
@@ -206,6 +276,14 @@ export class AdamW {
   async state(): Promise<AdamWState> {
     const expAvg: Record<string, MomentData> = {};
     const expAvgSq: Record<string, MomentData> = {};
+    if (this.#flat) {
+      const { m, v } = await this.#flat.readMoments();
+      this.params.forEach(({ name, tensor: t }, i) => {
+        expAvg[name] = { shape: [...t.shape], data: m[i] };
+        expAvgSq[name] = { shape: [...t.shape], data: v[i] };
+      });
+      return { step: this.#step, expAvg, expAvgSq };
+    }
     for (let i = 0; i < this.params.length; i++) {
       const { name, tensor: t } = this.params[i];
       expAvg[name] = { shape: [...t.shape], data: Float32Array.from(await this.#m[i].data()) };
@@ -247,6 +325,11 @@ export class AdamW {
     // validate everything before replacing anything
     const mData = this.params.map((p) => check("exp_avg", state.expAvg, p.tensor, p.name));
     const vData = this.params.map((p) => check("exp_avg_sq", state.expAvgSq, p.tensor, p.name));
+    if (this.#flat) {
+      this.#flat.writeMoments(mData, vData);
+      this.#step = state.step;
+      return;
+    }
     const upload = (data: Float32Array, t: Tensor) =>
       tensor(data, t.shape, { dtype: t.dtype, backend: t.backend }).keep();
     const ms = this.params.map((p, i) => upload(mData[i], p.tensor));
@@ -257,9 +340,16 @@ export class AdamW {
     this.#step = state.step;
   }
 
-  /** Frees the moments (the optimizer is unusable afterwards). */
+  /**
+   * Frees the moments (the optimizer is unusable afterwards). Flat
+   * parameters stay views of the parameter buffer, which lives until they
+   * are disposed.
+   */
   dispose(): void {
-    for (const t of [...this.#m, ...this.#v]) t.dispose();
+    if (this.#flat) this.#flat.dispose();
+    else for (const t of [...this.#m, ...this.#v]) t.dispose();
+    this.#flat = null;
+    this.#gathered = null;
     this.#one?.dispose();
     this.#gradScale?.dispose();
     this.#one = this.#gradScale = null;

@@ -43,7 +43,7 @@ function assertRel(got: ArrayLike<number>, want: ArrayLike<number>, rel: number,
   }
 }
 
-async function replay(c: FixtureCase, backend: Backend): Promise<void> {
+async function replay(c: FixtureCase, backend: Backend, flat: boolean): Promise<void> {
   const params = c.params.map((p) => tensor(p.init, p.shape, { backend, requiresGrad: true }));
   const group = new Map(c.params.map((p) => [p.name, p.group]));
   const opt = new AdamW(c.params.map((p, i) => ({ name: p.name, tensor: params[i] })), {
@@ -52,7 +52,9 @@ async function replay(c: FixtureCase, backend: Backend): Promise<void> {
     eps: c.eps,
     weightDecay: c.weight_decay,
     noDecay: (name) => group.get(name) === "no_decay",
+    flat,
   });
+  assert.equal(opt.flat, flat);
   const sched = c.schedule
     ? linearWarmupSchedule(c.schedule.num_warmup_steps, c.schedule.num_training_steps)
     : () => 1;
@@ -85,12 +87,16 @@ async function replay(c: FixtureCase, backend: Backend): Promise<void> {
 }
 
 for (const c of FIXTURE.cases) {
-  Deno.test(`AdamW equals torch.optim.AdamW on the CPU: ${c.name}`, () => replay(c, CPU));
-  Deno.test({
-    name: `AdamW equals torch.optim.AdamW on WebGPU: ${c.name}`,
-    ignore: NO_GPU,
-    fn: () => replay(c, GPU!),
-  });
+  for (const flat of [true, false]) {
+    const path = flat ? "flat" : "per-parameter";
+    Deno.test(`AdamW (${path}) equals torch.optim.AdamW on the CPU: ${c.name}`, () =>
+      replay(c, CPU, flat));
+    Deno.test({
+      name: `AdamW (${path}) equals torch.optim.AdamW on WebGPU: ${c.name}`,
+      ignore: NO_GPU,
+      fn: () => replay(c, GPU!, flat),
+    });
+  }
 }
 
 Deno.test("defaultNoDecay() exempts biases, norm weights and gammas, nothing else", () => {
@@ -221,21 +227,31 @@ Deno.test({
   ignore: NO_GPU,
   fn: async () => {
     const gpu = GPU!;
-    const params = makeModel(gpu);
-    const opt = new AdamW(params, { lr: 0.1 });
-    await gpu.sync();
-    setGrads(params, 0);
-    gpu.dispatchStats(true);
-    const norm = scope(() => {
-      const norm = clipGradNorm(opt, 0.5);
-      opt.step();
-      opt.zeroGrad();
-      return norm;
-    });
-    const stats = gpu.dispatchStats(true);
-    assert.equal(stats.readbacks, 0);
-    assert.equal(stats.submits, 0);
-    assert.equal(stats.perOp["adamw"], 2);
-    assert.ok((await norm.item()) > 0.5);
+    for (const flat of [false, true]) {
+      const params = makeModel(gpu);
+      const opt = new AdamW(params, { lr: 0.1, flat });
+      await gpu.sync();
+      setGrads(params, 0);
+      gpu.dispatchStats(true);
+      const norm = scope(() => {
+        const norm = clipGradNorm(opt, 0.5);
+        opt.step();
+        opt.zeroGrad();
+        return norm;
+      });
+      const stats = gpu.dispatchStats(true);
+      assert.equal(stats.readbacks, 0);
+      assert.equal(stats.submits, 0);
+      if (flat) {
+        assert.deepEqual(stats.perOp, { sumSquaresFlat: 1, clipCoef: 1, adamwFlat: 1 });
+        assert.equal(stats.copies, 2); // the two gradients into the flat buffer
+      } else {
+        assert.deepEqual(stats.perOp, { sumSquaresPartial: 2, clipCoef: 1, adamw: 2 });
+      }
+      assert.ok((await norm.item()) > 0.5);
+      norm.dispose();
+      opt.dispose();
+      for (const p of params.values()) p.dispose();
+    }
   },
 });

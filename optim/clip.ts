@@ -1,7 +1,8 @@
 /**
  * Gradient clipping by global norm, equal to `torch.nn.utils.clip_grad_norm_`
  * (norm over all gradients together; factor `min(1, maxNorm / (norm + 1e-6))`),
- * computed on the device: one partial-sum kernel per tensor and one finishing
+ * computed on the device: one partial-sum kernel per tensor (one in all over
+ * a flat AdamW's gradient buffer, see optim/_flat.ts) and one finishing
  * kernel. Nothing is read back; the norm comes back as a [1] tensor the
  * trainer may read later, and the factor reaches AdamW as a device scalar.
  *
@@ -71,7 +72,8 @@ export function clipGradNorm(target: AdamW | readonly Tensor[], maxNorm: number)
   }
   const params = target instanceof AdamW ? target.params.map((p) => p.tensor) : target;
   const withGrad = params.filter((p) => p.grad);
-  const [norm, factor] = normAndClipFactor(withGrad.map((p) => p.grad!), maxNorm);
+  const [norm, factor] = (target instanceof AdamW && target.flatNormAndClipFactor(maxNorm)) ||
+    normAndClipFactor(withGrad.map((p) => p.grad!), maxNorm);
   if (target instanceof AdamW) {
     target.setGradScale(factor);
   } else {
