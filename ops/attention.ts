@@ -608,11 +608,11 @@ const MASKED: f32 = -1e30;
 fn row_of(b: u32, h: u32, t: u32, L: u32) -> u32 {
   return ${tm ? "(b * L + t) * u.H + h" : "(b * u.H + h) * L + t"};
 }
-// (b, h, t) of row i of a length-L sequence
+// (b, h, t) of thread i: threads go heads-major in either layout, so the
+// neighbours of a thread share its head and read the same k/v (or q/dO)
+// rows at the same time (broadcast loads)
 fn coords_of(i: u32, L: u32) -> vec3u {
-  return ${
-    tm ? "vec3u(i / u.H / L, i % u.H, (i / u.H) % L)" : "vec3u(i / L / u.H, (i / L) % u.H, i % L)"
-  };
+  return vec3u(i / L / u.H, (i / L) % u.H, i % L);
 }
 fn key_on(b: u32, s: u32) -> bool {
   return ${v.mask ? `mask[b * u.S + s] != ${v.mask === "i32" ? "0" : "0.0"}` : "true"};
@@ -649,7 +649,8 @@ ${ROW_ENTRY("u.BH * u.T")}
   let b = c.x;
   let h = c.y;
   let t = c.z;
-  let qo = i * ${NV}u;
+  let qr = row_of(b, h, t, u.T);
+  let qo = qr * ${NV}u;
   ${each(NV, (j) => `let q${j} = q[qo + ${j}u] * u.scale;`, "\n  ")}
   ${each(NV, (j) => `var o${j} = ${VT}(0.0);`, "\n  ")}
   var m = MASKED;
@@ -686,12 +687,15 @@ ${ROW_ENTRY("u.BH * u.T")}
   }
   let inv = 1.0 / l;
   ${each(NV, (j) => `out[qo + ${j}u] = o${j} * inv;`, "\n  ")}
-  lse[i] = L;
+  lse[qr] = L;
 }
 `;
 }
 
-/** Δ = rowsum(dO∘O) − dlse and the fully-masked flag, per row: info[2r], info[2r + 1]. */
+/**
+ * Δ = rowsum(dO∘O) − dlse and the fully-masked flag, per query row:
+ * info[2r], info[2r + 1] with r the heads-major row (the thread index).
+ */
 function deltaKernel(v: Variant, hasDLse: boolean): string {
   const { W, NV, VT } = layout(v.D);
   const bufs: Buf[] = [["o", "read", VT], ["dO", "read", VT]];
@@ -703,15 +707,16 @@ ${ROW_ENTRY("u.BH * u.T")}
   let c = coords_of(i, u.T);
   let b = c.x;
   let t = c.z;
+  let qr = row_of(b, c.y, t, u.T);
   var acc = 0.0;
   for (var j = 0u; j < ${NV}u; j++) {
     ${
     W === 4
-      ? "acc += dot(dO[i * " + NV + "u + j], o[i * " + NV + "u + j]);"
-      : `acc = fma(dO[i * ${NV}u + j], o[i * ${NV}u + j], acc);`
+      ? "acc += dot(dO[qr * " + NV + "u + j], o[qr * " + NV + "u + j]);"
+      : `acc = fma(dO[qr * ${NV}u + j], o[qr * ${NV}u + j], acc);`
   }
   }
-  ${hasDLse ? "acc -= dlse[i];" : ""}
+  ${hasDLse ? "acc -= dlse[qr];" : ""}
   var seen = false;
   for (var s = 0u; s < key_end(t); s++) {
     if (key_on(b, s)) { seen = true; break; }
@@ -747,8 +752,9 @@ ${ROW_ENTRY("u.BH * u.T")}
   let b = c.x;
   let h = c.y;
   let t = c.z;
-  let qo = i * ${NV}u;
-  let L = lse[i];
+  let qr = row_of(b, h, t, u.T);
+  let qo = qr * ${NV}u;
+  let L = lse[qr];
   let delta = info[2u * i];
   ${each(NV, (j) => `let q${j} = q[qo + ${j}u] * u.scale;`, "\n  ")}
   ${each(NV, (j) => `let g${j} = dO[qo + ${j}u];`, "\n  ")}
@@ -780,15 +786,16 @@ ${ROW_ENTRY("u.BH * u.S")}
   let b = c.x;
   let h = c.y;
   let s = c.z;
-  let ko = i * ${NV}u;
+  let ko = row_of(b, h, s, u.S) * ${NV}u;
   let on = key_on(b, s);
   ${each(NV, (j) => `let k${j} = k[ko + ${j}u] * u.scale;`, "\n  ")}
   ${each(NV, (j) => `let v${j} = v[ko + ${j}u];`, "\n  ")}
   ${each(NV, (j) => `var dk${j} = ${VT}(0.0);`, "\n  ")}
   ${each(NV, (j) => `var dv${j} = ${VT}(0.0);`, "\n  ")}
   for (var t = 0u; t < u.T; t++) {
-    let r = row_of(b, h, t, u.T);
-    let qo = r * ${NV}u;
+    let qr = row_of(b, h, t, u.T);
+    let qo = qr * ${NV}u;
+    let r = (b * u.H + h) * u.T + t; // the heads-major row of info
     var pz = 0.0; // P∘Z of (t, s)
     var ds = 0.0; // dS of (t, s)
     if (on && s < key_end(t)) {
@@ -796,7 +803,7 @@ ${ROW_ENTRY("u.BH * u.S")}
       ${dotInto("z", NV, W, (j) => `k${j}`, (j) => `q[qo + ${j}u]`, "\n      ")}
       var dp = 0.0;
       ${dotInto("dp", NV, W, (j) => `v${j}`, (j) => `dO[qo + ${j}u]`, "\n      ")}
-      let p = exp(z - lse[r]);
+      let p = exp(z - lse[qr]);
       let zm = zmul(b, h, t, s);
       ds = p * (dp * zm - info[2u * r]) * u.scale;
       pz = p * zm;
