@@ -161,7 +161,16 @@ export class GpuBackend implements Backend {
     }
   }
 
+  #needF16(what: string): void {
+    if (!this.hasF16) {
+      throw new TypeError(
+        `Cannot ${what}: the WebGPU adapter ${this.description} has no shader-f16`,
+      );
+    }
+  }
+
   #alloc(bytes: number, forUpload = false): GpuStorage {
+    bytes = Math.ceil(bytes / 4) * 4; // f16 tensors of odd length: whole 4-byte words
     if (bytes > this.#maxBinding) {
       throw new GpuOutOfMemoryError(
         `Cannot allocate ${bytes} bytes: above the adapter's storage binding limit (${this.#maxBinding})`,
@@ -191,8 +200,14 @@ export class GpuBackend implements Backend {
   upload(data: CpuArray, info: TensorInfo): Storage {
     this.#check();
     if (info.dtype === "f64") throw new TypeError("f64 tensors exist only on the CPU backend");
+    if (info.dtype === "f16") this.#needF16("upload an f16 tensor");
     const s = this.#alloc(data.byteLength, true);
-    if (data.byteLength > 0) {
+    if (data.byteLength % 4) {
+      // writeBuffer moves whole 4-byte words: an odd count of f16 gets one zero pad element
+      const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
+      padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      this.device.queue.writeBuffer(s.buffer, 0, padded);
+    } else if (data.byteLength > 0) {
       this.device.queue.writeBuffer(
         s.buffer,
         0,
@@ -225,6 +240,11 @@ export class GpuBackend implements Backend {
   copy(src: Storage, dst: Storage, bytes: number): void {
     this.#check();
     if (bytes === 0) return;
+    if (bytes % 4) {
+      throw new RangeError(
+        `Cannot copy ${bytes} bytes on WebGPU: buffer copies move whole 4-byte words (an odd count of f16)`,
+      );
+    }
     const s = src as GpuStorage, d = dst as GpuStorage;
     if (!this.#encoder) this.#encoder = this.device.createCommandEncoder();
     this.#pass?.end();
@@ -278,6 +298,12 @@ export class GpuBackend implements Backend {
   exec<P>(op: OpDef<P>, inputs: Storage[], info: OpInfo, params: P): Storage[] {
     this.#check();
     if (!op.gpu) throw new TypeError(`Op ${op.name} has no WebGPU kernel`);
+    if (info.inputs.some((t) => t.dtype === "f16") || info.outputs.some((t) => t.dtype === "f16")) {
+      if (!op.f16) {
+        throw new TypeError(`Op ${op.name} has no f16 WebGPU kernel: cast its inputs to f32 first`);
+      }
+      this.#needF16(`run ${op.name} on f16 tensors`);
+    }
     const plan: GpuPlan = op.gpu(info, params);
     const outputs = info.outputs.map((o) => this.#alloc(sizeOf(o.shape) * bytesPer(o.dtype)));
     const temps = (plan.temps ?? []).map((b) => this.#alloc(b));
@@ -416,16 +442,22 @@ export class GpuBackend implements Backend {
   async read(storage: Storage, info: TensorInfo): Promise<CpuArray> {
     this.#check();
     const s = storage as GpuStorage;
-    const bytes = sizeOf(info.shape) * 4;
+    const n = sizeOf(info.shape);
+    const bytes = n * bytesPer(info.dtype);
+    const words = Math.ceil(bytes / 4) * 4; // copies move whole 4-byte words
     this.flush();
-    const out = info.dtype === "i32" ? new Int32Array(bytes / 4) : new Float32Array(bytes / 4);
+    const out = info.dtype === "i32"
+      ? new Int32Array(n)
+      : info.dtype === "f16"
+      ? new Float16Array(n)
+      : new Float32Array(n);
     if (bytes === 0) return out;
     const staging = this.device.createBuffer({
-      size: Math.ceil(bytes / 4) * 4,
+      size: words,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
     const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(s.buffer, s.offset, staging, 0, bytes);
+    enc.copyBufferToBuffer(s.buffer, s.offset, staging, 0, words);
     this.device.queue.submit([enc.finish()]);
     this.#stats.readbacks++;
     try {
@@ -435,7 +467,7 @@ export class GpuBackend implements Backend {
       throw new GpuDeviceLostError(`Readback failed: ${(err as Error).message}`);
     }
     this.#check();
-    new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(0, bytes)));
+    new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(0, words), 0, bytes));
     staging.unmap();
     staging.destroy();
     return out;

@@ -23,6 +23,7 @@ import { SLICE_ENTRIES } from "./slice.ts";
 import { CROSS_ENTROPY_ENTRIES } from "./cross_entropy.ts";
 import { ATTENTION_ENTRIES } from "./attention.ts";
 import { RESIDUAL_ENTRIES } from "./residual.ts";
+import { CAST_ENTRIES } from "./cast.ts";
 
 export * from "./elementwise.ts";
 export * from "./binary.ts";
@@ -39,6 +40,8 @@ export * from "./slice.ts";
 export * from "./cross_entropy.ts";
 export * from "./attention.ts";
 export * from "./residual.ts";
+export * from "./cast.ts";
+export * from "./matmul_f16.ts";
 export type { InputSpec, OpCase, OpEntry } from "./registry.ts";
 
 setScaleOp(SCALE);
@@ -156,6 +159,7 @@ export const ALL_OPS: OpEntry[] = [
   ...LAYER_NORM_ENTRIES,
   ...ATTENTION_ENTRIES,
   ...RESIDUAL_ENTRIES,
+  ...CAST_ENTRIES,
   ...EMBEDDING_ENTRIES,
   ...DROPOUT_ENTRIES,
   ...MASKED_FILL_ENTRIES,

@@ -316,7 +316,13 @@ export function tensor(
   opts: TensorOptions = {},
 ): Tensor {
   const dtype: DType = opts.dtype ??
-    (data instanceof Int32Array ? "i32" : data instanceof Float64Array ? "f64" : "f32");
+    (data instanceof Int32Array
+      ? "i32"
+      : data instanceof Float64Array
+      ? "f64"
+      : data instanceof Float16Array
+      ? "f16"
+      : "f32");
   const backend = opts.backend ?? defaultBackend;
   const n = sizeOf(shape);
   for (const d of shape) {

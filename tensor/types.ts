@@ -6,14 +6,18 @@
  * @module
  */
 
-/** Element types: f32 for values, i32 for ids, f64 only on the CPU (gradient checks). */
-export type DType = "f32" | "i32" | "f64";
+/**
+ * Element types: f32 for values, i32 for ids, f64 only on the CPU (gradient
+ * checks), f16 for the mixed-precision matmul operands (ops/cast.ts,
+ * ops/matmul_f16.ts; on WebGPU only where the device has `shader-f16`).
+ */
+export type DType = "f32" | "i32" | "f64" | "f16";
 
 /** A tensor shape; `[]` is a scalar. */
 export type Shape = readonly number[];
 
-/** Host arrays that back CPU tensors and readbacks. */
-export type CpuArray = Float32Array | Float64Array | Int32Array;
+/** Host arrays that back CPU tensors and readbacks (Float16Array rounds on store). */
+export type CpuArray = Float32Array | Float64Array | Int32Array | Float16Array;
 
 /** Host float arrays (what CPU references compute in). */
 export type FloatArray = Float32Array | Float64Array;
@@ -105,6 +109,11 @@ export interface OpDef<P = Record<string, never>> {
   backward?(ctx: BackwardContext<P>, dys: (any | null)[]): (any | null)[];
   /** Inputs written in place (optimizer updates); such ops take no gradient. */
   mutates?: number[];
+  /**
+   * The GPU plan handles f16 tensors (its WGSL says `enable f16;`). The
+   * WebGPU backend refuses f16 inputs or outputs of every other op.
+   */
+  f16?: boolean;
 }
 
 /** A backend's handle to the memory of one tensor. */
@@ -185,7 +194,7 @@ export function sizeOf(shape: Shape): number {
 
 /** Bytes per element. */
 export function bytesPer(dtype: DType): number {
-  return dtype === "f64" ? 8 : 4;
+  return dtype === "f64" ? 8 : dtype === "f16" ? 2 : 4;
 }
 
 /** `[2, 3]` → `"[2, 3]"` for messages. */
@@ -197,6 +206,7 @@ export function fmtShape(shape: Shape): string {
 export function allocArray(dtype: DType, n: number): CpuArray {
   if (dtype === "i32") return new Int32Array(n);
   if (dtype === "f64") return new Float64Array(n);
+  if (dtype === "f16") return new Float16Array(n);
   return new Float32Array(n);
 }
 

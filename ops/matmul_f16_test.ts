@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import "./mod.ts";
+import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
+import { cast } from "./cast.ts";
+import { matmulF16 } from "./matmul_f16.ts";
+import { mul, sum } from "./mod.ts";
+import { matmulF64, roundF16 } from "../tests/_f16_reference.ts";
+
+function values(n: number, seed: number, amp = 1): number[] {
+  return Array.from({ length: n }, (_, i) => amp * Math.sin(seed * 12.9898 + i * 78.233));
+}
+
+const SHAPES: [number, number, number, boolean, boolean][] = [
+  [1, 1, 1, false, false],
+  [5, 7, 3, false, true],
+  [9, 16, 13, true, false],
+  [4, 33, 6, true, true],
+];
+
+Deno.test("matmulF16() equals the float64 product of the f16 operands to f32 accumulation", async () => {
+  for (const [M, K, N, tA, tB] of SHAPES) {
+    const a = values(M * K, 1, 3).map(roundF16), b = values(K * N, 2, 2).map(roundF16);
+    const ah = cast(tensor(a, tA ? [K, M] : [M, K]), "f16");
+    const bh = cast(tensor(b, tB ? [N, K] : [K, N]), "f16");
+    const y = matmulF16(ah, bh, { transA: tA, transB: tB });
+    assert.equal(y.dtype, "f32");
+    assert.deepEqual(y.shape, [M, N]);
+    const ref = matmulF64(a, b, M, K, N, tA, tB);
+    const got = await y.toArray();
+    // f32 accumulation: each partial sum rounds by ≤ 2⁻²⁴ of the running magnitude ≤ Σ|a||b| ≤ 6K
+    const tol = K * 6 * 2 ** -23;
+    ref.forEach((r, i) =>
+      assert.ok(Math.abs(got[i] - r) <= tol, `[${M},${K},${N}] ${got[i]} vs ${r}`)
+    );
+    const yh = await matmulF16(ah, bh, { transA: tA, transB: tB, out: "f16" }).toArray();
+    ref.forEach((r, i) => {
+      const ulp = 2 ** (Math.max(-14, Math.floor(Math.log2(Math.abs(r) || 1))) - 10);
+      assert.ok(Math.abs(yh[i] - roundF16(r)) <= ulp, `f16 out ${yh[i]} vs ${roundF16(r)}`);
+    });
+  }
+});
+
+Deno.test("matmulF16() backward gives f16 gradients equal to the float64 rule", async () => {
+  const [M, K, N] = [3, 5, 4];
+  const x = tensor(values(M * K, 3), [M, K], { requiresGrad: true });
+  const w = tensor(values(N * K, 4), [N, K], { requiresGrad: true });
+  const r = values(M * N, 5);
+  let gx: Tensor | null = null;
+  scope(() => {
+    const xh = cast(x, "f16"), wh = cast(w, "f16");
+    const y = matmulF16(xh, wh, { transB: true });
+    sum(mul(y, tensor(r, [M, N]))).backward();
+    gx = x.grad;
+  });
+  assert.equal(gx!.dtype, "f32");
+  // dx = dy · W (dy = r rounded to f16), dW = dyᵀ · x, each rounded to f16
+  const dy = r.map(roundF16);
+  const xr = (await x.toArray()).map(roundF16), wr = (await w.toArray()).map(roundF16);
+  const dx = matmulF64(dy, wr, M, N, K).map(roundF16);
+  const dw = matmulF64(dy, xr, N, M, K, true, false).map(roundF16);
+  const near = (got: number[], ref: Float64Array, what: string) =>
+    ref.forEach((v, i) =>
+      assert.ok(Math.abs(got[i] - v) <= 2 ** -10 * Math.max(Math.abs(v), 2 ** -14), `${what}[${i}]`)
+    );
+  near(await x.grad!.toArray(), dx, "dx");
+  near(await w.grad!.toArray(), dw, "dw");
+});
+
+Deno.test("matmulF16() sums the gradient of a shared 2-D operand over the batch", async () => {
+  const a = tensor(values(2 * 3 * 4, 6), [2, 3, 4]);
+  const w = tensor(values(4 * 5, 7), [4, 5], { requiresGrad: true });
+  scope(() => sum(matmulF16(cast(a, "f16"), cast(w, "f16"))).backward());
+  assert.deepEqual(w.grad!.shape, [4, 5]);
+  const ar = (await a.toArray()).map(roundF16);
+  const ref = new Float64Array(20);
+  for (let p = 0; p < 2; p++) {
+    for (let m = 0; m < 3; m++) {
+      for (let k = 0; k < 4; k++) {
+        for (let n = 0; n < 5; n++) ref[k * 5 + n] += ar[p * 12 + m * 4 + k];
+      }
+    }
+  }
+  const got = await w.grad!.toArray();
+  ref.forEach((v, i) => assert.ok(Math.abs(got[i] - roundF16(v)) <= 2 ** -10 * Math.abs(v)));
+});
+
+Deno.test("matmulF16() refuses f32 operands and mismatched inner dimensions", () => {
+  const h = cast(tensor([1, 2, 3, 4], [2, 2]), "f16");
+  assert.throws(() => matmulF16(tensor([1, 2, 3, 4], [2, 2]), h), /both operands must be f16/);
+  assert.throws(() => matmulF16(h, cast(tensor([1, 2, 3], [3, 1]), "f16")), /inner dimensions/);
+});

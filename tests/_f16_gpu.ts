@@ -1,0 +1,131 @@
+/**
+ * The f16 WebGPU kernels against their CPU references. Run by
+ * tests/f16_gpu_test.ts in a subprocess with `DENO_WEBGPU_BACKEND=vulkan`
+ * (Mesa's lavapipe has shader-f16, the GL llvmpipe of the main suite has
+ * not). Without a shader-f16 adapter this module exits with code 3 before
+ * registering tests, and the runner reports the skip.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import "../ops/mod.ts";
+import { type GpuBackend, sharedGpuBackend } from "../gpu/backend.ts";
+import { CPU } from "../tensor/cpu_backend.ts";
+import { type Tensor, tensor, toBackend } from "../tensor/tensor.ts";
+import type { Backend } from "../tensor/types.ts";
+import { cast } from "../ops/cast.ts";
+import { matmulF16 } from "../ops/matmul_f16.ts";
+import { mul, sum } from "../ops/mod.ts";
+
+/** Exit code of this module when the adapter has no shader-f16. */
+export const NO_F16_EXIT = 3;
+
+const gpu: GpuBackend | null = await sharedGpuBackend();
+if (!gpu?.hasF16) {
+  console.error(`no shader-f16 adapter (${gpu?.description ?? "no WebGPU adapter"})`);
+  Deno.exit(NO_F16_EXIT);
+}
+const GPU: GpuBackend = gpu;
+
+function values(n: number, seed: number, amp = 1): number[] {
+  return Array.from({ length: n }, (_, i) => amp * Math.sin(seed * 12.9898 + i * 78.233));
+}
+
+/** f16 values agree within one f16 ulp of the larger magnitude (WGSL may round either way). */
+function assertNearF16(got: ArrayLike<number>, ref: ArrayLike<number>, what: string): void {
+  assert.equal(got.length, ref.length);
+  for (let i = 0; i < ref.length; i++) {
+    const r = ref[i], g = got[i];
+    if (!Number.isFinite(r)) {
+      assert.ok(
+        Object.is(r, g) || (Number.isNaN(r) && Number.isNaN(g)),
+        `${what}[${i}] ${g} vs ${r}`,
+      );
+      continue;
+    }
+    const ulp = 2 ** (Math.max(-14, Math.floor(Math.log2(Math.max(Math.abs(r), 2 ** -24)))) - 10);
+    assert.ok(Math.abs(g - r) <= ulp, `${what}[${i}]: ${g} vs ${r}`);
+  }
+}
+
+Deno.test("f16 GPU: cast() equals the CPU reference (odd lengths, overflow, NaN)", async () => {
+  const xs = [
+    ...values(37, 1, 100),
+    65504,
+    65519,
+    65520,
+    -1e6,
+    NaN,
+    Infinity,
+    -Infinity,
+    1e-7,
+    3e-5,
+  ];
+  for (const n of [1, 2, 3, xs.length]) {
+    const host = xs.slice(0, n);
+    const hc = cast(tensor(host, [n], { backend: CPU }), "f16");
+    const hg = cast(tensor(host, [n], { backend: GPU }), "f16");
+    assert.equal(hg.dtype, "f16");
+    assertNearF16(await hg.data(), await hc.data(), `cast f16 n=${n}`);
+    // widening is exact: the GPU's f16 back to f32 is those very values
+    const back = await cast(hg, "f32").toArray();
+    assert.deepEqual(back, Array.from(await hg.data()));
+  }
+  // an uploaded Float16Array and its readback round-trip
+  const up = tensor(new Float16Array([1.5, -2, 0.25]), [3], { backend: GPU });
+  assert.deepEqual(await up.toArray(), [1.5, -2, 0.25]);
+});
+
+const SHAPES: [number, number, number, number, boolean, boolean][] = [
+  // [batch, M, K, N, transA, transB]: tile remainders, vec4 and scalar loads, K = 1
+  [1, 1, 1, 1, false, false],
+  [1, 5, 7, 3, false, true],
+  [1, 70, 24, 68, false, false],
+  [2, 9, 16, 12, true, true],
+  [1, 65, 17, 66, true, false],
+];
+
+Deno.test("f16 GPU: matmulF16() equals the CPU reference (f32 and f16 results)", async () => {
+  for (const [P, M, K, N, tA, tB] of SHAPES) {
+    const sa = [...(P > 1 ? [P] : []), ...(tA ? [K, M] : [M, K])];
+    const sb = [...(P > 1 ? [P] : []), ...(tB ? [N, K] : [K, N])];
+    const a = values(P * M * K, 2, 2), b = values(P * K * N, 3, 2);
+    const on = (
+      be: Backend,
+    ) => [cast(tensor(a, sa, { backend: be }), "f16"), cast(tensor(b, sb, { backend: be }), "f16")];
+    const [ac, bc] = on(CPU), [ag, bg] = on(GPU);
+    const ref = await matmulF16(ac, bc, { transA: tA, transB: tB }).toArray();
+    const got = await matmulF16(ag, bg, { transA: tA, transB: tB }).toArray();
+    const scale = Math.max(1, ...ref.map(Math.abs));
+    ref.forEach((r, i) =>
+      assert.ok(
+        Math.abs(got[i] - r) <= 1e-5 * scale * K,
+        `${[P, M, K, N, tA, tB]} [${i}] ${got[i]} vs ${r}`,
+      )
+    );
+    const refH = await matmulF16(ac, bc, { transA: tA, transB: tB, out: "f16" }).data();
+    const gotH = await matmulF16(ag, bg, { transA: tA, transB: tB, out: "f16" }).data();
+    assertNearF16(gotH, refH, `matmulF16 f16 ${[P, M, K, N, tA, tB]}`);
+  }
+});
+
+Deno.test("f16 GPU: a Linear-shaped f16 forward and backward equal the CPU", async () => {
+  const [N, C, F] = [6, 12, 20];
+  const grads = async (be: Backend) => {
+    const x = tensor(values(N * C, 4), [N, C], { backend: be, requiresGrad: true });
+    const w = tensor(values(F * C, 5, 0.5), [F, C], { backend: be, requiresGrad: true });
+    const r = tensor(values(N * F, 6), [N, F], { backend: be });
+    const y = matmulF16(cast(x, "f16"), cast(w, "f16"), { transB: true });
+    sum(mul(y, r)).backward();
+    return [await y.toArray(), await x.grad!.toArray(), await w.grad!.toArray()];
+  };
+  const [cpu, gpuOut] = [await grads(CPU), await grads(GPU)];
+  cpu.forEach((ref, k) => assertNearF16(gpuOut[k], ref, ["y", "dx", "dw"][k]));
+});
+
+Deno.test("f16 GPU: other ops refuse f16 tensors with a clear error", async () => {
+  const h: Tensor = cast(tensor([1, 2], [2], { backend: GPU }), "f16");
+  assert.throws(() => mul(h, h), /no f16 WebGPU kernel/);
+  const back = await toBackend(h, CPU);
+  assert.equal(back.dtype, "f16");
+});
