@@ -11,6 +11,17 @@
  * - `adamw` is `torch.optim.AdamW` for one parameter, with the gradient first
  *   multiplied by a device scalar (the clipping factor).
  *
+ * - `gradScalerUpdate` is the device half of torch's `GradScaler`
+ *   (optim/grad_scaler.ts): from the norm of the scaled gradients it finds
+ *   overflow, gives AdamW its gradient factor (clip / scale) and updates the
+ *   scale and the good-step counter, all in one single-thread kernel.
+ *
+ * `adamw` and `adamwFlat` take an optional sixth input, the scaler state
+ * [scale, goodSteps, skippedSteps, foundInf]: they then leave everything
+ * untouched when `foundInf` is set (torch skips `optimizer.step()`), and
+ * bias-correct with `t = step − skippedSteps` (torch counts only the steps
+ * taken).
+ *
  * The flat variants serve optim/adamw.ts's flat buffers (every parameter a
  * padded segment of one buffer): `sumSquaresFlat` writes the very partials
  * `sumSquaresPartial` would write for each segment, in one dispatch, and
@@ -361,6 +372,77 @@ function adamwScalars(p: AdamWParams): number[] {
 }
 
 /**
+ * Number of elements of the scaler state (optim/grad_scaler.ts):
+ * `[scale, goodSteps, skippedSteps, foundInf]`.
+ */
+export const SCALER_STATE_SIZE = 4;
+
+function checkScalerState(op: string, inputs: TensorInfo[]): void {
+  if (inputs.length < 6) return;
+  const st = inputs[5];
+  if (st.dtype === "i32" || sizeOf(st.shape) !== SCALER_STATE_SIZE) {
+    throw new TypeError(
+      `Cannot ${op}: scaler state must be float [${SCALER_STATE_SIZE}], got ${st.dtype} ${
+        fmtShape(st.shape)
+      }`,
+    );
+  }
+}
+
+/**
+ * With a scaler state: whether to skip, and the step size and √(1−β2ᵗ) for
+ * t = step − skippedSteps (the host's float64 values when nothing was skipped).
+ */
+function scalerStep(
+  state: ArrayLike<number> | undefined,
+  prm: AdamWParams,
+  stepSize: number,
+  bc2Sqrt: number,
+): { skip: boolean; stepSize: number; bc2Sqrt: number } {
+  if (!state) return { skip: false, stepSize, bc2Sqrt };
+  if (state[3] !== 0) return { skip: true, stepSize, bc2Sqrt };
+  const skipped = state[2];
+  if (skipped <= 0) return { skip: false, stepSize, bc2Sqrt };
+  const t = prm.step - skipped;
+  return {
+    skip: false,
+    stepSize: prm.lr / (1 - prm.beta1 ** t),
+    bc2Sqrt: Math.sqrt(1 - prm.beta2 ** t),
+  };
+}
+
+/**
+ * WGSL of the scaler-state prologue (binding 5 `state`; uniform fields `lr`,
+ * `t`, `lnB1`, `lnB2`, the logs computed on the host in float64). 1 − βᵗ is
+ * −expm1(t·ln β), with a series where the plain difference would cancel:
+ * relative error about 1e-7, as the host's float64 value rounded to f32.
+ */
+const SCALER_PROLOGUE = `
+  if (state[3] != 0.0) { return; }
+  var stepSize = u.stepSize;
+  var bc2Sqrt = u.bc2Sqrt;
+  if (state[2] > 0.0) {
+    let t = u.t - state[2];
+    stepSize = u.lr / one_minus_pow(u.lnB1, t);
+    bc2Sqrt = sqrt(one_minus_pow(u.lnB2, t));
+  }`;
+
+/** WGSL: 1 − exp(t·lnB) for lnB < 0, accurate near 0 (see SCALER_PROLOGUE). */
+const WGSL_ONE_MINUS_POW = `
+fn one_minus_pow(lnB: f32, t: f32) -> f32 {
+  let x = t * lnB;
+  if (x > -0.1) {
+    return -(x + x * x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))));
+  }
+  return 1.0 - exp(x);
+}`;
+
+/** The uniform tail of the scaler path: lr, t, ln β1, ln β2. */
+function scalerUniform(prm: AdamWParams): number[] {
+  return [prm.lr, prm.step, Math.log(prm.beta1), Math.log(prm.beta2)];
+}
+
+/**
  * `torch.optim.AdamW` for one parameter, in place. Inputs p, g, m, v (same
  * shape) and gradScale [1]; p, m and v are written. With g' = g·gradScale:
  * p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g'; v ← β2·v + (1−β2)·g'²;
@@ -369,7 +451,7 @@ function adamwScalars(p: AdamWParams): number[] {
 export const ADAMW: OpDef<AdamWParams> = {
   name: "adamw",
   mutates: [0, 2, 3],
-  outputs([p, g, m, v, s], prm) {
+  outputs([p, g, m, v, s, ...rest], prm) {
     needFloat("adamw", "p", p);
     sameShape("adamw", "gradient", p, g);
     sameShape("adamw", "exp_avg", p, m);
@@ -382,10 +464,13 @@ export const ADAMW: OpDef<AdamWParams> = {
     if (!Number.isInteger(prm.step) || prm.step < 1) {
       throw new RangeError(`Cannot adamw: step must be an integer ≥ 1, got ${prm.step}`);
     }
+    checkScalerState("adamw", [p, g, m, v, s, ...rest]);
     return [];
   },
-  cpu([p, g, m, v, s], _outs, _info, prm) {
-    const [decay, b1, c1, b2, c2, stepSize, bc2Sqrt, eps] = adamwScalars(prm);
+  cpu([p, g, m, v, s, state], _outs, _info, prm) {
+    const [decay, b1, c1, b2, c2, hostStepSize, hostBc2Sqrt, eps] = adamwScalars(prm);
+    const { skip, stepSize, bc2Sqrt } = scalerStep(state, prm, hostStepSize, hostBc2Sqrt);
+    if (skip) return;
     const scale = s[0];
     for (let i = 0; i < p.length; i++) {
       const gi = g[i] * scale;
@@ -397,6 +482,7 @@ export const ADAMW: OpDef<AdamWParams> = {
   },
   gpu(info, prm) {
     const n = sizeOf(info.inputs[0].shape);
+    const scaler = info.inputs.length > 5;
     return {
       kernels: [{
         code: `
@@ -405,22 +491,32 @@ export const ADAMW: OpDef<AdamWParams> = {
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @group(0) @binding(4) var<storage, read> gradScale: array<f32>;
+${scaler ? "@group(0) @binding(5) var<storage, read> state: array<f32>;" : ""}
 struct U { n: u32, decay: f32, b1: f32, c1: f32, b2: f32, c2: f32, stepSize: f32, bc2Sqrt: f32,
-  eps: f32 }
-@group(0) @binding(5) var<uniform> u: U;
+  eps: f32${scaler ? ", lr: f32, t: f32, lnB1: f32, lnB2: f32" : ""} }
+${scaler ? WGSL_ONE_MINUS_POW : ""}
+@group(0) @binding(${scaler ? 6 : 5}) var<uniform> u: U;
 ${MAIN_1D()} {
   ${LINEAR_INDEX()}
   if (i >= u.n) { return; }
+  ${scaler ? SCALER_PROLOGUE : "let stepSize = u.stepSize;\n  let bc2Sqrt = u.bc2Sqrt;"}
   let gi = g[i] * gradScale[0];
   let pd = p[i] * u.decay;
   let mi = u.b1 * m[i] + u.c1 * gi;
   let vi = u.b2 * v[i] + u.c2 * gi * gi;
   m[i] = mi;
   v[i] = vi;
-  p[i] = pd - u.stepSize * mi / (sqrt(vi) / u.bc2Sqrt + u.eps);
+  p[i] = pd - stepSize * mi / (sqrt(vi) / bc2Sqrt + u.eps);
 }`,
-        bind: [{ in: 0 }, { in: 1 }, { in: 2 }, { in: 3 }, { in: 4 }],
-        uniform: packUniform([n], adamwScalars(prm)),
+        bind: [
+          { in: 0 },
+          { in: 1 },
+          { in: 2 },
+          { in: 3 },
+          { in: 4 },
+          ...(scaler ? [{ in: 5 }] : []),
+        ],
+        uniform: packUniform([n], [...adamwScalars(prm), ...(scaler ? scalerUniform(prm) : [])]),
         workgroups: grid1d(n),
       }],
     };
@@ -438,8 +534,9 @@ export function adamwUpdate(
   v: Tensor,
   gradScale: Tensor,
   params: AdamWParams,
+  scalerState?: Tensor,
 ): void {
-  apply(ADAMW, [p, g, m, v, gradScale], params);
+  apply(ADAMW, [p, g, m, v, gradScale, ...(scalerState ? [scalerState] : [])], params);
 }
 
 /** Hyperparameters of one flat AdamW update. */
@@ -465,8 +562,10 @@ export const ADAMW_FLAT: OpDef<AdamWFlatParams> = {
     }
     return [];
   },
-  cpu([p, g, m, v, s], _outs, _info, prm) {
-    const [decay, b1, c1, b2, c2, stepSize, bc2Sqrt, eps] = adamwScalars(prm);
+  cpu([p, g, m, v, s, state], _outs, _info, prm) {
+    const [decay, b1, c1, b2, c2, hostStepSize, hostBc2Sqrt, eps] = adamwScalars(prm);
+    const { skip, stepSize, bc2Sqrt } = scalerStep(state, prm, hostStepSize, hostBc2Sqrt);
+    if (skip) return;
     const noDecay = adamwScalars({ ...prm, weightDecay: 0 })[0];
     const scale = s[0];
     for (let i = 0; i < p.length; i++) {
@@ -481,6 +580,7 @@ export const ADAMW_FLAT: OpDef<AdamWFlatParams> = {
     const n = sizeOf(info.inputs[0].shape);
     const [decay, ...rest] = adamwScalars(prm);
     const noDecay = adamwScalars({ ...prm, weightDecay: 0 })[0];
+    const scaler = info.inputs.length > 5;
     return {
       kernels: [{
         code: `
@@ -489,23 +589,151 @@ export const ADAMW_FLAT: OpDef<AdamWFlatParams> = {
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @group(0) @binding(4) var<storage, read> gradScale: array<f32>;
+${scaler ? "@group(0) @binding(5) var<storage, read> state: array<f32>;" : ""}
 struct U { n: u32, decayEnd: u32, decay: f32, noDecay: f32, b1: f32, c1: f32, b2: f32, c2: f32,
-  stepSize: f32, bc2Sqrt: f32, eps: f32 }
-@group(0) @binding(5) var<uniform> u: U;
+  stepSize: f32, bc2Sqrt: f32, eps: f32${scaler ? ", lr: f32, t: f32, lnB1: f32, lnB2: f32" : ""} }
+${scaler ? WGSL_ONE_MINUS_POW : ""}
+@group(0) @binding(${scaler ? 6 : 5}) var<uniform> u: U;
 ${MAIN_1D()} {
   ${LINEAR_INDEX()}
   if (i >= u.n) { return; }
+  ${scaler ? SCALER_PROLOGUE : "let stepSize = u.stepSize;\n  let bc2Sqrt = u.bc2Sqrt;"}
   let gi = g[i] * gradScale[0];
   let pd = p[i] * select(u.noDecay, u.decay, i < u.decayEnd);
   let mi = u.b1 * m[i] + u.c1 * gi;
   let vi = u.b2 * v[i] + u.c2 * gi * gi;
   m[i] = mi;
   v[i] = vi;
-  p[i] = pd - u.stepSize * mi / (sqrt(vi) / u.bc2Sqrt + u.eps);
+  p[i] = pd - stepSize * mi / (sqrt(vi) / bc2Sqrt + u.eps);
 }`,
-        bind: [{ in: 0 }, { in: 1 }, { in: 2 }, { in: 3 }, { in: 4 }],
-        uniform: packUniform([n, prm.decayEnd], [decay, noDecay, ...rest]),
+        bind: [
+          { in: 0 },
+          { in: 1 },
+          { in: 2 },
+          { in: 3 },
+          { in: 4 },
+          ...(scaler ? [{ in: 5 }] : []),
+        ],
+        uniform: packUniform(
+          [n, prm.decayEnd],
+          [decay, noDecay, ...rest, ...(scaler ? scalerUniform(prm) : [])],
+        ),
         workgroups: grid1d(n),
+      }],
+    };
+  },
+};
+
+// ---------------------------------------------------------------- loss scaling
+
+/** Parameters of {@linkcode GRAD_SCALER_UPDATE} (torch `GradScaler` defaults in optim/grad_scaler.ts). */
+export interface GradScalerParams {
+  /** Clip the unscaled gradient norm to this (0: no clipping). */
+  maxNorm: number;
+  /** Scale factor after `growthInterval` finite steps in a row. */
+  growthFactor: number;
+  /** Scale factor after a step with non-finite gradients. */
+  backoffFactor: number;
+  /** Finite steps in a row before the scale grows. */
+  growthInterval: number;
+}
+
+/**
+ * One step of torch's `GradScaler` on the device. Inputs: `norm` [1], the
+ * global L2 norm of the *scaled* gradients, and `state` [4] = [scale,
+ * goodSteps, skippedSteps, foundInf] (written). Outputs: `factor` [1], what
+ * AdamW multiplies the gradients by (torch's `clip_grad_norm_` factor for
+ * the unscaled norm, divided by the scale; 0 when skipping), and the
+ * unscaled norm [1].
+ *
+ * foundInf = the norm is not finite (an inf or NaN gradient makes it so;
+ * torch checks elements, which differs only when finite gradients' squares
+ * overflow f32, above 1.8e19). Then scale ← scale·backoff, goodSteps ← 0,
+ * skippedSteps += 1; else goodSteps += 1 and, at `growthInterval`,
+ * scale ← scale·growth (kept only if finite) and goodSteps ← 0
+ * (`torch._amp_update_scale_`).
+ */
+export const GRAD_SCALER_UPDATE: OpDef<GradScalerParams> = {
+  name: "gradScalerUpdate",
+  mutates: [1],
+  outputs([norm, state], p) {
+    needFloat("gradScalerUpdate", "norm", norm);
+    checkScalerState("gradScalerUpdate", [norm, norm, norm, norm, norm, state]);
+    if (sizeOf(norm.shape) !== 1) {
+      throw new TypeError(
+        `Cannot gradScalerUpdate: norm must have one element, got ${fmtShape(norm.shape)}`,
+      );
+    }
+    if (
+      !(p.maxNorm >= 0) || !Number.isFinite(p.maxNorm) || !(p.growthFactor > 1) ||
+      !(p.backoffFactor > 0 && p.backoffFactor < 1) || !Number.isInteger(p.growthInterval) ||
+      p.growthInterval < 1
+    ) {
+      throw new RangeError(
+        `Cannot gradScalerUpdate: need maxNorm ≥ 0, growthFactor > 1, 0 < backoffFactor < 1, ` +
+          `integer growthInterval ≥ 1; got ${JSON.stringify(p)}`,
+      );
+    }
+    return [{ shape: [1], dtype: norm.dtype }, { shape: [1], dtype: norm.dtype }];
+  },
+  cpu([norm, state], [factor, unscaled], _info, p) {
+    const scale = state[0], n = norm[0];
+    const found = !Number.isFinite(n);
+    unscaled[0] = n / scale;
+    const clip = p.maxNorm > 0 ? Math.min(1, p.maxNorm / (unscaled[0] + 1e-6)) : 1;
+    factor[0] = found ? 0 : clip / scale;
+    state[3] = found ? 1 : 0;
+    if (found) {
+      state[0] = scale * p.backoffFactor;
+      state[1] = 0;
+      state[2] += 1;
+      return;
+    }
+    state[1] += 1;
+    if (state[1] >= p.growthInterval) {
+      const grown = Math.fround(scale * p.growthFactor);
+      if (Number.isFinite(grown)) state[0] = grown;
+      state[1] = 0;
+    }
+  },
+  gpu(_info, p) {
+    return {
+      kernels: [{
+        code: `
+@group(0) @binding(0) var<storage, read> norm: array<f32>;
+@group(0) @binding(1) var<storage, read_write> state: array<f32>;
+@group(0) @binding(2) var<storage, read_write> factor: array<f32>;
+@group(0) @binding(3) var<storage, read_write> unscaled: array<f32>;
+struct U { maxNorm: f32, growthFactor: f32, backoffFactor: f32, growthInterval: f32 }
+@group(0) @binding(4) var<uniform> u: U;
+fn finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
+@compute @workgroup_size(1)
+fn main() {
+  let scale = state[0];
+  let n = norm[0];
+  let found = !finite(n);
+  let un = n / scale;
+  unscaled[0] = un;
+  let clip = select(1.0, min(1.0, u.maxNorm / (un + 1e-6)), u.maxNorm > 0.0);
+  factor[0] = select(clip / scale, 0.0, found);
+  state[3] = select(0.0, 1.0, found);
+  if (found) {
+    state[0] = scale * u.backoffFactor;
+    state[1] = 0.0;
+    state[2] = state[2] + 1.0;
+    return;
+  }
+  let good = state[1] + 1.0;
+  state[1] = good;
+  if (good >= u.growthInterval) {
+    let grown = scale * u.growthFactor;
+    if (finite(grown)) { state[0] = grown; }
+    state[1] = 0.0;
+  }
+}`,
+        bind: [{ in: 0 }, { in: 1 }, { out: 0 }, { out: 1 }],
+        uniform: packUniform([], [p.maxNorm, p.growthFactor, p.backoffFactor, p.growthInterval]),
+        workgroups: [1, 1, 1],
       }],
     };
   },

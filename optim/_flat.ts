@@ -187,11 +187,19 @@ export class FlatBuffers {
     });
   }
 
-  /** One AdamW update of every bank from the gathered gradients times `gradScale`. */
-  update(gradScale: Tensor, prm: AdamWParams): void {
+  /**
+   * One AdamW update of every bank from the gathered gradients times
+   * `gradScale`; with a loss scaler's state [4], skipped when it flags
+   * non-finite gradients (see ADAMW_FLAT).
+   */
+  update(gradScale: Tensor, prm: AdamWParams, scalerState?: Tensor): void {
+    const extra = scalerState ? [scalerState] : [];
     noGrad(() => {
       for (const b of this.#banks) {
-        apply(ADAMW_FLAT, [b.p, b.g, b.m, b.v, gradScale], { ...prm, decayEnd: b.decayEnd });
+        apply(ADAMW_FLAT, [b.p, b.g, b.m, b.v, gradScale, ...extra], {
+          ...prm,
+          decayEnd: b.decayEnd,
+        });
       }
     });
   }

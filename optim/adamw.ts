@@ -134,6 +134,7 @@ export class AdamW {
   #step = 0;
   #one: Tensor | null = null;
   #gradScale: Tensor | null = null;
+  #scalerState: Tensor | null = null;
 
   /** Creates zero moments beside each parameter (on its backend). */
   constructor(params: Map<string, Tensor> | Iterable<NamedParameter>, opts: AdamWOptions) {
@@ -232,6 +233,20 @@ export class AdamW {
   }
 
   /**
+   * Makes the next `step()` obey a loss scaler's device state [4] (see
+   * optim/grad_scaler.ts): no update at all when its `foundInf` is set, and
+   * bias correction over the steps actually taken (`t − skippedSteps`), as
+   * torch's `GradScaler.step(optimizer)` does. No readback.
+   */
+  setScalerState(state: Tensor): void {
+    if (state.size !== 4) {
+      throw new TypeError(`AdamW: scaler state must have 4 elements, got ${fmtShape(state.shape)}`);
+    }
+    this.#scalerState?.dispose();
+    this.#scalerState = state.detach().keep();
+  }
+
+  /**
    * One update of every parameter that has a gradient, with learning rate
    * `lr` (default the base rate; pass `base · schedule(s)`). Recorded on the
    * device; nothing is read back.
@@ -242,15 +257,17 @@ export class AdamW {
     const [beta1, beta2] = this.betas;
     const scale = this.#gradScale ?? this.#one;
     const hp = { lr, beta1, beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.#step };
-    if (scale && this.#gatherAll()) this.#flat!.update(scale, hp);
-    else if (scale) this.#stepEach(scale, hp);
+    const state = this.#scalerState ?? undefined;
+    if (scale && this.#gatherAll()) this.#flat!.update(scale, hp, state);
+    else if (scale) this.#stepEach(scale, hp, state);
     this.#gathered = null;
     this.#gradScale?.dispose();
-    this.#gradScale = null;
+    this.#scalerState?.dispose();
+    this.#gradScale = this.#scalerState = null;
   }
 
   /** The reference path: one fused kernel per parameter that has a gradient. */
-  #stepEach(scale: Tensor, hp: AdamWParams): void {
+  #stepEach(scale: Tensor, hp: AdamWParams, scalerState?: Tensor): void {
     noGrad(() => {
       this.params.forEach((p, i) => {
         const g = p.tensor.grad;
@@ -258,7 +275,7 @@ export class AdamW {
         adamwUpdate(p.tensor, g, this.#m[i], this.#v[i], scale, {
           ...hp,
           weightDecay: p.decay ? hp.weightDecay : 0,
-        });
+        }, scalerState);
       });
     });
   }
@@ -352,6 +369,7 @@ export class AdamW {
     this.#gathered = null;
     this.#one?.dispose();
     this.#gradScale?.dispose();
-    this.#one = this.#gradScale = null;
+    this.#scalerState?.dispose();
+    this.#one = this.#gradScale = this.#scalerState = null;
   }
 }
