@@ -14,6 +14,9 @@ import { initContext } from "../nn/module.ts";
 import { Seq2Seq } from "../nn/seq2seq.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
+import { GradScaler } from "../optim/grad_scaler.ts";
+import { autocast, type Precision } from "../nn/layers.ts";
+import { checkPrecision } from "../train/trainer.ts";
 import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
 
 /** Options of {@linkcode benchTrain}. */
@@ -34,6 +37,8 @@ export interface TrainBenchOptions {
   warmup?: number;
   /** After the timed steps, time one more step per kernel (WebGPU with timestamp-query). */
   profile?: boolean;
+  /** "f32" (default) or "f16": the trainer's mixed precision (f16 Linear matmuls, loss scaling). */
+  precision?: Precision;
 }
 
 /** One result line (`kind: "train"`). */
@@ -46,6 +51,8 @@ export interface TrainBenchLine {
   device: string;
   /** Preset name. */
   preset: string;
+  /** Training precision ("f32" or "f16"). */
+  precision: Precision;
   /** Batch size. */
   batch_size: number;
   /** Source length. */
@@ -97,7 +104,9 @@ export async function benchTrain(
   const B = opts.batchSize ?? 16, S = opts.srcLen ?? 32, T = opts.tgtLen ?? 32;
   const steps = opts.steps ?? 10, warmup = opts.warmup ?? 2;
   const model = new Seq2Seq(cfg, initContext(0, backend));
+  const precision = checkPrecision(opts.precision ?? "f32", backend);
   const opt = new AdamW(new Map(model.namedParameters()), { lr: 1e-4 });
+  const scaler = precision === "f16" ? new GradScaler({ backend }) : null;
   const rng = makeRng(1);
   const ids = (n: number) =>
     Int32Array.from({ length: n }, () => 4 + Math.floor(rng() * (cfg.vocab_size - 4)));
@@ -112,7 +121,15 @@ export async function benchTrain(
   const gpu = backend as Backend & { dispatchStats?: (reset?: boolean) => { dispatches: number } };
   const step = (i: number) => {
     scope(() => {
-      const { loss } = batchLoss(model, batches[i % batches.length], { seed: i });
+      const { loss } = autocast(
+        precision,
+        () => batchLoss(model, batches[i % batches.length], { seed: i }),
+      );
+      if (scaler) {
+        scaler.scale(loss).backward();
+        scaler.step(opt, { maxNorm: 1 });
+        return;
+      }
       loss.backward();
       clipGradNorm(opt, 1);
       opt.step();
@@ -157,11 +174,13 @@ export async function benchTrain(
   for (const b of batches) for (const t of Object.values(b)) t.dispose();
   model.dispose();
   opt.dispose();
+  scaler?.dispose();
   return {
     impl: "webseq",
     kind: "train",
     device: `${backend.kind}: ${backend.description}`,
     preset: opts.preset ?? "custom",
+    precision,
     batch_size: B,
     src_len: S,
     tgt_len: T,

@@ -14,6 +14,7 @@ import {
   UsageError,
 } from "./_common.ts";
 import { isSoftwareAdapter, parseDevice, selectBackend } from "./_device.ts";
+import { precisionFlag } from "./train.ts";
 import { presetConfig, validateConfig } from "../nn/config.ts";
 import { benchTrain } from "../bench/train_bench.ts";
 
@@ -33,6 +34,8 @@ Options:
   --src-len S              source length (default 32)
   --tgt-len T              target length (default 32)
   --steps N                timed steps after 2 warm-up steps (default 10)
+  --precision f32|f16      f16: the trainer's mixed precision (f16 Linear matmuls with f32
+                           accumulation, loss scaling); WebGPU needs shader-f16 (default f32)
   --ops                    also run the kernel benchmarks (matmul, attention, dispatch)
   --profile                add "kernel_ms": GPU time per op of one extra step
                            (WebGPU adapters with timestamp-query)
@@ -61,6 +64,7 @@ const SPEC = {
   ops: { type: "boolean" },
   profile: { type: "boolean" },
   device: { type: "string" },
+  precision: { type: "string" },
   torch: { type: "string" },
   "torch-bf16": { type: "boolean" },
   json: { type: "boolean" },
@@ -133,6 +137,7 @@ export async function run(args: string[]): Promise<number> {
       return EXIT_OK;
     }
     const device = parseDevice(stringFlag(flags, "device"));
+    const precision = precisionFlag(stringFlag(flags, "precision"));
     if (flags.preset !== undefined && flags.config !== undefined) {
       throw new UsageError("Give --preset or --config, not both");
     }
@@ -160,6 +165,7 @@ export async function run(args: string[]): Promise<number> {
       tgtLen,
       steps,
       profile: Boolean(flags.profile),
+      precision,
     });
     printJson(mine);
     const python = stringFlag(flags, "torch");

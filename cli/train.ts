@@ -59,6 +59,9 @@ Optimisation:
   --warmup N               linear warmup steps (default 5% of all steps)
   --max-grad-norm X        clip the global gradient norm (default 1; 0 disables)
   --label-smoothing X      label smoothing (default 0)
+  --precision f32|f16      f16: mixed precision (f16 Linear matmuls with f32 accumulation, f32
+                           master weights, dynamic loss scaling); needs WebGPU shader-f16, and
+                           on the CPU only emulates the rounding (default f32)
   --no-shuffle             keep the file order (deterministic comparisons)
   --seed N                 seed of init, data order and dropout (default 0)
 Run:
@@ -100,6 +103,7 @@ const SPEC = {
   warmup: { type: "string" },
   "max-grad-norm": { type: "string" },
   "label-smoothing": { type: "string" },
+  precision: { type: "string" },
   "no-shuffle": { type: "boolean" },
   seed: { type: "string" },
   resume: { type: "boolean" },
@@ -117,6 +121,12 @@ const BUILTIN_TRAIN = "data/corpus/train.tsv";
 /** Defaults tuned for the built-in corpus (a tiny model learns it in minutes on 2 cores). */
 const BUILTIN_DEFAULTS = { vocabSize: 300, lr: 3e-3, epochs: 12, splitDigits: true };
 const BUILTIN_VALID = "data/corpus/valid.tsv";
+
+/** `--precision`: f32 (default) or f16. */
+export function precisionFlag(value: string | undefined): "f32" | "f16" {
+  if (value === undefined || value === "f32" || value === "f16") return value ?? "f32";
+  throw new UsageError(`--precision must be f32 or f16, got ${JSON.stringify(value)}`);
+}
 
 /** Runs `webseq train`. */
 export async function run(args: string[]): Promise<number> {
@@ -159,6 +169,7 @@ export async function run(args: string[]): Promise<number> {
       warmup: int("warmup"),
       maxGradNorm: numberFlag(flags, "max-grad-norm", { min: 0 }),
       labelSmoothing: numberFlag(flags, "label-smoothing", { min: 0, max: 1 }),
+      precision: precisionFlag(stringFlag(flags, "precision")),
       shuffle: !flags["no-shuffle"],
       seed: int("seed"),
       resume: Boolean(flags.resume),

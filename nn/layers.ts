@@ -8,7 +8,7 @@
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32 } from "../tensor/rng.ts";
-import { add, matmul, mul, reshape, scale } from "../ops/mod.ts";
+import { add, cast, matmul, matmulF16, mul, reshape, scale } from "../ops/mod.ts";
 import { layerNorm } from "../ops/layer_norm.ts";
 import { embedding } from "../ops/embedding.ts";
 import { dropout } from "../ops/dropout.ts";
@@ -83,6 +83,36 @@ export function addResidual(
   return residual(x, branch, { gamma, dropout, dropPath });
 }
 
+/** Compute precision of Linear layers (see {@linkcode autocast}). */
+export type Precision = "f32" | "f16";
+
+let linearPrecision: Precision = "f32";
+
+/**
+ * Runs `fn` with every {@linkcode Linear} computing `x Wᵀ` as
+ * `matmulF16(cast(x, f16), cast(W, f16))`: f16 operands, f32 accumulation
+ * and an f32 result, the bias added in f32 — webseq's `torch.autocast`,
+ * restricted to the matmuls of Linear layers. Everything else (embeddings,
+ * LayerNorm, attention and its softmax, the loss) stays f32, and the
+ * parameters stay f32 master weights. The backward rules recorded inside
+ * `fn` carry the precision, so `backward()` may run after `fn` returns.
+ * Trainers set it around the forward (train/trainer.ts `precision`).
+ */
+export function autocast<T>(precision: Precision, fn: () => T): T {
+  const prev = linearPrecision;
+  linearPrecision = precision;
+  try {
+    return fn();
+  } finally {
+    linearPrecision = prev;
+  }
+}
+
+/** The precision Linear layers compute in now ("f32" outside {@linkcode autocast}). */
+export function autocastPrecision(): Precision {
+  return linearPrecision;
+}
+
 /** y = x Wᵀ + b with W [out, in] (PyTorch layout). */
 export class Linear extends Module {
   /** Input width. */
@@ -107,7 +137,10 @@ export class Linear extends Module {
   forward(x: Tensor): Tensor {
     const lead = x.shape.slice(0, -1);
     const x2 = reshape(x, [-1, this.inFeatures]); // [N, in]
-    let y = matmul(x2, this.param("weight"), { transB: true }); // [N, out]
+    const w = this.param("weight");
+    let y = linearPrecision === "f16" // [N, out], f32 either way
+      ? matmulF16(cast(x2, "f16"), cast(w, "f16"), { transB: true })
+      : matmul(x2, w, { transB: true });
     if (this.hasBias) y = add(y, this.param("bias"));
     return reshape(y, [...lead, this.outFeatures]);
   }

@@ -27,6 +27,8 @@ import { loadTokenizer, resolveTokenizer, saveTokenizer } from "../data/tokenize
 import { trainBpe } from "../data/bpe_trainer.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
+import { GradScaler, type GradScalerState } from "../optim/grad_scaler.ts";
+import { autocast, type Precision } from "../nn/layers.ts";
 import { linearWarmupSchedule } from "../optim/schedule.ts";
 import {
   appendJsonl,
@@ -103,6 +105,14 @@ export interface TrainOptions {
   maxGradNorm?: number;
   /** Label smoothing ε (default 0). */
   labelSmoothing?: number;
+  /**
+   * "f32" (default), or "f16": mixed precision — Linear layers multiply f16
+   * operands with f32 accumulation (nn/layers.ts `autocast`), master weights
+   * and everything else stay f32, and the loss is scaled dynamically
+   * (optim/grad_scaler.ts). Needs `shader-f16` on WebGPU; on the CPU it
+   * emulates the f16 rounding (a numerics check, no faster).
+   */
+  precision?: Precision;
   /** Continue the run in `out`. */
   resume?: boolean;
   /** Sample generations every N epochs (default 1; 0 disables). */
@@ -223,6 +233,10 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const backend = opts.backend;
   const out = opts.out;
   const seed = opts.seed ?? 0;
+  const precision = checkPrecision(opts.precision ?? "f32", backend);
+  if (precision === "f16" && backend.kind === "cpu") {
+    info("precision f16 on the CPU: emulates f16 rounding to check the numerics, at no speed gain");
+  }
   const readOpts: ReadPairsOptions = { sourceCol: opts.sourceCol, targetCol: opts.targetCol };
 
   // ---- run folder, config and tokenizer
@@ -359,10 +373,13 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     lr,
     weightDecay: opts.weightDecay ?? 0.01,
   });
+  const scaler = precision === "f16" ? new GradScaler({ backend }) : null;
   let step = 0, epoch = 0;
   let bestMetric: number | null = null, bestStep: number | null = null, badEpochs = 0;
   if (resumeState) {
     opt.loadState(await loadOptimizerState(out));
+    const savedScaler = resumeState.grad_scaler as GradScalerState | undefined;
+    if (scaler && savedScaler) scaler.load(savedScaler);
     step = resumeState.step;
     epoch = resumeState.epoch;
     bestMetric = resumeState.best_metric ?? null;
@@ -408,9 +425,13 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         grad_accum: gradAccum,
         max_grad_norm: opts.maxGradNorm ?? 1,
         label_smoothing: opts.labelSmoothing ?? 0,
+        precision,
       },
     };
   };
+  // the trainer state, with the loss scaler's state (one readback) in f16 runs
+  const checkpointState = async (): Promise<TrainerState> =>
+    scaler ? { ...state(), grad_scaler: await scaler.read() } : state();
 
   let stopped: TrainSummary["stopped"] = "completed";
   let lastValid: EvalMetrics | null = null;
@@ -442,12 +463,14 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         const seedStep = hashU32(seed, step * gradAccum + micro);
         const stats = scope(() => {
           const t = batchTensors(b, backend);
-          const { loss, stats } = batchLoss(model, t, {
-            labelSmoothing: opts.labelSmoothing,
-            seed: seedStep,
-          });
+          const { loss, stats } = autocast(precision, () =>
+            batchLoss(model, t, {
+              labelSmoothing: opts.labelSmoothing,
+              seed: seedStep,
+            }));
           const w = b.targetTokens / Math.max(1, groupTokens);
-          (group.length > 1 ? scale(loss, w) : loss).backward();
+          const weighted = group.length > 1 ? scale(loss, w) : loss;
+          (scaler ? scaler.scale(weighted) : weighted).backward();
           return stats;
         });
         pending.push({ stats });
@@ -457,6 +480,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       group.length = 0;
       const factor = schedule(step);
       scope(() => {
+        if (scaler) {
+          // unscale, clip, skip the update on inf/NaN gradients, adjust the scale: on the device
+          scaler.step(opt, { maxNorm: maxGradNorm, lr: lr * factor });
+          return;
+        }
         if (maxGradNorm > 0) clipGradNorm(opt, maxGradNorm);
         opt.step(lr * factor);
       });
@@ -499,7 +527,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     bar.close();
     if (interrupted) {
       await backend.sync();
-      await saveCheckpoint(out, model, opt, state());
+      await saveCheckpoint(out, model, opt, await checkpointState());
       info(`interrupted: checkpoint written to ${out} at step ${step}; continue with --resume`);
       stopped = "interrupted";
       running?.dispose();
@@ -596,7 +624,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     } else {
       badEpochs++;
     }
-    await saveCheckpoint(out, model, opt, state());
+    await saveCheckpoint(out, model, opt, await checkpointState());
     if (improved) {
       const best = `${out}/best`;
       await Deno.mkdir(best, { recursive: true });
@@ -619,7 +647,28 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   }
   model.dispose();
   opt.dispose();
+  scaler?.dispose();
   return { steps: step, epochs: epoch, stopped, valid: lastValid, out };
+}
+
+/**
+ * The precision if the backend can run it: f16 on WebGPU needs `shader-f16`
+ * (a one-line error naming the adapter otherwise).
+ */
+export function checkPrecision(precision: Precision, backend: Backend): Precision {
+  if (precision !== "f32" && precision !== "f16") {
+    throw new RangeError(`precision must be "f32" or "f16", got ${JSON.stringify(precision)}`);
+  }
+  if (
+    precision === "f16" && backend.kind === "webgpu" && !(backend as { hasF16?: boolean }).hasF16
+  ) {
+    throw new Error(
+      `--precision f16 needs the WebGPU feature shader-f16, which the adapter ${backend.description} ` +
+        `lacks: use a GPU whose driver exposes it (recent NVIDIA, AMD, Intel, Apple; Mesa lavapipe ` +
+        `with DENO_WEBGPU_BACKEND=vulkan), --device cpu to check the numerics, or --precision f32`,
+    );
+  }
+  return precision;
 }
 
 /** Rewrites `report.html` from the run's metrics.jsonl and samples.jsonl. */
