@@ -8,7 +8,7 @@
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32 } from "../tensor/rng.ts";
-import { add, cast, matmul, matmulF16, mul, reshape, scale } from "../ops/mod.ts";
+import { add, matmul, matmulF16, mul, reshape, scale } from "../ops/mod.ts";
 import { layerNorm } from "../ops/layer_norm.ts";
 import { embedding } from "../ops/embedding.ts";
 import { dropout } from "../ops/dropout.ts";
@@ -90,8 +90,9 @@ let linearPrecision: Precision = "f32";
 
 /**
  * Runs `fn` with every {@linkcode Linear} computing `x Wᵀ` as
- * `matmulF16(cast(x, f16), cast(W, f16))`: f16 operands, f32 accumulation
- * and an f32 result, the bias added in f32 — webseq's `torch.autocast`,
+ * `matmulF16(x, W)` — the product of `cast(x, "f16")` and `cast(W, "f16")`,
+ * the rounding done as the kernel loads the f32 operands: f16 operands, f32
+ * accumulation and an f32 result, the bias added in f32 — webseq's `torch.autocast`,
  * restricted to the matmuls of Linear layers. Everything else (embeddings,
  * LayerNorm, attention and its softmax, the loss) stays f32, and the
  * parameters stay f32 master weights. The backward rules recorded inside
@@ -138,8 +139,9 @@ export class Linear extends Module {
     const lead = x.shape.slice(0, -1);
     const x2 = reshape(x, [-1, this.inFeatures]); // [N, in]
     const w = this.param("weight");
-    let y = linearPrecision === "f16" // [N, out], f32 either way
-      ? matmulF16(cast(x2, "f16"), cast(w, "f16"), { transB: true })
+    // f16: x and W rounded to f16 as the kernel loads them (no cast passes); [N, out] f32 either way
+    let y = linearPrecision === "f16"
+      ? matmulF16(x2, w, { transB: true })
       : matmul(x2, w, { transB: true });
     if (this.hasBias) y = add(y, this.param("bias"));
     return reshape(y, [...lead, this.outFeatures]);

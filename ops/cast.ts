@@ -48,6 +48,10 @@ export const WGSL_TO_F16 = `
 fn to_f16(v: f32) -> f16 {
   let inf = bitcast<f32>(0x7f800000u | (bitcast<u32>(v) & 0x80000000u));
   return f16(select(v, inf, abs(v) >= 65520.0));
+}
+fn to_f16v4(v: vec4<f32>) -> vec4<f16> {
+  let inf = bitcast<vec4<f32>>(vec4<u32>(0x7f800000u) | (bitcast<vec4<u32>>(v) & vec4<u32>(0x80000000u)));
+  return vec4<f16>(select(v, inf, abs(v) >= vec4<f32>(65520.0)));
 }`;
 
 function castCode(from: DType, to: DType): string {

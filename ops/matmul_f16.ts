@@ -1,26 +1,35 @@
 /**
- * The mixed-precision matmul: f16 operands, f32 accumulation, an f32 (or
- * f16) result. `out[..., M, N] = op(a)[..., M, K] · op(b)[..., K, N]` with
- * the layout rules of `matmul` (ops/matmul.ts): `transA`/`transB` transpose
- * the last two axes, batch axes match or are absent (a 2-D operand is shared).
+ * The mixed-precision matmul: operands rounded to f16, products accumulated
+ * in f32, an f32 (or f16) result. `out[..., M, N] = op(a)[..., M, K] ·
+ * op(b)[..., K, N]` with the layout rules of `matmul` (ops/matmul.ts):
+ * `transA`/`transB` transpose the last two axes, batch axes match or are
+ * absent (a 2-D operand is shared).
+ *
+ * Each operand is f16, or f32 that the kernel rounds to f16 as it loads it
+ * (`matmulF16(x, w)` computes exactly `matmulF16(cast(x, "f16"), cast(w,
+ * "f16"))` without the two cast passes: that is what nn/layers.ts `autocast`
+ * runs). `round` rounds an f32 result to f16 values (the gradient of an f32
+ * operand that was rounded to f16, as the cast's backward would produce it).
  *
  * CPU reference: the products of two f16 are exact in f32 and the sum is
- * accumulated in f32, so it widens both operands to f32 and runs the f32
- * matmul (ops/matmul.ts, the WebAssembly kernel when it loads); an f16 result
- * is that f32 result rounded to nearest even (overflow to ±Infinity).
+ * accumulated in f32, so it rounds both operands to f16, widens them to f32
+ * and runs the f32 matmul (ops/matmul.ts, the WebAssembly kernel when it
+ * loads); an f16 (or rounded) result is that f32 result rounded to nearest
+ * even, overflow to ±Infinity.
  *
  * WebGPU kernel (needs `shader-f16`): a 64×64 block of `out` per workgroup of
  * 16×16 threads, each thread 4×4 outputs in `vec4<f32>` accumulators; the
- * operands stay f16 in workgroup memory (K-major `vec4<f16>` slices of depth
- * 16: half the bytes of f32 tiles) and are widened to f32 for each FMA.
- * Global loads are `vec4<f16>` along the contiguous axis where it is a
+ * operands sit as f16 in workgroup memory (K-major `vec4<f16>` slices of
+ * depth 16: half the bytes of f32 tiles) and are widened to f32 for each
+ * FMA. Global loads are vec4 along the contiguous axis where it is a
  * multiple of 4, else bounds-checked scalars. Accumulation order differs
- * from the CPU's, so results agree to f32 rounding of the sum.
+ * from the CPU's, so results agree to f32 rounding of the sum (and f16
+ * results to one f16 ulp, WGSL's f32→f16 conversion may round either way).
  *
- * Backward (gradients in the input dtypes, f16): `dy` is rounded to f16 (the
- * loss scale of optim/grad_scaler.ts keeps it clear of underflow; overflow
- * gives ±Infinity, which the scaler detects) and the two gradient products
- * run through this same kernel with an f16 result.
+ * Backward (gradients in the input dtypes): `dy` is rounded to f16 as it is
+ * loaded (the loss scale of optim/grad_scaler.ts keeps it clear of
+ * underflow; overflow gives ±Infinity, which the scaler detects), and each
+ * gradient is this same kernel with its result rounded to f16.
  *
  * @example
  * ```ts
@@ -40,6 +49,7 @@ import {
   fmtShape,
   type GpuKernel,
   type OpDef,
+  type OpInfo,
   packUniform,
   type Shape,
 } from "../tensor/types.ts";
@@ -55,6 +65,8 @@ export interface MatmulF16Params {
   transB: boolean;
   /** Result dtype: f32 (forward) or f16 (the gradients of f16 operands). */
   out: CastDType;
+  /** Round an f32 result to f16 values (the gradients of f32 operands). */
+  round?: boolean;
 }
 
 interface Geometry {
@@ -101,6 +113,12 @@ const BM = 64, BN = 64, BK = 16;
 interface F16Spec {
   transA: boolean;
   transB: boolean;
+  /** a is f32 (rounded to f16 on load). */
+  f32A: boolean;
+  /** b is f32 (rounded to f16 on load). */
+  f32B: boolean;
+  /** Round an f32 result to f16 values. */
+  round: boolean;
   /** vec4<f16> loads of a (its contiguous axis, K or M, is a multiple of 4). */
   vecA: boolean;
   /** vec4<f16> loads of b (its contiguous axis, N or K, is a multiple of 4). */
@@ -119,7 +137,11 @@ function stage(
   S: string,
   contiguousK: boolean,
   vec: boolean,
+  f32: boolean,
 ): string {
+  // f32 operands load as f32 and round to f16 (to_f16v4) before workgroup memory
+  const [T4, zero] = f32 ? ["vec4<f32>", "vec4<f32>()"] : ["vec4<f16>", "vec4<f16>()"];
+  const toF16 = f32 ? "to_f16v4" : "";
   // the element at (i, k) of the slice: i is m (a) or n (b)
   const [I, base, lim] = name === "a" ? ["M", "m0", "u.M"] : ["N", "n0", "u.N"];
   const stride = name === "a" ? "u.sa" : "u.sb";
@@ -130,11 +152,12 @@ function stage(
   if (contiguousK) {
     // thread reads 4 consecutive k of one row i, scatters them over 4 k-rows of S
     const load = vec
-      ? `let v = select(vec4<f16>(), ${name}[(${at("i", "k")}) / 4u], i < ${lim} && k < u.K);`
-      : `var v = vec4<f16>();
+      ? `let v = ${toF16}(select(${zero}, ${name}[(${at("i", "k")}) / 4u], i < ${lim} && k < u.K));`
+      : `var w = ${zero};
     for (var j = 0u; j < 4u; j++) {
-      if (i < ${lim} && k + j < u.K) { v[j] = ${name}[${at("i", "k + j")}]; }
-    }`;
+      if (i < ${lim} && k + j < u.K) { w[j] = ${name}[${at("i", "k + j")}]; }
+    }
+    let v = ${toF16}(w);`;
     return `{
     let r = tid / 4u;
     let kq = (tid % 4u) * 4u;
@@ -146,11 +169,12 @@ function stage(
   }
   // thread reads 4 consecutive i of one k row: one vec4 store
   const load = vec
-    ? `let v = select(vec4<f16>(), ${name}[(${at("i", "k")}) / 4u], i < ${lim} && k < u.K);`
-    : `var v = vec4<f16>();
+    ? `let v = ${toF16}(select(${zero}, ${name}[(${at("i", "k")}) / 4u], i < ${lim} && k < u.K));`
+    : `var w = ${zero};
     for (var j = 0u; j < 4u; j++) {
-      if (i + j < ${lim} && k < u.K) { v[j] = ${name}[${at("i + j", "k")}]; }
-    }`;
+      if (i + j < ${lim} && k < u.K) { w[j] = ${name}[${at("i + j", "k")}]; }
+    }
+    let v = ${toF16}(w);`;
   return `{
     let kk = tid / 16u;
     let iq = (tid % 16u) * 4u;
@@ -163,9 +187,11 @@ function stage(
 
 /** The WGSL of one specialisation. */
 export function matmulF16Wgsl(s: F16Spec): string {
-  const elA = s.vecA ? "vec4<f16>" : "f16", elB = s.vecB ? "vec4<f16>" : "f16";
+  const ta = s.f32A ? "f32" : "f16", tb = s.f32B ? "f32" : "f16";
+  const elA = s.vecA ? `vec4<${ta}>` : ta, elB = s.vecB ? `vec4<${tb}>` : tb;
   const outT = s.outF16 ? "f16" : "f32";
-  const conv = s.outF16 ? "to_f16" : "";
+  const conv = s.outF16 ? "to_f16" : s.round ? "f32(to_f16" : "";
+  const close = !s.outF16 && s.round ? ")" : "";
   return `enable f16;
 @group(0) @binding(0) var<storage, read> a: array<${elA}>;
 @group(0) @binding(1) var<storage, read> b: array<${elB}>;
@@ -174,7 +200,7 @@ struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32 }
 @group(0) @binding(3) var<uniform> u: U;
 var<workgroup> As: array<vec4<f16>, ${(BK * BM) / 4}>;
 var<workgroup> Bs: array<vec4<f16>, ${(BK * BN) / 4}>;
-${s.outF16 ? WGSL_TO_F16 : ""}
+${WGSL_TO_F16}
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let z = wid.z;
@@ -188,8 +214,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   var c2 = vec4<f32>();
   var c3 = vec4<f32>();
   for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
-    ${stage("a", "As", !s.transA, s.vecA)}
-    ${stage("b", "Bs", s.transB, s.vecB)}
+    ${stage("a", "As", !s.transA, s.vecA, s.f32A)}
+    ${stage("b", "Bs", s.transB, s.vecB, s.f32B)}
     workgroupBarrier();
     for (var k = 0u; k < ${BK}u; k++) {
       let av = vec4<f32>(As[k * 16u + ty]);
@@ -207,7 +233,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     if (m >= u.M) { break; }
     for (var j = 0u; j < 4u; j++) {
       let n = n0 + tx * 4u + j;
-      if (n < u.N) { out[z * u.M * u.N + m * u.N + n] = ${conv}(rows[i][j]); }
+      if (n < u.N) { out[z * u.M * u.N + m * u.N + n] = ${conv}(rows[i][j])${close}; }
     }
   }
 }`;
@@ -215,7 +241,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 
 const codes = new Map<string, string>();
 
-function planKernel(g: Geometry, p: MatmulF16Params): GpuKernel {
+function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuKernel {
   const { M, N, K, P, sa, sb } = g;
   if (P > 65535) throw new RangeError(`matmulF16 batch ${P} exceeds 65535`);
   const spec: F16Spec = {
@@ -224,6 +250,9 @@ function planKernel(g: Geometry, p: MatmulF16Params): GpuKernel {
     vecA: K > 0 && (p.transA ? M : K) % 4 === 0,
     vecB: K > 0 && (p.transB ? K : N) % 4 === 0,
     outF16: p.out === "f16",
+    f32A: info.inputs[0].dtype !== "f16",
+    f32B: info.inputs[1].dtype !== "f16",
+    round: p.out === "f32" && Boolean(p.round),
   };
   const key = JSON.stringify(spec);
   let code = codes.get(key);
@@ -243,10 +272,8 @@ export const MATMUL_F16: OpDef<MatmulF16Params> = {
   name: "matmul_f16",
   f16: true,
   outputs([a, b], p) {
-    if (a.dtype !== "f16" || b.dtype !== "f16") {
-      throw new TypeError(
-        `Cannot matmulF16 ${a.dtype} by ${b.dtype}: both operands must be f16 (use cast())`,
-      );
+    if (a.dtype === "i32" || b.dtype === "i32") {
+      throw new TypeError(`Cannot matmulF16 ${a.dtype} by ${b.dtype}: operands must be f16 or f32`);
     }
     if (p.out !== "f32" && p.out !== "f16") {
       throw new TypeError(`Cannot matmulF16: out must be "f32" or "f16", got ${p.out}`);
@@ -255,29 +282,35 @@ export const MATMUL_F16: OpDef<MatmulF16Params> = {
     return [{ shape: [...g.batch, g.M, g.N], dtype: p.out }];
   },
   cpu([a, b], [out], info, p) {
-    const f32 = (x: CpuArray) => x instanceof Float32Array ? x : Float32Array.from(x);
+    // f16 values widened to f32 (exact); f32 operands rounded to f16 first
+    const f32 = (x: CpuArray) =>
+      Float32Array.from(x instanceof Float16Array ? x : Float16Array.from(x));
     const info32 = {
       inputs: info.inputs.map((t) => ({ shape: t.shape, dtype: "f32" as const })),
       outputs: [{ shape: info.outputs[0].shape, dtype: "f32" as const }],
     };
     const acc = out instanceof Float32Array ? out : new Float32Array(out.length);
     MATMUL.cpu([f32(a), f32(b)], [acc], info32, { transA: p.transA, transB: p.transB });
-    if (acc !== out) out.set(acc); // f16: round to nearest even
+    if (p.round && acc === out) out.set(Float16Array.from(acc)); // f16 values in f32
+    else if (acc !== out) out.set(acc); // f16: round to nearest even
   },
   gpu(info, p) {
-    return { kernels: [planKernel(geometry(info.inputs[0].shape, info.inputs[1].shape, p), p)] };
+    const g = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
+    return { kernels: [planKernel(g, p, info)] };
   },
   backward(c, [dyAny]) {
     const a = c.inputs[0] as Tensor, b = c.inputs[1] as Tensor;
+    const dy = dyAny as Tensor; // rounded to f16 as the kernel loads it
     const { transA: tA, transB: tB } = c.params;
-    const dy = cast(dyAny as Tensor, "f16");
-    // a gradient that must be summed over broadcast batch axes is summed in f32
+    // each gradient in its operand's dtype, rounded to f16 values; one summed over broadcast
+    // batch axes is summed in f32 first
     const grad = (x: Tensor, y: Tensor, o: { transA: boolean; transB: boolean }, like: Tensor) => {
-      const d = matmulF16(x, y, { ...o, out: "f16" });
+      const out = like.dtype === "f16" ? "f16" : "f32";
+      const d = matmulF16(x, y, { ...o, out, round: true });
       if (d.rank === like.rank && d.shape.every((n, k) => n === like.shape[k])) return d;
       d.dispose();
-      const wide = matmulF16(x, y, { ...o, out: "f32" });
-      return cast(sumTo(wide, like.shape), "f16");
+      const summed = cast(sumTo(matmulF16(x, y, o), like.shape), "f16");
+      return out === "f16" ? summed : cast(summed, "f32");
     };
     let da: Tensor | null = null, db: Tensor | null = null;
     if (a.requiresGrad) {
@@ -290,7 +323,6 @@ export const MATMUL_F16: OpDef<MatmulF16Params> = {
         ? grad(dy, a, { transA: true, transB: tA }, b)
         : grad(a, dy, { transA: !tA, transB: false }, b);
     }
-    if (dy !== dyAny) dy.dispose();
     return [da, db];
   },
 };
@@ -303,13 +335,19 @@ export interface MatmulF16Options {
   transB?: boolean;
   /** Result dtype (default f32). */
   out?: CastDType;
+  /** Round an f32 result to f16 values (default false). */
+  round?: boolean;
 }
 
-/** `op(a) · op(b)` of two f16 tensors, accumulated in f32; an f32 result by default. */
+/**
+ * `op(a) · op(b)` with both operands rounded to f16 (f16 tensors as they
+ * are, f32 ones as they load), accumulated in f32; an f32 result by default.
+ */
 export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Tensor {
   return apply(MATMUL_F16, [a, b], {
     transA: opts.transA ?? false,
     transB: opts.transB ?? false,
     out: opts.out ?? "f32",
+    round: opts.round ?? false,
   })[0];
 }

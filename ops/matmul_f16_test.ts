@@ -84,8 +84,38 @@ Deno.test("matmulF16() sums the gradient of a shared 2-D operand over the batch"
   ref.forEach((v, i) => assert.ok(Math.abs(got[i] - roundF16(v)) <= 2 ** -10 * Math.abs(v)));
 });
 
-Deno.test("matmulF16() refuses f32 operands and mismatched inner dimensions", () => {
+Deno.test("matmulF16() of f32 operands equals the product of their f16 casts, gradients included", async () => {
+  const [M, K, N] = [4, 6, 3];
+  const run = async (castFirst: boolean) => {
+    const x = tensor(values(M * K, 8, 4), [M, K], { requiresGrad: true });
+    const w = tensor(values(N * K, 9, 2), [N, K], { requiresGrad: true });
+    const r = tensor(values(M * N, 10, 1e3), [M, N]);
+    const y = scope(() => {
+      const y = castFirst
+        ? matmulF16(cast(x, "f16"), cast(w, "f16"), { transB: true })
+        : matmulF16(x, w, { transB: true });
+      sum(mul(y, r)).backward();
+      return y;
+    });
+    return [await y.toArray(), await x.grad!.toArray(), await w.grad!.toArray()];
+  };
+  const [fused, chained] = [await run(false), await run(true)];
+  assert.deepEqual(fused, chained);
+});
+
+Deno.test("matmulF16() round: an f32 result holds f16 values", async () => {
+  const a = tensor(values(12, 11, 3), [3, 4]), b = tensor(values(8, 12, 3), [4, 2]);
+  const y = await matmulF16(a, b, { round: true }).toArray();
+  const h = await matmulF16(a, b, { out: "f16" }).toArray();
+  assert.deepEqual(y, h);
+  y.forEach((v) => assert.equal(v, roundF16(v)));
+});
+
+Deno.test("matmulF16() refuses i32 operands and mismatched inner dimensions", () => {
   const h = cast(tensor([1, 2, 3, 4], [2, 2]), "f16");
-  assert.throws(() => matmulF16(tensor([1, 2, 3, 4], [2, 2]), h), /both operands must be f16/);
+  assert.throws(
+    () => matmulF16(tensor(new Int32Array(4), [2, 2]), h),
+    /operands must be f16 or f32/,
+  );
   assert.throws(() => matmulF16(h, cast(tensor([1, 2, 3], [3, 1]), "f16")), /inner dimensions/);
 });

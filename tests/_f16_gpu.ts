@@ -106,6 +106,12 @@ Deno.test("f16 GPU: matmulF16() equals the CPU reference (f32 and f16 results)",
     const refH = await matmulF16(ac, bc, { transA: tA, transB: tB, out: "f16" }).data();
     const gotH = await matmulF16(ag, bg, { transA: tA, transB: tB, out: "f16" }).data();
     assertNearF16(gotH, refH, `matmulF16 f16 ${[P, M, K, N, tA, tB]}`);
+    // f32 operands rounded as they load, an f32 result rounded to f16 values
+    const f32On = (be: Backend) => [tensor(a, sa, { backend: be }), tensor(b, sb, { backend: be })];
+    const [xc, yc] = f32On(CPU), [xg, yg] = f32On(GPU);
+    const refR = await matmulF16(xc, yc, { transA: tA, transB: tB, round: true }).data();
+    const gotR = await matmulF16(xg, yg, { transA: tA, transB: tB, round: true }).data();
+    assertNearF16(gotR, refR, `matmulF16 f32 operands ${[P, M, K, N, tA, tB]}`);
   }
 });
 
@@ -115,7 +121,7 @@ Deno.test("f16 GPU: a Linear-shaped f16 forward and backward equal the CPU", asy
     const x = tensor(values(N * C, 4), [N, C], { backend: be, requiresGrad: true });
     const w = tensor(values(F * C, 5, 0.5), [F, C], { backend: be, requiresGrad: true });
     const r = tensor(values(N * F, 6), [N, F], { backend: be });
-    const y = matmulF16(cast(x, "f16"), cast(w, "f16"), { transB: true });
+    const y = matmulF16(x, w, { transB: true }); // the autocast Linear: no cast passes
     sum(mul(y, r)).backward();
     return [await y.toArray(), await x.grad!.toArray(), await w.grad!.toArray()];
   };
