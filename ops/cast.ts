@@ -44,7 +44,7 @@ export interface CastParams {
  * WGSL: `to_f16(v: f32) -> f16`, round to nearest with the overflow to ±inf
  * and NaN made explicit (WGSL leaves them undefined). Needs `enable f16;`.
  */
-export const WGSL_TO_F16 = `
+export const WGSL_TO_F16: string = `
 fn to_f16(v: f32) -> f16 {
   let inf = bitcast<f32>(0x7f800000u | (bitcast<u32>(v) & 0x80000000u));
   return f16(select(v, inf, abs(v) >= 65520.0));

@@ -23,7 +23,7 @@
  * import "../ops/mod.ts";
  * import { tensor } from "../tensor/tensor.ts";
  * import { mul, sum } from "../ops/mod.ts";
- * import type { AdamW } from "./adamw.ts";
+ * import { AdamW } from "./adamw.ts";
  * import { GradScaler } from "./grad_scaler.ts";
  * const w = tensor([1, 2], [2], { requiresGrad: true });
  * const opt = new AdamW(new Map([["w", w]]), { lr: 0.1 });
