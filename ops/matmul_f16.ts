@@ -17,8 +17,9 @@
  * loads); an f16 (or rounded) result is that f32 result rounded to nearest
  * even, overflow to ±Infinity.
  *
- * WebGPU kernel (needs `shader-f16`): a 64×64 block of `out` per workgroup of
- * 16×16 threads, each thread 4×4 outputs in `vec4<f32>` accumulators; the
+ * WebGPU kernel (needs `shader-f16`): a 64×64, 128×64 or 128×128 block of
+ * `out` per workgroup of 16×16 threads (4×4 to 8×8 outputs per thread in
+ * `vec4<f32>` accumulators; {@linkcode matmulF16Tile} picks the tile); the
  * operands sit as f16 in workgroup memory (K-major `vec4<f16>` slices of
  * depth 16: half the bytes of f32 tiles) and are widened to f32 for each
  * FMA. Global loads are vec4 along the contiguous axis where it is a
@@ -107,10 +108,29 @@ function geometry(as: Shape, bs: Shape, p: MatmulF16Params): Geometry {
 
 // ---------------------------------------------------------------- WGSL
 
-const BM = 64, BN = 64, BK = 16;
+/** Depth of the K slices staged in workgroup memory. */
+const BK = 16;
+
+/**
+ * A tile of the f16 kernel: 16×16 threads, each `TM×TN` outputs, so a
+ * workgroup computes `16·TM × 16·TN` outputs.
+ */
+export interface MatmulF16Tile {
+  /** Output rows per thread (4 or 8). */
+  TM: 4 | 8;
+  /** Output columns per thread (4 or 8). */
+  TN: 4 | 8;
+}
+
+/** The tiles by name (`WEBSEQ_MATMUL_F16_TILE=<name>` forces one), largest first. */
+export const MATMUL_F16_TILES: Readonly<Record<string, MatmulF16Tile>> = {
+  "128x128": { TM: 8, TN: 8 },
+  "128x64": { TM: 8, TN: 4 },
+  "64x64": { TM: 4, TN: 4 },
+};
 
 /** Per-call specialisation of the kernel. */
-interface F16Spec {
+interface F16Spec extends MatmulF16Tile {
   transA: boolean;
   transB: boolean;
   /** a is f32 (rounded to f16 on load). */
@@ -119,83 +139,139 @@ interface F16Spec {
   f32B: boolean;
   /** Round an f32 result to f16 values. */
   round: boolean;
-  /** vec4<f16> loads of a (its contiguous axis, K or M, is a multiple of 4). */
+  /** vec4 loads of a (its contiguous axis, K or M, is a multiple of 4). */
   vecA: boolean;
-  /** vec4<f16> loads of b (its contiguous axis, N or K, is a multiple of 4). */
+  /** vec4 loads of b (its contiguous axis, N or K, is a multiple of 4). */
   vecB: boolean;
+  /** vec4 stores of out (N is a multiple of 4). */
+  vecOut: boolean;
   /** f16 result. */
   outF16: boolean;
 }
 
 /**
- * Statements that stage one operand's BK-deep slice in workgroup memory
- * `S` (K-major: `S[k·16 + i/4][i%4]` holds element i of row k). Each of the
- * 256 threads moves 4 elements; `along` is the operand's contiguous axis.
+ * Statements that stage one operand's BK-deep slice of `E` rows (`E` = BM
+ * for a, BN for b) in workgroup memory `S`, K-major: `S[k·E/4 + i/4][i%4]`
+ * holds row i of depth k. Each of the 256 threads moves 4 elements per 64
+ * rows; `contiguousK` says the operand's contiguous axis is K.
  */
 function stage(
   name: "a" | "b",
   S: string,
+  E: number,
   contiguousK: boolean,
   vec: boolean,
   f32: boolean,
 ): string {
   // f32 operands load as f32 and round to f16 (to_f16v4) before workgroup memory
-  const [T4, zero] = f32 ? ["vec4<f32>", "vec4<f32>()"] : ["vec4<f16>", "vec4<f16>()"];
+  const zero = f32 ? "vec4<f32>()" : "vec4<f16>()";
   const toF16 = f32 ? "to_f16v4" : "";
-  // the element at (i, k) of the slice: i is m (a) or n (b)
   const [I, base, lim] = name === "a" ? ["M", "m0", "u.M"] : ["N", "n0", "u.N"];
   const stride = name === "a" ? "u.sa" : "u.sb";
   const at = (i: string, k: string) =>
     contiguousK
       ? `${stride} * z + (${i}) * u.K + (${k})`
       : `${stride} * z + (${k}) * u.${I} + (${i})`;
-  if (contiguousK) {
-    // thread reads 4 consecutive k of one row i, scatters them over 4 k-rows of S
-    const load = vec
-      ? `let v = ${toF16}(select(${zero}, ${name}[(${at("i", "k")}) / 4u], i < ${lim} && k < u.K));`
-      : `var w = ${zero};
+  const out: string[] = [];
+  for (let pass = 0; pass < E / 64; pass++) {
+    if (contiguousK) {
+      // 4 consecutive k of one row, scattered over 4 k-rows of S
+      const load = vec
+        ? `let v = ${toF16}(select(${zero}, ${name}[(${
+          at("i", "k")
+        }) / 4u], i < ${lim} && k < u.K));`
+        : `var w = ${zero};
     for (var j = 0u; j < 4u; j++) {
       if (i < ${lim} && k + j < u.K) { w[j] = ${name}[${at("i", "k + j")}]; }
     }
     let v = ${toF16}(w);`;
-    return `{
-    let r = tid / 4u;
+      out.push(`{
+    let r = tid / 4u + ${64 * pass}u;
     let kq = (tid % 4u) * 4u;
     let i = ${base} + r;
     let k = k0 + kq;
     ${load}
-    for (var j = 0u; j < 4u; j++) { ${S}[(kq + j) * 16u + r / 4u][r % 4u] = v[j]; }
-  }`;
-  }
-  // thread reads 4 consecutive i of one k row: one vec4 store
-  const load = vec
-    ? `let v = ${toF16}(select(${zero}, ${name}[(${at("i", "k")}) / 4u], i < ${lim} && k < u.K));`
-    : `var w = ${zero};
+    for (var j = 0u; j < 4u; j++) { ${S}[(kq + j) * ${E / 4}u + r / 4u][r % 4u] = v[j]; }
+  }`);
+    } else {
+      // 4 consecutive rows of one k: one vec4 store
+      const load = vec
+        ? `let v = ${toF16}(select(${zero}, ${name}[(${
+          at("i", "k")
+        }) / 4u], i < ${lim} && k < u.K));`
+        : `var w = ${zero};
     for (var j = 0u; j < 4u; j++) {
       if (i + j < ${lim} && k < u.K) { w[j] = ${name}[${at("i + j", "k")}]; }
     }
     let v = ${toF16}(w);`;
-  return `{
+      out.push(`{
     let kk = tid / 16u;
-    let iq = (tid % 16u) * 4u;
+    let iq = (tid % 16u) * 4u + ${64 * pass}u;
     let i = ${base} + iq;
     let k = k0 + kk;
     ${load}
-    ${S}[kk * 16u + iq / 4u] = v;
-  }`;
+    ${S}[kk * ${E / 4}u + iq / 4u] = v;
+  }`);
+    }
+  }
+  return out.join("\n  ");
 }
 
-/** The WGSL of one specialisation. */
+/**
+ * The WGSL of one specialisation. Thread (tx, ty) owns the row groups
+ * `ty + 16q` (rows ·4..·4+3) and column groups `tx + 16h`, so neighbouring
+ * threads read neighbouring `vec4`s of workgroup memory; its accumulators
+ * `c<q>_<i>_<h>` are named registers.
+ */
 export function matmulF16Wgsl(s: F16Spec): string {
+  const BM = 16 * s.TM, BN = 16 * s.TN, QM = s.TM / 4, QN = s.TN / 4;
   const ta = s.f32A ? "f32" : "f16", tb = s.f32B ? "f32" : "f16";
   const elA = s.vecA ? `vec4<${ta}>` : ta, elB = s.vecB ? `vec4<${tb}>` : tb;
   const outT = s.outF16 ? "f16" : "f32";
-  const conv = s.outF16 ? "to_f16" : s.round ? "f32(to_f16" : "";
-  const close = !s.outF16 && s.round ? ")" : "";
+  const outEl = s.vecOut ? `vec4<${outT}>` : outT;
+  const conv = (v: string, vec: boolean) =>
+    s.outF16
+      ? `${vec ? "to_f16v4" : "to_f16"}(${v})`
+      : s.round
+      ? `${vec ? "vec4<f32>(to_f16v4" : "f32(to_f16"}(${v}))`
+      : v;
+  const accs: string[] = [], fmas: string[] = [], loads: string[] = [], stores: string[] = [];
+  for (let q = 0; q < QM; q++) {
+    loads.push(`let a${q} = vec4<f32>(As[k * ${BM / 4}u + ty + ${16 * q}u]);`);
+  }
+  for (let h = 0; h < QN; h++) {
+    loads.push(`let b${h} = vec4<f32>(Bs[k * ${BN / 4}u + tx + ${16 * h}u]);`);
+  }
+  for (let q = 0; q < QM; q++) {
+    for (let i = 0; i < 4; i++) {
+      for (let h = 0; h < QN; h++) {
+        const c = `c${q}_${i}_${h}`;
+        accs.push(`var ${c} = vec4<f32>();`);
+        fmas.push(`${c} = fma(vec4<f32>(a${q}[${i}]), b${h}, ${c});`);
+      }
+      const row = [`{
+    let m = m0 + (ty + ${16 * q}u) * 4u + ${i}u;
+    if (m < u.M) {`];
+      for (let h = 0; h < QN; h++) {
+        const c = `c${q}_${i}_${h}`;
+        row.push(
+          s.vecOut
+            ? `      { let n = n0 + (tx + ${16 * h}u) * 4u;
+        if (n < u.N) { out[(z * u.M * u.N + m * u.N + n) / 4u] = ${conv(c, true)}; } }`
+            : `      for (var j = 0u; j < 4u; j++) {
+        let n = n0 + (tx + ${16 * h}u) * 4u + j;
+        if (n < u.N) { out[z * u.M * u.N + m * u.N + n] = ${conv(`${c}[j]`, false)}; }
+      }`,
+        );
+      }
+      row.push("    }\n  }");
+      stores.push(row.join("\n"));
+    }
+  }
   return `enable f16;
 @group(0) @binding(0) var<storage, read> a: array<${elA}>;
 @group(0) @binding(1) var<storage, read> b: array<${elB}>;
-@group(0) @binding(2) var<storage, read_write> out: array<${outT}>;
+@group(0) @binding(2) var<storage, read_write> out: array<${outEl}>;
 struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32 }
 @group(0) @binding(3) var<uniform> u: U;
 var<workgroup> As: array<vec4<f16>, ${(BK * BM) / 4}>;
@@ -209,34 +285,70 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let tx = lid.x;
   let ty = lid.y;
   let tid = ty * 16u + tx;
-  var c0 = vec4<f32>();
-  var c1 = vec4<f32>();
-  var c2 = vec4<f32>();
-  var c3 = vec4<f32>();
+  ${accs.join("\n  ")}
   for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
-    ${stage("a", "As", !s.transA, s.vecA, s.f32A)}
-    ${stage("b", "Bs", s.transB, s.vecB, s.f32B)}
+  ${stage("a", "As", BM, !s.transA, s.vecA, s.f32A)}
+  ${stage("b", "Bs", BN, s.transB, s.vecB, s.f32B)}
     workgroupBarrier();
     for (var k = 0u; k < ${BK}u; k++) {
-      let av = vec4<f32>(As[k * 16u + ty]);
-      let bv = vec4<f32>(Bs[k * 16u + tx]);
-      c0 = fma(vec4<f32>(av.x), bv, c0);
-      c1 = fma(vec4<f32>(av.y), bv, c1);
-      c2 = fma(vec4<f32>(av.z), bv, c2);
-      c3 = fma(vec4<f32>(av.w), bv, c3);
+      ${loads.join("\n      ")}
+      ${fmas.join("\n      ")}
     }
     workgroupBarrier();
   }
-  var rows = array<vec4<f32>, 4>(c0, c1, c2, c3);
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty * 4u + i;
-    if (m >= u.M) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + tx * 4u + j;
-      if (n < u.N) { out[z * u.M * u.N + m * u.N + n] = ${conv}(rows[i][j])${close}; }
-    }
-  }
+  ${stores.join("\n  ")}
 }`;
+}
+
+/** Workgroups the heuristic wants before it takes a larger tile (as ops/_matmul_variants.ts). */
+const MIN_WORKGROUPS = 256;
+
+let forcedTile: string | null | undefined;
+
+function envTile(): string | null {
+  let name: string | undefined;
+  try {
+    const st = Deno.permissions.querySync({ name: "env", variable: "WEBSEQ_MATMUL_F16_TILE" });
+    if (st.state === "granted") name = Deno.env.get("WEBSEQ_MATMUL_F16_TILE");
+  } catch {
+    name = undefined;
+  }
+  if (!name || name === "auto") return null;
+  if (!(name in MATMUL_F16_TILES)) {
+    throw new TypeError(
+      `WEBSEQ_MATMUL_F16_TILE: unknown tile "${name}" (known: ${
+        Object.keys(MATMUL_F16_TILES).join(", ")
+      }, auto)`,
+    );
+  }
+  return name;
+}
+
+/** Forces every matmulF16 onto one tile (tests, benchmarks); null: back to the heuristic. */
+export function useMatmulF16Tile(name: string | null): void {
+  if (name !== null && !(name in MATMUL_F16_TILES)) {
+    throw new TypeError(
+      `Unknown matmulF16 tile "${name}" (known: ${Object.keys(MATMUL_F16_TILES).join(", ")})`,
+    );
+  }
+  forcedTile = name;
+}
+
+/**
+ * The tile of a call: the one forced by `WEBSEQ_MATMUL_F16_TILE`, else the
+ * largest that gives at least 256 workgroups and wastes at most a quarter of
+ * its outputs on padding, else 64×64.
+ */
+export function matmulF16Tile(M: number, N: number, P = 1): string {
+  if (forcedTile === undefined) forcedTile = envTile();
+  if (forcedTile) return forcedTile;
+  for (const [name, t] of Object.entries(MATMUL_F16_TILES)) {
+    const BM = 16 * t.TM, BN = 16 * t.TN;
+    const wgs = Math.ceil(M / BM) * Math.ceil(N / BN) * P;
+    const fill = (M * N) / (Math.ceil(M / BM) * BM * Math.ceil(N / BN) * BN);
+    if (wgs >= MIN_WORKGROUPS && fill >= 0.75) return name;
+  }
+  return "64x64";
 }
 
 const codes = new Map<string, string>();
@@ -244,11 +356,14 @@ const codes = new Map<string, string>();
 function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuKernel {
   const { M, N, K, P, sa, sb } = g;
   if (P > 65535) throw new RangeError(`matmulF16 batch ${P} exceeds 65535`);
+  const tile = MATMUL_F16_TILES[matmulF16Tile(M, N, P)];
   const spec: F16Spec = {
+    ...tile,
     transA: p.transA,
     transB: p.transB,
     vecA: K > 0 && (p.transA ? M : K) % 4 === 0,
     vecB: K > 0 && (p.transB ? K : N) % 4 === 0,
+    vecOut: N % 4 === 0,
     outF16: p.out === "f16",
     f32A: info.inputs[0].dtype !== "f16",
     f32B: info.inputs[1].dtype !== "f16",
@@ -261,7 +376,7 @@ function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuKernel {
     code,
     bind: [{ in: 0 }, { in: 1 }, { out: 0 }],
     uniform: packUniform([M, N, K, sa, sb]),
-    workgroups: [Math.ceil(N / BN), Math.ceil(M / BM), P],
+    workgroups: [Math.ceil(N / (16 * tile.TN)), Math.ceil(M / (16 * tile.TM)), P],
   };
 }
 
