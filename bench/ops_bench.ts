@@ -30,6 +30,7 @@ import {
   MATMUL_VARIANTS,
   type MatmulOptions,
   type MatmulShape,
+  matmulVariantFits,
   matmulVariantFor,
   sum,
   useMatmulVariant,
@@ -237,6 +238,21 @@ async function* benchVariants(
   for (const size of sizes) {
     for (const layout of opts.layouts ?? ["NN", "NT"]) {
       for (const name of names) {
+        if (!matmulVariantFits(name, target)) {
+          yield {
+            kind: "matmul_variant",
+            device: backend.description,
+            backend: backend.kind,
+            variant: name,
+            label: "square",
+            layout,
+            m: size,
+            k: size,
+            n: size,
+            skipped: "above the adapter's workgroup limits",
+          };
+          continue;
+        }
         yield await benchVariant(gpu, name, size, layout, minTimeMs);
       }
     }

@@ -323,6 +323,11 @@ export function matmulVariantFor(shape: MatmulShape): string {
   return selectMatmulVariant(shape).name;
 }
 
+/** Whether the named variant fits the target's limits (threads, workgroup memory). */
+export function matmulVariantFits(name: string, target: MatmulTarget): boolean {
+  return variantFits(matmulVariant(name), target);
+}
+
 /** A software adapter (llvmpipe, lavapipe, SwiftShader, or flagged as fallback). */
 function isSoftware(info: AdapterReport): boolean {
   return info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(info.description);
@@ -348,7 +353,7 @@ export function configureMatmul(backend: GpuBackend): MatmulTarget {
 
 /** Options of {@linkcode autotuneMatmul}. */
 export interface AutotuneMatmulOptions {
-  /** Variant names to try (default: every registered variant that fits the adapter). */
+  /** Variant names to try (default every registered one; those above the adapter's limits are skipped). */
   variants?: string[];
   /** Tune on a software adapter too (off by default: it compiles every variant, minutes there). */
   force?: boolean;
@@ -383,9 +388,8 @@ export async function autotuneMatmul(
   opts: AutotuneMatmulOptions = {},
 ): Promise<MatmulTuning[]> {
   const target = configureMatmul(backend);
-  const names = opts.variants ??
-    MATMUL_VARIANTS.filter((v) => variantFits(v, target)).map((v) => v.name);
-  const variants = names.map(matmulVariant);
+  const names = opts.variants ?? MATMUL_VARIANTS.map((v) => v.name);
+  const variants = names.map(matmulVariant).filter((v) => variantFits(v, target));
   const minTimeMs = opts.minTimeMs ?? 100;
   const out: MatmulTuning[] = [];
   for (const s of shapes) {
