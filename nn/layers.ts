@@ -8,7 +8,7 @@
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32 } from "../tensor/rng.ts";
-import { add, matmul, matmulF16, mul, reshape, scale } from "../ops/mod.ts";
+import { add, matmul, matmulBias, matmulF16, mul, reshape, scale } from "../ops/mod.ts";
 import { layerNorm } from "../ops/layer_norm.ts";
 import { embedding } from "../ops/embedding.ts";
 import { dropout } from "../ops/dropout.ts";
@@ -139,11 +139,17 @@ export class Linear extends Module {
     const lead = x.shape.slice(0, -1);
     const x2 = reshape(x, [-1, this.inFeatures]); // [N, in]
     const w = this.param("weight");
-    // f16: x and W rounded to f16 as the kernel loads them (no cast passes); [N, out] f32 either way
-    let y = linearPrecision === "f16"
-      ? matmulF16(x2, w, { transB: true })
-      : matmul(x2, w, { transB: true });
-    if (this.hasBias) y = add(y, this.param("bias"));
+    // f16: x and W rounded to f16 as the kernel loads them (no cast passes); [N, out] f32 either way.
+    // f32 adds the bias inside the matmul kernel (one dispatch; same rounding as matmul then add).
+    let y: Tensor;
+    if (linearPrecision === "f16") {
+      y = matmulF16(x2, w, { transB: true });
+      if (this.hasBias) y = add(y, this.param("bias"));
+    } else {
+      y = this.hasBias
+        ? matmulBias(x2, w, this.param("bias"), { transB: true })
+        : matmul(x2, w, { transB: true });
+    }
     return reshape(y, [...lead, this.outFeatures]);
   }
 }
