@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One prepared device run: correctness of every WGSL kernel on a real GPU, then webseq next to
+# PyTorch (fp32, TF32 off) on the same card, all in one command. Prepare here, once:
+#
+#   bash ../shared/tools/gpu-prep.sh
+#
+# then, with the device tool: carry [".gpu", "node_modules"], timeout_s 580, command:
+#
+#   source .gpu/setup.sh && bash bench/device_check.sh
+#
+# Every section has its own time limit, so a slow or failing one cannot take the rest down; all
+# output goes to $OUT (device.jsonl: JSON lines; device.log: everything). Budget: about 8 minutes.
+set -uo pipefail
+OUT=${OUT:-/tmp/webseq-device}
+mkdir -p "$OUT"
+LOG="$OUT/device.log"
+JSONL="$OUT/device.jsonl"
+: >"$JSONL"
+RUN="deno run -A --cached-only"
+PY=${PYTHON:-python3}
+export XDG_RUNTIME_DIR=/tmp PYTHONUNBUFFERED=1
+
+section() { # section NAME SECONDS COMMAND...: runs it, JSON lines to $JSONL, all to $LOG
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name ($(date -u +%T), limit ${limit}s)" | tee -a "$LOG"
+  local t0=$SECONDS
+  timeout "$limit" "$@" 2>>"$LOG" | tee -a "$LOG" | grep '^{' >>"$JSONL"
+  echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s" | tee -a "$LOG"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$LOG" 2>&1
+section info 30 $RUN cli.ts info --json
+# 1. correctness on the card: every op GPU vs CPU, every matmul variant, the f16 kernels
+section tests 150 deno test -A --cached-only ops/matmul_test.ts tests/ops_registry_test.ts \
+  tests/f16_gpu_test.ts
+# 2. matmul: per-variant table and the tuner (256/1024/4096, NN and NT), model shapes
+section matmul 120 $RUN bench/ops_bench.ts --only matmul,model,variants,tune,attention,dispatch \
+  --json
+# 3. training throughput next to PyTorch (same preset, batch, optimizer), fp32 then f16
+section small 60 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
+  --steps 5 --device webgpu --profile --torch "$PY" --ops --json
+section base 90 $RUN cli.ts bench --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
+  --steps 3 --device webgpu --profile --torch "$PY" --json
+section base_f16 60 $RUN cli.ts bench --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
+  --steps 3 --device webgpu --precision f16 --torch "$PY" --torch-bf16 --json
+echo "done $(date -u +%T)" | tee -a "$LOG"
