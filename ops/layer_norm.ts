@@ -6,8 +6,9 @@
  * The fused forward also outputs `mean` and `rstd` per row (saved for the
  * backward). The fused backward {@linkcode LAYER_NORM_GRAD} gives
  * `dx = rstd·(g − mean(g) − x̂·mean(g·x̂))` with `g = dy·weight`, and the column
- * sums `dweight = Σ_rows dy·x̂`, `dbias = Σ_rows dy` in two deterministic
- * stages (partial sums over chunks of rows, then the chunks in order).
+ * sums `dweight = Σ_rows dy·x̂`, `dbias = Σ_rows dy`. On WebGPU the forward
+ * is one dispatch and the backward two, both deterministic: `dx` with partial
+ * column sums over groups of rows, then a tree over the partials.
  *
  * @example
  * ```ts
@@ -20,8 +21,8 @@
  * @module
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
-import { fmtShape, type OpDef, packUniform } from "../tensor/types.ts";
-import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
+import { fmtShape, type GpuKernel, type OpDef, packUniform } from "../tensor/types.ts";
+import { grid1d } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
 import { lastAxisRows, rowWorkgroupSize, wgslRowMain, wgslRowReduce } from "./softmax.ts";
 
@@ -30,9 +31,6 @@ export interface LayerNormParams {
   /** Added to the variance before the square root. */
   eps: number;
 }
-
-/** Rows summed per thread in the first stage of the dweight/dbias reduction. */
-const CHUNK = 32;
 
 /**
  * Fused layer norm forward: inputs `[x [..., C], weight [C], bias [C]]`,
@@ -121,9 +119,38 @@ ${wgslRowMain(wg)}
   },
 };
 
+/** At most this many rows are summed serially per workgroup of the backward. */
+const MAX_ROWS_PER_GROUP = 16;
+/** Workgroups the backward aims for (so also partial sums per column). */
+const TARGET_GROUPS = 512;
+/**
+ * Up to this many rows one workgroup does them all and writes dweight/dbias
+ * itself: one dispatch (a few row trees cost less than a second dispatch).
+ */
+const SINGLE_GROUP_ROWS = 32;
+/** The column reduction of the backward: LANES partial-lanes × LANES columns. */
+const LANES = 16;
+
+/**
+ * Rows one workgroup of the backward walks (it sums their dweight/dbias
+ * contributions in registers): enough workgroups to fill a device, and short
+ * serial sums; the partials of the workgroups are then reduced in a tree.
+ */
+function rowsPerGroup(R: number): number {
+  if (R <= SINGLE_GROUP_ROWS) return Math.max(1, R);
+  return Math.max(1, Math.min(MAX_ROWS_PER_GROUP, Math.ceil(R / TARGET_GROUPS)));
+}
+
 /**
  * Fused layer norm backward: inputs `[x, weight, mean, rstd, dy]`, outputs
  * `[dx [..., C], dweight [C], dbias [C]]`.
+ *
+ * On WebGPU: two dispatches. (1) One workgroup per group of rows: per row,
+ * `dx` with the two row sums combined in one tree; each thread keeps the
+ * dweight/dbias sums of its columns over the group's rows in registers and
+ * writes them as one partial row. (2) The partials of each column summed by
+ * 16 lanes, then a tree. Up to {@linkcode SINGLE_GROUP_ROWS} rows, (1) alone
+ * in one workgroup, writing dweight/dbias.
  */
 export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
   name: "layerNormGrad",
@@ -149,20 +176,21 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
   cpu([x, w, mean, rstd, dy], [dx, dw, db], info) {
     const [R, C] = lastAxisRows(info.inputs[0].shape);
     const sw = new Float64Array(C), sb = new Float64Array(C);
+    const xh = new Float64Array(C), g = new Float64Array(C);
     for (let r = 0; r < R; r++) {
       const o = r * C, m = mean[r], rs = rstd[r];
       let sg = 0, sgx = 0;
       for (let j = 0; j < C; j++) {
-        const g = dy[o + j] * w[j], xh = (x[o + j] - m) * rs;
-        sg += g;
-        sgx += g * xh;
-        sw[j] += dy[o + j] * xh;
-        sb[j] += dy[o + j];
+        const d = dy[o + j], h = (x[o + j] - m) * rs, gj = d * w[j];
+        xh[j] = h;
+        g[j] = gj;
+        sg += gj;
+        sgx += gj * h;
+        sw[j] += d * h;
+        sb[j] += d;
       }
-      for (let j = 0; j < C; j++) {
-        const xh = (x[o + j] - m) * rs;
-        dx[o + j] = rs * (dy[o + j] * w[j] - sg / C - xh * sgx / C);
-      }
+      const mg = sg / C, mgx = sgx / C;
+      for (let j = 0; j < C; j++) dx[o + j] = rs * (g[j] - mg - xh[j] * mgx);
     }
     dw.set(sw);
     db.set(sb);
@@ -170,94 +198,126 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
   gpu(info) {
     const [R, C] = lastAxisRows(info.inputs[0].shape);
     const wg = rowWorkgroupSize(C);
-    const K = Math.ceil(R / CHUNK);
-    const head = `
+    const cols = Math.max(1, Math.ceil(C / wg)); // columns per thread
+    const rpg = rowsPerGroup(R);
+    const K = Math.max(1, Math.ceil(R / rpg));
+    const single = K === 1; // one workgroup: no partials, no second dispatch
+    // the per-column loops run over a constant trip count, so the arrays stay in registers
+    const perCol = (body: string) =>
+      `for (var t = 0u; t < ${cols}u; t++) {
+      let j = lid + t * ${wg}u;
+      if (j < u.C) { ${body} }
+    }`;
+    const kernels: GpuKernel[] = [
+      { // dx per row, and partial dweight/dbias sums per group of rows → part[2, K, C]
+        code: `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> mean: array<f32>;
-@group(0) @binding(2) var<storage, read> rstd: array<f32>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;`;
-    return {
-      temps: [Math.max(4, 2 * K * C * 4)],
-      kernels: [
-        { // dx: one workgroup per row
-          code: `${head}
-@group(0) @binding(4) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> mean: array<f32>;
+@group(0) @binding(3) var<storage, read> rstd: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
-struct U { R: u32, C: u32 }
-@group(0) @binding(6) var<uniform> u: U;
-${wgslRowReduce(wg)}
-${wgslRowMain(wg)}
-  let o = row * u.C;
-  let m = mean[row];
-  let rs = rstd[row];
-  var pg: f32 = 0.0;
-  var pgx: f32 = 0.0;
-  for (var j = lid; j < u.C; j += ${wg}u) {
-    let g = dy[o + j] * w[j];
-    pg += g;
-    pgx += g * (x[o + j] - m) * rs;
+${
+          single
+            ? `@group(0) @binding(6) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(7) var<storage, read_write> db: array<f32>;`
+            : "@group(0) @binding(6) var<storage, read_write> part: array<f32>;"
+        }
+struct U { R: u32, C: u32, K: u32, rpg: u32 }
+@group(0) @binding(${single ? 8 : 7}) var<uniform> u: U;
+var<workgroup> red: array<vec2f, ${wg}>;
+fn wg_sum2(v: vec2f, lid: u32) -> vec2f {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+    workgroupBarrier();
   }
-  let mg = wg_sum(pg, lid) / f32(u.C);
-  let mgx = wg_sum(pgx, lid) / f32(u.C);
-  for (var j = lid; j < u.C; j += ${wg}u) {
-    let xh = (x[o + j] - m) * rs;
-    dx[o + j] = rs * (dy[o + j] * w[j] - mg - xh * mgx);
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u,
+        @builtin(num_workgroups) nwg: vec3u) {
+  let k = wid.x + wid.y * nwg.x;
+  let lid = lid3.x;
+  if (k >= u.K) { return; }
+  var wr: array<f32, ${cols}>;
+  var xh: array<f32, ${cols}>;
+  var g: array<f32, ${cols}>;
+  var sw: array<f32, ${cols}>;
+  var sb: array<f32, ${cols}>;
+  ${perCol("wr[t] = w[j];")}
+  let r1 = min(u.R, (k + 1u) * u.rpg);
+  for (var row = k * u.rpg; row < r1; row++) {
+    let o = row * u.C;
+    let m = mean[row];
+    let rs = rstd[row];
+    var p = vec2f(0.0);
+    ${
+          perCol(`let d = dy[o + j];
+      let h = (x[o + j] - m) * rs;
+      xh[t] = h;
+      g[t] = d * wr[t];
+      p += vec2f(g[t], g[t] * h);
+      sw[t] += d * h;
+      sb[t] += d;`)
+        }
+    let mg = wg_sum2(p, lid) / f32(u.C);
+    ${perCol("dx[o + j] = rs * (g[t] - mg.x - xh[t] * mg.y);")}
   }
+  ${
+          perCol(
+            single
+              ? "dw[j] = sw[t]; db[j] = sb[t];"
+              : "part[k * u.C + j] = sw[t]; part[(u.K + k) * u.C + j] = sb[t];",
+          )
+        }
 }`,
-          bind: [{ in: 0 }, { in: 2 }, { in: 3 }, { in: 4 }, { in: 1 }, { out: 0 }],
-          uniform: packUniform([R, C]),
-          workgroups: grid1d(R, 1),
-        },
-        { // stage 1: partial column sums over chunks of CHUNK rows → part[K, C] twice
-          code: `${head}
-@group(0) @binding(4) var<storage, read_write> part: array<f32>;
-struct U { R: u32, C: u32, K: u32 }
-@group(0) @binding(5) var<uniform> u: U;
-${MAIN_1D()} {
-  ${LINEAR_INDEX()}
-  if (i >= u.K * u.C) { return; }
-  let k = i / u.C;
-  let c = i % u.C;
-  let r1 = min(u.R, (k + 1u) * ${CHUNK}u);
-  var sw: f32 = 0.0;
-  var sb: f32 = 0.0;
-  for (var r = k * ${CHUNK}u; r < r1; r++) {
-    let g = dy[r * u.C + c];
-    sw += g * (x[r * u.C + c] - mean[r]) * rstd[r];
-    sb += g;
-  }
-  part[i] = sw;
-  part[u.K * u.C + i] = sb;
-}`,
-          bind: [{ in: 0 }, { in: 2 }, { in: 3 }, { in: 4 }, { tmp: 0 }],
-          uniform: packUniform([R, C, K]),
-          workgroups: grid1d(K * C),
-        },
-        { // stage 2: sum the chunks in order
-          code: `
+        bind: [
+          ...[0, 1, 2, 3, 4].map((i) => ({ in: i })),
+          ...(single ? [{ out: 0 }, { out: 1 }, { out: 2 }] : [{ out: 0 }, { tmp: 0 }]),
+        ],
+        uniform: packUniform([R, C, K, rpg]),
+        workgroups: grid1d(K, 1),
+      },
+      { // the K partials of each column: LANES strided lanes, then a tree
+        code: `
 @group(0) @binding(0) var<storage, read> part: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(2) var<storage, read_write> db: array<f32>;
 struct U { C: u32, K: u32 }
 @group(0) @binding(3) var<uniform> u: U;
-${MAIN_1D()} {
-  ${LINEAR_INDEX()}
-  if (i >= u.C) { return; }
-  var sw: f32 = 0.0;
-  var sb: f32 = 0.0;
-  for (var k = 0u; k < u.K; k++) {
-    sw += part[k * u.C + i];
-    sb += part[(u.K + k) * u.C + i];
+var<workgroup> acc: array<vec2f, ${LANES * LANES}>;
+@compute @workgroup_size(${LANES}, ${LANES})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u,
+        @builtin(num_workgroups) nwg: vec3u) {
+  let c = (wid.x + wid.y * nwg.x) * ${LANES}u + lid.x;
+  var s = vec2f(0.0);
+  if (c < u.C) {
+    for (var k = lid.y; k < u.K; k += ${LANES}u) {
+      s += vec2f(part[k * u.C + c], part[(u.K + k) * u.C + c]);
+    }
   }
-  dw[i] = sw;
-  db[i] = sb;
+  acc[lid.y * ${LANES}u + lid.x] = s;
+  workgroupBarrier();
+  for (var h = ${LANES / 2}u; h > 0u; h >>= 1u) {
+    if (lid.y < h) { acc[lid.y * ${LANES}u + lid.x] += acc[(lid.y + h) * ${LANES}u + lid.x]; }
+    workgroupBarrier();
+  }
+  if (lid.y == 0u && c < u.C) {
+    dw[c] = acc[lid.x].x;
+    db[c] = acc[lid.x].y;
+  }
 }`,
-          bind: [{ tmp: 0 }, { out: 1 }, { out: 2 }],
-          uniform: packUniform([C, K]),
-          workgroups: grid1d(C),
-        },
-      ],
-    };
+        bind: [{ tmp: 0 }, { out: 1 }, { out: 2 }],
+        uniform: packUniform([C, K]),
+        workgroups: grid1d(C, LANES),
+      },
+    ];
+    if (single) return { kernels: kernels.slice(0, 1) };
+    return { temps: [2 * K * C * 4], kernels };
   },
 };
 
@@ -309,7 +369,7 @@ export const LAYER_NORM_ENTRIES: OpEntry[] = [
         params: { eps: 1e-5 },
       },
       {
-        label: "70 rows (chunks not a multiple) × 130",
+        label: "70 rows × 130",
         inputs: [
           { shape: [70, 130] },
           { shape: [130] },
@@ -326,6 +386,39 @@ export const LAYER_NORM_ENTRIES: OpEntry[] = [
           { shape: [1] },
           { shape: [1], min: 0.5, max: 2 },
           { shape: [1, 1] },
+        ],
+        params: { eps: 1e-5 },
+      },
+      {
+        label: "1030 rows (3 per group, last group of 1) × 20",
+        inputs: [
+          { shape: [1030, 20] },
+          { shape: [20] },
+          { shape: [1030], min: -0.1, max: 0.1 },
+          { shape: [1030], min: 0.5, max: 2 },
+          { shape: [1030, 20] },
+        ],
+        params: { eps: 1e-5 },
+      },
+      {
+        label: "9000 rows (16 per group) × 3",
+        inputs: [
+          { shape: [9000, 3] },
+          { shape: [3] },
+          { shape: [9000], min: -0.1, max: 0.1 },
+          { shape: [9000], min: 0.5, max: 2 },
+          { shape: [9000, 3] },
+        ],
+        params: { eps: 1e-5 },
+      },
+      {
+        label: "C = 600 (3 columns per thread)",
+        inputs: [
+          { shape: [5, 600] },
+          { shape: [600] },
+          { shape: [5], min: -0.1, max: 0.1 },
+          { shape: [5], min: 0.5, max: 2 },
+          { shape: [5, 600] },
         ],
         params: { eps: 1e-5 },
       },

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LAYER_NORM, layerNorm, mul, sum } from "./mod.ts";
+import { LAYER_NORM, LAYER_NORM_GRAD, layerNorm, mul, sum } from "./mod.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import type { Backend } from "../tensor/types.ts";
 import { apply, noGrad, scopeAsync, tensor } from "../tensor/tensor.ts";
@@ -112,6 +112,43 @@ Deno.test({
     assertClose(gpu.db, cpu.db, 1e-4, "dbias");
   },
 });
+
+for (const [R, C] of [[65536, 2], [20, 40]]) {
+  Deno.test({
+    name: `layerNormGrad on WebGPU sums dweight and dbias over ${R} rows to 1e-6 of float64`,
+    ignore: NO_GPU,
+    fn: async () => {
+      // dy ≈ 1.001: one serial f32 sum over 65536 rows drifts by ~5e-4 relative
+      const rng = makeRng(5);
+      const n = R * C;
+      const data = {
+        x: Array.from({ length: n }, () => rng() * 2 - 1),
+        w: Array.from({ length: C }, () => rng() * 2 - 1),
+        mean: Array.from({ length: R }, () => rng() * 0.2 - 0.1),
+        rstd: Array.from({ length: R }, () => 1 + rng()),
+        dy: Array.from({ length: n }, () => 1.001 + rng() * 1e-4),
+      };
+      const grads = (backend: Backend, dtype: "f32" | "f64") =>
+        scopeAsync(async () => {
+          const o = { backend, dtype };
+          const ins = [
+            tensor(data.x, [R, C], o),
+            tensor(data.w, [C], o),
+            tensor(data.mean, [R], o),
+            tensor(data.rstd, [R], o),
+            tensor(data.dy, [R, C], o),
+          ];
+          const [dx, dw, db] = apply(LAYER_NORM_GRAD, ins, { eps: 1e-5 });
+          return [await dx.toArray(), await dw.toArray(), await db.toArray()];
+        });
+      const [cdx, cdw, cdb] = await grads(CPU, "f64");
+      const [gdx, gdw, gdb] = await grads(GPU!, "f32");
+      assertClose(gdx, cdx, 1e-5, "dx");
+      assertClose(gdw, cdw, 1e-6, "dweight");
+      assertClose(gdb, cdb, 1e-6, "dbias");
+    },
+  });
+}
 
 Deno.test("layerNorm() without the tape frees the saved mean and rstd at once", () => {
   const before = CPU.memoryStats().liveBuffers;
