@@ -4,7 +4,9 @@
  *
  * A reduction over a contiguous block of axes is viewed as `[O, R, I]`
  * (outer, reduced, inner). When I = 1 one workgroup reduces each row with a
- * tree in workgroup memory; otherwise each thread loops over R for one output.
+ * tree in workgroup memory; otherwise each thread loops over R for one output
+ * when R is short, and for tall inputs (a bias gradient `[B·T, C]` → `[C]`)
+ * two dispatches: partials over chunks of 32 rows, then a tree per output.
  * Non-contiguous axis sets reduce one block at a time.
  *
  * @module
@@ -39,9 +41,10 @@ function dims(shape: Shape, p: ReduceParams): [number, number, number] {
 }
 
 const ROW_WG = 256;
+const LOWEST = "-3.4028234663852886e38";
 
 function rowKernel(kind: ReduceKind): string {
-  const init = kind === "sum" ? "0.0" : "-3.4028234663852886e38";
+  const init = kind === "sum" ? "0.0" : LOWEST;
   const comb = kind === "sum" ? "a + b" : "max(a, b)";
   return `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -68,7 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 }
 
 function colKernel(kind: ReduceKind): string {
-  const init = kind === "sum" ? "0.0" : "-3.4028234663852886e38";
+  const init = kind === "sum" ? "0.0" : LOWEST;
   const comb = kind === "sum" ? "acc + v" : "max(acc, v)";
   return `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -83,6 +86,72 @@ ${MAIN_1D()} {
   var acc: f32 = ${init};
   for (var r = 0u; r < u.R; r++) { let v = x[(o * u.R + r) * u.I + k]; acc = ${comb}; }
   out[i] = acc;
+}`;
+}
+
+/**
+ * Above this many reduced rows (with I > 1) the column reduction runs in two
+ * levels: one thread per output loops over at most CHUNK rows, not all R.
+ */
+const SERIAL_ROWS = 64;
+/** Rows summed per thread in the first level (grows only past MAX_CHUNKS chunks). */
+const CHUNK = 32;
+/** Chunks per output at most (bounds the partials and the second level's loops). */
+const MAX_CHUNKS = 4096;
+/** Second level: a workgroup of LANES chunk-lanes × LANES outputs. */
+const LANES = 16;
+
+/** Level 1: partial results of chunks of rows → part[O, K, I]. */
+function chunkKernel(kind: ReduceKind): string {
+  const init = kind === "sum" ? "0.0" : LOWEST;
+  const comb = kind === "sum" ? "acc + v" : "max(acc, v)";
+  return `
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> part: array<f32>;
+struct U { O: u32, R: u32, I: u32, K: u32, chunk: u32 }
+@group(0) @binding(2) var<uniform> u: U;
+${MAIN_1D()} {
+  ${LINEAR_INDEX()}
+  if (i >= u.O * u.K * u.I) { return; }
+  let k = i % u.I;
+  let c = (i / u.I) % u.K;
+  let o = i / (u.I * u.K);
+  let r1 = min(u.R, (c + 1u) * u.chunk);
+  var acc: f32 = ${init};
+  for (var r = c * u.chunk; r < r1; r++) { let v = x[(o * u.R + r) * u.I + k]; acc = ${comb}; }
+  part[i] = acc;
+}`;
+}
+
+/** Level 2: the K partials of each output, LANES strided lanes then a tree. */
+function chunkTreeKernel(kind: ReduceKind): string {
+  const init = kind === "sum" ? "0.0" : LOWEST;
+  const comb = kind === "sum" ? "a + b" : "max(a, b)";
+  return `
+@group(0) @binding(0) var<storage, read> part: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+struct U { O: u32, I: u32, K: u32 }
+@group(0) @binding(2) var<uniform> u: U;
+var<workgroup> red: array<f32, ${LANES * LANES}>;
+fn comb(a: f32, b: f32) -> f32 { return ${comb}; }
+@compute @workgroup_size(${LANES}, ${LANES})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u,
+        @builtin(num_workgroups) nwg: vec3u) {
+  let q = (wid.x + wid.y * nwg.x) * ${LANES}u + lid.x;
+  var acc: f32 = ${init};
+  if (q < u.O * u.I) {
+    let base = (q / u.I) * u.K * u.I + q % u.I;
+    for (var c = lid.y; c < u.K; c += ${LANES}u) { acc = comb(acc, part[base + c * u.I]); }
+  }
+  red[lid.y * ${LANES}u + lid.x] = acc;
+  workgroupBarrier();
+  for (var h = ${LANES / 2}u; h > 0u; h >>= 1u) {
+    if (lid.y < h) {
+      red[lid.y * ${LANES}u + lid.x] = comb(red[lid.y * ${LANES}u + lid.x], red[(lid.y + h) * ${LANES}u + lid.x]);
+    }
+    workgroupBarrier();
+  }
+  if (lid.y == 0u && q < u.O * u.I) { out[q] = red[lid.x]; }
 }`;
 }
 
@@ -127,12 +196,31 @@ export const REDUCE: OpDef<ReduceParams> = {
         }],
       };
     }
+    if (R <= SERIAL_ROWS) {
+      return {
+        kernels: [{
+          code: colKernel(p.kind),
+          bind: [{ in: 0 }, { out: 0 }],
+          uniform: packUniform([O, R, I]),
+          workgroups: grid1d(O * I),
+        }],
+      };
+    }
+    // tall: partials over chunks of rows (many threads, short loops), then a tree per output
+    const chunk = Math.max(CHUNK, Math.ceil(R / MAX_CHUNKS));
+    const K = Math.ceil(R / chunk);
     return {
+      temps: [O * K * I * 4],
       kernels: [{
-        code: colKernel(p.kind),
-        bind: [{ in: 0 }, { out: 0 }],
-        uniform: packUniform([O, R, I]),
-        workgroups: grid1d(O * I),
+        code: chunkKernel(p.kind),
+        bind: [{ in: 0 }, { tmp: 0 }],
+        uniform: packUniform([O, R, I, K, chunk]),
+        workgroups: grid1d(O * K * I),
+      }, {
+        code: chunkTreeKernel(p.kind),
+        bind: [{ tmp: 0 }, { out: 0 }],
+        uniform: packUniform([O, I, K]),
+        workgroups: grid1d(O * I, LANES),
       }],
     };
   },
