@@ -26,7 +26,7 @@ import { Worker } from "node:worker_threads";
 /** The default thread count is at most this. */
 export const MAX_AUTO_THREADS = 8;
 /** `WEBSEQ_CPU_THREADS` may ask for at most this many. */
-export const MAX_THREADS = 64;
+export const MAX_THREADS = 16;
 /** Bytes of the control block at the start of a pool's memory region `ctrl`. */
 export const CONTROL_BYTES = 32;
 
@@ -35,6 +35,8 @@ export const CONTROL_BYTES = 32;
 const SEQ = 2, DONE = 3, ERROR = 4, STARTED = 5, TASKS = 6, TASK_BYTES = 7;
 /** At most this many tasks in one job (12 bits of the claim word). */
 export const MAX_TASKS = 4095;
+/** How long an idle worker spins for the next job, and the main thread for the workers, before sleeping. */
+const WORKER_SPIN_MS = 0.05, MAIN_SPIN_MS = 0.5;
 
 const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
@@ -57,6 +59,9 @@ parentPort.once("message", ({ module, memory, ctrl, tid }) => {
       }
       if (Atomics.add(I, ${DONE}, 1) + 1 === count) Atomics.notify(I, ${DONE});
     }
+    // the next job often comes within microseconds (the next product of a layer): spin a little
+    const t0 = performance.now();
+    while (Atomics.load(I, ${SEQ}) === seq && performance.now() - t0 < ${WORKER_SPIN_MS}) {}
     Atomics.wait(I, ${SEQ}, seq);
   }
 });
@@ -198,10 +203,11 @@ export class CpuPool {
       Atomics.add(I, DONE, 1);
     }
     // the workers' last tasks: spin a little (they are usually about to finish), then sleep
-    for (let spins = 0;; spins++) {
+    const t0 = performance.now();
+    for (;;) {
       const done = Atomics.load(I, DONE);
       if (done >= count) break;
-      if (spins > 2000) Atomics.wait(I, DONE, done, 100);
+      if (performance.now() - t0 > MAIN_SPIN_MS) Atomics.wait(I, DONE, done, 100);
     }
     if (failure !== null) throw failure;
     if (Atomics.load(I, ERROR) !== 0) {
