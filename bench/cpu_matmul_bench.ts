@@ -1,15 +1,16 @@
 /**
  * CPU f32 matmul benchmark: GFLOP/s of the TypeScript reference in
  * `MATMUL.cpu` against the WebAssembly SIMD kernel (ops/_wasm_matmul.ts, both
- * its fused-multiply-add and plain builds), in one process, on square sizes
- * and the shapes of the tiny and small models (512 tokens per batch). One
- * JSON line per shape; each kernel is timed `--repeats` times, interleaved, so
- * that load from other processes hits all of them alike, and the line gives
- * the median and the range.
+ * its fused-multiply-add and plain builds, on one thread and, as `fma:N`, on
+ * N threads), in one process, on square sizes and the shapes of the tiny and
+ * small models (512 tokens per batch). One JSON line per shape; each kernel is
+ * timed `--repeats` times, interleaved, so that load from other processes hits
+ * all of them alike, and the line gives the median and the range. Columns are
+ * `<kernel>_gflops` with `fma:2` written `fma_2t`.
  *
  * ```sh
- * deno run bench/cpu_matmul_bench.ts
- * deno run bench/cpu_matmul_bench.ts --repeats 5 --min-time-ms 300 --only square
+ * deno run --allow-env bench/cpu_matmul_bench.ts
+ * deno run bench/cpu_matmul_bench.ts --only square --kernels fma,fma:2 --repeats 5
  * ```
  *
  * @module
@@ -17,6 +18,7 @@
 import { parseArgs } from "node:util";
 import { MATMUL, type MatmulParams } from "../ops/matmul.ts";
 import { useWasmMatmul, type WasmMatmulMode } from "../ops/_wasm_matmul.ts";
+import { cpuThreads, useCpuThreads } from "../ops/_cpu_threads.ts";
 import { makeRng } from "../tensor/rng.ts";
 import type { OpInfo, Shape } from "../tensor/types.ts";
 
@@ -48,7 +50,7 @@ const T = 512; // tokens per batch (B·T)
 
 /** The default shapes: square sizes, then the tiny and small models' forward and backward products. */
 export const CPU_MATMUL_SHAPES: CpuMatmulShape[] = [
-  ...[64, 256, 512].map((s) => ({
+  ...[64, 256, 512, 1024].map((s) => ({
     label: "square",
     m: s,
     k: s,
@@ -79,8 +81,12 @@ export interface CpuMatmulBenchOptions {
   repeats?: number;
   /** Approximate duration of each timed run in milliseconds; default 200. */
   minTimeMs?: number;
-  /** Kernels to compare; default ts, plain, fma (those that load). */
-  kernels?: ("ts" | "plain" | "fma")[];
+  /**
+   * Kernels to compare: "ts", "plain", "fma", or a WebAssembly build on N
+   * threads as "fma:N" / "plain:N"; default ts, plain, fma and, with more
+   * than one CPU thread, fma:<threads> (those that load).
+   */
+  kernels?: string[];
 }
 
 function timeOnce(fn: () => void, minTimeMs: number): number {
@@ -106,8 +112,23 @@ function median(xs: number[]): number {
 /** Times every kernel on every shape; yields one line per shape. */
 export function* runCpuMatmulBench(opts: CpuMatmulBenchOptions = {}): Generator<CpuMatmulLine> {
   const repeats = opts.repeats ?? 3, minTimeMs = opts.minTimeMs ?? 200;
-  const mode: Record<string, WasmMatmulMode> = { ts: "off", plain: "plain", fma: "fma" };
-  const kernels = (opts.kernels ?? ["ts", "plain", "fma"]).filter((k) => useWasmMatmul(mode[k]));
+  const threads0 = cpuThreads();
+  const modes: Record<string, WasmMatmulMode> = { ts: "off", plain: "plain", fma: "fma" };
+  const parse = (k: string): [WasmMatmulMode, number] => {
+    const [name, n = "1"] = k.split(":");
+    if (!(name in modes) || (name === "ts" && n !== "1")) {
+      throw new TypeError(`cpu_matmul_bench: unknown kernel ${JSON.stringify(k)}`);
+    }
+    return [modes[name], Number(n)];
+  };
+  const use = (k: string): boolean => {
+    const [m, n] = parse(k);
+    useCpuThreads(n);
+    return useWasmMatmul(m);
+  };
+  const key = (k: string): string => k.replace(/:(\d+)$/, "_$1t");
+  const defaults = ["ts", "plain", "fma", ...(threads0 > 1 ? [`fma:${threads0}`] : [])];
+  const kernels = (opts.kernels ?? defaults).filter(use);
   try {
     for (const s of opts.shapes ?? CPU_MATMUL_SHAPES) {
       const rng = makeRng(s.m * 7 + s.k * 13 + s.n);
@@ -124,36 +145,45 @@ export function* runCpuMatmulBench(opts: CpuMatmulBenchOptions = {}): Generator<
       const run = () => MATMUL.cpu([a, b], [out], info, p);
       const gflops: Record<string, number[]> = {};
       for (const k of kernels) {
-        useWasmMatmul(mode[k]);
-        run(); // warm-up (and tier-up of the WebAssembly code)
+        use(k);
+        run(); // warm-up (and tier-up of the WebAssembly code; starts the workers)
         gflops[k] = [];
       }
       for (let r = 0; r < repeats; r++) {
         for (const k of kernels) {
-          useWasmMatmul(mode[k]);
+          use(k);
           gflops[k].push((2 * s.m * s.n * s.k) / (timeOnce(run, minTimeMs) * 1e6));
         }
       }
       const line: CpuMatmulLine = { kind: "cpu_matmul", ...s };
       for (const k of kernels) {
-        line[`${k}_gflops`] = round(median(gflops[k]), 2);
-        line[`${k}_gflops_min`] = round(Math.min(...gflops[k]), 2);
-        line[`${k}_gflops_max`] = round(Math.max(...gflops[k]), 2);
+        line[`${key(k)}_gflops`] = round(median(gflops[k]), 2);
+        line[`${key(k)}_gflops_min`] = round(Math.min(...gflops[k]), 2);
+        line[`${key(k)}_gflops_max`] = round(Math.max(...gflops[k]), 2);
       }
       if (kernels.includes("ts")) {
         for (const k of kernels) {
-          if (k !== "ts") line[`${k}_speedup`] = round(median(gflops[k]) / median(gflops.ts), 1);
+          if (k !== "ts") {
+            line[`${key(k)}_speedup`] = round(median(gflops[k]) / median(gflops.ts), 1);
+          }
+        }
+      }
+      for (const k of kernels) {
+        const [m, n] = parse(k), one = m === "fma" ? "fma" : "plain";
+        if (n > 1 && kernels.includes(one)) {
+          line[`${key(k)}_vs_1t`] = round(median(gflops[k]) / median(gflops[one]), 2);
         }
       }
       yield line;
     }
   } finally {
     useWasmMatmul("auto");
+    useCpuThreads(threads0);
   }
 }
 
 const HELP = `Usage: deno run bench/cpu_matmul_bench.ts [--repeats N] [--min-time-ms MS]
-       [--only square|tiny|small] [--kernels ts,plain,fma]`;
+       [--only square|tiny|small] [--kernels ts,plain,fma,fma:2]`;
 
 if (import.meta.main) {
   const { values } = parseArgs({
@@ -175,7 +205,7 @@ if (import.meta.main) {
   const shapes = only === undefined
     ? CPU_MATMUL_SHAPES
     : CPU_MATMUL_SHAPES.filter((s) => s.label === only || s.label.startsWith(`${only}.`));
-  const kernels = values.kernels?.split(",") as CpuMatmulBenchOptions["kernels"];
+  const kernels = values.kernels?.split(",");
   for (
     const line of runCpuMatmulBench({
       shapes,
