@@ -41,7 +41,7 @@ const WORKER_SPIN_MS = 0.05, MAIN_SPIN_MS = 0.5;
 const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
 parentPort.once("message", ({ module, memory, ctrl, tid }) => {
-  const task = new WebAssembly.Instance(module, { env: { memory } }).exports.task;
+  const task = new WebAssembly.Instance(module, { env: { memory, exp: Math.exp } }).exports.task;
   const C = new BigInt64Array(memory.buffer, ctrl, 1);
   const I = new Int32Array(memory.buffer, ctrl, ${CONTROL_BYTES / 4});
   Atomics.add(I, ${STARTED}, 1);

@@ -46,6 +46,7 @@ import {
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
 import { lastAxisRows, rowWorkgroupSize, wgslRowMain, wgslRowReduce } from "./softmax.ts";
+import { crossEntropyGradF32, crossEntropyRowsF32 } from "./_cpu_threads_kernels.ts";
 
 /** Options of {@linkcode crossEntropy}. */
 export interface CrossEntropyOptions {
@@ -125,6 +126,11 @@ function rowStats(x: CpuArray, o: number, V: number): { m: number; logS: number;
   return { m, logS: Math.log(s), sum };
 }
 
+/** rowStats of row n from crossEntropyRowsF32's [N, 4] statistics. */
+function rowStatsOf(f: Float64Array, n: number): { m: number; logS: number; sum: number } {
+  return { m: f[4 * n], logS: Math.log(f[4 * n + 2]), sum: f[4 * n + 1] };
+}
+
 /**
  * WGSL: one workgroup sums `part`, N rows of `nvals` values, into `tot[k]`
  * (fixed order), then thread 0 runs `write`; `outs` name the output arrays.
@@ -190,10 +196,12 @@ export const CROSS_ENTROPY: OpDef<CrossEntropyParams> = {
   cpu([x, t], [loss, lse, count], info, p) {
     const [N, V] = lastAxisRows(info.inputs[0].shape);
     const eps = p.labelSmoothing;
+    // f32: the row statistics in WebAssembly on the CPU threads (same bits)
+    const fast = x instanceof Float32Array ? crossEntropyRowsF32(x, null, N, V) : null;
     let total = 0, cnt = 0;
     for (let n = 0; n < N; n++) {
       const o = n * V;
-      const st = rowStats(x, o, V);
+      const st = fast ? rowStatsOf(fast, n) : rowStats(x, o, V);
       lse[n] = st.m + st.logS;
       if (!counted(t[n], n, V, p.ignoreIndex, "crossEntropy")) continue;
       total += (1 - eps) * ((st.m - x[o + t[n]]) + st.logS) + eps * ((st.m - st.sum / V) + st.logS);
@@ -291,6 +299,12 @@ export const CROSS_ENTROPY_GRAD: OpDef<CrossEntropyParams> = {
     const [N, V] = lastAxisRows(info.inputs[0].shape);
     const eps = p.labelSmoothing;
     const g = dy[0] / count[0];
+    // f32: the same arithmetic in WebAssembly on the CPU threads (ops/_cpu_threads_kernels.ts)
+    if (
+      x instanceof Float32Array && t instanceof Int32Array && lse instanceof Float32Array &&
+      dx instanceof Float32Array &&
+      crossEntropyGradF32(x, t, lse, dx, { N, V, ignoreIndex: p.ignoreIndex, eps, g })
+    ) return;
     for (let n = 0; n < N; n++) {
       const o = n * V;
       const ok = t[n] !== p.ignoreIndex && t[n] >= 0 && t[n] < V;
@@ -350,15 +364,19 @@ export const CROSS_ENTROPY_STATS: OpDef<CrossEntropyStatsParams> = {
   },
   cpu([x, t], [out], info, p) {
     const [N, V] = lastAxisRows(info.inputs[0].shape);
+    // f32: the row statistics and ranks in WebAssembly on the CPU threads (same bits)
+    const fast = x instanceof Float32Array && t instanceof Int32Array
+      ? crossEntropyRowsF32(x, t, N, V)
+      : null;
     let nll = 0, cnt = 0, hit = 0, topk = 0;
     for (let n = 0; n < N; n++) {
       if (!counted(t[n], n, V, p.ignoreIndex, "crossEntropyStats")) continue;
       const o = n * V, tn = t[n], xt = x[o + tn];
-      const st = rowStats(x, o, V);
+      const st = fast ? rowStatsOf(fast, n) : rowStats(x, o, V);
       nll += (st.m - xt) + st.logS;
       cnt++;
-      let above = 0;
-      for (let j = 0; j < V; j++) {
+      let above = fast ? fast[4 * n + 3] : 0;
+      for (let j = 0; !fast && j < V; j++) {
         if (x[o + j] > xt || (x[o + j] === xt && j < tn)) above++;
       }
       if (above === 0) hit++;

@@ -22,6 +22,7 @@
 ;; rewritten to f32x4.mul + f32x4.add for engines without relaxed SIMD, each
 ;; with its own memory and with an imported shared memory (for threads).
 (module
+  (import "env" "exp" (func $exp (param f64) (result f64)))
   (memory (export "memory") 1)
 
   ;; Copies 16 bytes per column k < kc: from src + k·sstride to dst + k·dstride.
@@ -366,11 +367,38 @@
       (br_if $jcl (i32.lt_u
         (local.tee $jc (i32.add (local.get $jc) (local.get $nc))) (local.get $N)))))
 
-  ;; Runs one task of a (possibly threaded) matmul as thread t: `count` products C = A·B
-  ;; described by the 22-word descriptor at d, each one sa, sb, sc bytes past the last,
-  ;; in thread t's pack buffers and scratch (its workspace is w + t·wstride). Words:
-  ;; a ars acs b brs bcs c M N K ldc count sa sb sc mc nc kc w wstride pb_off scr_off.
+  ;; Runs one task as thread t: the descriptor at d starts with its kind (0: matmul,
+  ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient),
+  ;; then its words (see each kernel). ops/_wasm_matmul.ts writes the descriptors.
   (func (export "task") (param $d i32) (param $t i32)
+    (local $kind i32)
+    (local.set $kind (i32.load (local.get $d)))
+    (local.set $d (i32.add (local.get $d) (i32.const 8)))
+    (if (i32.eqz (local.get $kind)) (then (call $gemm_task (local.get $d) (local.get $t)) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 1))
+      (then (call $gelu (i32.load offset=0 (local.get $d)) (i32.load offset=8 (local.get $d))
+        (i32.load offset=12 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 2))
+      (then (call $gelu_grad (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 3))
+      (then (call $ce_rows (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 4))
+      (then (call $ce_grad (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))
+        (f64.load offset=32 (local.get $d)) (f64.load offset=40 (local.get $d))
+        (f64.load offset=48 (local.get $d))) (return)))
+    (unreachable))
+
+  ;; One matmul task for thread t: `count` products C = A·B with the operands of the
+  ;; 22-word descriptor at d, each one sa, sb, sc bytes past the last, in thread t's
+  ;; pack buffers and scratch (its workspace is w + t·wstride). Words:
+  ;; a ars acs b brs bcs c M N K ldc count sa sb sc mc nc kc w wstride pb_off scr_off.
+  (func $gemm_task (param $d i32) (param $t i32)
     (local $w i32) (local $n i32) (local $a i32) (local $b i32) (local $c i32)
     (local.set $w (i32.add (i32.load offset=72 (local.get $d))
       (i32.mul (local.get $t) (i32.load offset=76 (local.get $d)))))
@@ -392,4 +420,172 @@
       (local.set $b (i32.add (local.get $b) (i32.load offset=52 (local.get $d))))
       (local.set $c (i32.add (local.get $c) (i32.load offset=56 (local.get $d))))
       (br_if $q (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+
+  ;; ---- Elementwise and row kernels (f32 in memory, f64 arithmetic) -------------------
+  ;; Each mirrors the TypeScript CPU function of its op operation for operation, and $exp
+  ;; is Math.exp itself (imported), so results are the same bits.
+
+  ;; erf(x) as erfApprox in ops/_wgsl.ts.
+  (func $erf (param $x f64) (result f64)
+    (local $a f64) (local $t f64) (local $r f64)
+    (local.set $a (f64.abs (local.get $x)))
+    (if (f64.lt (local.get $a) (f64.const 0.5))
+      (then
+        (local.set $t (f64.mul (local.get $x) (local.get $x)))
+        (local.set $r (f64.mul (local.get $a)
+          (f64.add (f64.const 1.128379167095512573896) (f64.mul (local.get $t)
+            (f64.add (f64.const -0.376126389031837538) (f64.mul (local.get $t)
+              (f64.add (f64.const 0.112837916709551257) (f64.mul (local.get $t)
+                (f64.add (f64.const -0.0268661706451312557) (f64.mul (local.get $t)
+                  (f64.add (f64.const 0.00522397762544218794) (f64.mul (local.get $t)
+                    (f64.add (f64.const -0.000854832702345085) (f64.mul (local.get $t)
+                      (f64.const 0.000120553329817897))))))))))))))))
+      (else
+        (if (f64.lt (local.get $a) (f64.const 4))
+          (then
+            (local.set $t (f64.div (f64.const 1)
+              (f64.add (f64.const 1) (f64.mul (f64.const 0.5) (local.get $a)))))
+            (local.set $r (f64.sub (f64.const 1) (f64.mul (local.get $t) (call $exp
+              (f64.add
+                (f64.sub (f64.mul (f64.neg (local.get $a)) (local.get $a)) (f64.const 1.26551223))
+                (f64.mul (local.get $t)
+                  (f64.add (f64.const 1.00002368) (f64.mul (local.get $t)
+                    (f64.add (f64.const 0.37409196) (f64.mul (local.get $t)
+                      (f64.add (f64.const 0.09678418) (f64.mul (local.get $t)
+                        (f64.add (f64.const -0.18628806) (f64.mul (local.get $t)
+                          (f64.add (f64.const 0.27886807) (f64.mul (local.get $t)
+                            (f64.add (f64.const -1.13520398) (f64.mul (local.get $t)
+                              (f64.add (f64.const 1.48851587) (f64.mul (local.get $t)
+                                (f64.add (f64.const -0.82215223) (f64.mul (local.get $t)
+                                  (f64.const 0.17087277))))))))))))))))))))))))
+          (else (local.set $r (f64.const 1))))))
+    (select (f64.neg (local.get $r)) (local.get $r) (f64.lt (local.get $x) (f64.const 0))))
+
+  ;; GELU (ops/elementwise.ts): out[i] = 0.5·x·(1 + erf(x·√½)) for n f32 at x, out.
+  (func $gelu (param $x i32) (param $out i32) (param $n i32)
+    (local $v f64)
+    (if (i32.eqz (local.get $n)) (then (return)))
+    (loop $i
+      (local.set $v (f64.promote_f32 (f32.load (local.get $x))))
+      (f32.store (local.get $out) (f32.demote_f64 (f64.mul
+        (f64.mul (f64.const 0.5) (local.get $v))
+        (f64.add (f64.const 1)
+          (call $erf (f64.mul (local.get $v) (f64.const 0.7071067811865476)))))))
+      (local.set $x (i32.add (local.get $x) (i32.const 4)))
+      (local.set $out (i32.add (local.get $out) (i32.const 4)))
+      (br_if $i (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+
+  ;; GELU's gradient: out[i] = dy·(0.5·(1 + erf(x·√½)) + x·(1/√(2π))·exp(−0.5·x·x)).
+  (func $gelu_grad (param $x i32) (param $dy i32) (param $out i32) (param $n i32)
+    (local $v f64)
+    (if (i32.eqz (local.get $n)) (then (return)))
+    (loop $i
+      (local.set $v (f64.promote_f32 (f32.load (local.get $x))))
+      (f32.store (local.get $out) (f32.demote_f64 (f64.mul
+        (f64.promote_f32 (f32.load (local.get $dy)))
+        (f64.add
+          (f64.mul (f64.const 0.5) (f64.add (f64.const 1)
+            (call $erf (f64.mul (local.get $v) (f64.const 0.7071067811865476)))))
+          (f64.mul (f64.mul (local.get $v) (f64.const 0.3989422804014327))
+            (call $exp (f64.mul (f64.mul (f64.const -0.5) (local.get $v)) (local.get $v))))))))
+      (local.set $x (i32.add (local.get $x) (i32.const 4)))
+      (local.set $dy (i32.add (local.get $dy) (i32.const 4)))
+      (local.set $out (i32.add (local.get $out) (i32.const 4)))
+      (br_if $i (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+
+  ;; Cross-entropy row statistics (rowStats in ops/cross_entropy.ts) of rows r0 .. r1-1 of
+  ;; x [N, V] (f32): out[r] (4 f64 each) = max m, Σ x, Σ exp(x − m), and, where t ≠ 0 and
+  ;; 0 ≤ t[r] < V, the count of j with x[j] > x[t[r]] or x[j] = x[t[r]] and j < t[r].
+  (func $ce_rows (param $x i32) (param $t i32) (param $out i32) (param $r0 i32) (param $r1 i32)
+    (param $V i32)
+    (local $p i32) (local $end i32) (local $j i32) (local $m f64) (local $sum f64) (local $s f64)
+    (local $v f32) (local $xt f32) (local $tn i32) (local $above i32) (local $o i32)
+    (block $done
+      (loop $row
+        (br_if $done (i32.ge_u (local.get $r0) (local.get $r1)))
+        (local.set $p (i32.add (local.get $x)
+          (i32.shl (i32.mul (local.get $r0) (local.get $V)) (i32.const 2))))
+        (local.set $end (i32.add (local.get $p) (i32.shl (local.get $V) (i32.const 2))))
+        (local.set $m (f64.const -inf))
+        (local.set $sum (f64.const 0))
+        (local.set $s (f64.const 0))
+        (local.set $o (local.get $p))
+        (block $b1 (loop $l1
+          (br_if $b1 (i32.ge_u (local.get $o) (local.get $end)))
+          (local.set $m (f64.max (local.get $m) (f64.promote_f32 (f32.load (local.get $o)))))
+          (local.set $sum (f64.add (local.get $sum) (f64.promote_f32 (f32.load (local.get $o)))))
+          (local.set $o (i32.add (local.get $o) (i32.const 4)))
+          (br $l1)))
+        (local.set $o (local.get $p))
+        (block $b2 (loop $l2
+          (br_if $b2 (i32.ge_u (local.get $o) (local.get $end)))
+          (local.set $s (f64.add (local.get $s) (call $exp
+            (f64.sub (f64.promote_f32 (f32.load (local.get $o))) (local.get $m)))))
+          (local.set $o (i32.add (local.get $o) (i32.const 4)))
+          (br $l2)))
+        (local.set $above (i32.const -1))
+        (if (local.get $t)
+          (then
+            (local.set $tn (i32.load (i32.add (local.get $t) (i32.shl (local.get $r0) (i32.const 2)))))
+            (if (i32.lt_u (local.get $tn) (local.get $V))
+              (then
+                (local.set $xt (f32.load (i32.add (local.get $p) (i32.shl (local.get $tn) (i32.const 2)))))
+                (local.set $above (i32.const 0))
+                (local.set $j (i32.const 0))
+                (local.set $o (local.get $p))
+                (block $b3 (loop $l3
+                  (br_if $b3 (i32.ge_u (local.get $o) (local.get $end)))
+                  (local.set $v (f32.load (local.get $o)))
+                  (if (i32.or (f32.gt (local.get $v) (local.get $xt))
+                      (i32.and (f32.eq (local.get $v) (local.get $xt))
+                        (i32.lt_s (local.get $j) (local.get $tn))))
+                    (then (local.set $above (i32.add (local.get $above) (i32.const 1)))))
+                  (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                  (local.set $o (i32.add (local.get $o) (i32.const 4)))
+                  (br $l3)))))))
+        (local.set $o (i32.add (local.get $out) (i32.shl (local.get $r0) (i32.const 5))))
+        (f64.store offset=0 (local.get $o) (local.get $m))
+        (f64.store offset=8 (local.get $o) (local.get $sum))
+        (f64.store offset=16 (local.get $o) (local.get $s))
+        (f64.store offset=24 (local.get $o) (f64.convert_i32_s (local.get $above)))
+        (local.set $r0 (i32.add (local.get $r0) (i32.const 1)))
+        (br $row))))
+
+  ;; Cross-entropy gradient (CROSS_ENTROPY_GRAD in ops/cross_entropy.ts) of rows r0 .. r1-1:
+  ;; dx[r, j] = (exp(x[r, j] − lse[r]) − (j = t[r] ? a : 0) − b)·g where t[r] ≠ ignore and
+  ;; 0 ≤ t[r] < V, else 0 (a = 1 − ε, b = ε/V).
+  (func $ce_grad (param $x i32) (param $t i32) (param $dx i32) (param $r0 i32) (param $r1 i32)
+    (param $V i32) (param $lse i32) (param $ignore i32) (param $a f64) (param $b f64) (param $g f64)
+    (local $o i32) (local $end i32) (local $q i32) (local $tn i32) (local $j i32) (local $l f64)
+    (block $done
+      (loop $row
+        (br_if $done (i32.ge_u (local.get $r0) (local.get $r1)))
+        (local.set $o (i32.shl (i32.mul (local.get $r0) (local.get $V)) (i32.const 2)))
+        (local.set $q (i32.add (local.get $dx) (local.get $o)))
+        (local.set $end (i32.add (local.get $q) (i32.shl (local.get $V) (i32.const 2))))
+        (local.set $o (i32.add (local.get $x) (local.get $o)))
+        (local.set $tn (i32.load (i32.add (local.get $t) (i32.shl (local.get $r0) (i32.const 2)))))
+        (if (i32.and (i32.ne (local.get $tn) (local.get $ignore))
+            (i32.lt_u (local.get $tn) (local.get $V)))
+          (then
+            (local.set $l (f64.promote_f32 (f32.load
+              (i32.add (local.get $lse) (i32.shl (local.get $r0) (i32.const 2))))))
+            (local.set $j (i32.const 0))
+            (block $b (loop $l1
+              (br_if $b (i32.ge_u (local.get $q) (local.get $end)))
+              (f32.store (local.get $q) (f32.demote_f64 (f64.mul
+                (f64.sub
+                  (f64.sub
+                    (call $exp (f64.sub (f64.promote_f32 (f32.load (local.get $o))) (local.get $l)))
+                    (select (local.get $a) (f64.const 0) (i32.eq (local.get $j) (local.get $tn))))
+                  (local.get $b))
+                (local.get $g))))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (local.set $o (i32.add (local.get $o) (i32.const 4)))
+              (local.set $q (i32.add (local.get $q) (i32.const 4)))
+              (br $l1))))
+          (else (memory.fill (local.get $q) (i32.const 0)
+            (i32.shl (local.get $V) (i32.const 2)))))
+        (local.set $r0 (i32.add (local.get $r0) (i32.const 1)))
+        (br $row))))
 )

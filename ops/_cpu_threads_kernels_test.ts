@@ -1,0 +1,110 @@
+/**
+ * The WebAssembly GELU and cross-entropy kernels give the same bits as the
+ * TypeScript loops of their ops (run with the kernels off), on 1, 2 and 3
+ * threads, with sizes that are cut into tasks and edge values (±∞, NaN, huge
+ * logits, ignored and out-of-range targets, label smoothing).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { GELU, GELU_GRAD } from "./elementwise.ts";
+import { CROSS_ENTROPY, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_STATS } from "./cross_entropy.ts";
+import { useWasmMatmul } from "./_wasm_matmul.ts";
+import { cpuThreads, useCpuThreads } from "./_cpu_threads.ts";
+import { makeRng } from "../tensor/rng.ts";
+import type { CpuArray, OpDef, OpInfo, Shape } from "../tensor/types.ts";
+
+/** Runs `op.cpu` with the kernels off and on (1, 2, 3 threads); all outputs must be the same bits. */
+function sameBits<P>(op: OpDef<P>, ins: CpuArray[], info: OpInfo, p: P): void {
+  const run = () => {
+    const outs = info.outputs.map((o) =>
+      new Float32Array(o.shape.reduce((x, y) => x * y, 1)).fill(NaN)
+    );
+    op.cpu(ins, outs, info, p);
+    return outs;
+  };
+  const threads0 = cpuThreads();
+  try {
+    useWasmMatmul("off");
+    const want = run();
+    useWasmMatmul("auto");
+    for (const n of [1, 2, 3]) {
+      useCpuThreads(n);
+      const got = run();
+      got.forEach((g, k) => {
+        const at = g.findIndex((v, i) => !Object.is(v, want[k][i]));
+        assert.ok(
+          at < 0,
+          `${op.name} output ${k} on ${n} threads: ${g[at]} at ${at}, TypeScript gives ${
+            want[k][at]
+          }`,
+        );
+      });
+    }
+  } finally {
+    useCpuThreads(threads0);
+    useWasmMatmul("auto");
+  }
+}
+
+function f32(n: number, seed: number, scale: number): Float32Array {
+  const rng = makeRng(seed);
+  return new Float32Array(n).map(() => (rng() * 2 - 1) * scale);
+}
+
+const info = (inputs: [Shape, "f32" | "i32"][], outputs: Shape[]): OpInfo => ({
+  inputs: inputs.map(([shape, dtype]) => ({ shape, dtype })),
+  outputs: outputs.map((shape) => ({ shape, dtype: "f32" as const })),
+});
+
+Deno.test("gelu and its gradient in WebAssembly equal the TypeScript loops bit for bit", () => {
+  for (const n of [1, 7, 1000, 70001]) {
+    const x = f32(n, n, 6), dy = f32(n, n + 1, 2);
+    // the erf branches (|x| < 0.5, < 4, ≥ 4) and the edges
+    x.set([0, -0, 0.5, -0.5, 4, -4, 1e-30, 30, -30, Infinity, -Infinity, NaN].slice(0, n));
+    sameBits(GELU, [x], info([[[n], "f32"]], [[n]]), { a: 0 });
+    sameBits(GELU_GRAD, [x, dy], info([[[n], "f32"], [[n], "f32"]], [[n]]), { a: 0 });
+  }
+});
+
+Deno.test("cross-entropy forward, statistics and gradient in WebAssembly equal the TypeScript loops bit for bit", () => {
+  for (const [N, V] of [[1, 1], [3, 5], [37, 129], [64, 2000]]) {
+    const x = f32(N * V, N + V, 8);
+    x[0] = 80; // exp(x − m) far below 1 for the rest of row 0
+    if (N * V > 10) x[V + 1] = -1e30;
+    const rng = makeRng(N);
+    const t = Int32Array.from({ length: N }, () => Math.floor(rng() * V));
+    if (N > 2) [t[1], t[2]] = [0, V - 1];
+    if (N > 4) x[4 * V + t[4]] = x[4 * V]; // a tie with an earlier class
+    const ignoreIndex = N > 3 ? t[3] : -100; // row 3 (and any with its class) is ignored
+    const p = { ignoreIndex, labelSmoothing: 0.1 };
+    const ins = info([[[N, V], "f32"], [[N], "i32"]], []);
+    sameBits(CROSS_ENTROPY, [x, t], { ...ins, outputs: info([], [[], [N], []]).outputs }, p);
+    sameBits(CROSS_ENTROPY_STATS, [x, t], { ...ins, outputs: info([], [[4]]).outputs }, {
+      ignoreIndex,
+      k: 5,
+    });
+    for (const labelSmoothing of [0, 0.1]) {
+      const lse = f32(N, V, 3).map((v) => v + 6), count = new Float32Array([N]);
+      const dy = new Float32Array([0.75]);
+      sameBits(
+        CROSS_ENTROPY_GRAD,
+        [x, t, lse, count, dy],
+        info(
+          [[[N, V], "f32"], [[N], "i32"], [[N], "f32"], [[], "f32"], [[], "f32"]],
+          [[N, V]],
+        ),
+        { ...p, labelSmoothing },
+      );
+    }
+  }
+});
+
+Deno.test("crossEntropyStats with a target out of range still throws the TypeScript error", () => {
+  const x = f32(12, 1, 1), t = new Int32Array([1, 7, 0]);
+  const i = info([[[3, 4], "f32"], [[3], "i32"]], [[4]]);
+  assert.throws(
+    () => CROSS_ENTROPY_STATS.cpu([x, t], [new Float32Array(4)], i, { ignoreIndex: -100, k: 1 }),
+    /target 7 at row 1 is outside \[0, 4\)/,
+  );
+});
