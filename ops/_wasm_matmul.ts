@@ -19,6 +19,10 @@
  * element of C is summed in the same order whatever the cut, so the result is
  * the same as on one thread.
  *
+ * The module also holds GELU, its gradient and the cross-entropy row kernels;
+ * {@linkcode wasmTasks} lends its memory and threads to their wrappers in
+ * ops/_cpu_threads_kernels.ts.
+ *
  * @module
  */
 import { CONTROL_BYTES, CpuPool, cpuThreads, MAX_THREADS } from "./_cpu_threads.ts";

@@ -1,4 +1,6 @@
-;; f32 matrix multiply for webseq's CPU backend: C[M, N] = A[M, K] · B[K, N].
+;; f32 matrix multiply for webseq's CPU backend: C[M, N] = A[M, K] · B[K, N];
+;; and, at the end of the file, GELU, its gradient and the cross-entropy row
+;; kernels. The export `task` runs one task of any of them as one thread.
 ;;
 ;; Operands are addressed through element strides, so one kernel serves all
 ;; four transpose combinations: A(m, k) is at a + 4·(m·ars + k·acs) and
