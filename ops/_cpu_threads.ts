@@ -3,7 +3,8 @@
  * WebAssembly memory with the main thread and run the tasks of a job with it.
  *
  * A job is `count` tasks; task i is `task(tasks + i·taskBytes, tid)`, an export
- * of the module (ops/_wasm_matmul.ts describes the matmul's tasks in memory).
+ * of the module, which imports `env.memory` and `env.exp` (Math.exp);
+ * ops/_wasm_matmul.ts writes the task descriptors (matmul, GELU, cross-entropy).
  * The main thread publishes the job in a control block of the shared memory,
  * wakes the workers with `Atomics.notify`, claims tasks itself like any worker
  * and returns when all are done (`Atomics.wait`), so callers stay synchronous.
