@@ -21,6 +21,7 @@
  */
 import { parseArgs } from "node:util";
 import { type GpuBackend, sharedGpuBackend } from "../gpu/backend.ts";
+import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import * as OPS from "../ops/mod.ts";
 import {
   addScalar,
@@ -83,9 +84,7 @@ export interface OpsBenchLine {
 
 function isSoftware(backend: Backend): boolean {
   if (backend.kind === "cpu") return true;
-  const info = (backend as GpuBackend).adapterInfo;
-  return Boolean(info?.isFallbackAdapter) ||
-    /llvmpipe|lavapipe|swiftshader/i.test(info?.description ?? "");
+  return isSoftwareAdapter((backend as GpuBackend).adapterInfo);
 }
 
 function randomTensor(shape: number[], backend: Backend, seed: number): Tensor {

@@ -11,6 +11,7 @@
  * @module
  */
 import { sharedGpuBackend } from "../gpu/backend.ts";
+import { type AdapterReport, isSoftwareAdapter as isSoftwareReport } from "../gpu/adapter.ts";
 import { GpuUnavailableError } from "../gpu/errors.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import type { Backend } from "../tensor/types.ts";
@@ -70,9 +71,6 @@ export async function selectBackend(
 
 /** Whether a backend is a software WebGPU adapter (llvmpipe, lavapipe, SwiftShader); false for the CPU. */
 export function isSoftwareAdapter(backend: Backend): boolean {
-  if (backend.kind !== "webgpu") return false;
-  const info = (backend as { adapterInfo?: { isFallbackAdapter?: boolean; description?: string } })
-    .adapterInfo;
-  return Boolean(info?.isFallbackAdapter) ||
-    /llvmpipe|lavapipe|swiftshader/i.test(info?.description ?? "");
+  const info = (backend as { adapterInfo?: AdapterReport }).adapterInfo;
+  return backend.kind === "webgpu" && info !== undefined && isSoftwareReport(info);
 }

@@ -22,6 +22,17 @@ export interface AdapterReport {
   limits: Record<string, number>;
 }
 
+/**
+ * Whether an adapter is a software one (Mesa llvmpipe/lavapipe, SwiftShader,
+ * or flagged as a fallback adapter): slower than the CPU backend, so
+ * `--device auto` skips it and benchmarks and tuners treat it apart.
+ */
+export function isSoftwareAdapter(
+  info: Pick<AdapterReport, "description" | "isFallbackAdapter">,
+): boolean {
+  return info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(info.description);
+}
+
 const LIMIT_NAMES = [
   "maxBufferSize",
   "maxStorageBufferBindingSize",

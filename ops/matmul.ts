@@ -14,7 +14,7 @@
  *
  * @module
  */
-import type { AdapterReport } from "../gpu/adapter.ts";
+import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
 import { makeRng } from "../tensor/rng.ts";
 import { apply, type Tensor, tensor } from "../tensor/tensor.ts";
@@ -328,11 +328,6 @@ export function matmulVariantFits(name: string, target: MatmulTarget): boolean {
   return variantFits(matmulVariant(name), target);
 }
 
-/** A software adapter (llvmpipe, lavapipe, SwiftShader, or flagged as fallback). */
-function isSoftware(info: AdapterReport): boolean {
-  return info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(info.description);
-}
-
 /**
  * Makes the backend's adapter the one whose limits and tuned choices the
  * selection uses (until another is configured) and returns what was set.
@@ -343,7 +338,7 @@ export function configureMatmul(backend: GpuBackend): MatmulTarget {
   const info = backend.adapterInfo;
   const target: MatmulTarget = {
     description: info.description,
-    software: isSoftware(info),
+    software: isSoftwareAdapter(info),
     maxInvocations: info.limits.maxComputeInvocationsPerWorkgroup ?? 256,
     maxWorkgroupBytes: info.limits.maxComputeWorkgroupStorageSize ?? 16384,
   };

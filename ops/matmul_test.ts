@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { makeRng } from "../tensor/rng.ts";
 import { tensor } from "../tensor/tensor.ts";
 import {
@@ -139,7 +140,7 @@ Deno.test({
 });
 
 const SOFTWARE = !NO_GPU &&
-  (GPU!.adapterInfo.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(GPU!.description));
+  isSoftwareAdapter(GPU!.adapterInfo);
 const ALL = !NO_GPU && (!SOFTWARE || Deno.env.get("WEBSEQ_MATMUL_TEST_ALL") === "1");
 
 Deno.test({
