@@ -62,37 +62,50 @@ export interface MatmulParams {
   transB: boolean;
 }
 
-interface Geometry {
+/** What a matmul computes: `out[P, M, N]` from batches of op(a) `[M, K]` and op(b) `[K, N]`. */
+export interface MatmulGeometry {
+  /** Rows of op(a) and out. */
   M: number;
+  /** Columns of op(b) and out. */
   N: number;
+  /** Inner dimension. */
   K: number;
+  /** Broadcast batch axes of the output. */
   batch: number[];
   /** Batch count. */
   P: number;
   /** Element offset between batches of a (0 when shared). */
   sa: number;
+  /** Element offset between batches of b (0 when shared). */
   sb: number;
 }
+type Geometry = MatmulGeometry;
 
-function geometry(as: Shape, bs: Shape, p: MatmulParams): Geometry {
+/** Shape rule of every matmul op (`name` goes into the one-line TypeError). */
+export function matmulGeometry(
+  as: Shape,
+  bs: Shape,
+  p: MatmulParams,
+  name = "matmul",
+): MatmulGeometry {
   if (as.length < 2 || bs.length < 2) {
-    throw new TypeError(`Cannot matmul ${fmtShape(as)} by ${fmtShape(bs)}: need rank ≥ 2`);
+    throw new TypeError(`Cannot ${name} ${fmtShape(as)} by ${fmtShape(bs)}: need rank ≥ 2`);
   }
   const [ar, ac] = as.slice(-2), [br, bc] = bs.slice(-2);
   const M = p.transA ? ac : ar, Ka = p.transA ? ar : ac;
   const Kb = p.transB ? bc : br, N = p.transB ? br : bc;
   if (Ka !== Kb) {
     throw new TypeError(
-      `Cannot matmul ${fmtShape(as)} by ${fmtShape(bs)}: inner dimensions differ (${Ka} vs ${Kb})`,
+      `Cannot ${name} ${fmtShape(as)} by ${fmtShape(bs)}: inner dimensions differ (${Ka} vs ${Kb})`,
     );
   }
   const ab = as.slice(0, -2), bb = bs.slice(0, -2);
-  const batch = broadcastShapes(ab, bb, "matmul");
+  const batch = broadcastShapes(ab, bb, name);
   const P = batch.reduce((x, y) => x * y, 1);
   const pa = ab.reduce((x, y) => x * y, 1), pb = bb.reduce((x, y) => x * y, 1);
   if ((pa !== 1 && pa !== P) || (pb !== 1 && pb !== P)) {
     throw new TypeError(
-      `Cannot matmul ${fmtShape(as)} by ${fmtShape(bs)}: batch axes must match or be absent`,
+      `Cannot ${name} ${fmtShape(as)} by ${fmtShape(bs)}: batch axes must match or be absent`,
     );
   }
   return { M, N, K: Ka, batch, P, sa: pa === 1 ? 0 : M * Ka, sb: pb === 1 ? 0 : Ka * N };
@@ -169,11 +182,11 @@ export const MATMUL: OpDef<MatmulParams> = {
   name: "matmul",
   outputs([a, b], p) {
     if (a.dtype === "i32" || b.dtype === "i32") throw new TypeError("Cannot matmul i32 tensors");
-    const g = geometry(a.shape, b.shape, p);
+    const g = matmulGeometry(a.shape, b.shape, p);
     return [{ shape: [...g.batch, g.M, g.N], dtype: a.dtype }];
   },
   cpu([a, b], [out], info, p) {
-    const { M, N, K, P, sa, sb } = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
+    const { M, N, K, P, sa, sb } = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
     // f32 runs the WebAssembly SIMD kernel (ops/_wasm_matmul.ts) when it loads; this code is its reference.
     if (
       a instanceof Float32Array && b instanceof Float32Array && out instanceof Float32Array &&
@@ -214,7 +227,7 @@ export const MATMUL: OpDef<MatmulParams> = {
     }
   },
   gpu(info, p) {
-    const g = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
+    const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
     return { kernels: [planKernel(g, p, false)] };
   },
   backward(c, [dyAny]) {
@@ -266,7 +279,7 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
     for (let i = 0; i < out.length; i++) out[i] += bias[i % N];
   },
   gpu(info, p) {
-    const g = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
+    const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
     return { kernels: [planKernel(g, p, true)] };
   },
   backward(c, [dy]) {

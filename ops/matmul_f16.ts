@@ -47,14 +47,13 @@
 import { apply, type Tensor } from "../tensor/tensor.ts";
 import {
   type CpuArray,
-  fmtShape,
   type GpuKernel,
   type OpDef,
   type OpInfo,
   packUniform,
   type Shape,
 } from "../tensor/types.ts";
-import { MATMUL } from "./matmul.ts";
+import { MATMUL, type MatmulGeometry, matmulGeometry } from "./matmul.ts";
 import { sumTo } from "./reduce.ts";
 import { cast, type CastDType, WGSL_TO_F16 } from "./cast.ts";
 
@@ -70,40 +69,10 @@ export interface MatmulF16Params {
   round?: boolean;
 }
 
-interface Geometry {
-  M: number;
-  N: number;
-  K: number;
-  batch: number[];
-  P: number;
-  sa: number;
-  sb: number;
-}
+type Geometry = MatmulGeometry;
 
 function geometry(as: Shape, bs: Shape, p: MatmulF16Params): Geometry {
-  if (as.length < 2 || bs.length < 2) {
-    throw new TypeError(`Cannot matmulF16 ${fmtShape(as)} by ${fmtShape(bs)}: need rank ≥ 2`);
-  }
-  const [a0, a1] = as.slice(-2), [b0, b1] = bs.slice(-2);
-  const [M, Ka] = p.transA ? [a1, a0] : [a0, a1];
-  const [Kb, N] = p.transB ? [b1, b0] : [b0, b1];
-  if (Ka !== Kb) {
-    throw new TypeError(
-      `Cannot matmulF16 ${fmtShape(as)} by ${
-        fmtShape(bs)
-      }: inner dimensions differ (${Ka} vs ${Kb})`,
-    );
-  }
-  const ba = as.slice(0, -2), bb = bs.slice(0, -2);
-  const pa = ba.reduce((x, y) => x * y, 1), pb = bb.reduce((x, y) => x * y, 1);
-  const batch = ba.length >= bb.length ? ba : bb;
-  if (ba.length && bb.length && fmtShape(ba) !== fmtShape(bb)) {
-    throw new TypeError(
-      `Cannot matmulF16 ${fmtShape(as)} by ${fmtShape(bs)}: batch axes must match or be absent`,
-    );
-  }
-  const P = Math.max(pa, pb);
-  return { M, N, K: Ka, batch, P, sa: pa === 1 ? 0 : M * Ka, sb: pb === 1 ? 0 : Ka * N };
+  return matmulGeometry(as, bs, { transA: p.transA, transB: p.transB }, "matmulF16");
 }
 
 // ---------------------------------------------------------------- WGSL
