@@ -443,6 +443,39 @@ function scalerUniform(prm: AdamWParams): number[] {
 }
 
 /**
+ * WGSL of the in-place AdamW update (ADAMW and ADAMW_FLAT). `flat` decays the
+ * elements before `u.decayEnd` by `u.decay` and the rest by `u.noDecay`;
+ * `scaler` reads the loss scaler's state and skips a non-finite step.
+ */
+function adamwKernel(flat: boolean, scaler: boolean): string {
+  const decayFields = flat ? "decayEnd: u32, decay: f32, noDecay: f32" : "decay: f32";
+  const decay = flat ? "select(u.noDecay, u.decay, i < u.decayEnd)" : "u.decay";
+  return `
+@group(0) @binding(0) var<storage, read_write> p: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<storage, read> gradScale: array<f32>;
+${scaler ? "@group(0) @binding(5) var<storage, read> state: array<f32>;" : ""}
+struct U { n: u32, ${decayFields}, b1: f32, c1: f32, b2: f32, c2: f32, stepSize: f32,
+  bc2Sqrt: f32, eps: f32${scaler ? ", lr: f32, t: f32, lnB1: f32, lnB2: f32" : ""} }
+${scaler ? WGSL_ONE_MINUS_POW : ""}
+@group(0) @binding(${scaler ? 6 : 5}) var<uniform> u: U;
+${MAIN_1D()} {
+  ${LINEAR_INDEX()}
+  if (i >= u.n) { return; }
+  ${scaler ? SCALER_PROLOGUE : "let stepSize = u.stepSize;\n  let bc2Sqrt = u.bc2Sqrt;"}
+  let gi = g[i] * gradScale[0];
+  let pd = p[i] * ${decay};
+  let mi = u.b1 * m[i] + u.c1 * gi;
+  let vi = u.b2 * v[i] + u.c2 * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = pd - stepSize * mi / (sqrt(vi) / bc2Sqrt + u.eps);
+}`;
+}
+
+/**
  * `torch.optim.AdamW` for one parameter, in place. Inputs p, g, m, v (same
  * shape) and gradScale [1]; p, m and v are written. With g' = g·gradScale:
  * p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g'; v ← β2·v + (1−β2)·g'²;
@@ -485,29 +518,7 @@ export const ADAMW: OpDef<AdamWParams> = {
     const scaler = info.inputs.length > 5;
     return {
       kernels: [{
-        code: `
-@group(0) @binding(0) var<storage, read_write> p: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> m: array<f32>;
-@group(0) @binding(3) var<storage, read_write> v: array<f32>;
-@group(0) @binding(4) var<storage, read> gradScale: array<f32>;
-${scaler ? "@group(0) @binding(5) var<storage, read> state: array<f32>;" : ""}
-struct U { n: u32, decay: f32, b1: f32, c1: f32, b2: f32, c2: f32, stepSize: f32, bc2Sqrt: f32,
-  eps: f32${scaler ? ", lr: f32, t: f32, lnB1: f32, lnB2: f32" : ""} }
-${scaler ? WGSL_ONE_MINUS_POW : ""}
-@group(0) @binding(${scaler ? 6 : 5}) var<uniform> u: U;
-${MAIN_1D()} {
-  ${LINEAR_INDEX()}
-  if (i >= u.n) { return; }
-  ${scaler ? SCALER_PROLOGUE : "let stepSize = u.stepSize;\n  let bc2Sqrt = u.bc2Sqrt;"}
-  let gi = g[i] * gradScale[0];
-  let pd = p[i] * u.decay;
-  let mi = u.b1 * m[i] + u.c1 * gi;
-  let vi = u.b2 * v[i] + u.c2 * gi * gi;
-  m[i] = mi;
-  v[i] = vi;
-  p[i] = pd - stepSize * mi / (sqrt(vi) / bc2Sqrt + u.eps);
-}`,
+        code: adamwKernel(false, scaler),
         bind: [
           { in: 0 },
           { in: 1 },
@@ -583,29 +594,7 @@ export const ADAMW_FLAT: OpDef<AdamWFlatParams> = {
     const scaler = info.inputs.length > 5;
     return {
       kernels: [{
-        code: `
-@group(0) @binding(0) var<storage, read_write> p: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> m: array<f32>;
-@group(0) @binding(3) var<storage, read_write> v: array<f32>;
-@group(0) @binding(4) var<storage, read> gradScale: array<f32>;
-${scaler ? "@group(0) @binding(5) var<storage, read> state: array<f32>;" : ""}
-struct U { n: u32, decayEnd: u32, decay: f32, noDecay: f32, b1: f32, c1: f32, b2: f32, c2: f32,
-  stepSize: f32, bc2Sqrt: f32, eps: f32${scaler ? ", lr: f32, t: f32, lnB1: f32, lnB2: f32" : ""} }
-${scaler ? WGSL_ONE_MINUS_POW : ""}
-@group(0) @binding(${scaler ? 6 : 5}) var<uniform> u: U;
-${MAIN_1D()} {
-  ${LINEAR_INDEX()}
-  if (i >= u.n) { return; }
-  ${scaler ? SCALER_PROLOGUE : "let stepSize = u.stepSize;\n  let bc2Sqrt = u.bc2Sqrt;"}
-  let gi = g[i] * gradScale[0];
-  let pd = p[i] * select(u.noDecay, u.decay, i < u.decayEnd);
-  let mi = u.b1 * m[i] + u.c1 * gi;
-  let vi = u.b2 * v[i] + u.c2 * gi * gi;
-  m[i] = mi;
-  v[i] = vi;
-  p[i] = pd - stepSize * mi / (sqrt(vi) / bc2Sqrt + u.eps);
-}`,
+        code: adamwKernel(true, scaler),
         bind: [
           { in: 0 },
           { in: 1 },
