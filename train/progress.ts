@@ -90,7 +90,7 @@ export class ProgressBar {
     const full = Math.floor(frac * width);
     const partial = " ▏▎▍▌▋▊▉"[Math.floor((frac * width - full) * 8)] ?? "";
     const bar = ("█".repeat(full) + (full < width ? partial : "")).padEnd(width, " ");
-    const eta = (total - this.#n) / Math.max(rate, 1e-9);
+    const eta = this.#n > 0 ? (total - this.#n) / rate : NaN; // nothing done yet: unknown ("?")
     return `${label} ${String(Math.floor(frac * 100)).padStart(3)}%|${bar}| ${this.#n}/${total} [${
       fmtTime(elapsed)
     }<${fmtTime(eta)}${post ? ", " + post : ""}]`;
