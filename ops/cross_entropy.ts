@@ -47,6 +47,7 @@ import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
 import { lastAxisRows, rowWorkgroupSize, wgslRowMain, wgslRowReduce } from "./softmax.ts";
 import { crossEntropyGradF32, crossEntropyRowsF32 } from "./_cpu_threads_kernels.ts";
+import { cpuWrites } from "../tensor/cpu_backend.ts";
 
 /** Options of {@linkcode crossEntropy}. */
 export interface CrossEntropyOptions {
@@ -132,6 +133,31 @@ function rowStatsOf(f: Float64Array, n: number): { m: number; logS: number; sum:
 }
 
 /**
+ * The row statistics and ranks of the last f32 `CROSS_ENTROPY.cpu` call, which
+ * `CROSS_ENTROPY_STATS.cpu` takes when it gets the same logits array (a
+ * training step asks for both; the stats then cost no second pass over the
+ * logits). Valid while no CPU storage was written in place since
+ * (`cpuWrites()`), and for the same targets.
+ */
+let lastRows: {
+  x: WeakRef<Float32Array>;
+  t: Int32Array;
+  N: number;
+  V: number;
+  rows: Float64Array;
+  writes: number;
+} | null = null;
+
+/** lastRows' statistics when they are those of (x, t), else null; the cache is emptied either way. */
+function takeRows(x: Float32Array, t: Int32Array, N: number, V: number): Float64Array | null {
+  const c = lastRows;
+  lastRows = null;
+  if (!c || c.x.deref() !== x || c.N !== N || c.V !== V || c.writes !== cpuWrites()) return null;
+  for (let n = 0; n < N; n++) if (c.t[n] !== t[n]) return null;
+  return c.rows;
+}
+
+/**
  * WGSL: one workgroup sums `part`, N rows of `nvals` values, into `tot[k]`
  * (fixed order), then thread 0 runs `write`; `outs` name the output arrays.
  */
@@ -196,8 +222,21 @@ export const CROSS_ENTROPY: OpDef<CrossEntropyParams> = {
   cpu([x, t], [loss, lse, count], info, p) {
     const [N, V] = lastAxisRows(info.inputs[0].shape);
     const eps = p.labelSmoothing;
-    // f32: the row statistics in WebAssembly on the CPU threads (same bits)
-    const fast = x instanceof Float32Array ? crossEntropyRowsF32(x, null, N, V) : null;
+    // f32: the row statistics in WebAssembly on the CPU threads (same bits), with the
+    // targets' ranks that crossEntropyStats (called next on the same logits) reuses
+    const fast = x instanceof Float32Array && t instanceof Int32Array
+      ? crossEntropyRowsF32(x, t, N, V)
+      : null;
+    if (fast) {
+      lastRows = {
+        x: new WeakRef(x as Float32Array),
+        t: (t as Int32Array).slice(0, N),
+        N,
+        V,
+        rows: fast,
+        writes: cpuWrites(),
+      };
+    }
     let total = 0, cnt = 0;
     for (let n = 0; n < N; n++) {
       const o = n * V;
@@ -366,7 +405,7 @@ export const CROSS_ENTROPY_STATS: OpDef<CrossEntropyStatsParams> = {
     const [N, V] = lastAxisRows(info.inputs[0].shape);
     // f32: the row statistics and ranks in WebAssembly on the CPU threads (same bits)
     const fast = x instanceof Float32Array && t instanceof Int32Array
-      ? crossEntropyRowsF32(x, t, N, V)
+      ? takeRows(x, t, N, V) ?? crossEntropyRowsF32(x, t, N, V)
       : null;
     let nll = 0, cnt = 0, hit = 0, topk = 0;
     for (let n = 0; n < N; n++) {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { crossEntropy, crossEntropyStats } from "./mod.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import type { Backend } from "../tensor/types.ts";
-import { scopeAsync, tensor } from "../tensor/tensor.ts";
+import { copyInto, scopeAsync, tensor } from "../tensor/tensor.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { makeRng } from "../tensor/rng.ts";
 import { tokenMetricCounts } from "../metrics/token_metrics.ts";
@@ -159,4 +159,44 @@ Deno.test({
     ).item();
     close(loss, Math.log(1 + Math.exp(1)), 1e-6, "loss");
   },
+});
+
+Deno.test("crossEntropyStats() on the CPU reuses the loss's row statistics only for the same, unwritten logits", async () => {
+  const rng = makeRng(7);
+  const N = 37, V = 301;
+  const x = Float32Array.from({ length: N * V }, () => (rng() - 0.5) * 20);
+  const t = Int32Array.from({ length: N }, () => Math.floor(rng() * V));
+  x[5 * V + 9] = x[5 * V + t[5]] = 3; // a tie with the target
+  t[3] = 0; // an ignored row
+  const alone = await (async () => {
+    const logits = tensor(x, [N, V], { backend: CPU });
+    const s = await crossEntropyStats(logits, tensor(t, [N], { backend: CPU }), {
+      ignoreIndex: 0,
+    }).toArray();
+    logits.dispose();
+    return s;
+  })();
+  const logits = tensor(x, [N, V], { backend: CPU });
+  const targets = tensor(t, [N], { backend: CPU });
+  crossEntropy(logits, targets, { ignoreIndex: 0 }).dispose();
+  assert.deepEqual(await crossEntropyStats(logits, targets, { ignoreIndex: 0 }).toArray(), alone);
+  // other targets after the loss: the stats are computed afresh
+  const t2 = t.map((v) => (v + 1) % V);
+  const other = await crossEntropyStats(logits, tensor(t, [N], { backend: CPU }), {
+    ignoreIndex: 0,
+  })
+    .toArray();
+  crossEntropy(logits, targets, { ignoreIndex: 0 }).dispose();
+  const moved = await crossEntropyStats(logits, tensor(t2, [N], { backend: CPU }), {
+    ignoreIndex: 0,
+  }).toArray();
+  assert.deepEqual(other, alone);
+  assert.notDeepEqual(moved, alone);
+  // logits written in place after the loss: recomputed too
+  crossEntropy(logits, targets, { ignoreIndex: 0 }).dispose();
+  copyInto(logits, tensor(x.map((v) => -v), [N, V], { backend: CPU }));
+  const negated = await crossEntropyStats(logits, targets, { ignoreIndex: 0 }).toArray();
+  const fresh = tensor(x.map((v) => -v), [N, V], { backend: CPU });
+  assert.deepEqual(negated, await crossEntropyStats(fresh, targets, { ignoreIndex: 0 }).toArray());
+  assert.notDeepEqual(negated, alone);
 });

@@ -16,6 +16,17 @@ import {
   type TensorInfo,
 } from "./types.ts";
 
+let writes = 0;
+
+/**
+ * How many times CPU storage was written in place so far (`copy`, ops that
+ * `mutate` their inputs): a cache of values computed from an array (the
+ * cross-entropy row statistics) is valid while this has not changed.
+ */
+export function cpuWrites(): number {
+  return writes;
+}
+
 /** CPU storage: a host array (a subarray of the parent's for a view). */
 export interface CpuStorage extends Storage {
   /** The elements. */
@@ -75,12 +86,14 @@ export class CpuBackend implements Backend {
 
   /** `dst.set(src)` over `bytes` bytes. */
   copy(src: Storage, dst: Storage, bytes: number): void {
+    writes++;
     const s = (src as CpuStorage).array, d = (dst as CpuStorage).array;
     d.set(s.subarray(0, bytes / s.BYTES_PER_ELEMENT));
   }
 
   /** Runs the op's CPU reference. */
   exec<P>(op: OpDef<P>, inputs: Storage[], info: OpInfo, params: P): Storage[] {
+    if (op.mutates?.length) writes++;
     const ins = inputs.map((s) => (s as CpuStorage).array);
     const outs = info.outputs.map((o) => allocArray(o.dtype, sizeOf(o.shape)));
     op.cpu(ins, outs, info, params);
