@@ -1,5 +1,5 @@
 /**
- * GELU, its gradient and the cross-entropy row kernels of the CPU backend in
+ * GELU, its gradient, the cross-entropy row kernels and the AdamW update of the CPU backend in
  * WebAssembly (tools/wasm/matmul.wat), run on the worker threads of
  * ops/_cpu_threads.ts when the arrays are large. Each mirrors its op's
  * TypeScript CPU function operation for operation, in float64 with an `exp`
@@ -136,5 +136,85 @@ export function crossEntropyGradF32(
   );
   w.run(tasks.length);
   dx.set(w.f32.subarray(dp >> 2, (dp >> 2) + N * V));
+  return true;
+}
+
+/** Constants of {@linkcode adamwF32} (from `adamwScalars` in ops/optim_ops.ts). */
+export interface AdamWF32 {
+  /** Weight-decay factor of elements 0 .. decayEnd-1. */
+  decay: number;
+  /** Factor of the rest (1 − lr·0). */
+  noDecay: number;
+  /** Elements before this get `decay`. */
+  decayEnd: number;
+  /** β1. */
+  b1: number;
+  /** 1 − β1. */
+  c1: number;
+  /** β2. */
+  b2: number;
+  /** 1 − β2. */
+  c2: number;
+  /** lr / (1 − β1ᵗ). */
+  stepSize: number;
+  /** √(1 − β2ᵗ). */
+  bc2Sqrt: number;
+  /** ε. */
+  eps: number;
+  /** Gradient scale (clipping). */
+  scale: number;
+}
+
+/** Elements per pass through the WebAssembly memory (4 arrays of 1 MiB). */
+const ADAMW_CHUNK = 1 << 18;
+
+/**
+ * The AdamW update of `ADAMW_FLAT.cpu` in ops/optim_ops.ts over f32 p, g, m, v
+ * (p, m, v written), in chunks on the CPU threads, with the same bits; false
+ * when WebAssembly is off.
+ */
+export function adamwF32(
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  o: AdamWF32,
+): boolean {
+  const n = p.length, chunk = Math.min(n, ADAMW_CHUNK), bytes = align16(4 * chunk);
+  const cOff = 0, pOff = 64, gOff = pOff + bytes, mOff = gOff + bytes, vOff = mOff + bytes;
+  const w = wasmTasks(vOff + bytes);
+  if (w === null) return false;
+  const cp = w.data + cOff;
+  w.f64.set([o.b1, o.c1, o.b2, o.c2, o.stepSize, o.bc2Sqrt, o.eps, o.scale], cp >> 3);
+  const P = (w.data + pOff) >> 2, G = (w.data + gOff) >> 2;
+  const M = (w.data + mOff) >> 2, V = (w.data + vOff) >> 2;
+  const end = Math.max(0, Math.min(o.decayEnd, n));
+  for (let c0 = 0; c0 < n; c0 += chunk) {
+    const c1 = Math.min(n, c0 + chunk), len = c1 - c0;
+    w.f32.set(p.subarray(c0, c1), P);
+    w.f32.set(g.subarray(c0, c1), G);
+    w.f32.set(m.subarray(c0, c1), M);
+    w.f32.set(v.subarray(c0, c1), V);
+    let count = 0;
+    // [s, e) of this chunk with decay factor d
+    const segment = (s: number, e: number, d: number) => {
+      for (const [a, b] of ranges(e - s, w.threads, 4)) {
+        const i = s + a;
+        w.set(
+          count++,
+          WASM_TASK.adamw,
+          [4 * (P + i), 4 * (G + i), 4 * (M + i), 4 * (V + i), b - a, cp],
+          [d],
+        );
+      }
+    };
+    const split = Math.max(0, Math.min(len, end - c0));
+    if (split > 0) segment(0, split, o.decay);
+    if (split < len) segment(split, len, o.noDecay);
+    w.run(count);
+    p.set(w.f32.subarray(P, P + len), c0);
+    m.set(w.f32.subarray(M, M + len), c0);
+    v.set(w.f32.subarray(V, V + len), c0);
+  }
   return true;
 }

@@ -1,5 +1,5 @@
 /**
- * The WebAssembly GELU and cross-entropy kernels give the same bits as the
+ * The WebAssembly GELU, cross-entropy and AdamW kernels give the same bits as the
  * TypeScript loops of their ops (run with the kernels off), on 1, 2 and 3
  * threads, with sizes that are cut into tasks and edge values (±∞, NaN, huge
  * logits, ignored and out-of-range targets, label smoothing).
@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { GELU, GELU_GRAD } from "./elementwise.ts";
 import { CROSS_ENTROPY, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_STATS } from "./cross_entropy.ts";
+import { ADAMW_FLAT } from "./optim_ops.ts";
 import { useWasmMatmul } from "./_wasm_matmul.ts";
 import { cpuThreads, useCpuThreads } from "./_cpu_threads.ts";
 import { makeRng } from "../tensor/rng.ts";
@@ -107,4 +108,53 @@ Deno.test("crossEntropyStats with a target out of range still throws the TypeScr
     () => CROSS_ENTROPY_STATS.cpu([x, t], [new Float32Array(4)], i, { ignoreIndex: -100, k: 1 }),
     /target 7 at row 1 is outside \[0, 4\)/,
   );
+});
+
+Deno.test("the AdamW update in WebAssembly equals the TypeScript loop bit for bit", () => {
+  // one element, an odd count, and several chunks with decayEnd inside one; gradient scale ≠ 1
+  for (const [n, decayEnd] of [[1, 1], [7, 3], [1000, 0], [600_001, 300_003]]) {
+    const g = f32(n, n, 3), m0 = f32(n, n + 1, 0.1);
+    const v0 = f32(n, n + 2, 0.01).map(Math.abs), p0 = f32(n, n + 3, 1);
+    g.set([0, -0, 1e-30, 3e38, -7, NaN, Infinity].slice(0, n));
+    v0.set([0, 0, 1e-45].slice(0, n));
+    const prm = {
+      lr: 3e-3,
+      beta1: 0.9,
+      beta2: 0.98,
+      eps: 1e-9,
+      weightDecay: 0.01,
+      step: 7,
+      decayEnd,
+    };
+    const run = () => {
+      const [p, m, v] = [p0.slice(), m0.slice(), v0.slice()];
+      const s = new Float32Array([0.37]);
+      const shape = { shape: [n], dtype: "f32" as const };
+      ADAMW_FLAT.cpu([p, g, m, v, s], [], {
+        inputs: [shape, shape, shape, shape, { shape: [1], dtype: "f32" }],
+        outputs: [],
+      }, prm);
+      return [p, m, v];
+    };
+    const threads0 = cpuThreads();
+    try {
+      useWasmMatmul("off");
+      const want = run();
+      useWasmMatmul("auto");
+      for (const t of [1, 2, 3]) {
+        useCpuThreads(t);
+        const got = run();
+        got.forEach((a, k) => {
+          const at = a.findIndex((x, i) => !Object.is(x, want[k][i]));
+          assert.ok(
+            at < 0,
+            `n ${n}, ${t} threads, array ${k}: ${a[at]} at ${at}, want ${want[k][at]}`,
+          );
+        });
+      }
+    } finally {
+      useWasmMatmul("auto");
+      useCpuThreads(threads0);
+    }
+  }
 });

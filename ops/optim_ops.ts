@@ -35,6 +35,7 @@ import { apply, type Tensor } from "../tensor/tensor.ts";
 import { fmtShape, type OpDef, packUniform, sizeOf, type TensorInfo } from "../tensor/types.ts";
 import type { OpEntry } from "./registry.ts";
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
+import { adamwF32 } from "./_cpu_threads_kernels.ts";
 
 const WG = 256;
 
@@ -579,6 +580,23 @@ export const ADAMW_FLAT: OpDef<AdamWFlatParams> = {
     if (skip) return;
     const noDecay = adamwScalars({ ...prm, weightDecay: 0 })[0];
     const scale = s[0];
+    // f32: the same arithmetic in WebAssembly on the CPU threads (ops/_cpu_threads_kernels.ts)
+    if (
+      p instanceof Float32Array && g instanceof Float32Array && m instanceof Float32Array &&
+      v instanceof Float32Array && adamwF32(p, g, m, v, {
+        decay,
+        noDecay,
+        decayEnd: prm.decayEnd,
+        b1,
+        c1,
+        b2,
+        c2,
+        stepSize,
+        bc2Sqrt,
+        eps,
+        scale,
+      })
+    ) return;
     for (let i = 0; i < p.length; i++) {
       const gi = g[i] * scale;
       p[i] = p[i] * (i < prm.decayEnd ? decay : noDecay);

@@ -1,6 +1,6 @@
 ;; f32 matrix multiply for webseq's CPU backend: C[M, N] = A[M, K] · B[K, N];
-;; and, at the end of the file, GELU, its gradient and the cross-entropy row
-;; kernels. The export `task` runs one task of any of them as one thread.
+;; and, at the end of the file, GELU, its gradient, the cross-entropy row
+;; kernels and the AdamW update. The export `task` runs one task of any of them as one thread.
 ;;
 ;; Operands are addressed through element strides, so one kernel serves all
 ;; four transpose combinations: A(m, k) is at a + 4·(m·ars + k·acs) and
@@ -370,7 +370,8 @@
         (local.tee $jc (i32.add (local.get $jc) (local.get $nc))) (local.get $N)))))
 
   ;; Runs one task as thread t: the descriptor at d starts with its kind (0: matmul,
-  ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient),
+  ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient,
+  ;; 5: AdamW update),
   ;; then its words (see each kernel). ops/_wasm_matmul.ts writes the descriptors.
   (func (export "task") (param $d i32) (param $t i32)
     (local $kind i32)
@@ -394,6 +395,11 @@
         (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))
         (f64.load offset=32 (local.get $d)) (f64.load offset=40 (local.get $d))
         (f64.load offset=48 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 5))
+      (then (call $adamw (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (f64.load offset=32 (local.get $d))) (return)))
     (unreachable))
 
   ;; One matmul task for thread t: `count` products C = A·B with the operands of the
@@ -590,4 +596,68 @@
             (i32.shl (local.get $V) (i32.const 2)))))
         (local.set $r0 (i32.add (local.get $r0) (i32.const 1)))
         (br $row))))
+
+  ;; AdamW (ADAMW_FLAT.cpu in ops/optim_ops.ts) over n f32 elements of p, g, m, v, with
+  ;; decay factor d and the f64 constants at c: b1 c1 b2 c2 stepSize bc2Sqrt eps scale.
+  ;; Per element, in f64, each stored value rounded to f32 as the TypeScript stores it:
+  ;;   gi = g·scale; p' = f32(p·d); m' = f32(b1·m + c1·gi); v' = f32(b2·v + (c2·gi)·gi);
+  ;;   p = f32(p' − (stepSize·m') / (√v' / bc2Sqrt + eps)).
+  ;; Two elements per step in f64x2 lanes (the same IEEE operations), then one alone.
+  (func $adamw (param $p i32) (param $g i32) (param $m i32) (param $v i32) (param $n i32)
+    (param $c i32) (param $d f64)
+    (local $b1 v128) (local $c1 v128) (local $b2 v128) (local $c2 v128) (local $st v128)
+    (local $bc v128) (local $eps v128) (local $sc v128) (local $dd v128)
+    (local $gi v128) (local $pp v128) (local $mm v128) (local $vv v128)
+    (local $gs f64) (local $ps f64) (local $ms f64) (local $vs f64)
+    (local.set $b1 (v128.load64_splat offset=0 (local.get $c)))
+    (local.set $c1 (v128.load64_splat offset=8 (local.get $c)))
+    (local.set $b2 (v128.load64_splat offset=16 (local.get $c)))
+    (local.set $c2 (v128.load64_splat offset=24 (local.get $c)))
+    (local.set $st (v128.load64_splat offset=32 (local.get $c)))
+    (local.set $bc (v128.load64_splat offset=40 (local.get $c)))
+    (local.set $eps (v128.load64_splat offset=48 (local.get $c)))
+    (local.set $sc (v128.load64_splat offset=56 (local.get $c)))
+    (local.set $dd (f64x2.splat (local.get $d)))
+    (block $done
+      (loop $pair
+        (br_if $done (i32.lt_u (local.get $n) (i32.const 2)))
+        (local.set $gi (f64x2.mul
+          (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $g))) (local.get $sc)))
+        (local.set $pp (f64x2.promote_low_f32x4 (f32x4.demote_f64x2_zero (f64x2.mul
+          (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p))) (local.get $dd)))))
+        (local.set $mm (f64x2.promote_low_f32x4 (f32x4.demote_f64x2_zero (f64x2.add
+          (f64x2.mul (local.get $b1) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $m))))
+          (f64x2.mul (local.get $c1) (local.get $gi))))))
+        (local.set $vv (f64x2.promote_low_f32x4 (f32x4.demote_f64x2_zero (f64x2.add
+          (f64x2.mul (local.get $b2) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $v))))
+          (f64x2.mul (f64x2.mul (local.get $c2) (local.get $gi)) (local.get $gi))))))
+        (v128.store64_lane 0 (local.get $m) (f32x4.demote_f64x2_zero (local.get $mm)))
+        (v128.store64_lane 0 (local.get $v) (f32x4.demote_f64x2_zero (local.get $vv)))
+        (v128.store64_lane 0 (local.get $p) (f32x4.demote_f64x2_zero (f64x2.sub (local.get $pp)
+          (f64x2.div (f64x2.mul (local.get $st) (local.get $mm))
+            (f64x2.add (f64x2.div (f64x2.sqrt (local.get $vv)) (local.get $bc))
+              (local.get $eps))))))
+        (local.set $p (i32.add (local.get $p) (i32.const 8)))
+        (local.set $g (i32.add (local.get $g) (i32.const 8)))
+        (local.set $m (i32.add (local.get $m) (i32.const 8)))
+        (local.set $v (i32.add (local.get $v) (i32.const 8)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 2)))
+        (br $pair)))
+    (if (i32.eqz (local.get $n)) (then (return)))
+    (local.set $gs (f64.mul (f64.promote_f32 (f32.load (local.get $g)))
+      (f64.load offset=56 (local.get $c))))
+    (local.set $ps (f64.promote_f32 (f32.demote_f64
+      (f64.mul (f64.promote_f32 (f32.load (local.get $p))) (local.get $d)))))
+    (local.set $ms (f64.promote_f32 (f32.demote_f64 (f64.add
+      (f64.mul (f64.load offset=0 (local.get $c)) (f64.promote_f32 (f32.load (local.get $m))))
+      (f64.mul (f64.load offset=8 (local.get $c)) (local.get $gs))))))
+    (local.set $vs (f64.promote_f32 (f32.demote_f64 (f64.add
+      (f64.mul (f64.load offset=16 (local.get $c)) (f64.promote_f32 (f32.load (local.get $v))))
+      (f64.mul (f64.mul (f64.load offset=24 (local.get $c)) (local.get $gs)) (local.get $gs))))))
+    (f32.store (local.get $m) (f32.demote_f64 (local.get $ms)))
+    (f32.store (local.get $v) (f32.demote_f64 (local.get $vs)))
+    (f32.store (local.get $p) (f32.demote_f64 (f64.sub (local.get $ps)
+      (f64.div (f64.mul (f64.load offset=32 (local.get $c)) (local.get $ms))
+        (f64.add (f64.div (f64.sqrt (local.get $vs)) (f64.load offset=40 (local.get $c)))
+          (f64.load offset=48 (local.get $c))))))))
 )
