@@ -1,5 +1,5 @@
 /**
- * GELU, its gradient, the cross-entropy row kernels and the AdamW update of the CPU backend in
+ * GELU, its gradient, the cross-entropy row kernels and the AdamW update and dropout of the CPU backend in
  * WebAssembly (tools/wasm/matmul.wat), run on the worker threads of
  * ops/_cpu_threads.ts when the arrays are large. Each mirrors its op's
  * TypeScript CPU function operation for operation, in float64 with an `exp`
@@ -43,6 +43,31 @@ export function geluF32(x: Float32Array, out: Float32Array): boolean {
   w.f32.set(x.subarray(0, n), xp >> 2);
   const tasks = ranges(n, w.threads, 1);
   tasks.forEach(([s, e], i) => w.set(i, WASM_TASK.gelu, [xp + 4 * s, 0, op + 4 * s, e - s]));
+  w.run(tasks.length);
+  out.set(w.f32.subarray(op >> 2, (op >> 2) + n));
+  return true;
+}
+
+/**
+ * out[i] = x[i]·scale where `hashU32(seed, i) >>> 8 >= thr`, else 0, as
+ * `DROPOUT.cpu` in ops/dropout.ts; false when WebAssembly is off.
+ */
+export function dropoutF32(
+  x: Float32Array,
+  out: Float32Array,
+  seed: number,
+  thr: number,
+  scale: number,
+): boolean {
+  const n = out.length, oOff = align16(4 * n);
+  const w = wasmTasks(oOff + 4 * n);
+  if (w === null) return false;
+  const xp = w.data, op = w.data + oOff;
+  w.f32.set(x.subarray(0, n), xp >> 2);
+  const tasks = ranges(n, w.threads, 1);
+  tasks.forEach(([s, e], i) =>
+    w.set(i, WASM_TASK.dropout, [xp + 4 * s, op + 4 * s, e - s, s, seed | 0, thr], [scale])
+  );
   w.run(tasks.length);
   out.set(w.f32.subarray(op >> 2, (op >> 2) + n));
   return true;

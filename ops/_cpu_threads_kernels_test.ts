@@ -1,5 +1,5 @@
 /**
- * The WebAssembly GELU, cross-entropy and AdamW kernels give the same bits as the
+ * The WebAssembly GELU, cross-entropy, AdamW and dropout kernels give the same bits as the
  * TypeScript loops of their ops (run with the kernels off), on 1, 2 and 3
  * threads, with sizes that are cut into tasks and edge values (±∞, NaN, huge
  * logits, ignored and out-of-range targets, label smoothing).
@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { GELU, GELU_GRAD } from "./elementwise.ts";
 import { CROSS_ENTROPY, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_STATS } from "./cross_entropy.ts";
 import { ADAMW_FLAT } from "./optim_ops.ts";
+import { DROPOUT } from "./dropout.ts";
 import { useWasmMatmul } from "./_wasm_matmul.ts";
 import { cpuThreads, useCpuThreads } from "./_cpu_threads.ts";
 import { makeRng } from "../tensor/rng.ts";
@@ -155,6 +156,16 @@ Deno.test("the AdamW update in WebAssembly equals the TypeScript loop bit for bi
     } finally {
       useWasmMatmul("auto");
       useCpuThreads(threads0);
+    }
+  }
+});
+
+Deno.test("dropout in WebAssembly equals the TypeScript loop bit for bit", () => {
+  for (const n of [1, 7, 1000, 70001]) {
+    const x = f32(n, n, 5);
+    x.set([Infinity, -Infinity, NaN, -0, 3e38, -1e-40].slice(0, n));
+    for (const [p, seed] of [[0.1, 7], [0.5, 0xfffffff0], [0, 3], [1, 1], [0.999, -5]]) {
+      sameBits(DROPOUT, [x], info([[[n], "f32"]], [[n]]), { p, seed });
     }
   }
 });

@@ -24,6 +24,7 @@ import { hashU32, WGSL_HASH } from "../tensor/rng.ts";
 import { type OpDef, packUniform, sizeOf } from "../tensor/types.ts";
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
+import { dropoutF32 } from "./_cpu_threads_kernels.ts";
 
 /** Parameters of {@linkcode DROPOUT}. */
 export interface DropoutParams {
@@ -60,6 +61,10 @@ export const DROPOUT: OpDef<DropoutParams> = {
   },
   cpu([x], [out], _info, p) {
     const thr = threshold(p.p), s = scaleOf(p.p), seed = p.seed >>> 0;
+    // f32: the same arithmetic in WebAssembly on the CPU threads (ops/_cpu_threads_kernels.ts)
+    if (
+      x instanceof Float32Array && out instanceof Float32Array && dropoutF32(x, out, seed, thr, s)
+    ) return;
     for (let i = 0; i < out.length; i++) {
       out[i] = hashU32(seed, i) >>> 8 >= thr ? x[i] * s : 0;
     }

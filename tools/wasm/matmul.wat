@@ -1,6 +1,6 @@
 ;; f32 matrix multiply for webseq's CPU backend: C[M, N] = A[M, K] · B[K, N];
 ;; and, at the end of the file, GELU, its gradient, the cross-entropy row
-;; kernels and the AdamW update. The export `task` runs one task of any of them as one thread.
+;; kernels, the AdamW update and dropout. The export `task` runs one task of any of them as one thread.
 ;;
 ;; Operands are addressed through element strides, so one kernel serves all
 ;; four transpose combinations: A(m, k) is at a + 4·(m·ars + k·acs) and
@@ -371,7 +371,7 @@
 
   ;; Runs one task as thread t: the descriptor at d starts with its kind (0: matmul,
   ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient,
-  ;; 5: AdamW update),
+  ;; 5: AdamW update, 6: dropout),
   ;; then its words (see each kernel). ops/_wasm_matmul.ts writes the descriptors.
   (func (export "task") (param $d i32) (param $t i32)
     (local $kind i32)
@@ -397,6 +397,11 @@
         (f64.load offset=48 (local.get $d))) (return)))
     (if (i32.eq (local.get $kind) (i32.const 5))
       (then (call $adamw (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (f64.load offset=32 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 6))
+      (then (call $dropout (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
         (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
         (f64.load offset=32 (local.get $d))) (return)))
@@ -660,4 +665,79 @@
       (f64.div (f64.mul (f64.load offset=32 (local.get $c)) (local.get $ms))
         (f64.add (f64.div (f64.sqrt (local.get $vs)) (f64.load offset=40 (local.get $c)))
           (f64.load offset=48 (local.get $c))))))))
+
+  ;; hashU32(seed, i) of tensor/rng.ts (u32 arithmetic, so the same bits).
+  (func $hash (param $seed i32) (param $i i32) (result i32)
+    (local $x i32)
+    (local.set $x (i32.xor (local.get $i) (i32.mul (local.get $seed) (i32.const 0x9e3779b9))))
+    (local.set $x (i32.mul (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 16)))
+      (i32.const 0x21f0aaad)))
+    (local.set $x (i32.mul (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 15)))
+      (i32.const 0x735a2d97)))
+    (local.set $x (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 15))))
+    (local.set $x (i32.add (local.get $x) (local.get $seed)))
+    (local.set $x (i32.mul (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 16)))
+      (i32.const 0x21f0aaad)))
+    (local.set $x (i32.mul (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 15)))
+      (i32.const 0x735a2d97)))
+    (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 15))))
+
+  ;; $hash on four counters at once (i32x4 lanes, the same u32 arithmetic).
+  (func $hash4 (param $seed i32) (param $i v128) (result v128)
+    (local $x v128)
+    (local.set $x (v128.xor (local.get $i)
+      (i32x4.splat (i32.mul (local.get $seed) (i32.const 0x9e3779b9)))))
+    (local.set $x (i32x4.mul (v128.xor (local.get $x) (i32x4.shr_u (local.get $x) (i32.const 16)))
+      (i32x4.splat (i32.const 0x21f0aaad))))
+    (local.set $x (i32x4.mul (v128.xor (local.get $x) (i32x4.shr_u (local.get $x) (i32.const 15)))
+      (i32x4.splat (i32.const 0x735a2d97))))
+    (local.set $x (v128.xor (local.get $x) (i32x4.shr_u (local.get $x) (i32.const 15))))
+    (local.set $x (i32x4.add (local.get $x) (i32x4.splat (local.get $seed))))
+    (local.set $x (i32x4.mul (v128.xor (local.get $x) (i32x4.shr_u (local.get $x) (i32.const 16)))
+      (i32x4.splat (i32.const 0x21f0aaad))))
+    (local.set $x (i32x4.mul (v128.xor (local.get $x) (i32x4.shr_u (local.get $x) (i32.const 15)))
+      (i32x4.splat (i32.const 0x735a2d97))))
+    (v128.xor (local.get $x) (i32x4.shr_u (local.get $x) (i32.const 15))))
+
+  ;; Dropout (DROPOUT.cpu in ops/dropout.ts) of n f32 from x to out, elements i0 .. i0+n-1:
+  ;; out[i] = hashU32(seed, i) >>> 8 >= thr ? f32(x[i]·scale) : 0, the product in f64.
+  ;; Four elements per step (products in two f64x2), then one at a time.
+  (func $dropout (param $x i32) (param $out i32) (param $n i32) (param $i i32) (param $seed i32)
+    (param $thr i32) (param $scale f64)
+    (local $iv v128) (local $xv v128) (local $sv v128) (local $keep v128)
+    (local.set $iv (i32x4.add (i32x4.splat (local.get $i)) (v128.const i32x4 0 1 2 3)))
+    (local.set $sv (f64x2.splat (local.get $scale)))
+    (block $done
+      (loop $quad
+        (br_if $done (i32.lt_u (local.get $n) (i32.const 4)))
+        (local.set $xv (v128.load (local.get $x)))
+        (local.set $keep (i32x4.ge_u
+          (i32x4.shr_u (call $hash4 (local.get $seed) (local.get $iv)) (i32.const 8))
+          (i32x4.splat (local.get $thr))))
+        (v128.store (local.get $out) (v128.and (local.get $keep)
+          (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (f32x4.demote_f64x2_zero
+              (f64x2.mul (f64x2.promote_low_f32x4 (local.get $xv)) (local.get $sv)))
+            (f32x4.demote_f64x2_zero (f64x2.mul
+              (f64x2.promote_low_f32x4
+                (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $xv) (local.get $xv)))
+              (local.get $sv))))))
+        (local.set $iv (i32x4.add (local.get $iv) (i32x4.splat (i32.const 4))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 4)))
+        (br $quad)))
+    (if (i32.eqz (local.get $n)) (then (return)))
+    (loop $e
+      (f32.store (local.get $out)
+        (select
+          (f32.demote_f64 (f64.mul (f64.promote_f32 (f32.load (local.get $x))) (local.get $scale)))
+          (f32.const 0)
+          (i32.ge_u (i32.shr_u (call $hash (local.get $seed) (local.get $i)) (i32.const 8))
+            (local.get $thr))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (local.set $x (i32.add (local.get $x) (i32.const 4)))
+      (local.set $out (i32.add (local.get $out) (i32.const 4)))
+      (br_if $e (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
 )
