@@ -11,6 +11,7 @@ import { GELU, GELU_GRAD } from "./elementwise.ts";
 import { CROSS_ENTROPY, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_STATS } from "./cross_entropy.ts";
 import { ADAMW_FLAT } from "./optim_ops.ts";
 import { DROPOUT } from "./dropout.ts";
+import { RESIDUAL, RESIDUAL_BACKWARD } from "./residual.ts";
 import { useWasmMatmul } from "./_wasm_matmul.ts";
 import { cpuThreads, useCpuThreads } from "./_cpu_threads.ts";
 import { makeRng } from "../tensor/rng.ts";
@@ -166,6 +167,24 @@ Deno.test("dropout in WebAssembly equals the TypeScript loop bit for bit", () =>
     x.set([Infinity, -Infinity, NaN, -0, 3e38, -1e-40].slice(0, n));
     for (const [p, seed] of [[0.1, 7], [0.5, 0xfffffff0], [0, 3], [1, 1], [0.999, -5]]) {
       sameBits(DROPOUT, [x], info([[[n], "f32"]], [[n]]), { p, seed });
+    }
+  }
+});
+
+Deno.test("residual with dropout (forward and backward) through the WebAssembly dropout equals the TypeScript loops bit for bit", () => {
+  for (const [B, T, C] of [[1, 1, 1], [2, 3, 5], [4, 33, 129]]) {
+    const n = B * T * C, x = f32(n, n, 4), branch = f32(n, n + 1, 4), dy = f32(n, n + 2, 1);
+    branch.set([Infinity, NaN, -0, 3e38].slice(0, n));
+    x.set([-0, 1, -3e38].slice(0, n));
+    for (const [dropoutP, dropoutSeed] of [[0.1, 11], [0.6, 0xfffffff3], [1, 2]]) {
+      const p = { hasGamma: false, dropoutP, dropoutSeed, dropPathP: 0, dropPathSeed: 0 };
+      sameBits(
+        RESIDUAL,
+        [x, branch],
+        info([[[B, T, C], "f32"], [[B, T, C], "f32"]], [[B, T, C]]),
+        p,
+      );
+      sameBits(RESIDUAL_BACKWARD, [dy], info([[[B, T, C], "f32"]], [[B, T, C]]), p);
     }
   }
 });

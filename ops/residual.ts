@@ -41,6 +41,7 @@ import {
 } from "../tensor/types.ts";
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpCase, OpEntry } from "./registry.ts";
+import { dropoutF32 } from "./_cpu_threads_kernels.ts";
 
 /** Parameters of {@linkcode RESIDUAL} and {@linkcode RESIDUAL_BACKWARD}. */
 export interface ResidualParams {
@@ -149,6 +150,15 @@ function residualCpu(
   p: ResidualParams,
 ): void {
   const f32 = out instanceof Float32Array, path = pathMultipliers(g, p, f32), m = dropMask(p);
+  // f32, dropout only: the dropped branch from WebAssembly (ops/_cpu_threads_kernels.ts, same
+  // bits as the loop below), then the sum
+  if (
+    m.on && !gamma && !path && x instanceof Float32Array && branch instanceof Float32Array &&
+    out instanceof Float32Array && dropoutF32(branch, out, m.seed, m.thr, m.scale)
+  ) {
+    for (let i = 0; i < out.length; i++) out[i] = x[i] + out[i];
+    return;
+  }
   for (let b = 0, i = 0; b < g.B; b++) {
     const kp = path ? path[b] : 1;
     for (let j = 0, c = 0; j < g.per; j++, i++) {
@@ -175,6 +185,11 @@ function residualBackwardCpu(
   p: ResidualParams,
 ): void {
   const f32 = dbranch instanceof Float32Array, path = pathMultipliers(g, p, f32), m = dropMask(p);
+  // f32, dropout only: dbranch is dropout(dy), from WebAssembly (the same bits)
+  if (
+    m.on && !gamma && !dgamma && !path && dy instanceof Float32Array &&
+    dbranch instanceof Float32Array && dropoutF32(dy, dbranch, m.seed, m.thr, m.scale)
+  ) return;
   const acc = dgamma ? new Float64Array(g.C) : null;
   for (let b = 0, i = 0; b < g.B; b++) {
     const kp = path ? path[b] : 1;
