@@ -10,10 +10,11 @@ import assert from "node:assert/strict";
 import { GELU, GELU_GRAD } from "./elementwise.ts";
 import { CROSS_ENTROPY, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_STATS } from "./cross_entropy.ts";
 import { ADAMW_FLAT } from "./optim_ops.ts";
-import { DROPOUT } from "./dropout.ts";
+import { DROPOUT, dropoutKeeps } from "./dropout.ts";
 import { RESIDUAL, RESIDUAL_BACKWARD } from "./residual.ts";
 import { useWasmMatmul } from "./_wasm_matmul.ts";
 import { cpuThreads, useCpuThreads } from "./_cpu_threads.ts";
+import { dropoutF32 } from "./_cpu_threads_kernels.ts";
 import { makeRng } from "../tensor/rng.ts";
 import type { CpuArray, OpDef, OpInfo, Shape } from "../tensor/types.ts";
 
@@ -171,7 +172,7 @@ Deno.test("dropout in WebAssembly equals the TypeScript loop bit for bit", () =>
   }
 });
 
-Deno.test("residual with dropout (forward and backward) through the WebAssembly dropout equals the TypeScript loops bit for bit", () => {
+Deno.test("residual with dropout, gamma and DropPath (forward and backward) through the WebAssembly dropout equals the TypeScript loops bit for bit", () => {
   for (const [B, T, C] of [[1, 1, 1], [2, 3, 5], [4, 33, 129]]) {
     const n = B * T * C, x = f32(n, n, 4), branch = f32(n, n + 1, 4), dy = f32(n, n + 2, 1);
     branch.set([Infinity, NaN, -0, 3e38].slice(0, n));
@@ -185,6 +186,24 @@ Deno.test("residual with dropout (forward and backward) through the WebAssembly 
         p,
       );
       sameBits(RESIDUAL_BACKWARD, [dy], info([[[B, T, C], "f32"]], [[B, T, C]]), p);
+      // with gamma and DropPath: the loops take the WebAssembly mask
+      const gamma = f32(C, C + 3, 2), q = { ...p, hasGamma: true, dropPathP: 0.3, dropPathSeed: 5 };
+      const three = info([[[B, T, C], "f32"], [[B, T, C], "f32"], [[C], "f32"]], [[B, T, C]]);
+      sameBits(RESIDUAL, [x, branch, gamma], three, q);
+      const back = info([[[B, T, C], "f32"], [[B, T, C], "f32"], [[C], "f32"]], [[B, T, C], [C]]);
+      sameBits(RESIDUAL_BACKWARD, [dy, branch, gamma], back, q);
     }
+  }
+});
+
+Deno.test("the WebAssembly dropout of ones with scale 1 is the keep mask (residual and attention read it)", () => {
+  const n = 70001, ones = new Float32Array(n).fill(1), keep = new Float32Array(n);
+  for (const [p, seed] of [[0.1, 3], [0.9, 0xfffffffe], [1, 4], [1e-7, 9]]) {
+    const thr = Math.ceil(p * 16777216);
+    assert.ok(dropoutF32(ones, keep, seed, thr, 1));
+    const at = keep.findIndex((k, i) =>
+      (k === 1) !== dropoutKeeps(p, seed, i) || (k !== 0 && k !== 1)
+    );
+    assert.ok(at < 0, `p ${p} seed ${seed}: mask ${keep[at]} at ${at}`);
   }
 });

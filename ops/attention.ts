@@ -65,6 +65,7 @@ import {
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpCase, OpEntry } from "./registry.ts";
 import { wasmMatmulF32 } from "./_wasm_matmul.ts";
+import { dropoutF32 } from "./_cpu_threads_kernels.ts";
 
 /**
  * Memory layout of q, k, v and out (and of the rows of `lse`): heads-major
@@ -444,6 +445,12 @@ function fromHeadsMajor(x: Float32Array, out: CpuArray, g: Geometry, L: number):
 function applyDropout(x: Float32Array, p: AttentionParams): void {
   if (!(p.dropoutP > 0)) return;
   const thr = threshold(p.dropoutP), ks = keepScale(p.dropoutP), seed = p.seed >>> 0;
+  // the mask from the WebAssembly dropout of ones (1 where kept), the same multipliers
+  const keep = new Float32Array(x.length);
+  if (dropoutF32(new Float32Array(x.length).fill(1), keep, seed, thr, 1)) {
+    for (let i = 0; i < x.length; i++) x[i] *= keep[i] !== 0 ? ks : 0;
+    return;
+  }
   for (let i = 0; i < x.length; i++) x[i] *= hashU32(seed, i) >>> 8 >= thr ? ks : 0;
 }
 

@@ -137,6 +137,17 @@ function dropMask(p: ResidualParams): DropMask {
   };
 }
 
+/**
+ * The dropout mask of n elements from the WebAssembly dropout of ones with
+ * scale 1: 1 where `hashU32(seed, i) >>> 8 >= thr` (kept), else 0; null when
+ * dropout is off or WebAssembly is unavailable (the loops then hash).
+ */
+function keepMask(m: DropMask, n: number): Float32Array | null {
+  if (!m.on) return null;
+  const keep = new Float32Array(n);
+  return dropoutF32(new Float32Array(n).fill(1), keep, m.seed, m.thr, 1) ? keep : null;
+}
+
 // Each product is rounded to f32 when the tensors are f32, as the unfused
 // ops stored every intermediate (Math.fround is inlined; the loops stay
 // monomorphic per dtype).
@@ -159,13 +170,15 @@ function residualCpu(
     for (let i = 0; i < out.length; i++) out[i] = x[i] + out[i];
     return;
   }
+  const keep = f32 ? keepMask(m, out.length) : null;
   for (let b = 0, i = 0; b < g.B; b++) {
     const kp = path ? path[b] : 1;
     for (let j = 0, c = 0; j < g.per; j++, i++) {
       let v = branch[i];
       if (m.on) {
         // dropout writes 0 (not v·0) where it drops
-        v = hashU32(m.seed, i) >>> 8 >= m.thr ? (f32 ? Math.fround(v * m.scale) : v * m.scale) : 0;
+        const kept = keep ? keep[i] !== 0 : hashU32(m.seed, i) >>> 8 >= m.thr;
+        v = kept ? (f32 ? Math.fround(v * m.scale) : v * m.scale) : 0;
       }
       if (gamma) v = f32 ? Math.fround(v * gamma[c]) : v * gamma[c];
       if (path) v = f32 ? Math.fround(v * kp) : v * kp;
@@ -191,10 +204,12 @@ function residualBackwardCpu(
     dbranch instanceof Float32Array && dropoutF32(dy, dbranch, m.seed, m.thr, m.scale)
   ) return;
   const acc = dgamma ? new Float64Array(g.C) : null;
+  const keep = f32 ? keepMask(m, dbranch.length) : null;
   for (let b = 0, i = 0; b < g.B; b++) {
     const kp = path ? path[b] : 1;
     for (let j = 0, c = 0; j < g.per; j++, i++) {
-      const kd = m.on ? (hashU32(m.seed, i) >>> 8 >= m.thr ? m.scale : 0) : 1;
+      const kept = keep ? keep[i] !== 0 : hashU32(m.seed, i) >>> 8 >= m.thr;
+      const kd = m.on ? (kept ? m.scale : 0) : 1;
       // the chain of the unfused backward: DropPath, then gamma, then dropout
       let d = dy[i];
       if (path) d = f32 ? Math.fround(d * kp) : d * kp;
