@@ -32,7 +32,14 @@
  * @module
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
-import { fmtShape, type OpDef, packUniform, sizeOf, type TensorInfo } from "../tensor/types.ts";
+import {
+  type CpuArray,
+  fmtShape,
+  type OpDef,
+  packUniform,
+  sizeOf,
+  type TensorInfo,
+} from "../tensor/types.ts";
 import type { OpEntry } from "./registry.ts";
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import { adamwF32 } from "./_cpu_threads_kernels.ts";
@@ -477,6 +484,47 @@ ${MAIN_1D()} {
 }
 
 /**
+ * The CPU update of ADAMW and ADAMW_FLAT: elements below `decayEnd` decay
+ * with `prm.weightDecay`, the rest with 0; f32 runs in WebAssembly on the CPU
+ * threads (the same bits as the loop).
+ */
+function adamwCpu(
+  [p, g, m, v, s, state]: CpuArray[],
+  prm: AdamWParams,
+  decayEnd: number,
+): void {
+  const [decay, b1, c1, b2, c2, hostStepSize, hostBc2Sqrt, eps] = adamwScalars(prm);
+  const { skip, stepSize, bc2Sqrt } = scalerStep(state, prm, hostStepSize, hostBc2Sqrt);
+  if (skip) return;
+  const noDecay = adamwScalars({ ...prm, weightDecay: 0 })[0];
+  const scale = s[0];
+  // f32: the same arithmetic in WebAssembly on the CPU threads (ops/_cpu_threads_kernels.ts)
+  if (
+    p instanceof Float32Array && g instanceof Float32Array && m instanceof Float32Array &&
+    v instanceof Float32Array && adamwF32(p, g, m, v, {
+      decay,
+      noDecay,
+      decayEnd,
+      b1,
+      c1,
+      b2,
+      c2,
+      stepSize,
+      bc2Sqrt,
+      eps,
+      scale,
+    })
+  ) return;
+  for (let i = 0; i < p.length; i++) {
+    const gi = g[i] * scale;
+    p[i] = p[i] * (i < decayEnd ? decay : noDecay);
+    m[i] = b1 * m[i] + c1 * gi;
+    v[i] = b2 * v[i] + c2 * gi * gi;
+    p[i] = p[i] - stepSize * m[i] / (Math.sqrt(v[i]) / bc2Sqrt + eps);
+  }
+}
+
+/**
  * `torch.optim.AdamW` for one parameter, in place. Inputs p, g, m, v (same
  * shape) and gradScale [1]; p, m and v are written. With g' = g·gradScale:
  * p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g'; v ← β2·v + (1−β2)·g'²;
@@ -501,18 +549,8 @@ export const ADAMW: OpDef<AdamWParams> = {
     checkScalerState("adamw", [p, g, m, v, s, ...rest]);
     return [];
   },
-  cpu([p, g, m, v, s, state], _outs, _info, prm) {
-    const [decay, b1, c1, b2, c2, hostStepSize, hostBc2Sqrt, eps] = adamwScalars(prm);
-    const { skip, stepSize, bc2Sqrt } = scalerStep(state, prm, hostStepSize, hostBc2Sqrt);
-    if (skip) return;
-    const scale = s[0];
-    for (let i = 0; i < p.length; i++) {
-      const gi = g[i] * scale;
-      p[i] = p[i] * decay;
-      m[i] = b1 * m[i] + c1 * gi;
-      v[i] = b2 * v[i] + c2 * gi * gi;
-      p[i] = p[i] - stepSize * m[i] / (Math.sqrt(v[i]) / bc2Sqrt + eps);
-    }
+  cpu(inputs, _outs, _info, prm) {
+    adamwCpu(inputs, prm, inputs[0].length);
   },
   gpu(info, prm) {
     const n = sizeOf(info.inputs[0].shape);
@@ -574,36 +612,8 @@ export const ADAMW_FLAT: OpDef<AdamWFlatParams> = {
     }
     return [];
   },
-  cpu([p, g, m, v, s, state], _outs, _info, prm) {
-    const [decay, b1, c1, b2, c2, hostStepSize, hostBc2Sqrt, eps] = adamwScalars(prm);
-    const { skip, stepSize, bc2Sqrt } = scalerStep(state, prm, hostStepSize, hostBc2Sqrt);
-    if (skip) return;
-    const noDecay = adamwScalars({ ...prm, weightDecay: 0 })[0];
-    const scale = s[0];
-    // f32: the same arithmetic in WebAssembly on the CPU threads (ops/_cpu_threads_kernels.ts)
-    if (
-      p instanceof Float32Array && g instanceof Float32Array && m instanceof Float32Array &&
-      v instanceof Float32Array && adamwF32(p, g, m, v, {
-        decay,
-        noDecay,
-        decayEnd: prm.decayEnd,
-        b1,
-        c1,
-        b2,
-        c2,
-        stepSize,
-        bc2Sqrt,
-        eps,
-        scale,
-      })
-    ) return;
-    for (let i = 0; i < p.length; i++) {
-      const gi = g[i] * scale;
-      p[i] = p[i] * (i < prm.decayEnd ? decay : noDecay);
-      m[i] = b1 * m[i] + c1 * gi;
-      v[i] = b2 * v[i] + c2 * gi * gi;
-      p[i] = p[i] - stepSize * m[i] / (Math.sqrt(v[i]) / bc2Sqrt + eps);
-    }
+  cpu(inputs, _outs, _info, prm) {
+    adamwCpu(inputs, prm, prm.decayEnd);
   },
   gpu(info, prm) {
     const n = sizeOf(info.inputs[0].shape);
