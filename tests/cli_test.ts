@@ -23,6 +23,24 @@ async function webseq(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** A one-step CPU benchmark of the tiny preset on a tiny batch. */
+const TINY_BENCH = [
+  "bench",
+  "--preset",
+  "tiny",
+  "--steps",
+  "1",
+  "--batch-size",
+  "2",
+  "--src-len",
+  "6",
+  "--tgt-len",
+  "5",
+  "--device",
+  "cpu",
+  "--json",
+];
+
 function oneLineError(stderr: string): string {
   const lines = stderr.trim().split("\n").filter((l) => !l.startsWith("Run 'webseq"));
   assert.equal(lines.length, 1, `expected a one-line error, got:\n${stderr}`);
@@ -211,22 +229,7 @@ Deno.test("train, eval, generate and bench work end to end on the CPU", async ()
     assert.equal(r.code, 1);
     assert.match(oneLineError(r.stderr), /nope/);
 
-    r = await webseq([
-      "bench",
-      "--preset",
-      "tiny",
-      "--steps",
-      "1",
-      "--batch-size",
-      "2",
-      "--src-len",
-      "6",
-      "--tgt-len",
-      "5",
-      "--device",
-      "cpu",
-      "--json",
-    ], ["--allow-read", "--allow-env"]);
+    r = await webseq(TINY_BENCH, ["--allow-read", "--allow-env"]);
     assert.equal(r.code, 0, r.stderr);
     const line = JSON.parse(r.stdout.trim().split("\n").pop()!);
     assert.equal(line.kind, "train");
@@ -327,23 +330,7 @@ Deno.test("bench --torch runs the baseline on the same workload and prints a com
       `#!/bin/sh\nprintf '{"impl":"pytorch","kind":"train","device":"cpu:fake","argv":"%s","tokens_per_s":100,"peak_bytes":1000}\\n' "$*"\n`,
     );
     await Deno.chmod(fake, 0o755);
-    const common = [
-      "bench",
-      "--preset",
-      "tiny",
-      "--steps",
-      "1",
-      "--batch-size",
-      "2",
-      "--src-len",
-      "6",
-      "--tgt-len",
-      "5",
-      "--device",
-      "cpu",
-      "--json",
-    ];
-    let r = await webseq([...common, "--torch", fake], [
+    let r = await webseq([...TINY_BENCH, "--torch", fake], [
       "--allow-read",
       "--allow-env",
       `--allow-run=${fake}`,
@@ -361,7 +348,7 @@ Deno.test("bench --torch runs the baseline on the same workload and prints a com
     assert.ok(cmp.memory_ratio > 0);
 
     await Deno.writeTextFile(fake, `#!/bin/sh\necho "ModuleNotFoundError: torch" >&2\nexit 3\n`);
-    r = await webseq([...common, "--torch", fake], [
+    r = await webseq([...TINY_BENCH, "--torch", fake], [
       "--allow-read",
       "--allow-env",
       `--allow-run=${fake}`,
