@@ -2,13 +2,19 @@
  * FeedForward: GELU (`fc2(dropout(gelu(fc1(x))))`, with biases) or SwiGLU
  * (`w_down(silu(w_gate(x)) * w_up(x))`, no biases), per CONTRACTS.md §2.
  *
+ * The GELU variant runs `fc2(dropout(gelu(·)))` as one op
+ * (ops/gelu_linear.ts): the `d_ff`-wide activation is recomputed inside the
+ * matmuls instead of stored, the same numbers with two `d_ff`-wide tensors
+ * less per block and two dispatches less forward and backward. Under
+ * f16 autocast it runs the unfused ops (the f16 matmul has no GELU stage).
+ *
  * @module
  */
 import type { Tensor } from "../tensor/tensor.ts";
-import { gelu, mulSame, silu } from "../ops/mod.ts";
+import { gelu, geluLinear, mulSame, silu } from "../ops/mod.ts";
 import type { FfnActivation } from "./config.ts";
 import { type InitContext, Module } from "./module.ts";
-import { type ForwardContext, Linear, maybeDropout } from "./layers.ts";
+import { autocastPrecision, type ForwardContext, Linear, maybeDropout } from "./layers.ts";
 
 /** The position-wise feed-forward network. */
 export class FeedForward extends Module {
@@ -47,7 +53,13 @@ export class FeedForward extends Module {
   forward(x: Tensor, ctx: ForwardContext): Tensor {
     if (this.activation === "gelu") {
       const [fc1, fc2] = this.#layers;
-      return fc2.forward(maybeDropout(gelu(fc1.forward(x)), this.dropout, ctx));
+      const u = fc1.forward(x);
+      if (autocastPrecision() === "f16") {
+        return fc2.forward(maybeDropout(gelu(u), this.dropout, ctx));
+      }
+      // the seed is drawn where maybeDropout would draw it: same masks, same seed stream
+      const p = this.dropout, dropout = ctx.training && p > 0 ? { p, seed: ctx.nextSeed() } : null;
+      return geluLinear(u, fc2.weight, fc2.bias, { dropout });
     }
     const [gate, up, down] = this.#layers;
     return down.forward(mulSame(silu(gate.forward(x)), up.forward(x)));

@@ -134,6 +134,16 @@ export class Linear extends Module {
     if (bias) this.addParameter("bias", parameter(ctx, [outFeatures], init.constant(0)));
   }
 
+  /** The [out, in] weight. */
+  get weight(): Tensor {
+    return this.param("weight");
+  }
+
+  /** The [out] bias, or null. */
+  get bias(): Tensor | null {
+    return this.hasBias ? this.param("bias") : null;
+  }
+
   /** x: [..., in] → [..., out]. */
   forward(x: Tensor): Tensor {
     const lead = x.shape.slice(0, -1);

@@ -19,7 +19,13 @@
  * - `exact`: M, N, K divide the tiles, so no bounds checks at all;
  * - `double`: two workgroup buffers, the next slice is fetched into
  *   registers while the current one is multiplied (one barrier per slice);
- * - an optional bias row (`bias[n]`) is added in the epilogue.
+ * - an optional bias row (`bias[n]`) is added in the epilogue;
+ * - the fused GELU of ops/gelu_linear.ts: `geluIn` passes one operand's
+ *   loads through `dropout(gelu(·))` (so `gelu(u)` is never stored), and
+ *   `geluGradOut` multiplies each output by the dropout mask and `gelu'(aux)`
+ *   of an extra input `aux` shaped like `out`. Dropout keeps element `i`
+ *   (its storage index in that operand, or in `out`) where
+ *   `hash_u32(seed, i) >> 8 >= thr`, as ops/dropout.ts does.
  *
  * A and B element addressing (batch offsets `sa`, `sb` in elements):
  * `A(m, k) = transA ? a[sa·z + k·M + m] : a[sa·z + m·K + k]`,
@@ -28,6 +34,8 @@
  *
  * @module
  */
+import { WGSL_HASH } from "../tensor/rng.ts";
+import { WGSL_ERF } from "./_wgsl.ts";
 
 /** A tile configuration (what the registry names and the tuner chooses among). */
 export interface MatmulTile {
@@ -61,6 +69,12 @@ export interface MatmulSpec {
   exact: boolean;
   /** Add `bias[n]` (a third input) to every output row. */
   bias: boolean;
+  /** Operand whose loads pass through `dropout(gelu(·))` (default none). */
+  geluIn?: "a" | "b" | null;
+  /** Multiply each output by `gelu'(aux[i])` (an input after the bias) and the dropout mask. */
+  geluGradOut?: boolean;
+  /** The GELU prologue/epilogue applies dropout (`seed`, `thr`, `scale` in the uniform). */
+  dropout?: boolean;
 }
 
 /** Threads per workgroup of a tile. */
@@ -111,6 +125,7 @@ function planLoad(
   kMajor: boolean,
   vec: boolean,
   exact: boolean,
+  gelu: boolean,
 ): LoadPlan {
   const S = name === "a" ? "As" : "Bs";
   const R4 = R / 4;
@@ -159,7 +174,10 @@ function planLoad(
     }
     const reg = `${p}v${l}`;
     setup.push(`var ${reg}: ${vec ? V4 : "f32"};`);
-    const load = `${reg} = ${name}[${p}I${l} + ${step}];`;
+    const at = `${p}I${l} + ${step}`;
+    const load = gelu
+      ? `${reg} = gelu_in${vec ? "4" : ""}(${name}[${at}], ${at});`
+      : `${reg} = ${name}[${at}];`;
     if (conds.length === 0) fetch.push(load);
     else {fetch.push(
         `if (${conds.join(" && ")}) { ${load} } else { ${reg} = ${vec ? `${V4}()` : "0.0"}; }`,
@@ -190,6 +208,36 @@ function planLoad(
   return { setup, fetch, store: (off) => stores.map((s) => s(off)) };
 }
 
+/**
+ * The GELU prologue/epilogue functions: `gelu_in(x, i)` = `dropout(gelu(x))`
+ * at storage index `i`, `gelu_grad_out(d, x, i)` = `dropout(d)·gelu'(x)`, in
+ * the arithmetic of ops/elementwise.ts GELU/GELU_GRAD and ops/dropout.ts (vec4
+ * forms take the vec4 index). Uses the uniform `u` (seed, thr, scale).
+ */
+function geluHelpers(dropout: boolean): string {
+  const keep = (v: string) =>
+    dropout ? `select(0.0, ${v} * u.scale, (hash_u32(u.seed, i) >> 8u) >= u.thr)` : v;
+  const v4 = (f: string, args: string) =>
+    `${V4}(${COMP.map((c, q) => `${f}(${args.replaceAll("#", c)}, e + ${q}u)`).join(", ")})`;
+  return `${dropout ? WGSL_HASH : ""}${WGSL_ERF}
+fn gelu_in(x: f32, i: u32) -> f32 {
+  let g = 0.5 * x * (1.0 + erf_f(x * 0.70710678118654752));
+  return ${keep("g")};
+}
+fn gelu_in4(v: ${V4}, i4: u32) -> ${V4} {
+  let e = i4 * 4u;
+  return ${v4("gelu_in", "v.#")};
+}
+fn gelu_grad_out(d: f32, x: f32, i: u32) -> f32 {
+  let dd = ${keep("d")};
+  return dd * (0.5 * (1.0 + erf_f(x * 0.70710678118654752)) + x * 0.39894228040143268 * exp(-0.5 * x * x));
+}
+fn gelu_grad_out4(d: ${V4}, x: ${V4}, i4: u32) -> ${V4} {
+  let e = i4 * 4u;
+  return ${v4("gelu_grad_out", "d.#, x.#")};
+}`;
+}
+
 /** WGSL of one tile kernel specialised for one call shape class. */
 export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   checkTile(t);
@@ -198,18 +246,25 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const A4 = BM / 4, B4 = BN / 4;
   const AS = BK * A4, BS = BK * B4;
   const nbuf = t.double ? 2 : 1;
-  const la = planLoad("a", BM, BK, T, s.transA, s.vecA, s.exact);
-  const lb = planLoad("b", BN, BK, T, !s.transB, s.vecB, s.exact);
+  const la = planLoad("a", BM, BK, T, s.transA, s.vecA, s.exact, s.geluIn === "a");
+  const lb = planLoad("b", BN, BK, T, !s.transB, s.vecB, s.exact, s.geluIn === "b");
   const arr = (v: boolean) => `array<${v ? V4 : "f32"}>`;
   const bind: string[] = [
     `@group(0) @binding(0) var<storage, read> a: ${arr(s.vecA)};`,
     `@group(0) @binding(1) var<storage, read> b: ${arr(s.vecB)};`,
   ];
-  if (s.bias) bind.push(`@group(0) @binding(2) var<storage, read> bias: ${arr(s.vecOut)};`);
+  if (s.bias) {
+    bind.push(`@group(0) @binding(${bind.length}) var<storage, read> bias: ${arr(s.vecOut)};`);
+  }
+  if (s.geluGradOut) {
+    bind.push(`@group(0) @binding(${bind.length}) var<storage, read> aux: ${arr(s.vecOut)};`);
+  }
   const ob = bind.length;
   bind.push(`@group(0) @binding(${ob}) var<storage, read_write> out: ${arr(s.vecOut)};`);
-  bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32 }`);
+  const drop = s.dropout ? ", seed: u32, thr: u32, scale: f32" : "";
+  bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${drop} }`);
   bind.push(`@group(0) @binding(${ob + 1}) var<uniform> u: U;`);
+  if (s.geluIn || s.geluGradOut) bind.push(geluHelpers(!!s.dropout));
 
   const acc: string[] = [];
   for (let r = 0; r < TM; r++) {
@@ -300,13 +355,17 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       for (let h = 0; h < TN / 4; h++) {
         const c = `c${r}_${h}`;
         if (s.vecOut) {
-          const v = s.bias ? `${c} + bias${h}` : c;
-          const st = `out[oz + gm * n4 + (gn${h} >> 2u)] = ${v};`;
+          const oi = `oz + gm * n4 + (gn${h} >> 2u)`;
+          let v = s.bias ? `${c} + bias${h}` : c;
+          if (s.geluGradOut) v = `gelu_grad_out4(${v}, aux[${oi}], ${oi})`;
+          const st = `out[${oi}] = ${v};`;
           rows.push(s.exact ? st : `if (gn${h} < u.N) { ${st} }`);
         } else {
           for (let q = 0; q < 4; q++) {
-            const v = s.bias ? `${c}.${COMP[q]} + bias[gn${h} + ${q}u]` : `${c}.${COMP[q]}`;
-            const st = `out[oz + gm * u.N + gn${h} + ${q}u] = ${v};`;
+            const oi = `oz + gm * u.N + gn${h} + ${q}u`;
+            let v = s.bias ? `${c}.${COMP[q]} + bias[gn${h} + ${q}u]` : `${c}.${COMP[q]}`;
+            if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
+            const st = `out[${oi}] = ${v};`;
             rows.push(s.exact ? st : `if (gn${h} + ${q}u < u.N) { ${st} }`);
           }
         }

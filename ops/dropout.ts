@@ -35,13 +35,16 @@ export interface DropoutParams {
 }
 
 /** Keep threshold on the 24-bit hash: keep iff `hashU32(seed, i) >>> 8 >= threshold`. */
-function threshold(p: number): number {
+export function dropoutThreshold(p: number): number {
   return Math.ceil(p * 16777216);
 }
 
-function scaleOf(p: number): number {
+/** The scale of kept elements, `1/(1 − p)` (0 at p = 1). */
+export function dropoutScale(p: number): number {
   return p < 1 ? 1 / (1 - p) : 0;
 }
+
+const threshold = dropoutThreshold, scaleOf = dropoutScale;
 
 /** Whether dropout keeps element `i` (the mask the CPU and GPU share). */
 export function dropoutKeeps(p: number, seed: number, i: number): boolean {

@@ -29,6 +29,7 @@ import {
 import { broadcastShapes } from "./binary.ts";
 import { wasmMatmulF32 } from "./_wasm_matmul.ts";
 import { sumTo } from "./reduce.ts";
+import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import {
   LEGACY_TILE,
   legacyMatmulWgsl,
@@ -113,20 +114,39 @@ export function matmulGeometry(
 
 const codes = new Map<string, string>();
 
-/** The kernel of one call: the selected variant, specialised for the shape. */
-function planKernel(g: Geometry, p: MatmulParams, bias: boolean): GpuKernel {
+/**
+ * What a fused matmul adds around the product (MATMUL_BIAS, ops/gelu_linear.ts):
+ * inputs after `a` and `b` are the bias (when `bias`) then `aux` (when
+ * `geluGradOut`); see ops/_matmul_wgsl.ts for the semantics.
+ */
+export interface MatmulFusion {
+  /** Add `bias[n]` (input 2). */
+  bias?: boolean;
+  /** Operand read through `dropout(gelu(·))`. */
+  geluIn?: "a" | "b" | null;
+  /** Multiply outputs by the dropout mask and `gelu'(aux)` (`aux` shaped like out). */
+  geluGradOut?: boolean;
+  /** The dropout of the GELU (mask by storage index as ops/dropout.ts). */
+  dropout?: { p: number; seed: number } | null;
+}
+
+/** The kernel of one call: the selected variant, specialised for the shape and fusion. */
+export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {}): GpuKernel {
   const { M, N, K, P, sa, sb } = g;
   if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
   const shape = { M, N, K, P, transA: p.transA, transB: p.transB };
+  const fused = !!(f.bias || f.geluIn || f.geluGradOut);
   let v = selectMatmulVariant(shape);
-  // the legacy kernel has no bias epilogue: biased calls take the heuristic's tile
-  if (!v.tile && bias) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
-  const bind: BindRef[] = bias ? [{ in: 0 }, { in: 1 }, { in: 2 }, { out: 0 }] : [
-    { in: 0 },
-    { in: 1 },
-    { out: 0 },
-  ];
-  const uniform = packUniform([M, N, K, sa, sb]);
+  // the legacy kernel has no prologue/epilogue: fused calls take the heuristic's tile
+  if (!v.tile && fused) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
+  const nIn = 2 + (f.bias ? 1 : 0) + (f.geluGradOut ? 1 : 0);
+  const bind: BindRef[] = [...Array.from({ length: nIn }, (_, i) => ({ in: i })), { out: 0 }];
+  const drop = f.dropout && f.dropout.p > 0 ? f.dropout : null;
+  const uniform = drop
+    ? packUniform([M, N, K, sa, sb, drop.seed >>> 0, dropoutThreshold(drop.p)], [
+      dropoutScale(drop.p),
+    ])
+    : packUniform([M, N, K, sa, sb]);
   const t = v.tile;
   if (!t) {
     const key = `legacy${+p.transA}${+p.transB}`;
@@ -147,8 +167,11 @@ function planKernel(g: Geometry, p: MatmulParams, bias: boolean): GpuKernel {
     vecB: K > 0 && (p.transB ? K : N) % 4 === 0,
     vecOut: N % 4 === 0,
     exact: K > 0 && M % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
-    bias,
+    bias: !!f.bias,
   };
+  if (f.geluIn) spec.geluIn = f.geluIn;
+  if (f.geluGradOut) spec.geluGradOut = true;
+  if (drop && (f.geluIn || f.geluGradOut)) spec.dropout = true;
   const key = JSON.stringify([t, spec]);
   let code = codes.get(key);
   if (!code) codes.set(key, code = matmulWgsl(t, spec));
@@ -228,7 +251,7 @@ export const MATMUL: OpDef<MatmulParams> = {
   },
   gpu(info, p) {
     const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
-    return { kernels: [planKernel(g, p, false)] };
+    return { kernels: [matmulKernel(g, p)] };
   },
   backward(c, [dyAny]) {
     const dy = dyAny as Tensor;
@@ -280,7 +303,7 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
   },
   gpu(info, p) {
     const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
-    return { kernels: [planKernel(g, p, true)] };
+    return { kernels: [matmulKernel(g, p, { bias: true })] };
   },
   backward(c, [dy]) {
     const [da, db] = MATMUL.backward!(

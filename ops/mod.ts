@@ -24,6 +24,7 @@ import { CROSS_ENTROPY_ENTRIES } from "./cross_entropy.ts";
 import { ATTENTION_ENTRIES } from "./attention.ts";
 import { RESIDUAL_ENTRIES } from "./residual.ts";
 import { CAST_ENTRIES } from "./cast.ts";
+import { GELU_LINEAR_ENTRIES } from "./gelu_linear.ts";
 
 export * from "./elementwise.ts";
 export * from "./binary.ts";
@@ -42,6 +43,7 @@ export * from "./attention.ts";
 export * from "./residual.ts";
 export * from "./cast.ts";
 export * from "./matmul_f16.ts";
+export * from "./gelu_linear.ts";
 export type { InputSpec, OpCase, OpEntry } from "./registry.ts";
 
 setScaleOp(SCALE);
@@ -160,6 +162,7 @@ export const ALL_OPS: OpEntry[] = [
   ...ATTENTION_ENTRIES,
   ...RESIDUAL_ENTRIES,
   ...CAST_ENTRIES,
+  ...GELU_LINEAR_ENTRIES,
   ...EMBEDDING_ENTRIES,
   ...DROPOUT_ENTRIES,
   ...MASKED_FILL_ENTRIES,

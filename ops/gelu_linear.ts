@@ -1,0 +1,317 @@
+/**
+ * The second half of a GELU feed-forward network as one op:
+ * `y = dropout(gelu(u)) · Wᵀ + b` with `u [..., F]`, `W [C, F]` (PyTorch's
+ * Linear layout), `b [C]` optional, `y [..., C]` — so the `F`-wide
+ * activation `dropout(gelu(u))` is never stored. Only `u` is saved for the
+ * backward, where the unfused `fc2(dropout(gelu(u)))` keeps three `F`-wide
+ * tensors alive per block (u, gelu(u), its dropout); `F` is the widest
+ * activation of a transformer (4·C).
+ *
+ * On WebGPU each op here is one matmul kernel of ops/_matmul_wgsl.ts with a
+ * GELU stage fused in:
+ *
+ * - forward: A-operand loads pass through `dropout(gelu(·))` (the mask
+ *   of element `i` of `u` is ops/dropout.ts's, by the same seed), bias in
+ *   the epilogue;
+ * - {@linkcode GELU_LINEAR_GRAD}: `du = gelu'(u) ⊙ dropout(dy · W)`, the
+ *   mask and `gelu'` in the epilogue;
+ * - {@linkcode GELU_WEIGHT_GRAD}: `dW = dyᵀ · dropout(gelu(u))`, the
+ *   activation recomputed as the kernel loads `u`;
+ * - `db = Σ_rows dy` (ops/reduce.ts).
+ *
+ * The CPU references compose the unfused ops' CPU kernels (GELU, dropout,
+ * matmul, GELU_GRAD), so on the CPU the fused op gives the numbers of
+ * `matmulBias(dropout(gelu(u)), W, b, { transB: true })` exactly.
+ *
+ * @example
+ * ```ts
+ * import { tensor, zeros } from "../tensor/tensor.ts";
+ * import { geluLinear } from "./gelu_linear.ts";
+ * const y = geluLinear(tensor([1, -1], [1, 2]), tensor([1, 1], [1, 2]), zeros([1]));
+ * console.log(await y.toArray()); // ≈ [0.6827] = gelu(1) + gelu(-1)
+ * ```
+ *
+ * @module
+ */
+import { apply, type Tensor } from "../tensor/tensor.ts";
+import {
+  type CpuArray,
+  fmtShape,
+  type OpDef,
+  type OpInfo,
+  sizeOf,
+  type TensorInfo,
+} from "../tensor/types.ts";
+import { GELU, GELU_GRAD } from "./elementwise.ts";
+import { DROPOUT } from "./dropout.ts";
+import { MATMUL, matmulGeometry, matmulKernel } from "./matmul.ts";
+import { sumTo } from "./reduce.ts";
+import type { OpEntry } from "./registry.ts";
+
+/** Parameters of the GELU-linear ops: the dropout after the GELU. */
+export interface GeluLinearParams {
+  /** Dropout probability in [0, 1] (0: none). */
+  dropoutP: number;
+  /** Dropout seed (u32). */
+  dropoutSeed: number;
+}
+
+function checkParams(p: GeluLinearParams, what: string): void {
+  if (!(p.dropoutP >= 0 && p.dropoutP <= 1)) {
+    throw new RangeError(`${what}: dropoutP must be in [0, 1], got ${p.dropoutP}`);
+  }
+  if (!Number.isInteger(p.dropoutSeed)) {
+    throw new TypeError(`${what}: dropoutSeed must be an integer, got ${p.dropoutSeed}`);
+  }
+}
+
+/** Rows N (all axes of u but the last) and widths F, C; checks u, W and (if given) b. */
+function dims(
+  u: TensorInfo,
+  w: TensorInfo,
+  b: TensorInfo | null,
+  what: string,
+): { N: number; F: number; C: number } {
+  const F = u.shape[u.shape.length - 1];
+  if (u.shape.length < 1 || u.dtype === "i32" || w.dtype === "i32") {
+    throw new TypeError(`Cannot ${what}: needs float tensors, u ${fmtShape(u.shape)} ${u.dtype}`);
+  }
+  if (w.shape.length !== 2 || w.shape[1] !== F) {
+    throw new TypeError(
+      `Cannot ${what}: weight ${fmtShape(w.shape)} must be [C, ${F}] for u ${fmtShape(u.shape)}`,
+    );
+  }
+  const C = w.shape[0];
+  if (b && (b.shape.length !== 1 || b.shape[0] !== C || b.dtype === "i32")) {
+    throw new TypeError(`Cannot ${what}: bias ${fmtShape(b.shape)} must be f32 [${C}]`);
+  }
+  return { N: F > 0 ? sizeOf(u.shape) / F : 0, F, C };
+}
+
+/** `dropout(gelu(u))` into a new array (the activation the fused kernels recompute). */
+function activation(u: CpuArray, p: GeluLinearParams): CpuArray {
+  const g = new (u.constructor as new (n: number) => CpuArray)(u.length);
+  const none = {} as OpInfo;
+  GELU.cpu([u], [g], none, { a: 0 });
+  if (p.dropoutP > 0) DROPOUT.cpu([g], [g], none, { p: p.dropoutP, seed: p.dropoutSeed });
+  return g;
+}
+
+function info2(a: number[], b: number[]): OpInfo {
+  return {
+    inputs: [{ shape: a, dtype: "f32" }, { shape: b, dtype: "f32" }],
+    outputs: [],
+  } as OpInfo;
+}
+
+function dropoutOf(p: GeluLinearParams): { p: number; seed: number } | null {
+  return p.dropoutP > 0 ? { p: p.dropoutP, seed: p.dropoutSeed } : null;
+}
+
+/**
+ * `y = dropout(gelu(u)) · Wᵀ (+ b)`: inputs `[u [..., F], W [C, F], b [C]?]`,
+ * output `[..., C]`.
+ */
+export const GELU_LINEAR: OpDef<GeluLinearParams> = {
+  name: "geluLinear",
+  outputs([u, w, b], p) {
+    checkParams(p, "geluLinear");
+    const { C } = dims(u, w, b ?? null, "geluLinear");
+    return [{ shape: [...u.shape.slice(0, -1), C], dtype: u.dtype }];
+  },
+  cpu([u, w, b], [out], info, p) {
+    const { N, F, C } = dims(info.inputs[0], info.inputs[1], null, "geluLinear");
+    const g = activation(u, p);
+    MATMUL.cpu([g, w], [out], info2([N, F], [C, F]), { transA: false, transB: true });
+    if (b) { for (let i = 0; i < out.length; i++) out[i] += b[i % C]; }
+  },
+  gpu(info, p) {
+    const { N, F, C } = dims(info.inputs[0], info.inputs[1], null, "geluLinear");
+    const mp = { transA: false, transB: true };
+    const g = matmulGeometry([N, F], [C, F], mp, "geluLinear");
+    const bias = info.inputs.length > 2;
+    return { kernels: [matmulKernel(g, mp, { bias, geluIn: "a", dropout: dropoutOf(p) })] };
+  },
+  backward(c, [dyAny]) {
+    const dy = dyAny as Tensor;
+    const [u, w, b] = c.inputs as Tensor[];
+    return [
+      u.requiresGrad ? apply(GELU_LINEAR_GRAD, [dy, w, u], c.params)[0] : null,
+      w.requiresGrad ? apply(GELU_WEIGHT_GRAD, [dy, u], c.params)[0] : null,
+      b?.requiresGrad ? sumTo(dy, b.shape) : null,
+    ];
+  },
+};
+
+/**
+ * The input gradient of {@linkcode GELU_LINEAR}: inputs `[dy [..., C], W [C, F],
+ * u [..., F]]`, output `du = gelu'(u) ⊙ dropout(dy · W)` `[..., F]` (the
+ * dropout backward is the same mask and scale).
+ */
+export const GELU_LINEAR_GRAD: OpDef<GeluLinearParams> = {
+  name: "geluLinearGrad",
+  outputs([dy, w, u], p) {
+    checkParams(p, "geluLinearGrad");
+    const { N, C } = dims(u, w, null, "geluLinearGrad");
+    if (dy.shape[dy.shape.length - 1] !== C || sizeOf(dy.shape) !== N * C) {
+      throw new TypeError(
+        `Cannot geluLinearGrad: dy ${fmtShape(dy.shape)} must be [..., ${C}] with u's rows`,
+      );
+    }
+    return [{ shape: u.shape, dtype: u.dtype }];
+  },
+  cpu([dy, w, u], [out], info, p) {
+    const { N, F, C } = dims(info.inputs[2], info.inputs[1], null, "geluLinearGrad");
+    const dg = new (out.constructor as new (n: number) => CpuArray)(out.length);
+    MATMUL.cpu([dy, w], [dg], info2([N, C], [C, F]), { transA: false, transB: false });
+    const none = {} as OpInfo;
+    if (p.dropoutP > 0) DROPOUT.cpu([dg], [dg], none, { p: p.dropoutP, seed: p.dropoutSeed });
+    GELU_GRAD.cpu([u, dg], [out], none, { a: 0 });
+  },
+  gpu(info, p) {
+    const { N, F, C } = dims(info.inputs[2], info.inputs[1], null, "geluLinearGrad");
+    const mp = { transA: false, transB: false };
+    const g = matmulGeometry([N, C], [C, F], mp, "geluLinearGrad");
+    return { kernels: [matmulKernel(g, mp, { geluGradOut: true, dropout: dropoutOf(p) })] };
+  },
+};
+
+/**
+ * The weight gradient of {@linkcode GELU_LINEAR}: inputs `[dy [..., C],
+ * u [..., F]]`, output `dW = dyᵀ · dropout(gelu(u))` `[C, F]`.
+ */
+export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
+  name: "geluWeightGrad",
+  outputs([dy, u], p) {
+    checkParams(p, "geluWeightGrad");
+    const C = dy.shape[dy.shape.length - 1], F = u.shape[u.shape.length - 1];
+    if (
+      dy.shape.length < 1 || u.shape.length < 1 ||
+      sizeOf(dy.shape) / Math.max(C, 1) !== sizeOf(u.shape) / Math.max(F, 1)
+    ) {
+      throw new TypeError(
+        `Cannot geluWeightGrad: dy ${fmtShape(dy.shape)} and u ${
+          fmtShape(u.shape)
+        } must have the same rows`,
+      );
+    }
+    return [{ shape: [C, F], dtype: u.dtype }];
+  },
+  cpu([dy, u], [out], info, p) {
+    const [C, F] = info.outputs[0].shape;
+    const N = F > 0 ? u.length / F : 0;
+    const g = activation(u, p);
+    MATMUL.cpu([dy, g], [out], info2([N, C], [N, F]), { transA: true, transB: false });
+  },
+  gpu(info, p) {
+    const [C, F] = info.outputs[0].shape;
+    const N = F > 0 ? sizeOf(info.inputs[1].shape) / F : 0;
+    const mp = { transA: true, transB: false };
+    const g = matmulGeometry([N, C], [N, F], mp, "geluWeightGrad");
+    return { kernels: [matmulKernel(g, mp, { geluIn: "b", dropout: dropoutOf(p) })] };
+  },
+};
+
+/** Options of {@linkcode geluLinear}. */
+export interface GeluLinearOptions {
+  /** Dropout after the GELU (training only; the caller draws the seed). */
+  dropout?: { p: number; seed: number } | null;
+}
+
+/**
+ * `dropout(gelu(u)) · Wᵀ + b` without storing the activation (a GELU FFN's
+ * `fc2(dropout(gelu(u)))`); `bias` may be null.
+ */
+export function geluLinear(
+  u: Tensor,
+  weight: Tensor,
+  bias: Tensor | null,
+  opts: GeluLinearOptions = {},
+): Tensor {
+  const d = opts.dropout && opts.dropout.p > 0 ? opts.dropout : null;
+  const p = { dropoutP: d?.p ?? 0, dropoutSeed: d ? d.seed >>> 0 : 0 };
+  return apply(GELU_LINEAR, bias ? [u, weight, bias] : [u, weight], p)[0];
+}
+
+/** Registry cases (tests/ops_registry_test.ts): tile edges, size 1, dropout, no bias. */
+export const GELU_LINEAR_ENTRIES: OpEntry[] = [
+  {
+    op: GELU_LINEAR,
+    cases: [
+      {
+        inputs: [{ shape: [3, 5], min: -3, max: 3 }, { shape: [4, 5] }, { shape: [4] }],
+        params: { dropoutP: 0, dropoutSeed: 0 },
+      },
+      {
+        inputs: [{ shape: [2, 3, 6], min: -3, max: 3 }, { shape: [5, 6] }],
+        params: { dropoutP: 0.25, dropoutSeed: 77 },
+        label: "dropout, no bias",
+      },
+      {
+        inputs: [{ shape: [1, 1] }, { shape: [1, 1] }, { shape: [1] }],
+        params: { dropoutP: 0, dropoutSeed: 0 },
+      },
+      {
+        inputs: [{ shape: [37, 20], min: -3, max: 3 }, { shape: [9, 20] }, { shape: [9] }],
+        params: { dropoutP: 0.1, dropoutSeed: 0xfffffff0 },
+        label: "vec4, partial tiles",
+      },
+      {
+        inputs: [{ shape: [64, 32], min: -3, max: 3 }, { shape: [64, 32] }, { shape: [64] }],
+        params: { dropoutP: 0.5, dropoutSeed: 5 },
+        noGradCheck: true,
+        label: "whole tiles",
+      },
+    ],
+  },
+  {
+    op: GELU_LINEAR_GRAD,
+    cases: [
+      {
+        inputs: [{ shape: [3, 4] }, { shape: [4, 5] }, { shape: [3, 5], min: -3, max: 3 }],
+        params: { dropoutP: 0, dropoutSeed: 0 },
+        noGradCheck: true,
+      },
+      {
+        inputs: [{ shape: [2, 3, 5] }, { shape: [5, 6] }, { shape: [2, 3, 6], min: -3, max: 3 }],
+        params: { dropoutP: 0.25, dropoutSeed: 77 },
+        noGradCheck: true,
+      },
+      {
+        inputs: [{ shape: [37, 12] }, { shape: [12, 20] }, { shape: [37, 20], min: -3, max: 3 }],
+        params: { dropoutP: 0.1, dropoutSeed: 9 },
+        noGradCheck: true,
+      },
+      {
+        inputs: [{ shape: [64, 32] }, { shape: [32, 64] }, { shape: [64, 64], min: -3, max: 3 }],
+        params: { dropoutP: 0.5, dropoutSeed: 5 },
+        noGradCheck: true,
+      },
+    ],
+  },
+  {
+    op: GELU_WEIGHT_GRAD,
+    cases: [
+      {
+        inputs: [{ shape: [3, 4] }, { shape: [3, 5], min: -3, max: 3 }],
+        params: { dropoutP: 0, dropoutSeed: 0 },
+        noGradCheck: true,
+      },
+      {
+        inputs: [{ shape: [2, 3, 5] }, { shape: [2, 3, 6], min: -3, max: 3 }],
+        params: { dropoutP: 0.25, dropoutSeed: 77 },
+        noGradCheck: true,
+      },
+      {
+        inputs: [{ shape: [37, 12] }, { shape: [37, 20], min: -3, max: 3 }],
+        params: { dropoutP: 0.1, dropoutSeed: 9 },
+        noGradCheck: true,
+      },
+      {
+        inputs: [{ shape: [64, 32] }, { shape: [64, 64], min: -3, max: 3 }],
+        params: { dropoutP: 0.5, dropoutSeed: 5 },
+        noGradCheck: true,
+      },
+    ],
+  },
+];
