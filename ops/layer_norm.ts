@@ -8,7 +8,9 @@
  * `dx = rstd·(g − mean(g) − x̂·mean(g·x̂))` with `g = dy·weight`, and the column
  * sums `dweight = Σ_rows dy·x̂`, `dbias = Σ_rows dy`. On WebGPU the forward
  * is one dispatch and the backward two, both deterministic: `dx` with partial
- * column sums over groups of rows, then a tree over the partials.
+ * column sums over groups of rows, then a tree over the partials. The
+ * backward also adds the gradient already pending for x (the residual's, in a
+ * pre-LN block) into `dx`, saving autograd's separate `accumulate` pass.
  *
  * @example
  * ```ts
@@ -115,7 +117,12 @@ ${wgslRowMain(wg)}
     const [, mean, rstd] = c.outputs as Tensor[];
     // mean and rstd are saved values: gradients reaching them are ignored
     if (!dy) return [null, null, null];
-    return apply(LAYER_NORM_GRAD, [x, w, mean, rstd, dy as Tensor], c.params);
+    // x's pending gradient (the residual's dy in a pre-LN block), summed into dx
+    const acc = (c.takeGrad?.(0) ?? null) as Tensor | null;
+    const ins = [x, w, mean, rstd, dy as Tensor];
+    const grads = apply(LAYER_NORM_GRAD, acc ? [...ins, acc] : ins, c.params);
+    acc?.dispose();
+    return grads;
   },
 };
 
@@ -142,7 +149,8 @@ function rowsPerGroup(R: number): number {
 }
 
 /**
- * Fused layer norm backward: inputs `[x, weight, mean, rstd, dy]`, outputs
+ * Fused layer norm backward: inputs `[x, weight, mean, rstd, dy]` and
+ * optionally `acc [..., C]` (a gradient of x to add to dx), outputs
  * `[dx [..., C], dweight [C], dbias [C]]`.
  *
  * On WebGPU: two dispatches. (1) One workgroup per group of rows: per row,
@@ -154,17 +162,20 @@ function rowsPerGroup(R: number): number {
  */
 export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
   name: "layerNormGrad",
-  outputs([x, w, mean, rstd, dy]) {
+  outputs([x, w, mean, rstd, dy, acc]) {
     const rows = fmtShape(x.shape.slice(0, -1));
     if (
       fmtShape(dy.shape) !== fmtShape(x.shape) || fmtShape(mean.shape) !== rows ||
+      (acc && fmtShape(acc.shape) !== fmtShape(x.shape)) ||
       fmtShape(rstd.shape) !== rows || w.shape.length !== 1 ||
       w.shape[0] !== x.shape[x.shape.length - 1]
     ) {
       throw new TypeError(
         `Cannot layerNormGrad: x ${fmtShape(x.shape)}, weight ${fmtShape(w.shape)}, mean ${
           fmtShape(mean.shape)
-        }, rstd ${fmtShape(rstd.shape)}, dy ${fmtShape(dy.shape)} do not fit`,
+        }, rstd ${fmtShape(rstd.shape)}, dy ${fmtShape(dy.shape)}${
+          acc ? `, acc ${fmtShape(acc.shape)}` : ""
+        } do not fit`,
       );
     }
     return [
@@ -173,7 +184,7 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
       { shape: w.shape, dtype: x.dtype },
     ];
   },
-  cpu([x, w, mean, rstd, dy], [dx, dw, db], info) {
+  cpu([x, w, mean, rstd, dy, acc], [dx, dw, db], info) {
     const [R, C] = lastAxisRows(info.inputs[0].shape);
     const sw = new Float64Array(C), sb = new Float64Array(C);
     const xh = new Float64Array(C), g = new Float64Array(C);
@@ -190,7 +201,9 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
         sb[j] += d;
       }
       const mg = sg / C, mgx = sgx / C;
-      for (let j = 0; j < C; j++) dx[o + j] = rs * (g[j] - mg - xh[j] * mgx);
+      for (let j = 0; j < C; j++) {
+        dx[o + j] = rs * (g[j] - mg - xh[j] * mgx) + (acc ? acc[o + j] : 0);
+      }
     }
     dw.set(sw);
     db.set(sb);
@@ -202,6 +215,8 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
     const rpg = rowsPerGroup(R);
     const K = Math.max(1, Math.ceil(R / rpg));
     const single = K === 1; // one workgroup: no partials, no second dispatch
+    const acc = info.inputs.length === 6; // add a pending gradient into dx
+    const nIn = acc ? 6 : 5; // dx is binding nIn, after the inputs
     // the per-column loops run over a constant trip count, so the arrays stay in registers
     const perCol = (body: string) =>
       `for (var t = 0u; t < ${cols}u; t++) {
@@ -216,15 +231,16 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
 @group(0) @binding(2) var<storage, read> mean: array<f32>;
 @group(0) @binding(3) var<storage, read> rstd: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+${acc ? "@group(0) @binding(5) var<storage, read> acc: array<f32>;" : ""}
+@group(0) @binding(${nIn}) var<storage, read_write> dx: array<f32>;
 ${
           single
-            ? `@group(0) @binding(6) var<storage, read_write> dw: array<f32>;
-@group(0) @binding(7) var<storage, read_write> db: array<f32>;`
-            : "@group(0) @binding(6) var<storage, read_write> part: array<f32>;"
+            ? `@group(0) @binding(${nIn + 1}) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(${nIn + 2}) var<storage, read_write> db: array<f32>;`
+            : `@group(0) @binding(${nIn + 1}) var<storage, read_write> part: array<f32>;`
         }
 struct U { R: u32, C: u32, K: u32, rpg: u32 }
-@group(0) @binding(${single ? 8 : 7}) var<uniform> u: U;
+@group(0) @binding(${single ? nIn + 3 : nIn + 2}) var<uniform> u: U;
 var<workgroup> red: array<vec2f, ${wg}>;
 fn wg_sum2(v: vec2f, lid: u32) -> vec2f {
   red[lid] = v;
@@ -265,7 +281,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
       sb[t] += d;`)
         }
     let mg = wg_sum2(p, lid) / f32(u.C);
-    ${perCol("dx[o + j] = rs * (g[t] - mg.x - xh[t] * mg.y);")}
+    ${perCol(`dx[o + j] = rs * (g[t] - mg.x - xh[t] * mg.y)${acc ? " + acc[o + j]" : ""};`)}
   }
   ${
           perCol(
@@ -276,7 +292,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
         }
 }`,
         bind: [
-          ...[0, 1, 2, 3, 4].map((i) => ({ in: i })),
+          ...Array.from({ length: nIn }, (_, i) => ({ in: i })),
           ...(single ? [{ out: 0 }, { out: 1 }, { out: 2 }] : [{ out: 0 }, { tmp: 0 }]),
         ],
         uniform: packUniform([R, C, K, rpg]),
@@ -411,6 +427,18 @@ export const LAYER_NORM_ENTRIES: OpEntry[] = [
         ],
         params: { eps: 1e-5 },
       },
+      ...[[3, 5], [1, 1], [70, 130], [1030, 20]].map(([R, C]) => ({
+        label: `${R} rows × ${C} with a pending gradient (acc) added to dx`,
+        inputs: [
+          { shape: [R, C] },
+          { shape: [C] },
+          { shape: [R], min: -0.1, max: 0.1 },
+          { shape: [R], min: 0.5, max: 2 },
+          { shape: [R, C] },
+          { shape: [R, C], min: -3, max: 3 },
+        ],
+        params: { eps: 1e-5 },
+      })),
       {
         label: "C = 600 (3 columns per thread)",
         inputs: [

@@ -4,7 +4,9 @@
  * Every op goes through {@linkcode apply}: it checks inputs, asks the backend
  * to run the op, wraps the outputs, and (when gradients are on and an input
  * requires one) records a node. {@linkcode Tensor.backward} walks the nodes in
- * reverse topological order calling each op's backward rule.
+ * reverse topological order calling each op's backward rule, and sums the
+ * gradients of a tensor used by several ops (with an `accumulate` add, unless
+ * the op that runs last absorbs the pending sum: `BackwardContext.takeGrad`).
  *
  * @example
  * ```ts
@@ -524,8 +526,17 @@ function backward(root: Tensor, dy?: Tensor): void {
       const node = nodes[n];
       const dys = node.outputs.map((o) => grads.get(o) ?? null);
       if (dys.every((d) => d === null)) continue;
+      // an op may absorb an input's pending gradient into its own kernel; the
+      // entry is then gone, and the loop below just sets what the op returns
+      const takeGrad = (i: number): Tensor | null => {
+        const inp = node.inputs[i];
+        const g = inp?.node ? grads.get(inp) : undefined;
+        if (!g) return null;
+        grads.delete(inp);
+        return g;
+      };
       const gs = node.op.backward!(
-        { inputs: node.inputs, outputs: node.outputs, params: node.params },
+        { inputs: node.inputs, outputs: node.outputs, params: node.params, takeGrad },
         dys,
       ) as (Tensor | null)[];
       for (const o of node.outputs) {

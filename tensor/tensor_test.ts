@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { add, matmul, mul, reshape, scale, sum } from "../ops/mod.ts";
 import { CPU } from "./cpu_backend.ts";
 import {
+  apply,
   copyInto,
   full,
   noGrad,
@@ -18,7 +19,7 @@ import {
   tensor,
   zeros,
 } from "./tensor.ts";
-import type { Backend } from "./types.ts";
+import type { Backend, OpDef } from "./types.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 
 const BACKENDS: Backend[] = NO_GPU ? [CPU] : [CPU, GPU!];
@@ -55,6 +56,59 @@ Deno.test("a leaf used twice by one op gets both gradients", async () => {
   const x = param([3], [1]);
   scope(() => sum(add(x, x)).backward());
   assert.deepEqual(await x.grad!.toArray(), [2]);
+});
+
+/**
+ * `y = a + 2b`, whose backward absorbs the pending gradient of each input
+ * through `takeGrad` and logs what it got.
+ */
+function absorbingOp(taken: (Tensor | null)[]): OpDef {
+  return {
+    name: "absorbingAxpy",
+    outputs: ([a]) => [a],
+    cpu([a, b], [y]) {
+      for (let i = 0; i < y.length; i++) y[i] = a[i] + 2 * b[i];
+    },
+    backward(c, [dy]) {
+      const own = [(dy as Tensor).detach(), scale(dy as Tensor, 2)];
+      return own.map((g, i) => {
+        const pending = c.takeGrad?.(i) as Tensor | null;
+        taken.push(pending);
+        if (!pending) return g;
+        const s = add(pending, g);
+        pending.dispose();
+        g.dispose();
+        return s;
+      });
+    },
+  };
+}
+
+Deno.test("takeGrad() hands an op the pending gradient once, even for an input passed twice", async () => {
+  const taken: (Tensor | null)[] = [];
+  const op = absorbingOp(taken);
+  const x0 = param([1, -2, 0.5], [3]);
+  const before = CPU.memoryStats().liveBuffers;
+  scope(() => {
+    const x = scale(x0, 1); // not a leaf: its pending gradient may be taken
+    // z = Σ x·(x + 2x) = Σ 3x²; mul's backward runs first and leaves x a pending gradient
+    const [y] = apply(op, [x, x], {});
+    sum(mul(y, x)).backward();
+    // input 0 took mul's gradient (3x) and disposed it; input 1 found none
+    assert.equal(taken.length, 2);
+    assert.ok(taken[0]?.disposed && taken[1] === null);
+  });
+  // dz/dx = 3x (mul's) + x + 2x (the op's)
+  assert.deepEqual(await x0.grad!.toArray(), [6, -12, 3]);
+  assert.equal(CPU.memoryStats().liveBuffers - before, 1); // x0.grad
+});
+
+Deno.test("takeGrad() never takes a leaf's .grad", async () => {
+  const taken: (Tensor | null)[] = [];
+  const x = param([1, -2, 0.5], [3]);
+  scope(() => sum(mul(apply(absorbingOp(taken), [x, x], {})[0], x)).backward());
+  assert.deepEqual(taken, [null, null]);
+  assert.deepEqual(await x.grad!.toArray(), [6, -12, 3]);
 });
 
 Deno.test("requiresGrad propagates from any input and not from constants", () => {

@@ -73,6 +73,16 @@ export interface BackwardContext<P> {
   outputs: TensorLike[];
   /** The op's parameters. */
   params: P;
+  /**
+   * Removes and returns the gradient already accumulated for input `i`
+   * during this `backward()` call (from the ops that use the input and ran
+   * their backward first), or null when there is none or the input is a
+   * leaf (a leaf's `.grad` is never taken). An op that takes it owns it: the
+   * gradient it returns for input `i` must include it (returned = taken +
+   * own), and it disposes it when done unless it returns it. Fusing the sum
+   * into the op's own kernel saves the engine's separate `accumulate` add.
+   */
+  takeGrad?(i: number): TensorLike | null;
 }
 
 /**
