@@ -16,7 +16,9 @@ import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
 import { GradScaler } from "../optim/grad_scaler.ts";
 import { autocast, type Precision } from "../nn/layers.ts";
-import { checkPrecision } from "../train/trainer.ts";
+import { checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
+import { autotuneMatmulsOf } from "../ops/matmul.ts";
+import type { GpuBackend } from "../gpu/backend.ts";
 import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
 
 /** Options of {@linkcode benchTrain}. */
@@ -35,6 +37,8 @@ export interface TrainBenchOptions {
   steps?: number;
   /** Untimed warm-up steps (default 2). */
   warmup?: number;
+  /** Tune the matmul kernels on the first warm-up step, as the trainer does (default "auto"). */
+  tune?: TuneMode;
   /** After the timed steps, time one more step per kernel (WebGPU with timestamp-query). */
   profile?: boolean;
   /** "f32" (default) or "f16": the trainer's mixed precision (f16 Linear matmuls, loss scaling). */
@@ -79,6 +83,10 @@ export interface TrainBenchLine {
   kernel_dispatches?: Record<string, number>;
   /** Dispatches per step (WebGPU). */
   dispatches_per_step?: number;
+  /** Seconds the matmul tuning of the first warm-up step took (when it ran). */
+  tune_s?: number;
+  /** Shapes it measured. */
+  tuned_shapes?: number;
   /** GPU milliseconds per op of one profiled step, largest first (with `profile`). */
   kernel_ms?: Record<string, number>;
 }
@@ -136,7 +144,16 @@ export async function benchTrain(
     });
     opt.zeroGrad();
   };
-  for (let i = 0; i < warmup; i++) step(i);
+  let tuning: { seconds: number; shapes: number } | null = null;
+  const tuneMode = opts.tune ?? "auto";
+  for (let i = 0; i < warmup; i++) {
+    if (i === 0 && tunesOn(tuneMode, backend)) {
+      const r = await autotuneMatmulsOf(backend as GpuBackend, () => step(i), {
+        force: tuneMode === "on",
+      });
+      tuning = { seconds: r.seconds, shapes: r.tunings.length };
+    } else step(i);
+  }
   await backend.sync();
   backend.resetPeak();
   gpu.dispatchStats?.(true);
@@ -193,6 +210,7 @@ export async function benchTrain(
     tflops: (trainFlops(cfg, B, S, T) * steps) / secs / 1e12,
     parameters,
     ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),
+    ...(tuning ? { tune_s: tuning.seconds, tuned_shapes: tuning.shapes } : {}),
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),
     ...(kernelDispatches ? { kernel_dispatches: kernelDispatches } : {}),
   };

@@ -14,7 +14,7 @@ import {
   UsageError,
 } from "./_common.ts";
 import { isSoftwareAdapter, parseDevice, selectBackend } from "./_device.ts";
-import { precisionFlag } from "./train.ts";
+import { precisionFlag, tuneFlag } from "./train.ts";
 import { presetConfig, validateConfig } from "../nn/config.ts";
 import { benchTrain } from "../bench/train_bench.ts";
 
@@ -40,6 +40,9 @@ Options:
   --profile                add "kernel_ms": GPU time per op of one extra step
                            (WebGPU adapters with timestamp-query)
   --device auto|webgpu|cpu (default auto)
+  --tune auto|on|off       tune the matmul kernels on the first warm-up step's shapes, as
+                           train does (default auto: on a hardware GPU); the line gets
+                           "tune_s" and "tuned_shapes"
   --torch PYTHON           then run bench/torch_baseline.py with PYTHON on the same
                            workload (cuda when webseq ran on a hardware GPU, else cpu
                            with OMP_NUM_THREADS = cores) and print its lines and a
@@ -65,6 +68,7 @@ const SPEC = {
   profile: { type: "boolean" },
   device: { type: "string" },
   precision: { type: "string" },
+  tune: { type: "string" },
   torch: { type: "string" },
   "torch-bf16": { type: "boolean" },
   json: { type: "boolean" },
@@ -138,6 +142,7 @@ export async function run(args: string[]): Promise<number> {
     }
     const device = parseDevice(stringFlag(flags, "device"));
     const precision = precisionFlag(stringFlag(flags, "precision"));
+    const tune = tuneFlag(stringFlag(flags, "tune"));
     if (flags.preset !== undefined && flags.config !== undefined) {
       throw new UsageError("Give --preset or --config, not both");
     }
@@ -166,6 +171,7 @@ export async function run(args: string[]): Promise<number> {
       steps,
       profile: Boolean(flags.profile),
       precision,
+      tune,
     });
     printJson(mine);
     const python = stringFlag(flags, "torch");

@@ -2,7 +2,7 @@
  * Which matmul kernel runs: the registry of named variants, the default
  * heuristic by shape, the variant forced by `WEBSEQ_MATMUL_VARIANT` or
  * {@linkcode useMatmulVariant}, and the choices of the autotuner (kept in
- * memory per adapter and shape).
+ * memory per adapter, for each measured shape and its power-of-two class).
  *
  * Precedence in {@linkcode selectMatmulVariant}: forced, then tuned for the
  * active adapter, then the heuristic.
@@ -200,17 +200,38 @@ export function matmulTarget(): MatmulTarget {
   return active;
 }
 
-/** Records the tuner's choice for a shape on an adapter. */
+/**
+ * `"~MxNxK/P/tAtB"` with M, N, K and P rounded up to powers of two: the
+ * shape class a tuned choice also covers (a training run's batches vary in
+ * length, so most shapes are never measured themselves).
+ */
+export function shapeClassKey(s: MatmulShape): string {
+  const up = (x: number) => (x <= 1 ? 1 : 2 ** Math.ceil(Math.log2(x)));
+  return "~" + shapeKey({ ...s, M: up(s.M), N: up(s.N), K: up(s.K), P: up(s.P ?? 1) });
+}
+
+/**
+ * Records the tuner's choice for a shape on an adapter: for the shape and
+ * for its class ({@linkcode shapeClassKey}), the last measured shape of a
+ * class speaking for it.
+ */
 export function setTunedVariant(target: MatmulTarget, s: MatmulShape, name: string): void {
   matmulVariant(name);
   let m = tuned.get(target.description);
   if (!m) tuned.set(target.description, m = new Map());
   m.set(shapeKey(s), name);
+  m.set(shapeClassKey(s), name);
+}
+
+/** Whether the shape itself was measured on the active adapter. */
+export function isTuned(s: MatmulShape): boolean {
+  return tuned.get(active.description)?.has(shapeKey(s)) ?? false;
 }
 
 /** The tuned choice for a shape on the active adapter, if any. */
 export function tunedVariant(s: MatmulShape): string | undefined {
-  return tuned.get(active.description)?.get(shapeKey(s));
+  const m = tuned.get(active.description);
+  return m?.get(shapeKey(s)) ?? m?.get(shapeClassKey(s));
 }
 
 /** Forgets every tuned choice (tests). */
@@ -218,8 +239,27 @@ export function clearTunedVariants(): void {
   tuned.clear();
 }
 
+let recorded: Map<string, MatmulShape> | null = null;
+
+/**
+ * Starts collecting the shapes of the matmuls that select a variant (to
+ * tune what one training step runs); {@linkcode stopMatmulShapeRecording}
+ * returns them.
+ */
+export function startMatmulShapeRecording(): void {
+  recorded = new Map();
+}
+
+/** The distinct shapes selected since {@linkcode startMatmulShapeRecording} (then stops). */
+export function stopMatmulShapeRecording(): MatmulShape[] {
+  const out = [...(recorded?.values() ?? [])];
+  recorded = null;
+  return out;
+}
+
 /** The variant a call of this shape runs: forced, else tuned, else the heuristic. */
 export function selectMatmulVariant(s: MatmulShape): MatmulVariant {
+  if (recorded && !recorded.has(shapeKey(s))) recorded.set(shapeKey(s), { ...s });
   const f = forcedMatmulVariant();
   if (f) return f;
   const t = tunedVariant(s);

@@ -25,7 +25,9 @@
  *   `geluGradOut` multiplies each output by the dropout mask and `gelu'(aux)`
  *   of an extra input `aux` shaped like `out`. Dropout keeps element `i`
  *   (its storage index in that operand, or in `out`) where
- *   `hash_u32(seed, i) >> 8 >= thr`, as ops/dropout.ts does.
+ *   `hash_u32(seed, i) >> 8 >= thr`, as ops/dropout.ts does;
+ * - `addOut`: an input shaped like `out` is added last (autograd's gradient
+ *   accumulation fused into a backward matmul).
  *
  * A and B element addressing (batch offsets `sa`, `sb` in elements):
  * `A(m, k) = transA ? a[sa·z + k·M + m] : a[sa·z + m·K + k]`,
@@ -75,6 +77,8 @@ export interface MatmulSpec {
   geluGradOut?: boolean;
   /** The GELU prologue/epilogue applies dropout (`seed`, `thr`, `scale` in the uniform). */
   dropout?: boolean;
+  /** Add `addend[i]` (an input shaped like `out`, after bias and aux) to each output: `out = product + addend`. */
+  addOut?: boolean;
 }
 
 /** Threads per workgroup of a tile. */
@@ -259,6 +263,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   if (s.geluGradOut) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> aux: ${arr(s.vecOut)};`);
   }
+  if (s.addOut) {
+    bind.push(`@group(0) @binding(${bind.length}) var<storage, read> addend: ${arr(s.vecOut)};`);
+  }
   const ob = bind.length;
   bind.push(`@group(0) @binding(${ob}) var<storage, read_write> out: ${arr(s.vecOut)};`);
   const drop = s.dropout ? ", seed: u32, thr: u32, scale: f32" : "";
@@ -358,6 +365,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
           const oi = `oz + gm * n4 + (gn${h} >> 2u)`;
           let v = s.bias ? `${c} + bias${h}` : c;
           if (s.geluGradOut) v = `gelu_grad_out4(${v}, aux[${oi}], ${oi})`;
+          if (s.addOut) v = `${v} + addend[${oi}]`;
           const st = `out[${oi}] = ${v};`;
           rows.push(s.exact ? st : `if (gn${h} < u.N) { ${st} }`);
         } else {
@@ -365,6 +373,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
             const oi = `oz + gm * u.N + gn${h} + ${q}u`;
             let v = s.bias ? `${c}.${COMP[q]} + bias[gn${h} + ${q}u]` : `${c}.${COMP[q]}`;
             if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
+            if (s.addOut) v = `${v} + addend[${oi}]`;
             const st = `out[${oi}] = ${v};`;
             rows.push(s.exact ? st : `if (gn${h} + ${q}u < u.N) { ${st} }`);
           }

@@ -40,6 +40,7 @@ import {
 import {
   clearTunedVariants,
   heuristicVariant,
+  isTuned,
   MATMUL_VARIANTS,
   type MatmulShape,
   type MatmulTarget,
@@ -49,6 +50,8 @@ import {
   selectMatmulVariant,
   setMatmulTarget,
   setTunedVariant,
+  startMatmulShapeRecording,
+  stopMatmulShapeRecording,
   useMatmulVariant,
   variantFits,
   withMatmulVariant,
@@ -116,8 +119,9 @@ const codes = new Map<string, string>();
 
 /**
  * What a fused matmul adds around the product (MATMUL_BIAS, ops/gelu_linear.ts):
- * inputs after `a` and `b` are the bias (when `bias`) then `aux` (when
- * `geluGradOut`); see ops/_matmul_wgsl.ts for the semantics.
+ * inputs after `a` and `b` are the bias (when `bias`), `aux` (when
+ * `geluGradOut`) then the addend (when `add`); see ops/_matmul_wgsl.ts for
+ * the semantics.
  */
 export interface MatmulFusion {
   /** Add `bias[n]` (input 2). */
@@ -128,6 +132,8 @@ export interface MatmulFusion {
   geluGradOut?: boolean;
   /** The dropout of the GELU (mask by storage index as ops/dropout.ts). */
   dropout?: { p: number; seed: number } | null;
+  /** Add an input shaped like out (after bias and aux) to the product. */
+  add?: boolean;
 }
 
 /** The kernel of one call: the selected variant, specialised for the shape and fusion. */
@@ -135,11 +141,11 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
   const { M, N, K, P, sa, sb } = g;
   if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
   const shape = { M, N, K, P, transA: p.transA, transB: p.transB };
-  const fused = !!(f.bias || f.geluIn || f.geluGradOut);
+  const fused = !!(f.bias || f.geluIn || f.geluGradOut || f.add);
   let v = selectMatmulVariant(shape);
   // the legacy kernel has no prologue/epilogue: fused calls take the heuristic's tile
   if (!v.tile && fused) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
-  const nIn = 2 + (f.bias ? 1 : 0) + (f.geluGradOut ? 1 : 0);
+  const nIn = 2 + (f.bias ? 1 : 0) + (f.geluGradOut ? 1 : 0) + (f.add ? 1 : 0);
   const bind: BindRef[] = [...Array.from({ length: nIn }, (_, i) => ({ in: i })), { out: 0 }];
   const drop = f.dropout && f.dropout.p > 0 ? f.dropout : null;
   const uniform = drop
@@ -171,6 +177,7 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
   };
   if (f.geluIn) spec.geluIn = f.geluIn;
   if (f.geluGradOut) spec.geluGradOut = true;
+  if (f.add) spec.addOut = true;
   if (drop && (f.geluIn || f.geluGradOut)) spec.dropout = true;
   const key = JSON.stringify([t, spec]);
   let code = codes.get(key);
@@ -482,6 +489,46 @@ export async function autotuneMatmul(
     out.push({ shape: s, variant: best, tuned: true, timing, ms });
   }
   return out;
+}
+
+/** What {@linkcode autotuneMatmulsOf} did. */
+export interface WorkloadTuning<T> {
+  /** What `fn` returned. */
+  value: T;
+  /** One entry per shape measured now (shapes tuned before are not measured again). */
+  tunings: MatmulTuning[];
+  /** Seconds spent tuning (compiles included). */
+  seconds: number;
+}
+
+/**
+ * Runs `fn` (one training step, say) while recording the shapes of the
+ * matmuls it selects a kernel for, then tunes those not measured on this
+ * adapter yet ({@linkcode autotuneMatmul}, default 20 ms per variant and
+ * shape): later calls of these shapes and of their power-of-two classes run
+ * the fastest variant. Every variant computes the same sums in the same
+ * order, so tuning changes speed, not numbers.
+ */
+export async function autotuneMatmulsOf<T>(
+  backend: GpuBackend,
+  fn: () => T | Promise<T>,
+  opts: AutotuneMatmulOptions = {},
+): Promise<WorkloadTuning<T>> {
+  startMatmulShapeRecording();
+  let value: T, shapes;
+  try {
+    value = await fn();
+  } finally {
+    shapes = stopMatmulShapeRecording();
+  }
+  await backend.sync();
+  const t0 = performance.now();
+  configureMatmul(backend);
+  const todo = shapes.filter((s) => !isTuned(s));
+  const tunings = todo.length > 0
+    ? await autotuneMatmul(backend, todo, { minTimeMs: 20, ...opts })
+    : [];
+  return { value, tunings, seconds: (performance.now() - t0) / 1000 };
 }
 
 /** Forgets every tuned choice. */

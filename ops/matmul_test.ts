@@ -10,8 +10,10 @@ import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { makeRng } from "../tensor/rng.ts";
 import { tensor } from "../tensor/tensor.ts";
+import { geluLinear } from "./gelu_linear.ts";
 import {
   autotuneMatmul,
+  autotuneMatmulsOf,
   configureMatmul,
   matmul,
   MATMUL_VARIANTS,
@@ -282,6 +284,48 @@ Deno.test({
       assert.equal(tunedVariant(shape), "t32x32k16_4x4");
       assert.ok((await gpuError({ ...shape }, 3)) < 1e-5);
     } finally {
+      clearTunedVariants();
+      setMatmulTarget(DEFAULT_TARGET);
+    }
+  },
+});
+
+Deno.test({
+  name: "autotuneMatmulsOf() tunes the shapes its workload ran (fused ones too), once per shape",
+  ignore: NO_GPU,
+  fn: async () => {
+    const v = ["t32x32k16_4x4"];
+    const rand = (shape: number[]) =>
+      tensor(Float32Array.from({ length: shape[0] * shape[1] }, (_, i) => i % 7), shape, {
+        backend: GPU!,
+      });
+    const x = rand([6, 12]), w = rand([16, 12]), u = rand([6, 20]), w2 = rand([5, 20]);
+    const work = () => {
+      matmul(x, w, { transB: true }).dispose(); // 6×16×12, NT
+      geluLinear(u, w2, null).dispose(); // 6×5×20, NT (the fused GELU kernel selects too)
+      matmul(x, w, { transB: true }).dispose(); // the same shape again
+      return 42;
+    };
+    try {
+      const r = await autotuneMatmulsOf(GPU!, work, { variants: v, force: true, minTimeMs: 2 });
+      assert.equal(r.value, 42);
+      assert.deepEqual(
+        r.tunings.map((t) => [t.shape.M, t.shape.N, t.shape.K, t.tuned]),
+        [[6, 16, 12, true], [6, 5, 20, true]],
+      );
+      assert.ok(r.seconds > 0);
+      assert.equal(tunedVariant({ M: 6, N: 16, K: 12, P: 1, transA: false, transB: true }), v[0]);
+      // the power-of-two class: M 7 and K 9..16 round to the measured 8×16×16
+      assert.equal(tunedVariant({ M: 7, N: 16, K: 9, P: 1, transA: false, transB: true }), v[0]);
+      assert.equal(
+        tunedVariant({ M: 7, N: 16, K: 9, P: 1, transA: true, transB: true }),
+        undefined,
+      );
+      // measured shapes are not measured again
+      const again = await autotuneMatmulsOf(GPU!, work, { variants: v, force: true });
+      assert.equal(again.tunings.length, 0);
+    } finally {
+      for (const t of [x, w, u, w2]) t.dispose();
       clearTunedVariants();
       setMatmulTarget(DEFAULT_TARGET);
     }

@@ -98,6 +98,12 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
     r = await webseq(["train", "--bogus"], perms);
     assert.equal(r.code, 2);
 
+    for (const cmd of ["train", "bench"]) {
+      r = await webseq([cmd, "--tune", "sometimes"], perms);
+      assert.equal(r.code, 2);
+      assert.match(oneLineError(r.stderr), /--tune must be auto, on or off, got "sometimes"/);
+    }
+
     await Deno.writeTextFile(`${dir}/bad.csv`, 'source,target\n"a, b",c\n"unclosed,d\n');
     r = await webseq(
       ["train", "--data", `${dir}/bad.csv`, "--out", `${dir}/r`, "--device", "cpu"],

@@ -12,6 +12,7 @@ import { readJsonl, runPath } from "../train/run_folder.ts";
 import { loadRun } from "../train/load_model.ts";
 import { generateText } from "../train/generate.ts";
 import { GPU, NO_GPU } from "./_gpu.ts";
+import { clearMatmulTuning } from "../ops/matmul.ts";
 
 const CORPUS = new URL("../data/corpus/train.tsv", import.meta.url).pathname;
 
@@ -266,6 +267,46 @@ Deno.test({
         assert.deepEqual(b.tensors[name].data, t.data, `${name} differs after resume on WebGPU`);
       }
     } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "train() with --tune on logs the tuning and ends with the same weights as --tune off",
+  ignore: NO_GPU,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const d = await smallData(dir);
+      const logs: string[] = [];
+      const run = (out: string, tune: "on" | "off") =>
+        train({
+          ...baseOptions(d, `${dir}/${out}`),
+          backend: GPU!,
+          epochs: 1,
+          maxSteps: 3,
+          bleuLimit: 0,
+          sampleInterval: 0,
+          quiet: false,
+          log: (s: string) => logs.push(s),
+          tune,
+          tuneVariants: ["t32x32k16_4x4", "t64x64k8_4x4d"],
+        });
+      await run("off", "off");
+      assert.ok(!logs.some((l) => l.startsWith("matmul: tuned")), "tune off tuned");
+      await run("on", "on");
+      assert.ok(
+        logs.some((l) => /^matmul: tuned [1-9]\d* shapes in [\d.]+ s/.test(l)),
+        logs.join("\n"),
+      );
+      const a = await readSafetensors(runPath(`${dir}/off`, "model"));
+      const b = await readSafetensors(runPath(`${dir}/on`, "model"));
+      for (const [name, t] of Object.entries(a.tensors)) {
+        assert.deepEqual(b.tensors[name].data, t.data, `${name} differs with tuning`);
+      }
+    } finally {
+      clearMatmulTuning();
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -16,7 +16,9 @@
 import { noGrad, scope, type Tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32, makeRng } from "../tensor/rng.ts";
-import { add, scale } from "../ops/mod.ts";
+import { add, autotuneMatmulsOf, scale } from "../ops/mod.ts";
+import type { GpuBackend } from "../gpu/backend.ts";
+import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { type ModelConfig, presetConfig, validateConfig } from "../nn/config.ts";
 import { initContext } from "../nn/module.ts";
 import { Seq2Seq } from "../nn/seq2seq.ts";
@@ -125,6 +127,15 @@ export interface TrainOptions {
   bleuLimit?: number;
   /** Read the loss back every N steps (default 1 on CPU, 10 on WebGPU). */
   logEvery?: number;
+  /**
+   * Matmul kernel tuning on the first step (ops/matmul.ts
+   * `autotuneMatmulsOf`): "auto" (default) tunes on a hardware WebGPU
+   * adapter, "on" also on a software one, "off" never. Speed only: every
+   * kernel variant gives the same numbers.
+   */
+  tune?: TuneMode;
+  /** The matmul variants tuning compares (default every registered one that fits the adapter). */
+  tuneVariants?: string[];
   /** Column of the source text. */
   sourceCol?: string | number;
   /** Column of the target text. */
@@ -222,6 +233,18 @@ async function saveCheckpoint(
   });
   await saveOptimizerState(out, await opt.state());
   await saveTrainerState(out, state);
+}
+
+/** When the trainer and the benchmark tune matmul kernels (see `TrainOptions.tune`). */
+export type TuneMode = "auto" | "on" | "off";
+
+/** Whether `mode` tunes on `backend`: WebGPU only; "auto" skips software adapters. */
+export function tunesOn(mode: TuneMode, backend: Backend): boolean {
+  if (mode !== "auto" && mode !== "on" && mode !== "off") {
+    throw new RangeError(`tune must be "auto", "on" or "off", got ${JSON.stringify(mode)}`);
+  }
+  if (backend.kind !== "webgpu" || mode === "off") return false;
+  return mode === "on" || !isSoftwareAdapter((backend as GpuBackend).adapterInfo);
 }
 
 /** Trains a model per `opts` in the run folder `opts.out`. */
@@ -437,6 +460,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   let lastValid: EvalMetrics | null = null;
   const maxGradNorm = opts.maxGradNorm ?? 1;
   const sampleInterval = opts.sampleInterval ?? 1;
+  const tuneMode = opts.tune ?? "auto";
+  let tuneNow = tunesOn(tuneMode, backend);
 
   while (epoch < epochs && step < totalSteps) {
     model.train();
@@ -456,39 +481,58 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     for (const batch of loader) {
       group.push(batch);
       if (group.length < gradAccum && loader.state().position !== 0) continue;
-      // micro-batch losses weighted by their share of the group's target tokens, so the
-      // accumulated gradient equals that of one batch holding the whole group
-      const groupTokens = group.reduce((a, b) => a + b.targetTokens, 0);
-      group.forEach((b, micro) => {
-        const seedStep = hashU32(seed, step * gradAccum + micro);
-        const stats = scope(() => {
-          const t = batchTensors(b, backend);
-          const { loss, stats } = autocast(precision, () =>
-            batchLoss(model, t, {
-              labelSmoothing: opts.labelSmoothing,
-              seed: seedStep,
-            }));
-          const w = b.targetTokens / Math.max(1, groupTokens);
-          const weighted = group.length > 1 ? scale(loss, w) : loss;
-          (scaler ? scaler.scale(weighted) : weighted).backward();
-          return stats;
+      const runStep = () => {
+        // micro-batch losses weighted by their share of the group's target tokens, so the
+        // accumulated gradient equals that of one batch holding the whole group
+        const groupTokens = group.reduce((a, b) => a + b.targetTokens, 0);
+        group.forEach((b, micro) => {
+          const seedStep = hashU32(seed, step * gradAccum + micro);
+          const stats = scope(() => {
+            const t = batchTensors(b, backend);
+            const { loss, stats } = autocast(precision, () =>
+              batchLoss(model, t, {
+                labelSmoothing: opts.labelSmoothing,
+                seed: seedStep,
+              }));
+            const w = b.targetTokens / Math.max(1, groupTokens);
+            const weighted = group.length > 1 ? scale(loss, w) : loss;
+            (scaler ? scaler.scale(weighted) : weighted).backward();
+            return stats;
+          });
+          pending.push({ stats });
+          seenTokens += b.targetTokens;
         });
-        pending.push({ stats });
-        seenTokens += b.targetTokens;
-      });
-      bar.update(group.length);
-      group.length = 0;
-      const factor = schedule(step);
-      scope(() => {
-        if (scaler) {
-          // unscale, clip, skip the update on inf/NaN gradients, adjust the scale: on the device
-          scaler.step(opt, { maxNorm: maxGradNorm, lr: lr * factor });
-          return;
-        }
-        if (maxGradNorm > 0) clipGradNorm(opt, maxGradNorm);
-        opt.step(lr * factor);
-      });
-      opt.zeroGrad();
+        bar.update(group.length);
+        group.length = 0;
+        const factor = schedule(step);
+        scope(() => {
+          if (scaler) {
+            // unscale, clip, skip the update on inf/NaN gradients, adjust the scale: on the device
+            scaler.step(opt, { maxNorm: maxGradNorm, lr: lr * factor });
+            return;
+          }
+          if (maxGradNorm > 0) clipGradNorm(opt, maxGradNorm);
+          opt.step(lr * factor);
+        });
+        opt.zeroGrad();
+        return factor;
+      };
+      let factor: number;
+      if (tuneNow) {
+        // the first step of this process: tune the matmul kernels of its shapes (a hardware GPU)
+        tuneNow = false;
+        const r = await autotuneMatmulsOf(backend as GpuBackend, runStep, {
+          force: tuneMode === "on",
+          variants: opts.tuneVariants,
+        });
+        factor = r.value;
+        const picks = new Set(r.tunings.map((x) => x.variant));
+        info(
+          `matmul: tuned ${r.tunings.length} shapes in ${r.seconds.toFixed(1)} s (${
+            [...picks].join(", ") || "none"
+          }); --tune off skips this`,
+        );
+      } else factor = runStep();
       step++;
       opts.onStep?.(step);
       if (step % logEvery === 0 || step >= totalSteps || loader.state().position === 0) {
