@@ -146,21 +146,20 @@ export class Linear extends Module {
 
   /** x: [..., in] → [..., out]. */
   forward(x: Tensor): Tensor {
-    const lead = x.shape.slice(0, -1);
-    const x2 = reshape(x, [-1, this.inFeatures]); // [N, in]
     const w = this.param("weight");
-    // f16: x and W rounded to f16 as the kernel loads them (no cast passes); [N, out] f32 either way.
-    // f32 adds the bias inside the matmul kernel (one dispatch; same rounding as matmul then add).
-    let y: Tensor;
     if (linearPrecision === "f16") {
-      y = matmulF16(x2, w, { transB: true });
+      // x and W rounded to f16 as the kernel loads them (no cast passes); an f32 result
+      const lead = x.shape.slice(0, -1);
+      let y = matmulF16(reshape(x, [-1, this.inFeatures]), w, { transB: true });
       if (this.hasBias) y = add(y, this.param("bias"));
-    } else {
-      y = this.hasBias
-        ? matmulBias(x2, w, this.param("bias"), { transB: true })
-        : matmul(x2, w, { transB: true });
+      return reshape(y, [...lead, this.outFeatures]);
     }
-    return reshape(y, [...lead, this.outFeatures]);
+    // one matmul over all rows of x (a shared 2-D weight needs no reshape), the bias added
+    // inside the kernel; x itself is the matmul's input, so a gradient pending for x (its
+    // other uses, e.g. q, k and v of one input) is added by the kernel computing dx
+    return this.hasBias
+      ? matmulBias(x, w, this.param("bias"), { transB: true })
+      : matmul(x, w, { transB: true });
   }
 }
 

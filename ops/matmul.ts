@@ -29,6 +29,7 @@ import {
 import { broadcastShapes } from "./binary.ts";
 import { wasmMatmulF32 } from "./_wasm_matmul.ts";
 import { sumTo } from "./reduce.ts";
+import { reshape } from "./reshape.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import {
   LEGACY_TILE,
@@ -82,6 +83,8 @@ export interface MatmulGeometry {
   sa: number;
   /** Element offset between batches of b (0 when shared). */
   sb: number;
+  /** Output shape `[...batch, rows of op(a), N]`. */
+  shape: number[];
 }
 type Geometry = MatmulGeometry;
 
@@ -112,7 +115,13 @@ export function matmulGeometry(
       `Cannot ${name} ${fmtShape(as)} by ${fmtShape(bs)}: batch axes must match or be absent`,
     );
   }
-  return { M, N, K: Ka, batch, P, sa: pa === 1 ? 0 : M * Ka, sb: pb === 1 ? 0 : Ka * N };
+  const shape = [...batch, M, N];
+  // batches of rows times one shared matrix: one matmul over all the rows (the same memory
+  // layout), so a Linear layer needs no reshape and its kernel no batch axis
+  if (!p.transA && pb === 1 && pa === P && P > 1) {
+    return { M: M * P, N, K: Ka, batch, P: 1, sa: 0, sb: 0, shape };
+  }
+  return { M, N, K: Ka, batch, P, sa: pa === 1 ? 0 : M * Ka, sb: pb === 1 ? 0 : Ka * N, shape };
 }
 
 const codes = new Map<string, string>();
@@ -212,8 +221,7 @@ export const MATMUL: OpDef<MatmulParams> = {
   name: "matmul",
   outputs([a, b], p) {
     if (a.dtype === "i32" || b.dtype === "i32") throw new TypeError("Cannot matmul i32 tensors");
-    const g = matmulGeometry(a.shape, b.shape, p);
-    return [{ shape: [...g.batch, g.M, g.N], dtype: a.dtype }];
+    return [{ shape: matmulGeometry(a.shape, b.shape, p).shape, dtype: a.dtype }];
   },
   cpu([a, b], [out], info, p) {
     const { M, N, K, P, sa, sb } = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
@@ -266,14 +274,63 @@ export const MATMUL: OpDef<MatmulParams> = {
     const { transA: tA, transB: tB } = c.params;
     let da: Tensor | null = null, db: Tensor | null = null;
     if (a.requiresGrad) {
-      da = tA ? matmul(b, dy, { transA: tB, transB: true }) : matmul(dy, b, { transB: !tB });
-      if (da.rank !== a.rank || da.shape.some((d, k) => d !== a.shape[k])) da = sumTo(da, a.shape);
+      // da = dy·op(b)ᵀ (or its transpose); a gradient pending for `a` (its other uses) is
+      // added by the same kernel when no batch axes are summed away
+      const [x, y, p] = tA
+        ? [b, dy, { transA: tB, transB: true }]
+        : [dy, b, { transA: false, transB: !tB }];
+      const g = matmulGeometry(x.shape, y.shape, p);
+      const same = g.batch.length + 2 === a.rank &&
+        g.batch.every((d, k) => d === a.shape[k]) && a.dtype === "f32";
+      const acc = same ? (c.takeGrad?.(0) as Tensor | null | undefined) : null;
+      if (acc) {
+        da = apply(MATMUL_ADD, [x, y, acc], p)[0];
+        acc.dispose();
+      } else {
+        da = matmul(x, y, p);
+        if (da.rank !== a.rank || da.shape.some((d, k) => d !== a.shape[k])) {
+          da = sumTo(da, a.shape);
+        }
+      }
     }
     if (b.requiresGrad) {
-      db = tB ? matmul(dy, a, { transA: true, transB: tA }) : matmul(a, dy, { transA: !tA });
+      // a shared 2-D b: sum over every row of a in one matmul (not per batch, then summed)
+      const [a2, dy2] = b.rank === 2 && a.rank > 2 && !tA
+        ? [reshape(a, [-1, a.shape[a.rank - 1]]), reshape(dy, [-1, dy.shape[dy.rank - 1]])]
+        : [a, dy];
+      db = tB ? matmul(dy2, a2, { transA: true, transB: tA }) : matmul(a2, dy2, { transA: !tA });
       if (db.rank !== b.rank || db.shape.some((d, k) => d !== b.shape[k])) db = sumTo(db, b.shape);
     }
     return [da, db];
+  },
+};
+
+/**
+ * `op(a) · op(b) + c` with `c` shaped like the product: the input gradient
+ * of a matmul added to the gradient already pending for that input
+ * (autograd's accumulation in the same kernel, see `BackwardContext.takeGrad`).
+ */
+export const MATMUL_ADD: OpDef<MatmulParams> = {
+  name: "matmulAccumulate",
+  outputs([a, b, c], p) {
+    const [o] = MATMUL.outputs([a, b], p);
+    if (
+      c.dtype !== o.dtype || c.shape.length !== o.shape.length ||
+      c.shape.some((d, k) => d !== o.shape[k])
+    ) {
+      throw new TypeError(
+        `Cannot matmulAccumulate: addend ${fmtShape(c.shape)} must be ${fmtShape(o.shape)}`,
+      );
+    }
+    return [o];
+  },
+  cpu([a, b, c], [out], info, p) {
+    MATMUL.cpu([a, b], [out], { inputs: info.inputs.slice(0, 2), outputs: info.outputs }, p);
+    for (let i = 0; i < out.length; i++) out[i] += c[i];
+  },
+  gpu(info, p) {
+    const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
+    return { kernels: [matmulKernel(g, p, { add: true })] };
   },
 };
 
@@ -314,7 +371,7 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
   },
   backward(c, [dy]) {
     const [da, db] = MATMUL.backward!(
-      { inputs: c.inputs.slice(0, 2), outputs: c.outputs, params: c.params },
+      { inputs: c.inputs.slice(0, 2), outputs: c.outputs, params: c.params, takeGrad: c.takeGrad },
       [dy],
     );
     const bias = c.inputs[2] as Tensor;
@@ -331,8 +388,40 @@ export function matmulBias(a: Tensor, b: Tensor, bias: Tensor, opts: MatmulOptio
   return apply(MATMUL_BIAS, [a, b, bias], p)[0];
 }
 
-/** Registry cases of matmulBias (tests/ops_registry_test.ts): a Linear layer, batched, size 1. */
+/**
+ * Registry cases of matmulBias (tests/ops_registry_test.ts): a Linear layer,
+ * batched, size 1; and of matmulAccumulate (GPU parity; it is a backward op).
+ */
 export const MATMUL_BIAS_ENTRIES: OpEntry[] = [{
+  op: MATMUL_ADD,
+  cases: [
+    {
+      inputs: [{ shape: [3, 4] }, { shape: [4, 5] }, { shape: [3, 5] }],
+      params: { transA: false, transB: false },
+      noGradCheck: true,
+    },
+    {
+      inputs: [{ shape: [2, 3, 6] }, { shape: [6, 5] }, { shape: [2, 3, 5] }],
+      params: { transA: false, transB: false },
+      noGradCheck: true,
+    },
+    {
+      inputs: [{ shape: [40, 37] }, { shape: [40, 24] }, { shape: [37, 24] }],
+      params: { transA: true, transB: false },
+      noGradCheck: true,
+    },
+    {
+      inputs: [{ shape: [64, 32] }, { shape: [64, 32] }, { shape: [64, 64] }],
+      params: { transA: false, transB: true },
+      noGradCheck: true,
+    },
+    {
+      inputs: [{ shape: [1, 1] }, { shape: [1, 1] }, { shape: [1, 1] }],
+      params: { transA: false, transB: false },
+      noGradCheck: true,
+    },
+  ],
+}, {
   op: MATMUL_BIAS,
   cases: [
     {

@@ -363,7 +363,7 @@ export const MATMUL_F16: OpDef<MatmulF16Params> = {
       throw new TypeError(`Cannot matmulF16: out must be "f32" or "f16", got ${p.out}`);
     }
     const g = geometry(a.shape, b.shape, p);
-    return [{ shape: [...g.batch, g.M, g.N], dtype: p.out }];
+    return [{ shape: g.shape, dtype: p.out }];
   },
   cpu([a, b], [out], info, p) {
     // f16 values widened to f32 (exact); f32 operands rounded to f16 first
