@@ -186,6 +186,7 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
   },
   cpu([x, w, mean, rstd, dy, acc], [dx, dw, db], info) {
     const [R, C] = lastAxisRows(info.inputs[0].shape);
+    const round = dx instanceof Float64Array ? (v: number) => v : Math.fround;
     const sw = new Float64Array(C), sb = new Float64Array(C);
     const xh = new Float64Array(C), g = new Float64Array(C);
     for (let r = 0; r < R; r++) {
@@ -202,7 +203,10 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
       }
       const mg = sg / C, mgx = sgx / C;
       for (let j = 0; j < C; j++) {
-        dx[o + j] = rs * (g[j] - mg - xh[j] * mgx) + (acc ? acc[o + j] : 0);
+        const v = rs * (g[j] - mg - xh[j] * mgx);
+        // the LayerNorm gradient rounded to dx's precision, then the sum rounded: the numbers
+        // of a separate dx and autograd's add (and of the f32 GPU kernel)
+        dx[o + j] = acc ? round(v) + acc[o + j] : v;
       }
     }
     dw.set(sw);
