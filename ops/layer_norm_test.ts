@@ -236,6 +236,14 @@ async function blockRun(
   });
 }
 
+Deno.test("layerNorm() absorbing the pending gradient gives the unfused f32 gradients bit for bit on the CPU", async () => {
+  for (const decoder of [false, true]) {
+    const unfused = await blockRun(CPU, "f32", decoder, true);
+    const fused = await blockRun(CPU, "f32", decoder, false);
+    fused.grads.forEach((g, i) => assert.deepEqual(g, unfused.grads[i], `grad ${i}`));
+  }
+});
+
 for (const decoder of [false, true]) {
   const graph = decoder ? "x feeding LayerNorm and two residuals" : "y = x + f(layerNorm(x))";
   for (const [name, backend, dtype, tol] of backends) {
