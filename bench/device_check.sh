@@ -34,13 +34,15 @@ section info 30 $RUN cli.ts info --json
 # 1. correctness on the card: every op GPU vs CPU, every matmul variant, the f16 kernels
 section tests 150 deno test -A --cached-only ops/matmul_test.ts tests/ops_registry_test.ts \
   tests/f16_gpu_test.ts
-# 2. matmul: per-variant table and the tuner (256/1024/4096, NN and NT), model shapes
-section matmul 120 $RUN bench/ops_bench.ts --only matmul,model,variants,tune,attention,dispatch \
-  --json
-# 3. training throughput next to PyTorch (same preset, batch, optimizer), fp32 then f16
+# 2. matmul: the tuner (every registered variant's ms at 256/1024/4096 and the model's shapes),
+#    then a sweep over every tile the generator can build at 4096 (NN, NT; the fastest five)
+section matmul 90 $RUN bench/ops_bench.ts --only matmul,model,tune,attention,dispatch --json
+section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 --json
+# 3. training throughput next to PyTorch (same preset, batch, optimizer), fp32 then f16; webseq
+#    tunes its matmuls on the first warm-up step (--tune auto), "tune_s" says how long
 section small 60 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
   --steps 5 --device webgpu --profile --torch "$PY" --ops --json
-section base 90 $RUN cli.ts bench --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
+section base 100 $RUN cli.ts bench --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 3 --device webgpu --profile --torch "$PY" --json
 section base_f16 60 $RUN cli.ts bench --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 3 --device webgpu --precision f16 --torch "$PY" --torch-bf16 --json

@@ -2,7 +2,8 @@
  * Kernel benchmarks: matmul GFLOP/s (square sizes and the model's shapes),
  * every WebGPU matmul variant at each size (`kind: "matmul_variant"`, the
  * table to tune ops/_matmul_variants.ts from), the autotuner's choice per
- * shape (`kind: "matmul_tune"`), attention forward + backward (when
+ * shape (`kind: "matmul_tune"`), a sweep over every tile the generator can
+ * build (`kind: "matmul_sweep"`, opt-in), attention forward + backward (when
  * ops/attention.ts exists), and dispatch overhead (µs per dispatch recorded
  * in one pass, flushed each, synced each). Each result is one JSON object
  * naming the `device` and the `kind`.
@@ -31,6 +32,8 @@ import {
   MATMUL_VARIANTS,
   type MatmulOptions,
   type MatmulShape,
+  type MatmulTarget,
+  type MatmulTile,
   matmulVariantFits,
   matmulVariantFor,
   sum,
@@ -65,10 +68,58 @@ export interface OpsBenchOptions {
   variants?: string[];
   /** Operand layouts of the table: "NN", "NT" (b transposed), "TN", "TT"; default NN, NT. */
   layouts?: string[];
+  /** Time budget of the tile sweep in seconds (default 60). */
+  sweepSeconds?: number;
 }
 
 /** Benchmark groups. */
-export type OpsBenchGroup = "matmul" | "model" | "attention" | "dispatch" | "variants" | "tune";
+export type OpsBenchGroup =
+  | "matmul"
+  | "model"
+  | "attention"
+  | "dispatch"
+  | "variants"
+  | "tune"
+  | "sweep";
+
+/**
+ * Every tile the generator can build within the adapter's limits, beyond the
+ * registry: BM, BN in 32–256, TM, TN in 4–16 (at most 128 outputs per
+ * thread), BK 8–32, single or double buffered, 64 to `maxInvocations`
+ * threads. Ordered by closeness to the classic SIMT GEMM shape (256
+ * threads, 8×8 outputs each, square), then by tile area: the likelier fast ones
+ * first, as the sweep stops at its time budget.
+ */
+export function sweepTiles(target: MatmulTarget): MatmulTile[] {
+  const out: MatmulTile[] = [];
+  for (const BM of [32, 64, 128, 256]) {
+    for (const BN of [32, 64, 128, 256]) {
+      for (const TM of [4, 8, 16]) {
+        for (const TN of [4, 8, 16]) {
+          for (const BK of [8, 16, 32]) {
+            for (const double of [true, false]) {
+              const t = { BM, BN, BK, TM, TN, double };
+              const threads = (BM / TM) * (BN / TN);
+              if (TM > BM || TN > BN || TM * TN > 128 || threads < 64) continue;
+              if (threads > target.maxInvocations) continue;
+              if ((BM + BN) * BK * 4 * (double ? 2 : 1) > target.maxWorkgroupBytes) continue;
+              out.push(t);
+            }
+          }
+        }
+      }
+    }
+  }
+  const off = (t: MatmulTile) =>
+    Math.abs(Math.log2((t.BM / t.TM) * (t.BN / t.TN)) - 8) + Math.abs(Math.log2(t.TM * t.TN) - 6) +
+    0.5 * (Math.abs(Math.log2(t.BM / t.BN)) + Math.abs(Math.log2(t.TM / t.TN)));
+  return out.sort((a, b) => off(a) - off(b) || b.BM * b.BN - a.BM * a.BN);
+}
+
+/** A tile's name in the registry's spelling. */
+export function tileName(t: MatmulTile): string {
+  return `t${t.BM}x${t.BN}k${t.BK}_${t.TM}x${t.TN}${t.double ? "d" : ""}`;
+}
 
 /** One result line: `kind` says what was measured; `device` names the adapter or CPU. */
 export interface OpsBenchLine {
@@ -294,6 +345,80 @@ async function* benchTune(
   }
 }
 
+/**
+ * The tile sweep: every {@linkcode sweepTiles} tile on square matmuls (default
+ * 4096; 128 on software adapters), NN and NT, GPU time from timestamp queries
+ * (else wall clock) over 3 calls after a compiling one, until the time budget
+ * is spent; then one `matmul_sweep_best` line per size and layout with the 5
+ * fastest — what to register in ops/_matmul_variants.ts.
+ */
+async function* benchSweep(backend: Backend, opts: OpsBenchOptions): AsyncGenerator<OpsBenchLine> {
+  if (backend.kind !== "webgpu") return;
+  const gpu = backend as GpuBackend;
+  const target = configureMatmul(gpu);
+  // software adapters take minutes to compile the big unrolled tiles: smallest first there
+  const tiles = target.software ? sweepTiles(target).reverse() : sweepTiles(target);
+  const sizes = opts.variantSizes ?? (target.software ? [128] : [4096]);
+  const layouts = opts.layouts ?? ["NN", "NT"];
+  // the budget is shared evenly by the size × layout combinations
+  const share = ((opts.sweepSeconds ?? 60) * 1000) / (sizes.length * layouts.length);
+  const base = { kind: "matmul_sweep", device: backend.description, backend: backend.kind };
+  for (const size of sizes) {
+    for (const layout of layouts) {
+      const transA = layout[0] === "T", transB = layout[1] === "T";
+      const a = randomTensor([size, size], backend, 1), b = randomTensor([size, size], backend, 2);
+      const flops = 2 * size ** 3;
+      const run = () => matmul(a, b, { transA, transB }).dispose();
+      const done: { name: string; gflops: number }[] = [];
+      const deadline = performance.now() + share;
+      let tried = 0;
+      try {
+        for (const t of tiles) {
+          if (performance.now() > deadline) break;
+          tried++;
+          useMatmulVariant(t);
+          try {
+            run(); // compiles
+            await gpu.sync();
+            let ms: number, timing = "wallclock";
+            if (gpu.beginProfile()) {
+              for (let i = 0; i < 3; i++) run();
+              const p = (await gpu.endProfile())["matmul"];
+              ms = p && p.dispatches > 0 ? p.ms / p.dispatches : NaN;
+              timing = "timestamp";
+            } else {
+              const t0 = performance.now();
+              for (let i = 0; i < 3; i++) run();
+              await gpu.sync();
+              ms = (performance.now() - t0) / 3;
+            }
+            const gflops = round(flops / (ms * 1e6), 2);
+            done.push({ name: tileName(t), gflops });
+            yield { ...base, tile: tileName(t), size, layout, timing, ms: round(ms, 4), gflops };
+          } catch (err) {
+            yield { ...base, tile: tileName(t), size, layout, skipped: firstLine(err) };
+          } finally {
+            useMatmulVariant(null);
+          }
+        }
+      } finally {
+        a.dispose();
+        b.dispose();
+      }
+      done.sort((x, y) => y.gflops - x.gflops);
+      yield {
+        ...base,
+        kind: "matmul_sweep_best",
+        size,
+        layout,
+        tried,
+        of: tiles.length,
+        best: JSON.stringify(done.slice(0, 5)),
+      };
+    }
+  }
+}
+
 function round(x: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
@@ -416,7 +541,7 @@ export async function* runOpsBench(opts: OpsBenchOptions = {}): AsyncGenerator<O
       ? opts.only.includes(g)
       : g === "variants"
       ? backend.kind === "webgpu" && (!software || Boolean(opts.large))
-      : g !== "tune";
+      : g !== "tune" && g !== "sweep";
   if (want("dispatch")) {
     for (const l of await benchDispatch(backend, minTimeMs)) yield l;
   }
@@ -478,6 +603,9 @@ export async function* runOpsBench(opts: OpsBenchOptions = {}): AsyncGenerator<O
   if (want("attention")) {
     for (const l of await benchAttention(backend, minTimeMs, Boolean(opts.large))) yield l;
   }
+  if (want("sweep")) {
+    for await (const l of benchSweep(backend, opts)) yield l;
+  }
 }
 
 if (import.meta.main) {
@@ -492,6 +620,7 @@ if (import.meta.main) {
       "variant-sizes": { type: "string" },
       variants: { type: "string" },
       layouts: { type: "string" },
+      "sweep-seconds": { type: "string" },
       large: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -512,12 +641,15 @@ Options:
                              attention and the per-variant table
   --tokens N                 B·T of the model-shape matmuls (default 512; 64 on software)
   --min-time-ms N            length of each timed loop (default 300)
-  --only G,G                 groups: matmul, model, attention, dispatch, variants, tune
-                             (default all but tune; variants only on a hardware GPU)
+  --only G,G                 groups: matmul, model, attention, dispatch, variants, tune,
+                             sweep (default all but tune and sweep; variants only on a
+                             hardware GPU)
   --variant-sizes N,N        square sizes of the per-variant table and the tuner
                              (default 256,1024,4096; 64,128 on software adapters)
   --variants NAME,NAME       variants of the table and the tuner (default all)
-  --layouts NN,NT,TN,TT      operand layouts of the table (default NN,NT)
+  --layouts NN,NT,TN,TT      operand layouts of the table and the sweep (default NN,NT)
+  --sweep-seconds N          time budget of the tile sweep over every generator tile
+                             (default 60; sizes from --variant-sizes, default 4096)
   --json                     JSON lines (the only output format)
 
 Permissions: --allow-read --allow-env`);
@@ -549,6 +681,7 @@ Permissions: --allow-read --allow-env`);
       variantSizes: ints(values["variant-sizes"]),
       variants: values.variants?.split(","),
       layouts: values.layouts?.split(","),
+      sweepSeconds: ints(values["sweep-seconds"])?.[0],
     })
   ) {
     console.log(JSON.stringify(line));

@@ -1,6 +1,6 @@
 /** The ops benchmark yields well-formed lines naming the device (tiny CPU run). */
 import assert from "node:assert/strict";
-import { runOpsBench } from "./ops_bench.ts";
+import { runOpsBench, sweepTiles, tileName } from "./ops_bench.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 
@@ -55,5 +55,43 @@ Deno.test({
       assert.equal(l.variant, "t32x32k16_4x4");
       assert.ok(Number.isFinite(JSON.parse(l.variants_ms as string)["t32x32k16_4x4"]));
     }
+  },
+});
+
+Deno.test("sweepTiles() stays within the adapter's limits and starts at the 256-thread 8×8 tile", () => {
+  const small = { description: "", software: false, maxInvocations: 256, maxWorkgroupBytes: 16384 };
+  const big = { ...small, maxInvocations: 1024, maxWorkgroupBytes: 49152 };
+  const tiles = sweepTiles(small);
+  assert.ok(tiles.length > 50 && sweepTiles(big).length > tiles.length);
+  for (const t of tiles) {
+    const threads = (t.BM / t.TM) * (t.BN / t.TN);
+    assert.ok(threads >= 64 && threads <= 256, tileName(t));
+    assert.ok((t.BM + t.BN) * t.BK * 4 * (t.double ? 2 : 1) <= 16384, tileName(t));
+    assert.ok(t.TM * t.TN <= 128, tileName(t));
+  }
+  assert.equal(tileName(tiles[0]), "t128x128k8_8x8d");
+  assert.equal(new Set(tiles.map(tileName)).size, tiles.length);
+});
+
+Deno.test({
+  name: "runOpsBench() sweep times generator tiles until its budget and names the fastest",
+  ignore: NO_GPU,
+  fn: async () => {
+    const lines = [];
+    for await (
+      const l of runOpsBench({
+        backend: GPU!,
+        only: ["sweep"],
+        variantSizes: [16],
+        layouts: ["NT"],
+        sweepSeconds: 1.5,
+      })
+    ) lines.push(l);
+    const timed = lines.filter((l) => l.kind === "matmul_sweep" && l.gflops !== undefined);
+    assert.ok(timed.length >= 1, JSON.stringify(lines));
+    const [best] = lines.filter((l) => l.kind === "matmul_sweep_best");
+    assert.equal(best.tried, lines.length - 1);
+    const top = JSON.parse(best.best as string) as { name: string; gflops: number }[];
+    assert.equal(top[0].gflops, Math.max(...timed.map((l) => l.gflops as number)));
   },
 });
