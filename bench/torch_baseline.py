@@ -172,8 +172,10 @@ def main(argv=None):
     sync()
     elapsed = time.perf_counter() - t0
 
+    reserved = None
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated()
+        reserved = torch.cuda.max_memory_reserved()
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     device_name = device_name_of(dev)
@@ -181,7 +183,9 @@ def main(argv=None):
         "impl": "pytorch", "kind": "train", "device": device_name, "preset": preset_name,
         "batch_size": B, "src_len": S, "tgt_len": T,
         "tokens_per_s": B * T * args.steps / elapsed, "step_ms": 1000.0 * elapsed / args.steps,
-        "peak_bytes": int(peak), "steps": args.steps, "warmup_steps": args.warmup_steps,
+        "peak_bytes": int(peak),
+        **({"peak_reserved_bytes": int(reserved)} if reserved is not None else {}),
+        "steps": args.steps, "warmup_steps": args.warmup_steps,
         "params": n_params, "bf16": args.bf16, "tf32": args.tf32, "loss": final_loss,
         "torch_version": torch.__version__,
     }))

@@ -73,6 +73,8 @@ export interface TrainBenchLine {
   step_ms: number;
   /** Peak bytes held by tensors during the timed steps. */
   peak_bytes: number;
+  /** GPU: the peak of live + pooled bytes (what the backend held from the device). */
+  peak_reserved_bytes?: number;
   /** Largest resident set size of the process sampled after each timed step (CPU backend). */
   rss_bytes?: number;
   /** Approximate achieved TFLOP/s (6 · matmul params · tokens + attention). */
@@ -166,7 +168,7 @@ export async function benchTrain(
   await backend.sync();
   const secs = (performance.now() - t0) / 1000;
   const dispatches = gpu.dispatchStats?.(true).dispatches;
-  const peak = backend.memoryStats().peakBytes;
+  const { peakBytes: peak, peakReservedBytes: reserved } = backend.memoryStats();
   let kernelMs: Record<string, number> | undefined;
   let kernelDispatches: Record<string, number> | undefined;
   const prof = backend as Backend & {
@@ -206,6 +208,7 @@ export async function benchTrain(
     all_tokens_per_s: (B * (S + T) * steps) / secs,
     step_ms: (secs * 1000) / steps,
     peak_bytes: peak,
+    ...(reserved !== undefined ? { peak_reserved_bytes: reserved } : {}),
     ...(rss > 0 ? { rss_bytes: rss } : {}),
     tflops: (trainFlops(cfg, B, S, T) * steps) / secs / 1e12,
     parameters,

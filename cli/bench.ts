@@ -198,6 +198,12 @@ export async function run(args: string[]): Promise<number> {
           tokens_per_s_ratio: mine.tokens_per_s / Number(theirs.tokens_per_s),
           // on the GPU both peaks are device allocations; on the CPU both are process RSS
           memory_ratio: (mine.rss_bytes ?? mine.peak_bytes) / Number(theirs.peak_bytes),
+          // GPU: what each held from the device, pools and caches included
+          ...(mine.peak_reserved_bytes !== undefined && theirs.peak_reserved_bytes !== undefined
+            ? {
+              reserved_ratio: mine.peak_reserved_bytes / Number(theirs.peak_reserved_bytes),
+            }
+            : {}),
           torch_bf16: Boolean(flags["torch-bf16"]),
         });
       }

@@ -117,6 +117,7 @@ export class GpuBackend implements Backend {
   #live = 0;
   #peak = 0;
   #pooled = 0;
+  #peakReserved = 0;
   #count = 0;
   #stats: DispatchStats = newStats();
   #maxBinding: number;
@@ -193,6 +194,9 @@ export class GpuBackend implements Backend {
     this.#live += cls;
     this.#count++;
     if (this.#live > this.#peak) this.#peak = this.#live;
+    if (this.#live + this.#pooled > this.#peakReserved) {
+      this.#peakReserved = this.#live + this.#pooled;
+    }
     return { buffer, offset: 0, span: buffer.size, bytes: Math.max(4, bytes), refs: 1 };
   }
 
@@ -503,13 +507,15 @@ export class GpuBackend implements Backend {
       liveBytes: this.#live,
       peakBytes: this.#peak,
       pooledBytes: this.#pooled,
+      peakReservedBytes: this.#peakReserved,
       liveBuffers: this.#count,
     };
   }
 
-  /** Peak := live. */
+  /** Peak := live (and peak reserved := live + pooled). */
   resetPeak(): void {
     this.#peak = this.#live;
+    this.#peakReserved = this.#live + this.#pooled;
   }
 
   /** Dispatch, submit and readback counts since the last reset. */

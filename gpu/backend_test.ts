@@ -150,3 +150,22 @@ gpuTest("views bind at their offset, copies record without a submit", async () =
   for (const t of [base, v0, v1, v2, src, doubled, ...sums]) t.dispose();
   assert.equal(gpu.memoryStats().liveBytes, live);
 });
+
+gpuTest(
+  "peakReservedBytes counts pooled buffers too: what the device holds, not only tensors",
+  async () => {
+    const gpu = GPU!;
+    await gpu.sync();
+    gpu.resetPeak();
+    const s0 = gpu.memoryStats();
+    assert.equal(s0.peakReservedBytes, s0.liveBytes + s0.pooledBytes);
+    tensor(new Float32Array(100_000), [100_000], { backend: gpu }).dispose(); // then pooled
+    // another size class cannot reuse that buffer: live + pooled exceeds every live count
+    const other = tensor(new Float32Array(50_000), [50_000], { backend: gpu });
+    const s = gpu.memoryStats();
+    assert.ok(s.pooledBytes >= sizeClass(400_000), JSON.stringify(s));
+    assert.ok(s.peakReservedBytes! >= s.liveBytes + s.pooledBytes, JSON.stringify(s));
+    assert.ok(s.peakReservedBytes! > s.peakBytes, JSON.stringify(s));
+    other.dispose();
+  },
+);

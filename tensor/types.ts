@@ -147,6 +147,11 @@ export interface MemoryStats {
   peakBytes: number;
   /** Bytes held in the buffer pool for reuse (GPU). */
   pooledBytes: number;
+  /**
+   * Largest live + pooled bytes seen since the last reset: what the backend
+   * held from the device (GPU; like `torch.cuda.max_memory_reserved`).
+   */
+  peakReservedBytes?: number;
   /** Number of live storages. */
   liveBuffers: number;
 }
