@@ -60,17 +60,21 @@ gpuTest("a whole op sequence is one submit, flushed by the readback", async () =
   const after = gpu.dispatchStats(true);
   assert.equal(after.submits, 1);
   assert.equal(after.readbacks, 1);
+  out.dispose();
 });
 
 gpuTest("readbacks return the uploaded f32 and i32 values, odd and empty sizes", async () => {
   const gpu = GPU!;
   const f = Float32Array.from({ length: 1001 }, (_, i) => Math.fround(Math.sin(i) * 1e3));
-  assert.deepEqual(await tensor(f, [7, 11, 13], { backend: gpu }).data(), f);
+  const ft = tensor(f, [7, 11, 13], { backend: gpu });
+  assert.deepEqual(await ft.data(), f);
   const ids = Int32Array.from({ length: 3 }, (_, i) => -5 + 7 * i);
   const t = tensor(ids, [3], { backend: gpu });
   assert.equal(t.dtype, "i32");
   assert.deepEqual(await t.data(), ids);
-  assert.deepEqual(await tensor([], [0, 4], { backend: gpu }).data(), new Float32Array(0));
+  const empty = tensor([], [0, 4], { backend: gpu });
+  assert.deepEqual(await empty.data(), new Float32Array(0));
+  for (const x of [ft, t, empty]) x.dispose();
 });
 
 gpuTest("an upload never overwrites a buffer that unsubmitted work still uses", async () => {
@@ -95,7 +99,7 @@ gpuTest("an upload never overwrites a buffer that unsubmitted work still uses", 
 gpuTest("emptyCache() frees pooled buffers and keeps live tensors intact", async () => {
   const gpu = GPU!;
   const keep = tensor([1, 2, 3], [3], { backend: gpu });
-  scope(() => tensor(new Float32Array(50_000), [50_000], { backend: gpu }));
+  tensor(new Float32Array(50_000), [50_000], { backend: gpu }).dispose();
   assert.ok(gpu.memoryStats().pooledBytes > 0);
   const live = gpu.memoryStats().liveBytes;
   await gpu.emptyCache();
