@@ -27,7 +27,10 @@
  *   (its storage index in that operand, or in `out`) where
  *   `hash_u32(seed, i) >> 8 >= thr`, as ops/dropout.ts does;
  * - `addOut`: an input shaped like `out` is added last (autograd's gradient
- *   accumulation fused into a backward matmul).
+ *   accumulation fused into a backward matmul);
+ * - `rowSum`: the workgroups of the first column block also sum each row of
+ *   A over k from the staged slices (a Linear's bias gradient next to its
+ *   weight gradient: `dW = dyᵀ·x`, `db[m] = Σ_k dyᵀ[m, k]`), k in order.
  *
  * A and B element addressing (batch offsets `sa`, `sb` in elements):
  * `A(m, k) = transA ? a[sa·z + k·M + m] : a[sa·z + m·K + k]`,
@@ -79,6 +82,8 @@ export interface MatmulSpec {
   dropout?: boolean;
   /** Add `addend[i]` (an input shaped like `out`, after bias and aux) to each output: `out = product + addend`. */
   addOut?: boolean;
+  /** Also write `rsum[z·M + m] = Σ_k A(m, k)` (a second output, `[P, M]`). */
+  rowSum?: boolean;
 }
 
 /** Threads per workgroup of a tile. */
@@ -268,9 +273,12 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   }
   const ob = bind.length;
   bind.push(`@group(0) @binding(${ob}) var<storage, read_write> out: ${arr(s.vecOut)};`);
+  if (s.rowSum) {
+    bind.push(`@group(0) @binding(${ob + 1}) var<storage, read_write> rsum: array<f32>;`);
+  }
   const drop = s.dropout ? ", seed: u32, thr: u32, scale: f32" : "";
   bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${drop} }`);
-  bind.push(`@group(0) @binding(${ob + 1}) var<uniform> u: U;`);
+  bind.push(`@group(0) @binding(${ob + (s.rowSum ? 2 : 1)}) var<uniform> u: U;`);
   if (s.geluIn || s.geluGradOut) bind.push(geluHelpers(!!s.dropout));
 
   const acc: string[] = [];
@@ -301,6 +309,25 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     return lines;
   };
 
+  // row sums of A (rowSum): thread tid owns rows tid + j·T of the tile, summed from the staged
+  // slice in the first column block of workgroups (a uniform condition, no barrier inside)
+  const RS = s.rowSum ? Math.ceil(BM / T) : 0;
+  const rsDecl = Array.from({ length: RS }, (_, j) => `var rs${j} = 0.0;`);
+  const rowSum = (offA: string): string[] => {
+    if (!RS) return [];
+    const body: string[] = [];
+    for (let j = 0; j < RS; j++) {
+      const r = `(tid + ${j * T}u)`;
+      const terms = Array.from(
+        { length: BK },
+        (_, k) => `rs${j} += As[${offA}${k * A4}u + (${r} >> 2u)][${r} & 3u];`,
+      );
+      body.push(
+        (j + 1) * T > BM ? `if (${r} < ${BM}u) { ${terms.join(" ")} }` : terms.join(" "),
+      );
+    }
+    return [`if (wid.x == 0u) { ${body.join(" ")} }`];
+  };
   const loop: string[] = [];
   const nt = s.exact ? `u.K / ${BK}u` : `(u.K + ${BK - 1}u) / ${BK}u`;
   if (t.double) {
@@ -317,6 +344,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       `  if (more) { ${[...la.fetch, ...lb.fetch].join(" ")} }`,
       `  let oa = cur * ${AS}u;`,
       `  let ob = cur * ${BS}u;`,
+      ...rowSum("oa + ").map((l) => "  " + l),
       ...compute("oa + ", "ob + ").map((l) => "  " + l),
       "  if (more) {",
       `    let na = (cur ^ 1u) * ${AS}u;`,
@@ -337,6 +365,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       ...la.store("0u").map((l) => "  " + l),
       ...lb.store("0u").map((l) => "  " + l),
       "  workgroupBarrier();",
+      ...rowSum("").map((l) => "  " + l),
       ...compute("", "").map((l) => "  " + l),
       "  workgroupBarrier();",
       "}",
@@ -344,7 +373,13 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   }
 
   // epilogue: row (g·WY + ty)·4 + i, column group h·WX + tx
+  const rsOut = Array.from({ length: RS }, (_, j) => {
+    const gm = `m0 + tid + ${j * T}u`;
+    const inTile = (j + 1) * T > BM ? `tid + ${j * T}u < ${BM}u && ` : "";
+    return `if (wid.x == 0u && ${inTile}${gm} < u.M) { rsum[wid.z * u.M + ${gm}] = rs${j}; }`;
+  });
   const epi: string[] = [
+    ...rsOut,
     s.vecOut ? "let oz = (wid.z * u.M * u.N) >> 2u;" : "let oz = wid.z * u.M * u.N;",
   ];
   if (s.vecOut) epi.push("let n4 = u.N >> 2u;");
@@ -401,7 +436,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let n0 = wid.x * ${BN}u;
   let ab = wid.z * u.sa;
   let bb = wid.z * u.sb;
-  ${[...la.setup, ...lb.setup, ...acc].join("\n  ")}
+  ${[...la.setup, ...lb.setup, ...acc, ...rsDecl].join("\n  ")}
   ${loop.join("\n  ")}
   ${epi.join("\n  ")}
 }`;

@@ -16,8 +16,8 @@
  * - {@linkcode GELU_LINEAR_GRAD}: `du = gelu'(u) ⊙ dropout(dy · W)`, the
  *   mask and `gelu'` in the epilogue;
  * - {@linkcode GELU_WEIGHT_GRAD}: `dW = dyᵀ · dropout(gelu(u))`, the
- *   activation recomputed as the kernel loads `u`;
- * - `db = Σ_rows dy` (ops/reduce.ts).
+ *   activation recomputed as the kernel loads `u`, and `db = Σ_rows dy`
+ *   summed by the same kernel (ops/matmul.ts LINEAR_GRAD's row sums).
  *
  * The CPU references compose the unfused ops' CPU kernels (GELU, dropout,
  * matmul, GELU_GRAD), so on the CPU the fused op gives the numbers of
@@ -135,11 +135,12 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
   backward(c, [dyAny]) {
     const dy = dyAny as Tensor;
     const [u, w, b] = c.inputs as Tensor[];
-    return [
-      u.requiresGrad ? apply(GELU_LINEAR_GRAD, [dy, w, u], c.params)[0] : null,
-      w.requiresGrad ? apply(GELU_WEIGHT_GRAD, [dy, u], c.params)[0] : null,
-      b?.requiresGrad ? sumTo(dy, b.shape) : null,
-    ];
+    let dw: Tensor | null = null, db: Tensor | null = null;
+    if (w.requiresGrad) {
+      [dw, db] = apply(GELU_WEIGHT_GRAD, [dy, u], c.params);
+      if (!b?.requiresGrad) db.dispose(), db = null;
+    } else if (b?.requiresGrad) db = sumTo(dy, b.shape);
+    return [u.requiresGrad ? apply(GELU_LINEAR_GRAD, [dy, w, u], c.params)[0] : null, dw, db];
   },
 };
 
@@ -177,8 +178,9 @@ export const GELU_LINEAR_GRAD: OpDef<GeluLinearParams> = {
 };
 
 /**
- * The weight gradient of {@linkcode GELU_LINEAR}: inputs `[dy [..., C],
- * u [..., F]]`, output `dW = dyᵀ · dropout(gelu(u))` `[C, F]`.
+ * The weight and bias gradients of {@linkcode GELU_LINEAR}: inputs
+ * `[dy [..., C], u [..., F]]`, outputs `dW = dyᵀ · dropout(gelu(u))` `[C, F]`
+ * and `db = Σ_rows dy` `[C]` (float64 in row order on the CPU, as `sumTo`).
  */
 export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
   name: "geluWeightGrad",
@@ -195,20 +197,25 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
         } must have the same rows`,
       );
     }
-    return [{ shape: [C, F], dtype: u.dtype }];
+    return [{ shape: [C, F], dtype: u.dtype }, { shape: [C], dtype: u.dtype }];
   },
-  cpu([dy, u], [out], info, p) {
+  cpu([dy, u], [out, db], info, p) {
     const [C, F] = info.outputs[0].shape;
     const N = F > 0 ? u.length / F : 0;
     const g = activation(u, p);
     MATMUL.cpu([dy, g], [out], info2([N, C], [N, F]), { transA: true, transB: false });
+    const acc = new Float64Array(C);
+    for (let r = 0; r < N; r++) for (let k = 0; k < C; k++) acc[k] += dy[r * C + k];
+    for (let k = 0; k < C; k++) db[k] = acc[k];
   },
   gpu(info, p) {
     const [C, F] = info.outputs[0].shape;
     const N = F > 0 ? sizeOf(info.inputs[1].shape) / F : 0;
     const mp = { transA: true, transB: false };
     const g = matmulGeometry([N, C], [N, F], mp, "geluWeightGrad");
-    return { kernels: [matmulKernel(g, mp, { geluIn: "b", dropout: dropoutOf(p) })] };
+    return {
+      kernels: [matmulKernel(g, mp, { geluIn: "b", dropout: dropoutOf(p), rowSum: true })],
+    };
   },
 };
 

@@ -25,6 +25,7 @@ import {
   type OpDef,
   packUniform,
   type Shape,
+  type TensorLike,
 } from "../tensor/types.ts";
 import { broadcastShapes } from "./binary.ts";
 import { wasmMatmulF32 } from "./_wasm_matmul.ts";
@@ -143,6 +144,8 @@ export interface MatmulFusion {
   dropout?: { p: number; seed: number } | null;
   /** Add an input shaped like out (after bias and aux) to the product. */
   add?: boolean;
+  /** A second output `[P, M]`: the row sums of op(a) over k (see ops/_matmul_wgsl.ts). */
+  rowSum?: boolean;
 }
 
 /** The kernel of one call: the selected variant, specialised for the shape and fusion. */
@@ -150,12 +153,13 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
   const { M, N, K, P, sa, sb } = g;
   if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
   const shape = { M, N, K, P, transA: p.transA, transB: p.transB };
-  const fused = !!(f.bias || f.geluIn || f.geluGradOut || f.add);
+  const fused = !!(f.bias || f.geluIn || f.geluGradOut || f.add || f.rowSum);
   let v = selectMatmulVariant(shape);
   // the legacy kernel has no prologue/epilogue: fused calls take the heuristic's tile
   if (!v.tile && fused) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
   const nIn = 2 + (f.bias ? 1 : 0) + (f.geluGradOut ? 1 : 0) + (f.add ? 1 : 0);
   const bind: BindRef[] = [...Array.from({ length: nIn }, (_, i) => ({ in: i })), { out: 0 }];
+  if (f.rowSum) bind.push({ out: 1 });
   const drop = f.dropout && f.dropout.p > 0 ? f.dropout : null;
   const uniform = drop
     ? packUniform([M, N, K, sa, sb, drop.seed >>> 0, dropoutThreshold(drop.p)], [
@@ -187,6 +191,7 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
   if (f.geluIn) spec.geluIn = f.geluIn;
   if (f.geluGradOut) spec.geluGradOut = true;
   if (f.add) spec.addOut = true;
+  if (f.rowSum) spec.rowSum = true;
   if (drop && (f.geluIn || f.geluGradOut)) spec.dropout = true;
   const key = JSON.stringify([t, spec]);
   let code = codes.get(key);
@@ -214,6 +219,51 @@ function rowsOverK(
     const srow = base + k * rows;
     for (let r = 0; r < rows; r++) dst[r * K + k] = src[srow + r];
   }
+}
+
+/**
+ * The gradients of `op(a) · op(b)` for `dy` (null where not wanted). `da`
+ * absorbs the gradient pending for `a` (`takeGrad(0)`) into its kernel
+ * when no batch axes are summed away.
+ */
+function matmulGrads(
+  a: Tensor,
+  b: Tensor,
+  dy: Tensor,
+  params: MatmulParams,
+  takeGrad: ((i: number) => TensorLike | null) | undefined,
+  wantA: boolean,
+  wantB: boolean,
+): [Tensor | null, Tensor | null] {
+  const { transA: tA, transB: tB } = params;
+  let da: Tensor | null = null, db: Tensor | null = null;
+  if (wantA) {
+    // da = dy·op(b)ᵀ (or its transpose); a gradient pending for `a` (its other uses) is
+    // added by the same kernel when no batch axes are summed away
+    const [x, y, p] = tA
+      ? [b, dy, { transA: tB, transB: true }]
+      : [dy, b, { transA: false, transB: !tB }];
+    const g = matmulGeometry(x.shape, y.shape, p);
+    const same = g.batch.length + 2 === a.rank &&
+      g.batch.every((d, k) => d === a.shape[k]) && a.dtype === "f32";
+    const acc = same ? (takeGrad?.(0) as Tensor | null | undefined) : null;
+    if (acc) {
+      da = apply(MATMUL_ADD, [x, y, acc], p)[0];
+      acc.dispose();
+    } else {
+      da = matmul(x, y, p);
+      if (da.rank !== a.rank || da.shape.some((d, k) => d !== a.shape[k])) da = sumTo(da, a.shape);
+    }
+  }
+  if (wantB) {
+    // a shared 2-D b: sum over every row of a in one matmul (not per batch, then summed)
+    const [a2, dy2] = b.rank === 2 && a.rank > 2 && !tA
+      ? [reshape(a, [-1, a.shape[a.rank - 1]]), reshape(dy, [-1, dy.shape[dy.rank - 1]])]
+      : [a, dy];
+    db = tB ? matmul(dy2, a2, { transA: true, transB: tA }) : matmul(a2, dy2, { transA: !tA });
+    if (db.rank !== b.rank || db.shape.some((d, k) => d !== b.shape[k])) db = sumTo(db, b.shape);
+  }
+  return [da, db];
 }
 
 /** The matmul op. */
@@ -268,40 +318,9 @@ export const MATMUL: OpDef<MatmulParams> = {
     const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
     return { kernels: [matmulKernel(g, p)] };
   },
-  backward(c, [dyAny]) {
-    const dy = dyAny as Tensor;
-    const a = c.inputs[0] as Tensor, b = c.inputs[1] as Tensor;
-    const { transA: tA, transB: tB } = c.params;
-    let da: Tensor | null = null, db: Tensor | null = null;
-    if (a.requiresGrad) {
-      // da = dy·op(b)ᵀ (or its transpose); a gradient pending for `a` (its other uses) is
-      // added by the same kernel when no batch axes are summed away
-      const [x, y, p] = tA
-        ? [b, dy, { transA: tB, transB: true }]
-        : [dy, b, { transA: false, transB: !tB }];
-      const g = matmulGeometry(x.shape, y.shape, p);
-      const same = g.batch.length + 2 === a.rank &&
-        g.batch.every((d, k) => d === a.shape[k]) && a.dtype === "f32";
-      const acc = same ? (c.takeGrad?.(0) as Tensor | null | undefined) : null;
-      if (acc) {
-        da = apply(MATMUL_ADD, [x, y, acc], p)[0];
-        acc.dispose();
-      } else {
-        da = matmul(x, y, p);
-        if (da.rank !== a.rank || da.shape.some((d, k) => d !== a.shape[k])) {
-          da = sumTo(da, a.shape);
-        }
-      }
-    }
-    if (b.requiresGrad) {
-      // a shared 2-D b: sum over every row of a in one matmul (not per batch, then summed)
-      const [a2, dy2] = b.rank === 2 && a.rank > 2 && !tA
-        ? [reshape(a, [-1, a.shape[a.rank - 1]]), reshape(dy, [-1, dy.shape[dy.rank - 1]])]
-        : [a, dy];
-      db = tB ? matmul(dy2, a2, { transA: true, transB: tA }) : matmul(a2, dy2, { transA: !tA });
-      if (db.rank !== b.rank || db.shape.some((d, k) => d !== b.shape[k])) db = sumTo(db, b.shape);
-    }
-    return [da, db];
+  backward(c, [dy]) {
+    const [a, b] = c.inputs as Tensor[];
+    return matmulGrads(a, b, dy as Tensor, c.params, c.takeGrad, a.requiresGrad, b.requiresGrad);
   },
 };
 
@@ -369,13 +388,71 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
     const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
     return { kernels: [matmulKernel(g, p, { bias: true })] };
   },
-  backward(c, [dy]) {
-    const [da, db] = MATMUL.backward!(
-      { inputs: c.inputs.slice(0, 2), outputs: c.outputs, params: c.params, takeGrad: c.takeGrad },
-      [dy],
+  backward(c, [dyAny]) {
+    const dy = dyAny as Tensor;
+    const [a, w, bias] = c.inputs as Tensor[];
+    const { transA: tA, transB: tB } = c.params;
+    // a Linear layer (x·Wᵀ + b): the weight and bias gradients from one kernel
+    const linear = tB && !tA && w.rank === 2 && w.requiresGrad && bias.requiresGrad &&
+      dy.dtype === "f32" && a.dtype === "f32";
+    const [da, dw] = matmulGrads(
+      a,
+      w,
+      dy,
+      c.params,
+      c.takeGrad,
+      a.requiresGrad,
+      !linear && w.requiresGrad,
     );
-    const bias = c.inputs[2] as Tensor;
-    return [da, db, bias.requiresGrad ? sumTo(dy as Tensor, bias.shape) : null];
+    if (linear) {
+      const [dW, db] = apply(LINEAR_GRAD, [dy, a], {});
+      return [da, dW, db];
+    }
+    return [da, dw, bias.requiresGrad ? sumTo(dy, bias.shape) : null];
+  },
+};
+
+/** Rows R (all axes but the last) and width of a `[..., n]` shape. */
+function rowsOf(shape: readonly number[]): [number, number] {
+  const n = shape[shape.length - 1];
+  return [n > 0 ? shape.reduce((x, y) => x * y, 1) / n : 0, n];
+}
+
+/**
+ * The weight and bias gradients of a Linear layer `y = x·Wᵀ + b` in one
+ * kernel: inputs `[dy [..., O], x [..., I]]` (the same rows), outputs
+ * `[dW = dyᵀ·x [O, I], db = Σ_rows dy [O]]`. The matmul's workgroups of the
+ * first column block sum the rows of dyᵀ they stage anyway (k in order), so
+ * `db` costs no dispatch and no second read of dy. The CPU reference sums in
+ * float64 in row order, as `sumTo` does.
+ */
+export const LINEAR_GRAD: OpDef<Record<string, never>> = {
+  name: "linearGrad",
+  outputs([dy, x]) {
+    const [R, O] = rowsOf(dy.shape), [Rx, I] = rowsOf(x.shape);
+    if (dy.shape.length < 1 || x.shape.length < 1 || R !== Rx || dy.dtype === "i32") {
+      throw new TypeError(
+        `Cannot linearGrad: dy ${fmtShape(dy.shape)} and x ${fmtShape(x.shape)} need the same rows`,
+      );
+    }
+    return [{ shape: [O, I], dtype: dy.dtype }, { shape: [O], dtype: dy.dtype }];
+  },
+  cpu([dy, x], [dw, db], info) {
+    const [R, O] = rowsOf(info.inputs[0].shape), [, I] = rowsOf(info.inputs[1].shape);
+    const p = { transA: true, transB: false };
+    MATMUL.cpu([dy, x], [dw], {
+      inputs: [{ shape: [R, O], dtype: "f32" }, { shape: [R, I], dtype: "f32" }],
+      outputs: [],
+    }, p);
+    const acc = new Float64Array(O);
+    for (let r = 0; r < R; r++) for (let k = 0; k < O; k++) acc[k] += dy[r * O + k];
+    for (let k = 0; k < O; k++) db[k] = acc[k];
+  },
+  gpu(info) {
+    const [R, O] = rowsOf(info.inputs[0].shape), [, I] = rowsOf(info.inputs[1].shape);
+    const p = { transA: true, transB: false };
+    const g = matmulGeometry([R, O], [R, I], p, "linearGrad");
+    return { kernels: [matmulKernel(g, p, { rowSum: true })] };
   },
 };
 
@@ -393,6 +470,15 @@ export function matmulBias(a: Tensor, b: Tensor, bias: Tensor, opts: MatmulOptio
  * batched, size 1; and of matmulAccumulate (GPU parity; it is a backward op).
  */
 export const MATMUL_BIAS_ENTRIES: OpEntry[] = [{
+  op: LINEAR_GRAD,
+  cases: [
+    { inputs: [{ shape: [3, 4] }, { shape: [3, 5] }], params: {}, noGradCheck: true },
+    { inputs: [{ shape: [2, 3, 7] }, { shape: [2, 3, 6] }], params: {}, noGradCheck: true },
+    { inputs: [{ shape: [130, 37] }, { shape: [130, 24] }], params: {}, noGradCheck: true },
+    { inputs: [{ shape: [64, 64] }, { shape: [64, 32] }], params: {}, noGradCheck: true },
+    { inputs: [{ shape: [1, 1] }, { shape: [1, 1] }], params: {}, noGradCheck: true },
+  ],
+}, {
   op: MATMUL_ADD,
   cases: [
     {
