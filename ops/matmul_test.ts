@@ -9,12 +9,15 @@ import assert from "node:assert/strict";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { makeRng } from "../tensor/rng.ts";
-import { tensor } from "../tensor/tensor.ts";
+import { apply, tensor } from "../tensor/tensor.ts";
+import { CPU } from "../tensor/cpu_backend.ts";
+import type { GpuBackend } from "../gpu/backend.ts";
 import { geluLinear } from "./gelu_linear.ts";
 import {
   autotuneMatmul,
   autotuneMatmulsOf,
   configureMatmul,
+  LINEAR_GRAD,
   matmul,
   MATMUL_VARIANTS,
   matmulBias,
@@ -137,6 +140,37 @@ Deno.test({
       }
     } finally {
       useMatmulVariant(null);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "linearGrad() row sums are right when a tile has fewer threads than rows (several per thread)",
+  ignore: NO_GPU,
+  fn: async () => {
+    const rng = makeRng(9);
+    const [R, O, I] = [37, 23, 11];
+    const dyd = Float32Array.from({ length: R * O }, () => rng() * 2 - 1);
+    const xd = Float32Array.from({ length: R * I }, () => rng() * 2 - 1);
+    const run = async (backend: typeof CPU | GpuBackend) => {
+      const [dw, db] = apply(LINEAR_GRAD, [
+        tensor(dyd, [R, O], { backend }),
+        tensor(xd, [R, I], { backend }),
+      ], {});
+      return [await dw.toArray(), await db.toArray()];
+    };
+    const [rw, rb] = await run(CPU);
+    // 15 threads for 20 rows (a partial second row per thread), 8 threads for 32 rows
+    for (const t of [tile(20, 12, 8, 4, 4, false), tile(32, 16, 8, 8, 8, true)]) {
+      useMatmulVariant(t);
+      try {
+        const [gw, gb] = await run(GPU!);
+        for (let i = 0; i < O; i++) assert.ok(Math.abs(gb[i] - rb[i]) < 1e-5, `db[${i}]`);
+        for (let i = 0; i < O * I; i++) assert.ok(Math.abs(gw[i] - rw[i]) < 1e-5, `dW[${i}]`);
+      } finally {
+        useMatmulVariant(null);
+      }
     }
   },
 });
