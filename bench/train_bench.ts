@@ -16,7 +16,8 @@ import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
 import { GradScaler } from "../optim/grad_scaler.ts";
 import { autocast, type Precision } from "../nn/layers.ts";
-import { checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
+import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
+import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { autotuneMatmulsOf } from "../ops/matmul.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
 import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
@@ -37,6 +38,8 @@ export interface TrainBenchOptions {
   steps?: number;
   /** Untimed warm-up steps (default 2). */
   warmup?: number;
+  /** With precision f16: the f16 matmuls' accumulation (default "f32"; train's option). */
+  f16Accumulate?: MatmulF16Accumulate;
   /** Tune the matmul kernels on the first warm-up step, as the trainer does (default "auto"). */
   tune?: TuneMode;
   /** After the timed steps, time one more step per kernel (WebGPU with timestamp-query). */
@@ -115,6 +118,7 @@ export async function benchTrain(
   const steps = opts.steps ?? 10, warmup = opts.warmup ?? 2;
   const model = new Seq2Seq(cfg, initContext(0, backend));
   const precision = checkPrecision(opts.precision ?? "f32", backend);
+  const accumulate = checkF16Accumulate(opts.f16Accumulate ?? "f32", precision);
   const opt = new AdamW(new Map(model.namedParameters()), { lr: 1e-4 });
   const scaler = precision === "f16" ? new GradScaler({ backend }) : null;
   const rng = makeRng(1);
@@ -134,6 +138,7 @@ export async function benchTrain(
       const { loss } = autocast(
         precision,
         () => batchLoss(model, batches[i % batches.length], { seed: i }),
+        { accumulate },
       );
       if (scaler) {
         scaler.scale(loss).backward();
@@ -200,6 +205,7 @@ export async function benchTrain(
     device: `${backend.kind}: ${backend.description}`,
     preset: opts.preset ?? "custom",
     precision,
+    ...(precision === "f16" ? { f16_accumulate: accumulate } : {}),
     batch_size: B,
     src_len: S,
     tgt_len: T,

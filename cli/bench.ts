@@ -14,7 +14,7 @@ import {
   UsageError,
 } from "./_common.ts";
 import { isSoftwareAdapter, parseDevice, selectBackend } from "./_device.ts";
-import { precisionFlag, tuneFlag } from "./train.ts";
+import { f16AccumulateFlag, precisionFlag, tuneFlag } from "./train.ts";
 import { presetConfig, validateConfig } from "../nn/config.ts";
 import { benchTrain } from "../bench/train_bench.ts";
 
@@ -40,6 +40,7 @@ Options:
   --profile                add "kernel_ms": GPU time per op of one extra step
                            (WebGPU adapters with timestamp-query)
   --device auto|webgpu|cpu (default auto)
+  --f16-accumulate f32|f16 with --precision f16: f16 FMAs within 16-deep K slices (as train)
   --tune auto|on|off       tune the matmul kernels on the first warm-up step's shapes, as
                            train does (default auto: on a hardware GPU); the line gets
                            "tune_s" and "tuned_shapes"
@@ -69,6 +70,7 @@ const SPEC = {
   device: { type: "string" },
   precision: { type: "string" },
   tune: { type: "string" },
+  "f16-accumulate": { type: "string" },
   torch: { type: "string" },
   "torch-bf16": { type: "boolean" },
   json: { type: "boolean" },
@@ -143,6 +145,7 @@ export async function run(args: string[]): Promise<number> {
     const device = parseDevice(stringFlag(flags, "device"));
     const precision = precisionFlag(stringFlag(flags, "precision"));
     const tune = tuneFlag(stringFlag(flags, "tune"));
+    const f16Accumulate = f16AccumulateFlag(stringFlag(flags, "f16-accumulate"), precision);
     if (flags.preset !== undefined && flags.config !== undefined) {
       throw new UsageError("Give --preset or --config, not both");
     }
@@ -171,6 +174,7 @@ export async function run(args: string[]): Promise<number> {
       steps,
       profile: Boolean(flags.profile),
       precision,
+      f16Accumulate,
       tune,
     });
     printJson(mine);

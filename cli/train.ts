@@ -62,6 +62,9 @@ Optimisation:
   --precision f32|f16      f16: mixed precision (f16 Linear matmuls with f32 accumulation, f32
                            master weights, dynamic loss scaling); needs WebGPU shader-f16, and
                            on the CPU only emulates the rounding (default f32)
+  --f16-accumulate f32|f16 with --precision f16: f16 matmuls sum each 16-deep K slice by f16
+                           FMAs, the slices in f32 (faster with packed half math, less
+                           exact; default f32)
   --no-shuffle             keep the file order (deterministic comparisons)
   --seed N                 seed of init, data order and dropout (default 0)
 Run:
@@ -106,6 +109,7 @@ const SPEC = {
   "max-grad-norm": { type: "string" },
   "label-smoothing": { type: "string" },
   precision: { type: "string" },
+  "f16-accumulate": { type: "string" },
   "no-shuffle": { type: "boolean" },
   seed: { type: "string" },
   resume: { type: "boolean" },
@@ -124,6 +128,20 @@ const BUILTIN_TRAIN = "data/corpus/train.tsv";
 /** Defaults tuned for the built-in corpus (a tiny model learns it in minutes on 2 cores). */
 const BUILTIN_DEFAULTS = { vocabSize: 300, lr: 3e-3, epochs: 12, splitDigits: true };
 const BUILTIN_VALID = "data/corpus/valid.tsv";
+
+/** `--f16-accumulate`: f32 (default) or f16; f16 needs `--precision f16`. */
+export function f16AccumulateFlag(
+  value: string | undefined,
+  precision: "f32" | "f16",
+): "f32" | "f16" {
+  if (value !== undefined && value !== "f32" && value !== "f16") {
+    throw new UsageError(`--f16-accumulate must be f32 or f16, got ${JSON.stringify(value)}`);
+  }
+  if (value === "f16" && precision !== "f16") {
+    throw new UsageError("--f16-accumulate f16 needs --precision f16");
+  }
+  return value ?? "f32";
+}
 
 /** `--tune`: auto (default), on or off. */
 export function tuneFlag(value: string | undefined): TuneMode {
@@ -181,6 +199,10 @@ export async function run(args: string[]): Promise<number> {
       maxGradNorm: numberFlag(flags, "max-grad-norm", { min: 0 }),
       labelSmoothing: numberFlag(flags, "label-smoothing", { min: 0, max: 1 }),
       precision: precisionFlag(stringFlag(flags, "precision")),
+      f16Accumulate: f16AccumulateFlag(
+        stringFlag(flags, "f16-accumulate"),
+        precisionFlag(stringFlag(flags, "precision")),
+      ),
       tune: tuneFlag(stringFlag(flags, "tune")),
       shuffle: !flags["no-shuffle"],
       seed: int("seed"),

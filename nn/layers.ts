@@ -9,6 +9,7 @@ import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32 } from "../tensor/rng.ts";
 import { add, matmul, matmulBias, matmulF16, mul, reshape, scale } from "../ops/mod.ts";
+import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { layerNorm } from "../ops/layer_norm.ts";
 import { embedding } from "../ops/embedding.ts";
 import { dropout } from "../ops/dropout.ts";
@@ -87,6 +88,7 @@ export function addResidual(
 export type Precision = "f32" | "f16";
 
 let linearPrecision: Precision = "f32";
+let linearAccumulate: MatmulF16Accumulate = "f32";
 
 /**
  * Runs `fn` with every {@linkcode Linear} computing `x Wᵀ` as
@@ -99,14 +101,25 @@ let linearPrecision: Precision = "f32";
  * `fn` carry the precision, so `backward()` may run after `fn` returns.
  * Trainers set it around the forward (train/trainer.ts `precision`).
  */
-export function autocast<T>(precision: Precision, fn: () => T): T {
-  const prev = linearPrecision;
+export function autocast<T>(precision: Precision, fn: () => T, opts: AutocastOptions = {}): T {
+  const prev = linearPrecision, prevAcc = linearAccumulate;
   linearPrecision = precision;
+  linearAccumulate = opts.accumulate ?? "f32";
   try {
     return fn();
   } finally {
     linearPrecision = prev;
+    linearAccumulate = prevAcc;
   }
+}
+
+/** Options of {@linkcode autocast}. */
+export interface AutocastOptions {
+  /**
+   * How the f16 matmuls accumulate: "f32" (default) or "f16" (each 16-deep
+   * K slice by f16 FMAs, the slices in f32: ops/matmul_f16.ts `acc`).
+   */
+  accumulate?: MatmulF16Accumulate;
 }
 
 /** The precision Linear layers compute in now ("f32" outside {@linkcode autocast}). */
@@ -150,7 +163,10 @@ export class Linear extends Module {
     if (linearPrecision === "f16") {
       // x and W rounded to f16 as the kernel loads them (no cast passes); an f32 result
       const lead = x.shape.slice(0, -1);
-      let y = matmulF16(reshape(x, [-1, this.inFeatures]), w, { transB: true });
+      let y = matmulF16(reshape(x, [-1, this.inFeatures]), w, {
+        transB: true,
+        acc: linearAccumulate,
+      });
       if (this.hasBias) y = add(y, this.param("bias"));
       return reshape(y, [...lead, this.outFeatures]);
     }

@@ -67,7 +67,17 @@ export interface MatmulF16Params {
   out: CastDType;
   /** Round an f32 result to f16 values (the gradients of f32 operands). */
   round?: boolean;
+  /**
+   * "f32" (default): every product accumulated in f32. "f16": the products
+   * of each 16-deep K slice are accumulated by f16 FMAs (twice the FMA rate
+   * of f32 on GPUs with packed half math) and each slice's sum is added to
+   * an f32 total — PyTorch's "reduced precision reduction" for f16 GEMMs.
+   */
+  acc?: MatmulF16Accumulate;
 }
+
+/** How {@linkcode MATMUL_F16} accumulates (see `MatmulF16Params.acc`). */
+export type MatmulF16Accumulate = "f32" | "f16";
 
 type Geometry = MatmulGeometry;
 
@@ -116,6 +126,8 @@ interface F16Spec extends MatmulF16Tile {
   vecOut: boolean;
   /** f16 result. */
   outF16: boolean;
+  /** f16 FMAs within each K slice, slice sums in f32. */
+  acc16: boolean;
 }
 
 /**
@@ -205,18 +217,26 @@ export function matmulF16Wgsl(s: F16Spec): string {
       ? `${vec ? "vec4<f32>(to_f16v4" : "f32(to_f16"}(${v}))`
       : v;
   const accs: string[] = [], fmas: string[] = [], loads: string[] = [], stores: string[] = [];
+  // f32 accumulation widens the staged f16 values; f16 accumulation keeps them (and flushes
+  // the f16 partial sums into the f32 totals after each slice)
+  const wt = s.acc16 ? "vec4<f16>" : "vec4<f32>";
+  const flush: string[] = [];
   for (let q = 0; q < QM; q++) {
-    loads.push(`let a${q} = vec4<f32>(As[k * ${BM / 4}u + ty + ${16 * q}u]);`);
+    loads.push(`let a${q} = ${wt}(As[k * ${BM / 4}u + ty + ${16 * q}u]);`);
   }
   for (let h = 0; h < QN; h++) {
-    loads.push(`let b${h} = vec4<f32>(Bs[k * ${BN / 4}u + tx + ${16 * h}u]);`);
+    loads.push(`let b${h} = ${wt}(Bs[k * ${BN / 4}u + tx + ${16 * h}u]);`);
   }
   for (let q = 0; q < QM; q++) {
     for (let i = 0; i < 4; i++) {
       for (let h = 0; h < QN; h++) {
         const c = `c${q}_${i}_${h}`;
         accs.push(`var ${c} = vec4<f32>();`);
-        fmas.push(`${c} = fma(vec4<f32>(a${q}[${i}]), b${h}, ${c});`);
+        if (s.acc16) {
+          accs.push(`var h${c} = vec4<f16>();`);
+          fmas.push(`h${c} = fma(${wt}(a${q}[${i}]), b${h}, h${c});`);
+          flush.push(`${c} += vec4<f32>(h${c}); h${c} = vec4<f16>();`);
+        } else fmas.push(`${c} = fma(${wt}(a${q}[${i}]), b${h}, ${c});`);
       }
       const row = [`{
     let m = m0 + (ty + ${16 * q}u) * 4u + ${i}u;
@@ -263,6 +283,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       ${loads.join("\n      ")}
       ${fmas.join("\n      ")}
     }
+    ${flush.join("\n    ")}
     workgroupBarrier();
   }
   ${stores.join("\n  ")}
@@ -337,6 +358,7 @@ function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuKernel {
     f32A: info.inputs[0].dtype !== "f16",
     f32B: info.inputs[1].dtype !== "f16",
     round: p.out === "f32" && Boolean(p.round),
+    acc16: p.acc === "f16",
   };
   const key = JSON.stringify(spec);
   let code = codes.get(key);
@@ -347,6 +369,82 @@ function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuKernel {
     uniform: packUniform([M, N, K, sa, sb]),
     workgroups: [Math.ceil(N / (16 * tile.TN)), Math.ceil(M / (16 * tile.TM)), P],
   };
+}
+
+/** 2⁴² + 1: Veltkamp's split of a float64 keeps 53 − 42 = 11 significant bits. */
+const SPLIT_F16 = 4398046511105;
+
+/**
+ * `Math.f16round` (round to nearest even, subnormals, ±Infinity above the
+ * f16 range), 3–4× faster: a Veltkamp split for normal values and the
+ * add-and-subtract of 1.5·2²⁸ (multiples of 2⁻²⁴) for subnormal ones.
+ * Equal to `Math.f16round` on every input (tests/ checks it, ties included).
+ */
+export function roundToF16(x: number): number {
+  const ax = Math.abs(x);
+  if (ax < 6.103515625e-5) {
+    const r = x + 402653184 - 402653184;
+    return r === 0 ? x * 0 : r; // keeps the sign of zero
+  }
+  if (ax >= 65520) return x !== x ? x : x > 0 ? Infinity : -Infinity;
+  const c = x * SPLIT_F16;
+  return c - (c - x);
+}
+
+/**
+ * The `acc: "f16"` reference: for each output, each 16-deep K slice is
+ * summed by f16 FMAs in k order (`h = f16(a·b + h)`: the product of two f16
+ * is exact in float64, and so is its sum with an f16, so one rounding, as a
+ * fused f16 FMA), and each slice's sum is added to an f32 total.
+ */
+function sliceAccumulate(a: Float32Array, b: Float32Array, g: Geometry, p: MatmulF16Params) {
+  const { M, N, K, P, sa, sb } = g;
+  const out = new Float32Array(P * M * N);
+  const f16 = roundToF16, f32 = Math.fround;
+  // rows over k: A [M, K] and B [N, K], so the inner loop reads both contiguously
+  const At = new Float64Array(M * K), Bt = new Float64Array(N * K);
+  for (let z = 0; z < P; z++) {
+    for (let m = 0; m < M; m++) {
+      for (let k = 0; k < K; k++) At[m * K + k] = a[z * sa + (p.transA ? k * M + m : m * K + k)];
+    }
+    for (let n = 0; n < N; n++) {
+      for (let k = 0; k < K; k++) Bt[n * K + k] = b[z * sb + (p.transB ? n * K + k : k * N + n)];
+    }
+    for (let m = 0; m < M; m++) {
+      const ar = m * K, orow = z * M * N + m * N;
+      let n = 0;
+      // four outputs at a time: four independent rounding chains
+      for (; n + 3 < N; n += 4) {
+        const b0 = n * K, b1 = b0 + K, b2 = b1 + K, b3 = b2 + K;
+        let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+        for (let k0 = 0; k0 < K; k0 += BK) {
+          let h0 = 0, h1 = 0, h2 = 0, h3 = 0;
+          const k1 = Math.min(K, k0 + BK);
+          for (let k = k0; k < k1; k++) {
+            const av = At[ar + k];
+            h0 = f16(av * Bt[b0 + k] + h0);
+            h1 = f16(av * Bt[b1 + k] + h1);
+            h2 = f16(av * Bt[b2 + k] + h2);
+            h3 = f16(av * Bt[b3 + k] + h3);
+          }
+          c0 = f32(c0 + h0), c1 = f32(c1 + h1), c2 = f32(c2 + h2), c3 = f32(c3 + h3);
+        }
+        out[orow + n] = c0, out[orow + n + 1] = c1, out[orow + n + 2] = c2, out[orow + n + 3] = c3;
+      }
+      for (; n < N; n++) {
+        const br = n * K;
+        let c = 0;
+        for (let k0 = 0; k0 < K; k0 += BK) {
+          let h = 0;
+          const k1 = Math.min(K, k0 + BK);
+          for (let k = k0; k < k1; k++) h = f16(At[ar + k] * Bt[br + k] + h);
+          c = f32(c + h);
+        }
+        out[orow + n] = c;
+      }
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- op
@@ -369,6 +467,13 @@ export const MATMUL_F16: OpDef<MatmulF16Params> = {
     // f16 values widened to f32 (exact); f32 operands rounded to f16 first
     const f32 = (x: CpuArray) =>
       Float32Array.from(x instanceof Float16Array ? x : Float16Array.from(x));
+    if (p.acc === "f16") {
+      const g = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
+      const acc = sliceAccumulate(f32(a), f32(b), g, p);
+      if (p.round && out instanceof Float32Array) out.set(Float16Array.from(acc));
+      else out.set(acc); // f16 out: rounds to nearest even
+      return;
+    }
     const info32 = {
       inputs: info.inputs.map((t) => ({ shape: t.shape, dtype: "f32" as const })),
       outputs: [{ shape: info.outputs[0].shape, dtype: "f32" as const }],
@@ -390,10 +495,11 @@ export const MATMUL_F16: OpDef<MatmulF16Params> = {
     // batch axes is summed in f32 first
     const grad = (x: Tensor, y: Tensor, o: { transA: boolean; transB: boolean }, like: Tensor) => {
       const out = like.dtype === "f16" ? "f16" : "f32";
-      const d = matmulF16(x, y, { ...o, out, round: true });
+      const acc = c.params.acc;
+      const d = matmulF16(x, y, { ...o, out, round: true, acc });
       if (d.rank === like.rank && d.shape.every((n, k) => n === like.shape[k])) return d;
       d.dispose();
-      const summed = cast(sumTo(matmulF16(x, y, o), like.shape), "f16");
+      const summed = cast(sumTo(matmulF16(x, y, { ...o, acc }), like.shape), "f16");
       return out === "f16" ? summed : cast(summed, "f32");
     };
     let da: Tensor | null = null, db: Tensor | null = null;
@@ -421,6 +527,8 @@ export interface MatmulF16Options {
   out?: CastDType;
   /** Round an f32 result to f16 values (default false). */
   round?: boolean;
+  /** Accumulation (default "f32"; see `MatmulF16Params.acc`). */
+  acc?: MatmulF16Accumulate;
 }
 
 /**
@@ -433,5 +541,6 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
     transB: opts.transB ?? false,
     out: opts.out ?? "f32",
     round: opts.round ?? false,
+    ...(opts.acc === "f16" ? { acc: "f16" as const } : {}),
   })[0];
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import "./mod.ts";
 import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import { cast } from "./cast.ts";
-import { matmulF16 } from "./matmul_f16.ts";
+import { matmulF16, roundToF16 } from "./matmul_f16.ts";
 import { mul, sum } from "./mod.ts";
 import { matmulF64, roundF16 } from "../tests/_f16_reference.ts";
 
@@ -118,4 +118,47 @@ Deno.test("matmulF16() refuses i32 operands and mismatched inner dimensions", ()
     /operands must be f16 or f32/,
   );
   assert.throws(() => matmulF16(h, cast(tensor([1, 2, 3], [3, 1]), "f16")), /inner dimensions/);
+});
+
+Deno.test("matmulF16() acc f16 sums each 16-deep K slice in f16, the slices in f32", async () => {
+  // a row of [1, 2⁻¹² × 15] twice, times ones: in f16, 1 + 2⁻¹² rounds back to 1 (half an ulp
+  // of 1 is 2⁻¹¹), so each slice sums to 1 and the total is 2; f32 accumulation keeps them all
+  const row = [1, ...Array(15).fill(2 ** -12)];
+  const a = cast(tensor([...row, ...row], [1, 32]), "f16");
+  const b = cast(tensor(new Float32Array(32).fill(1), [32, 1]), "f16");
+  assert.deepEqual(await matmulF16(a, b, { acc: "f16" }).toArray(), [2]);
+  assert.deepEqual(await matmulF16(a, b).toArray(), [Math.fround(2 + 30 * 2 ** -12)]);
+});
+
+Deno.test("matmulF16() acc f16 stays within the f16 rounding bound of the exact product, gradients too", async () => {
+  for (const [M, K, N, tA, tB] of SHAPES) {
+    const a = values(M * K, 1, 3).map(roundF16), b = values(K * N, 2, 2).map(roundF16);
+    const ah = cast(tensor(a, tA ? [K, M] : [M, K]), "f16");
+    const bh = cast(tensor(b, tB ? [N, K] : [K, N]), "f16");
+    const got = await matmulF16(ah, bh, { transA: tA, transB: tB, acc: "f16" }).toArray();
+    const ref = matmulF64(a, b, M, K, N, tA, tB);
+    // each of ≤ 16 f16 roundings per slice errs by ≤ 2⁻¹¹ of a partial sum ≤ Σ|a||b| ≤ 6·16
+    const tol = Math.ceil(K / 16) * 16 * 6 * 16 * 2 ** -11;
+    ref.forEach((r, i) => assert.ok(Math.abs(got[i] - r) <= tol, `${got[i]} vs ${r}`));
+  }
+  // the backward rule keeps the accumulation mode: gradients equal acc-f16 products of dy
+  const x = tensor(values(12, 3), [3, 4], { requiresGrad: true });
+  const w = tensor(values(20, 4), [5, 4], { requiresGrad: true });
+  const r = tensor(values(15, 5), [3, 5]);
+  sum(mul(matmulF16(x, w, { transB: true, acc: "f16" }), r)).backward();
+  const dx = await matmulF16(r, w, { out: "f32", round: true, acc: "f16" }).toArray();
+  assert.deepEqual(await x.grad!.toArray(), dx);
+});
+
+Deno.test("roundToF16() equals Math.f16round: normals, ties to even, subnormals, overflow", () => {
+  const xs: number[] = [0, -0, 65504, 65519.99, 65520, -65520, 1e9, NaN, Infinity, 2 ** -25];
+  for (let e = -14; e < 16; e++) {
+    for (let m = 1024; m < 2048; m += 7) {
+      const v = m * 2 ** (e - 10);
+      xs.push(v, -v, v + 2 ** (e - 11), v - 2 ** (e - 12), (m + 0.5) * 2 ** (e - 10));
+    }
+  }
+  for (let m = 0; m < 1024; m += 3) xs.push((m + 0.5) * 2 ** -24, m * 2 ** -24 + 2 ** -27);
+  for (let i = 0; i < 2000; i++) xs.push(Math.sin(i * 12.9898) * 2 ** ((i % 40) - 20));
+  for (const x of xs) assert.ok(Object.is(roundToF16(x), Math.f16round(x)), `${x}`);
 });

@@ -136,6 +136,35 @@ Deno.test("f16 GPU: the 128-row tiles equal the CPU reference (two passes, remai
   }
 });
 
+Deno.test("f16 GPU: matmulF16() acc f16 equals the CPU's slice-by-slice f16 accumulation", async () => {
+  // the exact case: 1 + 2⁻¹² rounds back to 1 in f16, so each 16-deep slice sums to 1
+  const row = [1, ...Array(15).fill(2 ** -12)];
+  const one = async (be: Backend) => {
+    const a = cast(tensor([...row, ...row], [1, 32], { backend: be }), "f16");
+    const b = cast(tensor(new Float32Array(32).fill(1), [32, 1], { backend: be }), "f16");
+    return await matmulF16(a, b, { acc: "f16" }).toArray();
+  };
+  assert.deepEqual(await one(GPU), [2]);
+  assert.deepEqual(await one(CPU), [2]);
+  for (const [P, M, K, N, tA, tB] of SHAPES) {
+    const sa = [...(P > 1 ? [P] : []), ...(tA ? [K, M] : [M, K])];
+    const sb = [...(P > 1 ? [P] : []), ...(tB ? [N, K] : [K, N])];
+    const av = values(P * M * K, 2, 2), bv = values(P * K * N, 3, 2);
+    const run = async (be: Backend) => {
+      const a = cast(tensor(av, sa, { backend: be }), "f16");
+      const b = cast(tensor(bv, sb, { backend: be }), "f16");
+      return await matmulF16(a, b, { transA: tA, transB: tB, acc: "f16" }).toArray();
+    };
+    const [ref, got] = [await run(CPU), await run(GPU)];
+    // the same f16 FMAs in the same order; a GPU may round an f16 FMA through f32 (twice),
+    // so allow a few f16 ulps of the partial sums (|a|, |b| ≤ 2: partial sums ≤ 64)
+    const tol = Math.ceil(K / 16) * 4 * 64 * 2 ** -11;
+    ref.forEach((r, i) =>
+      assert.ok(Math.abs(got[i] - r) <= tol, `${[P, M, K, N, tA, tB]} [${i}] ${got[i]} vs ${r}`)
+    );
+  }
+});
+
 Deno.test("f16 GPU: a Linear-shaped f16 forward and backward equal the CPU", async () => {
   const [N, C, F] = [6, 12, 20];
   const grads = async (be: Backend) => {

@@ -31,6 +31,7 @@ import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
 import { GradScaler, type GradScalerState } from "../optim/grad_scaler.ts";
 import { autocast, type Precision } from "../nn/layers.ts";
+import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { linearWarmupSchedule } from "../optim/schedule.ts";
 import {
   appendJsonl,
@@ -115,6 +116,12 @@ export interface TrainOptions {
    * emulates the f16 rounding (a numerics check, no faster).
    */
   precision?: Precision;
+  /**
+   * With precision "f16": how the f16 matmuls accumulate, "f32" (default)
+   * or "f16" (16-deep K slices by f16 FMAs, slices in f32: faster on GPUs
+   * with packed half math, less exact; nn/layers.ts `autocast`).
+   */
+  f16Accumulate?: MatmulF16Accumulate;
   /** Continue the run in `out`. */
   resume?: boolean;
   /** Sample generations every N epochs (default 1; 0 disables). */
@@ -257,6 +264,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const out = opts.out;
   const seed = opts.seed ?? 0;
   const precision = checkPrecision(opts.precision ?? "f32", backend);
+  const f16Accumulate = checkF16Accumulate(opts.f16Accumulate ?? "f32", precision);
   if (precision === "f16" && backend.kind === "cpu") {
     info("precision f16 on the CPU: emulates f16 rounding to check the numerics, at no speed gain");
   }
@@ -449,6 +457,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         max_grad_norm: opts.maxGradNorm ?? 1,
         label_smoothing: opts.labelSmoothing ?? 0,
         precision,
+        ...(precision === "f16" ? { f16_accumulate: f16Accumulate } : {}),
       },
     };
   };
@@ -489,11 +498,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
           const seedStep = hashU32(seed, step * gradAccum + micro);
           const stats = scope(() => {
             const t = batchTensors(b, backend);
-            const { loss, stats } = autocast(precision, () =>
-              batchLoss(model, t, {
-                labelSmoothing: opts.labelSmoothing,
-                seed: seedStep,
-              }));
+            const { loss, stats } = autocast(
+              precision,
+              () => batchLoss(model, t, { labelSmoothing: opts.labelSmoothing, seed: seedStep }),
+              { accumulate: f16Accumulate },
+            );
             const w = b.targetTokens / Math.max(1, groupTokens);
             const weighted = group.length > 1 ? scale(loss, w) : loss;
             (scaler ? scaler.scale(weighted) : weighted).backward();
@@ -693,6 +702,20 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   opt.dispose();
   scaler?.dispose();
   return { steps: step, epochs: epoch, stopped, valid: lastValid, out };
+}
+
+/** The f16 accumulation mode, checked: "f16" needs precision f16. */
+export function checkF16Accumulate(
+  acc: MatmulF16Accumulate,
+  precision: Precision,
+): MatmulF16Accumulate {
+  if (acc !== "f32" && acc !== "f16") {
+    throw new RangeError(`f16 accumulate must be "f32" or "f16", got ${JSON.stringify(acc)}`);
+  }
+  if (acc === "f16" && precision !== "f16") {
+    throw new RangeError("f16 accumulation needs precision f16 (--precision f16)");
+  }
+  return acc;
 }
 
 /**
