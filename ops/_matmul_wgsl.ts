@@ -28,6 +28,9 @@
  *   `hash_u32(seed, i) >> 8 >= thr`, as ops/dropout.ts does;
  * - `addOut`: an input shaped like `out` is added last (autograd's gradient
  *   accumulation fused into a backward matmul);
+ * - `half`: the f16 matmul of ops/matmul_f16.ts — f16 slices in workgroup
+ *   memory, f32 operands rounded to f16 as they load, f32 accumulation of
+ *   widened products or f16 FMAs over groups of 16 k, an f32/f16 result;
  * - `rowSum`: the workgroups of the first column block also sum each row of
  *   A over k from the staged slices (a Linear's bias gradient next to its
  *   weight gradient: `dW = dyᵀ·x`, `db[m] = Σ_k dyᵀ[m, k]`), k in order.
@@ -41,6 +44,7 @@
  */
 import { WGSL_HASH } from "../tensor/rng.ts";
 import { WGSL_ERF } from "./_wgsl.ts";
+import { WGSL_TO_F16 } from "./cast.ts";
 
 /** A tile configuration (what the registry names and the tuner chooses among). */
 export interface MatmulTile {
@@ -84,6 +88,27 @@ export interface MatmulSpec {
   addOut?: boolean;
   /** Also write `rsum[z·M + m] = Σ_k A(m, k)` (a second output, `[P, M]`). */
   rowSum?: boolean;
+  /** The f16 kernel of ops/matmul_f16.ts (needs `shader-f16`); absent: f32 throughout. */
+  half?: MatmulHalf;
+}
+
+/**
+ * An f16 matmul (ops/matmul_f16.ts): operands staged as f16 in workgroup
+ * memory (half the bytes), f32 or f16 accumulation, an f32 or f16 result.
+ */
+export interface MatmulHalf {
+  /** Storage of `a`: f16, or f32 rounded to f16 as it loads. */
+  a: "f16" | "f32";
+  /** Storage of `b`: f16, or f32 rounded to f16 as it loads. */
+  b: "f16" | "f32";
+  /**
+   * "f32": each product widened and accumulated in f32. "f16": each group
+   * of 16 consecutive k (from k = 0) accumulated by f16 FMAs, the groups'
+   * sums added in f32 (the slice depth must divide 16 or be a multiple of it).
+   */
+  acc: "f32" | "f16";
+  /** Result: f32, f16, or f32 holding values rounded to f16. */
+  out: "f32" | "f16" | "round";
 }
 
 /** Threads per workgroup of a tile. */
@@ -135,7 +160,11 @@ function planLoad(
   vec: boolean,
   exact: boolean,
   gelu: boolean,
+  half: "f16" | "f32" | null = null,
 ): LoadPlan {
+  // staged type: f32, or f16 (an f32 operand rounded to f16 as it loads) in an f16 kernel
+  const st = half ? "f16" : "f32", sv = `vec4<${st}>`;
+  const wrap = (x: string) => (half === "f32" ? `${vec ? "to_f16v4" : "to_f16"}(${x})` : x);
   const S = name === "a" ? "As" : "Bs";
   const R4 = R / 4;
   // runtime names: row origin, row extent, slice-row stride (elements) and batch offset
@@ -182,14 +211,14 @@ function planLoad(
       conds.push(`${p}In${l}`, `kt + ${p}K${l} < u.K`);
     }
     const reg = `${p}v${l}`;
-    setup.push(`var ${reg}: ${vec ? V4 : "f32"};`);
+    setup.push(`var ${reg}: ${vec ? sv : st};`);
     const at = `${p}I${l} + ${step}`;
     const load = gelu
       ? `${reg} = gelu_in${vec ? "4" : ""}(${name}[${at}], ${at});`
-      : `${reg} = ${name}[${at}];`;
+      : `${reg} = ${wrap(`${name}[${at}]`)};`;
     if (conds.length === 0) fetch.push(load);
     else {fetch.push(
-        `if (${conds.join(" && ")}) { ${load} } else { ${reg} = ${vec ? `${V4}()` : "0.0"}; }`,
+        `if (${conds.join(" && ")}) { ${load} } else { ${reg} = ${vec ? `${sv}()` : `${st}()`}; }`,
       );}
     const guard = (s: string) => (partial ? `if (${p}U${l}) { ${s} }` : s);
     if (vec && kMajor) {
@@ -251,16 +280,26 @@ fn gelu_grad_out4(d: ${V4}, x: ${V4}, i4: u32) -> ${V4} {
 export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   checkTile(t);
   const { BM, BN, BK, TM, TN } = t;
+  const H = s.half ?? null;
+  if (H && (s.bias || s.geluIn || s.geluGradOut || s.addOut || s.rowSum || s.dropout)) {
+    throw new TypeError("matmulWgsl: the f16 kernel has no fused prologue or epilogue");
+  }
+  const acc16 = H?.acc === "f16";
+  if (acc16 && 16 % BK !== 0 && BK % 16 !== 0) {
+    throw new TypeError(`matmulWgsl: f16 accumulation needs BK dividing 16 or a multiple of it`);
+  }
   const WX = BN / TN, WY = BM / TM, T = WX * WY;
   const A4 = BM / 4, B4 = BN / 4;
   const AS = BK * A4, BS = BK * B4;
   const nbuf = t.double ? 2 : 1;
-  const la = planLoad("a", BM, BK, T, s.transA, s.vecA, s.exact, s.geluIn === "a");
-  const lb = planLoad("b", BN, BK, T, !s.transB, s.vecB, s.exact, s.geluIn === "b");
-  const arr = (v: boolean) => `array<${v ? V4 : "f32"}>`;
+  const la = planLoad("a", BM, BK, T, s.transA, s.vecA, s.exact, s.geluIn === "a", H?.a ?? null);
+  const lb = planLoad("b", BN, BK, T, !s.transB, s.vecB, s.exact, s.geluIn === "b", H?.b ?? null);
+  const arr = (v: boolean, el = "f32") => `array<${v ? `vec4<${el}>` : el}>`;
+  const outEl = H?.out === "f16" ? "f16" : "f32";
+  const SV = H ? "vec4<f16>" : V4; // staged in workgroup memory
   const bind: string[] = [
-    `@group(0) @binding(0) var<storage, read> a: ${arr(s.vecA)};`,
-    `@group(0) @binding(1) var<storage, read> b: ${arr(s.vecB)};`,
+    `@group(0) @binding(0) var<storage, read> a: ${arr(s.vecA, H?.a)};`,
+    `@group(0) @binding(1) var<storage, read> b: ${arr(s.vecB, H?.b)};`,
   ];
   if (s.bias) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> bias: ${arr(s.vecOut)};`);
@@ -272,7 +311,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> addend: ${arr(s.vecOut)};`);
   }
   const ob = bind.length;
-  bind.push(`@group(0) @binding(${ob}) var<storage, read_write> out: ${arr(s.vecOut)};`);
+  bind.push(
+    `@group(0) @binding(${ob}) var<storage, read_write> out: ${arr(s.vecOut, outEl)};`,
+  );
   if (s.rowSum) {
     bind.push(`@group(0) @binding(${ob + 1}) var<storage, read_write> rsum: array<f32>;`);
   }
@@ -280,31 +321,49 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${drop} }`);
   bind.push(`@group(0) @binding(${ob + (s.rowSum ? 2 : 1)}) var<uniform> u: U;`);
   if (s.geluIn || s.geluGradOut) bind.push(geluHelpers(!!s.dropout));
+  if (H && (H.a === "f32" || H.b === "f32" || H.out !== "f32")) bind.push(WGSL_TO_F16);
 
   const acc: string[] = [];
+  const flushAll: string[] = []; // f16 accumulation: group sums into the f32 totals
   for (let r = 0; r < TM; r++) {
-    for (let h = 0; h < TN / 4; h++) acc.push(`var c${r}_${h} = ${V4}();`);
+    for (let h = 0; h < TN / 4; h++) {
+      acc.push(`var c${r}_${h} = ${V4}();`);
+      if (acc16) {
+        acc.push(`var h${r}_${h} = vec4<f16>();`);
+        flushAll.push(`c${r}_${h} += vec4<f32>(h${r}_${h}); h${r}_${h} = vec4<f16>();`);
+      }
+    }
   }
-  // the multiply of one slice, every k unrolled
-  const compute = (offA: string, offB: string): string[] => {
+  // f32 kernels and f32 accumulation read the slices as f32; f16 accumulation keeps f16
+  const rd = (x: string) => (H && !acc16 ? `vec4<f32>(${x})` : x);
+  const CV = acc16 ? "vec4<f16>" : V4, cpre = acc16 ? "h" : "c";
+  // the multiply of one slice, every k unrolled; `slice` is the slice's index (f16 groups)
+  const compute = (offA: string, offB: string, slice: string): string[] => {
     const lines: string[] = [];
     for (let k = 0; k < BK; k++) {
       const body: string[] = [];
       for (let g = 0; g < TM / 4; g++) {
-        body.push(`let a${g} = As[${offA}${k * A4 + g * WY}u + ty];`);
+        body.push(`let a${g} = ${rd(`As[${offA}${k * A4 + g * WY}u + ty]`)};`);
       }
       for (let h = 0; h < TN / 4; h++) {
-        body.push(`let b${h} = Bs[${offB}${k * B4 + h * WX}u + tx];`);
+        body.push(`let b${h} = ${rd(`Bs[${offB}${k * B4 + h * WX}u + tx]`)};`);
       }
       for (let g = 0; g < TM / 4; g++) {
         for (let i = 0; i < 4; i++) {
           const r = g * 4 + i;
           for (let h = 0; h < TN / 4; h++) {
-            body.push(`c${r}_${h} = fma(${V4}(a${g}.${COMP[i]}), b${h}, c${r}_${h});`);
+            const c = `${cpre}${r}_${h}`;
+            body.push(`${c} = fma(${CV}(a${g}.${COMP[i]}), b${h}, ${c});`);
           }
         }
       }
       lines.push(`{ ${body.join(" ")} }`);
+      // a group of 16 k ends inside the slice (BK a multiple of 16)
+      if (acc16 && BK >= 16 && (k + 1) % 16 === 0) lines.push(flushAll.join(" "));
+    }
+    // slices shallower than 16: the group ends with every (16 / BK)-th slice
+    if (acc16 && BK < 16) {
+      lines.push(`if (((${slice} + 1u) * ${BK}u) % 16u == 0u) { ${flushAll.join(" ")} }`);
     }
     return lines;
   };
@@ -345,7 +404,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       `  let oa = cur * ${AS}u;`,
       `  let ob = cur * ${BS}u;`,
       ...rowSum("oa + ").map((l) => "  " + l),
-      ...compute("oa + ", "ob + ").map((l) => "  " + l),
+      ...compute("oa + ", "ob + ", "(t - 1u)").map((l) => "  " + l),
       "  if (more) {",
       `    let na = (cur ^ 1u) * ${AS}u;`,
       `    let nb = (cur ^ 1u) * ${BS}u;`,
@@ -366,7 +425,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       ...lb.store("0u").map((l) => "  " + l),
       "  workgroupBarrier();",
       ...rowSum("").map((l) => "  " + l),
-      ...compute("", "").map((l) => "  " + l),
+      ...compute("", "", "t").map((l) => "  " + l),
       "  workgroupBarrier();",
       "}",
     );
@@ -378,7 +437,15 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     const inTile = (j + 1) * T > BM ? `tid + ${j * T}u < ${BM}u && ` : "";
     return `if (wid.x == 0u && ${inTile}${gm} < u.M) { rsum[wid.z * u.M + ${gm}] = rs${j}; }`;
   });
+  // the result's type: f32, f16, or f32 holding f16-rounded values
+  const conv = (v: string, vec: boolean) =>
+    H?.out === "f16"
+      ? `${vec ? "to_f16v4" : "to_f16"}(${v})`
+      : H?.out === "round"
+      ? (vec ? `vec4<f32>(to_f16v4(${v}))` : `f32(to_f16(${v}))`)
+      : v;
   const epi: string[] = [
+    ...(acc16 ? flushAll : []),
     ...rsOut,
     s.vecOut ? "let oz = (wid.z * u.M * u.N) >> 2u;" : "let oz = wid.z * u.M * u.N;",
   ];
@@ -401,7 +468,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
           let v = s.bias ? `${c} + bias${h}` : c;
           if (s.geluGradOut) v = `gelu_grad_out4(${v}, aux[${oi}], ${oi})`;
           if (s.addOut) v = `${v} + addend[${oi}]`;
-          const st = `out[${oi}] = ${v};`;
+          const st = `out[${oi}] = ${conv(v, true)};`;
           rows.push(s.exact ? st : `if (gn${h} < u.N) { ${st} }`);
         } else {
           for (let q = 0; q < 4; q++) {
@@ -409,7 +476,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
             let v = s.bias ? `${c}.${COMP[q]} + bias[gn${h} + ${q}u]` : `${c}.${COMP[q]}`;
             if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
             if (s.addOut) v = `${v} + addend[${oi}]`;
-            const st = `out[${oi}] = ${v};`;
+            const st = `out[${oi}] = ${conv(v, false)};`;
             rows.push(s.exact ? st : `if (gn${h} + ${q}u < u.N) { ${st} }`);
           }
         }
@@ -422,12 +489,12 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     }
   }
 
-  return `// matmul tile ${BM}x${BN}x${BK} thread ${TM}x${TN}${t.double ? " double" : ""} ${
-    JSON.stringify(s)
-  }
+  return `${H ? "enable f16;\n" : ""}// matmul tile ${BM}x${BN}x${BK} thread ${TM}x${TN}${
+    t.double ? " double" : ""
+  } ${JSON.stringify(s)}
 ${bind.join("\n")}
-var<workgroup> As: array<${V4}, ${AS * nbuf}>;
-var<workgroup> Bs: array<${V4}, ${BS * nbuf}>;
+var<workgroup> As: array<${SV}, ${AS * nbuf}>;
+var<workgroup> Bs: array<${SV}, ${BS * nbuf}>;
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let tx = tid % ${WX}u;

@@ -35,6 +35,7 @@ import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import {
   LEGACY_TILE,
   legacyMatmulWgsl,
+  type MatmulHalf,
   type MatmulSpec,
   type MatmulTile,
   matmulWgsl,
@@ -146,6 +147,8 @@ export interface MatmulFusion {
   add?: boolean;
   /** A second output `[P, M]`: the row sums of op(a) over k (see ops/_matmul_wgsl.ts). */
   rowSum?: boolean;
+  /** The f16 kernel (ops/matmul_f16.ts): operand storage, accumulation and result types. */
+  half?: MatmulHalf;
 }
 
 /** The kernel of one call: the selected variant, specialised for the shape and fusion. */
@@ -153,7 +156,7 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
   const { M, N, K, P, sa, sb } = g;
   if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
   const shape = { M, N, K, P, transA: p.transA, transB: p.transB };
-  const fused = !!(f.bias || f.geluIn || f.geluGradOut || f.add || f.rowSum);
+  const fused = !!(f.bias || f.geluIn || f.geluGradOut || f.add || f.rowSum || f.half);
   let v = selectMatmulVariant(shape);
   // the legacy kernel has no prologue/epilogue: fused calls take the heuristic's tile
   if (!v.tile && fused) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
@@ -192,6 +195,7 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
   if (f.geluGradOut) spec.geluGradOut = true;
   if (f.add) spec.addOut = true;
   if (f.rowSum) spec.rowSum = true;
+  if (f.half) spec.half = f.half;
   if (drop && (f.geluIn || f.geluGradOut)) spec.dropout = true;
   const key = JSON.stringify([t, spec]);
   let code = codes.get(key);

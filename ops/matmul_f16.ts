@@ -17,15 +17,15 @@
  * loads); an f16 (or rounded) result is that f32 result rounded to nearest
  * even, overflow to ±Infinity.
  *
- * WebGPU kernel (needs `shader-f16`): a 64×64, 128×64 or 128×128 block of
- * `out` per workgroup of 16×16 threads (4×4 to 8×8 outputs per thread in
- * `vec4<f32>` accumulators; {@linkcode matmulF16Tile} picks the tile); the
- * operands sit as f16 in workgroup memory (K-major `vec4<f16>` slices of
- * depth 16: half the bytes of f32 tiles) and are widened to f32 for each
- * FMA. Global loads are vec4 along the contiguous axis where it is a
- * multiple of 4, else bounds-checked scalars. Accumulation order differs
- * from the CPU's, so results agree to f32 rounding of the sum (and f16
- * results to one f16 ulp, WGSL's f32→f16 conversion may round either way).
+ * WebGPU kernel (needs `shader-f16`): the register-tiled kernels of
+ * ops/_matmul_wgsl.ts in their f16 form, on the tile the f32 matmul of the
+ * shape runs (so tuning covers both): the operands sit as f16 in workgroup
+ * memory (K-major `vec4<f16>` slices, half the bytes of f32 ones), f32
+ * operands rounded as they load; with `acc: "f32"` each product is widened
+ * and accumulated in f32 in k order, with `acc: "f16"` groups of 16 k are
+ * summed by f16 FMAs. Results agree with the CPU's to f32 rounding of the
+ * sum (f16 results to one f16 ulp: WGSL's f32→f16 conversion may round
+ * either way; f16 FMAs may round twice).
  *
  * Backward (gradients in the input dtypes): `dy` is rounded to f16 as it is
  * loaded (the loss scale of optim/grad_scaler.ts keeps it clear of
@@ -45,17 +45,11 @@
  * @module
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
-import {
-  type CpuArray,
-  type GpuKernel,
-  type OpDef,
-  type OpInfo,
-  packUniform,
-  type Shape,
-} from "../tensor/types.ts";
-import { MATMUL, type MatmulGeometry, matmulGeometry } from "./matmul.ts";
+import type { CpuArray, GpuKernel, OpDef, OpInfo, Shape } from "../tensor/types.ts";
+import { MATMUL, type MatmulGeometry, matmulGeometry, matmulKernel } from "./matmul.ts";
+import type { MatmulHalf } from "./_matmul_wgsl.ts";
 import { sumTo } from "./reduce.ts";
-import { cast, type CastDType, WGSL_TO_F16 } from "./cast.ts";
+import { cast, type CastDType } from "./cast.ts";
 
 /** Parameters of {@linkcode MATMUL_F16}. */
 export interface MatmulF16Params {
@@ -87,288 +81,23 @@ function geometry(as: Shape, bs: Shape, p: MatmulF16Params): Geometry {
 
 // ---------------------------------------------------------------- WGSL
 
-/** Depth of the K slices staged in workgroup memory. */
+/** Depth of the K groups that `acc: "f16"` sums in f16 (the CPU reference and the kernels). */
 const BK = 16;
 
 /**
- * A tile of the f16 kernel: 16×16 threads, each `TM×TN` outputs, so a
- * workgroup computes `16·TM × 16·TN` outputs.
+ * One call's kernel: the register-tiled generator of ops/_matmul_wgsl.ts in
+ * its f16 form (f16 slices in workgroup memory, f32 operands rounded as they
+ * load), on the tile the f32 matmul of the same shape would run (heuristic,
+ * tuned or forced: ops/_matmul_variants.ts).
  */
-export interface MatmulF16Tile {
-  /** Output rows per thread (4 or 8). */
-  TM: 4 | 8;
-  /** Output columns per thread (4 or 8). */
-  TN: 4 | 8;
-}
-
-/** The tiles by name (`WEBSEQ_MATMUL_F16_TILE=<name>` forces one), largest first. */
-export const MATMUL_F16_TILES: Readonly<Record<string, MatmulF16Tile>> = {
-  "128x128": { TM: 8, TN: 8 },
-  "128x64": { TM: 8, TN: 4 },
-  "64x64": { TM: 4, TN: 4 },
-};
-
-/** Per-call specialisation of the kernel. */
-interface F16Spec extends MatmulF16Tile {
-  transA: boolean;
-  transB: boolean;
-  /** a is f32 (rounded to f16 on load). */
-  f32A: boolean;
-  /** b is f32 (rounded to f16 on load). */
-  f32B: boolean;
-  /** Round an f32 result to f16 values. */
-  round: boolean;
-  /** vec4 loads of a (its contiguous axis, K or M, is a multiple of 4). */
-  vecA: boolean;
-  /** vec4 loads of b (its contiguous axis, N or K, is a multiple of 4). */
-  vecB: boolean;
-  /** vec4 stores of out (N is a multiple of 4). */
-  vecOut: boolean;
-  /** f16 result. */
-  outF16: boolean;
-  /** f16 FMAs within each K slice, slice sums in f32. */
-  acc16: boolean;
-}
-
-/**
- * Statements that stage one operand's BK-deep slice of `E` rows (`E` = BM
- * for a, BN for b) in workgroup memory `S`, K-major: `S[k·E/4 + i/4][i%4]`
- * holds row i of depth k. Each of the 256 threads moves 4 elements per 64
- * rows; `contiguousK` says the operand's contiguous axis is K.
- */
-function stage(
-  name: "a" | "b",
-  S: string,
-  E: number,
-  contiguousK: boolean,
-  vec: boolean,
-  f32: boolean,
-): string {
-  // f32 operands load as f32 and round to f16 (to_f16v4) before workgroup memory
-  const zero = f32 ? "vec4<f32>()" : "vec4<f16>()";
-  const toF16 = f32 ? "to_f16v4" : "";
-  const [I, base, lim] = name === "a" ? ["M", "m0", "u.M"] : ["N", "n0", "u.N"];
-  const stride = name === "a" ? "u.sa" : "u.sb";
-  const at = (i: string, k: string) =>
-    contiguousK
-      ? `${stride} * z + (${i}) * u.K + (${k})`
-      : `${stride} * z + (${k}) * u.${I} + (${i})`;
-  const out: string[] = [];
-  for (let pass = 0; pass < E / 64; pass++) {
-    if (contiguousK) {
-      // 4 consecutive k of one row, scattered over 4 k-rows of S
-      const load = vec
-        ? `let v = ${toF16}(select(${zero}, ${name}[(${
-          at("i", "k")
-        }) / 4u], i < ${lim} && k < u.K));`
-        : `var w = ${zero};
-    for (var j = 0u; j < 4u; j++) {
-      if (i < ${lim} && k + j < u.K) { w[j] = ${name}[${at("i", "k + j")}]; }
-    }
-    let v = ${toF16}(w);`;
-      out.push(`{
-    let r = tid / 4u + ${64 * pass}u;
-    let kq = (tid % 4u) * 4u;
-    let i = ${base} + r;
-    let k = k0 + kq;
-    ${load}
-    for (var j = 0u; j < 4u; j++) { ${S}[(kq + j) * ${E / 4}u + r / 4u][r % 4u] = v[j]; }
-  }`);
-    } else {
-      // 4 consecutive rows of one k: one vec4 store
-      const load = vec
-        ? `let v = ${toF16}(select(${zero}, ${name}[(${
-          at("i", "k")
-        }) / 4u], i < ${lim} && k < u.K));`
-        : `var w = ${zero};
-    for (var j = 0u; j < 4u; j++) {
-      if (i + j < ${lim} && k < u.K) { w[j] = ${name}[${at("i + j", "k")}]; }
-    }
-    let v = ${toF16}(w);`;
-      out.push(`{
-    let kk = tid / 16u;
-    let iq = (tid % 16u) * 4u + ${64 * pass}u;
-    let i = ${base} + iq;
-    let k = k0 + kk;
-    ${load}
-    ${S}[kk * ${E / 4}u + iq / 4u] = v;
-  }`);
-    }
-  }
-  return out.join("\n  ");
-}
-
-/**
- * The WGSL of one specialisation. Thread (tx, ty) owns the row groups
- * `ty + 16q` (rows ·4..·4+3) and column groups `tx + 16h`, so neighbouring
- * threads read neighbouring `vec4`s of workgroup memory; its accumulators
- * `c<q>_<i>_<h>` are named registers.
- */
-export function matmulF16Wgsl(s: F16Spec): string {
-  const BM = 16 * s.TM, BN = 16 * s.TN, QM = s.TM / 4, QN = s.TN / 4;
-  const ta = s.f32A ? "f32" : "f16", tb = s.f32B ? "f32" : "f16";
-  const elA = s.vecA ? `vec4<${ta}>` : ta, elB = s.vecB ? `vec4<${tb}>` : tb;
-  const outT = s.outF16 ? "f16" : "f32";
-  const outEl = s.vecOut ? `vec4<${outT}>` : outT;
-  const conv = (v: string, vec: boolean) =>
-    s.outF16
-      ? `${vec ? "to_f16v4" : "to_f16"}(${v})`
-      : s.round
-      ? `${vec ? "vec4<f32>(to_f16v4" : "f32(to_f16"}(${v}))`
-      : v;
-  const accs: string[] = [], fmas: string[] = [], loads: string[] = [], stores: string[] = [];
-  // f32 accumulation widens the staged f16 values; f16 accumulation keeps them (and flushes
-  // the f16 partial sums into the f32 totals after each slice)
-  const wt = s.acc16 ? "vec4<f16>" : "vec4<f32>";
-  const flush: string[] = [];
-  for (let q = 0; q < QM; q++) {
-    loads.push(`let a${q} = ${wt}(As[k * ${BM / 4}u + ty + ${16 * q}u]);`);
-  }
-  for (let h = 0; h < QN; h++) {
-    loads.push(`let b${h} = ${wt}(Bs[k * ${BN / 4}u + tx + ${16 * h}u]);`);
-  }
-  for (let q = 0; q < QM; q++) {
-    for (let i = 0; i < 4; i++) {
-      for (let h = 0; h < QN; h++) {
-        const c = `c${q}_${i}_${h}`;
-        accs.push(`var ${c} = vec4<f32>();`);
-        if (s.acc16) {
-          accs.push(`var h${c} = vec4<f16>();`);
-          fmas.push(`h${c} = fma(${wt}(a${q}[${i}]), b${h}, h${c});`);
-          flush.push(`${c} += vec4<f32>(h${c}); h${c} = vec4<f16>();`);
-        } else fmas.push(`${c} = fma(${wt}(a${q}[${i}]), b${h}, ${c});`);
-      }
-      const row = [`{
-    let m = m0 + (ty + ${16 * q}u) * 4u + ${i}u;
-    if (m < u.M) {`];
-      for (let h = 0; h < QN; h++) {
-        const c = `c${q}_${i}_${h}`;
-        row.push(
-          s.vecOut
-            ? `      { let n = n0 + (tx + ${16 * h}u) * 4u;
-        if (n < u.N) { out[(z * u.M * u.N + m * u.N + n) / 4u] = ${conv(c, true)}; } }`
-            : `      for (var j = 0u; j < 4u; j++) {
-        let n = n0 + (tx + ${16 * h}u) * 4u + j;
-        if (n < u.N) { out[z * u.M * u.N + m * u.N + n] = ${conv(`${c}[j]`, false)}; }
-      }`,
-        );
-      }
-      row.push("    }\n  }");
-      stores.push(row.join("\n"));
-    }
-  }
-  return `enable f16;
-@group(0) @binding(0) var<storage, read> a: array<${elA}>;
-@group(0) @binding(1) var<storage, read> b: array<${elB}>;
-@group(0) @binding(2) var<storage, read_write> out: array<${outEl}>;
-struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32 }
-@group(0) @binding(3) var<uniform> u: U;
-var<workgroup> As: array<vec4<f16>, ${(BK * BM) / 4}>;
-var<workgroup> Bs: array<vec4<f16>, ${(BK * BN) / 4}>;
-${WGSL_TO_F16}
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let z = wid.z;
-  let m0 = wid.y * ${BM}u;
-  let n0 = wid.x * ${BN}u;
-  let tx = lid.x;
-  let ty = lid.y;
-  let tid = ty * 16u + tx;
-  ${accs.join("\n  ")}
-  for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
-  ${stage("a", "As", BM, !s.transA, s.vecA, s.f32A)}
-  ${stage("b", "Bs", BN, s.transB, s.vecB, s.f32B)}
-    workgroupBarrier();
-    for (var k = 0u; k < ${BK}u; k++) {
-      ${loads.join("\n      ")}
-      ${fmas.join("\n      ")}
-    }
-    ${flush.join("\n    ")}
-    workgroupBarrier();
-  }
-  ${stores.join("\n  ")}
-}`;
-}
-
-/** Workgroups the heuristic wants before it takes a larger tile (as ops/_matmul_variants.ts). */
-const MIN_WORKGROUPS = 256;
-
-let forcedTile: string | null | undefined;
-
-function envTile(): string | null {
-  let name: string | undefined;
-  try {
-    const st = Deno.permissions.querySync({ name: "env", variable: "WEBSEQ_MATMUL_F16_TILE" });
-    if (st.state === "granted") name = Deno.env.get("WEBSEQ_MATMUL_F16_TILE");
-  } catch {
-    name = undefined;
-  }
-  if (!name || name === "auto") return null;
-  if (!(name in MATMUL_F16_TILES)) {
-    throw new TypeError(
-      `WEBSEQ_MATMUL_F16_TILE: unknown tile "${name}" (known: ${
-        Object.keys(MATMUL_F16_TILES).join(", ")
-      }, auto)`,
-    );
-  }
-  return name;
-}
-
-/** Forces every matmulF16 onto one tile (tests, benchmarks); null: back to the heuristic. */
-export function useMatmulF16Tile(name: string | null): void {
-  if (name !== null && !(name in MATMUL_F16_TILES)) {
-    throw new TypeError(
-      `Unknown matmulF16 tile "${name}" (known: ${Object.keys(MATMUL_F16_TILES).join(", ")})`,
-    );
-  }
-  forcedTile = name;
-}
-
-/**
- * The tile of a call: the one forced by `WEBSEQ_MATMUL_F16_TILE`, else the
- * largest that gives at least 256 workgroups and wastes at most a quarter of
- * its outputs on padding, else 64×64.
- */
-export function matmulF16Tile(M: number, N: number, P = 1): string {
-  if (forcedTile === undefined) forcedTile = envTile();
-  if (forcedTile) return forcedTile;
-  for (const [name, t] of Object.entries(MATMUL_F16_TILES)) {
-    const BM = 16 * t.TM, BN = 16 * t.TN;
-    const wgs = Math.ceil(M / BM) * Math.ceil(N / BN) * P;
-    const fill = (M * N) / (Math.ceil(M / BM) * BM * Math.ceil(N / BN) * BN);
-    if (wgs >= MIN_WORKGROUPS && fill >= 0.75) return name;
-  }
-  return "64x64";
-}
-
-const codes = new Map<string, string>();
-
 function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuKernel {
-  const { M, N, K, P, sa, sb } = g;
-  if (P > 65535) throw new RangeError(`matmulF16 batch ${P} exceeds 65535`);
-  const tile = MATMUL_F16_TILES[matmulF16Tile(M, N, P)];
-  const spec: F16Spec = {
-    ...tile,
-    transA: p.transA,
-    transB: p.transB,
-    vecA: K > 0 && (p.transA ? M : K) % 4 === 0,
-    vecB: K > 0 && (p.transB ? K : N) % 4 === 0,
-    vecOut: N % 4 === 0,
-    outF16: p.out === "f16",
-    f32A: info.inputs[0].dtype !== "f16",
-    f32B: info.inputs[1].dtype !== "f16",
-    round: p.out === "f32" && Boolean(p.round),
-    acc16: p.acc === "f16",
+  const half: MatmulHalf = {
+    a: info.inputs[0].dtype === "f16" ? "f16" : "f32",
+    b: info.inputs[1].dtype === "f16" ? "f16" : "f32",
+    acc: p.acc === "f16" ? "f16" : "f32",
+    out: p.out === "f16" ? "f16" : p.round ? "round" : "f32",
   };
-  const key = JSON.stringify(spec);
-  let code = codes.get(key);
-  if (!code) codes.set(key, code = matmulF16Wgsl(spec));
-  return {
-    code,
-    bind: [{ in: 0 }, { in: 1 }, { out: 0 }],
-    uniform: packUniform([M, N, K, sa, sb]),
-    workgroups: [Math.ceil(N / (16 * tile.TN)), Math.ceil(M / (16 * tile.TM)), P],
-  };
+  return matmulKernel(g, { transA: p.transA, transB: p.transB }, { half });
 }
 
 /** 2⁴² + 1: Veltkamp's split of a float64 keeps 53 − 42 = 11 significant bits. */

@@ -382,3 +382,37 @@ Deno.test("matmulWgsl() spells the tile as constants: unrolled FMAs, vec4 slices
   assert.equal(code.match(/for \(/g)?.length, 1); // only the loop over K slices
   assert.doesNotMatch(code, /< u\.[MNK]/); // exact: no bounds checks
 });
+
+Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, no fused extras", () => {
+  const spec = {
+    transA: false,
+    transB: true,
+    vecA: true,
+    vecB: true,
+    vecOut: true,
+    exact: true,
+    bias: false,
+  };
+  const half = { a: "f32", b: "f16", acc: "f16", out: "f32" } as const;
+  const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), { ...spec, half });
+  assert.match(code, /^enable f16;/);
+  assert.match(code, /var<workgroup> As: array<vec4<f16>, 512>;/);
+  assert.match(code, /var<storage, read> a: array<vec4<f32>>/); // f32 rounded as it loads
+  assert.match(code, /to_f16v4\(a\[/);
+  assert.equal(code.match(/= fma\(vec4<f16>/g)?.length, 8 * 2 * 8);
+  assert.match(code, /if \(\(\(\(t - 1u\) \+ 1u\) \* 8u\) % 16u == 0u\)/); // BK 8: every 2nd slice
+  const deep = matmulWgsl(tile(64, 64, 32, 4, 4, false), { ...spec, half });
+  // BK 32: two flushes inside each slice, one more after the loop
+  assert.equal(deep.match(/c0_0 \+= vec4<f32>\(h0_0\)/g)?.length, 3);
+  const f32acc = matmulWgsl(tile(64, 64, 16, 4, 4, false), {
+    ...spec,
+    half: { ...half, acc: "f32", out: "round" },
+  });
+  assert.doesNotMatch(f32acc, /vec4<f16>\(\);/); // no f16 accumulators
+  assert.match(f32acc, /vec4<f32>\(to_f16v4\(c0_0\)\)/);
+  assert.throws(
+    () => matmulWgsl(tile(64, 64, 16, 4, 4, false), { ...spec, bias: true, half }),
+    TypeError,
+  );
+  assert.throws(() => matmulWgsl(tile(64, 64, 12, 4, 4, false), { ...spec, half }), TypeError);
+});

@@ -14,7 +14,8 @@ import { CPU } from "../tensor/cpu_backend.ts";
 import { type Tensor, tensor, toBackend } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { cast } from "../ops/cast.ts";
-import { MATMUL_F16_TILES, matmulF16, useMatmulF16Tile } from "../ops/matmul_f16.ts";
+import { matmulF16 } from "../ops/matmul_f16.ts";
+import { useMatmulVariant } from "../ops/matmul.ts";
 import { mul, sum } from "../ops/mod.ts";
 
 /** Exit code of this module when the adapter has no shader-f16. */
@@ -86,6 +87,27 @@ const SHAPES: [number, number, number, number, boolean, boolean][] = [
   [1, 130, 20, 129, false, true],
 ];
 
+/** `acc: "f16"` on the GPU against the CPU's group-by-group f16 accumulation. */
+async function checkAcc16(
+  [P, M, K, N, tA, tB]: readonly [number, number, number, number, boolean, boolean],
+): Promise<void> {
+  const sa = [...(P > 1 ? [P] : []), ...(tA ? [K, M] : [M, K])];
+  const sb = [...(P > 1 ? [P] : []), ...(tB ? [N, K] : [K, N])];
+  const av = values(P * M * K, 2, 2), bv = values(P * K * N, 3, 2);
+  const run = async (be: Backend) => {
+    const a = cast(tensor(av, sa, { backend: be }), "f16");
+    const b = cast(tensor(bv, sb, { backend: be }), "f16");
+    return await matmulF16(a, b, { transA: tA, transB: tB, acc: "f16" }).toArray();
+  };
+  const [ref, got] = [await run(CPU), await run(GPU)];
+  // the same f16 FMAs in the same order; a GPU may round an f16 FMA through f32 (twice),
+  // so allow a few f16 ulps of the partial sums (|a|, |b| ≤ 2: partial sums ≤ 64)
+  const tol = Math.ceil(K / 16) * 4 * 64 * 2 ** -11;
+  ref.forEach((r, i) =>
+    assert.ok(Math.abs(got[i] - r) <= tol, `${[P, M, K, N, tA, tB]} [${i}] ${got[i]} vs ${r}`)
+  );
+}
+
 async function checkMatmul(
   [P, M, K, N, tA, tB]: readonly [number, number, number, number, boolean, boolean],
   modes: readonly ("f32" | "f16" | "round")[],
@@ -123,15 +145,22 @@ Deno.test("f16 GPU: matmulF16() equals the CPU reference (f32 and f16 results, f
   for (const shape of SHAPES) await checkMatmul(shape, ["f32", "f16", "round"]);
 });
 
-Deno.test("f16 GPU: the 128-row tiles equal the CPU reference (two passes, remainders)", async () => {
-  // lavapipe compiles the unrolled 8×8 kernels slowly: two shapes, one mode each
-  for (const tile of Object.keys(MATMUL_F16_TILES).filter((t) => t !== "64x64")) {
-    useMatmulF16Tile(tile);
+Deno.test("f16 GPU: every tile shape of the generator equals the CPU reference (f16 accumulation too)", async () => {
+  // small tiles compile fast on lavapipe: single and double buffered, BK below, at and above 16
+  // (f16 groups of 16 k flushed across slices, at the slice end, and inside a slice)
+  const tiles = [
+    { BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, double: true },
+    { BM: 16, BN: 32, BK: 16, TM: 4, TN: 8, double: false },
+    { BM: 32, BN: 16, BK: 32, TM: 8, TN: 4, double: true },
+  ];
+  for (const t of tiles) {
+    useMatmulVariant(t);
     try {
-      await checkMatmul([1, 130, 20, 129, false, true], ["round"]);
-      await checkMatmul([2, 9, 16, 12, true, true], ["f16"]);
+      await checkMatmul([1, 37, 40, 29, false, true], ["round", "f16"]);
+      await checkMatmul([2, 9, 16, 12, true, false], ["f32"]);
+      await checkAcc16([1, 33, 50, 20, true, true]);
     } finally {
-      useMatmulF16Tile(null);
+      useMatmulVariant(null);
     }
   }
 });
@@ -146,23 +175,7 @@ Deno.test("f16 GPU: matmulF16() acc f16 equals the CPU's slice-by-slice f16 accu
   };
   assert.deepEqual(await one(GPU), [2]);
   assert.deepEqual(await one(CPU), [2]);
-  for (const [P, M, K, N, tA, tB] of SHAPES) {
-    const sa = [...(P > 1 ? [P] : []), ...(tA ? [K, M] : [M, K])];
-    const sb = [...(P > 1 ? [P] : []), ...(tB ? [N, K] : [K, N])];
-    const av = values(P * M * K, 2, 2), bv = values(P * K * N, 3, 2);
-    const run = async (be: Backend) => {
-      const a = cast(tensor(av, sa, { backend: be }), "f16");
-      const b = cast(tensor(bv, sb, { backend: be }), "f16");
-      return await matmulF16(a, b, { transA: tA, transB: tB, acc: "f16" }).toArray();
-    };
-    const [ref, got] = [await run(CPU), await run(GPU)];
-    // the same f16 FMAs in the same order; a GPU may round an f16 FMA through f32 (twice),
-    // so allow a few f16 ulps of the partial sums (|a|, |b| ≤ 2: partial sums ≤ 64)
-    const tol = Math.ceil(K / 16) * 4 * 64 * 2 ** -11;
-    ref.forEach((r, i) =>
-      assert.ok(Math.abs(got[i] - r) <= tol, `${[P, M, K, N, tA, tB]} [${i}] ${got[i]} vs ${r}`)
-    );
-  }
+  for (const shape of SHAPES) await checkAcc16(shape);
 });
 
 Deno.test("f16 GPU: a Linear-shaped f16 forward and backward equal the CPU", async () => {
