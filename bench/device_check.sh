@@ -35,9 +35,11 @@ section info 20 $RUN cli.ts info --json
 section tests 140 deno test -A --cached-only ops/matmul_test.ts tests/ops_registry_test.ts \
   tests/f16_gpu_test.ts
 # 2. matmul: the tuner (every registered variant's ms at 256/1024/4096 and the model's shapes),
-#    then a sweep over every tile the generator can build at 4096 (NN, NT; the fastest five)
+#    then a sweep over every tile the generator can build at 4096 (NN, NT; f32 and f16 with f16
+#    accumulation; the fastest five of each)
 section matmul 90 $RUN bench/ops_bench.ts --only matmul,model,tune,attention,dispatch --json
-section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 --json
+section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \
+  --sweep-precisions f32,f16acc --json
 # 3. training throughput next to PyTorch (same preset, batch, optimizer), fp32 then f16; webseq
 #    tunes its matmuls on the first warm-up step (--tune auto), "tune_s" says how long
 section small 55 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \

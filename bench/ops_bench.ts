@@ -70,6 +70,12 @@ export interface OpsBenchOptions {
   layouts?: string[];
   /** Time budget of the tile sweep in seconds (default 60). */
   sweepSeconds?: number;
+  /**
+   * What the sweep multiplies: "f32", "f16" (f16 operands, f32 accumulation)
+   * and/or "f16acc" (f16 FMAs over groups of 16 k); default f32. The f16 forms
+   * need `shader-f16`.
+   */
+  sweepPrecisions?: SweepPrecision[];
 }
 
 /** Benchmark groups. */
@@ -115,6 +121,9 @@ export function sweepTiles(target: MatmulTarget): MatmulTile[] {
     0.5 * (Math.abs(Math.log2(t.BM / t.BN)) + Math.abs(Math.log2(t.TM / t.TN)));
   return out.sort((a, b) => off(a) - off(b) || b.BM * b.BN - a.BM * a.BN);
 }
+
+/** The arithmetic of a sweep (see `OpsBenchOptions.sweepPrecisions`). */
+export type SweepPrecision = "f32" | "f16" | "f16acc";
 
 /** A tile's name in the registry's spelling. */
 export function tileName(t: MatmulTile): string {
@@ -360,63 +369,95 @@ async function* benchSweep(backend: Backend, opts: OpsBenchOptions): AsyncGenera
   const tiles = target.software ? sweepTiles(target).reverse() : sweepTiles(target);
   const sizes = opts.variantSizes ?? (target.software ? [128] : [4096]);
   const layouts = opts.layouts ?? ["NN", "NT"];
-  // the budget is shared evenly by the size × layout combinations
-  const share = ((opts.sweepSeconds ?? 60) * 1000) / (sizes.length * layouts.length);
+  const wanted = opts.sweepPrecisions ?? ["f32"];
+  const precisions = wanted.filter((p) => p === "f32" || gpu.hasF16);
+  // the budget is shared evenly by the size × layout × precision combinations
+  const share = ((opts.sweepSeconds ?? 60) * 1000) /
+    Math.max(1, sizes.length * layouts.length * precisions.length);
   const base = { kind: "matmul_sweep", device: backend.description, backend: backend.kind };
+  for (const precision of wanted.filter((p) => !precisions.includes(p))) {
+    yield { ...base, precision, skipped: "the adapter has no shader-f16" };
+  }
   for (const size of sizes) {
     for (const layout of layouts) {
-      const transA = layout[0] === "T", transB = layout[1] === "T";
-      const a = randomTensor([size, size], backend, 1), b = randomTensor([size, size], backend, 2);
-      const flops = 2 * size ** 3;
-      const run = () => matmul(a, b, { transA, transB }).dispose();
-      const done: { name: string; gflops: number }[] = [];
-      const deadline = performance.now() + share;
-      let tried = 0;
-      try {
-        for (const t of tiles) {
-          if (performance.now() > deadline) break;
-          tried++;
-          useMatmulVariant(t);
-          try {
-            run(); // compiles
-            await gpu.sync();
-            let ms: number, timing = "wallclock";
-            if (gpu.beginProfile()) {
-              for (let i = 0; i < 3; i++) run();
-              const p = (await gpu.endProfile())["matmul"];
-              ms = p && p.dispatches > 0 ? p.ms / p.dispatches : NaN;
-              timing = "timestamp";
-            } else {
-              const t0 = performance.now();
-              for (let i = 0; i < 3; i++) run();
-              await gpu.sync();
-              ms = (performance.now() - t0) / 3;
-            }
-            const gflops = round(flops / (ms * 1e6), 2);
-            done.push({ name: tileName(t), gflops });
-            yield { ...base, tile: tileName(t), size, layout, timing, ms: round(ms, 4), gflops };
-          } catch (err) {
-            yield { ...base, tile: tileName(t), size, layout, skipped: firstLine(err) };
-          } finally {
-            useMatmulVariant(null);
-          }
-        }
-      } finally {
-        a.dispose();
-        b.dispose();
+      for (const precision of precisions) {
+        yield* sweepOne(gpu, tiles, size, layout, precision, share, base);
       }
-      done.sort((x, y) => y.gflops - x.gflops);
-      yield {
-        ...base,
-        kind: "matmul_sweep_best",
-        size,
-        layout,
-        tried,
-        of: tiles.length,
-        best: JSON.stringify(done.slice(0, 5)),
-      };
     }
   }
+}
+
+/** The sweep of one size, layout and precision within `share` milliseconds. */
+async function* sweepOne(
+  gpu: GpuBackend,
+  tiles: MatmulTile[],
+  size: number,
+  layout: string,
+  precision: SweepPrecision,
+  share: number,
+  base: { kind: string; device: string; backend: string },
+): AsyncGenerator<OpsBenchLine> {
+  const transA = layout[0] === "T", transB = layout[1] === "T";
+  let a = randomTensor([size, size], gpu, 1), b = randomTensor([size, size], gpu, 2);
+  if (precision !== "f32") {
+    const [ah, bh] = [OPS.cast(a, "f16"), OPS.cast(b, "f16")];
+    a.dispose(), b.dispose();
+    [a, b] = [ah, bh];
+  }
+  const flops = 2 * size ** 3;
+  const acc = precision === "f16acc" ? "f16" as const : "f32" as const;
+  const run = () =>
+    (precision === "f32"
+      ? matmul(a, b, { transA, transB })
+      : OPS.matmulF16(a, b, { transA, transB, acc })).dispose();
+  const done: { name: string; gflops: number }[] = [];
+  const deadline = performance.now() + share;
+  let tried = 0;
+  try {
+    for (const t of tiles) {
+      if (performance.now() > deadline) break;
+      tried++;
+      useMatmulVariant(t);
+      try {
+        run(); // compiles
+        await gpu.sync();
+        let ms: number, timing = "wallclock";
+        if (gpu.beginProfile()) {
+          for (let i = 0; i < 3; i++) run();
+          const p = (await gpu.endProfile())[precision === "f32" ? "matmul" : "matmul_f16"];
+          ms = p && p.dispatches > 0 ? p.ms / p.dispatches : NaN;
+          timing = "timestamp";
+        } else {
+          const t0 = performance.now();
+          for (let i = 0; i < 3; i++) run();
+          await gpu.sync();
+          ms = (performance.now() - t0) / 3;
+        }
+        const gflops = round(flops / (ms * 1e6), 2);
+        done.push({ name: tileName(t), gflops });
+        const line = { ...base, tile: tileName(t), size, layout, precision };
+        yield { ...line, timing, ms: round(ms, 4), gflops };
+      } catch (err) {
+        yield { ...base, tile: tileName(t), size, layout, precision, skipped: firstLine(err) };
+      } finally {
+        useMatmulVariant(null);
+      }
+    }
+  } finally {
+    a.dispose();
+    b.dispose();
+  }
+  done.sort((x, y) => y.gflops - x.gflops);
+  yield {
+    ...base,
+    kind: "matmul_sweep_best",
+    size,
+    layout,
+    precision,
+    tried,
+    of: tiles.length,
+    best: JSON.stringify(done.slice(0, 5)),
+  };
 }
 
 function round(x: number, digits: number): number {
@@ -621,6 +662,7 @@ if (import.meta.main) {
       variants: { type: "string" },
       layouts: { type: "string" },
       "sweep-seconds": { type: "string" },
+      "sweep-precisions": { type: "string" },
       large: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -650,6 +692,8 @@ Options:
   --layouts NN,NT,TN,TT      operand layouts of the table and the sweep (default NN,NT)
   --sweep-seconds N          time budget of the tile sweep over every generator tile
                              (default 60; sizes from --variant-sizes, default 4096)
+  --sweep-precisions P,P     f32, f16 (f16 operands, f32 accumulation), f16acc (f16 FMAs
+                             over groups of 16 k); the f16 forms need shader-f16 (default f32)
   --json                     JSON lines (the only output format)
 
 Permissions: --allow-read --allow-env`);
@@ -682,6 +726,7 @@ Permissions: --allow-read --allow-env`);
       variants: values.variants?.split(","),
       layouts: values.layouts?.split(","),
       sweepSeconds: ints(values["sweep-seconds"])?.[0],
+      sweepPrecisions: values["sweep-precisions"]?.split(",") as SweepPrecision[] | undefined,
     })
   ) {
     console.log(JSON.stringify(line));
