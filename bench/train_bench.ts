@@ -92,6 +92,8 @@ export interface TrainBenchLine {
   tune_s?: number;
   /** Shapes it measured. */
   tuned_shapes?: number;
+  /** Why the tuning stopped early (the heuristic's kernels ran), if it did. */
+  tune_error?: string;
   /** GPU milliseconds per op of one profiled step, largest first (with `profile`). */
   kernel_ms?: Record<string, number>;
 }
@@ -151,14 +153,14 @@ export async function benchTrain(
     });
     opt.zeroGrad();
   };
-  let tuning: { seconds: number; shapes: number } | null = null;
+  let tuning: { seconds: number; shapes: number; error?: string } | null = null;
   const tuneMode = opts.tune ?? "auto";
   for (let i = 0; i < warmup; i++) {
     if (i === 0 && tunesOn(tuneMode, backend)) {
       const r = await autotuneMatmulsOf(backend as GpuBackend, () => step(i), {
         force: tuneMode === "on",
       });
-      tuning = { seconds: r.seconds, shapes: r.tunings.length };
+      tuning = { seconds: r.seconds, shapes: r.tunings.length, error: r.error };
     } else step(i);
   }
   await backend.sync();
@@ -220,6 +222,7 @@ export async function benchTrain(
     parameters,
     ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),
     ...(tuning ? { tune_s: tuning.seconds, tuned_shapes: tuning.shapes } : {}),
+    ...(tuning?.error ? { tune_error: tuning.error } : {}),
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),
     ...(kernelDispatches ? { kernel_dispatches: kernelDispatches } : {}),
   };

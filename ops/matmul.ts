@@ -678,6 +678,8 @@ export interface WorkloadTuning<T> {
   tunings: MatmulTuning[];
   /** Seconds spent tuning (compiles included). */
   seconds: number;
+  /** Why tuning stopped early (the shapes keep the heuristic's choice), if it did. */
+  error?: string;
 }
 
 /**
@@ -704,10 +706,17 @@ export async function autotuneMatmulsOf<T>(
   const t0 = performance.now();
   configureMatmul(backend);
   const todo = shapes.filter((s) => !isTuned(s));
-  const tunings = todo.length > 0
-    ? await autotuneMatmul(backend, todo, { minTimeMs: 20, ...opts })
-    : [];
-  return { value, tunings, seconds: (performance.now() - t0) / 1000 };
+  const seconds = () => (performance.now() - t0) / 1000;
+  try {
+    const tunings = todo.length > 0
+      ? await autotuneMatmul(backend, todo, { minTimeMs: 20, ...opts })
+      : [];
+    return { value, tunings, seconds: seconds() };
+  } catch (err) {
+    // tuning is an optimisation: a failure leaves the heuristic in charge, never the run
+    const error = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+    return { value, tunings: [], seconds: seconds(), error };
+  }
 }
 
 /** Forgets every tuned choice. */

@@ -358,6 +358,12 @@ Deno.test({
       // measured shapes are not measured again
       const again = await autotuneMatmulsOf(GPU!, work, { variants: v, force: true });
       assert.equal(again.tunings.length, 0);
+      // a failing tuner leaves the heuristic in charge and still returns the workload's value
+      clearTunedVariants();
+      const bad = await autotuneMatmulsOf(GPU!, work, { variants: ["nope"], force: true });
+      assert.equal(bad.value, 42);
+      assert.deepEqual(bad.tunings, []);
+      assert.match(bad.error ?? "", /Unknown matmul variant "nope"/);
     } finally {
       for (const t of [x, w, u, w2]) t.dispose();
       clearTunedVariants();

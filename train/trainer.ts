@@ -537,9 +537,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         factor = r.value;
         const picks = new Set(r.tunings.map((x) => x.variant));
         info(
-          `matmul: tuned ${r.tunings.length} shapes in ${r.seconds.toFixed(1)} s (${
-            [...picks].join(", ") || "none"
-          }); --tune off skips this`,
+          r.error
+            ? `matmul: tuning failed (${r.error}); the shape heuristic picks the kernels`
+            : `matmul: tuned ${r.tunings.length} shapes in ${r.seconds.toFixed(1)} s (${
+              [...picks].join(", ") || "none"
+            }); --tune off skips this`,
         );
       } else factor = runStep();
       step++;
