@@ -365,8 +365,11 @@ async function* benchSweep(backend: Backend, opts: OpsBenchOptions): AsyncGenera
   if (backend.kind !== "webgpu") return;
   const gpu = backend as GpuBackend;
   const target = configureMatmul(gpu);
-  // software adapters take minutes to compile the big unrolled tiles: smallest first there
-  const tiles = target.software ? sweepTiles(target).reverse() : sweepTiles(target);
+  // software adapters take minutes to compile the big unrolled tiles: the least code first there
+  const code = (t: MatmulTile) => t.TM * t.TN * t.BK;
+  const tiles = target.software
+    ? sweepTiles(target).sort((x, y) => code(x) - code(y))
+    : sweepTiles(target);
   const sizes = opts.variantSizes ?? (target.software ? [128] : [4096]);
   const layouts = opts.layouts ?? ["NN", "NT"];
   const wanted = opts.sweepPrecisions ?? ["f32"];
