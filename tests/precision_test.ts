@@ -17,7 +17,12 @@ import { matmulF64, roundF16 } from "./_f16_reference.ts";
 const ROOT = new URL("..", import.meta.url).pathname;
 const CORPUS = `${ROOT}data/corpus/train.tsv`;
 
-async function tinyRun(dir: string, precision: "f32" | "f16", log?: (s: string) => void) {
+async function tinyRun(
+  dir: string,
+  precision: "f32" | "f16",
+  log?: (s: string) => void,
+  f16Accumulate: "f32" | "f16" = "f32",
+) {
   const lines = (await Deno.readTextFile(CORPUS)).split("\n");
   const data = `${dir}/train.tsv`, valid = `${dir}/valid.tsv`, config = `${dir}/config.json`;
   await Deno.writeTextFile(data, [lines[0], ...lines.slice(1, 97)].join("\n") + "\n");
@@ -38,7 +43,7 @@ async function tinyRun(dir: string, precision: "f32" | "f16", log?: (s: string) 
   return await train({
     data,
     valid,
-    out: `${dir}/run_${precision}`,
+    out: `${dir}/run_${precision}_${f16Accumulate}`,
     configFile: config,
     vocabSize: 120,
     maxLength: 32,
@@ -52,6 +57,7 @@ async function tinyRun(dir: string, precision: "f32" | "f16", log?: (s: string) 
     log,
     backend: CPU,
     precision,
+    f16Accumulate,
   });
 }
 
@@ -72,6 +78,24 @@ Deno.test("train() with precision f16 on the CPU ends within 2% of the f32 run a
     assert.equal(
       ((await loadTrainerState(f32.out)).options as Record<string, unknown>).precision,
       "f32",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() with f16 accumulation ends within 2% of the f32 run and records the mode", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const acc: TrainSummary = await tinyRun(dir, "f16", undefined, "f16");
+    const f32: TrainSummary = await tinyRun(dir, "f32");
+    const a = acc.valid!.loss, b = f32.valid!.loss;
+    assert.ok(Number.isFinite(a) && Math.abs(a - b) <= 0.02 * b, `valid loss ${a} vs f32 ${b}`);
+    const st = await loadTrainerState(acc.out);
+    assert.equal((st.options as Record<string, unknown>).f16_accumulate, "f16");
+    await assert.rejects(
+      () => tinyRun(dir, "f32", undefined, "f16"),
+      (e: Error) => e instanceof RangeError && /needs precision f16/.test(e.message),
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
