@@ -5,16 +5,17 @@
  * The GELU variant runs `fc2(dropout(gelu(·)))` as one op
  * (ops/gelu_linear.ts): the `d_ff`-wide activation is recomputed inside the
  * matmuls instead of stored, the same numbers with two `d_ff`-wide tensors
- * less per block and two dispatches less forward and backward. Under
- * f16 autocast it runs the unfused ops (the f16 matmul has no GELU stage).
+ * less per block and two dispatches less forward and backward. Under f16
+ * autocast it runs the f16 form of the same op (the numbers of the f16
+ * Linear on the unfused activation).
  *
  * @module
  */
 import type { Tensor } from "../tensor/tensor.ts";
-import { gelu, geluLinear, mulSame, silu } from "../ops/mod.ts";
+import { geluLinear, mulSame, silu } from "../ops/mod.ts";
 import type { FfnActivation } from "./config.ts";
 import { type InitContext, Module } from "./module.ts";
-import { autocastPrecision, type ForwardContext, Linear, maybeDropout } from "./layers.ts";
+import { autocastAccumulate, autocastPrecision, type ForwardContext, Linear } from "./layers.ts";
 
 /** The position-wise feed-forward network. */
 export class FeedForward extends Module {
@@ -54,12 +55,10 @@ export class FeedForward extends Module {
     if (this.activation === "gelu") {
       const [fc1, fc2] = this.#layers;
       const u = fc1.forward(x);
-      if (autocastPrecision() === "f16") {
-        return fc2.forward(maybeDropout(gelu(u), this.dropout, ctx));
-      }
       // the seed is drawn where maybeDropout would draw it: same masks, same seed stream
       const p = this.dropout, dropout = ctx.training && p > 0 ? { p, seed: ctx.nextSeed() } : null;
-      return geluLinear(u, fc2.weight, fc2.bias, { dropout });
+      const half = autocastPrecision() === "f16" ? autocastAccumulate() : null;
+      return geluLinear(u, fc2.weight, fc2.bias, { dropout, half });
     }
     const [gate, up, down] = this.#layers;
     return down.forward(mulSame(silu(gate.forward(x)), up.forward(x)));

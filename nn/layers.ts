@@ -122,6 +122,11 @@ export interface AutocastOptions {
   accumulate?: MatmulF16Accumulate;
 }
 
+/** How f16 matmuls accumulate now ("f32" outside {@linkcode autocast}). */
+export function autocastAccumulate(): MatmulF16Accumulate {
+  return linearAccumulate;
+}
+
 /** The precision Linear layers compute in now ("f32" outside {@linkcode autocast}). */
 export function autocastPrecision(): Precision {
   return linearPrecision;

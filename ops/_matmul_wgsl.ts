@@ -214,7 +214,7 @@ function planLoad(
     setup.push(`var ${reg}: ${vec ? sv : st};`);
     const at = `${p}I${l} + ${step}`;
     const load = gelu
-      ? `${reg} = gelu_in${vec ? "4" : ""}(${name}[${at}], ${at});`
+      ? `${reg} = ${wrap(`gelu_in${vec ? "4" : ""}(${name}[${at}], ${at})`)};`
       : `${reg} = ${wrap(`${name}[${at}]`)};`;
     if (conds.length === 0) fetch.push(load);
     else {fetch.push(
@@ -281,8 +281,16 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   checkTile(t);
   const { BM, BN, BK, TM, TN } = t;
   const H = s.half ?? null;
-  if (H && (s.bias || s.geluIn || s.geluGradOut || s.addOut || s.rowSum || s.dropout)) {
-    throw new TypeError("matmulWgsl: the f16 kernel has no fused prologue or epilogue");
+  // f16 kernels fuse what ops/gelu_linear.ts needs: GELU on an f32 operand's loads (then
+  // rounded to f16), and on an f32 result the bias and the gelu' epilogue
+  if (
+    H && (s.addOut || s.rowSum ||
+      (s.geluIn && H[s.geluIn] !== "f32") ||
+      ((s.bias || s.geluGradOut) && H.out === "f16"))
+  ) {
+    throw new TypeError(
+      "matmulWgsl: the f16 kernel fuses only GELU on f32 operands and the bias/gelu' of f32 results",
+    );
   }
   const acc16 = H?.acc === "f16";
   if (acc16 && 16 % BK !== 0 && BK % 16 !== 0) {
@@ -465,18 +473,20 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
         const c = `c${r}_${h}`;
         if (s.vecOut) {
           const oi = `oz + gm * n4 + (gn${h} >> 2u)`;
-          let v = s.bias ? `${c} + bias${h}` : c;
+          const cv = H && H.out !== "f16" ? conv(c, true) : c;
+          let v = s.bias ? `${cv} + bias${h}` : cv;
           if (s.geluGradOut) v = `gelu_grad_out4(${v}, aux[${oi}], ${oi})`;
           if (s.addOut) v = `${v} + addend[${oi}]`;
-          const st = `out[${oi}] = ${conv(v, true)};`;
+          const st = `out[${oi}] = ${H?.out === "f16" ? conv(v, true) : v};`;
           rows.push(s.exact ? st : `if (gn${h} < u.N) { ${st} }`);
         } else {
           for (let q = 0; q < 4; q++) {
             const oi = `oz + gm * u.N + gn${h} + ${q}u`;
-            let v = s.bias ? `${c}.${COMP[q]} + bias[gn${h} + ${q}u]` : `${c}.${COMP[q]}`;
+            const cq = `${c}.${COMP[q]}`, cv = H && H.out !== "f16" ? conv(cq, false) : cq;
+            let v = s.bias ? `${cv} + bias[gn${h} + ${q}u]` : cv;
             if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
             if (s.addOut) v = `${v} + addend[${oi}]`;
-            const st = `out[${oi}] = ${conv(v, false)};`;
+            const st = `out[${oi}] = ${H?.out === "f16" ? conv(v, false) : v};`;
             rows.push(s.exact ? st : `if (gn${h} + ${q}u < u.N) { ${st} }`);
           }
         }

@@ -45,15 +45,24 @@ import {
 import { GELU, GELU_GRAD } from "./elementwise.ts";
 import { DROPOUT } from "./dropout.ts";
 import { MATMUL, matmulGeometry, matmulKernel } from "./matmul.ts";
+import { MATMUL_F16, type MatmulF16Accumulate } from "./matmul_f16.ts";
+import type { MatmulHalf } from "./_matmul_wgsl.ts";
 import { sumTo } from "./reduce.ts";
 import type { OpEntry } from "./registry.ts";
 
-/** Parameters of the GELU-linear ops: the dropout after the GELU. */
+/** Parameters of the GELU-linear ops: the dropout after the GELU, and the precision. */
 export interface GeluLinearParams {
   /** Dropout probability in [0, 1] (0: none). */
   dropoutP: number;
   /** Dropout seed (u32). */
   dropoutSeed: number;
+  /**
+   * f16 autocast (nn/layers.ts): the matmuls of ops/matmul_f16.ts — operands
+   * rounded to f16 as they load, accumulated per this mode, the gradients of
+   * the f32 operands rounded to f16 values; the bias gradient stays f32
+   * (`sumTo`). Absent: f32.
+   */
+  half?: MatmulF16Accumulate;
 }
 
 function checkParams(p: GeluLinearParams, what: string): void {
@@ -63,6 +72,28 @@ function checkParams(p: GeluLinearParams, what: string): void {
   if (!Number.isInteger(p.dropoutSeed)) {
     throw new TypeError(`${what}: dropoutSeed must be an integer, got ${p.dropoutSeed}`);
   }
+  if (p.half !== undefined && p.half !== "f32" && p.half !== "f16") {
+    throw new TypeError(`${what}: half must be "f32" or "f16", got ${JSON.stringify(p.half)}`);
+  }
+}
+
+/** The f16 kernel form of a GELU-linear matmul (`out`: f32, or f32 holding f16 values). */
+function halfOf(p: GeluLinearParams, out: "f32" | "round"): MatmulHalf | undefined {
+  return p.half ? { a: "f32", b: "f32", acc: p.half, out } : undefined;
+}
+
+/** `MATMUL_F16.cpu` on `[M, K]`-style 2-D views (the reference of the half forms). */
+function matmulF16Cpu(
+  a: CpuArray,
+  b: CpuArray,
+  out: CpuArray,
+  shapes: [number[], number[], number[]],
+  p: { transA: boolean; transB: boolean; round: boolean; acc: MatmulF16Accumulate },
+): void {
+  MATMUL_F16.cpu([a, b], [out], {
+    inputs: [{ shape: shapes[0], dtype: "f32" }, { shape: shapes[1], dtype: "f32" }],
+    outputs: [{ shape: shapes[2], dtype: "f32" }],
+  } as OpInfo, { ...p, out: "f32" });
 }
 
 /** Rows N (all axes of u but the last) and widths F, C; checks u, W and (if given) b. */
@@ -122,7 +153,10 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
   cpu([u, w, b], [out], info, p) {
     const { N, F, C } = dims(info.inputs[0], info.inputs[1], null, "geluLinear");
     const g = activation(u, p);
-    MATMUL.cpu([g, w], [out], info2([N, F], [C, F]), { transA: false, transB: true });
+    if (p.half) {
+      const mp = { transA: false, transB: true, round: false, acc: p.half };
+      matmulF16Cpu(g, w, out, [[N, F], [C, F], [N, C]], mp);
+    } else MATMUL.cpu([g, w], [out], info2([N, F], [C, F]), { transA: false, transB: true });
     if (b) { for (let i = 0; i < out.length; i++) out[i] += b[i % C]; }
   },
   gpu(info, p) {
@@ -130,16 +164,24 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
     const mp = { transA: false, transB: true };
     const g = matmulGeometry([N, F], [C, F], mp, "geluLinear");
     const bias = info.inputs.length > 2;
-    return { kernels: [matmulKernel(g, mp, { bias, geluIn: "a", dropout: dropoutOf(p) })] };
+    const half = halfOf(p, "f32");
+    return {
+      kernels: [matmulKernel(g, mp, { bias, geluIn: "a", dropout: dropoutOf(p), half })],
+    };
   },
   backward(c, [dyAny]) {
     const dy = dyAny as Tensor;
     const [u, w, b] = c.inputs as Tensor[];
     let dw: Tensor | null = null, db: Tensor | null = null;
     if (w.requiresGrad) {
-      [dw, db] = apply(GELU_WEIGHT_GRAD, [dy, u], c.params);
-      if (!b?.requiresGrad) db.dispose(), db = null;
-    } else if (b?.requiresGrad) db = sumTo(dy, b.shape);
+      // f32: the bias gradient from the same kernel; f16: dy is rounded as it loads, so the
+      // bias gradient is summed apart in f32 (as the f16 Linear's separate bias add gives)
+      const outs = apply(GELU_WEIGHT_GRAD, [dy, u], c.params);
+      dw = outs[0];
+      if (outs[1] && b?.requiresGrad) db = outs[1];
+      else outs[1]?.dispose();
+    }
+    if (b?.requiresGrad && !db) db = sumTo(dy, b.shape);
     return [u.requiresGrad ? apply(GELU_LINEAR_GRAD, [dy, w, u], c.params)[0] : null, dw, db];
   },
 };
@@ -164,7 +206,10 @@ export const GELU_LINEAR_GRAD: OpDef<GeluLinearParams> = {
   cpu([dy, w, u], [out], info, p) {
     const { N, F, C } = dims(info.inputs[2], info.inputs[1], null, "geluLinearGrad");
     const dg = new (out.constructor as new (n: number) => CpuArray)(out.length);
-    MATMUL.cpu([dy, w], [dg], info2([N, C], [C, F]), { transA: false, transB: false });
+    if (p.half) {
+      const mp = { transA: false, transB: false, round: true, acc: p.half };
+      matmulF16Cpu(dy, w, dg, [[N, C], [C, F], [N, F]], mp);
+    } else MATMUL.cpu([dy, w], [dg], info2([N, C], [C, F]), { transA: false, transB: false });
     const none = {} as OpInfo;
     if (p.dropoutP > 0) DROPOUT.cpu([dg], [dg], none, { p: p.dropoutP, seed: p.dropoutSeed });
     GELU_GRAD.cpu([u, dg], [out], none, { a: 0 });
@@ -173,7 +218,8 @@ export const GELU_LINEAR_GRAD: OpDef<GeluLinearParams> = {
     const { N, F, C } = dims(info.inputs[2], info.inputs[1], null, "geluLinearGrad");
     const mp = { transA: false, transB: false };
     const g = matmulGeometry([N, C], [C, F], mp, "geluLinearGrad");
-    return { kernels: [matmulKernel(g, mp, { geluGradOut: true, dropout: dropoutOf(p) })] };
+    const half = halfOf(p, "round");
+    return { kernels: [matmulKernel(g, mp, { geluGradOut: true, dropout: dropoutOf(p), half })] };
   },
 };
 
@@ -197,12 +243,18 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
         } must have the same rows`,
       );
     }
-    return [{ shape: [C, F], dtype: u.dtype }, { shape: [C], dtype: u.dtype }];
+    const dW = { shape: [C, F], dtype: u.dtype };
+    return p.half ? [dW] : [dW, { shape: [C], dtype: u.dtype }];
   },
   cpu([dy, u], [out, db], info, p) {
     const [C, F] = info.outputs[0].shape;
     const N = F > 0 ? u.length / F : 0;
     const g = activation(u, p);
+    if (p.half) {
+      const mp = { transA: true, transB: false, round: true, acc: p.half };
+      matmulF16Cpu(dy, g, out, [[N, C], [N, F], [C, F]], mp);
+      return;
+    }
     MATMUL.cpu([dy, g], [out], info2([N, C], [N, F]), { transA: true, transB: false });
     const acc = new Float64Array(C);
     for (let r = 0; r < N; r++) for (let k = 0; k < C; k++) acc[k] += dy[r * C + k];
@@ -213,8 +265,11 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
     const N = F > 0 ? sizeOf(info.inputs[1].shape) / F : 0;
     const mp = { transA: true, transB: false };
     const g = matmulGeometry([N, C], [N, F], mp, "geluWeightGrad");
+    const half = halfOf(p, "round");
     return {
-      kernels: [matmulKernel(g, mp, { geluIn: "b", dropout: dropoutOf(p), rowSum: true })],
+      kernels: [
+        matmulKernel(g, mp, { geluIn: "b", dropout: dropoutOf(p), rowSum: !half, half }),
+      ],
     };
   },
 };
@@ -223,6 +278,8 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
 export interface GeluLinearOptions {
   /** Dropout after the GELU (training only; the caller draws the seed). */
   dropout?: { p: number; seed: number } | null;
+  /** f16 autocast's matmuls with this accumulation (see `GeluLinearParams.half`). */
+  half?: MatmulF16Accumulate | null;
 }
 
 /**
@@ -236,7 +293,8 @@ export function geluLinear(
   opts: GeluLinearOptions = {},
 ): Tensor {
   const d = opts.dropout && opts.dropout.p > 0 ? opts.dropout : null;
-  const p = { dropoutP: d?.p ?? 0, dropoutSeed: d ? d.seed >>> 0 : 0 };
+  const p: GeluLinearParams = { dropoutP: d?.p ?? 0, dropoutSeed: d ? d.seed >>> 0 : 0 };
+  if (opts.half) p.half = opts.half;
   return apply(GELU_LINEAR, bias ? [u, weight, bias] : [u, weight], p)[0];
 }
 

@@ -11,7 +11,18 @@ import { makeRng } from "../tensor/rng.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
-import { dropout, gelu, geluLinear, matmul, matmulBias, mul, reshape, sum } from "./mod.ts";
+import {
+  add,
+  dropout,
+  gelu,
+  geluLinear,
+  matmul,
+  matmulBias,
+  matmulF16,
+  mul,
+  reshape,
+  sum,
+} from "./mod.ts";
 
 interface Setup {
   /** u [N, F] (or [B, T, F]), W [C, F]. */
@@ -79,6 +90,27 @@ for (const c of SETUPS) {
         }
       });
     },
+  });
+}
+
+for (const acc of ["f32", "f16"] as const) {
+  Deno.test(`geluLinear() half ${acc} equals the f16 Linear on dropout(gelu(u)) bit for bit on the CPU`, async () => {
+    const [N, F, C] = [7, 24, 6];
+    const rng = makeRng(8);
+    const data = (k: number, s = 1) => Array.from({ length: k }, () => (rng() * 2 - 1) * s);
+    const ud = data(N * F, 3), wd = data(C * F), bd = data(C), yd = data(N * C);
+    const run = async (fused: boolean) => {
+      const mk = (d: number[], shape: number[], requiresGrad = true) =>
+        tensor(d, shape, { requiresGrad });
+      const u = mk(ud, [N, F]), w = mk(wd, [C, F]), b = mk(bd, [C]);
+      const y = fused
+        ? geluLinear(u, w, b, { dropout: { p: 0.2, seed: SEED }, half: acc })
+        : add(matmulF16(dropout(gelu(u), 0.2, SEED), w, { transB: true, acc }), b);
+      sum(mul(y, mk(yd, [N, C], false))).backward();
+      return await Promise.all([y, u.grad!, w.grad!, b.grad!].map((t) => t.data()));
+    };
+    const [fused, composed] = [await run(true), await run(false)];
+    fused.forEach((got, j) => assert.deepEqual(got, composed[j], `output ${j}`));
   });
 }
 

@@ -401,6 +401,7 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, no
   };
   const half = { a: "f32", b: "f16", acc: "f16", out: "f32" } as const;
   const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), { ...spec, half });
+  const t8 = tile(32, 32, 8, 4, 4, false);
   assert.match(code, /^enable f16;/);
   assert.match(code, /var<workgroup> As: array<vec4<f16>, 512>;/);
   assert.match(code, /var<storage, read> a: array<vec4<f32>>/); // f32 rounded as it loads
@@ -417,8 +418,12 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, no
   assert.doesNotMatch(f32acc, /vec4<f16>\(\);/); // no f16 accumulators
   assert.match(f32acc, /vec4<f32>\(to_f16v4\(c0_0\)\)/);
   assert.throws(
-    () => matmulWgsl(tile(64, 64, 16, 4, 4, false), { ...spec, bias: true, half }),
+    () => matmulWgsl(tile(64, 64, 16, 4, 4, false), { ...spec, addOut: true, half }),
     TypeError,
   );
   assert.throws(() => matmulWgsl(tile(64, 64, 12, 4, 4, false), { ...spec, half }), TypeError);
+  // GELU only on an f32 operand; bias only on an f32 result
+  assert.throws(() => matmulWgsl(t8, { ...spec, geluIn: "b", half }), TypeError); // b is f16
+  assert.throws(() => matmulWgsl(t8, { ...spec, bias: true, half: { ...half, out: "f16" } }));
+  assert.match(matmulWgsl(t8, { ...spec, geluIn: "a", half }), /to_f16v4\(gelu_in4\(a\[/);
 });

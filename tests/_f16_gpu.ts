@@ -16,7 +16,7 @@ import type { Backend } from "../tensor/types.ts";
 import { cast } from "../ops/cast.ts";
 import { matmulF16 } from "../ops/matmul_f16.ts";
 import { useMatmulVariant } from "../ops/matmul.ts";
-import { mul, sum } from "../ops/mod.ts";
+import { geluLinear, mul, sum } from "../ops/mod.ts";
 
 /** Exit code of this module when the adapter has no shader-f16. */
 export const NO_F16_EXIT = 3;
@@ -176,6 +176,32 @@ Deno.test("f16 GPU: matmulF16() acc f16 equals the CPU's slice-by-slice f16 accu
   assert.deepEqual(await one(GPU), [2]);
   assert.deepEqual(await one(CPU), [2]);
   for (const shape of SHAPES) await checkAcc16(shape);
+});
+
+Deno.test("f16 GPU: geluLinear() in f16 form (both accumulations) equals the CPU", async () => {
+  const [N, F, C] = [10, 36, 12];
+  for (const acc of ["f32", "f16"] as const) {
+    const grads = (be: Backend) => {
+      const u = tensor(values(N * F, 7, 3), [N, F], { backend: be, requiresGrad: true });
+      const w = tensor(values(C * F, 8, 0.5), [C, F], { backend: be, requiresGrad: true });
+      const b = tensor(values(C, 9), [C], { backend: be, requiresGrad: true });
+      const r = tensor(values(N * C, 10), [N, C], { backend: be });
+      const y = geluLinear(u, w, b, { dropout: { p: 0.25, seed: 5 }, half: acc });
+      sum(mul(y, r)).backward();
+      return [y, u.grad!, w.grad!, b.grad!].map((t) => t.toArray());
+    };
+    const cpu = await Promise.all(grads(CPU)), gpuOut = await Promise.all(grads(GPU));
+    cpu.forEach((ref, k) => {
+      // f16 operands: a product's rounding differs by an f16 ulp at most per term
+      const scale = Math.max(1, ...ref.map(Math.abs));
+      ref.forEach((r, i) =>
+        assert.ok(
+          Math.abs(gpuOut[k][i] - r) <= 4e-3 * scale,
+          `${acc} ${["y", "du", "dw", "db"][k]}[${i}] ${gpuOut[k][i]} vs ${r}`,
+        )
+      );
+    });
+  }
 });
 
 Deno.test("f16 GPU: a Linear-shaped f16 forward and backward equal the CPU", async () => {
