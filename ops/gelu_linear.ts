@@ -21,7 +21,10 @@
  *
  * The CPU references compose the unfused ops' CPU kernels (GELU, dropout,
  * matmul, GELU_GRAD), so on the CPU the fused op gives the numbers of
- * `matmulBias(dropout(gelu(u)), W, b, { transB: true })` exactly.
+ * `matmulBias(dropout(gelu(u)), W, b, { transB: true })` exactly. With
+ * `half` (f16 autocast) the matmuls are those of ops/matmul_f16.ts — the
+ * activation rounded to f16 as the kernel loads it — and the numbers are
+ * those of `add(matmulF16(dropout(gelu(u)), W, { transB: true }), b)`.
  *
  * @example
  * ```ts
