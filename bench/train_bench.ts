@@ -152,6 +152,7 @@ export async function benchTrain(
       opt.step();
     });
     opt.zeroGrad();
+    backend.flush(); // one submit per step, as the trainer does
   };
   let tuning: { seconds: number; shapes: number; error?: string } | null = null;
   const tuneMode = opts.tune ?? "auto";

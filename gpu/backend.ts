@@ -76,12 +76,14 @@ export interface DispatchStats {
   submits: number;
   /** Readbacks since the last reset. */
   readbacks: number;
+  /** Bind groups created (not found in the cache) since the last reset. */
+  bindGroups: number;
   /** Dispatches per op name. */
   perOp: Record<string, number>;
 }
 
 function newStats(): DispatchStats {
-  return { dispatches: 0, copies: 0, submits: 0, readbacks: 0, perOp: {} };
+  return { dispatches: 0, copies: 0, submits: 0, readbacks: 0, bindGroups: 0, perOp: {} };
 }
 
 /** Runs ops as WGSL compute kernels on a WebGPU device. */
@@ -347,6 +349,7 @@ export class GpuBackend implements Backend {
           });
         }
         group = this.device.createBindGroup({ layout, entries });
+        this.#stats.bindGroups++;
         if (this.#groups.size >= BIND_GROUP_CACHE) this.#groups.clear();
         this.#groups.set(key, group);
       }
@@ -487,7 +490,16 @@ export class GpuBackend implements Backend {
     const cls = s.buffer.size;
     let list = this.#pool.get(cls);
     if (!list) this.#pool.set(cls, list = []);
-    list.push(s.buffer);
+    // kept in descending buffer id, so allocation takes the lowest free id: a step that allocates
+    // and frees as the last one did gets the same buffers, and its bind groups come from the cache
+    const id = this.#bufferId(s.buffer);
+    let lo = 0, hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.#bufferId(list[mid]) > id) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, s.buffer);
     if (this.#encoder) this.#recent.add(s.buffer);
     this.#live -= cls;
     this.#pooled += cls;

@@ -524,6 +524,9 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
           opt.step(lr * factor);
         });
         opt.zeroGrad();
+        // one submit per step: the GPU starts on it while the next one records, and the uniform
+        // arena restarts, so the next step's bind groups come from the cache
+        backend.flush();
         return factor;
       };
       let factor: number;
