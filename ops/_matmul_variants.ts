@@ -176,6 +176,7 @@ function envVariant(): MatmulVariant | null {
  * `null`/`"auto"`. Overrides `WEBSEQ_MATMUL_VARIANT`.
  */
 export function useMatmulVariant(v: string | MatmulTile | null): void {
+  epoch++;
   if (v === null || v === "auto") forced = null;
   else if (typeof v === "string") forced = matmulVariant(v);
   else {
@@ -192,6 +193,7 @@ export function forcedMatmulVariant(): MatmulVariant | null {
 
 /** Makes `target` the adapter whose limits and tuned choices the selection uses. */
 export function setMatmulTarget(target: MatmulTarget): void {
+  if (target !== active) epoch++;
   active = target;
 }
 
@@ -221,6 +223,7 @@ export function setTunedVariant(target: MatmulTarget, s: MatmulShape, name: stri
   if (!m) tuned.set(target.description, m = new Map());
   m.set(shapeKey(s), name);
   m.set(shapeClassKey(s), name);
+  epoch++;
 }
 
 /** Whether the shape itself was measured on the active adapter. */
@@ -237,9 +240,21 @@ export function tunedVariant(s: MatmulShape): string | undefined {
 /** Forgets every tuned choice (tests). */
 export function clearTunedVariants(): void {
   tuned.clear();
+  epoch++;
 }
 
 let recorded: Map<string, MatmulShape> | null = null;
+let epoch = 0; // bumped whenever a selection could change (forcing, target, tuning)
+
+/**
+ * A number that changes whenever {@linkcode selectMatmulVariant} could
+ * answer differently for a shape (forcing, adapter, tuning), so callers may
+ * memoise per shape under it; null while shapes are being recorded (every
+ * call must then select, to be recorded).
+ */
+export function selectionEpoch(): number | null {
+  return recorded ? null : epoch;
+}
 
 /**
  * Starts collecting the shapes of the matmuls that select a variant (to
@@ -270,9 +285,11 @@ export function selectMatmulVariant(s: MatmulShape): MatmulVariant {
 export async function withMatmulVariant<T>(v: MatmulVariant, fn: () => Promise<T>): Promise<T> {
   const prev = forcedMatmulVariant();
   forced = v;
+  epoch++;
   try {
     return await fn();
   } finally {
     forced = prev;
+    epoch++;
   }
 }

@@ -832,6 +832,19 @@ ${ROW_ENTRY("u.BH * u.S")}
 `;
 }
 
+const codes = new Map<string, string>();
+
+/**
+ * The WGSL of one kernel of a variant, generated once: the same string object
+ * each call, so the backend's pipeline lookup hashes it once.
+ */
+function kernelCode(kind: string, v: Variant, gen: () => string): string {
+  const key = `${kind}|${v.D}|${v.mask}|${+v.causal}|${+v.dropout}|${v.layout}`;
+  let code = codes.get(key);
+  if (code === undefined) codes.set(key, code = gen());
+  return code;
+}
+
 function variantOf(inputs: TensorInfo[], g: Geometry, p: AttentionParams, maskAt: number): Variant {
   if (g.D > ATTENTION_MAX_D) {
     throw new RangeError(
@@ -884,7 +897,7 @@ export const ATTENTION: OpDef<AttentionParams> = {
     bind.push({ out: 0 }, { out: 1 });
     return {
       kernels: [{
-        code: forwardKernel(v),
+        code: kernelCode("fwd", v, () => forwardKernel(v)),
         bind,
         uniform: uniform(g, p),
         workgroups: grid1d(g.B * g.H * g.T, WG_ROWS),
@@ -978,19 +991,19 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
       temps: [BH * g.T * 2 * 4],
       kernels: [
         {
-          code: deltaKernel(v, p.hasDLse),
+          code: kernelCode(`delta${+p.hasDLse}`, v, () => deltaKernel(v, p.hasDLse)),
           bind: deltaBind,
           uniform: u,
           workgroups: grid1d(BH * g.T, WG_ROWS),
         },
         {
-          code: dkvKernel(v),
+          code: kernelCode("dkv", v, () => dkvKernel(v)),
           bind: [...common, { out: 1 }, { out: 2 }],
           uniform: u,
           workgroups: grid1d(BH * g.S, WG_ROWS),
         },
         {
-          code: dqKernel(v),
+          code: kernelCode("dq", v, () => dqKernel(v)),
           bind: [...common, { out: 0 }],
           uniform: u,
           workgroups: grid1d(BH * g.T, WG_ROWS),

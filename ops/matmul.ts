@@ -50,6 +50,7 @@ import {
   matmulTarget,
   type MatmulVariant,
   matmulVariant,
+  selectionEpoch,
   selectMatmulVariant,
   setMatmulTarget,
   setTunedVariant,
@@ -155,6 +156,40 @@ export interface MatmulFusion {
 export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {}): GpuKernel {
   const { M, N, K, P, sa, sb } = g;
   if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
+  const drop = f.dropout && f.dropout.p > 0 ? f.dropout : null;
+  const uniform = drop
+    ? packUniform([M, N, K, sa, sb, drop.seed >>> 0, dropoutThreshold(drop.p)], [
+      dropoutScale(drop.p),
+    ])
+    : packUniform([M, N, K, sa, sb]);
+  // the variant, code and grid of a call depend on the shape, the flags and the selection
+  // state only: memoised, so a training step's matmuls skip selection and code lookup
+  const epoch = selectionEpoch();
+  const h = f.half;
+  const key = epoch === null ? "" : `${epoch}|${M},${N},${K},${P},${sa},${sb},${+p.transA}${+p
+    .transB}|${+!!f.bias}${f.geluIn ?? "-"}${+!!f.geluGradOut}${+!!f.add}${+!!f.rowSum}${+!!drop}|${
+    h ? `${h.a}${h.b}${h.acc}${h.out}` : ""
+  }`;
+  const hit = key ? plans.get(key) : undefined;
+  if (hit) return { ...hit, uniform };
+  const plan = planMatmul(g, p, f, drop !== null);
+  if (key) {
+    if (plans.size >= 4096) plans.clear();
+    plans.set(key, plan);
+  }
+  return { ...plan, uniform };
+}
+
+const plans = new Map<string, Omit<GpuKernel, "uniform">>();
+
+/** The uncached part of {@linkcode matmulKernel}: variant, specialised code, bindings, grid. */
+function planMatmul(
+  g: Geometry,
+  p: MatmulParams,
+  f: MatmulFusion,
+  dropout: boolean,
+): Omit<GpuKernel, "uniform"> {
+  const { M, N, K, P } = g;
   const shape = { M, N, K, P, transA: p.transA, transB: p.transB };
   const fused = !!(f.bias || f.geluIn || f.geluGradOut || f.add || f.rowSum || f.half);
   let v = selectMatmulVariant(shape);
@@ -163,23 +198,12 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
   const nIn = 2 + (f.bias ? 1 : 0) + (f.geluGradOut ? 1 : 0) + (f.add ? 1 : 0);
   const bind: BindRef[] = [...Array.from({ length: nIn }, (_, i) => ({ in: i })), { out: 0 }];
   if (f.rowSum) bind.push({ out: 1 });
-  const drop = f.dropout && f.dropout.p > 0 ? f.dropout : null;
-  const uniform = drop
-    ? packUniform([M, N, K, sa, sb, drop.seed >>> 0, dropoutThreshold(drop.p)], [
-      dropoutScale(drop.p),
-    ])
-    : packUniform([M, N, K, sa, sb]);
   const t = v.tile;
   if (!t) {
     const key = `legacy${+p.transA}${+p.transB}`;
     let code = codes.get(key);
     if (!code) codes.set(key, code = legacyMatmulWgsl(p.transA, p.transB));
-    return {
-      code,
-      bind,
-      uniform,
-      workgroups: [Math.ceil(N / LEGACY_TILE), Math.ceil(M / LEGACY_TILE), P],
-    };
+    return { code, bind, workgroups: [Math.ceil(N / LEGACY_TILE), Math.ceil(M / LEGACY_TILE), P] };
   }
   const spec: MatmulSpec = {
     transA: p.transA,
@@ -196,11 +220,11 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
   if (f.add) spec.addOut = true;
   if (f.rowSum) spec.rowSum = true;
   if (f.half) spec.half = f.half;
-  if (drop && (f.geluIn || f.geluGradOut)) spec.dropout = true;
+  if (dropout && (f.geluIn || f.geluGradOut)) spec.dropout = true;
   const key = JSON.stringify([t, spec]);
   let code = codes.get(key);
   if (!code) codes.set(key, code = matmulWgsl(t, spec));
-  return { code, bind, uniform, workgroups: [Math.ceil(N / t.BN), Math.ceil(M / t.BM), P] };
+  return { code, bind, workgroups: [Math.ceil(N / t.BN), Math.ceil(M / t.BM), P] };
 }
 
 /**

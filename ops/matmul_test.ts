@@ -21,6 +21,8 @@ import {
   matmul,
   MATMUL_VARIANTS,
   matmulBias,
+  matmulGeometry,
+  matmulKernel,
   type MatmulTile,
   matmulVariantFor,
   useMatmulVariant,
@@ -426,4 +428,34 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, no
   assert.throws(() => matmulWgsl(t8, { ...spec, geluIn: "b", half }), TypeError); // b is f16
   assert.throws(() => matmulWgsl(t8, { ...spec, bias: true, half: { ...half, out: "f16" } }));
   assert.match(matmulWgsl(t8, { ...spec, geluIn: "a", half }), /to_f16v4\(gelu_in4\(a\[/);
+});
+
+Deno.test("matmulKernel() memoises per shape but follows forcing and tuning at once", () => {
+  const g = matmulGeometry([64, 64], [64, 64], { transA: false, transB: false });
+  const p = { transA: false, transB: false };
+  const tileOf = () => matmulKernel(g, p).code.match(/matmul tile (\S+)/)![1];
+  try {
+    useMatmulVariant("t32x32k16_4x4");
+    assert.equal(tileOf(), "32x32x16");
+    assert.equal(tileOf(), "32x32x16"); // memoised
+    useMatmulVariant("t64x64k8_4x4d");
+    assert.equal(tileOf(), "64x64x8");
+    useMatmulVariant(null);
+    const target = { ...DEFAULT_TARGET, description: "memo test" };
+    setMatmulTarget(target);
+    setTunedVariant(
+      target,
+      { M: 64, N: 64, K: 64, P: 1, transA: false, transB: false },
+      "t32x32k16_4x4",
+    );
+    assert.equal(tileOf(), "32x32x16");
+    // the uniform is per call (dropout seeds differ), the plan is shared
+    const a = matmulKernel(g, p), b = matmulKernel(g, p);
+    assert.equal(a.code, b.code);
+    assert.notEqual(a.uniform, b.uniform);
+  } finally {
+    useMatmulVariant(null);
+    clearTunedVariants();
+    setMatmulTarget(DEFAULT_TARGET);
+  }
 });
