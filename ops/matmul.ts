@@ -165,11 +165,7 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
   // the variant, code and grid of a call depend on the shape, the flags and the selection
   // state only: memoised, so a training step's matmuls skip selection and code lookup
   const epoch = selectionEpoch();
-  const h = f.half;
-  const key = epoch === null ? "" : `${epoch}|${M},${N},${K},${P},${sa},${sb},${+p.transA}${+p
-    .transB}|${+!!f.bias}${f.geluIn ?? "-"}${+!!f.geluGradOut}${+!!f.add}${+!!f.rowSum}${+!!drop}|${
-    h ? `${h.a}${h.b}${h.acc}${h.out}` : ""
-  }`;
+  const key = epoch === null ? "" : planKey(epoch, g, p, f, drop !== null);
   const hit = key ? plans.get(key) : undefined;
   if (hit) return { ...hit, uniform };
   const plan = planMatmul(g, p, f, drop !== null);
@@ -181,6 +177,15 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
 }
 
 const plans = new Map<string, Omit<GpuKernel, "uniform">>();
+
+/** What a matmul plan depends on: selection state, geometry, transposes and fusion flags. */
+function planKey(epoch: number, g: Geometry, p: MatmulParams, f: MatmulFusion, drop: boolean) {
+  const h = f.half;
+  const flags = [f.bias, f.geluGradOut, f.add, f.rowSum, drop].map((x) => +!!x).join("");
+  const half = h ? `${h.a}${h.b}${h.acc}${h.out}` : "";
+  return [epoch, g.M, g.N, g.K, g.P, g.sa, g.sb, +p.transA, +p.transB, flags, f.geluIn, half]
+    .join("|");
+}
 
 /** The uncached part of {@linkcode matmulKernel}: variant, specialised code, bindings, grid. */
 function planMatmul(
