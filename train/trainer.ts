@@ -265,6 +265,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const seed = opts.seed ?? 0;
   const precision = checkPrecision(opts.precision ?? "f32", backend);
   const f16Accumulate = checkF16Accumulate(opts.f16Accumulate ?? "f32", precision);
+  const tuneMode = opts.tune ?? "auto";
+  let tuneNow = tunesOn(tuneMode, backend); // checked before anything is written
   if (precision === "f16" && backend.kind === "cpu") {
     info("precision f16 on the CPU: emulates f16 rounding to check the numerics, at no speed gain");
   }
@@ -469,8 +471,6 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   let lastValid: EvalMetrics | null = null;
   const maxGradNorm = opts.maxGradNorm ?? 1;
   const sampleInterval = opts.sampleInterval ?? 1;
-  const tuneMode = opts.tune ?? "auto";
-  let tuneNow = tunesOn(tuneMode, backend);
 
   while (epoch < epochs && step < totalSteps) {
     model.train();
