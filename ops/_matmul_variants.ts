@@ -193,7 +193,10 @@ export function forcedMatmulVariant(): MatmulVariant | null {
 
 /** Makes `target` the adapter whose limits and tuned choices the selection uses. */
 export function setMatmulTarget(target: MatmulTarget): void {
-  if (target !== active) epoch++;
+  const same = target.description === active.description && target.software === active.software &&
+    target.maxInvocations === active.maxInvocations &&
+    target.maxWorkgroupBytes === active.maxWorkgroupBytes;
+  if (!same) epoch++;
   active = target;
 }
 
@@ -226,11 +229,6 @@ export function setTunedVariant(target: MatmulTarget, s: MatmulShape, name: stri
   epoch++;
 }
 
-/** Whether the shape itself was measured on the active adapter. */
-export function isTuned(s: MatmulShape): boolean {
-  return tuned.get(active.description)?.has(shapeKey(s)) ?? false;
-}
-
 /** The tuned choice for a shape on the active adapter, if any. */
 export function tunedVariant(s: MatmulShape): string | undefined {
   const m = tuned.get(active.description);
@@ -249,17 +247,27 @@ let epoch = 0; // bumped whenever a selection could change (forcing, target, tun
 /**
  * A number that changes whenever {@linkcode selectMatmulVariant} could
  * answer differently for a shape (forcing, adapter, tuning), so callers may
- * memoise per shape under it; null while shapes are being recorded (every
- * call must then select, to be recorded).
+ * memoise per shape under it.
  */
-export function selectionEpoch(): number | null {
-  return recorded ? null : epoch;
+export function selectionEpoch(): number {
+  return epoch;
+}
+
+/** Whether shapes are being recorded (ops/matmul.ts `matmulKernel` then notes each call's). */
+export function isRecordingMatmulShapes(): boolean {
+  return recorded !== null;
+}
+
+/** Notes a shape a kernel is planned for, while recording. */
+export function recordMatmulShape(s: MatmulShape): void {
+  if (!recorded) return;
+  const key = shapeKey(s);
+  if (!recorded.has(key)) recorded.set(key, { ...s });
 }
 
 /**
- * Starts collecting the shapes of the matmuls that select a variant (to
- * tune what one training step runs); {@linkcode stopMatmulShapeRecording}
- * returns them.
+ * Starts collecting the shapes of the matmuls planned (to tune what one
+ * training step runs); {@linkcode stopMatmulShapeRecording} returns them.
  */
 export function startMatmulShapeRecording(): void {
   recorded = new Map();
@@ -274,7 +282,6 @@ export function stopMatmulShapeRecording(): MatmulShape[] {
 
 /** The variant a call of this shape runs: forced, else tuned, else the heuristic. */
 export function selectMatmulVariant(s: MatmulShape): MatmulVariant {
-  if (recorded && !recorded.has(shapeKey(s))) recorded.set(shapeKey(s), { ...s });
   const f = forcedMatmulVariant();
   if (f) return f;
   const t = tunedVariant(s);

@@ -43,19 +43,21 @@ import {
 import {
   clearTunedVariants,
   heuristicVariant,
-  isTuned,
+  isRecordingMatmulShapes,
   MATMUL_VARIANTS,
   type MatmulShape,
   type MatmulTarget,
   matmulTarget,
   type MatmulVariant,
   matmulVariant,
+  recordMatmulShape,
   selectionEpoch,
   selectMatmulVariant,
   setMatmulTarget,
   setTunedVariant,
   startMatmulShapeRecording,
   stopMatmulShapeRecording,
+  tunedVariant,
   useMatmulVariant,
   variantFits,
   withMatmulVariant,
@@ -162,14 +164,15 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
       dropoutScale(drop.p),
     ])
     : packUniform([M, N, K, sa, sb]);
+  if (isRecordingMatmulShapes()) {
+    recordMatmulShape({ M, N, K, P, transA: p.transA, transB: p.transB });
+  }
   // the variant, code and grid of a call depend on the shape, the flags and the selection
   // state only: memoised, so a training step's matmuls skip selection and code lookup
-  const epoch = selectionEpoch();
-  const key = epoch === null ? "" : planKey(epoch, g, p, f, drop !== null);
-  const hit = key ? plans.get(key) : undefined;
-  if (hit) return { ...hit, uniform };
-  const plan = planMatmul(g, p, f, drop !== null);
-  if (key) {
+  const key = planKey(selectionEpoch(), g, p, f, drop !== null);
+  let plan = plans.get(key);
+  if (!plan) {
+    plan = planMatmul(g, p, f, drop !== null);
     if (plans.size >= 4096) plans.clear();
     plans.set(key, plan);
   }
@@ -712,18 +715,21 @@ export interface WorkloadTuning<T> {
 }
 
 /**
- * Runs `fn` (one training step, say) while recording the shapes of the
- * matmuls it selects a kernel for, then tunes those not measured on this
- * adapter yet ({@linkcode autotuneMatmul}, default 20 ms per variant and
- * shape): later calls of these shapes and of their power-of-two classes run
- * the fastest variant. Every variant computes the same sums in the same
- * order, so tuning changes speed, not numbers.
+ * Runs `fn` (one training step, say) while recording the shapes of its
+ * matmuls, then tunes those whose power-of-two class has no measured choice
+ * on this adapter yet ({@linkcode autotuneMatmul}, default 20 ms per
+ * variant and shape): later calls of these shapes and classes run the
+ * fastest variant. When every class is known it returns at once, without
+ * waiting for the GPU, so a trainer may wrap every step. Every variant
+ * computes the same sums in the same order, so tuning changes speed, not
+ * numbers.
  */
 export async function autotuneMatmulsOf<T>(
   backend: GpuBackend,
   fn: () => T | Promise<T>,
   opts: AutotuneMatmulOptions = {},
 ): Promise<WorkloadTuning<T>> {
+  configureMatmul(backend);
   startMatmulShapeRecording();
   let value: T, shapes;
   try {
@@ -731,15 +737,15 @@ export async function autotuneMatmulsOf<T>(
   } finally {
     shapes = stopMatmulShapeRecording();
   }
+  // only shapes whose power-of-two class has no measured choice yet: a run's later steps
+  // (other batch lengths) cost nothing unless they bring a new class
+  const todo = shapes.filter((s) => tunedVariant(s) === undefined);
+  if (todo.length === 0) return { value, tunings: [], seconds: 0 };
   await backend.sync();
   const t0 = performance.now();
-  configureMatmul(backend);
-  const todo = shapes.filter((s) => !isTuned(s));
   const seconds = () => (performance.now() - t0) / 1000;
   try {
-    const tunings = todo.length > 0
-      ? await autotuneMatmul(backend, todo, { minTimeMs: 20, ...opts })
-      : [];
+    const tunings = await autotuneMatmul(backend, todo, { minTimeMs: 20, ...opts });
     return { value, tunings, seconds: seconds() };
   } catch (err) {
     // tuning is an optimisation: a failure leaves the heuristic in charge, never the run

@@ -357,9 +357,18 @@ Deno.test({
         tunedVariant({ M: 7, N: 16, K: 9, P: 1, transA: true, transB: true }),
         undefined,
       );
-      // measured shapes are not measured again
+      // measured shapes are not measured again, nor new shapes of a measured class
       const again = await autotuneMatmulsOf(GPU!, work, { variants: v, force: true });
       assert.equal(again.tunings.length, 0);
+      const x7 = rand([7, 12]);
+      const sameClass = await autotuneMatmulsOf(
+        GPU!,
+        () => matmul(x7, w, { transB: true }).dispose(), // 7×16×12: the class of 6×16×12
+        { variants: v, force: true },
+      );
+      x7.dispose();
+      assert.deepEqual(sameClass.tunings, []);
+      assert.equal(sameClass.seconds, 0);
       // a failing tuner leaves the heuristic in charge and still returns the workload's value
       clearTunedVariants();
       const bad = await autotuneMatmulsOf(GPU!, work, { variants: ["nope"], force: true });

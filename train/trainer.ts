@@ -531,21 +531,24 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       };
       let factor: number;
       if (tuneNow) {
-        // the first step of this process: tune the matmul kernels of its shapes (a hardware GPU)
-        tuneNow = false;
+        // tune the matmul kernels of every shape class the step brings that has no measured
+        // choice yet (the first step, then new batch lengths); nothing to do costs nothing
         const r = await autotuneMatmulsOf(backend as GpuBackend, runStep, {
           force: tuneMode === "on",
           variants: opts.tuneVariants,
         });
         factor = r.value;
         const picks = new Set(r.tunings.map((x) => x.variant));
-        info(
-          r.error
-            ? `matmul: tuning failed (${r.error}); the shape heuristic picks the kernels`
-            : `matmul: tuned ${r.tunings.length} shapes in ${r.seconds.toFixed(1)} s (${
-              [...picks].join(", ") || "none"
+        if (r.error) {
+          tuneNow = false; // the heuristic keeps the rest of the run
+          info(`matmul: tuning failed (${r.error}); the shape heuristic picks the kernels`);
+        } else if (r.tunings.length > 0) {
+          info(
+            `matmul: tuned ${r.tunings.length} shapes in ${r.seconds.toFixed(1)} s (${
+              [...picks].join(", ")
             }); --tune off skips this`,
-        );
+          );
+        }
       } else factor = runStep();
       step++;
       opts.onStep?.(step);
