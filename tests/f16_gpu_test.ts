@@ -16,6 +16,8 @@ Deno.test("f16 WebGPU kernels equal their CPU references (lavapipe subprocess)",
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "test",
+      // the parent already loaded every dependency; a device machine has no registry
+      "--cached-only",
       "--allow-read",
       "--allow-write",
       "--allow-env",
