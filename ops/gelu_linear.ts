@@ -119,7 +119,7 @@ function dims(
   if (b && (b.shape.length !== 1 || b.shape[0] !== C || b.dtype === "i32")) {
     throw new TypeError(`Cannot ${what}: bias ${fmtShape(b.shape)} must be f32 [${C}]`);
   }
-  return { N: F > 0 ? sizeOf(u.shape) / F : 0, F, C };
+  return { N: sizeOf(u.shape.slice(0, -1)), F, C };
 }
 
 /** `dropout(gelu(u))` into a new array (the activation the fused kernels recompute). */
@@ -199,7 +199,7 @@ export const GELU_LINEAR_GRAD: OpDef<GeluLinearParams> = {
   outputs([dy, w, u], p) {
     checkParams(p, "geluLinearGrad");
     const { N, C } = dims(u, w, null, "geluLinearGrad");
-    if (dy.shape[dy.shape.length - 1] !== C || sizeOf(dy.shape) !== N * C) {
+    if (dy.shape[dy.shape.length - 1] !== C || sizeOf(dy.shape.slice(0, -1)) !== N) {
       throw new TypeError(
         `Cannot geluLinearGrad: dy ${fmtShape(dy.shape)} must be [..., ${C}] with u's rows`,
       );
@@ -238,7 +238,7 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
     const C = dy.shape[dy.shape.length - 1], F = u.shape[u.shape.length - 1];
     if (
       dy.shape.length < 1 || u.shape.length < 1 ||
-      sizeOf(dy.shape) / Math.max(C, 1) !== sizeOf(u.shape) / Math.max(F, 1)
+      sizeOf(dy.shape.slice(0, -1)) !== sizeOf(u.shape.slice(0, -1))
     ) {
       throw new TypeError(
         `Cannot geluWeightGrad: dy ${fmtShape(dy.shape)} and u ${
@@ -251,7 +251,7 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
   },
   cpu([dy, u], [out, db], info, p) {
     const [C, F] = info.outputs[0].shape;
-    const N = F > 0 ? u.length / F : 0;
+    const N = sizeOf(info.inputs[1].shape.slice(0, -1));
     const g = activation(u, p);
     if (p.half) {
       const mp = { transA: true, transB: false, round: true, acc: p.half };
@@ -265,7 +265,7 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
   },
   gpu(info, p) {
     const [C, F] = info.outputs[0].shape;
-    const N = F > 0 ? sizeOf(info.inputs[1].shape) / F : 0;
+    const N = sizeOf(info.inputs[1].shape.slice(0, -1));
     const mp = { transA: true, transB: false };
     const g = matmulGeometry([N, C], [N, F], mp, "geluWeightGrad");
     const half = halfOf(p, "round");

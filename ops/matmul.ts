@@ -201,8 +201,13 @@ function planMatmul(
   const shape = { M, N, K, P, transA: p.transA, transB: p.transB };
   const fused = !!(f.bias || f.geluIn || f.geluGradOut || f.add || f.rowSum || f.half);
   let v = selectMatmulVariant(shape);
-  // the legacy kernel has no prologue/epilogue: fused calls take the heuristic's tile
-  if (!v.tile && fused) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
+  // the legacy kernel has no prologue/epilogue, and f16 accumulation needs slices that divide
+  // or are multiples of its groups of 16 k: such calls take the heuristic's tile
+  const bk = v.tile?.BK ?? 0;
+  const groupsFit = f.half?.acc !== "f16" || 16 % bk === 0 || bk % 16 === 0;
+  if ((!v.tile && fused) || !groupsFit) {
+    v = matmulVariant(heuristicVariant(shape, matmulTarget()));
+  }
   const nIn = 2 + (f.bias ? 1 : 0) + (f.geluGradOut ? 1 : 0) + (f.add ? 1 : 0);
   const bind: BindRef[] = [...Array.from({ length: nIn }, (_, i) => ({ in: i })), { out: 0 }];
   if (f.rowSum) bind.push({ out: 1 });
@@ -450,8 +455,7 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
 
 /** Rows R (all axes but the last) and width of a `[..., n]` shape. */
 function rowsOf(shape: readonly number[]): [number, number] {
-  const n = shape[shape.length - 1];
-  return [n > 0 ? shape.reduce((x, y) => x * y, 1) / n : 0, n];
+  return [shape.slice(0, -1).reduce((x, y) => x * y, 1), shape[shape.length - 1]];
 }
 
 /**
@@ -729,7 +733,9 @@ export async function autotuneMatmulsOf<T>(
   fn: () => T | Promise<T>,
   opts: AutotuneMatmulOptions = {},
 ): Promise<WorkloadTuning<T>> {
-  configureMatmul(backend);
+  const target = configureMatmul(backend);
+  // a software adapter is only tuned when forced (autotuneMatmul): nothing to record or wait for
+  if (target.software && !opts.force) return { value: await fn(), tunings: [], seconds: 0 };
   startMatmulShapeRecording();
   let value: T, shapes;
   try {

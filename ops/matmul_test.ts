@@ -6,6 +6,7 @@
  * the forced/tuned precedence, and the autotuner.
  */
 import assert from "node:assert/strict";
+import "./mod.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { makeRng } from "../tensor/rng.ts";
@@ -467,4 +468,49 @@ Deno.test("matmulKernel() memoises per shape but follows forcing and tuning at o
     clearTunedVariants();
     setMatmulTarget(DEFAULT_TARGET);
   }
+});
+
+Deno.test("linearGrad() and geluLinear() handle zero-width layers; f16 accumulation falls back from slices that do not fit its groups", async () => {
+  const [dw, db] = apply(
+    LINEAR_GRAD,
+    [tensor([], [3, 0]), tensor(new Float32Array(15), [3, 5])],
+    {},
+  );
+  assert.deepEqual([dw.shape, db.shape], [[0, 5], [0]]);
+  const u = tensor(new Float32Array(18), [3, 6], { requiresGrad: true });
+  const w = tensor([], [0, 6], { requiresGrad: true });
+  const y = geluLinear(u, w, tensor([], [0], { requiresGrad: true }));
+  assert.deepEqual(y.shape, [3, 0]);
+  y.backward(tensor([], [3, 0]));
+  assert.deepEqual(await u.grad!.toArray(), new Array(18).fill(0));
+  // a forced 12-deep slice cannot hold f16 groups of 16 k: the f16-accumulating kernel takes the
+  // heuristic's tile, the f32-accumulating one the forced tile
+  const g = matmulGeometry([64, 64], [64, 64], { transA: false, transB: false });
+  const p = { transA: false, transB: false };
+  const half = { a: "f16", b: "f16", out: "f32" } as const;
+  try {
+    useMatmulVariant(tile(32, 32, 12, 4, 4, false));
+    assert.match(
+      matmulKernel(g, p, { half: { ...half, acc: "f32" } }).code,
+      /matmul tile 32x32x12/,
+    );
+    assert.doesNotMatch(matmulKernel(g, p, { half: { ...half, acc: "f16" } }).code, /x12 /);
+  } finally {
+    useMatmulVariant(null);
+  }
+});
+
+Deno.test({
+  name:
+    "autotuneMatmulsOf() on a software adapter without force runs the workload and measures nothing",
+  ignore: NO_GPU || !SOFTWARE,
+  fn: async () => {
+    const x = tensor(new Float32Array(64), [8, 8], { backend: GPU! });
+    const r = await autotuneMatmulsOf(GPU!, () => {
+      matmul(x, x).dispose();
+      return 7;
+    });
+    x.dispose();
+    assert.deepEqual([r.value, r.tunings, r.seconds], [7, [], 0]);
+  },
 });
