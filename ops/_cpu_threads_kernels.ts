@@ -10,26 +10,15 @@
  *
  * @module
  */
-import { WASM_TASK, wasmTasks } from "./_wasm_matmul.ts";
+import { cut, TASK_WEIGHTS, WASM_TASK, wasmTasks } from "./_wasm_matmul.ts";
 
 /** Work (elements, each an exp or two) below which one thread runs a kernel. */
 const MIN_THREADED = 1 << 15;
-/** Relative task sizes per thread, biggest first, as the matmul's. */
-const WEIGHTS = [4, 2, 1];
 
-/** Cuts n units costing `cost` each into [start, end) tasks for `threads` threads. */
+/** Cuts n units costing `cost` each into [start, end) tasks for `threads` threads (sized as the matmul's). */
 function ranges(n: number, threads: number, cost: number): [number, number][] {
   if (threads <= 1 || n * cost < MIN_THREADED || n < 2) return [[0, n]];
-  const weights = WEIGHTS.flatMap((w) => new Array<number>(threads).fill(w));
-  const total = weights.reduce((x, y) => x + y, 0), out: [number, number][] = [];
-  let acc = 0, start = 0;
-  for (const w of weights) {
-    acc += w;
-    const end = Math.round((n * acc) / total);
-    if (end > start) out.push([start, end]);
-    start = end;
-  }
-  return out;
+  return cut(n, TASK_WEIGHTS.flatMap((w) => new Array<number>(threads).fill(w)));
 }
 
 const align16 = (n: number): number => (n + 15) & ~15;

@@ -84,7 +84,7 @@ const MIN_THREADED_MACS = 1 << 19;
  * Relative task sizes, one task of each per thread, biggest first (threads claim them in
  * order): the small last ones even out when the threads finish. Fewer tasks repack less.
  */
-const TASK_WEIGHTS = [4, 2, 1];
+export const TASK_WEIGHTS: readonly number[] = [4, 2, 1];
 /** Levels of TASK_WEIGHTS are dropped while the smallest task would do fewer multiply-adds. */
 const MIN_TASK_MACS = 1 << 17;
 
@@ -567,7 +567,7 @@ interface Part {
 }
 
 /** Splits n units at the cumulative `weights`: [start, end) per weight, empty ones left out. */
-function cut(n: number, weights: number[]): [number, number][] {
+export function cut(n: number, weights: number[]): [number, number][] {
   const total = weights.reduce((x, y) => x + y, 0), out: [number, number][] = [];
   let acc = 0, start = 0;
   for (const w of weights) {
