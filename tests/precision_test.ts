@@ -13,9 +13,9 @@ import { autocast, autocastPrecision, Linear } from "../nn/layers.ts";
 import { initContext } from "../nn/module.ts";
 import { sum } from "../ops/mod.ts";
 import { matmulF64, roundF16 } from "./_f16_reference.ts";
+import { smallData } from "./_small_run.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const CORPUS = `${ROOT}data/corpus/train.tsv`;
 
 async function tinyRun(
   dir: string,
@@ -23,23 +23,7 @@ async function tinyRun(
   log?: (s: string) => void,
   f16Accumulate: "f32" | "f16" = "f32",
 ) {
-  const lines = (await Deno.readTextFile(CORPUS)).split("\n");
-  const data = `${dir}/train.tsv`, valid = `${dir}/valid.tsv`, config = `${dir}/config.json`;
-  await Deno.writeTextFile(data, [lines[0], ...lines.slice(1, 97)].join("\n") + "\n");
-  await Deno.writeTextFile(valid, [lines[0], ...lines.slice(97, 113)].join("\n") + "\n");
-  await Deno.writeTextFile(
-    config,
-    JSON.stringify({
-      d_model: 16,
-      n_heads: 2,
-      d_ff: 32,
-      n_encoder_layers: 1,
-      n_decoder_layers: 1,
-      max_position: 48,
-      dropout: 0,
-      drop_path: 0,
-    }),
-  );
+  const { train: data, valid, config } = await smallData(dir, { dropout: 0, drop_path: 0 });
   return await train({
     data,
     valid,

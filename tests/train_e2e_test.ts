@@ -12,30 +12,8 @@ import { readJsonl, runPath } from "../train/run_folder.ts";
 import { loadRun } from "../train/load_model.ts";
 import { generateText } from "../train/generate.ts";
 import { GPU, NO_GPU } from "./_gpu.ts";
+import { smallData } from "./_small_run.ts";
 import { clearMatmulTuning } from "../ops/matmul.ts";
-
-const CORPUS = new URL("../data/corpus/train.tsv", import.meta.url).pathname;
-
-async function smallData(dir: string): Promise<{ train: string; valid: string; config: string }> {
-  const lines = (await Deno.readTextFile(CORPUS)).split("\n");
-  const train = `${dir}/train.tsv`, valid = `${dir}/valid.tsv`, config = `${dir}/config.json`;
-  await Deno.writeTextFile(train, [lines[0], ...lines.slice(1, 97)].join("\n") + "\n");
-  await Deno.writeTextFile(valid, [lines[0], ...lines.slice(97, 113)].join("\n") + "\n");
-  await Deno.writeTextFile(
-    config,
-    JSON.stringify({
-      d_model: 16,
-      n_heads: 2,
-      d_ff: 32,
-      n_encoder_layers: 1,
-      n_decoder_layers: 1,
-      max_position: 48,
-      dropout: 0.1,
-      drop_path: 0.1,
-    }),
-  );
-  return { train, valid, config };
-}
 
 function baseOptions(d: { train: string; valid: string; config: string }, out: string) {
   return {
