@@ -384,16 +384,19 @@ Deno.test({
   },
 });
 
+/** A·Bᵀ with vec4 loads and stores and whole tiles: the specialisation the codegen tests read. */
+const EXACT_NT = {
+  transA: false,
+  transB: true,
+  vecA: true,
+  vecB: true,
+  vecOut: true,
+  exact: true,
+  bias: false,
+};
+
 Deno.test("matmulWgsl() spells the tile as constants: unrolled FMAs, vec4 slices, no loops over k", () => {
-  const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), {
-    transA: false,
-    transB: true,
-    vecA: true,
-    vecB: true,
-    vecOut: true,
-    exact: true,
-    bias: false,
-  });
+  const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), EXACT_NT);
   assert.match(code, /@workgroup_size\(256\)/);
   assert.match(code, /var<workgroup> As: array<vec4<f32>, 512>;/); // 2 × 8 × 128 / 4
   assert.equal(code.match(/= fma\(/g)?.length, 8 * 2 * 8); // TM · TN/4 · BK
@@ -402,15 +405,7 @@ Deno.test("matmulWgsl() spells the tile as constants: unrolled FMAs, vec4 slices
 });
 
 Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, no fused extras", () => {
-  const spec = {
-    transA: false,
-    transB: true,
-    vecA: true,
-    vecB: true,
-    vecOut: true,
-    exact: true,
-    bias: false,
-  };
+  const spec = EXACT_NT;
   const half = { a: "f32", b: "f16", acc: "f16", out: "f32" } as const;
   const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), { ...spec, half });
   const t8 = tile(32, 32, 8, 4, 4, false);
