@@ -36,6 +36,7 @@ import {
   type MatmulTile,
   matmulVariantFits,
   matmulVariantFor,
+  msPerCall,
   sum,
   useMatmulVariant,
 } from "../ops/mod.ts";
@@ -424,18 +425,8 @@ async function* sweepOne(
       try {
         run(); // compiles
         await gpu.sync();
-        let ms: number, timing = "wallclock";
-        if (gpu.beginProfile()) {
-          for (let i = 0; i < 3; i++) run();
-          const p = (await gpu.endProfile())[precision === "f32" ? "matmul" : "matmul_f16"];
-          ms = p && p.dispatches > 0 ? p.ms / p.dispatches : NaN;
-          timing = "timestamp";
-        } else {
-          const t0 = performance.now();
-          for (let i = 0; i < 3; i++) run();
-          await gpu.sync();
-          ms = (performance.now() - t0) / 3;
-        }
+        const op = precision === "f32" ? "matmul" : "matmul_f16";
+        const { ms, timing } = await msPerCall(gpu, run, 3, op);
         const gflops = round(flops / (ms * 1e6), 2);
         done.push({ name: tileName(t), gflops });
         const line = { ...base, tile: tileName(t), size, layout, precision };

@@ -614,6 +614,29 @@ export interface AutotuneMatmulOptions {
   minTimeMs?: number;
 }
 
+/**
+ * Milliseconds per call of `run` (which records one `opName` dispatch) over
+ * `n` calls: GPU time from timestamp queries when the adapter has them
+ * ("timestamp"; NaN if none was recorded), else wall clock around the calls
+ * and a queue drain ("wallclock"). Compile first: nothing here warms up.
+ */
+export async function msPerCall(
+  backend: GpuBackend,
+  run: () => void,
+  n: number,
+  opName: string,
+): Promise<{ ms: number; timing: "timestamp" | "wallclock" }> {
+  if (backend.beginProfile()) {
+    for (let i = 0; i < n; i++) run();
+    const e = (await backend.endProfile())[opName];
+    return { ms: e && e.dispatches > 0 ? e.ms / e.dispatches : NaN, timing: "timestamp" };
+  }
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) run();
+  await backend.sync();
+  return { ms: (performance.now() - t0) / n, timing: "wallclock" };
+}
+
 /** What {@linkcode autotuneMatmul} found for one shape. */
 export interface MatmulTuning {
   /** The shape. */
@@ -673,22 +696,14 @@ export async function autotuneMatmul(
           try {
             run(); // compiles
             await backend.sync();
-            let t0 = performance.now();
+            const t0 = performance.now();
             run();
             await backend.sync();
             const once = Math.max(1e-3, performance.now() - t0);
             const n = Math.max(1, Math.min(100, Math.ceil(minTimeMs / once)));
-            if (backend.beginProfile()) {
-              timing = "timestamp";
-              for (let i = 0; i < n; i++) run();
-              const prof = await backend.endProfile();
-              const e = prof[MATMUL.name];
-              return e && e.dispatches > 0 ? e.ms / e.dispatches : Infinity;
-            }
-            t0 = performance.now();
-            for (let i = 0; i < n; i++) run();
-            await backend.sync();
-            return (performance.now() - t0) / n;
+            const r = await msPerCall(backend, run, n, MATMUL.name);
+            timing = r.timing;
+            return Number.isFinite(r.ms) ? r.ms : Infinity;
           } catch {
             return Infinity;
           }
