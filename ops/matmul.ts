@@ -31,6 +31,7 @@ import { broadcastShapes } from "./binary.ts";
 import { wasmMatmulF32 } from "./_wasm_matmul.ts";
 import { sumTo } from "./reduce.ts";
 import { reshape } from "./reshape.ts";
+import { lastAxisRows } from "./softmax.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import {
   LEGACY_TILE,
@@ -453,11 +454,6 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
   },
 };
 
-/** Rows R (all axes but the last) and width of a `[..., n]` shape. */
-function rowsOf(shape: readonly number[]): [number, number] {
-  return [shape.slice(0, -1).reduce((x, y) => x * y, 1), shape[shape.length - 1]];
-}
-
 /**
  * The weight and bias gradients of a Linear layer `y = x·Wᵀ + b` in one
  * kernel: inputs `[dy [..., O], x [..., I]]` (the same rows), outputs
@@ -469,7 +465,7 @@ function rowsOf(shape: readonly number[]): [number, number] {
 export const LINEAR_GRAD: OpDef<Record<string, never>> = {
   name: "linearGrad",
   outputs([dy, x]) {
-    const [R, O] = rowsOf(dy.shape), [Rx, I] = rowsOf(x.shape);
+    const [R, O] = lastAxisRows(dy.shape), [Rx, I] = lastAxisRows(x.shape);
     if (dy.shape.length < 1 || x.shape.length < 1 || R !== Rx || dy.dtype === "i32") {
       throw new TypeError(
         `Cannot linearGrad: dy ${fmtShape(dy.shape)} and x ${fmtShape(x.shape)} need the same rows`,
@@ -478,7 +474,7 @@ export const LINEAR_GRAD: OpDef<Record<string, never>> = {
     return [{ shape: [O, I], dtype: dy.dtype }, { shape: [O], dtype: dy.dtype }];
   },
   cpu([dy, x], [dw, db], info) {
-    const [R, O] = rowsOf(info.inputs[0].shape), [, I] = rowsOf(info.inputs[1].shape);
+    const [R, O] = lastAxisRows(info.inputs[0].shape), [, I] = lastAxisRows(info.inputs[1].shape);
     const p = { transA: true, transB: false };
     MATMUL.cpu([dy, x], [dw], {
       inputs: [{ shape: [R, O], dtype: "f32" }, { shape: [R, I], dtype: "f32" }],
@@ -489,7 +485,7 @@ export const LINEAR_GRAD: OpDef<Record<string, never>> = {
     for (let k = 0; k < O; k++) db[k] = acc[k];
   },
   gpu(info) {
-    const [R, O] = rowsOf(info.inputs[0].shape), [, I] = rowsOf(info.inputs[1].shape);
+    const [R, O] = lastAxisRows(info.inputs[0].shape), [, I] = lastAxisRows(info.inputs[1].shape);
     const p = { transA: true, transB: false };
     const g = matmulGeometry([R, O], [R, I], p, "linearGrad");
     return { kernels: [matmulKernel(g, p, { rowSum: true })] };
