@@ -51,6 +51,7 @@
  * @module
  */
 import { apply, type Tensor, zeros } from "../tensor/tensor.ts";
+import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import { hashU32, WGSL_HASH } from "../tensor/rng.ts";
 import {
   type CpuArray,
@@ -187,15 +188,6 @@ function checkParams(p: AttentionParams, what: string): void {
   }
 }
 
-/** Keep threshold on the 24-bit hash, as in ops/dropout.ts. */
-function threshold(p: number): number {
-  return Math.ceil(p * 16777216);
-}
-
-function keepScale(p: number): number {
-  return p < 1 ? 1 / (1 - p) : 0;
-}
-
 // ---------------------------------------------------------------- CPU reference
 
 /** Per-row helper of the CPU reference: scores, allowed flags, dropout multipliers. */
@@ -227,7 +219,7 @@ class RowContext {
       }
     }
     if (p.dropoutP > 0) {
-      const thr = threshold(p.dropoutP), ks = keepScale(p.dropoutP), seed = p.seed >>> 0;
+      const thr = dropoutThreshold(p.dropoutP), ks = dropoutScale(p.dropoutP), seed = p.seed >>> 0;
       const row = ((b * H + h) * T + t) * S; // the [B, H, T, S] index in either layout
       for (let s = 0; s < S; s++) this.zm[s] = hashU32(seed, row + s) >>> 8 >= thr ? ks : 0;
     }
@@ -444,7 +436,7 @@ function fromHeadsMajor(x: Float32Array, out: CpuArray, g: Geometry, L: number):
 /** Multiplies `x` [BH·T·S] by the dropout keep-scale mask (in place). */
 function applyDropout(x: Float32Array, p: AttentionParams): void {
   if (!(p.dropoutP > 0)) return;
-  const thr = threshold(p.dropoutP), ks = keepScale(p.dropoutP), seed = p.seed >>> 0;
+  const thr = dropoutThreshold(p.dropoutP), ks = dropoutScale(p.dropoutP), seed = p.seed >>> 0;
   // the mask from the WebAssembly dropout of ones (1 where kept), the same multipliers
   const keep = new Float32Array(x.length);
   if (dropoutF32(new Float32Array(x.length).fill(1), keep, seed, thr, 1)) {
@@ -862,8 +854,8 @@ function variantOf(inputs: TensorInfo[], g: Geometry, p: AttentionParams, maskAt
 
 function uniform(g: Geometry, p: AttentionParams): ArrayBuffer {
   return packUniform(
-    [g.B * g.H, g.H, g.T, g.S, p.seed >>> 0, threshold(p.dropoutP)],
-    [p.scale, keepScale(p.dropoutP)],
+    [g.B * g.H, g.H, g.T, g.S, p.seed >>> 0, dropoutThreshold(p.dropoutP)],
+    [p.scale, dropoutScale(p.dropoutP)],
   );
 }
 

@@ -44,11 +44,9 @@ export function dropoutScale(p: number): number {
   return p < 1 ? 1 / (1 - p) : 0;
 }
 
-const threshold = dropoutThreshold, scaleOf = dropoutScale;
-
 /** Whether dropout keeps element `i` (the mask the CPU and GPU share). */
 export function dropoutKeeps(p: number, seed: number, i: number): boolean {
-  return hashU32(seed >>> 0, i) >>> 8 >= threshold(p);
+  return hashU32(seed >>> 0, i) >>> 8 >= dropoutThreshold(p);
 }
 
 /** Dropout (the mask is a function of seed and element index only). */
@@ -63,7 +61,7 @@ export const DROPOUT: OpDef<DropoutParams> = {
     return [{ shape: x.shape, dtype: x.dtype }];
   },
   cpu([x], [out], _info, p) {
-    const thr = threshold(p.p), s = scaleOf(p.p), seed = p.seed >>> 0;
+    const thr = dropoutThreshold(p.p), s = dropoutScale(p.p), seed = p.seed >>> 0;
     // f32: the same arithmetic in WebAssembly on the CPU threads (ops/_cpu_threads_kernels.ts)
     if (
       x instanceof Float32Array && out instanceof Float32Array && dropoutF32(x, out, seed, thr, s)
@@ -87,7 +85,7 @@ ${MAIN_1D()} {
   out[i] = select(0.0, x[i] * u.scale, (hash_u32(u.seed, i) >> 8u) >= u.thr);
 }`,
         bind: [{ in: 0 }, { out: 0 }],
-        uniform: packUniform([n, p.seed >>> 0, threshold(p.p)], [scaleOf(p.p)]),
+        uniform: packUniform([n, p.seed >>> 0, dropoutThreshold(p.p)], [dropoutScale(p.p)]),
         workgroups: grid1d(n),
       }],
     };

@@ -29,6 +29,7 @@
  * @module
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
+import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import { hashU32, WGSL_HASH } from "../tensor/rng.ts";
 import {
   type CpuArray,
@@ -65,15 +66,6 @@ export interface ResidualOptions {
   dropout?: { p: number; seed: number } | null;
   /** DropPath: drop the whole branch of a sample (training only). */
   dropPath?: { p: number; seed: number } | null;
-}
-
-/** Keep threshold on the 24-bit hash, as in ops/dropout.ts. */
-function threshold(p: number): number {
-  return Math.ceil(p * 16777216);
-}
-
-function keepScale(p: number): number {
-  return p < 1 ? 1 / (1 - p) : 0;
 }
 
 function checkParams(p: ResidualParams, what: string): void {
@@ -115,8 +107,8 @@ function sameShape(a: TensorInfo, b: TensorInfo): boolean {
  */
 function pathMultipliers(g: Geometry, p: ResidualParams, f32: boolean): Float64Array | null {
   if (!(p.dropPathP > 0)) return null;
-  const thr = threshold(p.dropPathP), seed = p.dropPathSeed >>> 0;
-  const s = f32 ? Math.fround(keepScale(p.dropPathP)) : keepScale(p.dropPathP);
+  const thr = dropoutThreshold(p.dropPathP), seed = p.dropPathSeed >>> 0;
+  const s = f32 ? Math.fround(dropoutScale(p.dropPathP)) : dropoutScale(p.dropPathP);
   return Float64Array.from({ length: g.B }, (_, b) => (hashU32(seed, b) >>> 8 >= thr ? s : 0));
 }
 
@@ -131,8 +123,8 @@ interface DropMask {
 function dropMask(p: ResidualParams): DropMask {
   return {
     on: p.dropoutP > 0,
-    thr: threshold(p.dropoutP),
-    scale: keepScale(p.dropoutP),
+    thr: dropoutThreshold(p.dropoutP),
+    scale: dropoutScale(p.dropoutP),
     seed: p.dropoutSeed >>> 0,
   };
 }
@@ -244,11 +236,11 @@ function uniform(g: Geometry, p: ResidualParams): ArrayBuffer {
       g.per,
       g.C,
       p.dropoutSeed >>> 0,
-      threshold(p.dropoutP),
+      dropoutThreshold(p.dropoutP),
       p.dropPathSeed >>> 0,
-      threshold(p.dropPathP),
+      dropoutThreshold(p.dropPathP),
     ],
-    [keepScale(p.dropoutP), keepScale(p.dropPathP)],
+    [dropoutScale(p.dropoutP), dropoutScale(p.dropPathP)],
   );
 }
 
