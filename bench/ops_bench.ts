@@ -38,6 +38,7 @@ import {
   matmulVariantFor,
   msPerCall,
   sum,
+  tileName,
   useMatmulVariant,
 } from "../ops/mod.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
@@ -125,11 +126,6 @@ export function sweepTiles(target: MatmulTarget): MatmulTile[] {
 
 /** The arithmetic of a sweep (see `OpsBenchOptions.sweepPrecisions`). */
 export type SweepPrecision = "f32" | "f16" | "f16acc";
-
-/** A tile's name in the registry's spelling. */
-export function tileName(t: MatmulTile): string {
-  return `t${t.BM}x${t.BN}k${t.BK}_${t.TM}x${t.TN}${t.double ? "d" : ""}`;
-}
 
 /** One result line: `kind` says what was measured; `device` names the adapter or CPU. */
 export interface OpsBenchLine {

@@ -1,6 +1,8 @@
 /** The ops benchmark yields well-formed lines naming the device (tiny CPU run). */
 import assert from "node:assert/strict";
-import { runOpsBench, sweepTiles, tileName } from "./ops_bench.ts";
+import { runOpsBench, sweepTiles } from "./ops_bench.ts";
+import { tileName } from "../ops/mod.ts";
+import { sweepBestTiles } from "./sweep_best.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 
@@ -103,4 +105,22 @@ Deno.test({
     const top = JSON.parse(best.best as string) as { name: string; gflops: number }[];
     assert.equal(top[0].gflops, Math.max(...timed.map((l) => l.gflops as number)));
   },
+});
+
+Deno.test("sweepBestTiles() takes the fastest tiles of every sweep_best line, each once", () => {
+  const best = (xs: [string, number][]) =>
+    JSON.stringify({
+      kind: "matmul_sweep_best",
+      best: JSON.stringify(xs.map(([name, gflops]) => ({ name, gflops }))),
+    });
+  const jsonl = [
+    best([["t128x128k8_8x8d", 900], ["t64x64k8_4x4d", 500], ["t32x32k16_4x4", 100]]),
+    '{"kind":"matmul_sweep","tile":"t256x64k8_16x4","gflops":5000}',
+    "== a log line",
+    best([["t64x128k16_8x8d", 1200], ["t128x128k8_8x8d", 800]]),
+    '{"kind":"matmul_sweep_best","best":"[', // cut off
+  ].join("\n");
+  assert.deepEqual(sweepBestTiles(jsonl), ["t64x128k16_8x8d", "t128x128k8_8x8d", "t64x64k8_4x4d"]);
+  assert.deepEqual(sweepBestTiles(jsonl, 1), ["t64x128k16_8x8d", "t128x128k8_8x8d"]);
+  assert.deepEqual(sweepBestTiles(""), []);
 });

@@ -42,6 +42,8 @@ export interface TrainBenchOptions {
   f16Accumulate?: MatmulF16Accumulate;
   /** Tune the matmul kernels on the first warm-up step, as the trainer does (default "auto"). */
   tune?: TuneMode;
+  /** The matmul variants tuning compares (default every registered one; as the trainer's). */
+  tuneVariants?: string[];
   /** After the timed steps, time one more step per kernel (WebGPU with timestamp-query). */
   profile?: boolean;
   /** "f32" (default) or "f16": the trainer's mixed precision (f16 Linear matmuls, loss scaling). */
@@ -160,6 +162,7 @@ export async function benchTrain(
     if (i === 0 && tunesOn(tuneMode, backend)) {
       const r = await autotuneMatmulsOf(backend as GpuBackend, () => step(i), {
         force: tuneMode === "on",
+        variants: opts.tuneVariants,
       });
       tuning = { seconds: r.seconds, shapes: r.tunings.length, error: r.error };
     } else step(i);

@@ -14,7 +14,7 @@ import {
   UsageError,
 } from "./_common.ts";
 import { isSoftwareAdapter, parseDevice, selectBackend } from "./_device.ts";
-import { f16AccumulateFlag, precisionFlag, tuneFlag } from "./train.ts";
+import { f16AccumulateFlag, precisionFlag, tuneFlag, tuneTilesFlag } from "./train.ts";
 import { presetConfig, validateConfig } from "../nn/config.ts";
 import { benchTrain } from "../bench/train_bench.ts";
 
@@ -44,6 +44,7 @@ Options:
   --tune auto|on|off       tune the matmul kernels on the first warm-up step's shapes, as
                            train does (default auto: on a hardware GPU); the line gets
                            "tune_s" and "tuned_shapes"
+  --tune-tiles T,T         also time these generator tiles when tuning (as train)
   --torch PYTHON           then run bench/torch_baseline.py with PYTHON on the same
                            workload (cuda when webseq ran on a hardware GPU, else cpu
                            with OMP_NUM_THREADS = cores) and print its lines and a
@@ -70,6 +71,7 @@ const SPEC = {
   device: { type: "string" },
   precision: { type: "string" },
   tune: { type: "string" },
+  "tune-tiles": { type: "string" },
   "f16-accumulate": { type: "string" },
   torch: { type: "string" },
   "torch-bf16": { type: "boolean" },
@@ -145,6 +147,7 @@ export async function run(args: string[]): Promise<number> {
     const device = parseDevice(stringFlag(flags, "device"));
     const precision = precisionFlag(stringFlag(flags, "precision"));
     const tune = tuneFlag(stringFlag(flags, "tune"));
+    const tuneVariants = tuneTilesFlag(stringFlag(flags, "tune-tiles"));
     const f16Accumulate = f16AccumulateFlag(stringFlag(flags, "f16-accumulate"), precision);
     if (flags.preset !== undefined && flags.config !== undefined) {
       throw new UsageError("Give --preset or --config, not both");
@@ -176,6 +179,7 @@ export async function run(args: string[]): Promise<number> {
       precision,
       f16Accumulate,
       tune,
+      tuneVariants,
     });
     printJson(mine);
     const python = stringFlag(flags, "torch");

@@ -15,6 +15,7 @@ import {
 } from "./_common.ts";
 import { parseDevice, selectBackend } from "./_device.ts";
 import { NonFiniteLossError, train, type TrainOptions, type TuneMode } from "../train/trainer.ts";
+import { MATMUL_VARIANTS, parseTileName } from "../ops/mod.ts";
 
 /** Help text. */
 export const HELP: string = `webseq train — train an encoder–decoder transformer on sentence pairs
@@ -73,6 +74,8 @@ Run:
   --device auto|webgpu|cpu where to train (default auto: a hardware WebGPU adapter, else CPU)
   --tune auto|on|off       time the matmul kernel variants on the first step's shapes and use
                            the fastest (default auto: on a hardware GPU; same numbers either way)
+  --tune-tiles T,T         also time these generator tiles (names as bench/ops_bench.ts
+                           --only sweep prints them, e.g. t128x64k16_8x8d)
   --sample-interval N      print sample generations every N epochs (default 1; 0 disables)
   --patience N             early stopping after N epochs without validation improvement
   --bleu-limit N           validation pairs decoded for BLEU each epoch (default 200; 0 disables)
@@ -115,6 +118,7 @@ const SPEC = {
   resume: { type: "boolean" },
   device: { type: "string" },
   tune: { type: "string" },
+  "tune-tiles": { type: "string" },
   "sample-interval": { type: "string" },
   patience: { type: "string" },
   "bleu-limit": { type: "string" },
@@ -149,6 +153,30 @@ export function tuneFlag(value: string | undefined): TuneMode {
     return value ?? "auto";
   }
   throw new UsageError(`--tune must be auto, on or off, got ${JSON.stringify(value)}`);
+}
+
+/**
+ * `--tune-tiles`: the registered matmul variants plus the named generator
+ * tiles (checked here, so a typo stops the run before it starts); undefined
+ * when not given (the tuner's default, the registry).
+ */
+export function tuneTilesFlag(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const names = value.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  for (const name of names) {
+    let ok: boolean;
+    try {
+      ok = parseTileName(name) !== null;
+    } catch (err) {
+      throw new UsageError(`--tune-tiles: ${(err as Error).message}`);
+    }
+    if (!ok) {
+      throw new UsageError(
+        `--tune-tiles: "${name}" is not a tile name like t128x64k16_8x8d (t<BM>x<BN>k<BK>_<TM>x<TN>[d])`,
+      );
+    }
+  }
+  return [...new Set([...MATMUL_VARIANTS.map((v) => v.name), ...names])];
 }
 
 /** `--precision`: f32 (default) or f16. */
@@ -204,6 +232,7 @@ export async function run(args: string[]): Promise<number> {
         precisionFlag(stringFlag(flags, "precision")),
       ),
       tune: tuneFlag(stringFlag(flags, "tune")),
+      tuneVariants: tuneTilesFlag(stringFlag(flags, "tune-tiles")),
       shuffle: !flags["no-shuffle"],
       seed: int("seed"),
       resume: Boolean(flags.resume),

@@ -55,15 +55,49 @@ export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
 
 const BY_NAME = new Map(MATMUL_VARIANTS.map((v) => [v.name, v]));
 
-/** The variant named `name`, or a TypeError listing the names. */
+/** A tile's name in the registry's spelling: `t<BM>x<BN>k<BK>_<TM>x<TN>`, `d` if double-buffered. */
+export function tileName(t: MatmulTile): string {
+  return `t${t.BM}x${t.BN}k${t.BK}_${t.TM}x${t.TN}${t.double ? "d" : ""}`;
+}
+
+/**
+ * The tile a name in the registry's spelling describes, checked by the
+ * generator (so any tile the sweep reports can be named), or null when
+ * `name` is not spelled that way.
+ */
+export function parseTileName(name: string): MatmulTile | null {
+  const m = /^t(\d+)x(\d+)k(\d+)_(\d+)x(\d+)(d?)$/.exec(name);
+  if (!m) return null;
+  const [BM, BN, BK, TM, TN] = m.slice(1, 6).map(Number);
+  const t = tile(BM, BN, BK, TM, TN, m[6] === "d");
+  checkTile(t);
+  return t;
+}
+
+/**
+ * The variant named `name`: a registry entry, or any generator tile named in
+ * the registry's spelling (`t64x128k16_8x8d`; not picked by the heuristic);
+ * else a TypeError listing the registry.
+ */
 export function matmulVariant(name: string): MatmulVariant {
   const v = BY_NAME.get(name);
-  if (!v) {
+  if (v) return v;
+  let t: MatmulTile | null;
+  try {
+    t = parseTileName(name);
+  } catch (err) {
+    throw new TypeError(`Matmul tile "${name}": ${(err as Error).message}`);
+  }
+  if (!t) {
     throw new TypeError(
-      `Unknown matmul variant "${name}" (known: ${MATMUL_VARIANTS.map((x) => x.name).join(", ")})`,
+      `Unknown matmul variant "${name}" (known: ${
+        MATMUL_VARIANTS.map((x) => x.name).join(", ")
+      }, or any tile named t<BM>x<BN>k<BK>_<TM>x<TN>[d])`,
     );
   }
-  return v;
+  const made = { name, tile: t, heuristic: false };
+  BY_NAME.set(name, made);
+  return made;
 }
 
 /** What the selection knows about an adapter. */

@@ -51,6 +51,7 @@ import {
   matmulTarget,
   type MatmulVariant,
   matmulVariant,
+  parseTileName,
   recordMatmulShape,
   selectionEpoch,
   selectMatmulVariant,
@@ -58,6 +59,7 @@ import {
   setTunedVariant,
   startMatmulShapeRecording,
   stopMatmulShapeRecording,
+  tileName,
   tunedVariant,
   useMatmulVariant,
   variantFits,
@@ -568,6 +570,8 @@ export {
   type MatmulShape,
   type MatmulTarget,
   type MatmulVariant,
+  parseTileName,
+  tileName,
   useMatmulVariant,
 };
 export type { MatmulTile };

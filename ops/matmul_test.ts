@@ -26,6 +26,8 @@ import {
   matmulKernel,
   type MatmulTile,
   matmulVariantFor,
+  parseTileName,
+  tileName,
   useMatmulVariant,
 } from "./matmul.ts";
 import {
@@ -254,6 +256,25 @@ Deno.test("useMatmulVariant() forces a variant over tuned choices; tuned choices
     useMatmulVariant(null);
     assert.equal(matmulVariantFor(shape), "t128x128k8_8x8d");
     assert.throws(() => useMatmulVariant("t1x1"), /Unknown matmul variant "t1x1" \(known: t128/);
+    // any generator tile can be named in the registry's spelling (the sweep's output)
+    useMatmulVariant("t64x128k16_8x8d");
+    assert.equal(matmulVariantFor(shape), "t64x128k16_8x8d");
+    assert.deepEqual(parseTileName("t64x128k16_8x8d"), {
+      BM: 64,
+      BN: 128,
+      BK: 16,
+      TM: 8,
+      TN: 8,
+      double: true,
+    });
+    assert.equal(tileName(parseTileName("t32x64k8_4x8")!), "t32x64k8_4x8");
+    assert.equal(parseTileName("legacy"), null);
+    assert.throws(() => useMatmulVariant("t64x64k8_6x4"), /Matmul tile "t64x64k8_6x4": .*TM must/);
+    setTunedVariant(a, shape, "t256x64k8_16x4");
+    setMatmulTarget(a);
+    useMatmulVariant(null);
+    assert.equal(matmulVariantFor(shape), "t256x64k8_16x4");
+    setMatmulTarget(b);
     assert.throws(() => setTunedVariant(a, shape, "nope"), TypeError);
     assert.throws(
       () => useMatmulVariant({ BM: 8, BN: 8, BK: 4, TM: 3, TN: 4, double: false }),
@@ -280,6 +301,7 @@ catch (e) { console.log(e.name + ": " + e.message); }`;
     return new TextDecoder().decode((await cmd.output()).stdout).trim();
   };
   assert.equal(await run("t64x64k8_4x4d"), "t64x64k8_4x4d");
+  assert.equal(await run("t128x32k16_8x4"), "t128x32k16_8x4"); // not registered: a generator tile
   assert.equal(await run("auto"), "t128x128k8_8x8d");
   assert.match(
     await run("fast"),
