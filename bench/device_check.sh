@@ -20,9 +20,14 @@ RUN="deno run -A --cached-only"
 PY=${PYTHON:-python3}
 export XDG_RUNTIME_DIR=/tmp PYTHONUNBUFFERED=1
 
+# SECTIONS="tests base" runs only the named sections (default: all)
+SECTIONS=${SECTIONS:-all}
+wanted() { [ "$SECTIONS" = all ] || [[ " $SECTIONS " == *" $1 "* ]]; }
+
 section() { # section NAME SECONDS COMMAND...: runs it, JSON lines to $JSONL, all to $LOG
   local name=$1 limit=$2
   shift 2
+  wanted "$name" || return 0
   echo "== $name ($(date -u +%T), limit ${limit}s)" | tee -a "$LOG"
   local t0=$SECONDS
   timeout "$limit" "$@" 2>>"$LOG" | tee -a "$LOG" | grep '^{' >>"$JSONL"
@@ -41,7 +46,8 @@ section matmul 70 $RUN bench/ops_bench.ts --only tune --json
 section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \
   --sweep-precisions f32,f16acc --json
 # the sweep's fastest tile per layout and precision join the tuner's candidates below
-TILES=$($RUN bench/sweep_best.ts "$JSONL" 1 2>>"$LOG" || true)
+TILES=""
+wanted sweep && TILES=$($RUN bench/sweep_best.ts "$JSONL" 1 2>>"$LOG" || true)
 echo "sweep tiles for --tune-tiles: ${TILES:-none}" | tee -a "$LOG"
 TUNE=()
 [ -n "$TILES" ] && TUNE=(--tune-tiles "$TILES")

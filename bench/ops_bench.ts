@@ -32,6 +32,7 @@ import {
   MATMUL_VARIANTS,
   type MatmulOptions,
   type MatmulShape,
+  matmulSplitKFor,
   type MatmulTarget,
   type MatmulTile,
   matmulVariantFits,
@@ -188,12 +189,12 @@ async function benchMatmul(
   const a = randomTensor(opts.transA ? [k, m] : [m, k], backend, 1);
   const b = randomTensor(opts.transB ? [n, k] : [k, n], backend, 2);
   const warmup = backend.kind === "cpu" || isSoftware(backend) ? 1 : 3;
-  const { ms, iters } = await timeLoop(
-    backend,
-    () => matmul(a, b, opts).dispose(),
-    minTimeMs,
-    warmup,
-  );
+  const run = () => matmul(a, b, opts).dispose();
+  const { ms, iters } = await timeLoop(backend, run, minTimeMs, warmup);
+  // GPU time per call from timestamps (the wall clock above includes a submit per call)
+  const gpuMs = backend.kind === "webgpu" && !isSoftware(backend)
+    ? await msPerCall(backend as GpuBackend, run, Math.min(iters, 50), "matmul")
+    : null;
   a.dispose();
   b.dispose();
   const line: OpsBenchLine = {
@@ -211,7 +212,13 @@ async function benchMatmul(
     gflops: round((2 * m * n * k) / (ms * 1e6), 2),
   };
   if (backend.kind === "webgpu") {
-    line.variant = matmulVariantFor({ M: m, N: n, K: k, transA: opts.transA, transB: opts.transB });
+    const shape = { M: m, N: n, K: k, transA: opts.transA, transB: opts.transB };
+    line.variant = matmulVariantFor(shape);
+    line.split_k = matmulSplitKFor(shape);
+    if (gpuMs?.timing === "timestamp" && Number.isFinite(gpuMs.ms)) {
+      line.gpu_ms = round(gpuMs.ms, 4);
+      line.gpu_gflops = round((2 * m * n * k) / (gpuMs.ms * 1e6), 2);
+    }
   }
   return line;
 }
@@ -567,6 +574,8 @@ export async function* runOpsBench(opts: OpsBenchOptions = {}): AsyncGenerator<O
   const backend = opts.backend ?? (await sharedGpuBackend()) ?? CPU;
   const minTimeMs = opts.minTimeMs ?? 300;
   const software = isSoftware(backend);
+  // the adapter's limits, and split K on hardware GPUs, as train and bench have them
+  if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend);
   const want = (g: OpsBenchGroup) =>
     opts.only
       ? opts.only.includes(g)
@@ -609,6 +618,11 @@ export async function* runOpsBench(opts: OpsBenchOptions = {}): AsyncGenerator<O
       [`${name}.lm_head dW=dyᵀ·x`, V, BT, C, { transA: true }],
       [`${name}.lm_head dx=dy·W`, BT, V, C, {}],
     );
+    // a weight gradient at a training batch's rows (base: 64 × 128 tokens): few output tiles
+    // over a long K, which is what split K is for
+    if (!software || opts.large) {
+      modelShapes.push([`${name}.qkv dW=dyᵀ·x 8192 rows`, 3 * C, 8192, C, { transA: true }]);
+    }
   }
   if (want("model")) {
     for (const [label, m, k, n, o] of modelShapes) {

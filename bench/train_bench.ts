@@ -18,7 +18,7 @@ import { GradScaler } from "../optim/grad_scaler.ts";
 import { autocast, type Precision } from "../nn/layers.ts";
 import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
-import { autotuneMatmulsOf } from "../ops/matmul.ts";
+import { autotuneMatmulsOf, configureMatmul } from "../ops/matmul.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
 import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
 
@@ -158,6 +158,7 @@ export async function benchTrain(
   };
   let tuning: { seconds: number; shapes: number; error?: string } | null = null;
   const tuneMode = opts.tune ?? "auto";
+  if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend); // as the trainer does
   for (let i = 0; i < warmup; i++) {
     if (i === 0 && tunesOn(tuneMode, backend)) {
       const r = await autotuneMatmulsOf(backend as GpuBackend, () => step(i), {

@@ -73,7 +73,8 @@ Run:
   --resume                 continue the run in --out exactly where it stopped
   --device auto|webgpu|cpu where to train (default auto: a hardware WebGPU adapter, else CPU)
   --tune auto|on|off       time the matmul kernel variants on the first step's shapes and use
-                           the fastest (default auto: on a hardware GPU; same numbers either way)
+                           the fastest (default auto: on a hardware GPU; same numbers up to f32
+                           rounding)
   --tune-tiles T,T         also time these generator tiles (names as bench/ops_bench.ts
                            --only sweep prints them, e.g. t128x64k16_8x8d)
   --sample-interval N      print sample generations every N epochs (default 1; 0 disables)

@@ -275,6 +275,68 @@ export function clearTunedVariants(): void {
   epoch++;
 }
 
+// ---- split K ----
+
+/** Smallest K range one split of a split-K matmul multiplies. */
+export const SPLIT_MIN_K = 256;
+/** Most K ranges a matmul is split into. */
+export const SPLIT_MAX = 32;
+/**
+ * Threads a matmul should keep busy before it is split: 256 workgroups of
+ * 256 (about two per multiprocessor on an H100, a quarter of its threads).
+ */
+export const SPLIT_MIN_THREADS = HEURISTIC_MIN_WORKGROUPS * 256;
+
+let forcedSplit: number | null = null;
+
+/**
+ * Forces every matmul that can split K (plain, accumulating, weight
+ * gradients; not the f16 or bias/GELU-epilogue kernels) into `s` K ranges
+ * (tests; 1: never split), or back to {@linkcode splitKFor}'s rule with null.
+ */
+export function useMatmulSplitK(s: number | null): void {
+  if (s !== null && (!Number.isInteger(s) || s < 1)) {
+    throw new TypeError(`useMatmulSplitK: expected a positive integer or null, got ${s}`);
+  }
+  forcedSplit = s;
+  epoch++;
+}
+
+/** How a split-K call divides K: `S` ranges of `kc` (a multiple of BK; the last may be shorter). */
+export interface SplitK {
+  /** Number of K ranges (1: no split). */
+  S: number;
+  /** K per range. */
+  kc: number;
+}
+
+/**
+ * The split of K for a call of shape `s` on tile `t`: none on software
+ * adapters and before an adapter is configured (ops/matmul.ts
+ * `configureMatmul`); on a hardware GPU, when the output tiles keep fewer
+ * than {@linkcode SPLIT_MIN_THREADS} threads busy, enough K ranges to reach
+ * that many, each at least {@linkcode SPLIT_MIN_K} deep, at most
+ * {@linkcode SPLIT_MAX}. Ranges are whole BK slices and never empty.
+ */
+export function splitKFor(s: MatmulShape, t: MatmulTile, target: MatmulTarget = active): SplitK {
+  const slices = Math.ceil(s.K / t.BK), P = s.P ?? 1;
+  if (slices <= 1) return { S: 1, kc: slices * t.BK };
+  let want: number;
+  if (forcedSplit !== null) want = forcedSplit;
+  else if (target.software || target.description === "") want = 1;
+  else {
+    const threads = workgroups(t, s) * tileThreads(t);
+    want = threads >= SPLIT_MIN_THREADS ? 1 : Math.min(
+      SPLIT_MAX,
+      Math.ceil(SPLIT_MIN_THREADS / threads),
+      Math.floor(s.K / SPLIT_MIN_K),
+    );
+  }
+  want = Math.max(1, Math.min(want, slices, Math.floor(65535 / P)));
+  const per = Math.ceil(slices / want);
+  return { S: Math.ceil(slices / per), kc: per * t.BK };
+}
+
 let recorded: Map<string, MatmulShape> | null = null;
 let epoch = 0; // bumped whenever a selection could change (forcing, target, tuning)
 

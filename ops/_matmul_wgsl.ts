@@ -33,7 +33,14 @@
  *   widened products or f16 FMAs over groups of 16 k, an f32/f16 result;
  * - `rowSum`: the workgroups of the first column block also sum each row of
  *   A over k from the staged slices (a Linear's bias gradient next to its
- *   weight gradient: `dW = dyᵀ·x`, `db[m] = Σ_k dyᵀ[m, k]`), k in order.
+ *   weight gradient: `dW = dyᵀ·x`, `db[m] = Σ_k dyᵀ[m, k]`), k in order;
+ * - `splitK`: the grid's z axis is `P·S` and workgroup `z·S + s` multiplies
+ *   only K range `[s·kc, min(K, (s+1)·kc))` (`S`, `kc` in the uniform), writing
+ *   its partial product (and partial row sums) to slot `z·S + s` of `out`
+ *   (and `rsum`); {@linkcode splitReduceWgsl} then adds the S partials in
+ *   order (and the addend). For products with few output tiles and a long K
+ *   (weight gradients: `M·N` small, `K` = every row of the batch), which
+ *   would otherwise leave most of a large GPU idle.
  *
  * A and B element addressing (batch offsets `sa`, `sb` in elements):
  * `A(m, k) = transA ? a[sa·z + k·M + m] : a[sa·z + m·K + k]`,
@@ -43,7 +50,7 @@
  * @module
  */
 import { WGSL_HASH } from "../tensor/rng.ts";
-import { WGSL_ERF } from "./_wgsl.ts";
+import { LINEAR_INDEX, MAIN_1D, WGSL_ERF } from "./_wgsl.ts";
 import { WGSL_TO_F16 } from "./cast.ts";
 
 /** A tile configuration (what the registry names and the tuner chooses among). */
@@ -90,6 +97,8 @@ export interface MatmulSpec {
   rowSum?: boolean;
   /** The f16 kernel of ops/matmul_f16.ts (needs `shader-f16`); absent: f32 throughout. */
   half?: MatmulHalf;
+  /** Split K over the grid's z axis into partial products (see the module doc). */
+  splitK?: boolean;
 }
 
 /**
@@ -208,7 +217,7 @@ function planLoad(
     if (partial) setup.push(`let ${p}U${l} = ${e} < ${units}u;`), conds.push(`${p}U${l}`);
     if (!exact) {
       setup.push(`let ${p}In${l} = ${r0} + ${p}R${l} < ${rN};`);
-      conds.push(`${p}In${l}`, `kt + ${p}K${l} < u.K`);
+      conds.push(`${p}In${l}`, `kt + ${p}K${l} < kend`);
     }
     const reg = `${p}v${l}`;
     setup.push(`var ${reg}: ${vec ? sv : st};`);
@@ -283,6 +292,11 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const H = s.half ?? null;
   // f16 kernels fuse what ops/gelu_linear.ts needs: GELU on an f32 operand's loads (then
   // rounded to f16), and on an f32 result the bias and the gelu' epilogue
+  if (s.splitK && (H || s.bias || s.geluGradOut || s.addOut)) {
+    throw new TypeError(
+      "matmulWgsl: split K takes no f16, bias, gelu' or addend epilogue (the reduction adds them)",
+    );
+  }
   if (
     H && (s.addOut || s.rowSum ||
       (s.geluIn && H[s.geluIn] !== "f32") ||
@@ -326,7 +340,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     bind.push(`@group(0) @binding(${ob + 1}) var<storage, read_write> rsum: array<f32>;`);
   }
   const drop = s.dropout ? ", seed: u32, thr: u32, scale: f32" : "";
-  bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${drop} }`);
+  const split = s.splitK ? ", S: u32, kc: u32" : "";
+  bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${split}${drop} }`);
   bind.push(`@group(0) @binding(${ob + (s.rowSum ? 2 : 1)}) var<uniform> u: U;`);
   if (s.geluIn || s.geluGradOut) bind.push(geluHelpers(!!s.dropout));
   if (H && (H.a === "f32" || H.b === "f32" || H.out !== "f32")) bind.push(WGSL_TO_F16);
@@ -396,17 +411,17 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     return [`if (wid.x == 0u) { ${body.join(" ")} }`];
   };
   const loop: string[] = [];
-  const nt = s.exact ? `u.K / ${BK}u` : `(u.K + ${BK - 1}u) / ${BK}u`;
+  const nt = s.exact ? `(kend - k0) / ${BK}u` : `(kend - k0 + ${BK - 1}u) / ${BK}u`;
   if (t.double) {
     loop.push(
       `let nt = ${nt};`,
-      `{ let kt = 0u; ${[...la.fetch, ...lb.fetch].join(" ")} }`,
+      `{ let kt = k0; ${[...la.fetch, ...lb.fetch].join(" ")} }`,
       ...la.store("0u"),
       ...lb.store("0u"),
       "workgroupBarrier();",
       "var cur = 0u;",
       "for (var t = 1u; t <= nt; t++) {",
-      `  let kt = t * ${BK}u;`,
+      `  let kt = k0 + t * ${BK}u;`,
       "  let more = t < nt;",
       `  if (more) { ${[...la.fetch, ...lb.fetch].join(" ")} }`,
       `  let oa = cur * ${AS}u;`,
@@ -427,7 +442,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     loop.push(
       `let nt = ${nt};`,
       "for (var t = 0u; t < nt; t++) {",
-      `  let kt = t * ${BK}u;`,
+      `  let kt = k0 + t * ${BK}u;`,
       ...[...la.fetch, ...lb.fetch].map((l) => "  " + l),
       ...la.store("0u").map((l) => "  " + l),
       ...lb.store("0u").map((l) => "  " + l),
@@ -511,8 +526,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let ty = tid / ${WX}u;
   let m0 = wid.y * ${BM}u;
   let n0 = wid.x * ${BN}u;
-  let ab = wid.z * u.sa;
-  let bb = wid.z * u.sb;
+  ${
+    s.splitK
+      ? `let z = wid.z / u.S;
+  let k0 = (wid.z % u.S) * u.kc;
+  let kend = min(u.K, k0 + u.kc);`
+      : `let z = wid.z;
+  let k0 = 0u;
+  let kend = u.K;`
+  }
+  let ab = z * u.sa;
+  let bb = z * u.sb;
   ${[...la.setup, ...lb.setup, ...acc, ...rsDecl].join("\n  ")}
   ${loop.join("\n  ")}
   ${epi.join("\n  ")}
@@ -593,6 +617,45 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let gn = n0 + lid.x + j * 16u;
       if (gn < u.N) { out[ob + gm * u.N + gn] = acc[i * 4u + j]; }
     }
+  }
+}`;
+}
+
+/**
+ * The reduction after a `splitK` kernel: `out[i] = Σ_s part[slot(i, s)]` (+
+ * `addend[i]` when `addOut`), s in order, and with `rowSum` also `rsum[j] =
+ * Σ_s rpart[…]`. Bindings: part, [rpart], [addend], out, [rsum], uniform
+ * `{ n: P·M·N, S, MN: M·N, rn: P·M (0 without rowSum), RM: M }`. One thread
+ * per output element ({@linkcode grid1d} over `n + rn`).
+ */
+export function splitReduceWgsl(addOut: boolean, rowSum: boolean): string {
+  const bind = ["part", ...(rowSum ? ["rpart"] : []), ...(addOut ? ["addend"] : [])].map(
+    (name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`,
+  );
+  const ob = bind.length;
+  bind.push(`@group(0) @binding(${ob}) var<storage, read_write> out: array<f32>;`);
+  if (rowSum) bind.push(`@group(0) @binding(${ob + 1}) var<storage, read_write> rsum: array<f32>;`);
+  const sum = (src: string, stride: string, at: string) =>
+    `var acc = 0.0; var at = ${at}; for (var s = 0u; s < u.S; s++) { acc += ${src}[at]; at += ${stride}; }`;
+  return `// matmul split-K reduction${addOut ? " +addend" : ""}${rowSum ? " +rowsum" : ""}
+${bind.join("\n")}
+struct U { n: u32, S: u32, MN: u32, rn: u32, RM: u32 }
+@group(0) @binding(${ob + (rowSum ? 2 : 1)}) var<uniform> u: U;
+${MAIN_1D()} {
+  ${LINEAR_INDEX()}
+  if (i < u.n) {
+    let z = i / u.MN;
+    ${sum("part", "u.MN", "z * u.S * u.MN + (i - z * u.MN)")}
+    out[i] = acc${addOut ? " + addend[i]" : ""};
+  }${
+    rowSum
+      ? ` else if (i - u.n < u.rn) {
+    let j = i - u.n;
+    let z = j / u.RM;
+    ${sum("rpart", "u.RM", "z * u.S * u.RM + (j - z * u.RM)")}
+    rsum[j] = acc;
+  }`
+      : ""
   }
 }`;
 }

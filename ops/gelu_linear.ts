@@ -47,7 +47,7 @@ import {
 } from "../tensor/types.ts";
 import { GELU, GELU_GRAD } from "./elementwise.ts";
 import { DROPOUT } from "./dropout.ts";
-import { MATMUL, matmulGeometry, matmulKernel } from "./matmul.ts";
+import { MATMUL, matmulGeometry, matmulKernel, matmulPlan } from "./matmul.ts";
 import { MATMUL_F16, type MatmulF16Accumulate } from "./matmul_f16.ts";
 import type { MatmulHalf } from "./_matmul_wgsl.ts";
 import { sumTo } from "./reduce.ts";
@@ -269,11 +269,7 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
     const mp = { transA: true, transB: false };
     const g = matmulGeometry([N, C], [N, F], mp, "geluWeightGrad");
     const half = halfOf(p, "round");
-    return {
-      kernels: [
-        matmulKernel(g, mp, { geluIn: "b", dropout: dropoutOf(p), rowSum: !half, half }),
-      ],
-    };
+    return matmulPlan(g, mp, { geluIn: "b", dropout: dropoutOf(p), rowSum: !half, half });
   },
 };
 

@@ -22,6 +22,7 @@ import {
   type BindRef,
   fmtShape,
   type GpuKernel,
+  type GpuPlan,
   type OpDef,
   packUniform,
   type Shape,
@@ -33,6 +34,7 @@ import { sumTo } from "./reduce.ts";
 import { reshape } from "./reshape.ts";
 import { lastAxisRows } from "./softmax.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
+import { grid1d } from "./_wgsl.ts";
 import {
   LEGACY_TILE,
   legacyMatmulWgsl,
@@ -40,6 +42,7 @@ import {
   type MatmulSpec,
   type MatmulTile,
   matmulWgsl,
+  splitReduceWgsl,
 } from "./_matmul_wgsl.ts";
 import {
   clearTunedVariants,
@@ -57,10 +60,13 @@ import {
   selectMatmulVariant,
   setMatmulTarget,
   setTunedVariant,
+  type SplitK,
+  splitKFor,
   startMatmulShapeRecording,
   stopMatmulShapeRecording,
   tileName,
   tunedVariant,
+  useMatmulSplitK,
   useMatmulVariant,
   variantFits,
   withMatmulVariant,
@@ -157,49 +163,88 @@ export interface MatmulFusion {
   half?: MatmulHalf;
 }
 
-/** The kernel of one call: the selected variant, specialised for the shape and fusion. */
+/**
+ * The single kernel of one call (no split K): the selected variant,
+ * specialised for the shape and fusion. Ops that may split K use
+ * {@linkcode matmulPlan}.
+ */
 export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {}): GpuKernel {
+  return matmulPlan(g, p, f, false).kernels[0];
+}
+
+/**
+ * What one call runs: the selected variant's kernel, specialised for the
+ * shape and fusion; with `split` (plain products, the addend and row-sum
+ * fusions, GELU prologues) and a shape that gives a large GPU too few
+ * output tiles ({@linkcode splitKFor}), the kernel over K ranges into
+ * scratch partials, then their reduction.
+ */
+export function matmulPlan(
+  g: Geometry,
+  p: MatmulParams,
+  f: MatmulFusion = {},
+  split = true,
+): GpuPlan {
   const { M, N, K, P, sa, sb } = g;
   if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
   const drop = f.dropout && f.dropout.p > 0 ? f.dropout : null;
-  const uniform = drop
-    ? packUniform([M, N, K, sa, sb, drop.seed >>> 0, dropoutThreshold(drop.p)], [
-      dropoutScale(drop.p),
-    ])
-    : packUniform([M, N, K, sa, sb]);
   if (isRecordingMatmulShapes()) {
     recordMatmulShape({ M, N, K, P, transA: p.transA, transB: p.transB });
   }
   // the variant, code and grid of a call depend on the shape, the flags and the selection
   // state only: memoised, so a training step's matmuls skip selection and code lookup
-  const key = planKey(selectionEpoch(), g, p, f, drop !== null);
+  const key = planKey(selectionEpoch(), g, p, f, drop !== null, split);
   let plan = plans.get(key);
   if (!plan) {
-    plan = planMatmul(g, p, f, drop !== null);
+    plan = planMatmul(g, p, f, drop !== null, split);
     if (plans.size >= 4096) plans.clear();
     plans.set(key, plan);
   }
-  return { ...plan, uniform };
+  const { S, kc } = plan.split;
+  const ints = S > 1 ? [M, N, K, sa, sb, S, kc] : [M, N, K, sa, sb];
+  const uniform = drop
+    ? packUniform([...ints, drop.seed >>> 0, dropoutThreshold(drop.p)], [dropoutScale(drop.p)])
+    : packUniform(ints);
+  const kernels: GpuKernel[] = [{ ...plan.kernels[0], uniform }];
+  if (S > 1) {
+    const rn = f.rowSum ? P * M : 0;
+    kernels.push({ ...plan.kernels[1], uniform: packUniform([P * M * N, S, M * N, rn, M]) });
+  }
+  return plan.temps ? { temps: plan.temps, kernels } : { kernels };
 }
 
-const plans = new Map<string, Omit<GpuKernel, "uniform">>();
+interface Plan {
+  kernels: Omit<GpuKernel, "uniform">[];
+  temps?: number[];
+  split: SplitK;
+}
+
+const plans = new Map<string, Plan>();
 
 /** What a matmul plan depends on: selection state, geometry, transposes and fusion flags. */
-function planKey(epoch: number, g: Geometry, p: MatmulParams, f: MatmulFusion, drop: boolean) {
+function planKey(
+  epoch: number,
+  g: Geometry,
+  p: MatmulParams,
+  f: MatmulFusion,
+  drop: boolean,
+  split: boolean,
+) {
   const h = f.half;
-  const flags = [f.bias, f.geluGradOut, f.add, f.rowSum, drop].map((x) => +!!x).join("");
+  const flags = [f.bias, f.geluGradOut, f.add, f.rowSum, drop, split].map((x) => +!!x).join("");
   const half = h ? `${h.a}${h.b}${h.acc}${h.out}` : "";
   return [epoch, g.M, g.N, g.K, g.P, g.sa, g.sb, +p.transA, +p.transB, flags, f.geluIn, half]
     .join("|");
 }
 
-/** The uncached part of {@linkcode matmulKernel}: variant, specialised code, bindings, grid. */
+/** The uncached part of {@linkcode matmulPlan}: variant, split, specialised code, bindings, grids. */
 function planMatmul(
   g: Geometry,
   p: MatmulParams,
   f: MatmulFusion,
   dropout: boolean,
-): Omit<GpuKernel, "uniform"> {
+  maySplit: boolean,
+): Plan {
   const { M, N, K, P } = g;
   const shape = { M, N, K, P, transA: p.transA, transB: p.transB };
   const fused = !!(f.bias || f.geluIn || f.geluGradOut || f.add || f.rowSum || f.half);
@@ -215,12 +260,15 @@ function planMatmul(
   const bind: BindRef[] = [...Array.from({ length: nIn }, (_, i) => ({ in: i })), { out: 0 }];
   if (f.rowSum) bind.push({ out: 1 });
   const t = v.tile;
+  const none: SplitK = { S: 1, kc: K };
   if (!t) {
     const key = `legacy${+p.transA}${+p.transB}`;
     let code = codes.get(key);
     if (!code) codes.set(key, code = legacyMatmulWgsl(p.transA, p.transB));
-    return { code, bind, workgroups: [Math.ceil(N / LEGACY_TILE), Math.ceil(M / LEGACY_TILE), P] };
+    const workgroups = [Math.ceil(N / LEGACY_TILE), Math.ceil(M / LEGACY_TILE), P] as const;
+    return { kernels: [{ code, bind, workgroups }], split: none };
   }
+  const split = maySplit && !f.half && !f.bias && !f.geluGradOut ? splitKFor(shape, t) : none;
   const spec: MatmulSpec = {
     transA: p.transA,
     transB: p.transB,
@@ -237,10 +285,40 @@ function planMatmul(
   if (f.rowSum) spec.rowSum = true;
   if (f.half) spec.half = f.half;
   if (dropout && (f.geluIn || f.geluGradOut)) spec.dropout = true;
+  const grid = (z: number) => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), z] as const;
+  if (split.S === 1) {
+    const key = JSON.stringify([t, spec]);
+    let code = codes.get(key);
+    if (!code) codes.set(key, code = matmulWgsl(t, spec));
+    return { kernels: [{ code, bind, workgroups: grid(P) }], split };
+  }
+  // split K: partial products (and row sums) into scratch, then one reduction adds them up
+  // in order, with the addend
+  delete spec.addOut;
+  spec.splitK = true;
   const key = JSON.stringify([t, spec]);
   let code = codes.get(key);
   if (!code) codes.set(key, code = matmulWgsl(t, spec));
-  return { code, bind, workgroups: [Math.ceil(N / t.BN), Math.ceil(M / t.BM), P] };
+  const mmBind: BindRef[] = [{ in: 0 }, { in: 1 }, { tmp: 0 }];
+  if (f.rowSum) mmBind.push({ tmp: 1 });
+  const rKey = `reduce${+!!f.add}${+!!f.rowSum}`;
+  let rCode = codes.get(rKey);
+  if (!rCode) codes.set(rKey, rCode = splitReduceWgsl(!!f.add, !!f.rowSum));
+  const rBind: BindRef[] = [{ tmp: 0 }];
+  if (f.rowSum) rBind.push({ tmp: 1 });
+  if (f.add) rBind.push({ in: 2 });
+  rBind.push({ out: 0 });
+  if (f.rowSum) rBind.push({ out: 1 });
+  const temps = [P * split.S * M * N * 4];
+  if (f.rowSum) temps.push(P * split.S * M * 4);
+  return {
+    kernels: [
+      { code, bind: mmBind, workgroups: grid(P * split.S) },
+      { code: rCode, bind: rBind, workgroups: grid1d(P * M * N + (f.rowSum ? P * M : 0)) },
+    ],
+    temps,
+    split,
+  };
 }
 
 /**
@@ -360,7 +438,7 @@ export const MATMUL: OpDef<MatmulParams> = {
   },
   gpu(info, p) {
     const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
-    return { kernels: [matmulKernel(g, p)] };
+    return matmulPlan(g, p);
   },
   backward(c, [dy]) {
     const [a, b] = c.inputs as Tensor[];
@@ -393,7 +471,7 @@ export const MATMUL_ADD: OpDef<MatmulParams> = {
   },
   gpu(info, p) {
     const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
-    return { kernels: [matmulKernel(g, p, { add: true })] };
+    return matmulPlan(g, p, { add: true });
   },
 };
 
@@ -490,7 +568,7 @@ export const LINEAR_GRAD: OpDef<Record<string, never>> = {
     const [R, O] = lastAxisRows(info.inputs[0].shape), [, I] = lastAxisRows(info.inputs[1].shape);
     const p = { transA: true, transB: false };
     const g = matmulGeometry([R, O], [R, I], p, "linearGrad");
-    return { kernels: [matmulKernel(g, p, { rowSum: true })] };
+    return matmulPlan(g, p, { rowSum: true });
   },
 };
 
@@ -572,6 +650,7 @@ export {
   type MatmulVariant,
   parseTileName,
   tileName,
+  useMatmulSplitK,
   useMatmulVariant,
 };
 export type { MatmulTile };
@@ -579,6 +658,12 @@ export type { MatmulTile };
 /** The variant a matmul of this shape runs now (forced, tuned or heuristic). */
 export function matmulVariantFor(shape: MatmulShape): string {
   return selectMatmulVariant(shape).name;
+}
+
+/** The K ranges a plain matmul of this shape splits into now (1: none; see `splitKFor`). */
+export function matmulSplitKFor(shape: MatmulShape): number {
+  const t = selectMatmulVariant(shape).tile;
+  return t ? splitKFor(shape, t).S : 1;
 }
 
 /** Whether the named variant fits the target's limits (threads, workgroup memory). */
@@ -629,7 +714,8 @@ export async function msPerCall(
   if (backend.beginProfile()) {
     for (let i = 0; i < n; i++) run();
     const e = (await backend.endProfile())[opName];
-    return { ms: e && e.dispatches > 0 ? e.ms / e.dispatches : NaN, timing: "timestamp" };
+    // per call, not per dispatch: a split-K call is two (the product over K ranges, the sum)
+    return { ms: e && e.dispatches > 0 ? e.ms / n : NaN, timing: "timestamp" };
   }
   const t0 = performance.now();
   for (let i = 0; i < n; i++) run();
@@ -740,8 +826,9 @@ export interface WorkloadTuning<T> {
  * variant and shape): later calls of these shapes and classes run the
  * fastest variant. When every class is known it returns at once, without
  * waiting for the GPU, so a trainer may wrap every step. Every variant
- * computes the same sums in the same order, so tuning changes speed, not
- * numbers.
+ * computes the same sums in the same order, except that on a hardware GPU
+ * a variant may split K (`splitKFor`: partial sums over K ranges, added in
+ * order), which moves results by f32 rounding.
  */
 export async function autotuneMatmulsOf<T>(
   backend: GpuBackend,

@@ -13,21 +13,26 @@ import { makeRng } from "../tensor/rng.ts";
 import { apply, tensor } from "../tensor/tensor.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
-import { geluLinear } from "./gelu_linear.ts";
+import { GELU_WEIGHT_GRAD, geluLinear } from "./gelu_linear.ts";
 import {
   autotuneMatmul,
   autotuneMatmulsOf,
   configureMatmul,
   LINEAR_GRAD,
+  MATMUL,
   matmul,
+  MATMUL_ADD,
   MATMUL_VARIANTS,
   matmulBias,
   matmulGeometry,
   matmulKernel,
+  matmulPlan,
+  matmulSplitKFor,
   type MatmulTile,
   matmulVariantFor,
   parseTileName,
   tileName,
+  useMatmulSplitK,
   useMatmulVariant,
 } from "./matmul.ts";
 import {
@@ -38,6 +43,7 @@ import {
   matmulTarget,
   setMatmulTarget,
   setTunedVariant,
+  splitKFor,
   tunedVariant,
   variantFits,
 } from "./_matmul_variants.ts";
@@ -529,5 +535,112 @@ Deno.test({
     });
     x.dispose();
     assert.deepEqual([r.value, r.tunings, r.seconds], [7, [], 0]);
+  },
+});
+
+Deno.test("splitKFor() splits long-K products with few output tiles, only on configured hardware", () => {
+  const hw: MatmulTarget = { ...DEFAULT_TARGET, description: "big GPU" };
+  const sw: MatmulTarget = { ...hw, software: true };
+  const t = tile(128, 128, 8, 8, 8, true);
+  // a base weight gradient: 16 output tiles over K = 8192 → 16 ranges of 512
+  const dW = { M: 512, N: 512, K: 8192, transA: true };
+  assert.deepEqual(splitKFor(dW, t, hw), { S: 16, kc: 512 });
+  assert.deepEqual(splitKFor(dW, t, sw), { S: 1, kc: 1024 * 8 });
+  assert.deepEqual(splitKFor(dW, t, DEFAULT_TARGET), { S: 1, kc: 8192 });
+  // enough tiles already, or K too short to give each range 256
+  assert.equal(splitKFor({ M: 4096, N: 4096, K: 4096 }, t, hw).S, 1);
+  assert.equal(splitKFor({ M: 64, N: 64, K: 500 }, t, hw).S, 1);
+  // K not a multiple of the ranges: whole slices, no empty range
+  assert.deepEqual(splitKFor({ M: 64, N: 64, K: 1000 }, t, hw), { S: 3, kc: 42 * 8 });
+  // the plan on a configured hardware target: the K-range kernel into scratch, then the sum
+  const before = matmulTarget();
+  try {
+    setMatmulTarget(hw);
+    const p = { transA: true, transB: false };
+    const plan = matmulPlan(matmulGeometry([8192, 512], [8192, 512], p), p, { rowSum: true });
+    const S = matmulSplitKFor({ M: 512, N: 512, K: 8192, transA: true });
+    assert.ok(S > 1);
+    assert.equal(plan.kernels.length, 2);
+    assert.deepEqual(plan.temps, [S * 512 * 512 * 4, S * 512 * 4]);
+    assert.equal(plan.kernels[0].workgroups[2], S);
+    assert.match(plan.kernels[1].code, /split-K reduction \+rowsum/);
+    // the bias epilogue never splits
+    const biased = matmulPlan(matmulGeometry([8192, 512], [8192, 512], p), p, { bias: true });
+    assert.equal(biased.kernels.length, 1);
+  } finally {
+    setMatmulTarget(before);
+  }
+  try {
+    useMatmulSplitK(5);
+    assert.deepEqual(splitKFor({ M: 64, N: 64, K: 1000 }, t, sw), { S: 5, kc: 25 * 8 });
+    useMatmulSplitK(1000);
+    assert.deepEqual(splitKFor({ M: 64, N: 64, K: 1000 }, t, sw), { S: 125, kc: 8 });
+    assert.throws(() => useMatmulSplitK(0), /positive integer/);
+  } finally {
+    useMatmulSplitK(null);
+  }
+});
+
+Deno.test({
+  name:
+    "split K: plain, accumulating, weight-gradient and GELU weight-gradient products equal the CPU",
+  ignore: NO_GPU,
+  fn: async () => {
+    const rng = makeRng(11);
+    const make = (shape: number[], be: typeof CPU | GpuBackend, data: Float32Array) =>
+      tensor(data, shape, { backend: be });
+    const rand = (n: number) => Float32Array.from({ length: n }, () => rng() * 2 - 1);
+    type Run = { op: typeof MATMUL; shapes: number[][]; params: Record<string, unknown> };
+    const runs: Run[] = [
+      { op: MATMUL, shapes: [[13, 37], [37, 11]], params: { transA: false, transB: false } },
+      { op: MATMUL, shapes: [[2, 32, 16], [2, 12, 32]], params: { transA: true, transB: true } },
+      {
+        op: MATMUL_ADD,
+        shapes: [[29, 9], [29, 10], [9, 10]],
+        params: { transA: true, transB: false },
+      },
+      { op: LINEAR_GRAD as unknown as typeof MATMUL, shapes: [[45, 9], [45, 7]], params: {} },
+      { op: LINEAR_GRAD as unknown as typeof MATMUL, shapes: [[32, 16], [32, 8]], params: {} },
+      {
+        op: GELU_WEIGHT_GRAD as unknown as typeof MATMUL,
+        shapes: [[41, 6], [41, 13]],
+        params: { dropoutP: 0.25, dropoutSeed: 9 },
+      },
+    ];
+    const tiles = [tile(8, 8, 4, 4, 4, false), tile(8, 8, 4, 4, 4, true)];
+    try {
+      for (const t of tiles) {
+        useMatmulVariant(t);
+        for (const S of [2, 3, 7]) {
+          useMatmulSplitK(S);
+          for (const r of runs) {
+            const data = r.shapes.map((s) => rand(s.reduce((x, y) => x * y, 1)));
+            const cpu = apply(
+              r.op,
+              r.shapes.map((s, i) => make(s, CPU, data[i])),
+              r.params as never,
+            );
+            const gpu = apply(
+              r.op,
+              r.shapes.map((s, i) => make(s, GPU!, data[i])),
+              r.params as never,
+            );
+            for (let o = 0; o < cpu.length; o++) {
+              const [want, got] = [await cpu[o].toArray(), await gpu[o].toArray()];
+              want.forEach((w, i) =>
+                assert.ok(
+                  Math.abs(got[i] - w) <= 1e-5 * Math.max(1, Math.abs(w)) * 10,
+                  `${r.op.name} ${tileName(t)} S=${S} out ${o} [${i}]: ${got[i]} vs ${w}`,
+                )
+              );
+            }
+            gpu.forEach((x) => x.dispose());
+          }
+        }
+      }
+    } finally {
+      useMatmulSplitK(null);
+      useMatmulVariant(null);
+    }
   },
 });

@@ -41,6 +41,7 @@ import {
   type TensorInfo,
 } from "../tensor/types.ts";
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
+import { splitReduceWgsl } from "./_matmul_wgsl.ts";
 import type { OpCase, OpEntry } from "./registry.ts";
 import { dropoutF32 } from "./_cpu_threads_kernels.ts";
 
@@ -227,6 +228,7 @@ interface Variant {
 }
 
 const UNIFORM = `struct U { n: u32, per: u32, C: u32, dseed: u32, dthr: u32, pseed: u32, pthr: u32,
+  rows: u32,
   dscale: f32, pscale: f32 }`;
 
 function uniform(g: Geometry, p: ResidualParams): ArrayBuffer {
@@ -239,6 +241,7 @@ function uniform(g: Geometry, p: ResidualParams): ArrayBuffer {
       dropoutThreshold(p.dropoutP),
       p.dropPathSeed >>> 0,
       dropoutThreshold(p.dropPathP),
+      DGAMMA_ROWS,
     ],
     [dropoutScale(p.dropoutP), dropoutScale(p.dropPathP)],
   );
@@ -298,19 +301,27 @@ ${MAIN_1D()} {
 `;
 }
 
-/** Channels per workgroup and row lanes of the dgamma reduction. */
-const COLS = 64, LANES = 4;
+/** Channels per workgroup and row lanes of the dgamma reduction; rows per workgroup. */
+const COLS = 64, LANES = 4, DGAMMA_ROWS = 64;
 
-/** dgamma: a workgroup per 64 channels; 4 lanes stride over the rows, then add up. */
+/**
+ * dgamma, first pass: workgroup (x, y) sums rows `[y·64, y·64 + 64)` of 64
+ * channels (4 lanes stride over the rows, then add up) into `part[y·C + c]`;
+ * the partials are then added in order by the split-K reduction of
+ * ops/_matmul_wgsl.ts. Many workgroups, not one per 64 channels: a `base`
+ * block's 8192 rows × 512 channels took 8 workgroups and milliseconds.
+ */
 function dgammaKernel(v: Variant): string {
-  return header([["dy", "read"], ["branch", "read"], ["dgamma", "read_write"]]) + maskFns(v) + `
+  return header([["dy", "read"], ["branch", "read"], ["dpart", "read_write"]]) + maskFns(v) + `
 var<workgroup> part: array<f32, ${COLS * LANES}>;
 @compute @workgroup_size(${COLS}, ${LANES})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let c = wid.x * ${COLS}u + lid.x;
+  let rows = u.n / u.C;
+  let r1 = min(rows, (wid.y + 1u) * u.rows);
   var acc = 0.0;
   if (c < u.C) {
-    for (var r = lid.y; r * u.C < u.n; r += ${LANES}u) {
+    for (var r = wid.y * u.rows + lid.y; r < r1; r += ${LANES}u) {
       let i = r * u.C + c;
       acc += (dy[i] * kp(i)) * (branch[i] * kd(i));
     }
@@ -320,11 +331,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   if (lid.y == 0u && c < u.C) {
     var s = 0.0;
     for (var l = 0u; l < ${LANES}u; l++) { s += part[l * ${COLS}u + lid.x]; }
-    dgamma[c] = s;
+    dpart[wid.y * u.C + c] = s;
   }
 }
 `;
 }
+
+const REDUCE_CODE = splitReduceWgsl(false, false);
 
 function variantOf(p: ResidualParams): Variant {
   return { gamma: p.hasGamma, drop: p.dropoutP > 0, path: p.dropPathP > 0 };
@@ -422,15 +435,22 @@ export const RESIDUAL_BACKWARD: OpDef<ResidualParams> = {
       uniform: u,
       workgroups: grid1d(g.n),
     }];
-    if (p.hasGamma) {
-      kernels.push({
-        code: dgammaKernel(v),
-        bind: [{ in: 0 }, { in: 1 }, { out: 1 }],
-        uniform: u,
-        workgroups: [Math.ceil(g.C / COLS), 1, 1],
-      });
-    }
-    return { kernels };
+    if (!p.hasGamma) return { kernels };
+    // dgamma: partial sums of row blocks (scratch), then their sum in order
+    const S = Math.max(1, Math.ceil(g.n / Math.max(1, g.C) / DGAMMA_ROWS));
+    if (S > 65535) throw new RangeError(`residualBackward: ${g.n / g.C} rows exceed the grid`);
+    kernels.push({
+      code: dgammaKernel(v),
+      bind: [{ in: 0 }, { in: 1 }, { tmp: 0 }],
+      uniform: u,
+      workgroups: [Math.ceil(g.C / COLS), S, 1],
+    }, {
+      code: REDUCE_CODE,
+      bind: [{ tmp: 0 }, { out: 1 }],
+      uniform: packUniform([g.C, S, g.C, 0, g.C]),
+      workgroups: grid1d(g.C),
+    });
+    return { temps: [Math.max(16, S * g.C * 4)], kernels };
   },
 };
 

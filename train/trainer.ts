@@ -16,7 +16,7 @@
 import { noGrad, scope, type Tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32, makeRng } from "../tensor/rng.ts";
-import { add, autotuneMatmulsOf, scale } from "../ops/mod.ts";
+import { add, autotuneMatmulsOf, configureMatmul, scale } from "../ops/mod.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
 import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { type ModelConfig, presetConfig, validateConfig } from "../nn/config.ts";
@@ -137,8 +137,8 @@ export interface TrainOptions {
   /**
    * Matmul kernel tuning on the first step (ops/matmul.ts
    * `autotuneMatmulsOf`): "auto" (default) tunes on a hardware WebGPU
-   * adapter, "on" also on a software one, "off" never. Speed only: every
-   * kernel variant gives the same numbers.
+   * adapter, "on" also on a software one, "off" never. Speed only: the
+   * variants give the same numbers up to f32 rounding (split K on hardware).
    */
   tune?: TuneMode;
   /** The matmul variants tuning compares (default every registered one that fits the adapter). */
@@ -267,6 +267,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const f16Accumulate = checkF16Accumulate(opts.f16Accumulate ?? "f32", precision);
   const tuneMode = opts.tune ?? "auto";
   let tuneNow = tunesOn(tuneMode, backend); // checked before anything is written
+  // the matmul selection learns the adapter's limits (and whether K may be split) even untuned
+  if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend);
   if (precision === "f16" && backend.kind === "cpu") {
     info("precision f16 on the CPU: emulates f16 rounding to check the numerics, at no speed gain");
   }
