@@ -42,7 +42,7 @@ section tests 90 deno test -A --cached-only ops/matmul_test.ts tests/ops_registr
 # 2. matmul: the tuner (every registered variant's ms at 256/1024/4096 and the model's shapes),
 #    then a sweep over every tile the generator can build at 4096 (NN, NT; f32 and f16 with f16
 #    accumulation; the fastest five of each)
-section matmul 70 $RUN bench/ops_bench.ts --only tune --json
+section matmul 70 $RUN bench/ops_bench.ts --only model,tune --json
 section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \
   --sweep-precisions f32,f16acc --json
 # the sweep's fastest tile per layout and precision join the tuner's candidates below
