@@ -4,7 +4,7 @@
 #
 #   bash ../shared/tools/gpu-prep.sh
 #
-# then, with the device tool: carry [".gpu", "node_modules"], timeout_s 570, command:
+# then, with the device tool: carry [".gpu", "node_modules"], timeout_s 590, command:
 #
 #   source .gpu/setup.sh && bash bench/device_check.sh
 #
@@ -57,8 +57,8 @@ section small 80 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 -
   --steps 5 --device webgpu --profile --torch "$PY" --ops --json
 section base 100 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 3 --device webgpu --profile --torch "$PY" --json
-section base_f16 55 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
+section base_f16 90 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 3 --device webgpu --precision f16 --torch "$PY" --torch-bf16 --json
-section base_f16acc 40 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
+section base_f16acc 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
   --tgt-len 128 --steps 3 --device webgpu --precision f16 --f16-accumulate f16 --json
 echo "done $(date -u +%T)" | tee -a "$LOG"

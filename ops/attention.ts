@@ -740,6 +740,17 @@ function backwardBufs(v: Variant): Buf[] {
   return bufs;
 }
 
+/**
+ * Which of {@linkcode backwardBufs} a key-row kernel reads: dV alone needs
+ * neither v nor (without masking) the Δ/flag buffer.
+ */
+function dkvInputs(v: Variant, parts: "dkv" | "dk" | "dv"): number[] {
+  const n = backwardBufs(v).length, all = Array.from({ length: n }, (_, i) => i);
+  if (parts !== "dv") return all;
+  const anyMasking = v.mask !== null || v.causal;
+  return all.filter((i) => i !== 2 && (anyMasking || i !== n - 1));
+}
+
 /** dQ: one thread per query row. */
 function dqKernel(v: Variant): string {
   const { W, NV, VT } = layout(v.D);
@@ -773,12 +784,22 @@ ${ROW_ENTRY("u.BH * u.T")}
 `;
 }
 
-/** dK and dV: one thread per key row. */
-function dkvKernel(v: Variant): string {
+/**
+ * Above this head size the key-row backward runs as two kernels, dV then
+ * dK: one thread holding k, v, dK and dV (4·D floats) spills registers at
+ * D = 64 on an NVIDIA H200; dV alone needs k and dV, dK needs k, v and dK.
+ */
+export const ATTENTION_SPLIT_DKV_D = 32;
+
+/** dK and/or dV: one thread per key row (`parts`: which of the two it writes). */
+function dkvKernel(v: Variant, parts: "dkv" | "dk" | "dv" = "dkv"): string {
   const { W, NV, VT } = layout(v.D);
-  const bufs = backwardBufs(v);
-  bufs.push(["dk", "read_write", VT], ["dv", "read_write", VT]);
+  const wantK = parts !== "dv", wantV = parts !== "dk";
   const anyMasking = v.mask !== null || v.causal;
+  const used = dkvInputs(v, parts);
+  const bufs = backwardBufs(v).filter((_, i) => used.includes(i));
+  if (wantK) bufs.push(["dk", "read_write", VT]);
+  if (wantV) bufs.push(["dv", "read_write", VT]);
   return header(bufs) + common(v) + `
 ${ROW_ENTRY("u.BH * u.S")}
   let c = coords_of(i, u.S);
@@ -788,9 +809,9 @@ ${ROW_ENTRY("u.BH * u.S")}
   let ko = row_of(b, h, s, u.S) * ${NV}u;
   let on = key_on(b, s);
   ${each(NV, (j) => `let k${j} = k[ko + ${j}u] * u.scale;`, "\n  ")}
-  ${each(NV, (j) => `let v${j} = v[ko + ${j}u];`, "\n  ")}
-  ${each(NV, (j) => `var dk${j} = ${VT}(0.0);`, "\n  ")}
-  ${each(NV, (j) => `var dv${j} = ${VT}(0.0);`, "\n  ")}
+  ${wantK ? each(NV, (j) => `let v${j} = v[ko + ${j}u];`, "\n  ") : ""}
+  ${wantK ? each(NV, (j) => `var dk${j} = ${VT}(0.0);`, "\n  ") : ""}
+  ${wantV ? each(NV, (j) => `var dv${j} = ${VT}(0.0);`, "\n  ") : ""}
   for (var t = 0u; t < u.T; t++) {
     let qr = row_of(b, h, t, u.T);
     let qo = qr * ${NV}u;
@@ -800,26 +821,30 @@ ${ROW_ENTRY("u.BH * u.S")}
     if (on && s < key_end(t)) {
       var z = 0.0;
       ${dotInto("z", NV, W, (j) => `k${j}`, (j) => `q[qo + ${j}u]`, "\n      ")}
-      var dp = 0.0;
-      ${dotInto("dp", NV, W, (j) => `v${j}`, (j) => `dO[qo + ${j}u]`, "\n      ")}
       let p = exp(z - lse[qr]);
       let zm = zmul(b, h, t, s);
-      ds = p * (dp * zm - info[2u * r]) * u.scale;
+      ${
+    wantK
+      ? `var dp = 0.0;
+      ${dotInto("dp", NV, W, (j) => `v${j}`, (j) => `dO[qo + ${j}u]`, "\n      ")}
+      ds = p * (dp * zm - info[2u * r]) * u.scale;`
+      : ""
+  }
       pz = p * zm;
     }${
-    anyMasking
+    anyMasking && wantV
       ? ` else if (info[2u * r + 1u] != 0.0) {
       pz = zmul(b, h, t, s) / f32(u.S); // a fully masked row attends uniformly
     }`
       : ""
   }
-    if (pz != 0.0 || ds != 0.0) {
-      ${each(NV, (j) => `dv${j} += pz * dO[qo + ${j}u];`, "\n      ")}
-      ${each(NV, (j) => `dk${j} += ds * q[qo + ${j}u];`, "\n      ")}
+    if (${wantK && wantV ? "pz != 0.0 || ds != 0.0" : wantV ? "pz != 0.0" : "ds != 0.0"}) {
+      ${wantV ? each(NV, (j) => `dv${j} += pz * dO[qo + ${j}u];`, "\n      ") : ""}
+      ${wantK ? each(NV, (j) => `dk${j} += ds * q[qo + ${j}u];`, "\n      ") : ""}
     }
   }
-  ${each(NV, (j) => `dk[ko + ${j}u] = dk${j};`, "\n  ")}
-  ${each(NV, (j) => `dv[ko + ${j}u] = dv${j};`, "\n  ")}
+  ${wantK ? each(NV, (j) => `dk[ko + ${j}u] = dk${j};`, "\n  ") : ""}
+  ${wantV ? each(NV, (j) => `dv[ko + ${j}u] = dv${j};`, "\n  ") : ""}
 }
 `;
 }
@@ -988,12 +1013,22 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
           uniform: u,
           workgroups: grid1d(BH * g.T, WG_ROWS),
         },
-        {
-          code: kernelCode("dkv", v, () => dkvKernel(v)),
-          bind: [...common, { out: 1 }, { out: 2 }],
-          uniform: u,
-          workgroups: grid1d(BH * g.S, WG_ROWS),
-        },
+        ...(g.D > ATTENTION_SPLIT_DKV_D
+          ? (["dv", "dk"] as const).map((part) => ({
+            code: kernelCode(part, v, () => dkvKernel(v, part)),
+            bind: [
+              ...dkvInputs(v, part).map((i) => common[i]),
+              { out: part === "dk" ? 1 : 2 },
+            ],
+            uniform: u,
+            workgroups: grid1d(BH * g.S, WG_ROWS),
+          }))
+          : [{
+            code: kernelCode("dkv", v, () => dkvKernel(v)),
+            bind: [...common, { out: 1 }, { out: 2 }],
+            uniform: u,
+            workgroups: grid1d(BH * g.S, WG_ROWS),
+          }]),
         {
           code: kernelCode("dq", v, () => dqKernel(v)),
           bind: [...common, { out: 0 }],
@@ -1149,6 +1184,21 @@ const CASES: CaseSpec[] = [
     noGradCheck: true,
   },
   { label: "D=128", B: 1, H: 1, T: 33, S: 35, D: 128, lens: [30], noGradCheck: true },
+  // D > ATTENTION_SPLIT_DKV_D: dV and dK from two kernels (dV's without the Δ buffer unmasked)
+  { label: "D=48 unmasked", B: 1, H: 2, T: 5, S: 6, D: 48, noGradCheck: true },
+  {
+    label: "D=34 BTHD causal dropout",
+    B: 2,
+    H: 1,
+    T: 5,
+    S: 5,
+    D: 34,
+    lens: [5, 2],
+    causal: true,
+    dropoutP: 0.2,
+    layout: "BTHD",
+    noGradCheck: true,
+  },
   // token-major layout [B, T, H, D]: what nn/attention.ts uses
   { label: "BTHD padding", B: 2, H: 3, T: 5, S: 7, D: 4, lens: [7, 4], layout: "BTHD" },
   {
