@@ -316,11 +316,18 @@ export interface SplitK {
  * `configureMatmul`); on a hardware GPU, when the output tiles keep fewer
  * than {@linkcode SPLIT_MIN_THREADS} threads busy, enough K ranges to reach
  * that many, each at least {@linkcode SPLIT_MIN_K} deep, at most
- * {@linkcode SPLIT_MAX}. Ranges are whole BK slices and never empty.
+ * {@linkcode SPLIT_MAX}. Ranges are whole multiples of `unit` (a multiple of
+ * BK: the f16-accumulating kernels keep their groups of 16 k) and never
+ * empty.
  */
-export function splitKFor(s: MatmulShape, t: MatmulTile, target: MatmulTarget = active): SplitK {
-  const slices = Math.ceil(s.K / t.BK), P = s.P ?? 1;
-  if (slices <= 1) return { S: 1, kc: slices * t.BK };
+export function splitKFor(
+  s: MatmulShape,
+  t: MatmulTile,
+  target: MatmulTarget = active,
+  unit: number = t.BK,
+): SplitK {
+  const slices = Math.ceil(s.K / unit), P = s.P ?? 1;
+  if (slices <= 1) return { S: 1, kc: slices * unit };
   let want: number;
   if (forcedSplit !== null) want = forcedSplit;
   else if (target.software || target.description === "") want = 1;
@@ -334,7 +341,7 @@ export function splitKFor(s: MatmulShape, t: MatmulTile, target: MatmulTarget = 
   }
   want = Math.max(1, Math.min(want, slices, Math.floor(65535 / P)));
   const per = Math.ceil(slices / want);
-  return { S: Math.ceil(slices / per), kc: per * t.BK };
+  return { S: Math.ceil(slices / per), kc: per * unit };
 }
 
 let recorded: Map<string, MatmulShape> | null = null;

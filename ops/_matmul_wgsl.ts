@@ -292,9 +292,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const H = s.half ?? null;
   // f16 kernels fuse what ops/gelu_linear.ts needs: GELU on an f32 operand's loads (then
   // rounded to f16), and on an f32 result the bias and the gelu' epilogue
-  if (s.splitK && (H || s.bias || s.geluGradOut || s.addOut)) {
+  if (s.splitK && ((H && H.out !== "f32") || s.bias || s.geluGradOut || s.addOut)) {
     throw new TypeError(
-      "matmulWgsl: split K takes no f16, bias, gelu' or addend epilogue (the reduction adds them)",
+      "matmulWgsl: split K writes f32 partials: no f16 result, bias, gelu' or addend epilogue",
     );
   }
   if (
@@ -624,11 +624,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 /**
  * The reduction after a `splitK` kernel: `out[i] = Σ_s part[slot(i, s)]` (+
  * `addend[i]` when `addOut`), s in order, and with `rowSum` also `rsum[j] =
- * Σ_s rpart[…]`. Bindings: part, [rpart], [addend], out, [rsum], uniform
- * `{ n: P·M·N, S, MN: M·N, rn: P·M (0 without rowSum), RM: M }`. One thread
- * per output element ({@linkcode grid1d} over `n + rn`).
+ * Σ_s rpart[…]`; `round`: the sum rounded to an f16 value (the "round"
+ * result of an f16 matmul; needs `shader-f16`). Bindings: part, [rpart],
+ * [addend], out, [rsum], uniform `{ n: P·M·N, S, MN: M·N, rn: P·M (0
+ * without rowSum), RM: M }`. One thread per output element
+ * ({@linkcode grid1d} over `n + rn`).
  */
-export function splitReduceWgsl(addOut: boolean, rowSum: boolean): string {
+export function splitReduceWgsl(addOut: boolean, rowSum: boolean, round = false): string {
   const bind = ["part", ...(rowSum ? ["rpart"] : []), ...(addOut ? ["addend"] : [])].map(
     (name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`,
   );
@@ -637,8 +639,9 @@ export function splitReduceWgsl(addOut: boolean, rowSum: boolean): string {
   if (rowSum) bind.push(`@group(0) @binding(${ob + 1}) var<storage, read_write> rsum: array<f32>;`);
   const sum = (src: string, stride: string, at: string) =>
     `var acc = 0.0; var at = ${at}; for (var s = 0u; s < u.S; s++) { acc += ${src}[at]; at += ${stride}; }`;
-  return `// matmul split-K reduction${addOut ? " +addend" : ""}${rowSum ? " +rowsum" : ""}
-${bind.join("\n")}
+  const flags = `${addOut ? " +addend" : ""}${rowSum ? " +rowsum" : ""}${round ? " +round" : ""}`;
+  return `${round ? "enable f16;\n" : ""}// matmul split-K reduction${flags}
+${bind.join("\n")}${round ? WGSL_TO_F16 : ""}
 struct U { n: u32, S: u32, MN: u32, rn: u32, RM: u32 }
 @group(0) @binding(${ob + (rowSum ? 2 : 1)}) var<uniform> u: U;
 ${MAIN_1D()} {
@@ -646,7 +649,7 @@ ${MAIN_1D()} {
   if (i < u.n) {
     let z = i / u.MN;
     ${sum("part", "u.MN", "z * u.S * u.MN + (i - z * u.MN)")}
-    out[i] = acc${addOut ? " + addend[i]" : ""};
+    out[i] = ${round ? "f32(to_f16(acc))" : `acc${addOut ? " + addend[i]" : ""}`};
   }${
     rowSum
       ? ` else if (i - u.n < u.rn) {

@@ -268,7 +268,11 @@ function planMatmul(
     const workgroups = [Math.ceil(N / LEGACY_TILE), Math.ceil(M / LEGACY_TILE), P] as const;
     return { kernels: [{ code, bind, workgroups }], split: none };
   }
-  const split = maySplit && !f.half && !f.bias && !f.geluGradOut ? splitKFor(shape, t) : none;
+  // split K writes f32 partials: not for f16 results, nor the bias and gelu' epilogues; an
+  // f16-accumulating kernel splits at multiples of its groups of 16 k
+  const canSplit = maySplit && f.half?.out !== "f16" && !f.bias && !f.geluGradOut;
+  const unit = f.half?.acc === "f16" ? Math.max(t.BK, 16) : t.BK;
+  const split = canSplit ? splitKFor(shape, t, matmulTarget(), unit) : none;
   const spec: MatmulSpec = {
     transA: p.transA,
     transB: p.transB,
@@ -293,17 +297,19 @@ function planMatmul(
     return { kernels: [{ code, bind, workgroups: grid(P) }], split };
   }
   // split K: partial products (and row sums) into scratch, then one reduction adds them up
-  // in order, with the addend
+  // in order, with the addend (or the f16 rounding of a "round" result)
   delete spec.addOut;
   spec.splitK = true;
+  if (f.half) spec.half = { ...f.half, out: "f32" };
   const key = JSON.stringify([t, spec]);
   let code = codes.get(key);
   if (!code) codes.set(key, code = matmulWgsl(t, spec));
   const mmBind: BindRef[] = [{ in: 0 }, { in: 1 }, { tmp: 0 }];
   if (f.rowSum) mmBind.push({ tmp: 1 });
-  const rKey = `reduce${+!!f.add}${+!!f.rowSum}`;
+  const round = f.half?.out === "round";
+  const rKey = `reduce${+!!f.add}${+!!f.rowSum}${+round}`;
   let rCode = codes.get(rKey);
-  if (!rCode) codes.set(rKey, rCode = splitReduceWgsl(!!f.add, !!f.rowSum));
+  if (!rCode) codes.set(rKey, rCode = splitReduceWgsl(!!f.add, !!f.rowSum, round));
   const rBind: BindRef[] = [{ tmp: 0 }];
   if (f.rowSum) rBind.push({ tmp: 1 });
   if (f.add) rBind.push({ in: 2 });

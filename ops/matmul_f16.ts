@@ -45,8 +45,8 @@
  * @module
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
-import type { CpuArray, GpuKernel, OpDef, OpInfo, Shape } from "../tensor/types.ts";
-import { MATMUL, type MatmulGeometry, matmulGeometry, matmulKernel } from "./matmul.ts";
+import type { CpuArray, GpuPlan, OpDef, OpInfo, Shape } from "../tensor/types.ts";
+import { MATMUL, type MatmulGeometry, matmulGeometry, matmulPlan } from "./matmul.ts";
 import type { MatmulHalf } from "./_matmul_wgsl.ts";
 import { sumTo } from "./reduce.ts";
 import { cast, type CastDType } from "./cast.ts";
@@ -90,14 +90,14 @@ const BK = 16;
  * load), on the tile the f32 matmul of the same shape would run (heuristic,
  * tuned or forced: ops/_matmul_variants.ts).
  */
-function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuKernel {
+function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuPlan {
   const half: MatmulHalf = {
     a: info.inputs[0].dtype === "f16" ? "f16" : "f32",
     b: info.inputs[1].dtype === "f16" ? "f16" : "f32",
     acc: p.acc === "f16" ? "f16" : "f32",
     out: p.out === "f16" ? "f16" : p.round ? "round" : "f32",
   };
-  return matmulKernel(g, { transA: p.transA, transB: p.transB }, { half });
+  return matmulPlan(g, { transA: p.transA, transB: p.transB }, { half });
 }
 
 /** 2⁴² + 1: Veltkamp's split of a float64 keeps 53 − 42 = 11 significant bits. */
@@ -214,7 +214,7 @@ export const MATMUL_F16: OpDef<MatmulF16Params> = {
   },
   gpu(info, p) {
     const g = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
-    return { kernels: [planKernel(g, p, info)] };
+    return planKernel(g, p, info);
   },
   backward(c, [dyAny]) {
     const a = c.inputs[0] as Tensor, b = c.inputs[1] as Tensor;

@@ -16,7 +16,7 @@ import { type Tensor, tensor, toBackend } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { cast } from "../ops/cast.ts";
 import { matmulF16 } from "../ops/matmul_f16.ts";
-import { useMatmulVariant } from "../ops/matmul.ts";
+import { useMatmulSplitK, useMatmulVariant } from "../ops/matmul.ts";
 import { geluLinear, mul, sum } from "../ops/mod.ts";
 
 /** Exit code of this module when the adapter has no shader-f16. */
@@ -230,4 +230,26 @@ Deno.test("f16 GPU: other ops refuse f16 tensors with a clear error", async () =
   assert.throws(() => mul(h, h), /no f16 WebGPU kernel/);
   const back = await toBackend(h, CPU);
   assert.equal(back.dtype, "f16");
+});
+
+Deno.test("f16 GPU: split K (forced) equals the CPU: f32 and rounded results, f16 groups kept whole", async () => {
+  try {
+    useMatmulVariant({ BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, double: true });
+    useMatmulSplitK(3);
+    await checkMatmul([1, 37, 70, 29, false, true], ["f32", "round", "f16"]);
+    await checkMatmul([2, 9, 50, 12, true, false], ["f32", "round"]);
+    await checkAcc16([1, 33, 70, 20, true, true]);
+    // 8-deep slices split 6 ways would cut the groups of 16 k in half; the ranges are whole
+    // groups instead, so each group still sums 1 + 15·2⁻¹² to 1 in f16
+    useMatmulSplitK(6);
+    const row = [1, ...Array(15).fill(2 ** -12)];
+    const a = cast(tensor([...row, ...row, ...row], [1, 48], { backend: GPU }), "f16");
+    const b = cast(tensor(new Float32Array(48).fill(1), [48, 1], { backend: GPU }), "f16");
+    const [got] = await matmulF16(a, b, { acc: "f16" }).toArray();
+    if (isSoftwareAdapter(GPU.adapterInfo)) assert.equal(got, 3);
+    else assert.ok(got >= 3 && got <= 3 + 45 * 2 ** -12, `f16-accumulated sum ${got}`);
+  } finally {
+    useMatmulSplitK(null);
+    useMatmulVariant(null);
+  }
 });
