@@ -157,7 +157,7 @@ export function tuneFlag(value: string | undefined): TuneMode {
 }
 
 /**
- * `--tune-tiles`: the registered matmul variants plus the named generator
+ * `--tune-tiles`: the registered matmul tiles plus the named generator
  * tiles (checked here, so a typo stops the run before it starts); undefined
  * when not given (the tuner's default, the registry).
  */
@@ -177,7 +177,8 @@ export function tuneTilesFlag(value: string | undefined): string[] | undefined {
       );
     }
   }
-  return [...new Set([...MATMUL_VARIANTS.map((v) => v.name), ...names])];
+  const registered = MATMUL_VARIANTS.filter((v) => v.tile).map((v) => v.name);
+  return [...new Set([...registered, ...names])];
 }
 
 /** `--precision`: f32 (default) or f16. */

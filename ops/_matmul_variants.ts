@@ -49,6 +49,11 @@ export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   { name: "t64x64k16_8x8", tile: tile(64, 64, 16, 8, 8, false), heuristic: false },
   // 64 threads, 4×4 each: small shapes and batched attention products
   { name: "t32x32k16_4x4", tile: tile(32, 32, 16, 4, 4, false), heuristic: true },
+  // from the sweep on an NVIDIA H200 (20 KiB: adapters above WebGPU's 16 KiB default): the
+  // fastest with b transposed (NT) at 4096, 4th with neither
+  { name: "t64x256k16_8x8", tile: tile(64, 256, 16, 8, 8, false), heuristic: false },
+  // from the same sweep: 2nd fastest NN at 4096 (37.2 TFLOP/s), 4 rows × 16 columns per thread
+  { name: "t128x128k16_4x16", tile: tile(128, 128, 16, 4, 16, false), heuristic: false },
   // the first kernel (64×64, 16×16 threads, scalar), for comparison
   { name: "legacy", tile: null, heuristic: false },
 ];
