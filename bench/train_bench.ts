@@ -76,6 +76,14 @@ export interface TrainBenchLine {
   all_tokens_per_s: number;
   /** Mean milliseconds per step. */
   step_ms: number;
+  /**
+   * WebGPU: mean JavaScript milliseconds per step spent recording and
+   * submitting it (the GPU runs the previous step meanwhile); near `step_ms`,
+   * the host bounds the step.
+   */
+  host_ms?: number;
+  /** WebGPU: of `host_ms`, the part in submits (a software adapter runs its kernels there). */
+  submit_ms?: number;
   /** Peak bytes held by tensors during the timed steps. */
   peak_bytes: number;
   /** GPU: the peak of live + pooled bytes (what the backend held from the device). */
@@ -136,7 +144,9 @@ export async function benchTrain(
     tgtMask: tensor(new Float32Array(B * T).fill(1), [B, T], { backend }).keep(),
     targets: tensor(ids(B * T), [B * T], { dtype: "i32", backend }).keep(),
   }));
-  const gpu = backend as Backend & { dispatchStats?: (reset?: boolean) => { dispatches: number } };
+  const gpu = backend as Backend & {
+    dispatchStats?: (reset?: boolean) => { dispatches: number; submitMs: number };
+  };
   const step = (i: number) => {
     scope(() => {
       const { loss } = autocast(
@@ -173,13 +183,17 @@ export async function benchTrain(
   gpu.dispatchStats?.(true);
   let rss = 0;
   const t0 = performance.now();
+  let hostMs = 0; // JavaScript time recording and submitting (the GPU runs meanwhile)
   for (let i = 0; i < steps; i++) {
+    const h0 = performance.now();
     step(warmup + i);
+    hostMs += performance.now() - h0;
     if (backend.kind === "cpu") rss = Math.max(rss, Deno.memoryUsage().rss);
   }
   await backend.sync();
   const secs = (performance.now() - t0) / 1000;
-  const dispatches = gpu.dispatchStats?.(true).dispatches;
+  const stats = gpu.dispatchStats?.(true);
+  const dispatches = stats?.dispatches;
   const { peakBytes: peak, peakReservedBytes: reserved } = backend.memoryStats();
   let kernelMs: Record<string, number> | undefined;
   let kernelDispatches: Record<string, number> | undefined;
@@ -220,6 +234,7 @@ export async function benchTrain(
     tokens_per_s: (B * T * steps) / secs,
     all_tokens_per_s: (B * (S + T) * steps) / secs,
     step_ms: (secs * 1000) / steps,
+    ...(stats ? { host_ms: hostMs / steps, submit_ms: stats.submitMs / steps } : {}),
     peak_bytes: peak,
     ...(reserved !== undefined ? { peak_reserved_bytes: reserved } : {}),
     ...(rss > 0 ? { rss_bytes: rss } : {}),

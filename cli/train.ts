@@ -70,7 +70,9 @@ Optimisation:
   --seed N                 seed of init, data order and dropout (default 0)
 Run:
   --out DIR                run folder (default runs/default)
-  --resume                 continue the run in --out exactly where it stopped
+  --resume                 continue the run in --out exactly where it stopped, with its saved
+                           --precision, --f16-accumulate, --batch-size, --grad-accum,
+                           --max-grad-norm and --label-smoothing (giving another value is an error)
   --device auto|webgpu|cpu where to train (default auto: a hardware WebGPU adapter, else CPU)
   --tune auto|on|off       time the matmul kernel variants on the first step's shapes and use
                            the fastest (default auto: on a hardware GPU; same numbers up to f32
@@ -228,11 +230,19 @@ export async function run(args: string[]): Promise<number> {
       warmup: int("warmup"),
       maxGradNorm: numberFlag(flags, "max-grad-norm", { min: 0 }),
       labelSmoothing: numberFlag(flags, "label-smoothing", { min: 0, max: 1 }),
-      precision: precisionFlag(stringFlag(flags, "precision")),
-      f16Accumulate: f16AccumulateFlag(
-        stringFlag(flags, "f16-accumulate"),
-        precisionFlag(stringFlag(flags, "precision")),
-      ),
+      // absent stays undefined: --resume then continues with the run's saved settings
+      precision: stringFlag(flags, "precision") === undefined
+        ? undefined
+        : precisionFlag(stringFlag(flags, "precision")),
+      f16Accumulate: stringFlag(flags, "f16-accumulate") === undefined
+        ? undefined
+        : f16AccumulateFlag(
+          stringFlag(flags, "f16-accumulate"),
+          // resuming an f16 run needs no --precision again (the trainer checks the pair)
+          flags.resume && stringFlag(flags, "precision") === undefined
+            ? "f16"
+            : precisionFlag(stringFlag(flags, "precision")),
+        ),
       tune: tuneFlag(stringFlag(flags, "tune")),
       tuneVariants: tuneTilesFlag(stringFlag(flags, "tune-tiles")),
       shuffle: !flags["no-shuffle"],

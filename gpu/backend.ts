@@ -80,10 +80,24 @@ export interface DispatchStats {
   bindGroups: number;
   /** Dispatches per op name. */
   perOp: Record<string, number>;
+  /**
+   * Milliseconds of JavaScript spent in `flush()` (uniform upload, encoder
+   * finish, queue submit) since the last reset: the rest of a step's host time
+   * is recording. A software adapter may run the kernels inside the submit.
+   */
+  submitMs: number;
 }
 
 function newStats(): DispatchStats {
-  return { dispatches: 0, copies: 0, submits: 0, readbacks: 0, bindGroups: 0, perOp: {} };
+  return {
+    dispatches: 0,
+    copies: 0,
+    submits: 0,
+    readbacks: 0,
+    bindGroups: 0,
+    perOp: {},
+    submitMs: 0,
+  };
 }
 
 /** Runs ops as WGSL compute kernels on a WebGPU device. */
@@ -370,6 +384,7 @@ export class GpuBackend implements Backend {
   /** Ends the pass and submits everything recorded. */
   flush(): void {
     if (!this.#encoder) return;
+    const t0 = performance.now();
     this.#pass?.end();
     if (this.#arenaUsed > 0) {
       this.device.queue.writeBuffer(this.#arena, 0, this.#arenaCpu, 0, this.#arenaUsed);
@@ -379,6 +394,7 @@ export class GpuBackend implements Backend {
     this.#encoder = null;
     this.#pass = null;
     this.#stats.submits++;
+    this.#stats.submitMs += performance.now() - t0;
     this.#recent.clear();
   }
 

@@ -157,3 +157,54 @@ Deno.test("train --precision f16 on an adapter without shader-f16 fails in one l
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--precision must be f32 or f16/);
 });
+
+Deno.test("train() --resume continues with the saved precision, accumulation and batch; a different one is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { train: data, valid, config } = await smallData(dir, { dropout: 0, drop_path: 0 });
+    const base = {
+      data,
+      valid,
+      out: `${dir}/run`,
+      configFile: config,
+      vocabSize: 120,
+      maxLength: 32,
+      lr: 3e-3,
+      seed: 3,
+      bleuLimit: 0,
+      sampleInterval: 0,
+      quiet: true,
+      backend: CPU,
+    };
+    const first = await train({
+      ...base,
+      epochs: 1,
+      batchSize: 16,
+      precision: "f16",
+      f16Accumulate: "f16",
+    });
+    // left out: the run's own settings (not f32 and batch 32, the defaults)
+    const resumed = await train({ ...base, epochs: 2, resume: true });
+    assert.ok(resumed.steps > first.steps, `${resumed.steps} steps after ${first.steps}`);
+    const st = await loadTrainerState(`${dir}/run`);
+    const options = st.options as Record<string, unknown>;
+    assert.deepEqual(
+      [options.precision, options.f16_accumulate, options.batch_size],
+      ["f16", "f16", 16],
+    );
+    assert.ok(st.grad_scaler !== undefined);
+    // the same value again is fine; a different one is refused before anything changes
+    await train({ ...base, epochs: 2, resume: true, precision: "f16", batchSize: 16 });
+    await assert.rejects(
+      () => train({ ...base, epochs: 3, resume: true, precision: "f32" }),
+      /run was trained with --precision f16, not f32: leave --precision out to resume it as it was/,
+    );
+    await assert.rejects(
+      () => train({ ...base, epochs: 3, resume: true, batchSize: 8 }),
+      /trained with --batch-size 16, not 8/,
+    );
+    assert.deepEqual(await loadTrainerState(`${dir}/run`), st);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

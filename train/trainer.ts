@@ -263,15 +263,15 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const backend = opts.backend;
   const out = opts.out;
   const seed = opts.seed ?? 0;
-  const precision = checkPrecision(opts.precision ?? "f32", backend);
-  const f16Accumulate = checkF16Accumulate(opts.f16Accumulate ?? "f32", precision);
+  // checked before anything is read; a resumed run takes its saved settings (below)
+  let precision = checkPrecision(opts.precision ?? "f32", backend);
+  let f16Accumulate = opts.resume
+    ? "f32"
+    : checkF16Accumulate(opts.f16Accumulate ?? "f32", precision);
   const tuneMode = opts.tune ?? "auto";
   let tuneNow = tunesOn(tuneMode, backend); // checked before anything is written
   // the matmul selection learns the adapter's limits (and whether K may be split) even untuned
   if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend);
-  if (precision === "f16" && backend.kind === "cpu") {
-    info("precision f16 on the CPU: emulates f16 rounding to check the numerics, at no speed gain");
-  }
   const readOpts: ReadPairsOptions = { sourceCol: opts.sourceCol, targetCol: opts.targetCol };
 
   // ---- run folder, config and tokenizer
@@ -365,6 +365,19 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       : { ...config, dropout: opts.dropout };
     config = validateConfig(config, "--dropout");
   }
+  // a resumed run continues with the settings it was trained with: an option left out takes
+  // the saved value, a different one is refused (the run would not continue as it was)
+  const saved = (resumeState?.options ?? {}) as Record<string, unknown>;
+  const keep = <T>(key: string, flag: string, given: T | undefined, fallback: T): T =>
+    resumedOption(out, key, flag, given, saved[key], fallback);
+  precision = checkPrecision(keep("precision", "--precision", opts.precision, "f32"), backend);
+  f16Accumulate = checkF16Accumulate(
+    keep("f16_accumulate", "--f16-accumulate", opts.f16Accumulate, "f32"),
+    precision,
+  );
+  if (precision === "f16" && backend.kind === "cpu") {
+    info("precision f16 on the CPU: emulates f16 rounding to check the numerics, at no speed gain");
+  }
   const maxLength = Math.min(opts.maxLength ?? 64, config.max_position);
   if (tokenizer && tokenizer.vocabSize > config.vocab_size) {
     throw new RangeError(
@@ -386,14 +399,16 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       info(`${name}: ${ds.truncatedCount} of ${ds.length} pairs truncated to ${maxLength} tokens`);
     }
   }
-  const batchSize = opts.batchSize ?? 32;
+  const batchSize = keep("batch_size", "--batch-size", opts.batchSize, 32);
   const loader = new DataLoader(trainSet, {
     batchSize,
     shuffle: opts.shuffle ?? true,
     seed,
     bucketByLength: opts.shuffle ?? true,
   });
-  const gradAccum = opts.gradAccum ?? 1;
+  const gradAccum = keep("grad_accum", "--grad-accum", opts.gradAccum, 1);
+  const maxGradNorm = keep("max_grad_norm", "--max-grad-norm", opts.maxGradNorm, 1);
+  const labelSmoothing = keep("label_smoothing", "--label-smoothing", opts.labelSmoothing, 0);
   const epochs = opts.epochs ?? 10;
   const stepsPerEpoch = Math.ceil(loader.length / gradAccum);
   const totalSteps = opts.maxSteps ?? epochs * stepsPerEpoch;
@@ -458,8 +473,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       options: {
         batch_size: batchSize,
         grad_accum: gradAccum,
-        max_grad_norm: opts.maxGradNorm ?? 1,
-        label_smoothing: opts.labelSmoothing ?? 0,
+        max_grad_norm: maxGradNorm,
+        label_smoothing: labelSmoothing,
         precision,
         ...(precision === "f16" ? { f16_accumulate: f16Accumulate } : {}),
       },
@@ -471,7 +486,6 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
 
   let stopped: TrainSummary["stopped"] = "completed";
   let lastValid: EvalMetrics | null = null;
-  const maxGradNorm = opts.maxGradNorm ?? 1;
   const sampleInterval = opts.sampleInterval ?? 1;
 
   while (epoch < epochs && step < totalSteps) {
@@ -502,7 +516,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
             const t = batchTensors(b, backend);
             const { loss, stats } = autocast(
               precision,
-              () => batchLoss(model, t, { labelSmoothing: opts.labelSmoothing, seed: seedStep }),
+              () => batchLoss(model, t, { labelSmoothing, seed: seedStep }),
               { accumulate: f16Accumulate },
             );
             const w = b.targetTokens / Math.max(1, groupTokens);
@@ -712,6 +726,29 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   opt.dispose();
   scaler?.dispose();
   return { steps: step, epochs: epoch, stopped, valid: lastValid, out };
+}
+
+/**
+ * An option of a run being resumed (`out`): the value its trainer state
+ * saved under `key` when the caller gave none or the same one; a different
+ * one is a RangeError naming `flag`. Without a saved value (a fresh run, or
+ * a state from before the option was saved): the given value, else `fallback`.
+ */
+export function resumedOption<T>(
+  out: string,
+  key: string,
+  flag: string,
+  given: T | undefined,
+  saved: unknown,
+  fallback: T,
+): T {
+  if (saved === undefined) return given ?? fallback;
+  if (given !== undefined && given !== saved) {
+    throw new RangeError(
+      `${out} was trained with ${flag} ${saved}, not ${given}: leave ${flag} out to resume it as it was`,
+    );
+  }
+  return saved as T;
 }
 
 /** The f16 accumulation mode, checked: "f16" needs precision f16. */
