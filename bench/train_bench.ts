@@ -19,6 +19,7 @@ import { autocast, type Precision } from "../nn/layers.ts";
 import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { autotuneMatmulsOf, configureMatmul } from "../ops/matmul.ts";
+import { defaultTuneCachePath, restoreTuneCache, storeTuneCache } from "../train/tune_cache.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
 import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
 
@@ -44,6 +45,8 @@ export interface TrainBenchOptions {
   tune?: TuneMode;
   /** The matmul variants tuning compares (default every registered one; as the trainer's). */
   tuneVariants?: string[];
+  /** The tuning cache file (as the trainer's `tuneCache`; default where permitted, null: none). */
+  tuneCache?: string | null;
   /** After the timed steps, time one more step per kernel (WebGPU with timestamp-query). */
   profile?: boolean;
   /** "f32" (default) or "f16": the trainer's mixed precision (f16 Linear matmuls, loss scaling). */
@@ -104,6 +107,10 @@ export interface TrainBenchLine {
   tuned_shapes?: number;
   /** Why the tuning stopped early (the heuristic's kernels ran), if it did. */
   tune_error?: string;
+  /** The tuning cache file used, and how many saved choices it gave this adapter. */
+  tune_cache?: string;
+  /** See `tune_cache`. */
+  tune_cached?: number;
   /** GPU milliseconds per op of one profiled step, largest first (with `profile`). */
   kernel_ms?: Record<string, number>;
 }
@@ -169,13 +176,21 @@ export async function benchTrain(
   let tuning: { seconds: number; shapes: number; error?: string } | null = null;
   const tuneMode = opts.tune ?? "auto";
   if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend); // as the trainer does
+  const tuneNow = tunesOn(tuneMode, backend);
+  const cache = tuneNow
+    ? (opts.tuneCache === undefined ? defaultTuneCachePath() : opts.tuneCache)
+    : null;
+  let cached = 0;
+  const note = (s: string) => console.error(s);
+  if (cache) cached = await restoreTuneCache(cache, backend as GpuBackend, note);
   for (let i = 0; i < warmup; i++) {
-    if (i === 0 && tunesOn(tuneMode, backend)) {
+    if (i === 0 && tuneNow) {
       const r = await autotuneMatmulsOf(backend as GpuBackend, () => step(i), {
         force: tuneMode === "on",
         variants: opts.tuneVariants,
       });
       tuning = { seconds: r.seconds, shapes: r.tunings.length, error: r.error };
+      if (cache && r.tunings.length > 0) await storeTuneCache(cache, backend as GpuBackend, note);
     } else step(i);
   }
   await backend.sync();
@@ -242,6 +257,7 @@ export async function benchTrain(
     parameters,
     ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),
     ...(tuning ? { tune_s: tuning.seconds, tuned_shapes: tuning.shapes } : {}),
+    ...(cache ? { tune_cache: cache, tune_cached: cached } : {}),
     ...(tuning?.error ? { tune_error: tuning.error } : {}),
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),
     ...(kernelDispatches ? { kernel_dispatches: kernelDispatches } : {}),

@@ -14,7 +14,13 @@ import {
   UsageError,
 } from "./_common.ts";
 import { isSoftwareAdapter, parseDevice, selectBackend } from "./_device.ts";
-import { f16AccumulateFlag, precisionFlag, tuneFlag, tuneTilesFlag } from "./train.ts";
+import {
+  f16AccumulateFlag,
+  precisionFlag,
+  tuneCacheFlag,
+  tuneFlag,
+  tuneTilesFlag,
+} from "./train.ts";
 import { presetConfig, validateConfig } from "../nn/config.ts";
 import { benchTrain } from "../bench/train_bench.ts";
 
@@ -45,6 +51,7 @@ Options:
                            train does (default auto: on a hardware GPU); the line gets
                            "tune_s" and "tuned_shapes"
   --tune-tiles T,T         also time these generator tiles when tuning (as train)
+  --tune-cache FILE|off    the tuning cache (as train)
   --torch PYTHON           then run bench/torch_baseline.py with PYTHON on the same
                            workload (cuda when webseq ran on a hardware GPU, else cpu
                            with OMP_NUM_THREADS = cores) and print its lines and a
@@ -72,6 +79,7 @@ const SPEC = {
   precision: { type: "string" },
   tune: { type: "string" },
   "tune-tiles": { type: "string" },
+  "tune-cache": { type: "string" },
   "f16-accumulate": { type: "string" },
   torch: { type: "string" },
   "torch-bf16": { type: "boolean" },
@@ -148,6 +156,7 @@ export async function run(args: string[]): Promise<number> {
     const precision = precisionFlag(stringFlag(flags, "precision"));
     const tune = tuneFlag(stringFlag(flags, "tune"));
     const tuneVariants = tuneTilesFlag(stringFlag(flags, "tune-tiles"));
+    const tuneCache = tuneCacheFlag(stringFlag(flags, "tune-cache"));
     const f16Accumulate = f16AccumulateFlag(stringFlag(flags, "f16-accumulate"), precision);
     if (flags.preset !== undefined && flags.config !== undefined) {
       throw new UsageError("Give --preset or --config, not both");
@@ -180,6 +189,7 @@ export async function run(args: string[]): Promise<number> {
       f16Accumulate,
       tune,
       tuneVariants,
+      tuneCache,
     });
     printJson(mine);
     const python = stringFlag(flags, "torch");

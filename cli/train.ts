@@ -77,6 +77,8 @@ Run:
   --tune auto|on|off       time the matmul kernel variants on the first step's shapes and use
                            the fastest (default auto: on a hardware GPU; same numbers up to f32
                            rounding)
+  --tune-cache FILE|off    keep tuned choices per adapter in FILE (default tuning.json in
+                           $WEBSEQ_CACHE or ~/.cache/webseq when write access to it is granted)
   --tune-tiles T,T         also time these generator tiles (names as bench/ops_bench.ts
                            --only sweep prints them, e.g. t128x64k16_8x8d)
   --sample-interval N      print sample generations every N epochs (default 1; 0 disables)
@@ -122,6 +124,7 @@ const SPEC = {
   device: { type: "string" },
   tune: { type: "string" },
   "tune-tiles": { type: "string" },
+  "tune-cache": { type: "string" },
   "sample-interval": { type: "string" },
   patience: { type: "string" },
   "bleu-limit": { type: "string" },
@@ -181,6 +184,12 @@ export function tuneTilesFlag(value: string | undefined): string[] | undefined {
   }
   const registered = MATMUL_VARIANTS.filter((v) => v.tile).map((v) => v.name);
   return [...new Set([...registered, ...names])];
+}
+
+/** `--tune-cache`: a file, "off" (null), or undefined (the default file where permitted). */
+export function tuneCacheFlag(value: string | undefined): string | null | undefined {
+  if (value === "") throw new UsageError("--tune-cache needs a file name or off");
+  return value === "off" ? null : value;
 }
 
 /** `--precision`: f32 (default) or f16. */
@@ -245,6 +254,7 @@ export async function run(args: string[]): Promise<number> {
         ),
       tune: tuneFlag(stringFlag(flags, "tune")),
       tuneVariants: tuneTilesFlag(stringFlag(flags, "tune-tiles")),
+      tuneCache: tuneCacheFlag(stringFlag(flags, "tune-cache")),
       shuffle: !flags["no-shuffle"],
       seed: int("seed"),
       resume: Boolean(flags.resume),

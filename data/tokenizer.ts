@@ -22,6 +22,7 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import type { TextTokenizer } from "./tokenizer_types.ts";
 import { type TrainedTokenizer, trainedTokenizerFromObject } from "./bpe_trainer.ts";
+import { envVar, joinPath, webseqCacheDir } from "./cache_dir.ts";
 
 export type { TextTokenizer } from "./tokenizer_types.ts";
 
@@ -574,10 +575,6 @@ function firstLine(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split("\n")[0];
 }
 
-function joinPath(...parts: string[]): string {
-  return parts.join("/").replace(/\/{2,}/g, "/");
-}
-
 function dirName(path: string): string {
   const i = path.lastIndexOf("/");
   return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
@@ -592,22 +589,12 @@ async function isFile(path: string): Promise<boolean> {
   }
 }
 
-function envVar(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined; // no --allow-env: as if unset
-  }
-}
-
 function defaultCacheDir(): string {
-  const own = envVar("WEBSEQ_CACHE");
-  if (own) return joinPath(own, "hub");
-  const xdg = envVar("XDG_CACHE_HOME");
-  if (xdg) return joinPath(xdg, "webseq", "hub");
-  const home = envVar("HOME") ?? envVar("USERPROFILE");
-  if (!home) throw new Error("No cache folder: set WEBSEQ_CACHE or HOME, or pass cacheDir");
-  return joinPath(home, ".cache", "webseq", "hub");
+  try {
+    return webseqCacheDir("hub");
+  } catch {
+    throw new Error("No cache folder: set WEBSEQ_CACHE or HOME, or pass cacheDir");
+  }
 }
 
 /** Writes `text` to `path` through a temporary file in the same folder and a rename. */

@@ -274,6 +274,37 @@ export function tunedVariant(s: MatmulShape): string | undefined {
   return m?.get(shapeKey(s)) ?? m?.get(shapeClassKey(s));
 }
 
+/**
+ * The tuned choices for an adapter (`description`), by shape key and shape
+ * class key: what a tuning cache saves (train/tune_cache.ts).
+ */
+export function tunedTable(description: string): Record<string, string> {
+  return Object.fromEntries(tuned.get(description) ?? []);
+}
+
+/**
+ * Adds saved choices for an adapter (a tuning cache); entries whose variant
+ * no longer exists or is no tile the generator can build are skipped.
+ * Returns how many were taken.
+ */
+export function loadTunedTable(description: string, table: Record<string, string>): number {
+  let m = tuned.get(description);
+  if (!m) tuned.set(description, m = new Map());
+  let n = 0;
+  for (const [key, name] of Object.entries(table)) {
+    if (typeof name !== "string") continue;
+    try {
+      matmulVariant(name);
+    } catch {
+      continue;
+    }
+    m.set(key, name);
+    n++;
+  }
+  epoch++;
+  return n;
+}
+
 /** Forgets every tuned choice (tests). */
 export function clearTunedVariants(): void {
   tuned.clear();

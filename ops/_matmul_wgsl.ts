@@ -53,6 +53,12 @@ import { WGSL_HASH } from "../tensor/rng.ts";
 import { LINEAR_INDEX, MAIN_1D, WGSL_ERF } from "./_wgsl.ts";
 import { WGSL_TO_F16 } from "./cast.ts";
 
+/**
+ * Changes when the generated kernels or the split-K rule change enough to
+ * make saved tuning choices stale (train/tune_cache.ts keys on it).
+ */
+export const MATMUL_CODEGEN_VERSION = 2;
+
 /** A tile configuration (what the registry names and the tuner chooses among). */
 export interface MatmulTile {
   /** Output rows per workgroup. */

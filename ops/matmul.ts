@@ -38,6 +38,7 @@ import { grid1d } from "./_wgsl.ts";
 import {
   LEGACY_TILE,
   legacyMatmulWgsl,
+  MATMUL_CODEGEN_VERSION,
   type MatmulHalf,
   type MatmulSpec,
   type MatmulTile,
@@ -48,6 +49,7 @@ import {
   clearTunedVariants,
   heuristicVariant,
   isRecordingMatmulShapes,
+  loadTunedTable,
   MATMUL_VARIANTS,
   type MatmulShape,
   type MatmulTarget,
@@ -65,6 +67,7 @@ import {
   startMatmulShapeRecording,
   stopMatmulShapeRecording,
   tileName,
+  tunedTable,
   tunedVariant,
   useMatmulSplitK,
   useMatmulVariant,
@@ -650,16 +653,19 @@ export const MATMUL_BIAS_ENTRIES: OpEntry[] = [{
 // ---- variant selection and tuning (state in ops/_matmul_variants.ts) ----
 
 export {
+  loadTunedTable,
   MATMUL_VARIANTS,
   type MatmulShape,
   type MatmulTarget,
   type MatmulVariant,
   parseTileName,
   tileName,
+  tunedTable,
   useMatmulSplitK,
   useMatmulVariant,
 };
 export type { MatmulTile };
+export { MATMUL_CODEGEN_VERSION };
 
 /** The variant a matmul of this shape runs now (forced, tuned or heuristic). */
 export function matmulVariantFor(shape: MatmulShape): string {

@@ -258,6 +258,7 @@ Deno.test({
     try {
       const d = await smallData(dir);
       const logs: string[] = [];
+      const cache = `${dir}/tuning.json`;
       const run = (out: string, tune: "on" | "off") =>
         train({
           ...baseOptions(d, `${dir}/${out}`),
@@ -270,14 +271,27 @@ Deno.test({
           log: (s: string) => logs.push(s),
           tune,
           tuneVariants: ["t32x32k16_4x4", "t64x64k8_4x4d"],
+          tuneCache: cache,
         });
       await run("off", "off");
       assert.ok(!logs.some((l) => l.startsWith("matmul: tuned")), "tune off tuned");
+      await assert.rejects(() => Deno.stat(cache), Deno.errors.NotFound);
       await run("on", "on");
       assert.ok(
         logs.some((l) => /^matmul: tuned [1-9]\d* shapes in [\d.]+ s/.test(l)),
         logs.join("\n"),
       );
+      assert.ok(logs.includes(`matmul: tuned choices saved to ${cache}`), logs.join("\n"));
+      // a later run on the same adapter takes the saved choices and measures nothing
+      clearMatmulTuning();
+      const before = logs.length;
+      await run("again", "on");
+      const later = logs.slice(before);
+      assert.ok(
+        later.some((l) => /^matmul: [1-9]\d* tuned choices for this adapter from /.test(l)),
+        later.join("\n"),
+      );
+      assert.ok(!later.some((l) => l.startsWith("matmul: tuned ")), later.join("\n"));
       const a = await readSafetensors(runPath(`${dir}/off`, "model"));
       const b = await readSafetensors(runPath(`${dir}/on`, "model"));
       for (const [name, t] of Object.entries(a.tensors)) {

@@ -28,3 +28,4 @@ export {
 export * from "./atomic.ts";
 export * from "./progress.ts";
 export * from "./report.ts";
+export * from "./tune_cache.ts";

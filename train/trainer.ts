@@ -48,6 +48,7 @@ import {
   type TrainerState,
 } from "./run_folder.ts";
 import { writeFileAtomic } from "./atomic.ts";
+import { defaultTuneCachePath, restoreTuneCache, storeTuneCache } from "./tune_cache.ts";
 import { batchLoss, batchTensors } from "./batch_tensors.ts";
 import { type EvalMetrics, evaluate, idsToText } from "./evaluate.ts";
 import { generate } from "./generate.ts";
@@ -143,6 +144,12 @@ export interface TrainOptions {
   tune?: TuneMode;
   /** The matmul variants tuning compares (default every registered one that fits the adapter). */
   tuneVariants?: string[];
+  /**
+   * The tuning cache file (train/tune_cache.ts): choices saved there for this
+   * adapter are used, new ones added. Default: `tuning.json` in the webseq
+   * cache folder when read and write permission for it is granted; null: none.
+   */
+  tuneCache?: string | null;
   /** Column of the source text. */
   sourceCol?: string | number;
   /** Column of the target text. */
@@ -270,6 +277,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     : checkF16Accumulate(opts.f16Accumulate ?? "f32", precision);
   const tuneMode = opts.tune ?? "auto";
   let tuneNow = tunesOn(tuneMode, backend); // checked before anything is written
+  // choices saved by earlier runs on this adapter: tuning then measures only what is new
+  const tuneCache = tuneNow
+    ? (opts.tuneCache === undefined ? defaultTuneCachePath() : opts.tuneCache)
+    : null;
+  if (tuneCache) await restoreTuneCache(tuneCache, backend as GpuBackend, info);
   // the matmul selection learns the adapter's limits (and whether K may be split) even untuned
   if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend);
   const readOpts: ReadPairsOptions = { sourceCol: opts.sourceCol, targetCol: opts.targetCol };
@@ -369,7 +381,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   // the saved value, a different one is refused (the run would not continue as it was)
   const saved = (resumeState?.options ?? {}) as Record<string, unknown>;
   const keep = <T>(key: string, flag: string, given: T | undefined, fallback: T): T =>
-    resumedOption(out, key, flag, given, saved[key], fallback);
+    resumedOption(out, { flag, given, saved: saved[key], fallback });
   precision = checkPrecision(keep("precision", "--precision", opts.precision, "f32"), backend);
   f16Accumulate = checkF16Accumulate(
     keep("f16_accumulate", "--f16-accumulate", opts.f16Accumulate, "f32"),
@@ -564,6 +576,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
               [...picks].join(", ")
             }); --tune off skips this`,
           );
+          if (tuneCache) await storeTuneCache(tuneCache, backend as GpuBackend, info);
         }
       } else factor = runStep();
       step++;
@@ -729,26 +742,22 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
 }
 
 /**
- * An option of a run being resumed (`out`): the value its trainer state
- * saved under `key` when the caller gave none or the same one; a different
- * one is a RangeError naming `flag`. Without a saved value (a fresh run, or
- * a state from before the option was saved): the given value, else `fallback`.
+ * An option of a run being resumed from `out`: its saved value when the
+ * caller gave none or the same one; a different one is a RangeError naming
+ * the flag. Without a saved value (a fresh run, or a state from before the
+ * option was saved): the given value, else the fallback.
  */
-export function resumedOption<T>(
+function resumedOption<T>(
   out: string,
-  key: string,
-  flag: string,
-  given: T | undefined,
-  saved: unknown,
-  fallback: T,
+  o: { flag: string; given: T | undefined; saved: unknown; fallback: T },
 ): T {
-  if (saved === undefined) return given ?? fallback;
-  if (given !== undefined && given !== saved) {
+  if (o.saved === undefined) return o.given ?? o.fallback;
+  if (o.given !== undefined && o.given !== o.saved) {
     throw new RangeError(
-      `${out} was trained with ${flag} ${saved}, not ${given}: leave ${flag} out to resume it as it was`,
+      `${out} was trained with ${o.flag} ${o.saved}, not ${o.given}: leave ${o.flag} out to resume it as it was`,
     );
   }
-  return saved as T;
+  return o.saved as T;
 }
 
 /** The f16 accumulation mode, checked: "f16" needs precision f16. */
