@@ -105,6 +105,9 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
       r = await webseq([cmd, "--tune-tiles", "t128x128k8_8x8d,t12x8"], perms);
       assert.equal(r.code, 2);
       assert.match(oneLineError(r.stderr), /--tune-tiles: "t12x8" is not a tile name/);
+      r = await webseq([cmd, "--tune-cache", ""], perms);
+      assert.equal(r.code, 2);
+      assert.match(oneLineError(r.stderr), /--tune-cache needs a file name or off/);
       r = await webseq([cmd, "--f16-accumulate", "f16"], perms);
       assert.equal(r.code, 2);
       assert.match(oneLineError(r.stderr), /--f16-accumulate f16 needs --precision f16/);
