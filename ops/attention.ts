@@ -568,7 +568,16 @@ function each(n: number, f: (j: number) => string, sep = "\n    "): string {
   return Array.from({ length: n }, (_, j) => f(j)).join(sep);
 }
 
-/** `Σ_j a_j·b_j` as WGSL statements accumulating into `acc`. */
+/** Independent partial sums of a long dot product (see {@linkcode dotInto}). */
+const DOT_CHAINS = 4;
+
+/**
+ * `Σ_j a_j·b_j` as WGSL statements accumulating into `acc`. Long products
+ * (D ≥ 16 with vec4 rows) go through {@linkcode DOT_CHAINS} partial sums
+ * added at the end: one chain of D/4 dependent `dot`s per key would stall a
+ * thread on each add's latency (the attention kernels run one row per
+ * thread, with few threads per multiprocessor at D = 64).
+ */
 function dotInto(
   acc: string,
   n: number,
@@ -577,11 +586,15 @@ function dotInto(
   b: (j: number) => string,
   sep = "\n    ",
 ): string {
-  return each(
-    n,
-    (j) => w === 4 ? `${acc} += dot(${a(j)}, ${b(j)});` : `${acc} = fma(${a(j)}, ${b(j)}, ${acc});`,
-    sep,
-  );
+  const term = (j: number, into: string) =>
+    w === 4 ? `${into} += dot(${a(j)}, ${b(j)});` : `${into} = fma(${a(j)}, ${b(j)}, ${into});`;
+  if (n < DOT_CHAINS) return each(n, (j) => term(j, acc), sep);
+  const part = (c: number) => `${acc}_${c}`;
+  return [
+    each(DOT_CHAINS, (c) => `var ${part(c)} = 0.0;`, sep),
+    each(n, (j) => term(j, part(j % DOT_CHAINS)), sep),
+    `${acc} += (${part(0)} + ${part(1)}) + (${part(2)} + ${part(3)});`,
+  ].join(sep);
 }
 
 const UNIFORM =
