@@ -25,6 +25,7 @@ import { ATTENTION_ENTRIES } from "./attention.ts";
 import { RESIDUAL_ENTRIES } from "./residual.ts";
 import { CAST_ENTRIES } from "./cast.ts";
 import { GELU_LINEAR_ENTRIES } from "./gelu_linear.ts";
+import { GREEDY_PICK_ENTRIES } from "./greedy_pick.ts";
 
 export * from "./elementwise.ts";
 export * from "./binary.ts";
@@ -44,6 +45,7 @@ export * from "./residual.ts";
 export * from "./cast.ts";
 export * from "./matmul_f16.ts";
 export * from "./gelu_linear.ts";
+export * from "./greedy_pick.ts";
 export type { InputSpec, OpCase, OpEntry } from "./registry.ts";
 
 setScaleOp(SCALE);
@@ -168,4 +170,5 @@ export const ALL_OPS: OpEntry[] = [
   ...MASKED_FILL_ENTRIES,
   ...SLICE_ENTRIES,
   ...CROSS_ENTROPY_ENTRIES,
+  ...GREEDY_PICK_ENTRIES,
 ];

@@ -37,7 +37,8 @@ import { noGrad, scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32, makeRng } from "../tensor/rng.ts";
 import { reshape } from "../ops/mod.ts";
-import { slice } from "../ops/slice.ts";
+import { concat, slice } from "../ops/slice.ts";
+import { greedyPick } from "../ops/greedy_pick.ts";
 import { embedding } from "../ops/embedding.ts";
 import type { Seq2Seq } from "../nn/seq2seq.ts";
 import type { DecoderCache } from "../nn/seq2seq.ts";
@@ -567,6 +568,13 @@ export interface DecodeSession {
   readonly vocabSize: number;
   /** See {@linkcode StepFn}. */
   step: StepFn;
+  /**
+   * With the key/value cache: one step whose tokens `ids [N, 1]` (i32) are
+   * already on the model's backend and whose logits `[N, V]` stay there
+   * (the caller disposes them): no readback, for decoding that chooses on
+   * the device ({@linkcode generate}'s greedy path on WebGPU).
+   */
+  stepOnDevice?: (ids: Tensor) => Tensor;
   /** Frees the encoder output and the caches. */
   dispose(): void;
 }
@@ -685,6 +693,25 @@ export function createDecodeSession(
   let prefix: Int32Array[] = Array.from({ length: N }, () => new Int32Array(0));
   let disposed = false;
 
+  // one cached step from the newest tokens x [N, 1] (rows reordered by `order` first)
+  const advance = (x: Tensor, order: Int32Array | null): Tensor => {
+    const c = cache!;
+    const old = new Set(cacheTensors(c));
+    if (order) {
+      for (const b of c.blocks) {
+        if (b.self) {
+          b.self = { k: gatherRows(b.self.k, order), v: gatherRows(b.self.v, order) };
+        }
+      }
+    }
+    const out = model.decoder.forward(x, undefined, memory, srcMask, ctx, c); // [N, 1, V]
+    const now = cacheTensors(c);
+    for (const t of now) if (!old.has(t)) t.keep();
+    const live = new Set(now);
+    for (const t of old) if (!live.has(t)) t.dispose();
+    return reshape(out, [N, V]);
+  };
+
   const step: StepFn = async (tokens, parents) => {
     if (disposed) throw new TypeError("DecodeSession was used after dispose()");
     if (tokens.length !== N) {
@@ -693,23 +720,7 @@ export function createDecodeSession(
     const order = parents !== null && !isIdentity(parents) ? parents : null;
     const logits = noGrad(() =>
       scope(() => {
-        if (cache) {
-          const old = new Set(cacheTensors(cache));
-          if (order) {
-            for (const b of cache.blocks) {
-              if (b.self) {
-                b.self = { k: gatherRows(b.self.k, order), v: gatherRows(b.self.v, order) };
-              }
-            }
-          }
-          const x = tensor(tokens, [N, 1], { backend });
-          const out = model.decoder.forward(x, undefined, memory, srcMask, ctx, cache); // [N, 1, V]
-          const now = cacheTensors(cache);
-          for (const t of now) if (!old.has(t)) t.keep();
-          const live = new Set(now);
-          for (const t of old) if (!live.has(t)) t.dispose();
-          return reshape(out, [N, V]);
-        }
+        if (cache) return advance(tensor(tokens, [N, 1], { backend }), order);
         if (order) prefix = Array.from(order, (p) => prefix[p]);
         const T = prefix[0].length + 1;
         const all = new Int32Array(N * T);
@@ -730,10 +741,19 @@ export function createDecodeSession(
     }
   };
 
+  const stepOnDevice = (ids: Tensor): Tensor => {
+    if (disposed) throw new TypeError("DecodeSession was used after dispose()");
+    if (ids.dtype !== "i32" || ids.shape.length !== 2 || ids.shape[0] !== N || ids.shape[1] !== 1) {
+      throw new TypeError(`DecodeSession.stepOnDevice: expected i32 ids [${N}, 1]`);
+    }
+    return noGrad(() => scope(() => advance(ids, null)));
+  };
+
   return {
     rows: N,
     vocabSize: V,
     step,
+    ...(cache ? { stepOnDevice } : {}),
     dispose() {
       if (disposed) return;
       disposed = true;
@@ -770,7 +790,14 @@ export async function generate(
   model.eval();
   const session = createDecodeSession(model, srcIds, { expand, useCache: opts.useCache });
   try {
-    const result = await decodeSteps(session.step, srcIds.length, searchOpts);
+    // plain greedy on a GPU chooses on the device: no readback per token (see greedyOnDevice)
+    const r = resolveOptions(searchOpts);
+    const plainGreedy = r.strategy === "greedy" && r.repetitionPenalty === 1 &&
+      r.noRepeatNgramSize === 0;
+    const backend = modelBackend(model);
+    const result = plainGreedy && session.stepOnDevice && backend.kind === "webgpu"
+      ? await greedyOnDevice(session, backend, searchOpts)
+      : await decodeSteps(session.step, srcIds.length, searchOpts);
     if (opts.tokenizer) {
       for (const group of result.sequences) {
         for (const s of group) s.text = opts.tokenizer.decode(s.ids);
@@ -781,6 +808,86 @@ export async function generate(
     session.dispose();
     if (wasTraining) model.train();
   }
+}
+
+/** Greedy steps run on the device between two readbacks (see {@linkcode greedyOnDevice}). */
+export const GREEDY_READBACK_EVERY = 8;
+
+/**
+ * Greedy decoding with the choice on the device (ops/greedy_pick.ts): each
+ * step's argmax feeds the next step without leaving the GPU, and the picks
+ * (id and log-probability per row) are read back once per
+ * {@linkcode GREEDY_READBACK_EVERY} steps, in one buffer. The host then
+ * replays them exactly as `decodeSteps` would have chosen: the same ids,
+ * the same finished rows and step count; the scores add f32
+ * log-probabilities (the host path: float64 log-softmax of f32 logits).
+ * Up to 7 steps past the last row's end are computed and dropped. `generate`
+ * takes this path for plain greedy decoding (no repetition or n-gram
+ * penalty) with the key/value cache on WebGPU.
+ */
+export async function greedyOnDevice(
+  session: DecodeSession,
+  backend: Backend,
+  ids: DecodeStepsOptions,
+): Promise<GenerationResult> {
+  const o = resolveOptions(ids);
+  if (!session.stepOnDevice) throw new TypeError("greedyOnDevice: the session has no device step");
+  const N = session.rows;
+  const seqs: number[][] = Array.from({ length: N }, () => [ids.startTokenId]);
+  const sums = new Float64Array(N);
+  const finished = new Array<boolean>(N).fill(false);
+  const params = { eosId: ids.eosTokenId, padId: ids.padTokenId };
+  let tok = tensor(new Int32Array(N).fill(ids.startTokenId), [N, 1], { backend }).keep();
+  let done = tensor(new Float32Array(N), [N], { backend }).keep();
+  let steps = 0;
+  try {
+    for (let t = 0; t < o.maxNewTokens && finished.some((f) => !f);) {
+      const chunk = Math.min(GREEDY_READBACK_EVERY, o.maxNewTokens - t);
+      const picks: Tensor[] = [];
+      try {
+        for (let c = 0; c < chunk; c++) {
+          const logits = session.stepOnDevice!(tok);
+          const [nextTok, pick, nextDone] = noGrad(() => greedyPick(logits, done, params));
+          logits.dispose();
+          tok.dispose();
+          done.dispose();
+          tok = nextTok.keep();
+          done = nextDone.keep();
+          picks.push(pick.keep());
+        }
+        const all = noGrad(() => (picks.length === 1 ? picks[0] : concat(picks, 0)));
+        const data = await all.data(); // [chunk·N, 2]: (id, log-probability) per row and step
+        if (all !== picks[0]) all.dispose();
+        for (let c = 0; c < chunk && finished.some((f) => !f); c++) {
+          steps++;
+          for (let r = 0; r < N; r++) {
+            if (finished[r]) continue;
+            const id = data[2 * (c * N + r)];
+            sums[r] += data[2 * (c * N + r) + 1];
+            seqs[r].push(id);
+            if (id === ids.eosTokenId) finished[r] = true;
+          }
+        }
+      } finally {
+        for (const p of picks) p.dispose();
+      }
+      t += chunk;
+    }
+  } finally {
+    tok.dispose();
+    done.dispose();
+  }
+  const sequences = seqs.map((s, r): GeneratedSequence[] => {
+    const gen = s.slice(1);
+    const len = gen.length;
+    if (finished[r]) gen.pop();
+    return [{
+      ids: gen,
+      score: normalizedScore(sums[r], len, o.lengthPenalty),
+      finished: finished[r],
+    }];
+  });
+  return { sequences, steps };
 }
 
 /**

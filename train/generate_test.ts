@@ -8,10 +8,13 @@ import {
   argmax,
   bannedNgramTokens,
   createDecodeSession,
+  type DecodeSession,
   decodeSteps,
   type DecodeStepsOptions,
   generate,
   generateText,
+  GREEDY_READBACK_EVERY,
+  greedyOnDevice,
   logSoftmax,
   sampleIndex,
   softmax,
@@ -24,6 +27,7 @@ import { initContext } from "../nn/module.ts";
 import type { Backend } from "../tensor/types.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import { tensor } from "../tensor/tensor.ts";
 import { trainBpe } from "../data/bpe_trainer.ts";
 
 // ---------------------------------------------------------------------------
@@ -547,4 +551,67 @@ Deno.test("generate() rejects empty inputs and out-of-range ids", async () => {
   } finally {
     model.dispose();
   }
+});
+
+Deno.test({
+  name: "greedyOnDevice() replays the host's greedy search: ends inside and across readback chunks",
+  ignore: NO_GPU,
+  fn: async () => {
+    // a scripted decoder: step t gives the same logits on both paths; each row picks eos at
+    // its step in `ends` (-1: never)
+    const [N, V, eos] = [3, 6, 2];
+    const run = async (ends: number[], max: number) => {
+      const rng = makeRng(4);
+      const table = Array.from({ length: max + GREEDY_READBACK_EVERY }, (_, t) => {
+        const rows = Float32Array.from({ length: N * V }, () => rng() * 4 - 2);
+        for (let r = 0; r < N; r++) rows[r * V + eos] = t === ends[r] ? 9 : -5;
+        return rows;
+      });
+      let tHost = 0, tDevice = 0;
+      const hostStep: StepFn = (tokens) => {
+        assert.equal(tokens.length, N);
+        return Promise.resolve(table[tHost++]);
+      };
+      const session: DecodeSession = {
+        rows: N,
+        vocabSize: V,
+        step: hostStep,
+        stepOnDevice: (ids) => {
+          assert.deepEqual([ids.dtype, ...ids.shape], ["i32", N, 1]);
+          return tensor(table[tDevice++], [N, V], { backend: GPU! });
+        },
+        dispose() {},
+      };
+      const opts: DecodeStepsOptions = {
+        maxNewTokens: max,
+        vocabSize: V,
+        startTokenId: 1,
+        eosTokenId: eos,
+        padTokenId: 0,
+      };
+      const before = GPU!.memoryStats().liveBuffers;
+      const device = await greedyOnDevice(session, GPU!, opts);
+      const host = await decodeSteps(hostStep, N, opts);
+      // (earlier tests' garbage may be finalized meanwhile: fewer is fine, more is a leak)
+      assert.ok(GPU!.memoryStats().liveBuffers <= before, "greedyOnDevice() leaked tensors");
+      assert.equal(device.steps, host.steps);
+      device.sequences.forEach((g, r) => {
+        const [d, h] = [g[0], host.sequences[r][0]];
+        assert.deepEqual([d.ids, d.finished], [h.ids, h.finished], `row ${r}`);
+        assert.ok(Math.abs(d.score - h.score) < 1e-5, `row ${r}: ${d.score} vs ${h.score}`);
+      });
+      return { device, tDevice };
+    };
+    // row 0 ends in the first chunk, row 1 in the second, row 2 runs to 19 (not a multiple of 8)
+    let r = await run([3, 10, -1], 19);
+    assert.deepEqual(r.device.sequences.map((g) => g[0].ids.length), [3, 10, 19]);
+    assert.deepEqual([r.device.steps, r.tDevice], [19, 19]);
+    // every row ends at step 12: 13 steps count, the second chunk's last 3 are dropped
+    r = await run([5, 12, 12], 30);
+    assert.deepEqual([r.device.steps, r.tDevice], [13, 2 * GREEDY_READBACK_EVERY]);
+    assert.ok(r.device.sequences.every((g) => g[0].finished));
+    // nothing to do: no step
+    r = await run([-1, -1, -1], 0);
+    assert.deepEqual([r.device.steps, r.tDevice, r.device.sequences[0][0].ids], [0, 0, []]);
+  },
 });
