@@ -241,7 +241,7 @@ function uniform(g: Geometry, p: ResidualParams): ArrayBuffer {
       dropoutThreshold(p.dropoutP),
       p.dropPathSeed >>> 0,
       dropoutThreshold(p.dropPathP),
-      DGAMMA_ROWS,
+      dgammaRows(g),
     ],
     [dropoutScale(p.dropoutP), dropoutScale(p.dropPathP)],
   );
@@ -303,6 +303,12 @@ ${MAIN_1D()} {
 
 /** Channels per workgroup and row lanes of the dgamma reduction; rows per workgroup. */
 const COLS = 64, LANES = 4, DGAMMA_ROWS = 64;
+
+/** Rows per dgamma workgroup: 64, more when the blocks would exceed the grid's 65535. */
+function dgammaRows(g: Geometry): number {
+  const rows = g.C > 0 ? g.n / g.C : 0;
+  return Math.max(DGAMMA_ROWS, Math.ceil(rows / 65535));
+}
 
 /**
  * dgamma, first pass: workgroup (x, y) sums rows `[y·64, y·64 + 64)` of 64
@@ -437,8 +443,7 @@ export const RESIDUAL_BACKWARD: OpDef<ResidualParams> = {
     }];
     if (!p.hasGamma) return { kernels };
     // dgamma: partial sums of row blocks (scratch), then their sum in order
-    const S = Math.max(1, Math.ceil(g.n / Math.max(1, g.C) / DGAMMA_ROWS));
-    if (S > 65535) throw new RangeError(`residualBackward: ${g.n / g.C} rows exceed the grid`);
+    const S = Math.max(1, Math.ceil(g.n / Math.max(1, g.C) / dgammaRows(g)));
     kernels.push({
       code: dgammaKernel(v),
       bind: [{ in: 0 }, { in: 1 }, { tmp: 0 }],
