@@ -19,7 +19,7 @@ import { autocast, type Precision } from "../nn/layers.ts";
 import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { autotuneMatmulsOf, configureMatmul } from "../ops/matmul.ts";
-import { defaultTuneCachePath, restoreTuneCache, storeTuneCache } from "../train/tune_cache.ts";
+import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "../train/tune_cache.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
 import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
 
@@ -177,9 +177,7 @@ export async function benchTrain(
   const tuneMode = opts.tune ?? "auto";
   if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend); // as the trainer does
   const tuneNow = tunesOn(tuneMode, backend);
-  const cache = tuneNow
-    ? (opts.tuneCache === undefined ? defaultTuneCachePath() : opts.tuneCache)
-    : null;
+  const cache = tuneNow ? resolveTuneCache(opts.tuneCache) : null;
   let cached = 0;
   const note = (s: string) => console.error(s);
   if (cache) cached = await restoreTuneCache(cache, backend as GpuBackend, note);

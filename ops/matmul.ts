@@ -208,16 +208,15 @@ export function matmulPlan(
   const uniform = drop
     ? packUniform([...ints, drop.seed >>> 0, dropoutThreshold(drop.p)], [dropoutScale(drop.p)])
     : packUniform(ints);
+  // the reduction's uniform depends on the geometry alone: it is part of the plan
   const kernels: GpuKernel[] = [{ ...plan.kernels[0], uniform }];
-  if (S > 1) {
-    const rn = f.rowSum ? P * M : 0;
-    kernels.push({ ...plan.kernels[1], uniform: packUniform([P * M * N, S, M * N, rn, M]) });
-  }
+  if (S > 1) kernels.push(plan.kernels[1]);
   return plan.temps ? { temps: plan.temps, kernels } : { kernels };
 }
 
 interface Plan {
-  kernels: Omit<GpuKernel, "uniform">[];
+  /** The product (its uniform is added per call), then with split K the reduction. */
+  kernels: Omit<GpuKernel, "uniform">[] | [Omit<GpuKernel, "uniform">, GpuKernel];
   temps?: number[];
   split: SplitK;
 }
@@ -323,7 +322,12 @@ function planMatmul(
   return {
     kernels: [
       { code, bind: mmBind, workgroups: grid(P * split.S) },
-      { code: rCode, bind: rBind, workgroups: grid1d(P * M * N + (f.rowSum ? P * M : 0)) },
+      {
+        code: rCode,
+        bind: rBind,
+        uniform: packUniform([P * M * N, split.S, M * N, f.rowSum ? P * M : 0, M]),
+        workgroups: grid1d(P * M * N + (f.rowSum ? P * M : 0)),
+      },
     ],
     temps,
     split,

@@ -48,7 +48,7 @@ import {
   type TrainerState,
 } from "./run_folder.ts";
 import { writeFileAtomic } from "./atomic.ts";
-import { defaultTuneCachePath, restoreTuneCache, storeTuneCache } from "./tune_cache.ts";
+import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "./tune_cache.ts";
 import { batchLoss, batchTensors } from "./batch_tensors.ts";
 import { type EvalMetrics, evaluate, idsToText } from "./evaluate.ts";
 import { generate } from "./generate.ts";
@@ -278,9 +278,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const tuneMode = opts.tune ?? "auto";
   let tuneNow = tunesOn(tuneMode, backend); // checked before anything is written
   // choices saved by earlier runs on this adapter: tuning then measures only what is new
-  const tuneCache = tuneNow
-    ? (opts.tuneCache === undefined ? defaultTuneCachePath() : opts.tuneCache)
-    : null;
+  const tuneCache = tuneNow ? resolveTuneCache(opts.tuneCache) : null;
   if (tuneCache) await restoreTuneCache(tuneCache, backend as GpuBackend, info);
   // the matmul selection learns the adapter's limits (and whether K may be split) even untuned
   if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend);

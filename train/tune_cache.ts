@@ -71,6 +71,14 @@ export function defaultTuneCachePath(): string | null {
   }
 }
 
+/**
+ * The cache file a run uses for the `tuneCache` option: the file named, none
+ * for null, {@linkcode defaultTuneCachePath} when undefined.
+ */
+export function resolveTuneCache(option: string | null | undefined): string | null {
+  return option === undefined ? defaultTuneCachePath() : option;
+}
+
 async function readFile(path: string): Promise<TuneCacheFile> {
   let text: string;
   try {
