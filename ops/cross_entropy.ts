@@ -45,7 +45,13 @@ import {
 } from "../tensor/types.ts";
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
-import { lastAxisRows, rowWorkgroupSize, wgslRowMain, wgslRowReduce } from "./softmax.ts";
+import {
+  lastAxisRows,
+  rowWorkgroupSize,
+  wgslRowMain,
+  wgslRowReduce,
+  wgslTreeReduce,
+} from "./softmax.ts";
 import { crossEntropyGradF32, crossEntropyRowsF32 } from "./_cpu_threads_kernels.ts";
 import { cpuWrites } from "../tensor/cpu_backend.ts";
 
@@ -171,17 +177,7 @@ ${decls}
 struct U { N: u32 }
 @group(0) @binding(${outs.length + 1}) var<uniform> u: U;
 var<workgroup> red: array<f32, ${SUM_WG}>;
-fn wg_sum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${SUM_WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${wgslTreeReduce("wg_sum", "f32", SUM_WG, "a + b")}
 @compute @workgroup_size(${SUM_WG})
 fn main(@builtin(local_invocation_id) lid3: vec3u) {
   let lid = lid3.x;

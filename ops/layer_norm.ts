@@ -26,7 +26,13 @@ import { apply, type Tensor } from "../tensor/tensor.ts";
 import { fmtShape, type GpuKernel, type OpDef, packUniform } from "../tensor/types.ts";
 import { grid1d } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
-import { lastAxisRows, rowWorkgroupSize, wgslRowMain, wgslRowReduce } from "./softmax.ts";
+import {
+  lastAxisRows,
+  rowWorkgroupSize,
+  wgslRowMain,
+  wgslRowReduce,
+  wgslTreeReduce,
+} from "./softmax.ts";
 
 /** Parameters of the layer norm ops. */
 export interface LayerNormParams {
@@ -246,17 +252,7 @@ ${
 struct U { R: u32, C: u32, K: u32, rpg: u32 }
 @group(0) @binding(${single ? nIn + 3 : nIn + 2}) var<uniform> u: U;
 var<workgroup> red: array<vec2f, ${wg}>;
-fn wg_sum2(v: vec2f, lid: u32) -> vec2f {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${wgslTreeReduce("wg_sum2", "vec2f", wg, "a + b")}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u,
         @builtin(num_workgroups) nwg: vec3u) {

@@ -56,22 +56,21 @@ export function rowWorkgroupSize(D: number): number {
 export function wgslRowReduce(wg: number): string {
   return `
 var<workgroup> red: array<f32, ${wg}>;
-fn wg_sum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
+${wgslTreeReduce("wg_sum", "f32", wg, "a + b")}
+${wgslTreeReduce("wg_max", "f32", wg, "max(a, b)")}`;
 }
-fn wg_max(v: f32, lid: u32) -> f32 {
+
+/**
+ * @internal One WGSL tree reduction `fn name(v: type, lid: u32) -> type`
+ * over the workgroup array `red` (declared by the caller, `wg` elements of
+ * `type`), combining `a` and `b` with `combine`; every thread gets the result.
+ */
+export function wgslTreeReduce(name: string, type: string, wg: number, combine: string): string {
+  return `fn ${name}(v: ${type}, lid: u32) -> ${type} {
   red[lid] = v;
   workgroupBarrier();
   for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    if (lid < s) { let a = red[lid]; let b = red[lid + s]; red[lid] = ${combine}; }
     workgroupBarrier();
   }
   let r = red[0];
