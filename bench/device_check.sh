@@ -36,15 +36,18 @@ section() { # section NAME SECONDS COMMAND...: runs it, JSON lines to $JSONL, al
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$LOG" 2>&1
 section info 20 $RUN cli.ts info --json
-# 1. correctness on the card: every op GPU vs CPU, every matmul variant, the f16 kernels
-section tests 90 deno test -A --cached-only ops/matmul_test.ts tests/ops_registry_test.ts \
-  tests/f16_gpu_test.ts
+# 1. correctness on the card: every op GPU vs CPU, every matmul variant, the f16 kernels, every
+#    registered attention tile
+section tests 100 deno test -A --cached-only ops/matmul_test.ts tests/ops_registry_test.ts \
+  tests/f16_gpu_test.ts tests/attention_tiled_gpu_test.ts
 # 2. matmul: the tuner (every registered variant's ms at 256/1024/4096 and the model's shapes),
 #    then a sweep over every tile the generator can build at 4096 (NN, NT; f32 and f16 with f16
 #    accumulation; the fastest five of each)
 section matmul 70 $RUN bench/ops_bench.ts --only model,tune --json
 section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \
   --sweep-precisions f32,f16acc --json
+# attention forward + backward (causal self-attention, D = 64) with the row kernels and each tile
+section attention 40 $RUN bench/ops_bench.ts --only attention --json
 # the sweep's fastest tile per layout and precision join the tuner's candidates below
 TILES=""
 wanted sweep && TILES=$($RUN bench/sweep_best.ts "$JSONL" 1 2>>"$LOG" || true)
@@ -52,7 +55,8 @@ echo "sweep tiles for --tune-tiles: ${TILES:-none}" | tee -a "$LOG"
 TUNE=()
 [ -n "$TILES" ] && TUNE=(--tune-tiles "$TILES")
 # 3. training throughput next to PyTorch (same preset, batch, optimizer), fp32 then f16; webseq
-#    tunes its matmuls on the first warm-up step (--tune auto), "tune_s" says how long
+#    tunes its matmuls and attention kernels on the first warm-up step (--tune auto), "tune_s"
+#    says how long, "tuned_attention" what each attention kernel took
 section small 80 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
   --steps 5 --device webgpu --profile --torch "$PY" --ops --json
 section base 100 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \

@@ -527,6 +527,32 @@ async function benchAttention(
     return [{ ...base, skipped: "software adapter (pass --large to run)" }];
   }
   const shapes = isSoftware(backend) ? [[2, 16]] : [[16, 32], [16, 128], [8, 512]];
+  // on a GPU: the row kernels and each registered tile that fits (forced by name; a tile that
+  // does not fit the backward runs the first one that does there)
+  const kernels = backend.kind === "webgpu"
+    ? ["rows", ...OPS.fittingAttentionTiles("fwd", D, OPS.configureMatmul(backend as GpuBackend))]
+    : ["cpu"];
+  const lines: OpsBenchLine[] = [];
+  for (const kernel of kernels) {
+    if (kernel !== "cpu") OPS.useAttentionKernel(kernel);
+    try {
+      lines.push(...await benchAttentionShapes(backend, fn, shapes, { H, D, kernel, minTimeMs }));
+    } finally {
+      if (kernel !== "cpu") OPS.useAttentionKernel(null);
+    }
+  }
+  return lines;
+}
+
+/** {@linkcode benchAttention} of one kernel choice over `shapes` ([B, T] pairs). */
+async function benchAttentionShapes(
+  backend: Backend,
+  fn: AnyFn,
+  shapes: number[][],
+  o: { H: number; D: number; kernel: string; minTimeMs: number },
+): Promise<OpsBenchLine[]> {
+  const { H, D, kernel, minTimeMs } = o;
+  const base = { kind: "attention", device: backend.description, backend: backend.kind, kernel };
   const lines: OpsBenchLine[] = [];
   for (const [B, T] of shapes) {
     const q = randomTensor([B, H, T, D], backend, 3);

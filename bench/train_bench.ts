@@ -18,7 +18,9 @@ import { GradScaler } from "../optim/grad_scaler.ts";
 import { autocast, type Precision } from "../nn/layers.ts";
 import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
-import { autotuneMatmulsOf, configureMatmul } from "../ops/matmul.ts";
+import { configureMatmul } from "../ops/matmul.ts";
+import { autotuneStep } from "../ops/autotune.ts";
+import { attentionShapeKey } from "../ops/attention.ts";
 import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "../train/tune_cache.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
 import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
@@ -45,6 +47,8 @@ export interface TrainBenchOptions {
   tune?: TuneMode;
   /** The matmul variants tuning compares (default every registered one; as the trainer's). */
   tuneVariants?: string[];
+  /** The attention kernels tuning compares (default "rows" and every fitting tile). */
+  tuneAttentionKernels?: string[];
   /** The tuning cache file (as the trainer's `tuneCache`; default where permitted, null: none). */
   tuneCache?: string | null;
   /** After the timed steps, time one more step per kernel (WebGPU with timestamp-query). */
@@ -103,8 +107,10 @@ export interface TrainBenchLine {
   dispatches_per_step?: number;
   /** Seconds the matmul tuning of the first warm-up step took (when it ran). */
   tune_s?: number;
-  /** Shapes it measured. */
+  /** Matmul shapes it measured. */
   tuned_shapes?: number;
+  /** Attention geometries it measured: the kernel chosen and each kernel's ms per call. */
+  tuned_attention?: { key: string; kernel: string; ms: Record<string, number> }[];
   /** Why the tuning stopped early (the heuristic's kernels ran), if it did. */
   tune_error?: string;
   /** The tuning cache file used, and how many saved choices it gave this adapter. */
@@ -173,7 +179,12 @@ export async function benchTrain(
     opt.zeroGrad();
     backend.flush(); // one submit per step, as the trainer does
   };
-  let tuning: { seconds: number; shapes: number; error?: string } | null = null;
+  let tuning: {
+    seconds: number;
+    shapes: number;
+    attention: { key: string; kernel: string; ms: Record<string, number> }[];
+    error?: string;
+  } | null = null;
   const tuneMode = opts.tune ?? "auto";
   if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend); // as the trainer does
   const tuneNow = tunesOn(tuneMode, backend);
@@ -183,12 +194,24 @@ export async function benchTrain(
   if (cache) cached = await restoreTuneCache(cache, backend as GpuBackend, note);
   for (let i = 0; i < warmup; i++) {
     if (i === 0 && tuneNow) {
-      const r = await autotuneMatmulsOf(backend as GpuBackend, () => step(i), {
+      const r = await autotuneStep(backend as GpuBackend, () => step(i), {
         force: tuneMode === "on",
         variants: opts.tuneVariants,
+        attentionKernels: opts.tuneAttentionKernels,
       });
-      tuning = { seconds: r.seconds, shapes: r.tunings.length, error: r.error };
-      if (cache && r.tunings.length > 0) await storeTuneCache(cache, backend as GpuBackend, note);
+      tuning = {
+        seconds: r.seconds,
+        shapes: r.matmul.length,
+        attention: r.attention.map((a) => ({
+          key: attentionShapeKey(a.shape),
+          kernel: a.kernel,
+          ms: a.ms,
+        })),
+        error: r.error,
+      };
+      if (cache && r.matmul.length + r.attention.length > 0) {
+        await storeTuneCache(cache, backend as GpuBackend, note);
+      }
     } else step(i);
   }
   await backend.sync();
@@ -255,6 +278,7 @@ export async function benchTrain(
     parameters,
     ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),
     ...(tuning ? { tune_s: tuning.seconds, tuned_shapes: tuning.shapes } : {}),
+    ...(tuning?.attention.length ? { tuned_attention: tuning.attention } : {}),
     ...(cache ? { tune_cache: cache, tune_cached: cached } : {}),
     ...(tuning?.error ? { tune_error: tuning.error } : {}),
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),

@@ -67,6 +67,16 @@ import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpCase, OpEntry } from "./registry.ts";
 import { wasmMatmulF32 } from "./_wasm_matmul.ts";
 import { dropoutF32 } from "./_cpu_threads_kernels.ts";
+import {
+  type AttentionKernel,
+  attentionTileName,
+  selectAttentionKernel,
+  type TiledBuf,
+  tiledDkvWgsl,
+  tiledDqWgsl,
+  tiledForwardWgsl,
+} from "./_attention_tiled.ts";
+import { matmulTarget } from "./_matmul_variants.ts";
 
 /**
  * Memory layout of q, k, v and out (and of the rows of `lse`): heads-major
@@ -890,12 +900,57 @@ function variantOf(inputs: TensorInfo[], g: Geometry, p: AttentionParams, maskAt
   };
 }
 
+/** Storage declarations, the uniform and the shared helpers of a variant: the tiled kernels' prelude. */
+function prelude(v: Variant): (bufs: TiledBuf[]) => string {
+  return (bufs) => header(bufs) + common(v);
+}
+
+/** The kernels (row or tiled) an attention op of this geometry runs now. */
+function kernelFor(op: "fwd" | "bwd", g: Geometry, p: AttentionParams): AttentionKernel {
+  const target = matmulTarget();
+  return selectAttentionKernel(
+    {
+      op,
+      BH: g.B * g.H,
+      T: g.T,
+      S: g.S,
+      D: g.D,
+      causal: p.causal,
+      mask: p.hasMask,
+      dropout: p.dropoutP > 0,
+    },
+    target.description,
+    target,
+  );
+}
+
 function uniform(g: Geometry, p: AttentionParams): ArrayBuffer {
   return packUniform(
     [g.B * g.H, g.H, g.T, g.S, p.seed >>> 0, dropoutThreshold(p.dropoutP)],
     [p.scale, dropoutScale(p.dropoutP)],
   );
 }
+
+// ---------------------------------------------------------------- kernel selection
+
+export {
+  ATTENTION_CODEGEN_VERSION,
+  ATTENTION_TILES,
+  type AttentionShape,
+  attentionShapeKey,
+  type AttentionTile,
+  attentionTileName,
+  attentionTunedTable,
+  clearAttentionTuning,
+  fittingAttentionTiles,
+  forcedAttentionKernel,
+  loadAttentionTunedTable,
+  parseAttentionTileName,
+  selectAttentionKernel,
+  setTunedAttentionKernel,
+  tunedAttentionKernel,
+  useAttentionKernel,
+} from "./_attention_tiled.ts";
 
 // ---------------------------------------------------------------- ops
 
@@ -925,6 +980,18 @@ export const ATTENTION: OpDef<AttentionParams> = {
     const bind: GpuKernel["bind"] = [{ in: 0 }, { in: 1 }, { in: 2 }];
     if (p.hasMask) bind.push({ in: 3 });
     bind.push({ out: 0 }, { out: 1 });
+    const kernel = kernelFor("fwd", g, p);
+    if (kernel !== "rows") {
+      const name = `tfwd${attentionTileName(kernel)}`;
+      return {
+        kernels: [{
+          code: kernelCode(name, v, () => tiledForwardWgsl(v, kernel, prelude(v))),
+          bind,
+          uniform: uniform(g, p),
+          workgroups: grid1d(g.B * g.H * Math.ceil(g.T / kernel.R), 1),
+        }],
+      };
+    }
     return {
       kernels: [{
         code: kernelCode("fwd", v, () => forwardKernel(v)),
@@ -1017,15 +1084,48 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
       },
     ];
     const BH = g.B * g.H;
+    const delta: GpuKernel = {
+      code: kernelCode(`delta${+p.hasDLse}`, v, () => deltaKernel(v, p.hasDLse)),
+      bind: deltaBind,
+      uniform: u,
+      workgroups: grid1d(BH * g.T, WG_ROWS),
+    };
+    const kernel = kernelFor("bwd", g, p);
+    if (kernel !== "rows") {
+      const name = attentionTileName(kernel);
+      const bufs = backwardBufs(v);
+      return {
+        temps: [BH * g.T * 2 * 4],
+        kernels: [
+          delta,
+          {
+            code: kernelCode(`tdkv${name}`, v, () =>
+              tiledDkvWgsl(v, kernel, prelude(v), [
+                ...bufs,
+                ["dk", "read_write", "vec4f"],
+                ["dv", "read_write", "vec4f"],
+              ])),
+            bind: [...common, { out: 1 }, { out: 2 }],
+            uniform: u,
+            workgroups: grid1d(BH * Math.ceil(g.S / kernel.R), 1),
+          },
+          {
+            code: kernelCode(
+              `tdq${name}`,
+              v,
+              () => tiledDqWgsl(v, kernel, prelude(v), [...bufs, ["dq", "read_write", "vec4f"]]),
+            ),
+            bind: [...common, { out: 0 }],
+            uniform: u,
+            workgroups: grid1d(BH * Math.ceil(g.T / kernel.R), 1),
+          },
+        ],
+      };
+    }
     return {
       temps: [BH * g.T * 2 * 4],
       kernels: [
-        {
-          code: kernelCode(`delta${+p.hasDLse}`, v, () => deltaKernel(v, p.hasDLse)),
-          bind: deltaBind,
-          uniform: u,
-          workgroups: grid1d(BH * g.T, WG_ROWS),
-        },
+        delta,
         ...(g.D > ATTENTION_SPLIT_DKV_D
           ? (["dv", "dk"] as const).map((part) => ({
             code: kernelCode(part, v, () => dkvKernel(v, part)),

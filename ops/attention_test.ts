@@ -16,15 +16,27 @@ import {
   ATTENTION,
   attention,
   type AttentionOptions,
+  type AttentionShape,
+  attentionShapeKey,
+  type AttentionTile,
+  attentionTileName,
+  attentionTunedTable,
+  clearAttentionTuning,
   dropout,
+  fittingAttentionTiles,
+  loadAttentionTunedTable,
   maskedFill,
   matmul,
   mul,
+  parseAttentionTileName,
   permute,
   scale,
+  selectAttentionKernel,
+  setTunedAttentionKernel,
   slice,
   softmax,
   sum,
+  useAttentionKernel,
 } from "./mod.ts";
 
 /** torch.finfo(torch.float32).min, the value PyTorch's twin fills disallowed scores with. */
@@ -359,4 +371,94 @@ Deno.test("attention() with layout BTHD equals BHTD with permutes, values and gr
       }
     }
   }
+});
+
+Deno.test("attention kernel selection: forced, tuned per adapter, else the row kernels; tiles that do not fit fall back", () => {
+  const big = { maxInvocations: 1024, maxWorkgroupBytes: 49152 };
+  const small = { maxInvocations: 256, maxWorkgroupBytes: 16384 };
+  const shape: AttentionShape = {
+    op: "fwd",
+    BH: 512,
+    T: 128,
+    S: 100,
+    D: 64,
+    causal: true,
+    mask: true,
+    dropout: false,
+  };
+  assert.equal(attentionShapeKey(shape), "attention|fwd|D64|BH~512|T~128|S~128|c1m1d0");
+  assert.deepEqual(parseAttentionTileName("a64x32_4x8"), { R: 64, C: 32, RM: 4, TC: 8 });
+  assert.equal(parseAttentionTileName("t64x64k8_4x4"), null);
+  // the preferred tiles need desktop limits; WebGPU's guaranteed 16 KiB takes smaller ones
+  assert.equal(fittingAttentionTiles("fwd", 64, big)[0], "a64x32_4x8");
+  assert.ok(!fittingAttentionTiles("fwd", 64, small).includes("a64x32_4x8"));
+  assert.ok(fittingAttentionTiles("bwd", 64, small).length > 0);
+  assert.deepEqual(fittingAttentionTiles("fwd", 6, big), []); // D % 4 != 0: rows only
+  clearAttentionTuning();
+  try {
+    assert.equal(selectAttentionKernel(shape, "gpu A", big), "rows");
+    setTunedAttentionKernel("gpu A", shape, "a32x32_2x8");
+    assert.deepEqual(selectAttentionKernel({ ...shape, T: 120 }, "gpu A", big), {
+      R: 32,
+      C: 32,
+      RM: 2,
+      TC: 8,
+    });
+    assert.equal(selectAttentionKernel(shape, "gpu B", big), "rows"); // per adapter
+    assert.equal(selectAttentionKernel({ ...shape, op: "bwd" }, "gpu A", big), "rows");
+    // a tuned tile too large for these limits: the first registered tile that fits
+    setTunedAttentionKernel("gpu A", shape, "a64x32_4x8");
+    assert.equal(
+      attentionTileName(selectAttentionKernel(shape, "gpu A", small) as AttentionTile),
+      fittingAttentionTiles("fwd", 64, small)[0],
+    );
+    useAttentionKernel("rows");
+    assert.equal(selectAttentionKernel(shape, "gpu A", big), "rows");
+    useAttentionKernel("tiled");
+    assert.equal(
+      attentionTileName(selectAttentionKernel(shape, "gpu B", big) as AttentionTile),
+      "a64x32_4x8",
+    );
+    assert.equal(selectAttentionKernel({ ...shape, D: 6 }, "gpu B", big), "rows");
+    assert.throws(
+      () => useAttentionKernel("fast"),
+      /^TypeError: useAttentionKernel: bad attention kernel "fast"/,
+    );
+    assert.throws(() => useAttentionKernel("a8x8_3x2"), /do not split/);
+    // a saved table: attention keys with known kernels are taken, the rest skipped
+    const n = loadAttentionTunedTable("gpu C", {
+      [attentionShapeKey(shape)]: "a16x16_2x4",
+      "attention|bwd|D64|BH~512|T~128|S~128|c1m1d0": "warp-speed",
+      "~512x512x512/1/NN": "t64x64k8_4x4d",
+    });
+    assert.equal(n, 1);
+    assert.deepEqual(attentionTunedTable("gpu C"), { [attentionShapeKey(shape)]: "a16x16_2x4" });
+  } finally {
+    useAttentionKernel(null);
+    clearAttentionTuning();
+  }
+});
+
+Deno.test("WEBSEQ_ATTENTION_KERNEL forces the attention kernels; a bad name is a one-line TypeError", async () => {
+  const run = async (value: string) => {
+    const code = `import { forcedAttentionKernel } from "${
+      new URL("./attention.ts", import.meta.url).href
+    }"; console.log(JSON.stringify(forcedAttentionKernel()));`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--cached-only", code],
+      env: { WEBSEQ_ATTENTION_KERNEL: value },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return {
+      code: out.code,
+      text: new TextDecoder().decode(out.stdout).trim(),
+      err: new TextDecoder().decode(out.stderr),
+    };
+  };
+  assert.equal((await run("a16x16_2x4")).text, '"a16x16_2x4"');
+  assert.equal((await run("auto")).text, "null");
+  const bad = await run("fastest");
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /WEBSEQ_ATTENTION_KERNEL: bad attention kernel "fastest"/);
 });

@@ -41,6 +41,7 @@ export * from "./masked_fill.ts";
 export * from "./slice.ts";
 export * from "./cross_entropy.ts";
 export * from "./attention.ts";
+export * from "./autotune.ts";
 export * from "./residual.ts";
 export * from "./cast.ts";
 export * from "./matmul_f16.ts";

@@ -16,7 +16,7 @@
 import { noGrad, scope, type Tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32, makeRng } from "../tensor/rng.ts";
-import { add, autotuneMatmulsOf, configureMatmul, scale } from "../ops/mod.ts";
+import { add, autotuneStep, configureMatmul, scale } from "../ops/mod.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
 import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { type ModelConfig, presetConfig, validateConfig } from "../nn/config.ts";
@@ -136,14 +136,16 @@ export interface TrainOptions {
   /** Read the loss back every N steps (default 1 on CPU, 10 on WebGPU). */
   logEvery?: number;
   /**
-   * Matmul kernel tuning on the first step (ops/matmul.ts
-   * `autotuneMatmulsOf`): "auto" (default) tunes on a hardware WebGPU
-   * adapter, "on" also on a software one, "off" never. Speed only: the
-   * variants give the same numbers up to f32 rounding (split K on hardware).
+   * Kernel tuning on the first step (ops/autotune.ts `autotuneStep`: matmul
+   * variants and attention kernels): "auto" (default) tunes on a hardware
+   * WebGPU adapter, "on" also on a software one, "off" never. Speed only:
+   * the kernels give the same numbers up to f32 rounding.
    */
   tune?: TuneMode;
   /** The matmul variants tuning compares (default every registered one that fits the adapter). */
   tuneVariants?: string[];
+  /** The attention kernels tuning compares (default "rows" and every tile that fits). */
+  tuneAttentionKernels?: string[];
   /**
    * The tuning cache file (train/tune_cache.ts): choices saved there for this
    * adapter are used, new ones added. Default: `tuning.json` in the webseq
@@ -559,20 +561,24 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       if (tuneNow) {
         // tune the matmul kernels of every shape class the step brings that has no measured
         // choice yet (the first step, then new batch lengths); nothing to do costs nothing
-        const r = await autotuneMatmulsOf(backend as GpuBackend, runStep, {
+        const r = await autotuneStep(backend as GpuBackend, runStep, {
           force: tuneMode === "on",
           variants: opts.tuneVariants,
+          attentionKernels: opts.tuneAttentionKernels,
         });
         factor = r.value;
-        const picks = new Set(r.tunings.map((x) => x.variant));
+        const picks = new Set([
+          ...r.matmul.map((x) => x.variant),
+          ...r.attention.map((x) => x.kernel),
+        ]);
         if (r.error) {
-          tuneNow = false; // the heuristic keeps the rest of the run
-          info(`matmul: tuning failed (${r.error}); the shape heuristic picks the kernels`);
-        } else if (r.tunings.length > 0) {
+          tuneNow = false; // the defaults keep the rest of the run
+          info(`kernels: tuning failed (${r.error}); the default kernels run`);
+        } else if (r.matmul.length + r.attention.length > 0) {
           info(
-            `matmul: tuned ${r.tunings.length} shapes in ${r.seconds.toFixed(1)} s (${
-              [...picks].join(", ")
-            }); --tune off skips this`,
+            `kernels: tuned ${r.matmul.length} matmul shapes and ${r.attention.length} attention geometries in ${
+              r.seconds.toFixed(1)
+            } s (${[...picks].join(", ")}); --tune off skips this`,
           );
           if (tuneCache) await storeTuneCache(tuneCache, backend as GpuBackend, info);
         }

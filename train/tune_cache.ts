@@ -1,6 +1,6 @@
 /**
- * The matmul tuning cache: the tuner's choices (ops/matmul.ts
- * `autotuneMatmulsOf`) saved per adapter in one JSON file, so a second
+ * The kernel tuning cache: the tuner's choices (ops/autotune.ts
+ * `autotuneStep`: matmul variants and attention kernels) saved per adapter in one JSON file, so a second
  * `train` or `bench` on the same GPU starts without the tuning pause (about
  * 35 s for `base` on an NVIDIA H200). Default file: `tuning.json` in the
  * webseq cache folder (data/cache_dir.ts), used only where read and write
@@ -9,7 +9,7 @@
  * or name a file with `--tune-cache`.
  *
  * The file: `{ "version": 1, "adapters": { "<key>": { "<shape key>":
- * "<variant>" } } }`, the key naming the adapter (description, vendor,
+ * "<variant>", "attention|<geometry class>": "<kernel>" } } }`, the key naming the adapter (description, vendor,
  * architecture, limits) and the kernel generator's version, so a driver
  * reporting another architecture, another card or new kernels tune again.
  * Writes are atomic (train/atomic.ts) and merge with what the file holds.
@@ -18,7 +18,7 @@
  * ```ts ignore
  * import { loadTuneCache, saveTuneCache } from "./tune_cache.ts";
  * await loadTuneCache("runs/tuning.json", gpu); // before the first step
- * // ... autotuneMatmulsOf(gpu, step) ...
+ * // ... autotuneStep(gpu, step) ...
  * await saveTuneCache("runs/tuning.json", gpu); // after it tuned something
  * ```
  *
@@ -26,6 +26,11 @@
  */
 import type { GpuBackend } from "../gpu/backend.ts";
 import { loadTunedTable, MATMUL_CODEGEN_VERSION, tunedTable } from "../ops/matmul.ts";
+import {
+  ATTENTION_CODEGEN_VERSION,
+  attentionTunedTable,
+  loadAttentionTunedTable,
+} from "../ops/attention.ts";
 import { webseqCacheDir } from "../data/cache_dir.ts";
 import { writeJsonAtomic } from "./atomic.ts";
 
@@ -47,7 +52,7 @@ export function tuneCacheKey(backend: GpuBackend): string {
     a.architecture,
     `inv${l.maxComputeInvocationsPerWorkgroup ?? 256}`,
     `wg${l.maxComputeWorkgroupStorageSize ?? 16384}`,
-    `codegen${MATMUL_CODEGEN_VERSION}`,
+    `codegen${MATMUL_CODEGEN_VERSION}.${ATTENTION_CODEGEN_VERSION}`,
   ].join("|");
 }
 
@@ -113,7 +118,8 @@ export async function loadTuneCache(path: string, backend: GpuBackend): Promise<
   const f = await readFile(path);
   const table = f.adapters[tuneCacheKey(backend)];
   if (!table || typeof table !== "object") return 0;
-  return loadTunedTable(backend.adapterInfo.description, table);
+  const d = backend.adapterInfo.description;
+  return loadTunedTable(d, table) + loadAttentionTunedTable(d, table);
 }
 
 /**
@@ -124,7 +130,8 @@ export async function loadTuneCache(path: string, backend: GpuBackend): Promise<
 export async function saveTuneCache(path: string, backend: GpuBackend): Promise<number> {
   const f = await readFile(path);
   const key = tuneCacheKey(backend);
-  const table = { ...f.adapters[key], ...tunedTable(backend.adapterInfo.description) };
+  const d = backend.adapterInfo.description;
+  const table = { ...f.adapters[key], ...tunedTable(d), ...attentionTunedTable(d) };
   const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
   if (dir) await Deno.mkdir(dir, { recursive: true });
   await writeJsonAtomic(path, { version: 1, adapters: { ...f.adapters, [key]: table } });
@@ -139,11 +146,11 @@ export async function restoreTuneCache(
 ): Promise<number> {
   try {
     const n = await loadTuneCache(path, gpu);
-    if (n > 0) info(`matmul: ${n} tuned choices for this adapter from ${path}`);
+    if (n > 0) info(`kernels: ${n} tuned choices for this adapter from ${path}`);
     return n;
   } catch (err) {
     const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
-    info(`matmul: tuning cache not used (${why}); tuning afresh`);
+    info(`kernels: tuning cache not used (${why}); tuning afresh`);
     return 0;
   }
 }
@@ -156,9 +163,9 @@ export async function storeTuneCache(
 ): Promise<void> {
   try {
     await saveTuneCache(path, gpu);
-    info(`matmul: tuned choices saved to ${path}`);
+    info(`kernels: tuned choices saved to ${path}`);
   } catch (err) {
     const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
-    info(`matmul: tuned choices not saved (${why})`);
+    info(`kernels: tuned choices not saved (${why})`);
   }
 }

@@ -1,0 +1,226 @@
+/**
+ * Kernel tuning for a whole training step: runs the step once while
+ * recording the matmul shapes and attention geometries it plans, then times
+ * the candidate kernels of those the adapter has no measured choice for yet
+ * (`autotuneMatmul` in ops/matmul.ts, `autotuneAttention` below) and keeps
+ * the fastest. Later calls of the same shape classes run them.
+ *
+ * @example
+ * ```ts ignore
+ * const gpu = await createGpuBackend();
+ * const r = await autotuneStep(gpu, () => trainStep()); // the step runs once, then tuning
+ * console.log(r.matmul.length, r.attention.map((a) => a.kernel));
+ * ```
+ *
+ * @module
+ */
+import type { GpuBackend } from "../gpu/backend.ts";
+import { makeRng } from "../tensor/rng.ts";
+import { apply, type Tensor, tensor } from "../tensor/tensor.ts";
+import {
+  type AttentionLimits,
+  type AttentionShape,
+  attentionTileFits,
+  fittingAttentionTiles,
+  parseAttentionTileName,
+  setTunedAttentionKernel,
+  startAttentionShapeRecording,
+  stopAttentionShapeRecording,
+  tunedAttentionKernel,
+  withAttentionKernel,
+} from "./_attention_tiled.ts";
+import { ATTENTION, ATTENTION_BACKWARD, type AttentionParams } from "./attention.ts";
+import {
+  type AutotuneMatmulOptions,
+  autotuneMatmulsOf,
+  configureMatmul,
+  type MatmulTuning,
+  msPerCall,
+} from "./matmul.ts";
+
+/** What {@linkcode autotuneAttention} found for one geometry. */
+export interface AttentionTuning {
+  /** The geometry (its class: BH, T and S rounded up to powers of two). */
+  shape: AttentionShape;
+  /** "rows" or the tile name calls of this class now run. */
+  kernel: string;
+  /** Milliseconds per call by kernel; Infinity where it failed. */
+  ms: Record<string, number>;
+}
+
+/** Options of {@linkcode autotuneAttention}. */
+export interface AutotuneAttentionOptions {
+  /** Tune on a software adapter too (off by default). */
+  force?: boolean;
+  /** Approximate measured time per kernel and geometry in milliseconds (default 20). */
+  minTimeMs?: number;
+  /**
+   * Kernels to try: "rows" and tile names (default "rows" and every registered tile that
+   * fits the adapter; tiles that do not fit are skipped).
+   */
+  kernels?: string[];
+}
+
+/** Heads used for timing a geometry: any divisor of B·H gives the same work. */
+function headsOf(BH: number): number {
+  for (const h of [8, 4, 2]) if (BH % h === 0) return h;
+  return 1;
+}
+
+/**
+ * Times the row kernels and every registered tile that fits the adapter on
+ * each geometry (its forward or its backward), remembers the fastest for
+ * the geometry's class on this adapter, and returns the table. Off on
+ * software adapters unless `force`. A forced kernel
+ * (`WEBSEQ_ATTENTION_KERNEL`) still wins over tuning.
+ */
+export async function autotuneAttention(
+  backend: GpuBackend,
+  shapes: AttentionShape[],
+  opts: AutotuneAttentionOptions = {},
+): Promise<AttentionTuning[]> {
+  const target = configureMatmul(backend);
+  if (target.software && !opts.force) return [];
+  const out: AttentionTuning[] = [];
+  const minTimeMs = opts.minTimeMs ?? 20;
+  for (const s of shapes) {
+    const H = headsOf(s.BH), B = s.BH / H, rng = makeRng(7);
+    const made: Tensor[] = [];
+    const rand = (shape: number[], lo = -1, hi = 1) => {
+      const n = shape.reduce((x, y) => x * y, 1);
+      const t = tensor(Float32Array.from({ length: n }, () => lo + rng() * (hi - lo)), shape, {
+        backend,
+      });
+      made.push(t);
+      return t;
+    };
+    const p: AttentionParams = {
+      layout: "BTHD",
+      hasMask: s.mask,
+      causal: s.causal,
+      scale: 1 / Math.sqrt(s.D),
+      dropoutP: s.dropout ? 0.1 : 0,
+      seed: 1,
+    };
+    const q = rand([B, s.T, H, s.D]), k = rand([B, s.S, H, s.D]), v = rand([B, s.S, H, s.D]);
+    const ins = [q, k, v];
+    if (s.mask) {
+      // the last eighth of each row's keys is padding
+      const keep = Math.max(1, s.S - Math.floor(s.S / 8));
+      ins.push(tensor(Array.from({ length: B * s.S }, (_, i) => +(i % s.S < keep)), [B, s.S], {
+        backend,
+      }));
+      made.push(ins[3]);
+    }
+    try {
+      let run: () => void, opName: string;
+      if (s.op === "fwd") {
+        run = () => apply(ATTENTION, ins, p).forEach((t) => t.dispose());
+        opName = ATTENTION.name;
+      } else {
+        const [o, lse] = apply(ATTENTION, ins, p);
+        made.push(o, lse);
+        const bins = [q, k, v, o, lse, rand([B, s.T, H, s.D])];
+        if (s.mask) bins.push(ins[3]);
+        run = () =>
+          apply(ATTENTION_BACKWARD, bins, { ...p, hasDLse: false }).forEach((t) => t.dispose());
+        opName = ATTENTION_BACKWARD.name;
+      }
+      const ms: Record<string, number> = {};
+      const fit = fittingAttentionTiles(s.op, s.D, target);
+      const names = opts.kernels
+        ? opts.kernels.filter((n) => n === "rows" || attentionTileFitsName(s, n, target))
+        : ["rows", ...fit];
+      for (const name of names) {
+        ms[name] = await withAttentionKernel(name, async () => {
+          try {
+            run(); // compiles
+            await backend.sync();
+            const t0 = performance.now();
+            run();
+            await backend.sync();
+            const once = Math.max(1e-3, performance.now() - t0);
+            const n = Math.max(1, Math.min(50, Math.ceil(minTimeMs / once)));
+            const r = await msPerCall(backend, run, n, opName);
+            return Number.isFinite(r.ms) ? r.ms : Infinity;
+          } catch {
+            return Infinity;
+          }
+        });
+      }
+      let best = names[0] ?? "rows";
+      for (const [name, t] of Object.entries(ms)) if (t < (ms[best] ?? Infinity)) best = name;
+      setTunedAttentionKernel(target.description, s, best);
+      out.push({ shape: s, kernel: best, ms });
+    } finally {
+      for (const t of made) t.dispose();
+    }
+  }
+  return out;
+}
+
+/** Whether a tile name (registered or not) runs this geometry on the adapter. */
+function attentionTileFitsName(s: AttentionShape, name: string, limits: AttentionLimits): boolean {
+  const t = parseAttentionTileName(name);
+  return t !== null && attentionTileFits(s.op, s.D, t, limits);
+}
+
+/** Options of {@linkcode autotuneStep}: the matmul tuner's, and the attention kernels to try. */
+export interface AutotuneStepOptions extends AutotuneMatmulOptions {
+  /** Attention kernels to try (see {@linkcode AutotuneAttentionOptions}). */
+  attentionKernels?: string[];
+}
+
+/** What {@linkcode autotuneStep} did. */
+export interface StepTuning<T> {
+  /** What the step returned. */
+  value: T;
+  /** Matmul shapes measured now. */
+  matmul: MatmulTuning[];
+  /** Attention geometries measured now. */
+  attention: AttentionTuning[];
+  /** Seconds spent tuning (compiles included). */
+  seconds: number;
+  /** Why tuning stopped early (the rest keeps the defaults), if it did. */
+  error?: string;
+}
+
+/**
+ * Runs `fn` (one training step) while recording its matmul shapes and
+ * attention geometries, then tunes those whose class has no measured choice
+ * on this adapter yet. When every class is known it returns at once, so a
+ * trainer may wrap every step. Software adapters are tuned only with
+ * `force`. A failure while tuning is reported in `error`, never thrown.
+ */
+export async function autotuneStep<T>(
+  backend: GpuBackend,
+  fn: () => T | Promise<T>,
+  opts: AutotuneStepOptions = {},
+): Promise<StepTuning<T>> {
+  const target = configureMatmul(backend);
+  if (target.software && !opts.force) {
+    return { value: await fn(), matmul: [], attention: [], seconds: 0 };
+  }
+  startAttentionShapeRecording();
+  let m, shapes: AttentionShape[];
+  try {
+    m = await autotuneMatmulsOf(backend, fn, opts);
+  } finally {
+    shapes = stopAttentionShapeRecording();
+  }
+  const todo = shapes.filter((s) => tunedAttentionKernel(target.description, s) === undefined);
+  const base = { value: m.value, matmul: m.tunings, attention: [], seconds: m.seconds };
+  if (m.error) return { ...base, error: m.error };
+  if (todo.length === 0) return base;
+  const t0 = performance.now();
+  try {
+    const attention = await autotuneAttention(backend, todo, {
+      force: opts.force,
+      kernels: opts.attentionKernels,
+    });
+    return { ...base, attention, seconds: m.seconds + (performance.now() - t0) / 1000 };
+  } catch (err) {
+    const error = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+    return { ...base, seconds: m.seconds + (performance.now() - t0) / 1000, error };
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * The workgroup-tiled attention kernels (ops/_attention_tiled.ts) against
+ * the CPU reference. Run by tests/attention_tiled_gpu_test.ts in a
+ * subprocess with `DENO_WEBGPU_BACKEND=vulkan`: Mesa's GL llvmpipe, which
+ * the main suite uses, takes seconds to minutes to compile a kernel with
+ * kilobytes of workgroup memory (its zero-initialisation), lavapipe
+ * milliseconds. On a hardware GPU every registered tile fits and is
+ * checked. Without a WebGPU adapter this module exits with code 3 before
+ * registering tests.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { sharedGpuBackend } from "../gpu/backend.ts";
+import {
+  ATTENTION,
+  ATTENTION_BACKWARD,
+  ATTENTION_ENTRIES,
+  type AttentionParams,
+  attentionTunedTable,
+  clearAttentionTuning,
+  fittingAttentionTiles,
+  useAttentionKernel,
+} from "../ops/attention.ts";
+import { autotuneAttention } from "../ops/autotune.ts";
+import { configureMatmul } from "../ops/matmul.ts";
+import type { OpCase } from "../ops/registry.ts";
+import { apply, tensor } from "../tensor/tensor.ts";
+import { allocArray, type CpuArray, type OpDef, sizeOf, type TensorInfo } from "../tensor/types.ts";
+import { makeRng, randomInput } from "./_random.ts";
+
+/** Exit code of this module when there is no WebGPU adapter. */
+export const NO_GPU_EXIT = 3;
+
+const found = await sharedGpuBackend();
+if (!found) {
+  console.error("no WebGPU adapter");
+  Deno.exit(NO_GPU_EXIT);
+}
+const gpu = found;
+const target = configureMatmul(gpu);
+
+/** Runs `op` on the CPU (f32) and on the GPU with the forced kernel; compares every output. */
+async function check(op: OpDef<AttentionParams>, c: OpCase, kernel: string, seed: number) {
+  const rng = makeRng(seed);
+  const ins = c.inputs.map((s) => randomInput(s, rng));
+  const infos: TensorInfo[] = c.inputs.map((s) => ({
+    shape: s.shape,
+    dtype: s.dtype === "i32" ? "i32" : "f32",
+  }));
+  const p = c.params as AttentionParams;
+  const outInfo = op.outputs(infos, p);
+  const ref = outInfo.map((o) => allocArray(o.dtype, sizeOf(o.shape)));
+  const typed = ins.map((a, k): CpuArray => infos[k].dtype === "i32" ? a : Float32Array.from(a));
+  op.cpu(typed, ref, { inputs: infos, outputs: outInfo }, p);
+  useAttentionKernel(kernel);
+  try {
+    const ts = ins.map((a, k) =>
+      tensor(a, c.inputs[k].shape, { dtype: infos[k].dtype, backend: gpu })
+    );
+    const outs = apply(op, ts, p);
+    for (let o = 0; o < outs.length; o++) {
+      const got = await outs[o].data();
+      let scale = 1e-6;
+      for (const v of ref[o]) if (Number.isFinite(v)) scale = Math.max(scale, Math.abs(v));
+      const tol = (c.tol ?? 1e-4) * Math.max(1, scale);
+      for (let i = 0; i < got.length; i++) {
+        const r = ref[o][i], g = got[i];
+        if (!Number.isFinite(r)) {
+          assert.ok(
+            Object.is(r, g) || (Number.isNaN(r) && Number.isNaN(g)),
+            `out${o}[${i}]: ${g} vs ${r}`,
+          );
+          continue;
+        }
+        assert.ok(
+          Math.abs(g - r) <= tol,
+          `${op.name} ${c.label} (${kernel}) out${o}[${i}]: ${g} vs ${r}`,
+        );
+      }
+    }
+    for (const t of [...ts, ...outs]) t.dispose();
+  } finally {
+    useAttentionKernel(null);
+  }
+}
+
+/** Registry cases whose head size a tile can take (D % 4 == 0; the rest run the row kernels). */
+const TILEABLE = ATTENTION_ENTRIES.flatMap((e) =>
+  e.cases.map((c, k) => ({ op: e.op as OpDef<AttentionParams>, c, k }))
+).filter(({ c }) => c.inputs[0].shape[3] % 4 === 0);
+
+Deno.test("tiled attention (8×8 tiles) equals the CPU reference on every registry case, forward and backward", async () => {
+  assert.ok(TILEABLE.length >= 30, `only ${TILEABLE.length} cases`);
+  for (const { op, c, k } of TILEABLE) await check(op, c, "a8x8_2x2", 1 + k);
+});
+
+/** Several query blocks and key tiles at D = 64, padding and a fully masked batch row. */
+function caseAt(op: OpDef<AttentionParams>, causal: boolean, T: number, S: number): OpCase {
+  const B = 2, H = 2, D = 64, lens = [S - 9, causal ? S : 0];
+  const shape = (L: number) => [B, L, H, D];
+  const mask = {
+    shape: [B, S],
+    values: Array.from({ length: B * S }, (_, i) => +(i % S < lens[Math.floor(i / S)])),
+  };
+  const params = {
+    layout: "BTHD" as const,
+    hasMask: true,
+    causal,
+    scale: 0.125,
+    dropoutP: 0.1,
+    seed: 5,
+  };
+  if (op === ATTENTION) {
+    return {
+      label: `T=${T} S=${S}`,
+      inputs: [{ shape: shape(T) }, { shape: shape(S) }, { shape: shape(S) }, mask],
+      params,
+    };
+  }
+  return {
+    label: `T=${T} S=${S}`,
+    inputs: [
+      { shape: shape(T) },
+      { shape: shape(S) },
+      { shape: shape(S) },
+      { shape: shape(T) },
+      { shape: [B, T, H], min: 0, max: 2 },
+      { shape: shape(T) },
+      mask,
+    ],
+    params: { ...params, hasDLse: false },
+  };
+}
+
+Deno.test("every registered attention tile that fits the adapter equals the CPU reference at D = 64", async () => {
+  for (const [op, kind] of [[ATTENTION, "fwd"], [ATTENTION_BACKWARD, "bwd"]] as const) {
+    const tiles = fittingAttentionTiles(kind, 64, target);
+    assert.ok(tiles.length >= 3, `${kind}: only ${tiles.join(", ")} fit`);
+    for (const tile of tiles) await check(op, caseAt(op, true, 70, 70), tile, 3);
+    // cross attention (S ≠ T, not causal) on the preferred tile
+    await check(op, caseAt(op, false, 37, 75), tiles[0], 4);
+  }
+});
+
+Deno.test("autotuneAttention() times the candidates and the selection runs the fastest", async () => {
+  clearAttentionTuning();
+  const shape = {
+    op: "fwd" as const,
+    BH: 4,
+    T: 20,
+    S: 20,
+    D: 16,
+    causal: true,
+    mask: true,
+    dropout: false,
+  };
+  const [r] = await autotuneAttention(gpu, [shape], { force: true, kernels: ["rows", "a8x8_2x2"] });
+  assert.deepEqual(Object.keys(r.ms).sort(), ["a8x8_2x2", "rows"]);
+  assert.ok(Object.values(r.ms).every((ms) => ms > 0 && Number.isFinite(ms)), JSON.stringify(r.ms));
+  const best = r.ms.rows <= r.ms.a8x8_2x2 ? "rows" : "a8x8_2x2";
+  assert.equal(r.kernel, best);
+  assert.deepEqual(Object.values(attentionTunedTable(target.description)), [best]);
+  clearAttentionTuning();
+});
