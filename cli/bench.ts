@@ -47,9 +47,9 @@ Options:
                            (WebGPU adapters with timestamp-query)
   --device auto|webgpu|cpu (default auto)
   --f16-accumulate f32|f16 with --precision f16: f16 FMAs within 16-deep K slices (as train)
-  --tune auto|on|off       tune the matmul kernels on the first warm-up step's shapes, as
-                           train does (default auto: on a hardware GPU); the line gets
-                           "tune_s" and "tuned_shapes"
+  --tune auto|on|off       tune the matmul and attention kernels on the first warm-up step's
+                           shapes, as train does (default auto: on a hardware GPU); the line
+                           gets "tune_s", "tuned_shapes" and "tuned_attention"
   --tune-tiles T,T         also time these generator tiles when tuning (as train)
   --tune-cache FILE|off    the tuning cache (as train)
   --torch PYTHON           then run bench/torch_baseline.py with PYTHON on the same

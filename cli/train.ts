@@ -74,9 +74,9 @@ Run:
                            --precision, --f16-accumulate, --batch-size, --grad-accum,
                            --max-grad-norm and --label-smoothing (giving another value is an error)
   --device auto|webgpu|cpu where to train (default auto: a hardware WebGPU adapter, else CPU)
-  --tune auto|on|off       time the matmul kernel variants on the first step's shapes and use
-                           the fastest (default auto: on a hardware GPU; same numbers up to f32
-                           rounding)
+  --tune auto|on|off       time the matmul variants and attention kernels on the first step's
+                           shapes and use the fastest (default auto: on a hardware GPU; same
+                           numbers up to f32 rounding)
   --tune-cache FILE|off    keep tuned choices per adapter in FILE (default tuning.json in
                            $WEBSEQ_CACHE or ~/.cache/webseq when write access to it is granted)
   --tune-tiles T,T         also time these generator tiles (names as bench/ops_bench.ts
