@@ -7,10 +7,14 @@
  * position; the GPU (which cannot throw) gives a zero row for them and they
  * receive no gradient.
  *
- * The GPU backward has no float atomics to rely on, so it links each position
- * to the next position holding the same id (`next[p]`) and finds the first
- * position of each id (`head[v]`); one thread per (v, c) then walks its list.
- * The work is O(N·C + V·C) plus an O(N²) id scan that reads only ids.
+ * The GPU backward has no float atomics to rely on, so it sorts the
+ * positions by id with a stable least-significant-digit radix sort (8-bit
+ * digits: one pass per byte of V; per pass a digit count per block of 256
+ * positions, one prefix sum, a stable scatter), which keeps each id's
+ * positions in increasing order; one workgroup per table row then finds its
+ * run of positions by binary search and adds their dy rows in that order.
+ * The work is O(N·C + V·C) and O(N) per pass to sort (it was an O(N²) scan
+ * for the next position of the same id: 0.33 s at N = 8192 on llvmpipe).
  *
  * @example
  * ```ts
@@ -24,9 +28,10 @@
  * @module
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
-import { fmtShape, type OpDef, packUniform, sizeOf } from "../tensor/types.ts";
+import { fmtShape, type GpuKernel, type OpDef, packUniform, sizeOf } from "../tensor/types.ts";
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
+import { rowWorkgroupSize } from "./softmax.ts";
 
 /**
  * Embedding gather: inputs `[weight [V, C], ids i32 [...]]`, output `[..., C]`.
@@ -91,7 +96,173 @@ export interface EmbeddingGradParams {
   V: number;
 }
 
-const NONE = "0xffffffffu";
+/** Positions per block of the GPU backward's radix sort (one workgroup, one per thread). */
+const SORT_BLOCK = 256;
+/** Buckets of one radix pass (8-bit digits). */
+const RADIX = 256;
+
+/** 8-bit passes that sort keys 0..V (V: the key of out-of-range ids). */
+function radixPasses(V: number): number {
+  return Math.max(1, Math.ceil(Math.ceil(Math.log2(V + 1)) / 8));
+}
+
+const RADIX_UNIFORM = `struct U { N: u32, NB: u32, V: u32, shift: u32, M: u32 }`;
+
+/** WGSL: the sort key of position i (pass 0: from ids, out-of-range ids → V; else stored). */
+function keyAt(first: boolean): string {
+  return first
+    ? `fn key_at(i: u32) -> u32 {
+  let v = src[i];
+  return select(u.V, u32(v), v >= 0 && u32(v) < u.V);
+}`
+    : "fn key_at(i: u32) -> u32 { return src[i]; }";
+}
+
+/**
+ * Radix pass, step 1: each block of {@linkcode SORT_BLOCK} positions counts
+ * its keys' digits; `hist[d·NB + b]` (digit-major, so one exclusive scan
+ * gives every (digit, block) its first output slot).
+ */
+function radixHistogramWgsl(first: boolean): string {
+  return `
+@group(0) @binding(0) var<storage, read> src: array<${first ? "i32" : "u32"}>;
+@group(0) @binding(1) var<storage, read_write> hist: array<u32>;
+${RADIX_UNIFORM}
+@group(0) @binding(2) var<uniform> u: U;
+var<workgroup> cnt: array<atomic<u32>, ${RADIX}>;
+${keyAt(first)}
+@compute @workgroup_size(${SORT_BLOCK})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) t: u32) {
+  let b = wid.x + wid.y * nwg.x;
+  if (b >= u.NB) { return; }
+  atomicStore(&cnt[t], 0u);
+  workgroupBarrier();
+  let i = b * ${SORT_BLOCK}u + t;
+  if (i < u.N) { atomicAdd(&cnt[(key_at(i) >> u.shift) & ${RADIX - 1}u], 1u); }
+  workgroupBarrier();
+  hist[t * u.NB + b] = atomicLoad(&cnt[t]);
+}`;
+}
+
+/** Radix pass, step 2: the exclusive prefix sum of `hist` (M entries) in one workgroup. */
+const RADIX_SCAN_WGSL = `
+@group(0) @binding(0) var<storage, read_write> hist: array<u32>;
+${RADIX_UNIFORM}
+@group(0) @binding(1) var<uniform> u: U;
+var<workgroup> part: array<u32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) t: u32) {
+  // each thread a contiguous chunk: its sum, a scan of the 256 sums, then the chunk's prefixes
+  let per = (u.M + 255u) / 256u;
+  let lo = min(t * per, u.M);
+  let hi = min(lo + per, u.M);
+  var s = 0u;
+  for (var j = lo; j < hi; j++) { s += hist[j]; }
+  part[t] = s;
+  workgroupBarrier();
+  for (var off = 1u; off < 256u; off <<= 1u) {
+    var x = 0u;
+    if (t >= off) { x = part[t - off]; }
+    workgroupBarrier();
+    part[t] += x;
+    workgroupBarrier();
+  }
+  var run = 0u;
+  if (t > 0u) { run = part[t - 1u]; }
+  for (var j = lo; j < hi; j++) {
+    let h = hist[j];
+    hist[j] = run;
+    run += h;
+  }
+}`;
+
+/**
+ * Radix pass, step 3: each position goes to its (digit, block) slot plus
+ * the number of earlier positions of its block with the same digit: a
+ * stable pass, so positions of one id stay in increasing order.
+ */
+function radixScatterWgsl(first: boolean): string {
+  return `
+@group(0) @binding(0) var<storage, read> src: array<${first ? "i32" : "u32"}>;
+${
+    first
+      ? `@group(0) @binding(1) var<storage, read> hist: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dkeys: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dpos: array<u32>;
+${RADIX_UNIFORM}
+@group(0) @binding(4) var<uniform> u: U;`
+      : `@group(0) @binding(1) var<storage, read> spos: array<u32>;
+@group(0) @binding(2) var<storage, read> hist: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dkeys: array<u32>;
+@group(0) @binding(4) var<storage, read_write> dpos: array<u32>;
+${RADIX_UNIFORM}
+@group(0) @binding(5) var<uniform> u: U;`
+  }
+var<workgroup> dig: array<u32, ${SORT_BLOCK}>;
+${keyAt(first)}
+@compute @workgroup_size(${SORT_BLOCK})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) t: u32) {
+  let b = wid.x + wid.y * nwg.x;
+  if (b >= u.NB) { return; }
+  let i = b * ${SORT_BLOCK}u + t;
+  var k = 0u;
+  var d = ${RADIX}u; // past the end: matches no digit
+  if (i < u.N) {
+    k = key_at(i);
+    d = (k >> u.shift) & ${RADIX - 1}u;
+  }
+  dig[t] = d;
+  workgroupBarrier();
+  if (i < u.N) {
+    var rank = 0u;
+    for (var j = 0u; j < t; j++) { rank += select(0u, 1u, dig[j] == d); }
+    let at = hist[d * u.NB + b] + rank;
+    dkeys[at] = k;
+    dpos[at] = ${first ? "i" : "spos[i]"};
+  }
+}`;
+}
+
+/**
+ * The sum: one workgroup per table row v finds its positions in the sorted
+ * keys (two binary searches) and adds their dy rows in position order.
+ */
+function segmentSumWgsl(wg: number): string {
+  return `
+@group(0) @binding(0) var<storage, read> keys: array<u32>;
+@group(0) @binding(1) var<storage, read> pos: array<u32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dw: array<f32>;
+struct U { N: u32, V: u32, C: u32 }
+@group(0) @binding(4) var<uniform> u: U;
+var<workgroup> run: vec2u;
+// the first sorted slot whose key is at least x
+fn lower_bound(x: u32) -> u32 {
+  var lo = 0u;
+  var hi = u.N;
+  while (lo < hi) {
+    let mid = (lo + hi) / 2u;
+    if (keys[mid] < x) { lo = mid + 1u; } else { hi = mid; }
+  }
+  return lo;
+}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let v = wid.x + wid.y * nwg.x;
+  if (v >= u.V) { return; }
+  // one thread searches, the workgroup shares the run
+  if (lid == 0u) { run = vec2u(lower_bound(v), lower_bound(v + 1u)); }
+  let r = workgroupUniformLoad(&run);
+  for (var c = lid; c < u.C; c += ${wg}u) {
+    var acc = 0.0;
+    for (var s = r.x; s < r.y; s++) { acc += dy[pos[s] * u.C + c]; }
+    dw[v * u.C + c] = acc;
+  }
+}`;
+}
 
 /**
  * Embedding backward (scatter-add): inputs `[ids i32 [...], dy [..., C]]`,
@@ -129,74 +300,50 @@ export const EMBEDDING_GRAD: OpDef<EmbeddingGradParams> = {
     const dyShape = info.inputs[1].shape;
     const C = dyShape[dyShape.length - 1];
     const V = p.V;
-    return {
-      // tmp 0: head [V] (first position of each id), tmp 1: next [N] (next position, same id)
-      temps: [Math.max(4, V * 4), Math.max(4, N * 4)],
-      kernels: [
+    const NB = Math.ceil(N / SORT_BLOCK); // sort blocks
+    const passes = radixPasses(V);
+    // tmp 0/1: keys and positions (one ping-pong side), tmp 2/3: the other side,
+    // tmp 4: per-(digit, block) counts, then their exclusive prefix sums
+    const n4 = Math.max(4, N * 4);
+    const temps = [n4, n4, n4, n4, Math.max(4, RADIX * NB * 4)];
+    const kernels: GpuKernel[] = [];
+    for (let pass = 0; pass < passes; pass++) {
+      const first = pass === 0;
+      const uniform = packUniform([N, NB, V, 8 * pass, RADIX * NB]);
+      // pass 0 reads ids (positions are the thread's); later passes the side the last one wrote
+      const from = pass % 2 === 1 ? 0 : 2, to = pass % 2 === 1 ? 2 : 0;
+      const srcKeys: GpuKernel["bind"][number] = first ? { in: 0 } : { tmp: from };
+      kernels.push(
         {
-          code: `
-@group(0) @binding(0) var<storage, read_write> head: array<u32>;
-struct U { V: u32 }
-@group(0) @binding(1) var<uniform> u: U;
-${MAIN_1D()} {
-  ${LINEAR_INDEX()}
-  if (i >= u.V) { return; }
-  head[i] = ${NONE};
-}`,
-          bind: [{ tmp: 0 }],
-          uniform: packUniform([V]),
-          workgroups: grid1d(V),
+          code: radixHistogramWgsl(first),
+          bind: [srcKeys, { tmp: 4 }],
+          uniform,
+          workgroups: grid1d(NB, 1),
         },
+        { code: RADIX_SCAN_WGSL, bind: [{ tmp: 4 }], uniform, workgroups: [1, 1, 1] },
         {
-          code: `
-@group(0) @binding(0) var<storage, read> ids: array<i32>;
-@group(0) @binding(1) var<storage, read_write> head: array<u32>;
-@group(0) @binding(2) var<storage, read_write> next: array<u32>;
-struct U { N: u32, V: u32 }
-@group(0) @binding(3) var<uniform> u: U;
-${MAIN_1D()} {
-  ${LINEAR_INDEX()}
-  if (i >= u.N) { return; }
-  let v = ids[i];
-  var nx = ${NONE};
-  for (var q = i + 1u; q < u.N; q++) { if (ids[q] == v) { nx = q; break; } }
-  next[i] = nx;
-  if (v < 0 || u32(v) >= u.V) { return; }
-  var first = true;
-  for (var q = i; q > 0u; q--) { if (ids[q - 1u] == v) { first = false; break; } }
-  if (first) { head[u32(v)] = i; }
-}`,
-          bind: [{ in: 0 }, { tmp: 0 }, { tmp: 1 }],
-          uniform: packUniform([N, V]),
-          workgroups: grid1d(N),
+          code: radixScatterWgsl(first),
+          bind: [
+            srcKeys,
+            ...(first ? [] : [{ tmp: from + 1 }]),
+            { tmp: 4 },
+            { tmp: to },
+            { tmp: to + 1 },
+          ],
+          uniform,
+          workgroups: grid1d(NB, 1),
         },
-        {
-          code: `
-@group(0) @binding(0) var<storage, read> head: array<u32>;
-@group(0) @binding(1) var<storage, read> next: array<u32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dw: array<f32>;
-struct U { n: u32, C: u32 }
-@group(0) @binding(4) var<uniform> u: U;
-${MAIN_1D()} {
-  ${LINEAR_INDEX()}
-  if (i >= u.n) { return; }
-  let c = i % u.C;
-  var acc: f32 = 0.0;
-  var q = head[i / u.C];
-  loop {
-    if (q == ${NONE}) { break; }
-    acc += dy[q * u.C + c];
-    q = next[q];
-  }
-  dw[i] = acc;
-}`,
-          bind: [{ tmp: 0 }, { tmp: 1 }, { in: 1 }, { out: 0 }],
-          uniform: packUniform([V * C, C]),
-          workgroups: grid1d(V * C),
-        },
-      ],
-    };
+      );
+    }
+    const last = (passes - 1) % 2 === 1 ? 2 : 0; // the side the last pass wrote
+    const wg = rowWorkgroupSize(C);
+    kernels.push({
+      code: segmentSumWgsl(wg),
+      bind: [{ tmp: last }, { tmp: last + 1 }, { in: 1 }, { out: 0 }],
+      uniform: packUniform([N, V, C]),
+      workgroups: grid1d(V, 1),
+    });
+    return { temps, kernels };
   },
 };
 

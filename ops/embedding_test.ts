@@ -83,3 +83,30 @@ Deno.test({
     assertClose(gpu.dw, cpu.dw, 1e-4, "dweight");
   },
 });
+
+Deno.test({
+  name:
+    "embedding() backward on WebGPU sums each id's rows in position order (f32, bit for bit), V up to 70000",
+  ignore: NO_GPU,
+  fn: async () => {
+    // V = 70000 needs three radix passes; 40% of 1100 positions (5 blocks) hold id 0
+    for (const V of [300, 70000]) {
+      const rng = makeRng(V);
+      const C = 3, N = 1100;
+      const ids = Array.from({ length: N }, () => (rng() < 0.4 ? 0 : Math.floor(rng() * V)));
+      ids[7] = V - 1;
+      const dy = Float32Array.from({ length: N * C }, () => rng() * 2 - 1);
+      const want = new Float32Array(V * C); // f32 sums in increasing position order
+      for (let q = 0; q < N; q++) {
+        for (let c = 0; c < C; c++) {
+          want[ids[q] * C + c] = Math.fround(want[ids[q] * C + c] + dy[q * C + c]);
+        }
+      }
+      const w = new Float32Array(V * C);
+      const gpu = await run(w, V, C, ids, [N], Array.from(dy), GPU!);
+      for (let i = 0; i < want.length; i++) {
+        if (gpu.dw[i] !== want[i]) assert.fail(`V=${V} dweight[${i}]: ${gpu.dw[i]} vs ${want[i]}`);
+      }
+    }
+  },
+});
