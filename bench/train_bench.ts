@@ -51,7 +51,10 @@ export interface TrainBenchOptions {
   tuneAttentionKernels?: string[];
   /** The tuning cache file (as the trainer's `tuneCache`; default where permitted, null: none). */
   tuneCache?: string | null;
-  /** After the timed steps, time one more step per kernel (WebGPU with timestamp-query). */
+  /**
+   * After the timed steps, time one more step per op (GPU time on WebGPU with timestamp-query,
+   * wall clock of each op's function on the CPU).
+   */
   profile?: boolean;
   /** "f32" (default) or "f16": the trainer's mixed precision (f16 Linear matmuls, loss scaling). */
   precision?: Precision;
@@ -117,7 +120,7 @@ export interface TrainBenchLine {
   tune_cache?: string;
   /** See `tune_cache`. */
   tune_cached?: number;
-  /** GPU milliseconds per op of one profiled step, largest first (with `profile`). */
+  /** Milliseconds per op of one profiled step, largest first (with `profile`). */
   kernel_ms?: Record<string, number>;
 }
 

@@ -43,8 +43,8 @@ Options:
   --precision f32|f16      f16: the trainer's mixed precision (f16 Linear matmuls with f32
                            accumulation, loss scaling); WebGPU needs shader-f16 (default f32)
   --ops                    also run the kernel benchmarks (matmul, attention, dispatch)
-  --profile                add "kernel_ms": GPU time per op of one extra step
-                           (WebGPU adapters with timestamp-query)
+  --profile                add "kernel_ms": time per op of one extra step (GPU time on
+                           WebGPU adapters with timestamp-query; wall clock on the CPU)
   --device auto|webgpu|cpu (default auto)
   --f16-accumulate f32|f16 with --precision f16: f16 FMAs within 16-deep K slices (as train)
   --tune auto|on|off       tune the matmul and attention kernels on the first warm-up step's

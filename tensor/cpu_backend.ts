@@ -48,6 +48,7 @@ export class CpuBackend implements Backend {
   #live = 0;
   #peak = 0;
   #count = 0;
+  #profile: Map<string, { ms: number; dispatches: number }> | null = null;
 
   #wrap(array: CpuArray): CpuStorage {
     this.#live += array.byteLength;
@@ -96,8 +97,35 @@ export class CpuBackend implements Backend {
     if (op.mutates?.length) writes++;
     const ins = inputs.map((s) => (s as CpuStorage).array);
     const outs = info.outputs.map((o) => allocArray(o.dtype, sizeOf(o.shape)));
-    op.cpu(ins, outs, info, params);
+    if (this.#profile) {
+      const t0 = performance.now();
+      op.cpu(ins, outs, info, params);
+      const e = this.#profile.get(op.name) ?? { ms: 0, dispatches: 0 };
+      e.ms += performance.now() - t0;
+      e.dispatches++;
+      this.#profile.set(op.name, e);
+    } else op.cpu(ins, outs, info, params);
     return outs.map((a) => this.#wrap(a));
+  }
+
+  /**
+   * Starts timing ops (wall clock of each op's CPU function, by op name;
+   * allocation and autograd bookkeeping not included) until
+   * {@linkcode CpuBackend.endProfile}. Returns true (the CPU can always).
+   */
+  beginProfile(): boolean {
+    this.#profile = new Map();
+    return true;
+  }
+
+  /** Milliseconds and calls per op name since {@linkcode CpuBackend.beginProfile}. */
+  endProfile(): Promise<Record<string, { ms: number; dispatches: number }>> {
+    if (!this.#profile) {
+      return Promise.reject(new TypeError("endProfile() without beginProfile()"));
+    }
+    const out = Object.fromEntries(this.#profile);
+    this.#profile = null;
+    return Promise.resolve(out);
   }
 
   /** A copy of the data. */

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { add, matmul, mul, reshape, scale, sum } from "../ops/mod.ts";
-import { CPU } from "./cpu_backend.ts";
+import { CPU, CpuBackend } from "./cpu_backend.ts";
 import {
   apply,
   copyInto,
@@ -313,4 +313,19 @@ Deno.test("shareStorageOf() moves a tensor onto a view and frees its old storage
     p.dispose();
     assert.equal(backend.memoryStats().liveBytes, live, `${backend.kind}: live bytes back`);
   }
+});
+
+Deno.test("CpuBackend.beginProfile()/endProfile() time each op by name while on", async () => {
+  const cpu = new CpuBackend();
+  const a = tensor([1, 2, 3, 4], [2, 2], { backend: cpu });
+  assert.equal(cpu.beginProfile(), true);
+  const b = matmul(a, a);
+  add(b, a);
+  add(b, b);
+  const prof = await cpu.endProfile();
+  assert.deepEqual(Object.keys(prof).sort(), ["binary", "matmul"]);
+  assert.equal(prof.binary.dispatches, 2);
+  assert.ok(prof.matmul.ms >= 0 && prof.matmul.dispatches === 1);
+  await assert.rejects(() => cpu.endProfile(), /endProfile\(\) without beginProfile\(\)/);
+  add(b, b); // not recorded
 });
