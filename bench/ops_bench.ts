@@ -526,7 +526,8 @@ async function benchAttention(
   if (backend.kind !== "cpu" && isSoftware(backend) && !large) {
     return [{ ...base, skipped: "software adapter (pass --large to run)" }];
   }
-  const shapes = isSoftware(backend) ? [[2, 16]] : [[16, 32], [16, 128], [8, 512]];
+  // [B, T] with small's heads; on a GPU also [64, 128] with base's 8 heads (a base batch)
+  const shapes = isSoftware(backend) ? [[2, 16]] : [[16, 32], [16, 128], [8, 512], [64, 128, 8]];
   // on a GPU: the row kernels and each registered tile that fits (forced by name; a tile that
   // does not fit the backward runs the first one that does there)
   const kernels = backend.kind === "webgpu"
@@ -551,10 +552,11 @@ async function benchAttentionShapes(
   shapes: number[][],
   o: { H: number; D: number; kernel: string; minTimeMs: number },
 ): Promise<OpsBenchLine[]> {
-  const { H, D, kernel, minTimeMs } = o;
+  const { D, kernel, minTimeMs } = o;
   const base = { kind: "attention", device: backend.description, backend: backend.kind, kernel };
   const lines: OpsBenchLine[] = [];
-  for (const [B, T] of shapes) {
+  for (const [B, T, heads] of shapes) {
+    const H = heads ?? o.H;
     const q = randomTensor([B, H, T, D], backend, 3);
     const k = randomTensor([B, H, T, D], backend, 4);
     const v = randomTensor([B, H, T, D], backend, 5);
