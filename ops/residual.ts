@@ -14,9 +14,10 @@
  * op gives the same f32 numbers as `add(x, mul(mul(dropout(branch), gamma), keep))`.
  *
  * Backward: `dx = dy` (a view, no copy), `dbranch = keepDrop · gamma ·
- * keepPath · dy` (one dispatch) and `dgamma[c] = Σ_rows keepPath · dy ·
- * keepDrop · branch` (one dispatch, a column reduction) — both from
- * {@linkcode RESIDUAL_BACKWARD}, the masks recomputed from the seeds.
+ * keepPath · dy` and `dgamma[c] = Σ_rows keepPath · dy · keepDrop · branch`
+ * — both from {@linkcode RESIDUAL_BACKWARD}, the masks recomputed from the
+ * seeds; on the GPU one pass writes dbranch and partial dgamma sums of row
+ * blocks, a second adds the partials in order (without gamma: dbranch only).
  *
  * @example
  * ```ts
@@ -318,7 +319,14 @@ function dgammaRows(g: Geometry): number {
  * block's 8192 rows × 512 channels took 8 workgroups and milliseconds.
  */
 function dgammaKernel(v: Variant): string {
-  return header([["dy", "read"], ["branch", "read"], ["dpart", "read_write"]]) + maskFns(v) + `
+  const bufs: [string, "read" | "read_write"][] = [
+    ["dy", "read"],
+    ["branch", "read"],
+    ["gamma", "read"],
+    ["dpart", "read_write"],
+    ["dbranch", "read_write"],
+  ];
+  return header(bufs) + maskFns(v) + `
 var<workgroup> part: array<f32, ${COLS * LANES}>;
 @compute @workgroup_size(${COLS}, ${LANES})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -327,9 +335,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let r1 = min(rows, (wid.y + 1u) * u.rows);
   var acc = 0.0;
   if (c < u.C) {
+    let gc = gamma[c];
     for (var r = wid.y * u.rows + lid.y; r < r1; r += ${LANES}u) {
       let i = r * u.C + c;
-      acc += (dy[i] * kp(i)) * (branch[i] * kd(i));
+      let dp = dy[i] * kp(i);
+      let kdi = kd(i);
+      acc += dp * (branch[i] * kdi);
+      // dbranch of this element too (the dbranch kernel's products, in its order)
+      dbranch[i] = (dp * gc) * kdi;
     }
   }
   part[lid.y * ${COLS}u + lid.x] = acc;
@@ -435,18 +448,21 @@ export const RESIDUAL_BACKWARD: OpDef<ResidualParams> = {
   gpu(info, p) {
     const g = geometry(info.inputs[0], p.hasGamma ? info.inputs[2] : null, "residualBackward");
     const v = variantOf(p), u = uniform(g, p);
-    const kernels: GpuKernel[] = [{
-      code: dbranchKernel(v),
-      bind: p.hasGamma ? [{ in: 0 }, { in: 2 }, { out: 0 }] : [{ in: 0 }, { out: 0 }],
-      uniform: u,
-      workgroups: grid1d(g.n),
-    }];
-    if (!p.hasGamma) return { kernels };
-    // dgamma: partial sums of row blocks (scratch), then their sum in order
+    if (!p.hasGamma) {
+      return {
+        kernels: [{
+          code: dbranchKernel(v),
+          bind: [{ in: 0 }, { out: 0 }],
+          uniform: u,
+          workgroups: grid1d(g.n),
+        }],
+      };
+    }
+    // dbranch and the partial dgamma sums of row blocks (scratch) in one pass, then their sum
     const S = Math.max(1, Math.ceil(g.n / Math.max(1, g.C) / dgammaRows(g)));
-    kernels.push({
+    const kernels: GpuKernel[] = [{
       code: dgammaKernel(v),
-      bind: [{ in: 0 }, { in: 1 }, { tmp: 0 }],
+      bind: [{ in: 0 }, { in: 1 }, { in: 2 }, { tmp: 0 }, { out: 0 }],
       uniform: u,
       workgroups: [Math.ceil(g.C / COLS), S, 1],
     }, {
@@ -454,7 +470,7 @@ export const RESIDUAL_BACKWARD: OpDef<ResidualParams> = {
       bind: [{ tmp: 0 }, { out: 1 }],
       uniform: packUniform([g.C, S, g.C, 0, g.C]),
       workgroups: grid1d(g.C),
-    });
+    }];
     return { temps: [Math.max(16, S * g.C * 4)], kernels };
   },
 };
