@@ -89,6 +89,13 @@ export const LAYER_NORM: OpDef<LayerNormParams> = {
   gpu(info, p) {
     const [R, C] = lastAxisRows(info.inputs[0].shape);
     const wg = rowWorkgroupSize(C);
+    const cols = Math.max(1, Math.ceil(C / wg)); // elements per thread, kept in registers
+    // the per-column loops run over a constant trip count, so the array stays in registers
+    const perCol = (body: string) =>
+      `for (var t = 0u; t < ${cols}u; t++) {
+    let j = lid + t * ${wg}u;
+    if (j < u.C) { ${body} }
+  }`;
     return {
       kernels: [{
         code: `
@@ -103,13 +110,15 @@ struct U { R: u32, C: u32, eps: f32 }
 ${wgslRowReduce(wg)}
 ${wgslRowMain(wg)}
   let o = row * u.C;
+  // x is read once (its elements stay in registers for the three passes)
+  var xr: array<f32, ${cols}>;
   var ps: f32 = 0.0;
-  for (var j = lid; j < u.C; j += ${wg}u) { ps += x[o + j]; }
+  ${perCol("xr[t] = x[o + j]; ps += xr[t];")}
   let m = wg_sum(ps, lid) / f32(u.C);
   var pv: f32 = 0.0;
-  for (var j = lid; j < u.C; j += ${wg}u) { let d = x[o + j] - m; pv += d * d; }
+  ${perCol("let d = xr[t] - m; pv += d * d;")}
   let rs = 1.0 / sqrt(wg_sum(pv, lid) / f32(u.C) + u.eps);
-  for (var j = lid; j < u.C; j += ${wg}u) { y[o + j] = (x[o + j] - m) * rs * w[j] + b[j]; }
+  ${perCol("y[o + j] = (xr[t] - m) * rs * w[j] + b[j];")}
   if (lid == 0u) { mean[row] = m; rstd[row] = rs; }
 }`,
         bind: [{ in: 0 }, { in: 1 }, { in: 2 }, { out: 0 }, { out: 1 }, { out: 2 }],
@@ -134,8 +143,12 @@ ${wgslRowMain(wg)}
 
 /** At most this many rows are summed serially per workgroup of the backward. */
 const MAX_ROWS_PER_GROUP = 16;
-/** Workgroups the backward aims for (so also partial sums per column). */
-const TARGET_GROUPS = 512;
+/**
+ * Workgroups the backward aims for (so also partial sums per column): a
+ * `base` batch's 8192 rows give 4 rows per workgroup, so a large GPU keeps
+ * several workgroups per multiprocessor and walks few rows serially.
+ */
+const TARGET_GROUPS = 2048;
 /**
  * Up to this many rows one workgroup does them all and writes dweight/dbias
  * itself: one dispatch (a few row trees cost less than a second dispatch).
