@@ -948,6 +948,7 @@ export {
   parseAttentionTileName,
   selectAttentionKernel,
   setTunedAttentionKernel,
+  tileThreads as attentionTileThreads,
   tunedAttentionKernel,
   useAttentionKernel,
 } from "./_attention_tiled.ts";

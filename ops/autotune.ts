@@ -26,6 +26,7 @@ import {
   setTunedAttentionKernel,
   startAttentionShapeRecording,
   stopAttentionShapeRecording,
+  tileThreads,
   tunedAttentionKernel,
   withAttentionKernel,
 } from "./_attention_tiled.ts";
@@ -61,6 +62,9 @@ export interface AutotuneAttentionOptions {
   kernels?: string[];
 }
 
+/** Threads a registered tile needs to be among the tuner's default candidates. */
+const MIN_TUNED_THREADS = 32;
+
 /** Heads used for timing a geometry: any divisor of B·H gives the same work. */
 function headsOf(BH: number): number {
   for (const h of [8, 4, 2]) if (BH % h === 0) return h;
@@ -68,7 +72,8 @@ function headsOf(BH: number): number {
 }
 
 /**
- * Times the row kernels and every registered tile that fits the adapter on
+ * Times the row kernels and every registered tile of 32 threads or more that
+ * fits the adapter (or `kernels`) on
  * each geometry (its forward or its backward), remembers the fastest for
  * the geometry's class on this adapter, and returns the table. Off on
  * software adapters unless `force`. A forced kernel
@@ -127,7 +132,10 @@ export async function autotuneAttention(
         opName = ATTENTION_BACKWARD.name;
       }
       const ms: Record<string, number> = {};
-      const fit = fittingAttentionTiles(s.op, s.D, target);
+      // by default the registered tiles that fit and fill a warp (the smallest are for tests)
+      const fit = fittingAttentionTiles(s.op, s.D, target).filter((n) =>
+        tileThreads(parseAttentionTileName(n)!) >= MIN_TUNED_THREADS
+      );
       const names = opts.kernels
         ? opts.kernels.filter((n) => n === "rows" || attentionTileFitsName(s, n, target))
         : ["rows", ...fit];
