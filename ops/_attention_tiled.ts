@@ -551,7 +551,15 @@ export const ATTENTION_TILES: Readonly<Record<"fwd" | "bwd", readonly string[]>>
     "a8x8_2x2",
     "a8x8_2x1",
   ],
-  bwd: ["a32x32_2x8", "a32x16_2x4", "a16x16_2x4", "a16x8_2x4", "a8x8_2x2", "a8x8_2x1"],
+  bwd: [
+    "a32x32_2x8",
+    "a32x32_2x4",
+    "a32x16_2x4",
+    "a16x16_2x4",
+    "a16x8_2x4",
+    "a8x8_2x2",
+    "a8x8_2x1",
+  ],
 };
 
 /** The kernels of one attention op: the row kernels, or tiled ones of this tile. */
