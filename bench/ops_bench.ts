@@ -47,6 +47,7 @@ import { makeRng } from "../tensor/rng.ts";
 import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { DEFAULT_CONFIG, PRESETS } from "../nn/config.ts";
+import { errorLine } from "../tensor/errors.ts";
 
 /** Options of {@linkcode runOpsBench}. */
 export interface OpsBenchOptions {
@@ -279,7 +280,7 @@ async function benchVariant(
     }
     return line;
   } catch (err) {
-    return { ...base, skipped: `failed: ${firstLine(err)}` };
+    return { ...base, skipped: `failed: ${errorLine(err)}` };
   } finally {
     useMatmulVariant(null);
     a.dispose();
@@ -435,7 +436,7 @@ async function* sweepOne(
         const line = { ...base, tile: tileName(t), size, layout, precision };
         yield { ...line, timing, ms: round(ms, 4), gflops };
       } catch (err) {
-        yield { ...base, tile: tileName(t), size, layout, precision, skipped: firstLine(err) };
+        yield { ...base, tile: tileName(t), size, layout, precision, skipped: errorLine(err) };
       } finally {
         useMatmulVariant(null);
       }
@@ -590,16 +591,12 @@ async function benchAttentionShapes(
         gflops_dense_equiv: round(flops / (ms * 1e6), 2),
       });
     } catch (err) {
-      lines.push({ ...base, B, H, T, D, skipped: `attention() failed: ${firstLine(err)}` });
+      lines.push({ ...base, B, H, T, D, skipped: `attention() failed: ${errorLine(err)}` });
     } finally {
       for (const t of [q, k, v]) t.dispose();
     }
   }
   return lines;
-}
-
-function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split("\n")[0];
 }
 
 /** Runs the kernel benchmarks, yielding one line per measurement. */

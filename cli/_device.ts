@@ -16,6 +16,7 @@ import { GpuUnavailableError } from "../gpu/errors.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import type { Backend } from "../tensor/types.ts";
 import { UsageError } from "./_common.ts";
+import { errorLine } from "../tensor/errors.ts";
 
 /** The values `--device` accepts. */
 export type DeviceChoice = "auto" | "webgpu" | "cpu";
@@ -52,7 +53,7 @@ export async function selectBackend(
   try {
     gpu = await sharedGpuBackend();
   } catch (err) {
-    why = `WebGPU failed: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`;
+    why = `WebGPU failed: ${errorLine(err)}`;
   }
   if (gpu && (choice === "webgpu" || !isSoftwareAdapter(gpu))) return gpu;
   if (gpu) why = `the WebGPU adapter is a software one (${gpu.description})`;

@@ -16,6 +16,7 @@ import {
   stringFlag,
   UsageError,
 } from "./_common.ts";
+import { errorLine } from "../tensor/errors.ts";
 
 /** Help text of `webseq bleu`. */
 export const HELP: string =
@@ -50,11 +51,7 @@ async function readLines(path: string, flag: string): Promise<string[]> {
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
-    const why = err instanceof Deno.errors.NotFound
-      ? "no such file"
-      : err instanceof Error
-      ? err.message.split("\n")[0]
-      : String(err);
+    const why = err instanceof Deno.errors.NotFound ? "no such file" : errorLine(err);
     throw new Error(`cannot read ${flag} file ${path}: ${why}`);
   }
   if (text === "") return [];

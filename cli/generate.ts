@@ -18,6 +18,7 @@ import {
   UsageError,
 } from "./_common.ts";
 import { parseDevice, selectBackend } from "./_device.ts";
+import { errorLine } from "../tensor/errors.ts";
 
 /** Help text of `webseq generate`. */
 export const HELP: string =
@@ -167,11 +168,7 @@ async function readInputs(flags: Flags): Promise<string[]> {
   try {
     return splitLines(await Deno.readTextFile(input));
   } catch (err) {
-    const why = err instanceof Deno.errors.NotFound
-      ? "no such file"
-      : err instanceof Error
-      ? err.message.split("\n")[0]
-      : String(err);
+    const why = err instanceof Deno.errors.NotFound ? "no such file" : errorLine(err);
     throw new Error(`cannot read --input file ${input}: ${why}`);
   }
 }

@@ -23,6 +23,7 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import type { TextTokenizer } from "./tokenizer_types.ts";
 import { type TrainedTokenizer, trainedTokenizerFromObject } from "./bpe_trainer.ts";
 import { envVar, joinPath, webseqCacheDir } from "./cache_dir.ts";
+import { errorLine } from "../tensor/errors.ts";
 
 export type { TextTokenizer } from "./tokenizer_types.ts";
 
@@ -175,7 +176,7 @@ export function tokenizerFromJson(
   try {
     tok = new Tokenizer(filled, config);
   } catch (e) {
-    throw new TypeError(`${source}: ${firstLine(e)}`);
+    throw new TypeError(`${source}: ${errorLine(e)}`);
   }
   const fast = (opts.fastPath ?? true) && !configNeedsLibrary(config, filled)
     ? trainedTokenizerFromObject(filled)
@@ -278,7 +279,7 @@ export async function fetchTokenizerFromHub(
     try {
       res = await doFetch(url, { headers, signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000) });
     } catch (e) {
-      throw new Error(`Cannot download ${url}: ${firstLine(e)}`);
+      throw new Error(`Cannot download ${url}: ${errorLine(e)}`);
     }
     if (res.status === 404) {
       await res.body?.cancel();
@@ -294,7 +295,7 @@ export async function fetchTokenizerFromHub(
     try {
       return { url, text: await res.text() };
     } catch (e) {
-      throw new Error(`Cannot download ${url}: ${firstLine(e)}`);
+      throw new Error(`Cannot download ${url}: ${errorLine(e)}`);
     }
   };
 
@@ -461,7 +462,7 @@ function parseJson(text: string, source: string): unknown {
   } catch (e) {
     const err = locateJsonError(text);
     if (err === null) {
-      throw new SyntaxError(`${source}: invalid JSON: ${firstLine(e).slice(0, 120)}`);
+      throw new SyntaxError(`${source}: invalid JSON: ${errorLine(e).slice(0, 120)}`);
     }
     let line = 1;
     let lineStart = 0;
@@ -569,10 +570,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function kindOf(v: unknown): string {
   return v === null ? "null" : Array.isArray(v) ? "an array" : `a ${typeof v}`;
-}
-
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
 }
 
 function dirName(path: string): string {

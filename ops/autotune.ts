@@ -38,6 +38,7 @@ import {
   type MatmulTuning,
   msPerCall,
 } from "./matmul.ts";
+import { errorLine } from "../tensor/errors.ts";
 
 /** What {@linkcode autotuneAttention} found for one geometry. */
 export interface AttentionTuning {
@@ -228,7 +229,7 @@ export async function autotuneStep<T>(
     });
     return { ...base, attention, seconds: m.seconds + (performance.now() - t0) / 1000 };
   } catch (err) {
-    const error = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+    const error = errorLine(err);
     return { ...base, seconds: m.seconds + (performance.now() - t0) / 1000, error };
   }
 }

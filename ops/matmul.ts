@@ -75,6 +75,7 @@ import {
   withMatmulVariant,
 } from "./_matmul_variants.ts";
 import type { OpEntry } from "./registry.ts";
+import { errorLine } from "../tensor/errors.ts";
 
 /** Parameters of matmul. */
 export interface MatmulParams {
@@ -877,7 +878,7 @@ export async function autotuneMatmulsOf<T>(
     return { value, tunings, seconds: seconds() };
   } catch (err) {
     // tuning is an optimisation: a failure leaves the heuristic in charge, never the run
-    const error = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+    const error = errorLine(err);
     return { value, tunings: [], seconds: seconds(), error };
   }
 }

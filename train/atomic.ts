@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { errorLine } from "../tensor/errors.ts";
 
 /** What {@linkcode writeFileAtomic} can write: bytes, text, or a stream of byte chunks. */
 export type AtomicData =
@@ -88,7 +89,7 @@ export async function writeFileAtomic(
         await Deno.remove(temp);
       } catch { /* best effort */ }
     }
-    const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    const why = errorLine(err);
     throw new Error(`Cannot write ${path}: ${why}`, { cause: err });
   }
   await syncDir(dir);

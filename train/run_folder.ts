@@ -28,6 +28,7 @@ import {
   type TensorToWrite,
   writeSafetensors,
 } from "./safetensors.ts";
+import { errorLine } from "../tensor/errors.ts";
 
 /** File names inside a run folder (CONTRACTS.md §7). */
 export const RUN_FILES = {
@@ -68,7 +69,7 @@ function fileError(path: string, err: unknown): Error {
   if (err instanceof Deno.errors.NotFound) {
     return new Deno.errors.NotFound(`${path}: file is missing`);
   }
-  const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+  const why = errorLine(err);
   return new Error(`${path}: cannot read (${why})`, { cause: err });
 }
 
@@ -77,7 +78,7 @@ async function readJson(path: string): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (err) {
-    const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    const why = errorLine(err);
     throw new SyntaxError(`${path}: invalid JSON (${why})`);
   }
 }
@@ -350,7 +351,7 @@ export async function readJsonl(path: string): Promise<unknown[]> {
     try {
       out.push(JSON.parse(lines[i]));
     } catch (err) {
-      const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+      const why = errorLine(err);
       throw new SyntaxError(`${path}:${i + 1}: invalid JSON (${why})`);
     }
   }

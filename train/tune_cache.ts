@@ -33,6 +33,7 @@ import {
 } from "../ops/attention.ts";
 import { webseqCacheDir } from "../data/cache_dir.ts";
 import { writeJsonAtomic } from "./atomic.ts";
+import { errorLine } from "../tensor/errors.ts";
 
 /** The file's layout. */
 export interface TuneCacheFile {
@@ -149,7 +150,7 @@ export async function restoreTuneCache(
     if (n > 0) info(`kernels: ${n} tuned choices for this adapter from ${path}`);
     return n;
   } catch (err) {
-    const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    const why = errorLine(err);
     info(`kernels: tuning cache not used (${why}); tuning afresh`);
     return 0;
   }
@@ -165,7 +166,7 @@ export async function storeTuneCache(
     await saveTuneCache(path, gpu);
     info(`kernels: tuned choices saved to ${path}`);
   } catch (err) {
-    const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    const why = errorLine(err);
     info(`kernels: tuned choices not saved (${why})`);
   }
 }
