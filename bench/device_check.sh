@@ -65,9 +65,9 @@ section base_f16 90 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64
   --steps 3 --device webgpu --precision f16 --torch "$PY" --torch-bf16 --json
 section base_f16acc 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
   --tgt-len 128 --steps 3 --device webgpu --precision f16 --f16-accumulate f16 --json
-# 4. greedy decoding of base, choosing each token on the host (a readback per step, ~12 ms in
-#    Deno 2.9.6) and on the device (a readback per 8 steps)
-section generate 45 $RUN bench/generate_bench.ts --preset base --rows 16 --tokens 48 --json
+# 4. greedy decoding and sampling of base, choosing each token on the host (a readback per step,
+#    ~12 ms in Deno 2.9.6) and on the device (a readback per 8 steps)
+section generate 60 $RUN bench/generate_bench.ts --preset base --rows 16 --tokens 48 --json
 # 5. f16 matmuls at 4096 with f32 accumulation (the training default), for the f16 note
 section sweep16 30 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 20 \
   --sweep-precisions f16 --layouts NN --json

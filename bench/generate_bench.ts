@@ -1,14 +1,17 @@
 /**
- * Greedy decoding throughput of a randomly initialised preset, choosing each
- * token on the host (a readback per step) and on the device
- * (train/generate.ts `greedyOnDevice`, a readback per 8 steps), in one
- * process, as JSON lines:
+ * Greedy decoding and sampling throughput of a randomly initialised preset,
+ * choosing each token on the host (a readback per step) and on the device
+ * (train/generate.ts `greedyOnDevice` and `sampleOnDevice`, a readback per 8
+ * steps), in one process, as JSON lines (one per strategy; `--strategy
+ * greedy|sample` runs one):
  *
  *   deno run -A bench/generate_bench.ts --preset small --rows 8 --tokens 32 --json
  *
- * Both paths decode the same sequences (the line says so in `same_ids`); no
- * row ends early (the eos id is out of the vocabulary), so every row decodes
- * `--tokens` tokens.
+ * Sampling uses temperature 0.8, top-k 50 and top-p 0.9 (seed 0), so every
+ * filter runs. Both paths decode the same sequences (the line says so in
+ * `same_ids`; sampling may differ where a cumulative probability lies within
+ * f32 rounding of a draw); no row ends early (the eos id is out of the
+ * vocabulary), so every row decodes `--tokens` tokens.
  *
  * @module
  */
@@ -24,9 +27,19 @@ import {
   createDecodeSession,
   decodeSteps,
   type DecodeStepsOptions,
+  type GenerateStrategy,
   type GenerationResult,
   greedyOnDevice,
+  sampleOnDevice,
 } from "../train/generate.ts";
+
+/** The sampling settings of the "sample" lines (every filter on). */
+export const BENCH_SAMPLING: { temperature: number; topK: number; topP: number; seed: number } = {
+  temperature: 0.8,
+  topK: 50,
+  topP: 0.9,
+  seed: 0,
+};
 
 /** Options of {@linkcode benchGenerate}. */
 export interface GenerateBenchOptions {
@@ -44,12 +57,16 @@ export interface GenerateBenchOptions {
   tokens?: number;
   /** Timed repetitions after one warm-up (default 2). */
   repeats?: number;
+  /** "greedy" (default) or "sample" (with {@linkcode BENCH_SAMPLING}). */
+  strategy?: Exclude<GenerateStrategy, "beam">;
 }
 
 /** One result line. */
 export interface GenerateBenchLine {
   /** "generate". */
   kind: string;
+  /** "greedy" or "sample". */
+  strategy: string;
   /** `<backend kind>: <description>`. */
   device: string;
   /** The preset. */
@@ -70,7 +87,7 @@ export interface GenerateBenchLine {
   tokens_per_s: number;
 }
 
-/** Times greedy decoding both ways on a random model (see the module doc). */
+/** Times greedy decoding or sampling both ways on a random model (see the module doc). */
 export async function benchGenerate(opts: GenerateBenchOptions = {}): Promise<GenerateBenchLine> {
   const backend = opts.backend ?? (await sharedGpuBackend()) ?? CPU;
   const preset = opts.preset ?? "tiny";
@@ -85,7 +102,12 @@ export async function benchGenerate(opts: GenerateBenchOptions = {}): Promise<Ge
     { length: rows },
     (_, i) => Array.from({ length: srcLen }, (_, j) => 4 + ((i * 131 + j * 17) % (V - 4))),
   );
+  const strategy = opts.strategy ?? "greedy";
+  if (strategy !== "greedy" && strategy !== "sample") {
+    throw new TypeError(`strategy must be "greedy" or "sample", got "${strategy}"`);
+  }
   const ids: DecodeStepsOptions = {
+    ...(strategy === "sample" ? { strategy, ...BENCH_SAMPLING } : {}),
     maxNewTokens: tokens,
     vocabSize: V,
     startTokenId: cfg.decoder_start_token_id,
@@ -98,8 +120,9 @@ export async function benchGenerate(opts: GenerateBenchOptions = {}): Promise<Ge
       const session = createDecodeSession(model, src);
       const t0 = performance.now();
       try {
+        const onDevice = strategy === "sample" ? sampleOnDevice : greedyOnDevice;
         result = device
-          ? await greedyOnDevice(session, backend, ids)
+          ? await onDevice(session, backend, ids)
           : await decodeSteps(session.step, rows, ids);
       } finally {
         session.dispose();
@@ -112,6 +135,7 @@ export async function benchGenerate(opts: GenerateBenchOptions = {}): Promise<Ge
     const host = await time(false);
     const line: GenerateBenchLine = {
       kind: "generate",
+      strategy,
       device: `${backend.kind}: ${backend.description}`,
       preset,
       rows,
@@ -143,17 +167,24 @@ if (import.meta.main) {
       tokens: { type: "string" },
       "src-len": { type: "string" },
       device: { type: "string" },
+      strategy: { type: "string" },
       json: { type: "boolean" },
     },
   });
   const int = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const backend = values.device === "cpu" ? CPU : undefined;
-  const line = await benchGenerate({
-    backend,
-    preset: values.preset,
-    rows: int(values.rows),
-    tokens: int(values.tokens),
-    srcLen: int(values["src-len"]),
-  });
-  console.log(values.json ? JSON.stringify(line) : line);
+  const strategies = values.strategy === undefined || values.strategy === "both"
+    ? (["greedy", "sample"] as const)
+    : [values.strategy as "greedy" | "sample"];
+  for (const strategy of strategies) {
+    const line = await benchGenerate({
+      backend,
+      strategy,
+      preset: values.preset,
+      rows: int(values.rows),
+      tokens: int(values.tokens),
+      srcLen: int(values["src-len"]),
+    });
+    console.log(values.json ? JSON.stringify(line) : line);
+  }
 }

@@ -26,6 +26,7 @@ import { RESIDUAL_ENTRIES } from "./residual.ts";
 import { CAST_ENTRIES } from "./cast.ts";
 import { GELU_LINEAR_ENTRIES } from "./gelu_linear.ts";
 import { GREEDY_PICK_ENTRIES } from "./greedy_pick.ts";
+import { SAMPLE_PICK_ENTRIES } from "./sample_pick.ts";
 
 export * from "./elementwise.ts";
 export * from "./binary.ts";
@@ -47,6 +48,7 @@ export * from "./cast.ts";
 export * from "./matmul_f16.ts";
 export * from "./gelu_linear.ts";
 export * from "./greedy_pick.ts";
+export * from "./sample_pick.ts";
 export type { InputSpec, OpCase, OpEntry } from "./registry.ts";
 
 setScaleOp(SCALE);
@@ -172,4 +174,5 @@ export const ALL_OPS: OpEntry[] = [
   ...SLICE_ENTRIES,
   ...CROSS_ENTROPY_ENTRIES,
   ...GREEDY_PICK_ENTRIES,
+  ...SAMPLE_PICK_ENTRIES,
 ];

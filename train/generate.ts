@@ -8,7 +8,10 @@
  * ({@linkcode createDecodeSession}). Only the last position's logits [N, V]
  * come back to the host each step; the search itself (logits processors,
  * sampling, beams) is plain host code over Float32Arrays
- * ({@linkcode decodeSteps}), so it can be tested without a model.
+ * ({@linkcode decodeSteps}), so it can be tested without a model. On
+ * WebGPU, plain greedy decoding and sampling (no penalties) choose on the
+ * device instead and read the picks back every 8 steps
+ * ({@linkcode greedyOnDevice}, {@linkcode sampleOnDevice}).
  *
  * Semantics follow Hugging Face `generate()`:
  * - processors run in the order repetition penalty, no-repeat-n-gram, then
@@ -39,6 +42,7 @@ import { hashU32, makeRng } from "../tensor/rng.ts";
 import { reshape } from "../ops/mod.ts";
 import { concat, slice } from "../ops/slice.ts";
 import { greedyPick } from "../ops/greedy_pick.ts";
+import { samplePick } from "../ops/sample_pick.ts";
 import { embedding } from "../ops/embedding.ts";
 import type { Seq2Seq } from "../nn/seq2seq.ts";
 import type { DecoderCache } from "../nn/seq2seq.ts";
@@ -572,7 +576,7 @@ export interface DecodeSession {
    * With the key/value cache: one step whose tokens `ids [N, 1]` (i32) are
    * already on the model's backend and whose logits `[N, V]` stay there
    * (the caller disposes them): no readback, for decoding that chooses on
-   * the device ({@linkcode generate}'s greedy path on WebGPU).
+   * the device ({@linkcode generate}'s greedy and sampling paths on WebGPU).
    */
   stepOnDevice?: (ids: Tensor) => Tensor;
   /** Frees the encoder output and the caches. */
@@ -790,13 +794,16 @@ export async function generate(
   model.eval();
   const session = createDecodeSession(model, srcIds, { expand, useCache: opts.useCache });
   try {
-    // plain greedy on a GPU chooses on the device: no readback per token (see greedyOnDevice)
+    // plain greedy and sampling on a GPU choose on the device: no readback per token (see
+    // greedyOnDevice, sampleOnDevice); beam search and the penalties choose on the host
     const r = resolveOptions(searchOpts);
-    const plainGreedy = r.strategy === "greedy" && r.repetitionPenalty === 1 &&
-      r.noRepeatNgramSize === 0;
+    const plain = r.repetitionPenalty === 1 && r.noRepeatNgramSize === 0;
     const backend = modelBackend(model);
-    const result = plainGreedy && session.stepOnDevice && backend.kind === "webgpu"
+    const onDevice = plain && session.stepOnDevice !== undefined && backend.kind === "webgpu";
+    const result = onDevice && r.strategy === "greedy"
       ? await greedyOnDevice(session, backend, searchOpts)
+      : onDevice && r.strategy === "sample"
+      ? await sampleOnDevice(session, backend, searchOpts)
       : await decodeSteps(session.step, srcIds.length, searchOpts);
     if (opts.tokenizer) {
       for (const group of result.sequences) {
@@ -810,7 +817,10 @@ export async function generate(
   }
 }
 
-/** Greedy steps run on the device between two readbacks (see {@linkcode greedyOnDevice}). */
+/**
+ * Steps run on the device between two readbacks (see {@linkcode greedyOnDevice}
+ * and {@linkcode sampleOnDevice}).
+ */
 export const GREEDY_READBACK_EVERY = 8;
 
 /**
@@ -822,8 +832,8 @@ export const GREEDY_READBACK_EVERY = 8;
  * the same finished rows and step count; the scores add f32
  * log-probabilities (the host path: float64 log-softmax of f32 logits).
  * Up to 7 steps past the last row's end are computed and dropped. `generate`
- * takes this path for plain greedy decoding (no repetition or n-gram
- * penalty) with the key/value cache on WebGPU.
+ * takes this path for plain greedy decoding with the key/value cache on
+ * WebGPU; a repetition or n-gram penalty needs `decodeSteps` (TypeError).
  */
 export async function greedyOnDevice(
   session: DecodeSession,
@@ -831,12 +841,109 @@ export async function greedyOnDevice(
   ids: DecodeStepsOptions,
 ): Promise<GenerationResult> {
   const o = resolveOptions(ids);
-  if (!session.stepOnDevice) throw new TypeError("greedyOnDevice: the session has no device step");
+  const params = { eosId: ids.eosTokenId, padId: ids.padTokenId };
+  return await decodeOnDevice("greedyOnDevice", session, backend, ids, o, 1, {
+    pick: (logits, done) => greedyPick(logits, done, params),
+  });
+}
+
+/** The largest f32 below 1: a draw that rounds up to 1 in f32 becomes it. */
+const BELOW_ONE = 1 - 2 ** -24;
+
+/**
+ * Sampling with the choice on the device (ops/sample_pick.ts), the twin of
+ * {@linkcode greedyOnDevice}: temperature, top-k, top-p and the draw run on
+ * the GPU, the sampled ids feed the next step, and the picks are read back
+ * once per {@linkcode GREEDY_READBACK_EVERY} steps. The draws come from the
+ * host's generators (row r = i·k + j of input i's j-th return sequence:
+ * `makeRng(hashU32(seed, seedOffset·k + r))`, one draw per step while the
+ * row is unfinished), rounded to f32 and uploaded as one `[steps, N]`
+ * tensor per chunk. A row unfinished at a chunk's start draws for every
+ * step of the chunk; the draws after it picks eos are never used, and
+ * neither is its generator again, so each row sees exactly the host's
+ * draws. The result equals `decodeSteps` with strategy "sample" on the same
+ * logits (sequences, finished rows, step count; scores add f32
+ * log-probabilities) except where a cumulative probability lies within f32
+ * rounding of a draw or of topP (see ops/sample_pick.ts). `generate` takes
+ * this path for sampling with the key/value cache on WebGPU; a repetition
+ * or n-gram penalty needs `decodeSteps` (TypeError).
+ */
+export async function sampleOnDevice(
+  session: DecodeSession,
+  backend: Backend,
+  ids: DecodeStepsOptions,
+): Promise<GenerationResult> {
+  const o = resolveOptions({ ...ids, strategy: "sample" });
   const N = session.rows;
+  const k = o.numReturnSequences;
+  const rngs = Array.from(
+    { length: N },
+    (_, r) => makeRng(hashU32(o.seed, o.seedOffset * k + r)),
+  );
+  const params = {
+    eosId: ids.eosTokenId,
+    padId: ids.padTokenId,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+  };
+  let draws: Tensor | null = null; // [steps, N]: the chunk's uniforms
+  return await decodeOnDevice("sampleOnDevice", session, backend, ids, o, k, {
+    begin(steps, finished) {
+      const u = new Float32Array(steps * N);
+      for (let r = 0; r < N; r++) {
+        if (finished[r]) continue;
+        for (let c = 0; c < steps; c++) u[c * N + r] = Math.min(Math.fround(rngs[r]()), BELOW_ONE);
+      }
+      draws = tensor(u, [steps, N], { backend }).keep();
+    },
+    pick: (logits, done, c) =>
+      scope(() => samplePick(logits, done, reshape(slice(draws!, 0, c, c + 1), [N]), params)),
+    end() {
+      draws?.dispose();
+      draws = null;
+    },
+  });
+}
+
+/** One strategy's choice on the device, for {@linkcode decodeOnDevice}. */
+interface DevicePicker {
+  /** Before a chunk of `steps` steps; `finished`: the rows the host has seen end. */
+  begin?(steps: number, finished: readonly boolean[]): void;
+  /** Step `c` of the chunk: `[ids [N, 1] i32, picks [N, 2], done [N]]` from logits [N, V], done [N]. */
+  pick(logits: Tensor, done: Tensor, c: number): Tensor[];
+  /** After the chunk (also when it failed). */
+  end?(): void;
+}
+
+/**
+ * The loop of {@linkcode greedyOnDevice} and {@linkcode sampleOnDevice}:
+ * chunks of device steps, one readback of the picks per chunk, and the
+ * host's replay of them (rows r = i·k + j, k sequences per input).
+ */
+async function decodeOnDevice(
+  name: string,
+  session: DecodeSession,
+  backend: Backend,
+  ids: DecodeStepsOptions,
+  o: Resolved,
+  k: number,
+  picker: DevicePicker,
+): Promise<GenerationResult> {
+  if (!session.stepOnDevice) throw new TypeError(`${name}: the session has no device step`);
+  if (o.repetitionPenalty !== 1) {
+    throw new TypeError(`${name}: repetitionPenalty ${o.repetitionPenalty} needs decodeSteps`);
+  }
+  if (o.noRepeatNgramSize > 0) {
+    throw new TypeError(`${name}: noRepeatNgramSize ${o.noRepeatNgramSize} needs decodeSteps`);
+  }
+  const N = session.rows;
+  if (N % k !== 0) {
+    throw new TypeError(`${name}: ${N} rows are not a multiple of numReturnSequences ${k}`);
+  }
   const seqs: number[][] = Array.from({ length: N }, () => [ids.startTokenId]);
   const sums = new Float64Array(N);
   const finished = new Array<boolean>(N).fill(false);
-  const params = { eosId: ids.eosTokenId, padId: ids.padTokenId };
   let tok = tensor(new Int32Array(N).fill(ids.startTokenId), [N, 1], { backend }).keep();
   let done = tensor(new Float32Array(N), [N], { backend }).keep();
   let steps = 0;
@@ -845,9 +952,10 @@ export async function greedyOnDevice(
       const chunk = Math.min(GREEDY_READBACK_EVERY, o.maxNewTokens - t);
       const picks: Tensor[] = [];
       try {
+        picker.begin?.(chunk, finished);
         for (let c = 0; c < chunk; c++) {
-          const logits = session.stepOnDevice!(tok);
-          const [nextTok, pick, nextDone] = noGrad(() => greedyPick(logits, done, params));
+          const logits = session.stepOnDevice(tok);
+          const [nextTok, pick, nextDone] = noGrad(() => picker.pick(logits, done, c));
           logits.dispose();
           tok.dispose();
           done.dispose();
@@ -869,6 +977,7 @@ export async function greedyOnDevice(
           }
         }
       } finally {
+        picker.end?.();
         for (const p of picks) p.dispose();
       }
       t += chunk;
@@ -877,16 +986,22 @@ export async function greedyOnDevice(
     tok.dispose();
     done.dispose();
   }
-  const sequences = seqs.map((s, r): GeneratedSequence[] => {
-    const gen = s.slice(1);
-    const len = gen.length;
-    if (finished[r]) gen.pop();
-    return [{
-      ids: gen,
-      score: normalizedScore(sums[r], len, o.lengthPenalty),
-      finished: finished[r],
-    }];
-  });
+  const sequences: GeneratedSequence[][] = [];
+  for (let i = 0; i < N / k; i++) {
+    const group: GeneratedSequence[] = [];
+    for (let j = 0; j < k; j++) {
+      const r = i * k + j;
+      const gen = seqs[r].slice(1);
+      const len = gen.length;
+      if (finished[r]) gen.pop();
+      group.push({
+        ids: gen,
+        score: normalizedScore(sums[r], len, o.lengthPenalty),
+        finished: finished[r],
+      });
+    }
+    sequences.push(group);
+  }
   return { sequences, steps };
 }
 

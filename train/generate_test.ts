@@ -17,6 +17,7 @@ import {
   greedyOnDevice,
   logSoftmax,
   sampleIndex,
+  sampleOnDevice,
   softmax,
   type StepFn,
 } from "./generate.ts";
@@ -613,5 +614,163 @@ Deno.test({
     // nothing to do: no step
     r = await run([-1, -1, -1], 0);
     assert.deepEqual([r.device.steps, r.tDevice, r.device.sequences[0][0].ids], [0, 0, []]);
+  },
+});
+
+Deno.test("sampleOnDevice() and greedyOnDevice() reject penalties and sessions without a device step", async () => {
+  const session: DecodeSession = {
+    rows: 2,
+    vocabSize: 5,
+    step: () => Promise.resolve(new Float32Array(10)),
+    stepOnDevice: () => {
+      throw new Error("not reached");
+    },
+    dispose() {},
+  };
+  const o = opts(5, { strategy: "sample" });
+  for (const run of [sampleOnDevice, greedyOnDevice]) {
+    await assert.rejects(
+      () => run(session, CPU, { ...o, repetitionPenalty: 1.2 }),
+      /OnDevice: repetitionPenalty 1.2 needs decodeSteps/,
+    );
+    await assert.rejects(
+      () => run(session, CPU, { ...o, noRepeatNgramSize: 2 }),
+      /OnDevice: noRepeatNgramSize 2 needs decodeSteps/,
+    );
+    await assert.rejects(
+      () => run({ ...session, stepOnDevice: undefined }, CPU, o),
+      /OnDevice: the session has no device step/,
+    );
+  }
+  await assert.rejects(
+    () => sampleOnDevice(session, CPU, { ...o, numReturnSequences: 3 }),
+    /sampleOnDevice: 2 rows are not a multiple of numReturnSequences 3/,
+  );
+});
+
+Deno.test({
+  name: "sampleOnDevice() replays the host's sampling: its draws, ends inside and across chunks",
+  ignore: NO_GPU,
+  fn: async () => {
+    // a scripted decoder: step t gives the same logits on both paths; row r picks eos at its step
+    // in `ends` (-1: never; eos is −∞ at the other steps, so only the draws decide the rest)
+    const V = 9;
+    const run = async (ends: number[], max: number, extra: Partial<DecodeStepsOptions>) => {
+      const N = ends.length;
+      const rng = makeRng(8);
+      const table = Array.from({ length: max + GREEDY_READBACK_EVERY }, (_, t) => {
+        const rows = Float32Array.from({ length: N * V }, () => rng() * 3 - 1.5);
+        for (let r = 0; r < N; r++) rows[r * V + EOS] = t === ends[r] ? 40 : -Infinity;
+        return rows;
+      });
+      let tHost = 0, tDevice = 0;
+      const hostStep: StepFn = () => Promise.resolve(table[tHost++]);
+      const session: DecodeSession = {
+        rows: N,
+        vocabSize: V,
+        step: hostStep,
+        stepOnDevice: (ids) => {
+          assert.deepEqual([ids.dtype, ...ids.shape], ["i32", N, 1]);
+          return tensor(table[tDevice++], [N, V], { backend: GPU! });
+        },
+        dispose() {},
+      };
+      const o = opts(V, { maxNewTokens: max, strategy: "sample", seed: 3, ...extra });
+      const before = GPU!.memoryStats().liveBuffers;
+      const device = await sampleOnDevice(session, GPU!, o);
+      const k = extra.numReturnSequences ?? 1;
+      const host = await decodeSteps(hostStep, N / k, o);
+      assert.ok(GPU!.memoryStats().liveBuffers <= before, "sampleOnDevice() leaked tensors");
+      assert.equal(device.steps, host.steps);
+      assert.equal(device.sequences.length, N / k);
+      device.sequences.forEach((g, i) => {
+        assert.equal(g.length, k);
+        g.forEach((d, j) => {
+          const h = host.sequences[i][j];
+          const at = `${JSON.stringify(extra)} input ${i} sequence ${j}`;
+          assert.deepEqual([d.ids, d.finished], [h.ids, h.finished], at);
+          assert.ok(Math.abs(d.score - h.score) < 1e-5, `${at}: ${d.score} vs ${h.score}`);
+        });
+      });
+      return { device, tDevice };
+    };
+    for (
+      const extra of [
+        { temperature: 0.7 },
+        { topK: 3 },
+        { topP: 0.8, temperature: 1.3 },
+        { numReturnSequences: 2, seedOffset: 5, topK: 5, topP: 0.9 },
+      ]
+    ) {
+      // rows end in the first chunk, in the second, at a chunk's last step, or run to 19
+      let r = await run([3, 10, -1, 7], 19, extra);
+      assert.deepEqual(r.device.sequences.flat().map((s) => s.ids.length), [3, 10, 19, 7]);
+      assert.deepEqual([r.device.steps, r.tDevice], [19, 19]);
+      // every row ends by step 12: 13 steps count, the second chunk's last 3 are dropped
+      r = await run([5, 12, 12, 0], 30, extra);
+      assert.deepEqual([r.device.steps, r.tDevice], [13, 2 * GREEDY_READBACK_EVERY]);
+      assert.ok(r.device.sequences.flat().every((s) => s.finished));
+    }
+    // the draws matter: another seed samples other ids
+    const a = await run([-1, -1], 10, {});
+    const b = await run([-1, -1], 10, { seed: 4 });
+    assert.notDeepEqual(a.device.sequences, b.device.sequences);
+  },
+});
+
+Deno.test({
+  name: "generate() samples on the device on WebGPU: the host's ids, a readback per 8 steps",
+  ignore: NO_GPU,
+  fn: async () => {
+    const model = tinyModel(GPU!, 5);
+    const ends: number[] = []; // steps at which rows picked eos
+    try {
+      const cfg = model.config;
+      for (
+        const extra of [
+          { temperature: 0.7 },
+          { topK: 5 },
+          { topP: 0.9 },
+          { numReturnSequences: 2, seedOffset: 3, temperature: 1.5, topK: 8, topP: 0.95 },
+        ]
+      ) {
+        const o = { maxNewTokens: 14, strategy: "sample" as const, seed: 2, ...extra };
+        GPU!.dispatchStats(true);
+        const device = await generate(model, SOURCES, o);
+        const stats = GPU!.dispatchStats(true);
+        assert.ok((stats.perOp["samplePick"] ?? 0) >= device.steps, JSON.stringify(stats.perOp));
+        assert.ok(stats.readbacks <= Math.ceil(device.steps / GREEDY_READBACK_EVERY) + 1);
+        const session = createDecodeSession(model, SOURCES, { expand: o.numReturnSequences ?? 1 });
+        let host;
+        try {
+          host = await decodeSteps(session.step, SOURCES.length, {
+            ...o,
+            vocabSize: cfg.vocab_size,
+            startTokenId: cfg.decoder_start_token_id,
+            eosTokenId: cfg.eos_token_id,
+            padTokenId: cfg.pad_token_id,
+          });
+        } finally {
+          session.dispose();
+        }
+        const at = JSON.stringify(extra);
+        assert.equal(device.steps, host.steps, at);
+        assert.deepEqual(
+          device.sequences.map((g) => g.map((s) => [s.ids, s.finished])),
+          host.sequences.map((g) => g.map((s) => [s.ids, s.finished])),
+          at,
+        );
+        device.sequences.flat().forEach((s, i) => {
+          const h = host.sequences.flat()[i];
+          assert.ok(Math.abs(s.score - h.score) < 1e-4, `${at}: ${s.score} vs ${h.score}`);
+          if (s.finished) ends.push(s.ids.length);
+        });
+      }
+      // some rows ended in the first readback chunk, some in the second
+      assert.ok(ends.some((t) => t < GREEDY_READBACK_EVERY), String(ends));
+      assert.ok(ends.some((t) => t >= GREEDY_READBACK_EVERY), String(ends));
+    } finally {
+      model.dispose();
+    }
   },
 });
