@@ -419,7 +419,7 @@ export const LAYER_NORM_ENTRIES: OpEntry[] = [
         params: { eps: 1e-5 },
       },
       {
-        label: "1030 rows (3 per group, last group of 1) × 20",
+        label: "1030 rows (1 per group) × 20",
         inputs: [
           { shape: [1030, 20] },
           { shape: [20] },
@@ -429,17 +429,19 @@ export const LAYER_NORM_ENTRIES: OpEntry[] = [
         ],
         params: { eps: 1e-5 },
       },
-      {
-        label: "9000 rows (16 per group) × 3",
+      ...[[9001, 3, "5 per group, the last of 1"], [33000, 2, "16 per group, the last of 8"]].map((
+        [R, C, why],
+      ) => ({
+        label: `${R} rows (${why}) × ${C}`,
         inputs: [
-          { shape: [9000, 3] },
-          { shape: [3] },
-          { shape: [9000], min: -0.1, max: 0.1 },
-          { shape: [9000], min: 0.5, max: 2 },
-          { shape: [9000, 3] },
+          { shape: [R as number, C as number] },
+          { shape: [C as number] },
+          { shape: [R as number], min: -0.1, max: 0.1 },
+          { shape: [R as number], min: 0.5, max: 2 },
+          { shape: [R as number, C as number] },
         ],
         params: { eps: 1e-5 },
-      },
+      })),
       ...[[3, 5], [1, 1], [70, 130], [1030, 20]].map(([R, C]) => ({
         label: `${R} rows × ${C} with a pending gradient (acc) added to dx`,
         inputs: [
