@@ -1,7 +1,9 @@
 /**
  * Pre-LN encoder and decoder blocks (CONTRACTS.md §2):
  * `x = x + DropPath(gamma_i · dropout(Sublayer(LN_i(x))))`.
- * Gammas (LayerScale) exist when `layer_scale_init` is a number.
+ * Gammas (LayerScale) exist when `layer_scale_init` is a number. Inside a
+ * block, a residual update and the next sublayer's LayerNorm run as one op
+ * (ops/residual_layer_norm.ts).
  *
  * @module
  */
@@ -21,6 +23,19 @@ function residual(
   ctx: ForwardContext,
 ): Tensor {
   return addResidual(x, branch, gamma, { dropout: m.cfg.dropout, dropPath: m.cfg.drop_path }, ctx);
+}
+
+/** `residual(…)` then `norm` of the result, fused (one dispatch forward): `[x, norm(x)]`. */
+function residualNorm(
+  m: Module & { cfg: ModelConfig },
+  x: Tensor,
+  branch: Tensor,
+  gamma: Tensor | null,
+  ctx: ForwardContext,
+  norm: LayerNorm,
+): [Tensor, Tensor] {
+  const p = { dropout: m.cfg.dropout, dropPath: m.cfg.drop_path };
+  return norm.residualForward(x, branch, gamma, p, ctx);
 }
 
 /** Self-attention + FFN, pre-LN. */
@@ -62,9 +77,9 @@ export class EncoderBlock extends Module {
   forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
     const h = this.#norm1.forward(x);
     const a = this.#attn.forward(h, h, ctx, { keyMask: mask }).out;
-    x = residual(this, x, a, this.#gamma("gamma1"), ctx);
-    const f = this.#ffn.forward(this.#norm2.forward(x), ctx);
-    return residual(this, x, f, this.#gamma("gamma2"), ctx);
+    const [x1, h2] = residualNorm(this, x, a, this.#gamma("gamma1"), ctx, this.#norm2);
+    const f = this.#ffn.forward(h2, ctx);
+    return residual(this, x1, f, this.#gamma("gamma2"), ctx);
   }
 }
 
@@ -142,16 +157,15 @@ export class DecoderBlock extends Module {
       cache: cache ? cache.self : undefined,
     });
     if (cache) cache.self = sa.cache;
-    x = residual(this, x, sa.out, this.#gamma("gamma1"), ctx);
-    const h2 = this.#norm2.forward(x);
+    const [x1, h2] = residualNorm(this, x, sa.out, this.#gamma("gamma1"), ctx, this.#norm2);
     const ca = this.#cross.forward(h2, memory, ctx, {
       keyMask: srcMask,
       cache: cache ? cache.cross : undefined,
       staticKv: cache !== undefined && cache.cross !== null,
     });
     if (cache && !cache.cross) cache.cross = ca.cache;
-    x = residual(this, x, ca.out, this.#gamma("gamma2"), ctx);
-    const f = this.#ffn.forward(this.#norm3.forward(x), ctx);
-    return residual(this, x, f, this.#gamma("gamma3"), ctx);
+    const [x2, h3] = residualNorm(this, x1, ca.out, this.#gamma("gamma2"), ctx, this.#norm3);
+    const f = this.#ffn.forward(h3, ctx);
+    return residual(this, x2, f, this.#gamma("gamma3"), ctx);
   }
 }

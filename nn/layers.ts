@@ -15,6 +15,7 @@ import { embedding } from "../ops/embedding.ts";
 import { dropout } from "../ops/dropout.ts";
 import { slice } from "../ops/slice.ts";
 import { residual } from "../ops/residual.ts";
+import { residualLayerNorm } from "../ops/residual_layer_norm.ts";
 import { init, type InitContext, Module, parameter } from "./module.ts";
 
 /**
@@ -79,9 +80,17 @@ export function addResidual(
   p: ResidualDropout,
   ctx: ForwardContext,
 ): Tensor {
+  return residual(x, branch, { gamma, ...residualSeeds(p, ctx) });
+}
+
+/** The residual's masks: seeds drawn in the unfused order (dropout, then DropPath, when acting). */
+function residualSeeds(p: ResidualDropout, ctx: ForwardContext): {
+  dropout: { p: number; seed: number } | null;
+  dropPath: { p: number; seed: number } | null;
+} {
   const dropout = ctx.training && p.dropout > 0 ? { p: p.dropout, seed: ctx.nextSeed() } : null;
   const dropPath = ctx.training && p.dropPath > 0 ? { p: p.dropPath, seed: ctx.nextSeed() } : null;
-  return residual(x, branch, { gamma, dropout, dropPath });
+  return { dropout, dropPath };
 }
 
 /** Compute precision of Linear layers (see {@linkcode autocast}). */
@@ -226,6 +235,28 @@ export class LayerNorm extends Module {
   /** x: [..., C] → [..., C]. */
   forward(x: Tensor): Tensor {
     return layerNorm(x, this.param("weight"), this.param("bias"), this.eps);
+  }
+
+  /**
+   * {@linkcode addResidual} and this norm of its result as one fused op
+   * (ops/residual_layer_norm.ts): `[x + …, norm(x + …)]`. The seeds are drawn
+   * as {@linkcode addResidual} draws them, so the numbers are those of the
+   * two calls.
+   */
+  residualForward(
+    x: Tensor,
+    branch: Tensor,
+    gamma: Tensor | null,
+    p: ResidualDropout,
+    ctx: ForwardContext,
+  ): [Tensor, Tensor] {
+    return residualLayerNorm(x, branch, {
+      gamma,
+      ...residualSeeds(p, ctx),
+      weight: this.param("weight"),
+      bias: this.param("bias"),
+      eps: this.eps,
+    });
   }
 }
 

@@ -88,39 +88,14 @@ export const LAYER_NORM: OpDef<LayerNormParams> = {
   },
   gpu(info, p) {
     const [R, C] = lastAxisRows(info.inputs[0].shape);
-    const wg = rowWorkgroupSize(C);
-    const cols = Math.max(1, Math.ceil(C / wg)); // elements per thread, kept in registers
-    // the per-column loops run over a constant trip count, so the array stays in registers
-    const perCol = (body: string) =>
-      `for (var t = 0u; t < ${cols}u; t++) {
-    let j = lid + t * ${wg}u;
-    if (j < u.C) { ${body} }
-  }`;
     return {
       kernels: [{
-        code: `
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read_write> mean: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rstd: array<f32>;
-struct U { R: u32, C: u32, eps: f32 }
-@group(0) @binding(6) var<uniform> u: U;
-${wgslRowReduce(wg)}
-${wgslRowMain(wg)}
-  let o = row * u.C;
-  // x is read once (its elements stay in registers for the three passes)
-  var xr: array<f32, ${cols}>;
-  var ps: f32 = 0.0;
-  ${perCol("xr[t] = x[o + j]; ps += xr[t];")}
-  let m = wg_sum(ps, lid) / f32(u.C);
-  var pv: f32 = 0.0;
-  ${perCol("let d = xr[t] - m; pv += d * d;")}
-  let rs = 1.0 / sqrt(wg_sum(pv, lid) / f32(u.C) + u.eps);
-  ${perCol("y[o + j] = (xr[t] - m) * rs * w[j] + b[j];")}
-  if (lid == 0u) { mean[row] = m; rstd[row] = rs; }
-}`,
+        code: layerNormForwardWgsl(C, {
+          inputs: "@group(0) @binding(0) var<storage, read> x: array<f32>;",
+          first: 1,
+          uniform: "struct U { R: u32, C: u32, eps: f32 }",
+          read: "let v = x[o + j];",
+        }),
         bind: [{ in: 0 }, { in: 1 }, { in: 2 }, { out: 0 }, { out: 1 }, { out: 2 }],
         uniform: packUniform([R, C], [p.eps]),
         workgroups: grid1d(R, 1),
@@ -140,6 +115,67 @@ ${wgslRowMain(wg)}
     return grads;
   },
 };
+
+/** What {@linkcode layerNormForwardWgsl} puts before the LayerNorm of a row. */
+export interface LayerNormPrologue {
+  /** Declarations of the input bindings `0 .. first-1`. */
+  inputs: string;
+  /** Bindings before `w` (weight), `b` (bias), then `y`, `mean`, `rstd`, the uniform `u`. */
+  first: number;
+  /** The uniform struct `U`, with at least `R: u32, C: u32` and `eps: f32`. */
+  uniform: string;
+  /** WGSL helpers the reads use. */
+  helpers?: string;
+  /** Statements giving `v`, element `j` of the row that starts at `o` (they may write it out). */
+  read: string;
+  /** Further f32 outputs the reads write, bound after `rstd` (before the uniform). */
+  outputs?: string[];
+}
+
+/**
+ * @internal The LayerNorm forward kernel, one workgroup per row: each thread
+ * reads its elements once (`read`) and keeps them in registers for the mean,
+ * the variance and the output passes. ops/residual_layer_norm.ts reads the
+ * residual's sum there.
+ */
+export function layerNormForwardWgsl(C: number, pro: LayerNormPrologue): string {
+  const wg = rowWorkgroupSize(C);
+  const cols = Math.max(1, Math.ceil(C / wg)); // elements per thread, kept in registers
+  // the per-column loops run over a constant trip count, so the array stays in registers
+  const perCol = (body: string) =>
+    `for (var t = 0u; t < ${cols}u; t++) {
+    let j = lid + t * ${wg}u;
+    if (j < u.C) { ${body} }
+  }`;
+  const f = pro.first, more = pro.outputs ?? [];
+  const extra = more.map((name, i) =>
+    `@group(0) @binding(${f + 5 + i}) var<storage, read_write> ${name}: array<f32>;`
+  );
+  return `
+${pro.inputs}
+@group(0) @binding(${f}) var<storage, read> w: array<f32>;
+@group(0) @binding(${f + 1}) var<storage, read> b: array<f32>;
+@group(0) @binding(${f + 2}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${f + 3}) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(${f + 4}) var<storage, read_write> rstd: array<f32>;
+${extra.join("\n")}
+${pro.uniform}
+@group(0) @binding(${f + 5 + more.length}) var<uniform> u: U;
+${pro.helpers ?? ""}
+${wgslRowReduce(wg)}
+${wgslRowMain(wg)}
+  let o = row * u.C;
+  var xr: array<f32, ${cols}>;
+  var ps: f32 = 0.0;
+  ${perCol(`${pro.read} xr[t] = v; ps += v;`)}
+  let m = wg_sum(ps, lid) / f32(u.C);
+  var pv: f32 = 0.0;
+  ${perCol("let d = xr[t] - m; pv += d * d;")}
+  let rs = 1.0 / sqrt(wg_sum(pv, lid) / f32(u.C) + u.eps);
+  ${perCol("y[o + j] = (xr[t] - m) * rs * w[j] + b[j];")}
+  if (lid == 0u) { mean[row] = m; rstd[row] = rs; }
+}`;
+}
 
 /** At most this many rows are summed serially per workgroup of the backward. */
 const MAX_ROWS_PER_GROUP = 16;

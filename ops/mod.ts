@@ -23,6 +23,7 @@ import { SLICE_ENTRIES } from "./slice.ts";
 import { CROSS_ENTROPY_ENTRIES } from "./cross_entropy.ts";
 import { ATTENTION_ENTRIES } from "./attention.ts";
 import { RESIDUAL_ENTRIES } from "./residual.ts";
+import { RESIDUAL_LAYER_NORM_ENTRIES } from "./residual_layer_norm.ts";
 import { CAST_ENTRIES } from "./cast.ts";
 import { GELU_LINEAR_ENTRIES } from "./gelu_linear.ts";
 import { GREEDY_PICK_ENTRIES } from "./greedy_pick.ts";
@@ -44,6 +45,7 @@ export * from "./cross_entropy.ts";
 export * from "./attention.ts";
 export * from "./autotune.ts";
 export * from "./residual.ts";
+export * from "./residual_layer_norm.ts";
 export * from "./cast.ts";
 export * from "./matmul_f16.ts";
 export * from "./gelu_linear.ts";
@@ -175,4 +177,5 @@ export const ALL_OPS: OpEntry[] = [
   ...CROSS_ENTROPY_ENTRIES,
   ...GREEDY_PICK_ENTRIES,
   ...SAMPLE_PICK_ENTRIES,
+  ...RESIDUAL_LAYER_NORM_ENTRIES,
 ];

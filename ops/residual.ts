@@ -222,7 +222,8 @@ function residualBackwardCpu(
 
 // ---------------------------------------------------------------- WGSL
 
-interface Variant {
+/** @internal Which parts of the residual a kernel applies. */
+export interface ResidualVariant {
   gamma: boolean;
   drop: boolean;
   path: boolean;
@@ -254,8 +255,12 @@ function header(bufs: [string, "read" | "read_write"][]): string {
   ).join("\n") + `\n${UNIFORM}\n@group(0) @binding(${bufs.length}) var<uniform> u: U;\n`;
 }
 
-/** WGSL multipliers of element `i`: `kd(i)` (dropout) and `kp(i)` (DropPath). */
-function maskFns(v: Variant): string {
+/**
+ * @internal WGSL multipliers of element `i`: `kd(i)` (dropout) and `kp(i)`
+ * (DropPath), from uniform fields `dseed, dthr, dscale, pseed, pthr, pscale`
+ * and `per` (elements per sample); ops/residual_layer_norm.ts uses them too.
+ */
+export function residualMaskWgsl(v: ResidualVariant): string {
   return `${v.drop || v.path ? WGSL_HASH : ""}
 fn kd(i: u32) -> f32 {
   return ${v.drop ? "select(0.0, u.dscale, (hash_u32(u.dseed, i) >> 8u) >= u.dthr)" : "1.0"};
@@ -268,11 +273,11 @@ fn kp(i: u32) -> f32 {
 `;
 }
 
-function forwardKernel(v: Variant): string {
+function forwardKernel(v: ResidualVariant): string {
   const bufs: [string, "read" | "read_write"][] = [["x", "read"], ["branch", "read"]];
   if (v.gamma) bufs.push(["gamma", "read"]);
   bufs.push(["out", "read_write"]);
-  return header(bufs) + maskFns(v) + `
+  return header(bufs) + residualMaskWgsl(v) + `
 ${MAIN_1D()} {
   ${LINEAR_INDEX()}
   if (i >= u.n) { return; }
@@ -285,11 +290,11 @@ ${MAIN_1D()} {
 `;
 }
 
-function dbranchKernel(v: Variant): string {
+function dbranchKernel(v: ResidualVariant): string {
   const bufs: [string, "read" | "read_write"][] = [["dy", "read"]];
   if (v.gamma) bufs.push(["gamma", "read"]);
   bufs.push(["dbranch", "read_write"]);
-  return header(bufs) + maskFns(v) + `
+  return header(bufs) + residualMaskWgsl(v) + `
 ${MAIN_1D()} {
   ${LINEAR_INDEX()}
   if (i >= u.n) { return; }
@@ -318,7 +323,7 @@ function dgammaRows(g: Geometry): number {
  * ops/_matmul_wgsl.ts. Many workgroups, not one per 64 channels: a `base`
  * block's 8192 rows × 512 channels took 8 workgroups and milliseconds.
  */
-function dgammaKernel(v: Variant): string {
+function dgammaKernel(v: ResidualVariant): string {
   const bufs: [string, "read" | "read_write"][] = [
     ["dy", "read"],
     ["branch", "read"],
@@ -326,7 +331,7 @@ function dgammaKernel(v: Variant): string {
     ["dpart", "read_write"],
     ["dbranch", "read_write"],
   ];
-  return header(bufs) + maskFns(v) + `
+  return header(bufs) + residualMaskWgsl(v) + `
 var<workgroup> part: array<f32, ${COLS * LANES}>;
 @compute @workgroup_size(${COLS}, ${LANES})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -358,7 +363,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 
 const REDUCE_CODE = splitReduceWgsl(false, false);
 
-function variantOf(p: ResidualParams): Variant {
+/** @internal The kernel parts a residual's parameters need. */
+export function residualVariant(p: ResidualParams): ResidualVariant {
   return { gamma: p.hasGamma, drop: p.dropoutP > 0, path: p.dropPathP > 0 };
 }
 
@@ -396,7 +402,7 @@ export const RESIDUAL: OpDef<ResidualParams> = {
     bind.push({ out: 0 });
     return {
       kernels: [{
-        code: forwardKernel(variantOf(p)),
+        code: forwardKernel(residualVariant(p)),
         bind,
         uniform: uniform(g, p),
         workgroups: grid1d(g.n),
@@ -447,7 +453,7 @@ export const RESIDUAL_BACKWARD: OpDef<ResidualParams> = {
   },
   gpu(info, p) {
     const g = geometry(info.inputs[0], p.hasGamma ? info.inputs[2] : null, "residualBackward");
-    const v = variantOf(p), u = uniform(g, p);
+    const v = residualVariant(p), u = uniform(g, p);
     if (!p.hasGamma) {
       return {
         kernels: [{

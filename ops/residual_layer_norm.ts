@@ -1,0 +1,244 @@
+/**
+ * A pre-LN block's residual update and the LayerNorm of its result, in one
+ * op: `out = x + DropPath(gamma · dropout(branch))` (ops/residual.ts, the
+ * same masks and products) and `y = LayerNorm(out)` (ops/layer_norm.ts).
+ * The block keeps `out` as its running stream and feeds `y` to the next
+ * sublayer.
+ *
+ * The CPU reference runs the two ops' CPU functions, so it gives their
+ * numbers bit for bit. On the GPU one kernel per row computes `out`, writes
+ * it, and normalises the row from registers: one dispatch instead of two, and
+ * `out` is never read back. The backward is the unfused pair's: the
+ * LayerNorm gradient with `out`'s own gradient added in its kernel (the
+ * residual stream's), then the residual's backward of that sum.
+ *
+ * @example
+ * ```ts
+ * import { full, ones, zeros } from "../tensor/tensor.ts";
+ * import { residualLayerNorm } from "./residual_layer_norm.ts";
+ * const x = ones([2, 4]), branch = full([2, 4], 2);
+ * const [out, y] = residualLayerNorm(x, branch, { weight: ones([4]), bias: zeros([4]), eps: 1e-5 });
+ * console.log(await out.toArray(), await y.toArray()); // all 3, all 0
+ * ```
+ *
+ * @module
+ */
+import { apply, type Tensor } from "../tensor/tensor.ts";
+import { dropoutScale, dropoutThreshold } from "./dropout.ts";
+import { type OpDef, packUniform, type TensorInfo } from "../tensor/types.ts";
+import { grid1d } from "./_wgsl.ts";
+import { LAYER_NORM, LAYER_NORM_GRAD, layerNormForwardWgsl } from "./layer_norm.ts";
+import {
+  RESIDUAL,
+  RESIDUAL_BACKWARD,
+  residualMaskWgsl,
+  type ResidualOptions,
+  type ResidualParams,
+  residualVariant,
+} from "./residual.ts";
+import { lastAxisRows } from "./softmax.ts";
+import type { OpCase, OpEntry } from "./registry.ts";
+
+/** Parameters of {@linkcode RESIDUAL_LAYER_NORM}: the residual's and LayerNorm's epsilon. */
+export interface ResidualLayerNormParams extends ResidualParams {
+  /** LayerNorm epsilon. */
+  eps: number;
+}
+
+/** Options of {@linkcode residualLayerNorm}: the residual's and the LayerNorm's parameters. */
+export interface ResidualLayerNormOptions extends ResidualOptions {
+  /** LayerNorm weight `[C]`. */
+  weight: Tensor;
+  /** LayerNorm bias `[C]`. */
+  bias: Tensor;
+  /** LayerNorm epsilon. */
+  eps: number;
+}
+
+/** The residual's own parameters (without eps). */
+function residualParams(p: ResidualLayerNormParams): ResidualParams {
+  const { hasGamma, dropoutP, dropoutSeed, dropPathP, dropPathSeed } = p;
+  return { hasGamma, dropoutP, dropoutSeed, dropPathP, dropPathSeed };
+}
+
+/** Inputs of the residual part: `[x, branch]` or `[x, branch, gamma]`. */
+function residualInputs(p: ResidualParams): number {
+  return p.hasGamma ? 3 : 2;
+}
+
+/**
+ * Inputs `[x, branch, gamma?, weight, bias]` (x and branch `[B, ..., C]` of
+ * one shape, gamma, weight and bias `[C]`), outputs `[out [B, ..., C],
+ * y [B, ..., C], mean [B, ...], rstd [B, ...]]`.
+ */
+export const RESIDUAL_LAYER_NORM: OpDef<ResidualLayerNormParams> = {
+  name: "residualLayerNorm",
+  outputs(inputs, p) {
+    const nr = residualInputs(p);
+    if (inputs.length !== nr + 2) {
+      throw new TypeError(`residualLayerNorm: expected ${nr + 2} inputs, got ${inputs.length}`);
+    }
+    const [out] = RESIDUAL.outputs(inputs.slice(0, nr), residualParams(p));
+    return [out, ...LAYER_NORM.outputs([out, inputs[nr], inputs[nr + 1]], { eps: p.eps })];
+  },
+  cpu(ins, [out, y, mean, rstd], info, p) {
+    const nr = residualInputs(p);
+    const o: TensorInfo = info.outputs[0];
+    RESIDUAL.cpu(ins.slice(0, nr), [out], {
+      inputs: info.inputs.slice(0, nr),
+      outputs: [o],
+    }, residualParams(p));
+    LAYER_NORM.cpu([out, ins[nr], ins[nr + 1]], [y, mean, rstd], {
+      inputs: [o, info.inputs[nr], info.inputs[nr + 1]],
+      outputs: info.outputs.slice(1),
+    }, { eps: p.eps });
+  },
+  gpu(info, p) {
+    const nr = residualInputs(p);
+    const [R, C] = lastAxisRows(info.inputs[0].shape);
+    const B = info.inputs[0].shape[0] ?? 1;
+    const v = residualVariant(p);
+    const inputs = ["x", "branch", ...(v.gamma ? ["gamma"] : [])].map((name, i) =>
+      `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`
+    );
+    const code = layerNormForwardWgsl(C, {
+      inputs: inputs.join("\n"),
+      first: nr,
+      outputs: ["out"],
+      uniform: `struct U { R: u32, C: u32, per: u32, dseed: u32, dthr: u32, pseed: u32,
+  pthr: u32, eps: f32, dscale: f32, pscale: f32 }`,
+      helpers: residualMaskWgsl(v),
+      // the residual's products in its order (dropout, gamma, DropPath), then the sum
+      read: `let i = o + j;
+    var bv = branch[i];
+    ${v.drop ? "bv = bv * kd(i);" : ""}
+    ${v.gamma ? "bv = bv * gamma[j];" : ""}
+    ${v.path ? "bv = bv * kp(i);" : ""}
+    let v = x[i] + bv;
+    out[i] = v;`,
+    });
+    return {
+      kernels: [{
+        code,
+        bind: [
+          ...Array.from({ length: nr + 2 }, (_, i) => ({ in: i })),
+          { out: 1 },
+          { out: 2 },
+          { out: 3 },
+          { out: 0 },
+        ],
+        uniform: packUniform(
+          [
+            R,
+            C,
+            B > 0 ? (R * C) / B : 0,
+            p.dropoutSeed >>> 0,
+            dropoutThreshold(p.dropoutP),
+            p.dropPathSeed >>> 0,
+            dropoutThreshold(p.dropPathP),
+          ],
+          [p.eps, dropoutScale(p.dropoutP), dropoutScale(p.dropPathP)],
+        ),
+        workgroups: grid1d(R, 1),
+      }],
+    };
+  },
+  backward(ctx, [dOut, dY]) {
+    const p = ctx.params;
+    const nr = residualInputs(p);
+    const ins = ctx.inputs as Tensor[];
+    const [branch, gamma] = [ins[1], p.hasGamma ? ins[2] : null];
+    const [w] = [ins[nr]];
+    let [out, , mean, rstd] = ctx.outputs as Tensor[];
+    const made: Tensor[] = [];
+    if (out.disposed || mean.disposed || rstd.disposed) {
+      // the saved outputs were freed (e.g. by a scope): recompute them (same seeds, same values)
+      const again = apply(RESIDUAL_LAYER_NORM, ins, p);
+      [out, , mean, rstd] = again;
+      made.push(...again);
+    }
+    // the stream's gradient: out's own plus the LayerNorm's (added in the LayerNorm kernel)
+    let dTotal = dOut as Tensor | null, dw: Tensor | null = null, db: Tensor | null = null;
+    if (dY) {
+      const lnIns = [out, w, mean, rstd, dY as Tensor];
+      if (dOut) lnIns.push(dOut as Tensor);
+      [dTotal, dw, db] = apply(LAYER_NORM_GRAD, lnIns, { eps: p.eps });
+    }
+    for (const t of made) t.dispose();
+    if (!dTotal) return ins.map(() => null);
+    const wantBranch = branch.requiresGrad || (gamma !== null && gamma.requiresGrad);
+    const rp = residualParams(p);
+    const grads = wantBranch
+      ? apply(RESIDUAL_BACKWARD, gamma ? [dTotal, branch, gamma] : [dTotal], rp)
+      : [null, null];
+    return [dTotal.detach(), grads[0], ...(gamma ? [grads[1]] : []), dw, db];
+  },
+};
+
+/**
+ * `out = x + DropPath(gamma · dropout(branch))` and `y = LayerNorm(out)` in one
+ * op (see the module doc); returns `[out, y]`.
+ */
+export function residualLayerNorm(
+  x: Tensor,
+  branch: Tensor,
+  opts: ResidualLayerNormOptions,
+): [Tensor, Tensor] {
+  const drop = opts.dropout && opts.dropout.p > 0 ? opts.dropout : null;
+  const path = opts.dropPath && opts.dropPath.p > 0 ? opts.dropPath : null;
+  const params: ResidualLayerNormParams = {
+    hasGamma: !!opts.gamma,
+    dropoutP: drop ? drop.p : 0,
+    dropoutSeed: drop ? drop.seed : 0,
+    dropPathP: path ? path.p : 0,
+    dropPathSeed: path ? path.seed : 0,
+    eps: opts.eps,
+  };
+  const ins = opts.gamma ? [x, branch, opts.gamma] : [x, branch];
+  const [out, y, mean, rstd] = apply(RESIDUAL_LAYER_NORM, [...ins, opts.weight, opts.bias], params);
+  if (!y.node) {
+    // no tape: the saved statistics are not needed
+    mean.dispose();
+    rstd.dispose();
+  }
+  return [out, y];
+}
+
+// ---------------------------------------------------------------- registry cases
+
+function caseOf(
+  label: string,
+  shape: number[],
+  o: { gamma?: boolean; dropoutP?: number; dropPathP?: number } = {},
+): OpCase {
+  const C = shape[shape.length - 1];
+  const inputs: OpCase["inputs"] = [{ shape }, { shape }];
+  if (o.gamma) inputs.push({ shape: [C], min: -2, max: 2 });
+  inputs.push({ shape: [C], min: 0.5, max: 1.5 }, { shape: [C] });
+  return {
+    label,
+    inputs,
+    params: {
+      hasGamma: o.gamma ?? false,
+      dropoutP: o.dropoutP ?? 0,
+      dropoutSeed: 987654321,
+      dropPathP: o.dropPathP ?? 0,
+      dropPathSeed: 4242,
+      eps: 1e-5,
+    } satisfies ResidualLayerNormParams,
+    gradOutputs: [0, 1],
+  };
+}
+
+/** Registry entries of this file (see tests/ops_registry_test.ts). */
+export const RESIDUAL_LAYER_NORM_ENTRIES: OpEntry[] = [{
+  op: RESIDUAL_LAYER_NORM,
+  cases: [
+    caseOf("plain add", [2, 3, 5]),
+    caseOf("gamma", [2, 3, 5], { gamma: true }),
+    caseOf("all", [4, 3, 67], { gamma: true, dropoutP: 0.3, dropPathP: 0.5 }),
+    caseOf("dropout only", [3, 7, 9], { dropoutP: 0.2 }),
+    caseOf("size-1", [1, 1, 1], { gamma: true, dropoutP: 0.1, dropPathP: 0.1 }),
+    caseOf("C = 600 (3 columns per thread)", [2, 3, 600], { gamma: true, dropPathP: 0.3 }),
+  ],
+}];
