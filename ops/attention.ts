@@ -409,7 +409,8 @@ function transposeLH(
       for (let h = 0; h < H; h++) {
         const tm = ((b * L + l) * H + h) * D, hm = ((b * H + h) * L + l) * D;
         const from = toHeads ? tm : hm, to = toHeads ? hm : tm;
-        for (let d = 0; d < D; d++) dst[to + d] = src[from + d];
+        // a row of D contiguous values: one block copy (an element loop took 3 ns a value)
+        dst.set(src.subarray(from, from + D), to);
       }
     }
   }
