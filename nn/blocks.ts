@@ -1,29 +1,20 @@
 /**
  * Pre-LN encoder and decoder blocks (CONTRACTS.md §2):
  * `x = x + DropPath(gamma_i · dropout(Sublayer(LN_i(x))))`.
- * Gammas (LayerScale) exist when `layer_scale_init` is a number. Inside a
- * block, a residual update and the next sublayer's LayerNorm run as one op
- * (ops/residual_layer_norm.ts).
+ * Gammas (LayerScale) exist when `layer_scale_init` is a number. Every
+ * residual update runs as one op with the LayerNorm that follows it
+ * (ops/residual_layer_norm.ts): the next sublayer's, or for a block's last
+ * residual the next block's norm1 (or the stack's final norm), which the
+ * caller passes as `next`; a block therefore takes `h = norm1(x)` with `x`.
  *
  * @module
  */
 import type { Tensor } from "../tensor/tensor.ts";
 import type { ModelConfig } from "./config.ts";
 import { init, type InitContext, Module, parameter } from "./module.ts";
-import { addResidual, type ForwardContext, LayerNorm } from "./layers.ts";
+import { type ForwardContext, LayerNorm } from "./layers.ts";
 import { type KvCache, MultiHeadAttention } from "./attention.ts";
 import { FeedForward } from "./feed_forward.ts";
-
-/** `x + DropPath(gamma · dropout(branch))`, fused (one dispatch forward). */
-function residual(
-  m: Module & { cfg: ModelConfig },
-  x: Tensor,
-  branch: Tensor,
-  gamma: Tensor | null,
-  ctx: ForwardContext,
-): Tensor {
-  return addResidual(x, branch, gamma, { dropout: m.cfg.dropout, dropPath: m.cfg.drop_path }, ctx);
-}
 
 /** `residual(…)` then `norm` of the result, fused (one dispatch forward): `[x, norm(x)]`. */
 function residualNorm(
@@ -73,13 +64,27 @@ export class EncoderBlock extends Module {
     return this.cfg.layer_scale_init === null ? null : this.param(name);
   }
 
-  /** x: [B, S, C], mask: [B, S] → [B, S, C]. */
-  forward(x: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
-    const h = this.#norm1.forward(x);
+  /** The block's first LayerNorm (the previous block applies it, fused into its last residual). */
+  get norm1(): LayerNorm {
+    return this.#norm1;
+  }
+
+  /**
+   * x: [B, S, C] and h = norm1(x), mask: [B, S] → `[x', next(x')]`: the
+   * block's output and the LayerNorm that follows it (the next block's
+   * norm1, or the encoder's final norm), fused into the last residual.
+   */
+  forward(
+    x: Tensor,
+    h: Tensor,
+    mask: Tensor,
+    ctx: ForwardContext,
+    next: LayerNorm,
+  ): [Tensor, Tensor] {
     const a = this.#attn.forward(h, h, ctx, { keyMask: mask }).out;
     const [x1, h2] = residualNorm(this, x, a, this.#gamma("gamma1"), ctx, this.#norm2);
     const f = this.#ffn.forward(h2, ctx);
-    return residual(this, x1, f, this.#gamma("gamma2"), ctx);
+    return residualNorm(this, x1, f, this.#gamma("gamma2"), ctx, next);
   }
 }
 
@@ -138,19 +143,27 @@ export class DecoderBlock extends Module {
     return this.#cross.keyValues(memory);
   }
 
+  /** The block's first LayerNorm (the previous block applies it, fused into its last residual). */
+  get norm1(): LayerNorm {
+    return this.#norm1;
+  }
+
   /**
-   * x: [B, T, C], memory: [B, S, C] → [B, T, C]. With `cache`, x holds only
-   * the new positions and the cache is updated in place.
+   * x: [B, T, C] and h = norm1(x), memory: [B, S, C] → `[x', next(x')]`: the
+   * block's output and the LayerNorm that follows it (the next block's
+   * norm1, or the decoder's final norm), fused into the last residual. With
+   * `cache`, x holds only the new positions and the cache is updated in place.
    */
   forward(
     x: Tensor,
+    h: Tensor,
     tgtMask: Tensor | undefined,
     memory: Tensor,
     srcMask: Tensor,
     ctx: ForwardContext,
+    next: LayerNorm,
     cache?: BlockCache,
-  ): Tensor {
-    const h = this.#norm1.forward(x);
+  ): [Tensor, Tensor] {
     const sa = this.#self.forward(h, h, ctx, {
       keyMask: tgtMask,
       causal: true,
@@ -166,6 +179,6 @@ export class DecoderBlock extends Module {
     if (cache && !cache.cross) cache.cross = ca.cache;
     const [x2, h3] = residualNorm(this, x1, ca.out, this.#gamma("gamma2"), ctx, this.#norm3);
     const f = this.#ffn.forward(h3, ctx);
-    return residual(this, x2, f, this.#gamma("gamma3"), ctx);
+    return residualNorm(this, x2, f, this.#gamma("gamma3"), ctx, next);
   }
 }

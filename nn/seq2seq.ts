@@ -33,6 +33,24 @@ import {
 } from "./layers.ts";
 import { type BlockCache, DecoderBlock, EncoderBlock } from "./blocks.ts";
 
+/**
+ * Runs pre-LN blocks and the final LayerNorm: the first block's norm1 here,
+ * then each block returns its output and the LayerNorm that follows it
+ * (fused into its last residual). Returns the final norm's output.
+ */
+function stack<L extends { norm1: LayerNorm }>(
+  layers: L[],
+  finalNorm: LayerNorm,
+  x: Tensor,
+  run: (layer: L, x: Tensor, h: Tensor, next: LayerNorm, i: number) => [Tensor, Tensor],
+): Tensor {
+  let h = (layers[0]?.norm1 ?? finalNorm).forward(x);
+  layers.forEach((layer, i) => {
+    [x, h] = run(layer, x, h, layers[i + 1]?.norm1 ?? finalNorm, i);
+  });
+  return h;
+}
+
 /** Embedding + positions, encoder blocks, final LayerNorm. */
 export class Encoder extends Module {
   /** The model config. */
@@ -61,8 +79,12 @@ export class Encoder extends Module {
   forward(ids: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
     let x = embedWithPositions(this.#embed.forward(ids), this.#pos);
     x = maybeDropout(x, this.cfg.dropout, ctx);
-    for (const layer of this.#layers) x = layer.forward(x, mask, ctx);
-    return this.#norm.forward(x);
+    return stack(
+      this.#layers,
+      this.#norm,
+      x,
+      (layer, x, h, next) => layer.forward(x, h, mask, ctx, next),
+    );
   }
 }
 
@@ -130,11 +152,15 @@ export class Decoder extends Module {
     const start = cache ? cache.length : 0;
     let x = embedWithPositions(this.#embed.forward(ids), this.#pos, start);
     x = maybeDropout(x, this.cfg.dropout, ctx);
-    this.#layers.forEach((layer, i) => {
-      x = layer.forward(x, mask, memory, srcMask, ctx, cache?.blocks[i]);
-    });
+    const h = stack(
+      this.#layers,
+      this.#norm,
+      x,
+      (layer, x, h, next, i) =>
+        layer.forward(x, h, mask, memory, srcMask, ctx, next, cache?.blocks[i]),
+    );
     if (cache) cache.length += ids.shape[1];
-    return this.logits(this.#norm.forward(x));
+    return this.logits(h);
   }
 }
 
