@@ -23,7 +23,13 @@
  * @module
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
-import { fmtShape, type GpuKernel, type OpDef, packUniform } from "../tensor/types.ts";
+import {
+  fmtShape,
+  type GpuKernel,
+  type GpuPlan,
+  type OpDef,
+  packUniform,
+} from "../tensor/types.ts";
 import { grid1d } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
 import {
@@ -269,37 +275,100 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
   },
   gpu(info) {
     const [R, C] = lastAxisRows(info.inputs[0].shape);
-    const wg = rowWorkgroupSize(C);
-    const cols = Math.max(1, Math.ceil(C / wg)); // columns per thread
-    const rpg = rowsPerGroup(R);
-    const K = Math.max(1, Math.ceil(R / rpg));
-    const single = K === 1; // one workgroup: no partials, no second dispatch
-    const acc = info.inputs.length === 6; // add a pending gradient into dx
-    const nIn = acc ? 6 : 5; // dx is binding nIn, after the inputs
-    // the per-column loops run over a constant trip count, so the arrays stay in registers
-    const perCol = (body: string) =>
-      `for (var t = 0u; t < ${cols}u; t++) {
+    return layerNormGradPlan(R, C, info.inputs.length === 6);
+  },
+};
+
+/**
+ * @internal What a fused op adds to {@linkcode layerNormGradPlan}'s kernel
+ * (ops/residual_layer_norm.ts: the residual's backward of dx): inputs bound
+ * after the LayerNorm gradient's, outputs written per element after `dx`,
+ * uniform fields after `R, C, K, rpg`, and at most one more column sum.
+ */
+export interface LayerNormGradExtra {
+  /** Names of further f32 inputs (bound after `acc`). */
+  inputs: string[];
+  /** Names of further per-element f32 outputs (bound after `dx`). */
+  outputs: string[];
+  /** u32 uniform fields (WGSL declarations) and their values. */
+  u32: [string, number][];
+  /** f32 uniform fields and their values. */
+  f32: [string, number][];
+  /** WGSL helpers the element statements call. */
+  helpers: string;
+  /**
+   * Statements run for element `i` (column `j`, slot `t`) once `v`, its dx, is
+   * known; with `sum`, they add to `es[t]`, this thread's share of the column sum.
+   */
+  element: string;
+  /** Whether there is a third column sum (`es`), output after dweight and dbias. */
+  sum: boolean;
+}
+
+/**
+ * @internal The LayerNorm backward's plan (see {@linkcode LAYER_NORM_GRAD}):
+ * one workgroup per group of rows writes dx (plus `acc`) and partial column
+ * sums of dweight and dbias (and `extra`'s), then the partials are added.
+ * Binding order: `x, w, mean, rstd, dy, acc?, ...extra inputs`, then `dx`,
+ * the extra outputs, dweight, dbias and the extra sum.
+ */
+export function layerNormGradPlan(
+  R: number,
+  C: number,
+  acc: boolean,
+  extra?: LayerNormGradExtra,
+): GpuPlan {
+  const wg = rowWorkgroupSize(C);
+  const cols = Math.max(1, Math.ceil(C / wg)); // columns per thread
+  const rpg = rowsPerGroup(R);
+  const K = Math.max(1, Math.ceil(R / rpg));
+  const single = K === 1; // one workgroup: no partials, no second dispatch
+  const xIns = extra?.inputs ?? [], xOuts = extra?.outputs ?? [];
+  const S = extra?.sum ? 3 : 2; // column sums: dweight, dbias (, extra)
+  const nIn = 5 + (acc ? 1 : 0) + xIns.length; // dx is binding nIn, after the inputs
+  const sums = ["dw", "db", "ds"].slice(0, S);
+  // the per-column loops run over a constant trip count, so the arrays stay in registers
+  const perCol = (body: string) =>
+    `for (var t = 0u; t < ${cols}u; t++) {
       let j = lid + t * ${wg}u;
       if (j < u.C) { ${body} }
     }`;
-    const kernels: GpuKernel[] = [
-      { // dx per row, and partial dweight/dbias sums per group of rows → part[2, K, C]
-        code: `
+  const decl = (names: string[], first: number, access: string) =>
+    names.map((n, i) =>
+      `@group(0) @binding(${first + i}) var<storage, ${access}> ${n}: array<f32>;`
+    ).join("\n");
+  const firstOut = nIn + 1 + xOuts.length; // dweight (single) or part
+  const uFields = ["R: u32, C: u32, K: u32, rpg: u32"];
+  for (const [f] of extra?.u32 ?? []) uFields.push(`${f}: u32`);
+  for (const [f] of extra?.f32 ?? []) uFields.push(`${f}: f32`);
+  const uniform = packUniform(
+    [R, C, K, rpg, ...(extra?.u32 ?? []).map(([, v]) => v)],
+    (extra?.f32 ?? []).map(([, v]) => v),
+  );
+  const store = single
+    ? sums.map((n, i) => `${n}[j] = ${["sw", "sb", "es"][i]}[t];`).join(" ")
+    : sums.map((_, i) => `part[(${i}u * u.K + k) * u.C + j] = ${["sw", "sb", "es"][i]}[t];`)
+      .join(" ");
+  const kernels: GpuKernel[] = [
+    { // dx per row, and partial column sums per group of rows → part[S, K, C]
+      code: `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> mean: array<f32>;
 @group(0) @binding(3) var<storage, read> rstd: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 ${acc ? "@group(0) @binding(5) var<storage, read> acc: array<f32>;" : ""}
+${decl(xIns, acc ? 6 : 5, "read")}
 @group(0) @binding(${nIn}) var<storage, read_write> dx: array<f32>;
+${decl(xOuts, nIn + 1, "read_write")}
 ${
-          single
-            ? `@group(0) @binding(${nIn + 1}) var<storage, read_write> dw: array<f32>;
-@group(0) @binding(${nIn + 2}) var<storage, read_write> db: array<f32>;`
-            : `@group(0) @binding(${nIn + 1}) var<storage, read_write> part: array<f32>;`
-        }
-struct U { R: u32, C: u32, K: u32, rpg: u32 }
-@group(0) @binding(${single ? nIn + 3 : nIn + 2}) var<uniform> u: U;
+        single
+          ? decl(sums, firstOut, "read_write")
+          : `@group(0) @binding(${firstOut}) var<storage, read_write> part: array<f32>;`
+      }
+struct U { ${uFields.join(", ")} }
+@group(0) @binding(${firstOut + (single ? S : 1)}) var<uniform> u: U;
+${extra?.helpers ?? ""}
 var<workgroup> red: array<vec2f, ${wg}>;
 ${wgslTreeReduce("wg_sum2", "vec2f", wg, "a + b")}
 @compute @workgroup_size(${wg})
@@ -313,6 +382,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
   var g: array<f32, ${cols}>;
   var sw: array<f32, ${cols}>;
   var sb: array<f32, ${cols}>;
+  ${extra?.sum ? `var es: array<f32, ${cols}>;` : ""}
   ${perCol("wr[t] = w[j];")}
   let r1 = min(u.R, (k + 1u) * u.rpg);
   for (var row = k * u.rpg; row < r1; row++) {
@@ -321,48 +391,47 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
     let rs = rstd[row];
     var p = vec2f(0.0);
     ${
-          perCol(`let d = dy[o + j];
+        perCol(`let d = dy[o + j];
       let h = (x[o + j] - m) * rs;
       xh[t] = h;
       g[t] = d * wr[t];
       p += vec2f(g[t], g[t] * h);
       sw[t] += d * h;
       sb[t] += d;`)
-        }
+      }
     let mg = wg_sum2(p, lid) / f32(u.C);
-    ${perCol(`dx[o + j] = rs * (g[t] - mg.x - xh[t] * mg.y)${acc ? " + acc[o + j]" : ""};`)}
+    ${
+        perCol(`let i = o + j;
+      let v = rs * (g[t] - mg.x - xh[t] * mg.y)${acc ? " + acc[i]" : ""};
+      dx[i] = v;
+      ${extra?.element ?? ""}`)
+      }
   }
-  ${
-          perCol(
-            single
-              ? "dw[j] = sw[t]; db[j] = sb[t];"
-              : "part[k * u.C + j] = sw[t]; part[(u.K + k) * u.C + j] = sb[t];",
-          )
-        }
+  ${perCol(store)}
 }`,
-        bind: [
-          ...Array.from({ length: nIn }, (_, i) => ({ in: i })),
-          ...(single ? [{ out: 0 }, { out: 1 }, { out: 2 }] : [{ out: 0 }, { tmp: 0 }]),
-        ],
-        uniform: packUniform([R, C, K, rpg]),
-        workgroups: grid1d(K, 1),
-      },
-      { // the K partials of each column: LANES strided lanes, then a tree
-        code: `
+      bind: [
+        ...Array.from({ length: nIn }, (_, i) => ({ in: i })),
+        ...Array.from({ length: 1 + xOuts.length }, (_, i) => ({ out: i })),
+        ...(single ? sums.map((_, i) => ({ out: 1 + xOuts.length + i })) : [{ tmp: 0 }]),
+      ],
+      uniform,
+      workgroups: grid1d(K, 1),
+    },
+    { // the K partials of each column: LANES strided lanes, then a tree
+      code: `
 @group(0) @binding(0) var<storage, read> part: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dw: array<f32>;
-@group(0) @binding(2) var<storage, read_write> db: array<f32>;
+${decl(sums, 1, "read_write")}
 struct U { C: u32, K: u32 }
-@group(0) @binding(3) var<uniform> u: U;
-var<workgroup> acc: array<vec2f, ${LANES * LANES}>;
+@group(0) @binding(${1 + S}) var<uniform> u: U;
+var<workgroup> acc: array<vec${S}f, ${LANES * LANES}>;
 @compute @workgroup_size(${LANES}, ${LANES})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u,
         @builtin(num_workgroups) nwg: vec3u) {
   let c = (wid.x + wid.y * nwg.x) * ${LANES}u + lid.x;
-  var s = vec2f(0.0);
+  var s = vec${S}f(0.0);
   if (c < u.C) {
     for (var k = lid.y; k < u.K; k += ${LANES}u) {
-      s += vec2f(part[k * u.C + c], part[(u.K + k) * u.C + c]);
+      s += vec${S}f(${sums.map((_, i) => `part[(${i}u * u.K + k) * u.C + c]`).join(", ")});
     }
   }
   acc[lid.y * ${LANES}u + lid.x] = s;
@@ -372,19 +441,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     workgroupBarrier();
   }
   if (lid.y == 0u && c < u.C) {
-    dw[c] = acc[lid.x].x;
-    db[c] = acc[lid.x].y;
+    ${sums.map((n, i) => `${n}[c] = acc[lid.x].${"xyz"[i]};`).join("\n    ")}
   }
 }`,
-        bind: [{ tmp: 0 }, { out: 1 }, { out: 2 }],
-        uniform: packUniform([C, K]),
-        workgroups: grid1d(C, LANES),
-      },
-    ];
-    if (single) return { kernels: kernels.slice(0, 1) };
-    return { temps: [2 * K * C * 4], kernels };
-  },
-};
+      bind: [{ tmp: 0 }, ...sums.map((_, i) => ({ out: 1 + xOuts.length + i }))],
+      uniform: packUniform([C, K]),
+      workgroups: grid1d(C, LANES),
+    },
+  ];
+  if (single) return { kernels: kernels.slice(0, 1) };
+  return { temps: [S * K * C * 4], kernels };
+}
 
 /**
  * Layer norm over the last axis (biased variance, like

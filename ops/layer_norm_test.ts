@@ -288,15 +288,19 @@ Deno.test({
       assert.ok(g.beginProfile());
       scope(() => batchLoss(model, batch, { seed: 0 }).loss.backward());
       const prof = await g.endProfile();
-      // 2 encoder blocks × 2 LayerNorms + 2 decoder blocks × 3 = 10 LayerNorms whose
-      // input also feeds a residual: each absorbs the residual's gradient (22 → 12).
+      // 2 encoder blocks × 2 LayerNorms + 2 decoder blocks × 3, and the 2 final norms: 12.
+      // Each but the stacks' first norm1 is fused with the residual before it
+      // (ops/residual_layer_norm.ts), and every LayerNorm absorbs the gradient of its
+      // input's other use, the residual stream's, in its kernel (22 → 12).
       // The input of the 4 self-attentions feeds q, k and v, and the encoder output
       // the 4 cross-attention k/v projections: the dx matmuls of the later projections
       // absorb the earlier ones' (ops/matmul.ts matmulAccumulate; 12 → 1). The one left:
       // the tied embedding weight (a leaf) gets the embedding's and lm_head's gradients.
       assert.equal(prof.accumulate?.dispatches, 1);
       assert.equal(prof.matmulAccumulate?.dispatches, 11);
-      assert.equal(prof.layerNormGrad?.dispatches, 12); // 12 LayerNorms, one dispatch each
+      // 12 LayerNorms, one dispatch each: 2 alone, 10 with the residual's backward
+      assert.equal(prof.layerNormGrad?.dispatches, 2);
+      assert.equal(prof.residualLayerNormGrad?.dispatches, 10);
     });
     model.dispose();
   },

@@ -9,8 +9,9 @@
  * numbers bit for bit. On the GPU one kernel per row computes `out`, writes
  * it, and normalises the row from registers: one dispatch instead of two, and
  * `out` is never read back. The backward is the unfused pair's: the
- * LayerNorm gradient with `out`'s own gradient added in its kernel (the
- * residual stream's), then the residual's backward of that sum.
+ * LayerNorm gradient with `out`'s own gradient added (the residual stream's),
+ * then the residual's backward of that sum — on the GPU one pass over the
+ * rows ({@linkcode RESIDUAL_LAYER_NORM_GRAD}) instead of four dispatches.
  *
  * @example
  * ```ts
@@ -27,7 +28,12 @@ import { apply, type Tensor } from "../tensor/tensor.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import { type OpDef, packUniform, type TensorInfo } from "../tensor/types.ts";
 import { grid1d } from "./_wgsl.ts";
-import { LAYER_NORM, LAYER_NORM_GRAD, layerNormForwardWgsl } from "./layer_norm.ts";
+import {
+  LAYER_NORM,
+  LAYER_NORM_GRAD,
+  layerNormForwardWgsl,
+  layerNormGradPlan,
+} from "./layer_norm.ts";
 import {
   RESIDUAL,
   RESIDUAL_BACKWARD,
@@ -157,21 +163,110 @@ export const RESIDUAL_LAYER_NORM: OpDef<ResidualLayerNormParams> = {
       [out, , mean, rstd] = again;
       made.push(...again);
     }
-    // the stream's gradient: out's own plus the LayerNorm's (added in the LayerNorm kernel)
-    let dTotal = dOut as Tensor | null, dw: Tensor | null = null, db: Tensor | null = null;
-    if (dY) {
-      const lnIns = [out, w, mean, rstd, dY as Tensor];
-      if (dOut) lnIns.push(dOut as Tensor);
-      [dTotal, dw, db] = apply(LAYER_NORM_GRAD, lnIns, { eps: p.eps });
-    }
-    for (const t of made) t.dispose();
-    if (!dTotal) return ins.map(() => null);
     const wantBranch = branch.requiresGrad || (gamma !== null && gamma.requiresGrad);
-    const rp = residualParams(p);
-    const grads = wantBranch
-      ? apply(RESIDUAL_BACKWARD, gamma ? [dTotal, branch, gamma] : [dTotal], rp)
-      : [null, null];
-    return [dTotal.detach(), grads[0], ...(gamma ? [grads[1]] : []), dw, db];
+    if (!dY) {
+      // only the stream's gradient: the residual's backward of it
+      for (const t of made) t.dispose();
+      if (!dOut) return ins.map(() => null);
+      const d = dOut as Tensor;
+      const grads = wantBranch
+        ? apply(RESIDUAL_BACKWARD, gamma ? [d, branch, gamma] : [d], residualParams(p))
+        : [null, null];
+      return [d.detach(), grads[0], ...(gamma ? [grads[1]] : []), null, null];
+    }
+    // the stream's gradient (out's own plus the LayerNorm's) and the residual's backward of it
+    const gIns = [out, w, mean, rstd, dY as Tensor];
+    if (dOut) gIns.push(dOut as Tensor);
+    if (gamma) gIns.push(branch, gamma);
+    const grads = apply(RESIDUAL_LAYER_NORM_GRAD, gIns, { ...p, hasAcc: dOut !== null });
+    for (const t of made) t.dispose();
+    const [dTotal, dbranch, dw, db, dgamma] = grads;
+    if (!wantBranch) {
+      dbranch.dispose();
+      dgamma?.dispose();
+    }
+    return [
+      dTotal,
+      wantBranch ? dbranch : null,
+      ...(gamma ? [wantBranch ? dgamma : null] : []),
+      dw,
+      db,
+    ];
+  },
+};
+
+/** Parameters of {@linkcode RESIDUAL_LAYER_NORM_GRAD}. */
+export interface ResidualLayerNormGradParams extends ResidualLayerNormParams {
+  /** Whether the stream's own gradient (`dOut`) is an input, added to the LayerNorm's. */
+  hasAcc: boolean;
+}
+
+/**
+ * The fused backward: inputs `[out, weight, mean, rstd, dY, dOut?, branch?,
+ * gamma?]` (branch and gamma with LayerScale), outputs `[dTotal, dbranch,
+ * dweight, dbias, dgamma?]` — LAYER_NORM_GRAD's dx (plus dOut) as `dTotal`,
+ * then RESIDUAL_BACKWARD of it, in one pass over the rows on the GPU: each
+ * element's dx is turned into its branch gradient where it is computed, and
+ * the γ gradient's column sums join dweight's and dbias's (two dispatches
+ * instead of four).
+ */
+export const RESIDUAL_LAYER_NORM_GRAD: OpDef<ResidualLayerNormGradParams> = {
+  name: "residualLayerNormGrad",
+  outputs(inputs, p) {
+    const n = 5 + (p.hasAcc ? 1 : 0) + (p.hasGamma ? 2 : 0);
+    if (inputs.length !== n) {
+      throw new TypeError(`residualLayerNormGrad: expected ${n} inputs, got ${inputs.length}`);
+    }
+    const ln = LAYER_NORM_GRAD.outputs(inputs.slice(0, p.hasAcc ? 6 : 5), { eps: p.eps });
+    const res = RESIDUAL_BACKWARD.outputs(
+      p.hasGamma ? [ln[0], ...inputs.slice(n - 2)] : [ln[0]],
+      residualParams(p),
+    );
+    return [ln[0], res[0], ln[1], ln[2], ...res.slice(1)];
+  },
+  cpu(ins, [dTotal, dbranch, dw, db, dgamma], info, p) {
+    const nl = p.hasAcc ? 6 : 5;
+    const lnOut = info.outputs[0];
+    LAYER_NORM_GRAD.cpu(ins.slice(0, nl), [dTotal, dw, db], {
+      inputs: info.inputs.slice(0, nl),
+      outputs: [lnOut, info.outputs[2], info.outputs[3]],
+    }, { eps: p.eps });
+    const rIns = p.hasGamma ? [dTotal, ins[nl], ins[nl + 1]] : [dTotal];
+    const rInfo = p.hasGamma ? [lnOut, info.inputs[nl], info.inputs[nl + 1]] : [lnOut];
+    RESIDUAL_BACKWARD.cpu(rIns, p.hasGamma ? [dbranch, dgamma] : [dbranch], {
+      inputs: rInfo,
+      outputs: p.hasGamma ? [info.outputs[1], info.outputs[4]] : [info.outputs[1]],
+    }, residualParams(p));
+  },
+  gpu(info, p) {
+    const [R, C] = lastAxisRows(info.inputs[0].shape);
+    const B = info.inputs[0].shape[0] ?? 1;
+    const v = residualVariant(p);
+    // the residual backward of v (this element's dx): its products in RESIDUAL_BACKWARD's order
+    const element = v.gamma
+      ? `let dp = v * kp(i);
+      let kdi = kd(i);
+      es[t] += dp * (branch[i] * kdi);
+      dbranch[i] = (dp * gamma[j]) * kdi;`
+      : `var d = v;
+      ${v.path ? "d = d * kp(i);" : ""}
+      ${v.drop ? "d = d * kd(i);" : ""}
+      dbranch[i] = d;`;
+    return layerNormGradPlan(R, C, p.hasAcc, {
+      inputs: v.gamma ? ["branch", "gamma"] : [],
+      outputs: ["dbranch"],
+      u32: [
+        ["per", B > 0 ? (R * C) / B : 0],
+        ["dseed", p.dropoutSeed >>> 0],
+        ["dthr", dropoutThreshold(p.dropoutP)],
+        ["pseed", p.dropPathSeed >>> 0],
+        ["pthr", dropoutThreshold(p.dropPathP)],
+      ],
+      f32: [["dscale", dropoutScale(p.dropoutP)], ["pscale", dropoutScale(p.dropPathP)]],
+      helpers: residualMaskWgsl(v),
+      element,
+      sum: v.gamma,
+    });
   },
 };
 
@@ -230,6 +325,30 @@ function caseOf(
   };
 }
 
+function gradCaseOf(
+  label: string,
+  shape: number[],
+  o: { gamma?: boolean; dropoutP?: number; dropPathP?: number; acc?: boolean } = {},
+): OpCase {
+  const f = caseOf(label, shape, o);
+  const C = shape[shape.length - 1], rows = shape.slice(0, -1);
+  const inputs: OpCase["inputs"] = [
+    { shape },
+    { shape: [C], min: 0.5, max: 1.5 },
+    { shape: rows, min: -0.1, max: 0.1 },
+    { shape: rows, min: 0.5, max: 2 },
+    { shape },
+  ];
+  if (o.acc) inputs.push({ shape, min: -3, max: 3 });
+  if (o.gamma) inputs.push({ shape }, { shape: [C], min: -2, max: 2 });
+  return {
+    label,
+    inputs,
+    params: { ...(f.params as ResidualLayerNormParams), hasAcc: o.acc ?? false },
+    noGradCheck: true,
+  };
+}
+
 /** Registry entries of this file (see tests/ops_registry_test.ts). */
 export const RESIDUAL_LAYER_NORM_ENTRIES: OpEntry[] = [{
   op: RESIDUAL_LAYER_NORM,
@@ -240,5 +359,23 @@ export const RESIDUAL_LAYER_NORM_ENTRIES: OpEntry[] = [{
     caseOf("dropout only", [3, 7, 9], { dropoutP: 0.2 }),
     caseOf("size-1", [1, 1, 1], { gamma: true, dropoutP: 0.1, dropPathP: 0.1 }),
     caseOf("C = 600 (3 columns per thread)", [2, 3, 600], { gamma: true, dropPathP: 0.3 }),
+  ],
+}, {
+  op: RESIDUAL_LAYER_NORM_GRAD,
+  cases: [
+    gradCaseOf("plain add", [2, 3, 5]),
+    gradCaseOf("plain add, stream gradient", [2, 3, 5], { acc: true }),
+    gradCaseOf("gamma, stream gradient", [2, 3, 5], { gamma: true, acc: true }),
+    gradCaseOf("all", [4, 3, 67], { gamma: true, dropoutP: 0.3, dropPathP: 0.5, acc: true }),
+    gradCaseOf("dropout, drop path, no gamma", [3, 7, 9], { dropoutP: 0.2, dropPathP: 0.4 }),
+    gradCaseOf("size-1", [1, 1, 1], { gamma: true, dropoutP: 0.1, dropPathP: 0.1, acc: true }),
+    // more rows than one workgroup takes: partial sums of three columns, then their sum
+    gradCaseOf("520 rows × 70", [8, 65, 70], {
+      gamma: true,
+      dropoutP: 0.1,
+      dropPathP: 0.2,
+      acc: true,
+    }),
+    gradCaseOf("C = 600, 40 rows", [4, 10, 600], { gamma: true, dropPathP: 0.3 }),
   ],
 }];

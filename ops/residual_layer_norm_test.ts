@@ -107,3 +107,28 @@ Deno.test("residualLayerNorm() backward recomputes the saved statistics when a s
     close(Array.from(await a[k].grad!.data()), Array.from(await r[k].grad!.data()), 0, `d${k}`);
   }
 });
+
+Deno.test("residualLayerNorm() with only the stream in the loss gives the residual's gradients", async () => {
+  for (const backend of NO_GPU ? [CPU] : [CPU, GPU!]) {
+    const dtype = backend === CPU ? "f64" : "f32";
+    const a = leaves(backend, dtype), r = leaves(CPU, dtype);
+    const [out] = residualLayerNorm(a.x, a.branch, {
+      gamma: a.gamma,
+      weight: a.weight,
+      bias: a.bias,
+      ...OPTS,
+    });
+    sum(mul(out, a.w1)).backward();
+    const ro = residual(r.x, r.branch, {
+      gamma: r.gamma,
+      dropout: OPTS.dropout,
+      dropPath: OPTS.dropPath,
+    });
+    sum(mul(ro, r.w1)).backward();
+    for (const k of ["x", "branch", "gamma"] as const) {
+      const tol = backend === CPU ? 0 : 1e-5;
+      close(Array.from(await a[k].grad!.data()), Array.from(await r[k].grad!.data()), tol, `d${k}`);
+    }
+    assert.equal(a.weight.grad, null);
+  }
+});
