@@ -282,11 +282,18 @@ Deno.test({
       await run("on", "on");
       assert.ok(
         logs.some((l) =>
-          /^kernels: tuned [1-9]\d* matmul shapes and \d+ attention geometries in [\d.]+ s/.test(l)
+          /^kernels: tuned [1-9]\d* matmul shapes and [1-9]\d* attention geometries in [\d.]+ s/
+            .test(l)
         ),
         logs.join("\n"),
       );
       assert.ok(logs.includes(`kernels: tuned choices saved to ${cache}`), logs.join("\n"));
+      // the cache keeps the attention choices beside the matmul ones
+      const saved = JSON.parse(await Deno.readTextFile(cache));
+      const keys = Object.values(saved.adapters as Record<string, Record<string, string>>)
+        .flatMap((t) => Object.keys(t));
+      assert.ok(keys.some((k) => k.startsWith("attention|fwd|")), keys.join(", "));
+      assert.ok(keys.some((k) => k.startsWith("attention|bwd|")), keys.join(", "));
       // a later run on the same adapter takes the saved choices and measures nothing
       clearMatmulTuning();
       const before = logs.length;
