@@ -119,6 +119,35 @@ function each2(n: number, k: number, f: (a: number, b: number) => string, sep = 
   return each(n, (a) => each(k, (b) => f(a, b), sep), sep);
 }
 
+/**
+ * WGSL: score-tile products over the D/4 vec4s of a row. For each
+ * `[acc, rowsArr, colsArr]`, `acc<m>_<i> = Σ_j rowsArr[row m][j] · colsArr[col i][j]`
+ * for this thread's RM rows and CN columns (`col(i)`), accumulators declared here.
+ */
+function scoreProducts(
+  products: [acc: string, rows: string, cols: string][],
+  RM: number,
+  CN: number,
+  col: (i: number) => string,
+): string {
+  const sep = "\n      ";
+  return `${
+    products.map(([acc]) => each2(RM, CN, (m, i) => `var ${acc}${m}_${i} = 0.0;`, "\n    "))
+      .join("\n    ")
+  }
+    for (var j = 0u; j < D4; j++) {
+      ${
+    products.map(([acc, rows, cols]) =>
+      [
+        each(RM, (m) => `let ${acc}r${m} = ${rows}[(ty * RM + ${m}u) * QW + j];`, sep),
+        each(CN, (i) => `let ${acc}c${i} = ${cols}[(${col(i)}) * QW + j];`, sep),
+        each2(RM, CN, (m, i) => `${acc}${m}_${i} += dot(${acc}r${m}, ${acc}c${i});`, sep),
+      ].join(sep)
+    ).join(sep)
+  }
+    }`;
+}
+
 /** Constants and workgroup-memory declarations common to the three kernels. */
 function constants(D: number, t: AttentionTile): string {
   return `
@@ -241,12 +270,7 @@ ${entry(t, "u.T")}
     ${loadRows(["Ks", "Vs"], ["k", "v"], "c0", "C", "u.S")}
     ${KEY_FLAGS}
     workgroupBarrier();
-    ${each2(RM, CN, (m, i) => `var z${m}_${i} = 0.0;`, "\n    ")}
-    for (var j = 0u; j < D4; j++) {
-      ${each(RM, (m) => `let qv${m} = Qs[(ty * RM + ${m}u) * QW + j];`, "\n      ")}
-      ${each(CN, (i) => `let kv${i} = Ks[(${col(i)}) * QW + j];`, "\n      ")}
-      ${each2(RM, CN, (m, i) => `z${m}_${i} += dot(qv${m}, kv${i});`, "\n      ")}
-    }
+    ${scoreProducts([["z", "Qs", "Ks"]], RM, CN, col)}
     ${
     each(RM, (m) =>
       `{
@@ -370,16 +394,7 @@ ${entry(t, "u.T")}
     ${loadRows(["Ks", "Vs"], ["k", "v"], "c0", "C", "u.S")}
     ${KEY_FLAGS}
     workgroupBarrier();
-    ${each2(RM, CN, (m, i) => `var z${m}_${i} = 0.0;`, "\n    ")}
-    ${each2(RM, CN, (m, i) => `var dp${m}_${i} = 0.0;`, "\n    ")}
-    for (var j = 0u; j < D4; j++) {
-      ${each(RM, (m) => `let qv${m} = Qs[(ty * RM + ${m}u) * QW + j];`, "\n      ")}
-      ${each(RM, (m) => `let gv${m} = Gs[(ty * RM + ${m}u) * QW + j];`, "\n      ")}
-      ${each(CN, (i) => `let kv${i} = Ks[(${col(i)}) * QW + j];`, "\n      ")}
-      ${each(CN, (i) => `let vv${i} = Vs[(${col(i)}) * QW + j];`, "\n      ")}
-      ${each2(RM, CN, (m, i) => `z${m}_${i} += dot(qv${m}, kv${i});`, "\n      ")}
-      ${each2(RM, CN, (m, i) => `dp${m}_${i} += dot(gv${m}, vv${i});`, "\n      ")}
-    }
+    ${scoreProducts([["z", "Qs", "Ks"], ["dp", "Gs", "Vs"]], RM, CN, col)}
     ${
     each2(RM, CN, (m, i) =>
       `{
@@ -475,16 +490,7 @@ ${entry(t, "u.S")}
       Fs[c] = fm;
     }
     workgroupBarrier();
-    ${each2(RM, CN, (m, i) => `var z${m}_${i} = 0.0;`, "\n    ")}
-    ${each2(RM, CN, (m, i) => `var dp${m}_${i} = 0.0;`, "\n    ")}
-    for (var j = 0u; j < D4; j++) {
-      ${each(RM, (m) => `let kv${m} = Ks[(ty * RM + ${m}u) * QW + j];`, "\n      ")}
-      ${each(RM, (m) => `let vv${m} = Vs[(ty * RM + ${m}u) * QW + j];`, "\n      ")}
-      ${each(CN, (i) => `let qv${i} = Qs[(${col(i)}) * QW + j];`, "\n      ")}
-      ${each(CN, (i) => `let gv${i} = Gs[(${col(i)}) * QW + j];`, "\n      ")}
-      ${each2(RM, CN, (m, i) => `z${m}_${i} += dot(kv${m}, qv${i});`, "\n      ")}
-      ${each2(RM, CN, (m, i) => `dp${m}_${i} += dot(vv${m}, gv${i});`, "\n      ")}
-    }
+    ${scoreProducts([["z", "Ks", "Qs"], ["dp", "Vs", "Gs"]], RM, CN, col)}
     ${
     each2(RM, CN, (m, i) =>
       `{

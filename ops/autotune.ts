@@ -36,7 +36,7 @@ import {
   autotuneMatmulsOf,
   configureMatmul,
   type MatmulTuning,
-  msPerCall,
+  timeCandidate,
 } from "./matmul.ts";
 import { errorLine } from "../tensor/errors.ts";
 
@@ -141,21 +141,10 @@ export async function autotuneAttention(
         ? opts.kernels.filter((n) => n === "rows" || attentionTileFitsName(s, n, target))
         : ["rows", ...fit];
       for (const name of names) {
-        ms[name] = await withAttentionKernel(name, async () => {
-          try {
-            run(); // compiles
-            await backend.sync();
-            const t0 = performance.now();
-            run();
-            await backend.sync();
-            const once = Math.max(1e-3, performance.now() - t0);
-            const n = Math.max(1, Math.min(50, Math.ceil(minTimeMs / once)));
-            const r = await msPerCall(backend, run, n, opName);
-            return Number.isFinite(r.ms) ? r.ms : Infinity;
-          } catch {
-            return Infinity;
-          }
-        });
+        ms[name] = await withAttentionKernel(
+          name,
+          async () => (await timeCandidate(backend, run, opName, minTimeMs, 50)).ms,
+        );
       }
       let best = names[0] ?? "rows";
       for (const [name, t] of Object.entries(ms)) if (t < (ms[best] ?? Infinity)) best = name;

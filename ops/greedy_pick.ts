@@ -113,6 +113,27 @@ export const GREEDY_PICK: OpDef<GreedyPickParams> = {
 const codes = new Map<number, string>();
 
 /**
+ * @internal WGSL `write_pick(row, id, logp)`: a row's outputs of a pick op
+ * (bindings `ids`, `picks`, `done_out` and `done`; the uniform's `pad` and
+ * `eos`): the pad id where the row was done, else the pick, done when it is
+ * eos. ops/sample_pick.ts writes its picks with it too.
+ */
+export const WGSL_WRITE_PICK = `
+fn write_pick(row: u32, id: u32, logp: f32) {
+  if (done[row] != 0.0) {
+    ids[row] = i32(u.pad);
+    picks[2u * row] = f32(u.pad);
+    picks[2u * row + 1u] = 0.0;
+    done_out[row] = 1.0;
+  } else {
+    ids[row] = i32(id);
+    picks[2u * row] = f32(id);
+    picks[2u * row + 1u] = logp;
+    done_out[row] = select(0.0, 1.0, id == u.eos);
+  }
+}`;
+
+/**
  * One workgroup per row: the row maximum (NaN skipped), the first index
  * holding it (as the largest −index), Σ exp(x − max); thread 0 writes.
  */
@@ -128,6 +149,7 @@ function kernelCode(wg: number): string {
 struct U { R: u32, V: u32, eos: u32, pad: u32 }
 @group(0) @binding(5) var<uniform> u: U;
 ${wgslRowReduce(wg)}
+${WGSL_WRITE_PICK}
 const LOWEST: f32 = -3.4028234663852886e38;
 ${wgslRowMain(wg)}
   let o = row * u.V;
@@ -160,17 +182,7 @@ ${wgslRowMain(wg)}
       id = 0u;
       logp = select(x0 - (best + log(total)), -log(f32(u.V)), seen == 0.0);
     }
-    if (done[row] != 0.0) {
-      ids[row] = i32(u.pad);
-      picks[2u * row] = f32(u.pad);
-      picks[2u * row + 1u] = 0.0;
-      done_out[row] = 1.0;
-    } else {
-      ids[row] = i32(id);
-      picks[2u * row] = f32(id);
-      picks[2u * row + 1u] = logp;
-      done_out[row] = select(0.0, 1.0, id == u.eos);
-    }
+    write_pick(row, id, logp);
   }
 }`;
   codes.set(wg, code);

@@ -743,6 +743,34 @@ export async function msPerCall(
   return { ms: (performance.now() - t0) / n, timing: "wallclock" };
 }
 
+/**
+ * A tuner's measurement of one candidate: compiles it (one untimed call),
+ * times one call to size the run, then {@linkcode msPerCall} over enough
+ * calls for about `minTimeMs` (at most `maxCalls`). Infinity (and no timing)
+ * when it fails or nothing was recorded.
+ */
+export async function timeCandidate(
+  backend: GpuBackend,
+  run: () => void,
+  opName: string,
+  minTimeMs: number,
+  maxCalls: number,
+): Promise<{ ms: number; timing: "timestamp" | "wallclock" | null }> {
+  try {
+    run(); // compiles
+    await backend.sync();
+    const t0 = performance.now();
+    run();
+    await backend.sync();
+    const once = Math.max(1e-3, performance.now() - t0);
+    const n = Math.max(1, Math.min(maxCalls, Math.ceil(minTimeMs / once)));
+    const r = await msPerCall(backend, run, n, opName);
+    return { ms: Number.isFinite(r.ms) ? r.ms : Infinity, timing: r.timing };
+  } catch {
+    return { ms: Infinity, timing: null };
+  }
+}
+
 /** What {@linkcode autotuneMatmul} found for one shape. */
 export interface MatmulTuning {
   /** The shape. */
@@ -800,20 +828,9 @@ export async function autotuneMatmul(
     try {
       for (const v of variants) {
         ms[v.name] = await withMatmulVariant(v, async () => {
-          try {
-            run(); // compiles
-            await backend.sync();
-            const t0 = performance.now();
-            run();
-            await backend.sync();
-            const once = Math.max(1e-3, performance.now() - t0);
-            const n = Math.max(1, Math.min(100, Math.ceil(minTimeMs / once)));
-            const r = await msPerCall(backend, run, n, MATMUL.name);
-            timing = r.timing;
-            return Number.isFinite(r.ms) ? r.ms : Infinity;
-          } catch {
-            return Infinity;
-          }
+          const r = await timeCandidate(backend, run, MATMUL.name, minTimeMs, 100);
+          if (r.timing) timing = r.timing;
+          return r.ms;
         });
       }
     } finally {

@@ -481,20 +481,25 @@ export const RESIDUAL_BACKWARD: OpDef<ResidualParams> = {
   },
 };
 
-/**
- * `x + DropPath(gamma · dropout(branch))` in one op (see the module doc);
- * x and branch `[B, ..., C]`, gamma `[C]`.
- */
-export function residual(x: Tensor, branch: Tensor, opts: ResidualOptions = {}): Tensor {
+/** The op parameters of residual options (a probability of 0 turns its mask off). */
+export function residualParamsOf(opts: ResidualOptions): ResidualParams {
   const drop = opts.dropout && opts.dropout.p > 0 ? opts.dropout : null;
   const path = opts.dropPath && opts.dropPath.p > 0 ? opts.dropPath : null;
-  const params: ResidualParams = {
+  return {
     hasGamma: !!opts.gamma,
     dropoutP: drop ? drop.p : 0,
     dropoutSeed: drop ? drop.seed : 0,
     dropPathP: path ? path.p : 0,
     dropPathSeed: path ? path.seed : 0,
   };
+}
+
+/**
+ * `x + DropPath(gamma · dropout(branch))` in one op (see the module doc);
+ * x and branch `[B, ..., C]`, gamma `[C]`.
+ */
+export function residual(x: Tensor, branch: Tensor, opts: ResidualOptions = {}): Tensor {
+  const params = residualParamsOf(opts);
   return apply(RESIDUAL, opts.gamma ? [x, branch, opts.gamma] : [x, branch], params)[0];
 }
 

@@ -40,6 +40,7 @@ import {
   residualMaskWgsl,
   type ResidualOptions,
   type ResidualParams,
+  residualParamsOf,
   residualVariant,
 } from "./residual.ts";
 import { lastAxisRows } from "./softmax.ts";
@@ -279,16 +280,7 @@ export function residualLayerNorm(
   branch: Tensor,
   opts: ResidualLayerNormOptions,
 ): [Tensor, Tensor] {
-  const drop = opts.dropout && opts.dropout.p > 0 ? opts.dropout : null;
-  const path = opts.dropPath && opts.dropPath.p > 0 ? opts.dropPath : null;
-  const params: ResidualLayerNormParams = {
-    hasGamma: !!opts.gamma,
-    dropoutP: drop ? drop.p : 0,
-    dropoutSeed: drop ? drop.seed : 0,
-    dropPathP: path ? path.p : 0,
-    dropPathSeed: path ? path.seed : 0,
-    eps: opts.eps,
-  };
+  const params: ResidualLayerNormParams = { ...residualParamsOf(opts), eps: opts.eps };
   const ins = opts.gamma ? [x, branch, opts.gamma] : [x, branch];
   const [out, y, mean, rstd] = apply(RESIDUAL_LAYER_NORM, [...ins, opts.weight, opts.bias], params);
   if (!y.node) {

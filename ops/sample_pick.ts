@@ -63,6 +63,7 @@
 import { apply, type Tensor } from "../tensor/tensor.ts";
 import { fmtShape, type OpDef, packUniform } from "../tensor/types.ts";
 import type { OpEntry } from "./registry.ts";
+import { WGSL_WRITE_PICK } from "./greedy_pick.ts";
 import { lastAxisRows, rowWorkgroupSize, wgslRowMain, wgslRowReduce } from "./softmax.ts";
 
 /** Parameters of {@linkcode SAMPLE_PICK}. */
@@ -80,13 +81,14 @@ export interface SamplePickParams {
 }
 
 // ---------------------------------------------------------------------------
-// CPU reference: train/generate.ts's host functions, mirrored on one row
+// The row functions: the host's sampling path (train/generate.ts re-exports
+// them) and this op's CPU reference
 
-/** One row, in the float type of the logits (the host's rows are Float32Arrays). */
-type Row = Float32Array | Float64Array | Float16Array;
+/** One row of logits, in the float type of the logits (the host's rows are Float32Arrays). */
+export type LogitsRow = Float32Array | Float64Array | Float16Array;
 
-/** log-softmax of `row` at `i` (float64 sums; all −∞: −log V), as the host's `logSoftmax`. */
-function logSoftmaxAt(row: Row, i: number): number {
+/** log-softmax of `row` at `i` (float64 sums; all −∞: −log V), as `logSoftmax` in train/generate.ts. */
+function logSoftmaxAt(row: LogitsRow, i: number): number {
   let max = -Infinity;
   for (const v of row) if (v > max) max = v;
   if (max === -Infinity) return -Math.log(row.length);
@@ -95,37 +97,43 @@ function logSoftmaxAt(row: Row, i: number): number {
   return row[i] - (max + Math.log(z));
 }
 
-/** softmax in float64 (all −∞: uniform), as the host's `softmax`. */
-function softmax(row: Row): Float64Array {
+/** softmax of one row, computed in double precision (all −∞: uniform). */
+export function softmaxRow(logits: LogitsRow): Float64Array {
   let max = -Infinity;
-  for (const v of row) if (v > max) max = v;
-  const out = new Float64Array(row.length);
-  if (max === -Infinity) return out.fill(1 / row.length);
+  for (const v of logits) if (v > max) max = v;
+  const out = new Float64Array(logits.length);
+  if (max === -Infinity) return out.fill(1 / logits.length);
   let z = 0;
-  for (let i = 0; i < row.length; i++) z += out[i] = Math.exp(row[i] - max);
+  for (let i = 0; i < logits.length; i++) z += out[i] = Math.exp(logits[i] - max);
   for (let i = 0; i < out.length; i++) out[i] /= z;
   return out;
 }
 
-/** Divides by the temperature in place, as the host's `applyTemperature`. */
-function applyTemperature(row: Row, temperature: number): void {
+/** Divides the logits by `temperature`, in place. */
+export function applyTemperature(logits: LogitsRow, temperature: number): void {
   if (temperature === 1) return;
-  for (let i = 0; i < row.length; i++) row[i] /= temperature;
+  if (!(temperature > 0)) throw new RangeError(`temperature must be > 0, got ${temperature}`);
+  for (let i = 0; i < logits.length; i++) logits[i] /= temperature;
 }
 
-/** Keeps the values ≥ the k-th largest, the rest −∞, as the host's `applyTopK`. */
-function applyTopK(row: Row, k: number): void {
-  if (k <= 0 || k >= row.length) return;
-  const kth = Float64Array.from(row).sort()[row.length - k];
-  for (let i = 0; i < row.length; i++) if (row[i] < kth) row[i] = -Infinity;
+/** Keeps the `k` largest logits (ties with the k-th kept, as HF does); the rest -Infinity. */
+export function applyTopK(logits: LogitsRow, k: number): void {
+  if (k <= 0 || k >= logits.length) return;
+  const kth = Float64Array.from(logits).sort()[logits.length - k]; // ascending
+  for (let i = 0; i < logits.length; i++) if (logits[i] < kth) logits[i] = -Infinity;
 }
 
-/** Keeps the smallest descending prefix reaching mass p, the rest −∞, as the host's `applyTopP`. */
-function applyTopP(row: Row, p: number): void {
+/**
+ * Nucleus filtering, in place: keeps the smallest set of most likely tokens
+ * (descending, ties: lower index first) whose cumulative probability reaches
+ * `p` (always at least one token).
+ */
+export function applyTopP(logits: LogitsRow, p: number): void {
   if (p >= 1) return;
-  const probs = softmax(row);
-  const order = Array.from({ length: row.length }, (_, i) => i);
-  order.sort((a, b) => (row[b] - row[a]) || a - b);
+  if (!(p >= 0)) throw new RangeError(`topP must be in [0, 1], got ${p}`);
+  const probs = softmaxRow(logits);
+  const order = Array.from({ length: logits.length }, (_, i) => i);
+  order.sort((a, b) => (logits[b] - logits[a]) || a - b);
   let cum = 0;
   let keep = 0;
   while (keep < order.length) {
@@ -133,12 +141,17 @@ function applyTopP(row: Row, p: number): void {
     keep++;
     if (cum >= p) break;
   }
-  for (let r = keep; r < order.length; r++) row[order[r]] = -Infinity;
+  for (let r = keep; r < order.length; r++) logits[order[r]] = -Infinity;
 }
 
-/** The first index whose cumulative probability exceeds `u`, as the host's `sampleIndex`. */
-function sampleIndex(row: Row, u: number): number {
-  const probs = softmax(row);
+/**
+ * The index softmax(logits) draws for the uniform `u` in [0, 1): the first
+ * whose cumulative probability exceeds `u`, walking the positive
+ * probabilities in index order (the last of them if rounding leaves `u` above
+ * the total).
+ */
+export function sampleAt(logits: LogitsRow, u: number): number {
+  const probs = softmaxRow(logits);
   let cum = 0;
   let last = 0;
   for (let i = 0; i < probs.length; i++) {
@@ -147,16 +160,22 @@ function sampleIndex(row: Row, u: number): number {
     cum += probs[i];
     if (u < cum) return i;
   }
-  return last; // rounding: u above the final cumulative sum
+  return last;
 }
 
 /** One row's (id, log-probability) from logits `x` at offset `o` and the draw `u`. */
-function pickRow(x: Row, o: number, V: number, u: number, p: SamplePickParams): [number, number] {
+function pickRow(
+  x: LogitsRow,
+  o: number,
+  V: number,
+  u: number,
+  p: SamplePickParams,
+): [number, number] {
   const row = x.slice(o, o + V);
   applyTemperature(row, p.temperature);
   applyTopK(row, p.topK);
   applyTopP(row, p.topP);
-  const id = sampleIndex(row, u);
+  const id = sampleAt(row, u);
   return [id, logSoftmaxAt(x.subarray(o, o + V), id)];
 }
 
@@ -214,7 +233,7 @@ export const SAMPLE_PICK: OpDef<SamplePickParams> = {
         doneOut[r] = 1;
         continue;
       }
-      const [id, logp] = pickRow(x as Row, r * V, V, u[r], p);
+      const [id, logp] = pickRow(x as LogitsRow, r * V, V, u[r], p);
       ids[r] = id;
       picks[2 * r] = id;
       picks[2 * r + 1] = logp;
@@ -316,6 +335,7 @@ fn value(k: vec4u) -> vec4f {
 
 fn sum4(v: vec4f) -> f32 { return (v.x + v.y) + (v.z + v.w); }
 
+${WGSL_WRITE_PICK}
 ${wgslRowMain(wg)}
   let o = row * u.V;
   let W = (u.V + 3u) / 4u; // the scratch row in vec4s
@@ -464,17 +484,7 @@ ${wgslRowMain(wg)}
     var id = 0u;
     if (first > -f32(u.V)) { id = u32(-first); } else if (fallback >= 0.0) { id = u32(fallback); }
     let logp = select(-log(f32(u.V)), x[o + id] - (max_x + log(sum_x)), any_x);
-    if (done[row] != 0.0) {
-      ids[row] = i32(u.pad);
-      picks[2u * row] = f32(u.pad);
-      picks[2u * row + 1u] = 0.0;
-      done_out[row] = 1.0;
-    } else {
-      ids[row] = i32(id);
-      picks[2u * row] = f32(id);
-      picks[2u * row + 1u] = logp;
-      done_out[row] = select(0.0, 1.0, id == u.eos);
-    }
+    write_pick(row, id, logp);
   }
 }`;
   codes.set(wg, code);

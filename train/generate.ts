@@ -42,7 +42,15 @@ import { hashU32, makeRng } from "../tensor/rng.ts";
 import { reshape } from "../ops/mod.ts";
 import { concat, slice } from "../ops/slice.ts";
 import { greedyPick } from "../ops/greedy_pick.ts";
-import { samplePick } from "../ops/sample_pick.ts";
+import {
+  applyTemperature,
+  applyTopK,
+  applyTopP,
+  type LogitsRow,
+  sampleAt,
+  samplePick,
+  softmaxRow,
+} from "../ops/sample_pick.ts";
 import { embedding } from "../ops/embedding.ts";
 import type { Seq2Seq } from "../nn/seq2seq.ts";
 import type { DecoderCache } from "../nn/seq2seq.ts";
@@ -113,7 +121,9 @@ export interface GenerationResult {
 // Logits processors: pure functions on one row of logits [V], in place.
 
 /** One row of logits or log-probabilities [V]. */
-export type LogitsRow = Float32Array | Float64Array;
+export type { LogitsRow };
+// temperature, top-k and top-p live beside the device sampler that mirrors them
+export { applyTemperature, applyTopK, applyTopP };
 
 /**
  * CTRL / Hugging Face repetition penalty, in place: for every token in
@@ -168,58 +178,8 @@ export function applyNoRepeatNgram(
   }
 }
 
-/** Divides the logits by `temperature`, in place. */
-export function applyTemperature(logits: LogitsRow, temperature: number): void {
-  if (temperature === 1) return;
-  if (!(temperature > 0)) throw new RangeError(`temperature must be > 0, got ${temperature}`);
-  for (let i = 0; i < logits.length; i++) logits[i] /= temperature;
-}
-
-/** Order of indices by descending logit (ties: lower index first). */
-function descendingOrder(logits: LogitsRow): number[] {
-  const idx = Array.from({ length: logits.length }, (_, i) => i);
-  idx.sort((a, b) => (logits[b] - logits[a]) || a - b);
-  return idx;
-}
-
-/** Keeps the `k` largest logits (ties with the k-th kept, as HF does); the rest -Infinity. */
-export function applyTopK(logits: LogitsRow, k: number): void {
-  if (k <= 0 || k >= logits.length) return;
-  const sorted = Float64Array.from(logits).sort(); // ascending
-  const kth = sorted[logits.length - k];
-  for (let i = 0; i < logits.length; i++) if (logits[i] < kth) logits[i] = -Infinity;
-}
-
-/**
- * Nucleus filtering, in place: keeps the smallest set of most likely tokens
- * whose cumulative probability reaches `p` (always at least one token).
- */
-export function applyTopP(logits: LogitsRow, p: number): void {
-  if (p >= 1) return;
-  if (!(p >= 0)) throw new RangeError(`topP must be in [0, 1], got ${p}`);
-  const probs = softmax(logits);
-  const order = descendingOrder(logits);
-  let cum = 0;
-  let keep = 0;
-  while (keep < order.length) {
-    cum += probs[order[keep]];
-    keep++;
-    if (cum >= p) break;
-  }
-  for (let r = keep; r < order.length; r++) logits[order[r]] = -Infinity;
-}
-
-/** softmax of one row, computed in double precision. */
-export function softmax(logits: LogitsRow): Float64Array {
-  let max = -Infinity;
-  for (const v of logits) if (v > max) max = v;
-  const out = new Float64Array(logits.length);
-  if (max === -Infinity) return out.fill(1 / logits.length);
-  let z = 0;
-  for (let i = 0; i < logits.length; i++) z += out[i] = Math.exp(logits[i] - max);
-  for (let i = 0; i < out.length; i++) out[i] /= z;
-  return out;
-}
+/** softmax of one row, computed in double precision (all −∞: uniform). */
+export const softmax: (logits: LogitsRow) => Float64Array = softmaxRow;
 
 /** log-softmax of one row, computed in double precision. */
 export function logSoftmax(logits: LogitsRow): Float64Array {
@@ -241,19 +201,9 @@ export function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
-/** Draws an index from softmax(logits) with a uniform [0, 1) generator. */
+/** Draws an index from softmax(logits) with a uniform [0, 1) generator (one draw). */
 export function sampleIndex(logits: LogitsRow, rng: () => number): number {
-  const probs = softmax(logits);
-  const u = rng();
-  let cum = 0;
-  let last = 0;
-  for (let i = 0; i < probs.length; i++) {
-    if (probs[i] <= 0) continue;
-    last = i;
-    cum += probs[i];
-    if (u < cum) return i;
-  }
-  return last; // rounding: u above the final cumulative sum
+  return sampleAt(logits, rng());
 }
 
 // ---------------------------------------------------------------------------
