@@ -369,8 +369,23 @@ async function greedyOrSample(
       if (tok === ids.eosTokenId) finished[r] = true;
     }
   }
+  return { sequences: groupSequences(seqs, finished, sums, k, o.lengthPenalty), steps };
+}
+
+/**
+ * The result of a greedy or sampling decode: row r = i·k + j is input i's
+ * j-th sequence (without the start token; eos dropped where it ended one),
+ * scored `sums[r] / len ** lengthPenalty`.
+ */
+function groupSequences(
+  seqs: number[][],
+  finished: boolean[],
+  sums: Float64Array,
+  k: number,
+  lengthPenalty: number,
+): GeneratedSequence[][] {
   const sequences: GeneratedSequence[][] = [];
-  for (let i = 0; i < numInputs; i++) {
+  for (let i = 0; i < seqs.length / k; i++) {
     const group: GeneratedSequence[] = [];
     for (let j = 0; j < k; j++) {
       const r = i * k + j;
@@ -379,13 +394,13 @@ async function greedyOrSample(
       if (finished[r]) gen.pop();
       group.push({
         ids: gen,
-        score: normalizedScore(sums[r], len, o.lengthPenalty),
+        score: normalizedScore(sums[r], len, lengthPenalty),
         finished: finished[r],
       });
     }
     sequences.push(group);
   }
-  return { sequences, steps };
+  return sequences;
 }
 
 /** Finished hypotheses of one input (Hugging Face `BeamHypotheses`). */
@@ -936,23 +951,7 @@ async function decodeOnDevice(
     tok.dispose();
     done.dispose();
   }
-  const sequences: GeneratedSequence[][] = [];
-  for (let i = 0; i < N / k; i++) {
-    const group: GeneratedSequence[] = [];
-    for (let j = 0; j < k; j++) {
-      const r = i * k + j;
-      const gen = seqs[r].slice(1);
-      const len = gen.length;
-      if (finished[r]) gen.pop();
-      group.push({
-        ids: gen,
-        score: normalizedScore(sums[r], len, o.lengthPenalty),
-        finished: finished[r],
-      });
-    }
-    sequences.push(group);
-  }
-  return { sequences, steps };
+  return { sequences: groupSequences(seqs, finished, sums, k, o.lengthPenalty), steps };
 }
 
 /**
