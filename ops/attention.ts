@@ -393,6 +393,9 @@ function softmaxRows(
   }
 }
 
+/** Row length from which {@linkcode transposeLH} copies a row with `set` instead of a loop. */
+const BLOCK_COPY_MIN = 32;
+
 /**
  * Copies rows between token-major `[B, L, H, D]` and heads-major
  * `[B, H, L, D]` (`toHeads`: the first into the second). The fast path runs
@@ -409,8 +412,10 @@ function transposeLH(
       for (let h = 0; h < H; h++) {
         const tm = ((b * L + l) * H + h) * D, hm = ((b * H + h) * L + l) * D;
         const from = toHeads ? tm : hm, to = toHeads ? hm : tm;
-        // a row of D contiguous values: one block copy (an element loop took 3 ns a value)
-        dst.set(src.subarray(from, from + D), to);
+        // a row of D contiguous values: `set` for long rows (D = 64: 1.7 ns a value against
+        // 2–2.4 for the loop), the loop for short ones (D = 16: 3× faster than making a view)
+        if (D >= BLOCK_COPY_MIN) dst.set(src.subarray(from, from + D), to);
+        else for (let d = 0; d < D; d++) dst[to + d] = src[from + d];
       }
     }
   }
