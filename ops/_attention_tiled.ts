@@ -227,7 +227,9 @@ function firstAllowed(v: TiledVariant): string {
  */
 const KEY_FLAGS = `for (var c = tid; c < C; c += NT) {
       let s = c0 + c;
-      Kf[c] = select(0u, select(1u, 2u, key_on(b, s)), s < u.S);
+      var f = 0u; // past S (select would read the mask there too)
+      if (s < u.S) { f = select(1u, 2u, key_on(b, s)); }
+      Kf[c] = f;
     }`;
 
 /**
@@ -465,7 +467,9 @@ ${entry(t, "u.S")}
   ${loadRows(["Ks", "Vs"], ["k", "v"], "r0", "R", "u.S")}
   for (var c = tid; c < R; c += NT) {
     let s = r0 + c;
-    Kf[c] = select(0u, select(1u, 2u, key_on(b, s)), s < u.S);
+    var f = 0u; // past S (select would read the mask there too)
+    if (s < u.S) { f = select(1u, 2u, key_on(b, s)); }
+    Kf[c] = f;
   }
   ${start}
   ${each(RM, (m) => `let s${m} = r0 + ty * RM + ${m}u;`)}
