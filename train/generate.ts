@@ -822,8 +822,8 @@ const BELOW_ONE = 1 - 2 ** -24;
  * once per {@linkcode GREEDY_READBACK_EVERY} steps. The draws come from the
  * host's generators (row r = i·k + j of input i's j-th return sequence:
  * `makeRng(hashU32(seed, seedOffset·k + r))`, one draw per step while the
- * row is unfinished), rounded to f32 and uploaded as one `[steps, N]`
- * tensor per chunk. A row unfinished at a chunk's start draws for every
+ * row is unfinished), rounded to f32 and uploaded at the start of each
+ * chunk as one `[N]` tensor per step (no dispatch to pick a step's). A row unfinished at a chunk's start draws for every
  * step of the chunk; the draws after it picks eos are never used, and
  * neither is its generator again, so each row sees exactly the host's
  * draws. The result equals `decodeSteps` with strategy "sample" on the same
@@ -852,21 +852,20 @@ export async function sampleOnDevice(
     topK: o.topK,
     topP: o.topP,
   };
-  let draws: Tensor | null = null; // [steps, N]: the chunk's uniforms
+  let draws: Tensor[] = []; // the chunk's uniforms, [N] per step (uploads, no dispatch)
   return await decodeOnDevice("sampleOnDevice", session, backend, ids, o, k, {
     begin(steps, finished) {
-      const u = new Float32Array(steps * N);
+      const u = Array.from({ length: steps }, () => new Float32Array(N));
       for (let r = 0; r < N; r++) {
         if (finished[r]) continue;
-        for (let c = 0; c < steps; c++) u[c * N + r] = Math.min(Math.fround(rngs[r]()), BELOW_ONE);
+        for (let c = 0; c < steps; c++) u[c][r] = Math.min(Math.fround(rngs[r]()), BELOW_ONE);
       }
-      draws = tensor(u, [steps, N], { backend }).keep();
+      draws = u.map((d) => tensor(d, [N], { backend }).keep());
     },
-    pick: (logits, done, c) =>
-      scope(() => samplePick(logits, done, reshape(slice(draws!, 0, c, c + 1), [N]), params)),
+    pick: (logits, done, c) => samplePick(logits, done, draws[c], params),
     end() {
-      draws?.dispose();
-      draws = null;
+      for (const d of draws) d.dispose();
+      draws = [];
     },
   });
 }
