@@ -97,6 +97,7 @@ export const LAYER_NORM: OpDef<LayerNormParams> = {
     return {
       kernels: [{
         code: layerNormForwardWgsl(C, {
+          key: "x",
           inputs: "@group(0) @binding(0) var<storage, read> x: array<f32>;",
           first: 1,
           uniform: "struct U { R: u32, C: u32, eps: f32 }",
@@ -122,8 +123,19 @@ export const LAYER_NORM: OpDef<LayerNormParams> = {
   },
 };
 
+/** Kernel code generated once per key (a step plans these ops dozens of times). */
+const codes = new Map<string, string>();
+
+function memoCode(key: string, build: () => string): string {
+  let code = codes.get(key);
+  if (code === undefined) codes.set(key, code = build());
+  return code;
+}
+
 /** What {@linkcode layerNormForwardWgsl} puts before the LayerNorm of a row. */
 export interface LayerNormPrologue {
+  /** Names the prologue: equal keys must give equal code (the code is generated once per key). */
+  key: string;
   /** Declarations of the input bindings `0 .. first-1`. */
   inputs: string;
   /** Bindings before `w` (weight), `b` (bias), then `y`, `mean`, `rstd`, the uniform `u`. */
@@ -145,6 +157,10 @@ export interface LayerNormPrologue {
  * residual's sum there.
  */
 export function layerNormForwardWgsl(C: number, pro: LayerNormPrologue): string {
+  return memoCode(`f|${C}|${pro.key}`, () => forwardCode(C, pro));
+}
+
+function forwardCode(C: number, pro: LayerNormPrologue): string {
   const wg = rowWorkgroupSize(C);
   const cols = Math.max(1, Math.ceil(C / wg)); // elements per thread, kept in registers
   // the per-column loops run over a constant trip count, so the array stays in registers
@@ -286,6 +302,8 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
  * uniform fields after `R, C, K, rpg`, and at most one more column sum.
  */
 export interface LayerNormGradExtra {
+  /** Names the extra: equal keys must give equal code (the code is generated once per key). */
+  key: string;
   /** Names of further f32 inputs (bound after `acc`). */
   inputs: string[];
   /** Names of further per-element f32 outputs (bound after `dx`). */
@@ -338,20 +356,23 @@ export function layerNormGradPlan(
       `@group(0) @binding(${first + i}) var<storage, ${access}> ${n}: array<f32>;`
     ).join("\n");
   const firstOut = nIn + 1 + xOuts.length; // dweight (single) or part
-  const uFields = ["R: u32, C: u32, K: u32, rpg: u32"];
-  for (const [f] of extra?.u32 ?? []) uFields.push(`${f}: u32`);
-  for (const [f] of extra?.f32 ?? []) uFields.push(`${f}: f32`);
+  const uFields = () => [
+    "R: u32, C: u32, K: u32, rpg: u32",
+    ...(extra?.u32 ?? []).map(([f]) => `${f}: u32`),
+    ...(extra?.f32 ?? []).map(([f]) => `${f}: f32`),
+  ];
   const uniform = packUniform(
     [R, C, K, rpg, ...(extra?.u32 ?? []).map(([, v]) => v)],
     (extra?.f32 ?? []).map(([, v]) => v),
   );
-  const store = single
-    ? sums.map((n, i) => `${n}[j] = ${["sw", "sb", "es"][i]}[t];`).join(" ")
-    : sums.map((_, i) => `part[(${i}u * u.K + k) * u.C + j] = ${["sw", "sb", "es"][i]}[t];`)
-      .join(" ");
+  const store = () =>
+    single
+      ? sums.map((n, i) => `${n}[j] = ${["sw", "sb", "es"][i]}[t];`).join(" ")
+      : sums.map((_, i) => `part[(${i}u * u.K + k) * u.C + j] = ${["sw", "sb", "es"][i]}[t];`)
+        .join(" ");
   const kernels: GpuKernel[] = [
     { // dx per row, and partial column sums per group of rows → part[S, K, C]
-      code: `
+      code: memoCode(`g|${C}|${+single}|${+acc}|${extra?.key ?? ""}`, () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> mean: array<f32>;
@@ -366,7 +387,7 @@ ${
           ? decl(sums, firstOut, "read_write")
           : `@group(0) @binding(${firstOut}) var<storage, read_write> part: array<f32>;`
       }
-struct U { ${uFields.join(", ")} }
+struct U { ${uFields().join(", ")} }
 @group(0) @binding(${firstOut + (single ? S : 1)}) var<uniform> u: U;
 ${extra?.helpers ?? ""}
 var<workgroup> red: array<vec2f, ${wg}>;
@@ -407,8 +428,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
       ${extra?.element ?? ""}`)
       }
   }
-  ${perCol(store)}
-}`,
+  ${perCol(store())}
+}`),
       bind: [
         ...Array.from({ length: nIn }, (_, i) => ({ in: i })),
         ...Array.from({ length: 1 + xOuts.length }, (_, i) => ({ out: i })),
@@ -418,7 +439,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
       workgroups: grid1d(K, 1),
     },
     { // the K partials of each column: LANES strided lanes, then a tree
-      code: `
+      code: memoCode(`gs|${S}`, () => `
 @group(0) @binding(0) var<storage, read> part: array<f32>;
 ${decl(sums, 1, "read_write")}
 struct U { C: u32, K: u32 }
@@ -443,7 +464,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   if (lid.y == 0u && c < u.C) {
     ${sums.map((n, i) => `${n}[c] = acc[lid.x].${"xyz"[i]};`).join("\n    ")}
   }
-}`,
+}`),
       bind: [{ tmp: 0 }, ...sums.map((_, i) => ({ out: 1 + xOuts.length + i }))],
       uniform: packUniform([C, K]),
       workgroups: grid1d(C, LANES),

@@ -108,7 +108,9 @@ export const RESIDUAL_LAYER_NORM: OpDef<ResidualLayerNormParams> = {
     const inputs = ["x", "branch", ...(v.gamma ? ["gamma"] : [])].map((name, i) =>
       `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`
     );
+    const key = `residual${+v.gamma}${+v.drop}${+v.path}`;
     const code = layerNormForwardWgsl(C, {
+      key,
       inputs: inputs.join("\n"),
       first: nr,
       outputs: ["out"],
@@ -254,6 +256,7 @@ export const RESIDUAL_LAYER_NORM_GRAD: OpDef<ResidualLayerNormGradParams> = {
       ${v.drop ? "d = d * kd(i);" : ""}
       dbranch[i] = d;`;
     return layerNormGradPlan(R, C, p.hasAcc, {
+      key: `residual${+v.gamma}${+v.drop}${+v.path}`,
       inputs: v.gamma ? ["branch", "gamma"] : [],
       outputs: ["dbranch"],
       u32: [
