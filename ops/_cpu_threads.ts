@@ -3,7 +3,7 @@
  * WebAssembly memory with the main thread and run the tasks of a job with it.
  *
  * A job is `count` tasks; task i is `task(tasks + i·taskBytes, tid)`, an export
- * of the module, which imports `env.memory` and `env.exp` (Math.exp);
+ * of the module, which imports `env.memory`;
  * ops/_wasm_matmul.ts writes the task descriptors (matmul, GELU, cross-entropy).
  * The main thread publishes the job in a control block of the shared memory,
  * wakes the workers with `Atomics.notify`, claims tasks itself like any worker
@@ -42,7 +42,7 @@ const WORKER_SPIN_MS = 0.05, MAIN_SPIN_MS = 0.5;
 const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
 parentPort.once("message", ({ module, memory, ctrl, tid }) => {
-  const task = new WebAssembly.Instance(module, { env: { memory, exp: Math.exp } }).exports.task;
+  const task = new WebAssembly.Instance(module, { env: { memory } }).exports.task;
   const C = new BigInt64Array(memory.buffer, ctrl, 1);
   const I = new Int32Array(memory.buffer, ctrl, ${CONTROL_BYTES / 4});
   Atomics.add(I, ${STARTED}, 1);

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { expF64 } from "./_exp.ts";
 
 /** Threads per workgroup of 1-D elementwise kernels. */
 export const WG = 256;
@@ -103,7 +104,7 @@ export function erfApprox(x: number): number {
   } else if (a < 4) {
     const t = 1 / (1 + 0.5 * a);
     const y = t *
-      Math.exp(
+      expF64(
         -a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
                       t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
                                       t * (-0.82215223 + t * 0.17087277)))))))),

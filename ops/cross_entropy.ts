@@ -54,6 +54,7 @@ import {
 } from "./softmax.ts";
 import { crossEntropyGradF32, crossEntropyRowsF32 } from "./_cpu_threads_kernels.ts";
 import { cpuWrites } from "../tensor/cpu_backend.ts";
+import { expF64 } from "./_exp.ts";
 
 /** Options of {@linkcode crossEntropy}. */
 export interface CrossEntropyOptions {
@@ -129,7 +130,7 @@ function rowStats(x: CpuArray, o: number, V: number): { m: number; logS: number;
     sum += x[o + j];
   }
   let s = 0;
-  for (let j = 0; j < V; j++) s += Math.exp(x[o + j] - m);
+  for (let j = 0; j < V; j++) s += expF64(x[o + j] - m);
   return { m, logS: Math.log(s), sum };
 }
 
@@ -345,7 +346,7 @@ export const CROSS_ENTROPY_GRAD: OpDef<CrossEntropyParams> = {
       const ok = t[n] !== p.ignoreIndex && t[n] >= 0 && t[n] < V;
       for (let j = 0; j < V; j++) {
         dx[o + j] = ok
-          ? (Math.exp(x[o + j] - lse[n]) - (j === t[n] ? 1 - eps : 0) - eps / V) * g
+          ? (expF64(x[o + j] - lse[n]) - (j === t[n] ? 1 - eps : 0) - eps / V) * g
           : 0;
       }
     }

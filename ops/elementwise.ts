@@ -10,6 +10,7 @@ import { apply, type Tensor } from "../tensor/tensor.ts";
 import { fmtShape, type OpDef, packUniform, sizeOf } from "../tensor/types.ts";
 import { erfApprox, grid1d, LINEAR_INDEX, MAIN_1D, WGSL_ERF } from "./_wgsl.ts";
 import { geluF32, geluGradF32 } from "./_cpu_threads_kernels.ts";
+import { expF64 } from "./_exp.ts";
 
 /** Parameter of the scalar maps. */
 export interface ScalarParams {
@@ -27,7 +28,7 @@ export function geluScalar(x: number): number {
 
 /** d/dx GELU: Φ(x) + x·φ(x). */
 export function geluGradScalar(x: number): number {
-  return 0.5 * (1 + erfApprox(x * SQRT1_2)) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x);
+  return 0.5 * (1 + erfApprox(x * SQRT1_2)) + x * INV_SQRT_2PI * expF64(-0.5 * x * x);
 }
 
 function sigmoid(x: number): number {
