@@ -345,9 +345,7 @@ export const CROSS_ENTROPY_GRAD: OpDef<CrossEntropyParams> = {
       const o = n * V;
       const ok = t[n] !== p.ignoreIndex && t[n] >= 0 && t[n] < V;
       for (let j = 0; j < V; j++) {
-        dx[o + j] = ok
-          ? (expF64(x[o + j] - lse[n]) - (j === t[n] ? 1 - eps : 0) - eps / V) * g
-          : 0;
+        dx[o + j] = ok ? (expF64(x[o + j] - lse[n]) - (j === t[n] ? 1 - eps : 0) - eps / V) * g : 0;
       }
     }
   },

@@ -132,19 +132,26 @@ function dropMask(p: ResidualParams): DropMask {
 }
 
 /**
- * The dropout mask of n elements from the WebAssembly dropout of ones with
- * scale 1: 1 where `hashU32(seed, i) >>> 8 >= thr` (kept), else 0; null when
- * dropout is off or WebAssembly is unavailable (the loops then hash).
+ * The dropout mask of n elements: 1 where `hashU32(seed, i) >>> 8 >= thr`
+ * (kept), else 0; null when dropout is off. (Hashing here takes half the time
+ * of the threaded WebAssembly dropout of ones, whose copies dominate.)
  */
-function keepMask(m: DropMask, n: number): Float32Array | null {
+function keepMask(m: DropMask, n: number): Uint8Array | null {
   if (!m.on) return null;
-  const keep = new Float32Array(n);
-  return dropoutF32(new Float32Array(n).fill(1), keep, m.seed, m.thr, 1) ? keep : null;
+  const keep = new Uint8Array(n);
+  for (let i = 0; i < n; i++) keep[i] = hashU32(m.seed, i) >>> 8 >= m.thr ? 1 : 0;
+  return keep;
 }
 
-// Each product is rounded to f32 when the tensors are f32, as the unfused
-// ops stored every intermediate (Math.fround is inlined; the loops stay
-// monomorphic per dtype).
+/** `[C]` ones: the LayerScale γ of a residual without one (multiplying by 1 is exact). */
+function onesOf(C: number): Float64Array {
+  return new Float64Array(C).fill(1);
+}
+
+// Each product is rounded to f32 when the tensors are f32, as the unfused ops stored every
+// intermediate. The loops are branch-free per element: an absent factor (dropout, γ, DropPath)
+// is a multiplication by 1, which is exact and leaves an f32 value as it is, so one loop per
+// precision serves every combination (a branch per factor and element was 3× slower).
 
 function residualCpu(
   x: CpuArray,
@@ -164,20 +171,24 @@ function residualCpu(
     for (let i = 0; i < out.length; i++) out[i] = x[i] + out[i];
     return;
   }
-  const keep = f32 ? keepMask(m, out.length) : null;
+  const keep = keepMask(m, out.length), scale = m.on ? m.scale : 1;
+  const gm = gamma ?? onesOf(g.C);
   for (let b = 0, i = 0; b < g.B; b++) {
     const kp = path ? path[b] : 1;
-    for (let j = 0, c = 0; j < g.per; j++, i++) {
-      let v = branch[i];
-      if (m.on) {
+    if (f32) {
+      for (let j = 0, c = 0; j < g.per; j++, i++) {
         // dropout writes 0 (not v·0) where it drops
-        const kept = keep ? keep[i] !== 0 : hashU32(m.seed, i) >>> 8 >= m.thr;
-        v = kept ? (f32 ? Math.fround(v * m.scale) : v * m.scale) : 0;
+        let v = keep === null || keep[i] !== 0 ? Math.fround(branch[i] * scale) : 0;
+        v = Math.fround(Math.fround(v * gm[c]) * kp);
+        out[i] = x[i] + v;
+        if (++c === g.C) c = 0;
       }
-      if (gamma) v = f32 ? Math.fround(v * gamma[c]) : v * gamma[c];
-      if (path) v = f32 ? Math.fround(v * kp) : v * kp;
-      out[i] = x[i] + v;
-      if (++c === g.C) c = 0;
+    } else {
+      for (let j = 0, c = 0; j < g.per; j++, i++) {
+        const v = keep === null || keep[i] !== 0 ? branch[i] * scale : 0;
+        out[i] = x[i] + v * gm[c] * kp;
+        if (++c === g.C) c = 0;
+      }
     }
   }
 }
@@ -197,27 +208,36 @@ function residualBackwardCpu(
     m.on && !gamma && !dgamma && !path && dy instanceof Float32Array &&
     dbranch instanceof Float32Array && dropoutF32(dy, dbranch, m.seed, m.thr, m.scale)
   ) return;
-  const acc = dgamma ? new Float64Array(g.C) : null;
-  const keep = f32 ? keepMask(m, dbranch.length) : null;
+  const acc = new Float64Array(g.C);
+  const keep = keepMask(m, dbranch.length), scale = m.on ? m.scale : 1;
+  const gm = gamma ?? onesOf(g.C), br = branch ?? new Float64Array(0);
   for (let b = 0, i = 0; b < g.B; b++) {
     const kp = path ? path[b] : 1;
-    for (let j = 0, c = 0; j < g.per; j++, i++) {
-      const kept = keep ? keep[i] !== 0 : hashU32(m.seed, i) >>> 8 >= m.thr;
-      const kd = m.on ? (kept ? m.scale : 0) : 1;
-      // the chain of the unfused backward: DropPath, then gamma, then dropout
-      let d = dy[i];
-      if (path) d = f32 ? Math.fround(d * kp) : d * kp;
-      if (acc) {
-        let bv = branch![i];
-        if (m.on) bv = kd === 0 ? 0 : f32 ? Math.fround(bv * kd) : bv * kd;
-        acc[c] += f32 ? Math.fround(d * bv) : d * bv;
+    // the chain of the unfused backward: DropPath, then gamma, then dropout
+    if (f32 && dgamma) {
+      for (let j = 0, c = 0; j < g.per; j++, i++) {
+        const kd = keep === null || keep[i] !== 0 ? scale : 0;
+        const d = Math.fround(dy[i] * kp);
+        acc[c] += Math.fround(d * (kd === 0 ? 0 : Math.fround(br[i] * kd)));
+        dbranch[i] = kd === 0 ? 0 : Math.fround(d * gm[c]) * kd;
+        if (++c === g.C) c = 0;
       }
-      if (gamma) d = f32 ? Math.fround(d * gamma[c]) : d * gamma[c];
-      dbranch[i] = kd === 0 ? 0 : d * kd;
-      if (++c === g.C) c = 0;
+    } else if (f32) {
+      for (let j = 0, c = 0; j < g.per; j++, i++) {
+        const kd = keep === null || keep[i] !== 0 ? scale : 0;
+        dbranch[i] = kd === 0 ? 0 : Math.fround(Math.fround(dy[i] * kp) * gm[c]) * kd;
+        if (++c === g.C) c = 0;
+      }
+    } else {
+      for (let j = 0, c = 0; j < g.per; j++, i++) {
+        const kd = keep === null || keep[i] !== 0 ? scale : 0, d = dy[i] * kp;
+        if (dgamma) acc[c] += d * (kd === 0 ? 0 : br[i] * kd);
+        dbranch[i] = kd === 0 ? 0 : d * gm[c] * kd;
+        if (++c === g.C) c = 0;
+      }
     }
   }
-  if (dgamma && acc) dgamma.set(acc);
+  if (dgamma) dgamma.set(acc);
 }
 
 // ---------------------------------------------------------------- WGSL
