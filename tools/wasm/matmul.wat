@@ -379,21 +379,23 @@
     (if (i32.eqz (local.get $kind)) (then (call $gemm_task (local.get $d) (local.get $t)) (return)))
     (if (i32.eq (local.get $kind) (i32.const 1))
       (then (call $gelu (i32.load offset=0 (local.get $d)) (i32.load offset=8 (local.get $d))
-        (i32.load offset=12 (local.get $d))) (return)))
+        (i32.load offset=12 (local.get $d)) (local.get $t)) (return)))
     (if (i32.eq (local.get $kind) (i32.const 2))
       (then (call $gelu_grad (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
-        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))) (return)))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d)) (local.get $t))
+        (return)))
     (if (i32.eq (local.get $kind) (i32.const 3))
       (then (call $ce_rows (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
-        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))) (return)))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d)) (local.get $t))
+        (return)))
     (if (i32.eq (local.get $kind) (i32.const 4))
       (then (call $ce_grad (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
         (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
         (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))
         (f64.load offset=32 (local.get $d)) (f64.load offset=40 (local.get $d))
-        (f64.load offset=48 (local.get $d))) (return)))
+        (f64.load offset=48 (local.get $d)) (local.get $t)) (return)))
     (if (i32.eq (local.get $kind) (i32.const 5))
       (then (call $adamw (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
@@ -436,11 +438,15 @@
   ;; ---- Elementwise and row kernels (f32 in memory, f64 arithmetic) -------------------
   ;; Each mirrors the TypeScript CPU function of its op operation for operation, with exp
   ;; as expF64 in ops/_exp.ts (its table 2^(j/64), 64 f64, lies at byte 32256, written
-  ;; there by ops/_wasm_matmul.ts), so results are the same bits. The loops take two
-  ;; elements at a time in f64x2 lanes (the same IEEE operations as one at a time).
+  ;; there by ops/_wasm_matmul.ts), so results are the same bits.
+  ;;
+  ;; exp and erf are long chains of dependent operations: one element at a time, the CPU
+  ;; waits on each step. So they run in stages over blocks of up to 128 values in f64x2
+  ;; lanes: each stage is a loop whose iterations are independent (the CPU overlaps them)
+  ;; and the intermediate values wait in the thread's scratch: three f64 arrays of 128 at
+  ;; 32768 + tid·3072 (ops/_wasm_matmul.ts keeps that range free below its operands).
 
-  ;; f64x2 constants of the kernels below: V8 rebuilds a v128.const at every use (a third of
-  ;; exp's time), but loads an immutable global once.
+  ;; f64x2 constants (the hot loops copy them into locals first).
   (global $exp_min v128 (v128.const f64x2 -746 -746))
   (global $exp_max v128 (v128.const f64x2 710 710))
   (global $exp_inv_l v128 (v128.const f64x2 92.33248261689366 92.33248261689366))
@@ -448,24 +454,28 @@
   (global $exp_l_hi v128 (v128.const f64x2 0.01083042469326756 0.01083042469326756))
   (global $exp_l_lo v128 (v128.const f64x2 2.9815858269852933e-12 2.9815858269852933e-12))
   (global $exp_c5 v128 (v128.const f64x2 0.008333333333333333 0.008333333333333333))
-  (global $zero v128 (v128.const f64x2 0 0))
-  (global $four v128 (v128.const f64x2 4 4))
-  (global $erf_s6 v128 (v128.const f64x2 0.000120553329817897 0.000120553329817897))
-  (global $erf_m0 v128 (v128.const f64x2 1.26551223 1.26551223))
-  (global $erf_m9 v128 (v128.const f64x2 0.17087277 0.17087277))
-  (global $sqrt1_2 v128 (v128.const f64x2 0.7071067811865476 0.7071067811865476))
-  (global $inv_sqrt_2pi v128 (v128.const f64x2 0.3989422804014327 0.3989422804014327))
   (global $exp_c4 v128 (v128.const f64x2 0.041666666666666664 0.041666666666666664))
   (global $exp_c3 v128 (v128.const f64x2 0.16666666666666666 0.16666666666666666))
+  (global $exp_bits v128 (v128.const i64x2 0x4338000000000000 0x4338000000000000))
+  (global $exp_bias v128 (v128.const i64x2 1023 1023))
   (global $half v128 (v128.const f64x2 0.5 0.5))
   (global $one v128 (v128.const f64x2 1 1))
   (global $two v128 (v128.const f64x2 2 2))
+  (global $four v128 (v128.const f64x2 4 4))
+  (global $zero v128 (v128.const f64x2 0 0))
+  (global $sqrt1_2 v128 (v128.const f64x2 0.7071067811865476 0.7071067811865476))
+  (global $inv_sqrt_2pi v128 (v128.const f64x2 0.3989422804014327 0.3989422804014327))
+  (global $neg_half v128 (v128.const f64x2 -0.5 -0.5))
+  ;; erfApprox: |x| < 0.5, x·(s0 + t·(s1 + … t·s6)), t = x²
   (global $erf_s0 v128 (v128.const f64x2 1.128379167095512573896 1.128379167095512573896))
   (global $erf_s1 v128 (v128.const f64x2 -0.376126389031837538 -0.376126389031837538))
   (global $erf_s2 v128 (v128.const f64x2 0.112837916709551257 0.112837916709551257))
   (global $erf_s3 v128 (v128.const f64x2 -0.0268661706451312557 -0.0268661706451312557))
   (global $erf_s4 v128 (v128.const f64x2 0.00522397762544218794 0.00522397762544218794))
   (global $erf_s5 v128 (v128.const f64x2 -0.000854832702345085 -0.000854832702345085))
+  (global $erf_s6 v128 (v128.const f64x2 0.000120553329817897 0.000120553329817897))
+  ;; erfApprox: 0.5 ≤ |x| < 4, 1 − t·exp(−a² − m0 + t·(m1 + t·(m2 + … t·m9))), t = 1/(1 + a/2)
+  (global $erf_m0 v128 (v128.const f64x2 1.26551223 1.26551223))
   (global $erf_m1 v128 (v128.const f64x2 1.00002368 1.00002368))
   (global $erf_m2 v128 (v128.const f64x2 0.37409196 0.37409196))
   (global $erf_m3 v128 (v128.const f64x2 0.09678418 0.09678418))
@@ -474,155 +484,231 @@
   (global $erf_m6 v128 (v128.const f64x2 -1.13520398 -1.13520398))
   (global $erf_m7 v128 (v128.const f64x2 1.48851587 1.48851587))
   (global $erf_m8 v128 (v128.const f64x2 -0.82215223 -0.82215223))
-  (global $neg_half v128 (v128.const f64x2 -0.5 -0.5))
-  (global $exp_bits v128 (v128.const i64x2 0x4338000000000000 0x4338000000000000))
-  (global $exp_bias v128 (v128.const i64x2 1023 1023))
+  (global $erf_m9 v128 (v128.const f64x2 0.17087277 0.17087277))
 
-  ;; expF64 (ops/_exp.ts) of both lanes. pmin/pmax are single instructions and keep NaN
-  ;; as Math.min/max do here (min/max's NaN rules cost a third of the time); k comes from
-  ;; the bits of t = k + 1.5·2^52 (their low 52 bits are k + 2^51); 2^e is built from bits.
-  (func $exp2 (param $x v128) (result v128)
-    (local $t v128) (local $k v128) (local $r v128) (local $p v128) (local $ki v128) (local $e v128)
-    (local $eh v128) (local $tab v128)
-    (local.set $x (f64x2.pmin (f64x2.pmax (local.get $x) (global.get $exp_min))
-      (global.get $exp_max)))
-    (local.set $t (f64x2.add (f64x2.mul (local.get $x) (global.get $exp_inv_l))
-      (global.get $exp_shift)))
-    (local.set $k (f64x2.sub (local.get $t) (global.get $exp_shift)))
-    (local.set $r (f64x2.sub
-      (f64x2.sub (local.get $x) (f64x2.mul (local.get $k) (global.get $exp_l_hi)))
-      (f64x2.mul (local.get $k) (global.get $exp_l_lo))))
-    (local.set $p (f64x2.add (global.get $exp_c4) (f64x2.mul (local.get $r) (global.get $exp_c5))))
-    (local.set $p (f64x2.add (global.get $exp_c3) (f64x2.mul (local.get $r) (local.get $p))))
-    (local.set $p (f64x2.add (global.get $half) (f64x2.mul (local.get $r) (local.get $p))))
-    (local.set $p (f64x2.add (global.get $one) (f64x2.mul (local.get $r) (local.get $p))))
-    (local.set $p (f64x2.add (global.get $one) (f64x2.mul (local.get $r) (local.get $p))))
-    ;; k as i64, e = floor(k / 64) split in halves, T[k mod 64]
-    (local.set $ki (i64x2.sub (local.get $t) (global.get $exp_bits)))
-    (local.set $e (i64x2.shr_s (local.get $ki) (i32.const 6)))
-    (local.set $eh (i64x2.shr_s (local.get $e) (i32.const 1)))
-    (local.set $tab (f64x2.replace_lane 1
-      (f64x2.splat (f64.load offset=32256 (i32.shl
-        (i32.and (i32.wrap_i64 (i64x2.extract_lane 0 (local.get $ki))) (i32.const 63))
-        (i32.const 3))))
-      (f64.load offset=32256 (i32.shl
-        (i32.and (i32.wrap_i64 (i64x2.extract_lane 1 (local.get $ki))) (i32.const 63))
-        (i32.const 3)))))
-    (f64x2.mul
-      (f64x2.mul (f64x2.mul (local.get $tab) (local.get $p))
-        (i64x2.shl (i64x2.add (local.get $eh) (global.get $exp_bias)) (i32.const 52)))
-      (i64x2.shl (i64x2.add (i64x2.sub (local.get $e) (local.get $eh)) (global.get $exp_bias))
-        (i32.const 52))))
+  ;; The thread's scratch (three f64 arrays of 128: at s, s + 1024, s + 2048).
+  (func $scratch (param $tid i32) (result i32)
+    (i32.add (i32.const 32768) (i32.mul (local.get $tid) (i32.const 3072))))
 
-  ;; expF64 of one value.
-  (func $exp (param $x f64) (result f64)
-    (f64x2.extract_lane 0 (call $exp2 (f64x2.splat (local.get $x)))))
+  ;; p[i] = expF64(p[i]) for the n f64 at p, two at a time (an odd n also computes p[n]).
+  ;; pmin/pmax are single instructions and keep NaN as Math.min/max do here; k comes from
+  ;; the bits of t = k + 1.5·2^52 (their low 52 bits are k + 2^51); 2^e from bits.
+  (func $exp_block (param $p i32) (param $n i32)
+    (local $x v128) (local $t v128) (local $k v128) (local $r v128) (local $q v128)
+    (local $ki v128) (local $e v128) (local $eh v128) (local $tab v128) (local $end i32)
+    (local $lo v128) (local $hi v128) (local $il v128) (local $sh v128) (local $lh v128)
+    (local $ll v128) (local $c5 v128) (local $c4 v128) (local $c3 v128) (local $h v128)
+    (local $o v128) (local $bits v128) (local $bias v128)
+    (local.set $lo (global.get $exp_min)) (local.set $hi (global.get $exp_max))
+    (local.set $il (global.get $exp_inv_l)) (local.set $sh (global.get $exp_shift))
+    (local.set $lh (global.get $exp_l_hi)) (local.set $ll (global.get $exp_l_lo))
+    (local.set $c5 (global.get $exp_c5)) (local.set $c4 (global.get $exp_c4))
+    (local.set $c3 (global.get $exp_c3)) (local.set $h (global.get $half))
+    (local.set $o (global.get $one)) (local.set $bits (global.get $exp_bits))
+    (local.set $bias (global.get $exp_bias))
+    (local.set $end (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 3))))
+    (block $done (loop $pair
+      (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+      (local.set $x (f64x2.pmin (f64x2.pmax (v128.load (local.get $p)) (local.get $lo))
+        (local.get $hi)))
+      (local.set $t (f64x2.add (f64x2.mul (local.get $x) (local.get $il)) (local.get $sh)))
+      (local.set $k (f64x2.sub (local.get $t) (local.get $sh)))
+      (local.set $r (f64x2.sub (f64x2.sub (local.get $x) (f64x2.mul (local.get $k) (local.get $lh)))
+        (f64x2.mul (local.get $k) (local.get $ll))))
+      (local.set $q (f64x2.add (local.get $c4) (f64x2.mul (local.get $r) (local.get $c5))))
+      (local.set $q (f64x2.add (local.get $c3) (f64x2.mul (local.get $r) (local.get $q))))
+      (local.set $q (f64x2.add (local.get $h) (f64x2.mul (local.get $r) (local.get $q))))
+      (local.set $q (f64x2.add (local.get $o) (f64x2.mul (local.get $r) (local.get $q))))
+      (local.set $q (f64x2.add (local.get $o) (f64x2.mul (local.get $r) (local.get $q))))
+      ;; k as i64, e = floor(k / 64) split in halves, T[k mod 64]
+      (local.set $ki (i64x2.sub (local.get $t) (local.get $bits)))
+      (local.set $e (i64x2.shr_s (local.get $ki) (i32.const 6)))
+      (local.set $eh (i64x2.shr_s (local.get $e) (i32.const 1)))
+      (local.set $tab (f64x2.replace_lane 1
+        (f64x2.splat (f64.load offset=32256 (i32.shl
+          (i32.and (i32.wrap_i64 (i64x2.extract_lane 0 (local.get $ki))) (i32.const 63))
+          (i32.const 3))))
+        (f64.load offset=32256 (i32.shl
+          (i32.and (i32.wrap_i64 (i64x2.extract_lane 1 (local.get $ki))) (i32.const 63))
+          (i32.const 3)))))
+      (v128.store (local.get $p) (f64x2.mul
+        (f64x2.mul (f64x2.mul (local.get $tab) (local.get $q))
+          (i64x2.shl (i64x2.add (local.get $eh) (local.get $bias)) (i32.const 52)))
+        (i64x2.shl (i64x2.add (i64x2.sub (local.get $e) (local.get $eh)) (local.get $bias))
+          (i32.const 52))))
+      (local.set $p (i32.add (local.get $p) (i32.const 16)))
+      (br $pair))))
 
-  ;; erfApprox (ops/_wgsl.ts) of both lanes: both branches computed, the lane's one kept.
-  (func $erf2 (param $x v128) (result v128)
-    (local $a v128) (local $t v128) (local $small v128) (local $mid v128) (local $r v128)
-    (local.set $a (f64x2.abs (local.get $x)))
-    ;; |x| < 0.5
-    (local.set $t (f64x2.mul (local.get $x) (local.get $x)))
-    (local.set $small (f64x2.mul (local.get $a)
-      (f64x2.add (global.get $erf_s0)
-        (f64x2.mul (local.get $t)
-          (f64x2.add (global.get $erf_s1)
-            (f64x2.mul (local.get $t)
-              (f64x2.add (global.get $erf_s2)
-                (f64x2.mul (local.get $t)
-                  (f64x2.add (global.get $erf_s3)
-                    (f64x2.mul (local.get $t)
-                      (f64x2.add (global.get $erf_s4)
-                        (f64x2.mul (local.get $t)
-                          (f64x2.add (global.get $erf_s5)
-                            (f64x2.mul (local.get $t)
-                              (global.get $erf_s6)))))))))))))))
-    ;; 0.5 ≤ |x| < 4
-    (local.set $t (f64x2.div (global.get $one)
-      (f64x2.add (global.get $one) (f64x2.mul (global.get $half) (local.get $a)))))
-    (local.set $mid (f64x2.sub (global.get $one) (f64x2.mul (local.get $t) (call $exp2
-      (f64x2.add
-        (f64x2.sub (f64x2.mul (f64x2.neg (local.get $a)) (local.get $a))
-          (global.get $erf_m0))
-        (f64x2.mul (local.get $t)
-          (f64x2.add (global.get $erf_m1) (f64x2.mul (local.get $t)
-            (f64x2.add (global.get $erf_m2) (f64x2.mul (local.get $t)
-              (f64x2.add (global.get $erf_m3) (f64x2.mul (local.get $t)
-                (f64x2.add (global.get $erf_m4) (f64x2.mul (local.get $t)
-                  (f64x2.add (global.get $erf_m5) (f64x2.mul (local.get $t)
-                    (f64x2.add (global.get $erf_m6) (f64x2.mul (local.get $t)
-                      (f64x2.add (global.get $erf_m7) (f64x2.mul (local.get $t)
-                        (f64x2.add (global.get $erf_m8) (f64x2.mul (local.get $t)
-                          (global.get $erf_m9)))))))))))))))))))))))
-    (local.set $r (v128.bitselect (local.get $small)
-      (v128.bitselect (local.get $mid) (global.get $one)
-        (f64x2.lt (local.get $a) (global.get $four)))
-      (f64x2.lt (local.get $a) (global.get $half))))
-    (v128.bitselect (f64x2.neg (local.get $r)) (local.get $r)
-      (f64x2.lt (local.get $x) (global.get $zero))))
+  ;; p[i] = erfApprox(p[i]) (ops/_wgsl.ts) for the n f64 at p (an odd n also computes p[n]),
+  ;; with q and r (n + 1 f64 each) as scratch: both branches computed, each lane's kept.
+  (func $erf_block (param $p i32) (param $n i32) (param $q i32) (param $r i32)
+    (local $i i32) (local $end i32) (local $x v128) (local $a v128) (local $t v128)
+    (local $small v128) (local $mid v128) (local $res v128)
+    (local.set $end (i32.shl (local.get $n) (i32.const 3)))
+    ;; stage 1: t = 1 / (1 + 0.5·a) to q, exp's argument to r
+    (local.set $i (i32.const 0))
+    (block $d1 (loop $l1
+      (br_if $d1 (i32.ge_u (local.get $i) (local.get $end)))
+      (local.set $a (f64x2.abs (v128.load (i32.add (local.get $p) (local.get $i)))))
+      (local.set $t (f64x2.div (global.get $one)
+        (f64x2.add (global.get $one) (f64x2.mul (global.get $half) (local.get $a)))))
+      (v128.store (i32.add (local.get $q) (local.get $i)) (local.get $t))
+      (v128.store (i32.add (local.get $r) (local.get $i))
+        (f64x2.add
+          (f64x2.sub (f64x2.mul (f64x2.neg (local.get $a)) (local.get $a)) (global.get $erf_m0))
+          (f64x2.mul (local.get $t)
+            (f64x2.add (global.get $erf_m1) (f64x2.mul (local.get $t)
+              (f64x2.add (global.get $erf_m2) (f64x2.mul (local.get $t)
+                (f64x2.add (global.get $erf_m3) (f64x2.mul (local.get $t)
+                  (f64x2.add (global.get $erf_m4) (f64x2.mul (local.get $t)
+                    (f64x2.add (global.get $erf_m5) (f64x2.mul (local.get $t)
+                      (f64x2.add (global.get $erf_m6) (f64x2.mul (local.get $t)
+                        (f64x2.add (global.get $erf_m7) (f64x2.mul (local.get $t)
+                          (f64x2.add (global.get $erf_m8) (f64x2.mul (local.get $t)
+                            (global.get $erf_m9))))))))))))))))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $l1)))
+    ;; stage 2: the exponentials
+    (call $exp_block (local.get $r) (local.get $n))
+    ;; stage 3: the small-|x| polynomial, the branch of each lane, the sign
+    (local.set $i (i32.const 0))
+    (block $d3 (loop $l3
+      (br_if $d3 (i32.ge_u (local.get $i) (local.get $end)))
+      (local.set $x (v128.load (i32.add (local.get $p) (local.get $i))))
+      (local.set $a (f64x2.abs (local.get $x)))
+      (local.set $t (f64x2.mul (local.get $x) (local.get $x)))
+      (local.set $small (f64x2.mul (local.get $a)
+        (f64x2.add (global.get $erf_s0) (f64x2.mul (local.get $t)
+          (f64x2.add (global.get $erf_s1) (f64x2.mul (local.get $t)
+            (f64x2.add (global.get $erf_s2) (f64x2.mul (local.get $t)
+              (f64x2.add (global.get $erf_s3) (f64x2.mul (local.get $t)
+                (f64x2.add (global.get $erf_s4) (f64x2.mul (local.get $t)
+                  (f64x2.add (global.get $erf_s5) (f64x2.mul (local.get $t)
+                    (global.get $erf_s6)))))))))))))))
+      (local.set $mid (f64x2.sub (global.get $one)
+        (f64x2.mul (v128.load (i32.add (local.get $q) (local.get $i)))
+          (v128.load (i32.add (local.get $r) (local.get $i))))))
+      (local.set $res (v128.bitselect (local.get $small)
+        (v128.bitselect (local.get $mid) (global.get $one)
+          (f64x2.lt (local.get $a) (global.get $four)))
+        (f64x2.lt (local.get $a) (global.get $half))))
+      (v128.store (i32.add (local.get $p) (local.get $i))
+        (v128.bitselect (f64x2.neg (local.get $res)) (local.get $res)
+          (f64x2.lt (local.get $x) (global.get $zero))))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $l3))))
 
-  ;; GELU (ops/elementwise.ts) of both lanes: 0.5·x·(1 + erf(x·√½)).
-  (func $gelu2 (param $v v128) (result v128)
-    (f64x2.mul (f64x2.mul (global.get $half) (local.get $v))
-      (f64x2.add (global.get $one)
-        (call $erf2 (f64x2.mul (local.get $v)
-          (global.get $sqrt1_2))))))
-
-  ;; GELU's gradient of both lanes: dy·(0.5·(1 + erf(x·√½)) + x·(1/√(2π))·exp(−0.5·x·x)).
-  (func $gelu_grad2 (param $v v128) (param $dy v128) (result v128)
-    (f64x2.mul (local.get $dy)
-      (f64x2.add
-        (f64x2.mul (global.get $half) (f64x2.add (global.get $one)
-          (call $erf2 (f64x2.mul (local.get $v)
-            (global.get $sqrt1_2)))))
-        (f64x2.mul
-          (f64x2.mul (local.get $v) (global.get $inv_sqrt_2pi))
-          (call $exp2 (f64x2.mul (f64x2.mul (global.get $neg_half) (local.get $v))
-            (local.get $v)))))))
-
-  ;; Two f32 at p as f64x2; one f32 (the other lane 0).
+  ;; Two f32 at p as f64x2.
   (func $load2 (param $p i32) (result v128)
     (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p))))
-  (func $load1 (param $p i32) (result v128)
-    (f64x2.promote_low_f32x4 (v128.load32_zero (local.get $p))))
 
-  ;; GELU: out[i] = GELU(x[i]) for n f32 at x, out.
-  (func $gelu (param $x i32) (param $out i32) (param $n i32)
-    (block $pairs (loop $i
-      (br_if $pairs (i32.lt_u (local.get $n) (i32.const 2)))
-      (v128.store64_lane 0 (local.get $out)
-        (f32x4.demote_f64x2_zero (call $gelu2 (call $load2 (local.get $x)))))
-      (local.set $x (i32.add (local.get $x) (i32.const 8)))
-      (local.set $out (i32.add (local.get $out) (i32.const 8)))
-      (local.set $n (i32.sub (local.get $n) (i32.const 2)))
-      (br $i)))
-    (if (local.get $n) (then (v128.store32_lane 0 (local.get $out)
-      (f32x4.demote_f64x2_zero (call $gelu2 (call $load1 (local.get $x))))))))
+  ;; Stores lane 0, and lane 1 unless `one`, of v's f32 rounding at p.
+  (func $store2 (param $p i32) (param $v v128) (param $one i32)
+    (local.set $v (f32x4.demote_f64x2_zero (local.get $v)))
+    (if (local.get $one)
+      (then (v128.store32_lane 0 (local.get $p) (local.get $v)))
+      (else (v128.store64_lane 0 (local.get $p) (local.get $v)))))
 
-  ;; GELU's gradient: out[i] = dy[i]·GELU'(x[i]).
-  (func $gelu_grad (param $x i32) (param $dy i32) (param $out i32) (param $n i32)
-    (block $pairs (loop $i
-      (br_if $pairs (i32.lt_u (local.get $n) (i32.const 2)))
-      (v128.store64_lane 0 (local.get $out) (f32x4.demote_f64x2_zero
-        (call $gelu_grad2 (call $load2 (local.get $x)) (call $load2 (local.get $dy)))))
-      (local.set $x (i32.add (local.get $x) (i32.const 8)))
-      (local.set $dy (i32.add (local.get $dy) (i32.const 8)))
-      (local.set $out (i32.add (local.get $out) (i32.const 8)))
-      (local.set $n (i32.sub (local.get $n) (i32.const 2)))
-      (br $i)))
-    (if (local.get $n) (then (v128.store32_lane 0 (local.get $out) (f32x4.demote_f64x2_zero
-      (call $gelu_grad2 (call $load1 (local.get $x)) (call $load1 (local.get $dy))))))))
+  ;; s[i] = f64(x[i])·√½ for a block of m f32 at x (the pair past an odd m reads one f32 more).
+  (func $scaled_block (param $x i32) (param $s i32) (param $m i32)
+    (local $i i32)
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $i) (local.get $m)))
+      (v128.store (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))
+        (f64x2.mul (call $load2 (i32.add (local.get $x) (i32.shl (local.get $i) (i32.const 2))))
+          (global.get $sqrt1_2)))
+      (local.set $i (i32.add (local.get $i) (i32.const 2)))
+      (br $l))))
+
+  ;; GELU (ops/elementwise.ts): out[i] = 0.5·x·(1 + erf(x·√½)) for n f32 at x, out; thread tid.
+  (func $gelu (param $x i32) (param $out i32) (param $n i32) (param $tid i32)
+    (local $s i32) (local $m i32) (local $i i32) (local $o i32)
+    (local.set $s (call $scratch (local.get $tid)))
+    (block $done (loop $block
+      (br_if $done (i32.eqz (local.get $n)))
+      (local.set $m (select (i32.const 128) (local.get $n) (i32.gt_u (local.get $n) (i32.const 128))))
+      (call $scaled_block (local.get $x) (local.get $s) (local.get $m))
+      (call $erf_block (local.get $s) (local.get $m) (i32.add (local.get $s) (i32.const 1024))
+        (i32.add (local.get $s) (i32.const 2048)))
+      (local.set $i (i32.const 0))
+      (block $d (loop $l
+        (br_if $d (i32.ge_u (local.get $i) (local.get $m)))
+        (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+        (call $store2 (i32.add (local.get $out) (local.get $o))
+          (f64x2.mul (f64x2.mul (global.get $half) (call $load2 (i32.add (local.get $x) (local.get $o))))
+            (f64x2.add (global.get $one)
+              (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3))))))
+          (i32.eq (i32.add (local.get $i) (i32.const 1)) (local.get $m)))
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br $l)))
+      (local.set $x (i32.add (local.get $x) (i32.shl (local.get $m) (i32.const 2))))
+      (local.set $out (i32.add (local.get $out) (i32.shl (local.get $m) (i32.const 2))))
+      (local.set $n (i32.sub (local.get $n) (local.get $m)))
+      (br $block))))
+
+  ;; GELU's gradient: out[i] = dy·(0.5·(1 + erf(x·√½)) + x·(1/√(2π))·exp(−0.5·x·x)).
+  (func $gelu_grad (param $x i32) (param $dy i32) (param $out i32) (param $n i32) (param $tid i32)
+    (local $s i32) (local $e i32) (local $m i32) (local $i i32) (local $o i32) (local $v v128)
+    (local.set $s (call $scratch (local.get $tid)))
+    (local.set $e (i32.add (local.get $s) (i32.const 1024)))
+    (block $done (loop $block
+      (br_if $done (i32.eqz (local.get $n)))
+      (local.set $m (select (i32.const 128) (local.get $n) (i32.gt_u (local.get $n) (i32.const 128))))
+      (call $scaled_block (local.get $x) (local.get $s) (local.get $m))
+      (call $erf_block (local.get $s) (local.get $m) (local.get $e)
+        (i32.add (local.get $s) (i32.const 2048)))
+      ;; exp(−0.5·x·x) into the second array (free again)
+      (local.set $i (i32.const 0))
+      (block $d1 (loop $l1
+        (br_if $d1 (i32.ge_u (local.get $i) (local.get $m)))
+        (local.set $v (call $load2 (i32.add (local.get $x) (i32.shl (local.get $i) (i32.const 2)))))
+        (v128.store (i32.add (local.get $e) (i32.shl (local.get $i) (i32.const 3)))
+          (f64x2.mul (f64x2.mul (global.get $neg_half) (local.get $v)) (local.get $v)))
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br $l1)))
+      (call $exp_block (local.get $e) (local.get $m))
+      (local.set $i (i32.const 0))
+      (block $d2 (loop $l2
+        (br_if $d2 (i32.ge_u (local.get $i) (local.get $m)))
+        (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+        (local.set $v (call $load2 (i32.add (local.get $x) (local.get $o))))
+        (call $store2 (i32.add (local.get $out) (local.get $o))
+          (f64x2.mul (call $load2 (i32.add (local.get $dy) (local.get $o)))
+            (f64x2.add
+              (f64x2.mul (global.get $half) (f64x2.add (global.get $one)
+                (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3))))))
+              (f64x2.mul (f64x2.mul (local.get $v) (global.get $inv_sqrt_2pi))
+                (v128.load (i32.add (local.get $e) (i32.shl (local.get $i) (i32.const 3)))))))
+          (i32.eq (i32.add (local.get $i) (i32.const 1)) (local.get $m)))
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br $l2)))
+      (local.set $x (i32.add (local.get $x) (i32.shl (local.get $m) (i32.const 2))))
+      (local.set $dy (i32.add (local.get $dy) (i32.shl (local.get $m) (i32.const 2))))
+      (local.set $out (i32.add (local.get $out) (i32.shl (local.get $m) (i32.const 2))))
+      (local.set $n (i32.sub (local.get $n) (local.get $m)))
+      (br $block))))
+
+  ;; s[i] = f64(x[i]) − c for a block of m f32 at x (the pair past an odd m reads one f32 more).
+  (func $shifted_block (param $x i32) (param $s i32) (param $m i32) (param $c v128)
+    (local $i i32)
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $i) (local.get $m)))
+      (v128.store (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))
+        (f64x2.sub (call $load2 (i32.add (local.get $x) (i32.shl (local.get $i) (i32.const 2))))
+          (local.get $c)))
+      (local.set $i (i32.add (local.get $i) (i32.const 2)))
+      (br $l))))
 
   ;; Cross-entropy row statistics (rowStats in ops/cross_entropy.ts) of rows r0 .. r1-1 of
   ;; x [N, V] (f32): out[r] (4 f64 each) = max m, Σ x, Σ exp(x − m) (added in index order),
   ;; and, where t ≠ 0 and 0 ≤ t[r] < V, the count of j with x[j] > x[t[r]] or x[j] = x[t[r]]
   ;; and j < t[r].
   (func $ce_rows (param $x i32) (param $t i32) (param $out i32) (param $r0 i32) (param $r1 i32)
-    (param $V i32)
+    (param $V i32) (param $tid i32)
     (local $p i32) (local $end i32) (local $j i32) (local $m f64) (local $sum f64) (local $s f64)
     (local $v f32) (local $xt f32) (local $tn i32) (local $above i32) (local $o i32)
-    (local $e v128) (local $mv v128)
+    (local $sc i32) (local $c i32) (local $q i32) (local $qe i32)
+    (local.set $sc (call $scratch (local.get $tid)))
     (block $done
       (loop $row
         (br_if $done (i32.ge_u (local.get $r0) (local.get $r1)))
@@ -639,18 +725,24 @@
           (local.set $sum (f64.add (local.get $sum) (f64.promote_f32 (f32.load (local.get $o)))))
           (local.set $o (i32.add (local.get $o) (i32.const 4)))
           (br $l1)))
-        (local.set $mv (f64x2.splat (local.get $m)))
+        ;; Σ exp(x − m) in blocks of 128 through the scratch
         (local.set $o (local.get $p))
         (block $b2 (loop $l2
-          (br_if $b2 (i32.gt_u (i32.add (local.get $o) (i32.const 8)) (local.get $end)))
-          (local.set $e (call $exp2 (f64x2.sub (call $load2 (local.get $o)) (local.get $mv))))
-          (local.set $s (f64.add (local.get $s) (f64x2.extract_lane 0 (local.get $e))))
-          (local.set $s (f64.add (local.get $s) (f64x2.extract_lane 1 (local.get $e))))
-          (local.set $o (i32.add (local.get $o) (i32.const 8)))
+          (br_if $b2 (i32.ge_u (local.get $o) (local.get $end)))
+          (local.set $c (i32.shr_u (i32.sub (local.get $end) (local.get $o)) (i32.const 2)))
+          (local.set $c (select (i32.const 128) (local.get $c) (i32.gt_u (local.get $c) (i32.const 128))))
+          (call $shifted_block (local.get $o) (local.get $sc) (local.get $c)
+            (f64x2.splat (local.get $m)))
+          (call $exp_block (local.get $sc) (local.get $c))
+          (local.set $q (local.get $sc))
+          (local.set $qe (i32.add (local.get $sc) (i32.shl (local.get $c) (i32.const 3))))
+          (block $b3 (loop $l3
+            (br_if $b3 (i32.ge_u (local.get $q) (local.get $qe)))
+            (local.set $s (f64.add (local.get $s) (f64.load (local.get $q))))
+            (local.set $q (i32.add (local.get $q) (i32.const 8)))
+            (br $l3)))
+          (local.set $o (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2))))
           (br $l2)))
-        (if (i32.lt_u (local.get $o) (local.get $end))
-          (then (local.set $s (f64.add (local.get $s) (call $exp
-            (f64.sub (f64.promote_f32 (f32.load (local.get $o))) (local.get $m)))))))
         (local.set $above (i32.const -1))
         (if (local.get $t)
           (then
@@ -661,8 +753,8 @@
                 (local.set $above (i32.const 0))
                 (local.set $j (i32.const 0))
                 (local.set $o (local.get $p))
-                (block $b3 (loop $l3
-                  (br_if $b3 (i32.ge_u (local.get $o) (local.get $end)))
+                (block $b4 (loop $l4
+                  (br_if $b4 (i32.ge_u (local.get $o) (local.get $end)))
                   (local.set $v (f32.load (local.get $o)))
                   (if (i32.or (f32.gt (local.get $v) (local.get $xt))
                       (i32.and (f32.eq (local.get $v) (local.get $xt))
@@ -670,7 +762,7 @@
                     (then (local.set $above (i32.add (local.get $above) (i32.const 1)))))
                   (local.set $j (i32.add (local.get $j) (i32.const 1)))
                   (local.set $o (i32.add (local.get $o) (i32.const 4)))
-                  (br $l3)))))))
+                  (br $l4)))))))
         (local.set $o (i32.add (local.get $out) (i32.shl (local.get $r0) (i32.const 5))))
         (f64.store offset=0 (local.get $o) (local.get $m))
         (f64.store offset=8 (local.get $o) (local.get $sum))
@@ -681,11 +773,15 @@
 
   ;; Cross-entropy gradient (CROSS_ENTROPY_GRAD in ops/cross_entropy.ts) of rows r0 .. r1-1:
   ;; dx[r, j] = (exp(x[r, j] − lse[r]) − (j = t[r] ? a : 0) − b)·g where t[r] ≠ ignore and
-  ;; 0 ≤ t[r] < V, else 0 (a = 1 − ε, b = ε/V). Columns in pairs: (j, j + 1) as f64x2 lanes.
+  ;; 0 ≤ t[r] < V, else 0 (a = 1 − ε, b = ε/V). Columns in blocks of 128 through the scratch,
+  ;; then in pairs: (j, j + 1) as f64x2 lanes.
   (func $ce_grad (param $x i32) (param $t i32) (param $dx i32) (param $r0 i32) (param $r1 i32)
     (param $V i32) (param $lse i32) (param $ignore i32) (param $a f64) (param $b f64) (param $g f64)
-    (local $o i32) (local $end i32) (local $q i32) (local $tn i32) (local $l v128)
-    (local $jv v128) (local $tv v128) (local $av v128) (local $bv v128) (local $gv v128)
+    (param $tid i32)
+    (local $o i32) (local $q i32) (local $tn i32) (local $l v128) (local $jv v128) (local $tv v128)
+    (local $av v128) (local $bv v128) (local $gv v128) (local $sc i32) (local $left i32)
+    (local $c i32) (local $i i32)
+    (local.set $sc (call $scratch (local.get $tid)))
     (local.set $av (f64x2.splat (local.get $a)))
     (local.set $bv (f64x2.splat (local.get $b)))
     (local.set $gv (f64x2.splat (local.get $g)))
@@ -694,7 +790,6 @@
         (br_if $done (i32.ge_u (local.get $r0) (local.get $r1)))
         (local.set $o (i32.shl (i32.mul (local.get $r0) (local.get $V)) (i32.const 2)))
         (local.set $q (i32.add (local.get $dx) (local.get $o)))
-        (local.set $end (i32.add (local.get $q) (i32.shl (local.get $V) (i32.const 2))))
         (local.set $o (i32.add (local.get $x) (local.get $o)))
         (local.set $tn (i32.load (i32.add (local.get $t) (i32.shl (local.get $r0) (i32.const 2)))))
         (if (i32.and (i32.ne (local.get $tn) (local.get $ignore))
@@ -704,33 +799,38 @@
               (i32.add (local.get $lse) (i32.shl (local.get $r0) (i32.const 2)))))))
             (local.set $tv (f64x2.splat (f64.convert_i32_s (local.get $tn))))
             (local.set $jv (v128.const f64x2 0 1))
-            (block $b (loop $l1
-              (br_if $b (i32.gt_u (i32.add (local.get $q) (i32.const 8)) (local.get $end)))
-              (v128.store64_lane 0 (local.get $q) (call $ce_grad2 (call $load2 (local.get $o))
-                (local.get $l) (local.get $jv) (local.get $tv) (local.get $av) (local.get $bv)
-                (local.get $gv)))
-              (local.set $jv (f64x2.add (local.get $jv) (global.get $two)))
-              (local.set $o (i32.add (local.get $o) (i32.const 8)))
-              (local.set $q (i32.add (local.get $q) (i32.const 8)))
-              (br $l1)))
-            (if (i32.lt_u (local.get $q) (local.get $end))
-              (then (v128.store32_lane 0 (local.get $q) (call $ce_grad2 (call $load1 (local.get $o))
-                (local.get $l) (local.get $jv) (local.get $tv) (local.get $av) (local.get $bv)
-                (local.get $gv))))))
+            (local.set $left (local.get $V))
+            (block $b (loop $blk
+              (br_if $b (i32.eqz (local.get $left)))
+              (local.set $c (select (i32.const 128) (local.get $left)
+                (i32.gt_u (local.get $left) (i32.const 128))))
+              (call $shifted_block (local.get $o) (local.get $sc) (local.get $c) (local.get $l))
+              (call $exp_block (local.get $sc) (local.get $c))
+              (local.set $i (i32.const 0))
+              (block $d (loop $l1
+                (br_if $d (i32.ge_u (local.get $i) (local.get $c)))
+                (call $store2 (i32.add (local.get $q) (i32.shl (local.get $i) (i32.const 2)))
+                  (f64x2.mul
+                    (f64x2.sub
+                      (f64x2.sub (v128.load (i32.add (local.get $sc) (i32.shl (local.get $i) (i32.const 3))))
+                        (v128.and (local.get $av) (f64x2.eq (local.get $jv) (local.get $tv))))
+                      (local.get $bv))
+                    (local.get $gv))
+                  (i32.eq (i32.add (local.get $i) (i32.const 1)) (local.get $c)))
+                (local.set $jv (f64x2.add (local.get $jv) (global.get $two)))
+                (local.set $i (i32.add (local.get $i) (i32.const 2)))
+                (br $l1)))
+              ;; an odd block ends mid-pair: the next one starts at the pair's second column
+              (if (i32.and (local.get $c) (i32.const 1))
+                (then (local.set $jv (f64x2.sub (local.get $jv) (global.get $one)))))
+              (local.set $o (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2))))
+              (local.set $q (i32.add (local.get $q) (i32.shl (local.get $c) (i32.const 2))))
+              (local.set $left (i32.sub (local.get $left) (local.get $c)))
+              (br $blk))))
           (else (memory.fill (local.get $q) (i32.const 0)
             (i32.shl (local.get $V) (i32.const 2)))))
         (local.set $r0 (i32.add (local.get $r0) (i32.const 1)))
         (br $row))))
-
-  ;; f32 of (exp(x − l) − (j = t ? a : 0) − b)·g in both lanes (ce_grad's element).
-  (func $ce_grad2 (param $x v128) (param $l v128) (param $j v128) (param $t v128) (param $a v128)
-    (param $b v128) (param $g v128) (result v128)
-    (f32x4.demote_f64x2_zero (f64x2.mul
-      (f64x2.sub
-        (f64x2.sub (call $exp2 (f64x2.sub (local.get $x) (local.get $l)))
-          (v128.and (local.get $a) (f64x2.eq (local.get $j) (local.get $t))))
-        (local.get $b))
-      (local.get $g))))
 
   ;; AdamW (ADAMW_FLAT.cpu in ops/optim_ops.ts) over n f32 elements of p, g, m, v, with
   ;; decay factor d and the f64 constants at c: b1 c1 b2 c2 stepSize bc2Sqrt eps scale.
