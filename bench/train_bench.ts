@@ -19,6 +19,7 @@ import { autocast, type Precision } from "../nn/layers.ts";
 import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { configureMatmul } from "../ops/matmul.ts";
+import { shapeKey } from "../ops/_matmul_variants.ts";
 import { autotuneStep } from "../ops/autotune.ts";
 import { attentionShapeKey } from "../ops/attention.ts";
 import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "../train/tune_cache.ts";
@@ -112,8 +113,18 @@ export interface TrainBenchLine {
   tune_s?: number;
   /** Matmul shapes it measured. */
   tuned_shapes?: number;
-  /** Attention geometries it measured: the kernel chosen and each kernel's ms per call. */
-  tuned_attention?: { key: string; kernel: string; ms: Record<string, number> }[];
+  /**
+   * Attention geometries it measured: the kernel chosen, each kernel's ms per call, and
+   * the tiles rejected because their result differed from the row kernels'.
+   */
+  tuned_attention?: {
+    key: string;
+    kernel: string;
+    ms: Record<string, number>;
+    rejected: string[];
+  }[];
+  /** Matmul candidates rejected because their result differed from the heuristic kernel's. */
+  tune_rejected?: { shape: string; variants: string[] }[];
   /** Why the tuning stopped early (the heuristic's kernels ran), if it did. */
   tune_error?: string;
   /** The tuning cache file used, and how many saved choices it gave this adapter. */
@@ -185,7 +196,8 @@ export async function benchTrain(
   let tuning: {
     seconds: number;
     shapes: number;
-    attention: { key: string; kernel: string; ms: Record<string, number> }[];
+    attention: { key: string; kernel: string; ms: Record<string, number>; rejected: string[] }[];
+    rejected: { shape: string; variants: string[] }[];
     error?: string;
   } | null = null;
   const tuneMode = opts.tune ?? "auto";
@@ -209,6 +221,11 @@ export async function benchTrain(
           key: attentionShapeKey(a.shape),
           kernel: a.kernel,
           ms: a.ms,
+          rejected: a.rejected,
+        })),
+        rejected: r.matmul.filter((m) => m.rejected.length > 0).map((m) => ({
+          shape: shapeKey(m.shape),
+          variants: m.rejected,
         })),
         error: r.error,
       };
@@ -282,6 +299,7 @@ export async function benchTrain(
     ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),
     ...(tuning ? { tune_s: tuning.seconds, tuned_shapes: tuning.shapes } : {}),
     ...(tuning?.attention.length ? { tuned_attention: tuning.attention } : {}),
+    ...(tuning?.rejected.length ? { tune_rejected: tuning.rejected } : {}),
     ...(cache ? { tune_cache: cache, tune_cached: cached } : {}),
     ...(tuning?.error ? { tune_error: tuning.error } : {}),
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),

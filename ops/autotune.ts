@@ -36,6 +36,7 @@ import {
   autotuneMatmulsOf,
   configureMatmul,
   type MatmulTuning,
+  sameResults,
   timeCandidate,
 } from "./matmul.ts";
 import { errorLine } from "../tensor/errors.ts";
@@ -48,6 +49,11 @@ export interface AttentionTuning {
   kernel: string;
   /** Milliseconds per call by kernel; Infinity where it failed. */
   ms: Record<string, number>;
+  /**
+   * Tiles whose result differed from the row kernels' (beyond `TUNE_TOLERANCE`):
+   * not timed and never chosen.
+   */
+  rejected: string[];
 }
 
 /** Options of {@linkcode autotuneAttention}. */
@@ -119,20 +125,26 @@ export async function autotuneAttention(
       made.push(ins[3]);
     }
     try {
-      let run: () => void, opName: string;
+      let call: () => Tensor[], opName: string;
       if (s.op === "fwd") {
-        run = () => apply(ATTENTION, ins, p).forEach((t) => t.dispose());
+        call = () => apply(ATTENTION, ins, p);
         opName = ATTENTION.name;
       } else {
-        const [o, lse] = apply(ATTENTION, ins, p);
+        const [o, lse] = await withAttentionKernel(
+          "rows",
+          () => Promise.resolve(apply(ATTENTION, ins, p)),
+        );
         made.push(o, lse);
         const bins = [q, k, v, o, lse, rand([B, s.T, H, s.D])];
         if (s.mask) bins.push(ins[3]);
-        run = () =>
-          apply(ATTENTION_BACKWARD, bins, { ...p, hasDLse: false }).forEach((t) => t.dispose());
+        call = () => apply(ATTENTION_BACKWARD, bins, { ...p, hasDLse: false });
         opName = ATTENTION_BACKWARD.name;
       }
-      const ms: Record<string, number> = {};
+      const run = () => call().forEach((t) => t.dispose());
+      // the row kernels' result is the reference every tile must match
+      const want = await withAttentionKernel("rows", () => Promise.resolve(call()));
+      made.push(...want);
+      const ms: Record<string, number> = {}, rejected: string[] = [];
       // by default the registered tiles that fit and fill a warp (the smallest are for tests)
       const fit = fittingAttentionTiles(s.op, s.D, target).filter((n) =>
         tileThreads(parseAttentionTileName(n)!) >= MIN_TUNED_THREADS
@@ -141,15 +153,17 @@ export async function autotuneAttention(
         ? opts.kernels.filter((n) => n === "rows" || attentionTileFitsName(s, n, target))
         : ["rows", ...fit];
       for (const name of names) {
-        ms[name] = await withAttentionKernel(
-          name,
-          async () => (await timeCandidate(backend, run, opName, minTimeMs, 50)).ms,
-        );
+        const check = name === "rows" ? undefined : () => sameResults(call(), want);
+        ms[name] = await withAttentionKernel(name, async () => {
+          const r = await timeCandidate(backend, run, { opName, minTimeMs, maxCalls: 50, check });
+          if (r.rejected) rejected.push(name);
+          return r.ms;
+        });
       }
       let best = names[0] ?? "rows";
       for (const [name, t] of Object.entries(ms)) if (t < (ms[best] ?? Infinity)) best = name;
       setTunedAttentionKernel(target.description, s, best);
-      out.push({ shape: s, kernel: best, ms });
+      out.push({ shape: s, kernel: best, ms, rejected });
     } finally {
       for (const t of made) t.dispose();
     }

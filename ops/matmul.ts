@@ -28,9 +28,9 @@ import {
   type Shape,
   type TensorLike,
 } from "../tensor/types.ts";
-import { broadcastShapes } from "./binary.ts";
+import { add, broadcastShapes, div, mul, sub } from "./binary.ts";
 import { wasmMatmulF32 } from "./_wasm_matmul.ts";
-import { sumTo } from "./reduce.ts";
+import { sum, sumTo } from "./reduce.ts";
 import { reshape } from "./reshape.ts";
 import { lastAxisRows } from "./softmax.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
@@ -744,30 +744,92 @@ export async function msPerCall(
 }
 
 /**
+ * Largest relative error a tuning candidate may show against the reference
+ * kernel's result ({@linkcode relativeError}). Candidates of one op compute the
+ * same sums, in the same order except split K and online softmax (f32
+ * rounding, about 1e-7); a kernel that skips or repeats a tile is off by 1e-2
+ * or more.
+ */
+export const TUNE_TOLERANCE = 1e-3;
+
+/**
+ * ‖got − want‖ / ‖want‖ over pairs of tensors of equal shapes taken together
+ * (L2 norms), computed on the tensors' backend with one number read back; NaN
+ * when `got` holds NaN or ∞ (or both are all zero).
+ */
+export async function relativeError(got: Tensor[], want: Tensor[]): Promise<number> {
+  if (got.length !== want.length || got.length === 0) {
+    throw new TypeError(`relativeError: ${got.length} results against ${want.length}`);
+  }
+  const made: Tensor[] = [];
+  const keep = (t: Tensor) => (made.push(t), t);
+  try {
+    let num: Tensor | null = null, den: Tensor | null = null;
+    for (let i = 0; i < got.length; i++) {
+      const d = keep(sub(got[i], want[i]));
+      const e = keep(sum(keep(mul(d, d)))), w = keep(sum(keep(mul(want[i], want[i]))));
+      num = num ? keep(add(num, e)) : e;
+      den = den ? keep(add(den, w)) : w;
+    }
+    const r = await keep(div(num!, den!)).item();
+    return Math.sqrt(r);
+  } finally {
+    for (const t of made) t.dispose();
+  }
+}
+
+/** Options of {@linkcode timeCandidate}. */
+export interface TimeCandidateOptions {
+  /** The op whose dispatches `run` records (timestamp queries are read per op). */
+  opName: string;
+  /** Approximate measured time in milliseconds. */
+  minTimeMs: number;
+  /** At most this many timed calls. */
+  maxCalls: number;
+  /**
+   * Runs the candidate once more and says whether its result is right (compared with a
+   * reference kernel's, within {@linkcode TUNE_TOLERANCE}); a wrong candidate is not timed.
+   */
+  check?: () => Promise<boolean>;
+}
+
+/**
  * A tuner's measurement of one candidate: compiles it (one untimed call),
- * times one call to size the run, then {@linkcode msPerCall} over enough
- * calls for about `minTimeMs` (at most `maxCalls`). Infinity (and no timing)
- * when it fails or nothing was recorded.
+ * checks its result (`check`), times one call to size the run, then
+ * {@linkcode msPerCall} over enough calls for about `minTimeMs` (at most
+ * `maxCalls`). Infinity (and no timing) when it fails, is wrong (`rejected`)
+ * or nothing was recorded.
  */
 export async function timeCandidate(
   backend: GpuBackend,
   run: () => void,
-  opName: string,
-  minTimeMs: number,
-  maxCalls: number,
-): Promise<{ ms: number; timing: "timestamp" | "wallclock" | null }> {
+  opts: TimeCandidateOptions,
+): Promise<{ ms: number; timing: "timestamp" | "wallclock" | null; rejected?: boolean }> {
   try {
     run(); // compiles
     await backend.sync();
+    if (opts.check && !(await opts.check())) return { ms: Infinity, timing: null, rejected: true };
     const t0 = performance.now();
     run();
     await backend.sync();
     const once = Math.max(1e-3, performance.now() - t0);
-    const n = Math.max(1, Math.min(maxCalls, Math.ceil(minTimeMs / once)));
-    const r = await msPerCall(backend, run, n, opName);
+    const n = Math.max(1, Math.min(opts.maxCalls, Math.ceil(opts.minTimeMs / once)));
+    const r = await msPerCall(backend, run, n, opts.opName);
     return { ms: Number.isFinite(r.ms) ? r.ms : Infinity, timing: r.timing };
   } catch {
     return { ms: Infinity, timing: null };
+  }
+}
+
+/**
+ * Whether `got` equals the reference `want` within {@linkcode TUNE_TOLERANCE}
+ * (relative L2); the results are disposed.
+ */
+export async function sameResults(got: Tensor[], want: Tensor[]): Promise<boolean> {
+  try {
+    return (await relativeError(got, want)) <= TUNE_TOLERANCE; // NaN: false
+  } finally {
+    for (const t of got) t.dispose();
   }
 }
 
@@ -783,6 +845,11 @@ export interface MatmulTuning {
   timing: string;
   /** Milliseconds per call by variant; Infinity where the variant failed. */
   ms: Record<string, number>;
+  /**
+   * Variants whose result differed from the heuristic variant's (beyond
+   * {@linkcode TUNE_TOLERANCE}): not timed and never chosen.
+   */
+  rejected: string[];
 }
 
 /**
@@ -811,6 +878,7 @@ export async function autotuneMatmul(
         tuned: false,
         timing: "",
         ms: {},
+        rejected: [],
       });
       continue;
     }
@@ -822,25 +890,40 @@ export async function autotuneMatmul(
     const batch = P > 1 ? [P] : [];
     const a = rand([...batch, ...(s.transA ? [s.K, s.M] : [s.M, s.K])]);
     const b = rand([...batch, ...(s.transB ? [s.N, s.K] : [s.K, s.N])]);
-    const run = () => matmul(a, b, { transA: s.transA, transB: s.transB }).dispose();
-    const ms: Record<string, number> = {};
+    const opts2 = { transA: s.transA, transB: s.transB };
+    const run = () => matmul(a, b, opts2).dispose();
+    const ms: Record<string, number> = {}, rejected: string[] = [];
     let timing = "wallclock";
+    const heuristic = heuristicVariant(s, target);
+    // the heuristic's kernel gives the reference result every candidate must match
+    const want = await withMatmulVariant(
+      matmulVariant(heuristic),
+      () => Promise.resolve(matmul(a, b, opts2)),
+    );
     try {
       for (const v of variants) {
+        const check = () => sameResults([matmul(a, b, opts2)], [want]);
         ms[v.name] = await withMatmulVariant(v, async () => {
-          const r = await timeCandidate(backend, run, MATMUL.name, minTimeMs, 100);
+          const r = await timeCandidate(backend, run, {
+            opName: MATMUL.name,
+            minTimeMs,
+            maxCalls: 100,
+            check: v.name === heuristic ? undefined : check,
+          });
           if (r.timing) timing = r.timing;
+          if (r.rejected) rejected.push(v.name);
           return r.ms;
         });
       }
     } finally {
       a.dispose();
       b.dispose();
+      want.dispose();
     }
-    let best = heuristicVariant(s, target);
+    let best = heuristic;
     for (const [name, t] of Object.entries(ms)) if (t < (ms[best] ?? Infinity)) best = name;
     setTunedVariant(target, s, best);
-    out.push({ shape: s, variant: best, tuned: true, timing, ms });
+    out.push({ shape: s, variant: best, tuned: true, timing, ms, rejected });
   }
   return out;
 }

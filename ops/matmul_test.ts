@@ -31,7 +31,11 @@ import {
   type MatmulTile,
   matmulVariantFor,
   parseTileName,
+  relativeError,
+  sameResults,
   tileName,
+  timeCandidate,
+  TUNE_TOLERANCE,
   useMatmulSplitK,
   useMatmulVariant,
 } from "./matmul.ts";
@@ -344,6 +348,7 @@ Deno.test({
       });
       assert.equal(f.tuned, true);
       assert.equal(f.variant, "t32x32k16_4x4");
+      assert.deepEqual(f.rejected, []); // its result matched the heuristic kernel's
       assert.ok(f.ms["t32x32k16_4x4"] > 0 && Number.isFinite(f.ms["t32x32k16_4x4"]));
       assert.equal(f.timing, GPU!.canProfile ? "timestamp" : "wallclock");
       assert.equal(tunedVariant(shape), "t32x32k16_4x4");
@@ -352,6 +357,55 @@ Deno.test({
       clearTunedVariants();
       setMatmulTarget(DEFAULT_TARGET);
     }
+  },
+});
+
+Deno.test("relativeError() is 0 for equal results, sees one wrong tile of 16, and is NaN with NaN", async () => {
+  for (const backend of NO_GPU ? [CPU] : [CPU, GPU!]) {
+    const rng = makeRng(3);
+    const data = Float32Array.from({ length: 64 * 64 }, () => rng() * 2 - 1);
+    const want = tensor(data, [64, 64], { backend });
+    const same = tensor(data.slice(), [64, 64], { backend });
+    const wrong = data.slice();
+    for (let r = 0; r < 16; r++) wrong.fill(0, r * 64, r * 64 + 16); // a 16×16 block left at 0
+    const bad = tensor(wrong, [64, 64], { backend });
+    const nan = data.slice();
+    nan[100] = NaN;
+    const withNaN = tensor(nan, [64, 64], { backend });
+    assert.equal(await relativeError([same], [want]), 0);
+    const e = await relativeError([same, bad], [want, want]);
+    assert.ok(e > 0.1 && e < 0.3, `${e}`); // √(1/32) of the two together
+    assert.ok(Number.isNaN(await relativeError([withNaN], [want])));
+    assert.equal(await sameResults([bad], [want]), false);
+    assert.equal(await sameResults([same], [want]), true);
+    assert.ok(bad.disposed && same.disposed, "sameResults() disposes the results it checked");
+    want.dispose();
+    withNaN.dispose();
+  }
+  await assert.rejects(() => relativeError([], []), TypeError);
+  assert.ok(TUNE_TOLERANCE < 1e-2);
+});
+
+Deno.test({
+  name: "timeCandidate() does not time a candidate whose check fails, and times one that passes",
+  ignore: NO_GPU,
+  fn: async () => {
+    const a = tensor(new Float32Array(64).fill(1), [8, 8], { backend: GPU! });
+    const run = () => matmul(a, a).dispose();
+    let checks = 0;
+    const opts = { opName: MATMUL.name, minTimeMs: 1, maxCalls: 2 };
+    const no = await timeCandidate(GPU!, run, {
+      ...opts,
+      check: () => (checks++, Promise.resolve(false)),
+    });
+    assert.deepEqual(no, { ms: Infinity, timing: null, rejected: true });
+    const yes = await timeCandidate(GPU!, run, {
+      ...opts,
+      check: () => (checks++, Promise.resolve(true)),
+    });
+    assert.ok(Number.isFinite(yes.ms) && yes.ms > 0 && !yes.rejected);
+    assert.equal(checks, 2);
+    a.dispose();
   },
 });
 

@@ -193,6 +193,14 @@ Deno.test("autotuneAttention() times the candidates and the selection runs the f
   assert.ok(Object.values(r.ms).every((ms) => ms > 0 && Number.isFinite(ms)), JSON.stringify(r.ms));
   const best = r.ms.rows <= r.ms.a8x8_2x2 ? "rows" : "a8x8_2x2";
   assert.equal(r.kernel, best);
+  assert.deepEqual(r.rejected, []); // the tile's result matched the row kernels'
   assert.deepEqual(Object.values(attentionTunedTable(target.description)), [best]);
+  // the backward too: the tile's dQ, dK and dV are checked against the row kernels'
+  const [b] = await autotuneAttention(gpu, [{ ...shape, op: "bwd" }], {
+    force: true,
+    kernels: ["rows", "a8x8_2x2"],
+  });
+  assert.deepEqual(b.rejected, []);
+  assert.ok(Object.values(b.ms).every((ms) => ms > 0 && Number.isFinite(ms)), JSON.stringify(b.ms));
   clearAttentionTuning();
 });

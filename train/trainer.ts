@@ -580,6 +580,17 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
               r.seconds.toFixed(1)
             } s (${[...picks].join(", ")}); --tune off skips this`,
           );
+          const wrong = [
+            ...r.matmul.flatMap((m) => m.rejected),
+            ...r.attention.flatMap((a) => a.rejected),
+          ];
+          if (wrong.length > 0) {
+            info(
+              `kernels: ${wrong.length} candidate kernels computed wrong results on this adapter and were skipped (${
+                [...new Set(wrong)].join(", ")
+              })`,
+            );
+          }
           if (tuneCache) await storeTuneCache(tuneCache, backend as GpuBackend, info);
         }
       } else factor = runStep();
