@@ -56,7 +56,8 @@ TUNE=()
 [ -n "$TILES" ] && TUNE=(--tune-tiles "$TILES")
 # 3. training throughput next to PyTorch (same preset, batch, optimizer), fp32 then f16; webseq
 #    tunes its matmuls and attention kernels on the first warm-up step (--tune auto), "tune_s"
-#    says how long, "tuned_attention" what each attention kernel took
+#    says how long, "tuned_attention" what each attention kernel took; "tune_rejected" and
+#    "tuned_attention[].rejected" name candidates whose results were wrong on this card
 section small 80 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
   --steps 5 --device webgpu --profile --torch "$PY" --ops --json
 section base 100 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
