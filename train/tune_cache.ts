@@ -54,6 +54,9 @@ export function tuneCacheKey(backend: GpuBackend): string {
     `inv${l.maxComputeInvocationsPerWorkgroup ?? 256}`,
     `wg${l.maxComputeWorkgroupStorageSize ?? 16384}`,
     `codegen${MATMUL_CODEGEN_VERSION}.${ATTENTION_CODEGEN_VERSION}`,
+    // choices made since the tuner checks each candidate's result (TUNE_TOLERANCE); earlier
+    // files' choices were timed only, so they are tuned again
+    "checked",
   ].join("|");
 }
 

@@ -36,7 +36,7 @@ Deno.test("saveTuneCache() and loadTuneCache() keep each adapter's choices, merg
     const file = JSON.parse(await Deno.readTextFile(path));
     assert.equal(file.version, 1);
     assert.deepEqual(Object.keys(file.adapters).sort(), [tuneCacheKey(a), tuneCacheKey(b)].sort());
-    assert.match(tuneCacheKey(a), /^GPU A\|4318\|\|inv1024\|wg49152\|codegen\d+\.\d+$/);
+    assert.match(tuneCacheKey(a), /^GPU A\|4318\|\|inv1024\|wg49152\|codegen\d+\.\d+\|checked$/);
     clearMatmulTuning();
     assert.equal(await loadTuneCache(path, a), 2);
     assert.equal(tunedTable("GPU A")["512x512x8192/1/TN"], "t64x64k16_8x8");
