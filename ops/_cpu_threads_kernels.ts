@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { cut, TASK_WEIGHTS, WASM_TASK, wasmTasks } from "./_wasm_matmul.ts";
+import { cut, TASK_WEIGHTS, WASM_TASK, type WasmTasks, wasmTasks } from "./_wasm_matmul.ts";
 
 /** Work (elements, each an exp or two) below which one thread runs a kernel. */
 const MIN_THREADED = 1 << 15;
@@ -230,5 +230,175 @@ export function adamwF32(
     m.set(w.f32.subarray(M, M + len), c0);
     v.set(w.f32.subarray(V, V + len), c0);
   }
+  return true;
+}
+
+/** The geometry of {@linkcode attentionF32} and {@linkcode attentionBackwardF32}. */
+export interface AttentionF32 {
+  /** Batch rows. */
+  B: number;
+  /** Heads. */
+  H: number;
+  /** Query rows per head. */
+  T: number;
+  /** Key rows per head. */
+  S: number;
+  /** Head size. */
+  D: number;
+  /** Layout `[B, H, L, D]` (else `[B, L, H, D]`). */
+  bhtd: boolean;
+  /** Query t attends keys s ≤ t + S − T. */
+  causal: boolean;
+  /** Score scale. */
+  scale: number;
+}
+
+/** A key mask as f32 0/1 (an i32 mask's nonzero entries are 1), or null. */
+function maskF32(mask: Float32Array | Int32Array | null): Float32Array | null {
+  if (mask === null || mask instanceof Float32Array) return mask;
+  return Float32Array.from(mask, (m) => (m !== 0 ? 1 : 0));
+}
+
+/** Per-thread scratch of the attention kernels (tools/wasm/matmul.wat `$att_fwd`, `$att_bwd`). */
+function attentionScratch(S: number, D: number, backward: boolean): number {
+  const base = align16(8 * S) + align16(8 * (S + 1)) + align16(4 * S) + align16(8 * (D + 1));
+  return backward ? base + 2 * align16(8 * (S * D + 1)) : base;
+}
+
+/** Tasks of whole heads: [first, end) of the B·H heads. */
+function headTasks(w: WasmTasks, g: AttentionF32): [number, number][] {
+  return ranges(g.B * g.H, w.threads, g.T * g.S * g.D);
+}
+
+/**
+ * Attention forward without dropout as `attentionCpu` in ops/attention.ts (the
+ * reference, f64 sums in its order), in WebAssembly on the CPU threads: out
+ * and lse (f32) from q, k, v and an optional key mask; false when WebAssembly
+ * is off.
+ */
+export function attentionF32(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  maskIn: Float32Array | Int32Array | null,
+  out: Float32Array,
+  lse: Float32Array,
+  g: AttentionF32,
+): boolean {
+  const { B, H, T, S, D } = g, mask = maskF32(maskIn);
+  const nq = B * H * T * D, nk = B * H * S * D, rows = B * H * T;
+  const at = [0];
+  const place = (bytes: number) => (at.push(at[at.length - 1] + align16(bytes)), at[at.length - 2]);
+  const qo = place(4 * nq), ko = place(4 * nk), vo = place(4 * nk);
+  const mo = mask ? place(4 * B * S) : -1, oo = place(4 * nq), so = place(16 * rows);
+  const po = place(64), bytes = at[at.length - 1];
+  const w = wasmTasks(bytes, attentionScratch(S, D, false));
+  if (w === null) return false;
+  const d = w.data;
+  w.f32.set(q.subarray(0, nq), (d + qo) >> 2);
+  w.f32.set(k.subarray(0, nk), (d + ko) >> 2);
+  w.f32.set(v.subarray(0, nk), (d + vo) >> 2);
+  if (mask) w.f32.set(mask.subarray(0, B * S), (d + mo) >> 2);
+  const work = align16(d + bytes);
+  w.i32.set([
+    d + qo,
+    d + ko,
+    d + vo,
+    mask ? d + mo : 0,
+    d + oo,
+    d + so,
+    H,
+    T,
+    S,
+    D,
+    +g.bhtd,
+    +g.causal,
+    work,
+    attentionScratch(S, D, false),
+  ], (d + po) >> 2);
+  w.f64[(d + po + 56) >> 3] = g.scale;
+  const tasks = headTasks(w, g);
+  tasks.forEach(([s, e], i) => w.set(i, WASM_TASK.attention, [d + po, s, e]));
+  w.run(tasks.length);
+  out.set(w.f32.subarray((d + oo) >> 2, ((d + oo) >> 2) + nq));
+  const st = (d + so) >> 3, logS = Math.log(S);
+  for (let r = 0; r < rows; r++) {
+    const m = w.f64[st + 2 * r], sum = w.f64[st + 2 * r + 1];
+    lse[r] = sum === -1 ? logS : m + Math.log(sum);
+  }
+  return true;
+}
+
+/**
+ * Attention backward without dropout as `attentionBackwardCpu` in
+ * ops/attention.ts, in WebAssembly on the CPU threads: dq, dk, dv from q, k,
+ * v, the key mask, out, lse, dOut and an optional dLse; false when
+ * WebAssembly is off.
+ */
+export function attentionBackwardF32(
+  ins: {
+    q: Float32Array;
+    k: Float32Array;
+    v: Float32Array;
+    mask: Float32Array | Int32Array | null;
+    o: Float32Array;
+    lse: Float32Array;
+    dO: Float32Array;
+    dlse: Float32Array | null;
+  },
+  dq: Float32Array,
+  dk: Float32Array,
+  dv: Float32Array,
+  g: AttentionF32,
+): boolean {
+  const { B, H, T, S, D } = g, mask = maskF32(ins.mask);
+  const nq = B * H * T * D, nk = B * H * S * D, rows = B * H * T;
+  const at = [0];
+  const place = (bytes: number) => (at.push(at[at.length - 1] + align16(bytes)), at[at.length - 2]);
+  const qo = place(4 * nq), ko = place(4 * nk), vo = place(4 * nk);
+  const mo = mask ? place(4 * B * S) : -1, oo = place(4 * nq), lo = place(4 * rows);
+  const dOo = place(4 * nq), dlo = ins.dlse ? place(4 * rows) : -1;
+  const dqo = place(4 * nq), dko = place(4 * nk), dvo = place(4 * nk), po = place(96);
+  const bytes = at[at.length - 1];
+  const w = wasmTasks(bytes, attentionScratch(S, D, true));
+  if (w === null) return false;
+  const d = w.data;
+  w.f32.set(ins.q.subarray(0, nq), (d + qo) >> 2);
+  w.f32.set(ins.k.subarray(0, nk), (d + ko) >> 2);
+  w.f32.set(ins.v.subarray(0, nk), (d + vo) >> 2);
+  if (mask) w.f32.set(mask.subarray(0, B * S), (d + mo) >> 2);
+  w.f32.set(ins.o.subarray(0, nq), (d + oo) >> 2);
+  w.f32.set(ins.lse.subarray(0, rows), (d + lo) >> 2);
+  w.f32.set(ins.dO.subarray(0, nq), (d + dOo) >> 2);
+  if (ins.dlse) w.f32.set(ins.dlse.subarray(0, rows), (d + dlo) >> 2);
+  const work = align16(d + bytes);
+  w.i32.set([
+    d + qo,
+    d + ko,
+    d + vo,
+    mask ? d + mo : 0,
+    d + oo,
+    d + lo,
+    d + dOo,
+    ins.dlse ? d + dlo : 0,
+    d + dqo,
+    d + dko,
+    d + dvo,
+    H,
+    T,
+    S,
+    D,
+    +g.bhtd,
+    +g.causal,
+    work,
+    attentionScratch(S, D, true),
+  ], (d + po) >> 2);
+  w.f64[(d + po + 80) >> 3] = g.scale;
+  const tasks = headTasks(w, g);
+  tasks.forEach(([s, e], i) => w.set(i, WASM_TASK.attentionBackward, [d + po, s, e]));
+  w.run(tasks.length);
+  dq.set(w.f32.subarray((d + dqo) >> 2, ((d + dqo) >> 2) + nq));
+  dk.set(w.f32.subarray((d + dko) >> 2, ((d + dko) >> 2) + nk));
+  dv.set(w.f32.subarray((d + dvo) >> 2, ((d + dvo) >> 2) + nk));
   return true;
 }

@@ -12,6 +12,7 @@ import { CROSS_ENTROPY, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_STATS } from "./cross_
 import { ADAMW_FLAT } from "./optim_ops.ts";
 import { DROPOUT, dropoutKeeps } from "./dropout.ts";
 import { RESIDUAL, RESIDUAL_BACKWARD } from "./residual.ts";
+import { ATTENTION, ATTENTION_BACKWARD } from "./attention.ts";
 import { useWasmMatmul } from "./_wasm_matmul.ts";
 import { cpuThreads, useCpuThreads } from "./_cpu_threads.ts";
 import { dropoutF32 } from "./_cpu_threads_kernels.ts";
@@ -205,5 +206,58 @@ Deno.test("the WebAssembly dropout of ones with scale 1 is the keep mask (residu
       (k === 1) !== dropoutKeeps(p, seed, i) || (k !== 0 && k !== 1)
     );
     assert.ok(at < 0, `p ${p} seed ${seed}: mask ${keep[at]} at ${at}`);
+  }
+});
+
+Deno.test("attention forward and backward in WebAssembly equal the TypeScript reference bit for bit", () => {
+  // [B, T, S, H, D], layout, causal, mask ("f32", "i32" or none), dLse
+  const cases: [number[], "BTHD" | "BHTD", boolean, "f32" | "i32" | null, boolean][] = [
+    [[2, 5, 5, 2, 4], "BTHD", true, "f32", false],
+    [[3, 4, 7, 2, 3], "BHTD", true, "f32", true], // T < S: causal rows see S − T more keys
+    [[2, 1, 9, 3, 5], "BTHD", false, "i32", true], // one query (a decode step), odd D
+    [[4, 6, 6, 4, 16], "BTHD", false, null, false],
+    [[2, 12, 12, 4, 16], "BTHD", true, "f32", true], // tiny's head size
+    [[2, 8, 3, 1, 7], "BHTD", true, null, false], // T > S: the first rows see no key at all
+  ];
+  for (const [[B, T, S, H, D], layout, causal, maskType, hasDLse] of cases) {
+    const seed = B * 1000 + T * 100 + S * 10 + D;
+    const q = f32(B * T * H * D, seed, 1), k = f32(B * S * H * D, seed + 1, 1);
+    const v = f32(B * S * H * D, seed + 2, 1), dO = f32(B * T * H * D, seed + 3, 1);
+    const dl = f32(B * T * H, seed + 4, 1);
+    // batch row 0 pads every key (uniform weights), the others a few
+    const maskVals = Array.from({ length: B * S }, (_, i) => (i < S ? 0 : +(i % S < S - (i % 3))));
+    const mask = maskType === "i32" ? Int32Array.from(maskVals) : Float32Array.from(maskVals);
+    const qs = layout === "BTHD" ? [B, T, H, D] : [B, H, T, D];
+    const ks = layout === "BTHD" ? [B, S, H, D] : [B, H, S, D];
+    const ls = layout === "BTHD" ? [B, T, H] : [B, H, T];
+    const p = {
+      layout,
+      hasMask: maskType !== null,
+      causal,
+      scale: 1 / Math.sqrt(D),
+      dropoutP: 0,
+      seed: 0,
+    };
+    const fwdIns: CpuArray[] = [q, k, v],
+      fwdInfo: [Shape, "f32" | "i32"][] = [
+        [qs, "f32"],
+        [ks, "f32"],
+        [ks, "f32"],
+      ];
+    if (maskType) fwdIns.push(mask), fwdInfo.push([[B, S], maskType]);
+    sameBits(ATTENTION, fwdIns, info(fwdInfo, [qs, ls]), p);
+    // the backward from the reference's forward
+    const out = new Float32Array(B * T * H * D), lse = new Float32Array(B * T * H);
+    useWasmMatmul("off");
+    ATTENTION.cpu(fwdIns, [out, lse], info(fwdInfo, [qs, ls]), p);
+    useWasmMatmul("auto");
+    const bIns: CpuArray[] = [q, k, v, out, lse, dO];
+    const bInfo: [Shape, "f32" | "i32"][] = [...fwdInfo.slice(0, 3), [qs, "f32"], [ls, "f32"], [
+      qs,
+      "f32",
+    ]];
+    if (maskType) bIns.push(mask), bInfo.push([[B, S], maskType]);
+    if (hasDLse) bIns.push(dl), bInfo.push([ls, "f32"]);
+    sameBits(ATTENTION_BACKWARD, bIns, info(bInfo, [qs, ks, ks]), { ...p, hasDLse });
   }
 });

@@ -1,6 +1,6 @@
 ;; f32 matrix multiply for webseq's CPU backend: C[M, N] = A[M, K] · B[K, N];
 ;; and, at the end of the file, GELU, its gradient, the cross-entropy row
-;; kernels, the AdamW update and dropout. The export `task` runs one task of any of them as one thread.
+;; kernels, attention forward and backward, the AdamW update and dropout. The export `task` runs one task of any of them as one thread.
 ;;
 ;; Operands are addressed through element strides, so one kernel serves all
 ;; four transpose combinations: A(m, k) is at a + 4·(m·ars + k·acs) and
@@ -406,6 +406,12 @@
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
         (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
         (f64.load offset=32 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 7))
+      (then (call $att_fwd (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (local.get $t)) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 8))
+      (then (call $att_bwd (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (local.get $t)) (return)))
     (unreachable))
 
   ;; One matmul task for thread t: `count` products C = A·B with the operands of the
@@ -858,6 +864,364 @@
             (i32.shl (local.get $V) (i32.const 2)))))
         (local.set $r0 (i32.add (local.get $r0) (i32.const 1)))
         (br $row))))
+
+  ;; ---- Attention (attentionCpu / attentionBackwardCpu in ops/attention.ts, no dropout) ----
+  ;; Each mirrors its TypeScript reference operation for operation in f64 (dot products
+  ;; summed over d in order, the row's exponentials by $exp_block as expF64), so results are
+  ;; the same bits; the sums over d that the reference keeps per element (P·V, dK, dV, dQ)
+  ;; run two d at a time in f64x2 lanes. A task runs the heads bh0 .. bh1-1 (bh = b·H + h);
+  ;; the parameters are a block of words at pb (ops/_cpu_threads_kernels.ts writes it).
+  ;; Rows: q row t of head (b, h) is at element (base + t·step)·D, with base = bh·T, step 1
+  ;; ("BHTD") or base = b·T·H + h, step H ("BTHD"); k and v the same with S.
+
+  ;; acc[0 .. D) += w·x[0 .. D) (acc f64, x f32), pairs then the odd one.
+  (func $axpy (param $acc i32) (param $w f64) (param $x i32) (param $D i32)
+    (local $d i32) (local $wv v128)
+    (local.set $wv (f64x2.splat (local.get $w)))
+    (block $done (loop $pair
+      (br_if $done (i32.ge_u (i32.add (local.get $d) (i32.const 1)) (local.get $D)))
+      (v128.store (i32.add (local.get $acc) (i32.shl (local.get $d) (i32.const 3)))
+        (f64x2.add (v128.load (i32.add (local.get $acc) (i32.shl (local.get $d) (i32.const 3))))
+          (f64x2.mul (local.get $wv) (call $load2
+            (i32.add (local.get $x) (i32.shl (local.get $d) (i32.const 2)))))))
+      (local.set $d (i32.add (local.get $d) (i32.const 2)))
+      (br $pair)))
+    (if (i32.lt_u (local.get $d) (local.get $D))
+      (then (f64.store (i32.add (local.get $acc) (i32.shl (local.get $d) (i32.const 3)))
+        (f64.add (f64.load (i32.add (local.get $acc) (i32.shl (local.get $d) (i32.const 3))))
+          (f64.mul (local.get $w) (f64.promote_f32
+            (f32.load (i32.add (local.get $x) (i32.shl (local.get $d) (i32.const 2)))))))))))
+
+  ;; Σ_d x[d]·y[d] in order (f32 operands, f64 sum).
+  (func $dot (param $x i32) (param $y i32) (param $D i32) (result f64)
+    (local $s f64)
+    (block $done (loop $d
+      (br_if $done (i32.eqz (local.get $D)))
+      (local.set $s (f64.add (local.get $s) (f64.mul
+        (f64.promote_f32 (f32.load (local.get $x))) (f64.promote_f32 (f32.load (local.get $y))))))
+      (local.set $x (i32.add (local.get $x) (i32.const 4)))
+      (local.set $y (i32.add (local.get $y) (i32.const 4)))
+      (local.set $D (i32.sub (local.get $D) (i32.const 1)))
+      (br $d)))
+    (local.get $s))
+
+  ;; out[0 .. D) = f32(acc[0 .. D)).
+  (func $store_row (param $out i32) (param $acc i32) (param $D i32)
+    (block $done (loop $d
+      (br_if $done (i32.eqz (local.get $D)))
+      (f32.store (local.get $out) (f32.demote_f64 (f64.load (local.get $acc))))
+      (local.set $out (i32.add (local.get $out) (i32.const 4)))
+      (local.set $acc (i32.add (local.get $acc) (i32.const 8)))
+      (local.set $D (i32.sub (local.get $D) (i32.const 1)))
+      (br $d))))
+
+  ;; RowContext.fill: z[s] = (q·k_s)·scale where key s is allowed (ok[s] = 1), for query row
+  ;; t of the head whose k rows start at kb (step ks, elements); returns whether any is.
+  ;; Words at pb: ... (see $att_fwd).
+  (func $att_scores (param $q i32) (param $k i32) (param $kb i32) (param $ks i32) (param $mask i32)
+    (param $b i32) (param $t i32) (param $T i32) (param $S i32) (param $D i32) (param $causal i32)
+    (param $scale f64) (param $z i32) (param $ok i32) (result i32)
+    (local $s i32) (local $lim i32) (local $any i32) (local $allowed i32)
+    (local.set $lim (select (i32.sub (i32.add (local.get $t) (local.get $S)) (local.get $T))
+      (i32.sub (local.get $S) (i32.const 1)) (local.get $causal)))
+    (block $done (loop $key
+      (br_if $done (i32.ge_s (local.get $s) (local.get $S)))
+      (local.set $allowed (i32.le_s (local.get $s) (local.get $lim)))
+      (if (i32.and (local.get $allowed) (i32.ne (local.get $mask) (i32.const 0)))
+        (then (local.set $allowed (f32.ne (f32.load (i32.add (local.get $mask) (i32.shl
+          (i32.add (i32.mul (local.get $b) (local.get $S)) (local.get $s)) (i32.const 2))))
+          (f32.const 0)))))
+      (i32.store (i32.add (local.get $ok) (i32.shl (local.get $s) (i32.const 2))) (local.get $allowed))
+      (if (local.get $allowed)
+        (then
+          (local.set $any (i32.const 1))
+          (f64.store (i32.add (local.get $z) (i32.shl (local.get $s) (i32.const 3)))
+            (f64.mul (call $dot (local.get $q) (i32.add (local.get $k) (i32.shl
+              (i32.mul (i32.add (local.get $kb) (i32.mul (local.get $s) (local.get $ks))) (local.get $D))
+              (i32.const 2))) (local.get $D)) (local.get $scale)))))
+      (local.set $s (i32.add (local.get $s) (i32.const 1)))
+      (br $key)))
+    (local.get $any))
+
+  ;; Forward of heads bh0 .. bh1-1. Words at pb: q k v mask(0: none) out stats H T S D bhtd
+  ;; causal scratch stride, then the scale (f64) at byte 56. stats[r] (2 f64): the row's max
+  ;; and Σ exp (TypeScript adds log(Σ) for lse), or −∞ and −1 when no key is allowed.
+  ;; Thread scratch (at scratch + tid·stride): z [S] f64, e [S + 1] f64, ok [S] i32, acc [D + 1].
+  (func $att_fwd (param $pb i32) (param $bh0 i32) (param $bh1 i32) (param $tid i32)
+    (local $q i32) (local $k i32) (local $v i32) (local $mask i32) (local $out i32) (local $st i32)
+    (local $H i32) (local $T i32) (local $S i32) (local $D i32) (local $bhtd i32) (local $causal i32)
+    (local $scale f64) (local $z i32) (local $e i32) (local $ok i32) (local $acc i32)
+    (local $b i32) (local $h i32) (local $qb i32) (local $qs i32) (local $kb i32) (local $ks i32)
+    (local $t i32) (local $s i32) (local $r i32) (local $any i32) (local $m f64) (local $sum f64)
+    (local $w f64) (local $x f64)
+    (local.set $q (i32.load offset=0 (local.get $pb)))
+    (local.set $k (i32.load offset=4 (local.get $pb)))
+    (local.set $v (i32.load offset=8 (local.get $pb)))
+    (local.set $mask (i32.load offset=12 (local.get $pb)))
+    (local.set $out (i32.load offset=16 (local.get $pb)))
+    (local.set $st (i32.load offset=20 (local.get $pb)))
+    (local.set $H (i32.load offset=24 (local.get $pb)))
+    (local.set $T (i32.load offset=28 (local.get $pb)))
+    (local.set $S (i32.load offset=32 (local.get $pb)))
+    (local.set $D (i32.load offset=36 (local.get $pb)))
+    (local.set $bhtd (i32.load offset=40 (local.get $pb)))
+    (local.set $causal (i32.load offset=44 (local.get $pb)))
+    (local.set $z (i32.add (i32.load offset=48 (local.get $pb))
+      (i32.mul (local.get $tid) (i32.load offset=52 (local.get $pb)))))
+    (local.set $scale (f64.load offset=56 (local.get $pb)))
+    (local.set $e (i32.add (local.get $z) (call $align16 (i32.shl (local.get $S) (i32.const 3)))))
+    (local.set $ok (i32.add (local.get $e) (call $align16
+      (i32.shl (i32.add (local.get $S) (i32.const 1)) (i32.const 3)))))
+    (local.set $acc (i32.add (local.get $ok) (call $align16 (i32.shl (local.get $S) (i32.const 2)))))
+    (block $heads_done (loop $head
+      (br_if $heads_done (i32.ge_u (local.get $bh0) (local.get $bh1)))
+      (local.set $b (i32.div_u (local.get $bh0) (local.get $H)))
+      (local.set $h (i32.rem_u (local.get $bh0) (local.get $H)))
+      (if (local.get $bhtd)
+        (then
+          (local.set $qb (i32.mul (local.get $bh0) (local.get $T))) (local.set $qs (i32.const 1))
+          (local.set $kb (i32.mul (local.get $bh0) (local.get $S))) (local.set $ks (i32.const 1)))
+        (else
+          (local.set $qb (i32.add (i32.mul (i32.mul (local.get $b) (local.get $T)) (local.get $H))
+            (local.get $h)))
+          (local.set $qs (local.get $H))
+          (local.set $kb (i32.add (i32.mul (i32.mul (local.get $b) (local.get $S)) (local.get $H))
+            (local.get $h)))
+          (local.set $ks (local.get $H))))
+      (local.set $t (i32.const 0))
+      (block $rows_done (loop $row
+        (br_if $rows_done (i32.ge_u (local.get $t) (local.get $T)))
+        (local.set $r (i32.add (local.get $qb) (i32.mul (local.get $t) (local.get $qs))))
+        (local.set $any (call $att_scores
+          (i32.add (local.get $q) (i32.shl (i32.mul (local.get $r) (local.get $D)) (i32.const 2)))
+          (local.get $k) (local.get $kb) (local.get $ks) (local.get $mask) (local.get $b)
+          (local.get $t) (local.get $T) (local.get $S) (local.get $D) (local.get $causal)
+          (local.get $scale) (local.get $z) (local.get $ok)))
+        (if (local.get $any)
+          (then
+            ;; m, then e[s] = exp(z[s] − m) for allowed keys (else exp(−∞) = 0), Σ e, e /= Σ
+            (local.set $m (f64.const -inf))
+            (local.set $s (i32.const 0))
+            (block $d1 (loop $l1
+              (br_if $d1 (i32.ge_s (local.get $s) (local.get $S)))
+              (if (i32.load (i32.add (local.get $ok) (i32.shl (local.get $s) (i32.const 2))))
+                (then
+                  (local.set $x (f64.load (i32.add (local.get $z) (i32.shl (local.get $s) (i32.const 3)))))
+                  (if (f64.gt (local.get $x) (local.get $m)) (then (local.set $m (local.get $x))))))
+              (local.set $s (i32.add (local.get $s) (i32.const 1)))
+              (br $l1)))
+            (local.set $s (i32.const 0))
+            (block $d2 (loop $l2
+              (br_if $d2 (i32.ge_s (local.get $s) (local.get $S)))
+              (f64.store (i32.add (local.get $e) (i32.shl (local.get $s) (i32.const 3)))
+                (select
+                  (f64.sub (f64.load (i32.add (local.get $z) (i32.shl (local.get $s) (i32.const 3))))
+                    (local.get $m))
+                  (f64.const -inf)
+                  (i32.load (i32.add (local.get $ok) (i32.shl (local.get $s) (i32.const 2))))))
+              (local.set $s (i32.add (local.get $s) (i32.const 1)))
+              (br $l2)))
+            (call $exp_block (local.get $e) (local.get $S))
+            (local.set $sum (f64.const 0))
+            (local.set $s (i32.const 0))
+            (block $d3 (loop $l3
+              (br_if $d3 (i32.ge_s (local.get $s) (local.get $S)))
+              (local.set $sum (f64.add (local.get $sum)
+                (f64.load (i32.add (local.get $e) (i32.shl (local.get $s) (i32.const 3))))))
+              (local.set $s (i32.add (local.get $s) (i32.const 1)))
+              (br $l3)))
+            (local.set $s (i32.const 0))
+            (block $d4 (loop $l4
+              (br_if $d4 (i32.ge_s (local.get $s) (local.get $S)))
+              (f64.store (i32.add (local.get $e) (i32.shl (local.get $s) (i32.const 3)))
+                (f64.div (f64.load (i32.add (local.get $e) (i32.shl (local.get $s) (i32.const 3))))
+                  (local.get $sum)))
+              (local.set $s (i32.add (local.get $s) (i32.const 1)))
+              (br $l4)))
+            (f64.store offset=0 (i32.add (local.get $st) (i32.shl (local.get $r) (i32.const 4)))
+              (local.get $m))
+            (f64.store offset=8 (i32.add (local.get $st) (i32.shl (local.get $r) (i32.const 4)))
+              (local.get $sum)))
+          (else
+            ;; no key allowed: uniform weights 1/S
+            (local.set $w (f64.div (f64.const 1) (f64.convert_i32_s (local.get $S))))
+            (local.set $s (i32.const 0))
+            (block $d5 (loop $l5
+              (br_if $d5 (i32.ge_s (local.get $s) (local.get $S)))
+              (f64.store (i32.add (local.get $e) (i32.shl (local.get $s) (i32.const 3))) (local.get $w))
+              (local.set $s (i32.add (local.get $s) (i32.const 1)))
+              (br $l5)))
+            (f64.store offset=0 (i32.add (local.get $st) (i32.shl (local.get $r) (i32.const 4)))
+              (f64.const -inf))
+            (f64.store offset=8 (i32.add (local.get $st) (i32.shl (local.get $r) (i32.const 4)))
+              (f64.const -1))))
+        ;; out row = Σ_s w_s·v_s over the nonzero weights, in order
+        (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $D) (i32.const 3)))
+        (local.set $s (i32.const 0))
+        (block $d6 (loop $l6
+          (br_if $d6 (i32.ge_s (local.get $s) (local.get $S)))
+          (local.set $w (f64.load (i32.add (local.get $e) (i32.shl (local.get $s) (i32.const 3)))))
+          (if (f64.ne (local.get $w) (f64.const 0))
+            (then (call $axpy (local.get $acc) (local.get $w)
+              (i32.add (local.get $v) (i32.shl (i32.mul (i32.add (local.get $kb)
+                (i32.mul (local.get $s) (local.get $ks))) (local.get $D)) (i32.const 2)))
+              (local.get $D))))
+          (local.set $s (i32.add (local.get $s) (i32.const 1)))
+          (br $l6)))
+        (call $store_row
+          (i32.add (local.get $out) (i32.shl (i32.mul (local.get $r) (local.get $D)) (i32.const 2)))
+          (local.get $acc) (local.get $D))
+        (local.set $t (i32.add (local.get $t) (i32.const 1)))
+        (br $row)))
+      (local.set $bh0 (i32.add (local.get $bh0) (i32.const 1)))
+      (br $head))))
+
+  (func $align16 (param $x i32) (result i32)
+    (i32.and (i32.add (local.get $x) (i32.const 15)) (i32.const -16)))
+
+  ;; Backward of heads bh0 .. bh1-1. Words at pb: q k v mask(0: none) o lse dO dlse(0: none)
+  ;; dq dk dv H T S D bhtd causal scratch stride, then the scale (f64) at byte 80.
+  ;; Thread scratch: z [S] f64, e [S + 1] f64, ok [S] i32, dq row [D + 1] f64, then the dK and
+  ;; dV sums of the head, [S·D + 1] f64 each.
+  (func $att_bwd (param $pb i32) (param $bh0 i32) (param $bh1 i32) (param $tid i32)
+    (local $q i32) (local $k i32) (local $v i32) (local $mask i32) (local $o i32) (local $lse i32)
+    (local $dO i32) (local $dlse i32) (local $dq i32) (local $dk i32) (local $dv i32)
+    (local $H i32) (local $T i32) (local $S i32) (local $D i32) (local $bhtd i32) (local $causal i32)
+    (local $scale f64) (local $z i32) (local $e i32) (local $ok i32) (local $dqr i32) (local $dka i32)
+    (local $dva i32) (local $b i32) (local $h i32) (local $qb i32) (local $qs i32) (local $kb i32)
+    (local $ks i32) (local $t i32) (local $s i32) (local $r i32) (local $any i32) (local $qo i32)
+    (local $so i32) (local $sd i32) (local $delta f64) (local $prob f64) (local $ds f64) (local $l f64)
+    (local.set $q (i32.load offset=0 (local.get $pb)))
+    (local.set $k (i32.load offset=4 (local.get $pb)))
+    (local.set $v (i32.load offset=8 (local.get $pb)))
+    (local.set $mask (i32.load offset=12 (local.get $pb)))
+    (local.set $o (i32.load offset=16 (local.get $pb)))
+    (local.set $lse (i32.load offset=20 (local.get $pb)))
+    (local.set $dO (i32.load offset=24 (local.get $pb)))
+    (local.set $dlse (i32.load offset=28 (local.get $pb)))
+    (local.set $dq (i32.load offset=32 (local.get $pb)))
+    (local.set $dk (i32.load offset=36 (local.get $pb)))
+    (local.set $dv (i32.load offset=40 (local.get $pb)))
+    (local.set $H (i32.load offset=44 (local.get $pb)))
+    (local.set $T (i32.load offset=48 (local.get $pb)))
+    (local.set $S (i32.load offset=52 (local.get $pb)))
+    (local.set $D (i32.load offset=56 (local.get $pb)))
+    (local.set $bhtd (i32.load offset=60 (local.get $pb)))
+    (local.set $causal (i32.load offset=64 (local.get $pb)))
+    (local.set $z (i32.add (i32.load offset=68 (local.get $pb))
+      (i32.mul (local.get $tid) (i32.load offset=72 (local.get $pb)))))
+    (local.set $scale (f64.load offset=80 (local.get $pb)))
+    (local.set $e (i32.add (local.get $z) (call $align16 (i32.shl (local.get $S) (i32.const 3)))))
+    (local.set $ok (i32.add (local.get $e) (call $align16
+      (i32.shl (i32.add (local.get $S) (i32.const 1)) (i32.const 3)))))
+    (local.set $dqr (i32.add (local.get $ok) (call $align16 (i32.shl (local.get $S) (i32.const 2)))))
+    (local.set $dka (i32.add (local.get $dqr) (call $align16
+      (i32.shl (i32.add (local.get $D) (i32.const 1)) (i32.const 3)))))
+    (local.set $dva (i32.add (local.get $dka) (call $align16 (i32.shl
+      (i32.add (i32.mul (local.get $S) (local.get $D)) (i32.const 1)) (i32.const 3)))))
+    (block $heads_done (loop $head
+      (br_if $heads_done (i32.ge_u (local.get $bh0) (local.get $bh1)))
+      (local.set $b (i32.div_u (local.get $bh0) (local.get $H)))
+      (local.set $h (i32.rem_u (local.get $bh0) (local.get $H)))
+      (if (local.get $bhtd)
+        (then
+          (local.set $qb (i32.mul (local.get $bh0) (local.get $T))) (local.set $qs (i32.const 1))
+          (local.set $kb (i32.mul (local.get $bh0) (local.get $S))) (local.set $ks (i32.const 1)))
+        (else
+          (local.set $qb (i32.add (i32.mul (i32.mul (local.get $b) (local.get $T)) (local.get $H))
+            (local.get $h)))
+          (local.set $qs (local.get $H))
+          (local.set $kb (i32.add (i32.mul (i32.mul (local.get $b) (local.get $S)) (local.get $H))
+            (local.get $h)))
+          (local.set $ks (local.get $H))))
+      (memory.fill (local.get $dka) (i32.const 0)
+        (i32.shl (i32.mul (local.get $S) (local.get $D)) (i32.const 3)))
+      (memory.fill (local.get $dva) (i32.const 0)
+        (i32.shl (i32.mul (local.get $S) (local.get $D)) (i32.const 3)))
+      (local.set $t (i32.const 0))
+      (block $rows_done (loop $row
+        (br_if $rows_done (i32.ge_u (local.get $t) (local.get $T)))
+        (local.set $r (i32.add (local.get $qb) (i32.mul (local.get $t) (local.get $qs))))
+        (local.set $qo (i32.shl (i32.mul (local.get $r) (local.get $D)) (i32.const 2)))
+        ;; Δ = Σ dO·o (− dlse)
+        (local.set $delta (f64.const 0))
+        (if (local.get $dlse)
+          (then (local.set $delta (f64.neg (f64.promote_f32 (f32.load (i32.add (local.get $dlse)
+            (i32.shl (local.get $r) (i32.const 2)))))))))
+        (local.set $s (i32.const 0))
+        (block $dd (loop $ld
+          (br_if $dd (i32.ge_s (local.get $s) (local.get $D)))
+          (local.set $delta (f64.add (local.get $delta) (f64.mul
+            (f64.promote_f32 (f32.load (i32.add (i32.add (local.get $dO) (local.get $qo))
+              (i32.shl (local.get $s) (i32.const 2)))))
+            (f64.promote_f32 (f32.load (i32.add (i32.add (local.get $o) (local.get $qo))
+              (i32.shl (local.get $s) (i32.const 2))))))))
+          (local.set $s (i32.add (local.get $s) (i32.const 1)))
+          (br $ld)))
+        (local.set $any (call $att_scores (i32.add (local.get $q) (local.get $qo))
+          (local.get $k) (local.get $kb) (local.get $ks) (local.get $mask) (local.get $b)
+          (local.get $t) (local.get $T) (local.get $S) (local.get $D) (local.get $causal)
+          (local.get $scale) (local.get $z) (local.get $ok)))
+        ;; e[s] = exp(z[s] − lse) for the allowed keys
+        (local.set $l (f64.promote_f32 (f32.load (i32.add (local.get $lse)
+          (i32.shl (local.get $r) (i32.const 2))))))
+        (local.set $s (i32.const 0))
+        (block $d1 (loop $l1
+          (br_if $d1 (i32.ge_s (local.get $s) (local.get $S)))
+          (f64.store (i32.add (local.get $e) (i32.shl (local.get $s) (i32.const 3)))
+            (select
+              (f64.sub (f64.load (i32.add (local.get $z) (i32.shl (local.get $s) (i32.const 3))))
+                (local.get $l))
+              (f64.const -inf)
+              (i32.load (i32.add (local.get $ok) (i32.shl (local.get $s) (i32.const 2))))))
+          (local.set $s (i32.add (local.get $s) (i32.const 1)))
+          (br $l1)))
+        (call $exp_block (local.get $e) (local.get $S))
+        (memory.fill (local.get $dqr) (i32.const 0) (i32.shl (local.get $D) (i32.const 3)))
+        (local.set $s (i32.const 0))
+        (block $d2 (loop $l2
+          (br_if $d2 (i32.ge_s (local.get $s) (local.get $S)))
+          (local.set $so (i32.shl (i32.mul (i32.add (local.get $kb)
+            (i32.mul (local.get $s) (local.get $ks))) (local.get $D)) (i32.const 2)))
+          (local.set $sd (i32.shl (i32.mul (local.get $s) (local.get $D)) (i32.const 3)))
+          (if (i32.load (i32.add (local.get $ok) (i32.shl (local.get $s) (i32.const 2))))
+            (then
+              (local.set $prob (f64.load (i32.add (local.get $e) (i32.shl (local.get $s) (i32.const 3)))))
+              (call $axpy (i32.add (local.get $dva) (local.get $sd)) (local.get $prob)
+                (i32.add (local.get $dO) (local.get $qo)) (local.get $D))
+              (local.set $ds (f64.mul (f64.mul (local.get $prob) (f64.sub
+                (call $dot (i32.add (local.get $dO) (local.get $qo)) (i32.add (local.get $v) (local.get $so))
+                  (local.get $D))
+                (local.get $delta))) (local.get $scale)))
+              (call $axpy (local.get $dqr) (local.get $ds) (i32.add (local.get $k) (local.get $so))
+                (local.get $D))
+              (call $axpy (i32.add (local.get $dka) (local.get $sd)) (local.get $ds)
+                (i32.add (local.get $q) (local.get $qo)) (local.get $D)))
+            (else
+              ;; a row with no allowed key gave every key weight 1/S
+              (if (i32.eqz (local.get $any))
+                (then (call $axpy (i32.add (local.get $dva) (local.get $sd))
+                  (f64.div (f64.const 1) (f64.convert_i32_s (local.get $S)))
+                  (i32.add (local.get $dO) (local.get $qo)) (local.get $D))))))
+          (local.set $s (i32.add (local.get $s) (i32.const 1)))
+          (br $l2)))
+        (call $store_row (i32.add (local.get $dq) (local.get $qo)) (local.get $dqr) (local.get $D))
+        (local.set $t (i32.add (local.get $t) (i32.const 1)))
+        (br $row)))
+      (local.set $s (i32.const 0))
+      (block $d3 (loop $l3
+        (br_if $d3 (i32.ge_s (local.get $s) (local.get $S)))
+        (local.set $so (i32.shl (i32.mul (i32.add (local.get $kb)
+          (i32.mul (local.get $s) (local.get $ks))) (local.get $D)) (i32.const 2)))
+        (local.set $sd (i32.shl (i32.mul (local.get $s) (local.get $D)) (i32.const 3)))
+        (call $store_row (i32.add (local.get $dk) (local.get $so)) (i32.add (local.get $dka) (local.get $sd))
+          (local.get $D))
+        (call $store_row (i32.add (local.get $dv) (local.get $so)) (i32.add (local.get $dva) (local.get $sd))
+          (local.get $D))
+        (local.set $s (i32.add (local.get $s) (i32.const 1)))
+        (br $l3)))
+      (local.set $bh0 (i32.add (local.get $bh0) (i32.const 1)))
+      (br $head))))
 
   ;; AdamW (ADAMW_FLAT.cpu in ops/optim_ops.ts) over n f32 elements of p, g, m, v, with
   ;; decay factor d and the f64 constants at c: b1 c1 b2 c2 stepSize bc2Sqrt eps scale.
