@@ -218,6 +218,7 @@ Deno.test("attention forward and backward in WebAssembly equal the TypeScript re
     [[4, 6, 6, 4, 16], "BTHD", false, null, false],
     [[2, 12, 12, 4, 16], "BTHD", true, "f32", true], // tiny's head size
     [[2, 8, 3, 1, 7], "BHTD", true, null, false], // T > S: the first rows see no key at all
+    [[2, 32, 32, 2, 64], "BTHD", true, "f32", false], // small's head size
   ];
   for (const [[B, T, S, H, D], layout, causal, maskType, hasDLse] of cases) {
     const seed = B * 1000 + T * 100 + S * 10 + D;

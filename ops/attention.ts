@@ -206,6 +206,21 @@ function checkParams(p: AttentionParams, what: string): void {
 
 // ---------------------------------------------------------------- CPU reference
 
+/**
+ * Σ_d x[xo + d]·y[yo + d] in float64 as two running sums, of the even and of
+ * the odd d, added at the end, then the last term when D is odd: the order of
+ * the WebAssembly kernels' two f64x2 lanes (half the dependent additions of
+ * one running sum).
+ */
+function dotPairs(x: CpuArray, xo: number, y: CpuArray, yo: number, D: number): number {
+  let a = 0, b = 0, d = 0;
+  for (; d + 1 < D; d += 2) {
+    a += x[xo + d] * y[yo + d];
+    b += x[xo + d + 1] * y[yo + d + 1];
+  }
+  return d < D ? a + b + x[xo + d] * y[yo + d] : a + b;
+}
+
 /** Per-row helper of the CPU reference: scores, allowed flags, dropout multipliers. */
 class RowContext {
   readonly z: Float64Array;
@@ -228,10 +243,7 @@ class RowContext {
       this.ok[s] = ok ? 1 : 0;
       if (ok) {
         any = true;
-        const ko = rowOf(g, b, h, s, S) * D;
-        let dot = 0;
-        for (let d = 0; d < D; d++) dot += q[qo + d] * k[ko + d];
-        this.z[s] = dot * p.scale;
+        this.z[s] = dotPairs(q, qo, k, rowOf(g, b, h, s, S) * D, D) * p.scale;
       }
     }
     if (p.dropoutP > 0) {
@@ -311,11 +323,8 @@ function attentionBackwardCpu(
             continue;
           }
           const prob = expF64(row.z[s] - lse[r]);
-          let dpv = 0;
-          for (let d = 0; d < D; d++) {
-            dvAcc[s * D + d] += prob * zm * dO[qo + d];
-            dpv += dO[qo + d] * v[so + d];
-          }
+          for (let d = 0; d < D; d++) dvAcc[s * D + d] += prob * zm * dO[qo + d];
+          const dpv = dotPairs(dO, qo, v, so, D);
           const ds = prob * (dpv * zm - delta) * p.scale;
           for (let d = 0; d < D; d++) {
             dqRow[d] += ds * k[so + d];
@@ -338,13 +347,14 @@ function attentionBackwardCpu(
 /**
  * Heads of T·S·D below this take the WebAssembly kernels, larger ones the
  * matmul fast path below. Measured on the 2-core build machine (ms per call,
- * forward/backward, WebAssembly kernels against the fast path): [B, T, S, H, D]
- * = [32, 12, 12, 4, 16] (tiny's shape) 0.70/1.11 against 1.26/2.48; [16, 32,
- * 32, 4, 64] 4.8/8.3 against 4.3/8.4; [4, 128, 128, 8, 64] 25.6/51.5 against
- * 22.6/39.1 (its per-head products use the SIMD matmul; the kernels sum dot
- * products one value at a time, in the reference's order).
+ * forward/backward, best of six; WebAssembly kernels against the fast path):
+ * [B, T, S, H, D] = [32, 12, 12, 4, 16] (tiny's shape) 0.57/0.92 against
+ * 1.26/2.48; [16, 32, 32, 4, 64] 3.5/7.3 against 4.3/8.4; [8, 64, 64, 8, 64]
+ * 12.1/24.4 against 14.3/26.4; [4, 128, 128, 8, 64] 21.9/44.0 against
+ * 22.6/39.1 (there the fast path's per-head products use the SIMD matmul,
+ * while the kernels keep the reference's per-element f64 sums).
  */
-export const WASM_ATTENTION_MAX_WORK = 32 * 32 * 64;
+export const WASM_ATTENTION_MAX_WORK = 64 * 64 * 128;
 
 /** Geometry of the WebAssembly kernels (null when they do not apply: dropout, size, not f32). */
 function wasmGeometry(

@@ -866,10 +866,10 @@
         (br $row))))
 
   ;; ---- Attention (attentionCpu / attentionBackwardCpu in ops/attention.ts, no dropout) ----
-  ;; Each mirrors its TypeScript reference operation for operation in f64 (dot products
-  ;; summed over d in order, the row's exponentials by $exp_block as expF64), so results are
-  ;; the same bits; the sums over d that the reference keeps per element (P·V, dK, dV, dQ)
-  ;; run two d at a time in f64x2 lanes. A task runs the heads bh0 .. bh1-1 (bh = b·H + h);
+  ;; Each mirrors its TypeScript reference operation for operation in f64 (dot products as
+  ;; dotPairs, the row's exponentials by $exp_block as expF64), so results are the same bits;
+  ;; the sums over d that the reference keeps per element (P·V, dK, dV, dQ) run two d at a
+  ;; time in f64x2 lanes. A task runs the heads bh0 .. bh1-1 (bh = b·H + h);
   ;; the parameters are a block of words at pb (ops/_cpu_threads_kernels.ts writes it).
   ;; Rows: q row t of head (b, h) is at element (base + t·step)·D, with base = bh·T, step 1
   ;; ("BHTD") or base = b·T·H + h, step H ("BTHD"); k and v the same with S.
@@ -892,17 +892,22 @@
           (f64.mul (local.get $w) (f64.promote_f32
             (f32.load (i32.add (local.get $x) (i32.shl (local.get $d) (i32.const 2)))))))))))
 
-  ;; Σ_d x[d]·y[d] in order (f32 operands, f64 sum).
+  ;; Σ_d x[d]·y[d] (f32 operands) as dotPairs in ops/attention.ts: the even and the odd d in
+  ;; the two lanes of an f64x2 sum, the lanes added, then the last term when D is odd.
   (func $dot (param $x i32) (param $y i32) (param $D i32) (result f64)
-    (local $s f64)
-    (block $done (loop $d
-      (br_if $done (i32.eqz (local.get $D)))
-      (local.set $s (f64.add (local.get $s) (f64.mul
-        (f64.promote_f32 (f32.load (local.get $x))) (f64.promote_f32 (f32.load (local.get $y))))))
-      (local.set $x (i32.add (local.get $x) (i32.const 4)))
-      (local.set $y (i32.add (local.get $y) (i32.const 4)))
-      (local.set $D (i32.sub (local.get $D) (i32.const 1)))
-      (br $d)))
+    (local $acc v128) (local $d i32) (local $s f64)
+    (block $done (loop $pair
+      (br_if $done (i32.ge_u (i32.add (local.get $d) (i32.const 1)) (local.get $D)))
+      (local.set $acc (f64x2.add (local.get $acc) (f64x2.mul
+        (call $load2 (i32.add (local.get $x) (i32.shl (local.get $d) (i32.const 2))))
+        (call $load2 (i32.add (local.get $y) (i32.shl (local.get $d) (i32.const 2)))))))
+      (local.set $d (i32.add (local.get $d) (i32.const 2)))
+      (br $pair)))
+    (local.set $s (f64.add (f64x2.extract_lane 0 (local.get $acc)) (f64x2.extract_lane 1 (local.get $acc))))
+    (if (i32.lt_u (local.get $d) (local.get $D))
+      (then (local.set $s (f64.add (local.get $s) (f64.mul
+        (f64.promote_f32 (f32.load (i32.add (local.get $x) (i32.shl (local.get $d) (i32.const 2)))))
+        (f64.promote_f32 (f32.load (i32.add (local.get $y) (i32.shl (local.get $d) (i32.const 2))))))))))
     (local.get $s))
 
   ;; out[0 .. D) = f32(acc[0 .. D)).
