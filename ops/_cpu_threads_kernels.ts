@@ -10,7 +10,14 @@
  *
  * @module
  */
-import { cut, TASK_WEIGHTS, WASM_TASK, type WasmTasks, wasmTasks } from "./_wasm_matmul.ts";
+import {
+  cut,
+  TASK_WEIGHTS,
+  WASM_TASK,
+  type WasmTaskKind,
+  type WasmTasks,
+  wasmTasks,
+} from "./_wasm_matmul.ts";
 
 /** Work (elements, each an exp or two) below which one thread runs a kernel. */
 const MIN_THREADED = 1 << 15;
@@ -265,9 +272,43 @@ function attentionScratch(S: number, D: number, backward: boolean): number {
   return backward ? base + 2 * align16(8 * (S * D + 1)) : base;
 }
 
-/** Tasks of whole heads: [first, end) of the B·H heads. */
-function headTasks(w: WasmTasks, g: AttentionF32): [number, number][] {
-  return ranges(g.B * g.H, w.threads, g.T * g.S * g.D);
+/**
+ * Runs an attention kernel (`kind`) over all heads: stages each region (f32
+ * data copied in, or `bytes` of room for a result; absent ones get address 0),
+ * writes the parameter block (the regions' addresses, then H T S D bhtd causal,
+ * the scratch and its stride per thread; the scale at byte `4·(n + 8)` rounded
+ * up to 8) and returns the memory and the regions' addresses; null when
+ * WebAssembly is off.
+ */
+function runAttention(
+  kind: WasmTaskKind,
+  g: AttentionF32,
+  regions: ({ data: Float32Array } | { bytes: number } | null)[],
+  backward: boolean,
+): { w: WasmTasks; at: number[] } | null {
+  const offsets: number[] = [];
+  let bytes = 0;
+  for (const r of regions) {
+    offsets.push(bytes);
+    if (r) bytes += align16("data" in r ? 4 * r.data.length : r.bytes);
+  }
+  const words = regions.length + 8, scaleAt = 8 * Math.ceil(4 * words / 8), po = bytes;
+  bytes += align16(scaleAt + 8);
+  const scratch = attentionScratch(g.S, g.D, backward);
+  const w = wasmTasks(bytes, scratch);
+  if (w === null) return null;
+  const d = w.data;
+  const at = regions.map((r, i) => (r ? d + offsets[i] : 0));
+  regions.forEach((r, i) => {
+    if (r && "data" in r) w.f32.set(r.data, at[i] >> 2);
+  });
+  const { H, T, S, D } = g;
+  w.i32.set([...at, H, T, S, D, +g.bhtd, +g.causal, align16(d + bytes), scratch], (d + po) >> 2);
+  w.f64[(d + po + scaleAt) >> 3] = g.scale;
+  const tasks = ranges(g.B * H, w.threads, T * S * D);
+  tasks.forEach(([s, e], i) => w.set(i, kind, [d + po, s, e]));
+  w.run(tasks.length);
+  return { w, at };
 }
 
 /**
@@ -280,51 +321,28 @@ export function attentionF32(
   q: Float32Array,
   k: Float32Array,
   v: Float32Array,
-  maskIn: Float32Array | Int32Array | null,
+  mask: Float32Array | Int32Array | null,
   out: Float32Array,
   lse: Float32Array,
   g: AttentionF32,
 ): boolean {
-  const { B, H, T, S, D } = g, mask = maskF32(maskIn);
-  const nq = B * H * T * D, nk = B * H * S * D, rows = B * H * T;
-  const at = [0];
-  const place = (bytes: number) => (at.push(at[at.length - 1] + align16(bytes)), at[at.length - 2]);
-  const qo = place(4 * nq), ko = place(4 * nk), vo = place(4 * nk);
-  const mo = mask ? place(4 * B * S) : -1, oo = place(4 * nq), so = place(16 * rows);
-  const po = place(64), bytes = at[at.length - 1];
-  const w = wasmTasks(bytes, attentionScratch(S, D, false));
-  if (w === null) return false;
-  const d = w.data;
-  w.f32.set(q.subarray(0, nq), (d + qo) >> 2);
-  w.f32.set(k.subarray(0, nk), (d + ko) >> 2);
-  w.f32.set(v.subarray(0, nk), (d + vo) >> 2);
-  if (mask) w.f32.set(mask.subarray(0, B * S), (d + mo) >> 2);
-  const work = align16(d + bytes);
-  w.i32.set([
-    d + qo,
-    d + ko,
-    d + vo,
-    mask ? d + mo : 0,
-    d + oo,
-    d + so,
-    H,
-    T,
-    S,
-    D,
-    +g.bhtd,
-    +g.causal,
-    work,
-    attentionScratch(S, D, false),
-  ], (d + po) >> 2);
-  w.f64[(d + po + 56) >> 3] = g.scale;
-  const tasks = headTasks(w, g);
-  tasks.forEach(([s, e], i) => w.set(i, WASM_TASK.attention, [d + po, s, e]));
-  w.run(tasks.length);
-  out.set(w.f32.subarray((d + oo) >> 2, ((d + oo) >> 2) + nq));
-  const st = (d + so) >> 3, logS = Math.log(S);
-  for (let r = 0; r < rows; r++) {
-    const m = w.f64[st + 2 * r], sum = w.f64[st + 2 * r + 1];
-    lse[r] = sum === -1 ? logS : m + Math.log(sum);
+  const { B, H, T, S, D } = g, nq = B * H * T * D, nk = B * H * S * D, rows = B * H * T;
+  const m = maskF32(mask);
+  const r = runAttention(WASM_TASK.attention, g, [
+    { data: q.subarray(0, nq) },
+    { data: k.subarray(0, nk) },
+    { data: v.subarray(0, nk) },
+    m ? { data: m.subarray(0, B * S) } : null,
+    { bytes: 4 * nq },
+    { bytes: 16 * rows }, // per row: the max and Σ exp (f64), or −∞ and −1 when no key is allowed
+  ], false);
+  if (r === null) return false;
+  const { w, at } = r;
+  out.set(w.f32.subarray(at[4] >> 2, (at[4] >> 2) + nq));
+  const st = at[5] >> 3, logS = Math.log(S);
+  for (let i = 0; i < rows; i++) {
+    const max = w.f64[st + 2 * i], sum = w.f64[st + 2 * i + 1];
+    lse[i] = sum === -1 ? logS : max + Math.log(sum);
   }
   return true;
 }
@@ -351,54 +369,25 @@ export function attentionBackwardF32(
   dv: Float32Array,
   g: AttentionF32,
 ): boolean {
-  const { B, H, T, S, D } = g, mask = maskF32(ins.mask);
-  const nq = B * H * T * D, nk = B * H * S * D, rows = B * H * T;
-  const at = [0];
-  const place = (bytes: number) => (at.push(at[at.length - 1] + align16(bytes)), at[at.length - 2]);
-  const qo = place(4 * nq), ko = place(4 * nk), vo = place(4 * nk);
-  const mo = mask ? place(4 * B * S) : -1, oo = place(4 * nq), lo = place(4 * rows);
-  const dOo = place(4 * nq), dlo = ins.dlse ? place(4 * rows) : -1;
-  const dqo = place(4 * nq), dko = place(4 * nk), dvo = place(4 * nk), po = place(96);
-  const bytes = at[at.length - 1];
-  const w = wasmTasks(bytes, attentionScratch(S, D, true));
-  if (w === null) return false;
-  const d = w.data;
-  w.f32.set(ins.q.subarray(0, nq), (d + qo) >> 2);
-  w.f32.set(ins.k.subarray(0, nk), (d + ko) >> 2);
-  w.f32.set(ins.v.subarray(0, nk), (d + vo) >> 2);
-  if (mask) w.f32.set(mask.subarray(0, B * S), (d + mo) >> 2);
-  w.f32.set(ins.o.subarray(0, nq), (d + oo) >> 2);
-  w.f32.set(ins.lse.subarray(0, rows), (d + lo) >> 2);
-  w.f32.set(ins.dO.subarray(0, nq), (d + dOo) >> 2);
-  if (ins.dlse) w.f32.set(ins.dlse.subarray(0, rows), (d + dlo) >> 2);
-  const work = align16(d + bytes);
-  w.i32.set([
-    d + qo,
-    d + ko,
-    d + vo,
-    mask ? d + mo : 0,
-    d + oo,
-    d + lo,
-    d + dOo,
-    ins.dlse ? d + dlo : 0,
-    d + dqo,
-    d + dko,
-    d + dvo,
-    H,
-    T,
-    S,
-    D,
-    +g.bhtd,
-    +g.causal,
-    work,
-    attentionScratch(S, D, true),
-  ], (d + po) >> 2);
-  w.f64[(d + po + 80) >> 3] = g.scale;
-  const tasks = headTasks(w, g);
-  tasks.forEach(([s, e], i) => w.set(i, WASM_TASK.attentionBackward, [d + po, s, e]));
-  w.run(tasks.length);
-  dq.set(w.f32.subarray((d + dqo) >> 2, ((d + dqo) >> 2) + nq));
-  dk.set(w.f32.subarray((d + dko) >> 2, ((d + dko) >> 2) + nk));
-  dv.set(w.f32.subarray((d + dvo) >> 2, ((d + dvo) >> 2) + nk));
+  const { B, H, T, S, D } = g, nq = B * H * T * D, nk = B * H * S * D, rows = B * H * T;
+  const m = maskF32(ins.mask);
+  const r = runAttention(WASM_TASK.attentionBackward, g, [
+    { data: ins.q.subarray(0, nq) },
+    { data: ins.k.subarray(0, nk) },
+    { data: ins.v.subarray(0, nk) },
+    m ? { data: m.subarray(0, B * S) } : null,
+    { data: ins.o.subarray(0, nq) },
+    { data: ins.lse.subarray(0, rows) },
+    { data: ins.dO.subarray(0, nq) },
+    ins.dlse ? { data: ins.dlse.subarray(0, rows) } : null,
+    { bytes: 4 * nq },
+    { bytes: 4 * nk },
+    { bytes: 4 * nk },
+  ], true);
+  if (r === null) return false;
+  const { w, at } = r;
+  dq.set(w.f32.subarray(at[8] >> 2, (at[8] >> 2) + nq));
+  dk.set(w.f32.subarray(at[9] >> 2, (at[9] >> 2) + nk));
+  dv.set(w.f32.subarray(at[10] >> 2, (at[10] >> 2) + nk));
   return true;
 }
