@@ -347,14 +347,16 @@ function attentionBackwardCpu(
 /**
  * Heads of T·S·D below this take the WebAssembly kernels, larger ones the
  * matmul fast path below. Measured on the 2-core build machine (ms per call,
- * forward/backward, best of six; WebAssembly kernels against the fast path):
- * [B, T, S, H, D] = [32, 12, 12, 4, 16] (tiny's shape) 0.57/0.92 against
- * 1.26/2.48; [16, 32, 32, 4, 64] 3.5/7.3 against 4.3/8.4; [8, 64, 64, 8, 64]
- * 12.1/24.4 against 14.3/26.4; [4, 128, 128, 8, 64] 21.9/44.0 against
- * 22.6/39.1 (there the fast path's per-head products use the SIMD matmul,
- * while the kernels keep the reference's per-element f64 sums).
+ * forward/backward; WebAssembly kernels against the fast path, run
+ * alternately): [B, T, S, H, D] = [32, 12, 12, 4, 16] (tiny's shape)
+ * 0.37–0.58/0.59–0.89 against 1.26/2.48; [16, 32, 32, 4, 64] 2.6–3.3/4.4–6.3
+ * against 4.3/8.4; [8, 64, 64, 8, 64] 8.5–12.6/14.9–23.3 against
+ * 14.8–15.0/23.3–26.4; [4, 128, 128, 8, 64] 15–20/30–38 against 16–24/27–42
+ * (even); [2, 256, 256, 8, 64] 37–42/72–73 against 28–42/52–72 (there the
+ * fast path's per-head products get the SIMD matmul's full speed, while the
+ * kernels keep the reference's per-element f64 sums).
  */
-export const WASM_ATTENTION_MAX_WORK = 64 * 64 * 128;
+export const WASM_ATTENTION_MAX_WORK = 128 * 128 * 64;
 
 /** Geometry of the WebAssembly kernels (null when they do not apply: dropout, size, not f32). */
 function wasmGeometry(

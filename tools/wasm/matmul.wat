@@ -910,6 +910,58 @@
         (f64.promote_f32 (f32.load (i32.add (local.get $y) (i32.shl (local.get $d) (i32.const 2))))))))))
     (local.get $s))
 
+  ;; acc[d] += w·x[d] (as $axpy) and, in the same pass over d, Σ_d x[d]·y[d] (as $dot).
+  (func $axpy_dot (param $acc i32) (param $w f64) (param $x i32) (param $y i32) (param $D i32)
+    (result f64)
+    (local $d i32) (local $wv v128) (local $xv v128) (local $sum v128) (local $s f64)
+    (local.set $wv (f64x2.splat (local.get $w)))
+    (block $done (loop $pair
+      (br_if $done (i32.ge_u (i32.add (local.get $d) (i32.const 1)) (local.get $D)))
+      (local.set $xv (call $load2 (i32.add (local.get $x) (i32.shl (local.get $d) (i32.const 2)))))
+      (v128.store (i32.add (local.get $acc) (i32.shl (local.get $d) (i32.const 3)))
+        (f64x2.add (v128.load (i32.add (local.get $acc) (i32.shl (local.get $d) (i32.const 3))))
+          (f64x2.mul (local.get $wv) (local.get $xv))))
+      (local.set $sum (f64x2.add (local.get $sum) (f64x2.mul (local.get $xv)
+        (call $load2 (i32.add (local.get $y) (i32.shl (local.get $d) (i32.const 2)))))))
+      (local.set $d (i32.add (local.get $d) (i32.const 2)))
+      (br $pair)))
+    (local.set $s (f64.add (f64x2.extract_lane 0 (local.get $sum)) (f64x2.extract_lane 1 (local.get $sum))))
+    (if (i32.lt_u (local.get $d) (local.get $D))
+      (then
+        (f64.store (i32.add (local.get $acc) (i32.shl (local.get $d) (i32.const 3)))
+          (f64.add (f64.load (i32.add (local.get $acc) (i32.shl (local.get $d) (i32.const 3))))
+            (f64.mul (local.get $w) (f64.promote_f32
+              (f32.load (i32.add (local.get $x) (i32.shl (local.get $d) (i32.const 2))))))))
+        (local.set $s (f64.add (local.get $s) (f64.mul
+          (f64.promote_f32 (f32.load (i32.add (local.get $x) (i32.shl (local.get $d) (i32.const 2)))))
+          (f64.promote_f32 (f32.load (i32.add (local.get $y) (i32.shl (local.get $d) (i32.const 2))))))))))
+    (local.get $s))
+
+  ;; a[d] += w·x[d] and b[d] += w·y[d] (as two $axpy) in one pass over d.
+  (func $axpy2 (param $a i32) (param $x i32) (param $b i32) (param $y i32) (param $w f64) (param $D i32)
+    (local $d i32) (local $wv v128) (local $o i32) (local $i i32)
+    (local.set $wv (f64x2.splat (local.get $w)))
+    (block $done (loop $pair
+      (br_if $done (i32.ge_u (i32.add (local.get $d) (i32.const 1)) (local.get $D)))
+      (local.set $o (i32.shl (local.get $d) (i32.const 3)))
+      (local.set $i (i32.shl (local.get $d) (i32.const 2)))
+      (v128.store (i32.add (local.get $a) (local.get $o))
+        (f64x2.add (v128.load (i32.add (local.get $a) (local.get $o)))
+          (f64x2.mul (local.get $wv) (call $load2 (i32.add (local.get $x) (local.get $i))))))
+      (v128.store (i32.add (local.get $b) (local.get $o))
+        (f64x2.add (v128.load (i32.add (local.get $b) (local.get $o)))
+          (f64x2.mul (local.get $wv) (call $load2 (i32.add (local.get $y) (local.get $i))))))
+      (local.set $d (i32.add (local.get $d) (i32.const 2)))
+      (br $pair)))
+    (if (i32.lt_u (local.get $d) (local.get $D))
+      (then
+        (local.set $o (i32.shl (local.get $d) (i32.const 3)))
+        (local.set $i (i32.shl (local.get $d) (i32.const 2)))
+        (f64.store (i32.add (local.get $a) (local.get $o)) (f64.add (f64.load (i32.add (local.get $a) (local.get $o)))
+          (f64.mul (local.get $w) (f64.promote_f32 (f32.load (i32.add (local.get $x) (local.get $i)))))))
+        (f64.store (i32.add (local.get $b) (local.get $o)) (f64.add (f64.load (i32.add (local.get $b) (local.get $o)))
+          (f64.mul (local.get $w) (f64.promote_f32 (f32.load (i32.add (local.get $y) (local.get $i))))))))))
+
   ;; out[0 .. D) = f32(acc[0 .. D)).
   (func $store_row (param $out i32) (param $acc i32) (param $D i32)
     (block $done (loop $d
@@ -1192,16 +1244,14 @@
           (if (i32.load (i32.add (local.get $ok) (i32.shl (local.get $s) (i32.const 2))))
             (then
               (local.set $prob (f64.load (i32.add (local.get $e) (i32.shl (local.get $s) (i32.const 3)))))
-              (call $axpy (i32.add (local.get $dva) (local.get $sd)) (local.get $prob)
-                (i32.add (local.get $dO) (local.get $qo)) (local.get $D))
               (local.set $ds (f64.mul (f64.mul (local.get $prob) (f64.sub
-                (call $dot (i32.add (local.get $dO) (local.get $qo)) (i32.add (local.get $v) (local.get $so))
+                (call $axpy_dot (i32.add (local.get $dva) (local.get $sd)) (local.get $prob)
+                  (i32.add (local.get $dO) (local.get $qo)) (i32.add (local.get $v) (local.get $so))
                   (local.get $D))
                 (local.get $delta))) (local.get $scale)))
-              (call $axpy (local.get $dqr) (local.get $ds) (i32.add (local.get $k) (local.get $so))
-                (local.get $D))
-              (call $axpy (i32.add (local.get $dka) (local.get $sd)) (local.get $ds)
-                (i32.add (local.get $q) (local.get $qo)) (local.get $D)))
+              (call $axpy2 (local.get $dqr) (i32.add (local.get $k) (local.get $so))
+                (i32.add (local.get $dka) (local.get $sd)) (i32.add (local.get $q) (local.get $qo))
+                (local.get $ds) (local.get $D)))
             (else
               ;; a row with no allowed key gave every key weight 1/S
               (if (i32.eqz (local.get $any))
