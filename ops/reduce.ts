@@ -100,6 +100,14 @@ const CHUNK = 32;
 const MAX_CHUNKS = 4096;
 /** Second level: a workgroup of LANES chunk-lanes × LANES outputs. */
 const LANES = 16;
+/**
+ * With one element per output row (I = 1), fewer rows than this take the two
+ * levels when a row is longer than ROW_WG·SERIAL_ROWS: one workgroup per row
+ * would leave most of a GPU idle (a whole-tensor sum ran on one workgroup),
+ * and each of its threads would loop R/ROW_WG times (past 65535 iterations,
+ * Mesa's llvmpipe stops a loop: a 2^24-element sum came out 131070).
+ */
+const ROW_MIN_ROWS = 64;
 
 /** Level 1: partial results of chunks of rows → part[O, K, I]. */
 function chunkKernel(kind: ReduceKind): string {
@@ -186,7 +194,9 @@ export const REDUCE: OpDef<ReduceParams> = {
   },
   gpu(info, p) {
     const [O, R, I] = dims(info.inputs[0].shape, p);
-    if (I === 1) {
+    // one workgroup per row: fine for many rows or short ones; a few long rows (a whole-tensor
+    // sum) take the two levels below instead, which spread each row over many threads
+    if (I === 1 && (O >= ROW_MIN_ROWS || R <= ROW_WG * SERIAL_ROWS)) {
       return {
         kernels: [{
           code: rowKernel(p.kind),

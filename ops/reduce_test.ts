@@ -42,6 +42,10 @@ const TALL: [string, number[], (x: Tensor) => Tensor][] = [
   ["max over 1000 rows of [1000, 3]", [1000, 3], (x) => max(x, 0)],
   ["sumTo [4, 100, 6] → [6] (a bias gradient)", [4, 100, 6], (x) => sumTo(x, [6])],
   ["sum over 140000 rows of [140000, 2] (chunks of 35)", [140000, 2], (x) => sum(x, 0)],
+  // few long rows with one element each: chunks spread over many threads, not a workgroup a row
+  ["sum of all 196615 values (one long row)", [196615], (x) => sum(x)],
+  ["sum over the last axis of [2, 40000]", [2, 40000], (x) => sum(x, 1)],
+  ["max of all 196615 values", [196615], (x) => max(x)],
 ];
 
 for (const [what, shape, f] of TALL) {
@@ -67,5 +71,19 @@ Deno.test({
       (x) => sumTo(x, [3]),
     );
     assertClose(got, want, 1e-6, "sum");
+  },
+});
+
+Deno.test({
+  name: "sum on WebGPU of 2^24 ones is 2^24 (a whole-tensor sum is not one workgroup's long loop)",
+  ignore: NO_GPU,
+  fn: async () => {
+    // on one workgroup each thread looped 65536 times, and llvmpipe stops loops past 65535:
+    // the sum came out 131070
+    const n = 1 << 24;
+    const got = await scopeAsync(async () =>
+      await sum(tensor(new Float32Array(n).fill(1), [n], { backend: GPU! })).item()
+    );
+    assert.equal(got, n);
   },
 });
