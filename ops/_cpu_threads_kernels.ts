@@ -1,12 +1,13 @@
 /**
- * GELU, its gradient, the cross-entropy row kernels and the AdamW update and dropout of the CPU backend in
- * WebAssembly (tools/wasm/matmul.wat), run on the worker threads of
- * ops/_cpu_threads.ts when the arrays are large. Each mirrors its op's
- * TypeScript CPU function operation for operation, in float64 with the `exp`
- * of ops/_exp.ts (`expF64`, two lanes at a time in f64x2), so the results are the same bits
- * (ops/_cpu_threads_kernels_test.ts checks that). The ops call these for f32
- * data and run their TypeScript loops when they return false (WebAssembly
- * off or unavailable).
+ * GELU, its gradient, the cross-entropy row kernels, attention forward and
+ * backward, the AdamW update and dropout of the CPU backend in WebAssembly
+ * (tools/wasm/matmul.wat), run on the worker threads of ops/_cpu_threads.ts
+ * when the arrays are large. Each mirrors its op's TypeScript CPU function
+ * (attention: its float64 reference) operation for operation, in float64
+ * with the `exp` of ops/_exp.ts (`expF64`, two lanes at a time in f64x2), so
+ * the results are the same bits (ops/_cpu_threads_kernels_test.ts checks
+ * that). The ops call these for f32 data and run their TypeScript loops when
+ * they return false (WebAssembly off or unavailable).
  *
  * @module
  */

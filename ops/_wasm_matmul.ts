@@ -20,7 +20,7 @@
  * the same as on one thread.
  *
  * The module also holds GELU, its gradient, the cross-entropy row kernels,
- * the AdamW update and dropout;
+ * attention, the AdamW update and dropout;
  * {@linkcode wasmTasks} lends its memory and threads to their wrappers in
  * ops/_cpu_threads_kernels.ts.
  *

@@ -38,7 +38,13 @@
  * the other side streamed from storage as broadcast loads; no workgroup
  * memory (see the WGSL section for why). Any D up to {@linkcode ATTENTION_MAX_D}
  * works on the GPU; registers grow with D (≈ 4·D floats per thread in the
- * dK/dV kernel).
+ * dK/dV kernel). The tiled kernels of ops/_attention_tiled.ts are the
+ * other GPU family (chosen by the tuner).
+ *
+ * On the CPU (f32): heads with T·S·D below {@linkcode WASM_ATTENTION_MAX_WORK}
+ * and no dropout run the reference's own arithmetic in WebAssembly (the same
+ * bits); larger heads and dropout go through the SIMD matmul per head (the
+ * "fast path"); f64 runs the reference.
  *
  * @example
  * ```ts
