@@ -890,19 +890,19 @@ export async function autotuneMatmul(
     const batch = P > 1 ? [P] : [];
     const a = rand([...batch, ...(s.transA ? [s.K, s.M] : [s.M, s.K])]);
     const b = rand([...batch, ...(s.transB ? [s.N, s.K] : [s.K, s.N])]);
-    const opts2 = { transA: s.transA, transB: s.transB };
-    const run = () => matmul(a, b, opts2).dispose();
+    const mmOpts = { transA: s.transA, transB: s.transB };
+    const run = () => matmul(a, b, mmOpts).dispose();
     const ms: Record<string, number> = {}, rejected: string[] = [];
     let timing = "wallclock";
     const heuristic = heuristicVariant(s, target);
     // the heuristic's kernel gives the reference result every candidate must match
     const want = await withMatmulVariant(
       matmulVariant(heuristic),
-      () => Promise.resolve(matmul(a, b, opts2)),
+      () => Promise.resolve(matmul(a, b, mmOpts)),
     );
     try {
       for (const v of variants) {
-        const check = () => sameResults([matmul(a, b, opts2)], [want]);
+        const check = () => sameResults([matmul(a, b, mmOpts)], [want]);
         ms[v.name] = await withMatmulVariant(v, async () => {
           const r = await timeCandidate(backend, run, {
             opName: MATMUL.name,

@@ -28,6 +28,7 @@ import type { OpCase } from "../ops/registry.ts";
 import { apply, tensor } from "../tensor/tensor.ts";
 import { allocArray, type CpuArray, type OpDef, sizeOf, type TensorInfo } from "../tensor/types.ts";
 import { makeRng, randomInput } from "./_random.ts";
+import { assertNearReference } from "./_compare.ts";
 
 /** Exit code of this module when there is no WebGPU adapter. */
 export const NO_GPU_EXIT = 3;
@@ -61,23 +62,7 @@ async function check(op: OpDef<AttentionParams>, c: OpCase, kernel: string, seed
     const outs = apply(op, ts, p);
     for (let o = 0; o < outs.length; o++) {
       const got = await outs[o].data();
-      let scale = 1e-6;
-      for (const v of ref[o]) if (Number.isFinite(v)) scale = Math.max(scale, Math.abs(v));
-      const tol = (c.tol ?? 1e-4) * Math.max(1, scale);
-      for (let i = 0; i < got.length; i++) {
-        const r = ref[o][i], g = got[i];
-        if (!Number.isFinite(r)) {
-          assert.ok(
-            Object.is(r, g) || (Number.isNaN(r) && Number.isNaN(g)),
-            `out${o}[${i}]: ${g} vs ${r}`,
-          );
-          continue;
-        }
-        assert.ok(
-          Math.abs(g - r) <= tol,
-          `${op.name} ${c.label} (${kernel}) out${o}[${i}]: ${g} vs ${r}`,
-        );
-      }
+      assertNearReference(got, ref[o], c.tol ?? 1e-4, `${op.name} ${c.label} (${kernel}) out${o}`);
     }
     for (const t of [...ts, ...outs]) t.dispose();
   } finally {
