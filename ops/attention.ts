@@ -1364,9 +1364,21 @@ function backwardCase(c: CaseSpec): OpCase {
   );
   if (c.lens) inputs.push(f.inputs[3]);
   if (c.gradLse) inputs.push({ shape: rows });
+  const fwdInfos: TensorInfo[] = f.inputs.map((s) => ({ shape: s.shape, dtype: s.dtype ?? "f64" }));
   return {
     label: c.label,
     inputs,
+    // out and lse as the forward makes them: with random ones, exp(s − lse)
+    // of the "large q/k" scores overflows f32 where the f64 reference does not
+    derive(ins) {
+      const g = geometry(fwdInfos, f.params, "attention_backward case");
+      const fwd = [ins[0], ins[1], ins[2]];
+      if (c.lens) fwd.push(ins[6]);
+      const out = new Float64Array(ins[3].length), lse = new Float64Array(ins[4].length);
+      attentionCpu(fwd, [out, lse], g, f.params);
+      ins[3] = out.map(Math.fround);
+      ins[4] = lse.map(Math.fround);
+    },
     params: { ...f.params, hasDLse: c.gradLse ?? false },
     noGradCheck: true,
     tol: c.tol,

@@ -40,6 +40,12 @@ export interface OpCase {
   tol?: number;
   /** Short label for the test name. */
   label?: string;
+  /**
+   * Recomputes, in place, inputs that must agree with the others (the
+   * attention backward's `out` and `lse` come from its forward on the same
+   * q/k/v); runs on the host inputs (f32 values in f64 arrays) before every check.
+   */
+  derive?: (ins: (Float64Array | Int32Array)[]) => void;
 }
 
 /** One registry entry. */

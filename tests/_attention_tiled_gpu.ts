@@ -27,7 +27,7 @@ import { configureMatmul } from "../ops/matmul.ts";
 import type { OpCase } from "../ops/registry.ts";
 import { apply, tensor } from "../tensor/tensor.ts";
 import { allocArray, type CpuArray, type OpDef, sizeOf, type TensorInfo } from "../tensor/types.ts";
-import { makeRng, randomInput } from "./_random.ts";
+import { caseInputs } from "./_random.ts";
 import { assertNearReference } from "./_compare.ts";
 
 /** Exit code of this module when there is no WebGPU adapter. */
@@ -43,8 +43,7 @@ const target = configureMatmul(gpu);
 
 /** Runs `op` on the CPU (f32) and on the GPU with the forced kernel; compares every output. */
 async function check(op: OpDef<AttentionParams>, c: OpCase, kernel: string, seed: number) {
-  const rng = makeRng(seed);
-  const ins = c.inputs.map((s) => randomInput(s, rng));
+  const ins = caseInputs(c, seed);
   const infos: TensorInfo[] = c.inputs.map((s) => ({
     shape: s.shape,
     dtype: s.dtype === "i32" ? "i32" : "f32",

@@ -7,16 +7,6 @@
  */
 import assert from "node:assert/strict";
 
-/** Options of {@linkcode assertNearReference}. */
-export interface NearOptions {
-  /**
-   * Scale the tolerance by the largest |want| including ±∞ (the registry
-   * test's rule: an output whose reference holds ±∞ is then checked only at
-   * its non-finite entries). Default: the largest finite |want|.
-   */
-  infiniteScale?: boolean;
-}
-
 /**
  * Asserts `got` equals the reference `want` element by element within
  * `tol` times the largest finite |want| (at least 1); where `want` is NaN or
@@ -27,12 +17,11 @@ export function assertNearReference(
   want: ArrayLike<number>,
   tol: number,
   what: string,
-  opts: NearOptions = {},
 ): void {
   assert.equal(got.length, want.length, `${what}: length`);
   let scale = 1e-6;
   for (let i = 0; i < want.length; i++) {
-    if (opts.infiniteScale || Number.isFinite(want[i])) scale = Math.max(scale, Math.abs(want[i]));
+    if (Number.isFinite(want[i])) scale = Math.max(scale, Math.abs(want[i]));
   }
   const bound = tol * Math.max(1, scale);
   for (let i = 0; i < got.length; i++) {

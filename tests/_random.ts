@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { InputSpec } from "../ops/registry.ts";
+import type { InputSpec, OpCase } from "../ops/registry.ts";
 import { makeRng } from "../tensor/rng.ts";
 
 /** Host data for an input spec. */
@@ -19,6 +19,14 @@ export function randomInput(spec: InputSpec, rng: () => number): Float64Array | 
   }
   const lo = spec.min ?? -1, hi = spec.max ?? 1;
   return Float64Array.from({ length: n }, () => Math.fround(lo + (hi - lo) * rng()));
+}
+
+/** Host inputs of a registry case from `seed`, with the case's derived inputs filled in. */
+export function caseInputs(c: OpCase, seed: number): (Float64Array | Int32Array)[] {
+  const rng = makeRng(seed);
+  const ins = c.inputs.map((s) => randomInput(s, rng));
+  c.derive?.(ins);
+  return ins;
 }
 
 export { makeRng };
