@@ -47,7 +47,7 @@ import {
 } from "../tensor/types.ts";
 import { GELU, GELU_GRAD } from "./elementwise.ts";
 import { DROPOUT } from "./dropout.ts";
-import { MATMUL, matmulGeometry, matmulKernel, matmulPlan } from "./matmul.ts";
+import { addRows, MATMUL, matmulGeometry, matmulKernel, matmulPlan, sumRows } from "./matmul.ts";
 import { MATMUL_F16, type MatmulF16Accumulate } from "./matmul_f16.ts";
 import type { MatmulHalf } from "./_matmul_wgsl.ts";
 import { sumTo } from "./reduce.ts";
@@ -160,7 +160,7 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
       const mp = { transA: false, transB: true, round: false, acc: p.half };
       matmulF16Cpu(g, w, out, [[N, F], [C, F], [N, C]], mp);
     } else MATMUL.cpu([g, w], [out], info2([N, F], [C, F]), { transA: false, transB: true });
-    if (b) { for (let i = 0; i < out.length; i++) out[i] += b[i % C]; }
+    if (b) addRows(out, b);
   },
   gpu(info, p) {
     const { N, F, C } = dims(info.inputs[0], info.inputs[1], null, "geluLinear");
@@ -259,9 +259,7 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
       return;
     }
     MATMUL.cpu([dy, g], [out], info2([N, C], [N, F]), { transA: true, transB: false });
-    const acc = new Float64Array(C);
-    for (let r = 0; r < N; r++) for (let k = 0; k < C; k++) acc[k] += dy[r * C + k];
-    for (let k = 0; k < C; k++) db[k] = acc[k];
+    sumRows(dy, N, C, db);
   },
   gpu(info, p) {
     const [C, F] = info.outputs[0].shape;

@@ -20,6 +20,7 @@ import { makeRng } from "../tensor/rng.ts";
 import { apply, type Tensor, tensor } from "../tensor/tensor.ts";
 import {
   type BindRef,
+  type CpuArray,
   fmtShape,
   type GpuKernel,
   type GpuPlan,
@@ -402,6 +403,29 @@ function matmulGrads(
   return [da, db];
 }
 
+/**
+ * CPU epilogue: adds `row` [N] to every row of `out` [R, N], in place (the
+ * bias of a Linear layer; a nested loop: `row[i % N]` costs twice as much).
+ */
+export function addRows(out: CpuArray, row: CpuArray): void {
+  const N = row.length;
+  for (let r = 0; r < out.length; r += N) {
+    for (let j = 0; j < N; j++) out[r + j] += row[j];
+  }
+}
+
+/**
+ * CPU reference of a bias gradient: `into[o] = Σ_r x[r, o]` over the rows of
+ * `x` [R, O], summed in float64 in row order (as `sumTo` does).
+ */
+export function sumRows(x: CpuArray, R: number, O: number, into: CpuArray): void {
+  const acc = new Float64Array(O);
+  for (let r = 0; r < R * O; r += O) {
+    for (let k = 0; k < O; k++) acc[k] += x[r + k];
+  }
+  for (let k = 0; k < O; k++) into[k] = acc[k];
+}
+
 /** The matmul op. */
 export const MATMUL: OpDef<MatmulParams> = {
   name: "matmul",
@@ -517,8 +541,7 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
   },
   cpu([a, b, bias], [out], info, p) {
     MATMUL.cpu([a, b], [out], { inputs: info.inputs.slice(0, 2), outputs: info.outputs }, p);
-    const N = bias.length;
-    for (let i = 0; i < out.length; i++) out[i] += bias[i % N];
+    addRows(out, bias);
   },
   gpu(info, p) {
     const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
@@ -574,9 +597,7 @@ export const LINEAR_GRAD: OpDef<Record<string, never>> = {
       inputs: [{ shape: [R, O], dtype: "f32" }, { shape: [R, I], dtype: "f32" }],
       outputs: [],
     }, p);
-    const acc = new Float64Array(O);
-    for (let r = 0; r < R; r++) for (let k = 0; k < O; k++) acc[k] += dy[r * O + k];
-    for (let k = 0; k < O; k++) db[k] = acc[k];
+    sumRows(dy, R, O, db);
   },
   gpu(info) {
     const [R, O] = lastAxisRows(info.inputs[0].shape), [, I] = lastAxisRows(info.inputs[1].shape);
