@@ -1,5 +1,5 @@
 /**
- * GELU, its gradient, the cross-entropy row kernels, attention forward and
+ * GELU, SiLU and their gradients, the cross-entropy row kernels, attention forward and
  * backward, the AdamW update and dropout of the CPU backend in WebAssembly
  * (tools/wasm/matmul.wat), run on the worker threads of ops/_cpu_threads.ts
  * when the arrays are large. Each mirrors its op's TypeScript CPU function
@@ -31,18 +31,45 @@ function ranges(n: number, threads: number, cost: number): [number, number][] {
 
 const align16 = (n: number): number => (n + 15) & ~15;
 
-/** out[i] = GELU(x[i]) as `GELU.cpu` in ops/elementwise.ts; false when WebAssembly is off. */
-export function geluF32(x: Float32Array, out: Float32Array): boolean {
-  const n = out.length, xOff = 0, oOff = align16(4 * n);
+/**
+ * An elementwise kernel over n f32: task words `[x, dy or 0, out, n]` (dy
+ * only for the gradients); `cost` weighs an element for the threading rule.
+ */
+function mapF32(
+  kind: WasmTaskKind,
+  cost: number,
+  x: Float32Array,
+  dy: Float32Array | null,
+  out: Float32Array,
+): boolean {
+  const n = out.length, dOff = align16(4 * n), oOff = dOff + (dy ? align16(4 * n) : 0);
   const w = wasmTasks(oOff + 4 * n);
   if (w === null) return false;
-  const xp = w.data + xOff, op = w.data + oOff;
+  const xp = w.data, dp = w.data + dOff, op = w.data + oOff;
   w.f32.set(x.subarray(0, n), xp >> 2);
-  const tasks = ranges(n, w.threads, 1);
-  tasks.forEach(([s, e], i) => w.set(i, WASM_TASK.gelu, [xp + 4 * s, 0, op + 4 * s, e - s]));
+  if (dy) w.f32.set(dy.subarray(0, n), dp >> 2);
+  const tasks = ranges(n, w.threads, cost);
+  tasks.forEach(([s, e], i) =>
+    w.set(i, kind, [xp + 4 * s, dy ? dp + 4 * s : 0, op + 4 * s, e - s])
+  );
   w.run(tasks.length);
   out.set(w.f32.subarray(op >> 2, (op >> 2) + n));
   return true;
+}
+
+/** out[i] = GELU(x[i]) as `GELU.cpu` in ops/elementwise.ts; false when WebAssembly is off. */
+export function geluF32(x: Float32Array, out: Float32Array): boolean {
+  return mapF32(WASM_TASK.gelu, 1, x, null, out);
+}
+
+/** out[i] = SiLU(x[i]) as `SILU.cpu` in ops/elementwise.ts; false when WebAssembly is off. */
+export function siluF32(x: Float32Array, out: Float32Array): boolean {
+  return mapF32(WASM_TASK.silu, 1, x, null, out);
+}
+
+/** out[i] = dy[i]·SiLU'(x[i]) as `SILU_GRAD.cpu` in ops/elementwise.ts; false when WebAssembly is off. */
+export function siluGradF32(x: Float32Array, dy: Float32Array, out: Float32Array): boolean {
+  return mapF32(WASM_TASK.siluGrad, 1, x, dy, out);
 }
 
 /**
@@ -72,19 +99,7 @@ export function dropoutF32(
 
 /** out[i] = dy[i]·GELU'(x[i]) as `GELU_GRAD.cpu` in ops/elementwise.ts; false when WebAssembly is off. */
 export function geluGradF32(x: Float32Array, dy: Float32Array, out: Float32Array): boolean {
-  const n = out.length, dOff = align16(4 * n), oOff = dOff + align16(4 * n);
-  const w = wasmTasks(oOff + 4 * n);
-  if (w === null) return false;
-  const xp = w.data, dp = w.data + dOff, op = w.data + oOff;
-  w.f32.set(x.subarray(0, n), xp >> 2);
-  w.f32.set(dy.subarray(0, n), dp >> 2);
-  const tasks = ranges(n, w.threads, 2);
-  tasks.forEach(([s, e], i) =>
-    w.set(i, WASM_TASK.geluGrad, [xp + 4 * s, dp + 4 * s, op + 4 * s, e - s])
-  );
-  w.run(tasks.length);
-  out.set(w.f32.subarray(op >> 2, (op >> 2) + n));
-  return true;
+  return mapF32(WASM_TASK.geluGrad, 2, x, dy, out);
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * The WebAssembly GELU, cross-entropy, AdamW and dropout kernels give the same bits as the
+ * The WebAssembly GELU, SiLU, cross-entropy, AdamW and dropout kernels give the same bits as the
  * TypeScript loops of their ops (run with the kernels off), on 1, 2 and 3
  * threads, with sizes that are cut into tasks and edge values (±∞, NaN, huge
  * logits, ignored and out-of-range targets, label smoothing).
@@ -7,7 +7,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { GELU, GELU_GRAD } from "./elementwise.ts";
+import { GELU, GELU_GRAD, SILU, SILU_GRAD } from "./elementwise.ts";
 import { CROSS_ENTROPY, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_STATS } from "./cross_entropy.ts";
 import { ADAMW_FLAT } from "./optim_ops.ts";
 import { DROPOUT, dropoutKeeps } from "./dropout.ts";
@@ -69,6 +69,16 @@ Deno.test("gelu and its gradient in WebAssembly equal the TypeScript loops bit f
     x.set([0, -0, 0.5, -0.5, 4, -4, 1e-30, 30, -30, Infinity, -Infinity, NaN].slice(0, n));
     sameBits(GELU, [x], info([[[n], "f32"]], [[n]]), { a: 0 });
     sameBits(GELU_GRAD, [x, dy], info([[[n], "f32"], [[n], "f32"]], [[n]]), { a: 0 });
+  }
+});
+
+Deno.test("silu and its gradient in WebAssembly equal the TypeScript loops bit for bit", () => {
+  for (const n of [1, 7, 128, 129, 70001]) {
+    const x = f32(n, n + 5, 12), dy = f32(n, n + 6, 2);
+    // exp(−x) overflowing and underflowing, signed zeros, the edges
+    x.set([0, -0, 1e-30, 30, -30, 750, -750, Infinity, -Infinity, NaN].slice(0, n));
+    sameBits(SILU, [x], info([[[n], "f32"]], [[n]]), { a: 0 });
+    sameBits(SILU_GRAD, [x, dy], info([[[n], "f32"], [[n], "f32"]], [[n]]), { a: 0 });
   }
 });
 

@@ -9,7 +9,7 @@
 import { apply, type Tensor } from "../tensor/tensor.ts";
 import { type CpuArray, fmtShape, type OpDef, packUniform, sizeOf } from "../tensor/types.ts";
 import { erfApprox, grid1d, LINEAR_INDEX, MAIN_1D, WGSL_ERF } from "./_wgsl.ts";
-import { geluF32, geluGradF32 } from "./_cpu_threads_kernels.ts";
+import { geluF32, geluGradF32, siluF32, siluGradF32 } from "./_cpu_threads_kernels.ts";
 import { expF64 } from "./_exp.ts";
 
 /** Parameter of the scalar maps. */
@@ -172,6 +172,8 @@ export const SILU: OpDef<ScalarParams> = mapOp(
   "silu",
   1,
   ([x], out) => {
+    // f32: the same bits in WebAssembly on the CPU threads (ops/_cpu_threads_kernels.ts)
+    if (x instanceof Float32Array && out instanceof Float32Array && siluF32(x, out)) return;
     for (let i = 0; i < out.length; i++) out[i] = x[i] * sigmoid(x[i]);
   },
   "x0 / (1.0 + exp(-x0))",
@@ -216,6 +218,10 @@ export const GELU_GRAD: OpDef<ScalarParams> = mapOp(
 );
 /** SiLU'(x)·dy (inputs x, dy). */
 export const SILU_GRAD: OpDef<ScalarParams> = mapOp("siluGrad", 2, ([x, dy], out) => {
+  if (
+    x instanceof Float32Array && dy instanceof Float32Array && out instanceof Float32Array &&
+    siluGradF32(x, dy, out)
+  ) return;
   for (let i = 0; i < out.length; i++) {
     const v = x[i], s = sigmoid(v);
     out[i] = dy[i] * s * (1 + v * (1 - s));

@@ -370,7 +370,7 @@
 
   ;; Runs one task as thread t: the descriptor at d starts with its kind (0: matmul,
   ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient,
-  ;; 5: AdamW update, 6: dropout),
+  ;; 5: AdamW update, 6: dropout, 7/8: attention forward/backward, 9: SiLU, 10: SiLU gradient),
   ;; then its words (see each kernel). ops/_wasm_matmul.ts writes the descriptors.
   (func (export "task") (param $d i32) (param $t i32)
     (local $kind i32)
@@ -412,6 +412,14 @@
     (if (i32.eq (local.get $kind) (i32.const 8))
       (then (call $att_bwd (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (local.get $t)) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 9))
+      (then (call $silu (i32.load offset=0 (local.get $d)) (i32.const 0)
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d)) (local.get $t))
+        (return)))
+    (if (i32.eq (local.get $kind) (i32.const 10))
+      (then (call $silu (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d)) (local.get $t))
+        (return)))
     (unreachable))
 
   ;; One matmul task for thread t: `count` products C = A·B with the operands of the
@@ -670,6 +678,49 @@
         (local.set $i (i32.add (local.get $i) (i32.const 2)))
         (br $l)))
       (local.set $x (i32.add (local.get $x) (i32.shl (local.get $m) (i32.const 2))))
+      (local.set $out (i32.add (local.get $out) (i32.shl (local.get $m) (i32.const 2))))
+      (local.set $n (i32.sub (local.get $n) (local.get $m)))
+      (br $block))))
+
+  ;; SiLU (ops/elementwise.ts) of n f32 at x to out, thread tid, with σ = 1 / (1 + expF64(−x)):
+  ;; dy = 0: out[i] = x·σ; else its gradient out[i] = (dy·σ)·(1 + x·(1 − σ)) (dy: n f32).
+  (func $silu (param $x i32) (param $dy i32) (param $out i32) (param $n i32) (param $tid i32)
+    (local $s i32) (local $m i32) (local $i i32) (local $o i32) (local $v v128) (local $sg v128)
+    (local $one v128)
+    (local.set $one (global.get $one))
+    (local.set $s (call $scratch (local.get $tid)))
+    (block $done (loop $block
+      (br_if $done (i32.eqz (local.get $n)))
+      (local.set $m (select (i32.const 128) (local.get $n) (i32.gt_u (local.get $n) (i32.const 128))))
+      ;; −x, then its exponentials
+      (local.set $i (i32.const 0))
+      (block $d1 (loop $l1
+        (br_if $d1 (i32.ge_u (local.get $i) (local.get $m)))
+        (v128.store (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))
+          (f64x2.neg (call $load2 (i32.add (local.get $x) (i32.shl (local.get $i) (i32.const 2))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br $l1)))
+      (call $exp_block (local.get $s) (local.get $m))
+      (local.set $i (i32.const 0))
+      (block $d2 (loop $l2
+        (br_if $d2 (i32.ge_u (local.get $i) (local.get $m)))
+        (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+        (local.set $v (call $load2 (i32.add (local.get $x) (local.get $o))))
+        (local.set $sg (f64x2.div (local.get $one) (f64x2.add (local.get $one)
+          (v128.load (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 3)))))))
+        (call $store2 (i32.add (local.get $out) (local.get $o))
+          (if (result v128) (local.get $dy)
+            (then (f64x2.mul
+              (f64x2.mul (call $load2 (i32.add (local.get $dy) (local.get $o))) (local.get $sg))
+              (f64x2.add (local.get $one)
+                (f64x2.mul (local.get $v) (f64x2.sub (local.get $one) (local.get $sg))))))
+            (else (f64x2.mul (local.get $v) (local.get $sg))))
+          (i32.eq (i32.add (local.get $i) (i32.const 1)) (local.get $m)))
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br $l2)))
+      (local.set $x (i32.add (local.get $x) (i32.shl (local.get $m) (i32.const 2))))
+      (if (local.get $dy)
+        (then (local.set $dy (i32.add (local.get $dy) (i32.shl (local.get $m) (i32.const 2))))))
       (local.set $out (i32.add (local.get $out) (i32.shl (local.get $m) (i32.const 2))))
       (local.set $n (i32.sub (local.get $n) (local.get $m)))
       (br $block))))
