@@ -13,7 +13,7 @@ import {
   sampleIndex,
   softmax,
 } from "../train/generate.ts";
-import { samplePick, type SamplePickParams } from "./sample_pick.ts";
+import { kthLargest, samplePick, type SamplePickParams } from "./sample_pick.ts";
 
 type Filters = Omit<SamplePickParams, "eosId" | "padId">;
 
@@ -272,4 +272,48 @@ Deno.test("samplePick() rejects bad shapes and parameters with one-line errors",
   );
   assert.throws(() => samplePick(x, two, two, { ...p, topK: 1.5 }), TypeError);
   assert.throws(() => samplePick(x, two, two, { ...p, topK: -1 }), /topK must be at least 0/);
+});
+
+Deno.test("kthLargest() equals the sort it replaces, with ties, ±0, ±∞ and NaN", () => {
+  const rng = makeRng(11);
+  const pool = [0, -0, 1, -1, 2.5, Infinity, -Infinity, NaN];
+  for (let trial = 0; trial < 400; trial++) {
+    const n = 1 + Math.floor(rng() * 40);
+    // from a small pool (many ties) or continuous values
+    const x = Float32Array.from(
+      { length: n },
+      () => trial % 2 ? pool[Math.floor(rng() * pool.length)] : rng() * 10 - 5,
+    );
+    for (let k = 1; k <= n; k++) {
+      const want = Float64Array.from(x).sort()[n - k];
+      const got = kthLargest(x, k);
+      // -0 and 0 compare equal in the top-k filter (logits[i] < kth)
+      assert.ok(
+        got === want || Object.is(got, want),
+        `k=${k} of [${x}]: ${got}, sort gives ${want}`,
+      );
+    }
+  }
+});
+
+Deno.test("applyTopP() on a top-k row keeps what a sort of the whole row keeps", () => {
+  const rng = makeRng(12);
+  for (let trial = 0; trial < 50; trial++) {
+    const row = Float32Array.from({ length: 300 }, () => Math.floor(rng() * 40) / 4 - 5);
+    applyTopK(row, 1 + Math.floor(rng() * 60));
+    const p = rng();
+    // the full-row reference: every index ordered, as before the −∞ entries were skipped
+    const want = row.slice();
+    const probs = softmax(want);
+    const order = Array.from({ length: want.length }, (_, i) => i)
+      .sort((a, b) => (want[b] - want[a]) || a - b);
+    let cum = 0, keep = 0;
+    while (keep < order.length) {
+      cum += probs[order[keep++]];
+      if (cum >= p) break;
+    }
+    for (let r = keep; r < order.length; r++) want[order[r]] = -Infinity;
+    applyTopP(row, p);
+    assert.deepEqual(row, want);
+  }
 });

@@ -47,6 +47,8 @@ import {
   applyTopK,
   applyTopP,
   type LogitsRow,
+  logSoftmaxAt,
+  logSumExp,
   sampleAt,
   samplePick,
   softmaxRow,
@@ -183,13 +185,9 @@ export const softmax: (logits: LogitsRow) => Float64Array = softmaxRow;
 
 /** log-softmax of one row, computed in double precision. */
 export function logSoftmax(logits: LogitsRow): Float64Array {
-  let max = -Infinity;
-  for (const v of logits) if (v > max) max = v;
   const out = new Float64Array(logits.length);
-  if (max === -Infinity) return out.fill(-Math.log(logits.length));
-  let z = 0;
-  for (let i = 0; i < logits.length; i++) z += Math.exp(logits[i] - max);
-  const lz = max + Math.log(z);
+  const lz = logSumExp(logits);
+  if (lz === -Infinity) return out.fill(-Math.log(logits.length));
   for (let i = 0; i < logits.length; i++) out[i] = logits[i] - lz;
   return out;
 }
@@ -353,17 +351,17 @@ async function greedyOrSample(
       }
       const row = logits.slice(r * V, (r + 1) * V);
       applyPenalties(row, seqs[r], o);
-      const logp = logSoftmax(row);
       let tok: number;
       if (o.strategy === "greedy") {
         tok = argmax(row);
       } else {
-        applyTemperature(row, o.temperature);
-        applyTopK(row, o.topK);
-        applyTopP(row, o.topP);
-        tok = sampleIndex(row, rngs[r]);
+        const w = row.slice(); // the score is the log-probability before the filters
+        applyTemperature(w, o.temperature);
+        applyTopK(w, o.topK);
+        applyTopP(w, o.topP);
+        tok = sampleIndex(w, rngs[r]);
       }
-      sums[r] += logp[tok];
+      sums[r] += logSoftmaxAt(row, tok);
       seqs[r].push(tok);
       tokens[r] = tok;
       if (tok === ids.eosTokenId) finished[r] = true;
