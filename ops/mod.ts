@@ -28,6 +28,7 @@ import { CAST_ENTRIES } from "./cast.ts";
 import { GELU_LINEAR_ENTRIES } from "./gelu_linear.ts";
 import { GREEDY_PICK_ENTRIES } from "./greedy_pick.ts";
 import { SAMPLE_PICK_ENTRIES } from "./sample_pick.ts";
+import { SWIGLU_ENTRIES } from "./swiglu.ts";
 
 export * from "./elementwise.ts";
 export * from "./binary.ts";
@@ -51,6 +52,7 @@ export * from "./matmul_f16.ts";
 export * from "./gelu_linear.ts";
 export * from "./greedy_pick.ts";
 export * from "./sample_pick.ts";
+export * from "./swiglu.ts";
 export type { InputSpec, OpCase, OpEntry } from "./registry.ts";
 
 setScaleOp(SCALE);
@@ -177,5 +179,6 @@ export const ALL_OPS: OpEntry[] = [
   ...CROSS_ENTROPY_ENTRIES,
   ...GREEDY_PICK_ENTRIES,
   ...SAMPLE_PICK_ENTRIES,
+  ...SWIGLU_ENTRIES,
   ...RESIDUAL_LAYER_NORM_ENTRIES,
 ];
