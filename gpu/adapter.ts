@@ -47,6 +47,24 @@ const LIMIT_NAMES = [
   "minUniformBufferOffsetAlignment",
 ] as const;
 
+/**
+ * With `XDG_RUNTIME_DIR` unset, Mesa's drivers (llvmpipe, lavapipe and the
+ * hardware ones, through libwayland's display probe) print `error:
+ * XDG_RUNTIME_DIR is invalid or not set in the environment.` twice when an
+ * adapter is requested: harmless, but it reads like a failure on the first
+ * `deno task train` of a fresh machine. So, where this process may read and
+ * write that variable (never prompting for it), an unset one is set to
+ * `/tmp` for this process first: the directory only tells libwayland where a
+ * display socket would be, and compute needs none. Returns whether it set it.
+ */
+export function quietDisplayProbe(): boolean {
+  const env = { name: "env", variable: "XDG_RUNTIME_DIR" } as const;
+  if (Deno.permissions.querySync(env).state !== "granted") return false;
+  if (Deno.env.get(env.variable) !== undefined) return false;
+  Deno.env.set(env.variable, "/tmp");
+  return true;
+}
+
 /** Requests an adapter, or throws GpuUnavailableError. */
 export async function requestAdapter(
   powerPreference: GPUPowerPreference = "high-performance",
@@ -54,6 +72,7 @@ export async function requestAdapter(
   if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
     throw new GpuUnavailableError("WebGPU is not available in this runtime");
   }
+  quietDisplayProbe();
   let adapter: GPUAdapter | null = null;
   try {
     adapter = await navigator.gpu.requestAdapter({ powerPreference });
