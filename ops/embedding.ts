@@ -287,13 +287,25 @@ export const EMBEDDING_GRAD: OpDef<EmbeddingGradParams> = {
   cpu([ids, dy], [dw], info, p) {
     const dyShape = info.inputs[1].shape;
     const C = dyShape[dyShape.length - 1];
-    const acc = new Float64Array(p.V * C);
+    // float64 sums in position order for the rows that occur (a compact slot per distinct id),
+    // every other row zero: O(N·C + V), not a [V, C] float64 accumulator (16 MB at V = 8000)
+    const slot = new Int32Array(p.V).fill(-1), rows: number[] = [];
+    for (let q = 0; q < ids.length; q++) {
+      const v = ids[q];
+      if (v >= 0 && v < p.V && slot[v] < 0) {
+        slot[v] = rows.length;
+        rows.push(v);
+      }
+    }
+    const acc = new Float64Array(rows.length * C);
     for (let q = 0; q < ids.length; q++) {
       const v = ids[q];
       if (!(v >= 0 && v < p.V)) continue;
-      for (let c = 0; c < C; c++) acc[v * C + c] += dy[q * C + c];
+      const a = slot[v] * C, d = q * C;
+      for (let c = 0; c < C; c++) acc[a + c] += dy[d + c];
     }
-    dw.set(acc);
+    dw.fill(0);
+    rows.forEach((v, k) => dw.set(acc.subarray(k * C, (k + 1) * C), v * C));
   },
   gpu(info, p) {
     const N = sizeOf(info.inputs[0].shape);
