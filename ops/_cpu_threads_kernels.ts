@@ -57,6 +57,21 @@ function mapF32(
   return true;
 }
 
+/**
+ * The dropout keep mask of elements 0 … n−1, one byte each: 1 where
+ * `hashU32(seed, i) >>> 8 >= thr`, else 0 (`keepMask` in ops/residual.ts);
+ * null when WebAssembly is off.
+ */
+export function keepMaskU8(n: number, seed: number, thr: number): Uint8Array | null {
+  const w = wasmTasks(n);
+  if (w === null) return null;
+  const op = w.data;
+  const tasks = ranges(n, w.threads, 1);
+  tasks.forEach(([s, e], i) => w.set(i, WASM_TASK.keepMask, [op + s, e - s, s, seed | 0, thr]));
+  w.run(tasks.length);
+  return new Uint8Array(w.f32.buffer, op, n).slice();
+}
+
 /** out[i] = GELU(x[i]) as `GELU.cpu` in ops/elementwise.ts; false when WebAssembly is off. */
 export function geluF32(x: Float32Array, out: Float32Array): boolean {
   return mapF32(WASM_TASK.gelu, 1, x, null, out);

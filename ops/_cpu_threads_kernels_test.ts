@@ -10,13 +10,13 @@ import assert from "node:assert/strict";
 import { GELU, GELU_GRAD, SILU, SILU_GRAD } from "./elementwise.ts";
 import { CROSS_ENTROPY, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_STATS } from "./cross_entropy.ts";
 import { ADAMW_FLAT } from "./optim_ops.ts";
-import { DROPOUT, dropoutKeeps } from "./dropout.ts";
+import { DROPOUT, dropoutKeeps, dropoutThreshold } from "./dropout.ts";
 import { RESIDUAL, RESIDUAL_BACKWARD } from "./residual.ts";
 import { ATTENTION, ATTENTION_BACKWARD } from "./attention.ts";
 import { useWasmMatmul } from "./_wasm_matmul.ts";
 import { cpuThreads, useCpuThreads } from "./_cpu_threads.ts";
-import { dropoutF32 } from "./_cpu_threads_kernels.ts";
-import { makeRng } from "../tensor/rng.ts";
+import { dropoutF32, keepMaskU8 } from "./_cpu_threads_kernels.ts";
+import { hashU32, makeRng } from "../tensor/rng.ts";
 import type { CpuArray, OpDef, OpInfo, Shape } from "../tensor/types.ts";
 
 /** Runs `op.cpu` with the kernels off and on (1, 2, 3 threads); all outputs must be the same bits. */
@@ -204,6 +204,30 @@ Deno.test("residual with dropout, gamma and DropPath (forward and backward) thro
       const back = info([[[B, T, C], "f32"], [[B, T, C], "f32"], [[C], "f32"]], [[B, T, C], [C]]);
       sameBits(RESIDUAL_BACKWARD, [dy, branch, gamma], back, q);
     }
+  }
+});
+
+Deno.test("the WebAssembly keep mask equals the hash loop, on 1, 2 and 3 threads", () => {
+  const threads0 = cpuThreads();
+  try {
+    for (const n of [1, 15, 16, 17, 70001]) {
+      for (const [p, seed] of [[0.1, 3], [0.9, 0xfffffffe], [1, 4], [1e-7, 9]]) {
+        const thr = dropoutThreshold(p);
+        const want = Uint8Array.from(
+          { length: n },
+          (_, i) => hashU32(seed, i) >>> 8 >= thr ? 1 : 0,
+        );
+        for (const t of [1, 2, 3]) {
+          useCpuThreads(t);
+          const got = keepMaskU8(n, seed, thr);
+          assert.ok(got !== null);
+          const at = got.findIndex((k, i) => k !== want[i]);
+          assert.ok(at < 0, `n=${n} p=${p} on ${t} threads: ${got[at]} at ${at}`);
+        }
+      }
+    }
+  } finally {
+    useCpuThreads(threads0);
   }
 });
 

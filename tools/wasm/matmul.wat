@@ -370,7 +370,8 @@
 
   ;; Runs one task as thread t: the descriptor at d starts with its kind (0: matmul,
   ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient,
-  ;; 5: AdamW update, 6: dropout, 7/8: attention forward/backward, 9: SiLU, 10: SiLU gradient),
+  ;; 5: AdamW update, 6: dropout, 7/8: attention forward/backward, 9: SiLU, 10: SiLU gradient,
+  ;; 11: dropout keep mask),
   ;; then its words (see each kernel). ops/_wasm_matmul.ts writes the descriptors.
   (func (export "task") (param $d i32) (param $t i32)
     (local $kind i32)
@@ -420,6 +421,10 @@
       (then (call $silu (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d)) (local.get $t))
         (return)))
+    (if (i32.eq (local.get $kind) (i32.const 11))
+      (then (call $keep_mask (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d))) (return)))
     (unreachable))
 
   ;; One matmul task for thread t: `count` products C = A·B with the operands of the
@@ -1425,6 +1430,47 @@
     (local.set $x (i32x4.mul (v128.xor (local.get $x) (i32x4.shr_u (local.get $x) (i32.const 15)))
       (i32x4.splat (i32.const 0x735a2d97))))
     (v128.xor (local.get $x) (i32x4.shr_u (local.get $x) (i32.const 15))))
+
+  ;; The keep mask of dropout (keepMask in ops/residual.ts) for elements i .. i+n-1, one byte
+  ;; each at out: 1 where hashU32(seed, i) >>> 8 >= thr, else 0. Sixteen per step (four
+  ;; hash4's narrowed to bytes), then one at a time.
+  (func $keep_mask (param $out i32) (param $n i32) (param $i i32) (param $seed i32) (param $thr i32)
+    (local $iv v128) (local $tv v128) (local $one v128) (local $four v128)
+    (local.set $iv (i32x4.add (i32x4.splat (local.get $i)) (v128.const i32x4 0 1 2 3)))
+    (local.set $tv (i32x4.splat (local.get $thr)))
+    (local.set $one (i8x16.splat (i32.const 1)))
+    (local.set $four (i32x4.splat (i32.const 4)))
+    (block $done
+      (loop $sixteen
+        (br_if $done (i32.lt_u (local.get $n) (i32.const 16)))
+        ;; each lane -1 (kept) or 0; narrowing keeps -1 and 0; the and makes them 1 and 0
+        (v128.store (local.get $out) (v128.and (local.get $one)
+          (i8x16.narrow_i16x8_s
+            (i16x8.narrow_i32x4_s
+              (i32x4.ge_u (i32x4.shr_u (call $hash4 (local.get $seed) (local.get $iv))
+                (i32.const 8)) (local.get $tv))
+              (i32x4.ge_u (i32x4.shr_u (call $hash4 (local.get $seed)
+                (i32x4.add (local.get $iv) (local.get $four))) (i32.const 8)) (local.get $tv)))
+            (i16x8.narrow_i32x4_s
+              (i32x4.ge_u (i32x4.shr_u (call $hash4 (local.get $seed)
+                (i32x4.add (local.get $iv) (i32x4.splat (i32.const 8)))) (i32.const 8))
+                (local.get $tv))
+              (i32x4.ge_u (i32x4.shr_u (call $hash4 (local.get $seed)
+                (i32x4.add (local.get $iv) (i32x4.splat (i32.const 12)))) (i32.const 8))
+                (local.get $tv))))))
+        (local.set $iv (i32x4.add (local.get $iv) (i32x4.splat (i32.const 16))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 16)))
+        (br $sixteen)))
+    (if (i32.eqz (local.get $n)) (then (return)))
+    (loop $e
+      (i32.store8 (local.get $out)
+        (i32.ge_u (i32.shr_u (call $hash (local.get $seed) (local.get $i)) (i32.const 8))
+          (local.get $thr)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (local.set $out (i32.add (local.get $out) (i32.const 1)))
+      (br_if $e (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
 
   ;; Dropout (DROPOUT.cpu in ops/dropout.ts) of n f32 from x to out, elements i0 .. i0+n-1:
   ;; out[i] = hashU32(seed, i) >>> 8 >= thr ? f32(x[i]·scale) : 0, the product in f64.
