@@ -72,6 +72,63 @@ export function keepMaskU8(n: number, seed: number, thr: number): Uint8Array | n
   return new Uint8Array(w.f32.buffer, op, n).slice();
 }
 
+/** The geometry of {@linkcode softmaxRowsF32}. */
+export interface SoftmaxRowsF32 {
+  /** Query rows per head (row r is query r mod T of head ⌊r / T⌋). */
+  T: number;
+  /** Keys per row. */
+  S: number;
+  /** Heads per batch row (head h is batch ⌊h / H⌋). */
+  H: number;
+  /** Query t attends keys s ≤ t + S − T. */
+  causal: boolean;
+  /** The scores' scale. */
+  scale: number;
+  /** `stats[2r]` holds row r's lse on the way in (the backward's recomputation). */
+  lseIn: boolean;
+}
+
+/**
+ * The softmax rows of the attention matmul path (`softmaxRows` in
+ * ops/attention.ts, the same bits): z [rows, S] is scaled in place (−∞ off the
+ * allowed keys), prob [rows, S] filled; per row, stats[2r], stats[2r + 1] =
+ * the largest score and Σ exp (without `lseIn`) or −, the largest score (with
+ * it; stats[2r] is the lse given); a row with no allowed key has largest score
+ * −∞ and uniform prob. `allowed` [B, S]: 0 masks a key (null: none). False
+ * when WebAssembly is off.
+ */
+export function softmaxRowsF32(
+  z: Float32Array,
+  prob: Float32Array,
+  allowed: Float32Array | null,
+  stats: Float64Array,
+  o: SoftmaxRowsF32,
+): boolean {
+  const rows = stats.length / 2, n = rows * o.S;
+  const pOff = align16(4 * n), aOff = pOff + align16(4 * n);
+  const sOff = aOff + align16(4 * (allowed?.length ?? 0));
+  const w = wasmTasks(sOff + 16 * rows);
+  if (w === null) return false;
+  const zp = w.data, pp = w.data + pOff, ap = w.data + aOff, sp = w.data + sOff;
+  w.f32.set(z.subarray(0, n), zp >> 2);
+  if (allowed) w.f32.set(allowed, ap >> 2);
+  if (o.lseIn) w.f64.set(stats, sp >> 3);
+  const tasks = ranges(rows, w.threads, o.S);
+  tasks.forEach(([r0, r1], i) =>
+    w.set(
+      i,
+      WASM_TASK.softmaxRows,
+      [zp, pp, allowed ? ap : 0, sp, r0, r1, o.T, o.S],
+      [o.scale, o.H, o.causal ? 1 : 0, o.lseIn ? 1 : 0],
+    )
+  );
+  w.run(tasks.length);
+  z.set(w.f32.subarray(zp >> 2, (zp >> 2) + n));
+  prob.set(w.f32.subarray(pp >> 2, (pp >> 2) + n));
+  stats.set(w.f64.subarray(sp >> 3, (sp >> 3) + 2 * rows));
+  return true;
+}
+
 /** out[i] = GELU(x[i]) as `GELU.cpu` in ops/elementwise.ts; false when WebAssembly is off. */
 export function geluF32(x: Float32Array, out: Float32Array): boolean {
   return mapF32(WASM_TASK.gelu, 1, x, null, out);

@@ -13,6 +13,7 @@ import { ADAMW_FLAT } from "./optim_ops.ts";
 import { DROPOUT, dropoutKeeps, dropoutThreshold } from "./dropout.ts";
 import { RESIDUAL, RESIDUAL_BACKWARD } from "./residual.ts";
 import { ATTENTION, ATTENTION_BACKWARD } from "./attention.ts";
+import { softmaxRows } from "./_attention_rows.ts";
 import { useWasmMatmul } from "./_wasm_matmul.ts";
 import { cpuThreads, useCpuThreads } from "./_cpu_threads.ts";
 import { dropoutF32, keepMaskU8 } from "./_cpu_threads_kernels.ts";
@@ -294,5 +295,63 @@ Deno.test("attention forward and backward in WebAssembly equal the TypeScript re
     if (maskType) bIns.push(mask), bInfo.push([[B, S], maskType]);
     if (hasDLse) bIns.push(dl), bInfo.push([ls, "f32"]);
     sameBits(ATTENTION_BACKWARD, bIns, info(bInfo, [qs, ks, ks]), { ...p, hasDLse });
+  }
+});
+
+Deno.test("the attention softmax rows in WebAssembly equal the TypeScript loop bit for bit", () => {
+  const threads0 = cpuThreads();
+  // [B, H, T, S], causal, key lengths per batch row (none: no mask), BTHD row map
+  const cases: [number, number, number, number, boolean, number[] | null, boolean][] = [
+    [1, 1, 1, 1, false, null, false],
+    [2, 2, 5, 7, true, [7, 3], true],
+    [1, 3, 9, 4, true, null, false], // T > S: early rows have no allowed key
+    [2, 1, 6, 6, false, [6, 0], false], // a fully padded batch row
+    [1, 2, 33, 300, true, [250], true], // S over one block of 128, odd tail
+    [2, 4, 40, 129, false, [129, 77], false],
+  ];
+  try {
+    for (const [B, H, T, S, causal, lens, bthd] of cases) {
+      const n = B * H * T * S, rowsN = B * H * T;
+      const z0 = f32(n, n + S, 4);
+      z0.set([Infinity, -Infinity, NaN, 1e30, -1e30].slice(0, n));
+      const mask = lens
+        ? Float32Array.from({ length: B * S }, (_, i) => i % S < lens[Math.floor(i / S)] ? 1 : 0)
+        : null;
+      const rows = bthd ? Int32Array.from({ length: rowsN }, (_, r) => rowsN - 1 - r) : null;
+      const g = { B, H, T, S }, p = { causal, scale: 0.125 };
+      const run = (lseIn: Float32Array | null) => {
+        const z = z0.slice(), prob = new Float32Array(n).fill(NaN);
+        const lse = new Float32Array(rowsN).fill(NaN), any = new Uint8Array(rowsN).fill(7);
+        softmaxRows(z, mask, lseIn, lseIn ? null : lse, g, p, prob, any, rows);
+        return [z, prob, lse, Float32Array.from(any)];
+      };
+      useWasmMatmul("off");
+      const want = run(null);
+      const wantB = run(want[2]); // the backward's recomputation from the lse
+      useWasmMatmul("auto");
+      for (const t of [1, 2, 3]) {
+        useCpuThreads(t);
+        for (
+          const [got, exp, what] of [[run(null), want, "forward"], [
+            run(want[2]),
+            wantB,
+            "lse in",
+          ]] as const
+        ) {
+          got.forEach((arr, k) => {
+            const at = arr.findIndex((v, i) => !Object.is(v, exp[k][i]));
+            assert.ok(
+              at < 0,
+              `[${B},${H},${T},${S}] ${what} output ${k} on ${t} threads at ${at}: ${arr[at]} vs ${
+                exp[k][at]
+              }`,
+            );
+          });
+        }
+      }
+    }
+  } finally {
+    useCpuThreads(threads0);
+    useWasmMatmul("auto");
   }
 });

@@ -78,6 +78,7 @@ import {
   attentionF32,
   dropoutF32,
 } from "./_cpu_threads_kernels.ts";
+import { softmaxRows } from "./_attention_rows.ts";
 import { expF64 } from "./_exp.ts";
 import {
   type AttentionKernel,
@@ -444,58 +445,6 @@ function attentionBackwardWasmF32(
  */
 function isF32(...xs: (CpuArray | undefined | null)[]): boolean {
   return xs.every((x) => x === undefined || x === null || x instanceof Float32Array);
-}
-
-/**
- * Fills `prob` (f32 [BH·T·S], heads-major) with softmax(z·scale + mask) and
- * `lse` (row `rows[r]` of heads-major row r; the identity when null); fully
- * masked rows are uniform.
- */
-function softmaxRows(
-  z: Float32Array,
-  mask: CpuArray | null,
-  lseIn: CpuArray | null,
-  lseOut: CpuArray | null,
-  g: Geometry,
-  p: AttentionParams,
-  prob: Float32Array,
-  allowedAny: Uint8Array,
-  rows: Int32Array | null,
-): void {
-  const { H, T, S } = g, BH = g.B * H;
-  for (let bh = 0; bh < BH; bh++) {
-    const b = Math.floor(bh / H);
-    for (let t = 0; t < T; t++) {
-      const r = bh * T + t, base = r * S, lim = p.causal ? t + S - T : S - 1;
-      const lr = rows ? rows[r] : r;
-      let m = -Infinity;
-      for (let s = 0; s < S; s++) {
-        if (s <= lim && (mask === null || mask[b * S + s] !== 0)) {
-          const x = z[base + s] * p.scale;
-          z[base + s] = x;
-          if (x > m) m = x;
-        } else {
-          z[base + s] = -Infinity;
-        }
-      }
-      if (m === -Infinity) {
-        allowedAny[r] = 0;
-        prob.fill(1 / S, base, base + S);
-        if (lseOut) lseOut[lr] = Math.log(S);
-        continue;
-      }
-      allowedAny[r] = 1;
-      if (lseIn) {
-        const l = lseIn[lr];
-        for (let s = 0; s < S; s++) prob[base + s] = Math.exp(z[base + s] - l);
-      } else {
-        let sum = 0;
-        for (let s = 0; s < S; s++) sum += prob[base + s] = Math.exp(z[base + s] - m);
-        for (let s = 0; s < S; s++) prob[base + s] /= sum;
-        if (lseOut) lseOut[lr] = m + Math.log(sum);
-      }
-    }
-  }
 }
 
 /** Row length from which {@linkcode transposeLH} copies a row with `set` instead of a loop. */

@@ -371,7 +371,7 @@
   ;; Runs one task as thread t: the descriptor at d starts with its kind (0: matmul,
   ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient,
   ;; 5: AdamW update, 6: dropout, 7/8: attention forward/backward, 9: SiLU, 10: SiLU gradient,
-  ;; 11: dropout keep mask),
+  ;; 11: dropout keep mask, 12: attention softmax rows),
   ;; then its words (see each kernel). ops/_wasm_matmul.ts writes the descriptors.
   (func (export "task") (param $d i32) (param $t i32)
     (local $kind i32)
@@ -421,6 +421,14 @@
       (then (call $silu (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d)) (local.get $t))
         (return)))
+    (if (i32.eq (local.get $kind) (i32.const 12))
+      (then (call $softmax_rows (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))
+        (f64.load offset=32 (local.get $d)) (i32.trunc_f64_u (f64.load offset=40 (local.get $d)))
+        (i32.trunc_f64_u (f64.load offset=48 (local.get $d)))
+        (i32.trunc_f64_u (f64.load offset=56 (local.get $d))) (local.get $t)) (return)))
     (if (i32.eq (local.get $kind) (i32.const 11))
       (then (call $keep_mask (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
@@ -1430,6 +1438,133 @@
     (local.set $x (i32x4.mul (v128.xor (local.get $x) (i32x4.shr_u (local.get $x) (i32.const 15)))
       (i32x4.splat (i32.const 0x735a2d97))))
     (v128.xor (local.get $x) (i32x4.shr_u (local.get $x) (i32.const 15))))
+
+  ;; The softmax rows of the attention matmul path (softmaxRows in ops/attention.ts), rows
+  ;; r0 .. r1−1 of z [rows, S] (f32, heads-major; row r is head r / T, query t = r mod T, batch
+  ;; (r / T) / H), thread tid. Key s of row r is allowed when s ≤ t + S − T (causal) and, with
+  ;; `allowed` (f32 [B, S]; 0: none), allowed[b, s] ≠ 0. Each allowed z becomes f32(z·scale),
+  ;; every other −∞; m is the largest f64 product. A row with m = −∞ gets prob 1/S. Else, mode 0:
+  ;; prob = f32(e) with e = expF64(z − m), then f32(prob / Σe) (Σ in order over the unrounded e),
+  ;; stats[2r] = m, stats[2r + 1] = Σe; mode 1: prob = f32(expF64(z − stats[2r])) (the lse in),
+  ;; stats[2r + 1] = m.
+  (func $softmax_rows (param $z i32) (param $prob i32) (param $allowed i32) (param $stats i32)
+    (param $r0 i32) (param $r1 i32) (param $T i32) (param $S i32) (param $scale f64) (param $H i32)
+    (param $causal i32) (param $mode i32) (param $tid i32)
+    (local $r i32) (local $t i32) (local $b i32) (local $lim i32) (local $s i32) (local $zp i32)
+    (local $pp i32) (local $ap i32) (local $sp i32) (local $x f64) (local $m f64) (local $sum f64)
+    (local $e f64) (local $c i32) (local $j i32) (local $scr i32) (local $st i32) (local $sv v128)
+    (local $pv v128)
+    (local.set $scr (call $scratch (local.get $tid)))
+    (local.set $r (local.get $r0))
+    (block $rows_done (loop $row
+      (br_if $rows_done (i32.ge_u (local.get $r) (local.get $r1)))
+      (local.set $t (i32.rem_u (local.get $r) (local.get $T)))
+      (local.set $b (i32.div_u (i32.div_u (local.get $r) (local.get $T)) (local.get $H)))
+      (local.set $lim (select
+        (i32.sub (i32.add (local.get $t) (local.get $S)) (local.get $T))
+        (i32.sub (local.get $S) (i32.const 1))
+        (local.get $causal)))
+      (local.set $zp (i32.add (local.get $z) (i32.shl (i32.mul (local.get $r) (local.get $S)) (i32.const 2))))
+      (local.set $pp (i32.add (local.get $prob) (i32.shl (i32.mul (local.get $r) (local.get $S)) (i32.const 2))))
+      (local.set $ap (select
+        (i32.add (local.get $allowed) (i32.shl (i32.mul (local.get $b) (local.get $S)) (i32.const 2)))
+        (i32.const 0)
+        (local.get $allowed)))
+      (local.set $st (i32.add (local.get $stats) (i32.shl (local.get $r) (i32.const 4))))
+      ;; pass 1: scale the allowed, −∞ the rest, the largest product
+      (local.set $m (f64.const -inf))
+      (local.set $s (i32.const 0))
+      (block $p1_done (loop $p1
+        (br_if $p1_done (i32.ge_u (local.get $s) (local.get $S)))
+        (local.set $sp (i32.add (local.get $zp) (i32.shl (local.get $s) (i32.const 2))))
+        (if (i32.and (i32.le_s (local.get $s) (local.get $lim))
+              (i32.or (i32.eqz (local.get $ap))
+                (f32.ne (f32.load (i32.add (local.get $ap) (i32.shl (local.get $s) (i32.const 2))))
+                  (f32.const 0))))
+          (then
+            (local.set $x (f64.mul (f64.promote_f32 (f32.load (local.get $sp))) (local.get $scale)))
+            (f32.store (local.get $sp) (f32.demote_f64 (local.get $x)))
+            (if (f64.gt (local.get $x) (local.get $m)) (then (local.set $m (local.get $x)))))
+          (else (f32.store (local.get $sp) (f32.const -inf))))
+        (local.set $s (i32.add (local.get $s) (i32.const 1)))
+        (br $p1)))
+      (if (f64.eq (local.get $m) (f64.const -inf))
+        (then
+          ;; no allowed key: uniform
+          (local.set $s (i32.const 0))
+          (block $u_done (loop $u
+            (br_if $u_done (i32.ge_u (local.get $s) (local.get $S)))
+            (f32.store (i32.add (local.get $pp) (i32.shl (local.get $s) (i32.const 2)))
+              (f32.demote_f64 (f64.div (f64.const 1) (f64.convert_i32_u (local.get $S)))))
+            (local.set $s (i32.add (local.get $s) (i32.const 1)))
+            (br $u)))
+          (if (local.get $mode)
+            (then (f64.store offset=8 (local.get $st) (f64.const -inf)))
+            (else (f64.store (local.get $st) (f64.const -inf))
+              (f64.store offset=8 (local.get $st) (f64.const 0)))))
+        (else
+          ;; pass 2, in blocks of 128: e = expF64(z − m) (mode 1: z − lse), prob = f32(e), Σe
+          (if (local.get $mode)
+            (then (local.set $x (f64.load (local.get $st))))
+            (else (local.set $x (local.get $m))))
+          (local.set $sum (f64.const 0))
+          (local.set $s (i32.const 0))
+          (block $p2_done (loop $p2
+            (br_if $p2_done (i32.ge_u (local.get $s) (local.get $S)))
+            (local.set $c (i32.sub (local.get $S) (local.get $s)))
+            (local.set $c (select (i32.const 128) (local.get $c) (i32.gt_u (local.get $c) (i32.const 128))))
+            (local.set $j (i32.const 0))
+            (block $st_done (loop $stage
+              (br_if $st_done (i32.ge_u (local.get $j) (local.get $c)))
+              (f64.store (i32.add (local.get $scr) (i32.shl (local.get $j) (i32.const 3)))
+                (f64.sub (f64.promote_f32 (f32.load (i32.add (local.get $zp)
+                  (i32.shl (i32.add (local.get $s) (local.get $j)) (i32.const 2)))))
+                  (local.get $x)))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br $stage)))
+            (call $exp_block (local.get $scr) (local.get $c))
+            (local.set $j (i32.const 0))
+            (block $c_done (loop $consume
+              (br_if $c_done (i32.ge_u (local.get $j) (local.get $c)))
+              (local.set $e (f64.load (i32.add (local.get $scr) (i32.shl (local.get $j) (i32.const 3)))))
+              (f32.store (i32.add (local.get $pp) (i32.shl (i32.add (local.get $s) (local.get $j)) (i32.const 2)))
+                (f32.demote_f64 (local.get $e)))
+              (local.set $sum (f64.add (local.get $sum) (local.get $e)))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br $consume)))
+            (local.set $s (i32.add (local.get $s) (local.get $c)))
+            (br $p2)))
+          (if (local.get $mode)
+            (then (f64.store offset=8 (local.get $st) (local.get $m)))
+            (else
+              ;; pass 3: normalise the rounded probabilities, four at a time (f64x2 divisions:
+              ;; the same bits as one at a time), then the tail
+              (local.set $sv (f64x2.splat (local.get $sum)))
+              (local.set $s (i32.const 0))
+              (block $q_done (loop $quad
+                (br_if $q_done (i32.gt_u (i32.add (local.get $s) (i32.const 4)) (local.get $S)))
+                (local.set $sp (i32.add (local.get $pp) (i32.shl (local.get $s) (i32.const 2))))
+                (local.set $pv (v128.load (local.get $sp)))
+                (v128.store (local.get $sp) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+                  (f32x4.demote_f64x2_zero
+                    (f64x2.div (f64x2.promote_low_f32x4 (local.get $pv)) (local.get $sv)))
+                  (f32x4.demote_f64x2_zero (f64x2.div
+                    (f64x2.promote_low_f32x4
+                      (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $pv) (local.get $pv)))
+                    (local.get $sv)))))
+                (local.set $s (i32.add (local.get $s) (i32.const 4)))
+                (br $quad)))
+              (block $p3_done (loop $p3
+                (br_if $p3_done (i32.ge_u (local.get $s) (local.get $S)))
+                (local.set $sp (i32.add (local.get $pp) (i32.shl (local.get $s) (i32.const 2))))
+                (f32.store (local.get $sp) (f32.demote_f64
+                  (f64.div (f64.promote_f32 (f32.load (local.get $sp))) (local.get $sum))))
+                (local.set $s (i32.add (local.get $s) (i32.const 1)))
+                (br $p3)))
+              (f64.store (local.get $st) (local.get $m))
+              (f64.store offset=8 (local.get $st) (local.get $sum))))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $row))))
 
   ;; The keep mask of dropout (keepMask in ops/residual.ts) for elements i .. i+n-1, one byte
   ;; each at out: 1 where hashU32(seed, i) >>> 8 >= thr, else 0. Sixteen per step (four
