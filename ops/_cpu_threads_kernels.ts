@@ -1,6 +1,7 @@
 /**
  * GELU, SiLU and their gradients, the cross-entropy row kernels, attention forward and
- * backward, the AdamW update and dropout of the CPU backend in WebAssembly
+ * backward and the matmul path's softmax rows, the AdamW update, dropout and its keep
+ * mask of the CPU backend in WebAssembly
  * (tools/wasm/matmul.wat), run on the worker threads of ops/_cpu_threads.ts
  * when the arrays are large. Each mirrors its op's TypeScript CPU function
  * (attention: its float64 reference) operation for operation, in float64

@@ -439,9 +439,10 @@ function attentionBackwardWasmF32(
  * The f32 CPU path: the same arithmetic as the reference above, but the four
  * products (Q·Kᵀ, P·V and, backward, dO·Vᵀ, dSᵀ·Q, dS·K, (P∘Z)ᵀ·dO) go through
  * the WebAssembly SIMD matmul over all B·H heads at once, materialising the
- * [T, S] scores per head (fine on a CPU). Returns false when the kernel is
- * unavailable; the caller then runs the reference. Tested against the
- * reference in ops/attention_test.ts.
+ * [T, S] scores per head (fine on a CPU), and the softmax rows between them
+ * run in WebAssembly too (ops/_attention_rows.ts). Returns false when the
+ * kernel is unavailable; the caller then runs the reference. Tested against
+ * the reference in ops/attention_test.ts.
  */
 function isF32(...xs: (CpuArray | undefined | null)[]): boolean {
   return xs.every((x) => x === undefined || x === null || x instanceof Float32Array);

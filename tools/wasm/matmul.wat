@@ -1,6 +1,8 @@
 ;; f32 matrix multiply for webseq's CPU backend: C[M, N] = A[M, K] · B[K, N];
-;; and, at the end of the file, GELU, its gradient, the cross-entropy row
-;; kernels, attention forward and backward, the AdamW update and dropout. The export `task` runs one task of any of them as one thread.
+;; and, at the end of the file, GELU, SiLU and their gradients, the cross-entropy row
+;; kernels, attention forward and backward and the matmul path's softmax rows, the AdamW
+;; update, dropout and its keep mask. The export `task` runs one task of any of them as one
+;; thread.
 ;;
 ;; Operands are addressed through element strides, so one kernel serves all
 ;; four transpose combinations: A(m, k) is at a + 4·(m·ars + k·acs) and
