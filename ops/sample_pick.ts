@@ -64,6 +64,8 @@ import { apply, type Tensor } from "../tensor/tensor.ts";
 import { fmtShape, type OpDef, packUniform } from "../tensor/types.ts";
 import type { OpEntry } from "./registry.ts";
 import { WGSL_WRITE_PICK } from "./greedy_pick.ts";
+import { expF64 } from "./_exp.ts";
+import { crossEntropyRowsF32 } from "./_cpu_threads_kernels.ts";
 import { lastAxisRows, rowWorkgroupSize, wgslRowMain, wgslRowReduce } from "./softmax.ts";
 
 /** Parameters of {@linkcode SAMPLE_PICK}. */
@@ -88,17 +90,38 @@ export interface SamplePickParams {
 export type LogitsRow = Float32Array | Float64Array | Float16Array;
 
 /**
- * log Σ exp(row) as `max + log Σ exp(row − max)` (float64 sums; −∞ entries
- * skipped, they add exp(−∞) = 0), or −∞ when every entry is −∞. The
- * log-softmax of entry i is `row[i] − logSumExp(row)` (all −∞: −log V).
+ * log Σ exp(row) as `max + log Σ exp(row − max)` (float64 sums in index order
+ * with `expF64`; −∞ entries skipped, they add expF64(−∞) = 0), or −∞ when
+ * every entry is −∞. The log-softmax of entry i is `row[i] − logSumExp(row)`
+ * (all −∞: −log V).
  */
 export function logSumExp(row: LogitsRow): number {
   let max = -Infinity;
   for (let j = 0; j < row.length; j++) if (row[j] > max) max = row[j];
   if (max === -Infinity) return -Infinity;
   let z = 0;
-  for (let j = 0; j < row.length; j++) if (row[j] !== -Infinity) z += Math.exp(row[j] - max);
+  for (let j = 0; j < row.length; j++) if (row[j] !== -Infinity) z += expF64(row[j] - max);
   return max + Math.log(z);
+}
+
+/**
+ * {@linkcode logSumExp} of each row of `x` [N, V], the same bits: for f32,
+ * every row at once from the cross-entropy row kernel (WebAssembly on the CPU
+ * threads: the largest logit and Σ expF64(x − max) in index order), about 40×
+ * faster than one row at a time with N·V = 256k.
+ */
+export function rowsLogSumExp(x: LogitsRow, N: number, V: number): Float64Array {
+  const out = new Float64Array(N);
+  const stats = x instanceof Float32Array && V > 0 ? crossEntropyRowsF32(x, null, N, V) : null;
+  for (let r = 0; r < N; r++) {
+    const m = stats ? stats[4 * r] : NaN;
+    // a row of −∞ has no sum there (exp(−∞ − (−∞)) is NaN); the kernel's max is NaN where a
+    // NaN is, logSumExp's max skips it: such rows (rare) take logSumExp itself
+    if (m === -Infinity) out[r] = -Infinity;
+    else if (m === m) out[r] = m + Math.log(stats![4 * r + 2]);
+    else out[r] = logSumExp(x.subarray(r * V, (r + 1) * V));
+  }
+  return out;
 }
 
 /** log-softmax of `row` at `i` (all −∞: −log V), as `logSoftmax` in train/generate.ts. */

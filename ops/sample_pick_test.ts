@@ -13,7 +13,13 @@ import {
   sampleIndex,
   softmax,
 } from "../train/generate.ts";
-import { kthLargest, samplePick, type SamplePickParams } from "./sample_pick.ts";
+import {
+  kthLargest,
+  logSumExp,
+  rowsLogSumExp,
+  samplePick,
+  type SamplePickParams,
+} from "./sample_pick.ts";
 
 type Filters = Omit<SamplePickParams, "eosId" | "padId">;
 
@@ -315,5 +321,25 @@ Deno.test("applyTopP() on a top-k row keeps what a sort of the whole row keeps",
     for (let r = keep; r < order.length; r++) want[order[r]] = -Infinity;
     applyTopP(row, p);
     assert.deepEqual(row, want);
+  }
+});
+
+Deno.test("rowsLogSumExp() gives each row's logSumExp() bit for bit, with ±∞ and NaN rows", () => {
+  const rng = makeRng(13);
+  const V = 1000, N = 80; // 80k values: cut into tasks on the CPU threads
+  const x = Float32Array.from({ length: N * V }, () => rng() * 20 - 10);
+  for (let j = 0; j < V; j += 3) x[V + j] = -Infinity; // row 1: a third masked
+  x.fill(-Infinity, 2 * V, 3 * V); // row 2: all −∞
+  x[3 * V + 7] = NaN; // row 3: a NaN among finite values
+  x.fill(-Infinity, 4 * V, 5 * V);
+  x[4 * V + 5] = NaN; // row 4: a NaN among −∞
+  x[5 * V + 9] = Infinity; // row 5: +∞
+  x[6 * V + 2] = 88; // row 6: exp(x − max) underflows for most
+  for (const [rows, width] of [[N, V], [1, 1], [3, 1]] as const) {
+    const got = rowsLogSumExp(x, rows, width);
+    for (let r = 0; r < rows; r++) {
+      const want = logSumExp(x.subarray(r * width, (r + 1) * width));
+      assert.ok(Object.is(got[r], want), `row ${r} of ${rows}×${width}: ${got[r]} vs ${want}`);
+    }
   }
 });

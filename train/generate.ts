@@ -49,6 +49,7 @@ import {
   type LogitsRow,
   logSoftmaxAt,
   logSumExp,
+  rowsLogSumExp,
   sampleAt,
   samplePick,
   softmaxRow,
@@ -183,10 +184,14 @@ export function applyNoRepeatNgram(
 /** softmax of one row, computed in double precision (all −∞: uniform). */
 export const softmax: (logits: LogitsRow) => Float64Array = softmaxRow;
 
-/** log-softmax of one row, computed in double precision. */
-export function logSoftmax(logits: LogitsRow): Float64Array {
+/**
+ * log-softmax of one row, computed in double precision: `logits[i] − lse`
+ * with `lse` = {@linkcode logSumExp} of the row (pass it when known, e.g.
+ * from `rowsLogSumExp` over a whole step's rows).
+ */
+export function logSoftmax(logits: LogitsRow, lse?: number): Float64Array {
   const out = new Float64Array(logits.length);
-  const lz = logSumExp(logits);
+  const lz = lse ?? logSumExp(logits);
   if (lz === -Infinity) return out.fill(-Math.log(logits.length));
   for (let i = 0; i < logits.length; i++) out[i] = logits[i] - lz;
   return out;
@@ -341,9 +346,12 @@ async function greedyOrSample(
   );
   const tokens = new Int32Array(N).fill(ids.startTokenId);
   let steps = 0;
+  const penalties = o.repetitionPenalty !== 1 || o.noRepeatNgramSize > 0;
   for (let t = 0; t < o.maxNewTokens && finished.some((f) => !f); t++) {
     const logits = await step(tokens, null);
     steps++;
+    // the rows' log-sum-exps at once where no penalty changes a row first
+    const lse = penalties ? null : rowsLogSumExp(logits, N, V);
     for (let r = 0; r < N; r++) {
       if (finished[r]) {
         tokens[r] = ids.padTokenId;
@@ -361,7 +369,11 @@ async function greedyOrSample(
         applyTopP(w, o.topP);
         tok = sampleIndex(w, rngs[r]);
       }
-      sums[r] += logSoftmaxAt(row, tok);
+      sums[r] += lse === null
+        ? logSoftmaxAt(row, tok)
+        : lse[r] === -Infinity
+        ? -Math.log(V)
+        : row[tok] - lse[r];
       seqs[r].push(tok);
       tokens[r] = tok;
       if (tok === ids.eosTokenId) finished[r] = true;
@@ -447,6 +459,7 @@ async function beamSearch(
   let steps = 0;
   for (let t = 0; t < o.maxNewTokens && done.some((d) => !d); t++) {
     const logits = await step(tokens, parents);
+    const lse = rowsLogSumExp(logits, N, V); // every row's at once (the same bits as per row)
     steps++;
     const len = t + 1; // generated tokens after this step
     const nextParents = new Int32Array(N);
@@ -467,7 +480,7 @@ async function beamSearch(
       const candIdx = new Int32Array(keep).fill(-1);
       for (let j = 0; j < nb; j++) {
         const r = b * nb + j;
-        const row = logSoftmax(logits.subarray(r * V, (r + 1) * V));
+        const row = logSoftmax(logits.subarray(r * V, (r + 1) * V), lse[r]);
         applyPenalties(row, seqs[r], o);
         for (let v = 0; v < V; v++) {
           const s = beamScores[r] + row[v];
