@@ -18,6 +18,7 @@ import {
 } from "./_wasm_matmul.ts";
 import { cpuThreads, useCpuThreads } from "./_cpu_threads.ts";
 import { makeRng } from "../tensor/rng.ts";
+import { CPU } from "../tensor/cpu_backend.ts";
 import type { OpInfo, Shape } from "../tensor/types.ts";
 
 interface Case {
@@ -267,5 +268,65 @@ Deno.test("useWasmMatmul('off') makes MATMUL.cpu run the TypeScript path for f32
     assert.deepEqual([...got], [...ref].map(Math.fround));
   } finally {
     useWasmMatmul("auto");
+  }
+});
+
+Deno.test("a small-M product with a weight seen before unchanged reads it prepacked, with the same bits", () => {
+  const threads0 = cpuThreads();
+  const rng = makeRng(21);
+  const f32 = (n: number) => Float32Array.from({ length: n }, () => rng() * 2 - 1);
+  try {
+    // [M, K] · op(b) with b [N, K] (transB) or [K, N]; K over one 256-deep slice and odd,
+    // N not a multiple of the 8-column tile, N over one column block
+    for (
+      const [M, K, N, transB] of [
+        [1, 256, 256, true],
+        [5, 300, 129, true],
+        [8, 64, 1000, false],
+        [
+          16,
+          257,
+          700,
+          true,
+        ],
+        [3, 128, 2049, false],
+        [40, 96, 520, true],
+      ] as const
+    ) {
+      for (const t of [1, 2, 3]) {
+        useCpuThreads(t);
+        const a = f32(M * K), b = f32(K * N);
+        const g = { M, N, K, P: 1, sa: 0, sb: 0, transA: false, transB };
+        const run = (w: Float32Array) => {
+          const out = new Float32Array(M * N).fill(NaN);
+          assert.ok(wasmMatmulF32(a, w, out, g));
+          return out;
+        };
+        const want = run(b.slice()); // a fresh array: packed per call
+        // first sight (packed per call), second (packed into the cache), third (read from it)
+        for (const k of [1, 2, 3]) {
+          const got = run(b);
+          const at = got.findIndex((v, i) => !Object.is(v, want[i]));
+          assert.ok(
+            at < 0,
+            `[${M},${K},${N}] transB ${transB}, ${t} threads, call ${k}: ${got[at]} vs ${
+              want[at]
+            } at ${at}`,
+          );
+        }
+        // changed in place (as an optimizer step counts it): not read from the cache
+        b[0] += 1;
+        CPU.copy(
+          CPU.upload(new Float32Array(1), { shape: [1], dtype: "f32" }),
+          CPU.upload(new Float32Array(1), { shape: [1], dtype: "f32" }),
+          4,
+        );
+        const fresh = run(b.slice());
+        // first sight after the change, then repacked into its block, then read from it
+        for (const k of [1, 2, 3]) assert.deepEqual(run(b), fresh, `after the change, call ${k}`);
+      }
+    }
+  } finally {
+    useCpuThreads(threads0);
   }
 });

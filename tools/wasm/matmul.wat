@@ -311,15 +311,17 @@
 
   ;; C = A · B for M, N, K ≥ 1 (see the top of the file for the addressing). pa and pb are
   ;; pack buffers of mc·kp and kp·nc floats (kp = kc rounded up to even); mc must be a
-  ;; multiple of 6 and nc of 8; scr is 192 bytes of scratch.
+  ;; multiple of 6 and nc of 8; scr is 192 bytes of scratch. With pre ≠ 0, B is already
+  ;; packed there, block after block in this loop's order ($prepack): b and pb go unused.
   (func $gemm (export "gemm")
     (param $a i32) (param $ars i32) (param $acs i32)
     (param $b i32) (param $brs i32) (param $bcs i32)
     (param $c i32) (param $M i32) (param $N i32) (param $K i32)
     (param $pa i32) (param $pb i32) (param $mc i32) (param $nc i32) (param $kc i32)
-    (param $ldc i32) (param $scr i32)
+    (param $ldc i32) (param $scr i32) (param $pre i32)
     (local $jc i32) (local $pc i32) (local $ic i32) (local $jr i32) (local $ir i32)
     (local $nn i32) (local $kk i32) (local $kp i32) (local $mm i32) (local $ldcb i32)
+    (local $pbx i32)
     (local.set $ldcb (i32.shl (local.get $ldc) (i32.const 2)))
     (loop $jcl
       (local.set $nn (select (local.get $nc) (i32.sub (local.get $N) (local.get $jc))
@@ -329,8 +331,17 @@
         (local.set $kk (select (local.get $kc) (i32.sub (local.get $K) (local.get $pc))
           (i32.lt_u (local.get $kc) (i32.sub (local.get $K) (local.get $pc)))))
         (local.set $kp (i32.add (local.get $kk) (i32.and (local.get $kk) (i32.const 1))))
-        (call $pack (local.get $b) (local.get $bcs) (local.get $brs) (local.get $jc)
-          (local.get $nn) (local.get $pc) (local.get $kk) (i32.const 8) (local.get $pb))
+        (if (local.get $pre)
+          (then
+            (local.set $pbx (local.get $pre))
+            (local.set $pre (i32.add (local.get $pre) (i32.shl
+              (i32.mul (i32.and (i32.add (local.get $nn) (i32.const 7)) (i32.const -8))
+                (local.get $kp))
+              (i32.const 2)))))
+          (else
+            (call $pack (local.get $b) (local.get $bcs) (local.get $brs) (local.get $jc)
+              (local.get $nn) (local.get $pc) (local.get $kk) (i32.const 8) (local.get $pb))
+            (local.set $pbx (local.get $pb))))
         (local.set $ic (i32.const 0))
         (loop $icl
           (local.set $mm (select (local.get $mc) (i32.sub (local.get $M) (local.get $ic))
@@ -344,7 +355,7 @@
               (call $tile
                 (i32.add (local.get $pa) (i32.shl (i32.mul (local.get $ir) (local.get $kp))
                   (i32.const 2)))
-                (i32.add (local.get $pb) (i32.shl (i32.mul (local.get $jr) (local.get $kp))
+                (i32.add (local.get $pbx) (i32.shl (i32.mul (local.get $jr) (local.get $kp))
                   (i32.const 2)))
                 (i32.shr_u (local.get $kp) (i32.const 1))
                 (i32.add (local.get $c) (i32.shl
@@ -370,10 +381,35 @@
       (br_if $jcl (i32.lt_u
         (local.tee $jc (i32.add (local.get $jc) (local.get $nc))) (local.get $N)))))
 
+  ;; Packs all of B [K, N] into dst as $gemm would, block after block (nc columns, then kc-deep
+  ;; slices; each block ⌈nn/8⌉ panels of 8 columns × kp), for $gemm's pre: a block of nc full
+  ;; columns over all of K takes nc·Kp floats, Kp the sum of the slices' kp.
+  (func $prepack (param $b i32) (param $brs i32) (param $bcs i32) (param $N i32) (param $K i32)
+    (param $nc i32) (param $kc i32) (param $dst i32)
+    (local $jc i32) (local $pc i32) (local $nn i32) (local $kk i32) (local $kp i32)
+    (loop $jcl
+      (local.set $nn (select (local.get $nc) (i32.sub (local.get $N) (local.get $jc))
+        (i32.lt_u (local.get $nc) (i32.sub (local.get $N) (local.get $jc)))))
+      (local.set $pc (i32.const 0))
+      (loop $pcl
+        (local.set $kk (select (local.get $kc) (i32.sub (local.get $K) (local.get $pc))
+          (i32.lt_u (local.get $kc) (i32.sub (local.get $K) (local.get $pc)))))
+        (local.set $kp (i32.add (local.get $kk) (i32.and (local.get $kk) (i32.const 1))))
+        (call $pack (local.get $b) (local.get $bcs) (local.get $brs) (local.get $jc)
+          (local.get $nn) (local.get $pc) (local.get $kk) (i32.const 8) (local.get $dst))
+        (local.set $dst (i32.add (local.get $dst) (i32.shl
+          (i32.mul (i32.and (i32.add (local.get $nn) (i32.const 7)) (i32.const -8))
+            (local.get $kp))
+          (i32.const 2))))
+        (br_if $pcl (i32.lt_u
+          (local.tee $pc (i32.add (local.get $pc) (local.get $kc))) (local.get $K))))
+      (br_if $jcl (i32.lt_u
+        (local.tee $jc (i32.add (local.get $jc) (local.get $nc))) (local.get $N)))))
+
   ;; Runs one task as thread t: the descriptor at d starts with its kind (0: matmul,
   ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient,
   ;; 5: AdamW update, 6: dropout, 7/8: attention forward/backward, 9: SiLU, 10: SiLU gradient,
-  ;; 11: dropout keep mask, 12: attention softmax rows),
+  ;; 11: dropout keep mask, 12: attention softmax rows, 13: prepack B),
   ;; then its words (see each kernel). ops/_wasm_matmul.ts writes the descriptors.
   (func (export "task") (param $d i32) (param $t i32)
     (local $kind i32)
@@ -423,6 +459,11 @@
       (then (call $silu (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d)) (local.get $t))
         (return)))
+    (if (i32.eq (local.get $kind) (i32.const 13))
+      (then (call $prepack (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))) (return)))
     (if (i32.eq (local.get $kind) (i32.const 12))
       (then (call $softmax_rows (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
@@ -438,9 +479,10 @@
     (unreachable))
 
   ;; One matmul task for thread t: `count` products C = A·B with the operands of the
-  ;; 22-word descriptor at d, each one sa, sb, sc bytes past the last, in thread t's
+  ;; 23-word descriptor at d, each one sa, sb, sc bytes past the last, in thread t's
   ;; pack buffers and scratch (its workspace is w + t·wstride). Words:
-  ;; a ars acs b brs bcs c M N K ldc count sa sb sc mc nc kc w wstride pb_off scr_off.
+  ;; a ars acs b brs bcs c M N K ldc count sa sb sc mc nc kc w wstride pb_off scr_off pre
+  ;; (pre: B prepacked there, or 0; with count 1 only).
   (func $gemm_task (param $d i32) (param $t i32)
     (local $w i32) (local $n i32) (local $a i32) (local $b i32) (local $c i32)
     (local.set $w (i32.add (i32.load offset=72 (local.get $d))
@@ -458,7 +500,8 @@
         (local.get $w) (i32.add (local.get $w) (i32.load offset=80 (local.get $d)))
         (i32.load offset=60 (local.get $d)) (i32.load offset=64 (local.get $d))
         (i32.load offset=68 (local.get $d)) (i32.load offset=40 (local.get $d))
-        (i32.add (local.get $w) (i32.load offset=84 (local.get $d))))
+        (i32.add (local.get $w) (i32.load offset=84 (local.get $d)))
+        (i32.load offset=88 (local.get $d)))
       (local.set $a (i32.add (local.get $a) (i32.load offset=48 (local.get $d))))
       (local.set $b (i32.add (local.get $b) (i32.load offset=52 (local.get $d))))
       (local.set $c (i32.add (local.get $c) (i32.load offset=56 (local.get $d))))
