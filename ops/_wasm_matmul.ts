@@ -1264,10 +1264,25 @@ function prepackedProduct(
 ): boolean {
   const { M, N, K, nc, kc } = g;
   const kp = Math.min(KC, K) + (Math.min(KC, K) & 1);
-  const blocks = Math.ceil(N / nc), wanted = cpuThreads();
-  const cuts = wanted > 1 && blocks > 1 && M * N * K >= MIN_THREADED_MACS
-    ? cut(blocks, new Array<number>(Math.min(wanted, blocks)).fill(1))
-    : [[0, blocks] as [number, number]];
+  const blocks = Math.ceil(N / nc), tiles = Math.ceil(M / 6), wanted = cpuThreads();
+  const many = wanted > 1 && M * N * K >= MIN_THREADED_MACS;
+  // tasks: [rows r0..r1) × [column blocks j0..j1): whole blocks when there are several, else
+  // 6-row tiles when there are several (each task reads all of the packed B)
+  const cuts: [number, number, number, number][] = many && blocks > 1
+    ? cut(blocks, new Array<number>(Math.min(wanted, blocks)).fill(1)).map(([j0, j1]) => [
+      0,
+      M,
+      j0,
+      j1,
+    ])
+    : many && tiles > 1
+    ? cut(tiles, new Array<number>(Math.min(wanted, tiles)).fill(1)).map(([t0, t1]) => [
+      6 * t0,
+      Math.min(M, 6 * t1),
+      0,
+      blocks,
+    ])
+    : [[0, M, 0, blocks]];
   const aOff = 0, cOff = align16(4 * a.length);
   const pbOff = align16(4 * g.mc * kp), scrOff = pbOff + align16(4 * kp * nc);
   const stride = scrOff + SCRATCH_BYTES, bytes = cOff + 4 * M * N;
@@ -1278,17 +1293,17 @@ function prepackedProduct(
   const aPtr = w.data + aOff, cPtr = w.data + cOff, work = align16(w.data + bytes);
   w.f32.set(a, aPtr >> 2);
   const Kp = packedDepth(K, kc);
-  cuts.forEach(([j0, j1], i) => {
+  cuts.forEach(([r0, r1, j0, j1], i) => {
     const c0 = j0 * nc, c1 = Math.min(N, j1 * nc);
     w.set(i, WASM_TASK.matmul, [
-      aPtr,
+      aPtr + 4 * r0 * g.ars,
       g.ars,
       g.acs,
       0,
       0,
       0,
-      cPtr + 4 * c0,
-      M,
+      cPtr + 4 * (r0 * N + c0),
+      r1 - r0,
       c1 - c0,
       K,
       N,
