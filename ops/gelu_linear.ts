@@ -37,6 +37,7 @@
  * @module
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
+import { cpuWrites } from "../tensor/cpu_backend.ts";
 import {
   type CpuArray,
   fmtShape,
@@ -131,6 +132,30 @@ function activation(u: CpuArray, p: GeluLinearParams): CpuArray {
   return g;
 }
 
+/**
+ * The CPU forward's activation per `u` array, for the weight gradient of the
+ * same step: there the GPU kernels recompute GELU (no memory for it), but on
+ * the CPU the erf pass costs more than keeping the array (one `[N, F]` per
+ * block until its backward, as PyTorch keeps it). Taken once, and only with
+ * the same dropout and while no CPU storage was written in place since
+ * (`cpuWrites()`), as the cross-entropy statistics cache is.
+ */
+const forwardActivations = new WeakMap<
+  CpuArray,
+  { g: CpuArray; dropoutP: number; dropoutSeed: number; writes: number }
+>();
+
+/** `activation(u, p)` kept from the forward when it is that exact array, else computed. */
+function takeActivation(u: CpuArray, p: GeluLinearParams): CpuArray {
+  const kept = forwardActivations.get(u);
+  forwardActivations.delete(u);
+  if (
+    kept && kept.dropoutP === p.dropoutP && kept.dropoutSeed === p.dropoutSeed &&
+    kept.writes === cpuWrites()
+  ) return kept.g;
+  return activation(u, p);
+}
+
 function info2(a: number[], b: number[]): OpInfo {
   return {
     inputs: [{ shape: a, dtype: "f32" }, { shape: b, dtype: "f32" }],
@@ -156,6 +181,12 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
   cpu([u, w, b], [out], info, p) {
     const { N, F, C } = dims(info.inputs[0], info.inputs[1], null, "geluLinear");
     const g = activation(u, p);
+    forwardActivations.set(u, {
+      g,
+      dropoutP: p.dropoutP,
+      dropoutSeed: p.dropoutSeed,
+      writes: cpuWrites(),
+    });
     if (p.half) {
       const mp = { transA: false, transB: true, round: false, acc: p.half };
       matmulF16Cpu(g, w, out, [[N, F], [C, F], [N, C]], mp);
@@ -252,7 +283,7 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
   cpu([dy, u], [out, db], info, p) {
     const [C, F] = info.outputs[0].shape;
     const N = sizeOf(info.inputs[1].shape.slice(0, -1));
-    const g = activation(u, p);
+    const g = takeActivation(u, p);
     if (p.half) {
       const mp = { transA: true, transB: false, round: true, acc: p.half };
       matmulF16Cpu(dy, g, out, [[N, C], [N, F], [C, F]], mp);

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { makeRng } from "../tensor/rng.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import type { Backend } from "../tensor/types.ts";
+import type { Backend, OpInfo } from "../tensor/types.ts";
+import { GELU_LINEAR, GELU_WEIGHT_GRAD, type GeluLinearParams } from "./gelu_linear.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import {
   add,
@@ -146,4 +147,41 @@ Deno.test("geluLinear() rejects a weight of the wrong width and a bad dropout wi
     () => geluLinear(u, tensor(new Float32Array(6), [2, 3]), null, { dropout: { p: 2, seed: 1 } }),
     (e: Error) => e instanceof RangeError && !e.message.includes("\n"),
   );
+});
+
+Deno.test("geluWeightGrad takes the forward's activation only for that array, dropout and state", () => {
+  const rng = makeRng(31);
+  const N = 40, F = 24, C = 8;
+  const f32 = (n: number) => Float32Array.from({ length: n }, () => rng() * 4 - 2);
+  const u = f32(N * F), w = f32(C * F), dy = f32(N * C);
+  const info = (shapes: number[][], outs: number[][]): OpInfo => ({
+    inputs: shapes.map((shape) => ({ shape, dtype: "f32" as const })),
+    outputs: outs.map((shape) => ({ shape, dtype: "f32" as const })),
+  });
+  const forward = (x: Float32Array, p: GeluLinearParams) =>
+    GELU_LINEAR.cpu([x, w], [new Float32Array(N * C)], info([[N, F], [C, F]], [[N, C]]), p);
+  const weightGrad = (x: Float32Array, p: GeluLinearParams) => {
+    const dw = new Float32Array(C * F), db = new Float32Array(C);
+    GELU_WEIGHT_GRAD.cpu([dy, x], [dw, db], info([[N, C], [N, F]], [[C, F], [C]]), p);
+    return dw;
+  };
+  const p = { dropoutP: 0.3, dropoutSeed: 7 };
+  const fresh = weightGrad(u.slice(), p); // another array: computed
+  forward(u, p);
+  assert.deepEqual(weightGrad(u, p), fresh, "kept from the forward");
+  // another dropout seed than the forward's: computed with its own mask
+  forward(u, p);
+  const q = { dropoutP: 0.3, dropoutSeed: 8 };
+  assert.deepEqual(weightGrad(u, q), weightGrad(u.slice(), q));
+  assert.notDeepEqual(weightGrad(u.slice(), q), fresh);
+  // u written in place after the forward (a CPU write in between): computed from the new values
+  forward(u, p);
+  u[0] += 1;
+  CPU.copy(
+    CPU.upload(new Float32Array(1), { shape: [1], dtype: "f32" }),
+    CPU.upload(new Float32Array(1), { shape: [1], dtype: "f32" }),
+    4,
+  );
+  assert.deepEqual(weightGrad(u, p), weightGrad(u.slice(), p));
+  assert.notDeepEqual(weightGrad(u, p), fresh);
 });
