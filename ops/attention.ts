@@ -76,7 +76,7 @@ import {
   attentionBackwardF32,
   type AttentionF32,
   attentionF32,
-  dropoutF32,
+  keepMaskU8,
 } from "./_cpu_threads_kernels.ts";
 import { softmaxRows } from "./_attention_rows.ts";
 import { expF64 } from "./_exp.ts";
@@ -508,9 +508,9 @@ function fromHeadsMajor(x: Float32Array, out: CpuArray, g: Geometry, L: number):
 function applyDropout(x: Float32Array, p: AttentionParams): void {
   if (!(p.dropoutP > 0)) return;
   const thr = dropoutThreshold(p.dropoutP), ks = dropoutScale(p.dropoutP), seed = p.seed >>> 0;
-  // the mask from the WebAssembly dropout of ones (1 where kept), the same multipliers
-  const keep = new Float32Array(x.length);
-  if (dropoutF32(new Float32Array(x.length).fill(1), keep, seed, thr, 1)) {
+  // the keep mask from WebAssembly (ops/_cpu_threads_kernels.ts), the same multipliers
+  const keep = keepMaskU8(x.length, seed, thr);
+  if (keep) {
     for (let i = 0; i < x.length; i++) x[i] *= keep[i] !== 0 ? ks : 0;
     return;
   }
@@ -581,18 +581,26 @@ function attentionBackwardFastF32(
   // dP = dO · Vᵀ, then dS = P ∘ (dP ∘ Z − Δ) · scale on allowed keys, 0 elsewhere
   const dP = new Float32Array(n);
   mm(dOf, vf, dP, { M: T, N: S, K: D, sa: T * D, sb: S * D, transB: true });
-  const zm = new Float32Array(n).fill(1);
-  applyDropout(zm, p);
-  const pz = new Float32Array(n);
+  // Z: the dropout multipliers (without dropout all 1, and P∘Z is P: the same numbers)
+  const zm = p.dropoutP > 0 ? new Float32Array(n).fill(1) : null;
+  if (zm) applyDropout(zm, p);
+  const pz = zm ? new Float32Array(n) : prob;
   for (let r = 0; r < BH * T; r++) {
     const lr = rows ? rows[r] : r; // o, lse and dlse stay in the layout
     let delta = dlse ? -dlse[lr] : 0;
     for (let d = 0; d < D; d++) delta += dOf[r * D + d] * o[lr * D + d];
     const base = r * S;
-    for (let s = 0; s < S; s++) {
-      const i = base + s;
-      pz[i] = prob[i] * zm[i];
-      dP[i] = any[r] && z[i] !== -Infinity ? prob[i] * (dP[i] * zm[i] - delta) * p.scale : 0;
+    if (zm) {
+      for (let s = 0; s < S; s++) {
+        const i = base + s;
+        pz[i] = prob[i] * zm[i];
+        dP[i] = any[r] && z[i] !== -Infinity ? prob[i] * (dP[i] * zm[i] - delta) * p.scale : 0;
+      }
+    } else {
+      for (let s = 0; s < S; s++) {
+        const i = base + s;
+        dP[i] = any[r] && z[i] !== -Infinity ? prob[i] * (dP[i] - delta) * p.scale : 0;
+      }
     }
   }
   const dS = dP;

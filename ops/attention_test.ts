@@ -269,6 +269,8 @@ Deno.test("attention(): the f32 CPU fast path (WebAssembly matmuls) equals the f
     { B: 2, H: 2, T: 5, S: 7, D: 8, causal: false, p: 0 },
     { B: 1, H: 3, T: 6, S: 6, D: 4, causal: true, p: 0.25 },
     { B: 2, H: 1, T: 1, S: 9, D: 16, causal: true, p: 0 },
+    // T·S·D ≥ WASM_ATTENTION_MAX_WORK: the matmul path without dropout too
+    { B: 2, H: 1, T: 128, S: 128, D: 64, causal: true, p: 0 },
   ];
   for (const c of shapes) {
     const { B, H, T, S, D } = c;
