@@ -1275,7 +1275,7 @@ function prepackedProduct(
       j0,
       j1,
     ])
-    : many && tiles > 1
+    : many && M >= 12
     ? cut(tiles, new Array<number>(Math.min(wanted, tiles)).fill(1)).map(([t0, t1]) => [
       6 * t0,
       Math.min(M, 6 * t1),
