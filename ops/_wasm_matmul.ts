@@ -1192,12 +1192,11 @@ export function wasmMatmulF32(
   const brs = transB ? 1 : N, bcs = transB ? K : 1;
   const wanted = cpuThreads();
   // a small-M product with a weight seen before unchanged: b prepacked in the cache
-  const k = current(wanted > 1)!;
-  const pre = P === 1 && M <= PACKED_MAX_M && b.length === K * N && b.length >= PACKED_MIN_ELEMENTS
-    ? packedB(k, b, { N, K, nc, kc, brs, bcs })
-    : 0;
-  if (pre && prepackedProduct(a.subarray(0, aLen), out, pre, { M, N, K, ars, acs, mc, nc, kc })) {
-    return true;
+  if (P === 1 && M <= PACKED_MAX_M && b.length === K * N && b.length >= PACKED_MIN_ELEMENTS) {
+    const k = current(wanted > 1)!;
+    const pre = packedB(k, b, { N, K, nc, kc, brs, bcs });
+    const g = { M, N, K, ars, acs, mc, nc, kc };
+    if (pre && prepackedProduct(k, a.subarray(0, aLen), out, pre, g)) return true;
   }
   const parts = plan(M, N, K, P, wanted, { sa: 4 * sa, sb: 4 * sb, sc: 4 * M * N, ars, bcs });
   const aOff = 0, bOff = align16(4 * aLen), cOff = align16(bOff + 4 * bLen);
@@ -1248,6 +1247,7 @@ export function wasmMatmulF32(
  * whole nc-column blocks, so each starts at a block of the packing.
  */
 function prepackedProduct(
+  k: Kernel,
   a: Float32Array,
   out: Float32Array,
   pre: number,
@@ -1289,7 +1289,7 @@ function prepackedProduct(
   const w = workspace(bytes, cuts.length > 1 ? Math.min(wanted, cuts.length) : 1, stride);
   if (w === null) return false;
   // the workspace may have emptied the cache (it needed the space): the usual path, pack later
-  if (current(wanted > 1)!.packed.start > pre) return false;
+  if (k.packed.start > pre) return false;
   const aPtr = w.data + aOff, cPtr = w.data + cOff, work = align16(w.data + bytes);
   w.f32.set(a, aPtr >> 2);
   const Kp = packedDepth(K, kc);

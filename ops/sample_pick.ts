@@ -124,9 +124,11 @@ export function rowsLogSumExp(x: LogitsRow, N: number, V: number): Float64Array 
   return out;
 }
 
-/** log-softmax of `row` at `i` (all −∞: −log V), as `logSoftmax` in train/generate.ts. */
-export function logSoftmaxAt(row: LogitsRow, i: number): number {
-  const lse = logSumExp(row);
+/**
+ * log-softmax of `row` at `i` (all −∞: −log V), as `logSoftmax` in
+ * train/generate.ts; `lse` is the row's {@linkcode logSumExp} when known.
+ */
+export function logSoftmaxAt(row: LogitsRow, i: number, lse: number = logSumExp(row)): number {
   return lse === -Infinity ? -Math.log(row.length) : row[i] - lse;
 }
 

@@ -369,11 +369,7 @@ async function greedyOrSample(
         applyTopP(w, o.topP);
         tok = sampleIndex(w, rngs[r]);
       }
-      sums[r] += lse === null
-        ? logSoftmaxAt(row, tok)
-        : lse[r] === -Infinity
-        ? -Math.log(V)
-        : row[tok] - lse[r];
+      sums[r] += logSoftmaxAt(row, tok, lse?.[r]);
       seqs[r].push(tok);
       tokens[r] = tok;
       if (tok === ids.eosTokenId) finished[r] = true;
