@@ -9,7 +9,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { MATMUL, type MatmulParams } from "./matmul.ts";
+import { addRows, MATMUL, matmulCpu, type MatmulParams, sumRows } from "./matmul.ts";
 import {
   useWasmMatmul,
   wasmMatmulF32,
@@ -329,4 +329,78 @@ Deno.test("a small-M product with a weight seen before unchanged reads it prepac
   } finally {
     useCpuThreads(threads0);
   }
+});
+
+Deno.test("the product's epilogue (bias rows, column sums of a) has the TypeScript bits on 1-3 threads", () => {
+  const threads0 = cpuThreads();
+  const rng = makeRng(33);
+  const f32 = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rng() * 2 - 1) * s);
+  try {
+    // bias: rows of every width class (under 4, odd, over a block), batches, the prepacked
+    // path (M ≤ 64, b of 16384+ elements seen twice); sums: transA products as a Linear's
+    // weight gradient, odd and even column counts, large magnitudes
+    const cases: { M: number; K: number; N: number; P: number; transA: boolean; s: number }[] = [
+      { M: 7, K: 5, N: 3, P: 1, transA: false, s: 1 },
+      { M: 300, K: 64, N: 129, P: 1, transA: false, s: 1 },
+      { M: 40, K: 8, N: 33, P: 3, transA: false, s: 1 },
+      { M: 8, K: 256, N: 520, P: 1, transA: false, s: 1 },
+      { M: 65, K: 384, N: 64, P: 1, transA: true, s: 1 },
+      { M: 257, K: 513, N: 31, P: 1, transA: true, s: 1e20 },
+      { M: 3, K: 2, N: 5, P: 1, transA: true, s: 1 },
+    ];
+    for (const { M, K, N, P, transA, s } of cases) {
+      for (const t of [1, 2, 3]) {
+        useCpuThreads(t);
+        const a = f32(P * M * K, s), b = f32(K * N), bias = f32(N, s);
+        const geo = { M, N, K, P, sa: P > 1 ? M * K : 0, sb: 0, transA, transB: false };
+        const sums = transA && P === 1;
+        // the reference: the product without epilogue (checked above), then the TS loops
+        const want = new Float32Array(P * M * N);
+        assert.ok(wasmMatmulF32(a, b, want, geo));
+        const wantSums = new Float32Array(M);
+        addRows(want, bias);
+        if (sums) sumRows(a, K, M, wantSums);
+        for (const call of [1, 2, 3]) {
+          const out = new Float32Array(P * M * N).fill(NaN);
+          const got = sums ? new Float32Array(M).fill(NaN) : undefined;
+          assert.ok(wasmMatmulF32(a, b, out, { ...geo, bias, aColumnSums: got }));
+          const tag = `[${P}×${M},${K},${N}] transA ${transA}, ${t} threads, call ${call}`;
+          const at = out.findIndex((v, i) => !Object.is(v, want[i]));
+          assert.ok(at < 0, `${tag}: ${out[at]} vs ${want[at]} at ${at}`);
+          if (got) assert.deepEqual(got, wantSums, tag);
+        }
+      }
+    }
+  } finally {
+    useCpuThreads(threads0);
+  }
+});
+
+Deno.test("matmulCpu's epilogue falls back to the TypeScript loops for empty products and f64", () => {
+  const info = (a: Shape, b: Shape): OpInfo => ({
+    inputs: [{ shape: a, dtype: "f32" }, { shape: b, dtype: "f32" }],
+    outputs: [],
+  });
+  // K = 0: out is the bias; the sums of a [0, 2] are zeros
+  const out = new Float32Array(4).fill(NaN), db = new Float32Array(2).fill(NaN);
+  matmulCpu(new Float32Array(0), new Float32Array(0), out, info([0, 2], [0, 2]), {
+    transA: true,
+    transB: false,
+  }, { aColumnSums: db });
+  assert.deepEqual([...out], [0, 0, 0, 0]);
+  assert.deepEqual([...db], [0, 0]);
+  const out2 = new Float32Array(4);
+  matmulCpu(new Float32Array(0), new Float32Array(0), out2, info([2, 0], [0, 2]), {
+    transA: false,
+    transB: false,
+  }, { bias: Float32Array.of(1, -2) });
+  assert.deepEqual([...out2], [1, -2, 1, -2]);
+  // f64 takes the reference loops
+  const o64 = new Float64Array(2), s64 = new Float64Array(2);
+  matmulCpu(Float64Array.of(1, 2, 3, 4), Float64Array.of(1, 1), o64, info([2, 2], [2, 1]), {
+    transA: true,
+    transB: false,
+  }, { bias: Float64Array.of(0.5), aColumnSums: s64 });
+  assert.deepEqual([...o64], [4.5, 6.5]);
+  assert.deepEqual([...s64], [4, 6]);
 });

@@ -48,7 +48,7 @@ import {
 } from "../tensor/types.ts";
 import { GELU, GELU_GRAD } from "./elementwise.ts";
 import { DROPOUT } from "./dropout.ts";
-import { addRows, MATMUL, matmulGeometry, matmulKernel, matmulPlan, sumRows } from "./matmul.ts";
+import { addRows, MATMUL, matmulCpu, matmulGeometry, matmulKernel, matmulPlan } from "./matmul.ts";
 import { MATMUL_F16, type MatmulF16Accumulate } from "./matmul_f16.ts";
 import type { MatmulHalf } from "./_matmul_wgsl.ts";
 import { sumTo } from "./reduce.ts";
@@ -190,8 +190,11 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
     if (p.half) {
       const mp = { transA: false, transB: true, round: false, acc: p.half };
       matmulF16Cpu(g, w, out, [[N, F], [C, F], [N, C]], mp);
-    } else MATMUL.cpu([g, w], [out], info2([N, F], [C, F]), { transA: false, transB: true });
-    if (b) addRows(out, b);
+      if (b) addRows(out, b);
+    } else {
+      const mp = { transA: false, transB: true };
+      matmulCpu(g, w, out, info2([N, F], [C, F]), mp, b ? { bias: b } : {});
+    }
   },
   gpu(info, p) {
     const { N, F, C } = dims(info.inputs[0], info.inputs[1], null, "geluLinear");
@@ -289,8 +292,8 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
       matmulF16Cpu(dy, g, out, [[N, C], [N, F], [C, F]], mp);
       return;
     }
-    MATMUL.cpu([dy, g], [out], info2([N, C], [N, F]), { transA: true, transB: false });
-    sumRows(dy, N, C, db);
+    const mp = { transA: true, transB: false };
+    matmulCpu(dy, g, out, info2([N, C], [N, F]), mp, { aColumnSums: db });
   },
   gpu(info, p) {
     const [C, F] = info.outputs[0].shape;

@@ -25,6 +25,7 @@ import {
   type GpuKernel,
   type GpuPlan,
   type OpDef,
+  type OpInfo,
   packUniform,
   type Shape,
   type TensorLike,
@@ -434,45 +435,7 @@ export const MATMUL: OpDef<MatmulParams> = {
     return [{ shape: matmulGeometry(a.shape, b.shape, p).shape, dtype: a.dtype }];
   },
   cpu([a, b], [out], info, p) {
-    const { M, N, K, P, sa, sb } = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
-    // f32 runs the WebAssembly SIMD kernel (ops/_wasm_matmul.ts) when it loads; this code is its reference.
-    if (
-      a instanceof Float32Array && b instanceof Float32Array && out instanceof Float32Array &&
-      wasmMatmulF32(a, b, out, { M, N, K, P, sa, sb, transA: p.transA, transB: p.transB })
-    ) return;
-    // Read both operands as rows over k (A: [M, K], B: [N, K]), transposing a copy when needed,
-    // so every inner loop is a contiguous dot product; four outputs share each load of a row of A.
-    const At = new Float64Array(M * K), Bt = new Float64Array(N * K);
-    for (let q = 0; q < P; q++) {
-      const ab = q * sa, bb = q * sb, ob = q * M * N;
-      if (q === 0 || sa !== 0) rowsOverK(a, ab, M, K, p.transA, At);
-      if (q === 0 || sb !== 0) rowsOverK(b, bb, N, K, !p.transB, Bt);
-      for (let m = 0; m < M; m++) {
-        const ar = m * K, orow = ob + m * N;
-        let n = 0;
-        for (; n + 3 < N; n += 4) {
-          const b0 = n * K, b1 = b0 + K, b2 = b1 + K, b3 = b2 + K;
-          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-          for (let k = 0; k < K; k++) {
-            const av = At[ar + k];
-            s0 += av * Bt[b0 + k];
-            s1 += av * Bt[b1 + k];
-            s2 += av * Bt[b2 + k];
-            s3 += av * Bt[b3 + k];
-          }
-          out[orow + n] = s0;
-          out[orow + n + 1] = s1;
-          out[orow + n + 2] = s2;
-          out[orow + n + 3] = s3;
-        }
-        for (; n < N; n++) {
-          const b0 = n * K;
-          let s = 0;
-          for (let k = 0; k < K; k++) s += At[ar + k] * Bt[b0 + k];
-          out[orow + n] = s;
-        }
-      }
-    }
+    matmulCpu(a, b, out, info, p);
   },
   gpu(info, p) {
     const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
@@ -483,6 +446,102 @@ export const MATMUL: OpDef<MatmulParams> = {
     return matmulGrads(a, b, dy as Tensor, c.params, c.takeGrad, a.requiresGrad, b.requiresGrad);
   },
 };
+
+/** What {@linkcode matmulCpu} adds to a product. */
+export interface MatmulEpilogue {
+  /** `[N]` added to every row of the output (`addRows`). */
+  bias?: CpuArray;
+  /**
+   * Receives the float64 sums over the rows of `a` as stored (`sumRows`), one per
+   * stored column; one product (P = 1) only.
+   */
+  aColumnSums?: CpuArray;
+}
+
+/**
+ * The CPU product of {@linkcode MATMUL} (`info` gives the operands' shapes), then
+ * the epilogue: in f32, all of it in the WebAssembly SIMD kernel
+ * (ops/_wasm_matmul.ts) when it loads, with the operands still in its memory; the
+ * TypeScript below is its reference, with the same bits.
+ */
+export function matmulCpu(
+  a: CpuArray,
+  b: CpuArray,
+  out: CpuArray,
+  info: OpInfo,
+  p: MatmulParams,
+  epilogue: MatmulEpilogue = {},
+): void {
+  const { M, N, K, P, sa, sb } = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
+  const { bias, aColumnSums } = epilogue;
+  if (
+    a instanceof Float32Array && b instanceof Float32Array && out instanceof Float32Array &&
+    (bias === undefined || bias instanceof Float32Array) &&
+    (aColumnSums === undefined || aColumnSums instanceof Float32Array) &&
+    wasmMatmulF32(a, b, out, {
+      M,
+      N,
+      K,
+      P,
+      sa,
+      sb,
+      transA: p.transA,
+      transB: p.transB,
+      bias,
+      aColumnSums,
+    })
+  ) return;
+  matmulReference(a, b, out, { M, N, K, P, sa, sb }, p);
+  if (bias) addRows(out, bias);
+  if (aColumnSums) {
+    const cols = aColumnSums.length;
+    sumRows(a, cols > 0 ? (P === 1 ? M * K : 0) / cols : 0, cols, aColumnSums);
+  }
+}
+
+/** The TypeScript product (float64 dot products). */
+function matmulReference(
+  a: CpuArray,
+  b: CpuArray,
+  out: CpuArray,
+  g: { M: number; N: number; K: number; P: number; sa: number; sb: number },
+  p: MatmulParams,
+): void {
+  const { M, N, K, P, sa, sb } = g;
+  // Read both operands as rows over k (A: [M, K], B: [N, K]), transposing a copy when needed,
+  // so every inner loop is a contiguous dot product; four outputs share each load of a row of A.
+  const At = new Float64Array(M * K), Bt = new Float64Array(N * K);
+  for (let q = 0; q < P; q++) {
+    const ab = q * sa, bb = q * sb, ob = q * M * N;
+    if (q === 0 || sa !== 0) rowsOverK(a, ab, M, K, p.transA, At);
+    if (q === 0 || sb !== 0) rowsOverK(b, bb, N, K, !p.transB, Bt);
+    for (let m = 0; m < M; m++) {
+      const ar = m * K, orow = ob + m * N;
+      let n = 0;
+      for (; n + 3 < N; n += 4) {
+        const b0 = n * K, b1 = b0 + K, b2 = b1 + K, b3 = b2 + K;
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (let k = 0; k < K; k++) {
+          const av = At[ar + k];
+          s0 += av * Bt[b0 + k];
+          s1 += av * Bt[b1 + k];
+          s2 += av * Bt[b2 + k];
+          s3 += av * Bt[b3 + k];
+        }
+        out[orow + n] = s0;
+        out[orow + n + 1] = s1;
+        out[orow + n + 2] = s2;
+        out[orow + n + 3] = s3;
+      }
+      for (; n < N; n++) {
+        const b0 = n * K;
+        let s = 0;
+        for (let k = 0; k < K; k++) s += At[ar + k] * Bt[b0 + k];
+        out[orow + n] = s;
+      }
+    }
+  }
+}
 
 /**
  * `op(a) · op(b) + c` with `c` shaped like the product: the input gradient
@@ -540,8 +599,7 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
     return [o];
   },
   cpu([a, b, bias], [out], info, p) {
-    MATMUL.cpu([a, b], [out], { inputs: info.inputs.slice(0, 2), outputs: info.outputs }, p);
-    addRows(out, bias);
+    matmulCpu(a, b, out, info, p, { bias });
   },
   gpu(info, p) {
     const g = matmulGeometry(info.inputs[0].shape, info.inputs[1].shape, p);
@@ -593,11 +651,17 @@ export const LINEAR_GRAD: OpDef<Record<string, never>> = {
   cpu([dy, x], [dw, db], info) {
     const [R, O] = lastAxisRows(info.inputs[0].shape), [, I] = lastAxisRows(info.inputs[1].shape);
     const p = { transA: true, transB: false };
-    MATMUL.cpu([dy, x], [dw], {
-      inputs: [{ shape: [R, O], dtype: "f32" }, { shape: [R, I], dtype: "f32" }],
-      outputs: [],
-    }, p);
-    sumRows(dy, R, O, db);
+    matmulCpu(
+      dy,
+      x,
+      dw,
+      {
+        inputs: [{ shape: [R, O], dtype: "f32" }, { shape: [R, I], dtype: "f32" }],
+        outputs: [],
+      },
+      p,
+      { aColumnSums: db },
+    );
   },
   gpu(info) {
     const [R, O] = lastAxisRows(info.inputs[0].shape), [, I] = lastAxisRows(info.inputs[1].shape);

@@ -1,8 +1,8 @@
 ;; f32 matrix multiply for webseq's CPU backend: C[M, N] = A[M, K] · B[K, N];
 ;; and, at the end of the file, GELU, SiLU and their gradients, the cross-entropy row
 ;; kernels, attention forward and backward and the matmul path's softmax rows, the AdamW
-;; update, dropout and its keep mask. The export `task` runs one task of any of them as one
-;; thread.
+;; update, dropout and its keep mask, bias rows and column sums. The export `task` runs one
+;; task of any of them as one thread.
 ;;
 ;; Operands are addressed through element strides, so one kernel serves all
 ;; four transpose combinations: A(m, k) is at a + 4·(m·ars + k·acs) and
@@ -409,7 +409,8 @@
   ;; Runs one task as thread t: the descriptor at d starts with its kind (0: matmul,
   ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient,
   ;; 5: AdamW update, 6: dropout, 7/8: attention forward/backward, 9: SiLU, 10: SiLU gradient,
-  ;; 11: dropout keep mask, 12: attention softmax rows, 13: prepack B),
+  ;; 11: dropout keep mask, 12: attention softmax rows, 13: prepack B, 14: bias rows,
+  ;; 15: column sums),
   ;; then its words (see each kernel). ops/_wasm_matmul.ts writes the descriptors.
   (func (export "task") (param $d i32) (param $t i32)
     (local $kind i32)
@@ -472,6 +473,14 @@
         (f64.load offset=32 (local.get $d)) (i32.trunc_f64_u (f64.load offset=40 (local.get $d)))
         (i32.trunc_f64_u (f64.load offset=48 (local.get $d)))
         (i32.trunc_f64_u (f64.load offset=56 (local.get $d))) (local.get $t)) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 14))
+      (then (call $add_rows (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 15))
+      (then (call $sum_rows (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))) (return)))
     (if (i32.eq (local.get $kind) (i32.const 11))
       (then (call $keep_mask (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
@@ -1693,4 +1702,65 @@
       (local.set $x (i32.add (local.get $x) (i32.const 4)))
       (local.set $out (i32.add (local.get $out) (i32.const 4)))
       (br_if $e (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+
+  ;; Bias rows (addRows in ops/matmul.ts): c[r, j] += bias[j] for rows r of n f32 each, row
+  ;; stride ldc f32; f32 sums (a double-rounded f64 sum gives the same bits, as the TypeScript
+  ;; loop stores it). Four columns per step, then one at a time.
+  (func $add_rows (param $c i32) (param $bias i32) (param $rows i32) (param $n i32) (param $ldc i32)
+    (local $j i32) (local $n4 i32) (local $row i32)
+    (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
+    (block $done (loop $r
+      (br_if $done (i32.eqz (local.get $rows)))
+      (local.set $j (i32.const 0))
+      (block $d4 (loop $l4
+        (br_if $d4 (i32.ge_u (local.get $j) (local.get $n4)))
+        (local.set $row (i32.add (local.get $c) (i32.shl (local.get $j) (i32.const 2))))
+        (v128.store (local.get $row) (f32x4.add (v128.load (local.get $row))
+          (v128.load (i32.add (local.get $bias) (i32.shl (local.get $j) (i32.const 2))))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $l4)))
+      (block $d1 (loop $l1
+        (br_if $d1 (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $row (i32.add (local.get $c) (i32.shl (local.get $j) (i32.const 2))))
+        (f32.store (local.get $row) (f32.add (f32.load (local.get $row))
+          (f32.load (i32.add (local.get $bias) (i32.shl (local.get $j) (i32.const 2))))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $l1)))
+      (local.set $c (i32.add (local.get $c) (i32.shl (local.get $ldc) (i32.const 2))))
+      (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
+      (br $r))))
+
+  ;; Column sums (sumRows in ops/matmul.ts): out[j] = f32(Σ_r x[r, j]) over rows r in order,
+  ;; summed in f64 in acc (n f64) for n columns of x, row stride ldx f32. Two columns per
+  ;; step (an odd n sums one column more into acc[n], from the f32 past it, and does not
+  ;; store it).
+  (func $sum_rows (param $x i32) (param $rows i32) (param $n i32) (param $ldx i32)
+    (param $acc i32) (param $out i32)
+    (local $j i32) (local $r i32) (local $p i32)
+    (block $d0 (loop $z
+      (br_if $d0 (i32.ge_u (local.get $j) (local.get $n)))
+      (v128.store (i32.add (local.get $acc) (i32.shl (local.get $j) (i32.const 3))) (v128.const i64x2 0 0))
+      (local.set $j (i32.add (local.get $j) (i32.const 2)))
+      (br $z)))
+    (block $dr (loop $lr
+      (br_if $dr (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $j (i32.const 0))
+      (block $dj (loop $lj
+        (br_if $dj (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $p (i32.add (local.get $acc) (i32.shl (local.get $j) (i32.const 3))))
+        (v128.store (local.get $p) (f64x2.add (v128.load (local.get $p))
+          (call $load2 (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))))
+        (local.set $j (i32.add (local.get $j) (i32.const 2)))
+        (br $lj)))
+      (local.set $x (i32.add (local.get $x) (i32.shl (local.get $ldx) (i32.const 2))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $lr)))
+    (local.set $j (i32.const 0))
+    (block $ds (loop $ls
+      (br_if $ds (i32.ge_u (local.get $j) (local.get $n)))
+      (call $store2 (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 2)))
+        (v128.load (i32.add (local.get $acc) (i32.shl (local.get $j) (i32.const 3))))
+        (i32.eq (i32.add (local.get $j) (i32.const 1)) (local.get $n)))
+      (local.set $j (i32.add (local.get $j) (i32.const 2)))
+      (br $ls))))
 )
