@@ -173,6 +173,7 @@ function dropoutOf(p: GeluLinearParams): { p: number; seed: number } | null {
  */
 export const GELU_LINEAR: OpDef<GeluLinearParams> = {
   name: "geluLinear",
+  overwrites: true,
   outputs([u, w, b], p) {
     checkParams(p, "geluLinear");
     const { C } = dims(u, w, b ?? null, "geluLinear");
@@ -230,6 +231,7 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
  */
 export const GELU_LINEAR_GRAD: OpDef<GeluLinearParams> = {
   name: "geluLinearGrad",
+  overwrites: true,
   outputs([dy, w, u], p) {
     checkParams(p, "geluLinearGrad");
     const { N, C } = dims(u, w, null, "geluLinearGrad");
@@ -267,6 +269,7 @@ export const GELU_LINEAR_GRAD: OpDef<GeluLinearParams> = {
  */
 export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
   name: "geluWeightGrad",
+  overwrites: true,
   outputs([dy, u], p) {
     checkParams(p, "geluWeightGrad");
     const C = dy.shape[dy.shape.length - 1], F = u.shape[u.shape.length - 1];

@@ -430,6 +430,7 @@ export function sumRows(x: CpuArray, R: number, O: number, into: CpuArray): void
 /** The matmul op. */
 export const MATMUL: OpDef<MatmulParams> = {
   name: "matmul",
+  overwrites: true,
   outputs([a, b], p) {
     if (a.dtype === "i32" || b.dtype === "i32") throw new TypeError("Cannot matmul i32 tensors");
     return [{ shape: matmulGeometry(a.shape, b.shape, p).shape, dtype: a.dtype }];
@@ -550,6 +551,7 @@ function matmulReference(
  */
 export const MATMUL_ADD: OpDef<MatmulParams> = {
   name: "matmulAccumulate",
+  overwrites: true,
   outputs([a, b, c], p) {
     const [o] = MATMUL.outputs([a, b], p);
     if (
@@ -588,6 +590,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 /** The bias-fused matmul: `op(a) · op(b) + bias`, bias `[N]` added to every row. */
 export const MATMUL_BIAS: OpDef<MatmulParams> = {
   name: "matmul_bias",
+  overwrites: true,
   outputs([a, b, bias], p) {
     const [o] = MATMUL.outputs([a, b], p);
     const N = o.shape[o.shape.length - 1];
@@ -639,6 +642,7 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
  */
 export const LINEAR_GRAD: OpDef<Record<string, never>> = {
   name: "linearGrad",
+  overwrites: true,
   outputs([dy, x]) {
     const [R, O] = lastAxisRows(dy.shape), [Rx, I] = lastAxisRows(x.shape);
     if (dy.shape.length < 1 || x.shape.length < 1 || R !== Rx || dy.dtype === "i32") {

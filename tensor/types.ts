@@ -120,6 +120,12 @@ export interface OpDef<P = Record<string, never>> {
   /** Inputs written in place (optimizer updates); such ops take no gradient. */
   mutates?: number[];
   /**
+   * The CPU function writes every element of every output, so the CPU backend
+   * may hand it reused memory without zeroing it first (tests/ops_overwrite_test.ts
+   * checks each such op against zeroed outputs).
+   */
+  overwrites?: boolean;
+  /**
    * The GPU plan handles f16 tensors (its WGSL says `enable f16;`). The
    * WebGPU backend refuses f16 inputs or outputs of every other op.
    */

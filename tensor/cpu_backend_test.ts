@@ -1,0 +1,77 @@
+/**
+ * The CPU backend's buffer pool: released arrays of 16 KiB or more lend their
+ * memory to the next array of the same byte size, zeroed and as a new array
+ * object, so caches keyed by array identity never mistake one for the other.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { CpuBackend } from "./cpu_backend.ts";
+import type { CpuArray, TensorInfo } from "./types.ts";
+import { tensor } from "./tensor.ts";
+import { crossEntropy, crossEntropyStats } from "../ops/cross_entropy.ts";
+import { makeRng } from "./rng.ts";
+
+const f32 = (n: number): TensorInfo => ({ shape: [n], dtype: "f32" });
+const arrayOf = (s: unknown): CpuArray => (s as { array: CpuArray }).array;
+
+Deno.test("CpuBackend reuses a released buffer of the same byte size, zeroed, as a new array", () => {
+  const cpu = new CpuBackend();
+  const n = 8192; // 32 KiB
+  const a = cpu.upload(new Float32Array(n).fill(3), f32(n));
+  const first = arrayOf(a), buffer = first.buffer;
+  cpu.release(a);
+  assert.equal(cpu.memoryStats().pooledBytes, 4 * n);
+  // the same bytes as i32: the buffer, zeroed, in a new array
+  const [out] = cpu.exec(
+    { name: "noop", outputs: () => [{ shape: [n], dtype: "i32" }], cpu: () => {} },
+    [],
+    { inputs: [], outputs: [{ shape: [n], dtype: "i32" }] },
+    {},
+  );
+  const got = arrayOf(out);
+  assert.equal(got.buffer, buffer);
+  assert.notEqual(got, first);
+  assert.ok(got instanceof Int32Array && got.every((v) => v === 0));
+  assert.equal(cpu.memoryStats().pooledBytes, 0);
+  // another size: a fresh buffer
+  const b = cpu.upload(new Float32Array(n + 1), f32(n + 1));
+  assert.notEqual(arrayOf(b).buffer, buffer);
+  cpu.release(out);
+  cpu.release(b);
+  assert.equal(cpu.memoryStats().pooledBytes, 8 * n + 4);
+  return cpu.emptyCache().then(() => assert.equal(cpu.memoryStats().pooledBytes, 0));
+});
+
+Deno.test("CpuBackend leaves small arrays and views out of the pool", () => {
+  const cpu = new CpuBackend();
+  const small = cpu.upload(new Float32Array(100), f32(100));
+  cpu.release(small);
+  assert.equal(cpu.memoryStats().pooledBytes, 0);
+  const big = cpu.upload(new Float32Array(8192), f32(8192));
+  const view = cpu.view(big, 0, 4 * 4096);
+  // as Tensor.dispose does: the root goes when its last reference does (the view holds one)
+  if (--big.refs === 0) cpu.release(big);
+  assert.equal(cpu.memoryStats().pooledBytes, 0);
+  cpu.release(view);
+  assert.equal(cpu.memoryStats().pooledBytes, 4 * 8192);
+});
+
+Deno.test("cross-entropy statistics are not taken for logits that reuse a released array's memory", async () => {
+  // the forward caches its row statistics by logits array; new logits in the same memory
+  // must get their own
+  const rng = makeRng(5);
+  const N = 64, V = 300; // 75 KiB of logits: pooled
+  const data = () => Float32Array.from({ length: N * V }, () => rng() * 8 - 4);
+  const targets = tensor(Int32Array.from({ length: N }, (_, i) => 1 + (i % (V - 1))), [N], {
+    dtype: "i32",
+  });
+  const xa = data(), xb = data();
+  const want = await crossEntropyStats(tensor(xb, [N, V]), targets, { ignoreIndex: 0 }).data();
+  const a = tensor(xa, [N, V]);
+  crossEntropy(a, targets, { ignoreIndex: 0 }).dispose();
+  a.dispose(); // its memory goes to the pool
+  const b = tensor(xb, [N, V]);
+  const got = await crossEntropyStats(b, targets, { ignoreIndex: 0 }).data();
+  assert.deepEqual([...got], [...want]);
+});
