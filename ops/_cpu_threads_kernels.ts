@@ -480,3 +480,119 @@ export function attentionBackwardF32(
   dv.set(w.f32.subarray(at[10] >> 2, (at[10] >> 2) + nk));
   return true;
 }
+
+/**
+ * LayerNorm forward as `LAYER_NORM.cpu` in ops/layer_norm.ts (the same bits): y [R, C],
+ * mean and rstd [R] from x [R, C], w and b [C]; rows split among the threads. False when
+ * WebAssembly is off.
+ */
+export function layerNormF32(
+  x: Float32Array,
+  w: Float32Array,
+  b: Float32Array,
+  out: { y: Float32Array; mean: Float32Array; rstd: Float32Array },
+  g: { R: number; C: number; eps: number },
+): boolean {
+  const { R, C } = g, n = R * C;
+  // 16 bytes of slack past w and b: an odd C's last pair reads one f32 past them
+  const wOff = align16(4 * n), bOff = wOff + align16(4 * C + 16), yOff = bOff + align16(4 * C + 16);
+  const mOff = yOff + align16(4 * n), rOff = mOff + align16(4 * R);
+  const ws = wasmTasks(rOff + 4 * R);
+  if (ws === null) return false;
+  const at = (off: number) => ws.data + off;
+  ws.f32.set(x.subarray(0, n), at(0) >> 2);
+  ws.f32.set(w.subarray(0, C), at(wOff) >> 2);
+  ws.f32.set(b.subarray(0, C), at(bOff) >> 2);
+  const tasks = ranges(R, ws.threads, C);
+  tasks.forEach(([r0, r1], i) =>
+    ws.set(i, WASM_TASK.layerNorm, [
+      at(0) + 4 * r0 * C,
+      at(wOff),
+      at(bOff),
+      at(yOff) + 4 * r0 * C,
+      at(mOff) + 4 * r0,
+      at(rOff) + 4 * r0,
+      r1 - r0,
+      C,
+    ], [g.eps])
+  );
+  ws.run(tasks.length);
+  out.y.set(ws.f32.subarray(at(yOff) >> 2, (at(yOff) >> 2) + n));
+  out.mean.set(ws.f32.subarray(at(mOff) >> 2, (at(mOff) >> 2) + R));
+  out.rstd.set(ws.f32.subarray(at(rOff) >> 2, (at(rOff) >> 2) + R));
+  return true;
+}
+
+/** Column tasks of the LayerNorm backward's dw and db at most (each has its own sums). */
+const LN_COLUMN_TASKS = 8;
+
+/**
+ * LayerNorm backward as `LAYER_NORM_GRAD.cpu` (the same bits): dx [R, C] (plus acc when
+ * given), dw and db [C], from x, dy [R, C], w [C], mean and rstd [R]. The threads split
+ * dx by rows and dw, db by columns (each column summed over the rows in order). False
+ * when WebAssembly is off.
+ */
+export function layerNormGradF32(
+  ins: {
+    x: Float32Array;
+    w: Float32Array;
+    mean: Float32Array;
+    rstd: Float32Array;
+    dy: Float32Array;
+    acc: Float32Array | null;
+  },
+  out: { dx: Float32Array; dw: Float32Array; db: Float32Array },
+  g: { R: number; C: number },
+): boolean {
+  const { R, C } = g, n = R * C;
+  const dyOff = align16(4 * n + 16), accOff = dyOff + align16(4 * n + 16);
+  const wOff = accOff + (ins.acc ? align16(4 * n + 16) : 0), mOff = wOff + align16(4 * C + 16);
+  const rOff = mOff + align16(4 * R), dxOff = rOff + align16(4 * R);
+  const dwOff = dxOff + align16(4 * n), dbOff = dwOff + align16(4 * C);
+  const sOff = dbOff + align16(4 * C);
+  const ws = wasmTasks(sOff + 16 * (C + 2 * LN_COLUMN_TASKS));
+  if (ws === null) return false;
+  const at = (off: number) => ws.data + off;
+  ws.f32.set(ins.x.subarray(0, n), at(0) >> 2);
+  ws.f32.set(ins.dy.subarray(0, n), at(dyOff) >> 2);
+  if (ins.acc) ws.f32.set(ins.acc.subarray(0, n), at(accOff) >> 2);
+  ws.f32.set(ins.w.subarray(0, C), at(wOff) >> 2);
+  ws.f32.set(ins.mean.subarray(0, R), at(mOff) >> 2);
+  ws.f32.set(ins.rstd.subarray(0, R), at(rOff) >> 2);
+  let k = 0;
+  for (const [r0, r1] of ranges(R, ws.threads, 2 * C)) {
+    ws.set(k++, WASM_TASK.layerNormGrad, [
+      at(0) + 4 * r0 * C,
+      at(wOff),
+      at(mOff) + 4 * r0,
+      at(rOff) + 4 * r0,
+      at(dyOff) + 4 * r0 * C,
+      ins.acc ? at(accOff) + 4 * r0 * C : 0,
+      at(dxOff) + 4 * r0 * C,
+      r1 - r0,
+      C,
+    ]);
+  }
+  const parts = ws.threads > 1 && n >= MIN_THREADED ? Math.min(ws.threads, LN_COLUMN_TASKS, C) : 1;
+  let sums = at(sOff);
+  for (const [j0, j1] of cut(C, new Array<number>(parts).fill(1))) {
+    ws.set(k++, WASM_TASK.layerNormGradColumns, [
+      at(0) + 4 * j0,
+      at(mOff),
+      at(rOff),
+      at(dyOff) + 4 * j0,
+      R,
+      j1 - j0,
+      C,
+      sums,
+      at(dwOff) + 4 * j0,
+      at(dbOff) + 4 * j0,
+    ]);
+    sums += 16 * (j1 - j0 + 2);
+  }
+  ws.run(k);
+  out.dx.set(ws.f32.subarray(at(dxOff) >> 2, (at(dxOff) >> 2) + n));
+  out.dw.set(ws.f32.subarray(at(dwOff) >> 2, (at(dwOff) >> 2) + C));
+  out.db.set(ws.f32.subarray(at(dbOff) >> 2, (at(dbOff) >> 2) + C));
+  return true;
+}

@@ -12,6 +12,7 @@ import { CROSS_ENTROPY, CROSS_ENTROPY_GRAD, CROSS_ENTROPY_STATS } from "./cross_
 import { ADAMW_FLAT } from "./optim_ops.ts";
 import { DROPOUT, dropoutKeeps, dropoutThreshold } from "./dropout.ts";
 import { RESIDUAL, RESIDUAL_BACKWARD } from "./residual.ts";
+import { LAYER_NORM, LAYER_NORM_GRAD } from "./layer_norm.ts";
 import { ATTENTION, ATTENTION_BACKWARD } from "./attention.ts";
 import { softmaxRows } from "./_attention_rows.ts";
 import { useWasmMatmul } from "./_wasm_matmul.ts";
@@ -353,5 +354,37 @@ Deno.test("the attention softmax rows in WebAssembly equal the TypeScript loop b
   } finally {
     useCpuThreads(threads0);
     useWasmMatmul("auto");
+  }
+});
+
+Deno.test("LayerNorm forward and backward in WebAssembly equal the TypeScript loops", () => {
+  // rows split among the threads (and dw/db by columns) from 32k elements; odd and even C,
+  // C = 1, offset and scaled rows, with and without the pending gradient acc
+  for (
+    const [R, C, scale, shift] of [
+      [3, 1, 1, 0],
+      [5, 7, 1, 0],
+      [64, 64, 1, 0],
+      [129, 257, 3, 1e3],
+      [600, 96, 1e-3, -2],
+      [70, 513, 10, 0],
+    ] as const
+  ) {
+    const x = f32(R * C, R + C, scale).map((v) => v + shift);
+    const w = f32(C, 3 * C, 1), b = f32(C, 5 * C, 1);
+    const rows: Shape = [R], row: Shape = [R, C], col: Shape = [C];
+    const t = (shape: Shape) => ({ shape, dtype: "f32" as const });
+    const fwdInfo = { inputs: [t(row), t(col), t(col)], outputs: [t(row), t(rows), t(rows)] };
+    sameBits(LAYER_NORM, [x, w, b], fwdInfo, { eps: 1e-5 });
+    const y = new Float32Array(R * C), mean = new Float32Array(R), rstd = new Float32Array(R);
+    LAYER_NORM.cpu([x, w, b], [y, mean, rstd], fwdInfo, { eps: 1e-5 });
+    const dy = f32(R * C, 7 * R, 1), acc = f32(R * C, 11 * C, 1);
+    for (const withAcc of [false, true]) {
+      const ins = [x, w, mean, rstd, dy, ...(withAcc ? [acc] : [])];
+      sameBits(LAYER_NORM_GRAD, ins, {
+        inputs: [t(row), t(col), t(rows), t(rows), t(row), ...(withAcc ? [t(row)] : [])],
+        outputs: [t(row), t(col), t(col)],
+      }, { eps: 1e-5 });
+    }
   }
 });

@@ -32,6 +32,7 @@ import {
 } from "../tensor/types.ts";
 import { grid1d } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
+import { layerNormF32, layerNormGradF32 } from "./_cpu_threads_kernels.ts";
 import {
   lastAxisRows,
   rowWorkgroupSize,
@@ -79,14 +80,34 @@ export const LAYER_NORM: OpDef<LayerNormParams> = {
   },
   cpu([x, w, b], [y, mean, rstd], info, p) {
     const [R, C] = lastAxisRows(info.inputs[0].shape);
+    // f32: the same bits in WebAssembly on the CPU threads (ops/_cpu_threads_kernels.ts)
+    if (
+      x instanceof Float32Array && w instanceof Float32Array && b instanceof Float32Array &&
+      y instanceof Float32Array && mean instanceof Float32Array && rstd instanceof Float32Array &&
+      layerNormF32(x, w, b, { y, mean, rstd }, { R, C, eps: p.eps })
+    ) return;
     for (let r = 0; r < R; r++) {
       const o = r * C;
-      let s = 0;
-      for (let j = 0; j < C; j++) s += x[o + j];
-      const m = s / C;
-      let v = 0;
-      for (let j = 0; j < C; j++) v += (x[o + j] - m) ** 2;
-      const rs = 1 / Math.sqrt(v / C + p.eps);
+      // sums in two lanes, even and odd columns (an odd C's last column in the even one), as
+      // the WebAssembly kernel's f64x2 adds them
+      let s0 = 0, s1 = 0, j = 0;
+      for (; j + 1 < C; j += 2) {
+        s0 += x[o + j];
+        s1 += x[o + j + 1];
+      }
+      if (j < C) s0 += x[o + j];
+      const m = (s0 + s1) / C;
+      let v0 = 0, v1 = 0;
+      for (j = 0; j + 1 < C; j += 2) {
+        const d0 = x[o + j] - m, d1 = x[o + j + 1] - m;
+        v0 += d0 * d0;
+        v1 += d1 * d1;
+      }
+      if (j < C) {
+        const d = x[o + j] - m;
+        v0 += d * d;
+      }
+      const rs = 1 / Math.sqrt((v0 + v1) / C + p.eps);
       for (let j = 0; j < C; j++) y[o + j] = (x[o + j] - m) * rs * w[j] + b[j];
       mean[r] = m;
       rstd[r] = rs;
@@ -263,22 +284,36 @@ export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
   },
   cpu([x, w, mean, rstd, dy, acc], [dx, dw, db], info) {
     const [R, C] = lastAxisRows(info.inputs[0].shape);
+    // f32: the same bits in WebAssembly on the CPU threads (ops/_cpu_threads_kernels.ts)
+    if (
+      x instanceof Float32Array && w instanceof Float32Array && mean instanceof Float32Array &&
+      rstd instanceof Float32Array && dy instanceof Float32Array &&
+      (acc === undefined || acc instanceof Float32Array) && dx instanceof Float32Array &&
+      dw instanceof Float32Array && db instanceof Float32Array &&
+      layerNormGradF32({ x, w, mean, rstd, dy, acc: acc ?? null }, { dx, dw, db }, { R, C })
+    ) return;
     const f32 = !(dx instanceof Float64Array);
     const sw = new Float64Array(C), sb = new Float64Array(C);
     const xh = new Float64Array(C), g = new Float64Array(C);
     for (let r = 0; r < R; r++) {
       const o = r * C, m = mean[r], rs = rstd[r];
-      let sg = 0, sgx = 0;
+      // Σ g and Σ g·h in two lanes, even and odd columns, as LAYER_NORM.cpu sums
+      let sg0 = 0, sg1 = 0, sgx0 = 0, sgx1 = 0;
       for (let j = 0; j < C; j++) {
         const d = dy[o + j], h = (x[o + j] - m) * rs, gj = d * w[j];
         xh[j] = h;
         g[j] = gj;
-        sg += gj;
-        sgx += gj * h;
+        if (j & 1) {
+          sg1 += gj;
+          sgx1 += gj * h;
+        } else {
+          sg0 += gj;
+          sgx0 += gj * h;
+        }
         sw[j] += d * h;
         sb[j] += d;
       }
-      const mg = sg / C, mgx = sgx / C;
+      const mg = (sg0 + sg1) / C, mgx = (sgx0 + sgx1) / C;
       // with acc: the LayerNorm gradient rounded to dx's precision, then the sum rounded: the
       // numbers of a separate dx and autograd's add (and of the f32 GPU kernel). Three loops, so
       // that no element pays for the choice (a closure call per element was 2× slower).

@@ -1,8 +1,8 @@
 ;; f32 matrix multiply for webseq's CPU backend: C[M, N] = A[M, K] · B[K, N];
 ;; and, at the end of the file, GELU, SiLU and their gradients, the cross-entropy row
 ;; kernels, attention forward and backward and the matmul path's softmax rows, the AdamW
-;; update, dropout and its keep mask, bias rows and column sums. The export `task` runs one
-;; task of any of them as one thread.
+;; update, dropout and its keep mask, bias rows and column sums, LayerNorm forward and
+;; backward. The export `task` runs one task of any of them as one thread.
 ;;
 ;; Operands are addressed through element strides, so one kernel serves all
 ;; four transpose combinations: A(m, k) is at a + 4·(m·ars + k·acs) and
@@ -410,7 +410,7 @@
   ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient,
   ;; 5: AdamW update, 6: dropout, 7/8: attention forward/backward, 9: SiLU, 10: SiLU gradient,
   ;; 11: dropout keep mask, 12: attention softmax rows, 13: prepack B, 14: bias rows,
-  ;; 15: column sums),
+  ;; 15: column sums, 16/17/18: LayerNorm forward, backward dx, backward dw and db),
   ;; then its words (see each kernel). ops/_wasm_matmul.ts writes the descriptors.
   (func (export "task") (param $d i32) (param $t i32)
     (local $kind i32)
@@ -481,6 +481,24 @@
       (then (call $sum_rows (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
         (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 16))
+      (then (call $ln_fwd (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))
+        (f64.load offset=32 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 17))
+      (then (call $ln_bwd (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))
+        (i32.load offset=32 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 18))
+      (then (call $ln_bwd_cols (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))
+        (i32.load offset=32 (local.get $d)) (i32.load offset=36 (local.get $d))) (return)))
     (if (i32.eq (local.get $kind) (i32.const 11))
       (then (call $keep_mask (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
@@ -1761,6 +1779,204 @@
       (call $store2 (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 2)))
         (v128.load (i32.add (local.get $acc) (i32.shl (local.get $j) (i32.const 3))))
         (i32.eq (i32.add (local.get $j) (i32.const 1)) (local.get $n)))
+      (local.set $j (i32.add (local.get $j) (i32.const 2)))
+      (br $ls))))
+
+  ;; LayerNorm forward (LAYER_NORM.cpu in ops/layer_norm.ts) of `rows` rows of C f32 at x:
+  ;; per row, f64 sums in two lanes (even columns, odd columns; an odd C's last column goes
+  ;; to the even lane), added at the end; m = s/C, rs = 1/√(v/C + eps) with v summed alike
+  ;; over (x − m)²; y = ((x − m)·rs)·w + b rounded to f32; mean, rstd rounded to f32.
+  (func $ln_fwd (param $x i32) (param $w i32) (param $b i32) (param $y i32) (param $mean i32)
+    (param $rstd i32) (param $rows i32) (param $C i32) (param $eps f64)
+    (local $j i32) (local $c2 i32) (local $acc v128) (local $mv v128) (local $rv v128)
+    (local $d v128) (local $s f64) (local $m f64) (local $rs f64) (local $t f64) (local $o i32)
+    (local.set $c2 (i32.and (local.get $C) (i32.const -2)))
+    (block $done (loop $row
+      (br_if $done (i32.eqz (local.get $rows)))
+      ;; the mean
+      (local.set $acc (v128.const i64x2 0 0))
+      (local.set $j (i32.const 0))
+      (block $d1 (loop $l1
+        (br_if $d1 (i32.ge_u (local.get $j) (local.get $c2)))
+        (local.set $acc (f64x2.add (local.get $acc)
+          (call $load2 (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))))
+        (local.set $j (i32.add (local.get $j) (i32.const 2)))
+        (br $l1)))
+      (local.set $s (f64x2.extract_lane 0 (local.get $acc)))
+      (if (i32.ne (local.get $c2) (local.get $C))
+        (then (local.set $s (f64.add (local.get $s) (f64.promote_f32
+          (f32.load (i32.add (local.get $x) (i32.shl (local.get $c2) (i32.const 2)))))))))
+      (local.set $m (f64.div (f64.add (local.get $s) (f64x2.extract_lane 1 (local.get $acc)))
+        (f64.convert_i32_u (local.get $C))))
+      (local.set $mv (f64x2.splat (local.get $m)))
+      ;; the variance
+      (local.set $acc (v128.const i64x2 0 0))
+      (local.set $j (i32.const 0))
+      (block $d2 (loop $l2
+        (br_if $d2 (i32.ge_u (local.get $j) (local.get $c2)))
+        (local.set $d (f64x2.sub
+          (call $load2 (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))
+          (local.get $mv)))
+        (local.set $acc (f64x2.add (local.get $acc) (f64x2.mul (local.get $d) (local.get $d))))
+        (local.set $j (i32.add (local.get $j) (i32.const 2)))
+        (br $l2)))
+      (local.set $s (f64x2.extract_lane 0 (local.get $acc)))
+      (if (i32.ne (local.get $c2) (local.get $C))
+        (then
+          (local.set $t (f64.sub (f64.promote_f32
+            (f32.load (i32.add (local.get $x) (i32.shl (local.get $c2) (i32.const 2)))))
+            (local.get $m)))
+          (local.set $s (f64.add (local.get $s) (f64.mul (local.get $t) (local.get $t))))))
+      (local.set $rs (f64.div (f64.const 1) (f64.sqrt (f64.add
+        (f64.div (f64.add (local.get $s) (f64x2.extract_lane 1 (local.get $acc)))
+          (f64.convert_i32_u (local.get $C)))
+        (local.get $eps)))))
+      (local.set $rv (f64x2.splat (local.get $rs)))
+      ;; the output
+      (local.set $j (i32.const 0))
+      (block $d3 (loop $l3
+        (br_if $d3 (i32.ge_u (local.get $j) (local.get $C)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (call $store2 (i32.add (local.get $y) (local.get $o))
+          (f64x2.add
+            (f64x2.mul
+              (f64x2.mul (f64x2.sub (call $load2 (i32.add (local.get $x) (local.get $o)))
+                (local.get $mv)) (local.get $rv))
+              (call $load2 (i32.add (local.get $w) (local.get $o))))
+            (call $load2 (i32.add (local.get $b) (local.get $o))))
+          (i32.eq (i32.add (local.get $j) (i32.const 1)) (local.get $C)))
+        (local.set $j (i32.add (local.get $j) (i32.const 2)))
+        (br $l3)))
+      (f32.store (local.get $mean) (f32.demote_f64 (local.get $m)))
+      (f32.store (local.get $rstd) (f32.demote_f64 (local.get $rs)))
+      (local.set $x (i32.add (local.get $x) (i32.shl (local.get $C) (i32.const 2))))
+      (local.set $y (i32.add (local.get $y) (i32.shl (local.get $C) (i32.const 2))))
+      (local.set $mean (i32.add (local.get $mean) (i32.const 4)))
+      (local.set $rstd (i32.add (local.get $rstd) (i32.const 4)))
+      (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
+      (br $row))))
+
+  ;; LayerNorm backward, dx of `rows` rows (LAYER_NORM_GRAD.cpu): h = (x − m)·rs, g = dy·w;
+  ;; sg = Σ g, sgx = Σ g·h in two lanes as $ln_fwd sums; dx = rs·((g − sg/C) − h·(sgx/C)),
+  ;; with acc (≠ 0) rounded to f32 first and acc added. m, rs from the f32 mean and rstd.
+  (func $ln_bwd (param $x i32) (param $w i32) (param $mean i32) (param $rstd i32) (param $dy i32)
+    (param $acc i32) (param $dx i32) (param $rows i32) (param $C i32)
+    (local $j i32) (local $c2 i32) (local $o i32) (local $one i32)
+    (local $mv v128) (local $rv v128) (local $h v128) (local $g v128) (local $ag v128)
+    (local $agx v128) (local $mg v128) (local $mgx v128) (local $v v128)
+    (local $m f64) (local $rs f64) (local $ht f64) (local $gt f64) (local $sg f64) (local $sgx f64)
+    (local.set $c2 (i32.and (local.get $C) (i32.const -2)))
+    (block $done (loop $row
+      (br_if $done (i32.eqz (local.get $rows)))
+      (local.set $m (f64.promote_f32 (f32.load (local.get $mean))))
+      (local.set $rs (f64.promote_f32 (f32.load (local.get $rstd))))
+      (local.set $mv (f64x2.splat (local.get $m)))
+      (local.set $rv (f64x2.splat (local.get $rs)))
+      (local.set $ag (v128.const i64x2 0 0))
+      (local.set $agx (v128.const i64x2 0 0))
+      (local.set $j (i32.const 0))
+      (block $d1 (loop $l1
+        (br_if $d1 (i32.ge_u (local.get $j) (local.get $c2)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (local.set $h (f64x2.mul (f64x2.sub (call $load2 (i32.add (local.get $x) (local.get $o)))
+          (local.get $mv)) (local.get $rv)))
+        (local.set $g (f64x2.mul (call $load2 (i32.add (local.get $dy) (local.get $o)))
+          (call $load2 (i32.add (local.get $w) (local.get $o)))))
+        (local.set $ag (f64x2.add (local.get $ag) (local.get $g)))
+        (local.set $agx (f64x2.add (local.get $agx) (f64x2.mul (local.get $g) (local.get $h))))
+        (local.set $j (i32.add (local.get $j) (i32.const 2)))
+        (br $l1)))
+      (local.set $sg (f64x2.extract_lane 0 (local.get $ag)))
+      (local.set $sgx (f64x2.extract_lane 0 (local.get $agx)))
+      (if (i32.ne (local.get $c2) (local.get $C))
+        (then
+          (local.set $o (i32.shl (local.get $c2) (i32.const 2)))
+          (local.set $ht (f64.mul (f64.sub (f64.promote_f32
+            (f32.load (i32.add (local.get $x) (local.get $o)))) (local.get $m)) (local.get $rs)))
+          (local.set $gt (f64.mul (f64.promote_f32 (f32.load (i32.add (local.get $dy) (local.get $o))))
+            (f64.promote_f32 (f32.load (i32.add (local.get $w) (local.get $o))))))
+          (local.set $sg (f64.add (local.get $sg) (local.get $gt)))
+          (local.set $sgx (f64.add (local.get $sgx) (f64.mul (local.get $gt) (local.get $ht))))))
+      (local.set $mg (f64x2.splat (f64.div (f64.add (local.get $sg) (f64x2.extract_lane 1 (local.get $ag)))
+        (f64.convert_i32_u (local.get $C)))))
+      (local.set $mgx (f64x2.splat (f64.div
+        (f64.add (local.get $sgx) (f64x2.extract_lane 1 (local.get $agx)))
+        (f64.convert_i32_u (local.get $C)))))
+      (local.set $j (i32.const 0))
+      (block $d2 (loop $l2
+        (br_if $d2 (i32.ge_u (local.get $j) (local.get $C)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (local.set $one (i32.eq (i32.add (local.get $j) (i32.const 1)) (local.get $C)))
+        (local.set $h (f64x2.mul (f64x2.sub (call $load2 (i32.add (local.get $x) (local.get $o)))
+          (local.get $mv)) (local.get $rv)))
+        (local.set $g (f64x2.mul (call $load2 (i32.add (local.get $dy) (local.get $o)))
+          (call $load2 (i32.add (local.get $w) (local.get $o)))))
+        (local.set $v (f64x2.mul (local.get $rv) (f64x2.sub (f64x2.sub (local.get $g) (local.get $mg))
+          (f64x2.mul (local.get $h) (local.get $mgx)))))
+        (if (local.get $acc)
+          (then (local.set $v (f64x2.add
+            (f64x2.promote_low_f32x4 (f32x4.demote_f64x2_zero (local.get $v)))
+            (call $load2 (i32.add (local.get $acc) (local.get $o)))))))
+        (call $store2 (i32.add (local.get $dx) (local.get $o)) (local.get $v) (local.get $one))
+        (local.set $j (i32.add (local.get $j) (i32.const 2)))
+        (br $l2)))
+      (local.set $x (i32.add (local.get $x) (i32.shl (local.get $C) (i32.const 2))))
+      (local.set $dy (i32.add (local.get $dy) (i32.shl (local.get $C) (i32.const 2))))
+      (if (local.get $acc)
+        (then (local.set $acc (i32.add (local.get $acc) (i32.shl (local.get $C) (i32.const 2))))))
+      (local.set $dx (i32.add (local.get $dx) (i32.shl (local.get $C) (i32.const 2))))
+      (local.set $mean (i32.add (local.get $mean) (i32.const 4)))
+      (local.set $rstd (i32.add (local.get $rstd) (i32.const 4)))
+      (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
+      (br $row))))
+
+  ;; LayerNorm backward, dw and db of n columns (LAYER_NORM_GRAD.cpu): over all R rows in
+  ;; order, sw[j] += dy·h, sb[j] += dy in f64 (in sums: 2·(n + 2) f64), then rounded to f32
+  ;; into dw, db. x, dy point at the first column; rows are ld f32 apart. Two columns per
+  ;; step (an odd n sums one column more, past its range, into its own sums, not stored).
+  (func $ln_bwd_cols (param $x i32) (param $mean i32) (param $rstd i32) (param $dy i32)
+    (param $R i32) (param $n i32) (param $ld i32) (param $sums i32) (param $dw i32) (param $db i32)
+    (local $j i32) (local $r i32) (local $o i32) (local $pw i32) (local $pb i32) (local $sb i32)
+    (local $d v128) (local $mv v128) (local $rv v128)
+    (local.set $sb (i32.add (local.get $sums) (i32.shl (i32.add (local.get $n) (i32.const 2))
+      (i32.const 3))))
+    (block $d0 (loop $z
+      (br_if $d0 (i32.ge_u (local.get $j) (local.get $n)))
+      (v128.store (i32.add (local.get $sums) (i32.shl (local.get $j) (i32.const 3))) (v128.const i64x2 0 0))
+      (v128.store (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 3))) (v128.const i64x2 0 0))
+      (local.set $j (i32.add (local.get $j) (i32.const 2)))
+      (br $z)))
+    (block $dr (loop $lr
+      (br_if $dr (i32.ge_u (local.get $r) (local.get $R)))
+      (local.set $mv (f64x2.splat (f64.promote_f32 (f32.load (local.get $mean)))))
+      (local.set $rv (f64x2.splat (f64.promote_f32 (f32.load (local.get $rstd)))))
+      (local.set $j (i32.const 0))
+      (block $dj (loop $lj
+        (br_if $dj (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (local.set $pw (i32.add (local.get $sums) (i32.shl (local.get $j) (i32.const 3))))
+        (local.set $pb (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 3))))
+        (local.set $d (call $load2 (i32.add (local.get $dy) (local.get $o))))
+        (v128.store (local.get $pw) (f64x2.add (v128.load (local.get $pw))
+          (f64x2.mul (local.get $d) (f64x2.mul (f64x2.sub
+            (call $load2 (i32.add (local.get $x) (local.get $o))) (local.get $mv)) (local.get $rv)))))
+        (v128.store (local.get $pb) (f64x2.add (v128.load (local.get $pb)) (local.get $d)))
+        (local.set $j (i32.add (local.get $j) (i32.const 2)))
+        (br $lj)))
+      (local.set $x (i32.add (local.get $x) (i32.shl (local.get $ld) (i32.const 2))))
+      (local.set $dy (i32.add (local.get $dy) (i32.shl (local.get $ld) (i32.const 2))))
+      (local.set $mean (i32.add (local.get $mean) (i32.const 4)))
+      (local.set $rstd (i32.add (local.get $rstd) (i32.const 4)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $lr)))
+    (local.set $j (i32.const 0))
+    (block $ds (loop $ls
+      (br_if $ds (i32.ge_u (local.get $j) (local.get $n)))
+      (local.set $o (i32.eq (i32.add (local.get $j) (i32.const 1)) (local.get $n)))
+      (call $store2 (i32.add (local.get $dw) (i32.shl (local.get $j) (i32.const 2)))
+        (v128.load (i32.add (local.get $sums) (i32.shl (local.get $j) (i32.const 3)))) (local.get $o))
+      (call $store2 (i32.add (local.get $db) (i32.shl (local.get $j) (i32.const 2)))
+        (v128.load (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 3)))) (local.get $o))
       (local.set $j (i32.add (local.get $j) (i32.const 2)))
       (br $ls))))
 )
