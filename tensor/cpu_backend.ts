@@ -39,8 +39,12 @@ export interface CpuStorage extends Storage {
 
 /** Arrays smaller than this come from the JavaScript heap each time (cheap there). */
 const POOL_MIN_BYTES = 16384;
-/** The pool holds at most this many bytes of released arrays. */
-const POOL_MAX_BYTES = 512 * 2 ** 20;
+/**
+ * The pool holds at most the peak of live bytes (a step's temporaries come back for the next
+ * step), within these bounds; a release past it empties the pool first, so shapes that are
+ * not seen again (a new batch length) go to the garbage collector.
+ */
+const POOL_MIN_CAP = 64 * 2 ** 20, POOL_MAX_CAP = 512 * 2 ** 20;
 
 /** A new zeroed array of `n` elements over `buffer` (exactly its size). */
 function arrayOver(dtype: DType, buffer: ArrayBuffer, n: number): CpuArray {
@@ -53,8 +57,8 @@ function arrayOver(dtype: DType, buffer: ArrayBuffer, n: number): CpuArray {
 /**
  * Runs every op with its CPU reference.
  *
- * Released arrays of 16 KiB or more keep their memory in a pool (at most 512 MiB)
- * for the next array of the same byte size, zeroed (unless the op says it writes every
+ * Released arrays of 16 KiB or more keep their memory in a pool (at most the peak of
+ * live bytes, from 64 to 512 MiB; emptied when full) for the next array of the same byte size, zeroed (unless the op says it writes every
  * output element, `OpDef.overwrites`): a training step allocates the
  * same sizes every step, and a fresh large array costs page faults and a later
  * collection (in a `tiny` step, allocation took about 5% of the time). A reused
@@ -190,10 +194,15 @@ export class CpuBackend implements Backend {
     this.#count--;
     const a = (storage as CpuStorage).array, buf = a.buffer;
     const bytes = a.byteLength;
+    const cap = Math.min(POOL_MAX_CAP, Math.max(POOL_MIN_CAP, this.#peak));
     if (
-      bytes >= POOL_MIN_BYTES && this.#pooled + bytes <= POOL_MAX_BYTES &&
-      buf instanceof ArrayBuffer && a.byteOffset === 0 && buf.byteLength === bytes
+      bytes >= POOL_MIN_BYTES && bytes <= cap && buf instanceof ArrayBuffer &&
+      a.byteOffset === 0 && buf.byteLength === bytes
     ) {
+      if (this.#pooled + bytes > cap) {
+        this.#pool.clear();
+        this.#pooled = 0;
+      }
       const list = this.#pool.get(bytes);
       if (list) list.push(buf);
       else this.#pool.set(bytes, [buf]);

@@ -75,3 +75,16 @@ Deno.test("cross-entropy statistics are not taken for logits that reuse a releas
   const got = await crossEntropyStats(b, targets, { ignoreIndex: 0 }).data();
   assert.deepEqual([...got], [...want]);
 });
+
+Deno.test("CpuBackend empties its pool when a release would take it past its cap", () => {
+  const cpu = new CpuBackend();
+  // 20, 21, 22, 23 MiB one after the other: the live peak stays under 64 MiB, the cap
+  const mib = 2 ** 18; // f32 elements
+  const sizes = [20, 21, 22, 23].map((m) => m * mib);
+  const pooled: number[] = [];
+  for (const n of sizes) {
+    cpu.release(cpu.upload(new Float32Array(n), f32(n)));
+    pooled.push(cpu.memoryStats().pooledBytes / 4 / mib);
+  }
+  assert.deepEqual(pooled, [20, 41, 63, 23]); // the last would make 86 MiB: the pool starts over
+});
