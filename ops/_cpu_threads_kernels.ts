@@ -16,6 +16,7 @@ import {
   cut,
   TASK_WEIGHTS,
   WASM_TASK,
+  wasmAddress,
   type WasmTaskKind,
   type WasmTasks,
   wasmTasks,
@@ -33,6 +34,58 @@ function ranges(n: number, threads: number, cost: number): [number, number][] {
 const align16 = (n: number): number => (n + 15) & ~15;
 
 /**
+ * Where a kernel's arrays sit: a resident array (in the kernels' memory) in place, any other
+ * at a workspace offset it is copied to or from. `add` them in order, then `bytes` is the
+ * workspace they need; after `wasmTasks`, `at(i)` is array i's byte address.
+ */
+class Placement {
+  readonly #arrays: (Float32Array | Int32Array)[] = [];
+  readonly #where: number[] = []; // resident address, or −1 − workspace offset
+  bytes = 0;
+  #data = 0;
+
+  /** Adds `a` (its first n elements; `slack` bytes more when copied); returns its index. */
+  add(a: Float32Array | Int32Array, slack = 0): number {
+    const r = wasmAddress(a);
+    this.#arrays.push(a);
+    if (r >= 0) this.#where.push(r);
+    else {
+      this.#where.push(-1 - this.bytes);
+      this.bytes = align16(this.bytes + a.byteLength + slack);
+    }
+    return this.#arrays.length - 1;
+  }
+
+  /** Copies the listed (non-resident) arrays in, for a workspace starting at `data`. */
+  copyIn(w: WasmTasks, ...which: number[]): void {
+    this.#data = w.data;
+    for (const i of which) {
+      const a = this.#arrays[i];
+      if (this.#where[i] >= 0) continue;
+      if (a instanceof Int32Array) w.i32.set(a, this.at(i) >> 2);
+      else w.f32.set(a, this.at(i) >> 2);
+    }
+  }
+
+  /** Byte address of array i (after `copyIn`). */
+  at(i: number): number {
+    const r = this.#where[i];
+    return r >= 0 ? r : this.#data - 1 - r;
+  }
+
+  /** Copies the listed (non-resident) arrays back out. */
+  copyOut(w: WasmTasks, ...which: number[]): void {
+    for (const i of which) {
+      const a = this.#arrays[i];
+      if (this.#where[i] >= 0) continue;
+      const p = this.at(i) >> 2;
+      if (a instanceof Int32Array) a.set(w.i32.subarray(p, p + a.length));
+      else a.set(w.f32.subarray(p, p + a.length));
+    }
+  }
+}
+
+/**
  * An elementwise kernel over n f32: task words `[x, dy or 0, out, n]` (dy
  * only for the gradients); `cost` weighs an element for the threading rule.
  */
@@ -43,18 +96,20 @@ function mapF32(
   dy: Float32Array | null,
   out: Float32Array,
 ): boolean {
-  const n = out.length, dOff = align16(4 * n), oOff = dOff + (dy ? align16(4 * n) : 0);
-  const w = wasmTasks(oOff + 4 * n);
+  const n = out.length, pl = new Placement();
+  // 16 bytes of slack: the kernels' f64x2 loads of the pair past an odd count read one f32 more
+  const X = pl.add(x.subarray(0, n), 16), D = dy ? pl.add(dy.subarray(0, n), 16) : -1;
+  const O = pl.add(out);
+  const w = wasmTasks(pl.bytes);
   if (w === null) return false;
-  const xp = w.data, dp = w.data + dOff, op = w.data + oOff;
-  w.f32.set(x.subarray(0, n), xp >> 2);
-  if (dy) w.f32.set(dy.subarray(0, n), dp >> 2);
+  pl.copyIn(w, X, ...(dy ? [D] : []));
+  const xp = pl.at(X), dp = dy ? pl.at(D) : 0, op = pl.at(O);
   const tasks = ranges(n, w.threads, cost);
   tasks.forEach(([s, e], i) =>
     w.set(i, kind, [xp + 4 * s, dy ? dp + 4 * s : 0, op + 4 * s, e - s])
   );
   w.run(tasks.length);
-  out.set(w.f32.subarray(op >> 2, (op >> 2) + n));
+  pl.copyOut(w, O);
   return true;
 }
 
@@ -290,7 +345,9 @@ export function adamwF32(
   v: Float32Array,
   o: AdamWF32,
 ): boolean {
-  const n = p.length, chunk = Math.min(n, ADAMW_CHUNK), bytes = align16(4 * chunk);
+  const n = p.length;
+  if (n > 0 && [p, g, m, v].every((a) => wasmAddress(a) >= 0)) return adamwResident(p, g, m, v, o);
+  const chunk = Math.min(n, ADAMW_CHUNK), bytes = align16(4 * chunk);
   const cOff = 0, pOff = 64, gOff = pOff + bytes, mOff = gOff + bytes, vOff = mOff + bytes;
   const w = wasmTasks(vOff + bytes);
   if (w === null) return false;
@@ -326,6 +383,34 @@ export function adamwF32(
     m.set(w.f32.subarray(M, M + len), c0);
     v.set(w.f32.subarray(V, V + len), c0);
   }
+  return true;
+}
+
+/** adamwF32 with all four arrays resident in the kernels' memory: updated in place, no copies. */
+function adamwResident(
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  o: AdamWF32,
+): boolean {
+  const n = p.length;
+  const w = wasmTasks(64);
+  if (w === null) return false;
+  const cp = w.data;
+  w.f64.set([o.b1, o.c1, o.b2, o.c2, o.stepSize, o.bc2Sqrt, o.eps, o.scale], cp >> 3);
+  const [P, G, M, V] = [p, g, m, v].map(wasmAddress);
+  const end = Math.max(0, Math.min(o.decayEnd, n));
+  let count = 0;
+  const segment = (s0: number, e0: number, d: number) => {
+    for (const [a, b] of ranges(e0 - s0, w.threads, 4)) {
+      const i = 4 * (s0 + a);
+      w.set(count++, WASM_TASK.adamw, [P + i, G + i, M + i, V + i, b - a, cp], [d]);
+    }
+  };
+  if (end > 0) segment(0, end, o.decay);
+  if (end < n) segment(end, n, o.noDecay);
+  w.run(count);
   return true;
 }
 
@@ -493,33 +578,29 @@ export function layerNormF32(
   out: { y: Float32Array; mean: Float32Array; rstd: Float32Array },
   g: { R: number; C: number; eps: number },
 ): boolean {
-  const { R, C } = g, n = R * C;
-  // 16 bytes of slack past w and b: an odd C's last pair reads one f32 past them
-  const wOff = align16(4 * n), bOff = wOff + align16(4 * C + 16), yOff = bOff + align16(4 * C + 16);
-  const mOff = yOff + align16(4 * n), rOff = mOff + align16(4 * R);
-  const ws = wasmTasks(rOff + 4 * R);
+  const { R, C } = g, n = R * C, pl = new Placement();
+  // 16 bytes of slack past copies: an odd C's last pair reads one f32 past x's row, w and b
+  const X = pl.add(x.subarray(0, n), 16), W = pl.add(w.subarray(0, C), 16);
+  const B = pl.add(b.subarray(0, C), 16), Y = pl.add(out.y.subarray(0, n));
+  const M = pl.add(out.mean.subarray(0, R)), S = pl.add(out.rstd.subarray(0, R));
+  const ws = wasmTasks(pl.bytes);
   if (ws === null) return false;
-  const at = (off: number) => ws.data + off;
-  ws.f32.set(x.subarray(0, n), at(0) >> 2);
-  ws.f32.set(w.subarray(0, C), at(wOff) >> 2);
-  ws.f32.set(b.subarray(0, C), at(bOff) >> 2);
+  pl.copyIn(ws, X, W, B);
   const tasks = ranges(R, ws.threads, C);
   tasks.forEach(([r0, r1], i) =>
     ws.set(i, WASM_TASK.layerNorm, [
-      at(0) + 4 * r0 * C,
-      at(wOff),
-      at(bOff),
-      at(yOff) + 4 * r0 * C,
-      at(mOff) + 4 * r0,
-      at(rOff) + 4 * r0,
+      pl.at(X) + 4 * r0 * C,
+      pl.at(W),
+      pl.at(B),
+      pl.at(Y) + 4 * r0 * C,
+      pl.at(M) + 4 * r0,
+      pl.at(S) + 4 * r0,
       r1 - r0,
       C,
     ], [g.eps])
   );
   ws.run(tasks.length);
-  out.y.set(ws.f32.subarray(at(yOff) >> 2, (at(yOff) >> 2) + n));
-  out.mean.set(ws.f32.subarray(at(mOff) >> 2, (at(mOff) >> 2) + R));
-  out.rstd.set(ws.f32.subarray(at(rOff) >> 2, (at(rOff) >> 2) + R));
+  pl.copyOut(ws, Y, M, S);
   return true;
 }
 
@@ -544,55 +625,50 @@ export function layerNormGradF32(
   out: { dx: Float32Array; dw: Float32Array; db: Float32Array },
   g: { R: number; C: number },
 ): boolean {
-  const { R, C } = g, n = R * C;
-  const dyOff = align16(4 * n + 16), accOff = dyOff + align16(4 * n + 16);
-  const wOff = accOff + (ins.acc ? align16(4 * n + 16) : 0), mOff = wOff + align16(4 * C + 16);
-  const rOff = mOff + align16(4 * R), dxOff = rOff + align16(4 * R);
-  const dwOff = dxOff + align16(4 * n), dbOff = dwOff + align16(4 * C);
-  const sOff = dbOff + align16(4 * C);
+  const { R, C } = g, n = R * C, pl = new Placement();
+  // 16 bytes of slack past copies: the kernels read one f32 past an odd count
+  const X = pl.add(ins.x.subarray(0, n), 16), DY = pl.add(ins.dy.subarray(0, n), 16);
+  const A = ins.acc ? pl.add(ins.acc.subarray(0, n), 16) : -1;
+  const W = pl.add(ins.w.subarray(0, C), 16), M = pl.add(ins.mean.subarray(0, R));
+  const S = pl.add(ins.rstd.subarray(0, R)), DX = pl.add(out.dx.subarray(0, n));
+  const DW = pl.add(out.dw.subarray(0, C)), DB = pl.add(out.db.subarray(0, C));
+  const sOff = pl.bytes;
   const ws = wasmTasks(sOff + 16 * (C + 2 * LN_COLUMN_TASKS));
   if (ws === null) return false;
-  const at = (off: number) => ws.data + off;
-  ws.f32.set(ins.x.subarray(0, n), at(0) >> 2);
-  ws.f32.set(ins.dy.subarray(0, n), at(dyOff) >> 2);
-  if (ins.acc) ws.f32.set(ins.acc.subarray(0, n), at(accOff) >> 2);
-  ws.f32.set(ins.w.subarray(0, C), at(wOff) >> 2);
-  ws.f32.set(ins.mean.subarray(0, R), at(mOff) >> 2);
-  ws.f32.set(ins.rstd.subarray(0, R), at(rOff) >> 2);
+  pl.copyIn(ws, X, DY, ...(ins.acc ? [A] : []), W, M, S);
+  const at = (i: number) => pl.at(i);
   let k = 0;
   for (const [r0, r1] of ranges(R, ws.threads, 2 * C)) {
     ws.set(k++, WASM_TASK.layerNormGrad, [
-      at(0) + 4 * r0 * C,
-      at(wOff),
-      at(mOff) + 4 * r0,
-      at(rOff) + 4 * r0,
-      at(dyOff) + 4 * r0 * C,
-      ins.acc ? at(accOff) + 4 * r0 * C : 0,
-      at(dxOff) + 4 * r0 * C,
+      at(X) + 4 * r0 * C,
+      at(W),
+      at(M) + 4 * r0,
+      at(S) + 4 * r0,
+      at(DY) + 4 * r0 * C,
+      ins.acc ? at(A) + 4 * r0 * C : 0,
+      at(DX) + 4 * r0 * C,
       r1 - r0,
       C,
     ]);
   }
   const parts = ws.threads > 1 && n >= MIN_THREADED ? Math.min(ws.threads, LN_COLUMN_TASKS, C) : 1;
-  let sums = at(sOff);
+  let sums = ws.data + sOff;
   for (const [j0, j1] of cut(C, new Array<number>(parts).fill(1))) {
     ws.set(k++, WASM_TASK.layerNormGradColumns, [
-      at(0) + 4 * j0,
-      at(mOff),
-      at(rOff),
-      at(dyOff) + 4 * j0,
+      at(X) + 4 * j0,
+      at(M),
+      at(S),
+      at(DY) + 4 * j0,
       R,
       j1 - j0,
       C,
       sums,
-      at(dwOff) + 4 * j0,
-      at(dbOff) + 4 * j0,
+      at(DW) + 4 * j0,
+      at(DB) + 4 * j0,
     ]);
     sums += 16 * (j1 - j0 + 2);
   }
   ws.run(k);
-  out.dx.set(ws.f32.subarray(at(dxOff) >> 2, (at(dxOff) >> 2) + n));
-  out.dw.set(ws.f32.subarray(at(dwOff) >> 2, (at(dwOff) >> 2) + C));
-  out.db.set(ws.f32.subarray(at(dbOff) >> 2, (at(dbOff) >> 2) + C));
+  pl.copyOut(ws, DX, DW, DB);
   return true;
 }

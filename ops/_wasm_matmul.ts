@@ -28,7 +28,7 @@
  */
 import { CONTROL_BYTES, CpuPool, cpuThreads, MAX_THREADS } from "./_cpu_threads.ts";
 import { EXP_TABLE } from "./_exp.ts";
-import { cpuWrites } from "../tensor/cpu_backend.ts";
+import { cpuWrites, setResidentArrays } from "../tensor/cpu_backend.ts";
 
 /** Which kernel `MATMUL.cpu` uses for f32: "auto" (the fastest that loads), a named build, or "off" (TypeScript). */
 export type WasmMatmulMode = "auto" | "fma" | "plain" | "off";
@@ -74,6 +74,10 @@ interface Kernel {
   pool: CpuPool | null;
   /** Prepacked weights kept in this memory (see {@linkcode PackedCache}). */
   packed: PackedCache;
+  /** Every `memory.buffer` this memory has had: arrays over one of them are in it. */
+  buffers: WeakSet<ArrayBufferLike>;
+  /** CPU tensors kept in this memory (shared builds only; see {@linkcode residentArray}). */
+  resident: ResidentHeap | null;
 }
 
 /**
@@ -979,6 +983,8 @@ function load(build: Build, shared: boolean): Kernel | null {
         f64: new Float64Array(mem.buffer),
         pool: shared ? new CpuPool(module, mem, 0) : null,
         packed: { start: Infinity, top: 0, floor: 0, bytes: 0, entries: new WeakMap() },
+        buffers: new WeakSet([mem.buffer]),
+        resident: shared ? new ResidentHeap() : null,
       };
     }
   } catch {
@@ -988,9 +994,15 @@ function load(build: Build, shared: boolean): Kernel | null {
   return k;
 }
 
-function current(threaded: boolean): Kernel | null {
+/**
+ * The kernel of the selected build: its shared-memory form whenever it loads (on one thread
+ * it starts no worker), so that CPU tensors resident in that memory are used in place; the
+ * unshared form where shared memory is unavailable (or `threaded` is false and the shared
+ * one does not load).
+ */
+function current(_threaded: boolean): Kernel | null {
   if (mode === "off") return null;
-  const get = (b: Build) => (threaded ? load(b, true) : null) ?? load(b, false);
+  const get = (b: Build) => load(b, true) ?? load(b, false);
   if (mode === "auto") return get("fma") ?? get("plain");
   return get(mode);
 }
@@ -1017,6 +1029,160 @@ export function wasmMatmulWorkers(): number {
 }
 
 const align16 = (n: number): number => (n + 15) & ~15;
+
+/** Views of the kernel's memory after it grew (and its new buffer noted as its own). */
+function refreshViews(k: Kernel): void {
+  k.f32 = new Float32Array(k.memory.buffer);
+  k.i32 = new Int32Array(k.memory.buffer);
+  k.f64 = new Float64Array(k.memory.buffer);
+  k.buffers.add(k.memory.buffer);
+}
+
+// Resident CPU tensors live in [RESIDENT_BASE, 2^31 − 64 KiB) of the shared memory (kernels may
+// read a few bytes past an array: the slack keeps that inside the memory); the workspace and
+// the prepacked cache stay below RESIDENT_BASE while any is live. Shared memory never moves
+// and is committed page by page as it is touched: growing it past RESIDENT_BASE costs address
+// space, not RAM.
+const RESIDENT_BASE = 2 ** 30 - 65536;
+/** The smallest block (2^14 bytes: arrays below 16 KiB stay on the JavaScript heap). */
+const MIN_ORDER = 14, MAX_ORDER = 30;
+
+/**
+ * A buddy allocator over the resident region: blocks of 2^k bytes (k from 14 to 30), split
+ * in halves on demand and merged with their free buddy when freed.
+ */
+class ResidentHeap {
+  /** Free block offsets (from RESIDENT_BASE) per order. */
+  readonly free: Set<number>[] = Array.from({ length: MAX_ORDER + 1 }, () => new Set<number>());
+  /** Order of each live block by offset. */
+  readonly live = new Map<number, number>();
+  /** Highest byte (from RESIDENT_BASE) ever handed out. */
+  high = 0;
+
+  constructor() {
+    this.free[MAX_ORDER].add(0);
+  }
+
+  /** Offset of a free block of at least `bytes`, or -1. */
+  alloc(bytes: number): number {
+    const want = Math.max(MIN_ORDER, Math.ceil(Math.log2(bytes)));
+    if (want > MAX_ORDER) return -1;
+    let k = want;
+    while (k <= MAX_ORDER && this.free[k].size === 0) k++;
+    if (k > MAX_ORDER) return -1;
+    // the lowest free block of that order: the touched part of the region stays compact
+    let off = Infinity;
+    for (const o of this.free[k]) off = Math.min(off, o);
+    this.free[k].delete(off);
+    while (k > want) {
+      k--;
+      this.free[k].add(off + 2 ** k); // the upper half stays free
+    }
+    this.live.set(off, want);
+    this.high = Math.max(this.high, off + 2 ** want);
+    return off;
+  }
+
+  /** Frees the block at `off`; false when none is live there. */
+  release(off: number): boolean {
+    let k = this.live.get(off);
+    if (k === undefined) return false;
+    this.live.delete(off);
+    while (k < MAX_ORDER) {
+      const buddy = off ^ 2 ** k;
+      if (!this.free[k].delete(buddy)) break;
+      off = Math.min(off, buddy);
+      k++;
+    }
+    this.free[k].add(off);
+    return true;
+  }
+}
+
+/** The highest byte a workspace of `k` may reach. */
+function workspaceLimit(k: Kernel): number {
+  return k.resident && k.resident.live.size > 0 ? RESIDENT_BASE : 2 ** 31;
+}
+
+/** Byte address of `a` in `k`'s memory when it lives there (a resident tensor), else -1. */
+export function residentAt(k: { buffers: WeakSet<ArrayBufferLike> }, a: CpuArrayLike): number {
+  return k.buffers.has(a.buffer) ? a.byteOffset : -1;
+}
+
+/**
+ * Byte address of `a` in the memory the kernels run on when it is a resident array there
+ * (they then read and write it in place), else -1.
+ */
+export function wasmAddress(a: CpuArrayLike): number {
+  const k = current(true);
+  return k ? residentAt(k, a) : -1;
+}
+
+/** The typed arrays a resident tensor can be. */
+type CpuArrayLike = Float32Array | Int32Array;
+
+/** Arrays below this many bytes stay on the JavaScript heap (cheap there). */
+const RESIDENT_MIN_BYTES = 16384;
+let residentOn = true, residentMin = RESIDENT_MIN_BYTES;
+
+/**
+ * Whether new CPU tensors of 16 KiB or more (`minBytes`) may live in the WebAssembly kernels'
+ * memory (default on); returns the previous setting. Off, they are JavaScript arrays and
+ * every kernel copies them in and out. Tests compare both, with `minBytes` 0 (every tensor,
+ * each in a 16 KiB block).
+ */
+export function useResidentArrays(on: boolean, minBytes = RESIDENT_MIN_BYTES): boolean {
+  const was = residentOn;
+  residentOn = on;
+  residentMin = minBytes;
+  return was;
+}
+
+/**
+ * A zeroed f32 or i32 array of n elements inside the shared kernel memory (with `dirty`, not
+ * zeroed: the caller overwrites it), or null (resident
+ * arrays off, WebAssembly or shared memory unavailable, under 16 KiB, or the region full).
+ * The kernels read and write it in place instead of copying it; free it with
+ * {@linkcode releaseResident}.
+ */
+export function residentArray(
+  dtype: "f32" | "i32",
+  n: number,
+  dirty = false,
+): CpuArrayLike | null {
+  const bytes = 4 * n;
+  if (!residentOn || bytes < residentMin || bytes === 0) return null;
+  const k = current(true);
+  if (!k?.resident) return null;
+  // the workspace may be above RESIDENT_BASE only while no resident array lives
+  const off = k.resident.alloc(bytes);
+  if (off < 0) return null;
+  const at = RESIDENT_BASE + off, end = at + 2 ** Math.max(MIN_ORDER, Math.ceil(Math.log2(bytes)));
+  if (end > k.memory.buffer.byteLength) {
+    try {
+      k.memory.grow(Math.ceil((end - k.memory.buffer.byteLength) / 65536));
+    } catch {
+      k.resident.release(off);
+      return null;
+    }
+    refreshViews(k);
+  }
+  const a = dtype === "i32"
+    ? new Int32Array(k.memory.buffer, at, n)
+    : new Float32Array(k.memory.buffer, at, n);
+  if (!dirty) a.fill(0); // a reused block holds old values
+  return a;
+}
+
+/** Frees a resident array's block; false when `a` is not one. */
+export function releaseResident(a: CpuArrayLike): boolean {
+  for (const k of kernels.values()) {
+    if (k?.resident && k.buffers.has(a.buffer)) {
+      return k.resident.release(a.byteOffset - RESIDENT_BASE);
+    }
+  }
+  return false;
+}
 
 /** Task kinds of tools/wasm/matmul.wat (the first word of a descriptor). */
 export const WASM_TASK: {
@@ -1096,7 +1262,7 @@ function workspace(bytes: number, threads: number, perThread = 0): WasmTasks | n
   const n = k.pool ? Math.max(1, Math.min(threads, MAX_THREADS)) : 1;
   // 16 bytes of slack: a kernel's f64x2 load of the pair past an odd count reads one f32 more
   const end = align16(DATA + bytes + 16) + n * perThread;
-  if (end > 2 ** 31) return null;
+  if (end > workspaceLimit(k)) return null;
   if (end > k.packed.start) emptyPackedCache(k);
   k.packed.floor = Math.max(k.packed.floor, end);
   if (end > k.memory.buffer.byteLength) {
@@ -1105,9 +1271,7 @@ function workspace(bytes: number, threads: number, perThread = 0): WasmTasks | n
     } catch {
       return null;
     }
-    k.f32 = new Float32Array(k.memory.buffer);
-    k.i32 = new Int32Array(k.memory.buffer);
-    k.f64 = new Float64Array(k.memory.buffer);
+    refreshViews(k);
   }
   const { f32, i32, f64 } = k;
   return {
@@ -1266,16 +1430,15 @@ function packedB(
     : k.packed.start === Infinity
     ? align16(k.packed.floor)
     : k.packed.top;
-  if (at + bytes > 2 ** 31) return 0;
+  // below the resident tensors (shared builds), which may take the memory above at any time
+  if (at + bytes > (k.resident ? RESIDENT_BASE : 2 ** 31)) return 0;
   const grow = at + bytes - k.memory.buffer.byteLength;
   try {
     if (grow > 0) k.memory.grow(Math.ceil(grow / 65536));
   } catch {
     return 0;
   }
-  k.f32 = new Float32Array(k.memory.buffer);
-  k.i32 = new Int32Array(k.memory.buffer);
-  k.f64 = new Float64Array(k.memory.buffer);
+  refreshViews(k);
   k.f32.set(b, w.data >> 2);
   const t = TASKS;
   k.i32[t >> 2] = WASM_TASK.prepack;
@@ -1316,8 +1479,8 @@ function epilogueLayout(at: number, N: number, cols: number): EpilogueLayout {
 const MIN_THREADED_EPILOGUE = 1 << 15;
 
 /**
- * The epilogue of a product in the workspace, after its tasks ran: the bias added to
- * `rows` rows of C (task 14) and the column sums of a stored `[aRows, aCols]` (task 15),
+ * The epilogue of a product, after its tasks ran: the bias added to `rows` rows of C at
+ * byte address `c` (task 14) and the column sums of a stored `[aRows, aCols]` at `a` (task 15),
  * split by rows and by even column ranges among the threads when large.
  */
 function runEpilogue(
@@ -1334,7 +1497,7 @@ function runEpilogue(
     for (const [r0, r1] of cut(o.rows, new Array<number>(Math.min(threads, o.rows)).fill(1))) {
       if (r1 > r0) {
         w.set(i++, WASM_TASK.addRows, [
-          w.data + o.c + 4 * r0 * o.N,
+          o.c + 4 * r0 * o.N,
           w.data + e.bias,
           r1 - r0,
           o.N,
@@ -1350,7 +1513,7 @@ function runEpilogue(
       const j0 = 2 * p0, j1 = Math.min(o.aCols, 2 * p1);
       if (j1 > j0) {
         w.set(i++, WASM_TASK.sumRows, [
-          w.data + o.a + 4 * j0,
+          o.a + 4 * j0,
           o.aRows,
           j1 - j0,
           o.aCols,
@@ -1412,17 +1575,29 @@ export function wasmMatmulF32(
     if (pre && prepackedProduct(k, a.subarray(0, aLen), out, pre, g, bias)) return true;
   }
   const parts = plan(M, N, K, P, wanted, { sa: 4 * sa, sb: 4 * sb, sc: 4 * M * N, ars, bcs });
-  const aOff = 0, bOff = align16(4 * aLen), cOff = align16(bOff + 4 * bLen);
+  // operands resident in the kernel's memory are used in place; the others are copied in
+  // (a with 16 bytes of slack: the column sums read one f32 past an odd count)
+  const home = current(true)!;
+  const ra = residentAt(home, a), rb = residentAt(home, b), rc = residentAt(home, out);
+  let top = 0;
+  const room = (n: number) => {
+    const at = top;
+    top = align16(top + n);
+    return at;
+  };
+  const aOff = ra < 0 ? room(4 * aLen + 16) : 0, bOff = rb < 0 ? room(4 * bLen) : 0;
+  const cOff = rc < 0 ? room(4 * cLen) : 0;
   const pbOff = align16(4 * mc * kp), scrOff = pbOff + align16(4 * kp * nc);
   const aCols = aColumnSums?.length ?? 0;
-  const e = epilogueLayout(cOff + 4 * cLen, bias ? N : 0, aCols);
-  const stride = scrOff + SCRATCH_BYTES, bytes = epilogue ? e.end : cOff + 4 * cLen;
+  const e = epilogueLayout(top, bias ? N : 0, aCols);
+  const stride = scrOff + SCRATCH_BYTES, bytes = epilogue ? e.end : top;
   const w = workspace(bytes, parts.length > 1 ? Math.min(wanted, parts.length) : 1, stride);
   if (w === null) return false;
-  const aPtr = w.data + aOff, bPtr = w.data + bOff, cPtr = w.data + cOff;
+  const aPtr = ra < 0 ? w.data + aOff : ra, bPtr = rb < 0 ? w.data + bOff : rb;
+  const cPtr = rc < 0 ? w.data + cOff : rc;
   const work = align16(w.data + bytes);
-  w.f32.set(a.length === aLen ? a : a.subarray(0, aLen), aPtr >> 2);
-  w.f32.set(b.length === bLen ? b : b.subarray(0, bLen), bPtr >> 2);
+  if (ra < 0) w.f32.set(a.length === aLen ? a : a.subarray(0, aLen), aPtr >> 2);
+  if (rb < 0) w.f32.set(b.length === bLen ? b : b.subarray(0, bLen), bPtr >> 2);
   if (bias) w.f32.set(bias, (w.data + e.bias) >> 2);
   // with one thread the plan may still have several tasks: one task runs them all
   const tasks = w.threads > 1 ? parts : [{ a: 0, b: 0, c: 0, M, N, count: P }];
@@ -1456,12 +1631,12 @@ export function wasmMatmulF32(
   w.run(tasks.length);
   if (epilogue) {
     const aRows = aCols > 0 ? aLen / aCols : 0;
-    runEpilogue(w, e, { c: cOff, rows: P * M, N, bias: !!bias, a: aOff, aRows, aCols });
+    runEpilogue(w, e, { c: cPtr, rows: P * M, N, bias: !!bias, a: aPtr, aRows, aCols });
     if (aColumnSums) {
       aColumnSums.set(w.f32.subarray((w.data + e.sums) >> 2, ((w.data + e.sums) >> 2) + aCols));
     }
   }
-  out.set(w.f32.subarray(cPtr >> 2, (cPtr >> 2) + cLen));
+  if (rc < 0) out.set(w.f32.subarray(cPtr >> 2, (cPtr >> 2) + cLen));
   return true;
 }
 
@@ -1548,7 +1723,13 @@ function prepackedProduct(
     ]);
   });
   w.run(cuts.length);
-  if (bias) runEpilogue(w, e, { c: cOff, rows: M, N, bias: true, a: 0, aRows: 0, aCols: 0 });
+  if (bias) runEpilogue(w, e, { c: cPtr, rows: M, N, bias: true, a: 0, aRows: 0, aCols: 0 });
   out.set(w.f32.subarray(cPtr >> 2, (cPtr >> 2) + M * N));
   return true;
 }
+
+// the CPU backend allocates its tensors of 16 KiB or more here when it can
+setResidentArrays({
+  alloc: residentArray,
+  release: (a) => (a instanceof Float32Array || a instanceof Int32Array) && releaseResident(a),
+});

@@ -37,6 +37,24 @@ export interface CpuStorage extends Storage {
   readonly parent?: CpuStorage;
 }
 
+/**
+ * Memory outside the JavaScript heap for CPU tensors: ops/_wasm_matmul.ts installs the
+ * WebAssembly kernels' memory, so that the kernels use such tensors in place.
+ */
+export interface ResidentArrays {
+  /** A zeroed (unless `dirty`) array of n elements there, or null (too small, or no room). */
+  alloc(dtype: "f32" | "i32", n: number, dirty: boolean): CpuArray | null;
+  /** Frees `a` when it lives there (true), else false. */
+  release(a: CpuArray): boolean;
+}
+
+let residentArrays: ResidentArrays | null = null;
+
+/** Installs (or, with null, removes) where f32 and i32 tensors may live. */
+export function setResidentArrays(r: ResidentArrays | null): void {
+  residentArrays = r;
+}
+
 /** Arrays smaller than this come from the JavaScript heap each time (cheap there). */
 const POOL_MIN_BYTES = 16384;
 /**
@@ -88,6 +106,10 @@ export class CpuBackend implements Backend {
    */
   #alloc(dtype: DType, n: number, dirty = false): CpuArray {
     const bytes = n * bytesPer(dtype);
+    if (residentArrays && (dtype === "f32" || dtype === "i32")) {
+      const a = residentArrays.alloc(dtype, n, dirty);
+      if (a) return a;
+    }
     if (bytes >= POOL_MIN_BYTES) {
       const buf = this.#pool.get(bytes)?.pop();
       if (buf) {
@@ -194,6 +216,8 @@ export class CpuBackend implements Backend {
     this.#count--;
     const a = (storage as CpuStorage).array, buf = a.buffer;
     const bytes = a.byteLength;
+    (storage as CpuStorage).array = new Float32Array(0);
+    if (buf instanceof SharedArrayBuffer && residentArrays?.release(a)) return;
     const cap = Math.min(POOL_MAX_CAP, Math.max(POOL_MIN_CAP, this.#peak));
     if (
       bytes >= POOL_MIN_BYTES && bytes <= cap && buf instanceof ArrayBuffer &&
@@ -208,7 +232,6 @@ export class CpuBackend implements Backend {
       else this.#pool.set(bytes, [buf]);
       this.#pooled += bytes;
     }
-    (storage as CpuStorage).array = new Float32Array(0);
   }
 
   /** Nothing to submit on the CPU. */

@@ -138,6 +138,8 @@ export class Tensor {
     if (--s.refs === 0) this.backend.release(s);
     untrack(this);
     this.node = null;
+    this.grad?.dispose();
+    this.grad = null;
   }
 
   /** Removes this tensor from the enclosing scopes so they do not dispose it. */

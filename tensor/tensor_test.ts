@@ -49,6 +49,22 @@ Deno.test("a shared subexpression gets the sum of its consumers' gradients", asy
       sum(z).backward();
     });
     assert.deepEqual(await x.grad!.toArray(), [1, -2, 0.5].map((v) => 4 * v + 3 * v * v));
+    // freed now, not by the garbage collector during a later test's memory count
+    x.dispose();
+  }
+});
+
+Deno.test("dispose() frees a leaf's gradient with it", async () => {
+  for (const backend of BACKENDS) {
+    await backend.sync();
+    const base = backend.memoryStats().liveBytes;
+    const x = param([1, 2, 3], [3], backend);
+    scope(() => sum(mul(x, x)).backward());
+    const g = x.grad!;
+    assert.ok(backend.memoryStats().liveBytes > base);
+    x.dispose();
+    assert.ok(g.disposed && x.grad === null);
+    assert.equal(backend.memoryStats().liveBytes, base);
   }
 });
 
