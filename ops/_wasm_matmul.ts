@@ -1049,12 +1049,15 @@ const MIN_ORDER = 14, MAX_ORDER = 30;
 
 /**
  * A buddy allocator over the resident region: blocks of 2^k bytes (k from 14 to 30), split
- * in halves on demand and merged with their free buddy when freed.
+ * in halves on demand and merged with their free buddy when freed. An allocation takes the
+ * head of its block, rounded to 16 KiB, and frees the rest at once as smaller blocks, so it
+ * wastes under 16 KiB (a power-of-two block would leave up to half of it to be touched by
+ * later, larger arrays: more resident memory).
  */
-class ResidentHeap {
+export class ResidentHeap {
   /** Free block offsets (from RESIDENT_BASE) per order. */
   readonly free: Set<number>[] = Array.from({ length: MAX_ORDER + 1 }, () => new Set<number>());
-  /** Order of each live block by offset. */
+  /** Bytes of each live allocation by offset. */
   readonly live = new Map<number, number>();
   /** Highest byte (from RESIDENT_BASE) ever handed out. */
   high = 0;
@@ -1063,9 +1066,10 @@ class ResidentHeap {
     this.free[MAX_ORDER].add(0);
   }
 
-  /** Offset of a free block of at least `bytes`, or -1. */
+  /** Offset of `bytes` (rounded up to 16 KiB) of free space, or -1. */
   alloc(bytes: number): number {
-    const want = Math.max(MIN_ORDER, Math.ceil(Math.log2(bytes)));
+    const size = Math.ceil(bytes / 2 ** MIN_ORDER) * 2 ** MIN_ORDER;
+    const want = Math.ceil(Math.log2(size));
     if (want > MAX_ORDER) return -1;
     let k = want;
     while (k <= MAX_ORDER && this.free[k].size === 0) k++;
@@ -1078,16 +1082,33 @@ class ResidentHeap {
       k--;
       this.free[k].add(off + 2 ** k); // the upper half stays free
     }
-    this.live.set(off, want);
-    this.high = Math.max(this.high, off + 2 ** want);
+    this.#freeRange(off + size, off + 2 ** want); // the block's tail past the allocation
+    this.live.set(off, size);
+    this.high = Math.max(this.high, off + size);
     return off;
   }
 
-  /** Frees the block at `off`; false when none is live there. */
+  /** Frees the allocation at `off`; false when none is live there. */
   release(off: number): boolean {
-    let k = this.live.get(off);
-    if (k === undefined) return false;
+    const size = this.live.get(off);
+    if (size === undefined) return false;
     this.live.delete(off);
+    this.#freeRange(off, off + size);
+    return true;
+  }
+
+  /** Frees [start, end) (multiples of 16 KiB) as the largest aligned blocks that fit. */
+  #freeRange(start: number, end: number): void {
+    while (start < end) {
+      let k = MIN_ORDER;
+      while (k < MAX_ORDER && start % 2 ** (k + 1) === 0 && start + 2 ** (k + 1) <= end) k++;
+      this.#freeBlock(start, k);
+      start += 2 ** k;
+    }
+  }
+
+  /** Frees the block of order k at off, merged with its buddy while that is free. */
+  #freeBlock(off: number, k: number): void {
     while (k < MAX_ORDER) {
       const buddy = off ^ 2 ** k;
       if (!this.free[k].delete(buddy)) break;
@@ -1095,7 +1116,6 @@ class ResidentHeap {
       k++;
     }
     this.free[k].add(off);
-    return true;
   }
 }
 
@@ -1157,7 +1177,9 @@ export function residentArray(
   // the workspace may be above RESIDENT_BASE only while no resident array lives
   const off = k.resident.alloc(bytes);
   if (off < 0) return null;
-  const at = RESIDENT_BASE + off, end = at + 2 ** Math.max(MIN_ORDER, Math.ceil(Math.log2(bytes)));
+  // the memory reaches 64 KiB past the allocation: kernels may read a few bytes past an array
+  const at = RESIDENT_BASE + off;
+  const end = at + Math.ceil(bytes / 2 ** MIN_ORDER) * 2 ** MIN_ORDER + 65536;
   if (end > k.memory.buffer.byteLength) {
     try {
       k.memory.grow(Math.ceil((end - k.memory.buffer.byteLength) / 65536));
@@ -1172,6 +1194,20 @@ export function residentArray(
     : new Float32Array(k.memory.buffer, at, n);
   if (!dirty) a.fill(0); // a reused block holds old values
   return a;
+}
+
+/**
+ * The resident heap: bytes in live allocations (each rounded to 16 KiB) and the highest byte
+ * ever handed out (what the region has touched at most), both from the base.
+ */
+export function residentHeapStats(): { liveBytes: number; highBytes: number } {
+  let liveBytes = 0, highBytes = 0;
+  for (const k of kernels.values()) {
+    if (!k?.resident) continue;
+    for (const bytes of k.resident.live.values()) liveBytes += bytes;
+    highBytes = Math.max(highBytes, k.resident.high);
+  }
+  return { liveBytes, highBytes };
 }
 
 /** Frees a resident array's block; false when `a` is not one. */

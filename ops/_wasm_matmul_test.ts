@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { addRows, MATMUL, matmulCpu, type MatmulParams, sumRows } from "./matmul.ts";
 import {
+  ResidentHeap,
   useWasmMatmul,
   wasmMatmulF32,
   wasmMatmulKernel,
@@ -403,4 +404,35 @@ Deno.test("matmulCpu's epilogue falls back to the TypeScript loops for empty pro
   }, { bias: Float64Array.of(0.5), aColumnSums: s64 });
   assert.deepEqual([...o64], [4.5, 6.5]);
   assert.deepEqual([...s64], [4, 6]);
+});
+
+Deno.test("ResidentHeap hands out disjoint 16 KiB-rounded ranges and merges them back when freed", () => {
+  const heap = new ResidentHeap();
+  const rng = makeRng(9);
+  const live = new Map<number, number>(); // offset → rounded size
+  for (let i = 0; i < 3000; i++) {
+    if (live.size > 0 && rng() < 0.45) {
+      const offs = [...live.keys()];
+      const off = offs[Math.floor(rng() * offs.length)];
+      assert.ok(heap.release(off));
+      assert.ok(!heap.release(off), "freed twice");
+      live.delete(off);
+      continue;
+    }
+    // sizes from 4 bytes to 8 MiB, many not powers of two
+    const bytes = Math.ceil(2 ** (2 + rng() * 21));
+    const off = heap.alloc(bytes);
+    assert.ok(off >= 0 && off % 16384 === 0, `offset ${off}`);
+    const size = Math.ceil(bytes / 16384) * 16384;
+    assert.ok(off + size <= 2 ** 30);
+    for (const [o, s] of live) {
+      assert.ok(off + size <= o || o + s <= off, `[${off}, +${size}) overlaps [${o}, +${s})`);
+    }
+    live.set(off, size);
+  }
+  for (const off of live.keys()) assert.ok(heap.release(off));
+  // everything merged back into the one block of the whole region
+  assert.deepEqual(heap.free.map((f) => f.size).filter((n) => n > 0), [1]);
+  assert.ok(heap.free[30].has(0));
+  assert.equal(heap.alloc(2 ** 31), -1);
 });
