@@ -242,12 +242,14 @@ export function crossEntropyRowsF32(
   N: number,
   V: number,
 ): Float64Array | null {
-  const tOff = align16(4 * N * V), sOff = tOff + align16(4 * N);
+  const pl = new Placement();
+  // 16 bytes of slack past copies: pairs of f32 read one past an odd count
+  const X = pl.add(x.subarray(0, N * V), 16), T = t ? pl.add(t.subarray(0, N), 16) : -1;
+  const sOff = pl.bytes;
   const w = wasmTasks(sOff + 32 * N);
   if (w === null) return null;
-  const xp = w.data, tp = w.data + tOff, sp = w.data + sOff;
-  w.f32.set(x.subarray(0, N * V), xp >> 2);
-  if (t) w.i32.set(t.subarray(0, N), tp >> 2);
+  pl.copyIn(w, X, ...(t ? [T] : []));
+  const xp = pl.at(X), tp = t ? pl.at(T) : 0, sp = w.data + sOff;
   const tasks = ranges(N, w.threads, V * (t ? 2 : 1));
   tasks.forEach(([r0, r1], i) =>
     w.set(i, WASM_TASK.crossEntropyRows, [xp, t ? tp : 0, sp, r0, r1, V])
@@ -283,13 +285,14 @@ export function crossEntropyGradF32(
   o: CrossEntropyGradF32,
 ): boolean {
   const { N, V } = o;
-  const tOff = align16(4 * N * V), lOff = tOff + align16(4 * N), dOff = lOff + align16(4 * N);
-  const w = wasmTasks(dOff + 4 * N * V);
+  const pl = new Placement();
+  // 16 bytes of slack past copies: pairs of f32 read one past an odd count
+  const X = pl.add(x.subarray(0, N * V), 16), T = pl.add(t.subarray(0, N), 16);
+  const L = pl.add(lse.subarray(0, N), 16), D = pl.add(dx.subarray(0, N * V));
+  const w = wasmTasks(pl.bytes);
   if (w === null) return false;
-  const xp = w.data, tp = w.data + tOff, lp = w.data + lOff, dp = w.data + dOff;
-  w.f32.set(x.subarray(0, N * V), xp >> 2);
-  w.i32.set(t.subarray(0, N), tp >> 2);
-  w.f32.set(lse.subarray(0, N), lp >> 2);
+  pl.copyIn(w, X, T, L);
+  const xp = pl.at(X), tp = pl.at(T), lp = pl.at(L), dp = pl.at(D);
   const tasks = ranges(N, w.threads, V);
   tasks.forEach(([r0, r1], i) =>
     w.set(
@@ -300,7 +303,7 @@ export function crossEntropyGradF32(
     )
   );
   w.run(tasks.length);
-  dx.set(w.f32.subarray(dp >> 2, (dp >> 2) + N * V));
+  pl.copyOut(w, D);
   return true;
 }
 
