@@ -106,6 +106,7 @@ ${MAIN_1D()} {
 /** The broadcasting binary op. */
 export const BINARY: OpDef<BinaryParams> = {
   name: "binary",
+  overwrites: true,
   outputs([a, b], p) {
     if (a.dtype === "i32" || b.dtype === "i32") {
       throw new TypeError(`Cannot ${p.kind}: needs float inputs`);

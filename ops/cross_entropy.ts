@@ -200,6 +200,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3u) {
  */
 export const CROSS_ENTROPY: OpDef<CrossEntropyParams> = {
   name: "crossEntropy",
+  overwrites: true,
   outputs([logits, targets], p) {
     checkLogits("crossEntropy", logits, targets);
     if (!(p.labelSmoothing >= 0 && p.labelSmoothing <= 1)) {
@@ -317,6 +318,7 @@ ${wgslRowMain(wg)}
  */
 export const CROSS_ENTROPY_GRAD: OpDef<CrossEntropyParams> = {
   name: "crossEntropyGrad",
+  overwrites: true,
   outputs([logits, targets, lse, count, dy]) {
     checkLogits("crossEntropyGrad", logits, targets);
     if (

@@ -52,6 +52,7 @@ export function dropoutKeeps(p: number, seed: number, i: number): boolean {
 /** Dropout (the mask is a function of seed and element index only). */
 export const DROPOUT: OpDef<DropoutParams> = {
   name: "dropout",
+  overwrites: true,
   outputs([x], p) {
     if (x.dtype === "i32") throw new TypeError("Cannot dropout: needs a float tensor, got i32");
     if (!(p.p >= 0 && p.p <= 1)) throw new RangeError(`dropout: p must be in [0, 1], got ${p.p}`);

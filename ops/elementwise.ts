@@ -75,6 +75,7 @@ ${MAIN_1D()} {
 }`;
   return {
     name,
+    overwrites: true, // every loop writes out[i] for all i
     outputs(inputs) {
       for (const t of inputs) {
         if (t.dtype === "i32") throw new TypeError(`Cannot ${name}: needs float inputs`);

@@ -38,6 +38,7 @@ import { rowWorkgroupSize } from "./softmax.ts";
  */
 export const EMBEDDING: OpDef = {
   name: "embedding",
+  overwrites: true,
   outputs([w, ids]) {
     if (w.shape.length !== 2 || w.dtype === "i32") {
       throw new TypeError(
@@ -270,6 +271,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
  */
 export const EMBEDDING_GRAD: OpDef<EmbeddingGradParams> = {
   name: "embeddingGrad",
+  overwrites: true,
   outputs([ids, dy], p) {
     const C = dy.shape[dy.shape.length - 1];
     if (

@@ -53,6 +53,7 @@ export interface LayerNormParams {
  */
 export const LAYER_NORM: OpDef<LayerNormParams> = {
   name: "layerNorm",
+  overwrites: true,
   outputs([x, w, b]) {
     const C = x.shape[x.shape.length - 1];
     if (x.shape.length === 0 || x.dtype === "i32") {
@@ -260,6 +261,7 @@ function rowsPerGroup(R: number): number {
  */
 export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
   name: "layerNormGrad",
+  overwrites: true,
   outputs([x, w, mean, rstd, dy, acc]) {
     const rows = fmtShape(x.shape.slice(0, -1));
     if (

@@ -399,6 +399,7 @@ export function residualVariant(p: ResidualParams): ResidualVariant {
  */
 export const RESIDUAL: OpDef<ResidualParams> = {
   name: "residual",
+  overwrites: true,
   outputs(inputs, p) {
     checkParams(p, "residual");
     const n = p.hasGamma ? 3 : 2;
@@ -450,6 +451,7 @@ export const RESIDUAL: OpDef<ResidualParams> = {
  */
 export const RESIDUAL_BACKWARD: OpDef<ResidualParams> = {
   name: "residualBackward",
+  overwrites: true,
   outputs(inputs, p) {
     checkParams(p, "residualBackward");
     const n = p.hasGamma ? 3 : 1;

@@ -80,6 +80,7 @@ function residualInputs(p: ResidualParams): number {
  */
 export const RESIDUAL_LAYER_NORM: OpDef<ResidualLayerNormParams> = {
   name: "residualLayerNorm",
+  overwrites: true,
   outputs(inputs, p) {
     const nr = residualInputs(p);
     if (inputs.length !== nr + 2) {
@@ -215,6 +216,7 @@ export interface ResidualLayerNormGradParams extends ResidualLayerNormParams {
  */
 export const RESIDUAL_LAYER_NORM_GRAD: OpDef<ResidualLayerNormGradParams> = {
   name: "residualLayerNormGrad",
+  overwrites: true,
   outputs(inputs, p) {
     const n = 5 + (p.hasAcc ? 1 : 0) + (p.hasGamma ? 2 : 0);
     if (inputs.length !== n) {

@@ -152,6 +152,7 @@ ${wgslRowMain(wg)}
 /** Softmax over the last axis; backward through {@linkcode SOFTMAX_GRAD}. */
 export const SOFTMAX: OpDef = {
   name: "softmax",
+  overwrites: true,
   outputs([x]) {
     checkFloat("softmax", x);
     return [{ shape: x.shape, dtype: x.dtype }];
@@ -170,6 +171,7 @@ export const SOFTMAX: OpDef = {
 /** Log-softmax over the last axis; backward through {@linkcode LOG_SOFTMAX_GRAD}. */
 export const LOG_SOFTMAX: OpDef = {
   name: "logSoftmax",
+  overwrites: true,
   outputs([x]) {
     checkFloat("logSoftmax", x);
     return [{ shape: x.shape, dtype: x.dtype }];
@@ -240,6 +242,7 @@ ${wgslRowMain(wg)}
 /** Fused softmax backward: inputs `[y, dy]`, output `dx = y·(dy − Σ dy·y)` per row. */
 export const SOFTMAX_GRAD: OpDef = {
   name: "softmaxGrad",
+  overwrites: true,
   outputs(inputs) {
     return gradOutputs("softmaxGrad", inputs);
   },
@@ -254,6 +257,7 @@ export const SOFTMAX_GRAD: OpDef = {
 /** Fused log-softmax backward: inputs `[y, dy]`, output `dx = dy − exp(y)·Σ dy` per row. */
 export const LOG_SOFTMAX_GRAD: OpDef = {
   name: "logSoftmaxGrad",
+  overwrites: true,
   outputs(inputs) {
     return gradOutputs("logSoftmaxGrad", inputs);
   },

@@ -44,6 +44,7 @@ function sameShapes(name: string, inputs: { shape: readonly number[]; dtype: str
 /** `out = silu(gate) ⊙ up`: inputs `[gate, up]` (one shape), output of that shape. */
 export const SWIGLU: OpDef<SwigluParams> = {
   name: "swiglu",
+  overwrites: true,
   outputs(inputs) {
     sameShapes("swiglu", inputs);
     if (inputs.length !== 2) throw new TypeError(`swiglu: expected 2 inputs, got ${inputs.length}`);
@@ -93,6 +94,7 @@ ${MAIN_1D()} {
  */
 export const SWIGLU_GRAD: OpDef<SwigluParams> = {
   name: "swigluGrad",
+  overwrites: true,
   outputs(inputs) {
     sameShapes("swigluGrad", inputs);
     if (inputs.length !== 3) {
