@@ -675,3 +675,124 @@ export function layerNormGradF32(
   pl.copyOut(ws, DX, DW, DB);
   return true;
 }
+
+/** The residual's masks and sizes for {@linkcode residualF32} and {@linkcode residualBackwardF32}. */
+export interface ResidualF32 {
+  /** Samples (the first axis). */
+  B: number;
+  /** Elements per sample. */
+  per: number;
+  /** Columns (γ's length). */
+  C: number;
+  /** DropPath multipliers per sample (f32 values), or null. */
+  path: Float64Array | null;
+  /** Dropout, or null: element i is dropped when `hashU32(seed, i) >>> 8 < thr`. */
+  dropout: { seed: number; thr: number; scale: number } | null;
+}
+
+/** Body byte of the residual tasks' f64 (after their 12 or 15 words). */
+const RESIDUAL_FLOATS_AT = 88;
+
+/**
+ * The residual forward as `RESIDUAL.cpu` in ops/residual.ts computes it in f32 (the same
+ * bits): out = x + DropPath(γ ⊙ dropout(branch)), γ optional; elements among the threads.
+ * False when WebAssembly is off.
+ */
+export function residualF32(
+  x: Float32Array,
+  branch: Float32Array,
+  gamma: Float32Array | null,
+  out: Float32Array,
+  o: ResidualF32,
+): boolean {
+  const n = o.B * o.per, pl = new Placement();
+  const X = pl.add(x.subarray(0, n)), BR = pl.add(branch.subarray(0, n));
+  const G = gamma ? pl.add(gamma.subarray(0, o.C)) : -1, OUT = pl.add(out.subarray(0, n));
+  const pathOff = pl.bytes;
+  const w = wasmTasks(pathOff + 8 * (o.path?.length ?? 0));
+  if (w === null) return false;
+  pl.copyIn(w, X, BR, ...(gamma ? [G] : []));
+  if (o.path) w.f64.set(o.path, (w.data + pathOff) >> 3);
+  const d = o.dropout;
+  const tasks = ranges(n, w.threads, 2);
+  tasks.forEach(([i0, i1], i) =>
+    w.set(
+      i,
+      WASM_TASK.residual,
+      [
+        pl.at(X),
+        pl.at(BR),
+        gamma ? pl.at(G) : 0,
+        pl.at(OUT),
+        o.path ? w.data + pathOff : 0,
+        i0,
+        i1,
+        o.per,
+        o.C,
+        d ? 1 : 0,
+        d ? d.seed | 0 : 0,
+        d ? d.thr : 0,
+      ],
+      [d ? d.scale : 1],
+      RESIDUAL_FLOATS_AT,
+    )
+  );
+  w.run(tasks.length);
+  pl.copyOut(w, OUT);
+  return true;
+}
+
+/**
+ * The residual backward as `RESIDUAL_BACKWARD.cpu` computes it in f32 (the same bits):
+ * dbranch from dy, and with `dgamma` its column sums Σ dy·kp·dropout(branch) in f64 over
+ * the rows in order (branch needed then); columns among the threads. False when
+ * WebAssembly is off.
+ */
+export function residualBackwardF32(
+  dy: Float32Array,
+  branch: Float32Array | null,
+  gamma: Float32Array | null,
+  dbranch: Float32Array,
+  dgamma: Float32Array | null,
+  o: ResidualF32,
+): boolean {
+  const n = o.B * o.per, rows = n / o.C, pl = new Placement();
+  const DY = pl.add(dy.subarray(0, n)), BR = branch && dgamma ? pl.add(branch.subarray(0, n)) : -1;
+  const G = gamma ? pl.add(gamma.subarray(0, o.C)) : -1, DB = pl.add(dbranch.subarray(0, n));
+  const DG = dgamma ? pl.add(dgamma.subarray(0, o.C)) : -1;
+  const pathOff = pl.bytes, accOff = align16(pathOff + 8 * (o.path?.length ?? 0));
+  const w = wasmTasks(accOff + 8 * o.C);
+  if (w === null) return false;
+  pl.copyIn(w, DY, ...(BR >= 0 ? [BR] : []), ...(gamma ? [G] : []));
+  if (o.path) w.f64.set(o.path, (w.data + pathOff) >> 3);
+  const d = o.dropout;
+  const tasks = ranges(o.C, w.threads, 2 * rows);
+  tasks.forEach(([j0, j1], i) =>
+    w.set(
+      i,
+      WASM_TASK.residualBackward,
+      [
+        pl.at(DY),
+        BR >= 0 ? pl.at(BR) : 0,
+        gamma ? pl.at(G) : 0,
+        pl.at(DB),
+        dgamma ? w.data + accOff : 0,
+        dgamma ? pl.at(DG) : 0,
+        o.path ? w.data + pathOff : 0,
+        rows,
+        o.per,
+        o.C,
+        j0,
+        j1,
+        d ? 1 : 0,
+        d ? d.seed | 0 : 0,
+        d ? d.thr : 0,
+      ],
+      [d ? d.scale : 1],
+      RESIDUAL_FLOATS_AT,
+    )
+  );
+  w.run(tasks.length);
+  pl.copyOut(w, DB, ...(dgamma ? [DG] : []));
+  return true;
+}

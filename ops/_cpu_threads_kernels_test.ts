@@ -209,6 +209,37 @@ Deno.test("residual with dropout, gamma and DropPath (forward and backward) thro
   }
 });
 
+Deno.test("the residual kernels (any of dropout, gamma, DropPath) equal the TypeScript loops bit for bit", () => {
+  // every combination the WebAssembly residual kernels take, small and threaded sizes
+  for (const [B, T, C] of [[1, 1, 1], [3, 2, 7], [8, 40, 130]]) {
+    const n = B * T * C, x = f32(n, n, 4), branch = f32(n, n + 1, 4), dy = f32(n, n + 2, 1);
+    branch.set([Infinity, NaN, -0, 3e38].slice(0, n));
+    x.set([-0, 1, -3e38].slice(0, n));
+    const gamma = f32(C, C + 3, 2);
+    for (const dropoutP of [0, 0.25, 1]) {
+      for (
+        const [hasGamma, dropPathP] of [[false, 0], [true, 0], [false, 0.4], [true, 0.4]] as const
+      ) {
+        const p = { hasGamma, dropoutP, dropoutSeed: 9 + n, dropPathP, dropPathSeed: 3 };
+        const ins = hasGamma ? [x, branch, gamma] : [x, branch];
+        const shapes: [Shape, "f32"][] = [[[B, T, C], "f32"], [[B, T, C], "f32"]];
+        if (hasGamma) shapes.push([[C], "f32"]);
+        sameBits(RESIDUAL, ins, info(shapes, [[B, T, C]]), p);
+        const back = hasGamma ? [dy, branch, gamma] : [dy];
+        const bShapes: [Shape, "f32"][] = hasGamma
+          ? [[[B, T, C], "f32"], [[B, T, C], "f32"], [[C], "f32"]]
+          : [[[B, T, C], "f32"]];
+        sameBits(
+          RESIDUAL_BACKWARD,
+          back,
+          info(bShapes, hasGamma ? [[B, T, C], [C]] : [[B, T, C]]),
+          p,
+        );
+      }
+    }
+  }
+});
+
 Deno.test("the WebAssembly keep mask equals the hash loop, on 1, 2 and 3 threads", () => {
   const threads0 = cpuThreads();
   try {

@@ -44,7 +44,13 @@ import {
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import { splitReduceWgsl } from "./_matmul_wgsl.ts";
 import type { OpCase, OpEntry } from "./registry.ts";
-import { dropoutF32, keepMaskU8 } from "./_cpu_threads_kernels.ts";
+import {
+  dropoutF32,
+  keepMaskU8,
+  residualBackwardF32,
+  type ResidualF32,
+  residualF32,
+} from "./_cpu_threads_kernels.ts";
 
 /** Parameters of {@linkcode RESIDUAL} and {@linkcode RESIDUAL_BACKWARD}. */
 export interface ResidualParams {
@@ -146,6 +152,17 @@ function keepMask(m: DropMask, n: number): Uint8Array | null {
   return keep;
 }
 
+/** The WebAssembly kernels' description of a residual (ops/_cpu_threads_kernels.ts). */
+function wasmResidual(g: Geometry, path: Float64Array | null, m: DropMask): ResidualF32 {
+  return {
+    B: g.B,
+    per: g.per,
+    C: g.C,
+    path,
+    dropout: m.on ? { seed: m.seed, thr: m.thr, scale: m.scale } : null,
+  };
+}
+
 /** `[C]` ones: the LayerScale γ of a residual without one (multiplying by 1 is exact). */
 function onesOf(C: number): Float64Array {
   return new Float64Array(C).fill(1);
@@ -174,6 +191,12 @@ function residualCpu(
     for (let i = 0; i < out.length; i++) out[i] = x[i] + out[i];
     return;
   }
+  // f32 with γ or DropPath: the loop below in WebAssembly (the same bits)
+  if (
+    x instanceof Float32Array && branch instanceof Float32Array && out instanceof Float32Array &&
+    (gamma === null || gamma instanceof Float32Array) &&
+    residualF32(x, branch, gamma, out, wasmResidual(g, path, m))
+  ) return;
   const keep = keepMask(m, out.length), scale = m.on ? m.scale : 1;
   const gm = gamma ?? onesOf(g.C);
   for (let b = 0, i = 0; b < g.B; b++) {
@@ -210,6 +233,14 @@ function residualBackwardCpu(
   if (
     m.on && !gamma && !dgamma && !path && dy instanceof Float32Array &&
     dbranch instanceof Float32Array && dropoutF32(dy, dbranch, m.seed, m.thr, m.scale)
+  ) return;
+  // f32 otherwise: the loops below in WebAssembly (the same bits)
+  if (
+    dy instanceof Float32Array && dbranch instanceof Float32Array &&
+    (branch === null || branch instanceof Float32Array) &&
+    (gamma === null || gamma instanceof Float32Array) &&
+    (dgamma === null || (dgamma instanceof Float32Array && branch !== null)) &&
+    residualBackwardF32(dy, branch, gamma, dbranch, dgamma, wasmResidual(g, path, m))
   ) return;
   const acc = new Float64Array(g.C);
   const keep = keepMask(m, dbranch.length), scale = m.on ? m.scale : 1;

@@ -410,7 +410,8 @@
   ;; 1: gelu, 2: gelu gradient, 3: cross-entropy row statistics, 4: cross-entropy gradient,
   ;; 5: AdamW update, 6: dropout, 7/8: attention forward/backward, 9: SiLU, 10: SiLU gradient,
   ;; 11: dropout keep mask, 12: attention softmax rows, 13: prepack B, 14: bias rows,
-  ;; 15: column sums, 16/17/18: LayerNorm forward, backward dx, backward dw and db),
+  ;; 15: column sums, 16/17/18: LayerNorm forward, backward dx, backward dw and db,
+  ;; 19/20: residual forward and backward),
   ;; then its words (see each kernel). ops/_wasm_matmul.ts writes the descriptors.
   (func (export "task") (param $d i32) (param $t i32)
     (local $kind i32)
@@ -499,6 +500,23 @@
         (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
         (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))
         (i32.load offset=32 (local.get $d)) (i32.load offset=36 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 19))
+      (then (call $residual_fwd (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))
+        (i32.load offset=32 (local.get $d)) (i32.load offset=36 (local.get $d))
+        (i32.load offset=40 (local.get $d)) (i32.load offset=44 (local.get $d))
+        (f64.load offset=88 (local.get $d))) (return)))
+    (if (i32.eq (local.get $kind) (i32.const 20))
+      (then (call $residual_bwd (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
+        (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
+        (i32.load offset=16 (local.get $d)) (i32.load offset=20 (local.get $d))
+        (i32.load offset=24 (local.get $d)) (i32.load offset=28 (local.get $d))
+        (i32.load offset=32 (local.get $d)) (i32.load offset=36 (local.get $d))
+        (i32.load offset=40 (local.get $d)) (i32.load offset=44 (local.get $d))
+        (i32.load offset=48 (local.get $d)) (i32.load offset=52 (local.get $d))
+        (i32.load offset=56 (local.get $d)) (f64.load offset=88 (local.get $d))) (return)))
     (if (i32.eq (local.get $kind) (i32.const 11))
       (then (call $keep_mask (i32.load offset=0 (local.get $d)) (i32.load offset=4 (local.get $d))
         (i32.load offset=8 (local.get $d)) (i32.load offset=12 (local.get $d))
@@ -1979,4 +1997,103 @@
         (v128.load (i32.add (local.get $sb) (i32.shl (local.get $j) (i32.const 3)))) (local.get $o))
       (local.set $j (i32.add (local.get $j) (i32.const 2)))
       (br $ls))))
+
+  ;; The residual forward (RESIDUAL.cpu in ops/residual.ts, f32) of elements i0 .. i1−1:
+  ;; v = dropout ? (hashU32(seed, i) >>> 8 < thr ? 0 : f32(br·scale)) : f32(br·scale);
+  ;; v = f32(f32(v·gamma[i mod C])·kp[floor(i/per)]); out = f32(x + v). gamma (f32) and kp (f64) are 1
+  ;; where their pointer is 0. Each step rounds to f32 as the unfused ops stored it.
+  (func $residual_fwd (param $x i32) (param $br i32) (param $gamma i32) (param $out i32)
+    (param $path i32) (param $i i32) (param $i1 i32) (param $per i32) (param $C i32)
+    (param $drop i32) (param $seed i32) (param $thr i32) (param $scale f64)
+    (local $c i32) (local $b i32) (local $r i32) (local $o i32) (local $v f64) (local $kp f64)
+    (local.set $c (i32.rem_u (local.get $i) (local.get $C)))
+    (local.set $b (i32.div_u (local.get $i) (local.get $per)))
+    (local.set $r (i32.rem_u (local.get $i) (local.get $per)))
+    (local.set $kp (if (result f64) (local.get $path)
+      (then (f64.load (i32.add (local.get $path) (i32.shl (local.get $b) (i32.const 3)))))
+      (else (f64.const 1))))
+    (block $done (loop $e
+      (br_if $done (i32.ge_u (local.get $i) (local.get $i1)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (local.set $v (if (result f64)
+        (i32.and (local.get $drop) (i32.lt_u
+          (i32.shr_u (call $hash (local.get $seed) (local.get $i)) (i32.const 8)) (local.get $thr)))
+        (then (f64.const 0))
+        (else (f64.promote_f32 (f32.demote_f64 (f64.mul
+          (f64.promote_f32 (f32.load (i32.add (local.get $br) (local.get $o)))) (local.get $scale)))))))
+      (if (local.get $gamma)
+        (then (local.set $v (f64.promote_f32 (f32.demote_f64 (f64.mul (local.get $v)
+          (f64.promote_f32 (f32.load (i32.add (local.get $gamma)
+            (i32.shl (local.get $c) (i32.const 2)))))))))))
+      (local.set $v (f64.promote_f32 (f32.demote_f64 (f64.mul (local.get $v) (local.get $kp)))))
+      (f32.store (i32.add (local.get $out) (local.get $o)) (f32.demote_f64 (f64.add
+        (f64.promote_f32 (f32.load (i32.add (local.get $x) (local.get $o)))) (local.get $v))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (local.set $c (i32.add (local.get $c) (i32.const 1)))
+      (if (i32.eq (local.get $c) (local.get $C)) (then (local.set $c (i32.const 0))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (if (i32.eq (local.get $r) (local.get $per))
+        (then
+          (local.set $r (i32.const 0))
+          (local.set $b (i32.add (local.get $b) (i32.const 1)))
+          (if (local.get $path)
+            (then (local.set $kp (f64.load (i32.add (local.get $path)
+              (i32.shl (local.get $b) (i32.const 3)))))))))
+      (br $e))))
+
+  ;; The residual backward (RESIDUAL_BACKWARD.cpu, f32) of columns j0 .. j1−1 over all rows:
+  ;; kd = dropped ? 0 : scale; d = f32(dy·kp); with acc (≠ 0) acc[j] += f32(d·(kd = 0 ? 0 :
+  ;; f32(br·kd))) in f64, rows in order, then dgamma[j] = f32(acc[j]); db = kd = 0 ? 0 :
+  ;; f32(f32(d·gamma)·kd). gamma, kp and br as in $residual_fwd (br only with acc).
+  (func $residual_bwd (param $dy i32) (param $br i32) (param $gamma i32) (param $db i32)
+    (param $acc i32) (param $dgamma i32) (param $path i32) (param $rows i32) (param $per i32)
+    (param $C i32) (param $j0 i32) (param $j1 i32) (param $drop i32) (param $seed i32)
+    (param $thr i32) (param $scale f64)
+    (local $j i32) (local $r i32) (local $i i32) (local $o i32) (local $kd f64) (local $d f64)
+    (local $g f64) (local $kp f64) (local $s f64)
+    (local.set $j (local.get $j0))
+    (block $dj (loop $lj
+      (br_if $dj (i32.ge_u (local.get $j) (local.get $j1)))
+      (local.set $g (if (result f64) (local.get $gamma)
+        (then (f64.promote_f32 (f32.load (i32.add (local.get $gamma)
+          (i32.shl (local.get $j) (i32.const 2))))))
+        (else (f64.const 1))))
+      (local.set $s (f64.const 0))
+      (local.set $r (i32.const 0))
+      (block $dr (loop $lr
+        (br_if $dr (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $i (i32.add (i32.mul (local.get $r) (local.get $C)) (local.get $j)))
+        (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+        (local.set $kp (if (result f64) (local.get $path)
+          (then (f64.load (i32.add (local.get $path)
+            (i32.shl (i32.div_u (local.get $i) (local.get $per)) (i32.const 3)))))
+          (else (f64.const 1))))
+        (local.set $kd (if (result f64)
+          (i32.and (local.get $drop) (i32.lt_u
+            (i32.shr_u (call $hash (local.get $seed) (local.get $i)) (i32.const 8)) (local.get $thr)))
+          (then (f64.const 0))
+          (else (local.get $scale))))
+        (local.set $d (f64.promote_f32 (f32.demote_f64 (f64.mul
+          (f64.promote_f32 (f32.load (i32.add (local.get $dy) (local.get $o)))) (local.get $kp)))))
+        (if (local.get $acc)
+          (then (local.set $s (f64.add (local.get $s) (f64.promote_f32 (f32.demote_f64 (f64.mul
+            (local.get $d)
+            (if (result f64) (f64.eq (local.get $kd) (f64.const 0))
+              (then (f64.const 0))
+              (else (f64.promote_f32 (f32.demote_f64 (f64.mul
+                (f64.promote_f32 (f32.load (i32.add (local.get $br) (local.get $o))))
+                (local.get $kd)))))))))))))
+        (f32.store (i32.add (local.get $db) (local.get $o))
+          (if (result f32) (f64.eq (local.get $kd) (f64.const 0))
+            (then (f32.const 0))
+            (else (f32.demote_f64 (f64.mul
+              (f64.promote_f32 (f32.demote_f64 (f64.mul (local.get $d) (local.get $g))))
+              (local.get $kd))))))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $lr)))
+      (if (local.get $acc)
+        (then (f32.store (i32.add (local.get $dgamma) (i32.shl (local.get $j) (i32.const 2)))
+          (f32.demote_f64 (local.get $s)))))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br $lj))))
 )
