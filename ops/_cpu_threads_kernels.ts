@@ -460,24 +460,32 @@ function attentionScratch(S: number, D: number, backward: boolean): number {
 function runAttention(
   kind: WasmTaskKind,
   g: AttentionF32,
-  regions: ({ data: Float32Array } | { bytes: number } | null)[],
+  regions: ({ data: Float32Array } | { out: Float32Array } | { bytes: number } | null)[],
   backward: boolean,
 ): { w: WasmTasks; at: number[] } | null {
+  // inputs (data) and outputs (out) resident in the kernels' memory are used in place
+  const home = regions.map((r) =>
+    r && "data" in r ? wasmAddress(r.data) : r && "out" in r ? wasmAddress(r.out) : -1
+  );
   const offsets: number[] = [];
   let bytes = 0;
-  for (const r of regions) {
+  regions.forEach((r, i) => {
     offsets.push(bytes);
-    if (r) bytes += align16("data" in r ? 4 * r.data.length : r.bytes);
-  }
+    if (r && home[i] < 0) {
+      bytes += align16(
+        "data" in r ? 4 * r.data.length + 16 : "out" in r ? 4 * r.out.length : r.bytes,
+      );
+    }
+  });
   const words = regions.length + 8, scaleAt = 8 * Math.ceil(4 * words / 8), po = bytes;
   bytes += align16(scaleAt + 8);
   const scratch = attentionScratch(g.S, g.D, backward);
   const w = wasmTasks(bytes, scratch);
   if (w === null) return null;
   const d = w.data;
-  const at = regions.map((r, i) => (r ? d + offsets[i] : 0));
+  const at = regions.map((r, i) => (!r ? 0 : home[i] >= 0 ? home[i] : d + offsets[i]));
   regions.forEach((r, i) => {
-    if (r && "data" in r) w.f32.set(r.data, at[i] >> 2);
+    if (r && "data" in r && home[i] < 0) w.f32.set(r.data, at[i] >> 2);
   });
   const { H, T, S, D } = g;
   w.i32.set([...at, H, T, S, D, +g.bhtd, +g.causal, align16(d + bytes), scratch], (d + po) >> 2);
@@ -485,6 +493,11 @@ function runAttention(
   const tasks = ranges(g.B * H, w.threads, T * S * D);
   tasks.forEach(([s, e], i) => w.set(i, kind, [d + po, s, e]));
   w.run(tasks.length);
+  regions.forEach((r, i) => {
+    if (r && "out" in r && home[i] < 0) {
+      r.out.set(w.f32.subarray(at[i] >> 2, (at[i] >> 2) + r.out.length));
+    }
+  });
   return { w, at };
 }
 
@@ -510,12 +523,11 @@ export function attentionF32(
     { data: k.subarray(0, nk) },
     { data: v.subarray(0, nk) },
     m ? { data: m.subarray(0, B * S) } : null,
-    { bytes: 4 * nq },
+    { out: out.subarray(0, nq) },
     { bytes: 16 * rows }, // per row: the max and Σ exp (f64), or −∞ and −1 when no key is allowed
   ], false);
   if (r === null) return false;
   const { w, at } = r;
-  out.set(w.f32.subarray(at[4] >> 2, (at[4] >> 2) + nq));
   const st = at[5] >> 3, logS = Math.log(S);
   for (let i = 0; i < rows; i++) {
     const max = w.f64[st + 2 * i], sum = w.f64[st + 2 * i + 1];
@@ -557,16 +569,11 @@ export function attentionBackwardF32(
     { data: ins.lse.subarray(0, rows) },
     { data: ins.dO.subarray(0, nq) },
     ins.dlse ? { data: ins.dlse.subarray(0, rows) } : null,
-    { bytes: 4 * nq },
-    { bytes: 4 * nk },
-    { bytes: 4 * nk },
+    { out: dq.subarray(0, nq) },
+    { out: dk.subarray(0, nk) },
+    { out: dv.subarray(0, nk) },
   ], true);
-  if (r === null) return false;
-  const { w, at } = r;
-  dq.set(w.f32.subarray(at[8] >> 2, (at[8] >> 2) + nq));
-  dk.set(w.f32.subarray(at[9] >> 2, (at[9] >> 2) + nk));
-  dv.set(w.f32.subarray(at[10] >> 2, (at[10] >> 2) + nk));
-  return true;
+  return r !== null;
 }
 
 /**
