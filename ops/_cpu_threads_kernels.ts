@@ -348,73 +348,52 @@ export function adamwF32(
   v: Float32Array,
   o: AdamWF32,
 ): boolean {
-  const n = p.length;
-  if (n > 0 && [p, g, m, v].every((a) => wasmAddress(a) >= 0)) return adamwResident(p, g, m, v, o);
+  const n = p.length, end = Math.max(0, Math.min(o.decayEnd, n));
+  // all four resident in the kernels' memory: updated in place, no copies
+  const home = [p, g, m, v].map(wasmAddress);
+  if (n > 0 && home.every((a) => a >= 0)) {
+    const w = wasmTasks(64);
+    if (w === null) return false;
+    runAdamw(w, home, n, end, o);
+    return true;
+  }
   const chunk = Math.min(n, ADAMW_CHUNK), bytes = align16(4 * chunk);
-  const cOff = 0, pOff = 64, gOff = pOff + bytes, mOff = gOff + bytes, vOff = mOff + bytes;
+  const pOff = 64, gOff = pOff + bytes, mOff = gOff + bytes, vOff = mOff + bytes;
   const w = wasmTasks(vOff + bytes);
   if (w === null) return false;
-  const cp = w.data + cOff;
-  w.f64.set([o.b1, o.c1, o.b2, o.c2, o.stepSize, o.bc2Sqrt, o.eps, o.scale], cp >> 3);
-  const P = (w.data + pOff) >> 2, G = (w.data + gOff) >> 2;
-  const M = (w.data + mOff) >> 2, V = (w.data + vOff) >> 2;
-  const end = Math.max(0, Math.min(o.decayEnd, n));
+  const [P, G, M, V] = [pOff, gOff, mOff, vOff].map((off) => w.data + off);
   for (let c0 = 0; c0 < n; c0 += chunk) {
     const c1 = Math.min(n, c0 + chunk), len = c1 - c0;
-    w.f32.set(p.subarray(c0, c1), P);
-    w.f32.set(g.subarray(c0, c1), G);
-    w.f32.set(m.subarray(c0, c1), M);
-    w.f32.set(v.subarray(c0, c1), V);
-    let count = 0;
-    // [s, e) of this chunk with decay factor d
-    const segment = (s: number, e: number, d: number) => {
-      for (const [a, b] of ranges(e - s, w.threads, 4)) {
-        const i = s + a;
-        w.set(
-          count++,
-          WASM_TASK.adamw,
-          [4 * (P + i), 4 * (G + i), 4 * (M + i), 4 * (V + i), b - a, cp],
-          [d],
-        );
-      }
-    };
-    const split = Math.max(0, Math.min(len, end - c0));
-    if (split > 0) segment(0, split, o.decay);
-    if (split < len) segment(split, len, o.noDecay);
-    w.run(count);
-    p.set(w.f32.subarray(P, P + len), c0);
-    m.set(w.f32.subarray(M, M + len), c0);
-    v.set(w.f32.subarray(V, V + len), c0);
+    w.f32.set(p.subarray(c0, c1), P >> 2);
+    w.f32.set(g.subarray(c0, c1), G >> 2);
+    w.f32.set(m.subarray(c0, c1), M >> 2);
+    w.f32.set(v.subarray(c0, c1), V >> 2);
+    runAdamw(w, [P, G, M, V], len, Math.max(0, Math.min(len, end - c0)), o);
+    p.set(w.f32.subarray(P >> 2, (P >> 2) + len), c0);
+    m.set(w.f32.subarray(M >> 2, (M >> 2) + len), c0);
+    v.set(w.f32.subarray(V >> 2, (V >> 2) + len), c0);
   }
   return true;
 }
 
-/** adamwF32 with all four arrays resident in the kernels' memory: updated in place, no copies. */
-function adamwResident(
-  p: Float32Array,
-  g: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  o: AdamWF32,
-): boolean {
-  const n = p.length;
-  const w = wasmTasks(64);
-  if (w === null) return false;
+/**
+ * The AdamW tasks over `len` elements at byte addresses `at` = [p, g, m, v], the first
+ * `split` with weight decay; the constants go to the workspace's first 64 bytes.
+ */
+function runAdamw(w: WasmTasks, at: number[], len: number, split: number, o: AdamWF32): void {
   const cp = w.data;
   w.f64.set([o.b1, o.c1, o.b2, o.c2, o.stepSize, o.bc2Sqrt, o.eps, o.scale], cp >> 3);
-  const [P, G, M, V] = [p, g, m, v].map(wasmAddress);
-  const end = Math.max(0, Math.min(o.decayEnd, n));
   let count = 0;
-  const segment = (s0: number, e0: number, d: number) => {
-    for (const [a, b] of ranges(e0 - s0, w.threads, 4)) {
-      const i = 4 * (s0 + a);
-      w.set(count++, WASM_TASK.adamw, [P + i, G + i, M + i, V + i, b - a, cp], [d]);
+  // [s, e) with decay factor d
+  const segment = (s: number, e: number, d: number) => {
+    for (const [a, b] of ranges(e - s, w.threads, 4)) {
+      const i = 4 * (s + a);
+      w.set(count++, WASM_TASK.adamw, [at[0] + i, at[1] + i, at[2] + i, at[3] + i, b - a, cp], [d]);
     }
   };
-  if (end > 0) segment(0, end, o.decay);
-  if (end < n) segment(end, n, o.noDecay);
+  if (split > 0) segment(0, split, o.decay);
+  if (split < len) segment(split, len, o.noDecay);
   w.run(count);
-  return true;
 }
 
 /** The geometry of {@linkcode attentionF32} and {@linkcode attentionBackwardF32}. */
@@ -700,6 +679,13 @@ export interface ResidualF32 {
 /** Body byte of the residual tasks' f64 (after their 12 or 15 words). */
 const RESIDUAL_FLOATS_AT = 88;
 
+/** The residual tasks' last words (dropout on, seed, threshold) and their f64 (the scale). */
+function dropoutWords(d: ResidualF32["dropout"]): { words: number[]; floats: number[] } {
+  return d
+    ? { words: [1, d.seed | 0, d.thr], floats: [d.scale] }
+    : { words: [0, 0, 0], floats: [1] };
+}
+
 /**
  * The residual forward as `RESIDUAL.cpu` in ops/residual.ts computes it in f32 (the same
  * bits): out = x + DropPath(γ ⊙ dropout(branch)), γ optional; elements among the threads.
@@ -720,7 +706,7 @@ export function residualF32(
   if (w === null) return false;
   pl.copyIn(w, X, BR, ...(gamma ? [G] : []));
   if (o.path) w.f64.set(o.path, (w.data + pathOff) >> 3);
-  const d = o.dropout;
+  const drop = dropoutWords(o.dropout);
   const tasks = ranges(n, w.threads, 2);
   tasks.forEach(([i0, i1], i) =>
     w.set(
@@ -736,11 +722,9 @@ export function residualF32(
         i1,
         o.per,
         o.C,
-        d ? 1 : 0,
-        d ? d.seed | 0 : 0,
-        d ? d.thr : 0,
+        ...drop.words,
       ],
-      [d ? d.scale : 1],
+      drop.floats,
       RESIDUAL_FLOATS_AT,
     )
   );
@@ -772,7 +756,7 @@ export function residualBackwardF32(
   if (w === null) return false;
   pl.copyIn(w, DY, ...(BR >= 0 ? [BR] : []), ...(gamma ? [G] : []));
   if (o.path) w.f64.set(o.path, (w.data + pathOff) >> 3);
-  const d = o.dropout;
+  const drop = dropoutWords(o.dropout);
   const tasks = ranges(o.C, w.threads, 2 * rows);
   tasks.forEach(([j0, j1], i) =>
     w.set(
@@ -791,11 +775,9 @@ export function residualBackwardF32(
         o.C,
         j0,
         j1,
-        d ? 1 : 0,
-        d ? d.seed | 0 : 0,
-        d ? d.thr : 0,
+        ...drop.words,
       ],
-      [d ? d.scale : 1],
+      drop.floats,
       RESIDUAL_FLOATS_AT,
     )
   );
