@@ -211,17 +211,19 @@ export function dropoutF32(
   thr: number,
   scale: number,
 ): boolean {
-  const n = out.length, oOff = align16(4 * n);
-  const w = wasmTasks(oOff + 4 * n);
+  // x may be out (in place): each element is read before it is written
+  const n = out.length, pl = new Placement();
+  const X = pl.add(x.subarray(0, n)), O = pl.add(out);
+  const w = wasmTasks(pl.bytes);
   if (w === null) return false;
-  const xp = w.data, op = w.data + oOff;
-  w.f32.set(x.subarray(0, n), xp >> 2);
+  pl.copyIn(w, X);
+  const xp = pl.at(X), op = pl.at(O);
   const tasks = ranges(n, w.threads, 1);
   tasks.forEach(([s, e], i) =>
     w.set(i, WASM_TASK.dropout, [xp + 4 * s, op + 4 * s, e - s, s, seed | 0, thr], [scale])
   );
   w.run(tasks.length);
-  out.set(w.f32.subarray(op >> 2, (op >> 2) + n));
+  pl.copyOut(w, O);
   return true;
 }
 
