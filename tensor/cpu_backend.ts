@@ -75,13 +75,18 @@ function arrayOver(dtype: DType, buffer: ArrayBuffer, n: number): CpuArray {
 /**
  * Runs every op with its CPU reference.
  *
- * Released arrays of 16 KiB or more keep their memory in a pool (at most the peak of
- * live bytes, from 64 to 512 MiB; emptied when full) for the next array of the same byte size, zeroed (unless the op says it writes every
- * output element, `OpDef.overwrites`): a training step allocates the
- * same sizes every step, and a fresh large array costs page faults and a later
- * collection (in a `tiny` step, allocation took about 5% of the time). A reused
- * buffer gets a new typed array, so nothing keyed by array identity (the
- * cross-entropy statistics, the prepacked weights) can take it for the old one.
+ * Where an array comes from:
+ * - f32 and i32 arrays of 16 KiB or more live in the WebAssembly kernels' memory when it has
+ *   room (`setResidentArrays`, installed by ops/_wasm_matmul.ts): the kernels use them in place;
+ * - other arrays of 16 KiB or more reuse released memory of the same byte size from a pool (at
+ *   most the peak of live bytes, 64 to 512 MiB; emptied when full). A training step allocates
+ *   the same sizes every step, and a fresh large array costs page faults and a later
+ *   collection (in a `tiny` step, allocation took about 5% of the time);
+ * - smaller arrays come from the JavaScript heap.
+ *
+ * Reused memory is zeroed unless the op says it writes every output element
+ * (`OpDef.overwrites`), and always gets a new typed array, so nothing keyed by array identity
+ * (the cross-entropy statistics, the prepacked weights) can take it for the old one.
  */
 export class CpuBackend implements Backend {
   /** Always "cpu". */
