@@ -19,10 +19,14 @@
  * element of C is summed in the same order whatever the cut, so the result is
  * the same as on one thread.
  *
- * The module also holds GELU, its gradient, the cross-entropy row kernels,
- * attention, the AdamW update and dropout;
+ * The module also holds GELU, SiLU, their gradients, the cross-entropy row
+ * kernels, attention, LayerNorm, the residual, the AdamW update and dropout;
  * {@linkcode wasmTasks} lends its memory and threads to their wrappers in
  * ops/_cpu_threads_kernels.ts.
+ *
+ * CPU tensors of 16 KiB or more live in the shared memory itself
+ * ({@linkcode residentArray}, a heap from 1 GiB up): operands found there are
+ * used in place (`wasmAddress`), all others are copied in and out.
  *
  * @module
  */
@@ -128,7 +132,8 @@ const KC = 256, A_FLOATS = 72 * 256, B_FLOATS = 256 * 256;
 
 // Memory layout: the pool's control block at 0, the task descriptors at TASKS, expF64's table,
 // the elementwise kernels' scratch (three blocks of 128 f64 per thread), the operands from DATA,
-// then one workspace per thread (pack buffers of A and B, then the scratch tile).
+// then one workspace per thread (pack buffers of A and B, then the scratch tile); above them the
+// prepacked weights, and from RESIDENT_BASE the resident tensors (shared builds).
 // A descriptor is its kind, a pad word, then the kind's words (tools/wasm/matmul.wat).
 const TASKS = CONTROL_BYTES, TASK_BYTES = 104, MAX_PARTS = 256;
 const SCRATCH_BYTES = 192;
