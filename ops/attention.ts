@@ -298,15 +298,30 @@ function attentionCpu(
   }
 }
 
+/** The backward's inputs by name: q, k, v, out, lse, dOut, then the mask and dLse when present. */
+function backwardInputs(ins: CpuArray[], p: AttentionBackwardParams): {
+  q: CpuArray;
+  k: CpuArray;
+  v: CpuArray;
+  o: CpuArray;
+  lse: CpuArray;
+  dO: CpuArray;
+  mask: CpuArray | null;
+  dlse: CpuArray | null;
+} {
+  const [q, k, v, o, lse, dO] = ins;
+  const mask = p.hasMask ? ins[6] : null;
+  const dlse = p.hasDLse ? ins[p.hasMask ? 7 : 6] : null;
+  return { q, k, v, o, lse, dO, mask, dlse };
+}
+
 function attentionBackwardCpu(
   ins: CpuArray[],
   [dq, dk, dv]: CpuArray[],
   g: Geometry,
   p: AttentionBackwardParams,
 ): void {
-  const [q, k, v, o, lse, dO] = ins;
-  const mask = p.hasMask ? ins[6] : null;
-  const dlse = p.hasDLse ? ins[p.hasMask ? 7 : 6] : null;
+  const { q, k, v, o, lse, dO, mask, dlse } = backwardInputs(ins, p);
   const { H, T, S, D } = g;
   const row = new RowContext(g, p), dqRow = new Float64Array(D);
   const dkAcc = new Float64Array(S * D), dvAcc = new Float64Array(S * D);
@@ -410,9 +425,7 @@ function attentionBackwardWasmF32(
   g: Geometry,
   p: AttentionBackwardParams,
 ): boolean {
-  const [q, k, v, o, lse, dO] = ins;
-  const mask = p.hasMask ? ins[6] as Float32Array | Int32Array : null;
-  const dlse = p.hasDLse ? ins[p.hasMask ? 7 : 6] : null;
+  const { q, k, v, o, lse, dO, mask, dlse } = backwardInputs(ins, p);
   const [dq, dk, dv] = outs;
   const wg = wasmGeometry([q, k, v, o, lse, dO, dlse, dq, dk, dv], g, p);
   return wg !== null && attentionBackwardF32(
@@ -420,7 +433,7 @@ function attentionBackwardWasmF32(
       q: q as Float32Array,
       k: k as Float32Array,
       v: v as Float32Array,
-      mask,
+      mask: mask as Float32Array | Int32Array | null,
       o: o as Float32Array,
       lse: lse as Float32Array,
       dO: dO as Float32Array,
@@ -566,9 +579,7 @@ function attentionBackwardFastF32(
   g: Geometry,
   p: AttentionBackwardParams,
 ): boolean {
-  const [q, k, v, o, lse, dO] = ins;
-  const mask = p.hasMask ? ins[6] : null;
-  const dlse = p.hasDLse ? ins[p.hasMask ? 7 : 6] : null;
+  const { q, k, v, o, lse, dO, mask, dlse } = backwardInputs(ins, p);
   const [dq, dk, dv] = outs;
   if (!isF32(q, k, v, o, lse, dO, dlse, dq, dk, dv) || g.T === 0) return false;
   const { T, S, D } = g, BH = g.B * g.H, n = BH * T * S;
