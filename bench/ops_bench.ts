@@ -529,11 +529,13 @@ async function benchAttention(
   }
   // [B, T] with small's heads; on a GPU also [64, 128] with base's 8 heads (a base batch)
   const shapes = isSoftware(backend) ? [[2, 16]] : [[16, 32], [16, 128], [8, 512], [64, 128, 8]];
-  // on a GPU: the row kernels and each registered tile of a warp or more that fits (forced by
-  // name; a tile that does not fit the backward runs the first one that does there)
+  // on a GPU: the row kernels, the per-head matmuls and each registered tile of a warp or more
+  // that fits (forced by name; a tile that does not fit the backward runs the first one that
+  // does there)
   const kernels = backend.kind === "webgpu"
     ? [
       "rows",
+      "mm",
       ...OPS.fittingAttentionTiles("fwd", D, OPS.configureMatmul(backend as GpuBackend)).filter(
         (n) => OPS.attentionTileThreads(OPS.parseAttentionTileName(n)!) >= 32,
       ),

@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { mmFits } from "./_attention_mm.ts";
 
 /** The masking and layout features of a kernel (attention.ts's `Variant`). */
 export interface TiledVariant {
@@ -572,8 +573,11 @@ export const ATTENTION_TILES: Readonly<Record<"fwd" | "bwd", readonly string[]>>
   ],
 };
 
-/** The kernels of one attention op: the row kernels, or tiled ones of this tile. */
-export type AttentionKernel = "rows" | AttentionTile;
+/**
+ * The kernels of one attention op: the row kernels, the per-head matmuls of
+ * ops/_attention_mm.ts ("mm"), or tiled ones of this tile.
+ */
+export type AttentionKernel = "rows" | "mm" | AttentionTile;
 
 /** What the attention selection keys on (the shape class of one call). */
 export interface AttentionShape {
@@ -635,11 +639,11 @@ let forcedKernel: string | null | undefined; // undefined: not read from the env
 const tunedKernels = new Map<string, Map<string, string>>(); // adapter description → key → choice
 let recordedShapes: Map<string, AttentionShape> | null = null;
 
-/** "rows", "tiled" or a tile name; anything else is a TypeError naming `what`. */
+/** "rows", "mm", "tiled" or a tile name; anything else is a TypeError naming `what`. */
 function checkChoice(name: string, what: string): string {
-  if (name === "rows" || name === "tiled") return name;
+  if (name === "rows" || name === "mm" || name === "tiled") return name;
   const t = parseAttentionTileName(name);
-  const why = t ? tileProblem(4 * t.TC, t) : "expected rows, tiled or a<R>x<C>_<RM>x<TC>";
+  const why = t ? tileProblem(4 * t.TC, t) : "expected rows, mm, tiled or a<R>x<C>_<RM>x<TC>";
   if (why) throw new TypeError(`${what}: bad attention kernel "${name}" (${why})`);
   return name;
 }
@@ -657,7 +661,9 @@ function envKernel(): string | null {
 }
 
 /**
- * Forces the attention kernels: `"rows"` (one thread per row), `"tiled"`
+ * Forces the attention kernels: `"rows"` (one thread per row), `"mm"`
+ * (per-head matmuls with the scores in scratch; the row kernels where the
+ * scratch would exceed `MM_MAX_SCORE_BYTES`), `"tiled"`
  * (the first registered tile that fits), a tile name, or `null`/`"auto"`
  * for the tuned or default choice. Overrides `WEBSEQ_ATTENTION_KERNEL`.
  */
@@ -759,11 +765,12 @@ export function selectAttentionKernel(
   if (recordedShapes) recordedShapes.set(attentionShapeKey(s), { ...s });
   const name = forcedAttentionKernel() ?? tunedAttentionKernel(description, s) ?? "rows";
   if (name === "rows") return "rows";
+  if (name === "mm") return mmFits(s.BH, s.T, s.S) ? "mm" : "rows";
   const t = name === "tiled" ? null : parseAttentionTileName(name);
   if (t && attentionTileFits(s.op, s.D, t, limits)) return t;
   const first = fittingAttentionTiles(s.op, s.D, limits)[0];
   return first ? parseAttentionTileName(first)! : "rows";
 }
 
-/** Version of the tiled kernels' generator: part of a tuning cache's adapter key. */
-export const ATTENTION_CODEGEN_VERSION = 1;
+/** Version of the attention kernels' choices: part of a tuning cache's adapter key. */
+export const ATTENTION_CODEGEN_VERSION = 2;

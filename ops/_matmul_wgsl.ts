@@ -41,11 +41,18 @@
  *   order (and the addend). For products with few output tiles and a long K
  *   (weight gradients: `M·N` small, `K` = every row of the batch), which
  *   would otherwise leave most of a large GPU idle.
+ * - `strided`: rows of a, b and out lie `lda`, `ldb`, `ldo` elements apart and
+ *   batch `z` splits into `(z / zh, z % zh)` with an element offset per level
+ *   (uniform fields after the others): the per-head products of attention
+ *   read `[B, T, H, D]` projections and write `[B, H, T, S]` scores in place,
+ *   without permutes (ops/attention.ts, kernel "mm").
  *
  * A and B element addressing (batch offsets `sa`, `sb` in elements):
  * `A(m, k) = transA ? a[sa·z + k·M + m] : a[sa·z + m·K + k]`,
  * `B(k, n) = transB ? b[sb·z + n·K + k] : b[sb·z + k·N + n]`,
- * `out[z·M·N + m·N + n]`.
+ * `out[z·M·N + m·N + n]`; with `strided`, `sa·z` becomes
+ * `sa·(z / zh) + sah·(z % zh)` (b: `sb`, `sbh`; out: `so`, `soh`) and the row
+ * strides `K` or `M` (a), `N` or `K` (b) and `N` (out) become `lda`, `ldb`, `ldo`.
  *
  * @module
  */
@@ -105,6 +112,8 @@ export interface MatmulSpec {
   half?: MatmulHalf;
   /** Split K over the grid's z axis into partial products (see the module doc). */
   splitK?: boolean;
+  /** Row strides and two-level batch offsets from the uniform (see the module doc). */
+  strided?: boolean;
 }
 
 /**
@@ -176,6 +185,7 @@ function planLoad(
   exact: boolean,
   gelu: boolean,
   half: "f16" | "f32" | null = null,
+  strided = false,
 ): LoadPlan {
   // staged type: f32, or f16 (an f32 operand rounded to f16 as it loads) in an f16 kernel
   const st = half ? "f16" : "f32", sv = `vec4<${st}>`;
@@ -186,6 +196,8 @@ function planLoad(
   const r0 = name === "a" ? "m0" : "n0";
   const rN = name === "a" ? "u.M" : "u.N";
   const base = name === "a" ? "ab" : "bb";
+  // elements between consecutive stored rows (k rows when kMajor, else tile rows)
+  const ld = strided ? (name === "a" ? "u.lda" : "u.ldb") : kMajor ? rN : "u.K";
   const p = name; // prefix of generated names
   // units: vec4s (or scalars) of the slice; unit e → (row r, k) coordinates
   const perUnit = vec ? 4 : 1;
@@ -204,17 +216,17 @@ function planLoad(
       kExpr = `(${e}) / ${w}u`;
       // element index of (r, k) = base + (kt + k)·R_total + r0 + r
       idx = vec
-        ? `(${base} >> 2u) + ${p}K${l} * (${rN} >> 2u) + ((${r0} + ${p}R${l}) >> 2u)`
-        : `${base} + ${p}K${l} * ${rN} + ${r0} + ${p}R${l}`;
-      step = vec ? `kt * (${rN} >> 2u)` : `kt * ${rN}`;
+        ? `(${base} >> 2u) + ${p}K${l} * (${ld} >> 2u) + ((${r0} + ${p}R${l}) >> 2u)`
+        : `${base} + ${p}K${l} * ${ld} + ${r0} + ${p}R${l}`;
+      step = vec ? `kt * (${ld} >> 2u)` : `kt * ${ld}`;
     } else {
       // stored [R, K]: consecutive units walk along k
       const w = vec ? BK / 4 : BK;
       rExpr = `(${e}) / ${w}u`;
       kExpr = vec ? `(${e}) % ${w}u * 4u` : `(${e}) % ${w}u`;
       idx = vec
-        ? `(${base} >> 2u) + (${r0} + ${p}R${l}) * (u.K >> 2u) + (${p}K${l} >> 2u)`
-        : `${base} + (${r0} + ${p}R${l}) * u.K + ${p}K${l}`;
+        ? `(${base} >> 2u) + (${r0} + ${p}R${l}) * (${ld} >> 2u) + (${p}K${l} >> 2u)`
+        : `${base} + (${r0} + ${p}R${l}) * ${ld} + ${p}K${l}`;
       step = vec ? `(kt >> 2u)` : `kt`;
     }
     setup.push(`let ${p}R${l} = ${rExpr};`, `let ${p}K${l} = ${kExpr};`);
@@ -312,6 +324,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       "matmulWgsl: the f16 kernel fuses only GELU on f32 operands and the bias/gelu' of f32 results",
     );
   }
+  if (s.strided && (s.splitK || s.rowSum)) {
+    throw new TypeError("matmulWgsl: strided products neither split K nor sum rows");
+  }
   const acc16 = H?.acc === "f16";
   if (acc16 && 16 % BK !== 0 && BK % 16 !== 0) {
     throw new TypeError(`matmulWgsl: f16 accumulation needs BK dividing 16 or a multiple of it`);
@@ -320,8 +335,31 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const A4 = BM / 4, B4 = BN / 4;
   const AS = BK * A4, BS = BK * B4;
   const nbuf = t.double ? 2 : 1;
-  const la = planLoad("a", BM, BK, T, s.transA, s.vecA, s.exact, s.geluIn === "a", H?.a ?? null);
-  const lb = planLoad("b", BN, BK, T, !s.transB, s.vecB, s.exact, s.geluIn === "b", H?.b ?? null);
+  const strided = !!s.strided;
+  const la = planLoad(
+    "a",
+    BM,
+    BK,
+    T,
+    s.transA,
+    s.vecA,
+    s.exact,
+    s.geluIn === "a",
+    H?.a ?? null,
+    strided,
+  );
+  const lb = planLoad(
+    "b",
+    BN,
+    BK,
+    T,
+    !s.transB,
+    s.vecB,
+    s.exact,
+    s.geluIn === "b",
+    H?.b ?? null,
+    strided,
+  );
   const arr = (v: boolean, el = "f32") => `array<${v ? `vec4<${el}>` : el}>`;
   const outEl = H?.out === "f16" ? "f16" : "f32";
   const SV = H ? "vec4<f16>" : V4; // staged in workgroup memory
@@ -347,7 +385,10 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   }
   const drop = s.dropout ? ", seed: u32, thr: u32, scale: f32" : "";
   const split = s.splitK ? ", S: u32, kc: u32" : "";
-  bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${split}${drop} }`);
+  const strides = strided
+    ? ", lda: u32, ldb: u32, ldo: u32, zh: u32, sah: u32, sbh: u32, so: u32, soh: u32"
+    : "";
+  bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${split}${drop}${strides} }`);
   bind.push(`@group(0) @binding(${ob + (s.rowSum ? 2 : 1)}) var<uniform> u: U;`);
   if (s.geluIn || s.geluGradOut) bind.push(geluHelpers(!!s.dropout));
   if (H && (H.a === "f32" || H.b === "f32" || H.out !== "f32")) bind.push(WGSL_TO_F16);
@@ -476,9 +517,11 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const epi: string[] = [
     ...(acc16 ? flushAll : []),
     ...rsOut,
-    s.vecOut ? "let oz = (wid.z * u.M * u.N) >> 2u;" : "let oz = wid.z * u.M * u.N;",
   ];
-  if (s.vecOut) epi.push("let n4 = u.N >> 2u;");
+  const oz = strided ? "(z / u.zh) * u.so + (z % u.zh) * u.soh" : "wid.z * u.M * u.N";
+  epi.push(s.vecOut ? `let oz = (${oz}) >> 2u;` : `let oz = ${oz};`);
+  const ldo = strided ? "u.ldo" : "u.N";
+  if (s.vecOut) epi.push(`let n4 = ${ldo} >> 2u;`);
   for (let h = 0; h < TN / 4; h++) {
     epi.push(`let gn${h} = n0 + ${h * WX * 4}u + tx * 4u;`);
     if (s.bias && s.vecOut) {
@@ -502,7 +545,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
           rows.push(s.exact ? st : `if (gn${h} < u.N) { ${st} }`);
         } else {
           for (let q = 0; q < 4; q++) {
-            const oi = `oz + gm * u.N + gn${h} + ${q}u`;
+            const oi = `oz + gm * ${ldo} + gn${h} + ${q}u`;
             const cq = `${c}.${COMP[q]}`, cv = H && H.out !== "f16" ? conv(cq, false) : cq;
             let v = s.bias ? `${cv} + bias[gn${h} + ${q}u]` : cv;
             if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
@@ -541,8 +584,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let k0 = 0u;
   let kend = u.K;`
   }
-  let ab = z * u.sa;
-  let bb = z * u.sb;
+  ${
+    strided
+      ? `let zo = z / u.zh;
+  let zi = z % u.zh;
+  let ab = zo * u.sa + zi * u.sah;
+  let bb = zo * u.sb + zi * u.sbh;`
+      : `let ab = z * u.sa;
+  let bb = z * u.sb;`
+  }
   ${[...la.setup, ...lb.setup, ...acc, ...rsDecl].join("\n  ")}
   ${loop.join("\n  ")}
   ${epi.join("\n  ")}

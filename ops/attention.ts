@@ -90,6 +90,8 @@ import {
   tiledForwardWgsl,
 } from "./_attention_tiled.ts";
 import { matmulTarget } from "./_matmul_variants.ts";
+import { type StridedMatmul, stridedMatmulKernel, type StridedOperand } from "./matmul.ts";
+import { MM_GRAD_WG, MM_ROWS_PER_WG, mmGradWgsl, mmSoftmaxWgsl } from "./_attention_mm.ts";
 
 /**
  * Memory layout of q, k, v and out (and of the rows of `lse`): heads-major
@@ -1011,6 +1013,111 @@ function uniform(g: Geometry, p: AttentionParams): ArrayBuffer {
   );
 }
 
+// ---------------------------------------------------------------- "mm" kernels
+
+/** Where the rows of a q/k/v-shaped tensor with `L` positions lie, per head `z = b·H + h`. */
+function headsView(g: Geometry, L: number): StridedOperand {
+  return g.layout === "BTHD"
+    ? { ld: g.H * g.D, s: L * g.H * g.D, sh: g.D }
+    : { ld: g.D, s: g.H * L * g.D, sh: L * g.D };
+}
+
+/** The scores `[B·H, T, S]` (scratch), per head. */
+function scoresView(g: Geometry): StridedOperand {
+  return { ld: g.S, s: g.H * g.T * g.S, sh: g.T * g.S };
+}
+
+/** A per-head product of the "mm" kernels (ops/_attention_mm.ts). */
+function headsProduct(
+  g: Geometry,
+  dims: [M: number, N: number, K: number],
+  trans: [a: boolean, b: boolean],
+  views: [a: StridedOperand, b: StridedOperand, out: StridedOperand],
+  bind: GpuKernel["bind"],
+): GpuKernel {
+  const [M, N, K] = dims, [a, b, out] = views;
+  const s: StridedMatmul = {
+    M,
+    N,
+    K,
+    transA: trans[0],
+    transB: trans[1],
+    P: g.B * g.H,
+    zh: g.H,
+    a,
+    b,
+    out,
+  };
+  return stridedMatmulKernel(s, bind);
+}
+
+/** The forward through per-head matmuls: Z = Q·Kᵀ, P̃ and lse, out = P̃·V. */
+function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
+  const { T, S, D } = g;
+  const qv = headsView(g, T), kv = headsView(g, S), zv = scoresView(g);
+  const bufs: Buf[] = [["z", "read_write", "f32"]];
+  if (v.mask) bufs.push(["mask", "read", v.mask]);
+  bufs.push(["lse", "read_write", "f32"]);
+  const rows = g.B * g.H * T;
+  return {
+    temps: [rows * S * 4],
+    kernels: [
+      headsProduct(g, [T, S, D], [false, true], [qv, kv, zv], [{ in: 0 }, { in: 1 }, { tmp: 0 }]),
+      {
+        code: kernelCode("mmsoftmax", v, () => mmSoftmaxWgsl(header(bufs) + common(v))),
+        bind: [{ tmp: 0 }, ...(p.hasMask ? [{ in: 3 }] : []), { out: 1 }],
+        uniform: uniform(g, p),
+        workgroups: grid1d(rows, MM_ROWS_PER_WG),
+      },
+      headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [{ tmp: 0 }, { in: 2 }, {
+        out: 0,
+      }]),
+    ],
+  };
+}
+
+/**
+ * The backward through per-head matmuls: Δ, Z = Q·Kᵀ, dP = dO·Vᵀ, then
+ * P̃ and scale·dS in place, dV = P̃ᵀ·dO, dQ = (scale·dS)·K, dK = (scale·dS)ᵀ·Q.
+ */
+function mmBackwardPlan(
+  g: Geometry,
+  p: AttentionBackwardParams,
+  v: Variant,
+  delta: GpuKernel,
+): GpuPlan {
+  const { T, S, D } = g;
+  const qv = headsView(g, T), kv = headsView(g, S), zv = scoresView(g);
+  const bufs: Buf[] = [
+    ["z", "read_write", "f32"],
+    ["dp", "read_write", "f32"],
+    ["lse", "read", "f32"],
+    ["info", "read", "f32"],
+  ];
+  if (v.mask) bufs.push(["mask", "read", v.mask]);
+  const rows = g.B * g.H * T;
+  // scratch: 0 Δ and flags (the delta kernel's), 1 Z then P̃, 2 dP then scale·dS
+  const Z = { tmp: 1 }, dP = { tmp: 2 };
+  return {
+    temps: [rows * 2 * 4, rows * S * 4, rows * S * 4],
+    kernels: [
+      delta,
+      headsProduct(g, [T, S, D], [false, true], [qv, kv, zv], [{ in: 0 }, { in: 1 }, Z]),
+      headsProduct(g, [T, S, D], [false, true], [qv, kv, zv], [{ in: 5 }, { in: 2 }, dP]),
+      {
+        code: kernelCode("mmgrad", v, () => mmGradWgsl(header(bufs) + common(v))),
+        bind: [Z, dP, { in: 4 }, { tmp: 0 }, ...(p.hasMask ? [{ in: 6 }] : [])],
+        uniform: uniform(g, p),
+        workgroups: grid1d(rows * S, MM_GRAD_WG),
+      },
+      // dV = P̃ᵀ·dO: P̃ stored [T, S] is op(a)ᵀ
+      headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [Z, { in: 5 }, { out: 2 }]),
+      headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [dP, { in: 1 }, { out: 0 }]),
+      headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dP, { in: 0 }, { out: 1 }]),
+    ],
+  };
+}
+
 // ---------------------------------------------------------------- kernel selection
 
 export {
@@ -1063,6 +1170,7 @@ export const ATTENTION: OpDef<AttentionParams> = {
     if (p.hasMask) bind.push({ in: 3 });
     bind.push({ out: 0 }, { out: 1 });
     const kernel = kernelFor("fwd", g, p);
+    if (kernel === "mm") return mmForwardPlan(g, p, v);
     if (kernel !== "rows") {
       const name = `tfwd${attentionTileName(kernel)}`;
       return {
@@ -1174,6 +1282,7 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
       workgroups: grid1d(BH * g.T, WG_ROWS),
     };
     const kernel = kernelFor("bwd", g, p);
+    if (kernel === "mm") return mmBackwardPlan(g, p, v, delta);
     if (kernel !== "rows") {
       const name = attentionTileName(kernel);
       const bufs = backwardBufs(v);

@@ -12,6 +12,7 @@ import { makeRng } from "../tensor/rng.ts";
 import { apply, scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import { MM_MAX_SCORE_BYTES } from "./_attention_mm.ts";
 import {
   ATTENTION,
   attention,
@@ -416,6 +417,12 @@ Deno.test("attention kernel selection: forced, tuned per adapter, else the row k
     );
     useAttentionKernel("rows");
     assert.equal(selectAttentionKernel(shape, "gpu A", big), "rows");
+    // "mm" where its scores fit MM_MAX_SCORE_BYTES and the grid, else the row kernels
+    useAttentionKernel("mm");
+    assert.equal(selectAttentionKernel(shape, "gpu A", small), "mm");
+    const tooBig = Math.floor(MM_MAX_SCORE_BYTES / (4 * shape.T * shape.S)) + 1;
+    assert.equal(selectAttentionKernel({ ...shape, BH: tooBig }, "gpu A", big), "rows");
+    assert.equal(selectAttentionKernel({ ...shape, T: 1, S: 1, BH: 65536 }, "gpu A", big), "rows");
     useAttentionKernel("tiled");
     assert.equal(
       attentionTileName(selectAttentionKernel(shape, "gpu B", big) as AttentionTile),

@@ -31,7 +31,10 @@ import {
   withAttentionKernel,
 } from "./_attention_tiled.ts";
 import { ATTENTION, ATTENTION_BACKWARD, type AttentionParams } from "./attention.ts";
+import { mmFits, mmProductShapes } from "./_attention_mm.ts";
+import { tunedVariant } from "./_matmul_variants.ts";
 import {
+  autotuneMatmul,
   type AutotuneMatmulOptions,
   autotuneMatmulsOf,
   configureMatmul,
@@ -67,6 +70,8 @@ export interface AutotuneAttentionOptions {
    * fits the adapter; tiles that do not fit are skipped).
    */
   kernels?: string[];
+  /** Matmul variants the "mm" kernels' products are tuned among (default: every registered one). */
+  matmulVariants?: string[];
 }
 
 /** Threads a registered tile needs to be among the tuner's default candidates. */
@@ -149,9 +154,24 @@ export async function autotuneAttention(
       const fit = fittingAttentionTiles(s.op, s.D, target).filter((n) =>
         tileThreads(parseAttentionTileName(n)!) >= MIN_TUNED_THREADS
       );
+      // the per-head matmuls where their scratch is allowed
+      const mm = mmFits(s.BH, s.T, s.S) ? ["mm"] : [];
       const names = opts.kernels
-        ? opts.kernels.filter((n) => n === "rows" || attentionTileFitsName(s, n, target))
-        : ["rows", ...fit];
+        ? opts.kernels.filter((n) =>
+          n === "rows" || (n === "mm" ? mm.length > 0 : attentionTileFitsName(s, n, target))
+        )
+        : ["rows", ...mm, ...fit];
+      if (names.includes("mm")) {
+        // the products' tiles first (shapes not yet tuned), so "mm" is timed at its best
+        const todo = mmProductShapes(s).filter((m) => tunedVariant(m) === undefined);
+        if (todo.length > 0) {
+          await autotuneMatmul(backend, todo, {
+            force: opts.force,
+            minTimeMs,
+            variants: opts.matmulVariants,
+          });
+        }
+      }
       for (const name of names) {
         const check = name === "rows" ? undefined : () => sameResults(call(), want);
         ms[name] = await withAttentionKernel(name, async () => {

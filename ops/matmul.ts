@@ -337,6 +337,76 @@ function planMatmul(
   };
 }
 
+/** Where one operand (or the output) of a {@linkcode StridedMatmul} lies: elements. */
+export interface StridedOperand {
+  /** Between consecutive stored rows (`[K, M]` rows for a transposed `a`). */
+  ld: number;
+  /** Between outer batches (`z / zh`). */
+  s: number;
+  /** Between inner batches (`z % zh`). */
+  sh: number;
+}
+
+/**
+ * A batched product over strided views (attention's per-head products on
+ * `[B, T, H, D]` projections): batch `z < P` is `(z / zh, z % zh)`, and each
+ * operand's element `(row r, column c)` of batch z sits at
+ * `s·(z / zh) + sh·(z % zh) + r·ld + c` (rows as stored).
+ */
+export interface StridedMatmul {
+  M: number;
+  N: number;
+  K: number;
+  /** `a` stored `[K, M]`. */
+  transA: boolean;
+  /** `b` stored `[N, K]`. */
+  transB: boolean;
+  /** Batches (at most 65535). */
+  P: number;
+  /** Inner batch count (P is a multiple of it). */
+  zh: number;
+  a: StridedOperand;
+  b: StridedOperand;
+  out: StridedOperand;
+}
+
+/**
+ * One dispatch of a {@linkcode StridedMatmul} with the bindings `bind`
+ * (`a`, `b`, `out`): the tile selected for the shape class `[P, M, K]·[K, N]`
+ * (forced, tuned or heuristic, as {@linkcode matmulPlan}), never split;
+ * vec4 loads and stores where the strides and offsets allow them.
+ */
+export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel {
+  const { M, N, K, P, zh, a, b, out } = g;
+  if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
+  if (zh < 1 || P % zh !== 0) throw new RangeError(`strided matmul: ${P} batches by ${zh}`);
+  const shape = { M, N, K, P, transA: g.transA, transB: g.transB };
+  if (isRecordingMatmulShapes()) recordMatmulShape(shape);
+  let v = selectMatmulVariant(shape);
+  if (!v.tile) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
+  const t = v.tile!;
+  const by4 = (o: StridedOperand) => o.ld % 4 === 0 && o.s % 4 === 0 && o.sh % 4 === 0;
+  const spec: MatmulSpec = {
+    transA: g.transA,
+    transB: g.transB,
+    vecA: K > 0 && (g.transA ? M : K) % 4 === 0 && by4(a),
+    vecB: K > 0 && (g.transB ? K : N) % 4 === 0 && by4(b),
+    vecOut: N % 4 === 0 && by4(out),
+    exact: K > 0 && M % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
+    bias: false,
+    strided: true,
+  };
+  const key = JSON.stringify([t, spec]);
+  let code = codes.get(key);
+  if (!code) codes.set(key, code = matmulWgsl(t, spec));
+  return {
+    code,
+    bind,
+    uniform: packUniform([M, N, K, a.s, b.s, a.ld, b.ld, out.ld, zh, a.sh, b.sh, out.s, out.sh]),
+    workgroups: [Math.ceil(N / t.BN), Math.ceil(M / t.BM), P],
+  };
+}
+
 /**
  * Copies `rows` rows of length K starting at `base` into `dst` ([rows, K]);
  * `transposed` means the source is stored [K, rows].

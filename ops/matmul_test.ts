@@ -33,6 +33,7 @@ import {
   parseTileName,
   relativeError,
   sameResults,
+  stridedMatmulKernel,
   tileName,
   timeCandidate,
   TUNE_TOLERANCE,
@@ -52,6 +53,7 @@ import {
   variantFits,
 } from "./_matmul_variants.ts";
 import { matmulWgsl } from "./_matmul_wgsl.ts";
+import type { OpDef } from "../tensor/types.ts";
 
 /** One call: sizes, batch, which operand is shared (2-D), transposes, bias. */
 interface Case {
@@ -695,6 +697,84 @@ Deno.test({
     } finally {
       useMatmulSplitK(null);
       useMatmulVariant(null);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "stridedMatmulKernel() multiplies per-head views of [B, T, H, D] in place (vec4 and scalar, exact and general, transposed a or b)",
+  ignore: NO_GPU,
+  fn: async () => {
+    const rng = makeRng(21);
+    const B = 2, H = 3;
+    // per head z = b·H + h: x's row r at ((b·L + r)·H + h)·D, the result [B, H, rows, cols]
+    const heads = (L: number, D: number) => ({ ld: H * D, s: L * H * D, sh: D });
+    const cases = [
+      { T: 16, S: 8, D: 8, transA: false, transB: true, tile: tile(8, 8, 4, 4, 4, false) },
+      { T: 13, S: 11, D: 6, transA: false, transB: true, tile: tile(8, 8, 4, 4, 4, false) },
+      { T: 12, S: 9, D: 8, transA: true, transB: false, tile: tile(12, 8, 4, 4, 4, true) },
+    ];
+    for (const c of cases) {
+      const { T, S, D } = c;
+      // x [B, T, H, D], y [B, S, H, D], per head h of batch row b:
+      // transB: out = x·yᵀ [T, S] (M = T, N = S, K = D);
+      // transA: out = xᵀ·y [D, D] over the first min(T, S) rows (a = x stored [K, M])
+      const x = Float32Array.from({ length: B * T * H * D }, () => rng() * 2 - 1);
+      const y = Float32Array.from({ length: B * S * H * D }, () => rng() * 2 - 1);
+      const [M, N, K] = c.transB ? [T, S, D] : [D, D, Math.min(T, S)];
+      const at = (buf: Float32Array, L: number, b: number, h: number, r: number, d: number) =>
+        buf[((b * L + r) * H + h) * D + d];
+      const want = new Float64Array(B * H * M * N);
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < H; h++) {
+          for (let m = 0; m < M; m++) {
+            for (let n = 0; n < N; n++) {
+              let acc = 0;
+              for (let k = 0; k < K; k++) {
+                acc += c.transB
+                  ? at(x, T, b, h, m, k) * at(y, S, b, h, n, k)
+                  : at(x, T, b, h, k, m) * at(y, S, b, h, k, n);
+              }
+              want[((b * H + h) * M + m) * N + n] = acc;
+            }
+          }
+        }
+      }
+      const op: OpDef<Record<string, never>> = {
+        name: "strided_test",
+        outputs: () => [{ shape: [B, H, M, N], dtype: "f32" }],
+        cpu: () => {
+          throw new Error("GPU only");
+        },
+        gpu: () => ({
+          kernels: [stridedMatmulKernel({
+            M,
+            N,
+            K,
+            transA: c.transA,
+            transB: c.transB,
+            P: B * H,
+            zh: H,
+            a: heads(T, D),
+            b: heads(S, D),
+            out: { ld: N, s: H * M * N, sh: M * N },
+          }, [{ in: 0 }, { in: 1 }, { out: 0 }])],
+        }),
+      };
+      useMatmulVariant(c.tile);
+      try {
+        const [out] = apply(op, [
+          tensor(x, [B, T, H, D], { backend: GPU! }),
+          tensor(y, [B, S, H, D], { backend: GPU! }),
+        ], {});
+        const got = await out.toArray();
+        for (let i = 0; i < want.length; i++) {
+          assert.ok(Math.abs(got[i] - want[i]) < 1e-5, `${JSON.stringify(c)} [${i}]`);
+        }
+      } finally {
+        useMatmulVariant(null);
+      }
     }
   },
 });

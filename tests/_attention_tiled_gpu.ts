@@ -24,6 +24,8 @@ import {
 } from "../ops/attention.ts";
 import { autotuneAttention } from "../ops/autotune.ts";
 import { configureMatmul } from "../ops/matmul.ts";
+import { mmProductShapes } from "../ops/_attention_mm.ts";
+import { clearTunedVariants, tunedVariant } from "../ops/_matmul_variants.ts";
 import type { OpCase } from "../ops/registry.ts";
 import { apply, tensor } from "../tensor/tensor.ts";
 import { allocArray, type CpuArray, type OpDef, sizeOf, type TensorInfo } from "../tensor/types.ts";
@@ -160,6 +162,19 @@ Deno.test("every registered attention tile equals the CPU reference at D = 64, o
   }
 });
 
+Deno.test('"mm" attention (per-head matmuls, scores in scratch) equals the CPU reference on every registry case and at D = 64', async () => {
+  const all = ATTENTION_ENTRIES.flatMap((e) =>
+    e.cases.map((c, k) => ({ op: e.op as OpDef<AttentionParams>, c, k }))
+  );
+  assert.ok(all.length >= 2 * PICKED.size);
+  for (const { op, c, k } of all) await check(op, c, "mm", 11 + k);
+  for (const op of [ATTENTION, ATTENTION_BACKWARD]) {
+    await check(op, caseAt(op, true, 70, 70), "mm", 3);
+    await check(op, caseAt(op, false, 37, 75), "mm", 4);
+    await check(op, caseAt(op, true, 64, 64), "mm", 6); // whole tiles: vec4, no bounds checks
+  }
+});
+
 Deno.test("autotuneAttention() times the candidates and the selection runs the fastest", async () => {
   clearAttentionTuning();
   const shape = {
@@ -172,19 +187,24 @@ Deno.test("autotuneAttention() times the candidates and the selection runs the f
     mask: true,
     dropout: false,
   };
-  const [r] = await autotuneAttention(gpu, [shape], { force: true, kernels: ["rows", "a8x8_2x2"] });
-  assert.deepEqual(Object.keys(r.ms).sort(), ["a8x8_2x2", "rows"]);
+  const kernels = ["rows", "mm", "a8x8_2x2"], matmulVariants = ["t32x32k16_4x4"];
+  const [r] = await autotuneAttention(gpu, [shape], { force: true, kernels, matmulVariants });
+  assert.deepEqual(Object.keys(r.ms).sort(), ["a8x8_2x2", "mm", "rows"]);
   assert.ok(Object.values(r.ms).every((ms) => ms > 0 && Number.isFinite(ms)), JSON.stringify(r.ms));
-  const best = r.ms.rows <= r.ms.a8x8_2x2 ? "rows" : "a8x8_2x2";
+  const best = kernels.reduce((x, y) => (r.ms[y] < r.ms[x] ? y : x));
   assert.equal(r.kernel, best);
+  // "mm" tuned its products' tiles first (here among one variant)
+  for (const m of mmProductShapes(shape)) assert.equal(tunedVariant(m), "t32x32k16_4x4");
   assert.deepEqual(r.rejected, []); // the tile's result matched the row kernels'
   assert.deepEqual(Object.values(attentionTunedTable(target.description)), [best]);
   // the backward too: the tile's dQ, dK and dV are checked against the row kernels'
   const [b] = await autotuneAttention(gpu, [{ ...shape, op: "bwd" }], {
     force: true,
-    kernels: ["rows", "a8x8_2x2"],
+    kernels,
+    matmulVariants,
   });
   assert.deepEqual(b.rejected, []);
   assert.ok(Object.values(b.ms).every((ms) => ms > 0 && Number.isFinite(ms)), JSON.stringify(b.ms));
   clearAttentionTuning();
+  clearTunedVariants();
 });

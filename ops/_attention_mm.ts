@@ -1,0 +1,162 @@
+/**
+ * The "mm" GPU kernels of ops/attention.ts: attention as per-head products
+ * through the register-tiled matmul kernels (ops/matmul.ts
+ * `stridedMatmulKernel`, reading `[B, T, H, D]` or `[B, H, T, D]` in place)
+ * around two row kernels defined here, with the `[B·H, T, S]` scores in
+ * scratch memory:
+ *
+ * - forward: `Z = Q·Kᵀ` → {@linkcode mmSoftmaxWgsl} (P̃ = dropout(softmax(scale·Z
+ *   masked)) in place, and lse) → `out = P̃·V`;
+ * - backward: Δ (attention.ts's delta kernel) → `Z = Q·Kᵀ`, `dP = dO·Vᵀ` →
+ *   {@linkcode mmGradWgsl} (P̃ into Z, `scale·dS` into dP, elementwise) →
+ *   `dV = P̃ᵀ·dO`, `dQ = (scale·dS)·K`, `dK = (scale·dS)ᵀ·Q`.
+ *
+ * On a large GPU the products run at the matmul kernels' rate while the row
+ * kernels of attention.ts run one dependent dot product per key; the price
+ * is the scratch (`4·B·H·T·S` bytes forward, twice that backward), so the
+ * path is offered only up to {@linkcode MM_MAX_SCORE_BYTES} per scores
+ * buffer. Semantics are attention.ts's (masking, uniform fully-masked rows,
+ * dropout by the `[B, H, T, S]` index, lse before dropout).
+ *
+ * @module
+ */
+import type { MatmulShape } from "./_matmul_variants.ts";
+
+/** Largest scores buffer (bytes) the "mm" kernels use; larger calls take the row kernels. */
+export const MM_MAX_SCORE_BYTES = 512 * 1024 * 1024;
+
+/** Lanes (threads) sharing one row in {@linkcode mmSoftmaxWgsl}. */
+export const MM_LANES = 32;
+/** Rows per workgroup of {@linkcode mmSoftmaxWgsl}. */
+export const MM_ROWS_PER_WG = 8;
+/** Threads per workgroup of {@linkcode mmGradWgsl}. */
+export const MM_GRAD_WG = 256;
+
+/**
+ * The per-head products an op of this geometry runs (as contiguous batched
+ * shapes: what the matmul tuner times for their tiles): forward `Q·Kᵀ`,
+ * `P̃·V`; backward `Q·Kᵀ` (and `dO·Vᵀ`), `P̃ᵀ·dO` (and `dSᵀ·Q`), `dS·K`.
+ */
+export function mmProductShapes(
+  s: { op: "fwd" | "bwd"; BH: number; T: number; S: number; D: number },
+): MatmulShape[] {
+  const { BH: P, T, S, D } = s;
+  const scores = { M: T, N: S, K: D, P, transA: false, transB: true };
+  const byV = { M: T, N: D, K: S, P, transA: false, transB: false };
+  if (s.op === "fwd") return [scores, byV];
+  return [scores, { M: S, N: D, K: T, P, transA: true, transB: false }, byV];
+}
+
+/** Whether the "mm" kernels take a call of these sizes (scratch and grid limits). */
+export function mmFits(BH: number, T: number, S: number): boolean {
+  return BH <= 65535 && BH * T * S * 4 <= MM_MAX_SCORE_BYTES;
+}
+
+/**
+ * The forward row kernel: for each heads-major row `r = (b·H + h)·T + t` of
+ * the scores `z [B·H, T, S]` (raw q·k), the softmax of `scale·z` over the
+ * allowed keys, times the dropout multiplier, written over z, and
+ * `lse[row_of(b, h, t, T)]`. `prelude` declares the buffers `z` (read_write),
+ * `mask` (when masked), `lse` (read_write), the uniform `u` and
+ * attention.ts's helpers (`coords_of`, `row_of`, `key_on`, `key_end`,
+ * `zmul`, `MASKED`). {@linkcode MM_LANES} threads share a row: each keeps a
+ * running (max, sum) over its keys, the pairs combine through workgroup
+ * memory, then each thread writes its keys.
+ */
+export function mmSoftmaxWgsl(prelude: string): string {
+  const L = MM_LANES, R = MM_ROWS_PER_WG, W = L * R;
+  const steps: string[] = [];
+  for (let o = L / 2; o >= 1; o /= 2) {
+    steps.push(`if (lane < ${o}u) {
+    let m2 = rm[tid + ${o}u];
+    let l2 = rl[tid + ${o}u];
+    let mx = max(m, m2);
+    l = l * exp(m - mx) + l2 * exp(m2 - mx);
+    m = mx;
+    rm[tid] = m;
+    rl[tid] = l;
+  }
+  workgroupBarrier();`);
+  }
+  return `${prelude}
+var<workgroup> rm: array<f32, ${W}>;
+var<workgroup> rl: array<f32, ${W}>;
+@compute @workgroup_size(${W})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) tid: u32) {
+  let r = (wid.x + wid.y * nwg.x) * ${R}u + tid / ${L}u;
+  let lane = tid % ${L}u;
+  let live = r < u.BH * u.T;
+  let c = coords_of(min(r, u.BH * u.T - 1u), u.T);
+  let b = c.x;
+  let h = c.y;
+  let t = c.z;
+  let zo = r * u.S;
+  let end = key_end(t);
+  var m = MASKED;
+  var l = 0.0;
+  if (live) {
+    for (var s = lane; s < end; s += ${L}u) {
+      if (!key_on(b, s)) { continue; }
+      let x = u.scale * z[zo + s];
+      if (x > m) {
+        l *= exp(m - x);
+        m = x;
+      }
+      l += exp(x - m);
+    }
+  }
+  rm[tid] = m;
+  rl[tid] = l;
+  workgroupBarrier();
+  ${steps.join("\n  ")}
+  m = rm[tid - lane];
+  l = rl[tid - lane];
+  if (!live) { return; }
+  let none = m == MASKED;
+  let lse_r = select(m + log(l), log(f32(u.S)), none);
+  if (lane == 0u) { lse[row_of(b, h, t, u.T)] = lse_r; }
+  let inv_s = 1.0 / f32(u.S);
+  for (var s = lane; s < u.S; s += ${L}u) {
+    var p = 0.0;
+    if (none) {
+      p = inv_s;
+    } else if (s < end && key_on(b, s)) {
+      p = exp(u.scale * z[zo + s] - lse_r);
+    }
+    z[zo + s] = p * zmul(b, h, t, s);
+  }
+}
+`;
+}
+
+/**
+ * The backward row kernel, one thread per score: with `P = exp(scale·z −
+ * lse)` on allowed keys (`1/S` everywhere in a fully masked row, 0 on other
+ * disallowed keys) and the dropout multiplier `zm`, writes `z := P·zm` (what
+ * dV multiplies) and `dp := scale·P·(dp·zm − Δ)` on allowed keys, else 0
+ * (what dQ and dK multiply). `prelude` declares `z`, `dp` (read_write),
+ * `lse`, `info` (Δ and the fully-masked flag per heads-major row, from the
+ * delta kernel), `mask` when masked, the uniform and the helpers.
+ */
+export function mmGradWgsl(prelude: string): string {
+  return `${prelude}
+@compute @workgroup_size(${MM_GRAD_WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${MM_GRAD_WG}u;
+  if (i >= u.BH * u.T * u.S) { return; }
+  let r = i / u.S;
+  let s = i % u.S;
+  let c = coords_of(r, u.T);
+  let zm = zmul(c.x, c.y, c.z, s);
+  if (s < key_end(c.z) && key_on(c.x, s)) {
+    let p = exp(u.scale * z[i] - lse[row_of(c.x, c.y, c.z, u.T)]);
+    z[i] = p * zm;
+    dp[i] = u.scale * p * (dp[i] * zm - info[2u * r]);
+  } else {
+    z[i] = select(0.0, zm / f32(u.S), info[2u * r + 1u] != 0.0);
+    dp[i] = 0.0;
+  }
+}
+`;
+}
