@@ -64,7 +64,7 @@ import { WGSL_TO_F16 } from "./cast.ts";
  * Changes when the generated kernels or the split-K rule change enough to
  * make saved tuning choices stale (train/tune_cache.ts keys on it).
  */
-export const MATMUL_CODEGEN_VERSION = 2;
+export const MATMUL_CODEGEN_VERSION = 3;
 
 /** A tile configuration (what the registry names and the tuner chooses among). */
 export interface MatmulTile {
@@ -187,8 +187,7 @@ function planLoad(
   half: "f16" | "f32" | null = null,
   strided = false,
 ): LoadPlan {
-  // staged type: f32, or f16 (an f32 operand rounded to f16 as it loads) in an f16 kernel
-  const st = half ? "f16" : "f32", sv = `vec4<${st}>`;
+  // staged type: f32, or f16 (an f32 operand rounded to f16 before it is staged) in an f16 kernel
   const wrap = (x: string) => (half === "f32" ? `${vec ? "to_f16v4" : "to_f16"}(${x})` : x);
   const S = name === "a" ? "As" : "Bs";
   const R4 = R / 4;
@@ -237,28 +236,36 @@ function planLoad(
       setup.push(`let ${p}In${l} = ${r0} + ${p}R${l} < ${rN};`);
       conds.push(`${p}In${l}`, `kt + ${p}K${l} < kend`);
     }
+    // the fetch only loads (prefetch registers hold the stored type); GELU and the f16
+    // rounding apply at the store, after the slice in between is multiplied, so a fetch's
+    // latency is hidden behind that work instead of stalling at the first use of the value
+    const raw = half === "f16" ? "f16" : "f32", rv = `vec4<${raw}>`;
     const reg = `${p}v${l}`;
-    setup.push(`var ${reg}: ${vec ? sv : st};`);
+    setup.push(`var ${reg}: ${vec ? rv : raw};`);
     const at = `${p}I${l} + ${step}`;
-    const load = gelu
-      ? `${reg} = ${wrap(`gelu_in${vec ? "4" : ""}(${name}[${at}], ${at})`)};`
-      : `${reg} = ${wrap(`${name}[${at}]`)};`;
+    const load = `${reg} = ${name}[${at}];`;
     if (conds.length === 0) fetch.push(load);
     else {fetch.push(
-        `if (${conds.join(" && ")}) { ${load} } else { ${reg} = ${vec ? `${sv}()` : `${st}()`}; }`,
+        `if (${conds.join(" && ")}) { ${load} } else { ${reg} = ${vec ? `${rv}()` : `${raw}()`}; }`,
       );}
-    const guard = (s: string) => (partial ? `if (${p}U${l}) { ${s} }` : s);
+    const value = wrap(gelu ? `gelu_in${vec ? "4" : ""}(${reg}, ${at})` : reg);
+    const plain = value === reg;
+    const val = plain ? reg : `${p}s${l}`;
+    const guard = (s: string) => {
+      const body = plain ? s : `let ${val} = ${value}; ${s}`;
+      return partial ? `if (${p}U${l}) { ${body} }` : plain ? body : `{ ${body} }`;
+    };
     if (vec && kMajor) {
       // four consecutive r at one k: one vec4 store
       stores.push((off) =>
-        guard(`${S}[${off} + ${p}K${l} * ${R4}u + (${p}R${l} >> 2u)] = ${reg};`)
+        guard(`${S}[${off} + ${p}K${l} * ${R4}u + (${p}R${l} >> 2u)] = ${val};`)
       );
     } else if (vec) {
       // four consecutive k at one r: scatter into four slice rows
       stores.push((off) =>
         guard(
           [0, 1, 2, 3].map((c) =>
-            `${S}[${off} + (${p}K${l} + ${c}u) * ${R4}u + (${p}R${l} >> 2u)][${p}R${l} & 3u] = ${reg}.${
+            `${S}[${off} + (${p}K${l} + ${c}u) * ${R4}u + (${p}R${l} >> 2u)][${p}R${l} & 3u] = ${val}.${
               COMP[c]
             };`
           ).join(" "),
@@ -266,7 +273,7 @@ function planLoad(
       );
     } else {
       stores.push((off) =>
-        guard(`${S}[${off} + ${p}K${l} * ${R4}u + (${p}R${l} >> 2u)][${p}R${l} & 3u] = ${reg};`)
+        guard(`${S}[${off} + ${p}K${l} * ${R4}u + (${p}R${l} >> 2u)][${p}R${l} & 3u] = ${val};`)
       );
     }
   }
@@ -462,9 +469,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   if (t.double) {
     loop.push(
       `let nt = ${nt};`,
-      `{ let kt = k0; ${[...la.fetch, ...lb.fetch].join(" ")} }`,
-      ...la.store("0u"),
-      ...lb.store("0u"),
+      `{ let kt = k0; ${
+        [...la.fetch, ...lb.fetch, ...la.store("0u"), ...lb.store("0u")].join(" ")
+      } }`,
       "workgroupBarrier();",
       "var cur = 0u;",
       "for (var t = 1u; t <= nt; t++) {",

@@ -495,8 +495,10 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, no
   const t8 = tile(32, 32, 8, 4, 4, false);
   assert.match(code, /^enable f16;/);
   assert.match(code, /var<workgroup> As: array<vec4<f16>, 512>;/);
-  assert.match(code, /var<storage, read> a: array<vec4<f32>>/); // f32 rounded as it loads
-  assert.match(code, /to_f16v4\(a\[/);
+  assert.match(code, /var<storage, read> a: array<vec4<f32>>/); // f32 rounded when staged
+  assert.match(code, /var av0: vec4<f32>;/); // prefetched as stored
+  assert.match(code, /let as0 = to_f16v4\(av0\);/); // rounded at the store, after the slice
+  assert.doesNotMatch(code, /to_f16v4\(a\[/);
   assert.equal(code.match(/= fma\(vec4<f16>/g)?.length, 8 * 2 * 8);
   assert.match(code, /if \(\(\(\(t - 1u\) \+ 1u\) \* 8u\) % 16u == 0u\)/); // BK 8: every 2nd slice
   const deep = matmulWgsl(tile(64, 64, 32, 4, 4, false), { ...spec, half });
@@ -516,7 +518,10 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, no
   // GELU only on an f32 operand; bias only on an f32 result
   assert.throws(() => matmulWgsl(t8, { ...spec, geluIn: "b", half }), TypeError); // b is f16
   assert.throws(() => matmulWgsl(t8, { ...spec, bias: true, half: { ...half, out: "f16" } }));
-  assert.match(matmulWgsl(t8, { ...spec, geluIn: "a", half }), /to_f16v4\(gelu_in4\(a\[/);
+  assert.match(
+    matmulWgsl(t8, { ...spec, geluIn: "a", half }),
+    /let as0 = to_f16v4\(gelu_in4\(av0, aI0 \+ \(kt >> 2u\)\)\);/,
+  );
 });
 
 Deno.test("matmulKernel() memoises per shape but follows forcing and tuning at once", () => {
