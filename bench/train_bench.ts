@@ -26,6 +26,9 @@ import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "../train/tun
 import type { GpuBackend } from "../gpu/backend.ts";
 import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
 
+/** Kernels listed in a profiled line's `kernel_detail`. */
+export const PROFILE_DETAIL_LINES = 40;
+
 /** Options of {@linkcode benchTrain}. */
 export interface TrainBenchOptions {
   /** Model config (vocab_size included). */
@@ -107,6 +110,12 @@ export interface TrainBenchLine {
   parameters: number;
   /** Dispatches per op of the profiled step (with `profile`). */
   kernel_dispatches?: Record<string, number>;
+  /**
+   * With profile: the {@linkcode PROFILE_DETAIL_LINES} costliest kernels by op, kernel of its
+   * plan, input shapes and matmul tile (`"matmul_bias#0 [8192,512]·[1536,512]·[1536] t128x128x16 8x8"`),
+   * as [GPU ms, dispatches].
+   */
+  kernel_detail?: Record<string, [number, number]>;
   /** Dispatches per step (WebGPU). */
   dispatches_per_step?: number;
   /** Seconds the matmul tuning of the first warm-up step took (when it ran). */
@@ -253,9 +262,11 @@ export async function benchTrain(
   const { peakBytes: peak, peakReservedBytes: reserved } = backend.memoryStats();
   let kernelMs: Record<string, number> | undefined;
   let kernelDispatches: Record<string, number> | undefined;
+  let kernelDetail: Record<string, [number, number]> | undefined;
   const prof = backend as Backend & {
     beginProfile?: () => boolean;
     endProfile?: () => Promise<Record<string, { ms: number; dispatches: number }>>;
+    profileDetails?: () => Record<string, { ms: number; dispatches: number }>;
   };
   if (opts.profile && prof.beginProfile?.()) {
     step(warmup + steps);
@@ -269,6 +280,13 @@ export async function benchTrain(
       Object.entries(split).sort((a, b) => b[1].dispatches - a[1].dispatches).map((
         [k, v],
       ) => [k, v.dispatches]),
+    );
+    // the costliest kernels by op, plan kernel, input shapes and tile: [ms, dispatches]
+    const details = Object.entries(prof.profileDetails?.() ?? {});
+    kernelDetail = Object.fromEntries(
+      details.sort((a, b) => b[1].ms - a[1].ms).slice(0, PROFILE_DETAIL_LINES).map((
+        [k, v],
+      ) => [k, [Number(v.ms.toFixed(4)), v.dispatches]]),
     );
   }
   const parameters = model.parameterCount();
@@ -304,5 +322,6 @@ export async function benchTrain(
     ...(tuning?.error ? { tune_error: tuning.error } : {}),
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),
     ...(kernelDispatches ? { kernel_dispatches: kernelDispatches } : {}),
+    ...(kernelDetail ? { kernel_detail: kernelDetail } : {}),
   };
 }

@@ -16,6 +16,7 @@ import {
   type Backend,
   bytesPer,
   type CpuArray,
+  type GpuKernel,
   type GpuPlan,
   type MemoryStats,
   type OpDef,
@@ -124,7 +125,8 @@ export class GpuBackend implements Backend {
   #nextBufferId = 1;
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
-  #profile: { querySet: GPUQuerySet; names: string[] } | null = null;
+  #profile: { querySet: GPUQuerySet; names: string[]; details: string[] } | null = null;
+  #profileDetails: Record<string, { ms: number; dispatches: number }> = {};
   #arena: GPUBuffer;
   #arenaCpu = new Uint8Array(UNIFORM_ARENA);
   #arenaUsed = 0;
@@ -293,7 +295,7 @@ export class GpuBackend implements Backend {
     return id;
   }
 
-  #beginPass(opName: string): GPUComputePassEncoder {
+  #beginPass(opName: string, detail?: () => string): GPUComputePassEncoder {
     if (!this.#encoder) this.#encoder = this.device.createCommandEncoder();
     const prof = this.#profile;
     if (prof && prof.names.length < PROFILE_CAPACITY) {
@@ -301,6 +303,7 @@ export class GpuBackend implements Backend {
       this.#pass?.end();
       const i = prof.names.length;
       prof.names.push(opName);
+      prof.details.push(detail ? detail() : opName);
       this.#pass = this.#encoder.beginComputePass({
         timestampWrites: {
           querySet: prof.querySet,
@@ -331,7 +334,7 @@ export class GpuBackend implements Backend {
     for (const k of plan.kernels) {
       if (k.workgroups[0] * k.workgroups[1] * k.workgroups[2] === 0) continue;
       if (k.uniform && this.#arenaUsed + UNIFORM_SLOT > UNIFORM_ARENA) this.flush();
-      const pass = this.#beginPass(op.name);
+      const pass = this.#beginPass(op.name, () => dispatchDetail(op.name, plan, k, info));
       const { pipeline, layout, id } = this.#pipeline(k.code);
       const buffers = k.bind.map((ref) =>
         "in" in ref ? ins[ref.in] : "out" in ref ? outputs[ref.out] : temps[ref.tmp]
@@ -414,6 +417,7 @@ export class GpuBackend implements Backend {
     this.#profile = {
       querySet: this.device.createQuerySet({ type: "timestamp", count: 2 * PROFILE_CAPACITY }),
       names: [],
+      details: [],
     };
     return true;
   }
@@ -452,13 +456,26 @@ export class GpuBackend implements Backend {
     for (const b of [staging, resolve]) b.destroy();
     prof.querySet.destroy();
     this.#check();
+    const details: Record<string, { ms: number; dispatches: number }> = {};
     prof.names.forEach((name, i) => {
       const dt = ts[2 * i + 1] >= ts[2 * i] ? Number(ts[2 * i + 1] - ts[2 * i]) / 1e6 : 0;
-      const e = out[name] ?? (out[name] = { ms: 0, dispatches: 0 });
-      e.ms += dt;
-      e.dispatches++;
+      for (const [into, key] of [[out, name], [details, prof.details[i]]] as const) {
+        const e = into[key] ?? (into[key] = { ms: 0, dispatches: 0 });
+        e.ms += dt;
+        e.dispatches++;
+      }
     });
+    this.#profileDetails = details;
     return out;
+  }
+
+  /**
+   * The last {@linkcode endProfile}'s times split finer: by op, kernel of its
+   * plan, input shapes and (for matmul kernels) tile, e.g.
+   * `"matmul_bias#0 [8192,512]·[1536,512]·[1536] t128x128x16 8x8"`.
+   */
+  profileDetails(): Record<string, { ms: number; dispatches: number }> {
+    return this.#profileDetails;
   }
 
   /** Flushes, copies to a staging buffer and maps it. */
@@ -590,4 +607,12 @@ export function sharedGpuBackend(): Promise<GpuBackend | null> {
     });
   }
   return shared;
+}
+
+/** The key of one profiled dispatch in {@linkcode GpuBackend.profileDetails}. */
+function dispatchDetail(name: string, plan: GpuPlan, k: GpuKernel, info: OpInfo): string {
+  const shapes = info.inputs.map((t) => `[${t.shape.join(",")}]`).join("·");
+  const tile = /matmul tile (\S+) thread (\S+)( double)?/.exec(k.code.slice(0, 120));
+  const t = tile ? ` t${tile[1]} ${tile[2]}${tile[3] ? "d" : ""}` : "";
+  return `${name}#${plan.kernels.indexOf(k)} ${shapes}${t}`;
 }

@@ -28,6 +28,16 @@ Deno.test({
         assert.equal(e.dispatches, 2);
         assert.ok(e.ms >= 0 && Number.isFinite(e.ms));
       }
+      // finer: by op, kernel of the plan, input shapes and matmul tile
+      const details = g.profileDetails();
+      const mm = Object.keys(details).filter((k) => k.startsWith("matmul#0 [64,32]·[32,16] t"));
+      assert.equal(mm.length, 1, JSON.stringify(Object.keys(details)));
+      assert.match(mm[0], / t\d+x\d+x\d+ \d+x\d+d?$/);
+      assert.equal(details[mm[0]].dispatches, 2);
+      assert.equal(details["scale#0 [64,16]"].dispatches, 2);
+      const total = (r: Record<string, { ms: number }>) =>
+        Object.values(r).reduce((x, e) => x + e.ms, 0);
+      assert.ok(Math.abs(total(details) - total(prof)) < 1e-9);
       assert.deepEqual(await y.data(), plain);
       assert.deepEqual(await z.data(), plain);
       await assert.rejects(() => g.endProfile(), /without beginProfile/);

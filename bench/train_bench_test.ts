@@ -1,0 +1,37 @@
+import assert from "node:assert/strict";
+import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import { presetConfig } from "../nn/config.ts";
+import { benchTrain, PROFILE_DETAIL_LINES } from "./train_bench.ts";
+
+Deno.test({
+  name:
+    "benchTrain() with profile on WebGPU splits a step's GPU time per op and per kernel, shape and tile",
+  ignore: NO_GPU || !GPU?.canProfile,
+  fn: async () => {
+    const line = await benchTrain(GPU!, {
+      config: presetConfig("tiny", { vocab_size: 64 }),
+      preset: "tiny",
+      batchSize: 2,
+      srcLen: 8,
+      tgtLen: 8,
+      steps: 1,
+      warmup: 1,
+      tune: "off",
+      tuneCache: null,
+      profile: true,
+    });
+    const ms = line.kernel_ms!, detail = line.kernel_detail!;
+    assert.ok(ms.matmul_bias > 0 && ms.attention > 0, JSON.stringify(ms));
+    const keys = Object.keys(detail);
+    assert.ok(keys.length > 0 && keys.length <= PROFILE_DETAIL_LINES);
+    // the costliest first, each [ms, dispatches], named op#kernel [shapes]…
+    const vals = Object.values(detail);
+    for (let i = 1; i < vals.length; i++) assert.ok(vals[i - 1][0] >= vals[i][0]);
+    for (const k of keys) assert.match(k, /^\w+#\d+ \[[\d,]*\]/);
+    assert.ok(keys.some((k) => / t\d+x\d+x\d+ \d+x\d+d?$/.test(k)), keys.join("\n"));
+    // the per-kernel split never exceeds the op's total
+    for (const [k, [t]] of Object.entries(detail)) {
+      assert.ok(t <= ms[k.slice(0, k.indexOf("#"))] + 1e-3, k);
+    }
+  },
+});
