@@ -310,6 +310,28 @@ fn gelu_grad_out4(d: ${V4}, x: ${V4}, i4: u32) -> ${V4} {
 }`;
 }
 
+/**
+ * The GELU stage alone, for products that take it as a separate pass
+ * (ops/gelu_linear.ts "separate"): `out[i] = gelu_in(x[i], i)` — the same
+ * function and dropout mask the fused loads apply — over `n` elements
+ * (`vec`: `n` vec4s, vec4 i4 holding elements 4·i4..4·i4+3). Uniform
+ * `{ n, seed, thr, scale }` (the last three with dropout); a
+ * {@linkcode grid1d} dispatch of 256-thread workgroups.
+ */
+export function geluStageWgsl(dropout: boolean, vec: boolean): string {
+  const ty = vec ? V4 : "f32";
+  return `@group(0) @binding(0) var<storage, read> x: array<${ty}>;
+@group(0) @binding(1) var<storage, read_write> out: array<${ty}>;
+struct U { n: u32${dropout ? ", seed: u32, thr: u32, scale: f32" : ""} }
+@group(0) @binding(2) var<uniform> u: U;
+${geluHelpers(dropout)}
+${MAIN_1D()} {
+  ${LINEAR_INDEX()}
+  if (i >= u.n) { return; }
+  out[i] = gelu_in${vec ? "4" : ""}(x[i], i);
+}`;
+}
+
 /** WGSL of one tile kernel specialised for one call shape class. */
 export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   checkTile(t);

@@ -39,10 +39,14 @@
 import { apply, type Tensor } from "../tensor/tensor.ts";
 import { cpuWrites } from "../tensor/cpu_backend.ts";
 import {
+  type BindRef,
   type CpuArray,
   fmtShape,
+  type GpuKernel,
+  type GpuPlan,
   type OpDef,
   type OpInfo,
+  packUniform,
   sizeOf,
   type TensorInfo,
 } from "../tensor/types.ts";
@@ -50,7 +54,9 @@ import { GELU, GELU_GRAD } from "./elementwise.ts";
 import { DROPOUT } from "./dropout.ts";
 import { addRows, MATMUL, matmulCpu, matmulGeometry, matmulKernel, matmulPlan } from "./matmul.ts";
 import { MATMUL_F16, type MatmulF16Accumulate } from "./matmul_f16.ts";
-import type { MatmulHalf } from "./_matmul_wgsl.ts";
+import { geluStageWgsl, type MatmulHalf } from "./_matmul_wgsl.ts";
+import { grid1d } from "./_wgsl.ts";
+import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import { sumTo } from "./reduce.ts";
 import type { OpEntry } from "./registry.ts";
 
@@ -168,6 +174,85 @@ function dropoutOf(p: GeluLinearParams): { p: number; seed: number } | null {
 }
 
 /**
+ * How the WebGPU kernels apply the GELU stage: `"fused"` into the matmul's
+ * operand loads (the activation never stored; each element's GELU is
+ * computed once per output column block that reads it), or `"separate"`:
+ * one elementwise pass writes `dropout(gelu(u))` to scratch memory, freed
+ * when the op ends, and the matmul reads it plainly (the same numbers).
+ */
+export type GeluStage = "fused" | "separate";
+
+let forcedStage: GeluStage | null | undefined; // undefined: not read from the environment yet
+
+function envStage(): GeluStage | null {
+  let v: string | undefined;
+  try {
+    const st = Deno.permissions.querySync({ name: "env", variable: "WEBSEQ_GELU_STAGE" });
+    if (st.state === "granted") v = Deno.env.get("WEBSEQ_GELU_STAGE");
+  } catch {
+    v = undefined;
+  }
+  if (!v || v === "auto") return null;
+  if (v !== "fused" && v !== "separate") {
+    throw new TypeError(`WEBSEQ_GELU_STAGE: expected fused, separate or auto, got "${v}"`);
+  }
+  return v;
+}
+
+/**
+ * Forces the GELU stage of the WebGPU kernels (`null`/`"auto"`: the
+ * default, {@linkcode DEFAULT_GELU_STAGE}); overrides `WEBSEQ_GELU_STAGE`.
+ */
+export function useGeluStage(stage: GeluStage | "auto" | null): void {
+  if (stage !== null && stage !== "auto" && stage !== "fused" && stage !== "separate") {
+    throw new TypeError(`useGeluStage: expected fused, separate or auto, got "${stage}"`);
+  }
+  forcedStage = stage === "auto" ? null : stage;
+}
+
+/** The GELU stage when none is forced. */
+export const DEFAULT_GELU_STAGE: GeluStage = "fused";
+
+/** The GELU stage the WebGPU kernels use now. */
+export function geluStage(): GeluStage {
+  if (forcedStage === undefined) forcedStage = envStage();
+  return forcedStage ?? DEFAULT_GELU_STAGE;
+}
+
+/**
+ * The "separate" GELU stage: `plan` (a matmul reading the activation from
+ * input `from`) reads it from a new scratch buffer instead, which one
+ * elementwise kernel run first fills with `dropout(gelu(input from))`
+ * (`n` elements).
+ */
+function withGeluPass(plan: GpuPlan, from: number, n: number, p: GeluLinearParams): GpuPlan {
+  const temps = [...(plan.temps ?? []), n * 4];
+  const h: BindRef = { tmp: temps.length - 1 };
+  const vec = n % 4 === 0, units = vec ? n / 4 : n;
+  const drop = p.dropoutP > 0;
+  const key = `${+drop}${+vec}`;
+  let code = stageCodes.get(key);
+  if (!code) stageCodes.set(key, code = geluStageWgsl(drop, vec));
+  const stage: GpuKernel = {
+    code,
+    bind: [{ in: from }, h],
+    uniform: drop
+      ? packUniform([units, p.dropoutSeed >>> 0, dropoutThreshold(p.dropoutP)], [
+        dropoutScale(p.dropoutP),
+      ])
+      : packUniform([units]),
+    workgroups: grid1d(units),
+  };
+  const kernels = plan.kernels.map((k) => ({
+    ...k,
+    bind: k.bind.map((r) => ("in" in r && r.in === from ? h : r)),
+  }));
+  return { temps, kernels: [stage, ...kernels] };
+}
+
+const stageCodes = new Map<string, string>();
+
+/**
  * `y = dropout(gelu(u)) · Wᵀ (+ b)`: inputs `[u [..., F], W [C, F], b [C]?]`,
  * output `[..., C]`.
  */
@@ -203,6 +288,9 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
     const g = matmulGeometry([N, F], [C, F], mp, "geluLinear");
     const bias = info.inputs.length > 2;
     const half = halfOf(p, "f32");
+    if (geluStage() === "separate") {
+      return withGeluPass({ kernels: [matmulKernel(g, mp, { bias, half })] }, 0, N * F, p);
+    }
     return {
       kernels: [matmulKernel(g, mp, { bias, geluIn: "a", dropout: dropoutOf(p), half })],
     };
@@ -304,6 +392,9 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
     const mp = { transA: true, transB: false };
     const g = matmulGeometry([N, C], [N, F], mp, "geluWeightGrad");
     const half = halfOf(p, "round");
+    if (geluStage() === "separate") {
+      return withGeluPass(matmulPlan(g, mp, { rowSum: !half, half }), 1, N * F, p);
+    }
     return matmulPlan(g, mp, { geluIn: "b", dropout: dropoutOf(p), rowSum: !half, half });
   },
 };

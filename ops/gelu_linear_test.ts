@@ -10,7 +10,13 @@ import { CPU } from "../tensor/cpu_backend.ts";
 import { makeRng } from "../tensor/rng.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend, OpInfo } from "../tensor/types.ts";
-import { GELU_LINEAR, GELU_WEIGHT_GRAD, type GeluLinearParams } from "./gelu_linear.ts";
+import {
+  GELU_LINEAR,
+  GELU_WEIGHT_GRAD,
+  type GeluLinearParams,
+  geluStage,
+  useGeluStage,
+} from "./gelu_linear.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import {
   add,
@@ -77,19 +83,27 @@ for (const c of SETUPS) {
     fused.forEach((got, j) => assert.deepEqual(got, composed[j], `output ${j}`));
   });
   Deno.test({
-    name: `geluLinear() equals matmulBias(dropout(gelu(u))) on WebGPU: ${what}`,
+    name:
+      `geluLinear() equals matmulBias(dropout(gelu(u))) on WebGPU, GELU fused or separate: ${what}`,
     ignore: NO_GPU,
     fn: async () => {
-      const { fused, composed } = await both(c, GPU!);
-      fused.forEach((got, j) => {
-        const scale = Math.max(1, ...composed[j].map(Math.abs));
-        for (let i = 0; i < got.length; i++) {
-          assert.ok(
-            Math.abs(got[i] - composed[j][i]) <= 2e-6 * scale,
-            `output ${j}[${i}]: ${got[i]} vs ${composed[j][i]}`,
-          );
+      for (const stage of ["fused", "separate"] as const) {
+        useGeluStage(stage);
+        try {
+          const { fused, composed } = await both(c, GPU!);
+          fused.forEach((got, j) => {
+            const scale = Math.max(1, ...composed[j].map(Math.abs));
+            for (let i = 0; i < got.length; i++) {
+              assert.ok(
+                Math.abs(got[i] - composed[j][i]) <= 2e-6 * scale,
+                `${stage} output ${j}[${i}]: ${got[i]} vs ${composed[j][i]}`,
+              );
+            }
+          });
+        } finally {
+          useGeluStage(null);
         }
-      });
+      }
     },
   });
 }
@@ -184,4 +198,28 @@ Deno.test("geluWeightGrad takes the forward's activation only for that array, dr
   );
   assert.deepEqual(weightGrad(u, p), weightGrad(u.slice(), p));
   assert.notDeepEqual(weightGrad(u, p), fresh);
+});
+
+Deno.test("useGeluStage() and WEBSEQ_GELU_STAGE pick the GELU stage; a bad name is a one-line TypeError", async () => {
+  assert.equal(geluStage(), "fused");
+  useGeluStage("separate");
+  assert.equal(geluStage(), "separate");
+  useGeluStage("auto");
+  assert.equal(geluStage(), "fused");
+  assert.throws(() => useGeluStage("both" as "fused"), /^TypeError: useGeluStage: expected/);
+  const run = async (value: string) => {
+    const code = `import { geluStage } from "${new URL("./gelu_linear.ts", import.meta.url)}";
+      try { console.log(geluStage()); } catch (e) { console.log(String(e)); }`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--no-check", code],
+      env: { WEBSEQ_GELU_STAGE: value },
+      stdout: "piped",
+    }).output();
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  assert.equal(await run("separate"), "separate");
+  assert.match(
+    await run("half"),
+    /^TypeError: WEBSEQ_GELU_STAGE: expected fused, separate or auto/,
+  );
 });
