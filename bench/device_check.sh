@@ -62,10 +62,14 @@ section small 80 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 -
   --steps 5 --device webgpu --profile --torch "$PY" --ops --json
 section base 100 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 3 --device webgpu --profile --torch "$PY" --json
+# the GELU stage as its own pass (WEBSEQ_GELU_STAGE=separate) against the fused loads above; the
+# tuning cache of the run above makes this one quick
+section base_separate 60 env WEBSEQ_GELU_STAGE=separate $RUN cli.ts bench "${TUNE[@]}" --preset base \
+  --batch-size 64 --src-len 128 --tgt-len 128 --steps 3 --device webgpu --profile --json
 section base_f16 90 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
-  --steps 3 --device webgpu --precision f16 --torch "$PY" --torch-bf16 --json
+  --steps 3 --device webgpu --precision f16 --profile --torch "$PY" --torch-bf16 --json
 section base_f16acc 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
-  --tgt-len 128 --steps 3 --device webgpu --precision f16 --f16-accumulate f16 --json
+  --tgt-len 128 --steps 3 --device webgpu --precision f16 --f16-accumulate f16 --profile --json
 # 4. greedy decoding and sampling of base, choosing each token on the host (a readback per step,
 #    ~12 ms in Deno 2.9.6) and on the device (a readback per 8 steps)
 section generate 60 $RUN bench/generate_bench.ts --preset base --rows 16 --tokens 48 --json

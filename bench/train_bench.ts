@@ -16,6 +16,7 @@ import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
 import { GradScaler } from "../optim/grad_scaler.ts";
 import { autocast, type Precision } from "../nn/layers.ts";
+import { type GeluStage, geluStage } from "../ops/gelu_linear.ts";
 import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { configureMatmul } from "../ops/matmul.ts";
@@ -118,6 +119,8 @@ export interface TrainBenchLine {
   kernel_detail?: Record<string, [number, number]>;
   /** Dispatches per step (WebGPU). */
   dispatches_per_step?: number;
+  /** WebGPU, GELU feed-forward: how the kernels apply the GELU (ops/gelu_linear.ts `geluStage`). */
+  gelu_stage?: GeluStage;
   /** Seconds the matmul tuning of the first warm-up step took (when it ran). */
   tune_s?: number;
   /** Matmul shapes it measured. */
@@ -315,6 +318,9 @@ export async function benchTrain(
     tflops: (trainFlops(cfg, B, S, T) * steps) / secs / 1e12,
     parameters,
     ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),
+    ...(backend.kind === "webgpu" && cfg.ffn_activation === "gelu"
+      ? { gelu_stage: geluStage() }
+      : {}),
     ...(tuning ? { tune_s: tuning.seconds, tuned_shapes: tuning.shapes } : {}),
     ...(tuning?.attention.length ? { tuned_attention: tuning.attention } : {}),
     ...(tuning?.rejected.length ? { tune_rejected: tuning.rejected } : {}),
