@@ -62,9 +62,9 @@ section small 80 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 -
   --steps 5 --device webgpu --profile --torch "$PY" --ops --json
 section base 100 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 3 --device webgpu --profile --torch "$PY" --json
-# the GELU stage as its own pass (WEBSEQ_GELU_STAGE=separate) against the fused loads above; the
+# the GELU fused into the loads (WEBSEQ_GELU_STAGE=fused) against its own pass above; the
 # tuning cache of the run above makes this one quick
-section base_separate 60 env WEBSEQ_GELU_STAGE=separate $RUN cli.ts bench "${TUNE[@]}" --preset base \
+section base_fused 60 env WEBSEQ_GELU_STAGE=fused $RUN cli.ts bench "${TUNE[@]}" --preset base \
   --batch-size 64 --src-len 128 --tgt-len 128 --steps 3 --device webgpu --profile --json
 section base_f16 90 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 3 --device webgpu --precision f16 --profile --torch "$PY" --torch-bf16 --json
