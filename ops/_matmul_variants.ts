@@ -54,6 +54,9 @@ export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   { name: "t64x256k16_8x8", tile: tile(64, 256, 16, 8, 8, false), heuristic: false },
   // from the same sweep: 2nd fastest NN at 4096 (37.2 TFLOP/s), 4 rows × 16 columns per thread
   { name: "t128x128k16_4x16", tile: tile(128, 128, 16, 4, 16, false), heuristic: false },
+  // from a later H200 sweep (2nd NN at 4096, 37.0 TFLOP/s): the tuner's choice for base's
+  // [8192, 512]·[512, 512]ᵀ products (72 a step, 28.8 TFLOP/s there)
+  { name: "t128x128k8_4x16d", tile: tile(128, 128, 8, 4, 16, true), heuristic: false },
   // the first kernel (64×64, 16×16 threads, scalar), for comparison
   { name: "legacy", tile: null, heuristic: false },
 ];
