@@ -59,7 +59,7 @@ TUNE=()
 #    says how long, "tuned_attention" what each attention kernel took; "tune_rejected" and
 #    "tuned_attention[].rejected" name candidates whose results were wrong on this card
 section small 80 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
-  --steps 5 --device webgpu --profile --torch "$PY" --ops --json
+  --steps 5 --device webgpu --profile --torch "$PY" --json
 section base 100 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 3 --device webgpu --profile --torch "$PY" --json
 # the GELU fused into the loads (WEBSEQ_GELU_STAGE=fused) against its own pass above; the

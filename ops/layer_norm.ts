@@ -33,13 +33,7 @@ import {
 import { grid1d } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
 import { layerNormF32, layerNormGradF32 } from "./_cpu_threads_kernels.ts";
-import {
-  lastAxisRows,
-  rowWorkgroupSize,
-  wgslRowMain,
-  wgslRowReduce,
-  wgslTreeReduce,
-} from "./softmax.ts";
+import { lastAxisRows } from "./softmax.ts";
 
 /** Parameters of the layer norm ops. */
 export interface LayerNormParams {
@@ -127,7 +121,7 @@ export const LAYER_NORM: OpDef<LayerNormParams> = {
         }),
         bind: [{ in: 0 }, { in: 1 }, { in: 2 }, { out: 0 }, { out: 1 }, { out: 2 }],
         uniform: packUniform([R, C], [p.eps]),
-        workgroups: grid1d(R, 1),
+        workgroups: layerNormForwardGrid(R, C),
       }],
     };
   },
@@ -173,23 +167,63 @@ export interface LayerNormPrologue {
 }
 
 /**
- * @internal The LayerNorm forward kernel, one workgroup per row: each thread
- * reads its elements once (`read`) and keeps them in registers for the mean,
- * the variance and the output passes. ops/residual_layer_norm.ts reads the
+ * @internal The LayerNorm forward kernel, {@linkcode layerNormLanes} threads
+ * per row and 256 / lanes rows per workgroup (dispatch
+ * {@linkcode layerNormForwardGrid}): each thread reads its elements once
+ * (`read`) and keeps them in registers for the mean, the variance and the
+ * output passes. ops/residual_layer_norm.ts reads the
  * residual's sum there.
  */
 export function layerNormForwardWgsl(C: number, pro: LayerNormPrologue): string {
   return memoCode(`f|${C}|${pro.key}`, () => forwardCode(C, pro));
 }
 
+/**
+ * Threads sharing one row in the forward kernel: about 8 elements each,
+ * 32 to 256 (a power of two). A workgroup of 256 threads holds 256 / lanes
+ * rows, so narrow rows do not leave a whole workgroup of threads to a short
+ * tree of barriers (C = 512: 64 lanes, 4 rows, 8 elements each).
+ */
+export function layerNormLanes(C: number): number {
+  const want = Math.ceil(C / 8);
+  return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, want)))));
+}
+
+/** Workgroups of a {@linkcode layerNormForwardWgsl} dispatch over R rows of C. */
+export function layerNormForwardGrid(R: number, C: number): [number, number, number] {
+  return grid1d(Math.ceil(R / (256 / layerNormLanes(C))), 1);
+}
+
+/**
+ * WGSL: `var<workgroup> red` (256 values) and `fn seg_sum(v, lid, seg)`, the
+ * sum over the `L` lanes of row segment `seg` returned to each of them, in
+ * tree order. Call from workgroup-uniform control flow.
+ */
+function segmentSum(type: string, L: number): string {
+  return `var<workgroup> red: array<${type}, 256>;
+fn seg_sum(v: ${type}, lid: u32, seg: u32) -> ${type} {
+  let base = seg * ${L}u;
+  red[base + lid] = v;
+  workgroupBarrier();
+  for (var s = ${L / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[base + lid] = red[base + lid] + red[base + lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[base];
+  workgroupBarrier();
+  return r;
+}`;
+}
+
 function forwardCode(C: number, pro: LayerNormPrologue): string {
-  const wg = rowWorkgroupSize(C);
-  const cols = Math.max(1, Math.ceil(C / wg)); // elements per thread, kept in registers
-  // the per-column loops run over a constant trip count, so the array stays in registers
+  const L = layerNormLanes(C), RW = 256 / L;
+  const cols = Math.max(1, Math.ceil(C / L)); // elements per thread, kept in registers
+  // the per-column loops run over a constant trip count, so the array stays in registers; rows
+  // past R (the last workgroup's) skip reads and writes but join the barriers
   const perCol = (body: string) =>
     `for (var t = 0u; t < ${cols}u; t++) {
-    let j = lid + t * ${wg}u;
-    if (j < u.C) { ${body} }
+    let j = lid + t * ${L}u;
+    if (live && j < u.C) { ${body} }
   }`;
   const f = pro.first, more = pro.outputs ?? [];
   const extra = more.map((name, i) =>
@@ -206,38 +240,45 @@ ${extra.join("\n")}
 ${pro.uniform}
 @group(0) @binding(${f + 5 + more.length}) var<uniform> u: U;
 ${pro.helpers ?? ""}
-${wgslRowReduce(wg)}
-${wgslRowMain(wg)}
+${segmentSum("f32", L)}
+@compute @workgroup_size(${L}, ${RW})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u,
+        @builtin(num_workgroups) nwg: vec3u) {
+  let lid = lid3.x;
+  let seg = lid3.y;
+  let row = (wid.x + wid.y * nwg.x) * ${RW}u + seg;
+  let live = row < u.R;
   let o = row * u.C;
   var xr: array<f32, ${cols}>;
   var ps: f32 = 0.0;
   ${perCol(`${pro.read} xr[t] = v; ps += v;`)}
-  let m = wg_sum(ps, lid) / f32(u.C);
+  let m = seg_sum(ps, lid, seg) / f32(u.C);
   var pv: f32 = 0.0;
   ${perCol("let d = xr[t] - m; pv += d * d;")}
-  let rs = 1.0 / sqrt(wg_sum(pv, lid) / f32(u.C) + u.eps);
+  let rs = 1.0 / sqrt(seg_sum(pv, lid, seg) / f32(u.C) + u.eps);
   ${perCol("y[o + j] = (xr[t] - m) * rs * w[j] + b[j];")}
-  if (lid == 0u) { mean[row] = m; rstd[row] = rs; }
+  if (live && lid == 0u) { mean[row] = m; rstd[row] = rs; }
 }`;
 }
 
-/** At most this many rows are summed serially per workgroup of the backward. */
+/** At most this many rows are summed serially per row segment of the backward. */
 const MAX_ROWS_PER_GROUP = 16;
 /**
- * Workgroups the backward aims for (so also partial sums per column): a
- * `base` batch's 8192 rows give 4 rows per workgroup, so a large GPU keeps
- * several workgroups per multiprocessor and walks few rows serially.
+ * Row segments the backward aims for (so also partial sums per column): a
+ * `base` batch's 8192 rows give 2 rows per segment of 64 lanes, 1024
+ * workgroups of 4 segments, so a large GPU keeps several workgroups per
+ * multiprocessor and walks few rows serially.
  */
-const TARGET_GROUPS = 2048;
+const TARGET_GROUPS = 4096;
 /**
- * Up to this many rows one workgroup does them all and writes dweight/dbias
+ * Up to this many rows one segment does them all and writes dweight/dbias
  * itself: one dispatch (a few row trees cost less than a second dispatch).
  */
 const SINGLE_GROUP_ROWS = 32;
 /**
  * The column reduction of the backward: a workgroup sums SUM_COLS columns,
  * each over SUM_LANES strided lanes then a tree. Many lanes per column keep
- * each lane's serial sum short (a base batch's 2048 partial rows: 32 per
+ * each lane's serial sum short (a base batch's 4096 partial rows: 64 per
  * lane), and the grid wide (C / SUM_COLS workgroups): 16 × 16 left 32
  * workgroups of 128-long serial sums at C = 512, 59 µs on an NVIDIA H200.
  */
@@ -245,9 +286,9 @@ const SUM_COLS = 4;
 const SUM_LANES = 64;
 
 /**
- * Rows one workgroup of the backward walks (it sums their dweight/dbias
- * contributions in registers): enough workgroups to fill a device, and short
- * serial sums; the partials of the workgroups are then reduced in a tree.
+ * Rows one segment of the backward walks (it sums their dweight/dbias
+ * contributions in registers): enough segments to fill a device, and short
+ * serial sums; the partials of the segments are then reduced in a tree.
  */
 function rowsPerGroup(R: number): number {
   if (R <= SINGLE_GROUP_ROWS) return Math.max(1, R);
@@ -259,12 +300,13 @@ function rowsPerGroup(R: number): number {
  * optionally `acc [..., C]` (a gradient of x to add to dx), outputs
  * `[dx [..., C], dweight [C], dbias [C]]`.
  *
- * On WebGPU: two dispatches. (1) One workgroup per group of rows: per row,
- * `dx` with the two row sums combined in one tree; each thread keeps the
- * dweight/dbias sums of its columns over the group's rows in registers and
- * writes them as one partial row. (2) The partials of each column summed by
- * 16 lanes, then a tree. Up to {@linkcode SINGLE_GROUP_ROWS} rows, (1) alone
- * in one workgroup, writing dweight/dbias.
+ * On WebGPU: two dispatches. (1) One segment of `layerNormLanes(C)` threads
+ * (several per workgroup) per group of rows: per row, `dx` with the two row
+ * sums combined in one tree; each thread keeps the dweight/dbias sums of its
+ * columns over the group's rows in registers and writes them as one partial
+ * row. (2) The partials of each column summed by 64 lanes, then a tree. Up
+ * to {@linkcode SINGLE_GROUP_ROWS} rows, (1) alone in one segment, writing
+ * dweight/dbias.
  */
 export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
   name: "layerNormGrad",
@@ -383,20 +425,22 @@ export function layerNormGradPlan(
   acc: boolean,
   extra?: LayerNormGradExtra,
 ): GpuPlan {
-  const wg = rowWorkgroupSize(C);
-  const cols = Math.max(1, Math.ceil(C / wg)); // columns per thread
+  // segments of L lanes, 256 / L of them per workgroup; segment k walks rows [k·rpg, (k+1)·rpg)
+  const L = layerNormLanes(C), RW = 256 / L;
+  const cols = Math.max(1, Math.ceil(C / L)); // columns per thread
   const rpg = rowsPerGroup(R);
   const K = Math.max(1, Math.ceil(R / rpg));
-  const single = K === 1; // one workgroup: no partials, no second dispatch
+  const single = K === 1; // one segment: no partials, no second dispatch
   const xIns = extra?.inputs ?? [], xOuts = extra?.outputs ?? [];
   const S = extra?.sum ? 3 : 2; // column sums: dweight, dbias (, extra)
   const nIn = 5 + (acc ? 1 : 0) + xIns.length; // dx is binding nIn, after the inputs
   const sums = ["dw", "db", "ds"].slice(0, S);
-  // the per-column loops run over a constant trip count, so the arrays stay in registers
-  const perCol = (body: string) =>
+  // the per-column loops run over a constant trip count, so the arrays stay in registers;
+  // dead segments and rows (past K or R) skip reads and writes but join the barriers
+  const perCol = (body: string, guard = "live") =>
     `for (var t = 0u; t < ${cols}u; t++) {
-      let j = lid + t * ${wg}u;
-      if (j < u.C) { ${body} }
+      let j = lid + t * ${L}u;
+      if (${guard} && j < u.C) { ${body} }
     }`;
   const decl = (names: string[], first: number, access: string) =>
     names.map((n, i) =>
@@ -437,26 +481,31 @@ ${
 struct U { ${uFields().join(", ")} }
 @group(0) @binding(${firstOut + (single ? S : 1)}) var<uniform> u: U;
 ${extra?.helpers ?? ""}
-var<workgroup> red: array<vec2f, ${wg}>;
-${wgslTreeReduce("wg_sum2", "vec2f", wg, "a + b")}
-@compute @workgroup_size(${wg})
+${segmentSum("vec2f", L)}
+@compute @workgroup_size(${L}, ${RW})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u,
         @builtin(num_workgroups) nwg: vec3u) {
-  let k = wid.x + wid.y * nwg.x;
   let lid = lid3.x;
-  if (k >= u.K) { return; }
+  let seg = lid3.y;
+  let k = (wid.x + wid.y * nwg.x) * ${RW}u + seg;
+  let seg_live = k < u.K;
   var wr: array<f32, ${cols}>;
   var xh: array<f32, ${cols}>;
   var g: array<f32, ${cols}>;
   var sw: array<f32, ${cols}>;
   var sb: array<f32, ${cols}>;
   ${extra?.sum ? `var es: array<f32, ${cols}>;` : ""}
-  ${perCol("wr[t] = w[j];")}
-  let r1 = min(u.R, (k + 1u) * u.rpg);
-  for (var row = k * u.rpg; row < r1; row++) {
+  ${perCol("wr[t] = w[j];", "seg_live")}
+  for (var i = 0u; i < u.rpg; i++) {
+    let row = k * u.rpg + i;
+    let live = seg_live && row < u.R;
     let o = row * u.C;
-    let m = mean[row];
-    let rs = rstd[row];
+    var m = 0.0;
+    var rs = 0.0;
+    if (live) {
+      m = mean[row];
+      rs = rstd[row];
+    }
     var p = vec2f(0.0);
     ${
         perCol(`let d = dy[o + j];
@@ -467,7 +516,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
       sw[t] += d * h;
       sb[t] += d;`)
       }
-    let mg = wg_sum2(p, lid) / f32(u.C);
+    let mg = seg_sum(p, lid, seg) / f32(u.C);
     ${
         perCol(`let i = o + j;
       let v = rs * (g[t] - mg.x - xh[t] * mg.y)${acc ? " + acc[i]" : ""};
@@ -475,7 +524,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
       ${extra?.element ?? ""}`)
       }
   }
-  ${perCol(store())}
+  ${perCol(store(), "seg_live")}
 }`),
       bind: [
         ...Array.from({ length: nIn }, (_, i) => ({ in: i })),
@@ -483,7 +532,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
         ...(single ? sums.map((_, i) => ({ out: 1 + xOuts.length + i })) : [{ tmp: 0 }]),
       ],
       uniform,
-      workgroups: grid1d(K, 1),
+      workgroups: grid1d(Math.ceil(K / RW), 1),
     },
     { // the K partials of each column: SUM_LANES strided lanes, then a tree
       code: memoCode(`gs|${S}`, () => `
@@ -590,7 +639,7 @@ export const LAYER_NORM_ENTRIES: OpEntry[] = [
         params: { eps: 1e-5 },
       },
       {
-        label: "1030 rows (1 per group) × 20",
+        label: "1030 rows (1 per segment) × 20",
         inputs: [
           { shape: [1030, 20] },
           { shape: [20] },
@@ -600,19 +649,20 @@ export const LAYER_NORM_ENTRIES: OpEntry[] = [
         ],
         params: { eps: 1e-5 },
       },
-      ...[[9001, 3, "5 per group, the last of 1"], [33000, 2, "16 per group, the last of 8"]].map((
-        [R, C, why],
-      ) => ({
-        label: `${R} rows (${why}) × ${C}`,
-        inputs: [
-          { shape: [R as number, C as number] },
-          { shape: [C as number] },
-          { shape: [R as number], min: -0.1, max: 0.1 },
-          { shape: [R as number], min: 0.5, max: 2 },
-          { shape: [R as number, C as number] },
-        ],
-        params: { eps: 1e-5 },
-      })),
+      ...[[9001, 3, "3 per segment, the last of 1"], [33000, 2, "9 per segment, the last of 6"]]
+        .map((
+          [R, C, why],
+        ) => ({
+          label: `${R} rows (${why}) × ${C}`,
+          inputs: [
+            { shape: [R as number, C as number] },
+            { shape: [C as number] },
+            { shape: [R as number], min: -0.1, max: 0.1 },
+            { shape: [R as number], min: 0.5, max: 2 },
+            { shape: [R as number, C as number] },
+          ],
+          params: { eps: 1e-5 },
+        })),
       ...[[3, 5], [1, 1], [70, 130], [1030, 20]].map(([R, C]) => ({
         label: `${R} rows × ${C} with a pending gradient (acc) added to dx`,
         inputs: [
@@ -626,7 +676,7 @@ export const LAYER_NORM_ENTRIES: OpEntry[] = [
         params: { eps: 1e-5 },
       })),
       {
-        label: "C = 600 (3 columns per thread)",
+        label: "C = 600 (128 lanes, 5 columns per thread)",
         inputs: [
           { shape: [5, 600] },
           { shape: [600] },

@@ -27,10 +27,10 @@
 import { apply, type Tensor } from "../tensor/tensor.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import { type OpDef, packUniform, type TensorInfo } from "../tensor/types.ts";
-import { grid1d } from "./_wgsl.ts";
 import {
   LAYER_NORM,
   LAYER_NORM_GRAD,
+  layerNormForwardGrid,
   layerNormForwardWgsl,
   layerNormGradPlan,
 } from "./layer_norm.ts";
@@ -149,7 +149,7 @@ export const RESIDUAL_LAYER_NORM: OpDef<ResidualLayerNormParams> = {
           ],
           [p.eps, dropoutScale(p.dropoutP), dropoutScale(p.dropPathP)],
         ),
-        workgroups: grid1d(R, 1),
+        workgroups: layerNormForwardGrid(R, C),
       }],
     };
   },
@@ -355,7 +355,10 @@ export const RESIDUAL_LAYER_NORM_ENTRIES: OpEntry[] = [{
     caseOf("all", [4, 3, 67], { gamma: true, dropoutP: 0.3, dropPathP: 0.5 }),
     caseOf("dropout only", [3, 7, 9], { dropoutP: 0.2 }),
     caseOf("size-1", [1, 1, 1], { gamma: true, dropoutP: 0.1, dropPathP: 0.1 }),
-    caseOf("C = 600 (3 columns per thread)", [2, 3, 600], { gamma: true, dropPathP: 0.3 }),
+    caseOf("C = 600 (128 lanes, 5 columns per thread)", [2, 3, 600], {
+      gamma: true,
+      dropPathP: 0.3,
+    }),
   ],
 }, {
   op: RESIDUAL_LAYER_NORM_GRAD,
