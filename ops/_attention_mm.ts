@@ -29,6 +29,8 @@ export const MM_MAX_SCORE_BYTES = 512 * 1024 * 1024;
 export const MM_LANES = 32;
 /** Rows per workgroup of {@linkcode mmSoftmaxWgsl}. */
 export const MM_ROWS_PER_WG = 8;
+/** Rows up to this many keys keep their scores in registers in {@linkcode mmSoftmaxWgsl}. */
+export const MM_SOFTMAX_REG_KEYS = 512;
 /** Threads per workgroup of {@linkcode mmGradWgsl}. */
 export const MM_GRAD_WG = 256;
 
@@ -61,10 +63,14 @@ export function mmFits(BH: number, T: number, S: number): boolean {
  * attention.ts's helpers (`coords_of`, `row_of`, `key_on`, `key_end`,
  * `zmul`, `MASKED`). {@linkcode MM_LANES} threads share a row: each keeps a
  * running (max, sum) over its keys, the pairs combine through workgroup
- * memory, then each thread writes its keys.
+ * memory, then each thread writes its keys; up to
+ * {@linkcode MM_SOFTMAX_REG_KEYS} keys (S, compile-time) a thread keeps its
+ * scaled scores in registers between the two passes, beyond it reads them again.
  */
-export function mmSoftmaxWgsl(prelude: string): string {
+export function mmSoftmaxWgsl(prelude: string, S: number): string {
   const L = MM_LANES, R = MM_ROWS_PER_WG, W = L * R;
+  // rows up to MM_SOFTMAX_REG_KEYS keys keep each thread's scores in registers (one read)
+  const J = S <= MM_SOFTMAX_REG_KEYS ? Math.max(1, Math.ceil(S / L)) : 0;
   const steps: string[] = [];
   for (let o = L / 2; o >= 1; o /= 2) {
     steps.push(`if (lane < ${o}u) {
@@ -78,6 +84,45 @@ export function mmSoftmaxWgsl(prelude: string): string {
   }
   workgroupBarrier();`);
   }
+  // x: a score scaled, or MASKED for a disallowed key; the running (max, sum) takes it
+  const take = `if (x > m) {
+        l *= exp(m - x);
+        m = x;
+      }
+      if (x != MASKED) { l += exp(x - m); }`;
+  const first = J
+    ? `var xs: array<f32, ${J}>;
+  for (var j = 0u; j < ${J}u; j++) {
+    let s = lane + j * ${L}u;
+    var x = MASKED;
+    if (live && s < end && key_on(b, s)) { x = u.scale * z[zo + s]; }
+    xs[j] = x;
+    ${take}
+  }`
+    : `if (live) {
+    for (var s = lane; s < end; s += ${L}u) {
+      if (!key_on(b, s)) { continue; }
+      let x = u.scale * z[zo + s];
+      ${take}
+    }
+  }`;
+  const write = J
+    ? `for (var j = 0u; j < ${J}u; j++) {
+    let s = lane + j * ${L}u;
+    if (s < u.S) {
+      let p = select(select(0.0, exp(xs[j] - lse_r), xs[j] != MASKED), inv_s, none);
+      z[zo + s] = p * zmul(b, h, t, s);
+    }
+  }`
+    : `for (var s = lane; s < u.S; s += ${L}u) {
+    var p = 0.0;
+    if (none) {
+      p = inv_s;
+    } else if (s < end && key_on(b, s)) {
+      p = exp(u.scale * z[zo + s] - lse_r);
+    }
+    z[zo + s] = p * zmul(b, h, t, s);
+  }`;
   return `${prelude}
 var<workgroup> rm: array<f32, ${W}>;
 var<workgroup> rl: array<f32, ${W}>;
@@ -95,17 +140,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let end = key_end(t);
   var m = MASKED;
   var l = 0.0;
-  if (live) {
-    for (var s = lane; s < end; s += ${L}u) {
-      if (!key_on(b, s)) { continue; }
-      let x = u.scale * z[zo + s];
-      if (x > m) {
-        l *= exp(m - x);
-        m = x;
-      }
-      l += exp(x - m);
-    }
-  }
+  ${first}
   rm[tid] = m;
   rl[tid] = l;
   workgroupBarrier();
@@ -117,46 +152,57 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let lse_r = select(m + log(l), log(f32(u.S)), none);
   if (lane == 0u) { lse[row_of(b, h, t, u.T)] = lse_r; }
   let inv_s = 1.0 / f32(u.S);
-  for (var s = lane; s < u.S; s += ${L}u) {
-    var p = 0.0;
-    if (none) {
-      p = inv_s;
-    } else if (s < end && key_on(b, s)) {
-      p = exp(u.scale * z[zo + s] - lse_r);
-    }
-    z[zo + s] = p * zmul(b, h, t, s);
-  }
+  ${write}
 }
 `;
 }
 
 /**
- * The backward row kernel, one thread per score: with `P = exp(scale·z −
- * lse)` on allowed keys (`1/S` everywhere in a fully masked row, 0 on other
- * disallowed keys) and the dropout multiplier `zm`, writes `z := P·zm` (what
- * dV multiplies) and `dp := scale·P·(dp·zm − Δ)` on allowed keys, else 0
- * (what dQ and dK multiply). `prelude` declares `z`, `dp` (read_write),
- * `lse`, `info` (Δ and the fully-masked flag per heads-major row, from the
- * delta kernel), `mask` when masked, the uniform and the helpers.
+ * The backward row kernel, one thread per score (`vec`: per 4 consecutive
+ * scores of a row, the buffers `z` and `dp` then `vec4f`, S % 4 == 0): with
+ * `P = exp(scale·z − lse)` on allowed keys (`1/S` everywhere in a fully
+ * masked row, 0 on other disallowed keys) and the dropout multiplier `zm`,
+ * writes `z := P·zm` (what dV multiplies) and `dp := scale·P·(dp·zm − Δ)` on
+ * allowed keys, else 0 (what dQ and dK multiply). `prelude` declares `z`,
+ * `dp` (read_write), `lse`, `info` (Δ and the fully-masked flag per
+ * heads-major row, from the delta kernel), `mask` when masked, the uniform
+ * and the helpers.
  */
-export function mmGradWgsl(prelude: string): string {
+export function mmGradWgsl(prelude: string, vec = false): string {
+  const W = vec ? 4 : 1;
+  const one = (q: number, zi: string, di: string) =>
+    `{
+    let s = s0 + ${q}u;
+    let zm = zmul(c.x, c.y, c.z, s);
+    if (s < end && key_on(c.x, s)) {
+      let p = exp(u.scale * ${zi} - L);
+      ${zi} = p * zm;
+      ${di} = u.scale * p * (${di} * zm - delta);
+    } else {
+      ${zi} = select(0.0, zm / f32(u.S), full);
+      ${di} = 0.0;
+    }
+  }`;
+  const body = vec
+    ? `var zv = z[i];
+  var dv = dp[i];
+  ${[0, 1, 2, 3].map((q) => one(q, `zv.${"xyzw"[q]}`, `dv.${"xyzw"[q]}`)).join("\n  ")}
+  z[i] = zv;
+  dp[i] = dv;`
+    : one(0, "z[i]", "dp[i]");
   return `${prelude}
 @compute @workgroup_size(${MM_GRAD_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * ${MM_GRAD_WG}u;
-  if (i >= u.BH * u.T * u.S) { return; }
-  let r = i / u.S;
-  let s = i % u.S;
+  if (i >= u.BH * u.T * (u.S / ${W}u)) { return; }
+  let r = i / (u.S / ${W}u);
+  let s0 = (i % (u.S / ${W}u)) * ${W}u;
   let c = coords_of(r, u.T);
-  let zm = zmul(c.x, c.y, c.z, s);
-  if (s < key_end(c.z) && key_on(c.x, s)) {
-    let p = exp(u.scale * z[i] - lse[row_of(c.x, c.y, c.z, u.T)]);
-    z[i] = p * zm;
-    dp[i] = u.scale * p * (dp[i] * zm - info[2u * r]);
-  } else {
-    z[i] = select(0.0, zm / f32(u.S), info[2u * r + 1u] != 0.0);
-    dp[i] = 0.0;
-  }
+  let end = key_end(c.z);
+  let L = lse[row_of(c.x, c.y, c.z, u.T)];
+  let delta = info[2u * r];
+  let full = info[2u * r + 1u] != 0.0;
+  ${body}
 }
 `;
 }

@@ -91,7 +91,14 @@ import {
 } from "./_attention_tiled.ts";
 import { matmulTarget } from "./_matmul_variants.ts";
 import { type StridedMatmul, stridedMatmulKernel, type StridedOperand } from "./matmul.ts";
-import { MM_GRAD_WG, MM_ROWS_PER_WG, mmGradWgsl, mmSoftmaxWgsl } from "./_attention_mm.ts";
+import {
+  MM_GRAD_WG,
+  MM_LANES,
+  MM_ROWS_PER_WG,
+  MM_SOFTMAX_REG_KEYS,
+  mmGradWgsl,
+  mmSoftmaxWgsl,
+} from "./_attention_mm.ts";
 
 /**
  * Memory layout of q, k, v and out (and of the rows of `lse`): heads-major
@@ -1064,7 +1071,11 @@ function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
     kernels: [
       headsProduct(g, [T, S, D], [false, true], [qv, kv, zv], [{ in: 0 }, { in: 1 }, { tmp: 0 }]),
       {
-        code: kernelCode("mmsoftmax", v, () => mmSoftmaxWgsl(header(bufs) + common(v))),
+        code: kernelCode(
+          `mmsoftmax${S <= MM_SOFTMAX_REG_KEYS ? Math.ceil(S / MM_LANES) : 0}`,
+          v,
+          () => mmSoftmaxWgsl(header(bufs) + common(v), S),
+        ),
         bind: [{ tmp: 0 }, ...(p.hasMask ? [{ in: 3 }] : []), { out: 1 }],
         uniform: uniform(g, p),
         workgroups: grid1d(rows, MM_ROWS_PER_WG),
@@ -1088,9 +1099,10 @@ function mmBackwardPlan(
 ): GpuPlan {
   const { T, S, D } = g;
   const qv = headsView(g, T), kv = headsView(g, S), zv = scoresView(g);
+  const vec = S % 4 === 0; // the elementwise kernel four scores per thread
   const bufs: Buf[] = [
-    ["z", "read_write", "f32"],
-    ["dp", "read_write", "f32"],
+    ["z", "read_write", vec ? "vec4f" : "f32"],
+    ["dp", "read_write", vec ? "vec4f" : "f32"],
     ["lse", "read", "f32"],
     ["info", "read", "f32"],
   ];
@@ -1105,10 +1117,10 @@ function mmBackwardPlan(
       headsProduct(g, [T, S, D], [false, true], [qv, kv, zv], [{ in: 0 }, { in: 1 }, Z]),
       headsProduct(g, [T, S, D], [false, true], [qv, kv, zv], [{ in: 5 }, { in: 2 }, dP]),
       {
-        code: kernelCode("mmgrad", v, () => mmGradWgsl(header(bufs) + common(v))),
+        code: kernelCode(`mmgrad${+vec}`, v, () => mmGradWgsl(header(bufs) + common(v), vec)),
         bind: [Z, dP, { in: 4 }, { tmp: 0 }, ...(p.hasMask ? [{ in: 6 }] : [])],
         uniform: uniform(g, p),
-        workgroups: grid1d(rows * S, MM_GRAD_WG),
+        workgroups: grid1d((rows * S) / (vec ? 4 : 1), MM_GRAD_WG),
       },
       // dV = P̃ᵀ·dO: P̃ stored [T, S] is op(a)ᵀ
       headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [Z, { in: 5 }, { out: 2 }]),

@@ -172,6 +172,7 @@ Deno.test('"mm" attention (per-head matmuls, scores in scratch) equals the CPU r
     await check(op, caseAt(op, true, 70, 70), "mm", 3);
     await check(op, caseAt(op, false, 37, 75), "mm", 4);
     await check(op, caseAt(op, true, 64, 64), "mm", 6); // whole tiles: vec4, no bounds checks
+    await check(op, caseAt(op, false, 9, 530), "mm", 7); // past MM_SOFTMAX_REG_KEYS: two reads
   }
 });
 
