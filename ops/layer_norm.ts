@@ -33,7 +33,7 @@ import {
 import { grid1d } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
 import { layerNormF32, layerNormGradF32 } from "./_cpu_threads_kernels.ts";
-import { lastAxisRows } from "./softmax.ts";
+import { lastAxisRows, rowWorkgroupSize } from "./softmax.ts";
 
 /** Parameters of the layer norm ops. */
 export interface LayerNormParams {
@@ -264,12 +264,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
 /** At most this many rows are summed serially per row segment of the backward. */
 const MAX_ROWS_PER_GROUP = 16;
 /**
- * Row segments the backward aims for (so also partial sums per column): a
- * `base` batch's 8192 rows give 2 rows per segment of 64 lanes, 1024
- * workgroups of 4 segments, so a large GPU keeps several workgroups per
- * multiprocessor and walks few rows serially.
+ * Row segments (workgroups) the backward aims for (so also partial sums per
+ * column): a `base` batch's 8192 rows give 4 rows per workgroup, so a large
+ * GPU keeps several workgroups per multiprocessor and walks few rows serially.
  */
-const TARGET_GROUPS = 4096;
+const TARGET_GROUPS = 2048;
 /**
  * Up to this many rows one segment does them all and writes dweight/dbias
  * itself: one dispatch (a few row trees cost less than a second dispatch).
@@ -278,7 +277,7 @@ const SINGLE_GROUP_ROWS = 32;
 /**
  * The column reduction of the backward: a workgroup sums SUM_COLS columns,
  * each over SUM_LANES strided lanes then a tree. Many lanes per column keep
- * each lane's serial sum short (a base batch's 4096 partial rows: 64 per
+ * each lane's serial sum short (a base batch's 2048 partial rows: 32 per
  * lane), and the grid wide (C / SUM_COLS workgroups): 16 × 16 left 32
  * workgroups of 128-long serial sums at C = 512, 59 µs on an NVIDIA H200.
  */
@@ -300,12 +299,11 @@ function rowsPerGroup(R: number): number {
  * optionally `acc [..., C]` (a gradient of x to add to dx), outputs
  * `[dx [..., C], dweight [C], dbias [C]]`.
  *
- * On WebGPU: two dispatches. (1) One segment of `layerNormLanes(C)` threads
- * (several per workgroup) per group of rows: per row, `dx` with the two row
- * sums combined in one tree; each thread keeps the dweight/dbias sums of its
+ * On WebGPU: two dispatches. (1) One workgroup per group of rows: per row,
+ * `dx` with the two row sums combined in one tree; each thread keeps the dweight/dbias sums of its
  * columns over the group's rows in registers and writes them as one partial
  * row. (2) The partials of each column summed by 64 lanes, then a tree. Up
- * to {@linkcode SINGLE_GROUP_ROWS} rows, (1) alone in one segment, writing
+ * to {@linkcode SINGLE_GROUP_ROWS} rows, (1) alone in one workgroup, writing
  * dweight/dbias.
  */
 export const LAYER_NORM_GRAD: OpDef<LayerNormParams> = {
@@ -425,8 +423,10 @@ export function layerNormGradPlan(
   acc: boolean,
   extra?: LayerNormGradExtra,
 ): GpuPlan {
-  // segments of L lanes, 256 / L of them per workgroup; segment k walks rows [k·rpg, (k+1)·rpg)
-  const L = layerNormLanes(C), RW = 256 / L;
+  // one segment of L lanes per workgroup (segment k walks rows [k·rpg, (k+1)·rpg)): on an H200,
+  // segments of layerNormLanes(C) lanes, four per workgroup and 2 rows each, took base's
+  // residualLayerNormGrad rows kernel from 59 to 87 µs a call
+  const L = rowWorkgroupSize(C), RW = 1;
   const cols = Math.max(1, Math.ceil(C / L)); // columns per thread
   const rpg = rowsPerGroup(R);
   const K = Math.max(1, Math.ceil(R / rpg));
@@ -639,7 +639,7 @@ export const LAYER_NORM_ENTRIES: OpEntry[] = [
         params: { eps: 1e-5 },
       },
       {
-        label: "1030 rows (1 per segment) × 20",
+        label: "1030 rows (1 per group) × 20",
         inputs: [
           { shape: [1030, 20] },
           { shape: [20] },
@@ -649,7 +649,7 @@ export const LAYER_NORM_ENTRIES: OpEntry[] = [
         ],
         params: { eps: 1e-5 },
       },
-      ...[[9001, 3, "3 per segment, the last of 1"], [33000, 2, "9 per segment, the last of 6"]]
+      ...[[9001, 3, "5 per group, the last of 1"], [33000, 2, "16 per group, the last of 8"]]
         .map((
           [R, C, why],
         ) => ({
