@@ -64,7 +64,7 @@ import { WGSL_TO_F16 } from "./cast.ts";
  * Changes when the generated kernels or the split-K rule change enough to
  * make saved tuning choices stale (train/tune_cache.ts keys on it).
  */
-export const MATMUL_CODEGEN_VERSION = 4;
+export const MATMUL_CODEGEN_VERSION = 3;
 
 /** A tile configuration (what the registry names and the tuner chooses among). */
 export interface MatmulTile {
@@ -558,56 +558,39 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       if (!s.exact) epi.push(`if (gn${h} < u.N) { bias${h} = bias[gn${h} >> 2u]; }`);
     }
   }
-  // An epilogue that reads other buffers (aux, addend) first computes every output into its
-  // accumulator, then stores them all: a load after a store to \`out\` may not be moved above
-  // it (the bindings may alias), so interleaved the loads waited on the stores one by one.
-  // f16 results keep the one pass (their value is another type).
-  const twoPass = (!!s.geluGradOut || !!s.addOut) && H?.out !== "f16";
-  const pass = (compute: boolean) => {
-    for (let g = 0; g < TM / 4; g++) {
-      for (let i = 0; i < 4; i++) {
-        const r = g * 4 + i;
-        const rows: string[] = [`let gm = m0 + ${g * WY * 4 + i}u + ty * 4u;`];
-        for (let h = 0; h < TN / 4; h++) {
-          const c = `c${r}_${h}`;
-          if (s.vecOut) {
-            const oi = `oz + gm * n4 + (gn${h} >> 2u)`;
-            const cv = H && H.out !== "f16" ? conv(c, true) : c;
-            let v = s.bias ? `${cv} + bias${h}` : cv;
-            if (s.geluGradOut) v = `gelu_grad_out4(${v}, aux[${oi}], ${oi})`;
+  for (let g = 0; g < TM / 4; g++) {
+    for (let i = 0; i < 4; i++) {
+      const r = g * 4 + i;
+      const rows: string[] = [`let gm = m0 + ${g * WY * 4 + i}u + ty * 4u;`];
+      for (let h = 0; h < TN / 4; h++) {
+        const c = `c${r}_${h}`;
+        if (s.vecOut) {
+          const oi = `oz + gm * n4 + (gn${h} >> 2u)`;
+          const cv = H && H.out !== "f16" ? conv(c, true) : c;
+          let v = s.bias ? `${cv} + bias${h}` : cv;
+          if (s.geluGradOut) v = `gelu_grad_out4(${v}, aux[${oi}], ${oi})`;
+          if (s.addOut) v = `${v} + addend[${oi}]`;
+          const st = `out[${oi}] = ${H?.out === "f16" ? conv(v, true) : v};`;
+          rows.push(s.exact ? st : `if (gn${h} < u.N) { ${st} }`);
+        } else {
+          for (let q = 0; q < 4; q++) {
+            const oi = `oz + gm * ${ldo} + gn${h} + ${q}u`;
+            const cq = `${c}.${COMP[q]}`, cv = H && H.out !== "f16" ? conv(cq, false) : cq;
+            let v = s.bias ? `${cv} + bias[gn${h} + ${q}u]` : cv;
+            if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
             if (s.addOut) v = `${v} + addend[${oi}]`;
-            const st = !twoPass
-              ? `out[${oi}] = ${H?.out === "f16" ? conv(v, true) : v};`
-              : compute
-              ? `${c} = ${v};`
-              : `out[${oi}] = ${c};`;
-            rows.push(s.exact ? st : `if (gn${h} < u.N) { ${st} }`);
-          } else {
-            for (let q = 0; q < 4; q++) {
-              const oi = `oz + gm * ${ldo} + gn${h} + ${q}u`;
-              const cq = `${c}.${COMP[q]}`, cv = H && H.out !== "f16" ? conv(cq, false) : cq;
-              let v = s.bias ? `${cv} + bias[gn${h} + ${q}u]` : cv;
-              if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
-              if (s.addOut) v = `${v} + addend[${oi}]`;
-              const st = !twoPass
-                ? `out[${oi}] = ${H?.out === "f16" ? conv(v, false) : v};`
-                : compute
-                ? `${cq} = ${v};`
-                : `out[${oi}] = ${cq};`;
-              rows.push(s.exact ? st : `if (gn${h} + ${q}u < u.N) { ${st} }`);
-            }
+            const st = `out[${oi}] = ${H?.out === "f16" ? conv(v, false) : v};`;
+            rows.push(s.exact ? st : `if (gn${h} + ${q}u < u.N) { ${st} }`);
           }
         }
-        epi.push(
-          s.exact
-            ? `{ ${rows.join(" ")} }`
-            : `{ ${rows[0]} if (gm < u.M) { ${rows.slice(1).join(" ")} } }`,
-        );
       }
+      epi.push(
+        s.exact
+          ? `{ ${rows.join(" ")} }`
+          : `{ ${rows[0]} if (gm < u.M) { ${rows.slice(1).join(" ")} } }`,
+      );
     }
-  };
-  if (twoPass) pass(true);
-  pass(false);
+  }
 
   return `${H ? "enable f16;\n" : ""}// matmul tile ${BM}x${BN}x${BK} thread ${TM}x${TN}${
     t.double ? " double" : ""

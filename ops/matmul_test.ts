@@ -783,18 +783,3 @@ Deno.test({
     }
   },
 });
-
-Deno.test("matmulWgsl() epilogues that read aux or an addend load them all before the first store (f32 results)", () => {
-  const spec = { ...EXACT_NT, addOut: true };
-  for (
-    const s of [spec, { ...spec, addOut: false, geluGradOut: true }, { ...spec, exact: false }]
-  ) {
-    const code = matmulWgsl(tile(64, 64, 8, 4, 4, true), s);
-    const lastLoad = Math.max(code.lastIndexOf("addend["), code.lastIndexOf("aux["));
-    assert.ok(lastLoad > 0 && lastLoad < code.indexOf("out["), JSON.stringify(s));
-  }
-  // f16 results convert as they store: one pass
-  const half = { a: "f32", b: "f32", acc: "f32", out: "f16" } as const;
-  const code = matmulWgsl(tile(64, 64, 8, 4, 4, true), { ...EXACT_NT, geluGradOut: false, half });
-  assert.ok(code.indexOf("out[") > 0);
-});
