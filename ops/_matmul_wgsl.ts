@@ -64,7 +64,7 @@ import { WGSL_TO_F16 } from "./cast.ts";
  * Changes when the generated kernels or the split-K rule change enough to
  * make saved tuning choices stale (train/tune_cache.ts keys on it).
  */
-export const MATMUL_CODEGEN_VERSION = 3;
+export const MATMUL_CODEGEN_VERSION = 5;
 
 /** A tile configuration (what the registry names and the tuner chooses among). */
 export interface MatmulTile {
