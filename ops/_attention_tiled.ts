@@ -33,6 +33,7 @@
  * @module
  */
 import { mmFits } from "./_attention_mm.ts";
+import { grantedEnv } from "../tensor/env.ts";
 
 /** The masking and layout features of a kernel (attention.ts's `Variant`). */
 export interface TiledVariant {
@@ -649,13 +650,7 @@ function checkChoice(name: string, what: string): string {
 }
 
 function envKernel(): string | null {
-  let name: string | undefined;
-  try {
-    const st = Deno.permissions.querySync({ name: "env", variable: "WEBSEQ_ATTENTION_KERNEL" });
-    if (st.state === "granted") name = Deno.env.get("WEBSEQ_ATTENTION_KERNEL");
-  } catch {
-    name = undefined;
-  }
+  const name = grantedEnv("WEBSEQ_ATTENTION_KERNEL");
   if (!name || name === "auto") return null;
   return checkChoice(name, "WEBSEQ_ATTENTION_KERNEL");
 }

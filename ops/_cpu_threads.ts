@@ -23,6 +23,7 @@
  * @module
  */
 import { Worker } from "node:worker_threads";
+import { grantedEnv } from "../tensor/env.ts";
 
 /** The default thread count is at most this. */
 export const MAX_AUTO_THREADS = 8;
@@ -89,11 +90,8 @@ export function parseCpuThreads(value: string | undefined, cores: number): numbe
 }
 
 function fromEnvironment(): number {
-  let value: string | undefined;
-  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
-  const perm = { name: "env", variable: "WEBSEQ_CPU_THREADS" } as const;
   // read the variable only where that needs no prompt
-  if (deno?.permissions?.querySync?.(perm).state === "granted") value = deno.env.get(perm.variable);
+  const value = grantedEnv("WEBSEQ_CPU_THREADS");
   return parseCpuThreads(value, globalThis.navigator?.hardwareConcurrency ?? 1);
 }
 

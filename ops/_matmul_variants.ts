@@ -10,6 +10,7 @@
  * @module
  */
 import { checkTile, type MatmulTile, tileThreads, tileWorkgroupBytes } from "./_matmul_wgsl.ts";
+import { grantedEnv } from "../tensor/env.ts";
 
 /** A named kernel: a generated tile, or the legacy kernel (`tile: null`). */
 export interface MatmulVariant {
@@ -197,13 +198,7 @@ let active: MatmulTarget = DEFAULT_TARGET;
 const tuned = new Map<string, Map<string, string>>();
 
 function envVariant(): MatmulVariant | null {
-  let name: string | undefined;
-  try {
-    const st = Deno.permissions.querySync({ name: "env", variable: "WEBSEQ_MATMUL_VARIANT" });
-    if (st.state === "granted") name = Deno.env.get("WEBSEQ_MATMUL_VARIANT");
-  } catch {
-    name = undefined;
-  }
+  const name = grantedEnv("WEBSEQ_MATMUL_VARIANT");
   if (!name || name === "auto") return null;
   try {
     return matmulVariant(name);

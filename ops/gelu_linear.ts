@@ -62,6 +62,7 @@ import { grid1d } from "./_wgsl.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import { sumTo } from "./reduce.ts";
 import type { OpEntry } from "./registry.ts";
+import { grantedEnv } from "../tensor/env.ts";
 
 /** Parameters of the GELU-linear ops: the dropout after the GELU, and the precision. */
 export interface GeluLinearParams {
@@ -188,13 +189,7 @@ export type GeluStage = "fused" | "separate";
 let forcedStage: GeluStage | null | undefined; // undefined: not read from the environment yet
 
 function envStage(): GeluStage | null {
-  let v: string | undefined;
-  try {
-    const st = Deno.permissions.querySync({ name: "env", variable: "WEBSEQ_GELU_STAGE" });
-    if (st.state === "granted") v = Deno.env.get("WEBSEQ_GELU_STAGE");
-  } catch {
-    v = undefined;
-  }
+  const v = grantedEnv("WEBSEQ_GELU_STAGE");
   if (!v || v === "auto") return null;
   if (v !== "fused" && v !== "separate") {
     throw new TypeError(`WEBSEQ_GELU_STAGE: expected fused, separate or auto, got "${v}"`);

@@ -215,6 +215,20 @@ fn seg_sum(v: ${type}, lid: u32, seg: u32) -> ${type} {
 }`;
 }
 
+/**
+ * WGSL: the entry point of a kernel over row segments of `L` lanes, `RW` per
+ * workgroup: defines `lid` (the lane), `seg` (the segment in the workgroup)
+ * and `id`, the segment's index over the {@linkcode grid1d} dispatch.
+ */
+function segmentMain(L: number, RW: number, id: string): string {
+  return `@compute @workgroup_size(${L}, ${RW})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u,
+        @builtin(num_workgroups) nwg: vec3u) {
+  let lid = lid3.x;
+  let seg = lid3.y;
+  let ${id} = (wid.x + wid.y * nwg.x) * ${RW}u + seg;`;
+}
+
 function forwardCode(C: number, pro: LayerNormPrologue): string {
   const L = layerNormLanes(C), RW = 256 / L;
   const cols = Math.max(1, Math.ceil(C / L)); // elements per thread, kept in registers
@@ -241,12 +255,7 @@ ${pro.uniform}
 @group(0) @binding(${f + 5 + more.length}) var<uniform> u: U;
 ${pro.helpers ?? ""}
 ${segmentSum("f32", L)}
-@compute @workgroup_size(${L}, ${RW})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u,
-        @builtin(num_workgroups) nwg: vec3u) {
-  let lid = lid3.x;
-  let seg = lid3.y;
-  let row = (wid.x + wid.y * nwg.x) * ${RW}u + seg;
+${segmentMain(L, RW, "row")}
   let live = row < u.R;
   let o = row * u.C;
   var xr: array<f32, ${cols}>;
@@ -482,12 +491,7 @@ struct U { ${uFields().join(", ")} }
 @group(0) @binding(${firstOut + (single ? S : 1)}) var<uniform> u: U;
 ${extra?.helpers ?? ""}
 ${segmentSum("vec2f", L)}
-@compute @workgroup_size(${L}, ${RW})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u,
-        @builtin(num_workgroups) nwg: vec3u) {
-  let lid = lid3.x;
-  let seg = lid3.y;
-  let k = (wid.x + wid.y * nwg.x) * ${RW}u + seg;
+${segmentMain(L, RW, "k")}
   let seg_live = k < u.K;
   var wr: array<f32, ${cols}>;
   var xh: array<f32, ${cols}>;
