@@ -594,10 +594,24 @@ export interface AttentionShape {
   dropout: boolean;
 }
 
-/** Limits of the adapter a choice must fit. */
+/** Limits of the adapter a choice must fit (and whether it is a hardware GPU). */
 export interface AttentionLimits {
   maxInvocations: number;
   maxWorkgroupBytes: number;
+  /** A software adapter (llvmpipe, lavapipe); absent: not known to be hardware. */
+  software?: boolean;
+  /** The adapter's description ("" before an adapter is configured). */
+  description?: string;
+}
+
+/**
+ * The kernels an untuned, unforced call takes: on a configured hardware GPU
+ * the per-head matmuls ("mm"; on an NVIDIA H200 they beat the row kernels and
+ * every tile on each `base` and `small` geometry, 1.5–3.5×), elsewhere the
+ * row kernels (software adapters, and before an adapter is configured).
+ */
+export function defaultAttentionKernel(limits: AttentionLimits): "rows" | "mm" {
+  return limits.software === false && !!limits.description ? "mm" : "rows";
 }
 
 /** The tiled kinds an op runs: the forward kernel, or dQ and dK/dV. */
@@ -747,8 +761,8 @@ export function stopAttentionShapeRecording(): AttentionShape[] {
 
 /**
  * The kernels an attention call runs: forced, else tuned for the adapter,
- * else the row kernels (measured on an NVIDIA H200; the tiled ones are
- * chosen where the tuner measured them faster). "tiled" and tile names that
+ * else {@linkcode defaultAttentionKernel} (the tiled ones are chosen where
+ * the tuner measured them faster). "tiled" and tile names that
  * do not fit the head size or the adapter fall back to the first fitting
  * registered tile, or to the row kernels when none fits.
  */
@@ -758,7 +772,8 @@ export function selectAttentionKernel(
   limits: AttentionLimits,
 ): AttentionKernel {
   if (recordedShapes) recordedShapes.set(attentionShapeKey(s), { ...s });
-  const name = forcedAttentionKernel() ?? tunedAttentionKernel(description, s) ?? "rows";
+  const name = forcedAttentionKernel() ?? tunedAttentionKernel(description, s) ??
+    defaultAttentionKernel(limits);
   if (name === "rows") return "rows";
   if (name === "mm") return mmFits(s.BH, s.T, s.S) ? "mm" : "rows";
   const t = name === "tiled" ? null : parseAttentionTileName(name);

@@ -1141,6 +1141,7 @@ export {
   attentionTileName,
   attentionTunedTable,
   clearAttentionTuning,
+  defaultAttentionKernel,
   fittingAttentionTiles,
   forcedAttentionKernel,
   loadAttentionTunedTable,

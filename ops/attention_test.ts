@@ -376,7 +376,7 @@ Deno.test("attention() with layout BTHD equals BHTD with permutes, values and gr
   }
 });
 
-Deno.test("attention kernel selection: forced, tuned per adapter, else the row kernels; tiles that do not fit fall back", () => {
+Deno.test("attention kernel selection: forced, tuned per adapter, else mm on hardware GPUs and the row kernels elsewhere; tiles that do not fit fall back", () => {
   const big = { maxInvocations: 1024, maxWorkgroupBytes: 49152 };
   const small = { maxInvocations: 256, maxWorkgroupBytes: 16384 };
   const shape: AttentionShape = {
@@ -400,6 +400,11 @@ Deno.test("attention kernel selection: forced, tuned per adapter, else the row k
   clearAttentionTuning();
   try {
     assert.equal(selectAttentionKernel(shape, "gpu A", big), "rows");
+    // untuned and unforced: "mm" on a configured hardware GPU, rows on software adapters
+    const hw0 = { ...big, software: false, description: "gpu H" };
+    assert.equal(selectAttentionKernel(shape, "gpu H", hw0), "mm");
+    assert.equal(selectAttentionKernel(shape, "gpu H", { ...hw0, software: true }), "rows");
+    assert.equal(selectAttentionKernel(shape, "", { ...hw0, description: "" }), "rows");
     setTunedAttentionKernel("gpu A", shape, "a32x32_2x8");
     assert.deepEqual(selectAttentionKernel({ ...shape, T: 120 }, "gpu A", big), {
       R: 32,
@@ -417,6 +422,8 @@ Deno.test("attention kernel selection: forced, tuned per adapter, else the row k
     );
     useAttentionKernel("rows");
     assert.equal(selectAttentionKernel(shape, "gpu A", big), "rows");
+    const hw = { ...big, software: false, description: "gpu H" };
+    assert.equal(selectAttentionKernel(shape, "gpu H", hw), "rows"); // forced above
     // "mm" where its scores fit MM_MAX_SCORE_BYTES and the grid, else the row kernels
     useAttentionKernel("mm");
     assert.equal(selectAttentionKernel(shape, "gpu A", small), "mm");
