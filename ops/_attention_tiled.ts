@@ -605,14 +605,25 @@ export interface AttentionLimits {
 }
 
 /**
- * The kernels an untuned, unforced call takes: on a configured hardware GPU
- * the per-head matmuls ("mm"; on an NVIDIA H200 they beat the row kernels and
- * every tile on each `base` and `small` geometry, 1.5–3.5×), elsewhere the
- * row kernels (software adapters, and before an adapter is configured).
+ * The kernels an untuned, unforced call of geometry `s` takes: on a
+ * configured hardware GPU, for T and S of at least
+ * {@linkcode MM_DEFAULT_MIN_LENGTH}, the per-head matmuls ("mm"; on an NVIDIA
+ * H200 they beat the row kernels and every tile on each `base` and `small`
+ * training geometry, T = S = 64 and 128, by 1.4–3.5×); elsewhere the row
+ * kernels (software adapters, before an adapter is configured, and short
+ * sequences such as a decoding step's T = 1, where a product's tiles would be
+ * mostly empty and nothing was measured).
  */
-export function defaultAttentionKernel(limits: AttentionLimits): "rows" | "mm" {
-  return limits.software === false && !!limits.description ? "mm" : "rows";
+export function defaultAttentionKernel(
+  s: Pick<AttentionShape, "T" | "S">,
+  limits: AttentionLimits,
+): "rows" | "mm" {
+  const hardware = limits.software === false && !!limits.description;
+  return hardware && s.T >= MM_DEFAULT_MIN_LENGTH && s.S >= MM_DEFAULT_MIN_LENGTH ? "mm" : "rows";
 }
+
+/** Shortest T and S that {@linkcode defaultAttentionKernel} gives the "mm" kernels. */
+export const MM_DEFAULT_MIN_LENGTH = 64;
 
 /** The tiled kinds an op runs: the forward kernel, or dQ and dK/dV. */
 function kindsOf(op: "fwd" | "bwd"): TiledKind[] {
@@ -773,7 +784,7 @@ export function selectAttentionKernel(
 ): AttentionKernel {
   if (recordedShapes) recordedShapes.set(attentionShapeKey(s), { ...s });
   const name = forcedAttentionKernel() ?? tunedAttentionKernel(description, s) ??
-    defaultAttentionKernel(limits);
+    defaultAttentionKernel(s, limits);
   if (name === "rows") return "rows";
   if (name === "mm") return mmFits(s.BH, s.T, s.S) ? "mm" : "rows";
   const t = name === "tiled" ? null : parseAttentionTileName(name);

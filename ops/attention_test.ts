@@ -403,6 +403,8 @@ Deno.test("attention kernel selection: forced, tuned per adapter, else mm on har
     // untuned and unforced: "mm" on a configured hardware GPU, rows on software adapters
     const hw0 = { ...big, software: false, description: "gpu H" };
     assert.equal(selectAttentionKernel(shape, "gpu H", hw0), "mm");
+    assert.equal(selectAttentionKernel({ ...shape, T: 1 }, "gpu H", hw0), "rows"); // decoding
+    assert.equal(selectAttentionKernel({ ...shape, S: 63 }, "gpu H", hw0), "rows");
     assert.equal(selectAttentionKernel(shape, "gpu H", { ...hw0, software: true }), "rows");
     assert.equal(selectAttentionKernel(shape, "", { ...hw0, description: "" }), "rows");
     setTunedAttentionKernel("gpu A", shape, "a32x32_2x8");
