@@ -9,7 +9,9 @@
 #   source .gpu/setup.sh && bash bench/device_check.sh
 #
 # Every section has its own time limit, so a slow or failing one cannot take the rest down; all
-# output goes to $OUT (device.jsonl: JSON lines; device.log: everything). Budget: about 9 minutes.
+# output goes to $OUT (device.jsonl: JSON lines; device.log: everything). The limits add up to about
+# 14 minutes, more than a session's device time: pick sections, e.g. SECTIONS="tests small small_long
+# small_rows base" (about 5 minutes on an H200).
 set -uo pipefail
 OUT=${OUT:-/tmp/webseq-device}
 mkdir -p "$OUT"
