@@ -29,17 +29,21 @@
  *
  * Backward (`ATTENTION_BACKWARD`, its own op): `Δ_t = Σ_d dO·O − dlse`, then
  * `P = exp(z − lse)`, `dV = (P∘Z)ᵀ dO`, `dS = P∘(Z∘(dO vᵀ) − Δ)` on allowed
- * entries, `dQ = scale·dS K`, `dK = scale·dSᵀ Q`. On the GPU: one kernel for
- * Δ (and the "row fully masked" flag), one with a thread per key row writing
- * dK and dV, one with a thread per query row writing dQ — no atomics, so the
- * result is deterministic.
+ * entries, `dQ = scale·dS K`, `dK = scale·dSᵀ Q`. On the GPU with the row
+ * kernels: one kernel for Δ (and the "row fully masked" flag), one with a
+ * thread per key row writing dK and dV, one with a thread per query row
+ * writing dQ — no atomics, so the result is deterministic.
  *
- * Kernels: one thread per row, rows in registers (vec4 when D % 4 == 0),
- * the other side streamed from storage as broadcast loads; no workgroup
- * memory (see the WGSL section for why). Any D up to {@linkcode ATTENTION_MAX_D}
- * works on the GPU; registers grow with D (≈ 4·D floats per thread in the
- * dK/dV kernel). The tiled kernels of ops/_attention_tiled.ts are the
- * other GPU family (chosen by the tuner).
+ * GPU kernel families (`selectAttentionKernel`: forced, tuned per adapter,
+ * else `defaultAttentionKernel`):
+ * - rows (this file): one thread per row, rows in registers (vec4 when
+ *   D % 4 == 0), the other side streamed from storage as broadcast loads; no
+ *   workgroup memory (see the WGSL section for why). Any D up to
+ *   {@linkcode ATTENTION_MAX_D}; registers grow with D (≈ 4·D floats per
+ *   thread in the dK/dV kernel);
+ * - "mm" (ops/_attention_mm.ts): the per-head products on the tiled matmul
+ *   kernels with the scores in scratch memory, any D;
+ * - tiles (ops/_attention_tiled.ts): flash-attention-style workgroup tiles.
  *
  * On the CPU (f32): heads with T·S·D below {@linkcode WASM_ATTENTION_MAX_WORK}
  * and no dropout run the reference's own arithmetic in WebAssembly (the same

@@ -10,7 +10,9 @@
  * checks specialised per call), chosen by ops/_matmul_variants.ts: the
  * variant forced by `WEBSEQ_MATMUL_VARIANT=<name>` or `useMatmulVariant`,
  * else the one {@linkcode autotuneMatmul} measured fastest for the shape on
- * this adapter, else a heuristic by shape.
+ * this adapter, else a heuristic by shape. {@linkcode stridedMatmulKernel}
+ * gives other ops (attention's per-head products) the same kernels over
+ * strided views.
  *
  * @module
  */
