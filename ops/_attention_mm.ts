@@ -51,7 +51,7 @@ export function mmProductShapes(
 
 /** Whether the "mm" kernels take a call of these sizes (scratch and grid limits). */
 export function mmFits(BH: number, T: number, S: number): boolean {
-  return BH <= 65535 && BH * T * S * 4 <= MM_MAX_SCORE_BYTES;
+  return T > 0 && S > 0 && BH <= 65535 && BH * T * S * 4 <= MM_MAX_SCORE_BYTES;
 }
 
 /**
