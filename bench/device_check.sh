@@ -65,7 +65,7 @@ section small 80 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 -
 # small's step took 46 ms against 12.4 ms of kernel time on the H200 (session 9): more steps, and
 # the row kernels with the fused GELU (the kernels of the earlier run that took 26 ms), to isolate it
 section small_long 60 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
-  --steps 40 --device webgpu --json
+  --steps 40 --device webgpu --step-times --json
 section small_rows 60 env WEBSEQ_ATTENTION_KERNEL=rows WEBSEQ_GELU_STAGE=fused $RUN cli.ts bench \
   --preset small --batch-size 64 --src-len 64 --tgt-len 64 --steps 40 --device webgpu --json
 section base 100 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \

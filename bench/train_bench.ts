@@ -61,6 +61,12 @@ export interface TrainBenchOptions {
    * wall clock of each op's function on the CPU).
    */
   profile?: boolean;
+  /**
+   * After the timed steps (and the profile), run as many more steps each followed by a wait for
+   * the device, and report each one's wall time (`step_times_ms`): a slow first step or a steady
+   * pace, without the host/device overlap of the timed steps.
+   */
+  stepTimes?: boolean;
   /** "f32" (default) or "f16": the trainer's mixed precision (f16 Linear matmuls, loss scaling). */
   precision?: Precision;
 }
@@ -117,6 +123,8 @@ export interface TrainBenchLine {
    * as [GPU ms, dispatches].
    */
   kernel_detail?: Record<string, [number, number]>;
+  /** With stepTimes: the wall time of each extra step with a wait for the device after it. */
+  step_times_ms?: number[];
   /** Dispatches per step (WebGPU). */
   dispatches_per_step?: number;
   /** WebGPU, GELU feed-forward: how the kernels apply the GELU (ops/gelu_linear.ts `geluStage`). */
@@ -292,6 +300,16 @@ export async function benchTrain(
       ) => [k, [Number(v.ms.toFixed(4)), v.dispatches]]),
     );
   }
+  let stepTimes: number[] | undefined;
+  if (opts.stepTimes) {
+    stepTimes = [];
+    for (let i = 0; i < steps; i++) {
+      const s0 = performance.now();
+      step(warmup + steps + 1 + i);
+      await backend.sync();
+      stepTimes.push(Number((performance.now() - s0).toFixed(2)));
+    }
+  }
   const parameters = model.parameterCount();
   for (const b of batches) for (const t of Object.values(b)) t.dispose();
   model.dispose();
@@ -329,5 +347,6 @@ export async function benchTrain(
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),
     ...(kernelDispatches ? { kernel_dispatches: kernelDispatches } : {}),
     ...(kernelDetail ? { kernel_detail: kernelDetail } : {}),
+    ...(stepTimes ? { step_times_ms: stepTimes } : {}),
   };
 }

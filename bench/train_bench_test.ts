@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import { CPU } from "../tensor/cpu_backend.ts";
 import { presetConfig } from "../nn/config.ts";
 import { benchTrain, PROFILE_DETAIL_LINES } from "./train_bench.ts";
 
@@ -19,7 +20,11 @@ Deno.test({
       tune: "off",
       tuneCache: null,
       profile: true,
+      stepTimes: true,
     });
+    // one extra step with a wait after it per timed step
+    assert.equal(line.step_times_ms?.length, 1);
+    assert.ok(line.step_times_ms![0] > 0);
     const ms = line.kernel_ms!, detail = line.kernel_detail!;
     assert.ok(ms.matmul_bias > 0 && ms.attention > 0, JSON.stringify(ms));
     const keys = Object.keys(detail);
@@ -34,4 +39,19 @@ Deno.test({
       assert.ok(t <= ms[k.slice(0, k.indexOf("#"))] + 1e-3, k);
     }
   },
+});
+
+Deno.test("benchTrain() with stepTimes times each extra step on its own (CPU); without, no list", async () => {
+  const opts = {
+    config: presetConfig("tiny", { vocab_size: 64 }),
+    batchSize: 2,
+    srcLen: 6,
+    tgtLen: 6,
+    steps: 3,
+    warmup: 1,
+  };
+  const line = await benchTrain(CPU, { ...opts, stepTimes: true });
+  assert.equal(line.step_times_ms?.length, 3);
+  assert.ok(line.step_times_ms!.every((t) => t > 0 && Number.isFinite(t)));
+  assert.equal((await benchTrain(CPU, opts)).step_times_ms, undefined);
 });

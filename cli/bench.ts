@@ -45,6 +45,9 @@ Options:
   --ops                    also run the kernel benchmarks (matmul, attention, dispatch)
   --profile                add "kernel_ms": time per op of one extra step (GPU time on
                            WebGPU adapters with timestamp-query; wall clock on the CPU)
+  --step-times             add "step_times_ms": after the timed steps, as many more with a
+                           wait for the device after each (no overlap of host and device;
+                           on WebGPU each wait also costs Deno's readback latency)
   --device auto|webgpu|cpu (default auto)
   --f16-accumulate f32|f16 with --precision f16: f16 FMAs within 16-deep K slices (as train)
   --tune auto|on|off       tune the matmul and attention kernels on the first warm-up step's
@@ -75,6 +78,7 @@ const SPEC = {
   steps: { type: "string" },
   ops: { type: "boolean" },
   profile: { type: "boolean" },
+  "step-times": { type: "boolean" },
   device: { type: "string" },
   precision: { type: "string" },
   tune: { type: "string" },
@@ -185,6 +189,7 @@ export async function run(args: string[]): Promise<number> {
       tgtLen,
       steps,
       profile: Boolean(flags.profile),
+      stepTimes: Boolean(flags["step-times"]),
       precision,
       f16Accumulate,
       tune,
