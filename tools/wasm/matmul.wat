@@ -99,9 +99,9 @@
         (br $one))))
 
   ;; Packs rows r0 .. r0+rn-1 and columns k0 .. k0+kc-1 of X, where X(r, k) is at
-  ;; src + 4·(r·rs + k·cs), into panels of w rows (w = 6 or 8) and kp = kc + kc % 2 columns:
-  ;; panel p holds dst[p·w·kp + k·w + i] = X(r0 + p·w + i, k0 + k), zero for rows past
-  ;; r0+rn-1 and for the padding column k = kc. A is packed with (rs, cs) = (ars, acs),
+  ;; src + 4·(r·rs + k·cs), into panels of w rows (w = 6 or 8) and kp columns (kc rounded up
+  ;; to a multiple of 4): panel p holds dst[p·w·kp + k·w + i] = X(r0 + p·w + i, k0 + k), zero
+  ;; for rows past r0+rn-1 and for the padding columns k ≥ kc. A is packed with (rs, cs) = (ars, acs),
   ;; B with (rs, cs) = (bcs, brs).
   (func $pack (param $src i32) (param $rs i32) (param $cs i32) (param $r0 i32) (param $rn i32)
     (param $k0 i32) (param $kc i32) (param $w i32) (param $dst i32)
@@ -153,10 +153,12 @@
             (local.get $rend) (local.get $k0) (local.get $kc)
             (i32.add (local.get $dst) (i32.shl (local.get $h) (i32.const 2))) (local.get $ws))))
         (local.set $at (i32.add (local.get $dst) (i32.mul (local.get $ws) (local.get $kc))))
-        (if (i32.and (local.get $kc) (i32.const 1))
+        ;; zero columns up to kp (kc rounded up to a multiple of 4)
+        (local.set $h (i32.and (i32.sub (i32.const 0) (local.get $kc)) (i32.const 3)))
+        (if (local.get $h)
           (then
-            (memory.fill (local.get $at) (i32.const 0) (local.get $ws))
-            (local.set $at (i32.add (local.get $at) (local.get $ws)))))
+            (memory.fill (local.get $at) (i32.const 0) (i32.mul (local.get $h) (local.get $ws)))
+            (local.set $at (i32.add (local.get $at) (i32.mul (local.get $h) (local.get $ws))))))
         (local.set $dst (local.get $at))
         (local.set $r (i32.add (local.get $r) (local.get $w)))
         (br $panel))))
@@ -185,10 +187,26 @@
       (br_if $col (i32.lt_u
         (local.tee $k (i32.add (local.get $k) (i32.const 1))) (local.get $kend)))))
 
-  ;; The 6×8 micro-kernel: tile = pa[2·n2, 6]ᵀ · pb[2·n2, 8], written to the mr×nr corner
+  ;; Rewrites the n floats at p as n 16-byte splats (float i → bytes 16·i .. 16·i+15), from the
+  ;; last so that no float is overwritten before it is read: the A panels of $tile.
+  (func $widen (param $p i32) (param $n i32)
+    (local $src i32) (local $dst i32)
+    (local.set $src (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $dst (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 4))))
+    (block $done
+      (loop $each
+        (br_if $done (i32.le_u (local.get $src) (local.get $p)))
+        (local.set $src (i32.sub (local.get $src) (i32.const 4)))
+        (local.set $dst (i32.sub (local.get $dst) (i32.const 16)))
+        (v128.store (local.get $dst) (v128.load32_splat (local.get $src)))
+        (br $each))))
+
+  ;; The 6×8 micro-kernel: tile = pa[4·n4, 6]ᵀ · pb[4·n4, 8], written to the mr×nr corner
   ;; of C at c (row stride ldc bytes), added to what is there when acc ≠ 0; scr is the
-  ;; 192-byte scratch of clipped tiles.
-  (func $tile (param $pa i32) (param $pb i32) (param $n2 i32) (param $c i32) (param $ldc i32)
+  ;; 192-byte scratch of clipped tiles. pa holds each A value as a 16-byte splat ($widen), so
+  ;; the loop loads whole vectors (v128.load32_splat cost more), four k per iteration; each
+  ;; accumulator still sums k in order.
+  (func $tile (param $pa i32) (param $pb i32) (param $n4 i32) (param $c i32) (param $ldc i32)
     (param $acc i32) (param $mr i32) (param $nr i32) (param $scr i32)
     (local $a v128) (local $b0 v128) (local $b1 v128)
     (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
@@ -198,47 +216,87 @@
     (loop $k
       (local.set $b0 (v128.load offset=0 (local.get $pb)))
       (local.set $b1 (v128.load offset=16 (local.get $pb)))
-      (local.set $a (v128.load32_splat offset=0 (local.get $pa)))
+      (local.set $a (v128.load offset=0 (local.get $pa)))
       (local.set $c00 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c00)))
       (local.set $c01 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c01)))
-      (local.set $a (v128.load32_splat offset=4 (local.get $pa)))
+      (local.set $a (v128.load offset=16 (local.get $pa)))
       (local.set $c10 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c10)))
       (local.set $c11 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c11)))
-      (local.set $a (v128.load32_splat offset=8 (local.get $pa)))
+      (local.set $a (v128.load offset=32 (local.get $pa)))
       (local.set $c20 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c20)))
       (local.set $c21 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c21)))
-      (local.set $a (v128.load32_splat offset=12 (local.get $pa)))
+      (local.set $a (v128.load offset=48 (local.get $pa)))
       (local.set $c30 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c30)))
       (local.set $c31 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c31)))
-      (local.set $a (v128.load32_splat offset=16 (local.get $pa)))
+      (local.set $a (v128.load offset=64 (local.get $pa)))
       (local.set $c40 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c40)))
       (local.set $c41 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c41)))
-      (local.set $a (v128.load32_splat offset=20 (local.get $pa)))
+      (local.set $a (v128.load offset=80 (local.get $pa)))
       (local.set $c50 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c50)))
       (local.set $c51 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c51)))
       (local.set $b0 (v128.load offset=32 (local.get $pb)))
       (local.set $b1 (v128.load offset=48 (local.get $pb)))
-      (local.set $a (v128.load32_splat offset=24 (local.get $pa)))
+      (local.set $a (v128.load offset=96 (local.get $pa)))
       (local.set $c00 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c00)))
       (local.set $c01 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c01)))
-      (local.set $a (v128.load32_splat offset=28 (local.get $pa)))
+      (local.set $a (v128.load offset=112 (local.get $pa)))
       (local.set $c10 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c10)))
       (local.set $c11 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c11)))
-      (local.set $a (v128.load32_splat offset=32 (local.get $pa)))
+      (local.set $a (v128.load offset=128 (local.get $pa)))
       (local.set $c20 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c20)))
       (local.set $c21 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c21)))
-      (local.set $a (v128.load32_splat offset=36 (local.get $pa)))
+      (local.set $a (v128.load offset=144 (local.get $pa)))
       (local.set $c30 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c30)))
       (local.set $c31 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c31)))
-      (local.set $a (v128.load32_splat offset=40 (local.get $pa)))
+      (local.set $a (v128.load offset=160 (local.get $pa)))
       (local.set $c40 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c40)))
       (local.set $c41 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c41)))
-      (local.set $a (v128.load32_splat offset=44 (local.get $pa)))
+      (local.set $a (v128.load offset=176 (local.get $pa)))
       (local.set $c50 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c50)))
       (local.set $c51 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c51)))
-      (local.set $pa (i32.add (local.get $pa) (i32.const 48)))
-      (local.set $pb (i32.add (local.get $pb) (i32.const 64)))
-      (br_if $k (local.tee $n2 (i32.sub (local.get $n2) (i32.const 1)))))
+      (local.set $b0 (v128.load offset=64 (local.get $pb)))
+      (local.set $b1 (v128.load offset=80 (local.get $pb)))
+      (local.set $a (v128.load offset=192 (local.get $pa)))
+      (local.set $c00 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c00)))
+      (local.set $c01 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c01)))
+      (local.set $a (v128.load offset=208 (local.get $pa)))
+      (local.set $c10 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c10)))
+      (local.set $c11 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c11)))
+      (local.set $a (v128.load offset=224 (local.get $pa)))
+      (local.set $c20 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c20)))
+      (local.set $c21 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c21)))
+      (local.set $a (v128.load offset=240 (local.get $pa)))
+      (local.set $c30 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c30)))
+      (local.set $c31 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c31)))
+      (local.set $a (v128.load offset=256 (local.get $pa)))
+      (local.set $c40 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c40)))
+      (local.set $c41 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c41)))
+      (local.set $a (v128.load offset=272 (local.get $pa)))
+      (local.set $c50 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c50)))
+      (local.set $c51 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c51)))
+      (local.set $b0 (v128.load offset=96 (local.get $pb)))
+      (local.set $b1 (v128.load offset=112 (local.get $pb)))
+      (local.set $a (v128.load offset=288 (local.get $pa)))
+      (local.set $c00 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c00)))
+      (local.set $c01 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c01)))
+      (local.set $a (v128.load offset=304 (local.get $pa)))
+      (local.set $c10 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c10)))
+      (local.set $c11 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c11)))
+      (local.set $a (v128.load offset=320 (local.get $pa)))
+      (local.set $c20 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c20)))
+      (local.set $c21 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c21)))
+      (local.set $a (v128.load offset=336 (local.get $pa)))
+      (local.set $c30 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c30)))
+      (local.set $c31 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c31)))
+      (local.set $a (v128.load offset=352 (local.get $pa)))
+      (local.set $c40 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c40)))
+      (local.set $c41 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c41)))
+      (local.set $a (v128.load offset=368 (local.get $pa)))
+      (local.set $c50 (f32x4.relaxed_madd (local.get $a) (local.get $b0) (local.get $c50)))
+      (local.set $c51 (f32x4.relaxed_madd (local.get $a) (local.get $b1) (local.get $c51)))
+      (local.set $pa (i32.add (local.get $pa) (i32.const 384)))
+      (local.set $pb (i32.add (local.get $pb) (i32.const 128)))
+      (br_if $k (local.tee $n4 (i32.sub (local.get $n4) (i32.const 1)))))
     (if (i32.and (i32.eq (local.get $mr) (i32.const 6)) (i32.eq (local.get $nr) (i32.const 8)))
       (then
         (if (local.get $acc)
@@ -310,7 +368,8 @@
         (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $mr)))))
 
   ;; C = A · B for M, N, K ≥ 1 (see the top of the file for the addressing). pa and pb are
-  ;; pack buffers of mc·kp and kp·nc floats (kp = kc rounded up to even); mc must be a
+  ;; pack buffers of 4·mc·kp (A, widened) and kp·nc floats (kp = kc rounded up to a multiple
+  ;; of 4); mc must be a
   ;; multiple of 6 and nc of 8; scr is 192 bytes of scratch. With pre ≠ 0, B is already
   ;; packed there, block after block in this loop's order ($prepack): b and pb go unused.
   (func $gemm (export "gemm")
@@ -330,7 +389,7 @@
       (loop $pcl
         (local.set $kk (select (local.get $kc) (i32.sub (local.get $K) (local.get $pc))
           (i32.lt_u (local.get $kc) (i32.sub (local.get $K) (local.get $pc)))))
-        (local.set $kp (i32.add (local.get $kk) (i32.and (local.get $kk) (i32.const 1))))
+        (local.set $kp (i32.and (i32.add (local.get $kk) (i32.const 3)) (i32.const -4)))
         (if (local.get $pre)
           (then
             (local.set $pbx (local.get $pre))
@@ -348,16 +407,18 @@
             (i32.lt_u (local.get $mc) (i32.sub (local.get $M) (local.get $ic)))))
           (call $pack (local.get $a) (local.get $ars) (local.get $acs) (local.get $ic)
             (local.get $mm) (local.get $pc) (local.get $kk) (i32.const 6) (local.get $pa))
+          (call $widen (local.get $pa) (i32.mul (i32.mul (i32.div_u
+            (i32.add (local.get $mm) (i32.const 5)) (i32.const 6)) (i32.const 6)) (local.get $kp)))
           (local.set $jr (i32.const 0))
           (loop $jrl
             (local.set $ir (i32.const 0))
             (loop $irl
               (call $tile
                 (i32.add (local.get $pa) (i32.shl (i32.mul (local.get $ir) (local.get $kp))
-                  (i32.const 2)))
+                  (i32.const 4)))
                 (i32.add (local.get $pbx) (i32.shl (i32.mul (local.get $jr) (local.get $kp))
                   (i32.const 2)))
-                (i32.shr_u (local.get $kp) (i32.const 1))
+                (i32.shr_u (local.get $kp) (i32.const 2))
                 (i32.add (local.get $c) (i32.shl
                   (i32.add
                     (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $ldc))
@@ -394,7 +455,7 @@
       (loop $pcl
         (local.set $kk (select (local.get $kc) (i32.sub (local.get $K) (local.get $pc))
           (i32.lt_u (local.get $kc) (i32.sub (local.get $K) (local.get $pc)))))
-        (local.set $kp (i32.add (local.get $kk) (i32.and (local.get $kk) (i32.const 1))))
+        (local.set $kp (i32.and (i32.add (local.get $kk) (i32.const 3)) (i32.const -4)))
         (call $pack (local.get $b) (local.get $bcs) (local.get $brs) (local.get $jc)
           (local.get $nn) (local.get $pc) (local.get $kk) (i32.const 8) (local.get $dst))
         (local.set $dst (i32.add (local.get $dst) (i32.shl
