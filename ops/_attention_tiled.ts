@@ -615,15 +615,23 @@ export interface AttentionLimits {
  * mostly empty and nothing was measured).
  */
 export function defaultAttentionKernel(
-  s: Pick<AttentionShape, "T" | "S">,
+  s: Pick<AttentionShape, "BH" | "T" | "S">,
   limits: AttentionLimits,
 ): "rows" | "mm" {
   const hardware = limits.software === false && !!limits.description;
-  return hardware && s.T >= MM_DEFAULT_MIN_LENGTH && s.S >= MM_DEFAULT_MIN_LENGTH ? "mm" : "rows";
+  const long = s.T >= MM_DEFAULT_MIN_LENGTH && s.S >= MM_DEFAULT_MIN_LENGTH;
+  return hardware && long && s.BH * s.T * s.S * 4 <= MM_DEFAULT_MAX_SCORE_BYTES ? "mm" : "rows";
 }
 
 /** Shortest T and S that {@linkcode defaultAttentionKernel} gives the "mm" kernels. */
 export const MM_DEFAULT_MIN_LENGTH = 64;
+/**
+ * Largest scores buffer {@linkcode defaultAttentionKernel} gives the "mm"
+ * kernels (the backward holds two): a GPU with little memory is not handed
+ * a gigabyte of scratch untuned; the tuner may still choose "mm" up to
+ * `MM_MAX_SCORE_BYTES` where it measured it faster. `base`'s batch needs 32 MiB.
+ */
+export const MM_DEFAULT_MAX_SCORE_BYTES = 128 * 1024 * 1024;
 
 /** The tiled kinds an op runs: the forward kernel, or dQ and dK/dV. */
 function kindsOf(op: "fwd" | "bwd"): TiledKind[] {

@@ -13,6 +13,7 @@ import { apply, scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { MM_MAX_SCORE_BYTES } from "./_attention_mm.ts";
+import { MM_DEFAULT_MAX_SCORE_BYTES } from "./_attention_tiled.ts";
 import {
   ATTENTION,
   attention,
@@ -405,6 +406,8 @@ Deno.test("attention kernel selection: forced, tuned per adapter, else mm on har
     assert.equal(selectAttentionKernel(shape, "gpu H", hw0), "mm");
     assert.equal(selectAttentionKernel({ ...shape, T: 1 }, "gpu H", hw0), "rows"); // decoding
     assert.equal(selectAttentionKernel({ ...shape, S: 63 }, "gpu H", hw0), "rows");
+    const many = Math.floor(MM_DEFAULT_MAX_SCORE_BYTES / (4 * shape.T * shape.S)) + 1;
+    assert.equal(selectAttentionKernel({ ...shape, BH: many }, "gpu H", hw0), "rows");
     assert.equal(selectAttentionKernel(shape, "gpu H", { ...hw0, software: true }), "rows");
     assert.equal(selectAttentionKernel(shape, "", { ...hw0, description: "" }), "rows");
     setTunedAttentionKernel("gpu A", shape, "a32x32_2x8");
