@@ -295,7 +295,7 @@ export class GpuBackend implements Backend {
     return id;
   }
 
-  #beginPass(opName: string, detail?: () => string): GPUComputePassEncoder {
+  #beginPass(opName: string, detail?: string): GPUComputePassEncoder {
     if (!this.#encoder) this.#encoder = this.device.createCommandEncoder();
     const prof = this.#profile;
     if (prof && prof.names.length < PROFILE_CAPACITY) {
@@ -303,7 +303,7 @@ export class GpuBackend implements Backend {
       this.#pass?.end();
       const i = prof.names.length;
       prof.names.push(opName);
-      prof.details.push(detail ? detail() : opName);
+      prof.details.push(detail ?? opName);
       this.#pass = this.#encoder.beginComputePass({
         timestampWrites: {
           querySet: prof.querySet,
@@ -334,7 +334,11 @@ export class GpuBackend implements Backend {
     for (const k of plan.kernels) {
       if (k.workgroups[0] * k.workgroups[1] * k.workgroups[2] === 0) continue;
       if (k.uniform && this.#arenaUsed + UNIFORM_SLOT > UNIFORM_ARENA) this.flush();
-      const pass = this.#beginPass(op.name, () => dispatchDetail(op.name, plan, k, info));
+      // the finer profile key only while profiling (no work on the usual path)
+      const pass = this.#beginPass(
+        op.name,
+        this.#profile ? dispatchDetail(op.name, plan, k, info) : undefined,
+      );
       const { pipeline, layout, id } = this.#pipeline(k.code);
       const buffers = k.bind.map((ref) =>
         "in" in ref ? ins[ref.in] : "out" in ref ? outputs[ref.out] : temps[ref.tmp]
