@@ -384,30 +384,44 @@ export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKerne
   if (zh < 1 || P % zh !== 0) throw new RangeError(`strided matmul: ${P} batches by ${zh}`);
   const shape = { M, N, K, P, transA: g.transA, transB: g.transB };
   if (isRecordingMatmulShapes()) recordMatmulShape(shape);
-  let v = selectMatmulVariant(shape);
-  if (!v.tile) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
-  const t = v.tile!;
   const by4 = (o: StridedOperand) => o.ld % 4 === 0 && o.s % 4 === 0 && o.sh % 4 === 0;
-  const spec: MatmulSpec = {
-    transA: g.transA,
-    transB: g.transB,
-    vecA: K > 0 && (g.transA ? M : K) % 4 === 0 && by4(a),
-    vecB: K > 0 && (g.transB ? K : N) % 4 === 0 && by4(b),
-    vecOut: N % 4 === 0 && by4(out),
-    exact: K > 0 && M % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
-    bias: false,
-    strided: true,
-  };
-  const key = JSON.stringify([t, spec]);
-  let code = codes.get(key);
-  if (!code) codes.set(key, code = matmulWgsl(t, spec));
+  const vecA = K > 0 && (g.transA ? M : K) % 4 === 0 && by4(a);
+  const vecB = K > 0 && (g.transB ? K : N) % 4 === 0 && by4(b);
+  const vecOut = N % 4 === 0 && by4(out);
+  // the tile and code depend on the shape, the vec4 flags and the selection state only:
+  // memoised as matmulPlan's, so attention's products skip selection and code lookup per call
+  const key = [selectionEpoch(), M, N, K, P, +g.transA, +g.transB, +vecA, +vecB, +vecOut].join("|");
+  let plan = stridedPlans.get(key);
+  if (!plan) {
+    let v = selectMatmulVariant(shape);
+    if (!v.tile) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
+    const t = v.tile!;
+    const spec: MatmulSpec = {
+      transA: g.transA,
+      transB: g.transB,
+      vecA,
+      vecB,
+      vecOut,
+      exact: K > 0 && M % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
+      bias: false,
+      strided: true,
+    };
+    const codeKey = JSON.stringify([t, spec]);
+    let code = codes.get(codeKey);
+    if (!code) codes.set(codeKey, code = matmulWgsl(t, spec));
+    plan = { code, workgroups: [Math.ceil(N / t.BN), Math.ceil(M / t.BM), P] };
+    if (stridedPlans.size >= 4096) stridedPlans.clear();
+    stridedPlans.set(key, plan);
+  }
   return {
-    code,
+    code: plan.code,
     bind,
     uniform: packUniform([M, N, K, a.s, b.s, a.ld, b.ld, out.ld, zh, a.sh, b.sh, out.s, out.sh]),
-    workgroups: [Math.ceil(N / t.BN), Math.ceil(M / t.BM), P],
+    workgroups: plan.workgroups,
   };
 }
+
+const stridedPlans = new Map<string, { code: string; workgroups: [number, number, number] }>();
 
 /**
  * Copies `rows` rows of length K starting at `base` into `dst` ([rows, K]);
