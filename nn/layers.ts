@@ -8,7 +8,7 @@
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32 } from "../tensor/rng.ts";
-import { add, matmul, matmulBias, matmulF16, mul, reshape, scale } from "../ops/mod.ts";
+import { add, linearF16, matmul, matmulBias, matmulF16, mul, reshape, scale } from "../ops/mod.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { layerNorm } from "../ops/layer_norm.ts";
 import { embedding } from "../ops/embedding.ts";
@@ -175,13 +175,16 @@ export class Linear extends Module {
   forward(x: Tensor): Tensor {
     const w = this.param("weight");
     if (linearPrecision === "f16") {
-      // x and W rounded to f16 as the kernel loads them (no cast passes); an f32 result
+      // x and W rounded to f16 as the kernel loads them (no cast passes); an f32 result, the
+      // bias added in f32 by the same kernel
+      if (this.hasBias) {
+        return linearF16(x, w, this.param("bias"), { acc: linearAccumulate });
+      }
       const lead = x.shape.slice(0, -1);
-      let y = matmulF16(reshape(x, [-1, this.inFeatures]), w, {
+      const y = matmulF16(reshape(x, [-1, this.inFeatures]), w, {
         transB: true,
         acc: linearAccumulate,
       });
-      if (this.hasBias) y = add(y, this.param("bias"));
       return reshape(y, [...lead, this.outFeatures]);
     }
     // one matmul over all rows of x (a shared 2-D weight needs no reshape), the bias added

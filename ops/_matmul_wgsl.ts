@@ -345,12 +345,11 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     );
   }
   if (
-    H && (s.addOut || s.rowSum ||
-      (s.geluIn && H[s.geluIn] !== "f32") ||
-      ((s.bias || s.geluGradOut) && H.out === "f16"))
+    H && ((s.geluIn && H[s.geluIn] !== "f32") ||
+      ((s.bias || s.geluGradOut || s.addOut) && H.out === "f16"))
   ) {
     throw new TypeError(
-      "matmulWgsl: the f16 kernel fuses only GELU on f32 operands and the bias/gelu' of f32 results",
+      "matmulWgsl: the f16 kernel fuses GELU on f32 operands only, and bias, gelu' and addend on f32 results",
     );
   }
   if (s.strided && (s.splitK || s.rowSum)) {
@@ -467,21 +466,40 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     return lines;
   };
 
-  // row sums of A (rowSum): thread tid owns rows tid + j·T of the tile, summed from the staged
-  // slice in the first column block of workgroups (a uniform condition, no barrier inside)
+  // row sums of A (rowSum): thread tid owns rows tid + j·T of the tile, summed over the slice
+  // at k `kb` in the first column block of workgroups (a uniform condition, no barrier
+  // inside), k in order. f32 kernels read the staged slice; f16 kernels stage A rounded to
+  // f16, so they read `a` as stored (f32 values, unrounded: the sums f32 kernels give; these
+  // rows were just fetched, so the reads hit the cache)
   const RS = s.rowSum ? Math.ceil(BM / T) : 0;
   const rsDecl = Array.from({ length: RS }, (_, j) => `var rs${j} = 0.0;`);
-  const rowSum = (offA: string): string[] => {
+  const aAt = (m: string, k: string): string => {
+    const e = s.transA ? `ab + (${k}) * u.M + ${m}` : `ab + (${m}) * u.K + ${k}`; // not strided
+    return s.vecA ? `f32(a[(${e}) >> 2u][(${e}) & 3u])` : `f32(a[${e}])`;
+  };
+  const rowSum = (offA: string, kb: string): string[] => {
     if (!RS) return [];
     const body: string[] = [];
     for (let j = 0; j < RS; j++) {
       const r = `(tid + ${j * T}u)`;
-      const terms = Array.from(
-        { length: BK },
-        (_, k) => `rs${j} += As[${offA}${k * A4}u + (${r} >> 2u)][${r} & 3u];`,
-      );
+      const inTile = (j + 1) * T > BM ? [`${r} < ${BM}u`] : [];
+      if (!H) {
+        const terms = Array.from(
+          { length: BK },
+          (_, k) => `rs${j} += As[${offA}${k * A4}u + (${r} >> 2u)][${r} & 3u];`,
+        );
+        body.push(inTile.length ? `if (${inTile[0]}) { ${terms.join(" ")} }` : terms.join(" "));
+        continue;
+      }
+      const m = `m0 + ${r}`;
+      const terms = Array.from({ length: BK }, (_, k) => {
+        const kk = `${kb} + ${k}u`;
+        const add = `rs${j} += ${aAt(m, kk)};`;
+        return s.exact ? add : `if (${kk} < kend) { ${add} }`;
+      });
+      const conds = s.exact ? inTile : [...inTile, `${m} < u.M`];
       body.push(
-        (j + 1) * T > BM ? `if (${r} < ${BM}u) { ${terms.join(" ")} }` : terms.join(" "),
+        conds.length ? `if (${conds.join(" && ")}) { ${terms.join(" ")} }` : terms.join(" "),
       );
     }
     return [`if (wid.x == 0u) { ${body.join(" ")} }`];
@@ -502,7 +520,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       `  if (more) { ${[...la.fetch, ...lb.fetch].join(" ")} }`,
       `  let oa = cur * ${AS}u;`,
       `  let ob = cur * ${BS}u;`,
-      ...rowSum("oa + ").map((l) => "  " + l),
+      ...rowSum("oa + ", `(kt - ${BK}u)`).map((l) => "  " + l),
       ...compute("oa + ", "ob + ", "(t - 1u)").map((l) => "  " + l),
       "  if (more) {",
       `    let na = (cur ^ 1u) * ${AS}u;`,
@@ -523,7 +541,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       ...la.store("0u").map((l) => "  " + l),
       ...lb.store("0u").map((l) => "  " + l),
       "  workgroupBarrier();",
-      ...rowSum("").map((l) => "  " + l),
+      ...rowSum("", "kt").map((l) => "  " + l),
       ...compute("", "", "t").map((l) => "  " + l),
       "  workgroupBarrier();",
       "}",
@@ -710,7 +728,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
  * The reduction after a `splitK` kernel: `out[i] = Σ_s part[slot(i, s)]` (+
  * `addend[i]` when `addOut`), s in order, and with `rowSum` also `rsum[j] =
  * Σ_s rpart[…]`; `round`: the sum rounded to an f16 value (the "round"
- * result of an f16 matmul; needs `shader-f16`). Bindings: part, [rpart],
+ * result of an f16 matmul; needs `shader-f16`) before the addend is added. Bindings: part, [rpart],
  * [addend], out, [rsum], uniform `{ n: P·M·N, S, MN: M·N, rn: P·M (0
  * without rowSum), RM: M }`. One thread per output element
  * ({@linkcode grid1d} over `n + rn`).
@@ -734,7 +752,7 @@ ${MAIN_1D()} {
   if (i < u.n) {
     let z = i / u.MN;
     ${sum("part", "u.MN", "z * u.S * u.MN + (i - z * u.MN)")}
-    out[i] = ${round ? "f32(to_f16(acc))" : `acc${addOut ? " + addend[i]" : ""}`};
+    out[i] = ${round ? "f32(to_f16(acc))" : "acc"}${addOut ? " + addend[i]" : ""};
   }${
     rowSum
       ? ` else if (i - u.n < u.rn) {

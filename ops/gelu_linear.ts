@@ -55,7 +55,15 @@ import {
 } from "../tensor/types.ts";
 import { GELU, GELU_GRAD } from "./elementwise.ts";
 import { DROPOUT } from "./dropout.ts";
-import { addRows, MATMUL, matmulCpu, matmulGeometry, matmulKernel, matmulPlan } from "./matmul.ts";
+import {
+  addRows,
+  MATMUL,
+  matmulCpu,
+  matmulGeometry,
+  matmulKernel,
+  matmulPlan,
+  sumRows,
+} from "./matmul.ts";
 import { MATMUL_F16, type MatmulF16Accumulate } from "./matmul_f16.ts";
 import { geluStageWgsl, type MatmulHalf } from "./_matmul_wgsl.ts";
 import { grid1d } from "./_wgsl.ts";
@@ -73,8 +81,8 @@ export interface GeluLinearParams {
   /**
    * f16 autocast (nn/layers.ts): the matmuls of ops/matmul_f16.ts — operands
    * rounded to f16 as they load, accumulated per this mode, the gradients of
-   * the f32 operands rounded to f16 values; the bias gradient stays f32
-   * (`sumTo`). Absent: f32.
+   * the f32 operands rounded to f16 values; the bias gradient sums the
+   * unrounded f32 `dy` (in the weight gradient's kernel). Absent: f32.
    */
   half?: MatmulF16Accumulate;
 }
@@ -304,8 +312,7 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
     const [u, w, b] = c.inputs as Tensor[];
     let dw: Tensor | null = null, db: Tensor | null = null;
     if (w.requiresGrad) {
-      // f32: the bias gradient from the same kernel; f16: dy is rounded as it loads, so the
-      // bias gradient is summed apart in f32 (as the f16 Linear's separate bias add gives)
+      // the bias gradient from the same kernel (f16: the sums of the unrounded f32 dy)
       const outs = apply(GELU_WEIGHT_GRAD, [dy, u], c.params);
       dw = outs[0];
       if (outs[1] && b?.requiresGrad) db = outs[1];
@@ -375,8 +382,7 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
         } must have the same rows`,
       );
     }
-    const dW = { shape: [C, F], dtype: u.dtype };
-    return p.half ? [dW] : [dW, { shape: [C], dtype: u.dtype }];
+    return [{ shape: [C, F], dtype: u.dtype }, { shape: [C], dtype: u.dtype }];
   },
   cpu([dy, u], [out, db], info, p) {
     const [C, F] = info.outputs[0].shape;
@@ -385,6 +391,7 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
     if (p.half) {
       const mp = { transA: true, transB: false, round: true, acc: p.half };
       matmulF16Cpu(dy, g, out, [[N, C], [N, F], [C, F]], mp);
+      sumRows(dy, N, C, db);
       return;
     }
     const mp = { transA: true, transB: false };
@@ -397,9 +404,9 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
     const g = matmulGeometry([N, C], [N, F], mp, "geluWeightGrad");
     const half = halfOf(p, "round");
     if (geluStage() === "separate") {
-      return withGeluPass(matmulPlan(g, mp, { rowSum: !half, half }), 1, N * F, p);
+      return withGeluPass(matmulPlan(g, mp, { rowSum: true, half }), 1, N * F, p);
     }
-    return matmulPlan(g, mp, { geluIn: "b", dropout: dropoutOf(p), rowSum: !half, half });
+    return matmulPlan(g, mp, { geluIn: "b", dropout: dropoutOf(p), rowSum: true, half });
   },
 };
 

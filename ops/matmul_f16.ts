@@ -46,9 +46,20 @@
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
 import type { CpuArray, GpuPlan, OpDef, OpInfo, Shape } from "../tensor/types.ts";
-import { MATMUL, type MatmulGeometry, matmulGeometry, matmulPlan } from "./matmul.ts";
+import { fmtShape } from "../tensor/types.ts";
+import {
+  addRows,
+  MATMUL,
+  type MatmulGeometry,
+  matmulGeometry,
+  matmulKernel,
+  matmulPlan,
+  sumRows,
+} from "./matmul.ts";
 import type { MatmulHalf } from "./_matmul_wgsl.ts";
 import { sumTo } from "./reduce.ts";
+import { reshape } from "./reshape.ts";
+import { lastAxisRows } from "./softmax.ts";
 import { cast, type CastDType } from "./cast.ts";
 
 /** Parameters of {@linkcode MATMUL_F16}. */
@@ -272,4 +283,209 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
     round: opts.round ?? false,
     ...(opts.acc === "f16" ? { acc: "f16" as const } : {}),
   })[0];
+}
+
+// ---------------------------------------------------------------- the f16 Linear layer
+
+/** Parameters of the f16 Linear ops ({@linkcode LINEAR_F16}, {@linkcode LINEAR_GRAD_F16}). */
+export interface LinearF16Params {
+  /** How the products accumulate (see `MatmulF16Params.acc`). */
+  acc: MatmulF16Accumulate;
+}
+
+/** The f16 kernel form of an f32-operand product with an `out` result. */
+function halfF32(acc: MatmulF16Accumulate, out: MatmulHalf["out"]): MatmulHalf {
+  return { a: "f32", b: "f32", acc: acc === "f16" ? "f16" : "f32", out };
+}
+
+/** `MATMUL_F16.cpu` of f32 operands `a` (`as`) and `b` (`bs`) into f32 `out`. */
+function productF16Cpu(
+  a: CpuArray,
+  b: CpuArray,
+  out: CpuArray,
+  [as, bs, os]: [Shape, Shape, Shape],
+  p: MatmulF16Params,
+): void {
+  MATMUL_F16.cpu([a, b], [out], {
+    inputs: [{ shape: as, dtype: "f32" }, { shape: bs, dtype: "f32" }],
+    outputs: [{ shape: os, dtype: "f32" }],
+  }, p);
+}
+
+function requireF32(what: string, ts: { dtype: string; shape: Shape }[], names: string[]): void {
+  ts.forEach((t, i) => {
+    if (t.dtype !== "f32") {
+      throw new TypeError(`Cannot ${what}: ${names[i]} is ${t.dtype}, must be f32`);
+    }
+  });
+}
+
+/**
+ * The autocast Linear layer in one kernel: `y = f16(x)·f16(W)ᵀ + b` for
+ * f32 `x [..., I]`, `W [O, I]`, `b [O]` — the f16 product of
+ * {@linkcode matmulF16} (operands rounded as they load, accumulated per
+ * `acc`), its f32 result plus the bias in f32: the numbers of
+ * `add(matmulF16(x, W, { transB: true }), b)` in one dispatch.
+ *
+ * Backward: `dx = f16(dy)·f16(W)` rounded to f16 values (with a gradient
+ * pending for `x` added in the same kernel: {@linkcode MATMUL_F16_ADD}),
+ * `dW` and `db` from one kernel ({@linkcode LINEAR_GRAD_F16}): the numbers
+ * of the unfused composition's rules.
+ */
+export const LINEAR_F16: OpDef<LinearF16Params> = {
+  name: "linear_f16",
+  overwrites: true,
+  outputs([x, w, b]) {
+    requireF32("linearF16", [x, w, b], ["x", "weight", "bias"]);
+    const I = x.shape[x.shape.length - 1];
+    if (x.shape.length < 1 || w.shape.length !== 2 || w.shape[1] !== I) {
+      throw new TypeError(
+        `Cannot linearF16: x ${fmtShape(x.shape)} and weight ${fmtShape(w.shape)} (need [O, ${I}])`,
+      );
+    }
+    if (b.shape.length !== 1 || b.shape[0] !== w.shape[0]) {
+      throw new TypeError(`Cannot linearF16: bias ${fmtShape(b.shape)} must be [${w.shape[0]}]`);
+    }
+    return [{ shape: [...x.shape.slice(0, -1), w.shape[0]], dtype: "f32" }];
+  },
+  cpu([x, w, b], [out], info, p) {
+    const [R, I] = lastAxisRows(info.inputs[0].shape), O = info.inputs[1].shape[0];
+    productF16Cpu(x, w, out, [[R, I], [O, I], [R, O]], {
+      transA: false,
+      transB: true,
+      out: "f32",
+      acc: p.acc,
+    });
+    addRows(out, b);
+  },
+  gpu(info, p) {
+    const [R, I] = lastAxisRows(info.inputs[0].shape), O = info.inputs[1].shape[0];
+    const mp = { transA: false, transB: true };
+    const g = matmulGeometry([R, I], [O, I], mp, "linearF16");
+    return { kernels: [matmulKernel(g, mp, { bias: true, half: halfF32(p.acc, "f32") })] };
+  },
+  backward(c, [dyAny]) {
+    const dy = dyAny as Tensor;
+    const [x, w, b] = c.inputs as Tensor[];
+    const acc = c.params.acc;
+    let dx: Tensor | null = null;
+    if (x.requiresGrad) {
+      // dx = dy·W rounded to f16 values, plus the gradient pending for x (its other uses)
+      const pending = c.takeGrad?.(0) as Tensor | null | undefined;
+      if (pending) {
+        dx = apply(MATMUL_F16_ADD, [dy, w, pending], {
+          transA: false,
+          transB: false,
+          out: "f32",
+          round: true,
+          acc,
+        })[0];
+        pending.dispose();
+      } else dx = matmulF16(dy, w, { round: true, acc });
+    }
+    let dw: Tensor | null = null, db: Tensor | null = null;
+    if (w.requiresGrad && b.requiresGrad) [dw, db] = apply(LINEAR_GRAD_F16, [dy, x], { acc });
+    else if (w.requiresGrad) {
+      const [R, O] = lastAxisRows(dy.shape), I = x.shape[x.shape.length - 1];
+      dw = matmulF16(reshape(dy, [R, O]), reshape(x, [R, I]), { transA: true, round: true, acc });
+    } else if (b.requiresGrad) db = sumTo(dy, b.shape);
+    return [dx, dw, db];
+  },
+};
+
+/**
+ * `round(f16(a)·f16(b)) + c`: an f32-operand gradient of the f16 matmul
+ * (rounded to f16 values, as `matmulF16(…, { round: true })`) added in f32
+ * to the gradient pending for the same input (`c`, f32, shaped like the
+ * product) — autograd's accumulation inside the product's kernel, as
+ * ops/matmul.ts `matmulAccumulate` does for f32. A backward op.
+ */
+export const MATMUL_F16_ADD: OpDef<MatmulF16Params> = {
+  name: "matmulF16Accumulate",
+  overwrites: true,
+  outputs([a, b, c], p) {
+    requireF32("matmulF16Accumulate", [a, b, c], ["a", "b", "addend"]);
+    if (p.out !== "f32" || !p.round) {
+      throw new TypeError(`Cannot matmulF16Accumulate: the result is f32 rounded to f16 values`);
+    }
+    const g = geometry(a.shape, b.shape, p);
+    if (c.shape.length !== g.shape.length || c.shape.some((d, k) => d !== g.shape[k])) {
+      throw new TypeError(
+        `Cannot matmulF16Accumulate: addend ${fmtShape(c.shape)} must be ${fmtShape(g.shape)}`,
+      );
+    }
+    return [{ shape: g.shape, dtype: "f32" }];
+  },
+  cpu([a, b, c], [out], info, p) {
+    MATMUL_F16.cpu([a, b], [out], { inputs: info.inputs.slice(0, 2), outputs: info.outputs }, p);
+    for (let i = 0; i < out.length; i++) out[i] += c[i];
+  },
+  gpu(info, p) {
+    const g = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
+    const mp = { transA: p.transA, transB: p.transB };
+    return matmulPlan(g, mp, { add: true, half: halfF32(p.acc ?? "f32", "round") });
+  },
+};
+
+/**
+ * The weight and bias gradients of the f16 Linear layer in one kernel:
+ * inputs `[dy [..., O], x [..., I]]` (f32, the same rows), outputs
+ * `[dW = round(f16(dy)ᵀ·f16(x)) [O, I], db = Σ_rows dy [O]]`: `dW` is
+ * the f16 product of `matmulF16(dy, x, { transA: true, round: true })`,
+ * `db` sums the f32 `dy` (unrounded, as the bias's f32 add passes it back),
+ * float64 in row order on the CPU (as `sumTo`), f32 in row order on the GPU:
+ * the workgroups of the first column block add up the rows of `dy` they have
+ * just fetched (ops/_matmul_wgsl.ts `rowSum`).
+ */
+export const LINEAR_GRAD_F16: OpDef<LinearF16Params> = {
+  name: "linearGradF16",
+  overwrites: true,
+  outputs([dy, x]) {
+    requireF32("linearGradF16", [dy, x], ["dy", "x"]);
+    const [R, O] = lastAxisRows(dy.shape), [Rx, I] = lastAxisRows(x.shape);
+    if (dy.shape.length < 1 || x.shape.length < 1 || R !== Rx) {
+      throw new TypeError(
+        `Cannot linearGradF16: dy ${fmtShape(dy.shape)} and x ${
+          fmtShape(x.shape)
+        } need the same rows`,
+      );
+    }
+    return [{ shape: [O, I], dtype: "f32" }, { shape: [O], dtype: "f32" }];
+  },
+  cpu([dy, x], [dw, db], info, p) {
+    const [R, O] = lastAxisRows(info.inputs[0].shape), [, I] = lastAxisRows(info.inputs[1].shape);
+    productF16Cpu(dy, x, dw, [[R, O], [R, I], [O, I]], {
+      transA: true,
+      transB: false,
+      out: "f32",
+      round: true,
+      acc: p.acc,
+    });
+    sumRows(dy, R, O, db);
+  },
+  gpu(info, p) {
+    const [R, O] = lastAxisRows(info.inputs[0].shape), [, I] = lastAxisRows(info.inputs[1].shape);
+    const mp = { transA: true, transB: false };
+    const g = matmulGeometry([R, O], [R, I], mp, "linearGradF16");
+    return matmulPlan(g, mp, { rowSum: true, half: halfF32(p.acc, "round") });
+  },
+};
+
+/** Options of {@linkcode linearF16}. */
+export interface LinearF16Options {
+  /** Accumulation (default "f32"; see `MatmulF16Params.acc`). */
+  acc?: MatmulF16Accumulate;
+}
+
+/**
+ * `f16(x)·f16(W)ᵀ + b` in one kernel, f32 in and out: what a Linear layer
+ * with a bias computes under `autocast("f16", …)` (nn/layers.ts).
+ */
+export function linearF16(
+  x: Tensor,
+  w: Tensor,
+  b: Tensor,
+  opts: LinearF16Options = {},
+): Tensor {
+  return apply(LINEAR_F16, [x, w, b], { acc: opts.acc ?? "f32" })[0];
 }

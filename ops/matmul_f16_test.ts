@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import "./mod.ts";
 import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import { cast } from "./cast.ts";
-import { matmulF16, roundToF16 } from "./matmul_f16.ts";
-import { mul, sum } from "./mod.ts";
+import { linearF16, matmulF16, roundToF16 } from "./matmul_f16.ts";
+import { add, mul, reshape, sum } from "./mod.ts";
 import { matmulF64, roundF16 } from "../tests/_f16_reference.ts";
 
 function values(n: number, seed: number, amp = 1): number[] {
@@ -161,4 +161,46 @@ Deno.test("roundToF16() equals Math.f16round: normals, ties to even, subnormals,
   for (let m = 0; m < 1024; m += 3) xs.push((m + 0.5) * 2 ** -24, m * 2 ** -24 + 2 ** -27);
   for (let i = 0; i < 2000; i++) xs.push(Math.sin(i * 12.9898) * 2 ** ((i % 40) - 20));
   for (const x of xs) assert.ok(Object.is(roundToF16(x), Math.f16round(x)), `${x}`);
+});
+
+Deno.test("linearF16() equals add(matmulF16(x, W), b) bit for bit, gradients and a pending one included", async () => {
+  for (const acc of ["f32", "f16"] as const) {
+    const run = (fused: boolean) => {
+      const x0 = tensor(values(2 * 5 * 6, 21, 3), [2, 5, 6], { requiresGrad: true });
+      const w = tensor(values(7 * 6, 22), [7, 6], { requiresGrad: true });
+      const b = tensor(values(7, 23), [7], { requiresGrad: true });
+      const r = tensor(values(2 * 5 * 7, 24, 1e3), [2, 5, 7]);
+      const s = tensor(values(2 * 5 * 6, 25), [2, 5, 6]);
+      const y = scope(() => {
+        // x is used twice, so its gradient is pending when the Linear's backward runs
+        const x = mul(x0, s);
+        const y = fused
+          ? linearF16(x, w, b, { acc })
+          : add(reshape(matmulF16(reshape(x, [10, 6]), w, { transB: true, acc }), [2, 5, 7]), b);
+        add(sum(mul(y, r)), sum(mul(x, x))).backward();
+        return y;
+      });
+      return Promise.all([y, x0.grad!, w.grad!, b.grad!].map((t) => t.toArray()));
+    };
+    const [fused, unfused] = [await run(true), await run(false)];
+    ["y", "dx", "dW", "db"].forEach((what, k) => assert.deepEqual(fused[k], unfused[k], what));
+  }
+});
+
+Deno.test("linearF16() without weight or bias gradients, and its errors", async () => {
+  const x = tensor(values(12, 26), [3, 4], { requiresGrad: true });
+  const w = tensor(values(8, 27), [2, 4]), b = tensor([0.5, -1], [2], { requiresGrad: true });
+  sum(linearF16(x, w, b)).backward();
+  assert.deepEqual(await b.grad!.toArray(), [3, 3]);
+  assert.equal(w.grad, null);
+  const wg = tensor(values(8, 28), [2, 4], { requiresGrad: true });
+  sum(linearF16(x, wg, tensor([0, 0], [2]))).backward();
+  const want = await matmulF16(tensor(new Float32Array(6).fill(1), [3, 2]), x, {
+    transA: true,
+    round: true,
+  }).toArray();
+  assert.deepEqual(await wg.grad!.toArray(), want);
+  assert.throws(() => linearF16(x, tensor(values(6, 1), [2, 3]), b), /weight \[2, 3\]/);
+  assert.throws(() => linearF16(x, w, tensor([1, 2, 3], [3])), /bias \[3\] must be \[2\]/);
+  assert.throws(() => linearF16(cast(x, "f16"), w, b), /x is f16, must be f32/);
 });

@@ -488,7 +488,7 @@ Deno.test("matmulWgsl() spells the tile as constants: unrolled FMAs, vec4 slices
   assert.doesNotMatch(code, /< u\.[MNK]/); // exact: no bounds checks
 });
 
-Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, no fused extras", () => {
+Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, the fusions it allows", () => {
   const spec = EXACT_NT;
   const half = { a: "f32", b: "f16", acc: "f16", out: "f32" } as const;
   const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), { ...spec, half });
@@ -510,14 +510,25 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, no
   });
   assert.doesNotMatch(f32acc, /vec4<f16>\(\);/); // no f16 accumulators
   assert.match(f32acc, /vec4<f32>\(to_f16v4\(c0_0\)\)/);
-  assert.throws(
-    () => matmulWgsl(tile(64, 64, 16, 4, 4, false), { ...spec, addOut: true, half }),
-    TypeError,
-  );
   assert.throws(() => matmulWgsl(tile(64, 64, 12, 4, 4, false), { ...spec, half }), TypeError);
-  // GELU only on an f32 operand; bias only on an f32 result
+  // GELU only on an f32 operand; bias, addend only on an f32 result
   assert.throws(() => matmulWgsl(t8, { ...spec, geluIn: "b", half }), TypeError); // b is f16
   assert.throws(() => matmulWgsl(t8, { ...spec, bias: true, half: { ...half, out: "f16" } }));
+  assert.throws(() => matmulWgsl(t8, { ...spec, addOut: true, half: { ...half, out: "f16" } }));
+  // the addend is added to the rounded product
+  assert.match(
+    matmulWgsl(t8, { ...spec, addOut: true, half: { ...half, out: "round" } }),
+    /= vec4<f32>\(to_f16v4\(c0_0\)\) \+ addend\[/,
+  );
+  // row sums: an f32 kernel adds up the staged slice, an f16 one the unrounded operand as stored
+  const rs = { ...spec, transA: true, vecA: true, exact: false, rowSum: true };
+  assert.match(matmulWgsl(t8, rs), /rs0 \+= As\[/);
+  const rs16 = matmulWgsl(t8, { ...rs, half: { ...half, acc: "f32", out: "round" } });
+  assert.doesNotMatch(rs16, /rs0 \+= As\[/);
+  assert.match(
+    rs16,
+    /if \(kt \+ 0u < kend\) \{ rs0 \+= f32\(a\[\(ab \+ \(kt \+ 0u\) \* u\.M \+ m0 \+ \(tid \+ 0u\)\) >> 2u\]/,
+  );
   assert.match(
     matmulWgsl(t8, { ...spec, geluIn: "a", half }),
     /let as0 = to_f16v4\(gelu_in4\(av0, aI0 \+ \(kt >> 2u\)\)\);/,

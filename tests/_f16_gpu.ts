@@ -12,12 +12,12 @@ import "../ops/mod.ts";
 import { type GpuBackend, sharedGpuBackend } from "../gpu/backend.ts";
 import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
-import { type Tensor, tensor, toBackend } from "../tensor/tensor.ts";
+import { scope, type Tensor, tensor, toBackend } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { cast } from "../ops/cast.ts";
-import { matmulF16 } from "../ops/matmul_f16.ts";
+import { linearF16, matmulF16 } from "../ops/matmul_f16.ts";
 import { useMatmulSplitK, useMatmulVariant } from "../ops/matmul.ts";
-import { geluLinear, mul, sum } from "../ops/mod.ts";
+import { add, geluLinear, mul, reshape, sum } from "../ops/mod.ts";
 
 /** Exit code of this module when the adapter has no shader-f16. */
 export const NO_F16_EXIT = 3;
@@ -248,6 +248,62 @@ Deno.test("f16 GPU: split K (forced) equals the CPU: f32 and rounded results, f1
     const [got] = await matmulF16(a, b, { acc: "f16" }).toArray();
     if (isSoftwareAdapter(GPU.adapterInfo)) assert.equal(got, 3);
     else assert.ok(got >= 3 && got <= 3 + 45 * 2 ** -12, `f16-accumulated sum ${got}`);
+  } finally {
+    useMatmulSplitK(null);
+    useMatmulVariant(null);
+  }
+});
+
+Deno.test("f16 GPU: linearF16() and its fused gradients equal the CPU and the unfused ops: tile remainders, exact tiles, split K, a pending gradient", async () => {
+  const run = async (be: Backend, [B, T, I, O]: number[], acc: "f32" | "f16", fused = true) => {
+    const x0 = tensor(values(B * T * I, 31, 2), [B, T, I], { backend: be, requiresGrad: true });
+    const s = tensor(values(B * T * I, 32), [B, T, I], { backend: be });
+    const w = tensor(values(O * I, 33, 0.5), [O, I], { backend: be, requiresGrad: true });
+    const b = tensor(values(O, 34), [O], { backend: be, requiresGrad: true });
+    const r = tensor(values(B * T * O, 35, 1e2), [B, T, O], { backend: be });
+    const y = scope(() => {
+      // x is used twice: the Linear's dx kernel adds the gradient pending from mul(x, x)
+      const x = mul(x0, s);
+      const y = fused
+        ? linearF16(x, w, b, { acc })
+        : add(reshape(matmulF16(reshape(x, [-1, I]), w, { transB: true, acc }), [B, T, O]), b);
+      add(sum(mul(y, r)), sum(mul(x, x))).backward();
+      return y;
+    });
+    return await Promise.all([y, x0.grad!, w.grad!, b.grad!].map((t) => t.toArray()));
+  };
+  const near = (got: number[][], ref: number[][], rel: number, what: string) => {
+    ref.forEach((want, k) => {
+      const scale = Math.max(1, ...want.map(Math.abs));
+      want.forEach((v, i) =>
+        assert.ok(
+          Math.abs(got[k][i] - v) <= rel * scale,
+          `${what} ${["y", "dx", "dW", "db"][k]}[${i}] ${got[k][i]} vs ${v}`,
+        )
+      );
+    });
+  };
+  const check = async (dims: number[], acc: "f32" | "f16", what: string) => {
+    const got = await run(GPU, dims, acc);
+    // f16 accumulation rounds partial sums far larger than a cancelling result, and a GPU may
+    // round an f16 FMA twice: against the unfused ops on the same tiles (the same f16 sums)
+    const ref = acc === "f32" ? await run(CPU, dims, acc) : await run(GPU, dims, acc, false);
+    // f16 operands: a rounded gradient may differ by an f16 ulp, f32 sums by their order
+    near(got, ref, acc === "f32" ? 2e-3 : 1e-5, `${what} ${acc} ${dims}`);
+  };
+  for (const acc of ["f32", "f16"] as const) await check([2, 3, 12, 20], acc, "heuristic");
+  try {
+    // double-buffered (row sums of the slice before last) and single-buffered tiles
+    useMatmulVariant({ BM: 32, BN: 32, BK: 16, TM: 4, TN: 4, double: true });
+    await check([2, 32, 32, 64], "f32", "exact double"); // no bounds checks
+    await check([1, 37, 20, 45], "f16", "remainders double");
+    useMatmulSplitK(3); // the weight gradient and dx in K ranges, then the reduction
+    await check([1, 70, 20, 36], "f32", "split double");
+    useMatmulSplitK(null);
+    useMatmulVariant({ BM: 32, BN: 32, BK: 16, TM: 4, TN: 4, double: false });
+    await check([1, 37, 20, 45], "f32", "remainders single");
+    useMatmulSplitK(3);
+    await check([2, 32, 32, 32], "f16", "split exact single");
   } finally {
     useMatmulSplitK(null);
     useMatmulVariant(null);
