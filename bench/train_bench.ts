@@ -19,7 +19,7 @@ import { autocast, type Precision } from "../nn/layers.ts";
 import { type GeluStage, geluStage } from "../ops/gelu_linear.ts";
 import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
-import { configureMatmul } from "../ops/matmul.ts";
+import { configureMatmul, fastestOf } from "../ops/matmul.ts";
 import { shapeKey } from "../ops/_matmul_variants.ts";
 import { autotuneStep } from "../ops/autotune.ts";
 import { attentionShapeKey } from "../ops/attention.ts";
@@ -134,15 +134,22 @@ export interface TrainBenchLine {
   /** Matmul shapes it measured. */
   tuned_shapes?: number;
   /**
-   * Attention geometries it measured: the kernel chosen, each kernel's ms per call, and
-   * the tiles rejected because their result differed from the row kernels'.
+   * Attention geometries it measured: the kernel chosen, each kernel's ms per call, the
+   * tiles rejected because their result differed from the row kernels', and the runoff of
+   * the near ties (ops/matmul.ts `runoff`: medians of interleaved rounds; empty if none).
    */
   tuned_attention?: {
     key: string;
     kernel: string;
     ms: Record<string, number>;
     rejected: string[];
+    runoff: Record<string, number>;
   }[];
+  /**
+   * Matmul shapes whose near ties went to a runoff: the first pass's fastest, the variant
+   * chosen, and the runoff's medians (ms per call).
+   */
+  tune_runoff?: { shape: string; first: string; chosen: string; ms: Record<string, number> }[];
   /** Matmul candidates rejected because their result differed from the heuristic kernel's. */
   tune_rejected?: { shape: string; variants: string[] }[];
   /** Why the tuning stopped early (the heuristic's kernels ran), if it did. */
@@ -216,8 +223,15 @@ export async function benchTrain(
   let tuning: {
     seconds: number;
     shapes: number;
-    attention: { key: string; kernel: string; ms: Record<string, number>; rejected: string[] }[];
+    attention: {
+      key: string;
+      kernel: string;
+      ms: Record<string, number>;
+      rejected: string[];
+      runoff: Record<string, number>;
+    }[];
     rejected: { shape: string; variants: string[] }[];
+    runoff: { shape: string; first: string; chosen: string; ms: Record<string, number> }[];
     error?: string;
   } | null = null;
   const tuneMode = opts.tune ?? "auto";
@@ -242,6 +256,13 @@ export async function benchTrain(
           kernel: a.kernel,
           ms: a.ms,
           rejected: a.rejected,
+          runoff: a.runoff,
+        })),
+        runoff: r.matmul.filter((m) => Object.keys(m.runoff).length > 0).map((m) => ({
+          shape: shapeKey(m.shape),
+          first: fastestOf(m.ms, {}, m.variant),
+          chosen: m.variant,
+          ms: m.runoff,
         })),
         rejected: r.matmul.filter((m) => m.rejected.length > 0).map((m) => ({
           shape: shapeKey(m.shape),
@@ -342,6 +363,7 @@ export async function benchTrain(
     ...(tuning ? { tune_s: tuning.seconds, tuned_shapes: tuning.shapes } : {}),
     ...(tuning?.attention.length ? { tuned_attention: tuning.attention } : {}),
     ...(tuning?.rejected.length ? { tune_rejected: tuning.rejected } : {}),
+    ...(tuning?.runoff.length ? { tune_runoff: tuning.runoff } : {}),
     ...(cache ? { tune_cache: cache, tune_cached: cached } : {}),
     ...(tuning?.error ? { tune_error: tuning.error } : {}),
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),

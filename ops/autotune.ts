@@ -38,7 +38,10 @@ import {
   type AutotuneMatmulOptions,
   autotuneMatmulsOf,
   configureMatmul,
+  fastestOf,
   type MatmulTuning,
+  msPerCall,
+  runoff,
   sameResults,
   timeCandidate,
 } from "./matmul.ts";
@@ -57,6 +60,8 @@ export interface AttentionTuning {
    * not timed and never chosen.
    */
   rejected: string[];
+  /** The runoff of the near ties (ops/matmul.ts `runoff`; empty when one was clearly fastest). */
+  runoff: Record<string, number>;
 }
 
 /** Options of {@linkcode autotuneAttention}. */
@@ -180,10 +185,15 @@ export async function autotuneAttention(
           return r.ms;
         });
       }
-      let best = names[0] ?? "rows";
-      for (const [name, t] of Object.entries(ms)) if (t < (ms[best] ?? Infinity)) best = name;
+      // near ties: timed again, interleaved (ops/matmul.ts runoff)
+      const rerun = await runoff(ms, (name) =>
+        withAttentionKernel(name, async () => {
+          const n = Math.max(1, Math.min(50, Math.ceil(minTimeMs / 3 / ms[name])));
+          return (await msPerCall(backend, run, n, opName)).ms;
+        }));
+      const best = fastestOf(ms, rerun, names[0] ?? "rows");
       setTunedAttentionKernel(target.description, s, best);
-      out.push({ shape: s, kernel: best, ms, rejected });
+      out.push({ shape: s, kernel: best, ms, rejected, runoff: rerun });
     } finally {
       for (const t of made) t.dispose();
     }

@@ -18,6 +18,7 @@ import {
   autotuneMatmul,
   autotuneMatmulsOf,
   configureMatmul,
+  fastestOf,
   LINEAR_GRAD,
   MATMUL,
   matmul,
@@ -32,6 +33,7 @@ import {
   matmulVariantFor,
   parseTileName,
   relativeError,
+  runoff,
   sameResults,
   stridedMatmulKernel,
   tileName,
@@ -351,6 +353,7 @@ Deno.test({
       assert.equal(f.tuned, true);
       assert.equal(f.variant, "t32x32k16_4x4");
       assert.deepEqual(f.rejected, []); // its result matched the heuristic kernel's
+      assert.deepEqual(f.runoff, {}); // one candidate: nothing to decide
       assert.ok(f.ms["t32x32k16_4x4"] > 0 && Number.isFinite(f.ms["t32x32k16_4x4"]));
       assert.equal(f.timing, GPU!.canProfile ? "timestamp" : "wallclock");
       assert.equal(tunedVariant(shape), "t32x32k16_4x4");
@@ -360,6 +363,32 @@ Deno.test({
       setMatmulTarget(DEFAULT_TARGET);
     }
   },
+});
+
+Deno.test("runoff() re-times the near ties interleaved and fastestOf() follows its medians", async () => {
+  const calls: string[] = [];
+  const again: Record<string, number[]> = { a: [1.3, 1.2, 9], b: [1.0, 1.1, 1.0], d: [2, 2, 2] };
+  const time = (name: string) => {
+    calls.push(name);
+    return Promise.resolve(again[name].shift()!);
+  };
+  // c is 50% slower than a at first and e failed: a, b and d (within 15%) run again
+  const ms = { a: 1.0, b: 1.05, c: 1.5, d: 1.12, e: Infinity };
+  const rerun = await runoff(ms, time);
+  assert.deepEqual(calls, ["a", "b", "d", "b", "d", "a", "d", "a", "b"]);
+  assert.deepEqual(rerun, { a: 1.3, b: 1.0, d: 2 }); // medians of three rounds
+  assert.equal(fastestOf(ms, rerun, "c"), "b"); // the runoff overturns the first pass
+  assert.equal(fastestOf(ms, {}, "c"), "a");
+  assert.equal(fastestOf({ x: Infinity }, {}, "h"), "h"); // nothing measured: the fallback
+  // one clear winner, or a single finite time: no runoff at all
+  calls.length = 0;
+  assert.deepEqual(await runoff({ a: 1, b: 2 }, time), {});
+  assert.deepEqual(await runoff({ a: 1, b: Infinity }, time), {});
+  assert.deepEqual(calls, []);
+  assert.deepEqual(
+    await runoff({ a: 1, b: 1.01 }, () => Promise.resolve(5), { rounds: 2 }),
+    { a: 5, b: 5 },
+  );
 });
 
 Deno.test("relativeError() is 0 for equal results, sees one wrong tile of 16, and is NaN with NaN", async () => {
