@@ -41,6 +41,7 @@ import {
   sum,
   tileName,
   useMatmulVariant,
+  warmCalls,
 } from "../ops/mod.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { makeRng } from "../tensor/rng.ts";
@@ -430,7 +431,10 @@ async function* sweepOne(
         run(); // compiles
         await gpu.sync();
         const op = precision === "f32" ? "matmul" : "matmul_f16";
-        const { ms, timing } = await msPerCall(gpu, run, 3, op);
+        // 3 timed calls (their median) after ~25 ms of untimed ones: the compile left the GPU
+        // idle, and an idle GPU's clocks come up with load (ops/matmul.ts msPerCall)
+        const probe = await msPerCall(gpu, run, 1, op);
+        const { ms, timing } = await msPerCall(gpu, run, 3, op, warmCalls(probe.ms));
         const gflops = round(flops / (ms * 1e6), 2);
         done.push({ name: tileName(t), gflops });
         const line = { ...base, tile: tileName(t), size, layout, precision };

@@ -127,6 +127,7 @@ export class GpuBackend implements Backend {
   #pass: GPUComputePassEncoder | null = null;
   #profile: { querySet: GPUQuerySet; names: string[]; details: string[] } | null = null;
   #profileDetails: Record<string, { ms: number; dispatches: number }> = {};
+  #profileSamples: { name: string; ms: number }[] = [];
   #arena: GPUBuffer;
   #arenaCpu = new Uint8Array(UNIFORM_ARENA);
   #arenaUsed = 0;
@@ -461,8 +462,10 @@ export class GpuBackend implements Backend {
     prof.querySet.destroy();
     this.#check();
     const details: Record<string, { ms: number; dispatches: number }> = {};
+    const samples: { name: string; ms: number }[] = [];
     prof.names.forEach((name, i) => {
       const dt = ts[2 * i + 1] >= ts[2 * i] ? Number(ts[2 * i + 1] - ts[2 * i]) / 1e6 : 0;
+      samples.push({ name, ms: dt });
       for (const [into, key] of [[out, name], [details, prof.details[i]]] as const) {
         const e = into[key] ?? (into[key] = { ms: 0, dispatches: 0 });
         e.ms += dt;
@@ -470,7 +473,16 @@ export class GpuBackend implements Backend {
       }
     });
     this.#profileDetails = details;
+    this.#profileSamples = samples;
     return out;
+  }
+
+  /**
+   * The last {@linkcode endProfile}'s dispatches one by one, in recording
+   * order: op name and GPU milliseconds (what the tuners take medians of).
+   */
+  profileSamples(): readonly { name: string; ms: number }[] {
+    return this.#profileSamples;
   }
 
   /**

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { scopeAsync, tensor } from "../tensor/tensor.ts";
 import { matmul, scale, softmax } from "../ops/mod.ts";
+import { msPerCall, useMatmulSplitK, warmCalls } from "../ops/matmul.ts";
 
 Deno.test({
   name: "beginProfile()/endProfile() time every dispatch per op name, and results stay correct",
@@ -38,9 +39,46 @@ Deno.test({
       const total = (r: Record<string, { ms: number }>) =>
         Object.values(r).reduce((x, e) => x + e.ms, 0);
       assert.ok(Math.abs(total(details) - total(prof)) < 1e-9);
+      // one by one, in recording order
+      const samples = g.profileSamples();
+      assert.deepEqual(samples.map((e) => e.name), [
+        ...Array(2).fill(["matmul", "scale", "softmax"]).flat(),
+      ]);
+      assert.ok(Math.abs(samples.reduce((x, e) => x + e.ms, 0) - total(prof)) < 1e-9);
       assert.deepEqual(await y.data(), plain);
       assert.deepEqual(await z.data(), plain);
       await assert.rejects(() => g.endProfile(), /without beginProfile/);
     });
+  },
+});
+
+Deno.test({
+  name:
+    "msPerCall() is the median of the calls' GPU times, split-K calls summed, after untimed ones",
+  ignore: NO_GPU || !GPU?.canProfile,
+  fn: async () => {
+    const g = GPU!;
+    const a = tensor(new Float32Array(8 * 96).fill(0.5), [8, 96], { backend: g });
+    const b = tensor(new Float32Array(96 * 8).fill(0.25), [96, 8], { backend: g });
+    let calls = 0;
+    const run = () => (calls++, matmul(a, b).dispose());
+    try {
+      useMatmulSplitK(3); // two dispatches a call: the partial products, their sum
+      const r = await msPerCall(g, run, 5, "matmul", 4);
+      assert.equal(calls, 9); // 4 untimed, 5 timed
+      assert.equal(r.timing, "timestamp");
+      const s = g.profileSamples();
+      assert.equal(s.length, 10); // only the timed calls
+      const per = [0, 1, 2, 3, 4].map((c) => s[2 * c].ms + s[2 * c + 1].ms).sort((x, y) => x - y);
+      assert.equal(r.ms, per[2]);
+      assert.ok(Number.isNaN((await msPerCall(g, run, 2, "softmax")).ms)); // no such dispatch
+    } finally {
+      useMatmulSplitK(null);
+      a.dispose();
+      b.dispose();
+    }
+    assert.equal(warmCalls(0.5), 50);
+    assert.equal(warmCalls(100), 1);
+    assert.equal(warmCalls(0), 400);
   },
 });

@@ -44,6 +44,7 @@ import {
   runoff,
   sameResults,
   timeCandidate,
+  warmCalls,
 } from "./matmul.ts";
 import { errorLine } from "../tensor/errors.ts";
 
@@ -189,7 +190,7 @@ export async function autotuneAttention(
       const rerun = await runoff(ms, (name) =>
         withAttentionKernel(name, async () => {
           const n = Math.max(1, Math.min(50, Math.ceil(minTimeMs / 3 / ms[name])));
-          return (await msPerCall(backend, run, n, opName)).ms;
+          return (await msPerCall(backend, run, n, opName, warmCalls(ms[name]))).ms;
         }));
       const best = fastestOf(ms, rerun, names[0] ?? "rows");
       setTunedAttentionKernel(target.description, s, best);

@@ -895,27 +895,59 @@ export interface AutotuneMatmulOptions {
 }
 
 /**
- * Milliseconds per call of `run` (which records one `opName` dispatch) over
- * `n` calls: GPU time from timestamp queries when the adapter has them
- * ("timestamp"; NaN if none was recorded), else wall clock around the calls
- * and a queue drain ("wallclock"). Compile first: nothing here warms up.
+ * Milliseconds per call of `run` (which records `opName` dispatches) over
+ * `n` calls: with timestamp queries ("timestamp"; NaN if none was recorded)
+ * the median of the calls' GPU times, else wall clock around the calls and
+ * a queue drain, divided by `n` ("wallclock"). Compile first.
+ *
+ * `warm` more calls run first, untimed and submitted just before the timed
+ * ones (no wait in between). A GPU idle for a while (the tuner compiles and
+ * checks between candidates) runs at lower clocks until load brings them
+ * up: an H200 sweep timing 3 calls per tile ran its first 12 tiles at
+ * 29–38 TFLOP/s and every later one, the same tiles included, at 5–10. With
+ * a warm-up and the median, a few slow calls at the start do not decide.
  */
 export async function msPerCall(
   backend: GpuBackend,
   run: () => void,
   n: number,
   opName: string,
+  warm = 0,
 ): Promise<{ ms: number; timing: "timestamp" | "wallclock" }> {
+  for (let i = 0; i < warm; i++) run();
   if (backend.beginProfile()) {
     for (let i = 0; i < n; i++) run();
-    const e = (await backend.endProfile())[opName];
+    await backend.endProfile();
     // per call, not per dispatch: a split-K call is two (the product over K ranges, the sum)
-    return { ms: e && e.dispatches > 0 ? e.ms / n : NaN, timing: "timestamp" };
+    const own = backend.profileSamples().filter((e) => e.name === opName);
+    if (own.length === 0 || own.length % n !== 0) return { ms: NaN, timing: "timestamp" };
+    const per = own.length / n;
+    const calls = Array.from({ length: n }, (_, c) => {
+      let t = 0;
+      for (let j = c * per; j < (c + 1) * per; j++) t += own[j].ms;
+      return t;
+    });
+    return { ms: median(calls), timing: "timestamp" };
   }
   const t0 = performance.now();
   for (let i = 0; i < n; i++) run();
   await backend.sync();
   return { ms: (performance.now() - t0) / n, timing: "wallclock" };
+}
+
+/**
+ * Untimed calls to run before timing a kernel of about `ms` per call: about
+ * `warmMs` (default 25, as Triton's `do_bench`) of back-to-back work, at
+ * most 400 calls.
+ */
+export function warmCalls(ms: number, warmMs = 25): number {
+  return Math.max(1, Math.min(400, Math.ceil(warmMs / Math.max(ms, 1e-3))));
+}
+
+/** The median of a non-empty list (the mean of the middle two for an even length). */
+function median(xs: number[]): number {
+  const v = [...xs].sort((x, y) => x - y), h = v.length >> 1;
+  return v.length % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
 }
 
 /**
@@ -970,9 +1002,9 @@ export interface TimeCandidateOptions {
 
 /**
  * A tuner's measurement of one candidate: compiles it (one untimed call),
- * checks its result (`check`), times one call to size the run, then
+ * checks its result (`check`), times 3 calls to size the run, then
  * {@linkcode msPerCall} over enough calls for about `minTimeMs` (at most
- * `maxCalls`). Infinity (and no timing) when it fails, is wrong (`rejected`)
+ * `maxCalls`) after about 25 ms of untimed ones ({@linkcode warmCalls}). Infinity (and no timing) when it fails, is wrong (`rejected`)
  * or nothing was recorded.
  */
 export async function timeCandidate(
@@ -984,12 +1016,14 @@ export async function timeCandidate(
     run(); // compiles
     await backend.sync();
     if (opts.check && !(await opts.check())) return { ms: Infinity, timing: null, rejected: true };
-    const t0 = performance.now();
-    run();
-    await backend.sync();
-    const once = Math.max(1e-3, performance.now() - t0);
+    // a probe of 3 calls sizes the run by the kernel's own time (GPU time where timestamps
+    // exist: a wall-clock call costs Deno's ~12 ms readback latency whatever the kernel)
+    const probe = await msPerCall(backend, run, 3, opts.opName, 3);
+    if (!Number.isFinite(probe.ms)) return { ms: Infinity, timing: null };
+    const once = Math.max(1e-3, probe.ms);
     const n = Math.max(1, Math.min(opts.maxCalls, Math.ceil(opts.minTimeMs / once)));
-    const r = await msPerCall(backend, run, n, opts.opName);
+    // after the compile and the check the GPU was idle: ~25 ms of calls bring its clocks up
+    const r = await msPerCall(backend, run, n, opts.opName, warmCalls(once));
     return { ms: Number.isFinite(r.ms) ? r.ms : Infinity, timing: r.timing };
   } catch {
     return { ms: Infinity, timing: null };
@@ -1034,10 +1068,6 @@ export async function runoff(
       times[name].push(Number.isFinite(t) ? t : Infinity);
     }
   }
-  const median = (xs: number[]) => {
-    const v = [...xs].sort((x, y) => x - y), h = v.length >> 1;
-    return v.length % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
-  };
   return Object.fromEntries(close.map((n) => [n, median(times[n])]));
 }
 
@@ -1163,7 +1193,7 @@ export async function autotuneMatmul(
       rerun = await runoff(ms, (name) =>
         withMatmulVariant(matmulVariant(name), async () => {
           const n = Math.max(1, Math.min(100, Math.ceil(minTimeMs / 3 / ms[name])));
-          return (await msPerCall(backend, run, n, MATMUL.name)).ms;
+          return (await msPerCall(backend, run, n, MATMUL.name, warmCalls(ms[name]))).ms;
         }));
     } finally {
       a.dispose();
