@@ -10,8 +10,8 @@
 #
 # Every section has its own time limit, so a slow or failing one cannot take the rest down; all
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything). The limits add up to about
-# 14 minutes, more than a session's device time: pick sections, e.g. SECTIONS="tests small small_long
-# small_rows base" (about 5 minutes on an H200).
+# 14 minutes, more than a session's device time: pick sections, e.g. SECTIONS="tests small
+# small_cold small_long base base_f16" (about 6 minutes on an H200).
 set -uo pipefail
 OUT=${OUT:-/tmp/webseq-device}
 mkdir -p "$OUT"
@@ -60,24 +60,27 @@ TUNE=()
 #    tunes its matmuls and attention kernels on the first warm-up step (--tune auto), "tune_s"
 #    says how long, "tuned_attention" what each attention kernel took; "tune_rejected" and
 #    "tuned_attention[].rejected" name candidates whose results were wrong on this card
+#    Both sides warm up for 1 s first (--warmup-ms, default on a GPU): an idle GPU's clocks come up
+#    with load
 section small 80 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
-  --steps 5 --device webgpu --profile --torch "$PY" --json
-# small's step took 46 ms against 12.4 ms of kernel time on the H200 (session 9): more steps, and
-# the row kernels with the fused GELU (the kernels of the earlier run that took 26 ms), to isolate it
+  --steps 20 --device webgpu --profile --torch "$PY" --json
+# small's step took 46 ms against 12.4 ms of kernel time on the H200 (session 9) when 5 steps were
+# timed after 2 warm-up steps: the same after 3 s idle and without the 1 s warm-up (is it the
+# clocks?), then 40 steps, each also timed alone (--step-times)
+section small_cold 40 sh -c "sleep 3 && $RUN cli.ts bench --preset small --batch-size 64 \
+  --src-len 64 --tgt-len 64 --steps 5 --warmup-ms 0 --device webgpu --json"
 section small_long 60 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
   --steps 40 --device webgpu --step-times --json
-section small_rows 60 env WEBSEQ_ATTENTION_KERNEL=rows WEBSEQ_GELU_STAGE=fused $RUN cli.ts bench \
-  --preset small --batch-size 64 --src-len 64 --tgt-len 64 --steps 40 --device webgpu --json
 section base 100 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
-  --steps 3 --device webgpu --profile --torch "$PY" --json
+  --steps 10 --device webgpu --profile --torch "$PY" --json
 # the GELU fused into the loads (WEBSEQ_GELU_STAGE=fused) against its own pass above; the
 # tuning cache of the run above makes this one quick
 section base_fused 60 env WEBSEQ_GELU_STAGE=fused $RUN cli.ts bench "${TUNE[@]}" --preset base \
-  --batch-size 64 --src-len 128 --tgt-len 128 --steps 3 --device webgpu --profile --json
+  --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
 section base_f16 90 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
-  --steps 3 --device webgpu --precision f16 --profile --torch "$PY" --torch-bf16 --json
+  --steps 10 --device webgpu --precision f16 --profile --torch "$PY" --torch-bf16 --json
 section base_f16acc 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
-  --tgt-len 128 --steps 3 --device webgpu --precision f16 --f16-accumulate f16 --profile --json
+  --tgt-len 128 --steps 10 --device webgpu --precision f16 --f16-accumulate f16 --profile --json
 # 4. greedy decoding and sampling of base, choosing each token on the host (a readback per step,
 #    ~12 ms in Deno 2.9.6) and on the device (a readback per 8 steps)
 section generate 60 $RUN bench/generate_bench.ts --preset base --rows 16 --tokens 48 --json

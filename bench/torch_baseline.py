@@ -101,6 +101,9 @@ def main(argv=None):
     ap.add_argument("--tgt-len", type=int, default=32)
     ap.add_argument("--steps", type=int, default=10, help="timed steps")
     ap.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--warmup-ms", type=float, default=0.0,
+                    help="then more untimed steps, back to back, until this many ms have passed "
+                         "(an idle GPU's clocks come up with load)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (off by default)")
@@ -160,8 +163,13 @@ def main(argv=None):
             torch.cuda.synchronize()
 
     batches = [make_batch() for _ in range(min(args.steps + args.warmup_steps, 8))]
-    for i in range(args.warmup_steps):
+    warmup = args.warmup_steps
+    for i in range(warmup):
         step(batches[i % len(batches)])
+    w0 = time.perf_counter()
+    while 1000.0 * (time.perf_counter() - w0) < args.warmup_ms:
+        step(batches[warmup % len(batches)])
+        warmup += 1
     sync()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -185,7 +193,7 @@ def main(argv=None):
         "tokens_per_s": B * T * args.steps / elapsed, "step_ms": 1000.0 * elapsed / args.steps,
         "peak_bytes": int(peak),
         **({"peak_reserved_bytes": int(reserved)} if reserved is not None else {}),
-        "steps": args.steps, "warmup_steps": args.warmup_steps,
+        "steps": args.steps, "warmup_steps": warmup,
         "params": n_params, "bf16": args.bf16, "tf32": args.tf32, "loss": final_loss,
         "torch_version": torch.__version__,
     }))

@@ -25,6 +25,7 @@ import { autotuneStep } from "../ops/autotune.ts";
 import { attentionShapeKey } from "../ops/attention.ts";
 import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "../train/tune_cache.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
+import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
 
 /** Kernels listed in a profiled line's `kernel_detail`. */
@@ -46,6 +47,13 @@ export interface TrainBenchOptions {
   steps?: number;
   /** Untimed warm-up steps (default 2). */
   warmup?: number;
+  /**
+   * Then more warm-up steps, back to back, until this many milliseconds have passed since
+   * the tuning (default 1000 on a hardware GPU, else 0): a GPU left idle runs at low clocks
+   * until load brings them up, and a few timed steps right after an idle spell (the tuning,
+   * a readback) measured the clocks instead of the kernels.
+   */
+  warmupMs?: number;
   /** With precision f16: the f16 matmuls' accumulation (default "f32"; train's option). */
   f16Accumulate?: MatmulF16Accumulate;
   /** Tune the matmul kernels on the first warm-up step, as the trainer does (default "auto"). */
@@ -91,6 +99,10 @@ export interface TrainBenchLine {
   tgt_len: number;
   /** Timed steps. */
   steps: number;
+  /** Untimed steps before them (the fixed ones and those of `warmupMs`). */
+  warmup_steps: number;
+  /** The `warmupMs` those ran for (the PyTorch baseline of `bench --torch` gets the same). */
+  warmup_ms: number;
   /** Target tokens per second (warm-up excluded). */
   tokens_per_s: number;
   /** Source + target tokens per second. */
@@ -181,7 +193,12 @@ export async function benchTrain(
 ): Promise<TrainBenchLine> {
   const cfg = opts.config;
   const B = opts.batchSize ?? 16, S = opts.srcLen ?? 32, T = opts.tgtLen ?? 32;
-  const steps = opts.steps ?? 10, warmup = opts.warmup ?? 2;
+  const steps = opts.steps ?? 10;
+  let warmup = opts.warmup ?? 2;
+  const warmupMs = opts.warmupMs ??
+    (backend.kind === "webgpu" && !isSoftwareAdapter((backend as GpuBackend).adapterInfo)
+      ? 1000
+      : 0);
   const model = new Seq2Seq(cfg, initContext(0, backend));
   const precision = checkPrecision(opts.precision ?? "f32", backend);
   const accumulate = checkF16Accumulate(opts.f16Accumulate ?? "f32", precision);
@@ -275,6 +292,10 @@ export async function benchTrain(
       }
     } else step(i);
   }
+  // more steps, recorded back to back as the timed ones are (no wait, so the GPU stays
+  // busy), until warmupMs have passed; then the wait for them all
+  const w0 = performance.now();
+  while (performance.now() - w0 < warmupMs) step(warmup++);
   await backend.sync();
   backend.resetPeak();
   gpu.dispatchStats?.(true);
@@ -347,6 +368,8 @@ export async function benchTrain(
     src_len: S,
     tgt_len: T,
     steps,
+    warmup_steps: warmup,
+    warmup_ms: warmupMs,
     tokens_per_s: (B * T * steps) / secs,
     all_tokens_per_s: (B * (S + T) * steps) / secs,
     step_ms: (secs * 1000) / steps,

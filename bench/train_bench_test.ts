@@ -55,3 +55,22 @@ Deno.test("benchTrain() with stepTimes times each extra step on its own (CPU); w
   assert.ok(line.step_times_ms!.every((t) => t > 0 && Number.isFinite(t)));
   assert.equal((await benchTrain(CPU, opts)).step_times_ms, undefined);
 });
+
+Deno.test("benchTrain() warms up for warmupMs after its fixed steps; by default not on the CPU", async () => {
+  const opts = {
+    config: presetConfig("tiny", { vocab_size: 64 }),
+    batchSize: 2,
+    srcLen: 6,
+    tgtLen: 6,
+    steps: 1,
+    warmup: 1,
+  };
+  const plain = await benchTrain(CPU, opts);
+  assert.equal(plain.warmup_steps, 1);
+  assert.equal(plain.warmup_ms, 0);
+  const t0 = performance.now();
+  const warm = await benchTrain(CPU, { ...opts, warmupMs: 150 });
+  assert.ok(performance.now() - t0 >= 150);
+  assert.equal(warm.warmup_ms, 150);
+  assert.ok(warm.warmup_steps > 1, `${warm.warmup_steps}`);
+});

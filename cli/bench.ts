@@ -40,6 +40,9 @@ Options:
   --src-len S              source length (default 32)
   --tgt-len T              target length (default 32)
   --steps N                timed steps after 2 warm-up steps (default 10)
+  --warmup-ms N            then more warm-up steps until N ms have passed (default 1000 on
+                           a hardware GPU, else 0: an idle GPU's clocks come up with load);
+                           --torch warms up the same way
   --precision f32|f16      f16: the trainer's mixed precision (f16 Linear matmuls with f32
                            accumulation, loss scaling); WebGPU needs shader-f16 (default f32)
   --ops                    also run the kernel benchmarks (matmul, attention, dispatch)
@@ -76,6 +79,7 @@ const SPEC = {
   "src-len": { type: "string" },
   "tgt-len": { type: "string" },
   steps: { type: "string" },
+  "warmup-ms": { type: "string" },
   ops: { type: "boolean" },
   profile: { type: "boolean" },
   "step-times": { type: "boolean" },
@@ -99,6 +103,7 @@ interface TorchRun {
   srcLen: number;
   tgtLen: number;
   steps: number;
+  warmupMs: number;
   cuda: boolean;
   bf16: boolean;
   ops: boolean;
@@ -123,6 +128,8 @@ async function runTorchBaseline(r: TorchRun): Promise<Record<string, unknown>[]>
     String(r.steps),
     "--warmup-steps",
     "2",
+    "--warmup-ms",
+    String(r.warmupMs),
     "--device",
     r.cuda ? "cuda" : "cpu",
     ...(r.bf16 ? ["--bf16"] : []),
@@ -181,6 +188,7 @@ export async function run(args: string[]): Promise<number> {
       throw new UsageError(`--src-len/--tgt-len exceed max_position ${config.max_position}`);
     }
     const batchSize = int("batch-size") ?? 16, steps = int("steps") ?? 10;
+    const warmupMs = numberFlag(flags, "warmup-ms", { integer: true, min: 0 });
     const mine = await benchTrain(backend, {
       config,
       preset: cfgFile ?? preset,
@@ -188,6 +196,7 @@ export async function run(args: string[]): Promise<number> {
       srcLen,
       tgtLen,
       steps,
+      warmupMs,
       profile: Boolean(flags.profile),
       stepTimes: Boolean(flags["step-times"]),
       precision,
@@ -207,6 +216,7 @@ export async function run(args: string[]): Promise<number> {
         srcLen,
         tgtLen,
         steps,
+        warmupMs: mine.warmup_ms,
         cuda: backend.kind === "webgpu" && !isSoftwareAdapter(backend),
         bf16: Boolean(flags["torch-bf16"]),
         ops: Boolean(flags.ops),

@@ -356,7 +356,7 @@ Deno.test("bench --torch runs the baseline on the same workload and prints a com
     assert.equal(mine.impl, "webseq");
     assert.match(
       theirs.argv,
-      /torch_baseline\.py --preset tiny --batch-size 2 --src-len 6 --tgt-len 5 --steps 1 --warmup-steps 2 --device cpu$/,
+      /torch_baseline\.py --preset tiny --batch-size 2 --src-len 6 --tgt-len 5 --steps 1 --warmup-steps 2 --warmup-ms 0 --device cpu$/,
     );
     assert.equal(cmp.kind, "compare");
     assert.ok(Math.abs(cmp.tokens_per_s_ratio - mine.tokens_per_s / 100) < 1e-9);
