@@ -139,6 +139,8 @@ export interface TrainBenchLine {
   step_times_ms?: number[];
   /** Dispatches per step (WebGPU). */
   dispatches_per_step?: number;
+  /** Buffer copies per step (WebGPU): gradients AdamW's flat buffer could not take in place. */
+  copies_per_step?: number;
   /** WebGPU, GELU feed-forward: how the kernels apply the GELU (ops/gelu_linear.ts `geluStage`). */
   gelu_stage?: GeluStage;
   /** Seconds the matmul tuning of the first warm-up step took (when it ran). */
@@ -216,7 +218,9 @@ export async function benchTrain(
     targets: tensor(ids(B * T), [B * T], { dtype: "i32", backend }).keep(),
   }));
   const gpu = backend as Backend & {
-    dispatchStats?: (reset?: boolean) => { dispatches: number; submitMs: number };
+    dispatchStats?: (
+      reset?: boolean,
+    ) => { dispatches: number; copies: number; submitMs: number };
   };
   const step = (i: number) => {
     scope(() => {
@@ -380,6 +384,7 @@ export async function benchTrain(
     tflops: (trainFlops(cfg, B, S, T) * steps) / secs / 1e12,
     parameters,
     ...(dispatches !== undefined ? { dispatches_per_step: dispatches / steps } : {}),
+    ...(stats ? { copies_per_step: stats.copies / steps } : {}),
     ...(backend.kind === "webgpu" && cfg.ffn_activation === "gelu"
       ? { gelu_stage: geluStage() }
       : {}),

@@ -319,7 +319,13 @@ export class GpuBackend implements Backend {
   }
 
   /** Records the op's dispatches into the current pass. */
-  exec<P>(op: OpDef<P>, inputs: Storage[], info: OpInfo, params: P): Storage[] {
+  exec<P>(
+    op: OpDef<P>,
+    inputs: Storage[],
+    info: OpInfo,
+    params: P,
+    into?: readonly (Storage | null)[],
+  ): Storage[] {
     this.#check();
     if (!op.gpu) throw new TypeError(`Op ${op.name} has no WebGPU kernel`);
     if (info.inputs.some((t) => t.dtype === "f16") || info.outputs.some((t) => t.dtype === "f16")) {
@@ -329,7 +335,10 @@ export class GpuBackend implements Backend {
       this.#needF16(`run ${op.name} on f16 tensors`);
     }
     const plan: GpuPlan = op.gpu(info, params);
-    const outputs = info.outputs.map((o) => this.#alloc(sizeOf(o.shape) * bytesPer(o.dtype)));
+    const outputs = info.outputs.map((o, k) =>
+      (into?.[k] as GpuStorage | null | undefined) ??
+        this.#alloc(sizeOf(o.shape) * bytesPer(o.dtype))
+    );
     const temps = (plan.temps ?? []).map((b) => this.#alloc(b));
     const ins = inputs as GpuStorage[];
     for (const k of plan.kernels) {

@@ -39,7 +39,7 @@
  *
  * @module
  */
-import { apply, type Tensor } from "../tensor/tensor.ts";
+import { apply, applyInto, type Tensor } from "../tensor/tensor.ts";
 import { cpuWrites } from "../tensor/cpu_backend.ts";
 import {
   type BindRef,
@@ -312,8 +312,13 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
     const [u, w, b] = c.inputs as Tensor[];
     let dw: Tensor | null = null, db: Tensor | null = null;
     if (w.requiresGrad) {
-      // the bias gradient from the same kernel (f16: the sums of the unrounded f32 dy)
-      const outs = apply(GELU_WEIGHT_GRAD, [dy, u], c.params);
+      // the bias gradient from the same kernel (f16: the sums of the unrounded f32 dy); both
+      // straight into the optimizer's flat buffer where it offers it
+      const into = [c.gradSink?.(1) ?? null, b ? c.gradSink?.(2) ?? null : null] as (
+        | Tensor
+        | null
+      )[];
+      const outs = applyInto(GELU_WEIGHT_GRAD, [dy, u], c.params, into);
       dw = outs[0];
       if (outs[1] && b?.requiresGrad) db = outs[1];
       else outs[1]?.dispose();

@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { apply, type Tensor } from "../tensor/tensor.ts";
+import { apply, applyInto, type Tensor } from "../tensor/tensor.ts";
 import {
   fmtShape,
   type GpuKernel,
@@ -133,7 +133,9 @@ export const LAYER_NORM: OpDef<LayerNormParams> = {
     // x's pending gradient (the residual's dy in a pre-LN block), summed into dx
     const acc = (c.takeGrad?.(0) ?? null) as Tensor | null;
     const ins = [x, w, mean, rstd, dy as Tensor];
-    const grads = apply(LAYER_NORM_GRAD, acc ? [...ins, acc] : ins, c.params);
+    // dw and db straight into the optimizer's flat buffer where it offers it
+    const into = [null, c.gradSink?.(1) ?? null, c.gradSink?.(2) ?? null] as (Tensor | null)[];
+    const grads = applyInto(LAYER_NORM_GRAD, acc ? [...ins, acc] : ins, c.params, into);
     acc?.dispose();
     return grads;
   },

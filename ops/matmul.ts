@@ -19,7 +19,7 @@
 import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
 import { makeRng } from "../tensor/rng.ts";
-import { apply, type Tensor, tensor } from "../tensor/tensor.ts";
+import { apply, applyInto, type Tensor, tensor } from "../tensor/tensor.ts";
 import {
   type BindRef,
   type CpuArray,
@@ -711,7 +711,9 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
       !linear && w.requiresGrad,
     );
     if (linear) {
-      const [dW, db] = apply(LINEAR_GRAD, [dy, a], {});
+      // written straight into the optimizer's flat gradient buffer where it offers them
+      const sinks = [c.gradSink?.(1) ?? null, c.gradSink?.(2) ?? null] as (Tensor | null)[];
+      const [dW, db] = applyInto(LINEAR_GRAD, [dy, a], {}, sinks);
       return [da, dW, db];
     }
     return [da, dw, bias.requiresGrad ? sumTo(dy, bias.shape) : null];

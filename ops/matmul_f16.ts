@@ -44,7 +44,7 @@
  *
  * @module
  */
-import { apply, type Tensor } from "../tensor/tensor.ts";
+import { apply, applyInto, type Tensor } from "../tensor/tensor.ts";
 import type { CpuArray, GpuPlan, OpDef, OpInfo, Shape } from "../tensor/types.ts";
 import { fmtShape } from "../tensor/types.ts";
 import {
@@ -384,8 +384,11 @@ export const LINEAR_F16: OpDef<LinearF16Params> = {
       } else dx = matmulF16(dy, w, { round: true, acc });
     }
     let dw: Tensor | null = null, db: Tensor | null = null;
-    if (w.requiresGrad && b.requiresGrad) [dw, db] = apply(LINEAR_GRAD_F16, [dy, x], { acc });
-    else if (w.requiresGrad) {
+    if (w.requiresGrad && b.requiresGrad) {
+      // straight into the optimizer's flat gradient buffer where it offers it
+      const into = [c.gradSink?.(1) ?? null, c.gradSink?.(2) ?? null] as (Tensor | null)[];
+      [dw, db] = applyInto(LINEAR_GRAD_F16, [dy, x], { acc }, into);
+    } else if (w.requiresGrad) {
       const [R, O] = lastAxisRows(dy.shape), I = x.shape[x.shape.length - 1];
       dw = matmulF16(reshape(dy, [R, O]), reshape(x, [R, I]), { transA: true, round: true, acc });
     } else if (b.requiresGrad) db = sumTo(dy, b.shape);

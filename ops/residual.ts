@@ -29,7 +29,7 @@
  *
  * @module
  */
-import { apply, type Tensor } from "../tensor/tensor.ts";
+import { apply, applyInto, type Tensor } from "../tensor/tensor.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import { hashU32, WGSL_HASH } from "../tensor/rng.ts";
 import {
@@ -469,8 +469,10 @@ export const RESIDUAL: OpDef<ResidualParams> = {
     const [, branch, gamma] = ctx.inputs as Tensor[];
     const d = dy as Tensor;
     const wantBranch = branch.requiresGrad || (p.hasGamma && gamma.requiresGrad);
+    // dgamma straight into the optimizer's flat buffer where it offers it
+    const into = [null, p.hasGamma ? (ctx.gradSink?.(2) ?? null) as Tensor | null : null];
     const grads = wantBranch
-      ? apply(RESIDUAL_BACKWARD, p.hasGamma ? [d, branch, gamma] : [d], p)
+      ? applyInto(RESIDUAL_BACKWARD, p.hasGamma ? [d, branch, gamma] : [d], p, into)
       : [null, null];
     return [d.detach(), grads[0], p.hasGamma ? grads[1] : null];
   },

@@ -24,7 +24,7 @@
  *
  * @module
  */
-import { apply, type Tensor } from "../tensor/tensor.ts";
+import { apply, applyInto, type Tensor } from "../tensor/tensor.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import { type OpDef, packUniform, type TensorInfo } from "../tensor/types.ts";
 import {
@@ -173,8 +173,9 @@ export const RESIDUAL_LAYER_NORM: OpDef<ResidualLayerNormParams> = {
       for (const t of made) t.dispose();
       if (!dOut) return ins.map(() => null);
       const d = dOut as Tensor;
+      const into = [null, gamma ? (ctx.gradSink?.(2) ?? null) as Tensor | null : null];
       const grads = wantBranch
-        ? apply(RESIDUAL_BACKWARD, gamma ? [d, branch, gamma] : [d], residualParams(p))
+        ? applyInto(RESIDUAL_BACKWARD, gamma ? [d, branch, gamma] : [d], residualParams(p), into)
         : [null, null];
       return [d.detach(), grads[0], ...(gamma ? [grads[1]] : []), null, null];
     }
@@ -182,7 +183,10 @@ export const RESIDUAL_LAYER_NORM: OpDef<ResidualLayerNormParams> = {
     const gIns = [out, w, mean, rstd, dY as Tensor];
     if (dOut) gIns.push(dOut as Tensor);
     if (gamma) gIns.push(branch, gamma);
-    const grads = apply(RESIDUAL_LAYER_NORM_GRAD, gIns, { ...p, hasAcc: dOut !== null });
+    // the parameters' gradients straight into the optimizer's flat buffer where it offers it
+    const sink = (i: number) => (ctx.gradSink?.(i) ?? null) as Tensor | null;
+    const into = [null, null, sink(nr), sink(nr + 1), ...(gamma && wantBranch ? [sink(2)] : [])];
+    const grads = applyInto(RESIDUAL_LAYER_NORM_GRAD, gIns, { ...p, hasAcc: dOut !== null }, into);
     for (const t of made) t.dispose();
     const [dTotal, dbranch, dw, db, dgamma] = grads;
     if (!wantBranch) {

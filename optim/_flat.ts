@@ -3,8 +3,11 @@
  * one buffer (a "bank") of parameters, and of the same-shaped banks of
  * gradients, first moments and second moments. The parameter tensors are
  * moved into the parameter bank (they become views of it, so the forward
- * pass reads them with no copy); each step copies the gradients into the
- * gradient bank (buffer copies, no dispatch), then one `sumSquaresFlat` per
+ * pass reads them with no copy); the backward rules that can write a
+ * parameter's gradient straight into its segment of the gradient bank
+ * (`BackwardContext.gradSink`: a Linear's weight and bias, LayerNorm's…),
+ * and each step copies the others there (buffer copies, no dispatch), then
+ * one `sumSquaresFlat` per
  * bank and one `clipCoef` give the norm and clipping factor, and one
  * `adamwFlat` per bank updates everything.
  *
@@ -87,6 +90,8 @@ export class FlatBuffers {
   #params: readonly FlatParameter[];
   #g: Tensor[];
   #partials: number;
+  /** The storages {@linkcode sinkFor} handed out, by parameter. */
+  #sinks = new WeakMap<object, number>();
 
   /**
    * Lays the parameters out, copies them into the parameter bank and makes
@@ -164,9 +169,25 @@ export class FlatBuffers {
     return sliceView(this.#banks[bank][key], offset, shape).keep();
   }
 
-  /** Copies every parameter's gradient into the gradient bank (all must exist). */
+  /**
+   * Parameter `i`'s segment of the gradient bank as a fresh tensor (a
+   * gradient sink, `BackwardContext.gradSink`): an op that writes the
+   * gradient there saves {@linkcode gather} its copy.
+   */
+  sinkFor(i: number): Tensor {
+    const t = this.#view("g", i, this.#params[i].tensor.shape);
+    this.#sinks.set(t.storage, i);
+    return t;
+  }
+
+  /**
+   * Copies every parameter's gradient into the gradient bank (all must
+   * exist), except those already written there ({@linkcode sinkFor}).
+   */
   gather(grads: readonly Tensor[]): void {
-    grads.forEach((g, i) => copyInto(this.#g[i], g));
+    grads.forEach((g, i) => {
+      if (this.#sinks.get(g.storage) !== i) copyInto(this.#g[i], g);
+    });
   }
 
   /**

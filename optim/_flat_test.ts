@@ -13,6 +13,8 @@ import { CPU } from "../tensor/cpu_backend.ts";
 import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import { geluLinear, layerNorm, matmul, matmulBias, mul, residual, sum } from "../ops/mod.ts";
+import { residualLayerNorm } from "../ops/residual_layer_norm.ts";
 
 const BACKENDS: Backend[] = NO_GPU ? [CPU] : [CPU, GPU!];
 
@@ -206,4 +208,104 @@ Deno.test("flat AdamW needs one dtype and a bank that holds every parameter", ()
   assert.equal(new AdamW(mixed, { lr: 1, flat: false }).flat, false);
   const big = new Map([["w", tensor(new Float32Array(100), [100], { requiresGrad: true })]]);
   assert.throws(() => new AdamW(big, { lr: 1, maxBankBytes: 256 }), /exceeds a flat bank/);
+});
+
+/**
+ * Every op that writes its parameters' gradients straight into the flat gradient buffer
+ * (`BackwardContext.gradSink`): Linear (matmulBias), the GELU Linear, LayerNorm, the fused
+ * residual + LayerNorm with LayerScale, the residual with LayerScale; plus a weight used
+ * twice, whose gradient is summed and copied as before.
+ */
+function sinkStep(backend: Backend, params: Map<string, Tensor>, k: number): Tensor {
+  const P = (n: string) => params.get(n)!;
+  const x = tensor(Array.from({ length: 5 * 6 }, (_, i) => Math.sin(i + k)), [5, 6], { backend });
+  const r = tensor(Array.from({ length: 5 * 6 }, (_, i) => Math.cos(2 * i - k)), [5, 6], {
+    backend,
+  });
+  const h = matmulBias(x, P("fc1.weight"), P("fc1.bias"), { transB: true }); // [5, 8]
+  const f = geluLinear(h, P("fc2.weight"), P("fc2.bias")); // [5, 6]
+  const [s, n] = residualLayerNorm(x, f, {
+    gamma: P("gamma1"),
+    weight: P("ln1.weight"),
+    bias: P("ln1.bias"),
+    eps: 1e-5,
+  });
+  const t = residual(s, matmul(n, P("tied"), { transB: true }), { gamma: P("gamma2") });
+  const y = layerNorm(matmul(t, P("tied")), P("ln2.weight"), P("ln2.bias"), 1e-5); // [5, 6]
+  return sum(mul(y, r));
+}
+
+const SINK_SHAPES: [string, number[]][] = [
+  ["fc1.weight", [8, 6]],
+  ["fc1.bias", [8]],
+  ["fc2.weight", [6, 8]],
+  ["fc2.bias", [6]],
+  ["gamma1", [6]],
+  ["ln1.weight", [6]],
+  ["ln1.bias", [6]],
+  ["tied", [6, 6]],
+  ["gamma2", [6]],
+  ["ln2.weight", [6]],
+  ["ln2.bias", [6]],
+];
+
+for (const backend of BACKENDS) {
+  Deno.test({
+    name:
+      `backward writes gradients into the flat buffer: the numbers of the per-parameter path on ${backend.kind}`,
+    fn: async () => {
+      const train = async (flat: boolean) => {
+        const params = makeParams(backend, SINK_SHAPES);
+        const opt = new AdamW(params, { lr: 0.05, weightDecay: 0.1, flat });
+        const seen: number[][] = [];
+        for (let k = 0; k < 3; k++) {
+          scope(() => {
+            sinkStep(backend, params, k).backward();
+            clipGradNorm(opt, 0.5);
+            opt.step();
+          });
+          for (const p of params.values()) seen.push(Array.from(await p.grad!.data()));
+          opt.zeroGrad();
+          for (const p of params.values()) seen.push(Array.from(await p.data()));
+        }
+        opt.dispose();
+        for (const p of params.values()) p.dispose();
+        return seen;
+      };
+      const [flat, plain] = [await train(true), await train(false)];
+      flat.forEach((v, i) => assert.deepEqual(v, plain[i], `array ${i}`));
+    },
+  });
+}
+
+Deno.test({
+  name: "backward writes gradients into the flat buffer: only a weight used twice is copied",
+  ignore: NO_GPU,
+  fn: async () => {
+    const gpu = GPU!;
+    const params = makeParams(gpu, SINK_SHAPES);
+    const opt = new AdamW(params, { lr: 0.05 });
+    for (let k = 0; k < 2; k++) {
+      await gpu.sync();
+      gpu.dispatchStats(true);
+      scope(() => {
+        sinkStep(gpu, params, k).backward();
+        clipGradNorm(opt, 0.5);
+        opt.step();
+      });
+      assert.equal(gpu.dispatchStats(true).copies, 1, `step ${k}`); // "tied"
+      opt.zeroGrad();
+    }
+    // a second backward before the step accumulates (no sink: the gradient exists)
+    scope(() => {
+      sinkStep(gpu, params, 5).backward();
+      sinkStep(gpu, params, 6).backward();
+    });
+    gpu.dispatchStats(true);
+    scope(() => opt.step());
+    assert.equal(gpu.dispatchStats(true).copies, SINK_SHAPES.length);
+    opt.zeroGrad();
+    opt.dispose();
+    for (const p of params.values()) p.dispose();
+  },
 });

@@ -173,9 +173,11 @@ export class AdamW {
           `AdamW: flat buffers need one dtype, ${name} is ${bad.tensor.dtype} (pass flat: false)`,
         );
       }
-      this.#flat = new FlatBuffers(this.params, opts.maxBankBytes);
-      this.#m = [...this.#flat.m];
-      this.#v = [...this.#flat.v];
+      const flat = this.#flat = new FlatBuffers(this.params, opts.maxBankBytes);
+      this.#m = [...flat.m];
+      this.#v = [...flat.v];
+      // backward rules may write the gradients straight into the gradient bank
+      this.params.forEach((p, i) => p.tensor.gradSink = () => flat.sinkFor(i));
     } else {
       const moment = (t: Tensor) => zeros(t.shape, { dtype: t.dtype, backend: t.backend }).keep();
       this.#m = list.map((p) => moment(p.tensor));
@@ -363,8 +365,10 @@ export class AdamW {
    * are disposed.
    */
   dispose(): void {
-    if (this.#flat) this.#flat.dispose();
-    else for (const t of [...this.#m, ...this.#v]) t.dispose();
+    if (this.#flat) {
+      for (const p of this.params) p.tensor.gradSink = null;
+      this.#flat.dispose();
+    } else for (const t of [...this.#m, ...this.#v]) t.dispose();
     this.#flat = null;
     this.#gathered = null;
     this.#one?.dispose();

@@ -169,10 +169,20 @@ export class CpuBackend implements Backend {
   }
 
   /** Runs the op's CPU reference. */
-  exec<P>(op: OpDef<P>, inputs: Storage[], info: OpInfo, params: P): Storage[] {
+  exec<P>(
+    op: OpDef<P>,
+    inputs: Storage[],
+    info: OpInfo,
+    params: P,
+    into?: readonly (Storage | null)[],
+  ): Storage[] {
     if (op.mutates?.length) writes++;
     const ins = inputs.map((s) => (s as CpuStorage).array);
-    const outs = info.outputs.map((o) => this.#alloc(o.dtype, sizeOf(o.shape), op.overwrites));
+    const outs = info.outputs.map((o, k) =>
+      into?.[k]
+        ? (into[k] as CpuStorage).array
+        : this.#alloc(o.dtype, sizeOf(o.shape), op.overwrites)
+    );
     if (this.#profile) {
       const t0 = performance.now();
       op.cpu(ins, outs, info, params);
@@ -181,7 +191,7 @@ export class CpuBackend implements Backend {
       e.dispatches++;
       this.#profile.set(op.name, e);
     } else op.cpu(ins, outs, info, params);
-    return outs.map((a) => this.#wrap(a));
+    return outs.map((a, k) => into?.[k] ?? this.#wrap(a));
   }
 
   /**

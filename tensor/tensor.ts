@@ -66,6 +66,11 @@ export class Tensor {
   grad: Tensor | null = null;
   /** Optional name (parameters use the contract's names). */
   name = "";
+  /**
+   * @internal Where this leaf's gradient may be written in place: a fresh tensor over that
+   * memory per call, or null (AdamW's flat gradient buffer; see `BackwardContext.gradSink`).
+   */
+  gradSink: (() => Tensor | null) | null = null;
   /** @internal the node that produced this tensor */
   node: Node | null = null;
   #storage: Storage | null;
@@ -416,6 +421,33 @@ export async function toBackend(t: Tensor, backend: Backend): Promise<Tensor> {
  * Returns all outputs (most ops have one).
  */
 export function apply<P>(op: OpDef<P>, inputs: Tensor[], params: P): Tensor[] {
+  return run(op, inputs, params, null);
+}
+
+/**
+ * {@linkcode apply} with output k written into `into[k]`'s memory where it is
+ * given (a gradient sink, see `BackwardContext.gradSink`): `op` must
+ * overwrite every output element (`overwrites`), and `into[k]` must have
+ * output k's shape, dtype and backend. The given tensors are consumed: each
+ * returned output shares its memory, and the given tensor is disposed.
+ */
+export function applyInto<P>(
+  op: OpDef<P>,
+  inputs: Tensor[],
+  params: P,
+  into: readonly (Tensor | null)[],
+): Tensor[] {
+  if (into.every((t) => !t)) return run(op, inputs, params, null);
+  if (!op.overwrites) throw new TypeError(`applyInto(): ${op.name} does not overwrite its outputs`);
+  return run(op, inputs, params, into);
+}
+
+function run<P>(
+  op: OpDef<P>,
+  inputs: Tensor[],
+  params: P,
+  into: readonly (Tensor | null)[] | null,
+): Tensor[] {
   const backend = inputs[0]?.backend ?? defaultBackend;
   let anyF64 = false;
   for (const t of inputs) {
@@ -431,11 +463,37 @@ export function apply<P>(op: OpDef<P>, inputs: Tensor[], params: P): Tensor[] {
   if (anyF64) {
     outInfo = outInfo.map((o) => (o.dtype === "f32" ? { shape: o.shape, dtype: "f64" } : o));
   }
-  const storages = backend.exec(op, inputs.map((t) => t.storage), {
-    inputs: inInfo,
-    outputs: outInfo,
-  }, params);
-  const outputs = storages.map((s, i) => new Tensor(backend, s, outInfo[i]));
+  let given: (Storage | null)[] | undefined;
+  if (into) {
+    given = outInfo.map((o, k) => {
+      const t = into[k];
+      if (!t) return null;
+      if (
+        t.backend !== backend || t.dtype !== o.dtype || t.shape.length !== o.shape.length ||
+        t.shape.some((d, j) => d !== o.shape[j])
+      ) {
+        throw new TypeError(
+          `applyInto(): ${t} cannot hold ${op.name}'s output ${fmtShape(o.shape)}`,
+        );
+      }
+      return t.storage;
+    });
+  }
+  const storages = backend.exec(
+    op,
+    inputs.map((t) => t.storage),
+    {
+      inputs: inInfo,
+      outputs: outInfo,
+    },
+    params,
+    given,
+  );
+  const outputs = storages.map((s, i) => {
+    if (given?.[i]) s.refs++; // shared with into[i], which is disposed below
+    return new Tensor(backend, s, outInfo[i]);
+  });
+  if (into) { for (const t of into) t?.dispose(); }
   if (gradEnabled && op.backward && inputs.some((t) => t.requiresGrad)) {
     const node: Node = { op, inputs, outputs, params };
     for (const o of outputs) {
@@ -516,6 +574,14 @@ function backward(root: Tensor, dy?: Tensor): void {
   }
   const nodes = topoSort(root);
   const grads = new Map<Tensor, Tensor>();
+  // leaves with a gradient sink, by the number of inputs of nodes they are: an op may write
+  // the gradient of a leaf it alone uses into the sink (BackwardContext.gradSink)
+  const uses = new Map<Tensor, number>();
+  for (const n of nodes) {
+    for (const inp of n.inputs) {
+      if (!inp.node && inp.gradSink) uses.set(inp, (uses.get(inp) ?? 0) + 1);
+    }
+  }
   const prev = gradEnabled;
   gradEnabled = false;
   try {
@@ -537,8 +603,13 @@ function backward(root: Tensor, dy?: Tensor): void {
         grads.delete(inp);
         return g;
       };
+      const gradSink = (i: number): Tensor | null => {
+        const inp = node.inputs[i];
+        if (!inp || inp.node || !inp.requiresGrad || inp.grad || uses.get(inp) !== 1) return null;
+        return inp.gradSink?.() ?? null;
+      };
       const gs = node.op.backward!(
-        { inputs: node.inputs, outputs: node.outputs, params: node.params, takeGrad },
+        { inputs: node.inputs, outputs: node.outputs, params: node.params, takeGrad, gradSink },
         dys,
       ) as (Tensor | null)[];
       for (const o of node.outputs) {

@@ -83,6 +83,16 @@ export interface BackwardContext<P> {
    * into the op's own kernel saves the engine's separate `accumulate` add.
    */
   takeGrad?(i: number): TensorLike | null;
+  /**
+   * Where input `i`'s gradient may be written in place, or null: a leaf
+   * used by this op alone, without a gradient yet, whose owner (AdamW's
+   * flat buffers) offers its memory. An op that takes it passes it to
+   * `applyInto` (tensor/tensor.ts) for the output that is that gradient
+   * (ops that overwrite every output element only) and returns the result;
+   * a taken sink it does not use it must dispose. Saves the copy into the
+   * flat gradient buffer.
+   */
+  gradSink?(i: number): TensorLike | null;
 }
 
 /**
@@ -186,8 +196,18 @@ export interface Backend {
    * encoder: no submit, no readback).
    */
   copy(src: Storage, dst: Storage, bytes: number): void;
-  /** Runs an op, returning new storages for its outputs. */
-  exec<P>(op: OpDef<P>, inputs: Storage[], info: OpInfo, params: P): Storage[];
+  /**
+   * Runs an op, returning new storages for its outputs; where `into[k]` is
+   * given, output k is written there (the op must overwrite every element)
+   * and that storage is returned.
+   */
+  exec<P>(
+    op: OpDef<P>,
+    inputs: Storage[],
+    info: OpInfo,
+    params: P,
+    into?: readonly (Storage | null)[],
+  ): Storage[];
   /** Reads storage back to the host (flushes pending GPU work). */
   read(storage: Storage, info: TensorInfo): Promise<CpuArray>;
   /** Returns storage to the pool (or frees it). */
