@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { apply, type Tensor } from "../tensor/tensor.ts";
+import { apply, applyInto, type Tensor } from "../tensor/tensor.ts";
 import { fmtShape, type GpuKernel, type OpDef, packUniform, sizeOf } from "../tensor/types.ts";
 import { grid1d, LINEAR_INDEX, MAIN_1D } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
@@ -87,7 +87,9 @@ ${MAIN_1D()} {
   backward(c, [dy]) {
     const [w, ids] = c.inputs as Tensor[];
     if (!w.requiresGrad) return [null, null];
-    return [apply(EMBEDDING_GRAD, [ids, dy as Tensor], { V: w.shape[0] })[0], null];
+    // straight into the optimizer's flat gradient buffer where it offers it
+    const into = [(c.gradSink?.(0) ?? null) as Tensor | null];
+    return [applyInto(EMBEDDING_GRAD, [ids, dy as Tensor], { V: w.shape[0] }, into)[0], null];
   },
 };
 

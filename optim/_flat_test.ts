@@ -13,7 +13,16 @@ import { CPU } from "../tensor/cpu_backend.ts";
 import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
-import { geluLinear, layerNorm, matmul, matmulBias, mul, residual, sum } from "../ops/mod.ts";
+import {
+  embedding,
+  geluLinear,
+  layerNorm,
+  matmul,
+  matmulBias,
+  mul,
+  residual,
+  sum,
+} from "../ops/mod.ts";
 import { residualLayerNorm } from "../ops/residual_layer_norm.ts";
 
 const BACKENDS: Backend[] = NO_GPU ? [CPU] : [CPU, GPU!];
@@ -212,13 +221,14 @@ Deno.test("flat AdamW needs one dtype and a bank that holds every parameter", ()
 
 /**
  * Every op that writes its parameters' gradients straight into the flat gradient buffer
- * (`BackwardContext.gradSink`): Linear (matmulBias), the GELU Linear, LayerNorm, the fused
+ * (`BackwardContext.gradSink`): the embedding, Linear (matmulBias), the GELU Linear, LayerNorm, the fused
  * residual + LayerNorm with LayerScale, the residual with LayerScale; plus a weight used
  * twice, whose gradient is summed and copied as before.
  */
 function sinkStep(backend: Backend, params: Map<string, Tensor>, k: number): Tensor {
   const P = (n: string) => params.get(n)!;
-  const x = tensor(Array.from({ length: 5 * 6 }, (_, i) => Math.sin(i + k)), [5, 6], { backend });
+  const ids = tensor(Int32Array.from([1, 4, 1, 9, 0]), [5], { backend });
+  const x = embedding(P("embed"), ids); // [5, 6]
   const r = tensor(Array.from({ length: 5 * 6 }, (_, i) => Math.cos(2 * i - k)), [5, 6], {
     backend,
   });
@@ -236,6 +246,7 @@ function sinkStep(backend: Backend, params: Map<string, Tensor>, k: number): Ten
 }
 
 const SINK_SHAPES: [string, number[]][] = [
+  ["embed", [10, 6]],
   ["fc1.weight", [8, 6]],
   ["fc1.bias", [8]],
   ["fc2.weight", [6, 8]],
