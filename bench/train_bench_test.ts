@@ -41,15 +41,14 @@ Deno.test({
   },
 });
 
+/** A tiny CPU benchmark: 1 warm-up step, `steps` timed ones. */
+function tinyCpu(steps: number) {
+  const config = presetConfig("tiny", { vocab_size: 64 });
+  return { config, batchSize: 2, srcLen: 6, tgtLen: 6, steps, warmup: 1 };
+}
+
 Deno.test("benchTrain() with stepTimes times each extra step on its own (CPU); without, no list", async () => {
-  const opts = {
-    config: presetConfig("tiny", { vocab_size: 64 }),
-    batchSize: 2,
-    srcLen: 6,
-    tgtLen: 6,
-    steps: 3,
-    warmup: 1,
-  };
+  const opts = tinyCpu(3);
   const line = await benchTrain(CPU, { ...opts, stepTimes: true });
   assert.equal(line.step_times_ms?.length, 3);
   assert.ok(line.step_times_ms!.every((t) => t > 0 && Number.isFinite(t)));
@@ -57,14 +56,7 @@ Deno.test("benchTrain() with stepTimes times each extra step on its own (CPU); w
 });
 
 Deno.test("benchTrain() warms up for warmupMs after its fixed steps; by default not on the CPU", async () => {
-  const opts = {
-    config: presetConfig("tiny", { vocab_size: 64 }),
-    batchSize: 2,
-    srcLen: 6,
-    tgtLen: 6,
-    steps: 1,
-    warmup: 1,
-  };
+  const opts = tinyCpu(1);
   const plain = await benchTrain(CPU, opts);
   assert.equal(plain.warmup_steps, 1);
   assert.equal(plain.warmup_ms, 0);
