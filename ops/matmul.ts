@@ -458,6 +458,7 @@ function matmulGrads(
   takeGrad: ((i: number) => TensorLike | null) | undefined,
   wantA: boolean,
   wantB: boolean,
+  sinkB?: () => TensorLike | null,
 ): [Tensor | null, Tensor | null] {
   const { transA: tA, transB: tB } = params;
   let da: Tensor | null = null, db: Tensor | null = null;
@@ -484,8 +485,14 @@ function matmulGrads(
     const [a2, dy2] = b.rank === 2 && a.rank > 2 && !tA
       ? [reshape(a, [-1, a.shape[a.rank - 1]]), reshape(dy, [-1, dy.shape[dy.rank - 1]])]
       : [a, dy];
-    db = tB ? matmul(dy2, a2, { transA: true, transB: tA }) : matmul(a2, dy2, { transA: !tA });
-    if (db.rank !== b.rank || db.shape.some((d, k) => d !== b.shape[k])) db = sumTo(db, b.shape);
+    const [x, y, p] = tB
+      ? [dy2, a2, { transA: true, transB: tA }]
+      : [a2, dy2, { transA: !tA, transB: false }];
+    const shape = matmulGeometry(x.shape, y.shape, p).shape;
+    if (shape.length === b.rank && shape.every((d, k) => d === b.shape[k])) {
+      // b's gradient in one product: into the optimizer's flat buffer where it offers it
+      db = applyInto(MATMUL, [x, y], p, [(sinkB?.() ?? null) as Tensor | null])[0];
+    } else db = sumTo(matmul(x, y, p), b.shape);
   }
   return [da, db];
 }
@@ -530,7 +537,17 @@ export const MATMUL: OpDef<MatmulParams> = {
   },
   backward(c, [dy]) {
     const [a, b] = c.inputs as Tensor[];
-    return matmulGrads(a, b, dy as Tensor, c.params, c.takeGrad, a.requiresGrad, b.requiresGrad);
+    const sinkB = () => c.gradSink?.(1) ?? null;
+    return matmulGrads(
+      a,
+      b,
+      dy as Tensor,
+      c.params,
+      c.takeGrad,
+      a.requiresGrad,
+      b.requiresGrad,
+      sinkB,
+    );
   },
 };
 

@@ -222,8 +222,8 @@ Deno.test("flat AdamW needs one dtype and a bank that holds every parameter", ()
 /**
  * Every op that writes its parameters' gradients straight into the flat gradient buffer
  * (`BackwardContext.gradSink`): the embedding, Linear (matmulBias), the GELU Linear, LayerNorm, the fused
- * residual + LayerNorm with LayerScale, the residual with LayerScale; plus a weight used
- * twice, whose gradient is summed and copied as before.
+ * residual + LayerNorm with LayerScale, the residual with LayerScale, a bias-free Linear
+ * (matmul); plus a weight used twice, whose gradient is summed and copied as before.
  */
 function sinkStep(backend: Backend, params: Map<string, Tensor>, k: number): Tensor {
   const P = (n: string) => params.get(n)!;
@@ -242,7 +242,7 @@ function sinkStep(backend: Backend, params: Map<string, Tensor>, k: number): Ten
   });
   const t = residual(s, matmul(n, P("tied"), { transB: true }), { gamma: P("gamma2") });
   const y = layerNorm(matmul(t, P("tied")), P("ln2.weight"), P("ln2.bias"), 1e-5); // [5, 6]
-  return sum(mul(y, r));
+  return sum(mul(matmul(y, P("head"), { transB: true }), r));
 }
 
 const SINK_SHAPES: [string, number[]][] = [
@@ -258,6 +258,7 @@ const SINK_SHAPES: [string, number[]][] = [
   ["gamma2", [6]],
   ["ln2.weight", [6]],
   ["ln2.bias", [6]],
+  ["head", [6, 6]],
 ];
 
 for (const backend of BACKENDS) {
