@@ -11,7 +11,7 @@
 # Every section has its own time limit, so a slow or failing one cannot take the rest down; all
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything). The limits add up to about
 # 14 minutes, more than a session's device time: pick sections, e.g. SECTIONS="tests small
-# small_cold small_long base base_f16" (about 6 minutes on an H200).
+# small_cold small_long base base_ungrouped base_f16" (about 7 minutes on an H200).
 set -uo pipefail
 OUT=${OUT:-/tmp/webseq-device}
 mkdir -p "$OUT"
@@ -73,6 +73,9 @@ section small_long 60 $RUN cli.ts bench --preset small --batch-size 64 --src-len
   --steps 40 --device webgpu --step-times --json
 section base 100 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 10 --device webgpu --profile --torch "$PY" --json
+# the Q, K, V projections layer by layer (WEBSEQ_GROUPED_PROJECTIONS=off) against the grouped op
+section base_ungrouped 60 env WEBSEQ_GROUPED_PROJECTIONS=off $RUN cli.ts bench "${TUNE[@]}" \
+  --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --json
 # the GELU fused into the loads (WEBSEQ_GELU_STAGE=fused) against its own pass above; the
 # tuning cache of the run above makes this one quick
 section base_fused 60 env WEBSEQ_GELU_STAGE=fused $RUN cli.ts bench "${TUNE[@]}" --preset base \

@@ -11,9 +11,36 @@ import type { Tensor } from "../tensor/tensor.ts";
 import { reshape } from "../ops/mod.ts";
 import { attention } from "../ops/attention.ts";
 import { concat } from "../ops/slice.ts";
+import { linearGroup } from "../ops/linear_group.ts";
+import { grantedEnv } from "../tensor/env.ts";
 import type { InitContext } from "./module.ts";
 import { Module } from "./module.ts";
-import { type ForwardContext, Linear } from "./layers.ts";
+import { autocastAccumulate, autocastPrecision, type ForwardContext, Linear } from "./layers.ts";
+
+let grouped: boolean | null = null;
+
+/**
+ * Whether the projections of one input run as one grouped op (Q, K and V of
+ * a self-attention, K and V of a cross-attention: ops/linear_group.ts): on
+ * unless `WEBSEQ_GROUPED_PROJECTIONS=off` or {@linkcode useGroupedProjections}
+ * says otherwise (f16 autocast included). The numbers are those of the layers
+ * one by one, on the CPU bit for bit.
+ */
+export function groupedProjections(): boolean {
+  if (grouped === null) {
+    const v = grantedEnv("WEBSEQ_GROUPED_PROJECTIONS");
+    if (v !== undefined && v !== "on" && v !== "off") {
+      throw new TypeError(`WEBSEQ_GROUPED_PROJECTIONS must be on or off, got "${v}"`);
+    }
+    grouped = v !== "off";
+  }
+  return grouped;
+}
+
+/** Forces grouped projections on or off (`null`: back to `WEBSEQ_GROUPED_PROJECTIONS`). */
+export function useGroupedProjections(on: boolean | null): void {
+  grouped = on;
+}
 
 /** Cached keys and values of one attention layer: [B, S, H, D] each. */
 export interface KvCache {
@@ -73,9 +100,18 @@ export class MultiHeadAttention extends Module {
     return reshape(x, [B, T, this.heads, this.dim / this.heads]);
   }
 
+  /** The layers' outputs on `x`: one grouped op where {@linkcode groupedProjections} allows. */
+  #project(x: Tensor, layers: Linear[]): Tensor[] {
+    if (!groupedProjections()) return layers.map((l) => l.forward(x));
+    // under f16 autocast the products of linearF16, as each layer would run them
+    const half = autocastPrecision() === "f16" ? autocastAccumulate() : null;
+    return linearGroup(x, layers.map((l) => l.weight), layers.map((l) => l.bias!), { half });
+  }
+
   /** Keys and values of `source` [B, S, C], split into heads. */
   keyValues(source: Tensor): KvCache {
-    return { k: this.#split(this.#k.forward(source)), v: this.#split(this.#v.forward(source)) };
+    const [k, v] = this.#project(source, [this.#k, this.#v]);
+    return { k: this.#split(k), v: this.#split(v) };
   }
 
   /**
@@ -89,11 +125,21 @@ export class MultiHeadAttention extends Module {
     opts: AttendOptions = {},
   ): { out: Tensor; cache: KvCache | null } {
     const [B, T] = x.shape;
-    const q = this.#split(this.#q.forward(x));
+    let q: Tensor;
     let kv: KvCache;
-    if (opts.staticKv && opts.cache) {
+    if (source === x && !(opts.staticKv && opts.cache)) {
+      // self-attention: Q, K and V of one input
+      const [qx, k, v] = this.#project(x, [this.#q, this.#k, this.#v]);
+      q = this.#split(qx);
+      kv = { k: this.#split(k), v: this.#split(v) };
+      if (opts.cache) {
+        kv = { k: concat([opts.cache.k, kv.k], 1), v: concat([opts.cache.v, kv.v], 1) };
+      }
+    } else if (opts.staticKv && opts.cache) {
+      q = this.#split(this.#q.forward(x));
       kv = opts.cache;
     } else {
+      q = this.#split(this.#q.forward(x));
       kv = this.keyValues(source);
       if (opts.cache) {
         kv = { k: concat([opts.cache.k, kv.k], 1), v: concat([opts.cache.v, kv.v], 1) };

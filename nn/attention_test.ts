@@ -9,8 +9,8 @@ import { makeRng } from "../tensor/rng.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import { attention, matmul, mul, permute, reshape, slice, sum } from "../ops/mod.ts";
 import { initContext } from "./module.ts";
-import { ForwardContext } from "./layers.ts";
-import { MultiHeadAttention } from "./attention.ts";
+import { autocast, ForwardContext, type Precision } from "./layers.ts";
+import { groupedProjections, MultiHeadAttention, useGroupedProjections } from "./attention.ts";
 
 function randomTensor(shape: number[], seed: number, requiresGrad = false): Tensor {
   const rng = makeRng(seed);
@@ -80,4 +80,48 @@ Deno.test("MultiHeadAttention with the key/value cache ([B, S, H, D], appended o
       );
     }
   }
+});
+
+Deno.test("grouped projections (one op for Q, K, V; K, V) give the numbers of the layers one by one, bit for bit on the CPU, f16 autocast too", async () => {
+  const B = 2, T = 3, S = 4, C = 8;
+  const run = async (on: boolean, precision: Precision) => {
+    useGroupedProjections(on);
+    try {
+      const mha = new MultiHeadAttention(initContext(7), C, 2, 0);
+      const x = randomTensor([B, T, C], 8, true), src = randomTensor([B, S, C], 9, true);
+      const cross = autocast(precision, () => {
+        const self = mha.forward(x, x, new ForwardContext(false), { causal: true }).out;
+        return mha.forward(self, src, new ForwardContext(false)).out;
+      });
+      sum(mul(cross, randomTensor([B, T, C], 10))).backward();
+      const grads = mha.namedParameters().map(([, p]) => p.grad!);
+      return await Promise.all([cross, x.grad!, src.grad!, ...grads].map((t) => t.toArray()));
+    } finally {
+      useGroupedProjections(null);
+    }
+  };
+  for (const precision of ["f32", "f16"] as const) {
+    const [grouped, single] = [await run(true, precision), await run(false, precision)];
+    grouped.forEach((v, i) => assert.deepEqual(v, single[i], `${precision} array ${i}`));
+  }
+  assert.equal(groupedProjections(), true); // the default
+});
+
+Deno.test("WEBSEQ_GROUPED_PROJECTIONS turns grouped projections off; a bad value is a one-line TypeError", async () => {
+  const run = async (value: string) => {
+    const code = `import { groupedProjections } from "${new URL(
+      "./attention.ts",
+      import.meta.url,
+    )}";
+      try { console.log(groupedProjections()); } catch (e) { console.log(String(e)); }`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--no-check", code],
+      env: { WEBSEQ_GROUPED_PROJECTIONS: value },
+      stdout: "piped",
+    }).output();
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  assert.equal(await run("off"), "false");
+  assert.equal(await run("on"), "true");
+  assert.match(await run("sometimes"), /^TypeError: WEBSEQ_GROUPED_PROJECTIONS must be on or off/);
 });

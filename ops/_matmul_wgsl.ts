@@ -114,6 +114,51 @@ export interface MatmulSpec {
   splitK?: boolean;
   /** Row strides and two-level batch offsets from the uniform (see the module doc). */
   strided?: boolean;
+  /** A grouped product (see {@linkcode MatmulGroup}). */
+  group?: MatmulGroup;
+}
+
+/**
+ * A grouped product: batch z (of `n`) reads its own `b` and bias and writes
+ * its own `out` (`role` "b": n Linear layers over one input), or reads its
+ * own `a` and writes its own `out` and row sums (`role` "a": their weight
+ * and bias gradients) — each a binding of its own (`b0`, `b1`, …), chosen by
+ * a switch on the group index, which is uniform across a workgroup. Split K
+ * keeps its partials in one scratch buffer; {@linkcode splitReduceWgsl}
+ * writes the groups' outputs. The plan passes `sa` or `sb` 0 for the grouped
+ * operand (each binding starts at its own matrix).
+ */
+export interface MatmulGroup {
+  /** Number of groups (2 or more). */
+  n: number;
+  /** Which operand is per group. */
+  role: "a" | "b";
+}
+
+/**
+ * `var<private> zg` and the accessors of grouped bindings: `ld_<name>(i)`
+ * reads element `i` of binding `<name><zg>`, `st_<name>(i, v)` writes it.
+ */
+function groupAccessors(
+  n: number,
+  loads: { name: string; type: string }[],
+  stores: { name: string; type: string }[],
+): string {
+  const cases = (body: (k: number) => string) =>
+    Array.from(
+      { length: n },
+      (_, k) => (k < n - 1 ? `case ${k}u: ` : "default: ") + `{ ${body(k)} }`,
+    )
+      .join(" ");
+  return [
+    "var<private> zg: u32;",
+    ...loads.map(({ name, type }) =>
+      `fn ld_${name}(i: u32) -> ${type} { switch zg { ${cases((k) => `return ${name}${k}[i];`)} } }`
+    ),
+    ...stores.map(({ name, type }) =>
+      `fn st_${name}(i: u32, v: ${type}) { switch zg { ${cases((k) => `${name}${k}[i] = v;`)} } }`
+    ),
+  ].join("\n");
 }
 
 /**
@@ -186,6 +231,7 @@ function planLoad(
   gelu: boolean,
   half: "f16" | "f32" | null = null,
   strided = false,
+  grouped = false,
 ): LoadPlan {
   // staged type: f32, or f16 (an f32 operand rounded to f16 before it is staged) in an f16 kernel
   const wrap = (x: string) => (half === "f32" ? `${vec ? "to_f16v4" : "to_f16"}(${x})` : x);
@@ -243,7 +289,7 @@ function planLoad(
     const reg = `${p}v${l}`;
     setup.push(`var ${reg}: ${vec ? rv : raw};`);
     const at = `${p}I${l} + ${step}`;
-    const load = `${reg} = ${name}[${at}];`;
+    const load = grouped ? `${reg} = ld_${name}(${at});` : `${reg} = ${name}[${at}];`;
     if (conds.length === 0) fetch.push(load);
     else {fetch.push(
         `if (${conds.join(" && ")}) { ${load} } else { ${reg} = ${vec ? `${rv}()` : `${raw}()`}; }`,
@@ -355,6 +401,16 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   if (s.strided && (s.splitK || s.rowSum)) {
     throw new TypeError("matmulWgsl: strided products neither split K nor sum rows");
   }
+  const G = s.group ?? null;
+  if (
+    G && (G.n < 2 || s.strided || s.geluIn || s.geluGradOut || s.addOut ||
+      (G.role === "b" && s.rowSum) || (G.role === "a" && s.bias))
+  ) {
+    throw new TypeError(
+      "matmulWgsl: a grouped product has 2+ groups and fuses only a bias (b per group) or row sums (a per group)",
+    );
+  }
+  const gOut = G !== null && !s.splitK; // outputs per group (split K: one scratch buffer)
   const acc16 = H?.acc === "f16";
   if (acc16 && 16 % BK !== 0 && BK % 16 !== 0) {
     throw new TypeError(`matmulWgsl: f16 accumulation needs BK dividing 16 or a multiple of it`);
@@ -375,6 +431,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     s.geluIn === "a",
     H?.a ?? null,
     strided,
+    G?.role === "a",
   );
   const lb = planLoad(
     "b",
@@ -387,38 +444,56 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     s.geluIn === "b",
     H?.b ?? null,
     strided,
+    G?.role === "b",
   );
   const arr = (v: boolean, el = "f32") => `array<${v ? `vec4<${el}>` : el}>`;
   const outEl = H?.out === "f16" ? "f16" : "f32";
   const SV = H ? "vec4<f16>" : V4; // staged in workgroup memory
-  const bind: string[] = [
-    `@group(0) @binding(0) var<storage, read> a: ${arr(s.vecA, H?.a)};`,
-    `@group(0) @binding(1) var<storage, read> b: ${arr(s.vecB, H?.b)};`,
-  ];
-  if (s.bias) {
-    bind.push(`@group(0) @binding(${bind.length}) var<storage, read> bias: ${arr(s.vecOut)};`);
-  }
+  const bind: string[] = [];
+  // one binding, or one per group (`name0`, `name1`, …)
+  const declare = (name: string, access: string, type: string, perGroup: boolean) => {
+    for (const suffix of perGroup ? Array.from({ length: G!.n }, (_, k) => `${k}`) : [""]) {
+      bind.push(
+        `@group(0) @binding(${bind.length}) var<storage, ${access}> ${name}${suffix}: ${type};`,
+      );
+    }
+  };
+  declare("a", "read", arr(s.vecA, H?.a), G?.role === "a");
+  declare("b", "read", arr(s.vecB, H?.b), G?.role === "b");
+  if (s.bias) declare("bias", "read", arr(s.vecOut), G?.role === "b");
   if (s.geluGradOut) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> aux: ${arr(s.vecOut)};`);
   }
   if (s.addOut) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> addend: ${arr(s.vecOut)};`);
   }
-  const ob = bind.length;
-  bind.push(
-    `@group(0) @binding(${ob}) var<storage, read_write> out: ${arr(s.vecOut, outEl)};`,
-  );
-  if (s.rowSum) {
-    bind.push(`@group(0) @binding(${ob + 1}) var<storage, read_write> rsum: array<f32>;`);
-  }
+  declare("out", "read_write", arr(s.vecOut, outEl), gOut);
+  if (s.rowSum) declare("rsum", "read_write", "array<f32>", gOut);
+  const ub = bind.length;
   const drop = s.dropout ? ", seed: u32, thr: u32, scale: f32" : "";
   const split = s.splitK ? ", S: u32, kc: u32" : "";
   const strides = strided
     ? ", lda: u32, ldb: u32, ldo: u32, zh: u32, sah: u32, sbh: u32, so: u32, soh: u32"
     : "";
   bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${split}${drop}${strides} }`);
-  bind.push(`@group(0) @binding(${ob + (s.rowSum ? 2 : 1)}) var<uniform> u: U;`);
+  bind.push(`@group(0) @binding(${ub}) var<uniform> u: U;`);
   if (s.geluIn || s.geluGradOut) bind.push(geluHelpers(!!s.dropout));
+  if (G) {
+    const el = (v: boolean, t = "f32") => (v ? `vec4<${t}>` : t);
+    const loads = [
+      G.role === "a"
+        ? { name: "a", type: el(s.vecA, H?.a) }
+        : { name: "b", type: el(s.vecB, H?.b) },
+      ...(s.bias ? [{ name: "bias", type: el(s.vecOut) }] : []),
+    ];
+    const stores = gOut
+      ? [
+        { name: "out", type: el(s.vecOut, outEl) },
+        ...(s.rowSum ? [{ name: "rsum", type: "f32" }] : []),
+      ]
+      : [];
+    bind.push(groupAccessors(G.n, loads, stores));
+  }
   if (H && (H.a === "f32" || H.b === "f32" || H.out !== "f32")) bind.push(WGSL_TO_F16);
 
   const acc: string[] = [];
@@ -475,7 +550,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const rsDecl = Array.from({ length: RS }, (_, j) => `var rs${j} = 0.0;`);
   const aAt = (m: string, k: string): string => {
     const e = s.transA ? `ab + (${k}) * u.M + ${m}` : `ab + (${m}) * u.K + ${k}`; // not strided
-    return s.vecA ? `f32(a[(${e}) >> 2u][(${e}) & 3u])` : `f32(a[${e}])`;
+    const A = (i: string) => (G?.role === "a" ? `ld_a(${i})` : `a[${i}]`);
+    return s.vecA ? `f32(${A(`(${e}) >> 2u`)}[(${e}) & 3u])` : `f32(${A(e)})`;
   };
   const rowSum = (offA: string, kb: string): string[] => {
     if (!RS) return [];
@@ -552,7 +628,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const rsOut = Array.from({ length: RS }, (_, j) => {
     const gm = `m0 + tid + ${j * T}u`;
     const inTile = (j + 1) * T > BM ? `tid + ${j * T}u < ${BM}u && ` : "";
-    return `if (wid.x == 0u && ${inTile}${gm} < u.M) { rsum[wid.z * u.M + ${gm}] = rs${j}; }`;
+    const st = gOut ? `st_rsum(${gm}, rs${j});` : `rsum[wid.z * u.M + ${gm}] = rs${j};`;
+    return `if (wid.x == 0u && ${inTile}${gm} < u.M) { ${st} }`;
   });
   // the result's type: f32, f16, or f32 holding f16-rounded values
   const conv = (v: string, vec: boolean) =>
@@ -565,15 +642,18 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     ...(acc16 ? flushAll : []),
     ...rsOut,
   ];
-  const oz = strided ? "(z / u.zh) * u.so + (z % u.zh) * u.soh" : "wid.z * u.M * u.N";
+  // each group's out is a binding of its own
+  const oz = strided ? "(z / u.zh) * u.so + (z % u.zh) * u.soh" : gOut ? "0u" : "wid.z * u.M * u.N";
+  const BIAS = (i: string) => (G ? `ld_bias(${i})` : `bias[${i}]`);
+  const OUT = (i: string, v: string) => (gOut ? `st_out(${i}, ${v});` : `out[${i}] = ${v};`);
   epi.push(s.vecOut ? `let oz = (${oz}) >> 2u;` : `let oz = ${oz};`);
   const ldo = strided ? "u.ldo" : "u.N";
   if (s.vecOut) epi.push(`let n4 = ${ldo} >> 2u;`);
   for (let h = 0; h < TN / 4; h++) {
     epi.push(`let gn${h} = n0 + ${h * WX * 4}u + tx * 4u;`);
     if (s.bias && s.vecOut) {
-      epi.push(s.exact ? `let bias${h} = bias[gn${h} >> 2u];` : `var bias${h} = ${V4}();`);
-      if (!s.exact) epi.push(`if (gn${h} < u.N) { bias${h} = bias[gn${h} >> 2u]; }`);
+      epi.push(s.exact ? `let bias${h} = ${BIAS(`gn${h} >> 2u`)};` : `var bias${h} = ${V4}();`);
+      if (!s.exact) epi.push(`if (gn${h} < u.N) { bias${h} = ${BIAS(`gn${h} >> 2u`)}; }`);
     }
   }
   for (let g = 0; g < TM / 4; g++) {
@@ -588,16 +668,16 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
           let v = s.bias ? `${cv} + bias${h}` : cv;
           if (s.geluGradOut) v = `gelu_grad_out4(${v}, aux[${oi}], ${oi})`;
           if (s.addOut) v = `${v} + addend[${oi}]`;
-          const st = `out[${oi}] = ${H?.out === "f16" ? conv(v, true) : v};`;
+          const st = OUT(oi, H?.out === "f16" ? conv(v, true) : v);
           rows.push(s.exact ? st : `if (gn${h} < u.N) { ${st} }`);
         } else {
           for (let q = 0; q < 4; q++) {
             const oi = `oz + gm * ${ldo} + gn${h} + ${q}u`;
             const cq = `${c}.${COMP[q]}`, cv = H && H.out !== "f16" ? conv(cq, false) : cq;
-            let v = s.bias ? `${cv} + bias[gn${h} + ${q}u]` : cv;
+            let v = s.bias ? `${cv} + ${BIAS(`gn${h} + ${q}u`)}` : cv;
             if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
             if (s.addOut) v = `${v} + addend[${oi}]`;
-            const st = `out[${oi}] = ${H?.out === "f16" ? conv(v, false) : v};`;
+            const st = OUT(oi, H?.out === "f16" ? conv(v, false) : v);
             rows.push(s.exact ? st : `if (gn${h} + ${q}u < u.N) { ${st} }`);
           }
         }
@@ -639,7 +719,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let bb = zo * u.sb + zi * u.sbh;`
       : `let ab = z * u.sa;
   let bb = z * u.sb;`
-  }
+  }${G ? "\n  zg = z;" : ""}
   ${[...la.setup, ...lb.setup, ...acc, ...rsDecl].join("\n  ")}
   ${loop.join("\n  ")}
   ${epi.join("\n  ")}
@@ -733,33 +813,57 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
  * without rowSum), RM: M }`. One thread per output element
  * ({@linkcode grid1d} over `n + rn`).
  */
-export function splitReduceWgsl(addOut: boolean, rowSum: boolean, round = false): string {
+export function splitReduceWgsl(
+  addOut: boolean,
+  rowSum: boolean,
+  round = false,
+  groups = 0,
+): string {
   const bind = ["part", ...(rowSum ? ["rpart"] : []), ...(addOut ? ["addend"] : [])].map(
     (name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`,
   );
-  const ob = bind.length;
-  bind.push(`@group(0) @binding(${ob}) var<storage, read_write> out: array<f32>;`);
-  if (rowSum) bind.push(`@group(0) @binding(${ob + 1}) var<storage, read_write> rsum: array<f32>;`);
+  // grouped (MatmulGroup): batch z's sums go to out<z> (and rsum<z>), from element 0
+  const outs = groups ? Array.from({ length: groups }, (_, k) => `${k}`) : [""];
+  for (const name of ["out", ...(rowSum ? ["rsum"] : [])]) {
+    for (const k of outs) {
+      bind.push(
+        `@group(0) @binding(${bind.length}) var<storage, read_write> ${name}${k}: array<f32>;`,
+      );
+    }
+  }
+  const ub = bind.length;
+  const put = (name: string, i: string, at: string, v: string) =>
+    groups ? `st_${name}(${at}, ${v});` : `${name}[${i}] = ${v};`;
   const sum = (src: string, stride: string, at: string) =>
     `var acc = 0.0; var at = ${at}; for (var s = 0u; s < u.S; s++) { acc += ${src}[at]; at += ${stride}; }`;
   const flags = `${addOut ? " +addend" : ""}${rowSum ? " +rowsum" : ""}${round ? " +round" : ""}`;
-  return `${round ? "enable f16;\n" : ""}// matmul split-K reduction${flags}
+  const value = `${round ? "f32(to_f16(acc))" : "acc"}${addOut ? " + addend[i]" : ""}`;
+  const access = groups
+    ? groupAccessors(groups, [], [
+      { name: "out", type: "f32" },
+      ...(rowSum ? [{ name: "rsum", type: "f32" }] : []),
+    ])
+    : "";
+  return `${round ? "enable f16;\n" : ""}// matmul split-K reduction${flags}${
+    groups ? ` grouped ${groups}` : ""
+  }
 ${bind.join("\n")}${round ? WGSL_TO_F16 : ""}
 struct U { n: u32, S: u32, MN: u32, rn: u32, RM: u32 }
-@group(0) @binding(${ob + (rowSum ? 2 : 1)}) var<uniform> u: U;
+@group(0) @binding(${ub}) var<uniform> u: U;
+${access}
 ${MAIN_1D()} {
   ${LINEAR_INDEX()}
   if (i < u.n) {
-    let z = i / u.MN;
+    let z = i / u.MN;${groups ? "\n    zg = z;" : ""}
     ${sum("part", "u.MN", "z * u.S * u.MN + (i - z * u.MN)")}
-    out[i] = ${round ? "f32(to_f16(acc))" : "acc"}${addOut ? " + addend[i]" : ""};
+    ${put("out", "i", "i - z * u.MN", value)}
   }${
     rowSum
       ? ` else if (i - u.n < u.rn) {
     let j = i - u.n;
-    let z = j / u.RM;
+    let z = j / u.RM;${groups ? "\n    zg = z;" : ""}
     ${sum("rpart", "u.RM", "z * u.S * u.RM + (j - z * u.RM)")}
-    rsum[j] = acc;
+    ${put("rsum", "j", "j - z * u.RM", "acc")}
   }`
       : ""
   }

@@ -43,6 +43,7 @@ import {
   LEGACY_TILE,
   legacyMatmulWgsl,
   MATMUL_CODEGEN_VERSION,
+  type MatmulGroup,
   type MatmulHalf,
   type MatmulSpec,
   type MatmulTile,
@@ -169,6 +170,13 @@ export interface MatmulFusion {
   rowSum?: boolean;
   /** The f16 kernel (ops/matmul_f16.ts): operand storage, accumulation and result types. */
   half?: MatmulHalf;
+  /**
+   * A grouped product (ops/linear_group.ts; see `MatmulGroup` in ops/_matmul_wgsl.ts): the
+   * geometry's `P` is the group count and the grouped operand's batch offset 0. Inputs: role
+   * "b": `[a, b_0 … b_{n−1}, bias_0 … bias_{n−1}]`, outputs one per group; role "a": `[a_0 …
+   * a_{n−1}, b]`, outputs `[out_0 …, rsum_0 …]`.
+   */
+  group?: MatmulGroup;
 }
 
 /**
@@ -240,7 +248,8 @@ function planKey(
   const h = f.half;
   const flags = [f.bias, f.geluGradOut, f.add, f.rowSum, drop, split].map((x) => +!!x).join("");
   const half = h ? `${h.a}${h.b}${h.acc}${h.out}` : "";
-  return [epoch, g.M, g.N, g.K, g.P, g.sa, g.sb, +p.transA, +p.transB, flags, f.geluIn, half]
+  const group = f.group ? `${f.group.role}${f.group.n}` : "";
+  return [epoch, g.M, g.N, g.K, g.P, g.sa, g.sb, +p.transA, +p.transB, flags, f.geluIn, half, group]
     .join("|");
 }
 
@@ -260,12 +269,19 @@ function planMatmul(
   // or are multiples of its groups of 16 k: such calls take the heuristic's tile
   const bk = v.tile?.BK ?? 0;
   const groupsFit = f.half?.acc !== "f16" || 16 % bk === 0 || bk % 16 === 0;
-  if ((!v.tile && fused) || !groupsFit) {
+  if ((!v.tile && (fused || f.group)) || !groupsFit) {
     v = matmulVariant(heuristicVariant(shape, matmulTarget()));
   }
-  const nIn = 2 + (f.bias ? 1 : 0) + (f.geluGradOut ? 1 : 0) + (f.add ? 1 : 0);
-  const bind: BindRef[] = [...Array.from({ length: nIn }, (_, i) => ({ in: i })), { out: 0 }];
-  if (f.rowSum) bind.push({ out: 1 });
+  const gr = f.group ?? null;
+  const nGroup = gr ? gr.n : 1;
+  // inputs in binding order (a, b, bias, aux, addend), then the outputs (out, rsum)
+  const nIn = gr
+    ? 1 + nGroup + (f.bias ? nGroup : 0)
+    : 2 + (f.bias ? 1 : 0) + (f.geluGradOut ? 1 : 0) + (f.add ? 1 : 0);
+  const ins = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ in: from + i }));
+  const outs = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ out: from + i }));
+  const bind: BindRef[] = [...ins(nIn), ...outs(nGroup)];
+  if (f.rowSum) bind.push(...outs(nGroup, nGroup));
   const t = v.tile;
   const none: SplitK = { S: 1, kc: K };
   if (!t) {
@@ -295,6 +311,7 @@ function planMatmul(
   if (f.add) spec.addOut = true;
   if (f.rowSum) spec.rowSum = true;
   if (f.half) spec.half = f.half;
+  if (gr) spec.group = gr;
   if (dropout && (f.geluIn || f.geluGradOut)) spec.dropout = true;
   const grid = (z: number) => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), z] as const;
   if (split.S === 1) {
@@ -311,17 +328,19 @@ function planMatmul(
   const key = JSON.stringify([t, spec]);
   let code = codes.get(key);
   if (!code) codes.set(key, code = matmulWgsl(t, spec));
-  const mmBind: BindRef[] = [{ in: 0 }, { in: 1 }, { tmp: 0 }];
+  const mmBind: BindRef[] = [...ins(gr ? 1 + nGroup : 2), { tmp: 0 }];
   if (f.rowSum) mmBind.push({ tmp: 1 });
   const round = f.half?.out === "round";
-  const rKey = `reduce${+!!f.add}${+!!f.rowSum}${+round}`;
+  const rKey = `reduce${+!!f.add}${+!!f.rowSum}${+round}${gr ? `g${nGroup}` : ""}`;
   let rCode = codes.get(rKey);
-  if (!rCode) codes.set(rKey, rCode = splitReduceWgsl(!!f.add, !!f.rowSum, round));
+  if (!rCode) {
+    codes.set(rKey, rCode = splitReduceWgsl(!!f.add, !!f.rowSum, round, gr ? nGroup : 0));
+  }
   const rBind: BindRef[] = [{ tmp: 0 }];
   if (f.rowSum) rBind.push({ tmp: 1 });
   if (f.add) rBind.push({ in: 2 });
-  rBind.push({ out: 0 });
-  if (f.rowSum) rBind.push({ out: 1 });
+  rBind.push(...outs(nGroup));
+  if (f.rowSum) rBind.push(...outs(nGroup, nGroup));
   const temps = [P * split.S * M * N * 4];
   if (f.rowSum) temps.push(P * split.S * M * 4);
   return {

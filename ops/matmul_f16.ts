@@ -294,12 +294,12 @@ export interface LinearF16Params {
 }
 
 /** The f16 kernel form of an f32-operand product with an `out` result. */
-function halfF32(acc: MatmulF16Accumulate, out: MatmulHalf["out"]): MatmulHalf {
+export function halfF32(acc: MatmulF16Accumulate, out: MatmulHalf["out"]): MatmulHalf {
   return { a: "f32", b: "f32", acc: acc === "f16" ? "f16" : "f32", out };
 }
 
 /** `MATMUL_F16.cpu` of f32 operands `a` (`as`) and `b` (`bs`) into f32 `out`. */
-function productF16Cpu(
+export function productF16Cpu(
   a: CpuArray,
   b: CpuArray,
   out: CpuArray,

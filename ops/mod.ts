@@ -13,6 +13,7 @@ import { BINARY } from "./binary.ts";
 import { BROADCAST_TO, MAX_GRAD, REDUCE, setScaleOp } from "./reduce.ts";
 import { PERMUTE } from "./reshape.ts";
 import { MATMUL, MATMUL_BIAS_ENTRIES } from "./matmul.ts";
+import { LINEAR_GROUP_ENTRIES } from "./linear_group.ts";
 import { OPTIM_ENTRIES } from "./optim_ops.ts";
 import { SOFTMAX_ENTRIES } from "./softmax.ts";
 import { LAYER_NORM_ENTRIES } from "./layer_norm.ts";
@@ -49,6 +50,7 @@ export * from "./residual.ts";
 export * from "./residual_layer_norm.ts";
 export * from "./cast.ts";
 export * from "./matmul_f16.ts";
+export * from "./linear_group.ts";
 export * from "./gelu_linear.ts";
 export * from "./greedy_pick.ts";
 export * from "./sample_pick.ts";
@@ -165,6 +167,7 @@ export const ALL_OPS: OpEntry[] = [
     ],
   },
   ...MATMUL_BIAS_ENTRIES,
+  ...LINEAR_GROUP_ENTRIES,
   ...OPTIM_ENTRIES,
   ...SOFTMAX_ENTRIES,
   ...LAYER_NORM_ENTRIES,

@@ -16,6 +16,7 @@ import { scope, type Tensor, tensor, toBackend } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { cast } from "../ops/cast.ts";
 import { linearF16, matmulF16 } from "../ops/matmul_f16.ts";
+import { linearGroup } from "../ops/linear_group.ts";
 import { useMatmulSplitK, useMatmulVariant } from "../ops/matmul.ts";
 import { add, geluLinear, mul, reshape, sum } from "../ops/mod.ts";
 
@@ -304,6 +305,58 @@ Deno.test("f16 GPU: linearF16() and its fused gradients equal the CPU and the un
     await check([1, 37, 20, 45], "f32", "remainders single");
     useMatmulSplitK(3);
     await check([2, 32, 32, 32], "f16", "split exact single");
+  } finally {
+    useMatmulSplitK(null);
+    useMatmulVariant(null);
+  }
+});
+
+Deno.test("f16 GPU: linearGroup() in f16 form equals the CPU (f32 accumulation) and the f16 layers one by one (f16 accumulation), split K too", async () => {
+  const run = async (be: Backend, [B, T, I, O]: number[], acc: "f32" | "f16", grouped: boolean) => {
+    const x0 = tensor(values(B * T * I, 41, 2), [B, T, I], { backend: be, requiresGrad: true });
+    const ws = [0, 1, 2].map((g) =>
+      tensor(values(O * I, 42 + g, 0.5), [O, I], { backend: be, requiresGrad: true })
+    );
+    const bs = [0, 1, 2].map((g) =>
+      tensor(values(O, 45 + g), [O], { backend: be, requiresGrad: true })
+    );
+    const ys = scope(() => {
+      const x = mul(x0, x0); // x's gradient pending when the layers' backward runs
+      const ys = grouped
+        ? linearGroup(x, ws, bs, { half: acc })
+        : ws.map((w, g) => linearF16(x, w, bs[g], { acc }));
+      let loss = sum(x);
+      ys.forEach((y, g) => {
+        const r = tensor(values(B * T * O, 50 + g, 1e2), [B, T, O], { backend: be });
+        loss = add(loss, sum(mul(y, r)));
+      });
+      loss.backward();
+      return ys;
+    });
+    const all = [...ys, x0.grad!, ...ws.map((w) => w.grad!), ...bs.map((b) => b.grad!)];
+    return await Promise.all(all.map((t) => t.toArray()));
+  };
+  const check = async (dims: number[], acc: "f32" | "f16", what: string) => {
+    const got = await run(GPU, dims, acc, true);
+    const ref = acc === "f32" ? await run(CPU, dims, acc, true) : await run(GPU, dims, acc, false);
+    ref.forEach((want, k) => {
+      const scale = Math.max(1, ...want.map(Math.abs));
+      const tol = (acc === "f32" ? 2e-3 : 1e-5) * scale;
+      want.forEach((v, i) =>
+        assert.ok(
+          Math.abs(got[k][i] - v) <= tol,
+          `${what} ${acc} array ${k}[${i}] ${got[k][i]} vs ${v}`,
+        )
+      );
+    });
+  };
+  try {
+    // one small tile (fast to compile on lavapipe), with and without split K
+    useMatmulVariant({ BM: 32, BN: 32, BK: 16, TM: 4, TN: 4, double: true });
+    await check([2, 3, 12, 20], "f32", "remainders");
+    useMatmulSplitK(3);
+    await check([1, 70, 20, 36], "f32", "split");
+    await check([2, 32, 32, 32], "f16", "split exact");
   } finally {
     useMatmulSplitK(null);
     useMatmulVariant(null);
