@@ -131,8 +131,12 @@ export interface MatmulSpec {
 export interface MatmulGroup {
   /** Number of groups (2 or more). */
   n: number;
-  /** Which operand is per group. */
-  role: "a" | "b";
+  /**
+   * Which operand is per group; "k": both, summed over the groups into one
+   * `out` (`Σ_g a_g·b_g`, the K loop run for each pair in turn: the input
+   * gradient of n Linear layers over one input), f32 only, with an addend.
+   */
+  role: "a" | "b" | "k";
 }
 
 /**
@@ -403,14 +407,17 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   }
   const G = s.group ?? null;
   if (
-    G && (G.n < 2 || s.strided || s.geluIn || s.geluGradOut || s.addOut ||
-      (G.role === "b" && s.rowSum) || (G.role === "a" && s.bias))
+    G && (G.n < 2 || s.strided || s.geluIn || s.geluGradOut ||
+      (G.role !== "k" && s.addOut) || (G.role !== "a" && s.rowSum) ||
+      (G.role !== "b" && s.bias) || (G.role === "k" && H))
   ) {
     throw new TypeError(
-      "matmulWgsl: a grouped product has 2+ groups and fuses only a bias (b per group) or row sums (a per group)",
+      "matmulWgsl: a grouped product has 2+ groups and fuses only a bias (b per group), row sums (a per group) or an addend (f32 sums over groups)",
     );
   }
-  const gOut = G !== null && !s.splitK; // outputs per group (split K: one scratch buffer)
+  // outputs per group (split K: one scratch buffer; "k": one sum)
+  const gOut = G !== null && G.role !== "k" && !s.splitK;
+  const gA = G?.role === "a" || G?.role === "k", gB = G?.role === "b" || G?.role === "k";
   const acc16 = H?.acc === "f16";
   if (acc16 && 16 % BK !== 0 && BK % 16 !== 0) {
     throw new TypeError(`matmulWgsl: f16 accumulation needs BK dividing 16 or a multiple of it`);
@@ -431,7 +438,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     s.geluIn === "a",
     H?.a ?? null,
     strided,
-    G?.role === "a",
+    gA,
   );
   const lb = planLoad(
     "b",
@@ -444,7 +451,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     s.geluIn === "b",
     H?.b ?? null,
     strided,
-    G?.role === "b",
+    gB,
   );
   const arr = (v: boolean, el = "f32") => `array<${v ? `vec4<${el}>` : el}>`;
   const outEl = H?.out === "f16" ? "f16" : "f32";
@@ -458,8 +465,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       );
     }
   };
-  declare("a", "read", arr(s.vecA, H?.a), G?.role === "a");
-  declare("b", "read", arr(s.vecB, H?.b), G?.role === "b");
+  declare("a", "read", arr(s.vecA, H?.a), gA);
+  declare("b", "read", arr(s.vecB, H?.b), gB);
   if (s.bias) declare("bias", "read", arr(s.vecOut), G?.role === "b");
   if (s.geluGradOut) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> aux: ${arr(s.vecOut)};`);
@@ -481,9 +488,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   if (G) {
     const el = (v: boolean, t = "f32") => (v ? `vec4<${t}>` : t);
     const loads = [
-      G.role === "a"
-        ? { name: "a", type: el(s.vecA, H?.a) }
-        : { name: "b", type: el(s.vecB, H?.b) },
+      ...(gA ? [{ name: "a", type: el(s.vecA, H?.a) }] : []),
+      ...(gB ? [{ name: "b", type: el(s.vecB, H?.b) }] : []),
       ...(s.bias ? [{ name: "bias", type: el(s.vecOut) }] : []),
     ];
     const stores = gOut
@@ -550,7 +556,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const rsDecl = Array.from({ length: RS }, (_, j) => `var rs${j} = 0.0;`);
   const aAt = (m: string, k: string): string => {
     const e = s.transA ? `ab + (${k}) * u.M + ${m}` : `ab + (${m}) * u.K + ${k}`; // not strided
-    const A = (i: string) => (G?.role === "a" ? `ld_a(${i})` : `a[${i}]`);
+    const A = (i: string) => (gA ? `ld_a(${i})` : `a[${i}]`);
     return s.vecA ? `f32(${A(`(${e}) >> 2u`)}[(${e}) & 3u])` : `f32(${A(e)})`;
   };
   const rowSum = (offA: string, kb: string): string[] => {
@@ -721,7 +727,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   let bb = z * u.sb;`
   }${G ? "\n  zg = z;" : ""}
   ${[...la.setup, ...lb.setup, ...acc, ...rsDecl].join("\n  ")}
-  ${loop.join("\n  ")}
+  ${
+    G?.role === "k"
+      // K concatenated over the groups: the same K loop for each group's pair in turn
+      ? `for (var gk = 0u; gk < ${G.n}u; gk++) {\n  zg = gk;\n  ${loop.join("\n  ")}\n  }`
+      : loop.join("\n  ")
+  }
   ${epi.join("\n  ")}
 }`;
 }

@@ -293,11 +293,13 @@ Deno.test({
       // (ops/residual_layer_norm.ts), and every LayerNorm absorbs the gradient of its
       // input's other use, the residual stream's, in its kernel (22 → 12).
       // The input of the 4 self-attentions feeds q, k and v, and the encoder output
-      // the 4 cross-attention k/v projections: the dx matmuls of the later projections
-      // absorb the earlier ones' (ops/matmul.ts matmulAccumulate; 12 → 1). The one left:
-      // the tied embedding weight (a leaf) gets the embedding's and lm_head's gradients.
+      // the 4 cross-attention k/v projections: each group's dx is one kernel that sums
+      // its projections' and absorbs the gradient pending for its input
+      // (ops/linear_group.ts linearGroupDx: 4 self, 2 cross; 12 → 1). The one left: the
+      // tied embedding weight (a leaf) gets the embedding's and lm_head's gradients.
       assert.equal(prof.accumulate?.dispatches, 1);
-      assert.equal(prof.matmulAccumulate?.dispatches, 11);
+      assert.equal(prof.linearGroupDx?.dispatches, 6);
+      assert.equal(prof.matmulAccumulate, undefined);
       // 12 LayerNorms, one dispatch each: 2 alone, 10 with the residual's backward
       assert.equal(prof.layerNormGrad?.dispatches, 2);
       assert.equal(prof.residualLayerNormGrad?.dispatches, 10);

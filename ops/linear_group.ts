@@ -10,10 +10,11 @@
  *   instead of n, with n times the workgroups;
  * - backward: every `dW_g` with its `db_g` from one grouped weight-gradient
  *   kernel ({@linkcode LINEAR_GRAD_GROUP}, role "a", split K like the
- *   ungrouped `linearGrad`) instead of n; `dx` stays the chain
- *   `dy_g·W_g + …` of accumulating products (the gradient pending for `x`
- *   absorbed by the first), summed in the order the ungrouped layers' rules
- *   summed it (last group first).
+ *   ungrouped `linearGrad`) instead of n, and `dx = Σ_g dy_g·W_g` with the
+ *   gradient pending for `x` from one more ({@linkcode LINEAR_GROUP_DX},
+ *   role "k": K runs over every pair in turn) instead of a chain of n
+ *   accumulating products (under f16 autocast the chain stays: each product
+ *   is rounded to f16 values on its own).
  *
  * The CPU references run the ungrouped CPU kernels group by group, so on
  * the CPU the numbers are those of n `matmulBias` calls bit for bit. The
@@ -165,7 +166,13 @@ export const LINEAR_GROUP: OpDef<LinearGroupParams> = {
     const x = ins[0], ws = ins.slice(1, 1 + n), bs = ins.slice(1 + n);
     const dy = dys as (Tensor | null)[];
     const grads: (Tensor | null)[] = ins.map(() => null);
-    if (x.requiresGrad) {
+    if (x.requiresGrad && !c.params.half && dy.every((d) => d !== null)) {
+      // dx = Σ_g dy_g·W_g (+ the gradient pending for x) in one kernel
+      const pending = (c.takeGrad?.(0) ?? null) as Tensor | null;
+      const ins = [...(dy as Tensor[]), ...ws, ...(pending ? [pending] : [])];
+      grads[0] = apply(LINEAR_GROUP_DX, ins, { n, add: pending !== null })[0];
+      pending?.dispose();
+    } else if (x.requiresGrad) {
       // dx = Σ_g dy_g·W_g, the last group first (the order the ungrouped rules ran in), the
       // gradient pending for x added by the first product
       let acc = (c.takeGrad?.(0) ?? null) as Tensor | null;
@@ -220,6 +227,76 @@ export const LINEAR_GROUP: OpDef<LinearGroupParams> = {
       if (bs[g].requiresGrad) grads[1 + n + g] = sumTo(dy[g]!, bs[g].shape);
     }
     return grads;
+  },
+};
+
+/** Parameters of {@linkcode LINEAR_GROUP_DX}. */
+export interface LinearGroupDxParams {
+  /** Number of layers (2 or more). */
+  n: number;
+  /** A last input, the gradient already pending for x, is added. */
+  add: boolean;
+}
+
+/**
+ * The input gradient of n Linear layers over one input: inputs `[dy_0 …
+ * dy_{n−1} [..., O], W_0 … W_{n−1} [O, I], pending?]`, output `dx = Σ_g
+ * dy_g·W_g (+ pending)` `[..., I]`. The CPU reference is the chain the
+ * ungrouped layers' rules ran (the last group first, each product added in
+ * f32 to the sum so far: their numbers bit for bit); the GPU runs one
+ * grouped kernel (ops/_matmul_wgsl.ts `group`, role "k": the K loop over
+ * each pair in turn into one accumulator, the pending gradient added in the
+ * epilogue), so its sums round differently, within f32 rounding.
+ */
+export const LINEAR_GROUP_DX: OpDef<LinearGroupDxParams> = {
+  name: "linearGroupDx",
+  overwrites: true,
+  outputs(ins, p) {
+    const count = 2 * p.n + (p.add ? 1 : 0);
+    if (!Number.isInteger(p.n) || p.n < 2 || ins.length !== count) {
+      throw new TypeError(`linearGroupDx: n must be an integer ≥ 2 matching ${ins.length} inputs`);
+    }
+    const dy = ins[0], w = ins[p.n];
+    const [R, O] = lastAxisRows(dy.shape), I = w.shape[1];
+    for (let g = 0; g < p.n; g++) {
+      const [Rg, Og] = lastAxisRows(ins[g].shape), wg = ins[p.n + g];
+      if (Rg !== R || Og !== O || wg.shape.length !== 2 || wg.shape[0] !== O || wg.shape[1] !== I) {
+        throw new TypeError(
+          `Cannot linearGroupDx: dy ${fmtShape(ins[g].shape)} and weight ${fmtShape(wg.shape)}`,
+        );
+      }
+    }
+    const shape = [...dy.shape.slice(0, -1), I];
+    if (p.add && fmtShape(ins[count - 1].shape) !== fmtShape(shape)) {
+      throw new TypeError(
+        `Cannot linearGroupDx: pending ${fmtShape(ins[count - 1].shape)} must be ${
+          fmtShape(shape)
+        }`,
+      );
+    }
+    return [{ shape, dtype: dy.dtype }];
+  },
+  cpu(ins, [out], info, p) {
+    const [R, O] = lastAxisRows(info.inputs[0].shape), I = info.inputs[p.n].shape[1];
+    const dtype = info.inputs[0].dtype;
+    const tmp = new (out.constructor as new (n: number) => CpuArray)(out.length);
+    let have = false;
+    if (p.add) {
+      out.set(ins[2 * p.n]);
+      have = true;
+    }
+    for (let g = p.n - 1; g >= 0; g--) {
+      const mp = { transA: false, transB: false };
+      matmulCpu(ins[g], ins[p.n + g], have ? tmp : out, info2([R, O], [O, I], dtype), mp);
+      if (have) { for (let i = 0; i < out.length; i++) out[i] += tmp[i]; }
+      have = true;
+    }
+  },
+  gpu(info, p) {
+    const [R, O] = lastAxisRows(info.inputs[0].shape), I = info.inputs[p.n].shape[1];
+    const mp = { transA: false, transB: false };
+    const g = matmulGeometry([R, O], [O, I], mp, "linearGroupDx");
+    return matmulPlan(g, mp, { group: { n: p.n, role: "k" }, add: p.add });
   },
 };
 
@@ -325,6 +402,24 @@ export const LINEAR_GROUP_ENTRIES: OpEntry[] = [{
       ],
       params: { n: 2 },
       gradOutputs: [0, 1],
+    },
+  ],
+}, {
+  op: LINEAR_GROUP_DX,
+  cases: [
+    {
+      inputs: [...Array(3).fill({ shape: [2, 3, 4] }), ...Array(3).fill({ shape: [4, 5] })],
+      params: { n: 3, add: false },
+      noGradCheck: true,
+    },
+    {
+      inputs: [
+        ...Array(2).fill({ shape: [37, 36] }),
+        ...Array(2).fill({ shape: [36, 20] }),
+        { shape: [37, 20] },
+      ],
+      params: { n: 2, add: true },
+      noGradCheck: true,
     },
   ],
 }, {

@@ -154,7 +154,14 @@ Deno.test("matmulWgsl() grouped: one binding per group, chosen by a switch on th
   const reduce = splitReduceWgsl(false, true, false, 2);
   assert.match(reduce, /var<storage, read_write> out1: array<f32>;/);
   assert.match(reduce, /st_rsum\(j - z \* u\.RM, acc\);/);
-  // only a bias (b per group) or row sums (a per group)
+  // "k": a and b per group, the K loop run for each pair in turn into one output and addend
+  const k = matmulWgsl(t, { ...spec, bias: false, addOut: true, group: { n: 3, role: "k" } });
+  assert.match(k, /for \(var gk = 0u; gk < 3u; gk\+\+\) \{\n  zg = gk;/);
+  assert.match(k, /fn ld_a\(/);
+  assert.match(k, /fn ld_b\(/);
+  assert.match(k, /var<storage, read> addend:/);
+  assert.doesNotMatch(k, /out1|st_out/);
+  // only a bias (b per group), row sums (a per group) or an addend (k)
   assert.throws(() => matmulWgsl(t, { ...spec, group: { n: 2, role: "a" } }), TypeError);
   assert.throws(() => matmulWgsl(t, { ...spec, addOut: true, group: { n: 2, role: "b" } }));
   assert.throws(() => matmulWgsl(t, { ...spec, group: { n: 1, role: "b" } }));

@@ -273,15 +273,15 @@ function planMatmul(
     v = matmulVariant(heuristicVariant(shape, matmulTarget()));
   }
   const gr = f.group ?? null;
-  const nGroup = gr ? gr.n : 1;
-  // inputs in binding order (a, b, bias, aux, addend), then the outputs (out, rsum)
-  const nIn = gr
-    ? 1 + nGroup + (f.bias ? nGroup : 0)
-    : 2 + (f.bias ? 1 : 0) + (f.geluGradOut ? 1 : 0) + (f.add ? 1 : 0);
+  // inputs in binding order (a, b, bias, aux, addend), then the outputs (out, rsum); a
+  // group per operand binding ("k": a and b per group, one output)
+  const nAB = !gr ? 2 : gr.role === "k" ? 2 * gr.n : 1 + gr.n;
+  const nOut = gr && gr.role !== "k" ? gr.n : 1;
+  const nIn = nAB + (f.bias ? nOut : 0) + (f.geluGradOut ? 1 : 0) + (f.add ? 1 : 0);
   const ins = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ in: from + i }));
   const outs = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ out: from + i }));
-  const bind: BindRef[] = [...ins(nIn), ...outs(nGroup)];
-  if (f.rowSum) bind.push(...outs(nGroup, nGroup));
+  const bind: BindRef[] = [...ins(nIn), ...outs(nOut)];
+  if (f.rowSum) bind.push(...outs(nOut, nOut));
   const t = v.tile;
   const none: SplitK = { S: 1, kc: K };
   if (!t) {
@@ -328,19 +328,18 @@ function planMatmul(
   const key = JSON.stringify([t, spec]);
   let code = codes.get(key);
   if (!code) codes.set(key, code = matmulWgsl(t, spec));
-  const mmBind: BindRef[] = [...ins(gr ? 1 + nGroup : 2), { tmp: 0 }];
+  const mmBind: BindRef[] = [...ins(nAB), { tmp: 0 }];
   if (f.rowSum) mmBind.push({ tmp: 1 });
   const round = f.half?.out === "round";
-  const rKey = `reduce${+!!f.add}${+!!f.rowSum}${+round}${gr ? `g${nGroup}` : ""}`;
+  const rGroups = nOut > 1 ? nOut : 0;
+  const rKey = `reduce${+!!f.add}${+!!f.rowSum}${+round}${rGroups ? `g${rGroups}` : ""}`;
   let rCode = codes.get(rKey);
-  if (!rCode) {
-    codes.set(rKey, rCode = splitReduceWgsl(!!f.add, !!f.rowSum, round, gr ? nGroup : 0));
-  }
+  if (!rCode) codes.set(rKey, rCode = splitReduceWgsl(!!f.add, !!f.rowSum, round, rGroups));
   const rBind: BindRef[] = [{ tmp: 0 }];
   if (f.rowSum) rBind.push({ tmp: 1 });
-  if (f.add) rBind.push({ in: 2 });
-  rBind.push(...outs(nGroup));
-  if (f.rowSum) rBind.push(...outs(nGroup, nGroup));
+  if (f.add) rBind.push({ in: nAB });
+  rBind.push(...outs(nOut));
+  if (f.rowSum) rBind.push(...outs(nOut, nOut));
   const temps = [P * split.S * M * N * 4];
   if (f.rowSum) temps.push(P * split.S * M * 4);
   return {
