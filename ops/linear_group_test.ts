@@ -156,7 +156,7 @@ Deno.test("matmulWgsl() grouped: one binding per group, chosen by a switch on th
   assert.match(reduce, /st_rsum\(j - z \* u\.RM, acc\);/);
   // "k": a and b per group, the K loop run for each pair in turn into one output and addend
   const k = matmulWgsl(t, { ...spec, bias: false, addOut: true, group: { n: 3, role: "k" } });
-  assert.match(k, /for \(var gk = 0u; gk < 3u; gk\+\+\) \{\n  zg = gk;/);
+  assert.match(k, /for \(var gk = 0u; gk < 3u; gk\+\+\) \{\n {2}zg = gk;/);
   assert.match(k, /fn ld_a\(/);
   assert.match(k, /fn ld_b\(/);
   assert.match(k, /var<storage, read> addend:/);
