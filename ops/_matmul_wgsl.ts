@@ -30,7 +30,9 @@
  *   accumulation fused into a backward matmul);
  * - `half`: the f16 matmul of ops/matmul_f16.ts — f16 slices in workgroup
  *   memory, f32 operands rounded to f16 as they load, f32 accumulation of
- *   widened products or f16 FMAs over groups of 16 k, an f32/f16 result;
+ *   widened products or f16 FMAs over groups of 16 k, an f32/f16 result (with
+ *   an f32 result, bias, addend and row sums fuse as in f32; the row sums read
+ *   `a` as stored, unrounded);
  * - `rowSum`: the workgroups of the first column block also sum each row of
  *   A over k from the staged slices (a Linear's bias gradient next to its
  *   weight gradient: `dW = dyᵀ·x`, `db[m] = Σ_k dyᵀ[m, k]`), k in order;
@@ -41,6 +43,12 @@
  *   order (and the addend). For products with few output tiles and a long K
  *   (weight gradients: `M·N` small, `K` = every row of the batch), which
  *   would otherwise leave most of a large GPU idle.
+ * - `group`: a grouped product ({@linkcode MatmulGroup}): batch z reads its own
+ *   `b` and bias and writes its own `out` (n Linear layers over one input), or
+ *   reads its own `a` and writes its own `out` and row sums (their weight and
+ *   bias gradients), or runs its K loop over n `(a, b)` pairs in turn into one
+ *   `out` (their input gradient) — one binding per group, picked by a `switch`
+ *   on the group index, uniform across a workgroup (ops/linear_group.ts);
  * - `strided`: rows of a, b and out lie `lda`, `ldb`, `ldo` elements apart and
  *   batch `z` splits into `(z / zh, z % zh)` with an element offset per level
  *   (uniform fields after the others): the per-head products of attention

@@ -27,6 +27,10 @@
  * sum (f16 results to one f16 ulp: WGSL's f32→f16 conversion may round
  * either way; f16 FMAs may round twice).
  *
+ * The autocast Linear layer is one op, {@linkcode LINEAR_F16} (the bias in
+ * the epilogue; backward `dx` with the pending gradient added in its kernel,
+ * `dW` and `db` from one kernel), as the f32 Linear is (ops/matmul.ts).
+ *
  * Backward (gradients in the input dtypes): `dy` is rounded to f16 as it is
  * loaded (the loss scale of optim/grad_scaler.ts keeps it clear of
  * underflow; overflow gives ±Infinity, which the scaler detects), and each
