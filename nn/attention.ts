@@ -11,7 +11,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import { reshape } from "../ops/mod.ts";
 import { attention } from "../ops/attention.ts";
 import { concat } from "../ops/slice.ts";
-import { linearGroup } from "../ops/linear_group.ts";
+import { linearGroup, linearGroupFits } from "../ops/linear_group.ts";
 import { grantedEnv } from "../tensor/env.ts";
 import type { InitContext } from "./module.ts";
 import { Module } from "./module.ts";
@@ -102,7 +102,9 @@ export class MultiHeadAttention extends Module {
 
   /** The layers' outputs on `x`: one grouped op where {@linkcode groupedProjections} allows. */
   #project(x: Tensor, layers: Linear[]): Tensor[] {
-    if (!groupedProjections()) return layers.map((l) => l.forward(x));
+    if (!groupedProjections() || !linearGroupFits(x.backend, layers.length)) {
+      return layers.map((l) => l.forward(x));
+    }
     // under f16 autocast the products of linearF16, as each layer would run them
     const half = autocastPrecision() === "f16" ? autocastAccumulate() : null;
     return linearGroup(x, layers.map((l) => l.weight), layers.map((l) => l.bias!), { half });

@@ -37,6 +37,7 @@
  */
 import { apply, applyInto, type Tensor } from "../tensor/tensor.ts";
 import {
+  type Backend,
   type CpuArray,
   fmtShape,
   type OpDef,
@@ -344,6 +345,20 @@ export const LINEAR_GRAD_GROUP: OpDef<LinearGroupParams> = {
     return matmulPlan(g, mp, { rowSum: true, group: { n: p.n, role: "a" }, half });
   },
 };
+
+/**
+ * Whether `backend` runs a group of `n` layers: the grouped kernels bind up
+ * to `3n + 1` storage buffers (the forward: x, then a weight, a bias and an
+ * output per layer), more than WebGPU's default of 8 from n = 3; an adapter
+ * whose `maxStorageBuffersPerShaderStage` is lower runs the layers one by
+ * one. The CPU always can.
+ */
+export function linearGroupFits(backend: Backend, n: number): boolean {
+  if (backend.kind !== "webgpu") return true;
+  const limits = (backend as { device?: { limits?: { maxStorageBuffersPerShaderStage?: number } } })
+    .device?.limits;
+  return (limits?.maxStorageBuffersPerShaderStage ?? 8) >= 3 * n + 1;
+}
 
 /**
  * `x·W_gᵀ + b_g` for every g, as one op (see the module doc); `ws` and `bs`

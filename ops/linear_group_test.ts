@@ -5,7 +5,7 @@ import { CPU } from "../tensor/cpu_backend.ts";
 import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { add, matmulBias, mul, sum } from "./mod.ts";
-import { linearGroup } from "./linear_group.ts";
+import { linearGroup, linearGroupFits } from "./linear_group.ts";
 import { linearF16, type MatmulF16Accumulate } from "./matmul_f16.ts";
 import { useMatmulSplitK, useMatmulVariant } from "./matmul.ts";
 import { matmulWgsl, splitReduceWgsl } from "./_matmul_wgsl.ts";
@@ -176,4 +176,16 @@ Deno.test("linearGroup() refuses mismatched layers with one-line errors", () => 
     () => linearGroup(x, [w, tensor(values(15, 4), [5, 3])], [b, b]),
     /weight 1 \[5, 3\] and bias 1 \[4\]/,
   );
+});
+
+Deno.test("linearGroupFits(): the grouped kernels' storage buffers within the adapter's limit", () => {
+  const gpu = (limit: number) =>
+    ({
+      kind: "webgpu",
+      device: { limits: { maxStorageBuffersPerShaderStage: limit } },
+    }) as unknown as Backend;
+  assert.equal(linearGroupFits(gpu(8), 2), true); // 7 bindings
+  assert.equal(linearGroupFits(gpu(8), 3), false); // 10
+  assert.equal(linearGroupFits(gpu(16), 3), true);
+  assert.equal(linearGroupFits(CPU, 12), true);
 });
