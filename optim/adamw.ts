@@ -129,6 +129,8 @@ export class AdamW {
   #m: Tensor[];
   #v: Tensor[];
   #flat: FlatBuffers | null = null;
+  /** The gradient sinks this optimizer gave its parameters (flat mode). */
+  #sinks: (() => Tensor | null)[] = [];
   /** The gradients last copied into the flat buffer (skip copying them again). */
   #gathered: (Tensor | null)[] | null = null;
   #step = 0;
@@ -177,7 +179,7 @@ export class AdamW {
       this.#m = [...flat.m];
       this.#v = [...flat.v];
       // backward rules may write the gradients straight into the gradient bank
-      this.params.forEach((p, i) => p.tensor.gradSink = () => flat.sinkFor(i));
+      this.#sinks = this.params.map((p, i) => p.tensor.gradSink = () => flat.sinkFor(i));
     } else {
       const moment = (t: Tensor) => zeros(t.shape, { dtype: t.dtype, backend: t.backend }).keep();
       this.#m = list.map((p) => moment(p.tensor));
@@ -366,7 +368,10 @@ export class AdamW {
    */
   dispose(): void {
     if (this.#flat) {
-      for (const p of this.params) p.tensor.gradSink = null;
+      // this optimizer's sinks only (another may have taken the parameters since)
+      this.params.forEach((p, i) => {
+        if (p.tensor.gradSink === this.#sinks[i]) p.tensor.gradSink = null;
+      });
       this.#flat.dispose();
     } else for (const t of [...this.#m, ...this.#v]) t.dispose();
     this.#flat = null;
