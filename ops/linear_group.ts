@@ -170,8 +170,8 @@ export const LINEAR_GROUP: OpDef<LinearGroupParams> = {
     if (x.requiresGrad && !c.params.half && dy.every((d) => d !== null)) {
       // dx = Σ_g dy_g·W_g (+ the gradient pending for x) in one kernel
       const pending = (c.takeGrad?.(0) ?? null) as Tensor | null;
-      const ins = [...(dy as Tensor[]), ...ws, ...(pending ? [pending] : [])];
-      grads[0] = apply(LINEAR_GROUP_DX, ins, { n, add: pending !== null })[0];
+      const dxIns = [...(dy as Tensor[]), ...ws, ...(pending ? [pending] : [])];
+      grads[0] = apply(LINEAR_GROUP_DX, dxIns, { n, add: pending !== null })[0];
       pending?.dispose();
     } else if (x.requiresGrad) {
       // dx = Σ_g dy_g·W_g, the last group first (the order the ungrouped rules ran in), the
