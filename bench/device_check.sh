@@ -39,9 +39,10 @@ section() { # section NAME SECONDS COMMAND...: runs it, JSON lines to $JSONL, al
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$LOG" 2>&1
 section info 20 $RUN cli.ts info --json
 # 1. correctness on the card: every op GPU vs CPU, every matmul variant, the f16 kernels, every
-#    registered attention tile
+#    registered attention tile, the grouped projections, gradients written into AdamW's buffer
 section tests 100 deno test -A --cached-only ops/matmul_test.ts tests/ops_registry_test.ts \
-  tests/f16_gpu_test.ts tests/attention_tiled_gpu_test.ts
+  tests/f16_gpu_test.ts tests/attention_tiled_gpu_test.ts ops/linear_group_test.ts \
+  optim/_flat_test.ts
 # 2. matmul: the tuner (every registered variant's ms at 256/1024/4096 and the model's shapes),
 #    then a sweep over every tile the generator can build at 4096 (NN, NT; f32 and f16 with f16
 #    accumulation; the fastest five of each)
