@@ -64,7 +64,7 @@ import {
   matmulPlan,
   sumRows,
 } from "./matmul.ts";
-import { MATMUL_F16, type MatmulF16Accumulate } from "./matmul_f16.ts";
+import { halfF32, type MatmulF16Accumulate, productF16Cpu } from "./matmul_f16.ts";
 import { geluStageWgsl, type MatmulHalf } from "./_matmul_wgsl.ts";
 import { grid1d } from "./_wgsl.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
@@ -101,21 +101,7 @@ function checkParams(p: GeluLinearParams, what: string): void {
 
 /** The f16 kernel form of a GELU-linear matmul (`out`: f32, or f32 holding f16 values). */
 function halfOf(p: GeluLinearParams, out: "f32" | "round"): MatmulHalf | undefined {
-  return p.half ? { a: "f32", b: "f32", acc: p.half, out } : undefined;
-}
-
-/** `MATMUL_F16.cpu` on `[M, K]`-style 2-D views (the reference of the half forms). */
-function matmulF16Cpu(
-  a: CpuArray,
-  b: CpuArray,
-  out: CpuArray,
-  shapes: [number[], number[], number[]],
-  p: { transA: boolean; transB: boolean; round: boolean; acc: MatmulF16Accumulate },
-): void {
-  MATMUL_F16.cpu([a, b], [out], {
-    inputs: [{ shape: shapes[0], dtype: "f32" }, { shape: shapes[1], dtype: "f32" }],
-    outputs: [{ shape: shapes[2], dtype: "f32" }],
-  } as OpInfo, { ...p, out: "f32" });
+  return p.half ? halfF32(p.half, out) : undefined;
 }
 
 /** Rows N (all axes of u but the last) and widths F, C; checks u, W and (if given) b. */
@@ -287,7 +273,7 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
     });
     if (p.half) {
       const mp = { transA: false, transB: true, round: false, acc: p.half };
-      matmulF16Cpu(g, w, out, [[N, F], [C, F], [N, C]], mp);
+      productF16Cpu(g, w, out, [[N, F], [C, F], [N, C]], { ...mp, out: "f32" });
       if (b) addRows(out, b);
     } else {
       const mp = { transA: false, transB: true };
@@ -351,7 +337,7 @@ export const GELU_LINEAR_GRAD: OpDef<GeluLinearParams> = {
     const dg = new (out.constructor as new (n: number) => CpuArray)(out.length);
     if (p.half) {
       const mp = { transA: false, transB: false, round: true, acc: p.half };
-      matmulF16Cpu(dy, w, dg, [[N, C], [C, F], [N, F]], mp);
+      productF16Cpu(dy, w, dg, [[N, C], [C, F], [N, F]], { ...mp, out: "f32" });
     } else MATMUL.cpu([dy, w], [dg], info2([N, C], [C, F]), { transA: false, transB: false });
     const none = {} as OpInfo;
     if (p.dropoutP > 0) DROPOUT.cpu([dg], [dg], none, { p: p.dropoutP, seed: p.dropoutSeed });
@@ -395,7 +381,7 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
     const g = takeActivation(u, p);
     if (p.half) {
       const mp = { transA: true, transB: false, round: true, acc: p.half };
-      matmulF16Cpu(dy, g, out, [[N, C], [N, F], [C, F]], mp);
+      productF16Cpu(dy, g, out, [[N, C], [N, F], [C, F]], { ...mp, out: "f32" });
       sumRows(dy, N, C, db);
       return;
     }
