@@ -88,7 +88,7 @@ ${MAIN_1D()} {
     const [w, ids] = c.inputs as Tensor[];
     if (!w.requiresGrad) return [null, null];
     // straight into the optimizer's flat gradient buffer where it offers it
-    const into = [(c.gradSink?.(0) ?? null) as Tensor | null];
+    const into = [c.gradSink?.(0)];
     return [applyInto(EMBEDDING_GRAD, [ids, dy as Tensor], { V: w.shape[0] }, into)[0], null];
   },
 };

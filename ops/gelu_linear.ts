@@ -300,10 +300,7 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
     if (w.requiresGrad) {
       // the bias gradient from the same kernel (f16: the sums of the unrounded f32 dy); both
       // straight into the optimizer's flat buffer where it offers it
-      const into = [c.gradSink?.(1) ?? null, b ? c.gradSink?.(2) ?? null : null] as (
-        | Tensor
-        | null
-      )[];
+      const into = [c.gradSink?.(1), b ? c.gradSink?.(2) : null];
       const outs = applyInto(GELU_WEIGHT_GRAD, [dy, u], c.params, into);
       dw = outs[0];
       if (outs[1] && b?.requiresGrad) db = outs[1];

@@ -134,7 +134,7 @@ export const LAYER_NORM: OpDef<LayerNormParams> = {
     const acc = (c.takeGrad?.(0) ?? null) as Tensor | null;
     const ins = [x, w, mean, rstd, dy as Tensor];
     // dw and db straight into the optimizer's flat buffer where it offers it
-    const into = [null, c.gradSink?.(1) ?? null, c.gradSink?.(2) ?? null] as (Tensor | null)[];
+    const into = [null, c.gradSink?.(1), c.gradSink?.(2)];
     const grads = applyInto(LAYER_NORM_GRAD, acc ? [...ins, acc] : ins, c.params, into);
     acc?.dispose();
     return grads;

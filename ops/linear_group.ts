@@ -198,10 +198,7 @@ export const LINEAR_GROUP: OpDef<LinearGroupParams> = {
     const all = dy.every((d) => d !== null) && [...ws, ...bs].every((t) => t.requiresGrad);
     if (all) {
       // every dW_g and db_g from one kernel, into the optimizer's flat buffer where it offers it
-      const into = Array.from(
-        { length: 2 * n },
-        (_, i) => (c.gradSink?.(1 + i) ?? null) as Tensor | null,
-      );
+      const into = Array.from({ length: 2 * n }, (_, i) => c.gradSink?.(1 + i));
       const gp: LinearGroupParams = c.params.half ? { n, half: c.params.half } : { n };
       const out = applyInto(LINEAR_GRAD_GROUP, [...(dy as Tensor[]), x], gp, into);
       out.forEach((t, i) => (grads[1 + i] = t));

@@ -509,7 +509,7 @@ function matmulGrads(
     const shape = matmulGeometry(x.shape, y.shape, p).shape;
     if (shape.length === b.rank && shape.every((d, k) => d === b.shape[k])) {
       // b's gradient in one product: into the optimizer's flat buffer where it offers it
-      db = applyInto(MATMUL, [x, y], p, [(sinkB?.() ?? null) as Tensor | null])[0];
+      db = applyInto(MATMUL, [x, y], p, [sinkB?.()])[0];
     } else db = sumTo(matmul(x, y, p), b.shape);
   }
   return [da, db];
@@ -747,8 +747,7 @@ export const MATMUL_BIAS: OpDef<MatmulParams> = {
     );
     if (linear) {
       // written straight into the optimizer's flat gradient buffer where it offers them
-      const sinks = [c.gradSink?.(1) ?? null, c.gradSink?.(2) ?? null] as (Tensor | null)[];
-      const [dW, db] = applyInto(LINEAR_GRAD, [dy, a], {}, sinks);
+      const [dW, db] = applyInto(LINEAR_GRAD, [dy, a], {}, [c.gradSink?.(1), c.gradSink?.(2)]);
       return [da, dW, db];
     }
     return [da, dw, bias.requiresGrad ? sumTo(dy, bias.shape) : null];

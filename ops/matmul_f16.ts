@@ -390,8 +390,7 @@ export const LINEAR_F16: OpDef<LinearF16Params> = {
     let dw: Tensor | null = null, db: Tensor | null = null;
     if (w.requiresGrad && b.requiresGrad) {
       // straight into the optimizer's flat gradient buffer where it offers it
-      const into = [c.gradSink?.(1) ?? null, c.gradSink?.(2) ?? null] as (Tensor | null)[];
-      [dw, db] = applyInto(LINEAR_GRAD_F16, [dy, x], { acc }, into);
+      [dw, db] = applyInto(LINEAR_GRAD_F16, [dy, x], { acc }, [c.gradSink?.(1), c.gradSink?.(2)]);
     } else if (w.requiresGrad) {
       const [R, O] = lastAxisRows(dy.shape), I = x.shape[x.shape.length - 1];
       dw = matmulF16(reshape(dy, [R, O]), reshape(x, [R, I]), { transA: true, round: true, acc });

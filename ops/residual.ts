@@ -470,7 +470,7 @@ export const RESIDUAL: OpDef<ResidualParams> = {
     const d = dy as Tensor;
     const wantBranch = branch.requiresGrad || (p.hasGamma && gamma.requiresGrad);
     // dgamma straight into the optimizer's flat buffer where it offers it
-    const into = [null, p.hasGamma ? (ctx.gradSink?.(2) ?? null) as Tensor | null : null];
+    const into = [null, p.hasGamma ? ctx.gradSink?.(2) : null];
     const grads = wantBranch
       ? applyInto(RESIDUAL_BACKWARD, p.hasGamma ? [d, branch, gamma] : [d], p, into)
       : [null, null];

@@ -173,7 +173,7 @@ export const RESIDUAL_LAYER_NORM: OpDef<ResidualLayerNormParams> = {
       for (const t of made) t.dispose();
       if (!dOut) return ins.map(() => null);
       const d = dOut as Tensor;
-      const into = [null, gamma ? (ctx.gradSink?.(2) ?? null) as Tensor | null : null];
+      const into = [null, gamma ? ctx.gradSink?.(2) : null];
       const grads = wantBranch
         ? applyInto(RESIDUAL_BACKWARD, gamma ? [d, branch, gamma] : [d], residualParams(p), into)
         : [null, null];
@@ -184,7 +184,7 @@ export const RESIDUAL_LAYER_NORM: OpDef<ResidualLayerNormParams> = {
     if (dOut) gIns.push(dOut as Tensor);
     if (gamma) gIns.push(branch, gamma);
     // the parameters' gradients straight into the optimizer's flat buffer where it offers it
-    const sink = (i: number) => (ctx.gradSink?.(i) ?? null) as Tensor | null;
+    const sink = (i: number) => ctx.gradSink?.(i);
     const into = [null, null, sink(nr), sink(nr + 1), ...(gamma && wantBranch ? [sink(2)] : [])];
     const grads = applyInto(RESIDUAL_LAYER_NORM_GRAD, gIns, { ...p, hasAcc: dOut !== null }, into);
     for (const t of made) t.dispose();

@@ -31,6 +31,7 @@ import {
   sizeOf,
   type Storage,
   type TensorInfo,
+  type TensorLike,
 } from "./types.ts";
 import { CPU } from "./cpu_backend.ts";
 
@@ -435,18 +436,19 @@ export function applyInto<P>(
   op: OpDef<P>,
   inputs: Tensor[],
   params: P,
-  into: readonly (Tensor | null)[],
+  into: readonly (TensorLike | null | undefined)[],
 ): Tensor[] {
   if (into.every((t) => !t)) return run(op, inputs, params, null);
   if (!op.overwrites) throw new TypeError(`applyInto(): ${op.name} does not overwrite its outputs`);
-  return run(op, inputs, params, into);
+  // the sinks of BackwardContext.gradSink are Tensors (types.ts names them TensorLike)
+  return run(op, inputs, params, into as readonly (Tensor | null | undefined)[]);
 }
 
 function run<P>(
   op: OpDef<P>,
   inputs: Tensor[],
   params: P,
-  into: readonly (Tensor | null)[] | null,
+  into: readonly (Tensor | null | undefined)[] | null,
 ): Tensor[] {
   const backend = inputs[0]?.backend ?? defaultBackend;
   let anyF64 = false;
