@@ -129,20 +129,19 @@ export class MultiHeadAttention extends Module {
     const [B, T] = x.shape;
     let q: Tensor;
     let kv: KvCache;
-    if (source === x && !(opts.staticKv && opts.cache)) {
-      // self-attention: Q, K and V of one input
-      const [qx, k, v] = this.#project(x, [this.#q, this.#k, this.#v]);
-      q = this.#split(qx);
-      kv = { k: this.#split(k), v: this.#split(v) };
-      if (opts.cache) {
-        kv = { k: concat([opts.cache.k, kv.k], 1), v: concat([opts.cache.v, kv.v], 1) };
-      }
-    } else if (opts.staticKv && opts.cache) {
+    if (opts.staticKv && opts.cache) {
       q = this.#split(this.#q.forward(x));
       kv = opts.cache;
     } else {
-      q = this.#split(this.#q.forward(x));
-      kv = this.keyValues(source);
+      if (source === x) {
+        // self-attention: Q, K and V of one input
+        const [qx, k, v] = this.#project(x, [this.#q, this.#k, this.#v]);
+        q = this.#split(qx);
+        kv = { k: this.#split(k), v: this.#split(v) };
+      } else {
+        q = this.#split(this.#q.forward(x));
+        kv = this.keyValues(source);
+      }
       if (opts.cache) {
         kv = { k: concat([opts.cache.k, kv.k], 1), v: concat([opts.cache.v, kv.v], 1) };
       }
