@@ -3,13 +3,12 @@
  * one buffer (a "bank") of parameters, and of the same-shaped banks of
  * gradients, first moments and second moments. The parameter tensors are
  * moved into the parameter bank (they become views of it, so the forward
- * pass reads them with no copy); the backward rules that can write a
- * parameter's gradient straight into its segment of the gradient bank
- * (`BackwardContext.gradSink`: a Linear's weight and bias, LayerNorm's…),
- * and each step copies the others there (buffer copies, no dispatch), then
- * one `sumSquaresFlat` per
- * bank and one `clipCoef` give the norm and clipping factor, and one
- * `adamwFlat` per bank updates everything.
+ * pass reads them with no copy). Backward rules write a parameter's
+ * gradient straight into its segment of the gradient bank where they can
+ * (`BackwardContext.gradSink`: Linear, LayerNorm, the embedding…), and each
+ * step copies the others there (buffer copies, no dispatch); then one
+ * `sumSquaresFlat` per bank and one `clipCoef` give the norm and clipping
+ * factor, and one `adamwFlat` per bank updates everything.
  *
  * Layout of a bank: decayed parameters first, then the others (so the update
  * needs one boundary, `decayEnd`, instead of a per-segment table); each
