@@ -130,8 +130,10 @@ export interface MatmulSpec {
  * A grouped product: batch z (of `n`) reads its own `b` and bias and writes
  * its own `out` (`role` "b": n Linear layers over one input), or reads its
  * own `a` and writes its own `out` and row sums (`role` "a": their weight
- * and bias gradients) — each a binding of its own (`b0`, `b1`, …), chosen by
- * a switch on the group index, which is uniform across a workgroup. Split K
+ * and bias gradients), or the K loop runs over n `(a, b)` pairs in turn into
+ * one `out` (`role` "k": their input gradient) — each a binding of its own
+ * (`b0`, `b1`, …), chosen by a switch on the group index, which is uniform
+ * across a workgroup. Split K
  * keeps its partials in one scratch buffer; {@linkcode splitReduceWgsl}
  * writes the groups' outputs. The plan passes `sa` or `sb` 0 for the grouped
  * operand (each binding starts at its own matrix).
