@@ -11,6 +11,7 @@ import { attention, matmul, mul, permute, reshape, slice, sum } from "../ops/mod
 import { initContext } from "./module.ts";
 import { autocast, ForwardContext, type Precision } from "./layers.ts";
 import { groupedProjections, MultiHeadAttention, useGroupedProjections } from "./attention.ts";
+import { evalStdout } from "../tests/_eval.ts";
 
 function randomTensor(shape: number[], seed: number, requiresGrad = false): Tensor {
   const rng = makeRng(seed);
@@ -108,19 +109,9 @@ Deno.test("grouped projections (one op for Q, K, V; K, V) give the numbers of th
 });
 
 Deno.test("WEBSEQ_GROUPED_PROJECTIONS turns grouped projections off; a bad value is a one-line TypeError", async () => {
-  const run = async (value: string) => {
-    const code = `import { groupedProjections } from "${new URL(
-      "./attention.ts",
-      import.meta.url,
-    )}";
-      try { console.log(groupedProjections()); } catch (e) { console.log(String(e)); }`;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--no-check", code],
-      env: { WEBSEQ_GROUPED_PROJECTIONS: value },
-      stdout: "piped",
-    }).output();
-    return new TextDecoder().decode(out.stdout).trim();
-  };
+  const code = `import { groupedProjections } from "${new URL("./attention.ts", import.meta.url)}";
+    try { console.log(groupedProjections()); } catch (e) { console.log(String(e)); }`;
+  const run = (value: string) => evalStdout(code, { WEBSEQ_GROUPED_PROJECTIONS: value });
   assert.equal(await run("off"), "false");
   assert.equal(await run("on"), "true");
   assert.match(await run("sometimes"), /^TypeError: WEBSEQ_GROUPED_PROJECTIONS must be on or off/);

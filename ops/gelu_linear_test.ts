@@ -10,6 +10,7 @@ import { CPU } from "../tensor/cpu_backend.ts";
 import { makeRng } from "../tensor/rng.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend, OpInfo } from "../tensor/types.ts";
+import { evalStdout } from "../tests/_eval.ts";
 import {
   GELU_LINEAR,
   GELU_WEIGHT_GRAD,
@@ -207,16 +208,9 @@ Deno.test("useGeluStage() and WEBSEQ_GELU_STAGE pick the GELU stage; a bad name 
   useGeluStage("auto");
   assert.equal(geluStage(), "separate");
   assert.throws(() => useGeluStage("both" as "fused"), /^TypeError: useGeluStage: expected/);
-  const run = async (value: string) => {
-    const code = `import { geluStage } from "${new URL("./gelu_linear.ts", import.meta.url)}";
-      try { console.log(geluStage()); } catch (e) { console.log(String(e)); }`;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--no-check", code],
-      env: { WEBSEQ_GELU_STAGE: value },
-      stdout: "piped",
-    }).output();
-    return new TextDecoder().decode(out.stdout).trim();
-  };
+  const code = `import { geluStage } from "${new URL("./gelu_linear.ts", import.meta.url)}";
+    try { console.log(geluStage()); } catch (e) { console.log(String(e)); }`;
+  const run = (value: string) => evalStdout(code, { WEBSEQ_GELU_STAGE: value });
   assert.equal(await run("fused"), "fused");
   assert.match(
     await run("half"),

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import "./mod.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
+import { evalStdout } from "../tests/_eval.ts";
 import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { makeRng } from "../tensor/rng.ts";
 import { apply, tensor } from "../tensor/tensor.ts";
@@ -305,15 +306,7 @@ Deno.test("WEBSEQ_MATMUL_VARIANT forces a variant; an unknown name is a one-line
   const code = `import { matmulVariantFor } from "${new URL("./matmul.ts", import.meta.url).href}";
 try { console.log(matmulVariantFor({ M: 4096, N: 4096, K: 4096 })); }
 catch (e) { console.log(e.name + ": " + e.message); }`;
-  const run = async (value: string) => {
-    const cmd = new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--no-check", code],
-      env: { WEBSEQ_MATMUL_VARIANT: value },
-      stdout: "piped",
-      stderr: "inherit",
-    });
-    return new TextDecoder().decode((await cmd.output()).stdout).trim();
-  };
+  const run = (value: string) => evalStdout(code, { WEBSEQ_MATMUL_VARIANT: value });
   assert.equal(await run("t64x64k8_4x4d"), "t64x64k8_4x4d");
   assert.equal(await run("t128x32k16_8x4"), "t128x32k16_8x4"); // not registered: a generator tile
   assert.equal(await run("auto"), "t128x128k8_8x8d");
