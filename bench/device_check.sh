@@ -9,9 +9,10 @@
 #   source .gpu/setup.sh && bash bench/device_check.sh
 #
 # Every section has its own time limit, so a slow or failing one cannot take the rest down; all
-# output goes to $OUT (device.jsonl: JSON lines; device.log: everything). The limits add up to about
-# 14 minutes, more than a session's device time: pick sections, e.g. SECTIONS="tests small
-# small_cold small_long base base_ungrouped base_f16" (about 7 minutes on an H200).
+# output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
+# tuner's choices). The limits add up to about 15 minutes, more than a session's device time: pick
+# sections, e.g. SECTIONS="tests sweep small base base_f16" (about 6 minutes on an H200, of which
+# the tuner's first steps take 2.5: 63 s for small, 79 s for base in session 11).
 set -uo pipefail
 OUT=${OUT:-/tmp/webseq-device}
 mkdir -p "$OUT"
@@ -21,6 +22,11 @@ JSONL="$OUT/device.jsonl"
 RUN="deno run -A --cached-only"
 PY=${PYTHON:-python3}
 export XDG_RUNTIME_DIR=/tmp PYTHONUNBUFFERED=1
+# the tuner's choices land in $OUT/cache/tuning.json and come back with the logs; TUNE_SEED=FILE
+# (a tuning.json from an earlier run, carried along) starts from those choices instead of tuning
+export WEBSEQ_CACHE=${WEBSEQ_CACHE:-$OUT/cache}
+mkdir -p "$WEBSEQ_CACHE"
+if [ -n "${TUNE_SEED:-}" ]; then cp "$TUNE_SEED" "$WEBSEQ_CACHE/tuning.json" || exit 1; fi
 
 # SECTIONS="tests base" runs only the named sections (default: all)
 SECTIONS=${SECTIONS:-all}
@@ -40,9 +46,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>
 section info 20 $RUN cli.ts info --json
 # 1. correctness on the card: every op GPU vs CPU, every matmul variant, the f16 kernels, every
 #    registered attention tile, the grouped projections, gradients written into AdamW's buffer
-section tests 100 deno test -A --cached-only ops/matmul_test.ts tests/ops_registry_test.ts \
-  tests/f16_gpu_test.ts tests/attention_tiled_gpu_test.ts ops/linear_group_test.ts \
-  optim/_flat_test.ts
+#    (TEST_FILES="a_test.ts b_test.ts" runs only those)
+TEST_FILES=${TEST_FILES:-ops/matmul_test.ts tests/ops_registry_test.ts tests/f16_gpu_test.ts \
+  tests/attention_tiled_gpu_test.ts ops/linear_group_test.ts optim/_flat_test.ts}
+# shellcheck disable=SC2086 # a list of paths
+section tests 100 deno test -A --cached-only $TEST_FILES
 # 2. matmul: the tuner (every registered variant's ms at 256/1024/4096 and the model's shapes),
 #    then a sweep over every tile the generator can build at 4096 (NN, NT; f32 and f16 with f16
 #    accumulation; the fastest five of each)
@@ -63,7 +71,7 @@ TUNE=()
 #    "tuned_attention[].rejected" name candidates whose results were wrong on this card
 #    Both sides warm up for 1 s first (--warmup-ms, default on a GPU): an idle GPU's clocks come up
 #    with load
-section small 80 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
+section small 120 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
   --steps 20 --device webgpu --profile --torch "$PY" --json
 # small's step took 46 ms against 12.4 ms of kernel time on the H200 (session 9) when 5 steps were
 # timed after 2 warm-up steps: the same after 3 s idle and without the 1 s warm-up (is it the
@@ -72,7 +80,7 @@ section small_cold 40 sh -c "sleep 3 && $RUN cli.ts bench --preset small --batch
   --src-len 64 --tgt-len 64 --steps 5 --warmup-ms 0 --device webgpu --json"
 section small_long 60 $RUN cli.ts bench --preset small --batch-size 64 --src-len 64 --tgt-len 64 \
   --steps 40 --device webgpu --step-times --json
-section base 100 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
+section base 160 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 10 --device webgpu --profile --torch "$PY" --json
 # the Q, K, V projections layer by layer (WEBSEQ_GROUPED_PROJECTIONS=off) against the grouped op
 section base_ungrouped 60 env WEBSEQ_GROUPED_PROJECTIONS=off $RUN cli.ts bench "${TUNE[@]}" \

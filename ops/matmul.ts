@@ -1038,7 +1038,7 @@ export interface TimeCandidateOptions {
 
 /**
  * A tuner's measurement of one candidate: compiles it (one untimed call),
- * checks its result (`check`), times 3 calls to size the run, then
+ * checks its result (`check`, whose readback also waits for that call), times 3 calls to size the run, then
  * {@linkcode msPerCall} over enough calls for about `minTimeMs` (at most
  * `maxCalls`) after about 25 ms of untimed ones ({@linkcode warmCalls}).
  * Infinity (and no timing) when it fails, is wrong (`rejected`) or nothing
@@ -1051,8 +1051,11 @@ export async function timeCandidate(
 ): Promise<{ ms: number; timing: "timestamp" | "wallclock" | null; rejected?: boolean }> {
   try {
     run(); // compiles
-    await backend.sync();
-    if (opts.check && !(await opts.check())) return { ms: Infinity, timing: null, rejected: true };
+    // the check's readback waits for the compile and that call too: one wait, not two (each
+    // costs Deno ~12 ms whatever the kernel, a few seconds over a tuner's few hundred candidates)
+    if (opts.check) {
+      if (!(await opts.check())) return { ms: Infinity, timing: null, rejected: true };
+    } else await backend.sync();
     // a probe of 3 calls sizes the run by the kernel's own time (GPU time where timestamps
     // exist: a wall-clock call costs Deno's ~12 ms readback latency whatever the kernel)
     const probe = await msPerCall(backend, run, 3, opts.opName, 3);
