@@ -40,6 +40,7 @@ import {
   msPerCall,
   sum,
   tileName,
+  tileWorkgroupBytes,
   useMatmulVariant,
   warmCalls,
 } from "../ops/mod.ts";
@@ -96,7 +97,8 @@ export type OpsBenchGroup =
 /**
  * Every tile the generator can build within the adapter's limits, beyond the
  * registry: BM, BN in 32–256, TM, TN in 4–16 (at most 128 outputs per
- * thread), BK 8–32, single or double buffered, 64 to `maxInvocations`
+ * thread), BK 8–32, single or double buffered, unpadded or padded slices (each
+ * padded tile right after its unpadded twin), 64 to `maxInvocations`
  * threads. Ordered by closeness to the classic SIMT GEMM shape (256
  * threads, 8×8 outputs each, square), then by tile area: the likelier fast ones
  * first, as the sweep stops at its time budget.
@@ -109,12 +111,16 @@ export function sweepTiles(target: MatmulTarget): MatmulTile[] {
         for (const TN of [4, 8, 16]) {
           for (const BK of [8, 16, 32]) {
             for (const double of [true, false]) {
-              const t = { BM, BN, BK, TM, TN, double };
-              const threads = (BM / TM) * (BN / TN);
-              if (TM > BM || TN > BN || TM * TN > 128 || threads < 64) continue;
-              if (threads > target.maxInvocations) continue;
-              if ((BM + BN) * BK * 4 * (double ? 2 : 1) > target.maxWorkgroupBytes) continue;
-              out.push(t);
+              for (const pad of [false, true]) {
+                const t: MatmulTile = pad
+                  ? { BM, BN, BK, TM, TN, double, pad }
+                  : { BM, BN, BK, TM, TN, double };
+                const threads = (BM / TM) * (BN / TN);
+                if (TM > BM || TN > BN || TM * TN > 128 || threads < 64) continue;
+                if (threads > target.maxInvocations) continue;
+                if (tileWorkgroupBytes(t) > target.maxWorkgroupBytes) continue;
+                out.push(t);
+              }
             }
           }
         }

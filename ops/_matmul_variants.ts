@@ -29,19 +29,19 @@ const tile = (
   TM: number,
   TN: number,
   double: boolean,
-): MatmulTile => ({ BM, BN, BK, TM, TN, double });
+  pad = false,
+): MatmulTile => (pad ? { BM, BN, BK, TM, TN, double, pad } : { BM, BN, BK, TM, TN, double });
 
 /**
  * The registry, largest tiles first. Names read `t<BM>x<BN>k<BK>_<TM>x<TN>`,
- * `d` for double-buffered workgroup memory.
+ * `d` for double-buffered workgroup memory, `p` for padded slices
+ * (conflict-free transposing stores, ops/_matmul_wgsl.ts `MatmulTile.pad`).
  */
 export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   // 256 threads, 8×8 each, 16 KiB: the large-matrix kernel
   { name: "t128x128k8_8x8d", tile: tile(128, 128, 8, 8, 8, true), heuristic: true },
   // 256 threads, 8×8 each, 16-deep slices (half the barriers), 16 KiB single-buffered
   { name: "t128x128k16_8x8", tile: tile(128, 128, 16, 8, 8, false), heuristic: false },
-  // 256 threads, 32 KiB double-buffered (needs maxComputeWorkgroupStorageSize ≥ 32768)
-  { name: "t128x128k16_8x8d", tile: tile(128, 128, 16, 8, 8, true), heuristic: false },
   // 256 threads, 8×4 each: twice the workgroups of 128×128 at mid sizes
   { name: "t128x64k8_8x4d", tile: tile(128, 64, 8, 8, 4, true), heuristic: true },
   // 256 threads, 4×4 each
@@ -50,23 +50,31 @@ export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   { name: "t64x64k16_8x8", tile: tile(64, 64, 16, 8, 8, false), heuristic: false },
   // 64 threads, 4×4 each: small shapes and batched attention products
   { name: "t32x32k16_4x4", tile: tile(32, 32, 16, 4, 4, false), heuristic: true },
-  // from the sweep on an NVIDIA H200 (20 KiB: adapters above WebGPU's 16 KiB default): the
-  // fastest with b transposed (NT) at 4096, 4th with neither
-  { name: "t64x256k16_8x8", tile: tile(64, 256, 16, 8, 8, false), heuristic: false },
-  // from the same sweep: 2nd fastest NN at 4096 (37.2 TFLOP/s), 4 rows × 16 columns per thread
+  // from a sweep on an NVIDIA H200: 2nd fastest NN at 4096 (37.2 TFLOP/s), 4 rows × 16 columns
+  // per thread (that card's tuner never chose t128x128k16_8x8d or t64x256k16_8x8, registered before
+  // from slower sweeps, for any of small's and base's 38 shapes: they left the registry, a sweep or
+  // --tune-tiles still reaches them)
   { name: "t128x128k16_4x16", tile: tile(128, 128, 16, 4, 16, false), heuristic: false },
   // from a later H200 sweep (2nd NN at 4096, 37.0 TFLOP/s): the tuner's choice for base's
   // [8192, 512]·[512, 512]ᵀ products (72 a step, 28.8 TFLOP/s there)
   { name: "t128x128k8_4x16d", tile: tile(128, 128, 8, 4, 16, true), heuristic: false },
+  // the three kernels the H200 tuner chose most for base's products (29–37 TFLOP/s there;
+  // 38.6 NN but 28.7 NT at 4096, where both operands transpose into workgroup memory), padded
+  { name: "t128x128k16_8x8p", tile: tile(128, 128, 16, 8, 8, false, true), heuristic: false },
+  { name: "t128x128k16_4x16p", tile: tile(128, 128, 16, 4, 16, false, true), heuristic: false },
+  { name: "t128x128k8_4x16dp", tile: tile(128, 128, 8, 4, 16, true, true), heuristic: false },
   // the first kernel (64×64, 16×16 threads, scalar), for comparison
   { name: "legacy", tile: null, heuristic: false },
 ];
 
 const BY_NAME = new Map(MATMUL_VARIANTS.map((v) => [v.name, v]));
 
-/** A tile's name in the registry's spelling: `t<BM>x<BN>k<BK>_<TM>x<TN>`, `d` if double-buffered. */
+/**
+ * A tile's name in the registry's spelling: `t<BM>x<BN>k<BK>_<TM>x<TN>`, `d` if
+ * double-buffered, `p` if padded.
+ */
 export function tileName(t: MatmulTile): string {
-  return `t${t.BM}x${t.BN}k${t.BK}_${t.TM}x${t.TN}${t.double ? "d" : ""}`;
+  return `t${t.BM}x${t.BN}k${t.BK}_${t.TM}x${t.TN}${t.double ? "d" : ""}${t.pad ? "p" : ""}`;
 }
 
 /**
@@ -75,10 +83,10 @@ export function tileName(t: MatmulTile): string {
  * `name` is not spelled that way.
  */
 export function parseTileName(name: string): MatmulTile | null {
-  const m = /^t(\d+)x(\d+)k(\d+)_(\d+)x(\d+)(d?)$/.exec(name);
+  const m = /^t(\d+)x(\d+)k(\d+)_(\d+)x(\d+)(d?)(p?)$/.exec(name);
   if (!m) return null;
   const [BM, BN, BK, TM, TN] = m.slice(1, 6).map(Number);
-  const t = tile(BM, BN, BK, TM, TN, m[6] === "d");
+  const t = tile(BM, BN, BK, TM, TN, m[6] === "d", m[7] === "p");
   checkTile(t);
   return t;
 }
@@ -101,7 +109,7 @@ export function matmulVariant(name: string): MatmulVariant {
     throw new TypeError(
       `Unknown matmul variant "${name}" (known: ${
         MATMUL_VARIANTS.map((x) => x.name).join(", ")
-      }, or any tile named t<BM>x<BN>k<BK>_<TM>x<TN>[d])`,
+      }, or any tile named t<BM>x<BN>k<BK>_<TM>x<TN>[d][p])`,
     );
   }
   const made = { name, tile: t, heuristic: false };

@@ -72,7 +72,7 @@ import { WGSL_TO_F16 } from "./cast.ts";
  * Changes when the generated kernels or the split-K rule change enough to
  * make saved tuning choices stale (train/tune_cache.ts keys on it).
  */
-export const MATMUL_CODEGEN_VERSION = 5;
+export const MATMUL_CODEGEN_VERSION = 6;
 
 /** A tile configuration (what the registry names and the tuner chooses among). */
 export interface MatmulTile {
@@ -88,6 +88,13 @@ export interface MatmulTile {
   TN: number;
   /** Double-buffered workgroup memory with register prefetch. */
   double: boolean;
+  /**
+   * Padded workgroup memory: each k row of a slice one vec4 longer, and the
+   * loads that transpose (an operand read along k, stored along rows) give
+   * two threads to a row, so their scalar stores fall in 32 different banks
+   * (without: 2 banks' worth of conflicts at BK 8, 4 at BK 16).
+   */
+  pad?: boolean;
 }
 
 /** Per-call specialisation of a tile kernel (chosen from the shapes). */
@@ -201,7 +208,7 @@ export function tileThreads(t: MatmulTile): number {
 
 /** Workgroup memory bytes of a tile. */
 export function tileWorkgroupBytes(t: MatmulTile): number {
-  return (t.BM + t.BN) * t.BK * 4 * (t.double ? 2 : 1);
+  return (t.BM + t.BN + (t.pad ? 8 : 0)) * t.BK * 4 * (t.double ? 2 : 1);
 }
 
 /** Throws a TypeError when the tile cannot be generated. */
@@ -229,6 +236,38 @@ interface LoadPlan {
 }
 
 /**
+ * Where the vec4 loads of an operand stored `[R, K]` (read along k, staged
+ * k-major: each vec4 is scattered into 4 slice rows) put slice unit `e`: its
+ * row `r` and first k, in JavaScript and as WGSL of a `u32` expression.
+ * Unpadded, consecutive units walk along k (`BK/4` threads to a row); padded
+ * (`pad`, `BK/4` even), two threads to a row (32 bytes: one memory sector),
+ * so a warp's 32 threads hold 16 rows × 2 vec4s and, with each slice row
+ * `R + 4` floats long, each of its 4 scalar stores hits 32 different banks.
+ */
+export function transposingUnits(R: number, BK: number, pad: boolean): {
+  r: (e: number) => number;
+  k: (e: number) => number;
+  rWgsl: (e: string) => string;
+  kWgsl: (e: string) => string;
+} {
+  const w = BK / 4;
+  if (pad && w % 2 === 0) {
+    return {
+      r: (e) => Math.floor(e / 2) % R,
+      k: (e) => (Math.floor(e / (2 * R)) * 2 + (e % 2)) * 4,
+      rWgsl: (e) => `(${e}) / 2u % ${R}u`,
+      kWgsl: (e) => `((${e}) / ${2 * R}u * 2u + (${e}) % 2u) * 4u`,
+    };
+  }
+  return {
+    r: (e) => Math.floor(e / w),
+    k: (e) => (e % w) * 4,
+    rWgsl: (e) => `(${e}) / ${w}u`,
+    kWgsl: (e) => `(${e}) % ${w}u * 4u`,
+  };
+}
+
+/**
  * Plans the loads of one operand's slice. The slice is `R` tile rows (m or
  * n) by `BK` (k); `kMajor` says the operand is stored with k as its slow
  * axis (`a` transposed, `b` not), `vec` that the contiguous axis is read as
@@ -246,11 +285,13 @@ function planLoad(
   half: "f16" | "f32" | null = null,
   strided = false,
   grouped = false,
+  pad = false,
 ): LoadPlan {
   // staged type: f32, or f16 (an f32 operand rounded to f16 before it is staged) in an f16 kernel
   const wrap = (x: string) => (half === "f32" ? `${vec ? "to_f16v4" : "to_f16"}(${x})` : x);
   const S = name === "a" ? "As" : "Bs";
-  const R4 = R / 4;
+  // vec4s per k row of the staged slice (one more when padded)
+  const R4 = R / 4 + (pad ? 1 : 0);
   // runtime names: row origin, row extent, slice-row stride (elements) and batch offset
   const r0 = name === "a" ? "m0" : "n0";
   const rN = name === "a" ? "u.M" : "u.N";
@@ -270,7 +311,7 @@ function planLoad(
     let rExpr: string, kExpr: string, idx: string, step: string;
     if (kMajor) {
       // stored [K, R]: consecutive units walk along r
-      const w = vec ? R4 : R;
+      const w = vec ? R / 4 : R;
       rExpr = vec ? `(${e}) % ${w}u * 4u` : `(${e}) % ${w}u`;
       kExpr = `(${e}) / ${w}u`;
       // element index of (r, k) = base + (kt + k)·R_total + r0 + r
@@ -280,9 +321,13 @@ function planLoad(
       step = vec ? `kt * (${ld} >> 2u)` : `kt * ${ld}`;
     } else {
       // stored [R, K]: consecutive units walk along k
-      const w = vec ? BK / 4 : BK;
-      rExpr = `(${e}) / ${w}u`;
-      kExpr = vec ? `(${e}) % ${w}u * 4u` : `(${e}) % ${w}u`;
+      if (vec) {
+        const u = transposingUnits(R, BK, pad);
+        [rExpr, kExpr] = [u.rWgsl(e), u.kWgsl(e)];
+      } else {
+        rExpr = `(${e}) / ${BK}u`;
+        kExpr = `(${e}) % ${BK}u`;
+      }
       idx = vec
         ? `(${base} >> 2u) + (${r0} + ${p}R${l}) * (${ld} >> 2u) + (${p}K${l} >> 2u)`
         : `${base} + (${r0} + ${p}R${l}) * ${ld} + ${p}K${l}`;
@@ -433,7 +478,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     throw new TypeError(`matmulWgsl: f16 accumulation needs BK dividing 16 or a multiple of it`);
   }
   const WX = BN / TN, WY = BM / TM, T = WX * WY;
-  const A4 = BM / 4, B4 = BN / 4;
+  // vec4s per k row of a staged slice (the tile's rows, one more when padded)
+  const A4 = BM / 4 + (t.pad ? 1 : 0), B4 = BN / 4 + (t.pad ? 1 : 0);
   const AS = BK * A4, BS = BK * B4;
   const nbuf = t.double ? 2 : 1;
   const strided = !!s.strided;
@@ -449,6 +495,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     H?.a ?? null,
     strided,
     gA,
+    !!t.pad,
   );
   const lb = planLoad(
     "b",
@@ -462,6 +509,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     H?.b ?? null,
     strided,
     gB,
+    !!t.pad,
   );
   const arr = (v: boolean, el = "f32") => `array<${v ? `vec4<${el}>` : el}>`;
   const outEl = H?.out === "f16" ? "f16" : "f32";
@@ -708,7 +756,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
 
   return `${H ? "enable f16;\n" : ""}// matmul tile ${BM}x${BN}x${BK} thread ${TM}x${TN}${
     t.double ? " double" : ""
-  } ${JSON.stringify(s)}
+  }${t.pad ? " padded" : ""} ${JSON.stringify(s)}
 ${bind.join("\n")}
 var<workgroup> As: array<${SV}, ${AS * nbuf}>;
 var<workgroup> Bs: array<${SV}, ${BS * nbuf}>;

@@ -49,6 +49,7 @@ import {
   type MatmulTile,
   matmulWgsl,
   splitReduceWgsl,
+  tileWorkgroupBytes,
 } from "./_matmul_wgsl.ts";
 import {
   clearTunedVariants,
@@ -876,6 +877,7 @@ export {
   type MatmulVariant,
   parseTileName,
   tileName,
+  tileWorkgroupBytes,
   tunedTable,
   useMatmulSplitK,
   useMatmulVariant,

@@ -55,7 +55,7 @@ import {
   tunedVariant,
   variantFits,
 } from "./_matmul_variants.ts";
-import { matmulWgsl } from "./_matmul_wgsl.ts";
+import { matmulWgsl, transposingUnits } from "./_matmul_wgsl.ts";
 import type { OpDef } from "../tensor/types.ts";
 
 /** One call: sizes, batch, which operand is shared (2-D), transposes, bias. */
@@ -164,6 +164,95 @@ Deno.test({
   },
 });
 
+/** The padded form of a tile (`MatmulTile.pad`). */
+const padded = (t: MatmulTile): MatmulTile => ({ ...t, pad: true });
+
+Deno.test("padded slices: each transposing store of a warp hits 32 banks; unpadded, BK/4 threads share one", () => {
+  // the largest number of a warp's 32 threads whose scalar store at k + j shares a bank
+  const worst = (R: number, BK: number, pad: boolean) => {
+    const u = transposingUnits(R, BK, pad), pitch = R + (pad ? 4 : 0);
+    let most = 0;
+    for (let w0 = 0; w0 < (R * BK) / 4; w0 += 32) {
+      for (let j = 0; j < 4; j++) {
+        const banks = new Map<number, number>();
+        for (let e = w0; e < w0 + 32; e++) {
+          const bank = ((u.k(e) + j) * pitch + u.r(e)) % 32;
+          banks.set(bank, (banks.get(bank) ?? 0) + 1);
+        }
+        most = Math.max(most, ...banks.values());
+      }
+    }
+    return most;
+  };
+  for (const R of [32, 64, 128, 256]) {
+    for (const BK of [8, 16, 32]) {
+      assert.equal(worst(R, BK, true), 1, `R ${R} BK ${BK} padded`);
+      assert.equal(worst(R, BK, false), Math.min(BK / 4, 8), `R ${R} BK ${BK}`);
+      // every (row, vec4 of k) exactly once
+      for (const pad of [false, true]) {
+        const u = transposingUnits(R, BK, pad), seen = new Set<number>();
+        for (let e = 0; e < (R * BK) / 4; e++) seen.add(u.r(e) * BK + u.k(e));
+        assert.equal(seen.size, (R * BK) / 4, `R ${R} BK ${BK} pad ${pad}: a bijection`);
+      }
+    }
+  }
+  // the generated kernel declares the longer rows and reads them at the padded pitch
+  const spec = {
+    transA: false,
+    transB: true,
+    vecA: true,
+    vecB: true,
+    vecOut: true,
+    exact: true,
+    bias: false,
+  };
+  const code = matmulWgsl(padded(tile(128, 128, 16, 8, 8, false)), spec);
+  assert.match(code, /var<workgroup> As: array<vec4<f32>, 528>/); // 16 × (32 + 1)
+  assert.match(code, /let a0 = As\[33u \+ ty\]/); // k = 1
+  assert.match(code, /let aR0 = \(tid \+ 0u\) \/ 2u % 128u;/);
+});
+
+Deno.test({
+  name: "padded tiles (matmulWgsl pad) equal the reference in every specialisation",
+  ignore: NO_GPU,
+  fn: async () => {
+    // BK 8, 16 and 32 (one, two and four pairs of vec4s per row), partial load slots (12 rows),
+    // double buffering, every layout, general and exact, bias, batches
+    const cases: [MatmulTile, Case[]][] = [
+      [padded(tile(16, 16, 8, 4, 4, false)), [
+        { M: 13, N: 11, K: 7 },
+        { M: 32, N: 32, K: 16, P: 2, shared: "b", transB: true },
+        { M: 20, N: 20, K: 24, transA: true, transB: true, bias: true },
+      ]],
+      [padded(tile(12, 8, 8, 4, 4, true)), [
+        { M: 24, N: 16, K: 16, P: 3, bias: true },
+        { M: 12, N: 20, K: 12, transA: true },
+        { M: 25, N: 17, K: 40, transB: true },
+      ]],
+      [padded(tile(16, 32, 16, 4, 8, true)), [
+        { M: 32, N: 64, K: 48, transB: true, bias: true },
+        { M: 33, N: 30, K: 20, transA: true, transB: true },
+      ]],
+      [padded(tile(32, 16, 32, 8, 4, false)), [
+        { M: 64, N: 32, K: 64, P: 2, shared: "a" },
+        { M: 40, N: 24, K: 36, transB: true },
+      ]],
+    ];
+    try {
+      let seed = 100;
+      for (const [t, list] of cases) {
+        useMatmulVariant(t);
+        for (const c of list) {
+          const err = await gpuError(c, seed++);
+          assert.ok(err < 1e-5, `${tileName(t)} ${JSON.stringify(c)}: max error ${err}`);
+        }
+      }
+    } finally {
+      useMatmulVariant(null);
+    }
+  },
+});
+
 Deno.test({
   name:
     "linearGrad() row sums are right when a tile has fewer threads than rows (several per thread)",
@@ -182,7 +271,13 @@ Deno.test({
     };
     const [rw, rb] = await run(CPU);
     // 15 threads for 20 rows (a partial second row per thread), 8 threads for 32 rows
-    for (const t of [tile(20, 12, 8, 4, 4, false), tile(32, 16, 8, 8, 8, true)]) {
+    for (
+      const t of [
+        tile(20, 12, 8, 4, 4, false),
+        tile(32, 16, 8, 8, 8, true),
+        padded(tile(32, 16, 16, 8, 8, false)),
+      ]
+    ) {
       useMatmulVariant(t);
       try {
         const [gw, gb] = await run(GPU!);
@@ -283,6 +378,16 @@ Deno.test("useMatmulVariant() forces a variant over tuned choices; tuned choices
       double: true,
     });
     assert.equal(tileName(parseTileName("t32x64k8_4x8")!), "t32x64k8_4x8");
+    assert.deepEqual(parseTileName("t128x128k8_4x16dp"), {
+      BM: 128,
+      BN: 128,
+      BK: 8,
+      TM: 4,
+      TN: 16,
+      double: true,
+      pad: true,
+    });
+    assert.equal(tileName(parseTileName("t64x64k16_8x8p")!), "t64x64k16_8x8p");
     assert.equal(parseTileName("legacy"), null);
     assert.throws(() => useMatmulVariant("t64x64k8_6x4"), /Matmul tile "t64x64k8_6x4": .*TM must/);
     setTunedVariant(a, shape, "t256x64k8_16x4");
@@ -701,7 +806,11 @@ Deno.test({
         params: { dropoutP: 0.25, dropoutSeed: 9 },
       },
     ];
-    const tiles = [tile(8, 8, 4, 4, 4, false), tile(8, 8, 4, 4, 4, true)];
+    const tiles = [
+      tile(8, 8, 4, 4, 4, false),
+      tile(8, 8, 4, 4, 4, true),
+      padded(tile(8, 8, 8, 4, 4, true)),
+    ];
     try {
       for (const t of tiles) {
         useMatmulVariant(t);

@@ -148,12 +148,15 @@ Deno.test("f16 GPU: matmulF16() equals the CPU reference (f32 and f16 results, f
 });
 
 Deno.test("f16 GPU: every tile shape of the generator equals the CPU reference (f16 accumulation too)", async () => {
-  // small tiles compile fast on lavapipe: single and double buffered, BK below, at and above 16
+  // small tiles compile fast on lavapipe: single and double buffered, BK below, at and above 16,
+  // padded
   // (f16 groups of 16 k flushed across slices, at the slice end, and inside a slice)
   const tiles = [
     { BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, double: true },
     { BM: 16, BN: 32, BK: 16, TM: 4, TN: 8, double: false },
     { BM: 32, BN: 16, BK: 32, TM: 8, TN: 4, double: true },
+    // padded slices (vec4<f16> rows one longer, two threads to a transposed row)
+    { BM: 32, BN: 32, BK: 16, TM: 4, TN: 4, double: true, pad: true },
   ];
   for (const t of tiles) {
     useMatmulVariant(t);
