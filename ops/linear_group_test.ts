@@ -105,9 +105,8 @@ Deno.test({
       useMatmulSplitK(3);
       await check([2, 32, 32, 32], 2, "split exact single");
       useMatmulSplitK(null);
-      useMatmulVariant({ BM: 32, BN: 32, BK: 16, TM: 4, TN: 4, double: true, pad: true });
-      await check([1, 37, 20, 36], 3, "remainders padded");
-      await check([2, 32, 32, 32], 2, "exact padded");
+      useMatmulVariant({ BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, double: false, pad: true });
+      await check([1, 37, 20, 36], 2, "remainders padded");
     } finally {
       useMatmulSplitK(null);
       useMatmulVariant(null);
