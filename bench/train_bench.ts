@@ -19,7 +19,7 @@ import { autocast, type Precision } from "../nn/layers.ts";
 import { type GeluStage, geluStage } from "../ops/gelu_linear.ts";
 import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
-import { configureMatmul, fastestOf } from "../ops/matmul.ts";
+import { configureMatmul, fastestOf, type MatmulTuning } from "../ops/matmul.ts";
 import { shapeKey } from "../ops/_matmul_variants.ts";
 import { autotuneStep } from "../ops/autotune.ts";
 import { attentionShapeKey } from "../ops/attention.ts";
@@ -164,6 +164,12 @@ export interface TrainBenchLine {
    * chosen, and the runoff's medians (ms per call).
    */
   tune_runoff?: { shape: string; first: string; chosen: string; ms: Record<string, number> }[];
+  /**
+   * Every matmul shape measured: the variant chosen and each candidate's first-pass time (ms
+   * per call, 4 decimals; null where it failed or was rejected), e.g. a padded tile against its
+   * unpadded twin on each of the step's products.
+   */
+  tune_matmul?: { shape: string; chosen: string; ms: Record<string, number | null> }[];
   /** Matmul candidates rejected because their result differed from the heuristic kernel's. */
   tune_rejected?: { shape: string; variants: string[] }[];
   /** Why the tuning stopped early (the heuristic's kernels ran), if it did. */
@@ -186,6 +192,24 @@ export function trainFlops(cfg: ModelConfig, B: number, S: number, T: number): n
   const attn = cfg.n_encoder_layers * 2 * B * S * S * C +
     cfg.n_decoder_layers * 2 * B * T * (T + S) * C;
   return 3 * 2 * (enc + dec + head + attn);
+}
+
+/**
+ * The `tune_matmul` lines of a tuning: each measured shape, the variant chosen and every
+ * candidate's first-pass ms per call (4 decimals; null for Infinity: failed or rejected).
+ */
+export function matmulTuneTable(
+  tunings: MatmulTuning[],
+): { shape: string; chosen: string; ms: Record<string, number | null> }[] {
+  return tunings.filter((m) => m.tuned).map((m) => ({
+    shape: shapeKey(m.shape),
+    chosen: m.variant,
+    ms: Object.fromEntries(
+      Object.entries(m.ms).map((
+        [k, v],
+      ) => [k, Number.isFinite(v) ? Math.round(v * 1e4) / 1e4 : null]),
+    ),
+  }));
 }
 
 /** Runs the benchmark on `backend`. */
@@ -253,6 +277,7 @@ export async function benchTrain(
     }[];
     rejected: { shape: string; variants: string[] }[];
     runoff: { shape: string; first: string; chosen: string; ms: Record<string, number> }[];
+    table: { shape: string; chosen: string; ms: Record<string, number | null> }[];
     error?: string;
   } | null = null;
   const tuneMode = opts.tune ?? "auto";
@@ -285,6 +310,7 @@ export async function benchTrain(
           chosen: m.variant,
           ms: m.runoff,
         })),
+        table: matmulTuneTable(r.matmul),
         rejected: r.matmul.filter((m) => m.rejected.length > 0).map((m) => ({
           shape: shapeKey(m.shape),
           variants: m.rejected,
@@ -392,6 +418,7 @@ export async function benchTrain(
     ...(tuning?.attention.length ? { tuned_attention: tuning.attention } : {}),
     ...(tuning?.rejected.length ? { tune_rejected: tuning.rejected } : {}),
     ...(tuning?.runoff.length ? { tune_runoff: tuning.runoff } : {}),
+    ...(tuning?.table.length ? { tune_matmul: tuning.table } : {}),
     ...(cache ? { tune_cache: cache, tune_cached: cached } : {}),
     ...(tuning?.error ? { tune_error: tuning.error } : {}),
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { presetConfig } from "../nn/config.ts";
-import { benchTrain, PROFILE_DETAIL_LINES } from "./train_bench.ts";
+import { benchTrain, matmulTuneTable, PROFILE_DETAIL_LINES } from "./train_bench.ts";
+import { shapeKey } from "../ops/_matmul_variants.ts";
 
 Deno.test({
   name:
@@ -39,6 +40,32 @@ Deno.test({
       assert.ok(t <= ms[k.slice(0, k.indexOf("#"))] + 1e-3, k);
     }
   },
+});
+
+Deno.test("matmulTuneTable() lists each measured shape's candidates (null where they failed) and choice", () => {
+  const shape = { M: 64, N: 32, K: 16, transA: false, transB: true };
+  const table = matmulTuneTable([
+    {
+      shape,
+      variant: "t32x32k16_4x4p",
+      tuned: true,
+      timing: "timestamp",
+      ms: { t32x32k16_4x4: 0.123456, t32x32k16_4x4p: 0.1, t64x64k8_4x4d: Infinity },
+      rejected: ["t64x64k8_4x4d"],
+      runoff: {},
+    },
+    // not measured (a software adapter's heuristic choice): no line
+    {
+      ...{ shape, variant: "t32x32k16_4x4", tuned: false, timing: "", ms: {} },
+      rejected: [],
+      runoff: {},
+    },
+  ]);
+  assert.deepEqual(table, [{
+    shape: shapeKey(shape),
+    chosen: "t32x32k16_4x4p",
+    ms: { t32x32k16_4x4: 0.1235, t32x32k16_4x4p: 0.1, t64x64k8_4x4d: null },
+  }]);
 });
 
 /** A tiny CPU benchmark: 1 warm-up step, `steps` timed ones. */

@@ -637,7 +637,7 @@ export function sharedGpuBackend(): Promise<GpuBackend | null> {
 /** The key of one profiled dispatch in {@linkcode GpuBackend.profileDetails}. */
 function dispatchDetail(name: string, plan: GpuPlan, k: GpuKernel, info: OpInfo): string {
   const shapes = info.inputs.map((t) => `[${t.shape.join(",")}]`).join("·");
-  const tile = /matmul tile (\S+) thread (\S+)( double)?/.exec(k.code.slice(0, 120));
-  const t = tile ? ` t${tile[1]} ${tile[2]}${tile[3] ? "d" : ""}` : "";
+  const tile = /matmul tile (\S+) thread (\S+)( double)?( padded)?/.exec(k.code.slice(0, 120));
+  const t = tile ? ` t${tile[1]} ${tile[2]}${tile[3] ? "d" : ""}${tile[4] ? "p" : ""}` : "";
   return `${name}#${plan.kernels.indexOf(k)} ${shapes}${t}`;
 }

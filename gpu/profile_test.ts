@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { scopeAsync, tensor } from "../tensor/tensor.ts";
 import { matmul, scale, softmax } from "../ops/mod.ts";
-import { msPerCall, useMatmulSplitK, warmCalls } from "../ops/matmul.ts";
+import { msPerCall, useMatmulSplitK, useMatmulVariant, warmCalls } from "../ops/matmul.ts";
 
 Deno.test({
   name: "beginProfile()/endProfile() time every dispatch per op name, and results stay correct",
@@ -49,6 +49,28 @@ Deno.test({
       assert.deepEqual(await z.data(), plain);
       await assert.rejects(() => g.endProfile(), /without beginProfile/);
     });
+  },
+});
+
+Deno.test({
+  name: "profileDetails() names a padded matmul tile with p after d",
+  ignore: NO_GPU || !GPU?.canProfile,
+  fn: async () => {
+    const g = GPU!;
+    useMatmulVariant("t16x16k8_4x4dp");
+    try {
+      await scopeAsync(async () => {
+        const a = tensor(new Float32Array(64 * 32).fill(1), [64, 32], { backend: g });
+        const b = tensor(new Float32Array(32 * 16).fill(1), [32, 16], { backend: g });
+        assert.ok(g.beginProfile());
+        matmul(a, b);
+        await g.endProfile();
+        const keys = Object.keys(g.profileDetails());
+        assert.ok(keys.includes("matmul#0 [64,32]·[32,16] t16x16x8 4x4dp"), keys.join(" | "));
+      });
+    } finally {
+      useMatmulVariant(null);
+    }
   },
 });
 
