@@ -255,6 +255,7 @@ export async function autotuneStep<T>(
   const base = { value: m.value, matmul: m.tunings, attention: [], seconds: m.seconds };
   if (m.error) return { ...base, error: m.error };
   if (todo.length === 0) return base;
+  opts.onBegin?.("attention", todo.length);
   const t0 = performance.now();
   try {
     const attention = await autotuneAttention(backend, todo, {

@@ -930,6 +930,11 @@ export interface AutotuneMatmulOptions {
   force?: boolean;
   /** Approximate measured time per variant and shape in milliseconds (default 100). */
   minTimeMs?: number;
+  /**
+   * Called once before anything is measured, with how many shapes (matmul) or geometries
+   * (attention, {@linkcode autotuneStep}) will be: a trainer says why its first step pauses.
+   */
+  onBegin?: (what: "matmul" | "attention", count: number) => void;
 }
 
 /**
@@ -1291,6 +1296,7 @@ export async function autotuneMatmulsOf<T>(
   // (other batch lengths) cost nothing unless they bring a new class
   const todo = shapes.filter((s) => tunedVariant(s) === undefined);
   if (todo.length === 0) return { value, tunings: [], seconds: 0 };
+  opts.onBegin?.("matmul", todo.length);
   await backend.sync();
   const t0 = performance.now();
   const seconds = () => (performance.now() - t0) / 1000;

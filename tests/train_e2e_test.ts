@@ -280,6 +280,16 @@ Deno.test({
       assert.ok(!logs.some((l) => l.startsWith("kernels: tuned")), "tune off tuned");
       await assert.rejects(() => Deno.stat(cache), Deno.errors.NotFound);
       await run("on", "on");
+      // the pause is announced before it starts, then summed up
+      const begin = logs.findIndex((l) =>
+        /^kernels: timing the candidate kernels of [1-9]\d* matmul shapes on this adapter \(once: the choices are cached; --tune off skips this\)$/
+          .test(l)
+      );
+      const attention = logs.findIndex((l) =>
+        /^kernels: timing the attention kernels of [1-9]\d* geometries$/.test(l)
+      );
+      const done = logs.findIndex((l) => l.startsWith("kernels: tuned "));
+      assert.ok(begin >= 0 && begin < attention && attention < done, logs.join("\n"));
       assert.ok(
         logs.some((l) =>
           /^kernels: tuned [1-9]\d* matmul shapes and [1-9]\d* attention geometries in [\d.]+ s/
@@ -304,6 +314,7 @@ Deno.test({
         later.join("\n"),
       );
       assert.ok(!later.some((l) => l.startsWith("kernels: tuned ")), later.join("\n"));
+      assert.ok(!later.some((l) => l.startsWith("kernels: timing ")), later.join("\n"));
       const a = await readSafetensors(runPath(`${dir}/off`, "model"));
       const b = await readSafetensors(runPath(`${dir}/on`, "model"));
       for (const [name, t] of Object.entries(a.tensors)) {

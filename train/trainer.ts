@@ -565,6 +565,15 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
           force: tuneMode === "on",
           variants: opts.tuneVariants,
           attentionKernels: opts.tuneAttentionKernels,
+          // a first step on a new GPU pauses for a minute or so: say why, before it does
+          onBegin: (what, n) =>
+            info(
+              what === "matmul"
+                ? `kernels: timing the candidate kernels of ${n} matmul shapes on this adapter (once: ${
+                  tuneCache ? "the choices are cached" : "--tune-cache keeps the choices"
+                }; --tune off skips this)`
+                : `kernels: timing the attention kernels of ${n} geometries`,
+            ),
         });
         factor = r.value;
         const picks = new Set([
