@@ -197,16 +197,7 @@ Deno.test("padded slices: each transposing store of a warp hits 32 banks; unpadd
     }
   }
   // the generated kernel declares the longer rows and reads them at the padded pitch
-  const spec = {
-    transA: false,
-    transB: true,
-    vecA: true,
-    vecB: true,
-    vecOut: true,
-    exact: true,
-    bias: false,
-  };
-  const code = matmulWgsl(padded(tile(128, 128, 16, 8, 8, false)), spec);
+  const code = matmulWgsl(padded(tile(128, 128, 16, 8, 8, false)), EXACT_NT);
   assert.match(code, /var<workgroup> As: array<vec4<f32>, 528>/); // 16 × (32 + 1)
   assert.match(code, /let a0 = As\[33u \+ ty\]/); // k = 1
   assert.match(code, /let aR0 = \(tid \+ 0u\) \/ 2u % 128u;/);
