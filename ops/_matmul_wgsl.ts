@@ -19,6 +19,9 @@
  * - `exact`: M, N, K divide the tiles, so no bounds checks at all;
  * - `double`: two workgroup buffers, the next slice is fetched into
  *   registers while the current one is multiplied (one barrier per slice);
+ * - `pad` (a tile option): each slice row one vec4 longer and two threads to
+ *   a row for the loads that scatter a vec4 into 4 slice rows, so a warp's
+ *   scalar stores hit 32 banks ({@linkcode transposingUnits});
  * - an optional bias row (`bias[n]`) is added in the epilogue;
  * - the fused GELU of ops/gelu_linear.ts: `geluIn` passes one operand's
  *   loads through `dropout(gelu(·))` (so `gelu(u)` is never stored), and
@@ -92,7 +95,8 @@ export interface MatmulTile {
    * Padded workgroup memory: each k row of a slice one vec4 longer, and the
    * loads that transpose (an operand read along k, stored along rows) give
    * two threads to a row, so their scalar stores fall in 32 different banks
-   * (without: 2 banks' worth of conflicts at BK 8, 4 at BK 16).
+   * (without: 2-way conflicts at BK 8, 4-way at BK 16, 8-way at BK 32;
+   * {@linkcode transposingUnits}).
    */
   pad?: boolean;
 }
