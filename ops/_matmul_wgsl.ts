@@ -272,25 +272,19 @@ export function transposingUnits(R: number, BK: number, pad: boolean): {
 }
 
 /**
- * Plans the loads of one operand's slice. The slice is `R` tile rows (m or
- * n) by `BK` (k); `kMajor` says the operand is stored with k as its slow
- * axis (`a` transposed, `b` not), `vec` that the contiguous axis is read as
- * vec4.
+ * Plans the loads of one operand's slice of tile `t` under spec `s` (`T`
+ * threads). The slice is `R` tile rows (m for `a`, n for `b`) by `BK` (k);
+ * `kMajor` says the operand is stored with k as its slow axis (`a`
+ * transposed, `b` not), `vec` that the contiguous axis is read as vec4.
  */
-function planLoad(
-  name: "a" | "b",
-  R: number,
-  BK: number,
-  T: number,
-  kMajor: boolean,
-  vec: boolean,
-  exact: boolean,
-  gelu: boolean,
-  half: "f16" | "f32" | null = null,
-  strided = false,
-  grouped = false,
-  pad = false,
-): LoadPlan {
+function planLoad(name: "a" | "b", t: MatmulTile, s: MatmulSpec, T: number): LoadPlan {
+  const R = name === "a" ? t.BM : t.BN, BK = t.BK, pad = !!t.pad;
+  const kMajor = name === "a" ? s.transA : !s.transB;
+  const vec = name === "a" ? s.vecA : s.vecB;
+  const { exact } = s, gelu = s.geluIn === name, strided = !!s.strided;
+  const half = s.half?.[name] ?? null;
+  // grouped operand: "a" per group (role a), "b" per group (role b), both (role k)
+  const grouped = !!s.group && (s.group.role === "k" || s.group.role === name);
   // staged type: f32, or f16 (an f32 operand rounded to f16 before it is staged) in an f16 kernel
   const wrap = (x: string) => (half === "f32" ? `${vec ? "to_f16v4" : "to_f16"}(${x})` : x);
   const S = name === "a" ? "As" : "Bs";
@@ -487,34 +481,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const AS = BK * A4, BS = BK * B4;
   const nbuf = t.double ? 2 : 1;
   const strided = !!s.strided;
-  const la = planLoad(
-    "a",
-    BM,
-    BK,
-    T,
-    s.transA,
-    s.vecA,
-    s.exact,
-    s.geluIn === "a",
-    H?.a ?? null,
-    strided,
-    gA,
-    !!t.pad,
-  );
-  const lb = planLoad(
-    "b",
-    BN,
-    BK,
-    T,
-    !s.transB,
-    s.vecB,
-    s.exact,
-    s.geluIn === "b",
-    H?.b ?? null,
-    strided,
-    gB,
-    !!t.pad,
-  );
+  const la = planLoad("a", t, s, T), lb = planLoad("b", t, s, T);
   const arr = (v: boolean, el = "f32") => `array<${v ? `vec4<${el}>` : el}>`;
   const outEl = H?.out === "f16" ? "f16" : "f32";
   const SV = H ? "vec4<f16>" : V4; // staged in workgroup memory
