@@ -1045,9 +1045,10 @@ export interface TimeCandidateOptions {
 
 /**
  * A tuner's measurement of one candidate: compiles it (one untimed call),
- * checks its result (`check`, whose readback also waits for that call), times 3 calls to size the run, then
- * {@linkcode msPerCall} over enough calls for about `minTimeMs` (at most
- * `maxCalls`) after about 25 ms of untimed ones ({@linkcode warmCalls}).
+ * checks its result (`check`, whose readback also waits for that call),
+ * times 3 calls to size the run, then {@linkcode msPerCall} over enough
+ * calls for about `minTimeMs` (at most `maxCalls`) after about 25 ms of
+ * untimed ones ({@linkcode warmCalls}).
  * Infinity (and no timing) when it fails, is wrong (`rejected`) or nothing
  * was recorded.
  */
