@@ -11,7 +11,7 @@
 # Every section has its own time limit, so a slow or failing one cannot take the rest down; all
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
 # tuner's choices). The limits add up to about 15 minutes, more than a session's device time: pick
-# sections, e.g. SECTIONS="tests sweep small base base_f16" (about 6 minutes on an H200, of which
+# sections, e.g. SECTIONS="tests alu sweep small base base_f16" (about 6 minutes on an H200, of which
 # the tuner's first steps take 2.5: 63 s for small, 79 s for base in session 11).
 set -uo pipefail
 OUT=${OUT:-/tmp/webseq-device}
@@ -54,6 +54,9 @@ section tests 100 deno test -A --cached-only $TEST_FILES
 # 2. matmul: the tuner (every registered variant's ms at 256/1024/4096 and the model's shapes),
 #    then a sweep over every tile the generator can build at 4096 (NN, NT; f32 and f16 with f16
 #    accumulation; the fastest five of each)
+# what the driver makes of WGSL arithmetic: f32 and f16 FMAs (packed two to an instruction or
+# not), a splat multiplicand, the f16 <-> f32 conversions (bench/alu_probe.ts, a few seconds)
+section alu 20 $RUN bench/alu_probe.ts --json
 section matmul 70 $RUN bench/ops_bench.ts --only model,tune --json
 section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \
   --sweep-precisions f32,f16acc --json
@@ -96,7 +99,8 @@ section base_f16acc 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size
 # 4. greedy decoding and sampling of base, choosing each token on the host (a readback per step,
 #    ~12 ms in Deno 2.9.6) and on the device (a readback per 8 steps)
 section generate 60 $RUN bench/generate_bench.ts --preset base --rows 16 --tokens 48 --json
-# 5. f16 matmuls at 4096 with f32 accumulation (the training default), for the f16 note
-section sweep16 30 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 20 \
-  --sweep-precisions f16 --layouts NN --json
+# 5. f16 matmuls at 4096 with f32 accumulation (the training default): slices staged as f32
+#    (session 12's default) against f16 slices widened at each product (f16s, sessions 8-11)
+section sweep16 30 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 24 \
+  --sweep-precisions f16,f16s --layouts NN --json
 echo "done $(date -u +%T)" | tee -a "$LOG"

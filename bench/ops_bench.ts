@@ -77,9 +77,10 @@ export interface OpsBenchOptions {
   /** Time budget of the tile sweep in seconds (default 60). */
   sweepSeconds?: number;
   /**
-   * What the sweep multiplies: "f32", "f16" (f16 operands, f32 accumulation)
-   * and/or "f16acc" (f16 FMAs over groups of 16 k); default f32. The f16 forms
-   * need `shader-f16`.
+   * What the sweep multiplies: "f32", "f16" (f16 operands, f32 accumulation),
+   * "f16s" (the same with the slices staged as f16 and widened at each
+   * product, the form before session 12) and/or "f16acc" (f16 FMAs over
+   * groups of 16 k); default f32. The f16 forms need `shader-f16`.
    */
   sweepPrecisions?: SweepPrecision[];
 }
@@ -134,7 +135,10 @@ export function sweepTiles(target: MatmulTarget): MatmulTile[] {
 }
 
 /** The arithmetic of a sweep (see `OpsBenchOptions.sweepPrecisions`). */
-export type SweepPrecision = "f32" | "f16" | "f16acc";
+export type SweepPrecision = (typeof SWEEP_PRECISIONS)[number];
+
+/** Every {@linkcode SweepPrecision}. */
+export const SWEEP_PRECISIONS = ["f32", "f16", "f16s", "f16acc"] as const;
 
 /** One result line: `kind` says what was measured; `device` names the adapter or CPU. */
 export interface OpsBenchLine {
@@ -421,10 +425,11 @@ async function* sweepOne(
   }
   const flops = 2 * size ** 3;
   const acc = precision === "f16acc" ? "f16" as const : "f32" as const;
+  const stage = precision === "f16s" ? "f16" as const : "f32" as const;
   const run = () =>
     (precision === "f32"
       ? matmul(a, b, { transA, transB })
-      : OPS.matmulF16(a, b, { transA, transB, acc })).dispose();
+      : OPS.matmulF16(a, b, { transA, transB, acc, stage })).dispose();
   const done: { name: string; gflops: number }[] = [];
   const deadline = performance.now() + share;
   let tried = 0;
@@ -738,8 +743,9 @@ Options:
   --layouts NN,NT,TN,TT      operand layouts of the table and the sweep (default NN,NT)
   --sweep-seconds N          time budget of the tile sweep over every generator tile
                              (default 60; sizes from --variant-sizes, default 4096)
-  --sweep-precisions P,P     f32, f16 (f16 operands, f32 accumulation), f16acc (f16 FMAs
-                             over groups of 16 k); the f16 forms need shader-f16 (default f32)
+  --sweep-precisions P,P     f32, f16 (f16 operands, f32 accumulation), f16s (the same, f16
+                             slices widened per product), f16acc (f16 FMAs over groups of
+                             16 k); the f16 forms need shader-f16 (default f32)
   --json                     JSON lines (the only output format)
 
 Permissions: --allow-read --allow-env`);
@@ -760,6 +766,14 @@ Permissions: --allow-read --allow-env`);
     Deno.exit(2);
   }
   const ints = (s: string | undefined) => s?.split(",").map((x) => Number.parseInt(x, 10));
+  const precisions = values["sweep-precisions"]?.split(",");
+  const bad = precisions?.find((p) => !(SWEEP_PRECISIONS as readonly string[]).includes(p));
+  if (bad !== undefined) {
+    console.error(
+      `ops_bench: --sweep-precisions takes ${SWEEP_PRECISIONS.join(", ")}, got "${bad}"`,
+    );
+    Deno.exit(2);
+  }
   for await (
     const line of runOpsBench({
       backend,
@@ -772,7 +786,7 @@ Permissions: --allow-read --allow-env`);
       variants: values.variants?.split(","),
       layouts: values.layouts?.split(","),
       sweepSeconds: ints(values["sweep-seconds"])?.[0],
-      sweepPrecisions: values["sweep-precisions"]?.split(",") as SweepPrecision[] | undefined,
+      sweepPrecisions: precisions as SweepPrecision[] | undefined,
     })
   ) {
     console.log(JSON.stringify(line));

@@ -31,9 +31,10 @@
  *   `hash_u32(seed, i) >> 8 >= thr`, as ops/dropout.ts does;
  * - `addOut`: an input shaped like `out` is added last (autograd's gradient
  *   accumulation fused into a backward matmul);
- * - `half`: the f16 matmul of ops/matmul_f16.ts — f16 slices in workgroup
- *   memory, f32 operands rounded to f16 as they load, f32 accumulation of
- *   widened products or f16 FMAs over groups of 16 k, an f32/f16 result (with
+ * - `half`: the f16 matmul of ops/matmul_f16.ts — f32 operands rounded to
+ *   f16 as they load, f32 accumulation (the slices staged widened to f32 by
+ *   default, or as f16 and widened per product) or f16 FMAs over groups of
+ *   16 k (f16 slices), an f32/f16 result (with
  *   an f32 result, bias, addend and row sums fuse as in f32; the row sums read
  *   `a` as stored, unrounded);
  * - `rowSum`: the workgroups of the first column block also sum each row of
@@ -187,8 +188,8 @@ function groupAccessors(
 }
 
 /**
- * An f16 matmul (ops/matmul_f16.ts): operands staged as f16 in workgroup
- * memory (half the bytes), f32 or f16 accumulation, an f32 or f16 result.
+ * An f16 matmul (ops/matmul_f16.ts): f16 operands (or f32 ones rounded to
+ * f16 as they load), f32 or f16 accumulation, an f32 or f16 result.
  */
 export interface MatmulHalf {
   /** Storage of `a`: f16, or f32 rounded to f16 as it loads. */
@@ -203,6 +204,20 @@ export interface MatmulHalf {
   acc: "f32" | "f16";
   /** Result: f32, f16, or f32 holding values rounded to f16. */
   out: "f32" | "f16" | "round";
+  /**
+   * How the slices wait in workgroup memory. "f32" (the default with f32
+   * accumulation): the f16 values widened once as they are staged, so the
+   * multiply is the f32 kernel's, with no conversion per product. "f16" (the
+   * default with, and required by, f16 accumulation): half the bytes, each
+   * value widened where it is multiplied when accumulating in f32. The
+   * results are the same.
+   */
+  stage?: "f32" | "f16";
+}
+
+/** Whether an f16 kernel stages its slices as f16 ({@linkcode MatmulHalf}'s `stage`). */
+export function stagesF16(h: MatmulHalf): boolean {
+  return (h.stage ?? (h.acc === "f16" ? "f16" : "f32")) === "f16";
 }
 
 /** Threads per workgroup of a tile. */
@@ -283,10 +298,14 @@ function planLoad(name: "a" | "b", t: MatmulTile, s: MatmulSpec, T: number): Loa
   const vec = name === "a" ? s.vecA : s.vecB;
   const { exact } = s, gelu = s.geluIn === name, strided = !!s.strided;
   const half = s.half?.[name] ?? null;
+  const stage16 = s.half ? stagesF16(s.half) : false;
   // grouped operand: "a" per group (role a), "b" per group (role b), both (role k)
   const grouped = !!s.group && (s.group.role === "k" || s.group.role === name);
-  // staged type: f32, or f16 (an f32 operand rounded to f16 before it is staged) in an f16 kernel
-  const wrap = (x: string) => (half === "f32" ? `${vec ? "to_f16v4" : "to_f16"}(${x})` : x);
+  // staged value: as loaded (f32 kernels, f16 operands staged as f16), an f32 operand rounded
+  // to f16, and in f32-staged f16 kernels either of those widened back to f32
+  const f16Of = (x: string) => (half === "f32" ? `${vec ? "to_f16v4" : "to_f16"}(${x})` : x);
+  const wrap = (x: string) =>
+    half === null || stage16 ? f16Of(x) : `${vec ? "vec4<f32>" : "f32"}(${f16Of(x)})`;
   const S = name === "a" ? "As" : "Bs";
   // vec4s per k row of the staged slice (one more when padded)
   const R4 = R / 4 + (pad ? 1 : 0);
@@ -475,6 +494,10 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   if (acc16 && 16 % BK !== 0 && BK % 16 !== 0) {
     throw new TypeError(`matmulWgsl: f16 accumulation needs BK dividing 16 or a multiple of it`);
   }
+  const stage16 = H ? stagesF16(H) : false;
+  if (acc16 && !stage16) {
+    throw new TypeError(`matmulWgsl: f16 accumulation stages its slices as f16`);
+  }
   const WX = BN / TN, WY = BM / TM, T = WX * WY;
   // vec4s per k row of a staged slice (the tile's rows, one more when padded)
   const A4 = BM / 4 + (t.pad ? 1 : 0), B4 = BN / 4 + (t.pad ? 1 : 0);
@@ -484,7 +507,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const la = planLoad("a", t, s, T), lb = planLoad("b", t, s, T);
   const arr = (v: boolean, el = "f32") => `array<${v ? `vec4<${el}>` : el}>`;
   const outEl = H?.out === "f16" ? "f16" : "f32";
-  const SV = H ? "vec4<f16>" : V4; // staged in workgroup memory
+  const SV = stage16 ? "vec4<f16>" : V4; // staged in workgroup memory
   const bind: string[] = [];
   // one binding, or one per group (`name0`, `name1`, …)
   const declare = (name: string, access: string, type: string, perGroup: boolean) => {
@@ -542,8 +565,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       }
     }
   }
-  // f32 kernels and f32 accumulation read the slices as f32; f16 accumulation keeps f16
-  const rd = (x: string) => (H && !acc16 ? `vec4<f32>(${x})` : x);
+  // the multiply reads f32 (widening f16-staged slices when accumulating in f32) or, with f16
+  // accumulation, f16
+  const rd = (x: string) => (stage16 && !acc16 ? `vec4<f32>(${x})` : x);
   const CV = acc16 ? "vec4<f16>" : V4, cpre = acc16 ? "h" : "c";
   // the multiply of one slice, every k unrolled; `slice` is the slice's index (f16 groups)
   const compute = (offA: string, offB: string, slice: string): string[] => {

@@ -49,6 +49,7 @@ import {
   type MatmulTile,
   matmulWgsl,
   splitReduceWgsl,
+  stagesF16,
   tileWorkgroupBytes,
 } from "./_matmul_wgsl.ts";
 import {
@@ -248,7 +249,7 @@ function planKey(
 ) {
   const h = f.half;
   const flags = [f.bias, f.geluGradOut, f.add, f.rowSum, drop, split].map((x) => +!!x).join("");
-  const half = h ? `${h.a}${h.b}${h.acc}${h.out}` : "";
+  const half = h ? `${h.a}${h.b}${h.acc}${h.out}${+stagesF16(h)}` : "";
   const group = f.group ? `${f.group.role}${f.group.n}` : "";
   return [epoch, g.M, g.N, g.K, g.P, g.sa, g.sb, +p.transA, +p.transB, flags, f.geluIn, half, group]
     .join("|");

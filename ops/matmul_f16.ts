@@ -19,11 +19,14 @@
  *
  * WebGPU kernel (needs `shader-f16`): the register-tiled kernels of
  * ops/_matmul_wgsl.ts in their f16 form, on the tile the f32 matmul of the
- * shape runs (so tuning covers both): the operands sit as f16 in workgroup
- * memory (K-major `vec4<f16>` slices, half the bytes of f32 ones), f32
- * operands rounded as they load; with `acc: "f32"` each product is widened
- * and accumulated in f32 in k order, with `acc: "f16"` groups of 16 k are
- * summed by f16 FMAs. Results agree with the CPU's to f32 rounding of the
+ * shape runs (so tuning covers both), f32 operands rounded as they load.
+ * With `acc: "f32"` the rounded values are widened back to f32 as they are
+ * staged in workgroup memory, so the multiply is the f32 kernel's, products
+ * accumulated in f32 in k order (session 11 staged `vec4<f16>` slices and
+ * widened each value at every product: 16 conversions per 64 FMAs, and the
+ * f16 step ran 1.19× slower than f32 on an H200; `stage: "f16"` keeps that
+ * form for the benchmark). With `acc: "f16"` the slices are staged as f16
+ * and groups of 16 k are summed by f16 FMAs. Results agree with the CPU's to f32 rounding of the
  * sum (f16 results to one f16 ulp: WGSL's f32→f16 conversion may round
  * either way; f16 FMAs may round twice).
  *
@@ -83,6 +86,13 @@ export interface MatmulF16Params {
    * an f32 total — PyTorch's "reduced precision reduction" for f16 GEMMs.
    */
   acc?: MatmulF16Accumulate;
+  /**
+   * WebGPU only: how f32 accumulation stages the operands in workgroup
+   * memory — "f32" (default: widened once as they load) or "f16" (half the
+   * bytes, widened at each product; the form before, kept for the
+   * benchmark's comparison). Same results either way.
+   */
+  stage?: "f32" | "f16";
 }
 
 /** How {@linkcode MATMUL_F16} accumulates (see `MatmulF16Params.acc`). */
@@ -111,6 +121,7 @@ function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuPlan {
     b: info.inputs[1].dtype === "f16" ? "f16" : "f32",
     acc: p.acc === "f16" ? "f16" : "f32",
     out: p.out === "f16" ? "f16" : p.round ? "round" : "f32",
+    ...(p.stage === "f16" ? { stage: "f16" as const } : {}),
   };
   return matmulPlan(g, { transA: p.transA, transB: p.transB }, { half });
 }
@@ -273,6 +284,8 @@ export interface MatmulF16Options {
   round?: boolean;
   /** Accumulation (default "f32"; see `MatmulF16Params.acc`). */
   acc?: MatmulF16Accumulate;
+  /** Workgroup staging of f32 accumulation (see `MatmulF16Params.stage`). */
+  stage?: "f32" | "f16";
 }
 
 /**
@@ -286,6 +299,7 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
     out: opts.out ?? "f32",
     round: opts.round ?? false,
     ...(opts.acc === "f16" ? { acc: "f16" as const } : {}),
+    ...(opts.stage === "f16" && opts.acc !== "f16" ? { stage: "f16" as const } : {}),
   })[0];
 }
 
@@ -481,6 +495,8 @@ export const LINEAR_GRAD_F16: OpDef<LinearF16Params> = {
 export interface LinearF16Options {
   /** Accumulation (default "f32"; see `MatmulF16Params.acc`). */
   acc?: MatmulF16Accumulate;
+  /** Workgroup staging of f32 accumulation (see `MatmulF16Params.stage`). */
+  stage?: "f32" | "f16";
 }
 
 /**

@@ -619,6 +619,26 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, th
   });
   assert.doesNotMatch(f32acc, /vec4<f16>\(\);/); // no f16 accumulators
   assert.match(f32acc, /vec4<f32>\(to_f16v4\(c0_0\)\)/);
+  // f32 accumulation stages f32 slices (rounded to f16 and widened once, at the store): the
+  // multiply is the f32 kernel's, no conversion per product
+  assert.match(f32acc, /var<workgroup> As: array<vec4<f32>, 256>;/);
+  assert.match(f32acc, /let as0 = vec4<f32>\(to_f16v4\(av0\)\);/); // f32 a: rounded, widened
+  assert.match(f32acc, /let bs0 = vec4<f32>\(bv0\);/); // f16 b: widened
+  assert.doesNotMatch(f32acc, /vec4<f32>\(As\[/);
+  assert.equal(f32acc.match(/= fma\(vec4<f32>\(a\d\.[xyzw]\), b\d, c/g)?.length, 16 * 4 * 1);
+  // stage "f16": half the workgroup bytes, each value widened where it is multiplied
+  const staged16 = matmulWgsl(tile(64, 64, 16, 4, 4, false), {
+    ...spec,
+    half: { ...half, acc: "f32", out: "round", stage: "f16" },
+  });
+  assert.match(staged16, /var<workgroup> As: array<vec4<f16>, 256>;/);
+  assert.match(staged16, /let as0 = to_f16v4\(av0\);/);
+  assert.match(staged16, /let a0 = vec4<f32>\(As\[/);
+  // f16 accumulation needs f16 slices
+  assert.throws(
+    () => matmulWgsl(t8, { ...spec, half: { ...half, stage: "f32" } }),
+    /f16 accumulation stages its slices as f16/,
+  );
   assert.throws(() => matmulWgsl(tile(64, 64, 12, 4, 4, false), { ...spec, half }), TypeError);
   // GELU only on an f32 operand; bias, addend only on an f32 result
   assert.throws(() => matmulWgsl(t8, { ...spec, geluIn: "b", half }), TypeError); // b is f16

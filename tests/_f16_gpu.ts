@@ -19,6 +19,7 @@ import { linearF16, matmulF16 } from "../ops/matmul_f16.ts";
 import { linearGroup } from "../ops/linear_group.ts";
 import { useMatmulSplitK, useMatmulVariant } from "../ops/matmul.ts";
 import { add, geluLinear, mul, reshape, sum } from "../ops/mod.ts";
+import { ALU_PROBES, aluProbeReference, runAluProbe } from "../bench/alu_probe.ts";
 
 /** Exit code of this module when the adapter has no shader-f16. */
 export const NO_F16_EXIT = 3;
@@ -113,38 +114,49 @@ async function checkAcc16(
 async function checkMatmul(
   [P, M, K, N, tA, tB]: readonly [number, number, number, number, boolean, boolean],
   modes: readonly ("f32" | "f16" | "round")[],
+  stages: readonly ("f32" | "f16")[] = ["f32"],
 ): Promise<void> {
   const sa = [...(P > 1 ? [P] : []), ...(tA ? [K, M] : [M, K])];
   const sb = [...(P > 1 ? [P] : []), ...(tB ? [N, K] : [K, N])];
   const a = values(P * M * K, 2, 2), b = values(P * K * N, 3, 2);
   const what = `${[P, M, K, N, tA, tB]}`;
+  // the workgroup staging of f32 accumulation: f16 values widened as they are staged (the
+  // default) or f16 slices widened at each product (the benchmark's comparison)
   for (const mode of modes) {
-    // f16 operands for f32/f16 results; f32 operands (rounded as they load) for "round"
-    const on = (be: Backend) => {
-      const x = tensor(a, sa, { backend: be }), y = tensor(b, sb, { backend: be });
-      return mode === "round" ? [x, y] : [cast(x, "f16"), cast(y, "f16")];
-    };
-    const opts = {
-      transA: tA,
-      transB: tB,
-      out: mode === "f16" ? "f16" as const : "f32" as const,
-      round: mode === "round",
-    };
-    const [ac, bc] = on(CPU), [ag, bg] = on(GPU);
-    const ref = await matmulF16(ac, bc, opts).data();
-    const got = await matmulF16(ag, bg, opts).data();
-    if (mode === "f32") {
-      let scale = 1;
-      for (const r of ref) scale = Math.max(scale, Math.abs(r));
-      ref.forEach((r, i) =>
-        assert.ok(Math.abs(got[i] - r) <= 1e-5 * scale * K, `${what} [${i}] ${got[i]} vs ${r}`)
-      );
-    } else assertNearF16(got, ref, `matmulF16 ${mode} ${what}`);
+    for (const stage of stages) {
+      // f16 operands for f32/f16 results; f32 operands (rounded as they load) for "round"
+      const on = (be: Backend) => {
+        const x = tensor(a, sa, { backend: be }), y = tensor(b, sb, { backend: be });
+        return mode === "round" ? [x, y] : [cast(x, "f16"), cast(y, "f16")];
+      };
+      const opts = {
+        transA: tA,
+        transB: tB,
+        out: mode === "f16" ? "f16" as const : "f32" as const,
+        round: mode === "round",
+      };
+      const [ac, bc] = on(CPU), [ag, bg] = on(GPU);
+      const ref = await matmulF16(ac, bc, opts).data();
+      const got = await matmulF16(ag, bg, { ...opts, stage }).data();
+      if (mode === "f32") {
+        let scale = 1;
+        for (const r of ref) scale = Math.max(scale, Math.abs(r));
+        ref.forEach((r, i) =>
+          assert.ok(
+            Math.abs(got[i] - r) <= 1e-5 * scale * K,
+            `${what} stage ${stage} [${i}] ${got[i]} vs ${r}`,
+          )
+        );
+      } else assertNearF16(got, ref, `matmulF16 ${mode} stage ${stage} ${what}`);
+    }
   }
 }
 
 Deno.test("f16 GPU: matmulF16() equals the CPU reference (f32 and f16 results, f32 operands)", async () => {
   for (const shape of SHAPES) await checkMatmul(shape, ["f32", "f16", "round"]);
+  // f16-staged slices (each value widened at its product) give the same sums
+  await checkMatmul(SHAPES[2], ["f32"], ["f16"]);
+  await checkMatmul(SHAPES[5], ["round"], ["f16"]);
 });
 
 Deno.test("f16 GPU: every tile shape of the generator equals the CPU reference (f16 accumulation too)", async () => {
@@ -162,7 +174,7 @@ Deno.test("f16 GPU: every tile shape of the generator equals the CPU reference (
     useMatmulVariant(t);
     try {
       await checkMatmul([1, 37, 40, 29, false, true], ["round", "f16"]);
-      await checkMatmul([2, 9, 16, 12, true, false], ["f32"]);
+      await checkMatmul([2, 9, 16, 12, true, false], ["f32"], ["f32", "f16"]);
       await checkAcc16([1, 33, 50, 20, true, true]);
     } finally {
       useMatmulVariant(null);
@@ -363,5 +375,12 @@ Deno.test("f16 GPU: linearGroup() in f16 form equals the CPU (f32 accumulation) 
   } finally {
     useMatmulSplitK(null);
     useMatmulVariant(null);
+  }
+});
+
+Deno.test("f16 GPU: the ALU probes of bench/alu_probe.ts compute their CPU references", async () => {
+  for (const p of ALU_PROBES.filter((p) => p.type === "f16")) {
+    const r = await runAluProbe(GPU, p, { iters: 4, workgroups: 1, repeats: 1 });
+    assert.deepEqual(r.out, aluProbeReference(p, 4), p.name);
   }
 });
