@@ -197,23 +197,46 @@ export function layerNormForwardGrid(R: number, C: number): [number, number, num
 }
 
 /**
- * WGSL: `var<workgroup> red` (256 values) and `fn seg_sum(v, lid, seg)`, the
- * sum over the `L` lanes of row segment `seg` returned to each of them, in
- * tree order. Call from workgroup-uniform control flow.
+ * WGSL: workgroup arrays `red` (256 values), `red1` (32), `red2` (4) and
+ * `fn seg_sum(v, lid, seg)`, the sum over the `L` lanes of row segment `seg`
+ * returned to each of them. A tree of radix 8: each level's lanes add eight
+ * consecutive values (pairwise) until at most eight partials are left, which
+ * every lane adds (pairwise) itself — 2 barriers for `L` ≤ 64, 3 up to 512,
+ * where a binary tree took `log2(L) + 2` (10 at `L` = 256, the backward's,
+ * once per row: a row's few loads per thread leave a barrier's wait nothing
+ * to hide behind). The order is fixed, so the sum is deterministic. Call
+ * from workgroup-uniform control flow; the next call may follow at once
+ * (each level's array is written again only after a barrier that every
+ * lane reaches after reading it).
  */
 function segmentSum(type: string, L: number): string {
-  return `var<workgroup> red: array<${type}, 256>;
-fn seg_sum(v: ${type}, lid: u32, seg: u32) -> ${type} {
-  let base = seg * ${L}u;
-  red[base + lid] = v;
-  workgroupBarrier();
-  for (var s = ${L / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[base + lid] = red[base + lid] + red[base + lid + s]; }
-    workgroupBarrier();
+  const pairwise = (terms: string[]): string => {
+    if (terms.length === 1) return terms[0];
+    const h = Math.ceil(terms.length / 2);
+    return `(${pairwise(terms.slice(0, h))} + ${pairwise(terms.slice(h))})`;
+  };
+  const names = ["red", "red1", "red2"];
+  const body: string[] = [`red[seg * ${L}u + lid] = v;`, "workgroupBarrier();"];
+  let n = L, level = 0; // values per segment in array names[level]
+  for (; n > 8; level++) {
+    const m = n / 8, from = names[level], to = names[level + 1];
+    const eight = pairwise(Array.from({ length: 8 }, (_, i) => `${from}[b + ${i}u]`));
+    body.push(
+      `if (lid < ${m}u) { let b = seg * ${n}u + lid * 8u; ${to}[seg * ${m}u + lid] = ${eight}; }`,
+      "workgroupBarrier();",
+    );
+    n = m;
   }
-  let r = red[base];
-  workgroupBarrier();
-  return r;
+  const last = names[level];
+  body.push(
+    `let q = seg * ${n}u;`,
+    `return ${pairwise(Array.from({ length: n }, (_, i) => `${last}[q + ${i}u]`))};`,
+  );
+  return `var<workgroup> red: array<${type}, 256>;
+var<workgroup> red1: array<${type}, 32>;
+var<workgroup> red2: array<${type}, 4>;
+fn seg_sum(v: ${type}, lid: u32, seg: u32) -> ${type} {
+  ${body.join("\n  ")}
 }`;
 }
 

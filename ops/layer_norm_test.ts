@@ -105,6 +105,34 @@ Deno.test("layerNorm() normalizes each row to zero mean and unit (biased) varian
 
 Deno.test({
   name:
+    "layerNorm() row sums of every lane count (32 to 256 per row, radix-8 trees): WebGPU equals CPU",
+  ignore: NO_GPU,
+  fn: async () => {
+    // forward lanes per row: C 200 → 32, 500 → 64, 1000 → 128, 2000 → 256; the backward's
+    // rows: 256 lanes (C ≤ 128: 64, the tests above); 3 rows: a workgroup's segments past the last row
+    const rng = makeRng(5);
+    for (const C of [200, 500, 1000, 2000]) {
+      const n = 3 * C;
+      const c = {
+        shape: [3, C],
+        eps: 1e-5,
+        x: Array.from({ length: n }, () => rng() * 4 - 2),
+        weight: Array.from({ length: C }, () => rng() * 2 - 1),
+        bias: Array.from({ length: C }, () => rng() * 2 - 1),
+        dy: Array.from({ length: n }, () => rng() * 2 - 1),
+      };
+      const cpu = await run(c, CPU, "f64");
+      const gpu = await run(c, GPU!, "f32");
+      assertClose(gpu.y, cpu.y, 1e-5, `y C=${C}`);
+      assertClose(gpu.dx, cpu.dx, 1e-5, `dx C=${C}`);
+      assertClose(gpu.dw, cpu.dw, 1e-5, `dweight C=${C}`);
+      assertClose(gpu.db, cpu.db, 1e-5, `dbias C=${C}`);
+    }
+  },
+});
+
+Deno.test({
+  name:
     "layerNorm() on [B=4, T=33, C=256] with an offset of 100: WebGPU equals CPU, forward and backward",
   ignore: NO_GPU,
   fn: async () => {
