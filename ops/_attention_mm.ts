@@ -63,7 +63,7 @@ export function mmFits(BH: number, T: number, S: number): boolean {
  * attention.ts's helpers (`coords_of`, `row_of`, `key_on`, `key_end`,
  * `zmul`, `MASKED`). {@linkcode MM_LANES} threads share a row: each keeps a
  * running (max, sum) over its keys, the pairs combine through workgroup
- * memory, then each thread writes its keys; up to
+ * memory (a radix-8 tree, two barriers), then each thread writes its keys; up to
  * {@linkcode MM_SOFTMAX_REG_KEYS} keys (S, compile-time) a thread keeps its
  * scaled scores in registers between the two passes, beyond it reads them again.
  */
@@ -71,19 +71,28 @@ export function mmSoftmaxWgsl(prelude: string, S: number): string {
   const L = MM_LANES, R = MM_ROWS_PER_WG, W = L * R;
   // rows up to MM_SOFTMAX_REG_KEYS keys keep each thread's scores in registers (one read)
   const J = S <= MM_SOFTMAX_REG_KEYS ? Math.max(1, Math.ceil(S / L)) : 0;
-  const steps: string[] = [];
-  for (let o = L / 2; o >= 1; o /= 2) {
-    steps.push(`if (lane < ${o}u) {
-    let m2 = rm[tid + ${o}u];
-    let l2 = rl[tid + ${o}u];
-    let mx = max(m, m2);
-    l = l * exp(m - mx) + l2 * exp(m2 - mx);
+  // the lanes' (max, sum) pairs combine in a radix-8 tree: L / 8 lanes merge 8 pairs each, then
+  // every lane merges those L / 8 itself (2 barriers; a binary tree took log2(L) + 1)
+  const P8 = L / 8;
+  const merge = (n: number, mAt: (q: number) => string, lAt: (q: number) => string) => {
+    const qs = Array.from({ length: n }, (_, q) => q);
+    const mx = qs.slice(1).reduce((acc, q) => `max(${acc}, ${mAt(q)})`, mAt(0));
+    return `let mx = ${mx};
+    let sm = ${qs.map((q) => `${lAt(q)} * exp(${mAt(q)} - mx)`).join(" + ")};`;
+  };
+  const combine = `if (lane < ${P8}u) {
+    let p8 = tid - lane + lane * 8u;
+    ${merge(8, (q) => `rm[p8 + ${q}u]`, (q) => `rl[p8 + ${q}u]`)}
+    rm8[(tid / ${L}u) * ${P8}u + lane] = mx;
+    rl8[(tid / ${L}u) * ${P8}u + lane] = sm;
+  }
+  workgroupBarrier();
+  {
+    let q8 = (tid / ${L}u) * ${P8}u;
+    ${merge(P8, (q) => `rm8[q8 + ${q}u]`, (q) => `rl8[q8 + ${q}u]`)}
     m = mx;
-    rm[tid] = m;
-    rl[tid] = l;
-  }
-  workgroupBarrier();`);
-  }
+    l = sm;
+  }`;
   // x: a score scaled, or MASKED for a disallowed key; the running (max, sum) takes it
   const take = `if (x > m) {
         l *= exp(m - x);
@@ -126,6 +135,8 @@ export function mmSoftmaxWgsl(prelude: string, S: number): string {
   return `${prelude}
 var<workgroup> rm: array<f32, ${W}>;
 var<workgroup> rl: array<f32, ${W}>;
+var<workgroup> rm8: array<f32, ${W / 8}>;
+var<workgroup> rl8: array<f32, ${W / 8}>;
 @compute @workgroup_size(${W})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) tid: u32) {
@@ -144,9 +155,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   rm[tid] = m;
   rl[tid] = l;
   workgroupBarrier();
-  ${steps.join("\n  ")}
-  m = rm[tid - lane];
-  l = rl[tid - lane];
+  ${combine}
   if (!live) { return; }
   let none = m == MASKED;
   let lse_r = select(m + log(l), log(f32(u.S)), none);
