@@ -76,7 +76,7 @@ import { WGSL_TO_F16 } from "./cast.ts";
  * Changes when the generated kernels or the split-K rule change enough to
  * make saved tuning choices stale (train/tune_cache.ts keys on it).
  */
-export const MATMUL_CODEGEN_VERSION = 6;
+export const MATMUL_CODEGEN_VERSION = 7;
 
 /** A tile configuration (what the registry names and the tuner chooses among). */
 export interface MatmulTile {
@@ -307,6 +307,10 @@ function planLoad(name: "a" | "b", t: MatmulTile, s: MatmulSpec, T: number): Loa
   const wrap = (x: string) =>
     half === null || stage16 ? f16Of(x) : `${vec ? "vec4<f32>" : "f32"}(${f16Of(x)})`;
   const S = name === "a" ? "As" : "Bs";
+  // element `idx` of the slice buffer `off`: double buffering indexes a 2-D array by the buffer
+  // first (see matmulWgsl), single buffering offsets a 1-D one ("0u + …")
+  const slotAt = (off: string, idx: string) =>
+    t.double ? `${S}[${off}][${idx}]` : `${S}[${off} + ${idx}]`;
   // vec4s per k row of the staged slice (one more when padded)
   const R4 = R / 4 + (pad ? 1 : 0);
   // runtime names: row origin, row extent, slice-row stride (elements) and batch offset
@@ -380,22 +384,22 @@ function planLoad(name: "a" | "b", t: MatmulTile, s: MatmulSpec, T: number): Loa
     if (vec && kMajor) {
       // four consecutive r at one k: one vec4 store
       stores.push((off) =>
-        guard(`${S}[${off} + ${p}K${l} * ${R4}u + (${p}R${l} >> 2u)] = ${val};`)
+        guard(`${slotAt(off, `${p}K${l} * ${R4}u + (${p}R${l} >> 2u)`)} = ${val};`)
       );
     } else if (vec) {
       // four consecutive k at one r: scatter into four slice rows
       stores.push((off) =>
         guard(
           [0, 1, 2, 3].map((c) =>
-            `${S}[${off} + (${p}K${l} + ${c}u) * ${R4}u + (${p}R${l} >> 2u)][${p}R${l} & 3u] = ${val}.${
-              COMP[c]
-            };`
+            `${
+              slotAt(off, `(${p}K${l} + ${c}u) * ${R4}u + (${p}R${l} >> 2u)`)
+            }[${p}R${l} & 3u] = ${val}.${COMP[c]};`
           ).join(" "),
         )
       );
     } else {
       stores.push((off) =>
-        guard(`${S}[${off} + ${p}K${l} * ${R4}u + (${p}R${l} >> 2u)][${p}R${l} & 3u] = ${val};`)
+        guard(`${slotAt(off, `${p}K${l} * ${R4}u + (${p}R${l} >> 2u)`)}[${p}R${l} & 3u] = ${val};`)
       );
     }
   }
@@ -502,7 +506,6 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   // vec4s per k row of a staged slice (the tile's rows, one more when padded)
   const A4 = BM / 4 + (t.pad ? 1 : 0), B4 = BN / 4 + (t.pad ? 1 : 0);
   const AS = BK * A4, BS = BK * B4;
-  const nbuf = t.double ? 2 : 1;
   const strided = !!s.strided;
   const la = planLoad("a", t, s, T), lb = planLoad("b", t, s, T);
   const arr = (v: boolean, el = "f32") => `array<${v ? `vec4<${el}>` : el}>`;
@@ -569,16 +572,23 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   // accumulation, f16
   const rd = (x: string) => (stage16 && !acc16 ? `vec4<f32>(${x})` : x);
   const CV = acc16 ? "vec4<f16>" : V4, cpre = acc16 ? "h" : "c";
-  // the multiply of one slice, every k unrolled; `slice` is the slice's index (f16 groups)
-  const compute = (offA: string, offB: string, slice: string): string[] => {
+  // element `idx` of slice buffer `buf` (double buffering: a 2-D array, buffer first, so each
+  // index past the buffer's is a constant plus tx or ty, as in single buffering, not an offset
+  // that alternates at run time: the bounds clamp WGSL compilers put on a workgroup array index
+  // then stays provably idle, and the constant can become the load's immediate offset)
+  const slot = (arr: string, buf: string, idx: string) =>
+    t.double ? `${arr}[${buf}][${idx}]` : `${arr}[${idx}]`;
+  // the multiply of one slice (buffer `buf`), every k unrolled; `slice` is the slice's index
+  // (f16 groups)
+  const compute = (buf: string, slice: string): string[] => {
     const lines: string[] = [];
     for (let k = 0; k < BK; k++) {
       const body: string[] = [];
       for (let g = 0; g < TM / 4; g++) {
-        body.push(`let a${g} = ${rd(`As[${offA}${k * A4 + g * WY}u + ty]`)};`);
+        body.push(`let a${g} = ${rd(slot("As", buf, `${k * A4 + g * WY}u + ty`))};`);
       }
       for (let h = 0; h < TN / 4; h++) {
-        body.push(`let b${h} = ${rd(`Bs[${offB}${k * B4 + h * WX}u + tx]`)};`);
+        body.push(`let b${h} = ${rd(slot("Bs", buf, `${k * B4 + h * WX}u + tx`))};`);
       }
       for (let g = 0; g < TM / 4; g++) {
         for (let i = 0; i < 4; i++) {
@@ -612,7 +622,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     const A = (i: string) => (gA ? `ld_a(${i})` : `a[${i}]`);
     return s.vecA ? `f32(${A(`(${e}) >> 2u`)}[(${e}) & 3u])` : `f32(${A(e)})`;
   };
-  const rowSum = (offA: string, kb: string): string[] => {
+  const rowSum = (buf: string, kb: string): string[] => {
     if (!RS) return [];
     const body: string[] = [];
     for (let j = 0; j < RS; j++) {
@@ -621,7 +631,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       if (!H) {
         const terms = Array.from(
           { length: BK },
-          (_, k) => `rs${j} += As[${offA}${k * A4}u + (${r} >> 2u)][${r} & 3u];`,
+          (_, k) => `rs${j} += ${slot("As", buf, `${k * A4}u + (${r} >> 2u)`)}[${r} & 3u];`,
         );
         body.push(inTile.length ? `if (${inTile[0]}) { ${terms.join(" ")} }` : terms.join(" "));
         continue;
@@ -653,15 +663,11 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       `  let kt = k0 + t * ${BK}u;`,
       "  let more = t < nt;",
       `  if (more) { ${[...la.fetch, ...lb.fetch].join(" ")} }`,
-      `  let oa = cur * ${AS}u;`,
-      `  let ob = cur * ${BS}u;`,
-      ...rowSum("oa + ", `(kt - ${BK}u)`).map((l) => "  " + l),
-      ...compute("oa + ", "ob + ", "(t - 1u)").map((l) => "  " + l),
+      ...rowSum("cur", `(kt - ${BK}u)`).map((l) => "  " + l),
+      ...compute("cur", "(t - 1u)").map((l) => "  " + l),
       "  if (more) {",
-      `    let na = (cur ^ 1u) * ${AS}u;`,
-      `    let nb = (cur ^ 1u) * ${BS}u;`,
-      ...la.store("na").map((l) => "    " + l),
-      ...lb.store("nb").map((l) => "    " + l),
+      ...la.store("cur ^ 1u").map((l) => "    " + l),
+      ...lb.store("cur ^ 1u").map((l) => "    " + l),
       "  }",
       "  workgroupBarrier();",
       "  cur ^= 1u;",
@@ -676,8 +682,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       ...la.store("0u").map((l) => "  " + l),
       ...lb.store("0u").map((l) => "  " + l),
       "  workgroupBarrier();",
-      ...rowSum("", "kt").map((l) => "  " + l),
-      ...compute("", "", "t").map((l) => "  " + l),
+      ...rowSum("0u", "kt").map((l) => "  " + l),
+      ...compute("0u", "t").map((l) => "  " + l),
       "  workgroupBarrier();",
       "}",
     );
@@ -753,8 +759,13 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     t.double ? " double" : ""
   }${t.pad ? " padded" : ""} ${JSON.stringify(s)}
 ${bind.join("\n")}
-var<workgroup> As: array<${SV}, ${AS * nbuf}>;
-var<workgroup> Bs: array<${SV}, ${BS * nbuf}>;
+${
+    t.double
+      ? `var<workgroup> As: array<array<${SV}, ${AS}>, 2>;
+var<workgroup> Bs: array<array<${SV}, ${BS}>, 2>;`
+      : `var<workgroup> As: array<${SV}, ${AS}>;
+var<workgroup> Bs: array<${SV}, ${BS}>;`
+  }
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let tx = tid % ${WX}u;

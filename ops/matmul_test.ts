@@ -591,8 +591,16 @@ const EXACT_NT = {
 Deno.test("matmulWgsl() spells the tile as constants: unrolled FMAs, vec4 slices, no loops over k", () => {
   const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), EXACT_NT);
   assert.match(code, /@workgroup_size\(256\)/);
-  assert.match(code, /var<workgroup> As: array<vec4<f32>, 512>;/); // 2 × 8 × 128 / 4
+  // double buffered: two slices of 8 × 128 / 4 vec4s, the buffer indexed first, so the
+  // index within a buffer is a constant plus tx or ty
+  assert.match(code, /var<workgroup> As: array<array<vec4<f32>, 256>, 2>;/);
+  assert.match(code, /let a0 = As\[cur\]\[0u \+ ty\]; let a1 = As\[cur\]\[16u \+ ty\];/);
+  assert.match(code, /As\[cur \^ 1u\]\[/); // the next slice into the other buffer
+  assert.doesNotMatch(code, /cur \* /);
   assert.equal(code.match(/= fma\(/g)?.length, 8 * 2 * 8); // TM · TN/4 · BK
+  const single = matmulWgsl(tile(128, 128, 8, 8, 8, false), EXACT_NT);
+  assert.match(single, /var<workgroup> As: array<vec4<f32>, 256>;/);
+  assert.match(single, /let a0 = As\[0u \+ ty\];/);
   assert.equal(code.match(/for \(/g)?.length, 1); // only the loop over K slices
   assert.doesNotMatch(code, /< u\.[MNK]/); // exact: no bounds checks
 });
@@ -603,7 +611,7 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, th
   const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), { ...spec, half });
   const t8 = tile(32, 32, 8, 4, 4, false);
   assert.match(code, /^enable f16;/);
-  assert.match(code, /var<workgroup> As: array<vec4<f16>, 512>;/);
+  assert.match(code, /var<workgroup> As: array<array<vec4<f16>, 256>, 2>;/);
   assert.match(code, /var<storage, read> a: array<vec4<f32>>/); // f32 rounded when staged
   assert.match(code, /var av0: vec4<f32>;/); // prefetched as stored
   assert.match(code, /let as0 = to_f16v4\(av0\);/); // rounded at the store, after the slice
