@@ -525,30 +525,52 @@ ${segmentMain(L, RW, "k")}
   var sb: array<f32, ${cols}>;
   ${extra?.sum ? `var es: array<f32, ${cols}>;` : ""}
   ${perCol("wr[t] = w[j];", "seg_live")}
-  for (var i = 0u; i < u.rpg; i++) {
-    let row = k * u.rpg + i;
+  // row i's dy, x, mean and rstd wait in registers, loaded while row i - 1 was summed
+  var dyr: array<f32, ${cols}>;
+  var xr: array<f32, ${cols}>;
+  var m = 0.0;
+  var rs = 0.0;
+  {
+    let row = k * u.rpg;
     let live = seg_live && row < u.R;
     let o = row * u.C;
-    var m = 0.0;
-    var rs = 0.0;
     if (live) {
       m = mean[row];
       rs = rstd[row];
     }
+    ${perCol("dyr[t] = dy[o + j]; xr[t] = x[o + j];")}
+  }
+  for (var i = 0u; i < u.rpg; i++) {
+    let row = k * u.rpg + i;
+    let live = seg_live && row < u.R;
+    let o = row * u.C;
+    let rsr = rs;
     var p = vec2f(0.0);
     ${
-        perCol(`let d = dy[o + j];
-      let h = (x[o + j] - m) * rs;
+        perCol(`let d = dyr[t];
+      let h = (xr[t] - m) * rsr;
       xh[t] = h;
       g[t] = d * wr[t];
       p += vec2f(g[t], g[t] * h);
       sw[t] += d * h;
       sb[t] += d;`)
       }
+    // the next row's loads go out before this row's sum: their latency hides behind its
+    // barriers and dx writes instead of stalling the next iteration
+    {
+      let row = k * u.rpg + i + 1u;
+      let live = seg_live && i + 1u < u.rpg && row < u.R;
+      let o = row * u.C;
+      if (live) {
+        m = mean[row];
+        rs = rstd[row];
+      }
+      ${perCol("dyr[t] = dy[o + j]; xr[t] = x[o + j];")}
+    }
     let mg = seg_sum(p, lid, seg) / f32(u.C);
     ${
         perCol(`let i = o + j;
-      let v = rs * (g[t] - mg.x - xh[t] * mg.y)${acc ? " + acc[i]" : ""};
+      let v = rsr * (g[t] - mg.x - xh[t] * mg.y)${acc ? " + acc[i]" : ""};
       dx[i] = v;
       ${extra?.element ?? ""}`)
       }
