@@ -52,14 +52,15 @@ TEST_FILES=${TEST_FILES:-ops/matmul_test.ts tests/ops_registry_test.ts tests/f16
 # shellcheck disable=SC2086 # a list of paths
 section tests 100 deno test -A --cached-only $TEST_FILES
 # 2. matmul: the tuner (every registered variant's ms at 256/1024/4096 and the model's shapes),
-#    then a sweep over every tile the generator can build at 4096 (NN, NT; f32 and f16 with f16
-#    accumulation; the fastest five of each)
+#    then a sweep over every tile the generator can build at 4096 (f32, NN and NT; the fastest
+#    five of each; session 12 changed how double-buffered tiles index their slices: compare the
+#    `d` tiles with their single-buffered twins, 22% slower in session 11)
 # what the driver makes of WGSL arithmetic: f32 and f16 FMAs (packed two to an instruction or
 # not), a splat multiplicand, the f16 <-> f32 conversions (bench/alu_probe.ts, a few seconds)
 section alu 20 $RUN bench/alu_probe.ts --json
 section matmul 70 $RUN bench/ops_bench.ts --only model,tune --json
 section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \
-  --sweep-precisions f32,f16acc --json
+  --sweep-precisions f32 --json
 # attention forward + backward (causal self-attention, D = 64) with the row kernels and each tile
 section attention 40 $RUN bench/ops_bench.ts --only attention --json
 # the sweep's fastest tile per layout and precision join the tuner's candidates below
@@ -99,8 +100,8 @@ section base_f16acc 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size
 # 4. greedy decoding and sampling of base, choosing each token on the host (a readback per step,
 #    ~12 ms in Deno 2.9.6) and on the device (a readback per 8 steps)
 section generate 60 $RUN bench/generate_bench.ts --preset base --rows 16 --tokens 48 --json
-# 5. f16 matmuls at 4096 with f32 accumulation (the training default): slices staged as f32
-#    (session 12's default) against f16 slices widened at each product (f16s, sessions 8-11)
-section sweep16 30 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 24 \
-  --sweep-precisions f16,f16s --layouts NN --json
+# 5. f16 matmuls at 4096, NN: f32 accumulation with slices staged as f32 (session 12's default)
+#    and as f16 widened at each product (f16s, sessions 8-11), and f16 FMAs (f16acc)
+section sweep16 40 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 33 \
+  --sweep-precisions f16,f16s,f16acc --layouts NN --json
 echo "done $(date -u +%T)" | tee -a "$LOG"
