@@ -101,7 +101,8 @@ section base_f16acc 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size
 #    ~12 ms in Deno 2.9.6) and on the device (a readback per 8 steps)
 section generate 60 $RUN bench/generate_bench.ts --preset base --rows 16 --tokens 48 --json
 # 5. f16 matmuls at 4096, NN: f32 accumulation with slices staged as f32 (session 12's default)
-#    and as f16 widened at each product (f16s, sessions 8-11), and f16 FMAs (f16acc)
-section sweep16 40 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 33 \
-  --sweep-precisions f16,f16s,f16acc --layouts NN --json
+#    and as f16 widened at each product (f16s, sessions 8-11), and f16 FMAs over groups of 16 k
+#    (f16acc) and of 64 (f16acc64: a quarter of the f16 -> f32 conversions)
+section sweep16 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 42 \
+  --sweep-precisions f16,f16s,f16acc,f16acc64 --layouts NN --json
 echo "done $(date -u +%T)" | tee -a "$LOG"

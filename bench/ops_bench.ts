@@ -80,7 +80,8 @@ export interface OpsBenchOptions {
    * What the sweep multiplies: "f32", "f16" (f16 operands, f32 accumulation),
    * "f16s" (the same with the slices staged as f16 and widened at each
    * product, the form before session 12) and/or "f16acc" (f16 FMAs over
-   * groups of 16 k); default f32. The f16 forms need `shader-f16`.
+   * groups of 16 k; "f16acc32", "f16acc64" over deeper groups: fewer
+   * conversions); default f32. The f16 forms need `shader-f16`.
    */
   sweepPrecisions?: SweepPrecision[];
 }
@@ -138,7 +139,7 @@ export function sweepTiles(target: MatmulTarget): MatmulTile[] {
 export type SweepPrecision = (typeof SWEEP_PRECISIONS)[number];
 
 /** Every {@linkcode SweepPrecision}. */
-export const SWEEP_PRECISIONS = ["f32", "f16", "f16s", "f16acc"] as const;
+export const SWEEP_PRECISIONS = ["f32", "f16", "f16s", "f16acc", "f16acc32", "f16acc64"] as const;
 
 /** One result line: `kind` says what was measured; `device` names the adapter or CPU. */
 export interface OpsBenchLine {
@@ -424,12 +425,17 @@ async function* sweepOne(
     [a, b] = [ah, bh];
   }
   const flops = 2 * size ** 3;
-  const acc = precision === "f16acc" ? "f16" as const : "f32" as const;
+  const acc = precision.startsWith("f16acc") ? "f16" as const : "f32" as const;
+  const group = precision === "f16acc32"
+    ? 32 as const
+    : precision === "f16acc64"
+    ? 64 as const
+    : 16;
   const stage = precision === "f16s" ? "f16" as const : "f32" as const;
   const run = () =>
     (precision === "f32"
       ? matmul(a, b, { transA, transB })
-      : OPS.matmulF16(a, b, { transA, transB, acc, stage })).dispose();
+      : OPS.matmulF16(a, b, { transA, transB, acc, stage, group })).dispose();
   const done: { name: string; gflops: number }[] = [];
   const deadline = performance.now() + share;
   let tried = 0;
@@ -745,7 +751,8 @@ Options:
                              (default 60; sizes from --variant-sizes, default 4096)
   --sweep-precisions P,P     f32, f16 (f16 operands, f32 accumulation), f16s (the same, f16
                              slices widened per product), f16acc (f16 FMAs over groups of
-                             16 k); the f16 forms need shader-f16 (default f32)
+                             16 k), f16acc32, f16acc64 (deeper groups); the f16 forms need
+                             shader-f16 (default f32)
   --json                     JSON lines (the only output format)
 
 Permissions: --allow-read --allow-env`);

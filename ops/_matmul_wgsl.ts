@@ -34,7 +34,7 @@
  * - `half`: the f16 matmul of ops/matmul_f16.ts — f32 operands rounded to
  *   f16 as they load, f32 accumulation (the slices staged widened to f32 by
  *   default, or as f16 and widened per product) or f16 FMAs over groups of
- *   16 k (f16 slices), an f32/f16 result (with
+ *   16 k (or `group`; f16 slices), an f32/f16 result (with
  *   an f32 result, bias, addend and row sums fuse as in f32; the row sums read
  *   `a` as stored, unrounded);
  * - `rowSum`: the workgroups of the first column block also sum each row of
@@ -213,6 +213,8 @@ export interface MatmulHalf {
    * results are the same.
    */
   stage?: "f32" | "f16";
+  /** Depth of the K groups f16 accumulation sums in f16 (default 16). */
+  group?: number;
 }
 
 /** Whether an f16 kernel stages its slices as f16 ({@linkcode MatmulHalf}'s `stage`). */
@@ -495,8 +497,11 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const gOut = G !== null && G.role !== "k" && !s.splitK;
   const gA = G?.role === "a" || G?.role === "k", gB = G?.role === "b" || G?.role === "k";
   const acc16 = H?.acc === "f16";
-  if (acc16 && 16 % BK !== 0 && BK % 16 !== 0) {
-    throw new TypeError(`matmulWgsl: f16 accumulation needs BK dividing 16 or a multiple of it`);
+  const G16 = H?.group ?? 16; // depth of the f16-accumulated K groups
+  if (acc16 && G16 % BK !== 0 && BK % G16 !== 0) {
+    throw new TypeError(
+      `matmulWgsl: f16 accumulation needs BK dividing ${G16} or a multiple of it`,
+    );
   }
   const stage16 = H ? stagesF16(H) : false;
   if (acc16 && !stage16) {
@@ -600,12 +605,12 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
         }
       }
       lines.push(`{ ${body.join(" ")} }`);
-      // a group of 16 k ends inside the slice (BK a multiple of 16)
-      if (acc16 && BK >= 16 && (k + 1) % 16 === 0) lines.push(flushAll.join(" "));
+      // a group of G16 k ends inside the slice (BK a multiple of G16)
+      if (acc16 && BK >= G16 && (k + 1) % G16 === 0) lines.push(flushAll.join(" "));
     }
-    // slices shallower than 16: the group ends with every (16 / BK)-th slice
-    if (acc16 && BK < 16) {
-      lines.push(`if (((${slice} + 1u) * ${BK}u) % 16u == 0u) { ${flushAll.join(" ")} }`);
+    // slices shallower than a group: the group ends with every (G16 / BK)-th slice
+    if (acc16 && BK < G16) {
+      lines.push(`if (((${slice} + 1u) * ${BK}u) % ${G16}u == 0u) { ${flushAll.join(" ")} }`);
     }
     return lines;
   };

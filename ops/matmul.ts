@@ -249,7 +249,7 @@ function planKey(
 ) {
   const h = f.half;
   const flags = [f.bias, f.geluGradOut, f.add, f.rowSum, drop, split].map((x) => +!!x).join("");
-  const half = h ? `${h.a}${h.b}${h.acc}${h.out}${+stagesF16(h)}` : "";
+  const half = h ? `${h.a}${h.b}${h.acc}${h.out}${+stagesF16(h)}g${h.group ?? 16}` : "";
   const group = f.group ? `${f.group.role}${f.group.n}` : "";
   return [epoch, g.M, g.N, g.K, g.P, g.sa, g.sb, +p.transA, +p.transB, flags, f.geluIn, half, group]
     .join("|");
@@ -268,9 +268,10 @@ function planMatmul(
   const fused = !!(f.bias || f.geluIn || f.geluGradOut || f.add || f.rowSum || f.half);
   let v = selectMatmulVariant(shape);
   // the legacy kernel has no prologue/epilogue, and f16 accumulation needs slices that divide
-  // or are multiples of its groups of 16 k: such calls take the heuristic's tile
-  const bk = v.tile?.BK ?? 0;
-  const groupsFit = f.half?.acc !== "f16" || 16 % bk === 0 || bk % 16 === 0;
+  // or are multiples of its groups of k (16 unless half.group says otherwise): such calls take
+  // the heuristic's tile
+  const bk = v.tile?.BK ?? 0, g16 = f.half?.group ?? 16;
+  const groupsFit = f.half?.acc !== "f16" || g16 % bk === 0 || bk % g16 === 0;
   if ((!v.tile && (fused || f.group)) || !groupsFit) {
     v = matmulVariant(heuristicVariant(shape, matmulTarget()));
   }
@@ -294,9 +295,9 @@ function planMatmul(
     return { kernels: [{ code, bind, workgroups }], split: none };
   }
   // split K writes f32 partials: not for f16 results, nor the bias and gelu' epilogues; an
-  // f16-accumulating kernel splits at multiples of its groups of 16 k
+  // f16-accumulating kernel splits at multiples of its groups of k
   const canSplit = maySplit && f.half?.out !== "f16" && !f.bias && !f.geluGradOut;
-  const unit = f.half?.acc === "f16" ? Math.max(t.BK, 16) : t.BK;
+  const unit = f.half?.acc === "f16" ? Math.max(t.BK, g16) : t.BK;
   const split = canSplit ? splitKFor(shape, t, matmulTarget(), unit) : none;
   const spec: MatmulSpec = {
     transA: p.transA,

@@ -93,7 +93,16 @@ export interface MatmulF16Params {
    * benchmark's comparison). Same results either way.
    */
   stage?: "f32" | "f16";
+  /**
+   * Depth of the K groups `acc: "f16"` sums in f16 before adding each
+   * group's sum to the f32 total: 16 (default; what training uses), 32 or
+   * 64 (fewer f16 → f32 conversions, less exact; for the benchmark).
+   */
+  group?: F16Group;
 }
+
+/** Depths of the f16-accumulated K groups (see `MatmulF16Params.group`). */
+export type F16Group = 16 | 32 | 64;
 
 /** How {@linkcode MATMUL_F16} accumulates (see `MatmulF16Params.acc`). */
 export type MatmulF16Accumulate = "f32" | "f16";
@@ -106,8 +115,16 @@ function geometry(as: Shape, bs: Shape, p: MatmulF16Params): Geometry {
 
 // ---------------------------------------------------------------- WGSL
 
-/** Depth of the K groups that `acc: "f16"` sums in f16 (the CPU reference and the kernels). */
-const BK = 16;
+/** Default depth of the K groups that `acc: "f16"` sums in f16 (the CPU reference and the kernels). */
+const F16_GROUP: F16Group = 16;
+
+function checkGroup(g: number | undefined): F16Group {
+  if (g === undefined) return F16_GROUP;
+  if (g !== 16 && g !== 32 && g !== 64) {
+    throw new RangeError(`Cannot matmulF16: group must be 16, 32 or 64, got ${g}`);
+  }
+  return g;
+}
 
 /**
  * One call's kernel: the register-tiled generator of ops/_matmul_wgsl.ts in
@@ -122,6 +139,7 @@ function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuPlan {
     acc: p.acc === "f16" ? "f16" : "f32",
     out: p.out === "f16" ? "f16" : p.round ? "round" : "f32",
     ...(p.stage === "f16" ? { stage: "f16" as const } : {}),
+    ...(p.acc === "f16" && checkGroup(p.group) !== F16_GROUP ? { group: p.group } : {}),
   };
   return matmulPlan(g, { transA: p.transA, transB: p.transB }, { half });
 }
@@ -147,7 +165,8 @@ export function roundToF16(x: number): number {
 }
 
 /**
- * The `acc: "f16"` reference: for each output, each 16-deep K slice is
+ * The `acc: "f16"` reference: for each output, each K group (16 deep unless
+ * `p.group` says otherwise) is
  * summed by f16 FMAs in k order (`h = f16(a·b + h)`: the product of two f16
  * is exact in float64, and so is its sum with an f16, so one rounding, as a
  * fused f16 FMA), and each slice's sum is added to an f32 total.
@@ -156,6 +175,7 @@ function sliceAccumulate(a: Float32Array, b: Float32Array, g: Geometry, p: Matmu
   const { M, N, K, P, sa, sb } = g;
   const out = new Float32Array(P * M * N);
   const f16 = roundToF16, f32 = Math.fround;
+  const BK = checkGroup(p.group);
   // rows over k: A [M, K] and B [N, K], so the inner loop reads both contiguously
   const At = new Float64Array(M * K), Bt = new Float64Array(N * K);
   for (let z = 0; z < P; z++) {
@@ -250,11 +270,11 @@ export const MATMUL_F16: OpDef<MatmulF16Params> = {
     // batch axes is summed in f32 first
     const grad = (x: Tensor, y: Tensor, o: { transA: boolean; transB: boolean }, like: Tensor) => {
       const out = like.dtype === "f16" ? "f16" : "f32";
-      const acc = c.params.acc;
-      const d = matmulF16(x, y, { ...o, out, round: true, acc });
+      const { acc, group } = c.params;
+      const d = matmulF16(x, y, { ...o, out, round: true, acc, group });
       if (d.rank === like.rank && d.shape.every((n, k) => n === like.shape[k])) return d;
       d.dispose();
-      const summed = cast(sumTo(matmulF16(x, y, { ...o, acc }), like.shape), "f16");
+      const summed = cast(sumTo(matmulF16(x, y, { ...o, acc, group }), like.shape), "f16");
       return out === "f16" ? summed : cast(summed, "f32");
     };
     let da: Tensor | null = null, db: Tensor | null = null;
@@ -286,6 +306,8 @@ export interface MatmulF16Options {
   acc?: MatmulF16Accumulate;
   /** Workgroup staging of f32 accumulation (see `MatmulF16Params.stage`). */
   stage?: "f32" | "f16";
+  /** Depth of the f16-accumulated K groups (see `MatmulF16Params.group`). */
+  group?: F16Group;
 }
 
 /**
@@ -300,6 +322,7 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
     round: opts.round ?? false,
     ...(opts.acc === "f16" ? { acc: "f16" as const } : {}),
     ...(opts.stage === "f16" && opts.acc !== "f16" ? { stage: "f16" as const } : {}),
+    ...(opts.acc === "f16" && opts.group !== undefined ? { group: checkGroup(opts.group) } : {}),
   })[0];
 }
 

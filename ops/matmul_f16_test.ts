@@ -130,6 +130,33 @@ Deno.test("matmulF16() acc f16 sums each 16-deep K slice in f16, the slices in f
   assert.deepEqual(await matmulF16(a, b).toArray(), [Math.fround(2 + 30 * 2 ** -12)]);
 });
 
+Deno.test("matmulF16() acc f16 group 32 and 64: deeper K groups summed in f16", async () => {
+  // [1, 2⁻¹² × 31] twice: groups of 16 see the 16 small values of each second half whole
+  // (2⁻⁸, exact), groups of 32 start each at 1 and lose them all, one group of 64 too
+  const row = [1, ...Array(31).fill(2 ** -12)];
+  const a = cast(tensor([...row, ...row], [1, 64]), "f16");
+  const b = cast(tensor(new Float32Array(64).fill(1), [64, 1]), "f16");
+  const sum16 = await matmulF16(a, b, { acc: "f16" }).toArray();
+  assert.deepEqual(sum16, [2 + 2 * 2 ** -8]);
+  assert.deepEqual(await matmulF16(a, b, { acc: "f16", group: 16 }).toArray(), sum16);
+  assert.deepEqual(await matmulF16(a, b, { acc: "f16", group: 32 }).toArray(), [2]);
+  // one group of 64: 1 + 31 lost, then 1 + 1 = 2 and 2 + 2⁻¹² lost again
+  assert.deepEqual(await matmulF16(a, b, { acc: "f16", group: 64 }).toArray(), [2]);
+  // the group passes to the gradients (dx sums over 48 outputs: groups of 16 and 64 differ)
+  const x = tensor(values(12, 3), [3, 4], { requiresGrad: true });
+  const w = tensor(values(192, 4, 8), [48, 4], { requiresGrad: true });
+  const r = tensor(values(144, 5, 8), [3, 48]);
+  sum(mul(matmulF16(x, w, { transB: true, acc: "f16", group: 64 }), r)).backward();
+  const dx = (g: 16 | 64) => matmulF16(r, w, { out: "f32", round: true, acc: "f16", group: g });
+  assert.deepEqual(await x.grad!.toArray(), await dx(64).toArray());
+  assert.notDeepEqual(await dx(16).toArray(), await dx(64).toArray());
+  assert.throws(
+    // @ts-expect-error: 48 is not a group depth
+    () => matmulF16(a, b, { acc: "f16", group: 48 }),
+    /group must be 16, 32 or 64, got 48/,
+  );
+});
+
 Deno.test("matmulF16() acc f16 stays within the f16 rounding bound of the exact product, gradients too", async () => {
   for (const [M, K, N, tA, tB] of SHAPES) {
     const a = values(M * K, 1, 3).map(roundF16), b = values(K * N, 2, 2).map(roundF16);

@@ -621,6 +621,18 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, th
   const deep = matmulWgsl(tile(64, 64, 32, 4, 4, false), { ...spec, half });
   // BK 32: two flushes inside each slice, one more after the loop
   assert.equal(deep.match(/c0_0 \+= vec4<f32>\(h0_0\)/g)?.length, 3);
+  // groups of 64 k: BK 32 flushes every second slice, BK 16 every fourth
+  const g64 = { ...half, group: 64 };
+  const t32 = matmulWgsl(tile(64, 64, 32, 4, 4, false), { ...spec, half: g64 });
+  assert.match(t32, /if \(\(\(t \+ 1u\) \* 32u\) % 64u == 0u\)/);
+  assert.match(
+    matmulWgsl(tile(64, 64, 16, 4, 4, true), { ...spec, half: g64 }),
+    /if \(\(\(\(t - 1u\) \+ 1u\) \* 16u\) % 64u == 0u\)/,
+  );
+  assert.throws(
+    () => matmulWgsl(tile(64, 64, 16, 4, 4, false), { ...spec, half: { ...half, group: 24 } }),
+    /BK dividing 24 or a multiple of it/,
+  );
   const f32acc = matmulWgsl(tile(64, 64, 16, 4, 4, false), {
     ...spec,
     half: { ...half, acc: "f32", out: "round" },

@@ -93,6 +93,7 @@ const SHAPES: [number, number, number, number, boolean, boolean][] = [
 /** `acc: "f16"` on the GPU against the CPU's group-by-group f16 accumulation. */
 async function checkAcc16(
   [P, M, K, N, tA, tB]: readonly [number, number, number, number, boolean, boolean],
+  group: 16 | 32 | 64 = 16,
 ): Promise<void> {
   const sa = [...(P > 1 ? [P] : []), ...(tA ? [K, M] : [M, K])];
   const sb = [...(P > 1 ? [P] : []), ...(tB ? [N, K] : [K, N])];
@@ -100,12 +101,12 @@ async function checkAcc16(
   const run = async (be: Backend) => {
     const a = cast(tensor(av, sa, { backend: be }), "f16");
     const b = cast(tensor(bv, sb, { backend: be }), "f16");
-    return await matmulF16(a, b, { transA: tA, transB: tB, acc: "f16" }).toArray();
+    return await matmulF16(a, b, { transA: tA, transB: tB, acc: "f16", group }).toArray();
   };
   const [ref, got] = [await run(CPU), await run(GPU)];
   // the same f16 FMAs in the same order; a GPU may round an f16 FMA through f32 (twice),
-  // so allow a few f16 ulps of the partial sums (|a|, |b| ≤ 2: partial sums ≤ 64)
-  const tol = Math.ceil(K / 16) * 4 * 64 * 2 ** -11;
+  // so allow a few f16 ulps of the partial sums (|a|, |b| ≤ 2: partial sums ≤ 4·group)
+  const tol = Math.ceil(K / group) * 4 * 4 * group * 2 ** -11;
   ref.forEach((r, i) =>
     assert.ok(Math.abs(got[i] - r) <= tol, `${[P, M, K, N, tA, tB]} [${i}] ${got[i]} vs ${r}`)
   );
@@ -176,6 +177,8 @@ Deno.test("f16 GPU: every tile shape of the generator equals the CPU reference (
       await checkMatmul([1, 37, 40, 29, false, true], ["round", "f16"]);
       await checkMatmul([2, 9, 16, 12, true, false], ["f32"], ["f32", "f16"]);
       await checkAcc16([1, 33, 50, 20, true, true]);
+      // deeper groups (the benchmark's f16acc32/64): flushes every 2nd to 8th slice
+      await checkAcc16([1, 20, 150, 12, false, true], 64);
     } finally {
       useMatmulVariant(null);
     }
@@ -199,6 +202,20 @@ Deno.test("f16 GPU: matmulF16() acc f16 equals the CPU's slice-by-slice f16 accu
     assert.ok(got >= 2 && got <= 2 + 30 * 2 ** -12, `f16-accumulated sum ${got}`);
   }
   for (const shape of SHAPES) await checkAcc16(shape);
+  await checkAcc16(SHAPES[4], 32);
+  // groups of 32: [1, 2⁻¹² × 31] twice sums to 2 (groups of 16 would give 2 + 2·2⁻⁸)
+  const row32 = [1, ...Array(31).fill(2 ** -12)];
+  const deep = async (be: Backend, group: 16 | 32) => {
+    const a = cast(tensor([...row32, ...row32], [1, 64], { backend: be }), "f16");
+    const b = cast(tensor(new Float32Array(64).fill(1), [64, 1], { backend: be }), "f16");
+    return (await matmulF16(a, b, { acc: "f16", group }).toArray())[0];
+  };
+  assert.equal(await deep(CPU, 32), 2);
+  assert.equal(await deep(CPU, 16), 2 + 2 * 2 ** -8);
+  if (isSoftwareAdapter(GPU.adapterInfo)) {
+    assert.equal(await deep(GPU, 32), 2);
+    assert.equal(await deep(GPU, 16), 2 + 2 * 2 ** -8);
+  }
 });
 
 Deno.test("f16 GPU: geluLinear() in f16 form (both accumulations) equals the CPU", async () => {
