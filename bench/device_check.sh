@@ -45,10 +45,12 @@ section() { # section NAME SECONDS COMMAND...: runs it, JSON lines to $JSONL, al
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$LOG" 2>&1
 section info 20 $RUN cli.ts info --json
 # 1. correctness on the card: every op GPU vs CPU, every matmul variant, the f16 kernels, every
-#    registered attention tile, the grouped projections, gradients written into AdamW's buffer
+#    registered attention tile and the mm kernels, the grouped projections, LayerNorm at every lane
+#    count, gradients written into AdamW's buffer, the ALU probes' outputs
 #    (TEST_FILES="a_test.ts b_test.ts" runs only those)
 TEST_FILES=${TEST_FILES:-ops/matmul_test.ts tests/ops_registry_test.ts tests/f16_gpu_test.ts \
-  tests/attention_tiled_gpu_test.ts ops/linear_group_test.ts optim/_flat_test.ts}
+  tests/attention_tiled_gpu_test.ts ops/attention_test.ts ops/linear_group_test.ts \
+  ops/layer_norm_test.ts optim/_flat_test.ts bench/alu_probe_test.ts}
 # shellcheck disable=SC2086 # a list of paths
 section tests 100 deno test -A --cached-only $TEST_FILES
 # 2. matmul: the tuner (every registered variant's ms at 256/1024/4096 and the model's shapes),
