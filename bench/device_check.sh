@@ -52,7 +52,7 @@ TEST_FILES=${TEST_FILES:-ops/matmul_test.ts tests/ops_registry_test.ts tests/f16
   tests/attention_tiled_gpu_test.ts ops/attention_test.ts ops/linear_group_test.ts \
   ops/layer_norm_test.ts optim/_flat_test.ts bench/alu_probe_test.ts}
 # shellcheck disable=SC2086 # a list of paths
-section tests 100 deno test -A --cached-only $TEST_FILES
+section tests 140 deno test -A --cached-only $TEST_FILES
 # 2. matmul: the tuner (every registered variant's ms at 256/1024/4096 and the model's shapes),
 #    then a sweep over every tile the generator can build at 4096 (f32, NN and NT; the fastest
 #    five of each; session 12 changed how double-buffered tiles index their slices: compare the
