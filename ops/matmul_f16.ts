@@ -128,8 +128,9 @@ function checkGroup(g: number | undefined): F16Group {
 
 /**
  * One call's kernel: the register-tiled generator of ops/_matmul_wgsl.ts in
- * its f16 form (f16 slices in workgroup memory, f32 operands rounded as they
- * load), on the tile the f32 matmul of the same shape would run (heuristic,
+ * its f16 form (f32 operands rounded as they load; slices staged widened to
+ * f32 with f32 accumulation, as f16 with f16 accumulation or `stage: "f16"`),
+ * on the tile the f32 matmul of the same shape would run (heuristic,
  * tuned or forced: ops/_matmul_variants.ts).
  */
 function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuPlan {
