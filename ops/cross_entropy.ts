@@ -48,8 +48,9 @@ import type { OpEntry } from "./registry.ts";
 import {
   lastAxisRows,
   rowWorkgroupSize,
+  WGSL_SOFTMAX_TAKE,
   wgslRowMain,
-  wgslRowReduce,
+  wgslRowMerge,
   wgslTreeReduce,
 } from "./softmax.ts";
 import { crossEntropyGradF32, crossEntropyRowsF32 } from "./_cpu_threads_kernels.ts";
@@ -261,17 +262,22 @@ export const CROSS_ENTROPY: OpDef<CrossEntropyParams> = {
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 struct U { R: u32, V: u32, ignore: i32, eps: f32 }
 @group(0) @binding(4) var<uniform> u: U;
-${wgslRowReduce(wg)}
+${wgslRowMerge(wg)}
+${WGSL_SOFTMAX_TAKE}
 ${wgslRowMain(wg)}
   let o = row * u.V;
-  var pm: f32 = ${LOWEST};
+  // one pass: a running (max, Σ exp) pair and Σ x per thread, merged over the row
+  var sp = vec2f(${LOWEST}, 0.0);
   var px: f32 = 0.0;
-  for (var j = lid; j < u.V; j += ${wg}u) { pm = max(pm, x[o + j]); px += x[o + j]; }
-  let m = wg_max(pm, lid);
-  let sx = wg_sum(px, lid);
-  var ps: f32 = 0.0;
-  for (var j = lid; j < u.V; j += ${wg}u) { ps += exp(x[o + j] - m); }
-  let ls = log(wg_sum(ps, lid));
+  for (var j = lid; j < u.V; j += ${wg}u) {
+    let v = x[o + j];
+    softmax_take(v, &sp);
+    px += v;
+  }
+  let r = row_merge(sp.x, sp.y, px, 0.0, lid);
+  let m = r.x;
+  let sx = r.z;
+  let ls = log(r.y);
   if (lid == 0u) {
     lse[row] = m + ls;
     let tr = t[row];
@@ -467,7 +473,8 @@ export const CROSS_ENTROPY_STATS: OpDef<CrossEntropyStatsParams> = {
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
 struct U { R: u32, V: u32, ignore: i32, k: u32 }
 @group(0) @binding(3) var<uniform> u: U;
-${wgslRowReduce(wg)}
+${wgslRowMerge(wg)}
+${WGSL_SOFTMAX_TAKE}
 ${wgslRowMain(wg)}
   let o = row * u.V;
   let tr = t[row];
@@ -478,18 +485,18 @@ ${wgslRowMain(wg)}
   }
   let tu = u32(tr);
   let xt = x[o + tu];
-  var pm: f32 = ${LOWEST};
+  // one pass: a running (max, Σ exp) pair and the count of logits ranked above the target
+  var sp = vec2f(${LOWEST}, 0.0);
   var pa: f32 = 0.0;
   for (var j = lid; j < u.V; j += ${wg}u) {
     let v = x[o + j];
-    pm = max(pm, v);
+    softmax_take(v, &sp);
     if (v > xt || (v == xt && j < tu)) { pa += 1.0; }
   }
-  let m = wg_max(pm, lid);
-  let above = wg_sum(pa, lid);
-  var ps: f32 = 0.0;
-  for (var j = lid; j < u.V; j += ${wg}u) { ps += exp(x[o + j] - m); }
-  let ls = log(wg_sum(ps, lid));
+  let r = row_merge(sp.x, sp.y, pa, 0.0, lid);
+  let m = r.x;
+  let above = r.z;
+  let ls = log(r.y);
   if (lid == 0u) {
     part[row * 4u] = (m - xt) + ls;
     part[row * 4u + 1u] = 1.0;

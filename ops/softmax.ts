@@ -79,6 +79,72 @@ export function wgslTreeReduce(name: string, type: string, wg: number, combine: 
 }`;
 }
 
+/**
+ * @internal WGSL: `fn row_merge(pm, ps, pa, pb, lid) -> vec4f` for a one-workgroup-per-row
+ * kernel of `wg` threads (a power of two, at least 8): each thread's running softmax pair — the
+ * largest value `pm` it saw and `ps` = Σ exp(v − pm) over its values — and two plain sums `pa`,
+ * `pb` merge into
+ * the row's `(M, Σ exp(v − M), Σ a, Σ b)`, returned to every thread. A radix-8 tree in workgroup
+ * memory (`rs_red`, `rs_red1`, `rs_red2`): 2 barriers up to 64 threads, 3 up to 512, where the
+ * binary trees of {@linkcode wgslRowReduce} take `log2(wg) + 2` per value. A lane with no values
+ * passes `pm` = the lowest f32 and `ps` = 0. Call from workgroup-uniform control flow, at most once
+ * per invocation (no barrier protects a second call's writes).
+ */
+export function wgslRowMerge(wg: number): string {
+  const pairwise = (terms: string[]): string => {
+    if (terms.length === 1) return terms[0];
+    const h = Math.ceil(terms.length / 2);
+    return `(${pairwise(terms.slice(0, h))} + ${pairwise(terms.slice(h))})`;
+  };
+  // merges n consecutive entries of `arr` from index `b`: max, then rescaled sums
+  const merge = (arr: string, n: number): string => {
+    const at = (q: number) => `${arr}[q0 + ${q}u]`;
+    const mx = Array.from({ length: n - 1 }, (_, q) => q + 1).reduce(
+      (acc, q) => `max(${acc}, ${at(q)}.x)`,
+      `${at(0)}.x`,
+    );
+    const terms = Array.from({ length: n }, (_, q) => `${at(q)}.y * exp(${at(q)}.x - mx)`);
+    const za = Array.from({ length: n }, (_, q) => `${at(q)}.zw`);
+    return `let mx = ${mx}; let sab = ${pairwise(za)};
+    r = vec4f(mx, ${pairwise(terms)}, sab.x, sab.y);`;
+  };
+  const names = ["rs_red", "rs_red1", "rs_red2"];
+  const body: string[] = ["rs_red[lid] = vec4f(pm, ps, pa, pb);", "workgroupBarrier();"];
+  let n = wg, level = 0;
+  for (; n > 8; level++) {
+    const k = n / 8;
+    body.push(
+      `if (lid < ${k}u) { let q0 = lid * 8u; var r: vec4f; ${merge(names[level], 8)} ${
+        names[level + 1]
+      }[lid] = r; }`,
+      "workgroupBarrier();",
+    );
+    n = k;
+  }
+  body.push(`let q0 = 0u; var r: vec4f; ${merge(names[level], n)}`, "return r;");
+  return `
+var<workgroup> rs_red: array<vec4f, ${wg}>;
+var<workgroup> rs_red1: array<vec4f, ${Math.max(1, wg / 8)}>;
+var<workgroup> rs_red2: array<vec4f, ${Math.max(1, wg / 64)}>;
+fn row_merge(pm: f32, ps: f32, pa: f32, pb: f32, lid: u32) -> vec4f {
+  ${body.join("\n  ")}
+}`;
+}
+
+/**
+ * @internal WGSL: `fn softmax_take(v, p: ptr<function, vec2f>)`, one value into a thread's
+ * running softmax pair `(m, s)` (see {@linkcode wgslRowMerge}).
+ */
+export const WGSL_SOFTMAX_TAKE = `
+fn softmax_take(v: f32, p: ptr<function, vec2f>) {
+  if (v > (*p).x) {
+    (*p).y = (*p).y * exp((*p).x - v) + 1.0;
+    (*p).x = v;
+  } else {
+    (*p).y += exp(v - (*p).x);
+  }
+}`;
+
 /** @internal the entry point of a one-workgroup-per-row kernel; defines `row`, `lid`. */
 export function wgslRowMain(wg: number): string {
   return `@compute @workgroup_size(${wg})
