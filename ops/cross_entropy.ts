@@ -359,58 +359,34 @@ export const CROSS_ENTROPY_GRAD: OpDef<CrossEntropyParams> = {
   },
   gpu(info, p) {
     const [N, V] = lastAxisRows(info.inputs[0].shape);
-    const n = N * V;
     // rows of a multiple of 4: a thread per 4 logits of one row (vec4 loads and stores, one
     // row/column division per 4), the same arithmetic per element
-    if (V % 4 === 0) {
-      return {
-        kernels: [{
-          code: `
-@group(0) @binding(0) var<storage, read> x: array<vec4f>;
-@group(0) @binding(1) var<storage, read> t: array<i32>;
-@group(0) @binding(2) var<storage, read> lse: array<f32>;
-@group(0) @binding(3) var<storage, read> count: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<vec4f>;
-struct U { n4: u32, V: u32, ignore: i32, eps: f32 }
-@group(0) @binding(6) var<uniform> u: U;
-${MAIN_1D()} {
-  ${LINEAR_INDEX()}
-  if (i >= u.n4) { return; }
-  let row = (i * 4u) / u.V;
-  let j = (i * 4u) % u.V;
-  let tr = t[row];
-  if (tr == u.ignore || tr < 0 || u32(tr) >= u.V) { dx[i] = vec4f(0.0); return; }
-  var hot = vec4f(0.0);
-  if (u32(tr) >= j && u32(tr) < j + 4u) { hot[u32(tr) - j] = 1.0 - u.eps; }
-  dx[i] = (exp(x[i] - vec4f(lse[row])) - hot - vec4f(u.eps / f32(u.V))) * (dy[0] / count[0]);
-}`,
-          bind: [{ in: 0 }, { in: 1 }, { in: 2 }, { in: 3 }, { in: 4 }, { out: 0 }],
-          uniform: packUniform([n / 4, V, p.ignoreIndex], [p.labelSmoothing]),
-          workgroups: grid1d(n / 4),
-        }],
-      };
-    }
+    const W = V % 4 === 0 ? 4 : 1, n = (N * V) / W;
+    const T = W === 4 ? "vec4f" : "f32";
+    const hot = W === 4
+      ? `var hot = vec4f(0.0);
+  if (u32(tr) >= j && u32(tr) < j + 4u) { hot[u32(tr) - j] = 1.0 - u.eps; }`
+      : "let hot = select(0.0, 1.0 - u.eps, u32(tr) == j);";
     return {
       kernels: [{
         code: `
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${T}>;
 @group(0) @binding(1) var<storage, read> t: array<i32>;
 @group(0) @binding(2) var<storage, read> lse: array<f32>;
 @group(0) @binding(3) var<storage, read> count: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<${T}>;
 struct U { n: u32, V: u32, ignore: i32, eps: f32 }
 @group(0) @binding(6) var<uniform> u: U;
 ${MAIN_1D()} {
   ${LINEAR_INDEX()}
   if (i >= u.n) { return; }
-  let row = i / u.V;
-  let j = i % u.V;
+  let row = (i * ${W}u) / u.V;
+  let j = (i * ${W}u) % u.V;
   let tr = t[row];
-  if (tr == u.ignore || tr < 0 || u32(tr) >= u.V) { dx[i] = 0.0; return; }
-  let hot = select(0.0, 1.0 - u.eps, u32(tr) == j);
-  dx[i] = (exp(x[i] - lse[row]) - hot - u.eps / f32(u.V)) * (dy[0] / count[0]);
+  if (tr == u.ignore || tr < 0 || u32(tr) >= u.V) { dx[i] = ${T}(0.0); return; }
+  ${hot}
+  dx[i] = (exp(x[i] - ${T}(lse[row])) - hot - ${T}(u.eps / f32(u.V))) * (dy[0] / count[0]);
 }`,
         bind: [{ in: 0 }, { in: 1 }, { in: 2 }, { in: 3 }, { in: 4 }, { out: 0 }],
         uniform: packUniform([n, V, p.ignoreIndex], [p.labelSmoothing]),
