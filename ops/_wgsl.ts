@@ -18,6 +18,18 @@ import { expF64 } from "./_exp.ts";
 export const WG = 256;
 
 /**
+ * WGSL: the sum of `terms` (WGSL expressions) as a balanced tree of
+ * additions, `((t0 + t1) + (t2 + t3))`: a fixed order, and a shorter
+ * dependency chain than left to right (the radix-8 reductions of
+ * ops/layer_norm.ts and ops/softmax.ts).
+ */
+export function wgslPairwiseSum(terms: string[]): string {
+  if (terms.length === 1) return terms[0];
+  const h = Math.ceil(terms.length / 2);
+  return `(${wgslPairwiseSum(terms.slice(0, h))} + ${wgslPairwiseSum(terms.slice(h))})`;
+}
+
+/**
  * Workgroup counts covering `n` threads of `WG`, spread over x and y so that
  * no dimension exceeds 65535. Kernels compute the linear index with
  * {@linkcode LINEAR_INDEX}.

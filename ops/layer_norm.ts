@@ -30,7 +30,7 @@ import {
   type OpDef,
   packUniform,
 } from "../tensor/types.ts";
-import { grid1d } from "./_wgsl.ts";
+import { grid1d, wgslPairwiseSum } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
 import { layerNormF32, layerNormGradF32 } from "./_cpu_threads_kernels.ts";
 import { lastAxisRows, rowWorkgroupSize } from "./softmax.ts";
@@ -210,17 +210,12 @@ export function layerNormForwardGrid(R: number, C: number): [number, number, num
  * lane reaches after reading it).
  */
 function segmentSum(type: string, L: number): string {
-  const pairwise = (terms: string[]): string => {
-    if (terms.length === 1) return terms[0];
-    const h = Math.ceil(terms.length / 2);
-    return `(${pairwise(terms.slice(0, h))} + ${pairwise(terms.slice(h))})`;
-  };
   const names = ["red", "red1", "red2"];
   const body: string[] = [`red[seg * ${L}u + lid] = v;`, "workgroupBarrier();"];
   let n = L, level = 0; // values per segment in array names[level]
   for (; n > 8; level++) {
     const m = n / 8, from = names[level], to = names[level + 1];
-    const eight = pairwise(Array.from({ length: 8 }, (_, i) => `${from}[b + ${i}u]`));
+    const eight = wgslPairwiseSum(Array.from({ length: 8 }, (_, i) => `${from}[b + ${i}u]`));
     body.push(
       `if (lid < ${m}u) { let b = seg * ${n}u + lid * 8u; ${to}[seg * ${m}u + lid] = ${eight}; }`,
       "workgroupBarrier();",
@@ -230,7 +225,7 @@ function segmentSum(type: string, L: number): string {
   const last = names[level];
   body.push(
     `let q = seg * ${n}u;`,
-    `return ${pairwise(Array.from({ length: n }, (_, i) => `${last}[q + ${i}u]`))};`,
+    `return ${wgslPairwiseSum(Array.from({ length: n }, (_, i) => `${last}[q + ${i}u]`))};`,
   );
   return `var<workgroup> red: array<${type}, 256>;
 var<workgroup> red1: array<${type}, 32>;

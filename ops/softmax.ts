@@ -31,7 +31,7 @@ import {
   type Shape,
   type TensorInfo,
 } from "../tensor/types.ts";
-import { grid1d } from "./_wgsl.ts";
+import { grid1d, wgslPairwiseSum } from "./_wgsl.ts";
 import type { OpEntry } from "./registry.ts";
 
 /** Rows R and row length D of a last-axis op on `shape`. */
@@ -91,11 +91,6 @@ export function wgslTreeReduce(name: string, type: string, wg: number, combine: 
  * per invocation (no barrier protects a second call's writes).
  */
 export function wgslRowMerge(wg: number): string {
-  const pairwise = (terms: string[]): string => {
-    if (terms.length === 1) return terms[0];
-    const h = Math.ceil(terms.length / 2);
-    return `(${pairwise(terms.slice(0, h))} + ${pairwise(terms.slice(h))})`;
-  };
   // merges n consecutive entries of `arr` from index `b`: max, then rescaled sums
   const merge = (arr: string, n: number): string => {
     const at = (q: number) => `${arr}[q0 + ${q}u]`;
@@ -105,8 +100,8 @@ export function wgslRowMerge(wg: number): string {
     );
     const terms = Array.from({ length: n }, (_, q) => `${at(q)}.y * exp(${at(q)}.x - mx)`);
     const za = Array.from({ length: n }, (_, q) => `${at(q)}.zw`);
-    return `let mx = ${mx}; let sab = ${pairwise(za)};
-    r = vec4f(mx, ${pairwise(terms)}, sab.x, sab.y);`;
+    return `let mx = ${mx}; let sab = ${wgslPairwiseSum(za)};
+    r = vec4f(mx, ${wgslPairwiseSum(terms)}, sab.x, sab.y);`;
   };
   const names = ["rs_red", "rs_red1", "rs_red2"];
   const body: string[] = ["rs_red[lid] = vec4f(pm, ps, pa, pb);", "workgroupBarrier();"];
