@@ -11,7 +11,7 @@
 # Every section has its own time limit, so a slow or failing one cannot take the rest down; all
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
 # tuner's choices). The limits add up to about 15 minutes, more than a session's device time: pick
-# sections, e.g. SECTIONS="tests alu sweep small base base_f16" (about 6 minutes on an H200, of which
+# sections, e.g. SECTIONS="tests alu layout sweep small base base_f16" (about 6.5 minutes on an H200, of which
 # the tuner's first steps take 2.5: 63 s for small, 79 s for base in session 11).
 set -uo pipefail
 OUT=${OUT:-/tmp/webseq-device}
@@ -63,6 +63,12 @@ section alu 20 $RUN bench/alu_probe.ts --json
 section matmul 70 $RUN bench/ops_bench.ts --only model,tune --json
 section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \
   --sweep-precisions f32 --json
+# session 13 made every slice a 2-D array (`As[k][column]`, the bounds clamp on the column only):
+# the tuner's four favourite tiles at 4096 against their flat twins (`f`, byte-identical to
+# session 12's kernels), NN and NT, in one table
+section layout 45 $RUN bench/ops_bench.ts --only variants --variant-sizes 4096 --layouts NN,NT \
+  --min-time-ms 150 --variants t128x128k16_8x8,t128x128k16_8x8f,t128x128k16_4x16,t128x128k16_4x16f,\
+t128x128k8_4x16d,t128x128k8_4x16df,t128x128k8_8x8d,t128x128k8_8x8df --json
 # attention forward + backward (causal self-attention, D = 64) with the row kernels and each tile
 section attention 40 $RUN bench/ops_bench.ts --only attention --json
 # the sweep's fastest tile per layout and precision join the tuner's candidates below

@@ -30,12 +30,23 @@ const tile = (
   TN: number,
   double: boolean,
   pad = false,
-): MatmulTile => (pad ? { BM, BN, BK, TM, TN, double, pad } : { BM, BN, BK, TM, TN, double });
+  flat = false,
+): MatmulTile => ({
+  BM,
+  BN,
+  BK,
+  TM,
+  TN,
+  double,
+  ...(pad ? { pad } : {}),
+  ...(flat ? { flat } : {}),
+});
 
 /**
  * The registry, largest tiles first. Names read `t<BM>x<BN>k<BK>_<TM>x<TN>`,
  * `d` for double-buffered workgroup memory, `p` for padded slices
- * (conflict-free transposing stores, ops/_matmul_wgsl.ts `MatmulTile.pad`).
+ * (conflict-free transposing stores, ops/_matmul_wgsl.ts `MatmulTile.pad`),
+ * `f` for flat (1-D) slice arrays (`MatmulTile.flat`, for comparison).
  */
 export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   // 256 threads, 8×8 each, 16 KiB: the large-matrix kernel
@@ -71,10 +82,11 @@ const BY_NAME = new Map(MATMUL_VARIANTS.map((v) => [v.name, v]));
 
 /**
  * A tile's name in the registry's spelling: `t<BM>x<BN>k<BK>_<TM>x<TN>`, `d` if
- * double-buffered, `p` if padded.
+ * double-buffered, `p` if padded, `f` if its slices are flat arrays.
  */
 export function tileName(t: MatmulTile): string {
-  return `t${t.BM}x${t.BN}k${t.BK}_${t.TM}x${t.TN}${t.double ? "d" : ""}${t.pad ? "p" : ""}`;
+  const flags = `${t.double ? "d" : ""}${t.pad ? "p" : ""}${t.flat ? "f" : ""}`;
+  return `t${t.BM}x${t.BN}k${t.BK}_${t.TM}x${t.TN}${flags}`;
 }
 
 /**
@@ -83,10 +95,10 @@ export function tileName(t: MatmulTile): string {
  * `name` is not spelled that way.
  */
 export function parseTileName(name: string): MatmulTile | null {
-  const m = /^t(\d+)x(\d+)k(\d+)_(\d+)x(\d+)(d?)(p?)$/.exec(name);
+  const m = /^t(\d+)x(\d+)k(\d+)_(\d+)x(\d+)(d?)(p?)(f?)$/.exec(name);
   if (!m) return null;
   const [BM, BN, BK, TM, TN] = m.slice(1, 6).map(Number);
-  const t = tile(BM, BN, BK, TM, TN, m[6] === "d", m[7] === "p");
+  const t = tile(BM, BN, BK, TM, TN, m[6] === "d", m[7] === "p", m[8] === "f");
   checkTile(t);
   return t;
 }
@@ -109,7 +121,7 @@ export function matmulVariant(name: string): MatmulVariant {
     throw new TypeError(
       `Unknown matmul variant "${name}" (known: ${
         MATMUL_VARIANTS.map((x) => x.name).join(", ")
-      }, or any tile named t<BM>x<BN>k<BK>_<TM>x<TN>[d][p])`,
+      }, or any tile named t<BM>x<BN>k<BK>_<TM>x<TN>[d][p][f])`,
     );
   }
   const made = { name, tile: t, heuristic: false };

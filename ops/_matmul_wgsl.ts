@@ -76,7 +76,7 @@ import { WGSL_TO_F16 } from "./cast.ts";
  * Changes when the generated kernels or the split-K rule change enough to
  * make saved tuning choices stale (train/tune_cache.ts keys on it).
  */
-export const MATMUL_CODEGEN_VERSION = 7;
+export const MATMUL_CODEGEN_VERSION = 8;
 
 /** A tile configuration (what the registry names and the tuner chooses among). */
 export interface MatmulTile {
@@ -100,6 +100,18 @@ export interface MatmulTile {
    * {@linkcode transposingUnits}).
    */
   pad?: boolean;
+  /**
+   * The slices in one 1-D array per buffer (`As[k·pitch + col]`), the layout
+   * of sessions ≤ 12, kept to measure the default against: a 2-D array per
+   * buffer (`As[k][col]`), whose k index is a constant in the multiply, so the
+   * bounds clamp WGSL compilers put on every dynamic workgroup-array index
+   * (naga: `min(i, len - 1)`) covers only `col` — `g·WY + ty` or `h·WX + tx`,
+   * the same for every k and slice, computed once — and each k becomes the
+   * load's immediate offset. Flat, each of the `BK·(TM + TN)/4` loads of a
+   * slice clamps its own `k·pitch + col` unless the driver proves `ty` and `tx`
+   * small enough.
+   */
+  flat?: boolean;
 }
 
 /** Per-call specialisation of a tile kernel (chosen from the shapes). */
@@ -247,6 +259,23 @@ export function checkTile(t: MatmulTile): void {
 const V4 = "vec4<f32>";
 const COMP = ["x", "y", "z", "w"];
 
+/**
+ * Vec4 `col` of slice row `k` in buffer `buf` of workgroup array `arr`: `arr[k][col]`
+ * (double-buffered: `arr[buf][k][col]`), or with {@linkcode MatmulTile.flat} the
+ * 1-D element `flatIdx` (`arr[flatIdx]`, double-buffered `arr[buf][flatIdx]`).
+ */
+function sliceRef(
+  t: MatmulTile,
+  arr: string,
+  buf: string,
+  flatIdx: string,
+  k: string,
+  col: string,
+): string {
+  const b = t.double ? `[${buf}]` : "";
+  return t.flat ? `${arr}${b}[${flatIdx}]` : `${arr}${b}[${k}][${col}]`;
+}
+
 interface LoadPlan {
   /** Declarations before the K loop (per-thread constants and prefetch registers). */
   setup: string[];
@@ -309,12 +338,14 @@ function planLoad(name: "a" | "b", t: MatmulTile, s: MatmulSpec, T: number): Loa
   const wrap = (x: string) =>
     half === null || stage16 ? f16Of(x) : `${vec ? "vec4<f32>" : "f32"}(${f16Of(x)})`;
   const S = name === "a" ? "As" : "Bs";
-  // element `idx` of the slice buffer `off`: double buffering indexes a 2-D array by the buffer
-  // first (see matmulWgsl), single buffering offsets a 1-D one ("0u + …")
-  const slotAt = (off: string, idx: string) =>
-    t.double ? `${S}[${off}][${idx}]` : `${S}[${off} + ${idx}]`;
   // vec4s per k row of the staged slice (one more when padded)
   const R4 = R / 4 + (pad ? 1 : 0);
+  // vec4 `col` of slice row `k` in buffer `off` (sliceRef; flat single buffering offsets its one
+  // buffer: "0u + …")
+  const slotAt = (off: string, k: string, col: string) =>
+    t.flat && !t.double
+      ? `${S}[${off} + ${k} * ${R4}u + ${col}]`
+      : sliceRef(t, S, off, `${k} * ${R4}u + ${col}`, k, col);
   // runtime names: row origin, row extent, slice-row stride (elements) and batch offset
   const r0 = name === "a" ? "m0" : "n0";
   const rN = name === "a" ? "u.M" : "u.N";
@@ -385,23 +416,21 @@ function planLoad(name: "a" | "b", t: MatmulTile, s: MatmulSpec, T: number): Loa
     };
     if (vec && kMajor) {
       // four consecutive r at one k: one vec4 store
-      stores.push((off) =>
-        guard(`${slotAt(off, `${p}K${l} * ${R4}u + (${p}R${l} >> 2u)`)} = ${val};`)
-      );
+      stores.push((off) => guard(`${slotAt(off, `${p}K${l}`, `(${p}R${l} >> 2u)`)} = ${val};`));
     } else if (vec) {
       // four consecutive k at one r: scatter into four slice rows
       stores.push((off) =>
         guard(
           [0, 1, 2, 3].map((c) =>
-            `${
-              slotAt(off, `(${p}K${l} + ${c}u) * ${R4}u + (${p}R${l} >> 2u)`)
-            }[${p}R${l} & 3u] = ${val}.${COMP[c]};`
+            `${slotAt(off, `(${p}K${l} + ${c}u)`, `(${p}R${l} >> 2u)`)}[${p}R${l} & 3u] = ${val}.${
+              COMP[c]
+            };`
           ).join(" "),
         )
       );
     } else {
       stores.push((off) =>
-        guard(`${slotAt(off, `${p}K${l} * ${R4}u + (${p}R${l} >> 2u)`)}[${p}R${l} & 3u] = ${val};`)
+        guard(`${slotAt(off, `${p}K${l}`, `(${p}R${l} >> 2u)`)}[${p}R${l} & 3u] = ${val};`)
       );
     }
   }
@@ -577,12 +606,13 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   // accumulation, f16
   const rd = (x: string) => (stage16 && !acc16 ? `vec4<f32>(${x})` : x);
   const CV = acc16 ? "vec4<f16>" : V4, cpre = acc16 ? "h" : "c";
-  // element `idx` of slice buffer `buf` (double buffering: a 2-D array, buffer first, so each
-  // index past the buffer's is a constant plus tx or ty, as in single buffering, not an offset
-  // that alternates at run time: the bounds clamp WGSL compilers put on a workgroup array index
-  // then stays provably idle, and the constant can become the load's immediate offset)
-  const slot = (arr: string, buf: string, idx: string) =>
-    t.double ? `${arr}[${buf}][${idx}]` : `${arr}[${idx}]`;
+  // vec4 `col` of slice row k (a number) in buffer `buf` (`MatmulTile.flat`: element
+  // k·pitch + col of a 1-D buffer, the constant folded; double buffering indexes the buffer first,
+  // so the index past it is never an offset that alternates at run time)
+  const slot = (arr: string, buf: string, k: number, col: number, plus: string) => {
+    const pitch = arr === "As" ? A4 : B4;
+    return sliceRef(t, arr, buf, `${k * pitch + col}u + ${plus}`, `${k}u`, `${col}u + ${plus}`);
+  };
   // the multiply of one slice (buffer `buf`), every k unrolled; `slice` is the slice's index
   // (f16 groups)
   const compute = (buf: string, slice: string): string[] => {
@@ -590,10 +620,10 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     for (let k = 0; k < BK; k++) {
       const body: string[] = [];
       for (let g = 0; g < TM / 4; g++) {
-        body.push(`let a${g} = ${rd(slot("As", buf, `${k * A4 + g * WY}u + ty`))};`);
+        body.push(`let a${g} = ${rd(slot("As", buf, k, g * WY, "ty"))};`);
       }
       for (let h = 0; h < TN / 4; h++) {
-        body.push(`let b${h} = ${rd(slot("Bs", buf, `${k * B4 + h * WX}u + tx`))};`);
+        body.push(`let b${h} = ${rd(slot("Bs", buf, k, h * WX, "tx"))};`);
       }
       for (let g = 0; g < TM / 4; g++) {
         for (let i = 0; i < 4; i++) {
@@ -636,7 +666,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       if (!H) {
         const terms = Array.from(
           { length: BK },
-          (_, k) => `rs${j} += ${slot("As", buf, `${k * A4}u + (${r} >> 2u)`)}[${r} & 3u];`,
+          (_, k) => `rs${j} += ${slot("As", buf, k, 0, `(${r} >> 2u)`)}[${r} & 3u];`,
         );
         body.push(inTile.length ? `if (${inTile[0]}) { ${terms.join(" ")} }` : terms.join(" "));
         continue;
@@ -762,14 +792,13 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
 
   return `${H ? "enable f16;\n" : ""}// matmul tile ${BM}x${BN}x${BK} thread ${TM}x${TN}${
     t.double ? " double" : ""
-  }${t.pad ? " padded" : ""} ${JSON.stringify(s)}
+  }${t.pad ? " padded" : ""}${t.flat ? " flat" : ""} ${JSON.stringify(s)}
 ${bind.join("\n")}
 ${
-    t.double
-      ? `var<workgroup> As: array<array<${SV}, ${AS}>, 2>;
-var<workgroup> Bs: array<array<${SV}, ${BS}>, 2>;`
-      : `var<workgroup> As: array<${SV}, ${AS}>;
-var<workgroup> Bs: array<${SV}, ${BS}>;`
+    [["As", AS, BK, A4], ["Bs", BS, BK, B4]].map(([name, n, rows, pitch]) => {
+      const one = t.flat ? `array<${SV}, ${n}>` : `array<array<${SV}, ${pitch}>, ${rows}>`;
+      return `var<workgroup> ${name}: ${t.double ? `array<${one}, 2>` : one};`;
+    }).join("\n")
   }
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {

@@ -143,6 +143,12 @@ const SMALL: [MatmulTile, Case[]][] = [
   ]],
   [tile(8, 16, 8, 4, 8, true), [{ M: 20, N: 20, K: 12, transA: true, transB: true, bias: true }]],
   [tile(16, 8, 4, 8, 4, false), [{ M: 32, N: 16, K: 16, P: 2, shared: "a" }]],
+  // flat slice arrays (MatmulTile.flat), single and double buffered
+  [{ ...tile(8, 8, 4, 4, 4, false), flat: true }, [
+    { M: 13, N: 11, K: 7, transB: true, bias: true },
+    { M: 12, N: 12, K: 8, P: 2, shared: "b", transA: true },
+  ]],
+  [{ ...tile(12, 8, 4, 4, 4, true), flat: true }, [{ M: 24, N: 16, K: 8, P: 3, bias: true }]],
 ];
 
 Deno.test({
@@ -200,8 +206,11 @@ Deno.test("padded slices: each transposing store of a warp hits 32 banks; unpadd
   }
   // the generated kernel declares the longer rows and reads them at the padded pitch
   const code = matmulWgsl(padded(tile(128, 128, 16, 8, 8, false)), EXACT_NT);
-  assert.match(code, /var<workgroup> As: array<vec4<f32>, 528>/); // 16 × (32 + 1)
-  assert.match(code, /let a0 = As\[33u \+ ty\]/); // k = 1
+  assert.match(code, /var<workgroup> As: array<array<vec4<f32>, 33>, 16>/); // 16 × (32 + 1)
+  assert.match(code, /let a0 = As\[1u\]\[0u \+ ty\]/); // k = 1
+  const flat = matmulWgsl({ ...padded(tile(128, 128, 16, 8, 8, false)), flat: true }, EXACT_NT);
+  assert.match(flat, /var<workgroup> As: array<vec4<f32>, 528>/);
+  assert.match(flat, /let a0 = As\[33u \+ ty\]/); // k = 1 at the padded pitch
   assert.match(code, /let aR0 = \(tid \+ 0u\) \/ 2u % 128u;/);
 });
 
@@ -370,6 +379,11 @@ Deno.test("useMatmulVariant() forces a variant over tuned choices; tuned choices
       pad: true,
     });
     assert.equal(tileName(parseTileName("t64x64k16_8x8p")!), "t64x64k16_8x8p");
+    assert.deepEqual(parseTileName("t128x128k16_8x8f"), {
+      ...tile(128, 128, 16, 8, 8, false),
+      flat: true,
+    });
+    assert.equal(tileName(parseTileName("t128x128k8_4x16dpf")!), "t128x128k8_4x16dpf");
     assert.equal(parseTileName("legacy"), null);
     assert.throws(() => useMatmulVariant("t64x64k8_6x4"), /Matmul tile "t64x64k8_6x4": .*TM must/);
     setTunedVariant(a, shape, "t256x64k8_16x4");
@@ -591,16 +605,32 @@ const EXACT_NT = {
 Deno.test("matmulWgsl() spells the tile as constants: unrolled FMAs, vec4 slices, no loops over k", () => {
   const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), EXACT_NT);
   assert.match(code, /@workgroup_size\(256\)/);
-  // double buffered: two slices of 8 × 128 / 4 vec4s, the buffer indexed first, so the
-  // index within a buffer is a constant plus tx or ty
-  assert.match(code, /var<workgroup> As: array<array<vec4<f32>, 256>, 2>;/);
-  assert.match(code, /let a0 = As\[cur\]\[0u \+ ty\]; let a1 = As\[cur\]\[16u \+ ty\];/);
+  // double buffered: two slices of 8 k rows × 128 / 4 vec4s, indexed buffer, k, column: k is a
+  // constant in the multiply and the column a constant plus tx or ty, the same for every k
+  assert.match(code, /var<workgroup> As: array<array<array<vec4<f32>, 32>, 8>, 2>;/);
+  assert.match(
+    code,
+    /let a0 = As\[cur\]\[0u\]\[0u \+ ty\]; let a1 = As\[cur\]\[0u\]\[16u \+ ty\];/,
+  );
+  assert.match(code, /let b1 = Bs\[cur\]\[7u\]\[16u \+ tx\];/); // k = 7
   assert.match(code, /As\[cur \^ 1u\]\[/); // the next slice into the other buffer
   assert.doesNotMatch(code, /cur \* /);
+  // every read of the multiply: a constant k, a constant column offset plus tx or ty
+  const reads = code.match(/= [AB]s\[[^;]*;/g) ?? [];
+  assert.equal(reads.length, 8 * (2 + 2));
+  for (const r of reads) assert.match(r, /^= [AB]s\[cur\]\[\d+u\]\[\d+u \+ t[xy]\];$/);
   assert.equal(code.match(/= fma\(/g)?.length, 8 * 2 * 8); // TM · TN/4 · BK
   const single = matmulWgsl(tile(128, 128, 8, 8, 8, false), EXACT_NT);
-  assert.match(single, /var<workgroup> As: array<vec4<f32>, 256>;/);
-  assert.match(single, /let a0 = As\[0u \+ ty\];/);
+  assert.match(single, /var<workgroup> As: array<array<vec4<f32>, 32>, 8>;/);
+  assert.match(single, /let a0 = As\[0u\]\[0u \+ ty\];/);
+  // flat (MatmulTile.flat, sessions ≤ 12): one 1-D array per buffer, k folded into the index
+  const flat = matmulWgsl({ ...tile(128, 128, 8, 8, 8, true), flat: true }, EXACT_NT);
+  assert.match(flat, /var<workgroup> As: array<array<vec4<f32>, 256>, 2>;/);
+  assert.match(flat, /let a1 = As\[cur\]\[16u \+ ty\];/);
+  assert.match(flat, /let b1 = Bs\[cur\]\[240u \+ tx\];/); // k = 7: 7 × 32 + 16
+  const flat1 = matmulWgsl({ ...tile(128, 128, 8, 8, 8, false), flat: true }, EXACT_NT);
+  assert.match(flat1, /var<workgroup> As: array<vec4<f32>, 256>;/);
+  assert.match(flat1, /let a0 = As\[0u \+ ty\];/);
   assert.equal(code.match(/for \(/g)?.length, 1); // only the loop over K slices
   assert.doesNotMatch(code, /< u\.[MNK]/); // exact: no bounds checks
 });
@@ -611,7 +641,7 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, th
   const code = matmulWgsl(tile(128, 128, 8, 8, 8, true), { ...spec, half });
   const t8 = tile(32, 32, 8, 4, 4, false);
   assert.match(code, /^enable f16;/);
-  assert.match(code, /var<workgroup> As: array<array<vec4<f16>, 256>, 2>;/);
+  assert.match(code, /var<workgroup> As: array<array<array<vec4<f16>, 32>, 8>, 2>;/);
   assert.match(code, /var<storage, read> a: array<vec4<f32>>/); // f32 rounded when staged
   assert.match(code, /var av0: vec4<f32>;/); // prefetched as stored
   assert.match(code, /let as0 = to_f16v4\(av0\);/); // rounded at the store, after the slice
@@ -641,7 +671,7 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, th
   assert.match(f32acc, /vec4<f32>\(to_f16v4\(c0_0\)\)/);
   // f32 accumulation stages f32 slices (rounded to f16 and widened once, at the store): the
   // multiply is the f32 kernel's, no conversion per product
-  assert.match(f32acc, /var<workgroup> As: array<vec4<f32>, 256>;/);
+  assert.match(f32acc, /var<workgroup> As: array<array<vec4<f32>, 16>, 16>;/);
   assert.match(f32acc, /let as0 = vec4<f32>\(to_f16v4\(av0\)\);/); // f32 a: rounded, widened
   assert.match(f32acc, /let bs0 = vec4<f32>\(bv0\);/); // f16 b: widened
   assert.doesNotMatch(f32acc, /vec4<f32>\(As\[/);
@@ -651,7 +681,7 @@ Deno.test("matmulWgsl() f16 form: f16 slices, f16 FMAs with a flush per 16 k, th
     ...spec,
     half: { ...half, acc: "f32", out: "round", stage: "f16" },
   });
-  assert.match(staged16, /var<workgroup> As: array<vec4<f16>, 256>;/);
+  assert.match(staged16, /var<workgroup> As: array<array<vec4<f16>, 16>, 16>;/);
   assert.match(staged16, /let as0 = to_f16v4\(av0\);/);
   assert.match(staged16, /let a0 = vec4<f32>\(As\[/);
   // f16 accumulation needs f16 slices
