@@ -167,9 +167,10 @@ export interface TrainBenchLine {
   /**
    * Every matmul shape measured: the variant chosen and each candidate's first-pass time (ms
    * per call, 4 decimals; null where it failed or was rejected), e.g. a padded tile against its
-   * unpadded twin on each of the step's products.
+   * unpadded twin on each of the step's products; `split`: the K split timings where the
+   * chosen variant splits K.
    */
-  tune_matmul?: { shape: string; chosen: string; ms: Record<string, number | null> }[];
+  tune_matmul?: ReturnType<typeof matmulTuneTable>;
   /** Matmul candidates rejected because their result differed from the heuristic kernel's. */
   tune_rejected?: { shape: string; variants: string[] }[];
   /** Why the tuning stopped early (the heuristic's kernels ran), if it did. */
@@ -196,19 +197,27 @@ export function trainFlops(cfg: ModelConfig, B: number, S: number, T: number): n
 
 /**
  * The `tune_matmul` lines of a tuning: each measured shape, the variant chosen and every
- * candidate's first-pass ms per call (4 decimals; null for Infinity: failed or rejected).
+ * candidate's first-pass ms per call (4 decimals; null for Infinity: failed or rejected), and
+ * where the chosen variant splits K, the split tuning (`split`: the rule's number of ranges, the
+ * one chosen, ms per call of each number timed).
  */
-export function matmulTuneTable(
-  tunings: MatmulTuning[],
-): { shape: string; chosen: string; ms: Record<string, number | null> }[] {
+export function matmulTuneTable(tunings: MatmulTuning[]): {
+  shape: string;
+  chosen: string;
+  ms: Record<string, number | null>;
+  split?: { rule: number; chosen: number; ms: Record<string, number | null> };
+}[] {
+  const ms4 = (ms: Record<string, number>) =>
+    Object.fromEntries(
+      Object.entries(ms).map((
+        [k, v],
+      ) => [k, Number.isFinite(v) ? Math.round(v * 1e4) / 1e4 : null]),
+    );
   return tunings.filter((m) => m.tuned).map((m) => ({
     shape: shapeKey(m.shape),
     chosen: m.variant,
-    ms: Object.fromEntries(
-      Object.entries(m.ms).map((
-        [k, v],
-      ) => [k, Number.isFinite(v) ? Math.round(v * 1e4) / 1e4 : null]),
-    ),
+    ms: ms4(m.ms),
+    ...(m.split ? { split: { ...m.split, ms: ms4(m.split.ms) } } : {}),
   }));
 }
 

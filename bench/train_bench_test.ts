@@ -54,6 +54,17 @@ Deno.test("matmulTuneTable() lists each measured shape's candidates (null where 
       rejected: ["t64x64k8_4x4d"],
       runoff: {},
     },
+    // a weight gradient whose K the chosen variant splits: the split tuning comes along
+    {
+      shape: { M: 512, N: 512, K: 8192, transA: true },
+      variant: "t128x128k16_8x8",
+      tuned: true,
+      timing: "timestamp",
+      ms: { t128x128k16_8x8: 0.15 },
+      rejected: [],
+      runoff: {},
+      split: { rule: 16, chosen: 8, ms: { S16: 0.15, S8: 0.131234567, S32: Infinity } },
+    },
     // not measured (a software adapter's heuristic choice): no line
     {
       ...{ shape, variant: "t32x32k16_4x4", tuned: false, timing: "", ms: {} },
@@ -65,6 +76,11 @@ Deno.test("matmulTuneTable() lists each measured shape's candidates (null where 
     shape: shapeKey(shape),
     chosen: "t32x32k16_4x4p",
     ms: { t32x32k16_4x4: 0.1235, t32x32k16_4x4p: 0.1, t64x64k8_4x4d: null },
+  }, {
+    shape: "512x512x8192/1/TN",
+    chosen: "t128x128k16_8x8",
+    ms: { t128x128k16_8x8: 0.15 },
+    split: { rule: 16, chosen: 8, ms: { S16: 0.15, S8: 0.1312, S32: null } },
   }]);
 });
 

@@ -297,8 +297,12 @@ export function tunedVariant(s: MatmulShape): string | undefined {
  * class key: what a tuning cache saves (train/tune_cache.ts).
  */
 export function tunedTable(description: string): Record<string, string> {
-  return Object.fromEntries(tuned.get(description) ?? []);
+  const splits = [...(tunedSplits.get(description) ?? [])].map(([k, S]) => [SPLIT_KEY + k, `${S}`]);
+  return Object.fromEntries([...(tuned.get(description) ?? []), ...splits]);
 }
+
+/** Prefix of the tuned splits' keys in {@linkcode tunedTable}. */
+const SPLIT_KEY = "split|";
 
 /**
  * Adds saved choices for an adapter (a tuning cache); entries whose variant
@@ -311,6 +315,15 @@ export function loadTunedTable(description: string, table: Record<string, string
   let n = 0;
   for (const [key, name] of Object.entries(table)) {
     if (typeof name !== "string") continue;
+    if (key.startsWith(SPLIT_KEY)) {
+      const S = Number(name);
+      if (!Number.isInteger(S) || S < 1 || S > SPLIT_MAX) continue;
+      let sm = tunedSplits.get(description);
+      if (!sm) tunedSplits.set(description, sm = new Map());
+      sm.set(key.slice(SPLIT_KEY.length), S);
+      n++;
+      continue;
+    }
     try {
       matmulVariant(name);
     } catch {
@@ -326,7 +339,33 @@ export function loadTunedTable(description: string, table: Record<string, string
 /** Forgets every tuned choice (tests). */
 export function clearTunedVariants(): void {
   tuned.clear();
+  tunedSplits.clear();
   epoch++;
+}
+
+// tuned K splits per adapter, by shape key and shape class key (as `tuned`)
+const tunedSplits = new Map<string, Map<string, number>>();
+
+/**
+ * Records the tuner's split of K for a shape on an adapter (and its class):
+ * {@linkcode splitKFor} then divides that shape's K into `S` ranges (or keeps it
+ * whole: 1) instead of following its rule.
+ */
+export function setTunedSplit(target: MatmulTarget, s: MatmulShape, S: number): void {
+  if (!Number.isInteger(S) || S < 1 || S > SPLIT_MAX) {
+    throw new TypeError(`setTunedSplit: expected an integer in 1..${SPLIT_MAX}, got ${S}`);
+  }
+  let m = tunedSplits.get(target.description);
+  if (!m) tunedSplits.set(target.description, m = new Map());
+  m.set(shapeKey(s), S);
+  m.set(shapeClassKey(s), S);
+  epoch++;
+}
+
+/** The tuned split of K for a shape on the active adapter, if any. */
+export function tunedSplit(s: MatmulShape): number | undefined {
+  const m = tunedSplits.get(active.description);
+  return m?.get(shapeKey(s)) ?? m?.get(shapeClassKey(s));
 }
 
 // ---- split K ----
@@ -356,6 +395,11 @@ export function useMatmulSplitK(s: number | null): void {
   epoch++;
 }
 
+/** The forced number of K ranges ({@linkcode useMatmulSplitK}), or null when the rule decides. */
+export function forcedMatmulSplitK(): number | null {
+  return forcedSplit;
+}
+
 /** How a split-K call divides K: `S` ranges of `kc` (a multiple of BK; the last may be shorter). */
 export interface SplitK {
   /** Number of K ranges (1: no split). */
@@ -370,7 +414,8 @@ export interface SplitK {
  * `configureMatmul`); on a hardware GPU, when the output tiles keep fewer
  * than {@linkcode SPLIT_MIN_THREADS} threads busy, enough K ranges to reach
  * that many, each at least {@linkcode SPLIT_MIN_K} deep, at most
- * {@linkcode SPLIT_MAX}. Ranges are whole multiples of `unit` (a multiple of
+ * {@linkcode SPLIT_MAX} — or as many as the tuner found fastest for the
+ * shape's class on the adapter ({@linkcode setTunedSplit}). Ranges are whole multiples of `unit` (a multiple of
  * BK: the f16-accumulating kernels keep their groups of 16 k) and never
  * empty.
  */
@@ -383,8 +428,10 @@ export function splitKFor(
   const slices = Math.ceil(s.K / unit), P = s.P ?? 1;
   if (slices <= 1) return { S: 1, kc: slices * unit };
   let want: number;
+  const chosen = forcedSplit === null && target === active ? tunedSplit(s) : undefined;
   if (forcedSplit !== null) want = forcedSplit;
   else if (target.software || target.description === "") want = 1;
+  else if (chosen !== undefined) want = chosen;
   else {
     const threads = workgroups(t, s) * tileThreads(t);
     want = threads >= SPLIT_MIN_THREADS ? 1 : Math.min(

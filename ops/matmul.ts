@@ -54,6 +54,7 @@ import {
 } from "./_matmul_wgsl.ts";
 import {
   clearTunedVariants,
+  forcedMatmulSplitK,
   heuristicVariant,
   isRecordingMatmulShapes,
   loadTunedTable,
@@ -68,7 +69,9 @@ import {
   selectionEpoch,
   selectMatmulVariant,
   setMatmulTarget,
+  setTunedSplit,
   setTunedVariant,
+  SPLIT_MAX,
   type SplitK,
   splitKFor,
   startMatmulShapeRecording,
@@ -933,6 +936,11 @@ export interface AutotuneMatmulOptions {
   /** Approximate measured time per variant and shape in milliseconds (default 100). */
   minTimeMs?: number;
   /**
+   * Tune as for this adapter (its limits, rules and key for the choices; default the
+   * backend's): tests give a software adapter a hardware target to reach the split-K tuning.
+   */
+  target?: MatmulTarget;
+  /**
    * Called once before anything is measured, with how many shapes (matmul) or geometries
    * (attention, {@linkcode autotuneStep}) will be: a trainer says why its first step pauses.
    */
@@ -1172,7 +1180,18 @@ export interface MatmulTuning {
    * variant was clearly fastest). The choice follows these when present.
    */
   runoff: Record<string, number>;
+  /**
+   * Where the chosen variant splits K (`splitKFor`'s rule gives it more than
+   * one range): the rule's number of ranges, the number chosen, and ms per call
+   * of the chosen variant with each number timed (`S<n>`: the rule's, half and
+   * twice as many). Another number is chosen only when at least
+   * {@linkcode SPLIT_TUNE_MARGIN} faster.
+   */
+  split?: { rule: number; chosen: number; ms: Record<string, number> };
 }
+
+/** How much faster (a fraction) another split of K must be before the tuner leaves the rule's. */
+export const SPLIT_TUNE_MARGIN = 0.03;
 
 /**
  * Times every variant on each shape (GPU timestamps when the adapter has
@@ -1186,7 +1205,8 @@ export async function autotuneMatmul(
   shapes: MatmulShape[],
   opts: AutotuneMatmulOptions = {},
 ): Promise<MatmulTuning[]> {
-  const target = configureMatmul(backend);
+  const target = opts.target ?? configureMatmul(backend);
+  if (opts.target) setMatmulTarget(opts.target);
   // the legacy kernel is there for comparison (a hundred times slower on an H200): not timed
   const names = opts.variants ?? MATMUL_VARIANTS.filter((v) => v.tile).map((v) => v.name);
   const variants = names.map(matmulVariant).filter((v) => variantFits(v, target));
@@ -1224,6 +1244,7 @@ export async function autotuneMatmul(
       matmulVariant(heuristic),
       () => Promise.resolve(matmul(a, b, mmOpts)),
     );
+    let best: string, split: MatmulTuning["split"];
     try {
       for (const v of variants) {
         const check = () => sameResults([matmul(a, b, mmOpts)], [want]);
@@ -1245,16 +1266,79 @@ export async function autotuneMatmul(
           const n = Math.max(1, Math.min(100, Math.ceil(minTimeMs / 3 / ms[name])));
           return (await msPerCall(backend, run, n, MATMUL.name, warmCalls(ms[name]))).ms;
         }));
+      best = fastestOf(ms, rerun, heuristic);
+      setTunedVariant(target, s, best);
+      split = await tuneSplit(backend, s, matmulVariant(best), rerun[best] ?? ms[best], {
+        run,
+        check: () => sameResults([matmul(a, b, mmOpts)], [want]),
+        minTimeMs,
+      });
     } finally {
       a.dispose();
       b.dispose();
       want.dispose();
     }
-    const best = fastestOf(ms, rerun, heuristic);
-    setTunedVariant(target, s, best);
-    out.push({ shape: s, variant: best, tuned: true, timing, ms, rejected, runoff: rerun });
+    out.push({
+      shape: s,
+      variant: best,
+      tuned: true,
+      timing,
+      ms,
+      rejected,
+      runoff: rerun,
+      ...(split ? { split } : {}),
+    });
   }
   return out;
+}
+
+/**
+ * The split of K for a tuned shape: where variant `v` splits K under
+ * `splitKFor`'s rule (into S ranges, or the class's tuned number; timed at
+ * `msRule`), it is timed with
+ * half and twice as many ranges too (same kernel: the split is in its uniform,
+ * so nothing compiles; each result checked), and the fastest, if at least
+ * {@linkcode SPLIT_TUNE_MARGIN} faster than the rule's, becomes the shape's
+ * (and its class's) tuned split. Nothing when the rule does not split or a
+ * split is forced.
+ */
+async function tuneSplit(
+  backend: GpuBackend,
+  s: MatmulShape,
+  v: MatmulVariant,
+  msRule: number,
+  how: { run: () => void; check: () => Promise<boolean>; minTimeMs: number },
+): Promise<MatmulTuning["split"]> {
+  if (!v.tile || forcedMatmulSplitK() !== null || !Number.isFinite(msRule)) return undefined;
+  const rule = splitKFor(s, v.tile).S;
+  if (rule <= 1) return undefined;
+  const ms: Record<string, number> = { [`S${rule}`]: msRule };
+  for (const want of [Math.floor(rule / 2), Math.min(SPLIT_MAX, rule * 2)]) {
+    if (want < 1) continue;
+    useMatmulSplitK(want);
+    try {
+      // the ranges are whole slices: a number can round to one already timed
+      const S = splitKFor(s, v.tile).S;
+      if (`S${S}` in ms) continue;
+      ms[`S${S}`] = await withMatmulVariant(v, async () => {
+        const r = await timeCandidate(backend, how.run, {
+          opName: MATMUL.name,
+          minTimeMs: how.minTimeMs,
+          maxCalls: 100,
+          check: how.check,
+        });
+        return r.rejected ? Infinity : r.ms;
+      });
+    } finally {
+      useMatmulSplitK(null);
+    }
+  }
+  let chosen = rule;
+  for (const [k, t] of Object.entries(ms)) {
+    if (t < ms[`S${chosen}`] && t <= msRule * (1 - SPLIT_TUNE_MARGIN)) chosen = Number(k.slice(1));
+  }
+  if (chosen !== rule) setTunedSplit(matmulTarget(), s, chosen);
+  return { rule, chosen, ms };
 }
 
 /** What {@linkcode autotuneMatmulsOf} did. */

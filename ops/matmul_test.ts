@@ -47,11 +47,17 @@ import {
   clearTunedVariants,
   DEFAULT_TARGET,
   heuristicVariant,
+  loadTunedTable,
   type MatmulTarget,
   matmulTarget,
+  matmulVariant,
   setMatmulTarget,
+  setTunedSplit,
   setTunedVariant,
+  shapeClassKey,
+  shapeKey,
   splitKFor,
+  tunedTable,
   tunedVariant,
   variantFits,
 } from "./_matmul_variants.ts";
@@ -457,6 +463,95 @@ Deno.test({
       setMatmulTarget(DEFAULT_TARGET);
     }
   },
+});
+
+Deno.test({
+  name: "autotuneMatmul() times half and twice the rule's K split and keeps a faster one per class",
+  ignore: NO_GPU,
+  fn: async () => {
+    // a hardware target on this adapter: 32×32 outputs (one 64-thread workgroup) over K 2048,
+    // which the rule splits into 8 ranges of 256
+    const target = { ...configureMatmul(GPU!), description: "split-test", software: false };
+    const shape = { M: 32, N: 32, K: 2048 };
+    const tile = "t32x32k16_4x4";
+    try {
+      setMatmulTarget(target);
+      assert.equal(matmulSplitKFor(shape), 8);
+      const [r] = await autotuneMatmul(GPU!, [shape], { target, variants: [tile], minTimeMs: 5 });
+      assert.equal(r.variant, tile);
+      const split = r.split!;
+      assert.equal(split.rule, 8);
+      assert.deepEqual(Object.keys(split.ms).sort(), ["S16", "S4", "S8"]);
+      assert.equal(split.ms.S8, r.ms[tile]); // the rule's split: the variant's own timing
+      for (const ms of Object.values(split.ms)) assert.ok(ms > 0 && Number.isFinite(ms));
+      // another split only when 3% faster than the rule's; then it holds for the shape's class
+      let want = 8;
+      for (const [k, ms] of Object.entries(split.ms)) {
+        if (ms < split.ms[`S${want}`] && ms <= split.ms.S8 * 0.97) want = Number(k.slice(1));
+      }
+      assert.equal(split.chosen, want);
+      assert.equal(matmulSplitKFor(shape), want);
+      // K 1500 is in the class (~2048): the tuned split, else the rule's 5 (1500 / 256)
+      assert.equal(matmulSplitKFor({ ...shape, K: 1500 }), want === 8 ? 5 : want);
+      assert.equal(
+        tunedTable("split-test")[`split|${shapeKey(shape)}`],
+        want === 8 ? undefined : `${want}`,
+      );
+      assert.ok((await gpuError(shape, 4)) < 1e-4);
+      // a forced split is not tuned
+      useMatmulSplitK(2);
+      const [f] = await autotuneMatmul(GPU!, [shape], { target, variants: [tile], minTimeMs: 5 });
+      assert.equal(f.split, undefined);
+    } finally {
+      useMatmulSplitK(null);
+      clearTunedVariants();
+      setMatmulTarget(DEFAULT_TARGET);
+    }
+  },
+});
+
+Deno.test("tuned K splits: splitKFor() follows them on their adapter, the tuning table keeps them", () => {
+  const hw = { ...DEFAULT_TARGET, description: "hw-a" };
+  const other = { ...DEFAULT_TARGET, description: "hw-b" };
+  const shape = { M: 512, N: 512, K: 8192, transA: true };
+  const t = matmulVariant("t128x128k16_8x8").tile!;
+  try {
+    setMatmulTarget(hw);
+    assert.equal(splitKFor(shape, t).S, 16); // 16 workgroups of 256 threads: 16 ranges of 512
+    setTunedSplit(hw, shape, 4);
+    assert.deepEqual(splitKFor(shape, t), { S: 4, kc: 2048 });
+    assert.equal(splitKFor({ ...shape, K: 6000 }, t).S, 4); // same class (~8192)
+    assert.equal(splitKFor({ ...shape, K: 8192 }, t, other).S, 16); // not the active adapter
+    useMatmulSplitK(2);
+    assert.equal(splitKFor(shape, t).S, 2); // forcing wins
+    useMatmulSplitK(null);
+    setMatmulTarget(other);
+    assert.equal(splitKFor(shape, t).S, 16);
+    // the table round trip, next to a variant choice; bad numbers are skipped
+    const table = tunedTable("hw-a");
+    assert.equal(table[`split|${shapeKey(shape)}`], "4");
+    assert.equal(table[`split|${shapeClassKey(shape)}`], "4");
+    clearTunedVariants();
+    const n = loadTunedTable("hw-b", {
+      ...table,
+      [`split|${shapeKey({ ...shape, M: 256 })}`]: "0",
+      [`split|${shapeKey({ ...shape, M: 128 })}`]: "33",
+      [`split|${shapeKey({ ...shape, M: 64 })}`]: "two",
+    });
+    assert.equal(n, 2);
+    assert.equal(splitKFor(shape, t).S, 4);
+    assert.equal(splitKFor({ ...shape, M: 256 }, t).S, 32); // rule: 8 workgroups
+    assert.throws(
+      () => setTunedSplit(hw, shape, 0),
+      /setTunedSplit: expected an integer in 1\.\.32/,
+    );
+    clearTunedVariants();
+    assert.equal(splitKFor(shape, t).S, 16);
+  } finally {
+    useMatmulSplitK(null);
+    clearTunedVariants();
+    setMatmulTarget(DEFAULT_TARGET);
+  }
 });
 
 Deno.test("runoff() re-times the near ties interleaved and fastestOf() follows its medians", async () => {
