@@ -10,9 +10,12 @@
 #
 # Every section has its own time limit, so a slow or failing one cannot take the rest down; all
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
-# tuner's choices). The limits add up to about 15 minutes, more than a session's device time: pick
-# sections, e.g. SECTIONS="tests alu layout sweep small base base_f16" (about 6.5 minutes on an H200, of which
-# the tuner's first steps take 2.5: 63 s for small, 79 s for base in session 11).
+# tuner's choices). The limits add up to about 20 minutes, more than a session's device time: pick
+# sections, e.g. SECTIONS="tests alu layout sweep small base base_f16 sweep16" (about 7 minutes on
+# an H200, of which the tuner's first steps take 2.5: 63 s for small, 79 s for base in session 11);
+# when the ALU probe and sweep16 show packed f16 FMAs, a second run of
+# SECTIONS="base_f16acc64 corpus" (about 4 minutes) tells whether f16/64 training meets the f16
+# target on speed and on the corpus's validation loss.
 set -uo pipefail
 OUT=${OUT:-/tmp/webseq-device}
 mkdir -p "$OUT"
@@ -105,6 +108,25 @@ section base_f16 90 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64
   --steps 10 --device webgpu --precision f16 --profile --torch "$PY" --torch-bf16 --json
 section base_f16acc 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
   --tgt-len 128 --steps 10 --device webgpu --precision f16 --f16-accumulate f16 --profile --json
+# the f16 target's other half: the built-in corpus trained on the card (seed 0) in f32, f16 and
+# f16 with f16 FMAs over 64-deep K groups (f16/64): each run's last metrics line (valid_loss,
+# valid_bleu_corpus), tagged; the CPU's emulation measured f16/64 over three seeds (README)
+corpus() { # corpus NAME ARGS...: one default run of the built-in corpus on the GPU
+  local name=$1
+  shift
+  $RUN cli.ts train --device webgpu --seed 0 --sample-interval 0 --tune off \
+    --out "$OUT/corpus_$name" "$@" >>"$LOG" 2>&1 || return
+  tail -n 1 "$OUT/corpus_$name/metrics.jsonl" | sed "s/^{/{\"kind\":\"corpus\",\"mode\":\"$name\",/"
+  rm -rf "$OUT/corpus_$name"/*.safetensors "$OUT/corpus_$name/best"
+}
+corpus_all() { corpus f32 && corpus f16 --precision f16 && corpus f16g64 --precision f16 \
+  --f16-accumulate f16/64; }
+export -f corpus corpus_all
+export RUN OUT LOG
+section corpus 240 bash -c corpus_all
+# session 13's training modes f16/32, f16/64: base with f16 FMAs over 64-deep K groups
+section base_f16acc64 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
+  --tgt-len 128 --steps 10 --device webgpu --precision f16 --f16-accumulate f16/64 --profile --json
 # 4. greedy decoding and sampling of base, choosing each token on the host (a readback per step,
 #    ~12 ms in Deno 2.9.6) and on the device (a readback per 8 steps)
 section generate 60 $RUN bench/generate_bench.ts --preset base --rows 16 --tokens 48 --json

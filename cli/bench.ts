@@ -52,7 +52,8 @@ Options:
                            wait for the device after each (no overlap of host and device;
                            on WebGPU each wait also costs Deno's readback latency)
   --device auto|webgpu|cpu (default auto)
-  --f16-accumulate f32|f16 with --precision f16: f16 FMAs within 16-deep K slices (as train)
+  --f16-accumulate MODE    with --precision f16: f32 (default), f16, f16/32, f16/64: f16 FMAs
+                           within 16-, 32- or 64-deep K groups (as train)
   --tune auto|on|off       tune the matmul and attention kernels on the first warm-up step's
                            shapes, as train does (default auto: on a hardware GPU); the line
                            gets "tune_s", "tuned_shapes" and "tuned_attention"

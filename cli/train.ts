@@ -16,6 +16,7 @@ import {
 import { parseDevice, selectBackend } from "./_device.ts";
 import { NonFiniteLossError, train, type TrainOptions, type TuneMode } from "../train/trainer.ts";
 import { MATMUL_VARIANTS, parseTileName } from "../ops/mod.ts";
+import { F16_ACCUMULATE, isF16Accumulate, type MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 
 /** Help text. */
 export const HELP: string = `webseq train — train an encoder–decoder transformer on sentence pairs
@@ -63,9 +64,9 @@ Optimisation:
   --precision f32|f16      f16: mixed precision (f16 Linear matmuls with f32 accumulation, f32
                            master weights, dynamic loss scaling); needs WebGPU shader-f16, and
                            on the CPU only emulates the rounding (default f32)
-  --f16-accumulate f32|f16 with --precision f16: f16 matmuls sum each 16-deep K slice by f16
-                           FMAs, the slices in f32 (faster with packed half math, less
-                           exact; default f32)
+  --f16-accumulate MODE    with --precision f16: f32 (default), or f16, f16/32, f16/64: the
+                           f16 matmuls sum each 16-, 32- or 64-deep K group by f16 FMAs,
+                           the groups in f32 (faster with packed half math, less exact)
   --no-shuffle             keep the file order (deterministic comparisons)
   --seed N                 seed of init, data order and dropout (default 0)
 Run:
@@ -139,16 +140,21 @@ const BUILTIN_TRAIN = "data/corpus/train.tsv";
 const BUILTIN_DEFAULTS = { vocabSize: 300, lr: 3e-3, epochs: 12, splitDigits: true };
 const BUILTIN_VALID = "data/corpus/valid.tsv";
 
-/** `--f16-accumulate`: f32 (default) or f16; f16 needs `--precision f16`. */
+/**
+ * `--f16-accumulate`: f32 (default), or f16, f16/32, f16/64 (f16 FMAs over K groups of 16, 32,
+ * 64), which need `--precision f16`.
+ */
 export function f16AccumulateFlag(
   value: string | undefined,
   precision: "f32" | "f16",
-): "f32" | "f16" {
-  if (value !== undefined && value !== "f32" && value !== "f16") {
-    throw new UsageError(`--f16-accumulate must be f32 or f16, got ${JSON.stringify(value)}`);
+): MatmulF16Accumulate {
+  if (value !== undefined && !isF16Accumulate(value)) {
+    throw new UsageError(
+      `--f16-accumulate must be ${F16_ACCUMULATE.join(", ")}, got ${JSON.stringify(value)}`,
+    );
   }
-  if (value === "f16" && precision !== "f16") {
-    throw new UsageError("--f16-accumulate f16 needs --precision f16");
+  if (value !== undefined && value !== "f32" && precision !== "f16") {
+    throw new UsageError(`--f16-accumulate ${value} needs --precision f16`);
   }
   return value ?? "f32";
 }

@@ -9,7 +9,7 @@ import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32 } from "../tensor/rng.ts";
 import { add, linearF16, matmul, matmulBias, matmulF16, mul, reshape, scale } from "../ops/mod.ts";
-import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
+import { accumulateParts, type MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { layerNorm } from "../ops/layer_norm.ts";
 import { embedding } from "../ops/embedding.ts";
 import { dropout } from "../ops/dropout.ts";
@@ -125,8 +125,9 @@ export function autocast<T>(precision: Precision, fn: () => T, opts: AutocastOpt
 /** Options of {@linkcode autocast}. */
 export interface AutocastOptions {
   /**
-   * How the f16 matmuls accumulate: "f32" (default) or "f16" (each 16-deep
-   * K slice by f16 FMAs, the slices in f32: ops/matmul_f16.ts `acc`).
+   * How the f16 matmuls accumulate: "f32" (default), or "f16", "f16/32",
+   * "f16/64" (each 16-, 32- or 64-deep K group by f16 FMAs, the groups'
+   * sums in f32: ops/matmul_f16.ts `MatmulF16Accumulate`).
    */
   accumulate?: MatmulF16Accumulate;
 }
@@ -183,7 +184,7 @@ export class Linear extends Module {
       const lead = x.shape.slice(0, -1);
       const y = matmulF16(reshape(x, [-1, this.inFeatures]), w, {
         transB: true,
-        acc: linearAccumulate,
+        ...accumulateParts(linearAccumulate),
       });
       return reshape(y, [...lead, this.outFeatures]);
     }

@@ -64,7 +64,13 @@ import {
   matmulPlan,
   sumRows,
 } from "./matmul.ts";
-import { halfF32, type MatmulF16Accumulate, productF16Cpu } from "./matmul_f16.ts";
+import {
+  accumulateParts,
+  checkAccumulate,
+  halfF32,
+  type MatmulF16Accumulate,
+  productF16Cpu,
+} from "./matmul_f16.ts";
 import { geluStageWgsl, type MatmulHalf } from "./_matmul_wgsl.ts";
 import { grid1d } from "./_wgsl.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
@@ -94,9 +100,7 @@ function checkParams(p: GeluLinearParams, what: string): void {
   if (!Number.isInteger(p.dropoutSeed)) {
     throw new TypeError(`${what}: dropoutSeed must be an integer, got ${p.dropoutSeed}`);
   }
-  if (p.half !== undefined && p.half !== "f32" && p.half !== "f16") {
-    throw new TypeError(`${what}: half must be "f32" or "f16", got ${JSON.stringify(p.half)}`);
-  }
+  if (p.half !== undefined) checkAccumulate(p.half, `${what}: half`);
 }
 
 /** The f16 kernel form of a GELU-linear matmul (`out`: f32, or f32 holding f16 values). */
@@ -272,7 +276,7 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
       writes: cpuWrites(),
     });
     if (p.half) {
-      const mp = { transA: false, transB: true, round: false, acc: p.half };
+      const mp = { transA: false, transB: true, round: false, ...accumulateParts(p.half) };
       productF16Cpu(g, w, out, [[N, F], [C, F], [N, C]], { ...mp, out: "f32" });
       if (b) addRows(out, b);
     } else {
@@ -333,7 +337,7 @@ export const GELU_LINEAR_GRAD: OpDef<GeluLinearParams> = {
     const { N, F, C } = dims(info.inputs[2], info.inputs[1], null, "geluLinearGrad");
     const dg = new (out.constructor as new (n: number) => CpuArray)(out.length);
     if (p.half) {
-      const mp = { transA: false, transB: false, round: true, acc: p.half };
+      const mp = { transA: false, transB: false, round: true, ...accumulateParts(p.half) };
       productF16Cpu(dy, w, dg, [[N, C], [C, F], [N, F]], { ...mp, out: "f32" });
     } else MATMUL.cpu([dy, w], [dg], info2([N, C], [C, F]), { transA: false, transB: false });
     const none = {} as OpInfo;
@@ -377,7 +381,7 @@ export const GELU_WEIGHT_GRAD: OpDef<GeluLinearParams> = {
     const N = sizeOf(info.inputs[1].shape.slice(0, -1));
     const g = takeActivation(u, p);
     if (p.half) {
-      const mp = { transA: true, transB: false, round: true, acc: p.half };
+      const mp = { transA: true, transB: false, round: true, ...accumulateParts(p.half) };
       productF16Cpu(dy, g, out, [[N, C], [N, F], [C, F]], { ...mp, out: "f32" });
       sumRows(dy, N, C, db);
       return;

@@ -55,6 +55,8 @@ import {
 } from "./matmul.ts";
 import { lastAxisRows } from "./softmax.ts";
 import {
+  accumulateParts,
+  checkAccumulate,
   halfF32,
   LINEAR_GRAD_F16,
   MATMUL_F16,
@@ -82,9 +84,7 @@ export interface LinearGroupParams {
 
 /** `count` inputs: `per` per group and one shared. */
 function checkN(p: LinearGroupParams, count: number, per: number, what: string): void {
-  if (p.half !== undefined && p.half !== "f32" && p.half !== "f16") {
-    throw new TypeError(`${what}: half must be "f32" or "f16", got ${JSON.stringify(p.half)}`);
-  }
+  if (p.half !== undefined) checkAccumulate(p.half, `${what}: half`);
   if (!Number.isInteger(p.n) || p.n < 2 || count !== p.n * per + 1) {
     throw new TypeError(`${what}: n must be an integer ≥ 2 matching ${count} inputs`);
   }
@@ -143,7 +143,7 @@ export const LINEAR_GROUP: OpDef<LinearGroupParams> = {
         productF16Cpu(ins[0], ins[1 + g], outs[g], [[R, I], [O, I], [R, O]], {
           ...mp,
           out: "f32",
-          acc: p.half,
+          ...accumulateParts(p.half),
         });
         addRows(outs[g], ins[1 + p.n + g]);
         continue;
@@ -182,7 +182,7 @@ export const LINEAR_GROUP: OpDef<LinearGroupParams> = {
         if (!dy[g]) continue;
         const p = { transA: false, transB: false };
         // f16: each product rounded to f16 values (linearF16's dx), the sum in f32
-        const hp = { ...p, out: "f32" as const, round: true, acc: half ?? "f32" };
+        const hp = { ...p, out: "f32" as const, round: true, ...accumulateParts(half ?? "f32") };
         const next = half
           ? (acc
             ? apply(MATMUL_F16_ADD, [dy[g]!, ws[g], acc], hp)[0]
@@ -219,7 +219,12 @@ export const LINEAR_GROUP: OpDef<LinearGroupParams> = {
         const [a2, b2] = [reshape(dy[g]!, [R, O]), reshape(x, [R, I])];
         const tp = { transA: true, transB: false };
         grads[1 + g] = c.params.half
-          ? apply(MATMUL_F16, [a2, b2], { ...tp, out: "f32", round: true, acc: c.params.half })[0]
+          ? apply(MATMUL_F16, [a2, b2], {
+            ...tp,
+            out: "f32",
+            round: true,
+            ...accumulateParts(c.params.half),
+          })[0]
           : apply(MATMUL, [a2, b2], tp)[0];
       }
       if (bs[g].requiresGrad) grads[1 + n + g] = sumTo(dy[g]!, bs[g].shape);

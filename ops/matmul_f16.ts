@@ -81,11 +81,12 @@ export interface MatmulF16Params {
   round?: boolean;
   /**
    * "f32" (default): every product accumulated in f32. "f16": the products
-   * of each 16-deep K slice are accumulated by f16 FMAs (twice the FMA rate
-   * of f32 on GPUs with packed half math) and each slice's sum is added to
-   * an f32 total — PyTorch's "reduced precision reduction" for f16 GEMMs.
+   * of each 16-deep K slice (or `group`) are accumulated by f16 FMAs (twice
+   * the FMA rate of f32 on GPUs with packed half math) and each slice's sum
+   * is added to an f32 total — PyTorch's "reduced precision reduction" for
+   * f16 GEMMs.
    */
-  acc?: MatmulF16Accumulate;
+  acc?: "f32" | "f16";
   /**
    * WebGPU only: how f32 accumulation stages the operands in workgroup
    * memory — "f32" (default: widened once as they load) or "f16" (half the
@@ -104,8 +105,35 @@ export interface MatmulF16Params {
 /** Depths of the f16-accumulated K groups (see `MatmulF16Params.group`). */
 export type F16Group = 16 | 32 | 64;
 
-/** How {@linkcode MATMUL_F16} accumulates (see `MatmulF16Params.acc`). */
-export type MatmulF16Accumulate = "f32" | "f16";
+/**
+ * How the f16 products of a layer accumulate (autocast, the f16 Linear ops,
+ * training's `--f16-accumulate`): "f32", or f16 FMAs over K groups of 16
+ * ("f16"), 32 ("f16/32") or 64 ("f16/64"), each group's sum added to an f32
+ * total ({@linkcode accumulateParts}: the `acc` and `group` of
+ * {@linkcode MatmulF16Params}).
+ */
+export type MatmulF16Accumulate = (typeof F16_ACCUMULATE)[number];
+
+/** Every {@linkcode MatmulF16Accumulate}, in the order help texts list them. */
+export const F16_ACCUMULATE = ["f32", "f16", "f16/32", "f16/64"] as const;
+
+/** Whether `x` is a {@linkcode MatmulF16Accumulate}. */
+export function isF16Accumulate(x: unknown): x is MatmulF16Accumulate {
+  return (F16_ACCUMULATE as readonly unknown[]).includes(x);
+}
+
+/**
+ * The `acc` and `group` of {@linkcode MatmulF16Params} for a layer's
+ * accumulation (`group` only when deeper than the default 16, so the
+ * default's parameters, and the kernels they key, stay as they were).
+ */
+export function accumulateParts(
+  acc: MatmulF16Accumulate,
+): { acc: "f32" | "f16"; group?: F16Group } {
+  if (acc === "f16/32") return { acc: "f16", group: 32 };
+  if (acc === "f16/64") return { acc: "f16", group: 64 };
+  return { acc };
+}
 
 type Geometry = MatmulGeometry;
 
@@ -304,7 +332,7 @@ export interface MatmulF16Options {
   /** Round an f32 result to f16 values (default false). */
   round?: boolean;
   /** Accumulation (default "f32"; see `MatmulF16Params.acc`). */
-  acc?: MatmulF16Accumulate;
+  acc?: "f32" | "f16";
   /** Workgroup staging of f32 accumulation (see `MatmulF16Params.stage`). */
   stage?: "f32" | "f16";
   /** Depth of the f16-accumulated K groups (see `MatmulF16Params.group`). */
@@ -331,13 +359,38 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
 
 /** Parameters of the f16 Linear ops ({@linkcode LINEAR_F16}, {@linkcode LINEAR_GRAD_F16}). */
 export interface LinearF16Params {
-  /** How the products accumulate (see `MatmulF16Params.acc`). */
+  /** How the products accumulate (see {@linkcode MatmulF16Accumulate}). */
   acc: MatmulF16Accumulate;
 }
 
-/** The f16 kernel form of an f32-operand product with an `out` result. */
-export function halfF32(acc: MatmulF16Accumulate, out: MatmulHalf["out"]): MatmulHalf {
-  return { a: "f32", b: "f32", acc: acc === "f16" ? "f16" : "f32", out };
+/**
+ * The f16 kernel form of an f32-operand product with an `out` result,
+ * accumulating per a layer's mode (or `MatmulF16Params`' `acc` and `group`).
+ */
+export function halfF32(
+  acc: MatmulF16Accumulate,
+  out: MatmulHalf["out"],
+  group?: F16Group,
+): MatmulHalf {
+  const parts = accumulateParts(acc), g = group ?? parts.group;
+  return {
+    a: "f32",
+    b: "f32",
+    acc: parts.acc,
+    out,
+    ...(parts.acc === "f16" && g !== undefined && g !== F16_GROUP ? { group: g } : {}),
+  };
+}
+
+/** Throws a TypeError naming `what` unless `acc` is a {@linkcode MatmulF16Accumulate}. */
+export function checkAccumulate(acc: unknown, what: string): void {
+  if (!isF16Accumulate(acc)) {
+    throw new TypeError(
+      `${what}: accumulation must be ${F16_ACCUMULATE.map((a) => `"${a}"`).join(", ")}, got ${
+        JSON.stringify(acc)
+      }`,
+    );
+  }
 }
 
 /** `MATMUL_F16.cpu` of f32 operands `a` (`as`) and `b` (`bs`) into f32 `out`. */
@@ -377,7 +430,8 @@ function requireF32(what: string, ts: { dtype: string; shape: Shape }[], names: 
 export const LINEAR_F16: OpDef<LinearF16Params> = {
   name: "linear_f16",
   overwrites: true,
-  outputs([x, w, b]) {
+  outputs([x, w, b], p) {
+    checkAccumulate(p.acc, "Cannot linearF16");
     requireF32("linearF16", [x, w, b], ["x", "weight", "bias"]);
     const I = x.shape[x.shape.length - 1];
     if (x.shape.length < 1 || w.shape.length !== 2 || w.shape[1] !== I) {
@@ -396,7 +450,7 @@ export const LINEAR_F16: OpDef<LinearF16Params> = {
       transA: false,
       transB: true,
       out: "f32",
-      acc: p.acc,
+      ...accumulateParts(p.acc),
     });
     addRows(out, b);
   },
@@ -420,10 +474,10 @@ export const LINEAR_F16: OpDef<LinearF16Params> = {
           transB: false,
           out: "f32",
           round: true,
-          acc,
+          ...accumulateParts(acc),
         })[0];
         pending.dispose();
-      } else dx = matmulF16(dy, w, { round: true, acc });
+      } else dx = matmulF16(dy, w, { round: true, ...accumulateParts(acc) });
     }
     let dw: Tensor | null = null, db: Tensor | null = null;
     if (w.requiresGrad && b.requiresGrad) {
@@ -431,7 +485,11 @@ export const LINEAR_F16: OpDef<LinearF16Params> = {
       [dw, db] = applyInto(LINEAR_GRAD_F16, [dy, x], { acc }, [c.gradSink?.(1), c.gradSink?.(2)]);
     } else if (w.requiresGrad) {
       const [R, O] = lastAxisRows(dy.shape), I = x.shape[x.shape.length - 1];
-      dw = matmulF16(reshape(dy, [R, O]), reshape(x, [R, I]), { transA: true, round: true, acc });
+      dw = matmulF16(reshape(dy, [R, O]), reshape(x, [R, I]), {
+        transA: true,
+        round: true,
+        ...accumulateParts(acc),
+      });
     } else if (b.requiresGrad) db = sumTo(dy, b.shape);
     return [dx, dw, db];
   },
@@ -467,7 +525,7 @@ export const MATMUL_F16_ADD: OpDef<MatmulF16Params> = {
   gpu(info, p) {
     const g = geometry(info.inputs[0].shape, info.inputs[1].shape, p);
     const mp = { transA: p.transA, transB: p.transB };
-    return matmulPlan(g, mp, { add: true, half: halfF32(p.acc ?? "f32", "round") });
+    return matmulPlan(g, mp, { add: true, half: halfF32(p.acc ?? "f32", "round", p.group) });
   },
 };
 
@@ -484,7 +542,8 @@ export const MATMUL_F16_ADD: OpDef<MatmulF16Params> = {
 export const LINEAR_GRAD_F16: OpDef<LinearF16Params> = {
   name: "linearGradF16",
   overwrites: true,
-  outputs([dy, x]) {
+  outputs([dy, x], p) {
+    checkAccumulate(p.acc, "Cannot linearGradF16");
     requireF32("linearGradF16", [dy, x], ["dy", "x"]);
     const [R, O] = lastAxisRows(dy.shape), [Rx, I] = lastAxisRows(x.shape);
     if (dy.shape.length < 1 || x.shape.length < 1 || R !== Rx) {
@@ -503,7 +562,7 @@ export const LINEAR_GRAD_F16: OpDef<LinearF16Params> = {
       transB: false,
       out: "f32",
       round: true,
-      acc: p.acc,
+      ...accumulateParts(p.acc),
     });
     sumRows(dy, R, O, db);
   },

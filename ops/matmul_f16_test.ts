@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import "./mod.ts";
 import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import { cast } from "./cast.ts";
-import { linearF16, matmulF16, roundToF16 } from "./matmul_f16.ts";
+import {
+  accumulateParts,
+  F16_ACCUMULATE,
+  halfF32,
+  linearF16,
+  matmulF16,
+  type MatmulF16Accumulate,
+  roundToF16,
+} from "./matmul_f16.ts";
 import { add, mul, reshape, sum } from "./mod.ts";
 import { matmulF64, roundF16 } from "../tests/_f16_reference.ts";
 
@@ -212,6 +220,57 @@ Deno.test("linearF16() equals add(matmulF16(x, W), b) bit for bit, gradients and
     const [fused, unfused] = [await run(true), await run(false)];
     ["y", "dx", "dW", "db"].forEach((what, k) => assert.deepEqual(fused[k], unfused[k], what));
   }
+});
+
+Deno.test("linearF16() accumulation modes: f16/32 and f16/64 sum 32- and 64-deep K groups in f16, forward and backward", async () => {
+  // 1 and 63 terms of 2⁻¹² (a quarter of an f16 ulp at 1): lost in a group that starts at 1,
+  // kept exactly in a group of their own
+  const K = 64, small = 2 ** -12;
+  const row = [1, ...new Array(K - 1).fill(small)], ones = new Array(K).fill(1);
+  const want: Record<MatmulF16Accumulate, number> = {
+    f32: 1 + 63 * small,
+    f16: 1 + 3 * 2 ** -8, // 1, then three groups of 16 small terms
+    "f16/32": 1 + 2 ** -7, // 1, then one group of 32
+    "f16/64": 1,
+  };
+  for (const acc of F16_ACCUMULATE) {
+    // forward: 64 inputs into one output, the bias added in f32
+    const y = linearF16(tensor(row, [1, K]), tensor(ones, [1, K]), tensor([0.5], [1]), { acc });
+    assert.equal((await y.toArray())[0], want[acc] + 0.5, `y ${acc}`);
+    // dx sums 64 outputs (dy·W), rounded to f16 values
+    const x = tensor([1], [1, 1], { requiresGrad: true });
+    const w = tensor(ones, [K, 1], { requiresGrad: true });
+    scope(() =>
+      sum(mul(linearF16(x, w, tensor(new Array(K).fill(0), [K]), { acc }), tensor(row, [1, K])))
+        .backward()
+    );
+    assert.equal((await x.grad!.toArray())[0], roundToF16(want[acc]), `dx ${acc}`);
+    // dW sums 64 rows (dyᵀ·x), rounded; db sums the unrounded dy in f32
+    const x2 = tensor(ones, [K, 1]);
+    const w2 = tensor([1], [1, 1], { requiresGrad: true });
+    const b2 = tensor([0], [1], { requiresGrad: true });
+    scope(() => sum(mul(linearF16(x2, w2, b2, { acc }), tensor(row, [K, 1]))).backward());
+    assert.equal((await w2.grad!.toArray())[0], roundToF16(want[acc]), `dW ${acc}`);
+    assert.equal((await b2.grad!.toArray())[0], 1 + 63 * small, `db ${acc}`);
+  }
+  // the modes as matmulF16's acc and group, and the kernel form (the default group left out)
+  assert.deepEqual(accumulateParts("f16/64"), { acc: "f16", group: 64 });
+  assert.deepEqual(accumulateParts("f16"), { acc: "f16" });
+  assert.deepEqual(halfF32("f16/32", "round"), {
+    a: "f32",
+    b: "f32",
+    acc: "f16",
+    out: "round",
+    group: 32,
+  });
+  assert.deepEqual(halfF32("f16", "f32"), { a: "f32", b: "f32", acc: "f16", out: "f32" });
+  assert.throws(
+    () =>
+      linearF16(tensor(row, [1, K]), tensor(ones, [1, K]), tensor([0], [1]), {
+        acc: "f16/48" as MatmulF16Accumulate,
+      }),
+    /Cannot linearF16: accumulation must be "f32", "f16", "f16\/32", "f16\/64", got "f16\/48"/,
+  );
 });
 
 Deno.test("linearF16() without weight or bias gradients, and its errors", async () => {

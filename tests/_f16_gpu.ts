@@ -15,7 +15,12 @@ import { CPU } from "../tensor/cpu_backend.ts";
 import { scope, type Tensor, tensor, toBackend } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { cast } from "../ops/cast.ts";
-import { linearF16, matmulF16 } from "../ops/matmul_f16.ts";
+import {
+  accumulateParts,
+  linearF16,
+  matmulF16,
+  type MatmulF16Accumulate,
+} from "../ops/matmul_f16.ts";
 import { linearGroup } from "../ops/linear_group.ts";
 import { useMatmulSplitK, useMatmulVariant } from "../ops/matmul.ts";
 import { add, geluLinear, mul, reshape, sum } from "../ops/mod.ts";
@@ -218,9 +223,9 @@ Deno.test("f16 GPU: matmulF16() acc f16 equals the CPU's slice-by-slice f16 accu
   }
 });
 
-Deno.test("f16 GPU: geluLinear() in f16 form (both accumulations) equals the CPU", async () => {
+Deno.test("f16 GPU: geluLinear() in f16 form (f32, f16 and f16/64 accumulation) equals the CPU", async () => {
   const [N, F, C] = [10, 36, 12];
-  for (const acc of ["f32", "f16"] as const) {
+  for (const acc of ["f32", "f16", "f16/64"] as const) {
     const grads = (be: Backend) => {
       const u = tensor(values(N * F, 7, 3), [N, F], { backend: be, requiresGrad: true });
       const w = tensor(values(C * F, 8, 0.5), [C, F], { backend: be, requiresGrad: true });
@@ -288,7 +293,12 @@ Deno.test("f16 GPU: split K (forced) equals the CPU: f32 and rounded results, f1
 });
 
 Deno.test("f16 GPU: linearF16() and its fused gradients equal the CPU and the unfused ops: tile remainders, exact tiles, split K, a pending gradient", async () => {
-  const run = async (be: Backend, [B, T, I, O]: number[], acc: "f32" | "f16", fused = true) => {
+  const run = async (
+    be: Backend,
+    [B, T, I, O]: number[],
+    acc: MatmulF16Accumulate,
+    fused = true,
+  ) => {
     const x0 = tensor(values(B * T * I, 31, 2), [B, T, I], { backend: be, requiresGrad: true });
     const s = tensor(values(B * T * I, 32), [B, T, I], { backend: be });
     const w = tensor(values(O * I, 33, 0.5), [O, I], { backend: be, requiresGrad: true });
@@ -297,9 +307,14 @@ Deno.test("f16 GPU: linearF16() and its fused gradients equal the CPU and the un
     const y = scope(() => {
       // x is used twice: the Linear's dx kernel adds the gradient pending from mul(x, x)
       const x = mul(x0, s);
-      const y = fused
-        ? linearF16(x, w, b, { acc })
-        : add(reshape(matmulF16(reshape(x, [-1, I]), w, { transB: true, acc }), [B, T, O]), b);
+      const y = fused ? linearF16(x, w, b, { acc }) : add(
+        reshape(matmulF16(reshape(x, [-1, I]), w, { transB: true, ...accumulateParts(acc) }), [
+          B,
+          T,
+          O,
+        ]),
+        b,
+      );
       add(sum(mul(y, r)), sum(mul(x, x))).backward();
       return y;
     });
@@ -316,7 +331,7 @@ Deno.test("f16 GPU: linearF16() and its fused gradients equal the CPU and the un
       );
     });
   };
-  const check = async (dims: number[], acc: "f32" | "f16", what: string) => {
+  const check = async (dims: number[], acc: MatmulF16Accumulate, what: string) => {
     const got = await run(GPU, dims, acc);
     // f16 accumulation rounds partial sums far larger than a cancelling result, and a GPU may
     // round an f16 FMA twice: against the unfused ops on the same tiles (the same f16 sums)
@@ -337,6 +352,9 @@ Deno.test("f16 GPU: linearF16() and its fused gradients equal the CPU and the un
     await check([1, 37, 20, 45], "f32", "remainders single");
     useMatmulSplitK(3);
     await check([2, 32, 32, 32], "f16", "split exact single");
+    useMatmulSplitK(null);
+    // groups of 64 k (f16/64): K 70 forward, 74 rows for dW
+    await check([2, 37, 70, 45], "f16/64", "deep groups single");
   } finally {
     useMatmulSplitK(null);
     useMatmulVariant(null);
@@ -344,7 +362,12 @@ Deno.test("f16 GPU: linearF16() and its fused gradients equal the CPU and the un
 });
 
 Deno.test("f16 GPU: linearGroup() in f16 form equals the CPU (f32 accumulation) and the f16 layers one by one (f16 accumulation), split K too", async () => {
-  const run = async (be: Backend, [B, T, I, O]: number[], acc: "f32" | "f16", grouped: boolean) => {
+  const run = async (
+    be: Backend,
+    [B, T, I, O]: number[],
+    acc: MatmulF16Accumulate,
+    grouped: boolean,
+  ) => {
     const x0 = tensor(values(B * T * I, 41, 2), [B, T, I], { backend: be, requiresGrad: true });
     const ws = [0, 1, 2].map((g) =>
       tensor(values(O * I, 42 + g, 0.5), [O, I], { backend: be, requiresGrad: true })
@@ -368,7 +391,7 @@ Deno.test("f16 GPU: linearGroup() in f16 form equals the CPU (f32 accumulation) 
     const all = [...ys, x0.grad!, ...ws.map((w) => w.grad!), ...bs.map((b) => b.grad!)];
     return await Promise.all(all.map((t) => t.toArray()));
   };
-  const check = async (dims: number[], acc: "f32" | "f16", what: string) => {
+  const check = async (dims: number[], acc: MatmulF16Accumulate, what: string) => {
     const got = await run(GPU, dims, acc, true);
     const ref = acc === "f32" ? await run(CPU, dims, acc, true) : await run(GPU, dims, acc, false);
     ref.forEach((want, k) => {
@@ -389,6 +412,8 @@ Deno.test("f16 GPU: linearGroup() in f16 form equals the CPU (f32 accumulation) 
     useMatmulSplitK(3);
     await check([1, 70, 20, 36], "f32", "split");
     await check([2, 32, 32, 32], "f16", "split exact");
+    useMatmulSplitK(null);
+    await check([2, 37, 70, 45], "f16/64", "deep groups");
   } finally {
     useMatmulSplitK(null);
     useMatmulVariant(null);

@@ -111,6 +111,12 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
       r = await webseq([cmd, "--f16-accumulate", "f16"], perms);
       assert.equal(r.code, 2);
       assert.match(oneLineError(r.stderr), /--f16-accumulate f16 needs --precision f16/);
+      r = await webseq([cmd, "--precision", "f16", "--f16-accumulate", "f16/48"], perms);
+      assert.equal(r.code, 2);
+      assert.match(
+        oneLineError(r.stderr),
+        /--f16-accumulate must be f32, f16, f16\/32, f16\/64, got "f16\/48"/,
+      );
     }
 
     await Deno.writeTextFile(`${dir}/bad.csv`, 'source,target\n"a, b",c\n"unclosed,d\n');

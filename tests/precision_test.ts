@@ -13,6 +13,7 @@ import { autocast, autocastPrecision, Linear } from "../nn/layers.ts";
 import { initContext } from "../nn/module.ts";
 import { sum } from "../ops/mod.ts";
 import { matmulF64, roundF16 } from "./_f16_reference.ts";
+import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { smallData } from "./_small_run.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -21,13 +22,13 @@ async function tinyRun(
   dir: string,
   precision: "f32" | "f16",
   log?: (s: string) => void,
-  f16Accumulate: "f32" | "f16" = "f32",
+  f16Accumulate: MatmulF16Accumulate = "f32",
 ) {
   const { train: data, valid, config } = await smallData(dir, { dropout: 0, drop_path: 0 });
   return await train({
     data,
     valid,
-    out: `${dir}/run_${precision}_${f16Accumulate}`,
+    out: `${dir}/run_${precision}_${f16Accumulate.replace("/", "g")}`,
     configFile: config,
     vocabSize: 120,
     maxLength: 32,
@@ -68,15 +69,18 @@ Deno.test("train() with precision f16 on the CPU ends within 2% of the f32 run a
   }
 });
 
-Deno.test("train() with f16 accumulation ends within 2% of the f32 run and records the mode", async () => {
+Deno.test("train() with f16 accumulation (groups of 16 and 64) ends within 2% of the f32 run and records the mode", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const acc: TrainSummary = await tinyRun(dir, "f16", undefined, "f16");
     const f32: TrainSummary = await tinyRun(dir, "f32");
-    const a = acc.valid!.loss, b = f32.valid!.loss;
-    assert.ok(Number.isFinite(a) && Math.abs(a - b) <= 0.02 * b, `valid loss ${a} vs f32 ${b}`);
-    const st = await loadTrainerState(acc.out);
-    assert.equal((st.options as Record<string, unknown>).f16_accumulate, "f16");
+    const b = f32.valid!.loss;
+    for (const mode of ["f16", "f16/64"] as const) {
+      const acc: TrainSummary = await tinyRun(dir, "f16", undefined, mode);
+      const a = acc.valid!.loss;
+      assert.ok(Number.isFinite(a) && Math.abs(a - b) <= 0.02 * b, `${mode} ${a} vs f32 ${b}`);
+      const st = await loadTrainerState(acc.out);
+      assert.equal((st.options as Record<string, unknown>).f16_accumulate, mode);
+    }
     await assert.rejects(
       () => tinyRun(dir, "f32", undefined, "f16"),
       (e: Error) => e instanceof RangeError && /needs precision f16/.test(e.message),

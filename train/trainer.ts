@@ -31,7 +31,7 @@ import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
 import { GradScaler, type GradScalerState } from "../optim/grad_scaler.ts";
 import { autocast, type Precision } from "../nn/layers.ts";
-import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
+import { F16_ACCUMULATE, isF16Accumulate, type MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { linearWarmupSchedule } from "../optim/schedule.ts";
 import {
   appendJsonl,
@@ -119,8 +119,9 @@ export interface TrainOptions {
   precision?: Precision;
   /**
    * With precision "f16": how the f16 matmuls accumulate, "f32" (default)
-   * or "f16" (16-deep K slices by f16 FMAs, slices in f32: faster on GPUs
-   * with packed half math, less exact; nn/layers.ts `autocast`).
+   * or "f16", "f16/32", "f16/64" (16-, 32- or 64-deep K groups by f16 FMAs,
+   * the groups in f32: faster on GPUs with packed half math, less exact;
+   * nn/layers.ts `autocast`).
    */
   f16Accumulate?: MatmulF16Accumulate;
   /** Continue the run in `out`. */
@@ -789,10 +790,14 @@ export function checkF16Accumulate(
   acc: MatmulF16Accumulate,
   precision: Precision,
 ): MatmulF16Accumulate {
-  if (acc !== "f32" && acc !== "f16") {
-    throw new RangeError(`f16 accumulate must be "f32" or "f16", got ${JSON.stringify(acc)}`);
+  if (!isF16Accumulate(acc)) {
+    throw new RangeError(
+      `f16 accumulate must be ${F16_ACCUMULATE.map((a) => `"${a}"`).join(", ")}, got ${
+        JSON.stringify(acc)
+      }`,
+    );
   }
-  if (acc === "f16" && precision !== "f16") {
+  if (acc !== "f32" && precision !== "f16") {
     throw new RangeError("f16 accumulation needs precision f16 (--precision f16)");
   }
   return acc;
