@@ -24,7 +24,7 @@ import { shapeKey } from "../ops/_matmul_variants.ts";
 import { autotuneStep } from "../ops/autotune.ts";
 import { attentionShapeKey } from "../ops/attention.ts";
 import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "../train/tune_cache.ts";
-import type { GpuBackend } from "../gpu/backend.ts";
+import type { GpuBackend, ProfileEntry } from "../gpu/backend.ts";
 import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { batchLoss, type BatchTensors } from "../train/batch_tensors.ts";
 
@@ -135,6 +135,14 @@ export interface TrainBenchLine {
    * as [GPU ms, dispatches].
    */
   kernel_detail?: Record<string, [number, number]>;
+  /** With profile: achieved TFLOP/s of the products among `kernel_detail`'s kernels. */
+  kernel_tflops?: Record<string, number>;
+  /**
+   * With profile: every product of the profiled step together (the dispatches with FLOPs:
+   * plain and fused matmuls, grouped projections, attention's per-head products; not the split-K
+   * reductions): GPU ms, FLOPs, achieved TFLOP/s, and `other_ms`, the step's GPU time besides.
+   */
+  matmul_profile?: { ms: number; flops: number; tflops: number; other_ms: number };
   /** With stepTimes: the wall time of each extra step with a wait for the device after it. */
   step_times_ms?: number[];
   /** Dispatches per step (WebGPU). */
@@ -219,6 +227,45 @@ export function matmulTuneTable(tunings: MatmulTuning[]): {
     ms: ms4(m.ms),
     ...(m.split ? { split: { ...m.split, ms: ms4(m.split.ms) } } : {}),
   }));
+}
+
+/**
+ * The products of a profile together (the entries with FLOPs): their GPU ms, FLOPs and achieved
+ * TFLOP/s, and the GPU ms of everything else; undefined when no entry has FLOPs.
+ */
+export function matmulShare(
+  entries: ProfileEntry[],
+): { ms: number; flops: number; tflops: number; other_ms: number } | undefined {
+  let ms = 0, flops = 0, other = 0;
+  for (const e of entries) {
+    if (e.flops) (ms += e.ms), (flops += e.flops);
+    else other += e.ms;
+  }
+  if (flops === 0 || ms <= 0) return undefined;
+  const r4 = (x: number) => Number(x.toFixed(4));
+  return {
+    ms: r4(ms),
+    flops,
+    tflops: Number((flops / (ms * 1e9)).toPrecision(4)),
+    other_ms: r4(other),
+  };
+}
+
+/**
+ * With a profiled line: the TFLOP/s its products would need for the step to take `targetMs`
+ * (PyTorch's step, say) with the rest of its GPU time as profiled (`parity_matmul_tflops`; null
+ * when the rest alone takes longer); nothing without a profile.
+ */
+export function parityTflops(
+  line: Pick<TrainBenchLine, "matmul_profile">,
+  targetMs: number,
+): { parity_matmul_tflops?: number | null } {
+  const m = line.matmul_profile;
+  if (!m || !(targetMs > 0)) return {};
+  const left = targetMs - m.other_ms;
+  return {
+    parity_matmul_tflops: left > 0 ? Number((m.flops / (left * 1e9)).toPrecision(4)) : null,
+  };
 }
 
 /** Runs the benchmark on `backend`. */
@@ -355,10 +402,12 @@ export async function benchTrain(
   let kernelMs: Record<string, number> | undefined;
   let kernelDispatches: Record<string, number> | undefined;
   let kernelDetail: Record<string, [number, number]> | undefined;
+  let kernelTflops: Record<string, number> | undefined;
+  let matmulProfile: TrainBenchLine["matmul_profile"];
   const prof = backend as Backend & {
     beginProfile?: () => boolean;
     endProfile?: () => Promise<Record<string, { ms: number; dispatches: number }>>;
-    profileDetails?: () => Record<string, { ms: number; dispatches: number }>;
+    profileDetails?: () => Record<string, ProfileEntry>;
   };
   if (opts.profile && prof.beginProfile?.()) {
     step(warmup + steps);
@@ -375,11 +424,15 @@ export async function benchTrain(
     );
     // the costliest kernels by op, plan kernel, input shapes and tile: [ms, dispatches]
     const details = Object.entries(prof.profileDetails?.() ?? {});
+    const top = details.sort((a, b) => b[1].ms - a[1].ms).slice(0, PROFILE_DETAIL_LINES);
     kernelDetail = Object.fromEntries(
-      details.sort((a, b) => b[1].ms - a[1].ms).slice(0, PROFILE_DETAIL_LINES).map((
-        [k, v],
-      ) => [k, [Number(v.ms.toFixed(4)), v.dispatches]]),
+      top.map(([k, v]) => [k, [Number(v.ms.toFixed(4)), v.dispatches]]),
     );
+    const tflops = (flops: number, ms: number) => Number((flops / (ms * 1e9)).toPrecision(4));
+    kernelTflops = Object.fromEntries(
+      top.filter(([, v]) => v.flops && v.ms > 0).map(([k, v]) => [k, tflops(v.flops!, v.ms)]),
+    );
+    matmulProfile = matmulShare(details.map(([, v]) => v));
   }
   let stepTimes: number[] | undefined;
   if (opts.stepTimes) {
@@ -433,6 +486,8 @@ export async function benchTrain(
     ...(kernelMs ? { kernel_ms: kernelMs } : {}),
     ...(kernelDispatches ? { kernel_dispatches: kernelDispatches } : {}),
     ...(kernelDetail ? { kernel_detail: kernelDetail } : {}),
+    ...(kernelTflops && Object.keys(kernelTflops).length ? { kernel_tflops: kernelTflops } : {}),
+    ...(matmulProfile ? { matmul_profile: matmulProfile } : {}),
     ...(stepTimes ? { step_times_ms: stepTimes } : {}),
   };
 }

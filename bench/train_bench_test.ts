@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { presetConfig } from "../nn/config.ts";
-import { benchTrain, matmulTuneTable, PROFILE_DETAIL_LINES } from "./train_bench.ts";
+import {
+  benchTrain,
+  matmulShare,
+  matmulTuneTable,
+  parityTflops,
+  PROFILE_DETAIL_LINES,
+} from "./train_bench.ts";
 import { shapeKey } from "../ops/_matmul_variants.ts";
 
 Deno.test({
@@ -39,6 +45,18 @@ Deno.test({
     for (const [k, [t]] of Object.entries(detail)) {
       assert.ok(t <= ms[k.slice(0, k.indexOf("#"))] + 1e-3, k);
     }
+    // the products: TFLOP/s of the listed ones (matmuls, not LayerNorm), and all of them together
+    const tf = line.kernel_tflops!;
+    assert.ok(Object.keys(tf).some((k) => k.startsWith("matmul_bias#0")), JSON.stringify(tf));
+    for (const [k, v] of Object.entries(tf)) assert.ok(k in detail && v > 0, k);
+    assert.ok(!Object.keys(tf).some((k) => k.startsWith("residualLayerNorm")));
+    const mp = line.matmul_profile!;
+    assert.ok(mp.flops > 0 && mp.ms > 0 && mp.other_ms > 0, JSON.stringify(mp));
+    const total = Object.values(ms).reduce((x, y) => x + y, 0);
+    assert.ok(
+      Math.abs(mp.ms + mp.other_ms - total) < 1e-2,
+      `${mp.ms} + ${mp.other_ms} vs ${total}`,
+    );
   },
 });
 
@@ -82,6 +100,22 @@ Deno.test("matmulTuneTable() lists each measured shape's candidates (null where 
     ms: { t128x128k16_8x8: 0.15 },
     split: { rule: 16, chosen: 8, ms: { S16: 0.15, S8: 0.1312, S32: null } },
   }]);
+});
+
+Deno.test("matmulShare() sums the products of a profile; parityTflops() asks what they need for a target step", () => {
+  const entries = [
+    { ms: 2, dispatches: 3, flops: 60e9 },
+    { ms: 1, dispatches: 1 }, // not a product
+    { ms: 4, dispatches: 2, flops: 120e9 },
+    { ms: 0.5, dispatches: 1 },
+  ];
+  const m = matmulShare(entries)!;
+  assert.deepEqual(m, { ms: 6, flops: 180e9, tflops: 30, other_ms: 1.5 });
+  assert.equal(matmulShare([{ ms: 1, dispatches: 1 }]), undefined);
+  // a 6 ms target leaves the products 4.5 ms: 40 TFLOP/s
+  assert.deepEqual(parityTflops({ matmul_profile: m }, 6), { parity_matmul_tflops: 40 });
+  assert.deepEqual(parityTflops({ matmul_profile: m }, 1.5), { parity_matmul_tflops: null });
+  assert.deepEqual(parityTflops({}, 6), {});
 });
 
 /** A tiny CPU benchmark: 1 warm-up step, `steps` timed ones. */

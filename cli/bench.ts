@@ -22,7 +22,7 @@ import {
   tuneTilesFlag,
 } from "./train.ts";
 import { presetConfig, validateConfig } from "../nn/config.ts";
-import { benchTrain } from "../bench/train_bench.ts";
+import { benchTrain, parityTflops } from "../bench/train_bench.ts";
 
 /** Help text. */
 export const HELP: string = `webseq bench — training throughput and kernel speed, as JSON lines
@@ -239,6 +239,9 @@ export async function run(args: string[]): Promise<number> {
             }
             : {}),
           torch_bf16: Boolean(flags["torch-bf16"]),
+          // with --profile: the products' TFLOP/s at which this step would take PyTorch's time,
+          // the rest of the step's GPU time as it is
+          ...parityTflops(mine, Number(theirs.step_ms)),
         });
       }
     }

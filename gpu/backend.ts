@@ -53,6 +53,16 @@ const BIND_GROUP_CACHE = 16384;
 /** Dispatches timed per profile (two timestamps each). */
 const PROFILE_CAPACITY = 2048;
 
+/** GPU time of a profile key ({@linkcode GpuBackend.profileDetails}). */
+export interface ProfileEntry {
+  /** Milliseconds, summed over the dispatches. */
+  ms: number;
+  /** Dispatches. */
+  dispatches: number;
+  /** FLOPs of the products among them (`GpuKernel.flops`), where there are any. */
+  flops?: number;
+}
+
 interface CachedPipeline {
   pipeline: GPUComputePipeline;
   layout: GPUBindGroupLayout;
@@ -125,8 +135,9 @@ export class GpuBackend implements Backend {
   #nextBufferId = 1;
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
-  #profile: { querySet: GPUQuerySet; names: string[]; details: string[] } | null = null;
-  #profileDetails: Record<string, { ms: number; dispatches: number }> = {};
+  #profile: { querySet: GPUQuerySet; names: string[]; details: string[]; flops: number[] } | null =
+    null;
+  #profileDetails: Record<string, ProfileEntry> = {};
   #profileSamples: { name: string; ms: number }[] = [];
   #arena: GPUBuffer;
   #arenaCpu = new Uint8Array(UNIFORM_ARENA);
@@ -296,7 +307,7 @@ export class GpuBackend implements Backend {
     return id;
   }
 
-  #beginPass(opName: string, detail?: string): GPUComputePassEncoder {
+  #beginPass(opName: string, detail?: string, flops = 0): GPUComputePassEncoder {
     if (!this.#encoder) this.#encoder = this.device.createCommandEncoder();
     const prof = this.#profile;
     if (prof && prof.names.length < PROFILE_CAPACITY) {
@@ -305,6 +316,7 @@ export class GpuBackend implements Backend {
       const i = prof.names.length;
       prof.names.push(opName);
       prof.details.push(detail ?? opName);
+      prof.flops.push(flops);
       this.#pass = this.#encoder.beginComputePass({
         timestampWrites: {
           querySet: prof.querySet,
@@ -348,6 +360,7 @@ export class GpuBackend implements Backend {
       const pass = this.#beginPass(
         op.name,
         this.#profile ? dispatchDetail(op.name, plan, k, info) : undefined,
+        k.flops,
       );
       const { pipeline, layout, id } = this.#pipeline(k.code);
       const buffers = k.bind.map((ref) =>
@@ -432,6 +445,7 @@ export class GpuBackend implements Backend {
       querySet: this.device.createQuerySet({ type: "timestamp", count: 2 * PROFILE_CAPACITY }),
       names: [],
       details: [],
+      flops: [],
     };
     return true;
   }
@@ -470,7 +484,7 @@ export class GpuBackend implements Backend {
     for (const b of [staging, resolve]) b.destroy();
     prof.querySet.destroy();
     this.#check();
-    const details: Record<string, { ms: number; dispatches: number }> = {};
+    const details: Record<string, ProfileEntry> = {};
     const samples: { name: string; ms: number }[] = [];
     prof.names.forEach((name, i) => {
       const dt = ts[2 * i + 1] >= ts[2 * i] ? Number(ts[2 * i + 1] - ts[2 * i]) / 1e6 : 0;
@@ -480,6 +494,8 @@ export class GpuBackend implements Backend {
         e.ms += dt;
         e.dispatches++;
       }
+      const f = prof.flops[i];
+      if (f > 0) details[prof.details[i]].flops = (details[prof.details[i]].flops ?? 0) + f;
     });
     this.#profileDetails = details;
     this.#profileSamples = samples;
@@ -497,9 +513,10 @@ export class GpuBackend implements Backend {
   /**
    * The last {@linkcode endProfile}'s times split finer: by op, kernel of its
    * plan, input shapes and (for matmul kernels) tile, e.g.
-   * `"matmul_bias#0 [8192,512]·[1536,512]·[1536] t128x128x16 8x8"`.
+   * `"matmul_bias#0 [8192,512]·[1536,512]·[1536] t128x128x16 8x8"`, with the
+   * FLOPs of the products among them.
    */
-  profileDetails(): Record<string, { ms: number; dispatches: number }> {
+  profileDetails(): Record<string, ProfileEntry> {
     return this.#profileDetails;
   }
 
@@ -637,7 +654,10 @@ export function sharedGpuBackend(): Promise<GpuBackend | null> {
 /** The key of one profiled dispatch in {@linkcode GpuBackend.profileDetails}. */
 function dispatchDetail(name: string, plan: GpuPlan, k: GpuKernel, info: OpInfo): string {
   const shapes = info.inputs.map((t) => `[${t.shape.join(",")}]`).join("·");
-  const tile = /matmul tile (\S+) thread (\S+)( double)?( padded)?/.exec(k.code.slice(0, 120));
-  const t = tile ? ` t${tile[1]} ${tile[2]}${tile[3] ? "d" : ""}${tile[4] ? "p" : ""}` : "";
+  const tile = /matmul tile (\S+) thread (\S+)( double)?( padded)?( flat)?/.exec(
+    k.code.slice(0, 120),
+  );
+  const flags = `${tile?.[3] ? "d" : ""}${tile?.[4] ? "p" : ""}${tile?.[5] ? "f" : ""}`;
+  const t = tile ? ` t${tile[1]} ${tile[2]}${flags}` : "";
   return `${name}#${plan.kernels.indexOf(k)} ${shapes}${t}`;
 }

@@ -35,7 +35,9 @@ Deno.test({
       assert.equal(mm.length, 1, JSON.stringify(Object.keys(details)));
       assert.match(mm[0], / t\d+x\d+x\d+ \d+x\d+d?$/);
       assert.equal(details[mm[0]].dispatches, 2);
+      assert.equal(details[mm[0]].flops, 2 * (2 * 64 * 16 * 32)); // two products' 2·M·N·K
       assert.equal(details["scale#0 [64,16]"].dispatches, 2);
+      assert.equal(details["scale#0 [64,16]"].flops, undefined);
       const total = (r: Record<string, { ms: number }>) =>
         Object.values(r).reduce((x, e) => x + e.ms, 0);
       assert.ok(Math.abs(total(details) - total(prof)) < 1e-9);
@@ -53,7 +55,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "profileDetails() names a padded matmul tile with p after d",
+  name:
+    "profileDetails() names a padded tile with p after d, a flat one with f, and counts split K's FLOPs once",
   ignore: NO_GPU || !GPU?.canProfile,
   fn: async () => {
     const g = GPU!;
@@ -67,8 +70,17 @@ Deno.test({
         await g.endProfile();
         const keys = Object.keys(g.profileDetails());
         assert.ok(keys.includes("matmul#0 [64,32]·[32,16] t16x16x8 4x4dp"), keys.join(" | "));
+        useMatmulVariant("t16x16k8_4x4df");
+        useMatmulSplitK(2); // the product in two K ranges, then their sum (no FLOPs of its own)
+        assert.ok(g.beginProfile());
+        matmul(a, b);
+        await g.endProfile();
+        const d = g.profileDetails();
+        assert.equal(d["matmul#0 [64,32]·[32,16] t16x16x8 4x4df"]?.flops, 2 * 64 * 16 * 32);
+        assert.equal(d["matmul#1 [64,32]·[32,16]"]?.flops, undefined, Object.keys(d).join(" | "));
       });
     } finally {
+      useMatmulSplitK(null);
       useMatmulVariant(null);
     }
   },

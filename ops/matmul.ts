@@ -226,8 +226,10 @@ export function matmulPlan(
   const uniform = drop
     ? packUniform([...ints, drop.seed >>> 0, dropoutThreshold(drop.p)], [dropoutScale(drop.p)])
     : packUniform(ints);
-  // the reduction's uniform depends on the geometry alone: it is part of the plan
-  const kernels: GpuKernel[] = [{ ...plan.kernels[0], uniform }];
+  // the reduction's uniform depends on the geometry alone: it is part of the plan; the product's
+  // FLOPs (a grouped "k" product runs its K loop once per group) for profiles
+  const flops = 2 * M * N * K * P * (f.group?.role === "k" ? f.group.n : 1);
+  const kernels: GpuKernel[] = [{ ...plan.kernels[0], uniform, flops }];
   if (S > 1) kernels.push(plan.kernels[1]);
   return plan.temps ? { temps: plan.temps, kernels } : { kernels };
 }
@@ -442,6 +444,7 @@ export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKerne
     bind,
     uniform: packUniform([M, N, K, a.s, b.s, a.ld, b.ld, out.ld, zh, a.sh, b.sh, out.s, out.sh]),
     workgroups: plan.workgroups,
+    flops: 2 * M * N * K * P,
   };
 }
 

@@ -55,6 +55,11 @@ export interface GpuKernel {
   uniform?: ArrayBuffer;
   /** Workgroup counts (x, y, z). */
   workgroups: readonly [number, number, number];
+  /**
+   * Floating-point operations the dispatch performs, where it is a product
+   * (2·M·N·K per matmul): profiles report achieved TFLOP/s from it.
+   */
+  flops?: number;
 }
 
 /** What an op asks the WebGPU backend to run, in order. */
