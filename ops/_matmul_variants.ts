@@ -74,6 +74,11 @@ export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   { name: "t128x128k16_8x8p", tile: tile(128, 128, 16, 8, 8, false, true), heuristic: false },
   { name: "t128x128k16_4x16p", tile: tile(128, 128, 16, 4, 16, false, true), heuristic: false },
   { name: "t128x128k8_4x16dp", tile: tile(128, 128, 8, 4, 16, true, true), heuristic: false },
+  // 32-deep slices: half the barriers and loop trips of k16. Attention's per-head products have
+  // K = 64 (scores, dQ, dK) or the key count (P·V, dV): 4 slices of 16 there left each
+  // workgroup mostly prologue and epilogue, and these ran at 18–21 TFLOP/s on the H200 against
+  // 30–37 for the model's large products. A tuning candidate (32 KiB of workgroup memory)
+  { name: "t128x128k32_8x8", tile: tile(128, 128, 32, 8, 8, false), heuristic: false },
   // the first kernel (64×64, 16×16 threads, scalar), for comparison
   { name: "legacy", tile: null, heuristic: false },
 ];
