@@ -22,7 +22,8 @@ export interface MatmulVariant {
   heuristic: boolean;
 }
 
-const tile = (
+/** A tile (`pad`, `flat` only when set, as the generator and the names take them). */
+export const matmulTile = (
   BM: number,
   BN: number,
   BK: number,
@@ -50,35 +51,39 @@ const tile = (
  */
 export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   // 256 threads, 8×8 each, 16 KiB: the large-matrix kernel
-  { name: "t128x128k8_8x8d", tile: tile(128, 128, 8, 8, 8, true), heuristic: true },
+  { name: "t128x128k8_8x8d", tile: matmulTile(128, 128, 8, 8, 8, true), heuristic: true },
   // 256 threads, 8×8 each, 16-deep slices (half the barriers), 16 KiB single-buffered
-  { name: "t128x128k16_8x8", tile: tile(128, 128, 16, 8, 8, false), heuristic: false },
+  { name: "t128x128k16_8x8", tile: matmulTile(128, 128, 16, 8, 8, false), heuristic: false },
   // 256 threads, 8×4 each: twice the workgroups of 128×128 at mid sizes
-  { name: "t128x64k8_8x4d", tile: tile(128, 64, 8, 8, 4, true), heuristic: true },
+  { name: "t128x64k8_8x4d", tile: matmulTile(128, 64, 8, 8, 4, true), heuristic: true },
   // 256 threads, 4×4 each
-  { name: "t64x64k8_4x4d", tile: tile(64, 64, 8, 4, 4, true), heuristic: true },
+  { name: "t64x64k8_4x4d", tile: matmulTile(64, 64, 8, 4, 4, true), heuristic: true },
   // 64 threads, 8×8 each (fewer, heavier threads)
-  { name: "t64x64k16_8x8", tile: tile(64, 64, 16, 8, 8, false), heuristic: false },
+  { name: "t64x64k16_8x8", tile: matmulTile(64, 64, 16, 8, 8, false), heuristic: false },
   // 64 threads, 4×4 each: small shapes and batched attention products
-  { name: "t32x32k16_4x4", tile: tile(32, 32, 16, 4, 4, false), heuristic: true },
+  { name: "t32x32k16_4x4", tile: matmulTile(32, 32, 16, 4, 4, false), heuristic: true },
   // from a sweep on an NVIDIA H200: 2nd fastest NN at 4096 (37.2 TFLOP/s), 4 rows × 16 columns
   // per thread (that card's tuner never chose t128x128k16_8x8d or t64x256k16_8x8, registered before
   // from slower sweeps, for any of small's and base's 38 shapes: they left the registry, a sweep or
   // --tune-tiles still reaches them)
-  { name: "t128x128k16_4x16", tile: tile(128, 128, 16, 4, 16, false), heuristic: false },
+  { name: "t128x128k16_4x16", tile: matmulTile(128, 128, 16, 4, 16, false), heuristic: false },
   // from a later H200 sweep (2nd NN at 4096, 37.0 TFLOP/s): the tuner's choice for base's
   // [8192, 512]·[512, 512]ᵀ products (72 a step, 28.8 TFLOP/s there)
-  { name: "t128x128k8_4x16d", tile: tile(128, 128, 8, 4, 16, true), heuristic: false },
+  { name: "t128x128k8_4x16d", tile: matmulTile(128, 128, 8, 4, 16, true), heuristic: false },
   // the three kernels the H200 tuner chose most for base's products (29–37 TFLOP/s there;
   // 38.6 NN but 28.7 NT at 4096, where both operands transpose into workgroup memory), padded
-  { name: "t128x128k16_8x8p", tile: tile(128, 128, 16, 8, 8, false, true), heuristic: false },
-  { name: "t128x128k16_4x16p", tile: tile(128, 128, 16, 4, 16, false, true), heuristic: false },
-  { name: "t128x128k8_4x16dp", tile: tile(128, 128, 8, 4, 16, true, true), heuristic: false },
+  { name: "t128x128k16_8x8p", tile: matmulTile(128, 128, 16, 8, 8, false, true), heuristic: false },
+  {
+    name: "t128x128k16_4x16p",
+    tile: matmulTile(128, 128, 16, 4, 16, false, true),
+    heuristic: false,
+  },
+  { name: "t128x128k8_4x16dp", tile: matmulTile(128, 128, 8, 4, 16, true, true), heuristic: false },
   // 32-deep slices: half the barriers and loop trips of k16. Attention's per-head products have
   // K = 64 (scores, dQ, dK) or the key count (P·V, dV): 4 slices of 16 there left each
   // workgroup mostly prologue and epilogue, and these ran at 18–21 TFLOP/s on the H200 against
   // 30–37 for the model's large products. A tuning candidate (32 KiB of workgroup memory)
-  { name: "t128x128k32_8x8", tile: tile(128, 128, 32, 8, 8, false), heuristic: false },
+  { name: "t128x128k32_8x8", tile: matmulTile(128, 128, 32, 8, 8, false), heuristic: false },
   // the first kernel (64×64, 16×16 threads, scalar), for comparison
   { name: "legacy", tile: null, heuristic: false },
 ];
@@ -103,7 +108,7 @@ export function parseTileName(name: string): MatmulTile | null {
   const m = /^t(\d+)x(\d+)k(\d+)_(\d+)x(\d+)(d?)(p?)(f?)$/.exec(name);
   if (!m) return null;
   const [BM, BN, BK, TM, TN] = m.slice(1, 6).map(Number);
-  const t = tile(BM, BN, BK, TM, TN, m[6] === "d", m[7] === "p", m[8] === "f");
+  const t = matmulTile(BM, BN, BK, TM, TN, m[6] === "d", m[7] === "p", m[8] === "f");
   checkTile(t);
   return t;
 }
@@ -220,7 +225,41 @@ export function heuristicVariant(s: MatmulShape, target: MatmulTarget = DEFAULT_
 
 let forced: MatmulVariant | null | undefined; // undefined: not read from the environment yet
 let active: MatmulTarget = DEFAULT_TARGET;
-const tuned = new Map<string, Map<string, string>>();
+/**
+ * Tuned choices per adapter description, each under a shape's key and its
+ * class's key ({@linkcode shapeClassKey}), the last measured shape of a class
+ * speaking for it.
+ */
+class ShapeChoices<V> {
+  #by = new Map<string, Map<string, V>>();
+  /** The adapter's table (created empty). */
+  of(description: string): Map<string, V> {
+    let m = this.#by.get(description);
+    if (!m) this.#by.set(description, m = new Map());
+    return m;
+  }
+  set(target: MatmulTarget, s: MatmulShape, v: V): void {
+    const m = this.of(target.description);
+    m.set(shapeKey(s), v);
+    m.set(shapeClassKey(s), v);
+    epoch++;
+  }
+  /** The choice for a shape (else its class) on the active adapter. */
+  get(s: MatmulShape): V | undefined {
+    const m = this.#by.get(active.description);
+    return m?.get(shapeKey(s)) ?? m?.get(shapeClassKey(s));
+  }
+  entries(description: string): [string, V][] {
+    return [...(this.#by.get(description) ?? [])];
+  }
+  clear(): void {
+    this.#by.clear();
+  }
+}
+
+const tuned = new ShapeChoices<string>();
+// tuned K splits (setTunedSplit)
+const tunedSplits = new ShapeChoices<number>();
 
 function envVariant(): MatmulVariant | null {
   const name = grantedEnv("WEBSEQ_MATMUL_VARIANT");
@@ -284,17 +323,12 @@ export function shapeClassKey(s: MatmulShape): string {
  */
 export function setTunedVariant(target: MatmulTarget, s: MatmulShape, name: string): void {
   matmulVariant(name);
-  let m = tuned.get(target.description);
-  if (!m) tuned.set(target.description, m = new Map());
-  m.set(shapeKey(s), name);
-  m.set(shapeClassKey(s), name);
-  epoch++;
+  tuned.set(target, s, name);
 }
 
 /** The tuned choice for a shape on the active adapter, if any. */
 export function tunedVariant(s: MatmulShape): string | undefined {
-  const m = tuned.get(active.description);
-  return m?.get(shapeKey(s)) ?? m?.get(shapeClassKey(s));
+  return tuned.get(s);
 }
 
 /**
@@ -302,8 +336,8 @@ export function tunedVariant(s: MatmulShape): string | undefined {
  * class key: what a tuning cache saves (train/tune_cache.ts).
  */
 export function tunedTable(description: string): Record<string, string> {
-  const splits = [...(tunedSplits.get(description) ?? [])].map(([k, S]) => [SPLIT_KEY + k, `${S}`]);
-  return Object.fromEntries([...(tuned.get(description) ?? []), ...splits]);
+  const splits = tunedSplits.entries(description).map(([k, S]) => [SPLIT_KEY + k, `${S}`]);
+  return Object.fromEntries([...tuned.entries(description), ...splits]);
 }
 
 /** Prefix of the tuned splits' keys in {@linkcode tunedTable}. */
@@ -315,16 +349,13 @@ const SPLIT_KEY = "split|";
  * Returns how many were taken.
  */
 export function loadTunedTable(description: string, table: Record<string, string>): number {
-  let m = tuned.get(description);
-  if (!m) tuned.set(description, m = new Map());
+  const m = tuned.of(description), sm = tunedSplits.of(description);
   let n = 0;
   for (const [key, name] of Object.entries(table)) {
     if (typeof name !== "string") continue;
     if (key.startsWith(SPLIT_KEY)) {
       const S = Number(name);
       if (!Number.isInteger(S) || S < 1 || S > SPLIT_MAX) continue;
-      let sm = tunedSplits.get(description);
-      if (!sm) tunedSplits.set(description, sm = new Map());
       sm.set(key.slice(SPLIT_KEY.length), S);
       n++;
       continue;
@@ -348,9 +379,6 @@ export function clearTunedVariants(): void {
   epoch++;
 }
 
-// tuned K splits per adapter, by shape key and shape class key (as `tuned`)
-const tunedSplits = new Map<string, Map<string, number>>();
-
 /**
  * Records the tuner's split of K for a shape on an adapter (and its class):
  * {@linkcode splitKFor} then divides that shape's K into `S` ranges (or keeps it
@@ -360,17 +388,12 @@ export function setTunedSplit(target: MatmulTarget, s: MatmulShape, S: number): 
   if (!Number.isInteger(S) || S < 1 || S > SPLIT_MAX) {
     throw new TypeError(`setTunedSplit: expected an integer in 1..${SPLIT_MAX}, got ${S}`);
   }
-  let m = tunedSplits.get(target.description);
-  if (!m) tunedSplits.set(target.description, m = new Map());
-  m.set(shapeKey(s), S);
-  m.set(shapeClassKey(s), S);
-  epoch++;
+  tunedSplits.set(target, s, S);
 }
 
 /** The tuned split of K for a shape on the active adapter, if any. */
 export function tunedSplit(s: MatmulShape): number | undefined {
-  const m = tunedSplits.get(active.description);
-  return m?.get(shapeKey(s)) ?? m?.get(shapeClassKey(s));
+  return tunedSplits.get(s);
 }
 
 // ---- split K ----

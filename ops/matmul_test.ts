@@ -50,6 +50,7 @@ import {
   loadTunedTable,
   type MatmulTarget,
   matmulTarget,
+  matmulTile,
   matmulVariant,
   setMatmulTarget,
   setTunedSplit,
@@ -119,14 +120,8 @@ async function gpuError(c: Case, seed: number): Promise<number> {
   return err;
 }
 
-const tile = (BM: number, BN: number, BK: number, TM: number, TN: number, double: boolean) => ({
-  BM,
-  BN,
-  BK,
-  TM,
-  TN,
-  double,
-});
+const tile = (BM: number, BN: number, BK: number, TM: number, TN: number, double: boolean) =>
+  matmulTile(BM, BN, BK, TM, TN, double);
 
 /**
  * Small tiles of the same generator and the cases that reach each
