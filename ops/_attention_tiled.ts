@@ -116,6 +116,20 @@ function each(n: number, f: (j: number) => string, sep = "\n  "): string {
   return Array.from({ length: n }, (_, j) => f(j)).join(sep);
 }
 
+/**
+ * The four steps over the components of a vec4 of scores, unrolled: `f(x, c)`
+ * with `x` the step as a WGSL constant (`"2u"`) and `c` the component
+ * (`"z"`), so no vector is indexed at run time (a dynamic index into a vec4
+ * register can cost a trip through local memory) and no loop is left to the
+ * driver to unroll.
+ */
+function unroll4(f: (x: string, c: string) => string, sep = "\n      "): string {
+  return each(4, (q) =>
+    `{
+        ${f(`${q}u`, "xyzw"[q])}
+      }`, sep);
+}
+
 /** `n·k` lines from `f(a, b)` over a < n, b < k. */
 function each2(n: number, k: number, f: (a: number, b: number) => string, sep = "\n  "): string {
   return each(n, (a) => each(k, (b) => f(a, b), sep), sep);
@@ -327,10 +341,14 @@ ${entry(t, "u.T")}
     workgroupBarrier();
     for (var c = 0u; c < C; c += 4u) {
       ${each(RM, (m) => `let p${m} = Ps[(ty * RM + ${m}u) * PW + c / 4u];`, "\n      ")}
-      for (var x = 0u; x < 4u; x++) {
-        ${each(DV, (j) => `let vv${j} = Vs[(c + x) * QW + ${dcol(j)}];`, "\n        ")}
-        ${each2(RM, DV, (m, j) => `o${m}_${j} += p${m}[x] * vv${j};`, "\n        ")}
-      }
+      ${
+    unroll4((x, q) =>
+      [
+        each(DV, (j) => `let vv${j} = Vs[(c + ${x}) * QW + ${dcol(j)}];`, "\n        "),
+        each2(RM, DV, (m, j) => `o${m}_${j} += p${m}.${q} * vv${j};`, "\n        "),
+      ].join("\n        ")
+    )
+  }
     }
   }
   // the running sums of a row's TC threads add up to its softmax denominator
@@ -414,10 +432,14 @@ ${entry(t, "u.T")}
     workgroupBarrier();
     for (var c = 0u; c < C; c += 4u) {
       ${each(RM, (m) => `let p${m} = Ps[(ty * RM + ${m}u) * PW + c / 4u];`, "\n      ")}
-      for (var x = 0u; x < 4u; x++) {
-        ${each(DV, (j) => `let kv${j} = Ks[(c + x) * QW + ${dcol(j)}];`, "\n        ")}
-        ${each2(RM, DV, (m, j) => `g${m}_${j} += p${m}[x] * kv${j};`, "\n        ")}
-      }
+      ${
+    unroll4((x, q) =>
+      [
+        each(DV, (j) => `let kv${j} = Ks[(c + ${x}) * QW + ${dcol(j)}];`, "\n        "),
+        each2(RM, DV, (m, j) => `g${m}_${j} += p${m}.${q} * kv${j};`, "\n        "),
+      ].join("\n        ")
+    )
+  }
     }
   }
   ${
@@ -524,12 +546,16 @@ ${entry(t, "u.S")}
     for (var c = 0u; c < C; c += 4u) {
       ${each(RM, (m) => `let pz${m} = PZs[(ty * RM + ${m}u) * PW + c / 4u];`, "\n      ")}
       ${each(RM, (m) => `let ds${m} = DSs[(ty * RM + ${m}u) * PW + c / 4u];`, "\n      ")}
-      for (var x = 0u; x < 4u; x++) {
-        ${each(DV, (j) => `let gv${j} = Gs[(c + x) * QW + ${dcol(j)}];`, "\n        ")}
-        ${each(DV, (j) => `let qv${j} = Qs[(c + x) * QW + ${dcol(j)}];`, "\n        ")}
-        ${each2(RM, DV, (m, j) => `dv${m}_${j} += pz${m}[x] * gv${j};`, "\n        ")}
-        ${each2(RM, DV, (m, j) => `dk${m}_${j} += ds${m}[x] * qv${j};`, "\n        ")}
-      }
+      ${
+    unroll4((x, q) =>
+      [
+        each(DV, (j) => `let gv${j} = Gs[(c + ${x}) * QW + ${dcol(j)}];`, "\n        "),
+        each(DV, (j) => `let qv${j} = Qs[(c + ${x}) * QW + ${dcol(j)}];`, "\n        "),
+        each2(RM, DV, (m, j) => `dv${m}_${j} += pz${m}.${q} * gv${j};`, "\n        "),
+        each2(RM, DV, (m, j) => `dk${m}_${j} += ds${m}.${q} * qv${j};`, "\n        "),
+      ].join("\n        ")
+    )
+  }
     }
   }
   ${
@@ -802,4 +828,4 @@ export function selectAttentionKernel(
 }
 
 /** Version of the attention kernels' choices: part of a tuning cache's adapter key. */
-export const ATTENTION_CODEGEN_VERSION = 3;
+export const ATTENTION_CODEGEN_VERSION = 4;

@@ -13,7 +13,12 @@ import { apply, scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 import { MM_MAX_SCORE_BYTES } from "./_attention_mm.ts";
-import { MM_DEFAULT_MAX_SCORE_BYTES } from "./_attention_tiled.ts";
+import {
+  MM_DEFAULT_MAX_SCORE_BYTES,
+  tiledDkvWgsl,
+  tiledDqWgsl,
+  tiledForwardWgsl,
+} from "./_attention_tiled.ts";
 import {
   ATTENTION,
   attention,
@@ -244,6 +249,25 @@ Deno.test("attention() backward recomputes the saved outputs when a scope freed 
   sum(mul(attention(r.q, r.k, r.v, { keyMask: r.keyMask }), r.w)).backward();
   closeTo(await a.q.grad!.data(), await r.q.grad!.data(), 1e-12, "dq");
   closeTo(await a.v.grad!.data(), await r.v.grad!.data(), 1e-12, "dv");
+});
+
+Deno.test("tiled attention kernels unroll the steps over a vec4 of scores: no vector indexed at run time", () => {
+  const v = { D: 64, mask: "f32" as const, causal: true, dropout: true };
+  const t = { R: 32, C: 32, RM: 2, TC: 8 };
+  const codes = [
+    tiledForwardWgsl(v, t, () => ""),
+    tiledDqWgsl(v, t, () => "", []),
+    tiledDkvWgsl(v, t, () => "", []),
+  ];
+  for (const code of codes) {
+    assert.doesNotMatch(code, /for \(var x = 0u; x < 4u/);
+    assert.doesNotMatch(code, /\w\[x\]/);
+    // each of the four components, with its row of the other side a constant step past c
+    for (const [q, c] of ["x", "y", "z", "w"].entries()) {
+      assert.match(code, new RegExp(`\\(c \\+ ${q}u\\) \\* QW \\+ tx`));
+      assert.match(code, new RegExp(`\\d\\.${c} \\* \\w+v0;`));
+    }
+  }
 });
 
 Deno.test("attention() rejects bad shapes and options with one-line errors naming them", () => {
