@@ -99,15 +99,25 @@ export function mmSoftmaxWgsl(prelude: string, S: number): string {
         m = x;
       }
       if (x != MASKED) { l += exp(x - m); }`;
+  // the J keys of a thread unrolled, j a constant: xs stays in registers whatever the driver
+  // makes of loops
+  const perKey = (body: (j: number) => string) =>
+    Array.from({ length: J }, (_, j) =>
+      `{
+    const j = ${j}u;
+    ${body(j)}
+  }`).join("\n  ");
   const first = J
     ? `var xs: array<f32, ${J}>;
-  for (var j = 0u; j < ${J}u; j++) {
-    let s = lane + j * ${L}u;
+  ${
+      perKey((j) =>
+        `let s = lane + ${j * L}u;
     var x = MASKED;
     if (live && s < end && key_on(b, s)) { x = u.scale * z[zo + s]; }
     xs[j] = x;
-    ${take}
-  }`
+    ${take}`
+      )
+    }`
     : `if (live) {
     for (var s = lane; s < end; s += ${L}u) {
       if (!key_on(b, s)) { continue; }
@@ -116,13 +126,13 @@ export function mmSoftmaxWgsl(prelude: string, S: number): string {
     }
   }`;
   const write = J
-    ? `for (var j = 0u; j < ${J}u; j++) {
-    let s = lane + j * ${L}u;
+    ? perKey((j) =>
+      `let s = lane + ${j * L}u;
     if (s < u.S) {
       let p = select(select(0.0, exp(xs[j] - lse_r), xs[j] != MASKED), inv_s, none);
       z[zo + s] = p * zmul(b, h, t, s);
-    }
-  }`
+    }`
+    )
     : `for (var s = lane; s < u.S; s += ${L}u) {
     var p = 0.0;
     if (none) {

@@ -12,7 +12,7 @@ import { makeRng } from "../tensor/rng.ts";
 import { apply, scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
-import { MM_MAX_SCORE_BYTES } from "./_attention_mm.ts";
+import { MM_MAX_SCORE_BYTES, mmSoftmaxWgsl } from "./_attention_mm.ts";
 import {
   MM_DEFAULT_MAX_SCORE_BYTES,
   tiledDkvWgsl,
@@ -251,7 +251,7 @@ Deno.test("attention() backward recomputes the saved outputs when a scope freed 
   closeTo(await a.v.grad!.data(), await r.v.grad!.data(), 1e-12, "dv");
 });
 
-Deno.test("tiled attention kernels unroll the steps over a vec4 of scores: no vector indexed at run time", () => {
+Deno.test("tiled and mm attention kernels unroll their short loops: no vector or register array indexed at run time", () => {
   const v = { D: 64, mask: "f32" as const, causal: true, dropout: true };
   const t = { R: 32, C: 32, RM: 2, TC: 8 };
   const codes = [
@@ -268,6 +268,11 @@ Deno.test("tiled attention kernels unroll the steps over a vec4 of scores: no ve
       assert.match(code, new RegExp(`\\d\\.${c} \\* \\w+v0;`));
     }
   }
+  // "mm" softmax: a thread's keys (128 over 32 lanes: 4) unrolled, their scores in registers
+  const mm = mmSoftmaxWgsl("", 128);
+  assert.doesNotMatch(mm, /for \(var j = /);
+  assert.match(mm, /const j = 3u;/);
+  assert.doesNotMatch(mm, /const j = 4u;/);
 });
 
 Deno.test("attention() rejects bad shapes and options with one-line errors naming them", () => {

@@ -252,13 +252,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
 function forwardCode(C: number, pro: LayerNormPrologue): string {
   const L = layerNormLanes(C), RW = 256 / L;
   const cols = Math.max(1, Math.ceil(C / L)); // elements per thread, kept in registers
-  // the per-column loops run over a constant trip count, so the array stays in registers; rows
-  // past R (the last workgroup's) skip reads and writes but join the barriers
-  const perCol = (body: string) =>
-    `for (var t = 0u; t < ${cols}u; t++) {
-    let j = lid + t * ${L}u;
-    if (live && j < u.C) { ${body} }
-  }`;
+  // rows past R (the last workgroup's) skip reads and writes but join the barriers
+  const perCol = (body: string) => unrolledColumns(cols, L, "live", body);
   const f = pro.first, more = pro.outputs ?? [];
   const extra = more.map((name, i) =>
     `@group(0) @binding(${f + 5 + i}) var<storage, read_write> ${name}: array<f32>;`
@@ -288,6 +283,22 @@ ${segmentMain(L, RW, "row")}
   ${perCol("y[o + j] = (xr[t] - m) * rs * w[j] + b[j];")}
   if (live && lid == 0u) { mean[row] = m; rstd[row] = rs; }
 }`;
+}
+
+/**
+ * WGSL: `body` for each of a thread's `cols` columns `j = lid + t·L` of a row
+ * (where `guard` holds and `j < u.C`), unrolled with `t` a constant: the
+ * per-thread arrays it indexes by `t` stay in registers whatever the driver
+ * makes of loops (a loop it did not unroll would index them at run time, from
+ * local memory).
+ */
+function unrolledColumns(cols: number, L: number, guard: string, body: string): string {
+  return Array.from({ length: cols }, (_, t) =>
+    `{
+    const t = ${t}u;
+    let j = lid + ${t * L}u;
+    if (${guard} && j < u.C) { ${body} }
+  }`).join("\n  ");
 }
 
 /** At most this many rows are summed serially per row segment of the backward. */
@@ -464,13 +475,8 @@ export function layerNormGradPlan(
   const S = extra?.sum ? 3 : 2; // column sums: dweight, dbias (, extra)
   const nIn = 5 + (acc ? 1 : 0) + xIns.length; // dx is binding nIn, after the inputs
   const sums = ["dw", "db", "ds"].slice(0, S);
-  // the per-column loops run over a constant trip count, so the arrays stay in registers;
   // dead segments and rows (past K or R) skip reads and writes but join the barriers
-  const perCol = (body: string, guard = "live") =>
-    `for (var t = 0u; t < ${cols}u; t++) {
-      let j = lid + t * ${L}u;
-      if (${guard} && j < u.C) { ${body} }
-    }`;
+  const perCol = (body: string, guard = "live") => unrolledColumns(cols, L, guard, body);
   const decl = (names: string[], first: number, access: string) =>
     names.map((n, i) =>
       `@group(0) @binding(${first + i}) var<storage, ${access}> ${n}: array<f32>;`

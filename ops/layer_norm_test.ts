@@ -193,6 +193,28 @@ for (const [R, C] of [[65536, 2], [20, 40]]) {
   });
 }
 
+Deno.test("LayerNorm kernels index their per-thread column arrays by constants: no loop over columns", () => {
+  const f32 = (shape: number[]) => ({ shape, dtype: "f32" as const });
+  const [R, C] = [8192, 512];
+  const fwd = LAYER_NORM.gpu!(
+    { inputs: [f32([R, C]), f32([C]), f32([C])], outputs: [f32([R, C]), f32([R]), f32([R])] },
+    { eps: 1e-5 },
+  ).kernels[0].code;
+  const bwd = LAYER_NORM_GRAD.gpu!(
+    {
+      inputs: [f32([R, C]), f32([C]), f32([R]), f32([R]), f32([R, C])],
+      outputs: [f32([R, C]), f32([C]), f32([C])],
+    },
+    { eps: 1e-5 },
+  ).kernels[0].code;
+  // forward: 64 lanes a row, 8 columns a thread; backward: 256 lanes, 2 columns
+  for (const [code, cols] of [[fwd, 8], [bwd, 2]] as const) {
+    assert.doesNotMatch(code, /for \(var t = /);
+    assert.match(code, new RegExp(`const t = ${cols - 1}u;`));
+    assert.doesNotMatch(code, new RegExp(`const t = ${cols}u;`));
+  }
+});
+
 Deno.test("layerNorm() without the tape frees the saved mean and rstd at once", () => {
   const before = CPU.memoryStats().liveBuffers;
   const x = tensor([1, 2, 3, 4], [2, 2]);
