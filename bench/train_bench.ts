@@ -213,7 +213,12 @@ export function matmulTuneTable(tunings: MatmulTuning[]): {
   shape: string;
   chosen: string;
   ms: Record<string, number | null>;
-  split?: { rule: number; chosen: number; ms: Record<string, number | null> };
+  split?: {
+    rule: number;
+    chosen: number;
+    ms: Record<string, number | null>;
+    runoff?: Record<string, number | null>;
+  };
 }[] {
   const ms4 = (ms: Record<string, number>) =>
     Object.fromEntries(
@@ -225,7 +230,15 @@ export function matmulTuneTable(tunings: MatmulTuning[]): {
     shape: shapeKey(m.shape),
     chosen: m.variant,
     ms: ms4(m.ms),
-    ...(m.split ? { split: { ...m.split, ms: ms4(m.split.ms) } } : {}),
+    ...(m.split
+      ? {
+        split: {
+          ...m.split,
+          ms: ms4(m.split.ms),
+          ...(m.split.runoff ? { runoff: ms4(m.split.runoff) } : {}),
+        },
+      }
+      : {}),
   }));
 }
 

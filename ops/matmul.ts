@@ -1185,12 +1185,18 @@ export interface MatmulTuning {
   runoff: Record<string, number>;
   /**
    * Where the chosen variant splits K (`splitKFor`'s rule gives it more than
-   * one range): the rule's number of ranges, the number chosen, and ms per call
-   * of the chosen variant with each number timed (`S<n>`: the rule's, half and
-   * twice as many). Another number is chosen only when at least
-   * {@linkcode SPLIT_TUNE_MARGIN} faster.
+   * one range): the rule's number of ranges, the number chosen, ms per call of
+   * the chosen variant with each number timed (`S<n>`: the rule's, half and
+   * twice as many) and the {@linkcode runoff} of the near ties, if any.
+   * Another number is chosen only when at least {@linkcode SPLIT_TUNE_MARGIN}
+   * faster than the rule's.
    */
-  split?: { rule: number; chosen: number; ms: Record<string, number> };
+  split?: {
+    rule: number;
+    chosen: number;
+    ms: Record<string, number>;
+    runoff?: Record<string, number>;
+  };
 }
 
 /** How much faster (a fraction) another split of K must be before the tuner leaves the rule's. */
@@ -1271,7 +1277,7 @@ export async function autotuneMatmul(
         }));
       best = fastestOf(ms, rerun, heuristic);
       setTunedVariant(target, s, best);
-      split = await tuneSplit(backend, s, matmulVariant(best), rerun[best] ?? ms[best], {
+      split = await tuneSplit(backend, s, matmulVariant(best), {
         run,
         check: () => sameResults([matmul(a, b, mmOpts)], [want]),
         minTimeMs,
@@ -1297,10 +1303,10 @@ export async function autotuneMatmul(
 
 /**
  * The split of K for a tuned shape: where variant `v` splits K under
- * `splitKFor`'s rule (into S ranges, or the class's tuned number; timed at
- * `msRule`), it is timed with
- * half and twice as many ranges too (same kernel: the split is in its uniform,
- * so nothing compiles; each result checked), and the fastest, if at least
+ * `splitKFor`'s rule (into S ranges, or the class's tuned number), it is timed
+ * with that split, half and twice as many ranges (same kernel: the split is in
+ * its uniform, so nothing compiles; each other split's result checked), near
+ * ties again in a {@linkcode runoff}, and the fastest, if at least
  * {@linkcode SPLIT_TUNE_MARGIN} faster than the rule's, becomes the shape's
  * (and its class's) tuned split. Nothing when the rule does not split or a
  * split is forced.
@@ -1309,39 +1315,51 @@ async function tuneSplit(
   backend: GpuBackend,
   s: MatmulShape,
   v: MatmulVariant,
-  msRule: number,
   how: { run: () => void; check: () => Promise<boolean>; minTimeMs: number },
 ): Promise<MatmulTuning["split"]> {
-  if (!v.tile || forcedMatmulSplitK() !== null || !Number.isFinite(msRule)) return undefined;
+  if (!v.tile || forcedMatmulSplitK() !== null) return undefined;
   const rule = splitKFor(s, v.tile).S;
   if (rule <= 1) return undefined;
-  const ms: Record<string, number> = { [`S${rule}`]: msRule };
-  for (const want of [Math.floor(rule / 2), Math.min(SPLIT_MAX, rule * 2)]) {
-    if (want < 1) continue;
-    useMatmulSplitK(want);
+  // `fn` with K split into `S` ranges (null: as the rule says), on variant v
+  const withSplit = async <T>(S: number | null, fn: () => Promise<T>): Promise<T> => {
+    useMatmulSplitK(S);
     try {
-      // the ranges are whole slices: a number can round to one already timed
-      const S = splitKFor(s, v.tile).S;
-      if (`S${S}` in ms) continue;
-      ms[`S${S}`] = await withMatmulVariant(v, async () => {
-        const r = await timeCandidate(backend, how.run, {
-          opName: MATMUL.name,
-          minTimeMs: how.minTimeMs,
-          maxCalls: 100,
-          check: how.check,
-        });
-        return r.rejected ? Infinity : r.ms;
-      });
+      return await withMatmulVariant(v, fn);
     } finally {
       useMatmulSplitK(null);
     }
+  };
+  const ms: Record<string, number> = {};
+  for (const want of [null, Math.floor(rule / 2), Math.min(SPLIT_MAX, rule * 2)]) {
+    if (want !== null && want < 1) continue;
+    // the ranges are whole slices: a number can round to one already timed
+    const S = await withSplit(want, () => Promise.resolve(splitKFor(s, v.tile!).S));
+    if (`S${S}` in ms) continue;
+    ms[`S${S}`] = await withSplit(want, async () => {
+      const r = await timeCandidate(backend, how.run, {
+        opName: MATMUL.name,
+        minTimeMs: how.minTimeMs,
+        maxCalls: 100,
+        check: want === null ? undefined : how.check,
+      });
+      return r.rejected ? Infinity : r.ms;
+    });
   }
+  const rerun = await runoff(ms, (name) =>
+    withSplit(Number(name.slice(1)), async () => {
+      const n = Math.max(1, Math.min(100, Math.ceil(how.minTimeMs / 3 / ms[name])));
+      return (await msPerCall(backend, how.run, n, MATMUL.name, warmCalls(ms[name]))).ms;
+    }));
+  const table = Object.keys(rerun).length > 0 ? rerun : ms;
+  const ruleMs = table[`S${rule}`] ?? ms[`S${rule}`];
   let chosen = rule;
-  for (const [k, t] of Object.entries(ms)) {
-    if (t < ms[`S${chosen}`] && t <= msRule * (1 - SPLIT_TUNE_MARGIN)) chosen = Number(k.slice(1));
+  for (const [k, t] of Object.entries(table)) {
+    if (t < (table[`S${chosen}`] ?? Infinity) && t <= ruleMs * (1 - SPLIT_TUNE_MARGIN)) {
+      chosen = Number(k.slice(1));
+    }
   }
   if (chosen !== rule) setTunedSplit(matmulTarget(), s, chosen);
-  return { rule, chosen, ms };
+  return { rule, chosen, ms, ...(Object.keys(rerun).length > 0 ? { runoff: rerun } : {}) };
 }
 
 /** What {@linkcode autotuneMatmulsOf} did. */
