@@ -145,23 +145,23 @@ function scoreProducts(
   RM: number,
   CN: number,
   col: (i: number) => string,
+  D4: number,
 ): string {
   const sep = "\n      ";
+  // the D/4 steps unrolled: each vec4 of a row a constant index
+  const step = (j: number) =>
+    products.map(([acc, rows, cols]) =>
+      [
+        each(RM, (m) => `let ${acc}r${m} = ${rows}[ty * RM + ${m}u][${j}u];`, sep),
+        each(CN, (i) => `let ${acc}c${i} = ${cols}[${col(i)}][${j}u];`, sep),
+        each2(RM, CN, (m, i) => `${acc}${m}_${i} += dot(${acc}r${m}, ${acc}c${i});`, sep),
+      ].join(sep)
+    ).join(sep);
   return `${
     products.map(([acc]) => each2(RM, CN, (m, i) => `var ${acc}${m}_${i} = 0.0;`, "\n    "))
       .join("\n    ")
   }
-    for (var j = 0u; j < D4; j++) {
-      ${
-    products.map(([acc, rows, cols]) =>
-      [
-        each(RM, (m) => `let ${acc}r${m} = ${rows}[(ty * RM + ${m}u) * QW + j];`, sep),
-        each(CN, (i) => `let ${acc}c${i} = ${cols}[(${col(i)}) * QW + j];`, sep),
-        each2(RM, CN, (m, i) => `${acc}${m}_${i} += dot(${acc}r${m}, ${acc}c${i});`, sep),
-      ].join(sep)
-    ).join(sep)
-  }
-    }`;
+    ${each(D4, (j) => `{\n      ${step(j)}\n    }`, "\n    ")}`;
 }
 
 /** Constants and workgroup-memory declarations common to the three kernels. */
@@ -179,9 +179,14 @@ const PW: u32 = ${t.C / 4 + 1}u; // vec4 stride of a row of scores
 `;
 }
 
-/** Workgroup-memory rows: `name` holds `rows` rows of D/4 vec4. */
+/**
+ * Workgroup-memory rows: `name` holds `rows` rows of D/4 vec4 (padded to QW),
+ * indexed `[row][j]`: WGSL compilers clamp every dynamic workgroup-array index,
+ * and with the row and the vec4 apart a constant `j` needs none and a row
+ * that stays the same over a loop is clamped once.
+ */
 const rowsDecl = (name: string, rows: string) =>
-  `var<workgroup> ${name}: array<vec4f, ${rows} * QW>;`;
+  `var<workgroup> ${name}: array<array<vec4f, QW>, ${rows}>;`;
 
 /**
  * Statements loading rows `[first, first + n)` of a length-`L` sequence of
@@ -205,7 +210,7 @@ function loadRows(
       let o = row_of(b, h, pos, ${L}) * D4 + jj;
       ${each(dst.length, (i) => `x${i} = ${src[i]}[o]${mul};`, "\n      ")}
     }
-    ${each(dst.length, (i) => `${dst[i]}[rr * QW + jj] = x${i};`, "\n    ")}
+    ${each(dst.length, (i) => `${dst[i]}[rr][jj] = x${i};`, "\n    ")}
   }`;
 }
 
@@ -266,7 +271,7 @@ export function tiledForwardWgsl(
 ${rowsDecl("Qs", "R")}
 ${rowsDecl("Ks", "C")}
 ${rowsDecl("Vs", "C")}
-var<workgroup> Ps: array<vec4f, R * PW>;
+var<workgroup> Ps: array<array<vec4f, PW>, R>;
 var<workgroup> red: array<f32, R * TC>;
 var<workgroup> Kf: array<u32, C>;
 ${entry(t, "u.T")}
@@ -288,7 +293,7 @@ ${entry(t, "u.T")}
     ${loadRows(["Ks", "Vs"], ["k", "v"], "c0", "C", "u.S")}
     ${KEY_FLAGS}
     workgroupBarrier();
-    ${scoreProducts([["z", "Qs", "Ks"]], RM, CN, col)}
+    ${scoreProducts([["z", "Qs", "Ks"]], RM, CN, col, v.D / 4)}
     ${
     each(RM, (m) =>
       `{
@@ -331,7 +336,7 @@ ${entry(t, "u.T")}
         let c = ${col(i)};
         let p = exp(z${m}_${i} - mt);
         l${m} += p;
-        Ps[rr * PW + c / 4u][c % 4u] = p * zmul(b, h, t, c0 + c);
+        Ps[rr][c / 4u][c % 4u] = p * zmul(b, h, t, c0 + c);
       }`,
           "\n      ",
         )
@@ -340,11 +345,11 @@ ${entry(t, "u.T")}
   }
     workgroupBarrier();
     for (var c = 0u; c < C; c += 4u) {
-      ${each(RM, (m) => `let p${m} = Ps[(ty * RM + ${m}u) * PW + c / 4u];`, "\n      ")}
+      ${each(RM, (m) => `let p${m} = Ps[ty * RM + ${m}u][c / 4u];`, "\n      ")}
       ${
     unroll4((x, q) =>
       [
-        each(DV, (j) => `let vv${j} = Vs[(c + ${x}) * QW + ${dcol(j)}];`, "\n        "),
+        each(DV, (j) => `let vv${j} = Vs[c + ${x}][${dcol(j)}];`, "\n        "),
         each2(RM, DV, (m, j) => `o${m}_${j} += p${m}.${q} * vv${j};`, "\n        "),
       ].join("\n        ")
     )
@@ -394,7 +399,7 @@ ${rowsDecl("Qs", "R")}
 ${rowsDecl("Gs", "R")}
 ${rowsDecl("Ks", "C")}
 ${rowsDecl("Vs", "C")}
-var<workgroup> Ps: array<vec4f, R * PW>;
+var<workgroup> Ps: array<array<vec4f, PW>, R>;
 var<workgroup> Kf: array<u32, C>;
 ${entry(t, "u.T")}
   ${loadRows(["Qs", "Gs"], ["q", "dO"], "r0", "R", "u.T")}
@@ -416,7 +421,7 @@ ${entry(t, "u.T")}
     ${loadRows(["Ks", "Vs"], ["k", "v"], "c0", "C", "u.S")}
     ${KEY_FLAGS}
     workgroupBarrier();
-    ${scoreProducts([["z", "Qs", "Ks"], ["dp", "Gs", "Vs"]], RM, CN, col)}
+    ${scoreProducts([["z", "Qs", "Ks"], ["dp", "Gs", "Vs"]], RM, CN, col, v.D / 4)}
     ${
     each2(RM, CN, (m, i) =>
       `{
@@ -426,16 +431,16 @@ ${entry(t, "u.T")}
         let p = exp(z${m}_${i} * u.scale - L${m});
         ds = p * (dp${m}_${i} * zmul(b, h, t${m}, c0 + c) - delta${m}) * u.scale;
       }
-      Ps[(ty * RM + ${m}u) * PW + c / 4u][c % 4u] = ds;
+      Ps[ty * RM + ${m}u][c / 4u][c % 4u] = ds;
     }`, "\n    ")
   }
     workgroupBarrier();
     for (var c = 0u; c < C; c += 4u) {
-      ${each(RM, (m) => `let p${m} = Ps[(ty * RM + ${m}u) * PW + c / 4u];`, "\n      ")}
+      ${each(RM, (m) => `let p${m} = Ps[ty * RM + ${m}u][c / 4u];`, "\n      ")}
       ${
     unroll4((x, q) =>
       [
-        each(DV, (j) => `let kv${j} = Ks[(c + ${x}) * QW + ${dcol(j)}];`, "\n        "),
+        each(DV, (j) => `let kv${j} = Ks[c + ${x}][${dcol(j)}];`, "\n        "),
         each2(RM, DV, (m, j) => `g${m}_${j} += p${m}.${q} * kv${j};`, "\n        "),
       ].join("\n        ")
     )
@@ -481,8 +486,8 @@ ${rowsDecl("Ks", "R")}
 ${rowsDecl("Vs", "R")}
 ${rowsDecl("Qs", "C")}
 ${rowsDecl("Gs", "C")}
-var<workgroup> PZs: array<vec4f, R * PW>;
-var<workgroup> DSs: array<vec4f, R * PW>;
+var<workgroup> PZs: array<array<vec4f, PW>, R>;
+var<workgroup> DSs: array<array<vec4f, PW>, R>;
 var<workgroup> Ls: array<f32, C>;
 var<workgroup> Ds: array<f32, C>;
 var<workgroup> Fs: array<f32, C>;
@@ -518,7 +523,7 @@ ${entry(t, "u.S")}
       Fs[c] = fm;
     }
     workgroupBarrier();
-    ${scoreProducts([["z", "Ks", "Qs"], ["dp", "Vs", "Gs"]], RM, CN, col)}
+    ${scoreProducts([["z", "Ks", "Qs"], ["dp", "Vs", "Gs"]], RM, CN, col, v.D / 4)}
     ${
     each2(RM, CN, (m, i) =>
       `{
@@ -537,20 +542,19 @@ ${entry(t, "u.S")}
           pz = zmul(b, h, t, s${m}) / f32(u.S); // a row with no allowed key: uniform
         }
       }
-      let at = (ty * RM + ${m}u) * PW + c / 4u;
-      PZs[at][c % 4u] = pz;
-      DSs[at][c % 4u] = ds;
+      PZs[ty * RM + ${m}u][c / 4u][c % 4u] = pz;
+      DSs[ty * RM + ${m}u][c / 4u][c % 4u] = ds;
     }`, "\n    ")
   }
     workgroupBarrier();
     for (var c = 0u; c < C; c += 4u) {
-      ${each(RM, (m) => `let pz${m} = PZs[(ty * RM + ${m}u) * PW + c / 4u];`, "\n      ")}
-      ${each(RM, (m) => `let ds${m} = DSs[(ty * RM + ${m}u) * PW + c / 4u];`, "\n      ")}
+      ${each(RM, (m) => `let pz${m} = PZs[ty * RM + ${m}u][c / 4u];`, "\n      ")}
+      ${each(RM, (m) => `let ds${m} = DSs[ty * RM + ${m}u][c / 4u];`, "\n      ")}
       ${
     unroll4((x, q) =>
       [
-        each(DV, (j) => `let gv${j} = Gs[(c + ${x}) * QW + ${dcol(j)}];`, "\n        "),
-        each(DV, (j) => `let qv${j} = Qs[(c + ${x}) * QW + ${dcol(j)}];`, "\n        "),
+        each(DV, (j) => `let gv${j} = Gs[c + ${x}][${dcol(j)}];`, "\n        "),
+        each(DV, (j) => `let qv${j} = Qs[c + ${x}][${dcol(j)}];`, "\n        "),
         each2(RM, DV, (m, j) => `dv${m}_${j} += pz${m}.${q} * gv${j};`, "\n        "),
         each2(RM, DV, (m, j) => `dk${m}_${j} += ds${m}.${q} * qv${j};`, "\n        "),
       ].join("\n        ")
