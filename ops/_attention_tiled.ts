@@ -145,23 +145,25 @@ function scoreProducts(
   RM: number,
   CN: number,
   col: (i: number) => string,
-  D4: number,
 ): string {
   const sep = "\n      ";
-  // the D/4 steps unrolled: each vec4 of a row a constant index
-  const step = (j: number) =>
-    products.map(([acc, rows, cols]) =>
-      [
-        each(RM, (m) => `let ${acc}r${m} = ${rows}[ty * RM + ${m}u][${j}u];`, sep),
-        each(CN, (i) => `let ${acc}c${i} = ${cols}[${col(i)}][${j}u];`, sep),
-        each2(RM, CN, (m, i) => `${acc}${m}_${i} += dot(${acc}r${m}, ${acc}c${i});`, sep),
-      ].join(sep)
-    ).join(sep);
+  // a loop over the D/4 vec4s of a row (unrolled, the three kernels took lavapipe twice as long
+  // to compile); the rows are 2-D arrays, so one clamp of j serves every read of a step
   return `${
     products.map(([acc]) => each2(RM, CN, (m, i) => `var ${acc}${m}_${i} = 0.0;`, "\n    "))
       .join("\n    ")
   }
-    ${each(D4, (j) => `{\n      ${step(j)}\n    }`, "\n    ")}`;
+    for (var j = 0u; j < D4; j++) {
+      ${
+    products.map(([acc, rows, cols]) =>
+      [
+        each(RM, (m) => `let ${acc}r${m} = ${rows}[ty * RM + ${m}u][j];`, sep),
+        each(CN, (i) => `let ${acc}c${i} = ${cols}[${col(i)}][j];`, sep),
+        each2(RM, CN, (m, i) => `${acc}${m}_${i} += dot(${acc}r${m}, ${acc}c${i});`, sep),
+      ].join(sep)
+    ).join(sep)
+  }
+    }`;
 }
 
 /** Constants and workgroup-memory declarations common to the three kernels. */
@@ -293,7 +295,7 @@ ${entry(t, "u.T")}
     ${loadRows(["Ks", "Vs"], ["k", "v"], "c0", "C", "u.S")}
     ${KEY_FLAGS}
     workgroupBarrier();
-    ${scoreProducts([["z", "Qs", "Ks"]], RM, CN, col, v.D / 4)}
+    ${scoreProducts([["z", "Qs", "Ks"]], RM, CN, col)}
     ${
     each(RM, (m) =>
       `{
@@ -421,7 +423,7 @@ ${entry(t, "u.T")}
     ${loadRows(["Ks", "Vs"], ["k", "v"], "c0", "C", "u.S")}
     ${KEY_FLAGS}
     workgroupBarrier();
-    ${scoreProducts([["z", "Qs", "Ks"], ["dp", "Gs", "Vs"]], RM, CN, col, v.D / 4)}
+    ${scoreProducts([["z", "Qs", "Ks"], ["dp", "Gs", "Vs"]], RM, CN, col)}
     ${
     each2(RM, CN, (m, i) =>
       `{
@@ -523,7 +525,7 @@ ${entry(t, "u.S")}
       Fs[c] = fm;
     }
     workgroupBarrier();
-    ${scoreProducts([["z", "Ks", "Qs"], ["dp", "Vs", "Gs"]], RM, CN, col, v.D / 4)}
+    ${scoreProducts([["z", "Ks", "Qs"], ["dp", "Vs", "Gs"]], RM, CN, col)}
     ${
     each2(RM, CN, (m, i) =>
       `{
