@@ -443,9 +443,9 @@ export interface SplitK {
  * than {@linkcode SPLIT_MIN_THREADS} threads busy, enough K ranges to reach
  * that many, each at least {@linkcode SPLIT_MIN_K} deep, at most
  * {@linkcode SPLIT_MAX} — or as many as the tuner found fastest for the
- * shape's class on the adapter ({@linkcode setTunedSplit}). Ranges are whole multiples of `unit` (a multiple of
- * BK: the f16-accumulating kernels keep their groups of 16 k) and never
- * empty.
+ * shape's class on the adapter ({@linkcode setTunedSplit}). Ranges are whole
+ * multiples of `unit` (a multiple of BK: the f16-accumulating kernels keep
+ * their groups of k) and never empty.
  */
 export function splitKFor(
   s: MatmulShape,

@@ -61,6 +61,31 @@ async function run(
   });
 }
 
+type Case = Parameters<typeof run>[0];
+
+/** x uniform in [offset − 2, offset + 2), weight, bias and dy in [−1, 1), drawn in that order. */
+function randomCase(shape: number[], rng: () => number, offset = 0): Case {
+  const C = shape[shape.length - 1], n = shape.reduce((a, b) => a * b, 1);
+  return {
+    shape,
+    eps: 1e-5,
+    x: Array.from({ length: n }, () => offset + rng() * 4 - 2),
+    weight: Array.from({ length: C }, () => rng() * 2 - 1),
+    bias: Array.from({ length: C }, () => rng() * 2 - 1),
+    dy: Array.from({ length: n }, () => rng() * 2 - 1),
+  };
+}
+
+/** The f32 WebGPU forward and backward of `c` within `tol` of the float64 CPU's. */
+async function assertGpuMatchesCpu(c: Case, tol: number, what: string): Promise<void> {
+  const cpu = await run(c, CPU, "f64");
+  const gpu = await run(c, GPU!, "f32");
+  assertClose(gpu.y, cpu.y, tol, `y${what}`);
+  assertClose(gpu.dx, cpu.dx, tol, `dx${what}`);
+  assertClose(gpu.dw, cpu.dw, tol, `dweight${what}`);
+  assertClose(gpu.db, cpu.db, tol, `dbias${what}`);
+}
+
 const backends: [string, Backend | null, "f32" | "f64", number][] = [
   ["CPU f64", CPU, "f64", 1e-10],
   ["CPU f32", CPU, "f32", 2e-5],
@@ -112,21 +137,7 @@ Deno.test({
     // rows: 256 lanes (C ≤ 128: 64, the tests above); 3 rows: a workgroup's segments past the last row
     const rng = makeRng(5);
     for (const C of [200, 500, 1000, 2000]) {
-      const n = 3 * C;
-      const c = {
-        shape: [3, C],
-        eps: 1e-5,
-        x: Array.from({ length: n }, () => rng() * 4 - 2),
-        weight: Array.from({ length: C }, () => rng() * 2 - 1),
-        bias: Array.from({ length: C }, () => rng() * 2 - 1),
-        dy: Array.from({ length: n }, () => rng() * 2 - 1),
-      };
-      const cpu = await run(c, CPU, "f64");
-      const gpu = await run(c, GPU!, "f32");
-      assertClose(gpu.y, cpu.y, 1e-5, `y C=${C}`);
-      assertClose(gpu.dx, cpu.dx, 1e-5, `dx C=${C}`);
-      assertClose(gpu.dw, cpu.dw, 1e-5, `dweight C=${C}`);
-      assertClose(gpu.db, cpu.db, 1e-5, `dbias C=${C}`);
+      await assertGpuMatchesCpu(randomCase([3, C], rng), 1e-5, ` C=${C}`);
     }
   },
 });
@@ -136,23 +147,7 @@ Deno.test({
     "layerNorm() on [B=4, T=33, C=256] with an offset of 100: WebGPU equals CPU, forward and backward",
   ignore: NO_GPU,
   fn: async () => {
-    const rng = makeRng(3);
-    const shape = [4, 33, 256];
-    const n = 4 * 33 * 256;
-    const c = {
-      shape,
-      eps: 1e-5,
-      x: Array.from({ length: n }, () => 100 + rng() * 4 - 2),
-      weight: Array.from({ length: 256 }, () => rng() * 2 - 1),
-      bias: Array.from({ length: 256 }, () => rng() * 2 - 1),
-      dy: Array.from({ length: n }, () => rng() * 2 - 1),
-    };
-    const cpu = await run(c, CPU, "f64");
-    const gpu = await run(c, GPU!, "f32");
-    assertClose(gpu.y, cpu.y, 1e-4, "y");
-    assertClose(gpu.dx, cpu.dx, 1e-4, "dx");
-    assertClose(gpu.dw, cpu.dw, 1e-4, "dweight");
-    assertClose(gpu.db, cpu.db, 1e-4, "dbias");
+    await assertGpuMatchesCpu(randomCase([4, 33, 256], makeRng(3), 100), 1e-4, "");
   },
 });
 

@@ -155,21 +155,26 @@ const SMALL: [MatmulTile, Case[]][] = [
 Deno.test({
   name: "matmulWgsl() kernels on small tiles equal the reference in every specialisation",
   ignore: NO_GPU,
-  fn: async () => {
-    try {
-      let seed = 1;
-      for (const [t, cases] of SMALL) {
-        useMatmulVariant(t);
-        for (const c of cases) {
-          const err = await gpuError(c, seed++);
-          assert.ok(err < 1e-5, `${JSON.stringify(t)} ${JSON.stringify(c)}: max error ${err}`);
-        }
-      }
-    } finally {
-      useMatmulVariant(null);
-    }
-  },
+  fn: () => assertTilesMatch(SMALL, 1),
 });
+
+/**
+ * Each tile forced in turn on its cases, every result within 1e-5 of the
+ * reference; seeds count up from `seed`.
+ */
+async function assertTilesMatch(list: [MatmulTile, Case[]][], seed: number): Promise<void> {
+  try {
+    for (const [t, cases] of list) {
+      useMatmulVariant(t);
+      for (const c of cases) {
+        const err = await gpuError(c, seed++);
+        assert.ok(err < 1e-5, `${tileName(t)} ${JSON.stringify(c)}: max error ${err}`);
+      }
+    }
+  } finally {
+    useMatmulVariant(null);
+  }
+}
 
 /** The padded form of a tile (`MatmulTile.pad`). */
 const padded = (t: MatmulTile): MatmulTile => ({ ...t, pad: true });
@@ -229,18 +234,7 @@ Deno.test({
       [padded(tile(12, 8, 8, 4, 4, true)), [{ M: 25, N: 17, K: 40, transB: true }]],
       [padded(tile(16, 32, 16, 4, 8, true)), [{ M: 32, N: 64, K: 48, transB: true, bias: true }]],
     ];
-    try {
-      let seed = 100;
-      for (const [t, list] of cases) {
-        useMatmulVariant(t);
-        for (const c of list) {
-          const err = await gpuError(c, seed++);
-          assert.ok(err < 1e-5, `${tileName(t)} ${JSON.stringify(c)}: max error ${err}`);
-        }
-      }
-    } finally {
-      useMatmulVariant(null);
-    }
+    await assertTilesMatch(cases, 100);
   },
 });
 
