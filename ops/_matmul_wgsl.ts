@@ -70,13 +70,13 @@
  */
 import { WGSL_HASH } from "../tensor/rng.ts";
 import { LINEAR_INDEX, MAIN_1D, WGSL_ERF } from "./_wgsl.ts";
-import { WGSL_TO_F16 } from "./cast.ts";
+import { WGSL_ROUND_F16, WGSL_TO_F16 } from "./cast.ts";
 
 /**
  * Changes when the generated kernels or the split-K rule change enough to
  * make saved tuning choices stale (train/tune_cache.ts keys on it).
  */
-export const MATMUL_CODEGEN_VERSION = 8;
+export const MATMUL_CODEGEN_VERSION = 9;
 
 /** A tile configuration (what the registry names and the tuner chooses among). */
 export interface MatmulTile {
@@ -220,9 +220,13 @@ export interface MatmulHalf {
    * How the slices wait in workgroup memory. "f32" (the default with f32
    * accumulation): the f16 values widened once as they are staged, so the
    * multiply is the f32 kernel's, with no conversion per product. "f16" (the
-   * default with, and required by, f16 accumulation): half the bytes, each
-   * value widened where it is multiplied when accumulating in f32. The
-   * results are the same.
+   * default with f16 accumulation): half the bytes, each value widened where
+   * it is multiplied when accumulating in f32. With f16 accumulation, "f32"
+   * stages f32 slices and narrows each value to f16 where it is multiplied
+   * (exact: the values are f16 ones): on an NVIDIA H100 every kernel that
+   * staged f16 in workgroup memory ran at 17–18 TFLOP/s against 40 for f32
+   * staging, although its f16 FMAs ran at 2.4× the f32 rate
+   * (bench/alu_probe.ts). The results are the same.
    */
   stage?: "f32" | "f16";
   /** Depth of the K groups f16 accumulation sums in f16 (default 16). */
@@ -334,9 +338,14 @@ function planLoad(name: "a" | "b", t: MatmulTile, s: MatmulSpec, T: number): Loa
   const grouped = !!s.group && (s.group.role === "k" || s.group.role === name);
   // staged value: as loaded (f32 kernels, f16 operands staged as f16), an f32 operand rounded
   // to f16, and in f32-staged f16 kernels either of those widened back to f32
+  // (an f32 operand staged as f32 is rounded by round_f16: the driver may fold f32(f16(x)))
   const f16Of = (x: string) => (half === "f32" ? `${vec ? "to_f16v4" : "to_f16"}(${x})` : x);
   const wrap = (x: string) =>
-    half === null || stage16 ? f16Of(x) : `${vec ? "vec4<f32>" : "f32"}(${f16Of(x)})`;
+    half === null || stage16
+      ? f16Of(x)
+      : half === "f32"
+      ? `${vec ? "round_f16v4" : "round_f16"}(${x})`
+      : `${vec ? "vec4<f32>" : "f32"}(${x})`;
   const S = name === "a" ? "As" : "Bs";
   // vec4s per k row of the staged slice (one more when padded)
   const R4 = R / 4 + (pad ? 1 : 0);
@@ -533,9 +542,6 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     );
   }
   const stage16 = H ? stagesF16(H) : false;
-  if (acc16 && !stage16) {
-    throw new TypeError(`matmulWgsl: f16 accumulation stages its slices as f16`);
-  }
   const WX = BN / TN, WY = BM / TM, T = WX * WY;
   // vec4s per k row of a staged slice (the tile's rows, one more when padded)
   const A4 = BM / 4 + (t.pad ? 1 : 0), B4 = BN / 4 + (t.pad ? 1 : 0);
@@ -590,6 +596,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     bind.push(groupAccessors(G.n, loads, stores));
   }
   if (H && (H.a === "f32" || H.b === "f32" || H.out !== "f32")) bind.push(WGSL_TO_F16);
+  if (H && ((!stagesF16(H) && (H.a === "f32" || H.b === "f32")) || H.out === "round")) {
+    bind.push(WGSL_ROUND_F16);
+  }
 
   const acc: string[] = [];
   const flushAll: string[] = []; // f16 accumulation: group sums into the f32 totals
@@ -603,8 +612,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     }
   }
   // the multiply reads f32 (widening f16-staged slices when accumulating in f32) or, with f16
-  // accumulation, f16
-  const rd = (x: string) => (stage16 && !acc16 ? `vec4<f32>(${x})` : x);
+  // accumulation, f16 (narrowing f32-staged slices, whose values are f16 ones)
+  const rd = (x: string) => stage16 === acc16 ? x : stage16 ? `vec4<f32>(${x})` : `vec4<f16>(${x})`;
   const CV = acc16 ? "vec4<f16>" : V4, cpre = acc16 ? "h" : "c";
   // vec4 `col` of slice row k (a number) in buffer `buf` (`MatmulTile.flat`: element
   // k·pitch + col of a 1-D buffer, the constant folded; double buffering indexes the buffer first,
@@ -736,7 +745,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     H?.out === "f16"
       ? `${vec ? "to_f16v4" : "to_f16"}(${v})`
       : H?.out === "round"
-      ? (vec ? `vec4<f32>(to_f16v4(${v}))` : `f32(to_f16(${v}))`)
+      ? `${vec ? "round_f16v4" : "round_f16"}(${v})`
       : v;
   const epi: string[] = [
     ...(acc16 ? flushAll : []),
@@ -946,17 +955,15 @@ export function splitReduceWgsl(
   const sum = (src: string, stride: string, at: string) =>
     `var acc = 0.0; var at = ${at}; for (var s = 0u; s < u.S; s++) { acc += ${src}[at]; at += ${stride}; }`;
   const flags = `${addOut ? " +addend" : ""}${rowSum ? " +rowsum" : ""}${round ? " +round" : ""}`;
-  const value = `${round ? "f32(to_f16(acc))" : "acc"}${addOut ? " + addend[i]" : ""}`;
+  const value = `${round ? "round_f16(acc)" : "acc"}${addOut ? " + addend[i]" : ""}`;
   const access = groups
     ? groupAccessors(groups, [], [
       { name: "out", type: "f32" },
       ...(rowSum ? [{ name: "rsum", type: "f32" }] : []),
     ])
     : "";
-  return `${round ? "enable f16;\n" : ""}// matmul split-K reduction${flags}${
-    groups ? ` grouped ${groups}` : ""
-  }
-${bind.join("\n")}${round ? WGSL_TO_F16 : ""}
+  return `// matmul split-K reduction${flags}${groups ? ` grouped ${groups}` : ""}
+${bind.join("\n")}${round ? WGSL_ROUND_F16 : ""}
 struct U { n: u32, S: u32, MN: u32, rn: u32, RM: u32 }
 @group(0) @binding(${ub}) var<uniform> u: U;
 ${access}

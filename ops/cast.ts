@@ -54,6 +54,36 @@ fn to_f16v4(v: vec4<f32>) -> vec4<f16> {
   return vec4<f16>(select(v, inf, abs(v) >= vec4<f32>(65520.0)));
 }`;
 
+/**
+ * WGSL: `round_f16(v: f32) -> f32` and `round_f16v4`: `v` rounded to the
+ * nearest f16 value (ties to even, f16 subnormals kept, magnitudes ≥ 65520
+ * to ±inf, NaN kept), still an f32 — `Math.f16round` of `v`,
+ * exact on every input. Written with integer operations (normal range: the
+ * low 13 significand bits rounded off) and `round()` (ties to even) on the
+ * subnormal grid of 2⁻²⁴, not as `f32(f16(v))`: an NVIDIA H100's Vulkan
+ * compiler folded that round trip away (the value came back unrounded),
+ * which integer arithmetic does not allow. Needs no `enable f16;`.
+ */
+export const WGSL_ROUND_F16: string = `
+fn round_f16(v: f32) -> f32 {
+  let b = bitcast<u32>(v);
+  let s = b & 0x80000000u;
+  let a = b ^ s;
+  let n = (a + 0xfffu + ((a >> 13u) & 1u)) & 0xffffe000u;
+  let d = bitcast<u32>(round(bitcast<f32>(a) * 16777216.0) * 5.9604644775390625e-8);
+  let r = select(select(n, d, a < 0x38800000u), 0x7f800000u, a >= 0x477ff000u);
+  return select(bitcast<f32>(s | r), v, a > 0x7f800000u);
+}
+fn round_f16v4(v: vec4<f32>) -> vec4<f32> {
+  let b = bitcast<vec4<u32>>(v);
+  let s = b & vec4<u32>(0x80000000u);
+  let a = b ^ s;
+  let n = (a + vec4<u32>(0xfffu) + ((a >> vec4<u32>(13u)) & vec4<u32>(1u))) & vec4<u32>(0xffffe000u);
+  let d = bitcast<vec4<u32>>(round(bitcast<vec4<f32>>(a) * 16777216.0) * 5.9604644775390625e-8);
+  let r = select(select(n, d, a < vec4<u32>(0x38800000u)), vec4<u32>(0x7f800000u), a >= vec4<u32>(0x477ff000u));
+  return select(bitcast<vec4<f32>>(s | r), v, a > vec4<u32>(0x7f800000u));
+}`;
+
 function castCode(from: DType, to: DType): string {
   if (from === to) {
     return `
