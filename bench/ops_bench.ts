@@ -44,6 +44,7 @@ import {
   useMatmulVariant,
   warmCalls,
 } from "../ops/mod.ts";
+import { matmulVariant } from "../ops/_matmul_variants.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { makeRng } from "../tensor/rng.ts";
 import { scope, type Tensor, tensor } from "../tensor/tensor.ts";
@@ -81,9 +82,13 @@ export interface OpsBenchOptions {
    * "f16s" (the same with the slices staged as f16 and widened at each
    * product, the form before session 12) and/or "f16acc" (f16 FMAs over
    * groups of 16 k; "f16acc32", "f16acc64" over deeper groups: fewer
-   * conversions); default f32. The f16 forms need `shader-f16`.
+   * conversions), "f16acc32s" and "f16acc64s" (the same with f32 slices
+   * narrowed to f16 at each product: `MatmulF16Params.stage`); default f32.
+   * The f16 forms need `shader-f16`.
    */
   sweepPrecisions?: SweepPrecision[];
+  /** Tiles the sweep times, in this order (default every generator tile, likeliest first). */
+  sweepTiles?: string[];
 }
 
 /** Benchmark groups. */
@@ -139,7 +144,16 @@ export function sweepTiles(target: MatmulTarget): MatmulTile[] {
 export type SweepPrecision = (typeof SWEEP_PRECISIONS)[number];
 
 /** Every {@linkcode SweepPrecision}. */
-export const SWEEP_PRECISIONS = ["f32", "f16", "f16s", "f16acc", "f16acc32", "f16acc64"] as const;
+export const SWEEP_PRECISIONS = [
+  "f32",
+  "f16",
+  "f16s",
+  "f16acc",
+  "f16acc32",
+  "f16acc64",
+  "f16acc32s",
+  "f16acc64s",
+] as const;
 
 /** One result line: `kind` says what was measured; `device` names the adapter or CPU. */
 export interface OpsBenchLine {
@@ -384,7 +398,9 @@ async function* benchSweep(backend: Backend, opts: OpsBenchOptions): AsyncGenera
   const target = configureMatmul(gpu);
   // software adapters take minutes to compile the big unrolled tiles: the least code first there
   const code = (t: MatmulTile) => t.TM * t.TN * t.BK;
-  const tiles = target.software
+  const tiles = opts.sweepTiles
+    ? opts.sweepTiles.map((name) => matmulVariant(name).tile).filter((t) => t !== null)
+    : target.software
     ? sweepTiles(target).sort((x, y) => code(x) - code(y))
     : sweepTiles(target);
   const sizes = opts.variantSizes ?? (target.software ? [128] : [4096]);
@@ -426,12 +442,15 @@ async function* sweepOne(
   }
   const flops = 2 * size ** 3;
   const acc = precision.startsWith("f16acc") ? "f16" as const : "f32" as const;
-  const group = precision === "f16acc32"
+  const group = precision.startsWith("f16acc32")
     ? 32 as const
-    : precision === "f16acc64"
+    : precision.startsWith("f16acc64")
     ? 64 as const
     : 16;
-  const stage = precision === "f16s" ? "f16" as const : "f32" as const;
+  // f16s: f16 slices with f32 accumulation; f16accNs: f32 slices with f16 accumulation
+  const stage = precision === "f16s" || (acc === "f16" && !precision.endsWith("s"))
+    ? "f16" as const
+    : "f32" as const;
   const run = () =>
     (precision === "f32"
       ? matmul(a, b, { transA, transB })
@@ -720,6 +739,7 @@ if (import.meta.main) {
       layouts: { type: "string" },
       "sweep-seconds": { type: "string" },
       "sweep-precisions": { type: "string" },
+      "sweep-tiles": { type: "string" },
       large: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -752,7 +772,9 @@ Options:
   --sweep-precisions P,P     f32, f16 (f16 operands, f32 accumulation), f16s (the same, f16
                              slices widened per product), f16acc (f16 FMAs over groups of
                              16 k), f16acc32, f16acc64 (deeper groups); the f16 forms need
-                             shader-f16 (default f32)
+                             shader-f16 (default f32); f16acc32s, f16acc64s: f32 slices
+                             narrowed to f16 at each product
+  --sweep-tiles NAME,NAME    the tiles the sweep times, in order (default every tile)
   --json                     JSON lines (the only output format)
 
 Permissions: --allow-read --allow-env`);
@@ -794,6 +816,7 @@ Permissions: --allow-read --allow-env`);
       layouts: values.layouts?.split(","),
       sweepSeconds: ints(values["sweep-seconds"])?.[0],
       sweepPrecisions: precisions as SweepPrecision[] | undefined,
+      sweepTiles: values["sweep-tiles"]?.split(","),
     })
   ) {
     console.log(JSON.stringify(line));
