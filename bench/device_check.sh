@@ -124,11 +124,6 @@ corpus_all() { corpus f32 && corpus f16 --precision f16 && corpus f16g64 --preci
 export -f corpus corpus_all
 export RUN OUT LOG
 section corpus 240 bash -c corpus_all
-# session 14: f16 accumulation over f32-staged slices (each value narrowed to f16 at its
-# product; WEBSEQ_F16_ACC_STAGE=f32), as f16 workgroup memory ran at 17-18 TFLOP/s on an H100
-section base_f16acc64s 60 env WEBSEQ_F16_ACC_STAGE=f32 $RUN cli.ts bench "${TUNE[@]}" --preset base \
-  --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --precision f16 \
-  --f16-accumulate f16/64 --profile --json
 # session 13's training modes f16/32, f16/64: base with f16 FMAs over 64-deep K groups
 section base_f16acc64 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
   --tgt-len 128 --steps 10 --device webgpu --precision f16 --f16-accumulate f16/64 --profile --json
@@ -140,28 +135,13 @@ section generate 60 $RUN bench/generate_bench.ts --preset base --rows 16 --token
 #    (f16acc) and of 64 (f16acc64: a quarter of the f16 -> f32 conversions)
 section sweep16 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 42 \
   --sweep-precisions f16,f16s,f16acc,f16acc64 --layouts NN --json
-# session 14: five tiles, f16 accumulation over f16 slices (f16acc64) and over f32 slices
-# (f16acc64s) against f32 accumulation (f16), in NN, TN (no operand scattered into the slices)
-# and NT
+# five tiles in f16 with f32 and with f16/64 accumulation, NN, TN and NT, then f32 NN and TN:
+# the H200's session-14 sweep ran NN at 37-43 TFLOP/s and every TN and NT product at 8-19 (the
+# training step's TN and NT f16 products ran at 24-40): the layouts, or the order?
 section sweep16s 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \
   --sweep-tiles t128x128k16_8x8,t128x128k16_8x8p,t128x128k8_8x8d,t64x256k16_8x8,t128x128k16_4x16 \
-  --sweep-precisions f16,f16acc64,f16acc64s --layouts NN,TN,NT --json
-# the corpus in f32 and in f16/64 over f32 slices, only when base_f16acc64s's step beat base's
-# by 1.25x or more (the f16 target's validation-loss half is worth device time only then)
-corpus_s() {
-  python3 - "$JSONL" <<'PY' || return 0
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-ms = {"/".join(str(r.get(k, "")) for k in ("precision", "f16_accumulate", "f16_acc_stage")):
-      r["step_ms"] for r in rows
-      if r.get("kind") == "train" and r.get("impl") == "webseq" and r.get("preset") == "base"}
-print("corpus_s: base step ms", ms, file=sys.stderr)
-f32, f16 = ms.get("f32//"), ms.get("f16/f16/64/f32")
-sys.exit(0 if f32 and f16 and f32 / f16 >= 1.25 else 1)
-PY
-  corpus f32 && WEBSEQ_F16_ACC_STAGE=f32 corpus f16g64s --precision f16 --f16-accumulate f16/64
-}
-export -f corpus_s
-export JSONL
-section corpus_s 200 bash -c corpus_s
+  --sweep-precisions f16,f16acc64 --layouts NN,TN,NT --json
+section sweep32s 20 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 10 \
+  --sweep-tiles t128x128k16_8x8,t128x128k16_8x8p,t128x128k8_8x8d,t64x256k16_8x8,t128x128k16_4x16 \
+  --sweep-precisions f32 --layouts NN,TN --json
 echo "done $(date -u +%T)" | tee -a "$LOG"

@@ -82,9 +82,7 @@ export interface OpsBenchOptions {
    * "f16s" (the same with the slices staged as f16 and widened at each
    * product, the form before session 12) and/or "f16acc" (f16 FMAs over
    * groups of 16 k; "f16acc32", "f16acc64" over deeper groups: fewer
-   * conversions), "f16acc32s" and "f16acc64s" (the same with f32 slices
-   * narrowed to f16 at each product: `MatmulF16Params.stage`); default f32.
-   * The f16 forms need `shader-f16`.
+   * conversions); default f32. The f16 forms need `shader-f16`.
    */
   sweepPrecisions?: SweepPrecision[];
   /** Tiles the sweep times, in this order (default every generator tile, likeliest first). */
@@ -151,8 +149,6 @@ export const SWEEP_PRECISIONS = [
   "f16acc",
   "f16acc32",
   "f16acc64",
-  "f16acc32s",
-  "f16acc64s",
 ] as const;
 
 /** One result line: `kind` says what was measured; `device` names the adapter or CPU. */
@@ -442,15 +438,12 @@ async function* sweepOne(
   }
   const flops = 2 * size ** 3;
   const acc = precision.startsWith("f16acc") ? "f16" as const : "f32" as const;
-  const group = precision.startsWith("f16acc32")
+  const group = precision === "f16acc32"
     ? 32 as const
-    : precision.startsWith("f16acc64")
+    : precision === "f16acc64"
     ? 64 as const
     : 16;
-  // f16s: f16 slices with f32 accumulation; f16accNs: f32 slices with f16 accumulation
-  const stage = precision === "f16s" || (acc === "f16" && !precision.endsWith("s"))
-    ? "f16" as const
-    : "f32" as const;
+  const stage = precision === "f16s" ? "f16" as const : "f32" as const;
   const run = () =>
     (precision === "f32"
       ? matmul(a, b, { transA, transB })
@@ -772,8 +765,7 @@ Options:
   --sweep-precisions P,P     f32, f16 (f16 operands, f32 accumulation), f16s (the same, f16
                              slices widened per product), f16acc (f16 FMAs over groups of
                              16 k), f16acc32, f16acc64 (deeper groups); the f16 forms need
-                             shader-f16 (default f32); f16acc32s, f16acc64s: f32 slices
-                             narrowed to f16 at each product
+                             shader-f16 (default f32)
   --sweep-tiles NAME,NAME    the tiles the sweep times, in order (default every tile)
   --json                     JSON lines (the only output format)
 

@@ -19,12 +19,7 @@ import { autocast, type Precision } from "../nn/layers.ts";
 import { type GeluStage, geluStage } from "../ops/gelu_linear.ts";
 import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
-import {
-  configureMatmul,
-  f16AccumulateStage,
-  fastestOf,
-  type MatmulTuning,
-} from "../ops/matmul.ts";
+import { configureMatmul, fastestOf, type MatmulTuning } from "../ops/matmul.ts";
 import { shapeKey } from "../ops/_matmul_variants.ts";
 import { autotuneStep } from "../ops/autotune.ts";
 import { attentionShapeKey } from "../ops/attention.ts";
@@ -474,8 +469,6 @@ export async function benchTrain(
     preset: opts.preset ?? "custom",
     precision,
     ...(precision === "f16" ? { f16_accumulate: accumulate } : {}),
-    // where f16 accumulation stages its slices (WEBSEQ_F16_ACC_STAGE)
-    ...(precision === "f16" && accumulate !== "f32" ? { f16_acc_stage: f16AccumulateStage() } : {}),
     batch_size: B,
     src_len: S,
     tgt_len: T,

@@ -86,7 +86,6 @@ import {
 } from "./_matmul_variants.ts";
 import type { OpEntry } from "./registry.ts";
 import { errorLine } from "../tensor/errors.ts";
-import { grantedEnv } from "../tensor/env.ts";
 
 /** Parameters of matmul. */
 export interface MatmulParams {
@@ -194,30 +193,6 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
   return matmulPlan(g, p, f, false).kernels[0];
 }
 
-let forcedAccStage: "f16" | "f32" | null | undefined; // undefined: env not read yet
-
-/**
- * How f16-accumulating kernels stage their slices when the caller leaves it
- * open (ops/_matmul_wgsl.ts `MatmulHalf.stage`): "f16" (default) or "f32"
- * (`WEBSEQ_F16_ACC_STAGE=f32` or {@linkcode useF16AccumulateStage}), the
- * form the benchmark compares on hardware where f16 workgroup memory is slow.
- */
-export function f16AccumulateStage(): "f16" | "f32" {
-  if (forcedAccStage === undefined) {
-    const v = grantedEnv("WEBSEQ_F16_ACC_STAGE");
-    if (v !== undefined && v !== "" && v !== "f16" && v !== "f32") {
-      throw new TypeError(`WEBSEQ_F16_ACC_STAGE must be f16 or f32, got "${v}"`);
-    }
-    forcedAccStage = v === "f32" ? "f32" : null;
-  }
-  return forcedAccStage ?? "f16";
-}
-
-/** Forces {@linkcode f16AccumulateStage} (`null`: back to `WEBSEQ_F16_ACC_STAGE`). */
-export function useF16AccumulateStage(stage: "f16" | "f32" | null): void {
-  forcedAccStage = stage === null ? undefined : stage;
-}
-
 /**
  * What one call runs: the selected variant's kernel, specialised for the
  * shape and fusion; with `split` (plain products, the addend and row-sum
@@ -232,10 +207,6 @@ export function matmulPlan(
   split = true,
 ): GpuPlan {
   const { M, N, K, P, sa, sb } = g;
-  const stage = f16AccumulateStage();
-  if (f.half?.acc === "f16" && f.half.stage === undefined && stage === "f32") {
-    f = { ...f, half: { ...f.half, stage } };
-  }
   if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
   const drop = f.dropout && f.dropout.p > 0 ? f.dropout : null;
   if (isRecordingMatmulShapes()) {

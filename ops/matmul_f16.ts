@@ -88,12 +88,10 @@ export interface MatmulF16Params {
    */
   acc?: "f32" | "f16";
   /**
-   * WebGPU only: how the operands wait in workgroup memory — with f32
-   * accumulation "f32" (default: widened once as they load) or "f16" (half
-   * the bytes, widened at each product; the form before, kept for the
-   * benchmark's comparison); with f16 accumulation "f16" (default) or "f32"
-   * (narrowed to f16 at each product; ops/_matmul_wgsl.ts
-   * `MatmulHalf.stage`). Same results either way.
+   * WebGPU only: how f32 accumulation stages the operands in workgroup
+   * memory — "f32" (default: widened once as they load) or "f16" (half the
+   * bytes, widened at each product; the form before, kept for the
+   * benchmark's comparison). Same results either way.
    */
   stage?: "f32" | "f16";
   /**
@@ -169,7 +167,7 @@ function planKernel(g: Geometry, p: MatmulF16Params, info: OpInfo): GpuPlan {
     b: info.inputs[1].dtype === "f16" ? "f16" : "f32",
     acc: p.acc === "f16" ? "f16" : "f32",
     out: p.out === "f16" ? "f16" : p.round ? "round" : "f32",
-    ...(p.stage !== undefined ? { stage: p.stage } : {}),
+    ...(p.stage === "f16" ? { stage: "f16" as const } : {}),
     ...(p.acc === "f16" && checkGroup(p.group) !== F16_GROUP ? { group: p.group } : {}),
   };
   return matmulPlan(g, { transA: p.transA, transB: p.transB }, { half });
@@ -335,7 +333,7 @@ export interface MatmulF16Options {
   round?: boolean;
   /** Accumulation (default "f32"; see `MatmulF16Params.acc`). */
   acc?: "f32" | "f16";
-  /** Workgroup staging (see `MatmulF16Params.stage`). */
+  /** Workgroup staging of f32 accumulation (see `MatmulF16Params.stage`). */
   stage?: "f32" | "f16";
   /** Depth of the f16-accumulated K groups (see `MatmulF16Params.group`). */
   group?: F16Group;
@@ -352,10 +350,7 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
     out: opts.out ?? "f32",
     round: opts.round ?? false,
     ...(opts.acc === "f16" ? { acc: "f16" as const } : {}),
-    // only a stage other than the accumulation's default is a parameter
-    ...(opts.stage !== undefined && opts.stage !== (opts.acc === "f16" ? "f16" : "f32")
-      ? { stage: opts.stage }
-      : {}),
+    ...(opts.stage === "f16" && opts.acc !== "f16" ? { stage: "f16" as const } : {}),
     ...(opts.acc === "f16" && opts.group !== undefined ? { group: checkGroup(opts.group) } : {}),
   })[0];
 }

@@ -22,7 +22,7 @@ import {
   type MatmulF16Accumulate,
 } from "../ops/matmul_f16.ts";
 import { linearGroup } from "../ops/linear_group.ts";
-import { useF16AccumulateStage, useMatmulSplitK, useMatmulVariant } from "../ops/matmul.ts";
+import { useMatmulSplitK, useMatmulVariant } from "../ops/matmul.ts";
 import { add, geluLinear, mul, reshape, sum } from "../ops/mod.ts";
 import { ALU_PROBES, aluProbeReference, runAluProbe } from "../bench/alu_probe.ts";
 
@@ -95,15 +95,10 @@ const SHAPES: [number, number, number, number, boolean, boolean][] = [
   [1, 130, 20, 129, false, true],
 ];
 
-/**
- * `acc: "f16"` on the GPU against the CPU's group-by-group f16 accumulation;
- * `alsoF32Stage`: the f32-staged form (narrowed at each product) too, equal
- * to the f16-staged one bit for bit (the same f16 FMAs in the same order).
- */
+/** `acc: "f16"` on the GPU against the CPU's group-by-group f16 accumulation. */
 async function checkAcc16(
   [P, M, K, N, tA, tB]: readonly [number, number, number, number, boolean, boolean],
   group: 16 | 32 | 64 = 16,
-  alsoF32Stage = false,
 ): Promise<void> {
   const sa = [...(P > 1 ? [P] : []), ...(tA ? [K, M] : [M, K])];
   const sb = [...(P > 1 ? [P] : []), ...(tB ? [N, K] : [K, N])];
@@ -111,17 +106,9 @@ async function checkAcc16(
   const run = async (be: Backend) => {
     const a = cast(tensor(av, sa, { backend: be }), "f16");
     const b = cast(tensor(bv, sb, { backend: be }), "f16");
-    return await matmulF16(a, b, { transA: tA, transB: tB, acc: "f16", group, stage }).toArray();
+    return await matmulF16(a, b, { transA: tA, transB: tB, acc: "f16", group }).toArray();
   };
-  let stage: "f16" | "f32" = "f16";
   const [ref, got] = [await run(CPU), await run(GPU)];
-  if (alsoF32Stage) {
-    stage = "f32";
-    const got32 = await run(GPU);
-    got32.forEach((v, i) =>
-      assert.ok(Object.is(v, got[i]), `f32-staged ${[P, M, K, N, tA, tB]} [${i}] ${v} vs ${got[i]}`)
-    );
-  }
   // the same f16 FMAs in the same order; a GPU may round an f16 FMA through f32 (twice),
   // so allow a few f16 ulps of the partial sums (|a|, |b| ≤ 2: partial sums ≤ 4·group)
   const tol = Math.ceil(K / group) * 4 * 4 * group * 2 ** -11;
@@ -194,9 +181,9 @@ Deno.test("f16 GPU: every tile shape of the generator equals the CPU reference (
     try {
       await checkMatmul([1, 37, 40, 29, false, true], ["round", "f16"]);
       await checkMatmul([2, 9, 16, 12, true, false], ["f32"], ["f32", "f16"]);
-      await checkAcc16([1, 33, 50, 20, true, true], 16, true);
+      await checkAcc16([1, 33, 50, 20, true, true]);
       // deeper groups (the benchmark's f16acc32/64): flushes every 2nd to 8th slice
-      await checkAcc16([1, 20, 150, 12, false, true], 64, true);
+      await checkAcc16([1, 20, 150, 12, false, true], 64);
     } finally {
       useMatmulVariant(null);
     }
@@ -289,7 +276,7 @@ Deno.test("f16 GPU: split K (forced) equals the CPU: f32 and rounded results, f1
     useMatmulSplitK(3);
     await checkMatmul([1, 37, 70, 29, false, true], ["f32", "round", "f16"]);
     await checkMatmul([2, 9, 50, 12, true, false], ["f32", "round"]);
-    await checkAcc16([1, 33, 70, 20, true, true], 16, true);
+    await checkAcc16([1, 33, 70, 20, true, true]);
     // 8-deep slices split 6 ways would cut the groups of 16 k in half; the ranges are whole
     // groups instead, so each group still sums 1 + 15·2⁻¹² to 1 in f16
     useMatmulSplitK(6);
@@ -370,42 +357,6 @@ Deno.test("f16 GPU: linearF16() and its fused gradients equal the CPU and the un
     await check([2, 37, 70, 45], "f16/64", "deep groups single");
   } finally {
     useMatmulSplitK(null);
-    useMatmulVariant(null);
-  }
-});
-
-Deno.test("f16 GPU: f16 accumulation over f32-staged slices (useF16AccumulateStage) gives the f16-staged results bit for bit", async () => {
-  const [B, T, I, O] = [2, 19, 70, 36];
-  const run = async (acc: MatmulF16Accumulate) => {
-    const x = tensor(values(B * T * I, 61, 2), [B, T, I], { backend: GPU, requiresGrad: true });
-    const w = tensor(values(O * I, 62, 0.5), [O, I], { backend: GPU, requiresGrad: true });
-    const b = tensor(values(O, 63), [O], { backend: GPU, requiresGrad: true });
-    const r = tensor(values(B * T * O, 64, 1e2), [B, T, O], { backend: GPU });
-    const y = scope(() => {
-      const y = linearF16(x, w, b, { acc });
-      sum(mul(y, r)).backward();
-      return y;
-    });
-    return await Promise.all([y, x.grad!, w.grad!, b.grad!].map((t) => t.toArray()));
-  };
-  try {
-    useMatmulVariant({ BM: 32, BN: 32, BK: 16, TM: 4, TN: 4, double: true });
-    for (const acc of ["f16", "f16/64"] as const) {
-      const staged16 = await run(acc);
-      useF16AccumulateStage("f32");
-      const staged32 = await run(acc);
-      useF16AccumulateStage(null);
-      staged16.forEach((want, k) =>
-        want.forEach((v, i) =>
-          assert.ok(
-            Object.is(staged32[k][i], v),
-            `${acc} array ${k}[${i}] ${staged32[k][i]} vs ${v}`,
-          )
-        )
-      );
-    }
-  } finally {
-    useF16AccumulateStage(null);
     useMatmulVariant(null);
   }
 });
