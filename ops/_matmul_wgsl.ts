@@ -102,7 +102,9 @@ export interface MatmulTile {
   pad?: boolean;
   /**
    * The slices in one 1-D array per buffer (`As[k·pitch + col]`), the layout
-   * of sessions ≤ 12, kept to measure the default against: a 2-D array per
+   * of sessions ≤ 12 (faster than the default on some tiles and layouts on an
+   * H100, slower on others: ops/_matmul_variants.ts registers both forms of
+   * the tuner's favourite tiles), against the default: a 2-D array per
    * buffer (`As[k][col]`), whose k index is a constant in the multiply, so the
    * bounds clamp WGSL compilers put on every dynamic workgroup-array index
    * (naga: `min(i, len - 1)`) covers only `col` — `g·WY + ty` or `h·WX + tx`,
@@ -220,13 +222,11 @@ export interface MatmulHalf {
    * How the slices wait in workgroup memory. "f32" (the default with f32
    * accumulation): the f16 values widened once as they are staged, so the
    * multiply is the f32 kernel's, with no conversion per product. "f16" (the
-   * default with f16 accumulation): half the bytes, each value widened where
-   * it is multiplied when accumulating in f32. With f16 accumulation, "f32"
-   * stages f32 slices and narrows each value to f16 where it is multiplied
-   * (exact: the values are f16 ones): on an NVIDIA H100 every kernel that
-   * staged f16 in workgroup memory ran at 17–18 TFLOP/s against 40 for f32
-   * staging, although its f16 FMAs ran at 2.4× the f32 rate
-   * (bench/alu_probe.ts). The results are the same.
+   * default with, and required by, f16 accumulation): half the bytes, each
+   * value widened where it is multiplied when accumulating in f32. The
+   * results are the same. (f16 accumulation over f32 slices, each value
+   * narrowed at its product, was measured in session 14: 2.5× slower in the
+   * H200's matmul sweep, its base step 17% slower than with f16 slices.)
    */
   stage?: "f32" | "f16";
   /** Depth of the K groups f16 accumulation sums in f16 (default 16). */
@@ -542,6 +542,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     );
   }
   const stage16 = H ? stagesF16(H) : false;
+  if (acc16 && !stage16) {
+    throw new TypeError(`matmulWgsl: f16 accumulation stages its slices as f16`);
+  }
   const WX = BN / TN, WY = BM / TM, T = WX * WY;
   // vec4s per k row of a staged slice (the tile's rows, one more when padded)
   const A4 = BM / 4 + (t.pad ? 1 : 0), B4 = BN / 4 + (t.pad ? 1 : 0);
@@ -612,8 +615,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     }
   }
   // the multiply reads f32 (widening f16-staged slices when accumulating in f32) or, with f16
-  // accumulation, f16 (narrowing f32-staged slices, whose values are f16 ones)
-  const rd = (x: string) => stage16 === acc16 ? x : stage16 ? `vec4<f32>(${x})` : `vec4<f16>(${x})`;
+  // accumulation, f16
+  const rd = (x: string) => (stage16 && !acc16 ? `vec4<f32>(${x})` : x);
   const CV = acc16 ? "vec4<f16>" : V4, cpre = acc16 ? "h" : "c";
   // vec4 `col` of slice row k (a number) in buffer `buf` (`MatmulTile.flat`: element
   // k·pitch + col of a 1-D buffer, the constant folded; double buffering indexes the buffer first,
