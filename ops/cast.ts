@@ -58,14 +58,18 @@ fn to_f16v4(v: vec4<f32>) -> vec4<f16> {
  * WGSL: `round_f16(v: f32) -> f32` and `round_f16v4`: `v` rounded to the
  * nearest f16 value (ties to even, f16 subnormals kept, magnitudes ≥ 65520
  * to ±inf, NaN kept), still an f32 — `Math.f16round` of `v`,
- * exact on every input. Written with integer operations (normal range: the
- * low 13 significand bits rounded off) and `round()` (ties to even) on the
- * subnormal grid of 2⁻²⁴, not as `f32(f16(v))`: an NVIDIA H100's Vulkan
- * compiler folded that round trip away (the value came back unrounded),
- * which integer arithmetic does not allow. Needs no `enable f16;`.
+ * exact on every input. Written with integer operations, not as
+ * `f32(f16(v))`: an NVIDIA H100's Vulkan compiler folded that round trip
+ * away (the value came back unrounded), which integer arithmetic does not
+ * allow. Values that stay normal f16 ones (2⁻¹⁴ ≤ |v| < 65520, all four for
+ * the vec4 form) take 6 integer operations after one range test: the low 13
+ * significand bits rounded off, ties to even, a carry moving into the
+ * exponent. The rest take `round_f16_any`: `round()` (ties to even) on the
+ * subnormal grid of 2⁻²⁴, ±inf from 65520 up, NaN kept. Needs no
+ * `enable f16;`.
  */
 export const WGSL_ROUND_F16: string = `
-fn round_f16(v: f32) -> f32 {
+fn round_f16_any(v: f32) -> f32 {
   let b = bitcast<u32>(v);
   let s = b & 0x80000000u;
   let a = b ^ s;
@@ -74,14 +78,19 @@ fn round_f16(v: f32) -> f32 {
   let r = select(select(n, d, a < 0x38800000u), 0x7f800000u, a >= 0x477ff000u);
   return select(bitcast<f32>(s | r), v, a > 0x7f800000u);
 }
+fn round_f16(v: f32) -> f32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7fffffffu) - 0x38800000u < 0x0efff000u) {
+    return bitcast<f32>((b + 0xfffu + ((b >> 13u) & 1u)) & 0xffffe000u);
+  }
+  return round_f16_any(v);
+}
 fn round_f16v4(v: vec4<f32>) -> vec4<f32> {
   let b = bitcast<vec4<u32>>(v);
-  let s = b & vec4<u32>(0x80000000u);
-  let a = b ^ s;
-  let n = (a + vec4<u32>(0xfffu) + ((a >> vec4<u32>(13u)) & vec4<u32>(1u))) & vec4<u32>(0xffffe000u);
-  let d = bitcast<vec4<u32>>(round(bitcast<vec4<f32>>(a) * 16777216.0) * 5.9604644775390625e-8);
-  let r = select(select(n, d, a < vec4<u32>(0x38800000u)), vec4<u32>(0x7f800000u), a >= vec4<u32>(0x477ff000u));
-  return select(bitcast<vec4<f32>>(s | r), v, a > vec4<u32>(0x7f800000u));
+  if (all((b & vec4<u32>(0x7fffffffu)) - vec4<u32>(0x38800000u) < vec4<u32>(0x0efff000u))) {
+    return bitcast<vec4<f32>>((b + vec4<u32>(0xfffu) + ((b >> vec4<u32>(13u)) & vec4<u32>(1u))) & vec4<u32>(0xffffe000u));
+  }
+  return vec4<f32>(round_f16_any(v.x), round_f16_any(v.y), round_f16_any(v.z), round_f16_any(v.w));
 }`;
 
 function castCode(from: DType, to: DType): string {
