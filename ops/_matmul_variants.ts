@@ -47,7 +47,7 @@ export const matmulTile = (
  * The registry, largest tiles first. Names read `t<BM>x<BN>k<BK>_<TM>x<TN>`,
  * `d` for double-buffered workgroup memory, `p` for padded slices
  * (conflict-free transposing stores, ops/_matmul_wgsl.ts `MatmulTile.pad`),
- * `f` for flat (1-D) slice arrays (`MatmulTile.flat`, for comparison).
+ * `f` for flat (1-D) slice arrays (`MatmulTile.flat`).
  */
 export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   // 256 threads, 8×8 each, 16 KiB: the large-matrix kernel
@@ -84,6 +84,25 @@ export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   // workgroup mostly prologue and epilogue, and these ran at 18–21 TFLOP/s on the H200 against
   // 30–37 for the model's large products. A tuning candidate (32 KiB of workgroup memory)
   { name: "t128x128k32_8x8", tile: matmulTile(128, 128, 32, 8, 8, false), heuristic: false },
+  // flat slices (`f`: one 1-D array per buffer, the layout of sessions ≤ 12) against the 2-D
+  // default, GPU timestamps at 4096 on an NVIDIA H100 (TFLOP/s, 2-D / flat): NN 40.0/39.1,
+  // 39.4/25.1 (4×16), 33.5/37.0 (k8 8×8 d); NT 25.9/31.3, 33.9/35.0, 25.9/28.8. Neither layout
+  // wins everywhere: tuning candidates, so each shape gets the faster one
+  {
+    name: "t128x128k16_8x8f",
+    tile: matmulTile(128, 128, 16, 8, 8, false, false, true),
+    heuristic: false,
+  },
+  {
+    name: "t128x128k16_4x16f",
+    tile: matmulTile(128, 128, 16, 4, 16, false, false, true),
+    heuristic: false,
+  },
+  {
+    name: "t128x128k8_8x8df",
+    tile: matmulTile(128, 128, 8, 8, 8, true, false, true),
+    heuristic: false,
+  },
   // the first kernel (64×64, 16×16 threads, scalar), for comparison
   { name: "legacy", tile: null, heuristic: false },
 ];
