@@ -11,11 +11,13 @@
 # Every section has its own time limit, so a slow or failing one cannot take the rest down; all
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
 # tuner's choices). The limits add up to about 20 minutes, more than a session's device time: pick
-# sections, e.g. SECTIONS="tests alu layout sweep small base base_f16 sweep16" (about 7 minutes on
-# an H200, of which the tuner's first steps take 2.5: 63 s for small, 79 s for base in session 11);
-# when the ALU probe and sweep16 show packed f16 FMAs, a second run of
-# SECTIONS="base_f16acc64 corpus" (about 4 minutes) tells whether f16/64 training meets the f16
-# target on speed and on the corpus's validation loss.
+# sections. Session 14's two runs (H100 then H200) took 6.5 and 3.7 minutes, a machine's start
+# 0.5; the next one: SECTIONS="tests alu sweep sweep16s sweep32s base base_f16 base_f16acc64"
+# (about 6 minutes: base's first step tunes for 85-105 s, now with three flat-slice candidates
+# more; the f16 sections reuse its choices). A run that asks for an H100 may get an H200 (the
+# device tool's fallback): a TUNE_SEED of the other card's choices does not apply (keyed by
+# adapter). When f16 training beats f32 by 1.25x or more, SECTIONS="corpus" (up to 4 minutes)
+# tells whether it meets the f16 target's validation-loss half.
 set -uo pipefail
 OUT=${OUT:-/tmp/webseq-device}
 mkdir -p "$OUT"

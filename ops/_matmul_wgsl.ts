@@ -598,10 +598,11 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       : [];
     bind.push(groupAccessors(G.n, loads, stores));
   }
-  if (H && (H.a === "f32" || H.b === "f32" || H.out !== "f32")) bind.push(WGSL_TO_F16);
-  if (H && ((!stagesF16(H) && (H.a === "f32" || H.b === "f32")) || H.out === "round")) {
-    bind.push(WGSL_ROUND_F16);
-  }
+  // to_f16 for f16 results and f32 operands staged as f16; round_f16 for f32 operands staged as
+  // f32 and rounded results
+  const f32In = H !== null && (H.a === "f32" || H.b === "f32");
+  if (H && (H.out === "f16" || (stage16 && f32In))) bind.push(WGSL_TO_F16);
+  if (H && ((!stage16 && f32In) || H.out === "round")) bind.push(WGSL_ROUND_F16);
 
   const acc: string[] = [];
   const flushAll: string[] = []; // f16 accumulation: group sums into the f32 totals
