@@ -12,12 +12,13 @@
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
 # tuner's choices). The limits add up to about 20 minutes, more than a session's device time: pick
 # sections. Session 14's two runs (H100 then H200) took 6.5 and 3.7 minutes, a machine's start
-# 0.5; the next one: SECTIONS="tests alu sweep sweep16s sweep32s base base_f16 base_f16acc64"
-# (about 6 minutes: base's first step tunes for 85-105 s, now with three flat-slice candidates
-# more; the f16 sections reuse its choices). A run that asks for an H100 may get an H200 (the
-# device tool's fallback): a TUNE_SEED of the other card's choices does not apply (keyed by
-# adapter). When f16 training beats f32 by 1.25x or more, SECTIONS="corpus" (up to 4 minutes)
-# tells whether it meets the f16 target's validation-loss half.
+# 0.5. Next: SECTIONS="tests alu base base_f16acc64" (about 6 minutes: base's first step tunes for
+# 85-105 s, now with three flat-slice candidates more, and since session 14 an f16 run tunes its
+# f16 products as f16 kernels, about as long again), then SECTIONS="sweep sweep16s sweep32s
+# base_f16" (about 4). A run that asks for an H100 may get an H200 (the device tool's fallback):
+# a TUNE_SEED of the other card's choices does not apply (keyed by adapter). When f16 training
+# beats f32 by 1.25x or more, SECTIONS="corpus" (up to 4 minutes) tells whether it meets the f16
+# target's validation-loss half.
 set -uo pipefail
 OUT=${OUT:-/tmp/webseq-device}
 mkdir -p "$OUT"
@@ -106,9 +107,9 @@ section base_ungrouped 60 env WEBSEQ_GROUPED_PROJECTIONS=off $RUN cli.ts bench "
 # tuning cache of the run above makes this one quick
 section base_fused 60 env WEBSEQ_GELU_STAGE=fused $RUN cli.ts bench "${TUNE[@]}" --preset base \
   --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
-section base_f16 90 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
+section base_f16 180 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 10 --device webgpu --precision f16 --profile --torch "$PY" --torch-bf16 --json
-section base_f16acc 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
+section base_f16acc 150 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
   --tgt-len 128 --steps 10 --device webgpu --precision f16 --f16-accumulate f16 --profile --json
 # the f16 target's other half: the built-in corpus trained on the card (seed 0) in f32, f16 and
 # f16 with f16 FMAs over 64-deep K groups (f16/64): each run's last metrics line (valid_loss,
@@ -127,7 +128,7 @@ export -f corpus corpus_all
 export RUN OUT LOG
 section corpus 240 bash -c corpus_all
 # session 13's training modes f16/32, f16/64: base with f16 FMAs over 64-deep K groups
-section base_f16acc64 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
+section base_f16acc64 200 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \
   --tgt-len 128 --steps 10 --device webgpu --precision f16 --f16-accumulate f16/64 --profile --json
 # 4. greedy decoding and sampling of base, choosing each token on the host (a readback per step,
 #    ~12 ms in Deno 2.9.6) and on the device (a readback per 8 steps)

@@ -9,7 +9,14 @@
  *
  * @module
  */
-import { checkTile, type MatmulTile, tileThreads, tileWorkgroupBytes } from "./_matmul_wgsl.ts";
+import {
+  checkTile,
+  type MatmulHalf,
+  type MatmulTile,
+  stagesF16,
+  tileThreads,
+  tileWorkgroupBytes,
+} from "./_matmul_wgsl.ts";
 import { grantedEnv } from "../tensor/env.ts";
 
 /** A named kernel: a generated tile, or the legacy kernel (`tile: null`). */
@@ -192,11 +199,31 @@ export interface MatmulShape {
   transA?: boolean;
   /** `b` stored `[N, K]`. */
   transB?: boolean;
+  /**
+   * The kernel form, when not the f32 product: an f16 one
+   * ({@linkcode halfForm}). Tuned apart from the f32 product of the shape,
+   * whose choice it falls back to until then.
+   */
+  form?: string;
 }
 
-/** `"MxNxK/P/tAtB"`: the key of tuned choices. */
+/** `"MxNxK/P/tAtB"` (and `"/<form>"`): the key of tuned choices. */
 export function shapeKey(s: MatmulShape): string {
-  return `${s.M}x${s.N}x${s.K}/${s.P ?? 1}/${s.transA ? "T" : "N"}${s.transB ? "T" : "N"}`;
+  const form = s.form ? `/${s.form}` : "";
+  return `${s.M}x${s.N}x${s.K}/${s.P ?? 1}/${s.transA ? "T" : "N"}${s.transB ? "T" : "N"}${form}`;
+}
+
+/**
+ * The form of an f16 kernel (ops/_matmul_wgsl.ts `MatmulHalf`) for
+ * {@linkcode MatmulShape}: "h" with f32 accumulation ("hs" staging f16
+ * slices), `"h16g<group>"` with f16 accumulation. The f16 kernels share the
+ * f32 tiles but not their costs (an H200's f16/64 sweep at 4096: 43.4 TFLOP/s
+ * for `t128x128k8_8x8d`, 23.8 for `t128x128k16_4x16`, a tile its f32 tuner
+ * chose for several of `base`'s products), so each form is tuned by itself.
+ */
+export function halfForm(h: MatmulHalf): string {
+  if (h.acc === "f16") return `h16g${h.group ?? 16}`;
+  return stagesF16(h) ? "hs" : "h";
 }
 
 /** Whether `v` runs on `target` (threads and workgroup memory within its limits). */
@@ -475,7 +502,10 @@ export function splitKFor(
   const slices = Math.ceil(s.K / unit), P = s.P ?? 1;
   if (slices <= 1) return { S: 1, kc: slices * unit };
   let want: number;
-  const chosen = forcedSplit === null && target === active ? tunedSplit(s) : undefined;
+  // an f16 form without a tuned split of its own follows the f32 product's
+  const chosen = forcedSplit === null && target === active
+    ? tunedSplit(s) ?? (s.form ? tunedSplit({ ...s, form: undefined }) : undefined)
+    : undefined;
   if (forcedSplit !== null) want = forcedSplit;
   else if (target.software || target.description === "") want = 1;
   else if (chosen !== undefined) want = chosen;
@@ -531,11 +561,14 @@ export function stopMatmulShapeRecording(): MatmulShape[] {
   return out;
 }
 
-/** The variant a call of this shape runs: forced, else tuned, else the heuristic. */
+/**
+ * The variant a call of this shape runs: forced, else tuned (an f16 form
+ * without a choice of its own takes the f32 product's), else the heuristic.
+ */
 export function selectMatmulVariant(s: MatmulShape): MatmulVariant {
   const f = forcedMatmulVariant();
   if (f) return f;
-  const t = tunedVariant(s);
+  const t = tunedVariant(s) ?? (s.form ? tunedVariant({ ...s, form: undefined }) : undefined);
   return matmulVariant(t ?? heuristicVariant(s, active));
 }
 

@@ -47,6 +47,7 @@ import {
   warmCalls,
 } from "./matmul.ts";
 import { errorLine } from "../tensor/errors.ts";
+import { tuneProductF16 } from "./matmul_f16.ts";
 
 /** What {@linkcode autotuneAttention} found for one geometry. */
 export interface AttentionTuning {
@@ -247,7 +248,8 @@ export async function autotuneStep<T>(
   startAttentionShapeRecording();
   let m, shapes: AttentionShape[];
   try {
-    m = await autotuneMatmulsOf(backend, fn, opts);
+    // the f16 products (autocast) are tuned as f16 kernels
+    m = await autotuneMatmulsOf(backend, fn, { product: tuneProductF16, ...opts });
   } finally {
     shapes = stopAttentionShapeRecording();
   }

@@ -55,6 +55,7 @@ import {
 import {
   clearTunedVariants,
   forcedMatmulSplitK,
+  halfForm,
   heuristicVariant,
   isRecordingMatmulShapes,
   loadTunedTable,
@@ -210,7 +211,8 @@ export function matmulPlan(
   if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
   const drop = f.dropout && f.dropout.p > 0 ? f.dropout : null;
   if (isRecordingMatmulShapes()) {
-    recordMatmulShape({ M, N, K, P, transA: p.transA, transB: p.transB });
+    const form = f.half ? { form: halfForm(f.half) } : {};
+    recordMatmulShape({ M, N, K, P, transA: p.transA, transB: p.transB, ...form });
   }
   // the variant, code and grid of a call depend on the shape, the flags and the selection
   // state only: memoised, so a training step's matmuls skip selection and code lookup
@@ -269,7 +271,8 @@ function planMatmul(
   maySplit: boolean,
 ): Plan {
   const { M, N, K, P } = g;
-  const shape = { M, N, K, P, transA: p.transA, transB: p.transB };
+  const form = f.half ? { form: halfForm(f.half) } : {};
+  const shape = { M, N, K, P, transA: p.transA, transB: p.transB, ...form };
   const fused = !!(f.bias || f.geluIn || f.geluGradOut || f.add || f.rowSum || f.half);
   let v = selectMatmulVariant(shape);
   // the legacy kernel has no prologue/epilogue, and f16 accumulation needs slices that divide
@@ -948,6 +951,23 @@ export interface AutotuneMatmulOptions {
    * (attention, {@linkcode autotuneStep}) will be: a trainer says why its first step pauses.
    */
   onBegin?: (what: "matmul" | "attention", count: number) => void;
+  /**
+   * The product a shape with a `form` (an f16 kernel, ops/_matmul_variants.ts
+   * `halfForm`) runs: timed and checked in place of the f32 matmul
+   * (ops/matmul_f16.ts `tuneProductF16`). A shape whose form it does not give
+   * is not tuned (it keeps the f32 product's choice).
+   */
+  product?: (s: MatmulShape) => TuneProduct | null;
+}
+
+/** What {@linkcode autotuneMatmul} times for a shape with a `form`. */
+export interface TuneProduct {
+  /** The product of `a` and `b` (f32, stored as the shape says). */
+  run(a: Tensor, b: Tensor): Tensor;
+  /** The op whose dispatches are timed. */
+  opName: string;
+  /** Largest relative error against the reference kernel (default {@linkcode TUNE_TOLERANCE}). */
+  tolerance?: number;
 }
 
 /**
@@ -1152,9 +1172,13 @@ export function fastestOf(
  * Whether `got` equals the reference `want` within {@linkcode TUNE_TOLERANCE}
  * (relative L2); the results are disposed.
  */
-export async function sameResults(got: Tensor[], want: Tensor[]): Promise<boolean> {
+export async function sameResults(
+  got: Tensor[],
+  want: Tensor[],
+  tolerance: number = TUNE_TOLERANCE,
+): Promise<boolean> {
   try {
-    return (await relativeError(got, want)) <= TUNE_TOLERANCE; // NaN: false
+    return (await relativeError(got, want)) <= tolerance; // NaN: false
   } finally {
     for (const t of got) t.dispose();
   }
@@ -1222,10 +1246,12 @@ export async function autotuneMatmul(
   const minTimeMs = opts.minTimeMs ?? 100;
   const out: MatmulTuning[] = [];
   for (const s of shapes) {
-    if (target.software && !opts.force) {
+    const prod = s.form ? opts.product?.(s) ?? null : null;
+    if ((target.software && !opts.force) || (s.form && !prod)) {
       out.push({
         shape: s,
-        variant: heuristicVariant(s, target),
+        // an f16 form left untuned runs the f32 product's choice
+        variant: s.form && !prod ? selectMatmulVariant(s).name : heuristicVariant(s, target),
         tuned: false,
         timing: "",
         ms: {},
@@ -1243,23 +1269,22 @@ export async function autotuneMatmul(
     const a = rand([...batch, ...(s.transA ? [s.K, s.M] : [s.M, s.K])]);
     const b = rand([...batch, ...(s.transB ? [s.N, s.K] : [s.K, s.N])]);
     const mmOpts = { transA: s.transA, transB: s.transB };
-    const run = () => matmul(a, b, mmOpts).dispose();
+    const mm = () => (prod ? prod.run(a, b) : matmul(a, b, mmOpts));
+    const opName = prod?.opName ?? MATMUL.name, tol = prod?.tolerance ?? TUNE_TOLERANCE;
+    const run = () => mm().dispose();
     const ms: Record<string, number> = {}, rejected: string[] = [];
     let rerun: Record<string, number> = {};
     let timing = "wallclock";
     const heuristic = heuristicVariant(s, target);
     // the heuristic's kernel gives the reference result every candidate must match
-    const want = await withMatmulVariant(
-      matmulVariant(heuristic),
-      () => Promise.resolve(matmul(a, b, mmOpts)),
-    );
+    const want = await withMatmulVariant(matmulVariant(heuristic), () => Promise.resolve(mm()));
     let best: string, split: MatmulTuning["split"];
     try {
       for (const v of variants) {
-        const check = () => sameResults([matmul(a, b, mmOpts)], [want]);
+        const check = () => sameResults([mm()], [want], tol);
         ms[v.name] = await withMatmulVariant(v, async () => {
           const r = await timeCandidate(backend, run, {
-            opName: MATMUL.name,
+            opName,
             minTimeMs,
             maxCalls: 100,
             check: v.name === heuristic ? undefined : check,
@@ -1273,14 +1298,15 @@ export async function autotuneMatmul(
       rerun = await runoff(ms, (name) =>
         withMatmulVariant(matmulVariant(name), async () => {
           const n = Math.max(1, Math.min(100, Math.ceil(minTimeMs / 3 / ms[name])));
-          return (await msPerCall(backend, run, n, MATMUL.name, warmCalls(ms[name]))).ms;
+          return (await msPerCall(backend, run, n, opName, warmCalls(ms[name]))).ms;
         }));
       best = fastestOf(ms, rerun, heuristic);
       setTunedVariant(target, s, best);
       split = await tuneSplit(backend, s, matmulVariant(best), {
         run,
-        check: () => sameResults([matmul(a, b, mmOpts)], [want]),
+        check: () => sameResults([mm()], [want], tol),
         minTimeMs,
+        opName,
       });
     } finally {
       a.dispose();
@@ -1315,7 +1341,7 @@ async function tuneSplit(
   backend: GpuBackend,
   s: MatmulShape,
   v: MatmulVariant,
-  how: { run: () => void; check: () => Promise<boolean>; minTimeMs: number },
+  how: { run: () => void; check: () => Promise<boolean>; minTimeMs: number; opName: string },
 ): Promise<MatmulTuning["split"]> {
   if (!v.tile || forcedMatmulSplitK() !== null) return undefined;
   const rule = splitKFor(s, v.tile).S;
@@ -1337,7 +1363,7 @@ async function tuneSplit(
     if (`S${S}` in ms) continue;
     ms[`S${S}`] = await withSplit(want, async () => {
       const r = await timeCandidate(backend, how.run, {
-        opName: MATMUL.name,
+        opName: how.opName,
         minTimeMs: how.minTimeMs,
         maxCalls: 100,
         check: want === null ? undefined : how.check,
@@ -1348,7 +1374,7 @@ async function tuneSplit(
   const rerun = await runoff(ms, (name) =>
     withSplit(Number(name.slice(1)), async () => {
       const n = Math.max(1, Math.min(100, Math.ceil(how.minTimeMs / 3 / ms[name])));
-      return (await msPerCall(backend, how.run, n, MATMUL.name, warmCalls(ms[name]))).ms;
+      return (await msPerCall(backend, how.run, n, how.opName, warmCalls(ms[name]))).ms;
     }));
   const table = Object.keys(rerun).length > 0 ? rerun : ms;
   const ruleMs = table[`S${rule}`] ?? ms[`S${rule}`];

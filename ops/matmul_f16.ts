@@ -61,7 +61,9 @@ import {
   matmulGeometry,
   matmulKernel,
   matmulPlan,
+  type MatmulShape,
   sumRows,
+  type TuneProduct,
 } from "./matmul.ts";
 import type { MatmulHalf } from "./_matmul_wgsl.ts";
 import { sumTo } from "./reduce.ts";
@@ -353,6 +355,30 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
     ...(opts.stage === "f16" && opts.acc !== "f16" ? { stage: "f16" as const } : {}),
     ...(opts.acc === "f16" && opts.group !== undefined ? { group: checkGroup(opts.group) } : {}),
   })[0];
+}
+
+/**
+ * The product {@linkcode autotuneMatmul} times for a shape whose `form` is an
+ * f16 kernel's (ops/_matmul_variants.ts `halfForm`): `matmulF16` of its f32
+ * operands (rounded to f16 as they load, as in training) with that form's
+ * accumulation and staging; null for any other form. With f16 accumulation a
+ * candidate's check allows 1e-2 (a driver may contract the f16 FMAs
+ * differently per kernel; a skipped slice or tile is off by far more).
+ */
+export function tuneProductF16(s: MatmulShape): TuneProduct | null {
+  const m = /^h(?:(s)|16g(16|32|64))?$/.exec(s.form ?? "");
+  if (!m) return null;
+  const opts: MatmulF16Options = {
+    transA: s.transA ?? false,
+    transB: s.transB ?? false,
+    ...(m[1] ? { stage: "f16" as const } : {}),
+    ...(m[2] ? { acc: "f16" as const, group: Number(m[2]) as F16Group } : {}),
+  };
+  return {
+    run: (a, b) => matmulF16(a, b, opts),
+    opName: MATMUL_F16.name,
+    ...(m[2] ? { tolerance: 1e-2 } : {}),
+  };
 }
 
 // ---------------------------------------------------------------- the f16 Linear layer

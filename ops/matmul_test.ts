@@ -46,12 +46,14 @@ import {
 import {
   clearTunedVariants,
   DEFAULT_TARGET,
+  halfForm,
   heuristicVariant,
   loadTunedTable,
   type MatmulTarget,
   matmulTarget,
   matmulTile,
   matmulVariant,
+  selectMatmulVariant,
   setMatmulTarget,
   setTunedSplit,
   setTunedVariant,
@@ -329,6 +331,47 @@ Deno.test("heuristicVariant() takes the largest tile that fills the GPU, within 
     const t = v.tile!;
     // every heuristic variant fits WebGPU's guaranteed limits
     assert.ok((t.BM / t.TM) * (t.BN / t.TN) <= 256 && (t.BM + t.BN) * t.BK * 4 * 2 <= 16384);
+  }
+});
+
+Deno.test("f16 kernel forms are tuned apart from the f32 product and fall back to its choice", () => {
+  assert.equal(halfForm({ a: "f32", b: "f32", acc: "f32", out: "round" }), "h");
+  assert.equal(halfForm({ a: "f16", b: "f16", acc: "f32", out: "f32", stage: "f16" }), "hs");
+  assert.equal(halfForm({ a: "f32", b: "f16", acc: "f16", out: "f32" }), "h16g16");
+  assert.equal(halfForm({ a: "f32", b: "f32", acc: "f16", out: "f32", group: 64 }), "h16g64");
+  const f32 = { M: 8192, N: 512, K: 2048, transB: true };
+  const h64 = { ...f32, form: "h16g64" };
+  assert.equal(shapeKey(h64), "8192x512x2048/1/NT/h16g64");
+  assert.equal(shapeClassKey({ ...h64, M: 8000 }), "~8192x512x2048/1/NT/h16g64");
+  const hw: MatmulTarget = { ...DEFAULT_TARGET, description: "adapter H" };
+  const before = matmulTarget();
+  try {
+    setMatmulTarget(hw);
+    const heuristic = heuristicVariant(f32, hw);
+    assert.equal(selectMatmulVariant(h64).name, heuristic);
+    // the f32 product's choice until the form has its own
+    setTunedVariant(hw, f32, "t64x64k16_8x8");
+    assert.equal(selectMatmulVariant(h64).name, "t64x64k16_8x8");
+    assert.equal(tunedVariant(h64), undefined);
+    setTunedVariant(hw, h64, "t128x128k8_8x8d");
+    assert.equal(selectMatmulVariant(h64).name, "t128x128k8_8x8d");
+    assert.equal(selectMatmulVariant(f32).name, "t64x64k16_8x8");
+    assert.equal(selectMatmulVariant({ ...f32, form: "h" }).name, "t64x64k16_8x8");
+    // splits likewise: the form's own, else the f32 product's
+    const t = matmulVariant("t128x128k8_8x8d").tile!;
+    const wide = { M: 512, N: 512, K: 8192, transA: true };
+    const rule = splitKFor({ ...wide, form: "h" }, t).S;
+    assert.ok(rule > 1);
+    setTunedSplit(hw, wide, 2);
+    assert.equal(splitKFor({ ...wide, form: "h" }, t).S, 2);
+    setTunedSplit(hw, { ...wide, form: "h" }, 4);
+    assert.equal(splitKFor({ ...wide, form: "h" }, t).S, 4);
+    assert.equal(splitKFor(wide, t).S, 2);
+    // a cache keeps the forms' keys
+    assert.equal(tunedTable("adapter H")["8192x512x2048/1/NT/h16g64"], "t128x128k8_8x8d");
+  } finally {
+    clearTunedVariants();
+    setMatmulTarget(before);
   }
 });
 

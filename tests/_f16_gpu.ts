@@ -20,9 +20,18 @@ import {
   linearF16,
   matmulF16,
   type MatmulF16Accumulate,
+  tuneProductF16,
 } from "../ops/matmul_f16.ts";
 import { linearGroup } from "../ops/linear_group.ts";
-import { useMatmulSplitK, useMatmulVariant } from "../ops/matmul.ts";
+import {
+  autotuneMatmul,
+  autotuneMatmulsOf,
+  clearMatmulTuning,
+  matmul,
+  useMatmulSplitK,
+  useMatmulVariant,
+} from "../ops/matmul.ts";
+import { tunedVariant } from "../ops/_matmul_variants.ts";
 import { add, geluLinear, mul, reshape, sum } from "../ops/mod.ts";
 import { ALU_PROBES, aluProbeReference, runAluProbe } from "../bench/alu_probe.ts";
 
@@ -358,6 +367,47 @@ Deno.test("f16 GPU: linearF16() and its fused gradients equal the CPU and the un
   } finally {
     useMatmulSplitK(null);
     useMatmulVariant(null);
+  }
+});
+
+Deno.test("f16 GPU: the tuner times f16 products as f16 kernels (forced), each form by itself", async () => {
+  const [M, K, N] = [40, 72, 20];
+  const x = tensor(values(M * K, 71, 2), [M, K], { backend: GPU });
+  const w = tensor(values(N * K, 72, 0.5), [N, K], { backend: GPU });
+  const h64 = () => matmulF16(x, w, { transB: true, acc: "f16", group: 64 });
+  const variants = ["t32x32k16_4x4", "t32x32k8_4x4d"];
+  try {
+    const { tunings } = await autotuneMatmulsOf(GPU, () => {
+      h64().dispose();
+      matmul(x, w, { transB: true }).dispose();
+    }, { force: true, product: tuneProductF16, variants, minTimeMs: 1 });
+    assert.deepEqual(tunings.map((t) => t.shape.form ?? "f32").sort(), ["f32", "h16g64"]);
+    for (const t of tunings) {
+      assert.ok(t.tuned, `${t.shape.form} tuned`);
+      assert.deepEqual(Object.keys(t.ms).sort(), [...variants].sort());
+      assert.deepEqual(t.rejected, []);
+      assert.equal(tunedVariant(t.shape), t.variant);
+    }
+    // the f16 form's kernel still gives the group-by-group f16 sums
+    const ref = await matmulF16(
+      tensor(values(M * K, 71, 2), [M, K], { backend: CPU }),
+      tensor(values(N * K, 72, 0.5), [N, K], { backend: CPU }),
+      { transB: true, acc: "f16", group: 64 },
+    ).toArray();
+    const got = await h64().toArray();
+    ref.forEach((r, i) => assert.ok(Math.abs(got[i] - r) <= 0.05, `[${i}] ${got[i]} vs ${r}`));
+    // a form the product does not give is left to the f32 product's choice
+    const [t] = await autotuneMatmul(GPU, [{ M, N, K, transB: true, form: "h8" }], {
+      force: true,
+      product: tuneProductF16,
+      variants,
+      minTimeMs: 1,
+    });
+    assert.equal(t.tuned, false);
+  } finally {
+    clearMatmulTuning();
+    x.dispose();
+    w.dispose();
   }
 });
 
