@@ -12,7 +12,7 @@
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
 # tuner's choices). The limits add up to about 20 minutes, more than a session's device time: pick
 # sections. Session 14's two runs (H100 then H200) took 6.5 and 3.7 minutes, a machine's start
-# 0.5. Next: SECTIONS="tests alu base base_f16acc64" (about 6 minutes: base's first step tunes for
+# 0.5. Next: SECTIONS="tests alu base base_kept base_f16acc64" (about 6 minutes: base's first step tunes for
 # 85-105 s, now with three flat-slice candidates more, and since session 14 an f16 run tunes its
 # f16 products as f16 kernels, about as long again), then SECTIONS="sweep sweep16s sweep32s
 # base_f16" (about 4). A run that asks for an H100 may get an H200 (the device tool's fallback):
@@ -106,6 +106,11 @@ section base_ungrouped 60 env WEBSEQ_GROUPED_PROJECTIONS=off $RUN cli.ts bench "
 # the GELU fused into the loads (WEBSEQ_GELU_STAGE=fused) against its own pass above; the
 # tuning cache of the run above makes this one quick
 section base_fused 60 env WEBSEQ_GELU_STAGE=fused $RUN cli.ts bench "${TUNE[@]}" --preset base \
+  --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
+# the GELU activation kept from the forward for the weight gradient (WEBSEQ_GELU_STAGE=kept:
+# no second GELU pass, 0.65 ms of an H100 step; one [8192, 2048] more per block until its
+# backward): the step and its peak memory against base's
+section base_kept 60 env WEBSEQ_GELU_STAGE=kept $RUN cli.ts bench "${TUNE[@]}" --preset base \
   --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
 section base_f16 180 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 10 --device webgpu --precision f16 --profile --torch "$PY" --torch-bf16 --json

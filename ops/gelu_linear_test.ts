@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { makeRng } from "../tensor/rng.ts";
-import { type Tensor, tensor } from "../tensor/tensor.ts";
+import { apply, noGrad, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend, OpInfo } from "../tensor/types.ts";
 import { evalStdout } from "../tests/_eval.ts";
 import {
@@ -212,8 +212,87 @@ Deno.test("useGeluStage() and WEBSEQ_GELU_STAGE pick the GELU stage; a bad name 
     try { console.log(geluStage()); } catch (e) { console.log(String(e)); }`;
   const run = (value: string) => evalStdout(code, { WEBSEQ_GELU_STAGE: value });
   assert.equal(await run("fused"), "fused");
+  assert.equal(await run("kept"), "kept");
   assert.match(
     await run("half"),
-    /^TypeError: WEBSEQ_GELU_STAGE: expected fused, separate or auto/,
+    /^TypeError: WEBSEQ_GELU_STAGE: expected fused, separate, kept or auto/,
   );
+});
+
+/** y, g (when kept) and the u, W, b gradients of GELU_LINEAR applied with `keep`. */
+async function keptRun(backend: Backend, keep: boolean, p: number) {
+  const rng = makeRng(9);
+  const data = (k: number, s = 1) => Array.from({ length: k }, () => (rng() * 2 - 1) * s);
+  const [N, F, C] = [37, 24, 12];
+  const mk = (d: number[], shape: number[]) => tensor(d, shape, { backend, requiresGrad: true });
+  const u = mk(data(N * F, 3), [N, F]), w = mk(data(C * F), [C, F]), b = mk(data(C), [C]);
+  const r = tensor(data(N * C), [N, C], { backend });
+  const params: GeluLinearParams = { dropoutP: p, dropoutSeed: SEED, ...(keep ? { keep } : {}) };
+  const [y, g] = apply(GELU_LINEAR, [u, w, b], params);
+  const gData = g ? await g.data() : null;
+  const gpu = backend.kind === "webgpu" ? GPU! : null;
+  gpu?.dispatchStats(true);
+  sum(mul(y, r)).backward();
+  const ops = gpu ? Object.keys(gpu.dispatchStats(true).perOp) : [];
+  const grads = await Promise.all([y, u.grad!, w.grad!, b.grad!].map((t) => t.data()));
+  return { grads, gData, gFreed: g?.disposed ?? null, ops };
+}
+
+for (const be of [{ name: "cpu", get: () => CPU }, { name: "webgpu", get: () => GPU! }]) {
+  Deno.test({
+    name:
+      `the kept GELU stage: the activation as a second output, the separate stage's numbers bit for bit, freed after its backward (${be.name})`,
+    ignore: be.name === "webgpu" && NO_GPU,
+    fn: async () => {
+      for (const p of [0, 0.25]) {
+        const plain = await keptRun(be.get(), false, p);
+        const kept = await keptRun(be.get(), true, p);
+        plain.grads.forEach((want, j) =>
+          assert.deepEqual(kept.grads[j], want, `p ${p} array ${j}`)
+        );
+        assert.equal(kept.gFreed, true);
+        if (be.name === "webgpu") {
+          // the weight gradient: a Linear's over the kept activation, no GELU pass again
+          assert.ok(plain.ops.includes("geluWeightGrad") && !plain.ops.includes("linearGrad"));
+          assert.ok(kept.ops.includes("linearGrad") && !kept.ops.includes("geluWeightGrad"));
+        }
+        // the kept activation is dropout(gelu(u)) as the unfused ops give it
+        const rng = makeRng(9);
+        const u = Array.from({ length: 37 * 24 }, () => (rng() * 2 - 1) * 3);
+        let g = gelu(tensor(u, [37, 24], { backend: be.get() }));
+        if (p > 0) g = dropout(g, p, SEED);
+        const want = await g.data();
+        const scale = Math.max(...Array.from(want, Math.abs));
+        kept.gData!.forEach((v, i) =>
+          assert.ok(Math.abs(v - want[i]) <= 1e-6 * scale, `p ${p} g[${i}] ${v} vs ${want[i]}`)
+        );
+      }
+    },
+  });
+}
+
+Deno.test({
+  name: "geluLinear() keeps the activation only in the kept stage, on WebGPU, when training",
+  ignore: NO_GPU,
+  fn: async () => {
+    const u = tensor([1, -2, 3, 0.5], [2, 2], { backend: GPU!, requiresGrad: true });
+    const w = tensor([0.5, -1, 2, 1], [2, 2], { backend: GPU!, requiresGrad: true });
+    const outputs = (y: Tensor) => (y.node?.outputs.length ?? 0);
+    try {
+      useGeluStage("kept");
+      assert.equal(outputs(geluLinear(u, w, null)), 2);
+      const frozen = tensor([0.5, -1, 2, 1], [2, 2], { backend: GPU! });
+      assert.equal(outputs(geluLinear(u, frozen, null)), 1); // no weight gradient to feed
+      const cpu = (d: number[]) => tensor(d, [1, 2], { backend: CPU, requiresGrad: true });
+      assert.equal(outputs(geluLinear(cpu([1, 2]), cpu([1, 1]), null)), 1); // WebGPU only
+      useGeluStage("separate");
+      assert.equal(outputs(geluLinear(u, w, null)), 1);
+      useGeluStage("kept");
+      const y = noGrad(() => geluLinear(u, w, null));
+      assert.equal(y.node, null);
+    } finally {
+      useGeluStage(null);
+    }
+    await Promise.resolve();
+  },
 });

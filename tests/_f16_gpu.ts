@@ -33,6 +33,7 @@ import {
 } from "../ops/matmul.ts";
 import { tunedVariant } from "../ops/_matmul_variants.ts";
 import { add, geluLinear, mul, reshape, sum } from "../ops/mod.ts";
+import { useGeluStage } from "../ops/gelu_linear.ts";
 import { ALU_PROBES, aluProbeReference, runAluProbe } from "../bench/alu_probe.ts";
 
 /** Exit code of this module when the adapter has no shader-f16. */
@@ -255,6 +256,31 @@ Deno.test("f16 GPU: geluLinear() in f16 form (f32, f16 and f16/64 accumulation) 
         )
       );
     });
+  }
+});
+
+Deno.test("f16 GPU: the kept GELU stage gives the separate stage's f16 gradients bit for bit", async () => {
+  const [N, F, C] = [10, 36, 12];
+  const grads = async (stage: "separate" | "kept", acc: MatmulF16Accumulate) => {
+    useGeluStage(stage);
+    try {
+      const u = tensor(values(N * F, 7, 3), [N, F], { backend: GPU, requiresGrad: true });
+      const w = tensor(values(C * F, 8, 0.5), [C, F], { backend: GPU, requiresGrad: true });
+      const b = tensor(values(C, 9), [C], { backend: GPU, requiresGrad: true });
+      const r = tensor(values(N * C, 10), [N, C], { backend: GPU });
+      const y = geluLinear(u, w, b, { dropout: { p: 0.25, seed: 5 }, half: acc });
+      GPU.dispatchStats(true);
+      sum(mul(y, r)).backward();
+      const ops = Object.keys(GPU.dispatchStats(true).perOp);
+      return { ops, data: await Promise.all([y, u.grad!, w.grad!, b.grad!].map((t) => t.data())) };
+    } finally {
+      useGeluStage(null);
+    }
+  };
+  for (const acc of ["f32", "f16/64"] as const) {
+    const [plain, kept] = [await grads("separate", acc), await grads("kept", acc)];
+    plain.data.forEach((want, k) => assert.deepEqual(kept.data[k], want, `${acc} array ${k}`));
+    assert.ok(kept.ops.includes("linearGradF16") && !kept.ops.includes("geluWeightGrad"));
   }
 });
 
