@@ -1428,7 +1428,10 @@ export async function autotuneMatmulsOf<T>(
   }
   // only shapes whose power-of-two class has no measured choice yet: a run's later steps
   // (other batch lengths) cost nothing unless they bring a new class
-  const todo = shapes.filter((s) => tunedVariant(s) === undefined);
+  // (and an f16 form only with a product to time it by: else it keeps the f32 product's choice)
+  const todo = shapes.filter((s) =>
+    tunedVariant(s) === undefined && (!s.form || opts.product?.(s) != null)
+  );
   if (todo.length === 0) return { value, tunings: [], seconds: 0 };
   opts.onBegin?.("matmul", todo.length);
   await backend.sync();

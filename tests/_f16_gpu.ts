@@ -430,6 +430,14 @@ Deno.test("f16 GPU: the tuner times f16 products as f16 kernels (forced), each f
       minTimeMs: 1,
     });
     assert.equal(t.tuned, false);
+    // nor does a workload's tuning without a product time one: nothing to do, every step
+    clearMatmulTuning();
+    const none = await autotuneMatmulsOf(GPU, () => h64().dispose(), {
+      force: true,
+      variants,
+      minTimeMs: 1,
+    });
+    assert.deepEqual(none.tunings, []);
   } finally {
     clearMatmulTuning();
     x.dispose();
