@@ -502,9 +502,10 @@ export function splitKFor(
   const slices = Math.ceil(s.K / unit), P = s.P ?? 1;
   if (slices <= 1) return { S: 1, kc: slices * unit };
   let want: number;
-  // an f16 form without a tuned split of its own follows the f32 product's
+  // an f16 form that runs the f32 product's tile (none tuned for the form) follows its split too
   const chosen = forcedSplit === null && target === active
-    ? tunedSplit(s) ?? (s.form ? tunedSplit({ ...s, form: undefined }) : undefined)
+    ? tunedSplit(s) ??
+      (s.form && tunedVariant(s) === undefined ? tunedSplit({ ...s, form: undefined }) : undefined)
     : undefined;
   if (forcedSplit !== null) want = forcedSplit;
   else if (target.software || target.description === "") want = 1;
@@ -520,6 +521,15 @@ export function splitKFor(
   want = Math.max(1, Math.min(want, slices, Math.floor(65535 / P)));
   const per = Math.ceil(slices / want);
   return { S: Math.ceil(slices / per), kc: per * unit };
+}
+
+/**
+ * The K step a split of shape `s` on tile `t` keeps whole: the slice depth, or
+ * for an f16-accumulating form (`h16g<group>`) its groups of k too.
+ */
+export function splitUnit(s: MatmulShape, t: MatmulTile): number {
+  const g = /^h16g(\d+)$/.exec(s.form ?? "");
+  return g ? Math.max(t.BK, Number(g[1])) : t.BK;
 }
 
 let recorded: Map<string, MatmulShape> | null = null;

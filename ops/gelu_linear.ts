@@ -296,13 +296,16 @@ export const GELU_LINEAR: OpDef<GeluLinearParams> = {
   cpu([u, w, b], [out, kept], info, p) {
     const { N, F, C } = dims(info.inputs[0], info.inputs[1], null, "geluLinear");
     const g = activation(u, p);
+    // kept as an output, or for the weight gradient of the same step (takeActivation)
     if (kept) kept.set(g);
-    forwardActivations.set(u, {
-      g,
-      dropoutP: p.dropoutP,
-      dropoutSeed: p.dropoutSeed,
-      writes: cpuWrites(),
-    });
+    else {
+      forwardActivations.set(u, {
+        g,
+        dropoutP: p.dropoutP,
+        dropoutSeed: p.dropoutSeed,
+        writes: cpuWrites(),
+      });
+    }
     if (p.half) {
       const mp = { transA: false, transB: true, round: false, ...accumulateParts(p.half) };
       productF16Cpu(g, w, out, [[N, F], [C, F], [N, C]], { ...mp, out: "f32" });

@@ -75,6 +75,7 @@ import {
   SPLIT_MAX,
   type SplitK,
   splitKFor,
+  splitUnit,
   startMatmulShapeRecording,
   stopMatmulShapeRecording,
   tileName,
@@ -305,16 +306,15 @@ function planMatmul(
   // split K writes f32 partials: not for f16 results, nor the bias and gelu' epilogues; an
   // f16-accumulating kernel splits at multiples of its groups of k
   const canSplit = maySplit && f.half?.out !== "f16" && !f.bias && !f.geluGradOut;
-  const unit = f.half?.acc === "f16" ? Math.max(t.BK, g16) : t.BK;
-  const split = canSplit ? splitKFor(shape, t, matmulTarget(), unit) : none;
+  const split = canSplit ? splitKFor(shape, t, matmulTarget(), splitUnit(shape, t)) : none;
   const spec: MatmulSpec = {
     transA: p.transA,
     transB: p.transB,
-    // vec4 bindings need ≥ 16 bytes: no vec4 reads of empty operands (K = 0)
-    vecA: K > 0 && (p.transA ? M : K) % 4 === 0,
-    vecB: K > 0 && (p.transB ? K : N) % 4 === 0,
-    vecOut: N % 4 === 0,
-    exact: K > 0 && M % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
+    // vec4 bindings need ≥ 16 bytes: no vec4 reads or writes of empty operands
+    vecA: K > 0 && M > 0 && (p.transA ? M : K) % 4 === 0,
+    vecB: K > 0 && N > 0 && (p.transB ? K : N) % 4 === 0,
+    vecOut: N > 0 && N % 4 === 0,
+    exact: K > 0 && M > 0 && N > 0 && M % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
     bias: !!f.bias,
   };
   if (f.geluIn) spec.geluIn = f.geluIn;
@@ -324,7 +324,10 @@ function planMatmul(
   if (f.half) spec.half = f.half;
   if (gr) spec.group = gr;
   if (dropout && (f.geluIn || f.geluGradOut)) spec.dropout = true;
-  const grid = (z: number) => [Math.ceil(N / t.BN), Math.ceil(M / t.BM), z] as const;
+  // row sums come from the first column block: one even when there are no columns (a
+  // zero-width Linear's bias gradient still sums dy)
+  const cols = Math.max(f.rowSum ? 1 : 0, Math.ceil(N / t.BN));
+  const grid = (z: number) => [cols, Math.ceil(M / t.BM), z] as const;
   if (split.S === 1) {
     const key = JSON.stringify([t, spec]);
     let code = codes.get(key);
@@ -904,7 +907,7 @@ export function matmulVariantFor(shape: MatmulShape): string {
 /** The K ranges a plain matmul of this shape splits into now (1: none; see `splitKFor`). */
 export function matmulSplitKFor(shape: MatmulShape): number {
   const t = selectMatmulVariant(shape).tile;
-  return t ? splitKFor(shape, t).S : 1;
+  return t ? splitKFor(shape, t, matmulTarget(), splitUnit(shape, t)).S : 1;
 }
 
 /** Whether the named variant fits the target's limits (threads, workgroup memory). */
@@ -1344,7 +1347,8 @@ async function tuneSplit(
   how: { run: () => void; check: () => Promise<boolean>; minTimeMs: number; opName: string },
 ): Promise<MatmulTuning["split"]> {
   if (!v.tile || forcedMatmulSplitK() !== null) return undefined;
-  const rule = splitKFor(s, v.tile).S;
+  const unit = splitUnit(s, v.tile);
+  const rule = splitKFor(s, v.tile, matmulTarget(), unit).S;
   if (rule <= 1) return undefined;
   // `fn` with K split into `S` ranges (null: as the rule says), on variant v
   const withSplit = async <T>(S: number | null, fn: () => Promise<T>): Promise<T> => {
@@ -1359,7 +1363,10 @@ async function tuneSplit(
   for (const want of [null, Math.floor(rule / 2), Math.min(SPLIT_MAX, rule * 2)]) {
     if (want !== null && want < 1) continue;
     // the ranges are whole slices: a number can round to one already timed
-    const S = await withSplit(want, () => Promise.resolve(splitKFor(s, v.tile!).S));
+    const S = await withSplit(
+      want,
+      () => Promise.resolve(splitKFor(s, v.tile!, matmulTarget(), unit).S),
+    );
     if (`S${S}` in ms) continue;
     ms[`S${S}`] = await withSplit(want, async () => {
       const r = await timeCandidate(backend, how.run, {

@@ -60,12 +60,13 @@ import {
   shapeClassKey,
   shapeKey,
   splitKFor,
+  splitUnit,
   tunedTable,
   tunedVariant,
   variantFits,
 } from "./_matmul_variants.ts";
 import { matmulWgsl, transposingUnits } from "./_matmul_wgsl.ts";
-import type { OpDef } from "../tensor/types.ts";
+import type { Backend, OpDef } from "../tensor/types.ts";
 
 /** One call: sizes, batch, which operand is shared (2-D), transposes, bias. */
 interface Case {
@@ -364,9 +365,16 @@ Deno.test("f16 kernel forms are tuned apart from the f32 product and fall back t
     assert.ok(rule > 1);
     setTunedSplit(hw, wide, 2);
     assert.equal(splitKFor({ ...wide, form: "h" }, t).S, 2);
+    // a form with a tile of its own keeps its own split, or the rule's: not the f32 product's
+    setTunedVariant(hw, { ...wide, form: "h" }, "t128x128k8_8x8d");
+    assert.equal(splitKFor({ ...wide, form: "h" }, t).S, rule);
     setTunedSplit(hw, { ...wide, form: "h" }, 4);
     assert.equal(splitKFor({ ...wide, form: "h" }, t).S, 4);
     assert.equal(splitKFor(wide, t).S, 2);
+    // an f16-accumulating form splits at whole groups of k
+    assert.equal(splitUnit({ ...wide, form: "h16g64" }, t), 64);
+    assert.equal(splitUnit({ ...wide, form: "h" }, t), 8);
+    assert.equal(splitUnit(wide, matmulVariant("t128x128k32_8x8").tile!), 32);
     // a cache keeps the forms' keys
     assert.equal(tunedTable("adapter H")["8192x512x2048/1/NT/h16g64"], "t128x128k8_8x8d");
   } finally {
@@ -872,6 +880,34 @@ Deno.test("matmulKernel() memoises per shape but follows forcing and tuning at o
     clearTunedVariants();
     setMatmulTarget(DEFAULT_TARGET);
   }
+});
+
+Deno.test({
+  name:
+    "linearGrad() of a zero-width input on WebGPU still sums dy into the bias gradient (split K too)",
+  ignore: NO_GPU,
+  fn: async () => {
+    for (const split of [null, 3]) {
+      useMatmulSplitK(split);
+      try {
+        for (const R of [3, 70]) {
+          const dyv = Array.from({ length: R * 5 }, (_, i) => ((i * 7) % 11) - 5 + 0.25);
+          const run = async (backend: Backend) => {
+            const dy = tensor(dyv, [R, 5], { backend });
+            const [dw, db] = apply(LINEAR_GRAD, [dy, tensor([], [R, 0], { backend })], {});
+            assert.deepEqual(dw.shape, [5, 0]);
+            return await db.toArray();
+          };
+          const [want, got] = [await run(CPU), await run(GPU!)];
+          want.forEach((v, i) =>
+            assert.ok(Math.abs(got[i] - v) <= 1e-5 * R, `split ${split} R ${R} db[${i}]`)
+          );
+        }
+      } finally {
+        useMatmulSplitK(null);
+      }
+    }
+  },
 });
 
 Deno.test("linearGrad() and geluLinear() handle zero-width layers; f16 accumulation falls back from slices that do not fit its groups", async () => {
