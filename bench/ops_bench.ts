@@ -795,6 +795,19 @@ Permissions: --allow-read --allow-env`);
     );
     Deno.exit(2);
   }
+  const sweepTileNames = values["sweep-tiles"]?.split(",");
+  for (const name of sweepTileNames ?? []) {
+    let tile: MatmulTile | null = null;
+    try {
+      tile = matmulVariant(name).tile;
+    } catch { /* reported below */ }
+    if (!tile) {
+      console.error(
+        `ops_bench: --sweep-tiles takes generator tiles such as t128x128k16_8x8, got "${name}"`,
+      );
+      Deno.exit(2);
+    }
+  }
   for await (
     const line of runOpsBench({
       backend,
@@ -808,7 +821,7 @@ Permissions: --allow-read --allow-env`);
       layouts: values.layouts?.split(","),
       sweepSeconds: ints(values["sweep-seconds"])?.[0],
       sweepPrecisions: precisions as SweepPrecision[] | undefined,
-      sweepTiles: values["sweep-tiles"]?.split(","),
+      sweepTiles: sweepTileNames,
     })
   ) {
     console.log(JSON.stringify(line));

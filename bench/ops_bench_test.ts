@@ -128,3 +128,37 @@ Deno.test("sweepBestTiles() takes the fastest tiles of every sweep_best line, ea
   assert.deepEqual(sweepBestTiles(jsonl, 1), ["t64x128k16_8x8d", "t128x128k8_8x8d"]);
   assert.deepEqual(sweepBestTiles(""), []);
 });
+
+Deno.test({
+  name: "--sweep-tiles times the named tiles in order; a name that is no tile is a one-line error",
+  ignore: NO_GPU,
+  fn: async () => {
+    const sweep = [];
+    for await (
+      const l of runOpsBench({
+        backend: GPU!,
+        only: ["sweep"],
+        variantSizes: [32],
+        layouts: ["NN"],
+        sweepTiles: ["t32x32k8_4x4", "t32x32k16_4x4"],
+        sweepSeconds: 30,
+      })
+    ) if (l.kind === "matmul_sweep") sweep.push(l);
+    assert.deepEqual(sweep.map((l) => l.tile), ["t32x32k8_4x4", "t32x32k16_4x4"]);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./ops_bench.ts", import.meta.url).pathname,
+        "--sweep-tiles",
+        "t1x1",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 2);
+    const err = new TextDecoder().decode(out.stderr).trim();
+    assert.equal(err.split("\n").length, 1);
+    assert.match(err, /--sweep-tiles takes generator tiles .*"t1x1"/);
+  },
+});
