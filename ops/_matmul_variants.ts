@@ -226,6 +226,21 @@ export function halfForm(h: MatmulHalf): string {
   return stagesF16(h) ? "hs" : "h";
 }
 
+/**
+ * What a {@linkcode halfForm} says: the accumulation, its group depth (f16
+ * accumulation) and whether f32 accumulation stages f16 slices; null for a
+ * string that is no f16 form.
+ */
+export function parseHalfForm(
+  form: string | undefined,
+): { acc: "f32" | "f16"; group?: number; stageF16: boolean } | null {
+  const m = /^h(?:(s)|16g(16|32|64))?$/.exec(form ?? "");
+  if (!m) return null;
+  return m[2]
+    ? { acc: "f16", group: Number(m[2]), stageF16: true }
+    : { acc: "f32", stageF16: !!m[1] };
+}
+
 /** Whether `v` runs on `target` (threads and workgroup memory within its limits). */
 export function variantFits(v: MatmulVariant, target: MatmulTarget): boolean {
   if (!v.tile) return target.maxInvocations >= 256 && target.maxWorkgroupBytes >= 8192;
@@ -528,8 +543,8 @@ export function splitKFor(
  * for an f16-accumulating form (`h16g<group>`) its groups of k too.
  */
 export function splitUnit(s: MatmulShape, t: MatmulTile): number {
-  const g = /^h16g(\d+)$/.exec(s.form ?? "");
-  return g ? Math.max(t.BK, Number(g[1])) : t.BK;
+  const group = parseHalfForm(s.form)?.group;
+  return group ? Math.max(t.BK, group) : t.BK;
 }
 
 let recorded: Map<string, MatmulShape> | null = null;

@@ -66,6 +66,7 @@ import {
   type TuneProduct,
 } from "./matmul.ts";
 import type { MatmulHalf } from "./_matmul_wgsl.ts";
+import { parseHalfForm } from "./_matmul_variants.ts";
 import { sumTo } from "./reduce.ts";
 import { reshape } from "./reshape.ts";
 import { lastAxisRows } from "./softmax.ts";
@@ -366,18 +367,19 @@ export function matmulF16(a: Tensor, b: Tensor, opts: MatmulF16Options = {}): Te
  * differently per kernel; a skipped slice or tile is off by far more).
  */
 export function tuneProductF16(s: MatmulShape): TuneProduct | null {
-  const m = /^h(?:(s)|16g(16|32|64))?$/.exec(s.form ?? "");
-  if (!m) return null;
+  const form = parseHalfForm(s.form);
+  if (!form) return null;
+  const acc16 = form.acc === "f16";
   const opts: MatmulF16Options = {
     transA: s.transA ?? false,
     transB: s.transB ?? false,
-    ...(m[1] ? { stage: "f16" as const } : {}),
-    ...(m[2] ? { acc: "f16" as const, group: Number(m[2]) as F16Group } : {}),
+    ...(!acc16 && form.stageF16 ? { stage: "f16" as const } : {}),
+    ...(acc16 ? { acc: "f16" as const, group: form.group as F16Group } : {}),
   };
   return {
     run: (a, b) => matmulF16(a, b, opts),
     opName: MATMUL_F16.name,
-    ...(m[2] ? { tolerance: 1e-2 } : {}),
+    ...(acc16 ? { tolerance: 1e-2 } : {}),
   };
 }
 

@@ -53,6 +53,7 @@ import {
   matmulTarget,
   matmulTile,
   matmulVariant,
+  parseHalfForm,
   selectMatmulVariant,
   setMatmulTarget,
   setTunedSplit,
@@ -340,6 +341,11 @@ Deno.test("f16 kernel forms are tuned apart from the f32 product and fall back t
   assert.equal(halfForm({ a: "f16", b: "f16", acc: "f32", out: "f32", stage: "f16" }), "hs");
   assert.equal(halfForm({ a: "f32", b: "f16", acc: "f16", out: "f32" }), "h16g16");
   assert.equal(halfForm({ a: "f32", b: "f32", acc: "f16", out: "f32", group: 64 }), "h16g64");
+  assert.deepEqual(parseHalfForm("h16g64"), { acc: "f16", group: 64, stageF16: true });
+  assert.deepEqual(parseHalfForm("hs"), { acc: "f32", stageF16: true });
+  assert.deepEqual(parseHalfForm("h"), { acc: "f32", stageF16: false });
+  assert.equal(parseHalfForm("h8"), null);
+  assert.equal(parseHalfForm(undefined), null);
   const f32 = { M: 8192, N: 512, K: 2048, transB: true };
   const h64 = { ...f32, form: "h16g64" };
   assert.equal(shapeKey(h64), "8192x512x2048/1/NT/h16g64");
