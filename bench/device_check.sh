@@ -12,13 +12,13 @@
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
 # tuner's choices). The limits add up to about 20 minutes, more than a session's device time: pick
 # sections. Session 14's two runs (H100 then H200) took 6.5 and 3.7 minutes, a machine's start
-# 0.5. Next: SECTIONS="tests alu base base_kept base_f16acc64" (about 6 minutes: base's first step tunes for
-# 85-105 s, now with three flat-slice candidates more, and since session 14 an f16 run tunes its
-# f16 products as f16 kernels, about as long again), then SECTIONS="sweep sweep16s sweep32s
-# base_f16" (about 4). A run that asks for an H100 may get an H200 (the device tool's fallback):
-# a TUNE_SEED of the other card's choices does not apply (keyed by adapter). When f16 training
-# beats f32 by 1.25x or more, SECTIONS="corpus" (up to 4 minutes) tells whether it meets the f16
-# target's validation-loss half.
+# 0.5. Next: SECTIONS="tests alu base base_kept base_probs base_keep_all base_f16acc64" (about 7
+# minutes: base's first step tunes for 85-105 s, now with three flat-slice candidates more, and
+# since session 14 an f16 run tunes its f16 products as f16 kernels, about as long again), then
+# SECTIONS="sweep sweep16s sweep32s base_f16" (about 4). A run that asks for an H100 may get an
+# H200 (the device tool's fallback): a TUNE_SEED of the other card's choices does not apply (keyed
+# by adapter). When f16 training beats f32 by 1.25x or more, SECTIONS="corpus" (up to 4 minutes)
+# tells whether it meets the f16 target's validation-loss half.
 set -uo pipefail
 OUT=${OUT:-/tmp/webseq-device}
 mkdir -p "$OUT"
@@ -112,6 +112,14 @@ section base_fused 60 env WEBSEQ_GELU_STAGE=fused $RUN cli.ts bench "${TUNE[@]}"
 # backward): the step and its peak memory against base's
 section base_kept 60 env WEBSEQ_GELU_STAGE=kept $RUN cli.ts bench "${TUNE[@]}" --preset base \
   --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
+# attention's probabilities kept from the forward for the backward (WEBSEQ_ATTENTION_PROBS=kept:
+# no Q·Kᵀ recompute, 0.92 ms of an H100 step, and the backward's elementwise kernel reads P
+# instead of Z, the lse and the masks; +603 MB at base); then with the GELU activation kept too
+section base_probs 60 env WEBSEQ_ATTENTION_PROBS=kept $RUN cli.ts bench "${TUNE[@]}" \
+  --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
+section base_keep_all 60 env WEBSEQ_ATTENTION_PROBS=kept WEBSEQ_GELU_STAGE=kept $RUN cli.ts bench \
+  "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu \
+  --torch "$PY" --json
 section base_f16 180 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 10 --device webgpu --precision f16 --profile --torch "$PY" --torch-bf16 --json
 section base_f16acc 150 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \

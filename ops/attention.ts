@@ -42,7 +42,9 @@
  *   {@linkcode ATTENTION_MAX_D}; registers grow with D (≈ 4·D floats per
  *   thread in the dK/dV kernel);
  * - "mm" (ops/_attention_mm.ts): the per-head products on the tiled matmul
- *   kernels with the scores in scratch memory, any D;
+ *   kernels with the scores in scratch memory, any D; in training with
+ *   {@linkcode useAttentionProbs}("kept") the forward's probabilities are a
+ *   third output (`keepProbs`) and the backward skips recomputing them;
  * - tiles (ops/_attention_tiled.ts): flash-attention-style workgroup tiles.
  *
  * On the CPU (f32): heads with T·S·D below {@linkcode WASM_ATTENTION_MAX_WORK}
@@ -60,7 +62,8 @@
  *
  * @module
  */
-import { apply, type Tensor, zeros } from "../tensor/tensor.ts";
+import { apply, isGradEnabled, type Tensor, zeros } from "../tensor/tensor.ts";
+import { grantedEnv } from "../tensor/env.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import { hashU32, WGSL_HASH } from "../tensor/rng.ts";
 import {
@@ -98,8 +101,11 @@ import { type StridedMatmul, stridedMatmulKernel, type StridedOperand } from "./
 import {
   MM_GRAD_WG,
   MM_LANES,
+  MM_MAX_SCORE_BYTES,
   MM_ROWS_PER_WG,
   MM_SOFTMAX_REG_KEYS,
+  mmFits,
+  mmGradKeptWgsl,
   mmGradWgsl,
   mmSoftmaxWgsl,
 } from "./_attention_mm.ts";
@@ -125,11 +131,20 @@ export interface AttentionParams {
   dropoutP: number;
   /** Dropout seed (u32). */
   seed: number;
+  /**
+   * {@linkcode ATTENTION}: a third output, the probabilities `P [B, H, T, S]`
+   * (heads-major in either layout), kept for the backward — the "mm"
+   * kernels' scores buffer, written anyway, becomes an output, so
+   * {@linkcode ATTENTION_BACKWARD} skips recomputing `Q·Kᵀ` and its exp.
+   * Needs `dropoutP` 0. {@linkcode ATTENTION_BACKWARD}: the last input is that
+   * output. Set by {@linkcode attention} under {@linkcode useAttentionProbs}("kept").
+   */
+  keepProbs?: boolean;
 }
 
 /** Parameters of {@linkcode ATTENTION_BACKWARD}. */
 export interface AttentionBackwardParams extends AttentionParams {
-  /** Whether the last input is the gradient of `lse` `[B, H, T]`. */
+  /** Whether the input after the mask is the gradient of `lse` `[B, H, T]`. */
   hasDLse: boolean;
 }
 
@@ -222,6 +237,25 @@ function checkParams(p: AttentionParams, what: string): void {
   if (!Number.isFinite(p.scale)) {
     throw new RangeError(`${what}: scale must be finite, got ${p.scale}`);
   }
+  if (p.keepProbs && p.dropoutP > 0) {
+    throw new RangeError(`${what}: keepProbs needs dropout p 0, got ${p.dropoutP}`);
+  }
+}
+
+/** Shape of the kept probabilities (heads-major in either layout). */
+function probsShape(g: Geometry): Shape {
+  return [g.B, g.H, g.T, g.S];
+}
+
+/** The kept probabilities are one scores buffer of the "mm" kernels: their grid and scratch limits. */
+function checkProbs(g: Geometry, what: string): void {
+  if (!mmFits(g.B * g.H, g.T, g.S)) {
+    throw new RangeError(
+      `${what}: keepProbs needs B·H ≤ 65535 and B·H·T·S·4 ≤ ${MM_MAX_SCORE_BYTES} bytes, got B·H ${
+        g.B * g.H
+      }, T ${g.T}, S ${g.S}`,
+    );
+  }
 }
 
 // ---------------------------------------------------------------- CPU reference
@@ -277,7 +311,7 @@ class RowContext {
 
 function attentionCpu(
   [q, k, v, maskIn]: CpuArray[],
-  [out, lse]: CpuArray[],
+  [out, lse, probs]: CpuArray[],
   g: Geometry,
   p: AttentionParams,
 ): void {
@@ -298,6 +332,7 @@ function attentionCpu(
           prob.fill(1 / S); // fully masked row: uniform over all keys
           lse[r] = Math.log(S);
         }
+        if (probs) probs.set(prob, ((b * H + h) * T + t) * S);
         acc.fill(0);
         for (let s = 0; s < S; s++) {
           const w = prob[s] * row.zm[s];
@@ -1062,7 +1097,10 @@ function headsProduct(
   return stridedMatmulKernel(s, bind);
 }
 
-/** The forward through per-head matmuls: Z = Q·Kᵀ, P̃ and lse, out = P̃·V. */
+/**
+ * The forward through per-head matmuls: Z = Q·Kᵀ, P̃ and lse, out = P̃·V; the
+ * scores in scratch memory, or (`keepProbs`) in output 2.
+ */
 function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
   const { T, S, D } = g;
   const qv = headsView(g, T), kv = headsView(g, S), zv = scoresView(g);
@@ -1070,23 +1108,22 @@ function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
   if (v.mask) bufs.push(["mask", "read", v.mask]);
   bufs.push(["lse", "read_write", "f32"]);
   const rows = g.B * g.H * T;
+  const Z = p.keepProbs ? { out: 2 } : { tmp: 0 };
   return {
-    temps: [rows * S * 4],
+    ...(p.keepProbs ? {} : { temps: [rows * S * 4] }),
     kernels: [
-      headsProduct(g, [T, S, D], [false, true], [qv, kv, zv], [{ in: 0 }, { in: 1 }, { tmp: 0 }]),
+      headsProduct(g, [T, S, D], [false, true], [qv, kv, zv], [{ in: 0 }, { in: 1 }, Z]),
       {
         code: kernelCode(
           `mmsoftmax${S <= MM_SOFTMAX_REG_KEYS ? Math.ceil(S / MM_LANES) : 0}`,
           v,
           () => mmSoftmaxWgsl(header(bufs) + common(v), S),
         ),
-        bind: [{ tmp: 0 }, ...(p.hasMask ? [{ in: 3 }] : []), { out: 1 }],
+        bind: [Z, ...(p.hasMask ? [{ in: 3 }] : []), { out: 1 }],
         uniform: uniform(g, p),
         workgroups: grid1d(rows, MM_ROWS_PER_WG),
       },
-      headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [{ tmp: 0 }, { in: 2 }, {
-        out: 0,
-      }]),
+      headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [Z, { in: 2 }, { out: 0 }]),
     ],
   };
 }
@@ -1134,6 +1171,49 @@ function mmBackwardPlan(
   };
 }
 
+/** {@linkcode mmGradKeptWgsl} without and with vec4 (it depends on no variant). */
+const keptGradCode: string[] = [];
+
+/**
+ * The backward over the probabilities the forward kept (input `at`): Δ,
+ * dP = dO·Vᵀ, scale·dS in place, dV = Pᵀ·dO, dQ = (scale·dS)·K,
+ * dK = (scale·dS)ᵀ·Q — {@linkcode mmBackwardPlan} without `Q·Kᵀ` and its exp.
+ */
+function mmKeptBackwardPlan(
+  g: Geometry,
+  p: AttentionBackwardParams,
+  delta: GpuKernel,
+  at: number,
+): GpuPlan {
+  const { T, S, D } = g;
+  const qv = headsView(g, T), kv = headsView(g, S), zv = scoresView(g);
+  const vec = S % 4 === 0;
+  const bufs: Buf[] = [
+    ["p", "read", vec ? "vec4f" : "f32"],
+    ["dp", "read_write", vec ? "vec4f" : "f32"],
+    ["info", "read", "f32"],
+  ];
+  const rows = g.B * g.H * T;
+  // scratch: 0 Δ and flags (the delta kernel's), 1 dP then scale·dS
+  const P = { in: at }, dP = { tmp: 1 };
+  return {
+    temps: [rows * 2 * 4, rows * S * 4],
+    kernels: [
+      delta,
+      headsProduct(g, [T, S, D], [false, true], [qv, kv, zv], [{ in: 5 }, { in: 2 }, dP]),
+      {
+        code: keptGradCode[+vec] ??= mmGradKeptWgsl(header(bufs), vec),
+        bind: [P, dP, { tmp: 0 }],
+        uniform: uniform(g, p),
+        workgroups: grid1d((rows * S) / (vec ? 4 : 1), MM_GRAD_WG),
+      },
+      headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [P, { in: 5 }, { out: 2 }]),
+      headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [dP, { in: 1 }, { out: 0 }]),
+      headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dP, { in: 0 }, { out: 1 }]),
+    ],
+  };
+}
+
 // ---------------------------------------------------------------- kernel selection
 
 export {
@@ -1173,10 +1253,17 @@ export const ATTENTION: OpDef<AttentionParams> = {
     }
     const g = geometry(inputs, p, "attention");
     const dtype = inputs[0].dtype;
-    return [{ shape: headsShape(g, g.T), dtype }, { shape: rowsShape(g), dtype }];
+    const outs = [{ shape: headsShape(g, g.T), dtype }, { shape: rowsShape(g), dtype }];
+    if (p.keepProbs) {
+      checkProbs(g, "attention");
+      outs.push({ shape: probsShape(g), dtype });
+    }
+    return outs;
   },
   cpu(ins, outs, info, p) {
     const g = geometry(info.inputs, p, "attention");
+    // the kept probabilities (a WebGPU training cache) from the reference, which has them
+    if (p.keepProbs) return attentionCpu(ins, outs, g, p);
     if (attentionWasmF32(ins, outs, g, p)) return;
     if (!attentionFastF32(ins, outs, g, p)) attentionCpu(ins, outs, g, p);
   },
@@ -1187,7 +1274,8 @@ export const ATTENTION: OpDef<AttentionParams> = {
     if (p.hasMask) bind.push({ in: 3 });
     bind.push({ out: 0 }, { out: 1 });
     const kernel = kernelFor("fwd", g, p);
-    if (kernel === "mm") return mmForwardPlan(g, p, v);
+    // the kept probabilities are the "mm" kernels' scores
+    if (kernel === "mm" || p.keepProbs) return mmForwardPlan(g, p, v);
     if (kernel !== "rows") {
       const name = `tfwd${attentionTileName(kernel)}`;
       return {
@@ -1208,12 +1296,16 @@ export const ATTENTION: OpDef<AttentionParams> = {
       }],
     };
   },
-  backward(ctx, [dOut, dLse]) {
-    const p = ctx.params;
+  backward(ctx, [dOut, dLse, dProbs]) {
+    if (dProbs) throw new TypeError("attention: the kept probabilities have no gradient");
+    const { keepProbs: _, ...p } = ctx.params;
     const [q, k, v] = ctx.inputs as Tensor[];
     const mask = p.hasMask ? ctx.inputs[3] as Tensor : null;
     let [o, lse] = ctx.outputs as Tensor[];
+    const probs = ctx.params.keepProbs ? ctx.outputs[2] as Tensor : null;
     const made: Tensor[] = [];
+    // the kept probabilities, unless freed (then with the other outputs, recomputed without)
+    const kept = probs !== null && !probs.disposed && !o.disposed && !lse.disposed;
     if (o.disposed || lse.disposed) {
       // the saved outputs were freed (e.g. by a scope): recompute them
       [o, lse] = apply(ATTENTION, ctx.inputs as Tensor[], p);
@@ -1227,21 +1319,26 @@ export const ATTENTION: OpDef<AttentionParams> = {
     const ins = [q, k, v, o, lse, dO];
     if (mask) ins.push(mask);
     if (dLse) ins.push(dLse as Tensor);
-    const [dq, dk, dv] = apply(ATTENTION_BACKWARD, ins, { ...p, hasDLse: dLse !== null });
+    if (kept) ins.push(probs);
+    const bp: AttentionBackwardParams = { ...p, hasDLse: dLse !== null };
+    if (kept) bp.keepProbs = true;
+    const [dq, dk, dv] = apply(ATTENTION_BACKWARD, ins, bp);
     for (const t of made) t.dispose();
+    probs?.dispose(); // its only reader is done: freed now, not at the end of the step
     return [dq, dk, dv, null];
   },
 };
 
 /**
  * The fused attention backward: inputs `[q, k, v, out, lse, dOut, keyMask?,
- * dLse?]`, outputs `[dq, dk, dv]`.
+ * dLse?, probs?]` (`probs`: {@linkcode ATTENTION}'s kept probabilities, with
+ * `keepProbs`), outputs `[dq, dk, dv]`.
  */
 export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
   name: "attention_backward",
   outputs(inputs, p) {
     checkParams(p, "attention_backward");
-    const n = 6 + (p.hasMask ? 1 : 0) + (p.hasDLse ? 1 : 0);
+    const n = 6 + (p.hasMask ? 1 : 0) + (p.hasDLse ? 1 : 0) + (p.keepProbs ? 1 : 0);
     if (inputs.length !== n) {
       throw new TypeError(`attention_backward: expected ${n} inputs, got ${inputs.length}`);
     }
@@ -1258,8 +1355,19 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
         } and ${fmtShape(inputs[5].shape)}`,
       );
     }
-    if (!same(inputs[4], rowShape) || (p.hasDLse && !same(inputs[n - 1], rowShape))) {
+    const dLseAt = 6 + (p.hasMask ? 1 : 0);
+    if (!same(inputs[4], rowShape) || (p.hasDLse && !same(inputs[dLseAt], rowShape))) {
       throw new TypeError(`attention_backward: lse and dLse must be ${fmtShape(rowShape)}`);
+    }
+    if (p.keepProbs) {
+      checkProbs(g, "attention_backward");
+      if (!same(inputs[n - 1], probsShape(g))) {
+        throw new TypeError(
+          `attention_backward: probs must be ${fmtShape(probsShape(g))}, got ${
+            fmtShape(inputs[n - 1].shape)
+          }`,
+        );
+      }
     }
     return [0, 1, 2].map((i) => ({ shape: inputs[i].shape, dtype: inputs[i].dtype }));
   },
@@ -1299,6 +1407,7 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
       workgroups: grid1d(BH * g.T, WG_ROWS),
     };
     const kernel = kernelFor("bwd", g, p);
+    if (p.keepProbs) return mmKeptBackwardPlan(g, p, delta, info.inputs.length - 1);
     if (kernel === "mm") return mmBackwardPlan(g, p, v, delta);
     if (kernel !== "rows") {
       const name = attentionTileName(kernel);
@@ -1380,7 +1489,67 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   };
   if (opts.layout) params.layout = opts.layout;
   const inputs = opts.keyMask ? [q, k, v, opts.keyMask] : [q, k, v];
+  if (keepsProbs(inputs, params)) params.keepProbs = true;
   return apply(ATTENTION, inputs, params)[0];
+}
+
+/**
+ * What the training backward of attention does for the probabilities
+ * `softmax(scale·q·kᵀ)`: `"recomputed"` from `q`, `k` and `lse` (the
+ * default: no `[B, H, T, S]` array kept), or `"kept"`: where the backward
+ * runs the "mm" kernels on WebGPU and attention dropout is 0, the forward's
+ * probabilities (the scores buffer it writes anyway) stay alive until the
+ * backward, which then skips the `Q·Kᵀ` product and its exp — one
+ * `4·B·H·T·S` bytes per attention call more, as PyTorch's eager attention keeps
+ * them (603 MB at `base`'s batch, 18 calls of 64·8·128·128).
+ */
+export type AttentionProbs = "recomputed" | "kept";
+
+let forcedProbs: AttentionProbs | null | undefined; // undefined: not read from the environment yet
+
+function checkProbsMode(v: string, what: string): AttentionProbs | null {
+  if (v === "auto") return null;
+  if (v !== "recomputed" && v !== "kept") {
+    throw new TypeError(`${what}: expected recomputed, kept or auto, got "${v}"`);
+  }
+  return v;
+}
+
+/**
+ * Forces what attention's backward does with the probabilities (`null` or
+ * `"auto"`: {@linkcode DEFAULT_ATTENTION_PROBS}); overrides
+ * `WEBSEQ_ATTENTION_PROBS`.
+ */
+export function useAttentionProbs(mode: AttentionProbs | "auto" | null): void {
+  forcedProbs = mode === null ? null : checkProbsMode(mode, "useAttentionProbs");
+}
+
+/** "recomputed": not the default until a card times "kept" against it. */
+export const DEFAULT_ATTENTION_PROBS: AttentionProbs = "recomputed";
+
+/** What attention's backward does with the probabilities now. */
+export function attentionProbs(): AttentionProbs {
+  if (forcedProbs === undefined) {
+    const v = grantedEnv("WEBSEQ_ATTENTION_PROBS");
+    forcedProbs = v ? checkProbsMode(v, "WEBSEQ_ATTENTION_PROBS") : null;
+  }
+  return forcedProbs ?? DEFAULT_ATTENTION_PROBS;
+}
+
+/**
+ * Whether an attention call keeps its probabilities for the backward: in
+ * "kept" mode, on WebGPU, when a gradient will flow to q, k or v, without
+ * dropout, within the "mm" kernels' limits, and where the backward's kernel
+ * is "mm" (forced, tuned or the default).
+ */
+function keepsProbs(inputs: Tensor[], p: AttentionParams): boolean {
+  const [q, k, v] = inputs;
+  if (
+    attentionProbs() !== "kept" || q.backend.kind !== "webgpu" || p.dropoutP > 0 ||
+    !isGradEnabled() || !(q.requiresGrad || k.requiresGrad || v.requiresGrad)
+  ) return false;
+  const g = geometry(inputs, p, "attention");
+  return mmFits(g.B * g.H, g.T, g.S) && kernelFor("bwd", g, p) === "mm";
 }
 
 // ---------------------------------------------------------------- registry cases
@@ -1408,6 +1577,8 @@ interface CaseSpec {
   tol?: number;
   /** "BTHD": token-major q/k/v (default heads-major). */
   layout?: AttentionLayout;
+  /** The probabilities kept for the backward (`AttentionParams.keepProbs`). */
+  keepProbs?: boolean;
 }
 
 /** q/k/v shape of a case with L positions. */
@@ -1440,6 +1611,7 @@ function forwardCase(c: CaseSpec): OpCase {
       dropoutP: c.dropoutP ?? 0,
       seed: 1234,
       ...(c.layout ? { layout: c.layout } : {}),
+      ...(c.keepProbs ? { keepProbs: true } : {}),
     } satisfies AttentionParams,
     gradOutputs: c.gradLse ? [0, 1] : [0],
     noGradCheck: c.noGradCheck,
@@ -1459,6 +1631,7 @@ function backwardCase(c: CaseSpec): OpCase {
   );
   if (c.lens) inputs.push(f.inputs[3]);
   if (c.gradLse) inputs.push({ shape: rows });
+  if (c.keepProbs) inputs.push({ shape: [B, H, T, c.S] });
   const fwdInfos: TensorInfo[] = f.inputs.map((s) => ({ shape: s.shape, dtype: s.dtype ?? "f64" }));
   return {
     label: c.label,
@@ -1470,9 +1643,11 @@ function backwardCase(c: CaseSpec): OpCase {
       const fwd = [ins[0], ins[1], ins[2]];
       if (c.lens) fwd.push(ins[6]);
       const out = new Float64Array(ins[3].length), lse = new Float64Array(ins[4].length);
-      attentionCpu(fwd, [out, lse], g, f.params);
+      const probs = c.keepProbs ? new Float64Array(B * H * T * c.S) : null;
+      attentionCpu(fwd, probs ? [out, lse, probs] : [out, lse], g, f.params);
       ins[3] = out.map(Math.fround);
       ins[4] = lse.map(Math.fround);
+      if (probs) ins[ins.length - 1] = probs.map(Math.fround);
     },
     params: { ...f.params, hasDLse: c.gradLse ?? false },
     noGradCheck: true,
@@ -1617,6 +1792,30 @@ const CASES: CaseSpec[] = [
     dropoutP: 0.2,
     noGradCheck: true,
     layout: "BTHD",
+  },
+  // the probabilities kept for the backward (the "mm" kernels whatever the selection)
+  {
+    label: "kept probs BTHD causal+padding",
+    B: 2,
+    H: 2,
+    T: 6,
+    S: 6,
+    D: 3,
+    lens: [6, 3],
+    causal: true,
+    layout: "BTHD",
+    keepProbs: true,
+  },
+  {
+    label: "kept probs fully masked vec4 lse grad",
+    B: 2,
+    H: 2,
+    T: 5,
+    S: 8,
+    D: 4,
+    lens: [6, 0],
+    gradLse: true,
+    keepProbs: true,
   },
 ];
 

@@ -23,6 +23,7 @@ import {
   ATTENTION,
   attention,
   type AttentionOptions,
+  attentionProbs,
   type AttentionShape,
   attentionShapeKey,
   type AttentionTile,
@@ -44,7 +45,9 @@ import {
   softmax,
   sum,
   useAttentionKernel,
+  useAttentionProbs,
 } from "./mod.ts";
+import { evalStdout } from "../tests/_eval.ts";
 
 /** torch.finfo(torch.float32).min, the value PyTorch's twin fills disallowed scores with. */
 const F32_MIN = -3.4028234663852886e38;
@@ -515,4 +518,87 @@ Deno.test("WEBSEQ_ATTENTION_KERNEL forces the attention kernels; a bad name is a
   const bad = await run("fastest");
   assert.notEqual(bad.code, 0);
   assert.match(bad.err, /WEBSEQ_ATTENTION_KERNEL: bad attention kernel "fastest"/);
+});
+
+/** Out and the q, k, v gradients of a causal, padded BTHD attention on `backend`; probs' fate. */
+async function probsRun(backend: Backend, opts: { dropout?: { p: number; seed: number } } = {}) {
+  const [B, T, H, D] = [2, 12, 3, 8], rng = makeRng(31);
+  const mk = (shape: number[]) =>
+    tensor(randoms(shape.reduce((a, b) => a * b, 1), rng), shape, { backend, requiresGrad: true });
+  const q = mk([B, T, H, D]), k = mk([B, T, H, D]), v = mk([B, T, H, D]);
+  const w = tensor(randoms(B * T * H * D, rng), [B, T, H, D], { backend });
+  const keyMask = tensor(
+    Array.from({ length: B * T }, (_, i) => +(i % T < [T, 5][i < T ? 0 : 1])),
+    [
+      B,
+      T,
+    ],
+    { backend },
+  );
+  const out = attention(q, k, v, { keyMask, causal: true, layout: "BTHD", ...opts });
+  const outs = out.node?.outputs ?? [];
+  const gpu = backend.kind === "webgpu" ? GPU! : null;
+  gpu?.dispatchStats(true);
+  sum(mul(out, w)).backward();
+  const dispatches = gpu?.dispatchStats(true).perOp.attention_backward ?? 0;
+  const data = await Promise.all([out, q.grad!, k.grad!, v.grad!].map((t) => t.data()));
+  return { data, outputs: outs.length, probsFreed: outs[2]?.disposed ?? null, dispatches };
+}
+
+Deno.test({
+  name:
+    'useAttentionProbs("kept"): on WebGPU with the "mm" backward the probabilities are a third output, freed by the backward, which skips Q·Kᵀ; the same numbers',
+  ignore: NO_GPU,
+  fn: async () => {
+    try {
+      useAttentionKernel("mm");
+      const recomputed = await probsRun(GPU!);
+      useAttentionProbs("kept");
+      assert.equal(attentionProbs(), "kept");
+      const kept = await probsRun(GPU!);
+      assert.equal(recomputed.outputs, 2);
+      assert.equal(kept.outputs, 3);
+      assert.equal(kept.probsFreed, true);
+      // Δ, dP, dS, dV, dQ, dK: one product (Q·Kᵀ) fewer than the recomputing backward's 7
+      assert.equal(recomputed.dispatches, 7);
+      assert.equal(kept.dispatches, 6);
+      kept.data.forEach((got, j) =>
+        closeTo(got, recomputed.data[j], 1e-6, ["out", "dq", "dk", "dv"][j])
+      );
+      // not kept: with attention dropout, on the CPU, without gradients, where the backward
+      // runs other kernels, or in the default mode
+      assert.equal((await probsRun(GPU!, { dropout: { p: 0.2, seed: 3 } })).outputs, 2);
+      assert.equal((await probsRun(CPU)).outputs, 2);
+      const x = tensor(randoms(2 * 4 * 8, makeRng(1)), [1, 2, 4, 8], { backend: GPU! });
+      assert.equal(attention(x, x, x).node, null);
+      useAttentionKernel("rows");
+      assert.equal((await probsRun(GPU!)).outputs, 2);
+      useAttentionKernel("mm");
+      useAttentionProbs("auto");
+      assert.equal(attentionProbs(), "recomputed");
+      assert.equal((await probsRun(GPU!)).outputs, 2);
+    } finally {
+      useAttentionKernel(null);
+      useAttentionProbs(null);
+    }
+  },
+});
+
+Deno.test("useAttentionProbs() and WEBSEQ_ATTENTION_PROBS pick the mode; a bad name is a one-line TypeError; keepProbs needs dropout 0", async () => {
+  assert.throws(
+    () => useAttentionProbs("both" as "kept"),
+    /^TypeError: useAttentionProbs: expected recomputed, kept or auto, got "both"$/,
+  );
+  const code = `import { attentionProbs } from "${new URL("./attention.ts", import.meta.url)}";
+    try { console.log(attentionProbs()); } catch (e) { console.log(String(e)); }`;
+  const run = (value: string) => evalStdout(code, { WEBSEQ_ATTENTION_PROBS: value });
+  assert.equal(await run("kept"), "kept");
+  assert.equal(await run("auto"), "recomputed");
+  assert.match(
+    await run("cached"),
+    /^TypeError: WEBSEQ_ATTENTION_PROBS: expected recomputed, kept or auto, got "cached"$/,
+  );
+  const x = tensor(new Array(16).fill(0.5), [1, 1, 2, 8]);
+  const p = { hasMask: false, causal: false, scale: 1, dropoutP: 0.1, seed: 0, keepProbs: true };
+  assert.throws(() => apply(ATTENTION, [x, x, x], p), /keepProbs needs dropout p 0, got 0.1/);
 });
