@@ -69,7 +69,7 @@
  * @module
  */
 import { WGSL_HASH } from "../tensor/rng.ts";
-import { LINEAR_INDEX, MAIN_1D, WGSL_ERF } from "./_wgsl.ts";
+import { LINEAR_INDEX, MAIN_1D, WGSL_ERF, WGSL_GELU_GRAD } from "./_wgsl.ts";
 import { WGSL_ROUND_F16, WGSL_TO_F16 } from "./cast.ts";
 
 /**
@@ -457,7 +457,7 @@ function geluHelpers(dropout: boolean): string {
     dropout ? `select(0.0, ${v} * u.scale, (hash_u32(u.seed, i) >> 8u) >= u.thr)` : v;
   const v4 = (f: string, args: string) =>
     `${V4}(${COMP.map((c, q) => `${f}(${args.replaceAll("#", c)}, e + ${q}u)`).join(", ")})`;
-  return `${dropout ? WGSL_HASH : ""}${WGSL_ERF}
+  return `${dropout ? WGSL_HASH : ""}${WGSL_ERF}${WGSL_GELU_GRAD}
 fn gelu_in(x: f32, i: u32) -> f32 {
   let g = 0.5 * x * (1.0 + erf_f(x * 0.70710678118654752));
   return ${keep("g")};
@@ -468,7 +468,7 @@ fn gelu_in4(v: ${V4}, i4: u32) -> ${V4} {
 }
 fn gelu_grad_out(d: f32, x: f32, i: u32) -> f32 {
   let dd = ${keep("d")};
-  return dd * (0.5 * (1.0 + erf_f(x * 0.70710678118654752)) + x * 0.39894228040143268 * exp(-0.5 * x * x));
+  return dd * gelu_grad_f(x);
 }
 fn gelu_grad_out4(d: ${V4}, x: ${V4}, i4: u32) -> ${V4} {
   let e = i4 * 4u;

@@ -103,6 +103,29 @@ fn erf_f(x: f32) -> f32 {
 }
 `;
 
+/**
+ * WGSL `gelu_grad_f(x)` = GELU'(x) = Φ(x) + x·φ(x) without branches, so the
+ * threads of a warp never wait on each other's side of a branch (it runs in
+ * the epilogue of the GELU-gradient matmul, once per output): Φ(x) is
+ * `1 − erfc(|x|/√2)/2` (`erfc/2` for x < 0) with erfc from the formula of
+ * {@linkcode WGSL_ERF}'s middle branch, whose fractional error stays under
+ * 1.2e-7 for every argument, so Φ is within about 1e-7 of the exact value
+ * everywhere (relatively so for x < 0). WGSL_ERF's own small-argument branch
+ * keeps erf accurate relative to its size near 0, which Φ = (1 + erf)/2 does
+ * not need.
+ */
+export const WGSL_GELU_GRAD = `
+fn gelu_grad_f(x: f32) -> f32 {
+  let a = abs(x) * 0.70710678118654752;
+  let t = 1.0 / (1.0 + 0.5 * a);
+  let c = t * exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+    t * (-0.82215223 + t * 0.17087277)))))))));
+  let cdf = select(1.0 - 0.5 * c, 0.5 * c, x < 0.0);
+  return cdf + x * 0.39894228040143268 * exp(-0.5 * x * x);
+}
+`;
+
 /** Max errors of the erf approximations are checked against Math-based references in tests. */
 export function erfApprox(x: number): number {
   const a = Math.abs(x);

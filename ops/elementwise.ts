@@ -8,7 +8,7 @@
  */
 import { apply, type Tensor } from "../tensor/tensor.ts";
 import { type CpuArray, fmtShape, type OpDef, packUniform, sizeOf } from "../tensor/types.ts";
-import { erfApprox, grid1d, LINEAR_INDEX, MAIN_1D, WGSL_ERF } from "./_wgsl.ts";
+import { erfApprox, grid1d, LINEAR_INDEX, MAIN_1D, WGSL_ERF, WGSL_GELU_GRAD } from "./_wgsl.ts";
 import { geluF32, geluGradF32, siluF32, siluGradF32 } from "./_cpu_threads_kernels.ts";
 import { expF64 } from "./_exp.ts";
 
@@ -213,9 +213,9 @@ export const GELU_GRAD: OpDef<ScalarParams> = mapOp(
     ) return;
     for (let i = 0; i < out.length; i++) out[i] = dy[i] * geluGradScalar(x[i]);
   },
-  "x1 * (0.5 * (1.0 + erf_f(x0 * 0.70710678118654752)) + x0 * 0.39894228040143268 * exp(-0.5 * x0 * x0))",
+  "x1 * gelu_grad_f(x0)",
   undefined,
-  WGSL_ERF,
+  WGSL_GELU_GRAD,
 );
 /** SiLU'(x)·dy (inputs x, dy). */
 export const SILU_GRAD: OpDef<ScalarParams> = mapOp("siluGrad", 2, ([x, dy], out) => {

@@ -11,8 +11,10 @@ import { makeRng } from "../tensor/rng.ts";
 import { apply, noGrad, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend, OpInfo } from "../tensor/types.ts";
 import { evalStdout } from "../tests/_eval.ts";
+import { GELU_GRAD } from "./elementwise.ts";
 import {
   GELU_LINEAR,
+  GELU_LINEAR_GRAD,
   GELU_WEIGHT_GRAD,
   type GeluLinearParams,
   geluStage,
@@ -294,5 +296,59 @@ Deno.test({
       useGeluStage(null);
     }
     await Promise.resolve();
+  },
+});
+
+/** erfc(z) for z ≥ 0 in float64, to ~1e-15: the Taylor series below 2, the continued fraction above. */
+function erfcExact(z: number): number {
+  if (z < 2) {
+    let term = z, sum = z;
+    for (let n = 1; n < 80; n++) {
+      term *= (-z * z) / n;
+      sum += term / (2 * n + 1);
+    }
+    return 1 - (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  let f = z;
+  for (let n = 120; n >= 1; n--) f = z + n / 2 / f;
+  return Math.exp(-z * z) / (Math.sqrt(Math.PI) * f);
+}
+
+/** GELU'(x) = Φ(x) + x·φ(x) in float64. */
+function geluGradExact(x: number): number {
+  const c = erfcExact(Math.abs(x) / Math.SQRT2);
+  const cdf = x < 0 ? c / 2 : 1 - c / 2;
+  return cdf + (x * Math.exp(-x * x / 2)) / Math.sqrt(2 * Math.PI);
+}
+
+Deno.test({
+  name:
+    "gelu' on WebGPU (branch-free gelu_grad_f: GELU_GRAD and the GELU-gradient matmul's epilogue) is within 2.5e-7 of the exact value, relatively 1e-5 below x = −1.5",
+  ignore: NO_GPU,
+  fn: async () => {
+    const xs = Array.from({ length: 2401 }, (_, i) => Math.fround(-12 + i / 100));
+    xs.push(0, -0, 1e-30, -1e-30, 5.6568541, -5.6568541, 0.70710677, -0.70710677, 40, -40);
+    const n = xs.length;
+    const x = tensor(xs, [n], { backend: GPU! }),
+      one = tensor(new Array(n).fill(1), [n], {
+        backend: GPU!,
+      });
+    const viaOp = await apply(GELU_GRAD, [x, one], { a: 0 })[0].data();
+    // the epilogue: du = gelu'(u) ⊙ (dy·W) with dy·W = 1 everywhere (dy [n, 1] ones, W [1, 1])
+    const u = tensor(xs, [n, 1], { backend: GPU! });
+    const dy = tensor(new Array(n).fill(1), [n, 1], { backend: GPU! });
+    const w = tensor([1], [1, 1], { backend: GPU! });
+    const viaMatmul = await apply(GELU_LINEAR_GRAD, [dy, w, u], { dropoutP: 0, dropoutSeed: 0 })[0]
+      .data();
+    for (const [name, got] of [["geluGrad", viaOp], ["geluLinearGrad", viaMatmul]] as const) {
+      for (let i = 0; i < n; i++) {
+        const want = geluGradExact(xs[i]);
+        const err = Math.abs(got[i] - want);
+        assert.ok(err <= 2.5e-7, `${name} x ${xs[i]}: ${got[i]} vs ${want}`);
+        if (xs[i] < -1.5) {
+          assert.ok(err <= 1e-5 * Math.abs(want), `${name} x ${xs[i]}: ${got[i]} vs ${want}`);
+        }
+      }
+    }
   },
 });
