@@ -12,8 +12,9 @@
  *   `dV = P̃ᵀ·dO`, `dQ = (scale·dS)·K`, `dK = (scale·dS)ᵀ·Q`.
  *
  * With `keepProbs` (attention.ts `useAttentionProbs`) the forward's P̃ is an
- * output instead of scratch, and the backward ({@linkcode mmGradKeptWgsl})
- * starts from it: no `Q·Kᵀ`.
+ * output instead of scratch, and the backward starts from it: no `Q·Kᵀ`, and
+ * `dS` in the epilogue of `dO·Vᵀ` (ops/_matmul_wgsl.ts `scoresGrad`) instead
+ * of the elementwise kernel.
  *
  * On a large GPU the products run at the matmul kernels' rate while the row
  * kernels of attention.ts run one dependent dot product per key; the price
@@ -226,31 +227,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let delta = info[2u * r];
   let full = info[2u * r + 1u] != 0.0;
   ${body}
-}
-`;
-}
-
-/**
- * The backward row kernel when the forward kept the probabilities
- * (`AttentionParams.keepProbs`, attention dropout 0): `p` holds `P` as the
- * forward's softmax wrote it (0 on disallowed keys, `1/S` in a fully masked
- * row), so `dp := scale·P·(dp − Δ)`, and 0 in a fully masked row (its q and k
- * get no gradient) — {@linkcode mmGradWgsl}'s numbers without recomputing
- * `Q·Kᵀ`, its exp or the masks. One thread per score (`vec`: per 4, `p` and
- * `dp` then `vec4f`, S % 4 == 0). `prelude` declares `p` (read), `dp`
- * (read_write), `info` (Δ and the flag per heads-major row) and the uniform.
- */
-export function mmGradKeptWgsl(prelude: string, vec = false): string {
-  const W = vec ? 4 : 1, T = vec ? "vec4f" : "f32";
-  return `${prelude}
-@compute @workgroup_size(${MM_GRAD_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * ${MM_GRAD_WG}u;
-  if (i >= u.BH * u.T * (u.S / ${W}u)) { return; }
-  let r = i / (u.S / ${W}u);
-  let delta = info[2u * r];
-  let full = info[2u * r + 1u] != 0.0;
-  dp[i] = select(u.scale * p[i] * (dp[i] - delta), ${T}(0.0), full);
 }
 `;
 }

@@ -31,6 +31,11 @@
  *   `hash_u32(seed, i) >> 8 >= thr`, as ops/dropout.ts does;
  * - `addOut`: an input shaped like `out` is added last (autograd's gradient
  *   accumulation fused into a backward matmul);
+ * - `scoresGrad` (strided products only): attention's `dS` from `dP = dO·Vᵀ`
+ *   as it is stored, `out = scale·P·(dP − Δ_r)`, 0 in a flagged row, with `P`
+ *   an extra input `aux` shaped like `out` and `info[2r]`, `info[2r + 1]` the
+ *   Δ and fully-masked flag of row `r = z·M + m` (ops/attention.ts, kept
+ *   probabilities);
  * - `half`: the f16 matmul of ops/matmul_f16.ts — f32 operands rounded to
  *   f16 as they load, f32 accumulation (the slices staged widened to f32 by
  *   default, or as f16 and widened per product) or f16 FMAs over groups of
@@ -140,6 +145,12 @@ export interface MatmulSpec {
   dropout?: boolean;
   /** Add `addend[i]` (an input shaped like `out`, after bias and aux) to each output: `out = product + addend`. */
   addOut?: boolean;
+  /**
+   * Strided products: `out = scale·aux[i]·(product − info[2r])`, 0 where
+   * `info[2r + 1] != 0`, row `r = z·M + m` (inputs `aux` then `info` after
+   * `b`; `scale` in the uniform): attention's `dS` from `dP`.
+   */
+  scoresGrad?: boolean;
   /** Also write `rsum[z·M + m] = Σ_k A(m, k)` (a second output, `[P, M]`). */
   rowSum?: boolean;
   /** The f16 kernel of ops/matmul_f16.ts (needs `shader-f16`); absent: f32 throughout. */
@@ -521,6 +532,11 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   if (s.strided && (s.splitK || s.rowSum)) {
     throw new TypeError("matmulWgsl: strided products neither split K nor sum rows");
   }
+  if (s.scoresGrad && (!s.strided || H || s.bias || s.geluGradOut || s.addOut)) {
+    throw new TypeError(
+      "matmulWgsl: the scores-gradient epilogue is for plain f32 strided products",
+    );
+  }
   const G = s.group ?? null;
   if (
     G && (G.n < 2 || s.strided || s.geluIn || s.geluGradOut ||
@@ -566,8 +582,11 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   declare("a", "read", arr(s.vecA, H?.a), gA);
   declare("b", "read", arr(s.vecB, H?.b), gB);
   if (s.bias) declare("bias", "read", arr(s.vecOut), G?.role === "b");
-  if (s.geluGradOut) {
+  if (s.geluGradOut || s.scoresGrad) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> aux: ${arr(s.vecOut)};`);
+  }
+  if (s.scoresGrad) {
+    bind.push(`@group(0) @binding(${bind.length}) var<storage, read> info: array<f32>;`);
   }
   if (s.addOut) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> addend: ${arr(s.vecOut)};`);
@@ -578,7 +597,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const drop = s.dropout ? ", seed: u32, thr: u32, scale: f32" : "";
   const split = s.splitK ? ", S: u32, kc: u32" : "";
   const strides = strided
-    ? ", lda: u32, ldb: u32, ldo: u32, zh: u32, sah: u32, sbh: u32, so: u32, soh: u32"
+    ? ", lda: u32, ldb: u32, ldo: u32, zh: u32, sah: u32, sbh: u32, so: u32, soh: u32" +
+      (s.scoresGrad ? ", scale: f32" : "")
     : "";
   bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${split}${drop}${strides} }`);
   bind.push(`@group(0) @binding(${ub}) var<uniform> u: U;`);
@@ -773,6 +793,14 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     for (let i = 0; i < 4; i++) {
       const r = g * 4 + i;
       const rows: string[] = [`let gm = m0 + ${g * WY * 4 + i}u + ty * 4u;`];
+      // the scores gradient: Δ and the fully-masked flag of the row (read once per row)
+      if (s.scoresGrad) {
+        rows.push(
+          "let ri = 2u * (z * u.M + gm);",
+          "let dl = info[ri];",
+          "let fl = info[ri + 1u] != 0.0;",
+        );
+      }
       for (let h = 0; h < TN / 4; h++) {
         const c = `c${r}_${h}`;
         if (s.vecOut) {
@@ -780,6 +808,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
           const cv = H && H.out !== "f16" ? conv(c, true) : c;
           let v = s.bias ? `${cv} + bias${h}` : cv;
           if (s.geluGradOut) v = `gelu_grad_out4(${v}, aux[${oi}], ${oi})`;
+          if (s.scoresGrad) {
+            v = `select(u.scale * aux[${oi}] * (${v} - ${V4}(dl)), ${V4}(), fl)`;
+          }
           if (s.addOut) v = `${v} + addend[${oi}]`;
           const st = OUT(oi, H?.out === "f16" ? conv(v, true) : v);
           rows.push(s.exact ? st : `if (gn${h} < u.N) { ${st} }`);
@@ -789,6 +820,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
             const cq = `${c}.${COMP[q]}`, cv = H && H.out !== "f16" ? conv(cq, false) : cq;
             let v = s.bias ? `${cv} + ${BIAS(`gn${h} + ${q}u`)}` : cv;
             if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
+            if (s.scoresGrad) v = `select(u.scale * aux[${oi}] * (${v} - dl), 0.0, fl)`;
             if (s.addOut) v = `${v} + addend[${oi}]`;
             const st = OUT(oi, H?.out === "f16" ? conv(v, false) : v);
             rows.push(s.exact ? st : `if (gn${h} + ${q}u < u.N) { ${st} }`);

@@ -105,7 +105,6 @@ import {
   MM_ROWS_PER_WG,
   MM_SOFTMAX_REG_KEYS,
   mmFits,
-  mmGradKeptWgsl,
   mmGradWgsl,
   mmSoftmaxWgsl,
 } from "./_attention_mm.ts";
@@ -135,7 +134,8 @@ export interface AttentionParams {
    * {@linkcode ATTENTION}: a third output, the probabilities `P [B, H, T, S]`
    * (heads-major in either layout), kept for the backward — the "mm"
    * kernels' scores buffer, written anyway, becomes an output, so
-   * {@linkcode ATTENTION_BACKWARD} skips recomputing `Q·Kᵀ` and its exp.
+   * {@linkcode ATTENTION_BACKWARD} skips recomputing `Q·Kᵀ` and takes `dS`
+   * from the epilogue of `dO·Vᵀ`.
    * Needs `dropoutP` 0. {@linkcode ATTENTION_BACKWARD}: the last input is that
    * output. Set by {@linkcode attention} under {@linkcode useAttentionProbs}("kept").
    */
@@ -1171,13 +1171,12 @@ function mmBackwardPlan(
   };
 }
 
-/** {@linkcode mmGradKeptWgsl} without and with vec4 (it depends on no variant). */
-const keptGradCode: string[] = [];
-
 /**
- * The backward over the probabilities the forward kept (input `at`): Δ,
- * dP = dO·Vᵀ, scale·dS in place, dV = Pᵀ·dO, dQ = (scale·dS)·K,
- * dK = (scale·dS)ᵀ·Q — {@linkcode mmBackwardPlan} without `Q·Kᵀ` and its exp.
+ * The backward over the probabilities the forward kept (input `at`): Δ, then
+ * `dO·Vᵀ` with the scores gradient in its epilogue (`scale·P·(dP − Δ)`, 0 in
+ * fully masked rows: `StridedMatmul.scoresGrad`), dV = Pᵀ·dO,
+ * dQ = (scale·dS)·K, dK = (scale·dS)ᵀ·Q — {@linkcode mmBackwardPlan} without
+ * `Q·Kᵀ` and without its elementwise kernel (5 dispatches, not 7).
  */
 function mmKeptBackwardPlan(
   g: Geometry,
@@ -1187,29 +1186,30 @@ function mmKeptBackwardPlan(
 ): GpuPlan {
   const { T, S, D } = g;
   const qv = headsView(g, T), kv = headsView(g, S), zv = scoresView(g);
-  const vec = S % 4 === 0;
-  const bufs: Buf[] = [
-    ["p", "read", vec ? "vec4f" : "f32"],
-    ["dp", "read_write", vec ? "vec4f" : "f32"],
-    ["info", "read", "f32"],
-  ];
   const rows = g.B * g.H * T;
-  // scratch: 0 Δ and flags (the delta kernel's), 1 dP then scale·dS
-  const P = { in: at }, dP = { tmp: 1 };
+  // scratch: 0 Δ and flags (the delta kernel's), 1 scale·dS
+  const P = { in: at }, dS = { tmp: 1 };
+  const dsProduct = stridedMatmulKernel({
+    M: T,
+    N: S,
+    K: D,
+    transA: false,
+    transB: true,
+    P: g.B * g.H,
+    zh: g.H,
+    a: qv,
+    b: kv,
+    out: zv,
+    scoresGrad: { scale: p.scale },
+  }, [{ in: 5 }, { in: 2 }, P, { tmp: 0 }, dS]);
   return {
     temps: [rows * 2 * 4, rows * S * 4],
     kernels: [
       delta,
-      headsProduct(g, [T, S, D], [false, true], [qv, kv, zv], [{ in: 5 }, { in: 2 }, dP]),
-      {
-        code: keptGradCode[+vec] ??= mmGradKeptWgsl(header(bufs), vec),
-        bind: [P, dP, { tmp: 0 }],
-        uniform: uniform(g, p),
-        workgroups: grid1d((rows * S) / (vec ? 4 : 1), MM_GRAD_WG),
-      },
+      dsProduct,
       headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [P, { in: 5 }, { out: 2 }]),
-      headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [dP, { in: 1 }, { out: 0 }]),
-      headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dP, { in: 0 }, { out: 1 }]),
+      headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [dS, { in: 1 }, { out: 0 }]),
+      headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dS, { in: 0 }, { out: 1 }]),
     ],
   };
 }
@@ -1499,7 +1499,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
  * default: no `[B, H, T, S]` array kept), or `"kept"`: where the backward
  * runs the "mm" kernels on WebGPU and attention dropout is 0, the forward's
  * probabilities (the scores buffer it writes anyway) stay alive until the
- * backward, which then skips the `Q·Kᵀ` product and its exp — one
+ * backward, which then skips the `Q·Kᵀ` product and its elementwise
+ * kernel (`dS` comes from the epilogue of `dO·Vᵀ`) — one
  * `4·B·H·T·S` bytes per attention call more, as PyTorch's eager attention keeps
  * them (603 MB at `base`'s batch, 18 calls of 64·8·128·128).
  */
@@ -1795,13 +1796,13 @@ const CASES: CaseSpec[] = [
   },
   // the probabilities kept for the backward (the "mm" kernels whatever the selection)
   {
-    label: "kept probs BTHD causal+padding",
-    B: 2,
+    label: "kept probs BTHD causal+padding, a fully masked row",
+    B: 3,
     H: 2,
     T: 6,
     S: 6,
     D: 3,
-    lens: [6, 3],
+    lens: [6, 3, 0],
     causal: true,
     layout: "BTHD",
     keepProbs: true,

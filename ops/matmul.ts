@@ -402,11 +402,18 @@ export interface StridedMatmul {
   a: StridedOperand;
   b: StridedOperand;
   out: StridedOperand;
+  /**
+   * Attention's scores gradient in the epilogue (`MatmulSpec.scoresGrad`):
+   * `out = scale·P·(product − Δ_r)`, 0 in flagged rows; the bindings are then
+   * `a`, `b`, `P` (laid out as `out`), `info` (Δ and flag per row `z·M + m`),
+   * `out`.
+   */
+  scoresGrad?: { scale: number };
 }
 
 /**
  * One dispatch of a {@linkcode StridedMatmul} with the bindings `bind`
- * (`a`, `b`, `out`): the tile selected for the shape class `[P, M, K]·[K, N]`
+ * (`a`, `b`, `out`; see `scoresGrad` for its own): the tile selected for the shape class `[P, M, K]·[K, N]`
  * (forced, tuned or heuristic, as {@linkcode matmulPlan}), never split;
  * vec4 loads and stores where the strides and offsets allow them.
  */
@@ -422,7 +429,9 @@ export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKerne
   const vecOut = N % 4 === 0 && by4(out);
   // the tile and code depend on the shape, the vec4 flags and the selection state only:
   // memoised as matmulPlan's, so attention's products skip selection and code lookup per call
-  const key = [selectionEpoch(), M, N, K, P, +g.transA, +g.transB, +vecA, +vecB, +vecOut].join("|");
+  const sg = g.scoresGrad ?? null;
+  const key = [selectionEpoch(), M, N, K, P, +g.transA, +g.transB, +vecA, +vecB, +vecOut, +!!sg]
+    .join("|");
   let plan = stridedPlans.get(key);
   if (!plan) {
     let v = selectMatmulVariant(shape);
@@ -438,6 +447,7 @@ export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKerne
       bias: false,
       strided: true,
     };
+    if (sg) spec.scoresGrad = true;
     const codeKey = JSON.stringify([t, spec]);
     let code = codes.get(codeKey);
     if (!code) codes.set(codeKey, code = matmulWgsl(t, spec));
@@ -448,7 +458,10 @@ export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKerne
   return {
     code: plan.code,
     bind,
-    uniform: packUniform([M, N, K, a.s, b.s, a.ld, b.ld, out.ld, zh, a.sh, b.sh, out.s, out.sh]),
+    uniform: packUniform(
+      [M, N, K, a.s, b.s, a.ld, b.ld, out.ld, zh, a.sh, b.sh, out.s, out.sh],
+      sg ? [sg.scale] : [],
+    ),
     workgroups: plan.workgroups,
     flops: 2 * M * N * K * P,
   };
