@@ -113,8 +113,8 @@ section base_fused 60 env WEBSEQ_GELU_STAGE=fused $RUN cli.ts bench "${TUNE[@]}"
 section base_kept 60 env WEBSEQ_GELU_STAGE=kept $RUN cli.ts bench "${TUNE[@]}" --preset base \
   --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
 # attention's probabilities kept from the forward for the backward (WEBSEQ_ATTENTION_PROBS=kept:
-# no Q·Kᵀ recompute, 0.92 ms of an H100 step, and dS from dO·Vᵀ's epilogue instead of the
-# elementwise kernel, 0.92 ms; +603 MB at base); then with the GELU activation kept too
+# no Q·Kᵀ recompute, 0.92 ms of an H100 step; +603 MB at base); then with the GELU activation
+# kept too. (base itself now takes P and dS from product epilogues: was 0.92 ms of elementwise.)
 section base_probs 60 env WEBSEQ_ATTENTION_PROBS=kept $RUN cli.ts bench "${TUNE[@]}" \
   --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
 section base_keep_all 60 env WEBSEQ_ATTENTION_PROBS=kept WEBSEQ_GELU_STAGE=kept $RUN cli.ts bench \

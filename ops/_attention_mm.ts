@@ -9,12 +9,13 @@
  *   masked)) in place, and lse) → `out = P̃·V`;
  * - backward: Δ (attention.ts's delta kernel) → `Z = Q·Kᵀ`, `dP = dO·Vᵀ` →
  *   {@linkcode mmGradWgsl} (P̃ into Z, `scale·dS` into dP, elementwise) →
- *   `dV = P̃ᵀ·dO`, `dQ = (scale·dS)·K`, `dK = (scale·dS)ᵀ·Q`.
+ *   `dV = P̃ᵀ·dO`, `dQ = (scale·dS)·K`, `dK = (scale·dS)ᵀ·Q`; without
+ *   dropout P and `scale·dS` come from the epilogues of the two products
+ *   instead (ops/_matmul_wgsl.ts `scoresProb`, `scoresGrad`), no elementwise
+ *   kernel.
  *
  * With `keepProbs` (attention.ts `useAttentionProbs`) the forward's P̃ is an
- * output instead of scratch, and the backward starts from it: no `Q·Kᵀ`, and
- * `dS` in the epilogue of `dO·Vᵀ` (ops/_matmul_wgsl.ts `scoresGrad`) instead
- * of the elementwise kernel.
+ * output instead of scratch, and the backward starts from it: no `Q·Kᵀ`.
  *
  * On a large GPU the products run at the matmul kernels' rate while the row
  * kernels of attention.ts run one dependent dot product per key; the price

@@ -34,8 +34,11 @@
  * - `scoresGrad` (strided products only): attention's `dS` from `dP = dO·Vᵀ`
  *   as it is stored, `out = scale·P·(dP − Δ_r)`, 0 in a flagged row, with `P`
  *   an extra input `aux` shaped like `out` and `info[2r]`, `info[2r + 1]` the
- *   Δ and fully-masked flag of row `r = z·M + m` (ops/attention.ts, kept
- *   probabilities);
+ *   Δ and fully-masked flag of row `r = z·M + m` (ops/attention.ts);
+ * - `scoresProb` (strided products only): attention's probabilities from its
+ *   scores `q·kᵀ` as the product gives them, `out = exp(scale·z − lse)` on
+ *   allowed keys, 0 on others, `1/S` everywhere in a flagged row (the
+ *   backward's recomputation; M = T queries, N = S keys, `zh` = H heads);
  * - `half`: the f16 matmul of ops/matmul_f16.ts — f32 operands rounded to
  *   f16 as they load, f32 accumulation (the slices staged widened to f32 by
  *   default, or as f16 and widened per product) or f16 FMAs over groups of
@@ -151,6 +154,13 @@ export interface MatmulSpec {
    * `b`; `scale` in the uniform): attention's `dS` from `dP`.
    */
   scoresGrad?: boolean;
+  /**
+   * Strided products `Q·Kᵀ` (M = T, N = S, `zh` = H): `out = exp(scale·z −
+   * lse)` where key n is allowed for query m, else 0, and `1/S` in rows
+   * flagged fully masked (inputs `lse`, the key mask when `mask`, `info`
+   * after `b`; `scale` in the uniform): attention's probabilities.
+   */
+  scoresProb?: ScoresProb;
   /** Also write `rsum[z·M + m] = Σ_k A(m, k)` (a second output, `[P, M]`). */
   rowSum?: boolean;
   /** The f16 kernel of ops/matmul_f16.ts (needs `shader-f16`); absent: f32 throughout. */
@@ -161,6 +171,16 @@ export interface MatmulSpec {
   strided?: boolean;
   /** A grouped product (see {@linkcode MatmulGroup}). */
   group?: MatmulGroup;
+}
+
+/** What {@linkcode MatmulSpec.scoresProb} needs to know of the attention. */
+export interface ScoresProb {
+  /** Query m attends keys n ≤ m + (S − T) only. */
+  causal: boolean;
+  /** The key mask's element type (`mask[b·S + n] != 0`: allowed), or none. */
+  mask: "f32" | "i32" | null;
+  /** Where lse of (b, h, t) lies: "BTHD" `(b·T + t)·H + h`, "BHTD" `(b·H + h)·T + t`. */
+  layout: "BTHD" | "BHTD";
 }
 
 /**
@@ -532,10 +552,12 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   if (s.strided && (s.splitK || s.rowSum)) {
     throw new TypeError("matmulWgsl: strided products neither split K nor sum rows");
   }
-  if (s.scoresGrad && (!s.strided || H || s.bias || s.geluGradOut || s.addOut)) {
-    throw new TypeError(
-      "matmulWgsl: the scores-gradient epilogue is for plain f32 strided products",
-    );
+  const scores = s.scoresGrad || s.scoresProb;
+  if (scores && (!s.strided || H || s.bias || s.geluGradOut || s.addOut)) {
+    throw new TypeError("matmulWgsl: the scores epilogues are for plain f32 strided products");
+  }
+  if (s.scoresGrad && s.scoresProb) {
+    throw new TypeError("matmulWgsl: one scores epilogue at a time");
   }
   const G = s.group ?? null;
   if (
@@ -585,7 +607,14 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   if (s.geluGradOut || s.scoresGrad) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> aux: ${arr(s.vecOut)};`);
   }
-  if (s.scoresGrad) {
+  const SP = s.scoresProb ?? null;
+  if (SP) {
+    bind.push(`@group(0) @binding(${bind.length}) var<storage, read> lse: array<f32>;`);
+    if (SP.mask) {
+      bind.push(`@group(0) @binding(${bind.length}) var<storage, read> kmask: array<${SP.mask}>;`);
+    }
+  }
+  if (scores) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> info: array<f32>;`);
   }
   if (s.addOut) {
@@ -598,7 +627,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   const split = s.splitK ? ", S: u32, kc: u32" : "";
   const strides = strided
     ? ", lda: u32, ldb: u32, ldo: u32, zh: u32, sah: u32, sbh: u32, so: u32, soh: u32" +
-      (s.scoresGrad ? ", scale: f32" : "")
+      (scores ? ", scale: f32" : "")
     : "";
   bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${split}${drop}${strides} }`);
   bind.push(`@group(0) @binding(${ub}) var<uniform> u: U;`);
@@ -771,6 +800,13 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       : H?.out === "round"
       ? `${vec ? "round_f16v4" : "round_f16"}(${v})`
       : v;
+  // the probability of score v of key n in the current row (scoresProb)
+  const probOf = (v: string, n: string) => {
+    const on = SP?.mask
+      ? ` && kmask[(z / u.zh) * u.N + ${n}] != ${SP.mask === "i32" ? "0" : "0.0"}`
+      : "";
+    return `select(select(0.0, exp(u.scale * ${v} - lr), ${n} < ke${on}), 1.0 / f32(u.N), fl)`;
+  };
   const epi: string[] = [
     ...(acc16 ? flushAll : []),
     ...rsOut,
@@ -801,6 +837,19 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
           "let fl = info[ri + 1u] != 0.0;",
         );
       }
+      // the probabilities: the row's lse, its flag and its keys' end (b = z / H, h = z % H)
+      if (SP) {
+        const lseAt = SP.layout === "BTHD"
+          ? "((z / u.zh) * u.M + gm) * u.zh + z % u.zh"
+          : "z * u.M + gm";
+        rows.push(
+          `let lr = lse[${lseAt}];`,
+          "let fl = info[2u * (z * u.M + gm) + 1u] != 0.0;",
+          SP.causal
+            ? "let ke = u32(clamp(i32(gm) + i32(u.N) - i32(u.M) + 1, 0, i32(u.N)));"
+            : "let ke = u.N;",
+        );
+      }
       for (let h = 0; h < TN / 4; h++) {
         const c = `c${r}_${h}`;
         if (s.vecOut) {
@@ -810,6 +859,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
           if (s.geluGradOut) v = `gelu_grad_out4(${v}, aux[${oi}], ${oi})`;
           if (s.scoresGrad) {
             v = `select(u.scale * aux[${oi}] * (${v} - ${V4}(dl)), ${V4}(), fl)`;
+          }
+          if (SP) {
+            v = `${V4}(${COMP.map((c, q) => probOf(`${v}.${c}`, `gn${h} + ${q}u`)).join(", ")})`;
           }
           if (s.addOut) v = `${v} + addend[${oi}]`;
           const st = OUT(oi, H?.out === "f16" ? conv(v, true) : v);
@@ -821,6 +873,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
             let v = s.bias ? `${cv} + ${BIAS(`gn${h} + ${q}u`)}` : cv;
             if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
             if (s.scoresGrad) v = `select(u.scale * aux[${oi}] * (${v} - dl), 0.0, fl)`;
+            if (SP) v = probOf(v, `gn${h} + ${q}u`);
             if (s.addOut) v = `${v} + addend[${oi}]`;
             const st = OUT(oi, H?.out === "f16" ? conv(v, false) : v);
             rows.push(s.exact ? st : `if (gn${h} + ${q}u < u.N) { ${st} }`);

@@ -134,8 +134,7 @@ export interface AttentionParams {
    * {@linkcode ATTENTION}: a third output, the probabilities `P [B, H, T, S]`
    * (heads-major in either layout), kept for the backward — the "mm"
    * kernels' scores buffer, written anyway, becomes an output, so
-   * {@linkcode ATTENTION_BACKWARD} skips recomputing `Q·Kᵀ` and takes `dS`
-   * from the epilogue of `dO·Vᵀ`.
+   * {@linkcode ATTENTION_BACKWARD} skips recomputing `Q·Kᵀ`.
    * Needs `dropoutP` 0. {@linkcode ATTENTION_BACKWARD}: the last input is that
    * output. Set by {@linkcode attention} under {@linkcode useAttentionProbs}("kept").
    */
@@ -1129,17 +1128,76 @@ function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
 }
 
 /**
- * The backward through per-head matmuls: Δ, Z = Q·Kᵀ, dP = dO·Vᵀ, then
- * P̃ and scale·dS in place, dV = P̃ᵀ·dO, dQ = (scale·dS)·K, dK = (scale·dS)ᵀ·Q.
+ * The backward through per-head matmuls. With attention dropout: Δ,
+ * Z = Q·Kᵀ, dP = dO·Vᵀ, then P̃ and scale·dS in place (one elementwise
+ * kernel), dV = P̃ᵀ·dO, dQ = (scale·dS)·K, dK = (scale·dS)ᵀ·Q (7 dispatches).
+ * Without (P̃ = P): P from the epilogue of Q·Kᵀ (`StridedMatmul.scoresProb`)
+ * and scale·dS from the epilogue of dO·Vᵀ (`scoresGrad`), no elementwise
+ * kernel (6); with the probabilities the forward kept (`keptAt`, the input
+ * holding them) no Q·Kᵀ either (5).
  */
 function mmBackwardPlan(
   g: Geometry,
   p: AttentionBackwardParams,
   v: Variant,
   delta: GpuKernel,
+  keptAt: number | null = null,
 ): GpuPlan {
   const { T, S, D } = g;
   const qv = headsView(g, T), kv = headsView(g, S), zv = scoresView(g);
+  const rows = g.B * g.H * T;
+  const product = (
+    [a, b]: [StridedOperand, StridedOperand],
+    epilogue: Pick<StridedMatmul, "scoresGrad" | "scoresProb">,
+    bind: GpuKernel["bind"],
+  ) =>
+    stridedMatmulKernel({
+      M: T,
+      N: S,
+      K: D,
+      transA: false,
+      transB: true,
+      P: g.B * g.H,
+      zh: g.H,
+      a,
+      b,
+      out: zv,
+      ...epilogue,
+    }, bind);
+  if (keptAt !== null || !v.dropout) {
+    // scratch: 0 Δ and flags (the delta kernel's), then scale·dS, then (recomputed) P
+    const info = { tmp: 0 }, dS = { tmp: 1 };
+    const P = keptAt !== null ? { in: keptAt } : { tmp: 2 };
+    const prob = {
+      scale: p.scale,
+      causal: p.causal,
+      mask: v.mask,
+      layout: g.layout,
+    };
+    return {
+      temps: keptAt !== null
+        ? [rows * 2 * 4, rows * S * 4]
+        : [rows * 2 * 4, rows * S * 4, rows * S * 4],
+      kernels: [
+        delta,
+        ...(keptAt !== null ? [] : [
+          product([qv, kv], { scoresProb: prob }, [
+            { in: 0 },
+            { in: 1 },
+            { in: 4 },
+            ...(p.hasMask ? [{ in: 6 }] : []),
+            info,
+            P,
+          ]),
+        ]),
+        product([qv, kv], { scoresGrad: { scale: p.scale } }, [{ in: 5 }, { in: 2 }, P, info, dS]),
+        // dV = Pᵀ·dO: P stored [T, S] is op(a)ᵀ
+        headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [P, { in: 5 }, { out: 2 }]),
+        headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [dS, { in: 1 }, { out: 0 }]),
+        headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dS, { in: 0 }, { out: 1 }]),
+      ],
+    };
+  }
   const vec = S % 4 === 0; // the elementwise kernel four scores per thread
   const bufs: Buf[] = [
     ["z", "read_write", vec ? "vec4f" : "f32"],
@@ -1148,7 +1206,6 @@ function mmBackwardPlan(
     ["info", "read", "f32"],
   ];
   if (v.mask) bufs.push(["mask", "read", v.mask]);
-  const rows = g.B * g.H * T;
   // scratch: 0 Δ and flags (the delta kernel's), 1 Z then P̃, 2 dP then scale·dS
   const Z = { tmp: 1 }, dP = { tmp: 2 };
   return {
@@ -1167,49 +1224,6 @@ function mmBackwardPlan(
       headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [Z, { in: 5 }, { out: 2 }]),
       headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [dP, { in: 1 }, { out: 0 }]),
       headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dP, { in: 0 }, { out: 1 }]),
-    ],
-  };
-}
-
-/**
- * The backward over the probabilities the forward kept (input `at`): Δ, then
- * `dO·Vᵀ` with the scores gradient in its epilogue (`scale·P·(dP − Δ)`, 0 in
- * fully masked rows: `StridedMatmul.scoresGrad`), dV = Pᵀ·dO,
- * dQ = (scale·dS)·K, dK = (scale·dS)ᵀ·Q — {@linkcode mmBackwardPlan} without
- * `Q·Kᵀ` and without its elementwise kernel (5 dispatches, not 7).
- */
-function mmKeptBackwardPlan(
-  g: Geometry,
-  p: AttentionBackwardParams,
-  delta: GpuKernel,
-  at: number,
-): GpuPlan {
-  const { T, S, D } = g;
-  const qv = headsView(g, T), kv = headsView(g, S), zv = scoresView(g);
-  const rows = g.B * g.H * T;
-  // scratch: 0 Δ and flags (the delta kernel's), 1 scale·dS
-  const P = { in: at }, dS = { tmp: 1 };
-  const dsProduct = stridedMatmulKernel({
-    M: T,
-    N: S,
-    K: D,
-    transA: false,
-    transB: true,
-    P: g.B * g.H,
-    zh: g.H,
-    a: qv,
-    b: kv,
-    out: zv,
-    scoresGrad: { scale: p.scale },
-  }, [{ in: 5 }, { in: 2 }, P, { tmp: 0 }, dS]);
-  return {
-    temps: [rows * 2 * 4, rows * S * 4],
-    kernels: [
-      delta,
-      dsProduct,
-      headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [P, { in: 5 }, { out: 2 }]),
-      headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [dS, { in: 1 }, { out: 0 }]),
-      headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dS, { in: 0 }, { out: 1 }]),
     ],
   };
 }
@@ -1407,7 +1421,7 @@ export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
       workgroups: grid1d(BH * g.T, WG_ROWS),
     };
     const kernel = kernelFor("bwd", g, p);
-    if (p.keepProbs) return mmKeptBackwardPlan(g, p, delta, info.inputs.length - 1);
+    if (p.keepProbs) return mmBackwardPlan(g, p, v, delta, info.inputs.length - 1);
     if (kernel === "mm") return mmBackwardPlan(g, p, v, delta);
     if (kernel !== "rows") {
       const name = attentionTileName(kernel);
@@ -1499,8 +1513,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
  * default: no `[B, H, T, S]` array kept), or `"kept"`: where the backward
  * runs the "mm" kernels on WebGPU and attention dropout is 0, the forward's
  * probabilities (the scores buffer it writes anyway) stay alive until the
- * backward, which then skips the `Q·Kᵀ` product and its elementwise
- * kernel (`dS` comes from the epilogue of `dO·Vᵀ`) — one
+ * backward, which then skips the `Q·Kᵀ` product — one
  * `4·B·H·T·S` bytes per attention call more, as PyTorch's eager attention keeps
  * them (603 MB at `base`'s batch, 18 calls of 64·8·128·128).
  */

@@ -559,15 +559,19 @@ Deno.test({
       assert.equal(recomputed.outputs, 2);
       assert.equal(kept.outputs, 3);
       assert.equal(kept.probsFreed, true);
-      // Δ, dS (dO·Vᵀ with the dS epilogue), dV, dQ, dK: no Q·Kᵀ, no elementwise kernel
-      assert.equal(recomputed.dispatches, 7);
+      // recomputed: Δ, P (Q·Kᵀ with the probabilities' epilogue), dS (dO·Vᵀ with the dS
+      // epilogue), dV, dQ, dK; kept: no Q·Kᵀ; with dropout the elementwise kernel between the
+      // two products (7)
+      assert.equal(recomputed.dispatches, 6);
       assert.equal(kept.dispatches, 5);
       kept.data.forEach((got, j) =>
         closeTo(got, recomputed.data[j], 1e-6, ["out", "dq", "dk", "dv"][j])
       );
       // not kept: with attention dropout, on the CPU, without gradients, where the backward
       // runs other kernels, or in the default mode
-      assert.equal((await probsRun(GPU!, { dropout: { p: 0.2, seed: 3 } })).outputs, 2);
+      const dropped = await probsRun(GPU!, { dropout: { p: 0.2, seed: 3 } });
+      assert.equal(dropped.outputs, 2);
+      assert.equal(dropped.dispatches, 7);
       assert.equal((await probsRun(CPU)).outputs, 2);
       const x = tensor(randoms(2 * 4 * 8, makeRng(1)), [1, 2, 4, 8], { backend: GPU! });
       assert.equal(attention(x, x, x).node, null);

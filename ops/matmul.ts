@@ -48,6 +48,7 @@ import {
   type MatmulSpec,
   type MatmulTile,
   matmulWgsl,
+  type ScoresProb,
   splitReduceWgsl,
   stagesF16,
   tileWorkgroupBytes,
@@ -409,6 +410,13 @@ export interface StridedMatmul {
    * `out`.
    */
   scoresGrad?: { scale: number };
+  /**
+   * Attention's probabilities in the epilogue of `Q·Kᵀ` (`MatmulSpec.scoresProb`:
+   * M = T, N = S, `zh` = H): `out = exp(scale·z − lse)` on allowed keys, 0 on
+   * others, `1/S` in flagged rows; the bindings are then `a`, `b`, `lse`, the
+   * key mask (when `mask`), `info` (flag per row `z·M + m` at `2r + 1`), `out`.
+   */
+  scoresProb?: ScoresProb & { scale: number };
 }
 
 /**
@@ -429,9 +437,22 @@ export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKerne
   const vecOut = N % 4 === 0 && by4(out);
   // the tile and code depend on the shape, the vec4 flags and the selection state only:
   // memoised as matmulPlan's, so attention's products skip selection and code lookup per call
-  const sg = g.scoresGrad ?? null;
-  const key = [selectionEpoch(), M, N, K, P, +g.transA, +g.transB, +vecA, +vecB, +vecOut, +!!sg]
-    .join("|");
+  const sg = g.scoresGrad ?? null, sp = g.scoresProb ?? null;
+  const prob = sp ? { causal: sp.causal, mask: sp.mask, layout: sp.layout } : null;
+  const key = [
+    selectionEpoch(),
+    M,
+    N,
+    K,
+    P,
+    +g.transA,
+    +g.transB,
+    +vecA,
+    +vecB,
+    +vecOut,
+    +!!sg,
+    JSON.stringify(prob),
+  ].join("|");
   let plan = stridedPlans.get(key);
   if (!plan) {
     let v = selectMatmulVariant(shape);
@@ -448,6 +469,7 @@ export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKerne
       strided: true,
     };
     if (sg) spec.scoresGrad = true;
+    if (prob) spec.scoresProb = prob;
     const codeKey = JSON.stringify([t, spec]);
     let code = codes.get(codeKey);
     if (!code) codes.set(codeKey, code = matmulWgsl(t, spec));
@@ -460,7 +482,7 @@ export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKerne
     bind,
     uniform: packUniform(
       [M, N, K, a.s, b.s, a.ld, b.ld, out.ld, zh, a.sh, b.sh, out.s, out.sh],
-      sg ? [sg.scale] : [],
+      sg ? [sg.scale] : sp ? [sp.scale] : [],
     ),
     workgroups: plan.workgroups,
     flops: 2 * M * N * K * P,
