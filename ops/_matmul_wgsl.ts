@@ -32,7 +32,8 @@
  * - `addOut`: an input shaped like `out` is added last (autograd's gradient
  *   accumulation fused into a backward matmul);
  * - `scoresGrad` (strided products only): attention's `dS` from `dP = dO·Vᵀ`
- *   as it is stored, `out = scale·P·(dP − Δ_r)`, 0 in a flagged row, with `P`
+ *   as it is stored, `out = scale·P·(dP − Δ_r)`, 0 in a flagged row and where
+ *   P is 0 (a masked key: 0 even for a non-finite dP, as the reference), with `P`
  *   an extra input `aux` shaped like `out` and `info[2r]`, `info[2r + 1]` the
  *   Δ and fully-masked flag of row `r = z·M + m` (ops/attention.ts);
  * - `scoresProb` (strided products only): attention's probabilities from its
@@ -150,7 +151,7 @@ export interface MatmulSpec {
   addOut?: boolean;
   /**
    * Strided products: `out = scale·aux[i]·(product − info[2r])`, 0 where
-   * `info[2r + 1] != 0`, row `r = z·M + m` (inputs `aux` then `info` after
+   * `info[2r + 1] != 0` or `aux[i]` is 0, row `r = z·M + m` (inputs `aux` then `info` after
    * `b`; `scale` in the uniform): attention's `dS` from `dP`.
    */
   scoresGrad?: boolean;
@@ -858,7 +859,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
           let v = s.bias ? `${cv} + bias${h}` : cv;
           if (s.geluGradOut) v = `gelu_grad_out4(${v}, aux[${oi}], ${oi})`;
           if (s.scoresGrad) {
-            v = `select(u.scale * aux[${oi}] * (${v} - ${V4}(dl)), ${V4}(), fl)`;
+            v = `select(u.scale * aux[${oi}] * (${v} - ${V4}(dl)), ${V4}(), ` +
+              `vec4<bool>(fl) | (aux[${oi}] == ${V4}()))`;
           }
           if (SP) {
             v = `${V4}(${COMP.map((c, q) => probOf(`${v}.${c}`, `gn${h} + ${q}u`)).join(", ")})`;
@@ -872,7 +874,9 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
             const cq = `${c}.${COMP[q]}`, cv = H && H.out !== "f16" ? conv(cq, false) : cq;
             let v = s.bias ? `${cv} + ${BIAS(`gn${h} + ${q}u`)}` : cv;
             if (s.geluGradOut) v = `gelu_grad_out(${v}, aux[${oi}], ${oi})`;
-            if (s.scoresGrad) v = `select(u.scale * aux[${oi}] * (${v} - dl), 0.0, fl)`;
+            if (s.scoresGrad) {
+              v = `select(u.scale * aux[${oi}] * (${v} - dl), 0.0, fl || aux[${oi}] == 0.0)`;
+            }
             if (SP) v = probOf(v, `gn${h} + ${q}u`);
             if (s.addOut) v = `${v} + addend[${oi}]`;
             const st = OUT(oi, H?.out === "f16" ? conv(v, false) : v);

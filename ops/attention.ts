@@ -135,8 +135,9 @@ export interface AttentionParams {
    * (heads-major in either layout), kept for the backward — the "mm"
    * kernels' scores buffer, written anyway, becomes an output, so
    * {@linkcode ATTENTION_BACKWARD} skips recomputing `Q·Kᵀ`.
-   * Needs `dropoutP` 0. {@linkcode ATTENTION_BACKWARD}: the last input is that
-   * output. Set by {@linkcode attention} under {@linkcode useAttentionProbs}("kept").
+   * Needs `dropoutP` 0. The output has no gradient and belongs to the op's
+   * backward, which frees it. {@linkcode ATTENTION_BACKWARD}: the last input
+   * is that output. Set by {@linkcode attention} under {@linkcode useAttentionProbs}("kept").
    */
   keepProbs?: boolean;
 }
@@ -1514,7 +1515,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
  * runs the "mm" kernels on WebGPU and attention dropout is 0, the forward's
  * probabilities (the scores buffer it writes anyway) stay alive until the
  * backward, which then skips the `Q·Kᵀ` product — one
- * `4·B·H·T·S` bytes per attention call more, as PyTorch's eager attention keeps
+ * `4·B·H·T·S` bytes per attention call more, freed by the call's backward (or
+ * with the step's other tensors when no gradient reaches it), as PyTorch's eager attention keeps
  * them (603 MB at `base`'s batch, 18 calls of 64·8·128·128).
  */
 export type AttentionProbs = "recomputed" | "kept";
@@ -1553,8 +1555,10 @@ export function attentionProbs(): AttentionProbs {
 /**
  * Whether an attention call keeps its probabilities for the backward: in
  * "kept" mode, on WebGPU, when a gradient will flow to q, k or v, without
- * dropout, within the "mm" kernels' limits, and where the backward's kernel
- * is "mm" (forced, tuned or the default).
+ * dropout, within the "mm" kernels' limits, and where both the forward's and
+ * the backward's kernel are "mm" (forced, tuned or the default; the kept
+ * probabilities are the "mm" forward's scores, and a tuned tile is not
+ * overridden).
  */
 function keepsProbs(inputs: Tensor[], p: AttentionParams): boolean {
   const [q, k, v] = inputs;
@@ -1563,7 +1567,8 @@ function keepsProbs(inputs: Tensor[], p: AttentionParams): boolean {
     !isGradEnabled() || !(q.requiresGrad || k.requiresGrad || v.requiresGrad)
   ) return false;
   const g = geometry(inputs, p, "attention");
-  return mmFits(g.B * g.H, g.T, g.S) && kernelFor("bwd", g, p) === "mm";
+  return mmFits(g.B * g.H, g.T, g.S) && kernelFor("fwd", g, p) === "mm" &&
+    kernelFor("bwd", g, p) === "mm";
 }
 
 // ---------------------------------------------------------------- registry cases

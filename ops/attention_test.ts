@@ -520,15 +520,18 @@ Deno.test("WEBSEQ_ATTENTION_KERNEL forces the attention kernels; a bad name is a
   assert.match(bad.err, /WEBSEQ_ATTENTION_KERNEL: bad attention kernel "fastest"/);
 });
 
-/** Out and the q, k, v gradients of a causal, padded BTHD attention on `backend`; probs' fate. */
+/**
+ * Out and the q, k, v gradients of a causal, padded BTHD attention on
+ * `backend` (batch row 1 padded, row 2 all padding); the probabilities' fate.
+ */
 async function probsRun(backend: Backend, opts: { dropout?: { p: number; seed: number } } = {}) {
-  const [B, T, H, D] = [2, 12, 3, 8], rng = makeRng(31);
+  const [B, T, H, D] = [3, 12, 3, 8], rng = makeRng(31);
   const mk = (shape: number[]) =>
     tensor(randoms(shape.reduce((a, b) => a * b, 1), rng), shape, { backend, requiresGrad: true });
   const q = mk([B, T, H, D]), k = mk([B, T, H, D]), v = mk([B, T, H, D]);
   const w = tensor(randoms(B * T * H * D, rng), [B, T, H, D], { backend });
   const keyMask = tensor(
-    Array.from({ length: B * T }, (_, i) => +(i % T < [T, 5][i < T ? 0 : 1])),
+    Array.from({ length: B * T }, (_, i) => +(i % T < [T, 5, 0][Math.floor(i / T)])),
     [
       B,
       T,
@@ -567,12 +570,15 @@ Deno.test({
       kept.data.forEach((got, j) =>
         closeTo(got, recomputed.data[j], 1e-6, ["out", "dq", "dk", "dv"][j])
       );
+      // and both as the CPU computes them (both take dS from the same epilogue)
+      const cpu = await probsRun(CPU);
+      kept.data.forEach((got, j) => closeTo(got, cpu.data[j], 1e-5, `cpu ${j}`));
       // not kept: with attention dropout, on the CPU, without gradients, where the backward
       // runs other kernels, or in the default mode
       const dropped = await probsRun(GPU!, { dropout: { p: 0.2, seed: 3 } });
       assert.equal(dropped.outputs, 2);
       assert.equal(dropped.dispatches, 7);
-      assert.equal((await probsRun(CPU)).outputs, 2);
+      assert.equal(cpu.outputs, 2);
       const x = tensor(randoms(2 * 4 * 8, makeRng(1)), [1, 2, 4, 8], { backend: GPU! });
       assert.equal(attention(x, x, x).node, null);
       useAttentionKernel("rows");
@@ -605,4 +611,39 @@ Deno.test("useAttentionProbs() and WEBSEQ_ATTENTION_PROBS pick the mode; a bad n
   const x = tensor(new Array(16).fill(0.5), [1, 1, 2, 8]);
   const p = { hasMask: false, causal: false, scale: 1, dropoutP: 0.1, seed: 0, keepProbs: true };
   assert.throws(() => apply(ATTENTION, [x, x, x], p), /keepProbs needs dropout p 0, got 0.1/);
+});
+
+Deno.test({
+  name:
+    'the "mm" backward gives padding keys no gradient even from a non-finite dO (P = 0 there), as the CPU reference does',
+  ignore: NO_GPU,
+  fn: async () => {
+    try {
+      useAttentionKernel("mm");
+      for (const S of [6, 8]) { // scalar and vec4 epilogues
+        for (const mode of ["recomputed", "kept"] as const) {
+          useAttentionProbs(mode);
+          for (const backend of [GPU!, CPU]) {
+            const rng = makeRng(5);
+            const mk = (L: number) =>
+              tensor(randoms(L * 4, rng), [1, 1, L, 4], { backend, requiresGrad: true });
+            const q = mk(3), k = mk(S), v = mk(S);
+            const keyMask = tensor(Array.from({ length: S }, (_, s) => +(s < 5)), [1, S], {
+              backend,
+            });
+            const out = attention(q, k, v, { keyMask });
+            const dO = new Array(12).fill(0.5);
+            dO[0] = Infinity;
+            out.backward(tensor(dO, [1, 1, 3, 4], { backend }));
+            const dk = await k.grad!.data();
+            const what = `S ${S} ${mode} ${backend.kind}`;
+            assert.ok(Array.from(dk.slice(20)).every((x) => x === 0), `${what}: ${dk.slice(20)}`);
+          }
+        }
+      }
+    } finally {
+      useAttentionKernel(null);
+      useAttentionProbs(null);
+    }
+  },
 });

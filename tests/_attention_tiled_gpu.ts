@@ -107,6 +107,7 @@ function caseAt(
   T: number,
   S: number,
   D = 64,
+  dropoutP = 0.1,
 ): OpCase {
   const B = 2, H = 2, lens = [S - 9, causal ? S : 0];
   const shape = (L: number) => [B, L, H, D];
@@ -119,18 +120,18 @@ function caseAt(
     hasMask: true,
     causal,
     scale: 0.125,
-    dropoutP: 0.1,
+    dropoutP,
     seed: 5,
   };
   if (op === ATTENTION) {
     return {
-      label: `T=${T} S=${S}`,
+      label: `T=${T} S=${S} p=${dropoutP}`,
       inputs: [{ shape: shape(T) }, { shape: shape(S) }, { shape: shape(S) }, mask],
       params,
     };
   }
   return {
-    label: `T=${T} S=${S}`,
+    label: `T=${T} S=${S} p=${dropoutP}`,
     inputs: [
       { shape: shape(T) },
       { shape: shape(S) },
@@ -173,6 +174,10 @@ Deno.test('"mm" attention (per-head matmuls, scores in scratch) equals the CPU r
     await check(op, caseAt(op, false, 37, 75), "mm", 4);
     await check(op, caseAt(op, true, 64, 64), "mm", 6); // whole tiles: vec4, no bounds checks
     await check(op, caseAt(op, false, 9, 530), "mm", 7); // past MM_SOFTMAX_REG_KEYS: two reads
+    // without dropout the backward's P and dS come from product epilogues: whole tiles (no
+    // bounds checks) and partial ones
+    await check(op, caseAt(op, true, 64, 64, 64, 0), "mm", 8);
+    await check(op, caseAt(op, false, 37, 75, 64, 0), "mm", 9);
   }
 });
 
