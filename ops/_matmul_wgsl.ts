@@ -36,6 +36,10 @@
  *   P is 0 (a masked key: 0 even for a non-finite dP, as the reference), with `P`
  *   an extra input `aux` shaped like `out` and `info[2r]`, `info[2r + 1]` the
  *   Δ and fully-masked flag of row `r = z·M + m` (ops/attention.ts);
+ * - `softmaxRows` (strided products whose one column block holds whole rows):
+ *   attention's forward softmax of `Q·Kᵀ` in the epilogue: the rows' max and
+ *   sum agreed through workgroup memory, `out = dropout(softmax(scale·z
+ *   masked))` and a second output `lse` (see {@linkcode softmaxRowsWgsl});
  * - `scoresProb` (strided products only): attention's probabilities from its
  *   scores `q·kᵀ` as the product gives them, `out = exp(scale·z − lse)` on
  *   allowed keys, 0 on others, `1/S` everywhere in a flagged row (the
@@ -162,6 +166,12 @@ export interface MatmulSpec {
    * after `b`; `scale` in the uniform): attention's probabilities.
    */
   scoresProb?: ScoresProb;
+  /**
+   * Strided `Q·Kᵀ` with N ≤ BN: the softmax of each row in the epilogue
+   * (inputs the key mask when `mask`; outputs `out`, then `lse`; `seed`,
+   * `thr`, `scale`, `ks` in the uniform): see {@linkcode softmaxRowsWgsl}.
+   */
+  softmaxRows?: SoftmaxRows;
   /** Also write `rsum[z·M + m] = Σ_k A(m, k)` (a second output, `[P, M]`). */
   rowSum?: boolean;
   /** The f16 kernel of ops/matmul_f16.ts (needs `shader-f16`); absent: f32 throughout. */
@@ -182,6 +192,17 @@ export interface ScoresProb {
   mask: "f32" | "i32" | null;
   /** Where lse of (b, h, t) lies: "BTHD" `(b·T + t)·H + h`, "BHTD" `(b·H + h)·T + t`. */
   layout: "BTHD" | "BHTD";
+}
+
+/** What {@linkcode MatmulSpec.softmaxRows} needs to know of the attention. */
+export interface SoftmaxRows extends ScoresProb {
+  /** Attention dropout on the probabilities (`ops/attention.ts` semantics). */
+  dropout: boolean;
+}
+
+/** Workgroup bytes the softmax epilogue adds to a tile (partials and two per-row values). */
+export function softmaxRowsBytes(t: MatmulTile): number {
+  return (t.BM * (t.BN / t.TN) + 2 * t.BM) * 4;
 }
 
 /**
@@ -553,11 +574,12 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   if (s.strided && (s.splitK || s.rowSum)) {
     throw new TypeError("matmulWgsl: strided products neither split K nor sum rows");
   }
-  const scores = s.scoresGrad || s.scoresProb;
+  const SR = s.softmaxRows ?? null;
+  const scores = s.scoresGrad || s.scoresProb || SR;
   if (scores && (!s.strided || H || s.bias || s.geluGradOut || s.addOut)) {
     throw new TypeError("matmulWgsl: the scores epilogues are for plain f32 strided products");
   }
-  if (s.scoresGrad && s.scoresProb) {
+  if (+!!s.scoresGrad + +!!s.scoresProb + +!!SR > 1) {
     throw new TypeError("matmulWgsl: one scores epilogue at a time");
   }
   const G = s.group ?? null;
@@ -609,30 +631,36 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> aux: ${arr(s.vecOut)};`);
   }
   const SP = s.scoresProb ?? null;
+  if (SR?.mask) {
+    bind.push(`@group(0) @binding(${bind.length}) var<storage, read> kmask: array<${SR.mask}>;`);
+  }
   if (SP) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> lse: array<f32>;`);
     if (SP.mask) {
       bind.push(`@group(0) @binding(${bind.length}) var<storage, read> kmask: array<${SP.mask}>;`);
     }
   }
-  if (scores) {
+  if (s.scoresGrad || SP) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> info: array<f32>;`);
   }
   if (s.addOut) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> addend: ${arr(s.vecOut)};`);
   }
   declare("out", "read_write", arr(s.vecOut, outEl), gOut);
+  if (SR) bind.push(`@group(0) @binding(${bind.length}) var<storage, read_write> lse: array<f32>;`);
   if (s.rowSum) declare("rsum", "read_write", "array<f32>", gOut);
   const ub = bind.length;
   const drop = s.dropout ? ", seed: u32, thr: u32, scale: f32" : "";
   const split = s.splitK ? ", S: u32, kc: u32" : "";
   const strides = strided
     ? ", lda: u32, ldb: u32, ldo: u32, zh: u32, sah: u32, sbh: u32, so: u32, soh: u32" +
-      (scores ? ", scale: f32" : "")
+      (SR ? ", seed: u32, thr: u32, scale: f32, ks: f32" : scores ? ", scale: f32" : "")
     : "";
   bind.push(`struct U { M: u32, N: u32, K: u32, sa: u32, sb: u32${split}${drop}${strides} }`);
   bind.push(`@group(0) @binding(${ub}) var<uniform> u: U;`);
   if (s.geluIn || s.geluGradOut) bind.push(geluHelpers(!!s.dropout));
+  if (SR) bind.push("const SM_MASKED: f32 = -1e30;");
+  if (SR?.dropout) bind.push(WGSL_HASH);
   if (G) {
     const el = (v: boolean, t = "f32") => (v ? `vec4<${t}>` : t);
     const loads = [
@@ -826,7 +854,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       if (!s.exact) epi.push(`if (gn${h} < u.N) { bias${h} = ${BIAS(`gn${h} >> 2u`)}; }`);
     }
   }
-  for (let g = 0; g < TM / 4; g++) {
+  if (SR) epi.push(...softmaxRowsWgsl(t, SR, s.vecOut));
+  for (let g = 0; g < (SR ? 0 : TM / 4); g++) {
     for (let i = 0; i < 4; i++) {
       const r = g * 4 + i;
       const rows: string[] = [`let gm = m0 + ${g * WY * 4 + i}u + ty * 4u;`];
@@ -901,6 +930,13 @@ ${
       const one = t.flat ? `array<${SV}, ${n}>` : `array<array<${SV}, ${pitch}>, ${rows}>`;
       return `var<workgroup> ${name}: ${t.double ? `array<${one}, 2>` : one};`;
     }).join("\n")
+  }${
+    SR
+      ? `
+var<workgroup> sm_part: array<f32, ${BM * WX}>;
+var<workgroup> sm_max: array<f32, ${BM}>;
+var<workgroup> sm_sum: array<f32, ${BM}>;`
+      : ""
   }
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
@@ -936,6 +972,120 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   ${epi.join("\n  ")}
 }`;
 }
+/**
+ * The epilogue of a {@linkcode MatmulSpec.softmaxRows} product (`Q·Kᵀ` per
+ * head z = b·H + h, M = T, N = S ≤ BN: one column block holds whole rows).
+ * Each thread turns its scores into `x = scale·z` on allowed keys (key
+ * `s < key end`, the mask; MASKED = −1e30 elsewhere and past the last row),
+ * then the rows' max and sum are agreed in two rounds through workgroup memory:
+ * each thread writes its partial per row (`sm_part[row·WX + tx]`), one thread
+ * per row combines the WX partials in order (`sm_max`, `sm_sum`), every thread
+ * reads its rows' values back (4 barriers, outside any branch). Then
+ * `lse = m + log(l)` (`log(S)` with no allowed key), written per row by the
+ * threads with tx = 0 (index by layout), and each output (the caller's
+ * epilogue set-up declares `oz`, and `n4` for vec4 stores)
+ * `P·zm` with `P = exp(x − lse)` on allowed keys, 0 elsewhere, `1/S`
+ * everywhere in a row with no allowed key, `zm` the dropout multiplier of
+ * the `[B, H, T, S]` index (ops/attention.ts semantics).
+ */
+export function softmaxRowsWgsl(t: MatmulTile, r: SoftmaxRows, vecOut: boolean): string[] {
+  const { BM, BN, TM, TN } = t;
+  const WX = BN / TN, WY = BM / TM, T = WX * WY;
+  const rows = Array.from({ length: TM }, (_, k) => k);
+  const cols = Array.from({ length: TN / 4 }, (_, h) => h);
+  const at = (k: number, h: number, q: number) => `c${k}_${h}.${COMP[q]}`;
+  const each = (f: (k: number, h: number, q: number) => string) =>
+    rows.flatMap((k) => cols.flatMap((h) => COMP.map((_, q) => f(k, h, q))));
+  const lr = (k: number) => `${Math.floor(k / 4) * WY * 4 + (k % 4)}u + ty * 4u`;
+  const key = (h: number, q: number) => `${h * WX * 4}u + tx * 4u + ${q}u`;
+  const on = (h: number, q: number) =>
+    r.mask ? ` && kmask[sb * u.N + ${key(h, q)}] != ${r.mask === "i32" ? "0" : "0.0"}` : "";
+  const lines: string[] = [
+    "let sb = z / u.zh;",
+    "let sh = z % u.zh;",
+    ...rows.flatMap((k) => [
+      `let lr${k} = ${lr(k)};`,
+      `let gm${k} = m0 + lr${k};`,
+      r.causal
+        ? `let ke${k} = select(0u, u32(clamp(i32(gm${k}) + i32(u.N) - i32(u.M) + 1, 0, i32(u.N))), gm${k} < u.M);`
+        : `let ke${k} = select(0u, u.N, gm${k} < u.M);`,
+    ]),
+    // the scaled scores, MASKED where not allowed (past N too: ke ≤ N)
+    ...each((k, h, q) =>
+      `${at(k, h, q)} = select(SM_MASKED, u.scale * ${at(k, h, q)}, ${key(h, q)} < ke${k}${
+        on(h, q)
+      });`
+    ),
+    ...rows.map((k) => {
+      const xs = cols.flatMap((h) => COMP.map((_, q) => at(k, h, q)));
+      return `sm_part[lr${k} * ${WX}u + tx] = ${
+        xs.slice(1).reduce((a, x) => `max(${a}, ${x})`, xs[0])
+      };`;
+    }),
+    "workgroupBarrier();",
+    `for (var rr = tid; rr < ${BM}u; rr += ${T}u) {`,
+    "  var mx = SM_MASKED;",
+    `  for (var j = 0u; j < ${WX}u; j++) { mx = max(mx, sm_part[rr * ${WX}u + j]); }`,
+    "  sm_max[rr] = mx;",
+    "}",
+    "workgroupBarrier();",
+    ...rows.flatMap((k) => {
+      const terms = cols.flatMap((h) =>
+        COMP.map((_, q) =>
+          `select(0.0, exp(${at(k, h, q)} - rmax${k}), ${at(k, h, q)} != SM_MASKED)`
+        )
+      );
+      return [
+        `let rmax${k} = sm_max[lr${k}];`,
+        `sm_part[lr${k} * ${WX}u + tx] = ${terms.join(" + ")};`,
+      ];
+    }),
+    "workgroupBarrier();",
+    `for (var rr = tid; rr < ${BM}u; rr += ${T}u) {`,
+    "  var sm = 0.0;",
+    `  for (var j = 0u; j < ${WX}u; j++) { sm += sm_part[rr * ${WX}u + j]; }`,
+    "  sm_sum[rr] = sm;",
+    "}",
+    "workgroupBarrier();",
+    "let inv_s = 1.0 / f32(u.N);",
+  ];
+  const lseAt = (k: number) =>
+    r.layout === "BTHD" ? `(sb * u.M + gm${k}) * u.zh + sh` : `z * u.M + gm${k}`;
+  const zm = (k: number, h: number, q: number) =>
+    r.dropout
+      ? ` * select(0.0, u.ks, (hash_u32(u.seed, (z * u.M + gm${k}) * u.N + ${
+        key(h, q)
+      }) >> 8u) >= u.thr)`
+      : "";
+  const p = (k: number, h: number, q: number) =>
+    `select(select(0.0, exp(${at(k, h, q)} - lse${k}), ${
+      at(k, h, q)
+    } != SM_MASKED), inv_s, none${k})${zm(k, h, q)}`;
+  for (const k of rows) {
+    const body: string[] = [
+      `let none${k} = rmax${k} == SM_MASKED;`,
+      `let lse${k} = select(rmax${k} + log(sm_sum[lr${k}]), log(f32(u.N)), none${k});`,
+      `if (tx == 0u) { lse[${lseAt(k)}] = lse${k}; }`,
+    ];
+    for (const h of cols) {
+      if (vecOut) {
+        const v = `${V4}(${COMP.map((_, q) => p(k, h, q)).join(", ")})`;
+        body.push(
+          `if (${key(h, 0)} < u.N) { out[oz + gm${k} * n4 + ((${key(h, 0)}) >> 2u)] = ${v}; }`,
+        );
+      } else {
+        for (const q of [0, 1, 2, 3]) {
+          body.push(
+            `if (${key(h, q)} < u.N) { out[oz + gm${k} * u.ldo + ${key(h, q)}] = ${p(k, h, q)}; }`,
+          );
+        }
+      }
+    }
+    lines.push(`if (gm${k} < u.M) { ${body.join(" ")} }`);
+  }
+  return lines;
+}
+
 /** Tile of the legacy kernel (workgroups: ceil(N/64), ceil(M/64), batch). */
 export const LEGACY_TILE = 64;
 

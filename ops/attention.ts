@@ -97,7 +97,12 @@ import {
   tiledForwardWgsl,
 } from "./_attention_tiled.ts";
 import { matmulTarget } from "./_matmul_variants.ts";
-import { type StridedMatmul, stridedMatmulKernel, type StridedOperand } from "./matmul.ts";
+import {
+  type StridedMatmul,
+  stridedMatmulKernel,
+  type StridedOperand,
+  stridedSoftmaxKernel,
+} from "./matmul.ts";
 import {
   MM_GRAD_WG,
   MM_LANES,
@@ -1099,16 +1104,48 @@ function headsProduct(
 
 /**
  * The forward through per-head matmuls: Z = Q·Kᵀ, P̃ and lse, out = P̃·V; the
- * scores in scratch memory, or (`keepProbs`) in output 2.
+ * scores in scratch memory, or (`keepProbs`) in output 2. Where the tile
+ * selected for Q·Kᵀ holds whole rows (S ≤ BN) the softmax is its epilogue
+ * (`StridedMatmul.softmaxRows`: 2 dispatches), else its own kernel (3).
  */
 function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
   const { T, S, D } = g;
   const qv = headsView(g, T), kv = headsView(g, S), zv = scoresView(g);
+  const rows = g.B * g.H * T;
+  const Z = p.keepProbs ? { out: 2 } : { tmp: 0 };
+  const byV = headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [Z, { in: 2 }, { out: 0 }]);
+  // the softmax in the epilogue of Q·Kᵀ where the selected tile holds whole rows
+  const fused = stridedSoftmaxKernel({
+    M: T,
+    N: S,
+    K: D,
+    transA: false,
+    transB: true,
+    P: g.B * g.H,
+    zh: g.H,
+    a: qv,
+    b: kv,
+    out: zv,
+    softmaxRows: {
+      scale: p.scale,
+      causal: p.causal,
+      mask: v.mask,
+      layout: g.layout,
+      dropout: p.dropoutP > 0
+        ? {
+          seed: p.seed >>> 0,
+          thr: dropoutThreshold(p.dropoutP),
+          ks: dropoutScale(p.dropoutP),
+        }
+        : null,
+    },
+  }, [{ in: 0 }, { in: 1 }, ...(p.hasMask ? [{ in: 3 }] : []), Z, { out: 1 }]);
+  if (fused) {
+    return { ...(p.keepProbs ? {} : { temps: [rows * S * 4] }), kernels: [fused, byV] };
+  }
   const bufs: Buf[] = [["z", "read_write", "f32"]];
   if (v.mask) bufs.push(["mask", "read", v.mask]);
   bufs.push(["lse", "read_write", "f32"]);
-  const rows = g.B * g.H * T;
-  const Z = p.keepProbs ? { out: 2 } : { tmp: 0 };
   return {
     ...(p.keepProbs ? {} : { temps: [rows * S * 4] }),
     kernels: [
@@ -1123,7 +1160,7 @@ function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
         uniform: uniform(g, p),
         workgroups: grid1d(rows, MM_ROWS_PER_WG),
       },
-      headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [Z, { in: 2 }, { out: 0 }]),
+      byV,
     ],
   };
 }

@@ -49,6 +49,7 @@ import {
   type MatmulTile,
   matmulWgsl,
   type ScoresProb,
+  softmaxRowsBytes,
   splitReduceWgsl,
   stagesF16,
   tileWorkgroupBytes,
@@ -417,15 +418,45 @@ export interface StridedMatmul {
    * key mask (when `mask`), `info` (flag per row `z·M + m` at `2r + 1`), `out`.
    */
   scoresProb?: ScoresProb & { scale: number };
+  /**
+   * Attention's forward softmax in the epilogue of `Q·Kᵀ` (`MatmulSpec.softmaxRows`,
+   * {@linkcode stridedSoftmaxKernel}): bindings `a`, `b`, the key mask (when
+   * `mask`), `out` (the probabilities after dropout), `lse`.
+   */
+  softmaxRows?: ScoresProb & {
+    scale: number;
+    /** The dropout's seed, 24-bit threshold and keep scale (ops/dropout.ts), or none. */
+    dropout: { seed: number; thr: number; ks: number } | null;
+  };
 }
 
 /**
  * One dispatch of a {@linkcode StridedMatmul} with the bindings `bind`
- * (`a`, `b`, `out`; see `scoresGrad` for its own): the tile selected for the shape class `[P, M, K]·[K, N]`
- * (forced, tuned or heuristic, as {@linkcode matmulPlan}), never split;
- * vec4 loads and stores where the strides and offsets allow them.
+ * (`a`, `b`, `out`; see the epilogues for theirs): the tile selected for the
+ * shape class `[P, M, K]·[K, N]` (forced, tuned or heuristic, as
+ * {@linkcode matmulPlan}), never split; vec4 loads and stores where the
+ * strides and offsets allow them. With `softmaxRows`, use
+ * {@linkcode stridedSoftmaxKernel}.
  */
 export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel {
+  if (g.softmaxRows) {
+    throw new TypeError("stridedMatmulKernel: softmaxRows needs stridedSoftmaxKernel");
+  }
+  return stridedKernel(g, bind)!;
+}
+
+/**
+ * {@linkcode stridedMatmulKernel} with `g.softmaxRows`, or null where the
+ * selected tile cannot hold a whole row (`N > BN`) or the adapter's
+ * workgroup memory the softmax's partials (then the caller runs a separate
+ * softmax kernel).
+ */
+export function stridedSoftmaxKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel | null {
+  if (!g.softmaxRows) throw new TypeError("stridedSoftmaxKernel: needs softmaxRows");
+  return stridedKernel(g, bind);
+}
+
+function stridedKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel | null {
   const { M, N, K, P, zh, a, b, out } = g;
   if (P > 65535) throw new RangeError(`matmul batch ${P} exceeds 65535`);
   if (zh < 1 || P % zh !== 0) throw new RangeError(`strided matmul: ${P} batches by ${zh}`);
@@ -435,10 +466,13 @@ export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKerne
   const vecA = K > 0 && (g.transA ? M : K) % 4 === 0 && by4(a);
   const vecB = K > 0 && (g.transB ? K : N) % 4 === 0 && by4(b);
   const vecOut = N % 4 === 0 && by4(out);
-  // the tile and code depend on the shape, the vec4 flags and the selection state only:
-  // memoised as matmulPlan's, so attention's products skip selection and code lookup per call
-  const sg = g.scoresGrad ?? null, sp = g.scoresProb ?? null;
+  // the tile and code depend on the shape, the vec4 flags, the epilogue and the selection state
+  // only: memoised as matmulPlan's, so attention's products skip selection and code lookup per call
+  const sg = g.scoresGrad ?? null, sp = g.scoresProb ?? null, sr = g.softmaxRows ?? null;
   const prob = sp ? { causal: sp.causal, mask: sp.mask, layout: sp.layout } : null;
+  const rows = sr
+    ? { causal: sr.causal, mask: sr.mask, layout: sr.layout, dropout: sr.dropout !== null }
+    : null;
   const key = [
     selectionEpoch(),
     M,
@@ -452,44 +486,57 @@ export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKerne
     +vecOut,
     +!!sg,
     JSON.stringify(prob),
+    JSON.stringify(rows),
   ].join("|");
   let plan = stridedPlans.get(key);
-  if (!plan) {
+  if (plan === undefined) {
     let v = selectMatmulVariant(shape);
     if (!v.tile) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
     const t = v.tile!;
-    const spec: MatmulSpec = {
-      transA: g.transA,
-      transB: g.transB,
-      vecA,
-      vecB,
-      vecOut,
-      exact: K > 0 && M % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
-      bias: false,
-      strided: true,
-    };
-    if (sg) spec.scoresGrad = true;
-    if (prob) spec.scoresProb = prob;
-    const codeKey = JSON.stringify([t, spec]);
-    let code = codes.get(codeKey);
-    if (!code) codes.set(codeKey, code = matmulWgsl(t, spec));
-    plan = { code, workgroups: [Math.ceil(N / t.BN), Math.ceil(M / t.BM), P] };
+    const fits = !rows ||
+      (N <= t.BN &&
+        tileWorkgroupBytes(t) + softmaxRowsBytes(t) <= matmulTarget().maxWorkgroupBytes);
+    if (fits) {
+      const spec: MatmulSpec = {
+        transA: g.transA,
+        transB: g.transB,
+        vecA,
+        vecB,
+        vecOut,
+        exact: K > 0 && M % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
+        bias: false,
+        strided: true,
+      };
+      if (sg) spec.scoresGrad = true;
+      if (prob) spec.scoresProb = prob;
+      if (rows) spec.softmaxRows = rows;
+      const codeKey = JSON.stringify([t, spec]);
+      let code = codes.get(codeKey);
+      if (!code) codes.set(codeKey, code = matmulWgsl(t, spec));
+      plan = { code, workgroups: [Math.ceil(N / t.BN), Math.ceil(M / t.BM), P] };
+    } else plan = null;
     if (stridedPlans.size >= 4096) stridedPlans.clear();
     stridedPlans.set(key, plan);
   }
+  if (plan === null) return null;
+  const ints = [M, N, K, a.s, b.s, a.ld, b.ld, out.ld, zh, a.sh, b.sh, out.s, out.sh];
+  const d = sr?.dropout ?? null;
   return {
     code: plan.code,
     bind,
-    uniform: packUniform(
-      [M, N, K, a.s, b.s, a.ld, b.ld, out.ld, zh, a.sh, b.sh, out.s, out.sh],
-      sg ? [sg.scale] : sp ? [sp.scale] : [],
-    ),
+    uniform: sr
+      ? packUniform([...ints, d?.seed ?? 0, d?.thr ?? 0], [sr.scale, d?.ks ?? 1])
+      : packUniform(ints, sg ? [sg.scale] : sp ? [sp.scale] : []),
     workgroups: plan.workgroups,
     flops: 2 * M * N * K * P,
   };
 }
 
-const stridedPlans = new Map<string, { code: string; workgroups: [number, number, number] }>();
+/** Memoised strided plans; null: a softmax epilogue that does not fit the selected tile. */
+const stridedPlans = new Map<
+  string,
+  { code: string; workgroups: [number, number, number] } | null
+>();
 
 /**
  * Copies `rows` rows of length K starting at `base` into `dst` ([rows, K]);

@@ -25,7 +25,7 @@ import {
 import { autotuneAttention } from "../ops/autotune.ts";
 import { configureMatmul } from "../ops/matmul.ts";
 import { mmProductShapes } from "../ops/_attention_mm.ts";
-import { clearTunedVariants, tunedVariant } from "../ops/_matmul_variants.ts";
+import { clearTunedVariants, tunedVariant, useMatmulVariant } from "../ops/_matmul_variants.ts";
 import type { OpCase } from "../ops/registry.ts";
 import { apply, tensor } from "../tensor/tensor.ts";
 import { allocArray, type CpuArray, type OpDef, sizeOf, type TensorInfo } from "../tensor/types.ts";
@@ -43,8 +43,16 @@ if (!found) {
 const gpu = found;
 const target = configureMatmul(gpu);
 
-/** Runs `op` on the CPU (f32) and on the GPU with the forced kernel; compares every output. */
-async function check(op: OpDef<AttentionParams>, c: OpCase, kernel: string, seed: number) {
+/**
+ * Runs `op` on the CPU (f32) and on the GPU with the forced kernel; compares
+ * every output. Returns the op's dispatches on the GPU.
+ */
+async function check(
+  op: OpDef<AttentionParams>,
+  c: OpCase,
+  kernel: string,
+  seed: number,
+): Promise<number> {
   const ins = caseInputs(c, seed);
   const infos: TensorInfo[] = c.inputs.map((s) => ({
     shape: s.shape,
@@ -60,12 +68,15 @@ async function check(op: OpDef<AttentionParams>, c: OpCase, kernel: string, seed
     const ts = ins.map((a, k) =>
       tensor(a, c.inputs[k].shape, { dtype: infos[k].dtype, backend: gpu })
     );
+    gpu.dispatchStats(true);
     const outs = apply(op, ts, p);
+    const dispatches = gpu.dispatchStats(true).perOp[op.name] ?? 0;
     for (let o = 0; o < outs.length; o++) {
       const got = await outs[o].data();
       assertNearReference(got, ref[o], c.tol ?? 1e-4, `${op.name} ${c.label} (${kernel}) out${o}`);
     }
     for (const t of [...ts, ...outs]) t.dispose();
+    return dispatches;
   } finally {
     useAttentionKernel(null);
   }
@@ -178,6 +189,32 @@ Deno.test('"mm" attention (per-head matmuls, scores in scratch) equals the CPU r
     // bounds checks) and partial ones
     await check(op, caseAt(op, true, 64, 64, 64, 0), "mm", 8);
     await check(op, caseAt(op, false, 37, 75, 64, 0), "mm", 9);
+  }
+});
+
+Deno.test('"mm" forward with the softmax in the epilogue of Q·Kᵀ (a tile holding whole rows) equals the CPU reference; wider rows take the softmax kernel', async () => {
+  // the masking cases on a tile of 64 columns, 4×4 per thread (16 threads share a row); D = 64
+  // on 128 columns, 8×8 (16 threads, 8 rows each), whose unrolled kernels take lavapipe seconds
+  // to compile each
+  const forward = ATTENTION_ENTRIES.flatMap((e) =>
+    e.op === ATTENTION ? e.cases.filter((c) => PICKED.has(c.label ?? "")) : []
+  );
+  const wide: [boolean, number, number, number][] = [[true, 70, 70, 0.1], [false, 37, 75, 0]];
+  for (const [tile, BN] of [["t64x64k16_4x4", 64], ["t128x128k16_8x8", 128]] as const) {
+    useMatmulVariant(tile);
+    try {
+      for (const c of BN === 64 ? forward : []) {
+        const S = c.inputs[1].shape[c.params.layout === "BTHD" ? 1 : 2];
+        const n = await check(ATTENTION, c, "mm", 21);
+        assert.equal(n, S <= BN ? 2 : 3, `${tile} ${c.label}: ${n} dispatches`);
+      }
+      for (const [causal, T, S, p] of BN === 64 ? [...wide, [true, 64, 64, 0] as const] : wide) {
+        const n = await check(ATTENTION, caseAt(ATTENTION, causal, T, S, 64, p), "mm", 30);
+        assert.equal(n, S <= BN ? 2 : 3, `${tile} T=${T} S=${S}: ${n} dispatches`);
+      }
+    } finally {
+      useMatmulVariant(null);
+    }
   }
 });
 
