@@ -12,7 +12,7 @@
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
 # tuner's choices). The limits add up to about 20 minutes, more than a session's device time: pick
 # sections. Session 14's two runs (H100 then H200) took 6.5 and 3.7 minutes, a machine's start
-# 0.5. Next: SECTIONS="tests alu base base_kept base_probs base_keep_all base_f16acc64" (about 7
+# 0.5. Next: SECTIONS="tests alu base base_recomputed base_gelu_separate base_f16acc64" (about 7
 # minutes: base's first step tunes for 85-105 s, now with three flat-slice candidates more, and
 # since session 14 an f16 run tunes its f16 products as f16 kernels, about as long again), then
 # SECTIONS="sweep sweep16s sweep32s base_f16" (about 4). A run that asks for an H100 may get an
@@ -107,19 +107,14 @@ section base_ungrouped 60 env WEBSEQ_GROUPED_PROJECTIONS=off $RUN cli.ts bench "
 # tuning cache of the run above makes this one quick
 section base_fused 60 env WEBSEQ_GELU_STAGE=fused $RUN cli.ts bench "${TUNE[@]}" --preset base \
   --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
-# the GELU activation kept from the forward for the weight gradient (WEBSEQ_GELU_STAGE=kept:
-# no second GELU pass, 0.65 ms of an H100 step; one [8192, 2048] more per block until its
-# backward): the step and its peak memory against base's
-section base_kept 60 env WEBSEQ_GELU_STAGE=kept $RUN cli.ts bench "${TUNE[@]}" --preset base \
-  --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
-# attention's probabilities kept from the forward for the backward (WEBSEQ_ATTENTION_PROBS=kept:
-# no Q·Kᵀ recompute, 0.919 ms of an H100 step; +603 MB at base); then with the GELU activation
-# kept too. (base itself now takes P and dS from product epilogues: was 0.916 ms of elementwise.)
-section base_probs 60 env WEBSEQ_ATTENTION_PROBS=kept $RUN cli.ts bench "${TUNE[@]}" \
-  --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --profile --json
-section base_keep_all 60 env WEBSEQ_ATTENTION_PROBS=kept WEBSEQ_GELU_STAGE=kept $RUN cli.ts bench \
-  "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu \
-  --torch "$PY" --json
+# since session 15 base keeps the GELU activations and attention probabilities for the backward
+# (--activations kept, the default; together +1.41 GB at base), runs attention's backward P and
+# dS and the forward softmax in product epilogues, and gelu' without branches. What keeping saves:
+# both recomputed (the step and peak memory against base's), then only the GELU pass again
+section base_recomputed 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 \
+  --src-len 128 --tgt-len 128 --steps 10 --device webgpu --activations recomputed --profile --json
+section base_gelu_separate 60 env WEBSEQ_GELU_STAGE=separate $RUN cli.ts bench "${TUNE[@]}" \
+  --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --json
 section base_f16 180 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 10 --device webgpu --precision f16 --profile --torch "$PY" --torch-bf16 --json
 section base_f16acc 150 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \

@@ -17,6 +17,7 @@ import { clipGradNorm } from "../optim/clip.ts";
 import { GradScaler } from "../optim/grad_scaler.ts";
 import { autocast, type Precision } from "../nn/layers.ts";
 import { type GeluStage, geluStage } from "../ops/gelu_linear.ts";
+import { type AttentionProbs, attentionProbs } from "../ops/attention.ts";
 import { checkF16Accumulate, checkPrecision, type TuneMode, tunesOn } from "../train/trainer.ts";
 import type { MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { configureMatmul, fastestOf, type MatmulTuning } from "../ops/matmul.ts";
@@ -151,6 +152,8 @@ export interface TrainBenchLine {
   copies_per_step?: number;
   /** WebGPU, GELU feed-forward: how the kernels apply the GELU (ops/gelu_linear.ts `geluStage`). */
   gelu_stage?: GeluStage;
+  /** WebGPU: whether attention's backward reads kept probabilities (ops/attention.ts `attentionProbs`). */
+  attention_probs?: AttentionProbs;
   /** Seconds the matmul tuning of the first warm-up step took (when it ran). */
   tune_s?: number;
   /** Matmul shapes it measured. */
@@ -489,6 +492,7 @@ export async function benchTrain(
     ...(backend.kind === "webgpu" && cfg.ffn_activation === "gelu"
       ? { gelu_stage: geluStage() }
       : {}),
+    ...(backend.kind === "webgpu" ? { attention_probs: attentionProbs() } : {}),
     ...(tuning ? { tune_s: tuning.seconds, tuned_shapes: tuning.shapes } : {}),
     ...(tuning?.attention.length ? { tuned_attention: tuning.attention } : {}),
     ...(tuning?.rejected.length ? { tune_rejected: tuning.rejected } : {}),

@@ -34,6 +34,11 @@ Deno.test({
     assert.ok(line.step_times_ms![0] > 0);
     const ms = line.kernel_ms!, detail = line.kernel_detail!;
     assert.ok(ms.matmul_bias > 0 && ms.attention > 0, JSON.stringify(ms));
+    // by default the backward reads the GELU activations kept from the forward: no second GELU
+    // pass in the weight gradient (geluWeightGrad), a Linear's (linearGrad) instead
+    assert.equal(line.gelu_stage, "kept");
+    assert.equal(line.attention_probs, "kept");
+    assert.ok(!("geluWeightGrad" in ms) && ms.linearGrad > 0, JSON.stringify(ms));
     const keys = Object.keys(detail);
     assert.ok(keys.length > 0 && keys.length <= PROFILE_DETAIL_LINES);
     // the costliest first, each [ms, dispatches], named op#kernel [shapes]…

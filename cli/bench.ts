@@ -15,6 +15,7 @@ import {
 } from "./_common.ts";
 import { isSoftwareAdapter, parseDevice, selectBackend } from "./_device.ts";
 import {
+  activationsFlag,
   f16AccumulateFlag,
   precisionFlag,
   tuneCacheFlag,
@@ -59,6 +60,9 @@ Options:
                            gets "tune_s", "tuned_shapes" and "tuned_attention"
   --tune-tiles T,T         also time these generator tiles when tuning (as train)
   --tune-cache FILE|off    the tuning cache (as train)
+  --activations MODE       kept (default) or recomputed: what the backward reads from the
+                           forward on WebGPU (as train); the line gets "gelu_stage" and
+                           "attention_probs"
   --torch PYTHON           then run bench/torch_baseline.py with PYTHON on the same
                            workload (cuda when webseq ran on a hardware GPU, else cpu
                            with OMP_NUM_THREADS = cores) and print its lines and a
@@ -89,6 +93,7 @@ const SPEC = {
   tune: { type: "string" },
   "tune-tiles": { type: "string" },
   "tune-cache": { type: "string" },
+  activations: { type: "string" },
   "f16-accumulate": { type: "string" },
   torch: { type: "string" },
   "torch-bf16": { type: "boolean" },
@@ -170,6 +175,7 @@ export async function run(args: string[]): Promise<number> {
     const tuneVariants = tuneTilesFlag(stringFlag(flags, "tune-tiles"));
     const tuneCache = tuneCacheFlag(stringFlag(flags, "tune-cache"));
     const f16Accumulate = f16AccumulateFlag(stringFlag(flags, "f16-accumulate"), precision);
+    activationsFlag(stringFlag(flags, "activations"));
     if (flags.preset !== undefined && flags.config !== undefined) {
       throw new UsageError("Give --preset or --config, not both");
     }

@@ -15,7 +15,7 @@ import {
 } from "./_common.ts";
 import { parseDevice, selectBackend } from "./_device.ts";
 import { NonFiniteLossError, train, type TrainOptions, type TuneMode } from "../train/trainer.ts";
-import { MATMUL_VARIANTS, parseTileName } from "../ops/mod.ts";
+import { MATMUL_VARIANTS, parseTileName, useActivations } from "../ops/mod.ts";
 import { F16_ACCUMULATE, isF16Accumulate, type MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 
 /** Help text. */
@@ -82,6 +82,11 @@ Run:
                            $WEBSEQ_CACHE or ~/.cache/webseq when write access to it is granted)
   --tune-tiles T,T         also time these generator tiles (names as bench/ops_bench.ts
                            --only sweep prints them, e.g. t128x64k16_8x8d)
+  --activations MODE       kept (default): on WebGPU the backward reads the GELU activations
+                           and attention probabilities kept from the forward (faster, as
+                           PyTorch); recomputed: it computes them again (less GPU memory:
+                           4·d_ff bytes per token and FFN block, 4·S bytes per query and
+                           head and attention call)
   --sample-interval N      print sample generations every N epochs (default 1; 0 disables)
   --patience N             early stopping after N epochs without validation improvement
   --bleu-limit N           validation pairs decoded for BLEU each epoch (default 200; 0 disables)
@@ -126,6 +131,7 @@ const SPEC = {
   tune: { type: "string" },
   "tune-tiles": { type: "string" },
   "tune-cache": { type: "string" },
+  activations: { type: "string" },
   "sample-interval": { type: "string" },
   patience: { type: "string" },
   "bleu-limit": { type: "string" },
@@ -198,6 +204,18 @@ export function tuneCacheFlag(value: string | undefined): string | null | undefi
   return value === "off" ? null : value;
 }
 
+/**
+ * `--activations`: kept or recomputed (ops/activations.ts), applied at once;
+ * absent leaves the default (and `WEBSEQ_GELU_STAGE`, `WEBSEQ_ATTENTION_PROBS`).
+ */
+export function activationsFlag(value: string | undefined): void {
+  if (value === undefined) return;
+  if (value !== "kept" && value !== "recomputed") {
+    throw new UsageError(`--activations must be kept or recomputed, got ${JSON.stringify(value)}`);
+  }
+  useActivations(value);
+}
+
 /** `--precision`: f32 (default) or f16. */
 export function precisionFlag(value: string | undefined): "f32" | "f16" {
   if (value === undefined || value === "f32" || value === "f16") return value ?? "f32";
@@ -221,6 +239,7 @@ export async function run(args: string[]): Promise<number> {
     if (flags.preset !== undefined && flags.config !== undefined) {
       throw new UsageError("Give --preset or --config, not both");
     }
+    activationsFlag(stringFlag(flags, "activations"));
     const builtin = data === BUILTIN_TRAIN;
     const opts: Omit<TrainOptions, "backend"> = {
       data,

@@ -44,6 +44,7 @@ import {
   slice,
   softmax,
   sum,
+  useActivations,
   useAttentionKernel,
   useAttentionProbs,
 } from "./mod.ts";
@@ -555,6 +556,7 @@ Deno.test({
   fn: async () => {
     try {
       useAttentionKernel("mm");
+      useAttentionProbs("recomputed");
       const recomputed = await probsRun(GPU!);
       useAttentionProbs("kept");
       assert.equal(attentionProbs(), "kept");
@@ -574,7 +576,7 @@ Deno.test({
       const cpu = await probsRun(CPU);
       kept.data.forEach((got, j) => closeTo(got, cpu.data[j], 1e-5, `cpu ${j}`));
       // not kept: with attention dropout, on the CPU, without gradients, where the backward
-      // runs other kernels, or in the default mode
+      // runs other kernels, or in the recomputed mode; kept by default
       const dropped = await probsRun(GPU!, { dropout: { p: 0.2, seed: 3 } });
       assert.equal(dropped.outputs, 2);
       assert.equal(dropped.dispatches, 7);
@@ -584,12 +586,16 @@ Deno.test({
       useAttentionKernel("rows");
       assert.equal((await probsRun(GPU!)).outputs, 2);
       useAttentionKernel("mm");
-      useAttentionProbs("auto");
-      assert.equal(attentionProbs(), "recomputed");
+      useAttentionProbs("recomputed");
       assert.equal((await probsRun(GPU!)).outputs, 2);
+      useAttentionProbs("auto");
+      assert.equal(attentionProbs(), "kept");
+      assert.equal((await probsRun(GPU!)).outputs, 3);
+      useActivations("recomputed");
+      assert.equal(attentionProbs(), "recomputed");
     } finally {
       useAttentionKernel(null);
-      useAttentionProbs(null);
+      useActivations(null);
     }
   },
 });
@@ -602,8 +608,8 @@ Deno.test("useAttentionProbs() and WEBSEQ_ATTENTION_PROBS pick the mode; a bad n
   const code = `import { attentionProbs } from "${new URL("./attention.ts", import.meta.url)}";
     try { console.log(attentionProbs()); } catch (e) { console.log(String(e)); }`;
   const run = (value: string) => evalStdout(code, { WEBSEQ_ATTENTION_PROBS: value });
-  assert.equal(await run("kept"), "kept");
-  assert.equal(await run("auto"), "recomputed");
+  assert.equal(await run("recomputed"), "recomputed");
+  assert.equal(await run("auto"), "kept");
   assert.match(
     await run("cached"),
     /^TypeError: WEBSEQ_ATTENTION_PROBS: expected recomputed, kept or auto, got "cached"$/,

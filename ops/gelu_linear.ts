@@ -8,12 +8,12 @@
  * activation of a transformer (4·C).
  *
  * On WebGPU each op here is one matmul kernel of ops/_matmul_wgsl.ts with a
- * GELU stage, which by default ({@linkcode DEFAULT_GELU_STAGE}, "separate")
- * is one elementwise pass writing `dropout(gelu(u))` to scratch memory freed
- * when the op ends (so still nothing F-wide beyond u is kept for the
- * backward; with {@linkcode useGeluStage}("kept") that pass's result is kept
- * for the weight gradient instead, see {@linkcode GeluStage}), and with
- * {@linkcode useGeluStage}("fused") is fused in:
+ * GELU stage: one elementwise pass writing `dropout(gelu(u))`, by default
+ * ({@linkcode DEFAULT_GELU_STAGE}, "kept") kept when training for the weight
+ * gradient (see {@linkcode GeluStage}), with {@linkcode useGeluStage}("separate")
+ * into scratch memory freed when the op ends (so nothing F-wide beyond u is
+ * kept for the backward, which runs the pass again), and with
+ * {@linkcode useGeluStage}("fused") fused in:
  *
  * - forward: A-operand loads pass through `dropout(gelu(·))` (the mask
  *   of element `i` of `u` is ops/dropout.ts's, by the same seed), bias in
@@ -226,13 +226,17 @@ export function useGeluStage(stage: GeluStage | "auto" | null): void {
 }
 
 /**
- * The GELU stage when none is forced: "separate". On an NVIDIA H200 (base
- * preset, batch 64 × 128) the fused loads computed each element's GELU once
- * per 128-column block (4 times at C = 512) and ran the products at 25 TFLOP/s
- * against 32 for the plain kernel: geluLinear 8.21 → 7.24 ms and
- * geluWeightGrad 8.01 → 6.46 ms per step separate, the pass included.
+ * The GELU stage when none is forced: "kept" (since session 15; "separate"
+ * before). On an NVIDIA H200 (base preset, batch 64 × 128) the fused loads
+ * computed each element's GELU once per 128-column block (4 times at C = 512)
+ * and ran the products at 25 TFLOP/s against 32 for the plain kernel:
+ * geluLinear 8.21 → 7.24 ms and geluWeightGrad 8.01 → 6.46 ms per step
+ * separate, the pass included; "kept" drops the weight gradient's pass (0.65
+ * ms of an H100 step) for one `[..., F]` per block until its backward, which
+ * PyTorch keeps too (`useActivations` in ops/activations.ts switches it with attention's
+ * probabilities).
  */
-export const DEFAULT_GELU_STAGE: GeluStage = "separate";
+export const DEFAULT_GELU_STAGE: GeluStage = "kept";
 
 /** The GELU stage the WebGPU kernels use now. */
 export function geluStage(): GeluStage {

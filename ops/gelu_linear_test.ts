@@ -32,6 +32,7 @@ import {
   mul,
   reshape,
   sum,
+  useActivations,
 } from "./mod.ts";
 
 interface Setup {
@@ -203,18 +204,24 @@ Deno.test("geluWeightGrad takes the forward's activation only for that array, dr
   assert.notDeepEqual(weightGrad(u, p), fresh);
 });
 
-Deno.test("useGeluStage() and WEBSEQ_GELU_STAGE pick the GELU stage; a bad name is a one-line TypeError", async () => {
-  assert.equal(geluStage(), "separate");
+Deno.test("useGeluStage(), useActivations() and WEBSEQ_GELU_STAGE pick the GELU stage (default kept); a bad name is a one-line TypeError", async () => {
+  assert.equal(geluStage(), "kept");
   useGeluStage("fused");
   assert.equal(geluStage(), "fused");
   useGeluStage("auto");
+  assert.equal(geluStage(), "kept");
+  useActivations("recomputed");
   assert.equal(geluStage(), "separate");
+  useActivations("kept");
+  assert.equal(geluStage(), "kept");
+  useActivations(null);
   assert.throws(() => useGeluStage("both" as "fused"), /^TypeError: useGeluStage: expected/);
   const code = `import { geluStage } from "${new URL("./gelu_linear.ts", import.meta.url)}";
     try { console.log(geluStage()); } catch (e) { console.log(String(e)); }`;
   const run = (value: string) => evalStdout(code, { WEBSEQ_GELU_STAGE: value });
   assert.equal(await run("fused"), "fused");
-  assert.equal(await run("kept"), "kept");
+  assert.equal(await run("separate"), "separate");
+  assert.equal(await run("auto"), "kept");
   assert.match(
     await run("half"),
     /^TypeError: WEBSEQ_GELU_STAGE: expected fused, separate, kept or auto/,

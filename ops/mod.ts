@@ -45,6 +45,7 @@ export * from "./masked_fill.ts";
 export * from "./slice.ts";
 export * from "./cross_entropy.ts";
 export * from "./attention.ts";
+export * from "./activations.ts";
 export * from "./autotune.ts";
 export * from "./residual.ts";
 export * from "./residual_layer_norm.ts";

@@ -108,6 +108,9 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
       r = await webseq([cmd, "--tune-cache", ""], perms);
       assert.equal(r.code, 2);
       assert.match(oneLineError(r.stderr), /--tune-cache needs a file name or off/);
+      r = await webseq([cmd, "--activations", "some"], perms);
+      assert.equal(r.code, 2);
+      assert.match(oneLineError(r.stderr), /--activations must be kept or recomputed, got "some"/);
       r = await webseq([cmd, "--f16-accumulate", "f16"], perms);
       assert.equal(r.code, 2);
       assert.match(oneLineError(r.stderr), /--f16-accumulate f16 needs --precision f16/);
