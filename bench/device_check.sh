@@ -12,7 +12,7 @@
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
 # tuner's choices). The limits add up to about 20 minutes, more than a session's device time: pick
 # sections. Session 14's two runs (H100 then H200) took 6.5 and 3.7 minutes, a machine's start
-# 0.5. Next: SECTIONS="tests alu base base_recomputed base_gelu_separate base_f16acc64" (about 7
+# 0.5. Next: SECTIONS="tests alu base base_recomputed base_no_epilogues base_gelu_separate" (about 7
 # minutes: base's first step tunes for 85-105 s, now with three flat-slice candidates more, and
 # since session 14 an f16 run tunes its f16 products as f16 kernels, about as long again), then
 # SECTIONS="sweep sweep16s sweep32s base_f16" (about 4). A run that asks for an H100 may get an
@@ -115,6 +115,11 @@ section base_recomputed 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-
   --src-len 128 --tgt-len 128 --steps 10 --device webgpu --activations recomputed --profile --json
 section base_gelu_separate 60 env WEBSEQ_GELU_STAGE=separate $RUN cli.ts bench "${TUNE[@]}" \
   --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --json
+# attention's softmax, P and dS in kernels of their own again (WEBSEQ_ATTENTION_EPILOGUES=off;
+# probabilities recomputed, so the backward has both): are the epilogues faster?
+section base_no_epilogues 60 env WEBSEQ_ATTENTION_EPILOGUES=off $RUN cli.ts bench "${TUNE[@]}" \
+  --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu \
+  --activations recomputed --profile --json
 section base_f16 180 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 --tgt-len 128 \
   --steps 10 --device webgpu --precision f16 --profile --torch "$PY" --torch-bf16 --json
 section base_f16acc 150 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-size 64 --src-len 128 \

@@ -1115,7 +1115,7 @@ function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
   const Z = p.keepProbs ? { out: 2 } : { tmp: 0 };
   const byV = headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [Z, { in: 2 }, { out: 0 }]);
   // the softmax in the epilogue of Q·Kᵀ where the selected tile holds whole rows
-  const fused = stridedSoftmaxKernel({
+  const fused = attentionEpilogues() && stridedSoftmaxKernel({
     M: T,
     N: S,
     K: D,
@@ -1202,7 +1202,7 @@ function mmBackwardPlan(
       out: zv,
       ...epilogue,
     }, bind);
-  if (keptAt !== null || !v.dropout) {
+  if (keptAt !== null || (!v.dropout && attentionEpilogues())) {
     // scratch: 0 Δ and flags (the delta kernel's), then scale·dS, then (recomputed) P
     const info = { tmp: 0 }, dS = { tmp: 1 };
     const P = keptAt !== null ? { in: keptAt } : { tmp: 2 };
@@ -1264,6 +1264,32 @@ function mmBackwardPlan(
       headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dP, { in: 0 }, { out: 1 }]),
     ],
   };
+}
+
+let forcedEpilogues: boolean | null | undefined; // undefined: not read from the environment yet
+
+/**
+ * Whether the "mm" kernels compute the softmax (forward) and P and dS
+ * (backward, without dropout) in the epilogues of their products (the
+ * default) or in kernels of their own (`false`, as before session 15: one
+ * dispatch more each way; with kept probabilities the backward's dS stays an
+ * epilogue). `WEBSEQ_ATTENTION_EPILOGUES=on|off|auto`; for comparisons on a
+ * card.
+ */
+export function attentionEpilogues(): boolean {
+  if (forcedEpilogues === undefined) {
+    const v = grantedEnv("WEBSEQ_ATTENTION_EPILOGUES");
+    if (v && v !== "on" && v !== "off" && v !== "auto") {
+      throw new TypeError(`WEBSEQ_ATTENTION_EPILOGUES: expected on, off or auto, got "${v}"`);
+    }
+    forcedEpilogues = v === "on" ? true : v === "off" ? false : null;
+  }
+  return forcedEpilogues ?? true;
+}
+
+/** Forces {@linkcode attentionEpilogues} (`null`: the default, on); overrides the environment. */
+export function useAttentionEpilogues(on: boolean | null): void {
+  forcedEpilogues = on;
 }
 
 // ---------------------------------------------------------------- kernel selection

@@ -22,6 +22,7 @@ import {
 import {
   ATTENTION,
   attention,
+  attentionEpilogues,
   type AttentionOptions,
   attentionProbs,
   type AttentionShape,
@@ -45,6 +46,7 @@ import {
   softmax,
   sum,
   useActivations,
+  useAttentionEpilogues,
   useAttentionKernel,
   useAttentionProbs,
 } from "./mod.ts";
@@ -539,14 +541,15 @@ async function probsRun(backend: Backend, opts: { dropout?: { p: number; seed: n
     ],
     { backend },
   );
-  const out = attention(q, k, v, { keyMask, causal: true, layout: "BTHD", ...opts });
-  const outs = out.node?.outputs ?? [];
   const gpu = backend.kind === "webgpu" ? GPU! : null;
   gpu?.dispatchStats(true);
+  const out = attention(q, k, v, { keyMask, causal: true, layout: "BTHD", ...opts });
+  const forward = gpu?.dispatchStats(true).perOp.attention ?? 0;
+  const outs = out.node?.outputs ?? [];
   sum(mul(out, w)).backward();
   const dispatches = gpu?.dispatchStats(true).perOp.attention_backward ?? 0;
   const data = await Promise.all([out, q.grad!, k.grad!, v.grad!].map((t) => t.data()));
-  return { data, outputs: outs.length, probsFreed: outs[2]?.disposed ?? null, dispatches };
+  return { data, outputs: outs.length, probsFreed: outs[2]?.disposed ?? null, dispatches, forward };
 }
 
 Deno.test({
@@ -600,6 +603,29 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    'useAttentionEpilogues(false): the "mm" softmax and backward run kernels of their own (3 and 7 dispatches, not 2 and 6), the same results',
+  ignore: NO_GPU,
+  fn: async () => {
+    try {
+      useAttentionKernel("mm");
+      useAttentionProbs("recomputed");
+      const on = await probsRun(GPU!);
+      useAttentionEpilogues(false);
+      assert.equal(attentionEpilogues(), false);
+      const off = await probsRun(GPU!);
+      assert.deepEqual([on.forward, on.dispatches], [2, 6]);
+      assert.deepEqual([off.forward, off.dispatches], [3, 7]);
+      off.data.forEach((got, j) => closeTo(got, on.data[j], 1e-5, ["out", "dq", "dk", "dv"][j]));
+    } finally {
+      useAttentionKernel(null);
+      useAttentionProbs(null);
+      useAttentionEpilogues(null);
+    }
+  },
+});
+
 Deno.test("useAttentionProbs() and WEBSEQ_ATTENTION_PROBS pick the mode; a bad name is a one-line TypeError; keepProbs needs dropout 0", async () => {
   assert.throws(
     () => useAttentionProbs("both" as "kept"),
@@ -613,6 +639,15 @@ Deno.test("useAttentionProbs() and WEBSEQ_ATTENTION_PROBS pick the mode; a bad n
   assert.match(
     await run("cached"),
     /^TypeError: WEBSEQ_ATTENTION_PROBS: expected recomputed, kept or auto, got "cached"$/,
+  );
+  const epi = `import { attentionEpilogues } from "${new URL("./attention.ts", import.meta.url)}";
+    try { console.log(attentionEpilogues()); } catch (e) { console.log(String(e)); }`;
+  const runEpi = (value: string) => evalStdout(epi, { WEBSEQ_ATTENTION_EPILOGUES: value });
+  assert.equal(await runEpi("off"), "false");
+  assert.equal(await runEpi("auto"), "true");
+  assert.match(
+    await runEpi("some"),
+    /^TypeError: WEBSEQ_ATTENTION_EPILOGUES: expected on, off or auto, got "some"$/,
   );
   const x = tensor(new Array(16).fill(0.5), [1, 1, 2, 8]);
   const p = { hasMask: false, causal: false, scale: 1, dropoutP: 0.1, seed: 0, keepProbs: true };
