@@ -8,6 +8,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { GpuOutOfMemoryError } from "../gpu/errors.ts";
 
 /** Exit code of a successful run (and of `--help`). */
 export const EXIT_OK = 0;
@@ -99,6 +100,12 @@ export function reportError(command: string, err: unknown): number {
   const usage = err instanceof UsageError;
   let msg = err instanceof Error ? err.message : String(err);
   msg = msg.split("\n")[0];
+  // what frees GPU memory in a training step, on the same line
+  if (err instanceof GpuOutOfMemoryError && (command === "train" || command === "bench")) {
+    msg += ` (try a smaller --batch-size${
+      command === "train" ? " with --grad-accum" : ""
+    }, or --activations recomputed)`;
+  }
   console.error(`webseq ${command}: ${usage ? "usage: " : "error: "}${msg}`);
   if (usage) console.error(`Run 'webseq ${command} --help' for the options.`);
   return usage ? EXIT_USAGE : EXIT_FAILURE;
