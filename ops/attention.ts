@@ -1102,6 +1102,31 @@ function headsProduct(
   return stridedMatmulKernel(s, bind);
 }
 
+/** An epilogue of {@linkcode scoresMatmul}. */
+type ScoresEpilogue = Pick<StridedMatmul, "scoresGrad" | "scoresProb" | "softmaxRows">;
+
+/** The per-head product `a·bᵀ` over D into the `[B·H, T, S]` scores (Q·Kᵀ, dO·Vᵀ). */
+function scoresMatmul(
+  g: Geometry,
+  a: StridedOperand,
+  b: StridedOperand,
+  epilogue: ScoresEpilogue,
+): StridedMatmul {
+  return {
+    M: g.T,
+    N: g.S,
+    K: g.D,
+    transA: false,
+    transB: true,
+    P: g.B * g.H,
+    zh: g.H,
+    a,
+    b,
+    out: scoresView(g),
+    ...epilogue,
+  };
+}
+
 /**
  * The forward through per-head matmuls: Z = Q·Kᵀ, P̃ and lse, out = P̃·V; the
  * scores in scratch memory, or (`keepProbs`) in output 2. Where the tile
@@ -1115,31 +1140,24 @@ function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
   const Z = p.keepProbs ? { out: 2 } : { tmp: 0 };
   const byV = headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [Z, { in: 2 }, { out: 0 }]);
   // the softmax in the epilogue of Q·Kᵀ where the selected tile holds whole rows
-  const fused = attentionEpilogues() && stridedSoftmaxKernel({
-    M: T,
-    N: S,
-    K: D,
-    transA: false,
-    transB: true,
-    P: g.B * g.H,
-    zh: g.H,
-    a: qv,
-    b: kv,
-    out: zv,
-    softmaxRows: {
-      scale: p.scale,
-      causal: p.causal,
-      mask: v.mask,
-      layout: g.layout,
-      dropout: p.dropoutP > 0
-        ? {
-          seed: p.seed >>> 0,
-          thr: dropoutThreshold(p.dropoutP),
-          ks: dropoutScale(p.dropoutP),
-        }
-        : null,
-    },
-  }, [{ in: 0 }, { in: 1 }, ...(p.hasMask ? [{ in: 3 }] : []), Z, { out: 1 }]);
+  const fused = attentionEpilogues() && stridedSoftmaxKernel(
+    scoresMatmul(g, qv, kv, {
+      softmaxRows: {
+        scale: p.scale,
+        causal: p.causal,
+        mask: v.mask,
+        layout: g.layout,
+        dropout: p.dropoutP > 0
+          ? {
+            seed: p.seed >>> 0,
+            thr: dropoutThreshold(p.dropoutP),
+            ks: dropoutScale(p.dropoutP),
+          }
+          : null,
+      },
+    }),
+    [{ in: 0 }, { in: 1 }, ...(p.hasMask ? [{ in: 3 }] : []), Z, { out: 1 }],
+  );
   if (fused) {
     return { ...(p.keepProbs ? {} : { temps: [rows * S * 4] }), kernels: [fused, byV] };
   }
@@ -1186,22 +1204,9 @@ function mmBackwardPlan(
   const rows = g.B * g.H * T;
   const product = (
     [a, b]: [StridedOperand, StridedOperand],
-    epilogue: Pick<StridedMatmul, "scoresGrad" | "scoresProb">,
+    epilogue: ScoresEpilogue,
     bind: GpuKernel["bind"],
-  ) =>
-    stridedMatmulKernel({
-      M: T,
-      N: S,
-      K: D,
-      transA: false,
-      transB: true,
-      P: g.B * g.H,
-      zh: g.H,
-      a,
-      b,
-      out: zv,
-      ...epilogue,
-    }, bind);
+  ) => stridedMatmulKernel(scoresMatmul(g, a, b, epilogue), bind);
   if (keptAt !== null || (!v.dropout && attentionEpilogues())) {
     // scratch: 0 Δ and flags (the delta kernel's), then scale·dS, then (recomputed) P
     const info = { tmp: 0 }, dS = { tmp: 1 };

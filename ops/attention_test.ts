@@ -631,18 +631,21 @@ Deno.test("useAttentionProbs() and WEBSEQ_ATTENTION_PROBS pick the mode; a bad n
     () => useAttentionProbs("both" as "kept"),
     /^TypeError: useAttentionProbs: expected recomputed, kept or auto, got "both"$/,
   );
-  const code = `import { attentionProbs } from "${new URL("./attention.ts", import.meta.url)}";
-    try { console.log(attentionProbs()); } catch (e) { console.log(String(e)); }`;
-  const run = (value: string) => evalStdout(code, { WEBSEQ_ATTENTION_PROBS: value });
+  // what `fn()` of attention.ts prints with the environment variable `name` set to `value`
+  const envRun = (fn: string, name: string) => (value: string) =>
+    evalStdout(
+      `import { ${fn} } from "${new URL("./attention.ts", import.meta.url)}";
+    try { console.log(${fn}()); } catch (e) { console.log(String(e)); }`,
+      { [name]: value },
+    );
+  const run = envRun("attentionProbs", "WEBSEQ_ATTENTION_PROBS");
   assert.equal(await run("recomputed"), "recomputed");
   assert.equal(await run("auto"), "kept");
   assert.match(
     await run("cached"),
     /^TypeError: WEBSEQ_ATTENTION_PROBS: expected recomputed, kept or auto, got "cached"$/,
   );
-  const epi = `import { attentionEpilogues } from "${new URL("./attention.ts", import.meta.url)}";
-    try { console.log(attentionEpilogues()); } catch (e) { console.log(String(e)); }`;
-  const runEpi = (value: string) => evalStdout(epi, { WEBSEQ_ATTENTION_EPILOGUES: value });
+  const runEpi = envRun("attentionEpilogues", "WEBSEQ_ATTENTION_EPILOGUES");
   assert.equal(await runEpi("off"), "false");
   assert.equal(await runEpi("auto"), "true");
   assert.match(
