@@ -152,7 +152,10 @@ export interface TrainBenchLine {
   copies_per_step?: number;
   /** WebGPU, GELU feed-forward: how the kernels apply the GELU (ops/gelu_linear.ts `geluStage`). */
   gelu_stage?: GeluStage;
-  /** WebGPU: whether attention's backward reads kept probabilities (ops/attention.ts `attentionProbs`). */
+  /**
+   * WebGPU: the mode of attention's probabilities (ops/attention.ts `attentionProbs`); a call
+   * keeps them only where its forward and backward run "mm" without attention dropout.
+   */
   attention_probs?: AttentionProbs;
   /** Seconds the matmul tuning of the first warm-up step took (when it ran). */
   tune_s?: number;

@@ -834,4 +834,4 @@ export function selectAttentionKernel(
 }
 
 /** Version of the attention kernels' choices: part of a tuning cache's adapter key. */
-export const ATTENTION_CODEGEN_VERSION = 5;
+export const ATTENTION_CODEGEN_VERSION = 6;

@@ -22,6 +22,7 @@ import {
   type AttentionShape,
   attentionTileFits,
   fittingAttentionTiles,
+  forcedAttentionKernel,
   parseAttentionTileName,
   setTunedAttentionKernel,
   startAttentionShapeRecording,
@@ -30,7 +31,12 @@ import {
   tunedAttentionKernel,
   withAttentionKernel,
 } from "./_attention_tiled.ts";
-import { ATTENTION, ATTENTION_BACKWARD, type AttentionParams } from "./attention.ts";
+import {
+  ATTENTION,
+  ATTENTION_BACKWARD,
+  type AttentionParams,
+  attentionProbs,
+} from "./attention.ts";
 import { mmFits, mmProductShapes } from "./_attention_mm.ts";
 import { tunedVariant } from "./_matmul_variants.ts";
 import {
@@ -149,7 +155,22 @@ export async function autotuneAttention(
         made.push(o, lse);
         const bins = [q, k, v, o, lse, rand([B, s.T, H, s.D])];
         if (s.mask) bins.push(ins[3]);
-        call = () => apply(ATTENTION_BACKWARD, bins, { ...p, hasDLse: false });
+        const bp = { ...p, hasDLse: false };
+        // "mm" is timed as training runs it: over the probabilities its forward kept, where
+        // attention keeps them (ops/attention.ts keepsProbs)
+        let probs: Tensor | null = null;
+        if (attentionProbs() === "kept" && !s.dropout && mmFits(s.BH, s.T, s.S)) {
+          const kept = await withAttentionKernel(
+            "mm",
+            () => Promise.resolve(apply(ATTENTION, ins, { ...p, keepProbs: true })),
+          );
+          made.push(...kept);
+          probs = kept[2];
+        }
+        call = () =>
+          probs && forcedAttentionKernel() === "mm"
+            ? apply(ATTENTION_BACKWARD, [...bins, probs], { ...bp, keepProbs: true })
+            : apply(ATTENTION_BACKWARD, bins, bp);
         opName = ATTENTION_BACKWARD.name;
       }
       const run = () => call().forEach((t) => t.dispose());

@@ -21,11 +21,18 @@ import {
   clearAttentionTuning,
   fittingAttentionTiles,
   useAttentionKernel,
+  useAttentionProbs,
 } from "../ops/attention.ts";
 import { autotuneAttention } from "../ops/autotune.ts";
 import { configureMatmul } from "../ops/matmul.ts";
 import { mmProductShapes } from "../ops/_attention_mm.ts";
-import { clearTunedVariants, tunedVariant, useMatmulVariant } from "../ops/_matmul_variants.ts";
+import {
+  clearTunedVariants,
+  parseTileName,
+  tunedVariant,
+  useMatmulVariant,
+} from "../ops/_matmul_variants.ts";
+import { softmaxRowsBytes, tileWorkgroupBytes } from "../ops/_matmul_wgsl.ts";
 import type { OpCase } from "../ops/registry.ts";
 import { apply, tensor } from "../tensor/tensor.ts";
 import { allocArray, type CpuArray, type OpDef, sizeOf, type TensorInfo } from "../tensor/types.ts";
@@ -202,15 +209,19 @@ Deno.test('"mm" forward with the softmax in the epilogue of Q·Kᵀ (a tile hold
   const wide: [boolean, number, number, number][] = [[true, 70, 70, 0.1], [false, 37, 75, 0]];
   for (const [tile, BN] of [["t64x64k16_4x4", 64], ["t128x128k16_8x8", 128]] as const) {
     useMatmulVariant(tile);
+    // fused where a row fits the tile and the tile with the softmax's partials the adapter
+    const t = parseTileName(tile)!;
+    const room = tileWorkgroupBytes(t) + softmaxRowsBytes(t) <= target.maxWorkgroupBytes;
+    const want = (S: number) => (S <= BN && room ? 2 : 3);
     try {
       for (const c of BN === 64 ? forward : []) {
         const S = c.inputs[1].shape[c.params.layout === "BTHD" ? 1 : 2];
         const n = await check(ATTENTION, c, "mm", 21);
-        assert.equal(n, S <= BN ? 2 : 3, `${tile} ${c.label}: ${n} dispatches`);
+        assert.equal(n, want(S), `${tile} ${c.label}: ${n} dispatches`);
       }
       for (const [causal, T, S, p] of BN === 64 ? [...wide, [true, 64, 64, 0] as const] : wide) {
         const n = await check(ATTENTION, caseAt(ATTENTION, causal, T, S, 64, p), "mm", 30);
-        assert.equal(n, S <= BN ? 2 : 3, `${tile} T=${T} S=${S}: ${n} dispatches`);
+        assert.equal(n, want(S), `${tile} T=${T} S=${S}: ${n} dispatches`);
       }
     } finally {
       useMatmulVariant(null);
@@ -245,14 +256,39 @@ Deno.test("autotuneAttention() times the candidates and the selection runs the f
   for (const m of mmProductShapes(shape)) assert.equal(tunedVariant(m), "t32x32k16_4x4");
   assert.deepEqual(r.rejected, []); // the tile's result matched the row kernels'
   assert.deepEqual(Object.values(attentionTunedTable(target.description)), [best]);
-  // the backward too: the tile's dQ, dK and dV are checked against the row kernels'
-  const [b] = await autotuneAttention(gpu, [{ ...shape, op: "bwd" }], {
-    force: true,
-    kernels,
-    matmulVariants,
-  });
-  assert.deepEqual(b.rejected, []);
-  assert.ok(Object.values(b.ms).every((ms) => ms > 0 && Number.isFinite(ms)), JSON.stringify(b.ms));
+  // the backward too: the tile's dQ, dK and dV are checked against the row kernels'; "mm" is
+  // timed over the probabilities its forward kept (the default), the others without
+  const gpuPlan = ATTENTION_BACKWARD.gpu!;
+  const kept: boolean[] = [];
+  ATTENTION_BACKWARD.gpu = (info, p) => {
+    kept.push(p.keepProbs === true);
+    return gpuPlan(info, p);
+  };
+  try {
+    const [b] = await autotuneAttention(gpu, [{ ...shape, op: "bwd" }], {
+      force: true,
+      kernels,
+      matmulVariants,
+    });
+    assert.deepEqual(b.rejected, []);
+    assert.ok(
+      Object.values(b.ms).every((ms) => ms > 0 && Number.isFinite(ms)),
+      JSON.stringify(b.ms),
+    );
+    assert.ok(kept.includes(true) && kept.includes(false));
+    // with recomputed probabilities nothing is kept
+    kept.length = 0;
+    useAttentionProbs("recomputed");
+    await autotuneAttention(gpu, [{ ...shape, op: "bwd" }], {
+      force: true,
+      kernels,
+      matmulVariants,
+    });
+    assert.ok(kept.length > 0 && !kept.includes(true));
+  } finally {
+    ATTENTION_BACKWARD.gpu = gpuPlan;
+    useAttentionProbs(null);
+  }
   clearAttentionTuning();
   clearTunedVariants();
 });
