@@ -115,7 +115,7 @@ section base_recomputed 60 $RUN cli.ts bench "${TUNE[@]}" --preset base --batch-
   --src-len 128 --tgt-len 128 --steps 10 --device webgpu --activations recomputed --profile --json
 section base_gelu_separate 60 env WEBSEQ_GELU_STAGE=separate $RUN cli.ts bench "${TUNE[@]}" \
   --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu --json
-# attention's softmax, P and dS in kernels of their own again (WEBSEQ_ATTENTION_EPILOGUES=off;
+# attention's softmax, Δ, P and dS in kernels of their own again (WEBSEQ_ATTENTION_EPILOGUES=off;
 # probabilities recomputed, so the backward has both): are the epilogues faster?
 section base_no_epilogues 60 env WEBSEQ_ATTENTION_EPILOGUES=off $RUN cli.ts bench "${TUNE[@]}" \
   --preset base --batch-size 64 --src-len 128 --tgt-len 128 --steps 10 --device webgpu \

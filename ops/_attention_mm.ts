@@ -12,7 +12,8 @@
  *   `dV = P̃ᵀ·dO`, `dQ = (scale·dS)·K`, `dK = (scale·dS)ᵀ·Q`; without
  *   dropout P and `scale·dS` come from the epilogues of the two products
  *   instead (ops/_matmul_wgsl.ts `scoresProb`, `scoresGrad`), no elementwise
- *   kernel.
+ *   kernel, and where a tile holds whole rows Δ too (`scoresGradRows`), no
+ *   delta kernel.
  *
  * With `keepProbs` (attention.ts `useAttentionProbs`) the forward's P̃ is an
  * output instead of scratch, and the backward starts from it: no `Q·Kᵀ`.

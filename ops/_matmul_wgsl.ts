@@ -172,6 +172,12 @@ export interface MatmulSpec {
    * `thr`, `scale`, `ks` in the uniform): see {@linkcode softmaxRowsWgsl}.
    */
   softmaxRows?: SoftmaxRows;
+  /**
+   * Strided `dO·Vᵀ` with N ≤ BN: attention's `scale·dS` with Δ from the row
+   * itself, `Δ = Σ_n P·dP` (input `aux` = P, then the key mask when `mask`;
+   * `scale` in the uniform): see {@linkcode scoresGradRowsWgsl}.
+   */
+  scoresGradRows?: ScoresGradRows;
   /** Also write `rsum[z·M + m] = Σ_k A(m, k)` (a second output, `[P, M]`). */
   rowSum?: boolean;
   /** The f16 kernel of ops/matmul_f16.ts (needs `shader-f16`); absent: f32 throughout. */
@@ -192,6 +198,19 @@ export interface ScoresProb {
   mask: "f32" | "i32" | null;
   /** Where lse of (b, h, t) lies: "BTHD" `(b·T + t)·H + h`, "BHTD" `(b·H + h)·T + t`. */
   layout: "BTHD" | "BHTD";
+  /**
+   * `scoresProb` only: whether a row has no allowed key comes from scanning the
+   * mask up to the row's key end (no `info` input), not from `info[2r + 1]`.
+   */
+  scan?: boolean;
+}
+
+/** What {@linkcode MatmulSpec.scoresGradRows} needs to know of the attention. */
+export interface ScoresGradRows {
+  /** Query m attends keys n ≤ m + (S − T) only. */
+  causal: boolean;
+  /** The key mask's element type, or none. */
+  mask: "f32" | "i32" | null;
 }
 
 /** What {@linkcode MatmulSpec.softmaxRows} needs to know of the attention. */
@@ -574,12 +593,12 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   if (s.strided && (s.splitK || s.rowSum)) {
     throw new TypeError("matmulWgsl: strided products neither split K nor sum rows");
   }
-  const SR = s.softmaxRows ?? null;
-  const scores = s.scoresGrad || s.scoresProb || SR;
+  const SR = s.softmaxRows ?? null, GR = s.scoresGradRows ?? null;
+  const scores = s.scoresGrad || s.scoresProb || SR || GR;
   if (scores && (!s.strided || H || s.bias || s.geluGradOut || s.addOut)) {
     throw new TypeError("matmulWgsl: the scores epilogues are for plain f32 strided products");
   }
-  if (+!!s.scoresGrad + +!!s.scoresProb + +!!SR > 1) {
+  if (+!!s.scoresGrad + +!!s.scoresProb + +!!SR + +!!GR > 1) {
     throw new TypeError("matmulWgsl: one scores epilogue at a time");
   }
   const G = s.group ?? null;
@@ -627,8 +646,11 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   declare("a", "read", arr(s.vecA, H?.a), gA);
   declare("b", "read", arr(s.vecB, H?.b), gB);
   if (s.bias) declare("bias", "read", arr(s.vecOut), G?.role === "b");
-  if (s.geluGradOut || s.scoresGrad) {
+  if (s.geluGradOut || s.scoresGrad || GR) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> aux: ${arr(s.vecOut)};`);
+  }
+  if (GR?.mask) {
+    bind.push(`@group(0) @binding(${bind.length}) var<storage, read> kmask: array<${GR.mask}>;`);
   }
   const SP = s.scoresProb ?? null;
   if (SR?.mask) {
@@ -640,7 +662,7 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
       bind.push(`@group(0) @binding(${bind.length}) var<storage, read> kmask: array<${SP.mask}>;`);
     }
   }
-  if (s.scoresGrad || SP) {
+  if (s.scoresGrad || (SP && !SP.scan)) {
     bind.push(`@group(0) @binding(${bind.length}) var<storage, read> info: array<f32>;`);
   }
   if (s.addOut) {
@@ -660,6 +682,16 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
   bind.push(`@group(0) @binding(${ub}) var<uniform> u: U;`);
   if (s.geluIn || s.geluGradOut) bind.push(geluHelpers(!!s.dropout));
   if (SR) bind.push("const SM_MASKED: f32 = -1e30;");
+  // whether a row of batch row b with keys [0, ke) has no allowed one (the scanning epilogues)
+  const scanMask = (SP?.scan && SP.mask) || GR?.mask;
+  if (scanMask) {
+    bind.push(`fn none_allowed(b: u32, ke: u32) -> bool {
+  for (var n = 0u; n < ke; n++) {
+    if (kmask[b * u.N + n] != ${scanMask === "i32" ? "0" : "0.0"}) { return false; }
+  }
+  return true;
+}`);
+  }
   if (SR?.dropout) bind.push(WGSL_HASH);
   if (G) {
     const el = (v: boolean, t = "f32") => (v ? `vec4<${t}>` : t);
@@ -855,7 +887,8 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
     }
   }
   if (SR) epi.push(...softmaxRowsWgsl(t, SR, s.vecOut));
-  for (let g = 0; g < (SR ? 0 : TM / 4); g++) {
+  if (GR) epi.push(...scoresGradRowsWgsl(t, GR, s.vecOut));
+  for (let g = 0; g < (SR || GR ? 0 : TM / 4); g++) {
     for (let i = 0; i < 4; i++) {
       const r = g * 4 + i;
       const rows: string[] = [`let gm = m0 + ${g * WY * 4 + i}u + ty * 4u;`];
@@ -874,10 +907,12 @@ export function matmulWgsl(t: MatmulTile, s: MatmulSpec): string {
           : "z * u.M + gm";
         rows.push(
           `let lr = lse[${lseAt}];`,
-          "let fl = info[2u * (z * u.M + gm) + 1u] != 0.0;",
           SP.causal
             ? "let ke = u32(clamp(i32(gm) + i32(u.N) - i32(u.M) + 1, 0, i32(u.N)));"
             : "let ke = u.N;",
+          SP.scan
+            ? `let fl = ${SP.mask ? "none_allowed(z / u.zh, ke)" : "ke == 0u"};`
+            : "let fl = info[2u * (z * u.M + gm) + 1u] != 0.0;",
         );
       }
       for (let h = 0; h < TN / 4; h++) {
@@ -931,7 +966,7 @@ ${
       return `var<workgroup> ${name}: ${t.double ? `array<${one}, 2>` : one};`;
     }).join("\n")
   }${
-    SR
+    SR || GR
       ? `
 var<workgroup> sm_part: array<f32, ${BM * WX}>;
 var<workgroup> sm_max: array<f32, ${BM}>;
@@ -1079,6 +1114,86 @@ export function softmaxRowsWgsl(t: MatmulTile, r: SoftmaxRows, vecOut: boolean):
             `if (${key(h, q)} < u.N) { out[oz + gm${k} * u.ldo + ${key(h, q)}] = ${p(k, h, q)}; }`,
           );
         }
+      }
+    }
+    lines.push(`if (gm${k} < u.M) { ${body.join(" ")} }`);
+  }
+  return lines;
+}
+
+/**
+ * The epilogue of a {@linkcode MatmulSpec.scoresGradRows} product (`dO·Vᵀ`
+ * per head z = b·H + h, M = T, N = S ≤ BN: one column block holds whole
+ * rows): with `P` the input `aux` laid out as the output, each row's
+ * `Δ = Σ_n P·dP` (which equals `dO·O` without attention dropout) is agreed
+ * through workgroup memory as {@linkcode softmaxRowsWgsl} agrees its sums (each
+ * thread's partial per row, one thread per row adding the WX partials in
+ * order), and that thread also finds whether its row has an allowed key (the
+ * causal end, then the mask scanned); then `out = scale·P·(dP − Δ)`, 0 in a
+ * row with no allowed key and where P is 0 (2 barriers; the caller's
+ * epilogue set-up declares `oz`, and `n4` for vec4).
+ */
+export function scoresGradRowsWgsl(t: MatmulTile, r: ScoresGradRows, vecOut: boolean): string[] {
+  const { BM, BN, TM, TN } = t;
+  const WX = BN / TN, WY = BM / TM, T = WX * WY;
+  const rows = Array.from({ length: TM }, (_, k) => k);
+  const cols = Array.from({ length: TN / 4 }, (_, h) => h);
+  const lr = (k: number) => `${Math.floor(k / 4) * WY * 4 + (k % 4)}u + ty * 4u`;
+  const key = (h: number) => `${h * WX * 4}u + tx * 4u`;
+  // P of row k, column group h: vec4 (0 past N or past the last row)
+  const pOf = (k: number, h: number) =>
+    vecOut
+      ? `select(${V4}(), aux[oz + gm${k} * n4 + ((${key(h)}) >> 2u)], gm${k} < u.M && ${
+        key(h)
+      } < u.N)`
+      : `${V4}(${
+        COMP.map((_, q) =>
+          `select(0.0, aux[oz + gm${k} * u.ldo + ${key(h)} + ${q}u], gm${k} < u.M && ${
+            key(h)
+          } + ${q}u < u.N)`
+        ).join(", ")
+      })`;
+  const keyEnd = (gm: string) =>
+    r.causal ? `u32(clamp(i32(${gm}) + i32(u.N) - i32(u.M) + 1, 0, i32(u.N)))` : "u.N";
+  const lines: string[] = [
+    ...rows.flatMap((k) => [
+      `let lr${k} = ${lr(k)};`,
+      `let gm${k} = m0 + lr${k};`,
+      ...cols.map((h) => `let p${k}_${h} = ${pOf(k, h)};`),
+      `sm_part[lr${k} * ${WX}u + tx] = ${
+        cols.map((h) => `dot(p${k}_${h}, c${k}_${h})`).join(" + ")
+      };`,
+    ]),
+    "workgroupBarrier();",
+    `for (var rr = tid; rr < ${BM}u; rr += ${T}u) {`,
+    "  var sm = 0.0;",
+    `  for (var j = 0u; j < ${WX}u; j++) { sm += sm_part[rr * ${WX}u + j]; }`,
+    "  sm_sum[rr] = sm;",
+    `  let ke = select(0u, ${keyEnd("m0 + rr")}, m0 + rr < u.M);`,
+    `  sm_max[rr] = select(0.0, 1.0, ${r.mask ? "none_allowed(z / u.zh, ke)" : "ke == 0u"});`,
+    "}",
+    "workgroupBarrier();",
+  ];
+  for (const k of rows) {
+    const body: string[] = [
+      `let dl${k} = sm_sum[lr${k}];`,
+      `let fl${k} = sm_max[lr${k}] != 0.0;`,
+    ];
+    for (const h of cols) {
+      const ds = `select(u.scale * p${k}_${h} * (c${k}_${h} - ${V4}(dl${k})), ${V4}(), ` +
+        `vec4<bool>(fl${k}) | (p${k}_${h} == ${V4}()))`;
+      if (vecOut) {
+        body.push(`if (${key(h)} < u.N) { out[oz + gm${k} * n4 + ((${key(h)}) >> 2u)] = ${ds}; }`);
+      } else {
+        body.push(`{ let d = ${ds};`);
+        for (const q of [0, 1, 2, 3]) {
+          body.push(
+            `if (${key(h)} + ${q}u < u.N) { out[oz + gm${k} * u.ldo + ${key(h)} + ${q}u] = d.${
+              COMP[q]
+            }; }`,
+          );
+        }
+        body.push("}");
       }
     }
     lines.push(`if (gm${k} < u.M) { ${body.join(" ")} }`);

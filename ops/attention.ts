@@ -67,6 +67,7 @@ import { grantedEnv } from "../tensor/env.ts";
 import { dropoutScale, dropoutThreshold } from "./dropout.ts";
 import { hashU32, WGSL_HASH } from "../tensor/rng.ts";
 import {
+  type BindRef,
   type CpuArray,
   fmtShape,
   type GpuKernel,
@@ -101,7 +102,7 @@ import {
   type StridedMatmul,
   stridedMatmulKernel,
   type StridedOperand,
-  stridedSoftmaxKernel,
+  stridedRowsKernel,
 } from "./matmul.ts";
 import {
   MM_GRAD_WG,
@@ -1103,7 +1104,10 @@ function headsProduct(
 }
 
 /** An epilogue of {@linkcode scoresMatmul}. */
-type ScoresEpilogue = Pick<StridedMatmul, "scoresGrad" | "scoresProb" | "softmaxRows">;
+type ScoresEpilogue = Pick<
+  StridedMatmul,
+  "scoresGrad" | "scoresProb" | "softmaxRows" | "scoresGradRows"
+>;
 
 /** The per-head product `a·bᵀ` over D into the `[B·H, T, S]` scores (Q·Kᵀ, dO·Vᵀ). */
 function scoresMatmul(
@@ -1140,7 +1144,7 @@ function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
   const Z = p.keepProbs ? { out: 2 } : { tmp: 0 };
   const byV = headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [Z, { in: 2 }, { out: 0 }]);
   // the softmax in the epilogue of Q·Kᵀ where the selected tile holds whole rows
-  const fused = attentionEpilogues() && stridedSoftmaxKernel(
+  const fused = attentionEpilogues() && stridedRowsKernel(
     scoresMatmul(g, qv, kv, {
       softmaxRows: {
         scale: p.scale,
@@ -1189,8 +1193,11 @@ function mmForwardPlan(g: Geometry, p: AttentionParams, v: Variant): GpuPlan {
  * kernel), dV = P̃ᵀ·dO, dQ = (scale·dS)·K, dK = (scale·dS)ᵀ·Q (7 dispatches).
  * Without (P̃ = P): P from the epilogue of Q·Kᵀ (`StridedMatmul.scoresProb`)
  * and scale·dS from the epilogue of dO·Vᵀ (`scoresGrad`), no elementwise
- * kernel (6); with the probabilities the forward kept (`keptAt`, the input
- * holding them) no Q·Kᵀ either (5).
+ * kernel (6); where that product's tile holds whole rows (and no dLse), Δ too
+ * (`scoresGradRows`: Δ = Σ_s P·dP, the fully-masked flag scanned from the
+ * masks, as `Q·Kᵀ`'s epilogue then does): no Δ kernel (5). With the
+ * probabilities the forward kept (`keptAt`, the input holding them) no Q·Kᵀ
+ * either (4 or 5).
  */
 function mmBackwardPlan(
   g: Geometry,
@@ -1207,6 +1214,43 @@ function mmBackwardPlan(
     epilogue: ScoresEpilogue,
     bind: GpuKernel["bind"],
   ) => stridedMatmulKernel(scoresMatmul(g, a, b, epilogue), bind);
+  const mask: GpuKernel["bind"] = p.hasMask ? [{ in: 6 }] : [];
+  const tail = (P: BindRef, dS: BindRef): GpuKernel[] => [
+    // dV = Pᵀ·dO: P stored [T, S] is op(a)ᵀ
+    headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [P, { in: 5 }, { out: 2 }]),
+    headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [dS, { in: 1 }, { out: 0 }]),
+    headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dS, { in: 0 }, { out: 1 }]),
+  ];
+  if ((keptAt !== null || !v.dropout) && attentionEpilogues() && !p.hasDLse) {
+    // Δ = Σ_s P·dP from each row in the epilogue of dO·Vᵀ where its tile holds whole rows: no
+    // Δ kernel. Scratch: 0 scale·dS, then (recomputed) P
+    const dS = { tmp: 0 }, P = keptAt !== null ? { in: keptAt } : { tmp: 1 };
+    const grad = stridedRowsKernel(
+      scoresMatmul(g, qv, kv, {
+        scoresGradRows: { scale: p.scale, causal: p.causal, mask: v.mask },
+      }),
+      [{ in: 5 }, { in: 2 }, P, ...mask, dS],
+    );
+    if (grad) {
+      const prob = { scale: p.scale, causal: p.causal, mask: v.mask, layout: g.layout, scan: true };
+      return {
+        temps: keptAt !== null ? [rows * S * 4] : [rows * S * 4, rows * S * 4],
+        kernels: [
+          ...(keptAt !== null ? [] : [
+            product([qv, kv], { scoresProb: prob }, [
+              { in: 0 },
+              { in: 1 },
+              { in: 4 },
+              ...mask,
+              P,
+            ]),
+          ]),
+          grad,
+          ...tail(P, dS),
+        ],
+      };
+    }
+  }
   if (keptAt !== null || (!v.dropout && attentionEpilogues())) {
     // scratch: 0 Δ and flags (the delta kernel's), then scale·dS, then (recomputed) P
     const info = { tmp: 0 }, dS = { tmp: 1 };
@@ -1228,16 +1272,13 @@ function mmBackwardPlan(
             { in: 0 },
             { in: 1 },
             { in: 4 },
-            ...(p.hasMask ? [{ in: 6 }] : []),
+            ...mask,
             info,
             P,
           ]),
         ]),
         product([qv, kv], { scoresGrad: { scale: p.scale } }, [{ in: 5 }, { in: 2 }, P, info, dS]),
-        // dV = Pᵀ·dO: P stored [T, S] is op(a)ᵀ
-        headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [P, { in: 5 }, { out: 2 }]),
-        headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [dS, { in: 1 }, { out: 0 }]),
-        headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dS, { in: 0 }, { out: 1 }]),
+        ...tail(P, dS),
       ],
     };
   }
@@ -1274,11 +1315,11 @@ function mmBackwardPlan(
 let forcedEpilogues: boolean | null | undefined; // undefined: not read from the environment yet
 
 /**
- * Whether the "mm" kernels compute the softmax (forward) and P and dS
+ * Whether the "mm" kernels compute the softmax (forward) and Δ, P and dS
  * (backward, without dropout) in the epilogues of their products (the
  * default) or in kernels of their own (`false`, as before session 15: one
- * dispatch more each way; with kept probabilities the backward's dS stays an
- * epilogue). `WEBSEQ_ATTENTION_EPILOGUES=on|off|auto`; for comparisons on a
+ * dispatch more forward, two backward; with kept probabilities the
+ * backward's dS stays an epilogue). `WEBSEQ_ATTENTION_EPILOGUES=on|off|auto`; for comparisons on a
  * card.
  */
 export function attentionEpilogues(): boolean {
@@ -1415,7 +1456,10 @@ export const ATTENTION: OpDef<AttentionParams> = {
 /**
  * The fused attention backward: inputs `[q, k, v, out, lse, dOut, keyMask?,
  * dLse?, probs?]` (`probs`: {@linkcode ATTENTION}'s kept probabilities, with
- * `keepProbs`), outputs `[dq, dk, dv]`.
+ * `keepProbs`), outputs `[dq, dk, dv]`. `out` and `lse` must be what
+ * {@linkcode ATTENTION} gives for these q, k, v and mask: where a tile holds
+ * whole rows the "mm" kernels take `Δ = Σ_s P·dP` from the rows, which equals
+ * `dO·out` only then.
  */
 export const ATTENTION_BACKWARD: OpDef<AttentionBackwardParams> = {
   name: "attention_backward",

@@ -48,6 +48,7 @@ import {
   type MatmulSpec,
   type MatmulTile,
   matmulWgsl,
+  type ScoresGradRows,
   type ScoresProb,
   softmaxRowsBytes,
   splitReduceWgsl,
@@ -428,6 +429,12 @@ export interface StridedMatmul {
     /** The dropout's seed, 24-bit threshold and keep scale (ops/dropout.ts), or none. */
     dropout: { seed: number; thr: number; ks: number } | null;
   };
+  /**
+   * Attention's `scale·dS` in the epilogue of `dO·Vᵀ` with Δ from the row
+   * (`MatmulSpec.scoresGradRows`, {@linkcode stridedRowsKernel}): bindings `a`,
+   * `b`, `P`, the key mask (when `mask`), `out`.
+   */
+  scoresGradRows?: ScoresGradRows & { scale: number };
 }
 
 /**
@@ -439,20 +446,22 @@ export interface StridedMatmul {
  * {@linkcode stridedSoftmaxKernel}.
  */
 export function stridedMatmulKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel {
-  if (g.softmaxRows) {
-    throw new TypeError("stridedMatmulKernel: softmaxRows needs stridedSoftmaxKernel");
+  if (g.softmaxRows || g.scoresGradRows) {
+    throw new TypeError("stridedMatmulKernel: a rows epilogue needs stridedRowsKernel");
   }
   return stridedKernel(g, bind)!;
 }
 
 /**
- * {@linkcode stridedMatmulKernel} with `g.softmaxRows`, or null where the
- * selected tile cannot hold a whole row (`N > BN`) or the adapter's
- * workgroup memory the softmax's partials (then the caller runs a separate
- * softmax kernel).
+ * {@linkcode stridedMatmulKernel} with an epilogue over whole rows
+ * (`g.softmaxRows` or `g.scoresGradRows`), or null where the selected tile
+ * cannot hold a whole row (`N > BN`) or the adapter's workgroup memory the
+ * rows' partials (then the caller runs kernels of its own).
  */
-export function stridedSoftmaxKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel | null {
-  if (!g.softmaxRows) throw new TypeError("stridedSoftmaxKernel: needs softmaxRows");
+export function stridedRowsKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel | null {
+  if (!g.softmaxRows && !g.scoresGradRows) {
+    throw new TypeError("stridedRowsKernel: needs softmaxRows or scoresGradRows");
+  }
   return stridedKernel(g, bind);
 }
 
@@ -469,10 +478,14 @@ function stridedKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel | null {
   // the tile and code depend on the shape, the vec4 flags, the epilogue and the selection state
   // only: memoised as matmulPlan's, so attention's products skip selection and code lookup per call
   const sg = g.scoresGrad ?? null, sp = g.scoresProb ?? null, sr = g.softmaxRows ?? null;
-  const prob = sp ? { causal: sp.causal, mask: sp.mask, layout: sp.layout } : null;
+  const gr = g.scoresGradRows ?? null;
+  const prob = sp
+    ? { causal: sp.causal, mask: sp.mask, layout: sp.layout, ...(sp.scan ? { scan: true } : {}) }
+    : null;
   const rows = sr
     ? { causal: sr.causal, mask: sr.mask, layout: sr.layout, dropout: sr.dropout !== null }
     : null;
+  const gradRows = gr ? { causal: gr.causal, mask: gr.mask } : null;
   const key = [
     selectionEpoch(),
     M,
@@ -487,13 +500,14 @@ function stridedKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel | null {
     +!!sg,
     JSON.stringify(prob),
     JSON.stringify(rows),
+    JSON.stringify(gradRows),
   ].join("|");
   let plan = stridedPlans.get(key);
   if (plan === undefined) {
     let v = selectMatmulVariant(shape);
     if (!v.tile) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
     const t = v.tile!;
-    const fits = !rows ||
+    const fits = (!rows && !gradRows) ||
       (N <= t.BN &&
         tileWorkgroupBytes(t) + softmaxRowsBytes(t) <= matmulTarget().maxWorkgroupBytes);
     if (fits) {
@@ -510,6 +524,7 @@ function stridedKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel | null {
       if (sg) spec.scoresGrad = true;
       if (prob) spec.scoresProb = prob;
       if (rows) spec.softmaxRows = rows;
+      if (gradRows) spec.scoresGradRows = gradRows;
       const codeKey = JSON.stringify([t, spec]);
       let code = codes.get(codeKey);
       if (!code) codes.set(codeKey, code = matmulWgsl(t, spec));
@@ -526,7 +541,7 @@ function stridedKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel | null {
     bind,
     uniform: sr
       ? packUniform([...ints, d?.seed ?? 0, d?.thr ?? 0], [sr.scale, d?.ks ?? 1])
-      : packUniform(ints, sg ? [sg.scale] : sp ? [sp.scale] : []),
+      : packUniform(ints, sg ? [sg.scale] : sp ? [sp.scale] : gr ? [gr.scale] : []),
     workgroups: plan.workgroups,
     flops: 2 * M * N * K * P,
   };

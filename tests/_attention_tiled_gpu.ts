@@ -16,6 +16,7 @@ import {
   ATTENTION,
   ATTENTION_BACKWARD,
   ATTENTION_ENTRIES,
+  type AttentionBackwardParams,
   type AttentionParams,
   attentionTunedTable,
   clearAttentionTuning,
@@ -148,6 +149,8 @@ function caseAt(
       params,
     };
   }
+  const fwd = caseAt(ATTENTION, causal, T, S, D, dropoutP);
+  const fwdInfos: TensorInfo[] = fwd.inputs.map((s) => ({ shape: s.shape, dtype: "f64" }));
   return {
     label: `T=${T} S=${S} p=${dropoutP}`,
     inputs: [
@@ -159,6 +162,18 @@ function caseAt(
       { shape: shape(T) },
       mask,
     ],
+    // out and lse as the forward gives them (the backward's contract; the row epilogues
+    // take Δ = Σ_s P·dP, which equals dO·O only then)
+    derive(ins) {
+      const out = new Float64Array(ins[3].length), lse = new Float64Array(ins[4].length);
+      const outInfos = ATTENTION.outputs(fwdInfos, params);
+      ATTENTION.cpu([ins[0], ins[1], ins[2], ins[6]], [out, lse], {
+        inputs: fwdInfos,
+        outputs: outInfos,
+      }, params);
+      ins[3] = out.map(Math.fround);
+      ins[4] = lse.map(Math.fround);
+    },
     params: { ...params, hasDLse: false },
   };
 }
@@ -199,29 +214,39 @@ Deno.test('"mm" attention (per-head matmuls, scores in scratch) equals the CPU r
   }
 });
 
-Deno.test('"mm" forward with the softmax in the epilogue of Q·Kᵀ (a tile holding whole rows) equals the CPU reference; wider rows take the softmax kernel', async () => {
+Deno.test('"mm" with row epilogues (softmax in Q·Kᵀ, Δ and dS in dO·Vᵀ, where a tile holds whole rows) equals the CPU reference; wider rows take kernels of their own', async () => {
   // the masking cases on a tile of 64 columns, 4×4 per thread (16 threads share a row); D = 64
   // on 128 columns, 8×8 (16 threads, 8 rows each), whose unrolled kernels take lavapipe seconds
   // to compile each
-  const forward = ATTENTION_ENTRIES.flatMap((e) =>
-    e.op === ATTENTION ? e.cases.filter((c) => PICKED.has(c.label ?? "")) : []
-  );
+  const picked = ATTENTION_ENTRIES.flatMap((e) =>
+    e.cases.filter((c) => PICKED.has(c.label ?? "")).map((c) => ({ op: e.op, c }))
+  ) as { op: OpDef<AttentionParams>; c: OpCase }[];
   const wide: [boolean, number, number, number][] = [[true, 70, 70, 0.1], [false, 37, 75, 0]];
   for (const [tile, BN] of [["t64x64k16_4x4", 64], ["t128x128k16_8x8", 128]] as const) {
     useMatmulVariant(tile);
-    // fused where a row fits the tile and the tile with the softmax's partials the adapter
+    // row epilogues where a row fits the tile and the tile with the rows' partials the adapter
     const t = parseTileName(tile)!;
     const room = tileWorkgroupBytes(t) + softmaxRowsBytes(t) <= target.maxWorkgroupBytes;
-    const want = (S: number) => (S <= BN && room ? 2 : 3);
+    const want = (op: OpDef<AttentionParams>, c: OpCase) => {
+      const p = c.params as AttentionBackwardParams;
+      const rows = c.inputs[1].shape[p.layout === "BTHD" ? 1 : 2] <= BN && room;
+      if (op === ATTENTION) return rows ? 2 : 3;
+      // backward: P, dS (Δ in its epilogue), dV, dQ, dK; else the Δ kernel first, and with
+      // dropout the elementwise kernel between the products
+      if (p.dropoutP > 0) return 7;
+      return rows && !p.hasDLse ? 5 : 6;
+    };
     try {
-      for (const c of BN === 64 ? forward : []) {
-        const S = c.inputs[1].shape[c.params.layout === "BTHD" ? 1 : 2];
-        const n = await check(ATTENTION, c, "mm", 21);
-        assert.equal(n, want(S), `${tile} ${c.label}: ${n} dispatches`);
+      for (const { op, c } of BN === 64 ? picked : []) {
+        const n = await check(op, c, "mm", 21);
+        assert.equal(n, want(op, c), `${tile} ${op.name} ${c.label}: ${n} dispatches`);
       }
-      for (const [causal, T, S, p] of BN === 64 ? [...wide, [true, 64, 64, 0] as const] : wide) {
-        const n = await check(ATTENTION, caseAt(ATTENTION, causal, T, S, 64, p), "mm", 30);
-        assert.equal(n, want(S), `${tile} T=${T} S=${S}: ${n} dispatches`);
+      for (const op of [ATTENTION, ATTENTION_BACKWARD]) {
+        for (const [causal, T, S, p] of BN === 64 ? [...wide, [true, 64, 64, 0] as const] : wide) {
+          const c = caseAt(op, causal, T, S, 64, p);
+          const n = await check(op, c, "mm", 30);
+          assert.equal(n, want(op, c), `${tile} ${op.name} T=${T} S=${S}: ${n} dispatches`);
+        }
       }
     } finally {
       useMatmulVariant(null);
