@@ -1221,6 +1221,20 @@ function mmBackwardPlan(
     headsProduct(g, [T, D, S], [false, false], [zv, kv, qv], [dS, { in: 1 }, { out: 0 }]),
     headsProduct(g, [S, D, T], [true, false], [zv, qv, kv], [dS, { in: 0 }, { out: 1 }]),
   ];
+  // P = exp(scale·Q·Kᵀ − lse) into `P`, unless the forward kept it; the fully-masked flag from
+  // the Δ kernel's `info`, or (null) scanned from the masks
+  const recomputeP = (P: BindRef, info: BindRef | null): GpuKernel[] => {
+    if (keptAt !== null) return [];
+    const prob = {
+      scale: p.scale,
+      causal: p.causal,
+      mask: v.mask,
+      layout: g.layout,
+      ...(info ? {} : { scan: true }),
+    };
+    const bind = [{ in: 0 }, { in: 1 }, { in: 4 }, ...mask, ...(info ? [info] : []), P];
+    return [product([qv, kv], { scoresProb: prob }, bind)];
+  };
   if ((keptAt !== null || !v.dropout) && attentionEpilogues() && !p.hasDLse) {
     // Δ = Σ_s P·dP from each row in the epilogue of dO·Vᵀ where its tile holds whole rows: no
     // Δ kernel. Scratch: 0 scale·dS, then (recomputed) P
@@ -1232,22 +1246,9 @@ function mmBackwardPlan(
       [{ in: 5 }, { in: 2 }, P, ...mask, dS],
     );
     if (grad) {
-      const prob = { scale: p.scale, causal: p.causal, mask: v.mask, layout: g.layout, scan: true };
       return {
         temps: keptAt !== null ? [rows * S * 4] : [rows * S * 4, rows * S * 4],
-        kernels: [
-          ...(keptAt !== null ? [] : [
-            product([qv, kv], { scoresProb: prob }, [
-              { in: 0 },
-              { in: 1 },
-              { in: 4 },
-              ...mask,
-              P,
-            ]),
-          ]),
-          grad,
-          ...tail(P, dS),
-        ],
+        kernels: [...recomputeP(P, null), grad, ...tail(P, dS)],
       };
     }
   }
@@ -1255,28 +1256,13 @@ function mmBackwardPlan(
     // scratch: 0 Δ and flags (the delta kernel's), then scale·dS, then (recomputed) P
     const info = { tmp: 0 }, dS = { tmp: 1 };
     const P = keptAt !== null ? { in: keptAt } : { tmp: 2 };
-    const prob = {
-      scale: p.scale,
-      causal: p.causal,
-      mask: v.mask,
-      layout: g.layout,
-    };
     return {
       temps: keptAt !== null
         ? [rows * 2 * 4, rows * S * 4]
         : [rows * 2 * 4, rows * S * 4, rows * S * 4],
       kernels: [
         delta,
-        ...(keptAt !== null ? [] : [
-          product([qv, kv], { scoresProb: prob }, [
-            { in: 0 },
-            { in: 1 },
-            { in: 4 },
-            ...mask,
-            info,
-            P,
-          ]),
-        ]),
+        ...recomputeP(P, info),
         product([qv, kv], { scoresGrad: { scale: p.scale } }, [{ in: 5 }, { in: 2 }, P, info, dS]),
         ...tail(P, dS),
       ],
