@@ -479,13 +479,16 @@ function stridedKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel | null {
   // only: memoised as matmulPlan's, so attention's products skip selection and code lookup per call
   const sg = g.scoresGrad ?? null, sp = g.scoresProb ?? null, sr = g.softmaxRows ?? null;
   const gr = g.scoresGradRows ?? null;
-  const prob = sp
-    ? { causal: sp.causal, mask: sp.mask, layout: sp.layout, ...(sp.scan ? { scan: true } : {}) }
-    : null;
-  const rows = sr
-    ? { causal: sr.causal, mask: sr.mask, layout: sr.layout, dropout: sr.dropout !== null }
-    : null;
-  const gradRows = gr ? { causal: gr.causal, mask: gr.mask } : null;
+  // the epilogue's part of the key: a short string (no objects built for a memoised call)
+  const epilogue = sg
+    ? "g"
+    : sp
+    ? `p${+sp.causal}${sp.mask}${sp.layout}${+!!sp.scan}`
+    : sr
+    ? `s${+sr.causal}${sr.mask}${sr.layout}${+(sr.dropout !== null)}`
+    : gr
+    ? `r${+gr.causal}${gr.mask}`
+    : "";
   const key = [
     selectionEpoch(),
     M,
@@ -497,13 +500,17 @@ function stridedKernel(g: StridedMatmul, bind: BindRef[]): GpuKernel | null {
     +vecA,
     +vecB,
     +vecOut,
-    +!!sg,
-    JSON.stringify(prob),
-    JSON.stringify(rows),
-    JSON.stringify(gradRows),
+    epilogue,
   ].join("|");
   let plan = stridedPlans.get(key);
   if (plan === undefined) {
+    const prob = sp
+      ? { causal: sp.causal, mask: sp.mask, layout: sp.layout, ...(sp.scan ? { scan: true } : {}) }
+      : null;
+    const rows = sr
+      ? { causal: sr.causal, mask: sr.mask, layout: sr.layout, dropout: sr.dropout !== null }
+      : null;
+    const gradRows = gr ? { causal: gr.causal, mask: gr.mask } : null;
     let v = selectMatmulVariant(shape);
     if (!v.tile) v = matmulVariant(heuristicVariant(shape, matmulTarget()));
     const t = v.tile!;
