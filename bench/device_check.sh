@@ -15,7 +15,7 @@
 # 0.5. Next: SECTIONS="tests alu base base_recomputed base_no_epilogues base_gelu_separate" (about 7
 # minutes: base's first step tunes for 85-105 s, now with three flat-slice candidates more, and
 # since session 14 an f16 run tunes its f16 products as f16 kernels, about as long again), then
-# SECTIONS="sweep sweep16s sweep32s base_f16" (about 4). A run that asks for an H100 may get an
+# SECTIONS="sweep sweep16s sweep32s sweep16t base_f16" (about 5). A run that asks for an H100 may get an
 # H200 (the device tool's fallback): a TUNE_SEED of the other card's choices does not apply (keyed
 # by adapter). When f16 training beats f32 by 1.25x or more, SECTIONS="corpus" (up to 4 minutes)
 # tells whether it meets the f16 target's validation-loss half.
@@ -160,4 +160,15 @@ section sweep16s 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \
 section sweep32s 20 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 10 \
   --sweep-tiles t128x128k16_8x8,t128x128k16_8x8p,t128x128k8_8x8d,t64x256k16_8x8,t128x128k16_4x16 \
   --sweep-precisions f32 --layouts NN,TN --json
+# register-light tiles, never reached by a timed sweep (it starts at 256 threads of 8 x 8): f16
+# accumulation keeps an f32 total beside each f16 sum, 96 accumulator registers for an 8 x 8
+# thread tile against f32's 64, so fewer workgroups fit an SM. 8 x 4 and 4 x 8 thread tiles (48),
+# 4 x 4 (24) and 128-thread 8 x 8 tiles (finer occupancy steps), in f16/64, f16 with f32
+# accumulation and f32, NN and NT; the 256-thread 8 x 8 tile first and again last (does the
+# order, the clocks, move it?)
+LIGHT=t128x128k16_8x8,t128x64k16_8x4,t64x128k16_4x8,t128x64k32_8x4,t64x128k32_4x8,\
+t128x64k16_8x4d,t64x128k16_4x8d,t128x128k16_8x4,t128x128k16_4x8,t64x128k16_8x8,t128x64k16_8x8,\
+t64x128k32_8x8,t64x128k8_8x8d,t64x64k16_4x4,t64x128k16_4x16,t128x128k16_8x8
+section sweep16t 75 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 66 --sweep-tiles "$LIGHT" \
+  --sweep-precisions f16acc64,f16,f32 --layouts NN,NT --json
 echo "done $(date -u +%T)" | tee -a "$LOG"
