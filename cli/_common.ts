@@ -43,7 +43,7 @@ export function parseFlags(
 ): { flags: Flags; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({
-      args,
+      args: joinNegativeValues(args, spec),
       options: { help: { type: "boolean", short: "h" }, ...spec },
       strict: true,
       allowPositionals: opts.positionals ?? false,
@@ -53,6 +53,29 @@ export function parseFlags(
     const msg = err instanceof Error ? err.message : String(err);
     throw new UsageError(msg.split("\n")[0].replace(/\s+To specify.*$/, ""));
   }
+}
+
+/**
+ * `--flag -3` as `--flag=-3` for the string options of `spec`: parseArgs
+ * reads a value that starts with "-" as a flag of its own ("argument is
+ * ambiguous"), so a negative number would never reach the range checks.
+ */
+function joinNegativeValues(args: string[], spec: FlagSpec): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--") return [...out, ...args.slice(i)];
+    const name = a.startsWith("--") && !a.includes("=") ? a.slice(2) : null;
+    const next = args[i + 1];
+    if (
+      name !== null && spec[name]?.type === "string" && next !== undefined &&
+      /^-(\d|\.\d)/.test(next)
+    ) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
 }
 
 /** Reads a string flag; throws a UsageError when `required` and missing. */
@@ -75,7 +98,10 @@ export function numberFlag(
   const s = stringFlag(flags, name);
   if (s === undefined) return undefined;
   const v = Number(s);
-  if (s.trim() === "" || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v))) {
+  // decimal notation only (Number() also takes "0x10", "0b1", "" and whitespace); integers
+  // without a fraction or exponent
+  const form = opts.integer ? /^[+-]?\d+$/ : /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+  if (!form.test(s) || !Number.isFinite(v) || (opts.integer && !Number.isSafeInteger(v))) {
     throw new UsageError(
       `Option --${name} must be ${opts.integer ? "an integer" : "a number"}, got "${s}"`,
     );
@@ -106,8 +132,9 @@ export function reportError(command: string, err: unknown): number {
       command === "train" ? " with --grad-accum" : ""
     }, or --activations recomputed)`;
   }
-  console.error(`webseq ${command}: ${usage ? "usage: " : "error: "}${msg}`);
-  if (usage) console.error(`Run 'webseq ${command} --help' for the options.`);
+  // one line (CONTRACTS §9), the pointer to the help on it
+  const help = usage ? ` (webseq ${command} --help lists the options)` : "";
+  console.error(`webseq ${command}: ${usage ? "usage: " : "error: "}${msg}${help}`);
   return usage ? EXIT_USAGE : EXIT_FAILURE;
 }
 

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { GpuOutOfMemoryError } from "../gpu/errors.ts";
-import { EXIT_FAILURE, EXIT_USAGE, reportError, UsageError } from "./_common.ts";
+import {
+  EXIT_FAILURE,
+  EXIT_USAGE,
+  numberFlag,
+  parseFlags,
+  reportError,
+  UsageError,
+} from "./_common.ts";
 
 /** What reportError prints (stderr lines) and returns. */
 function report(command: string, err: unknown): { code: number; lines: string[] } {
@@ -28,5 +35,38 @@ Deno.test("reportError: one line, exit 1 (2 for usage errors); GPU out of memory
   assert.doesNotMatch(report("generate", oom).lines[0], /try/);
   const usage = report("train", new UsageError("--epochs must be an integer"));
   assert.equal(usage.code, EXIT_USAGE);
-  assert.equal(usage.lines[0], "webseq train: usage: --epochs must be an integer");
+  assert.deepEqual(usage.lines, [
+    "webseq train: usage: --epochs must be an integer (webseq train --help lists the options)",
+  ]);
+});
+
+Deno.test("parseFlags: a negative number after a string option is its value, so the range check speaks", () => {
+  const spec = { lr: { type: "string" }, quiet: { type: "boolean" } } as const;
+  const { flags } = parseFlags(["--lr", "-3", "--quiet"], spec);
+  assert.equal(flags.lr, "-3");
+  assert.equal(parseFlags(["--lr", "-.5"], spec).flags.lr, "-.5");
+  assert.throws(() => numberFlag(flags, "lr", { min: 0 }), /--lr must be at least 0, got -3/);
+  // a flag-like word is still a flag (no value), and after "--" nothing is joined
+  assert.throws(() => parseFlags(["--lr", "-x"], spec), UsageError);
+  assert.throws(() => parseFlags(["--quiet", "-3"], spec), UsageError);
+  assert.deepEqual(parseFlags(["--", "--lr", "-3"], spec, { positionals: true }).positionals, [
+    "--lr",
+    "-3",
+  ]);
+});
+
+Deno.test("numberFlag: decimal notation only; integers without fraction or exponent", () => {
+  const int = (v: string) => numberFlag({ n: v }, "n", { integer: true });
+  const num = (v: string) => numberFlag({ n: v }, "n");
+  assert.equal(int("16"), 16);
+  assert.equal(int("+3"), 3);
+  for (const bad of ["0x10", "1e2", "2.0", "", " 4", "0b1", "9007199254740993"]) {
+    assert.throws(() => int(bad), /--n must be an integer/, bad);
+  }
+  assert.equal(num("1e-3"), 0.001);
+  assert.equal(num(".5"), 0.5);
+  assert.equal(num("2."), 2);
+  for (const bad of ["0x10", "abc", "Infinity", "NaN", "1e", " 1"]) {
+    assert.throws(() => num(bad), /--n must be a number/, bad);
+  }
 });

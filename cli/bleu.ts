@@ -17,6 +17,7 @@ import {
   UsageError,
 } from "./_common.ts";
 import { errorLine } from "../tensor/errors.ts";
+import { readTextLines } from "../data/readers.ts";
 
 /** Help text of `webseq bleu`. */
 export const HELP: string =
@@ -45,19 +46,18 @@ Options:
 
 Permissions: --allow-read (the files named).`;
 
-/** Reads a file as lines (a final newline ends the last line; CRLF accepted). */
+/**
+ * Reads a file as lines (a final newline ends the last line; CRLF accepted, a
+ * byte-order mark dropped, invalid UTF-8 an error naming the line).
+ */
 async function readLines(path: string, flag: string): Promise<string[]> {
-  let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    return await readTextLines(path);
   } catch (err) {
+    if (err instanceof SyntaxError) throw err; // file:line: invalid UTF-8
     const why = err instanceof Deno.errors.NotFound ? "no such file" : errorLine(err);
     throw new Error(`cannot read ${flag} file ${path}: ${why}`);
   }
-  if (text === "") return [];
-  const lines = text.split(/\r?\n/);
-  if (lines[lines.length - 1] === "") lines.pop();
-  return lines;
 }
 
 function mean(xs: number[]): number {

@@ -121,6 +121,30 @@ Deno.test("webseq bleu names a missing file (exit 1)", async () => {
   assert.match(h.err[0], /\/nonexistent\/hyps\.txt/);
 });
 
+Deno.test("webseq bleu drops a byte-order mark and names a line of invalid UTF-8 (exit 1)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const enc = new TextEncoder();
+    await Deno.writeTextFile(`${dir}/r.txt`, "the cat sat on the mat\nhello world\n");
+    await Deno.writeTextFile(`${dir}/h.txt`, "the cat sat on a mat\nhello world\n");
+    const bom = new Uint8Array([0xef, 0xbb, 0xbf]);
+    await Deno.writeFile(
+      `${dir}/hb.txt`,
+      new Uint8Array([...bom, ...enc.encode("the cat sat on a mat\nhello world\n")]),
+    );
+    const plain = await capture(["--refs", `${dir}/r.txt`, "--hyps", `${dir}/h.txt`, "--json"]);
+    const withBom = await capture(["--refs", `${dir}/r.txt`, "--hyps", `${dir}/hb.txt`, "--json"]);
+    assert.equal(withBom.code, 0);
+    assert.deepEqual(withBom.out, plain.out);
+    await Deno.writeFile(`${dir}/bad.txt`, new Uint8Array([0x61, 0x0a, 0x62, 0xc3, 0x0a]));
+    const bad = await capture(["--refs", `${dir}/r.txt`, "--hyps", `${dir}/bad.txt`]);
+    assert.equal(bad.code, 1);
+    assert.deepEqual(bad.err, [`webseq bleu: error: ${dir}/bad.txt:2: invalid UTF-8`]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("webseq bleu reports usage errors with exit 2", async () => {
   for (
     const args of [

@@ -15,7 +15,7 @@ import {
 } from "./_common.ts";
 import { parseDevice, selectBackend } from "./_device.ts";
 import { loadRun } from "../train/load_model.ts";
-import { loadPairs } from "../data/readers.ts";
+import { checkPairIds, loadPairs } from "../data/readers.ts";
 import { TokenizerDataset } from "../data/dataset.ts";
 import { evaluate, idsToText } from "../train/evaluate.ts";
 
@@ -85,6 +85,7 @@ export async function run(args: string[]): Promise<number> {
       targetCol: columnFlag(flags, "target-col"),
     });
     if (pairs.length === 0) throw new RangeError(`${data}: no usable pairs`);
+    checkPairIds(pairs, config.vocab_size, data);
     const ds = TokenizerDataset.fromPairs(pairs, tokenizer, {
       maxLength: Math.min(maxLength, config.max_position),
       decoderStartTokenId: config.decoder_start_token_id,

@@ -19,6 +19,7 @@ import {
 } from "./_common.ts";
 import { parseDevice, selectBackend } from "./_device.ts";
 import { errorLine } from "../tensor/errors.ts";
+import { readTextLines } from "../data/readers.ts";
 
 /** Help text of `webseq generate`. */
 export const HELP: string =
@@ -92,6 +93,11 @@ function chooseStrategy(flags: Flags): GenerateStrategy {
   if (given !== undefined && given !== "greedy" && given !== "sample" && given !== "beam") {
     throw new UsageError(`Option --strategy must be greedy, sample or beam, got "${given}"`);
   }
+  if (given === undefined && sampleFlag && beamFlag) {
+    throw new UsageError(
+      `Options --${sampleFlag} (sampling) and --${beamFlag} (beam search) do not go together`,
+    );
+  }
   const strategy =
     (given ?? (sampleFlag ? "sample" : beamFlag ? "beam" : "greedy")) as GenerateStrategy;
   if (sampleFlag && strategy !== "sample") {
@@ -143,13 +149,6 @@ function optionsFromFlags(flags: Flags): GenerateOptions {
   };
 }
 
-function splitLines(text: string): string[] {
-  if (text === "") return [];
-  const lines = text.split(/\r?\n/);
-  if (lines[lines.length - 1] === "") lines.pop();
-  return lines;
-}
-
 async function readInputs(flags: Flags): Promise<string[]> {
   const texts = (flags.text as string[] | undefined) ?? [];
   const input = stringFlag(flags, "input");
@@ -162,12 +161,13 @@ async function readInputs(flags: Flags): Promise<string[]> {
     }
     return texts;
   }
-  if (input === "-") {
-    return splitLines(await new Response(Deno.stdin.readable).text());
-  }
+  // lines as bleu and the data readers take them: a byte-order mark dropped, invalid UTF-8
+  // an error naming the line
+  if (input === "-") return await readTextLines(Deno.stdin.readable, "stdin");
   try {
-    return splitLines(await Deno.readTextFile(input));
+    return await readTextLines(input);
   } catch (err) {
+    if (err instanceof SyntaxError) throw err; // file:line: invalid UTF-8
     const why = err instanceof Deno.errors.NotFound ? "no such file" : errorLine(err);
     throw new Error(`cannot read --input file ${input}: ${why}`);
   }

@@ -137,6 +137,24 @@ Deno.test("webseq generate reads --input files; batch size does not change sampl
   assert.notDeepEqual(other.out, one.out);
 });
 
+Deno.test("webseq generate --input drops a byte-order mark and names a line of invalid UTF-8", async () => {
+  const bom = `${DIR}/bom.txt`, bad = `${DIR}/bad.txt`;
+  await Deno.writeFile(
+    bom,
+    new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode("the cat\n")]),
+  );
+  const r = await capture([...BASE, "--input", bom, "--json"]);
+  assert.equal(r.code, 0, r.err.join("\n"));
+  assert.equal(JSON.parse(r.out[0]).input, "the cat");
+  const plain = await capture([...BASE, "--text", "the cat", "--json"]);
+  assert.deepEqual(r.out, plain.out);
+  await Deno.writeFile(bad, new Uint8Array([0x61, 0x0a, 0x63, 0xff, 0x0a]));
+  const b = await capture([...BASE, "--input", bad]);
+  assert.equal(b.code, 1);
+  assert.deepEqual(b.err, [`webseq generate: error: ${bad}:2: invalid UTF-8`]);
+  assert.equal(b.out.length, 0);
+});
+
 Deno.test("webseq generate reads stdin with --input - under the documented permissions", async () => {
   const script = `${DIR}/main.ts`;
   const mod = new URL("./generate.ts", import.meta.url).href;
@@ -192,6 +210,11 @@ Deno.test("webseq generate usage errors exit 2 with one line", async () => {
     [[...BASE, "--text", "x", "--temperature", "0"], /--temperature must be above 0/],
     [[...BASE, "--text", "x", "--top-p", "1.5"], /--top-p must be at most 1/],
     [[...BASE, "--text", "x", "--max-new-tokens", "two"], /--max-new-tokens must be an integer/],
+    [[...BASE, "--text", "x", "--top-k", "-1"], /--top-k must be at least 0, got -1/],
+    [
+      [...BASE, "--text", "x", "--num-beams", "3", "--temperature", "0.5"],
+      /--temperature \(sampling\) and --num-beams \(beam search\) do not go together/,
+    ],
     [["--run", DIR, "--text", "x", "--device", "tpu"], /--device must be auto, webgpu or cpu/],
   ];
   for (const [args, re] of cases) {

@@ -34,7 +34,8 @@ Usage:
 Options of train (both sides of every pair are used; special tokens <pad>=0 <s>=1 </s>=2 <unk>=3):
   --data FILE           pairs file: .csv, .tsv or .jsonl
   --vocab-size N        vocab size wanted, special tokens included
-  --out FILE            where to write tokenizer.json (atomically; folders are created)
+  --out FILE|DIR        where to write tokenizer.json (atomically; folders are created; a
+                        folder, or a path ending in "/", gets DIR/tokenizer.json)
   --source-col C        source column: header name or 0-based index (default: "source" or 0)
   --target-col C        target column: header name or 0-based index (default: "target" or 1)
   --min-frequency N     merge only pairs seen at least N times (default 2)
@@ -99,11 +100,25 @@ export async function run(args: string[]): Promise<number> {
   }
 }
 
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
 async function train(args: string[]): Promise<number> {
   const { flags } = parseFlags(args, TRAIN_FLAGS);
   if (flags.help) return help();
   const data = stringFlag(flags, "data", true)!;
-  const out = stringFlag(flags, "out", true)!;
+  const outFlag = stringFlag(flags, "out", true)!;
+  // a folder (an existing one, or a path ending in "/") gets its tokenizer.json, as
+  // --tokenizer takes a folder
+  const out = outFlag.endsWith("/") || (await isDirectory(outFlag))
+    ? `${outFlag.replace(/\/+$/, "")}/tokenizer.json`
+    : outFlag;
   const byteFallback = flags["byte-fallback"] === true;
   const minVocab = DEFAULT_SPECIAL_TOKENS.length + (byteFallback ? 256 : 0) + 1;
   const vocabSize = numberFlag(flags, "vocab-size", { integer: true, min: minVocab });

@@ -65,6 +65,25 @@ Deno.test("tokenizer train writes a tokenizer.json atomically and reports it", a
   }
 });
 
+Deno.test("tokenizer train --out DIR writes DIR/tokenizer.json (an existing folder, or a path ending in /)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const args = ["train", "--data", CORPUS, "--vocab-size", "300", "--json", "--out"];
+    const a = await capture([...args, dir]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(JSON.parse(a.stdout).out, `${dir}/tokenizer.json`);
+    const b = await capture([...args, `${dir}/new/`]);
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(JSON.parse(b.stdout).out, `${dir}/new/tokenizer.json`);
+    assert.equal(
+      await Deno.readTextFile(`${dir}/new/tokenizer.json`),
+      await Deno.readTextFile(`${dir}/tokenizer.json`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("tokenizer train reads CSV and JSONL with chosen columns, skipping pre-tokenized rows", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -245,7 +264,7 @@ Deno.test("tokenizer --help prints the help and exits 0, also as a process", asy
   assert.equal(p.code, 2);
   assert.equal(
     new TextDecoder().decode(p.stderr),
-    "webseq tokenizer: usage: Missing required option --out\nRun 'webseq tokenizer --help' for the options.\n",
+    "webseq tokenizer: usage: Missing required option --out (webseq tokenizer --help lists the options)\n",
   );
 });
 

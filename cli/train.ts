@@ -17,6 +17,7 @@ import { parseDevice, selectBackend } from "./_device.ts";
 import { NonFiniteLossError, train, type TrainOptions, type TuneMode } from "../train/trainer.ts";
 import { MATMUL_VARIANTS, parseTileName, useActivations } from "../ops/mod.ts";
 import { F16_ACCUMULATE, isF16Accumulate, type MatmulF16Accumulate } from "../ops/matmul_f16.ts";
+import { PRESETS } from "../nn/config.ts";
 
 /** Help text. */
 export const HELP: string = `webseq train — train an encoder–decoder transformer on sentence pairs
@@ -49,7 +50,8 @@ Data:
 Model:
   --preset NAME            tiny | small | base (default tiny)
   --config FILE            a config.json (CONTRACTS §1) instead of a preset
-  --init-from DIR          start from a run folder's weights, tokenizer and config
+  --init-from DIR          start from a run folder's weights, tokenizer and config (so no
+                           --preset, --config, --tokenizer, --vocab-size or --split-digits)
   --dropout X              override dropout; 0 also disables attention dropout and DropPath
 Optimisation:
   --epochs N               epochs (default 10; 12 on the built-in corpus)
@@ -71,9 +73,13 @@ Optimisation:
   --seed N                 seed of init, data order and dropout (default 0)
 Run:
   --out DIR                run folder (default runs/default)
-  --resume                 continue the run in --out exactly where it stopped, with its saved
-                           --precision, --f16-accumulate, --batch-size, --grad-accum,
-                           --max-grad-norm and --label-smoothing (giving another value is an error)
+  --resume                 continue the run in --out exactly where it stopped, with the settings
+                           it recorded: --data, --valid, the columns, --max-length, --seed,
+                           --no-shuffle, --lr, --weight-decay, --warmup, --batch-size,
+                           --grad-accum, --max-grad-norm, --label-smoothing, --precision and
+                           --f16-accumulate (leave them out; another value is an error);
+                           --epochs or --max-steps may change (the schedule then ends at the
+                           new last step); the model and tokenizer are the run's own
   --device auto|webgpu|cpu where to train (default auto: a hardware WebGPU adapter, else CPU)
   --tune auto|on|off       time the matmul variants and attention kernels on the first step's
                            shapes and use the fastest (default auto: on a hardware GPU; same
@@ -89,6 +95,7 @@ Run:
                            head and attention call)
   --sample-interval N      print sample generations every N epochs (default 1; 0 disables)
   --patience N             early stopping after N epochs without validation improvement
+                           (default 0: off)
   --bleu-limit N           validation pairs decoded for BLEU each epoch (default 200; 0 disables)
   --log-every N            read the loss back every N steps (default 1 on CPU, 10 on WebGPU)
   --quiet                  no progress bar or logs
@@ -234,24 +241,50 @@ export async function run(args: string[]): Promise<number> {
       return EXIT_OK;
     }
     const int = (n: string, min = 0) => numberFlag(flags, n, { integer: true, min });
-    const data = stringFlag(flags, "data") ?? BUILTIN_TRAIN;
+    const resume = Boolean(flags.resume);
+    // a resumed run's data (and every setting it recorded) comes from its trainer_state.json
+    const data = stringFlag(flags, "data") ?? (resume ? undefined : BUILTIN_TRAIN);
     const device = parseDevice(stringFlag(flags, "device"));
     if (flags.preset !== undefined && flags.config !== undefined) {
       throw new UsageError("Give --preset or --config, not both");
     }
+    if (resume && flags["init-from"] !== undefined) {
+      throw new UsageError("Give --resume or --init-from, not both");
+    }
+    const from = resume ? "--resume" : flags["init-from"] !== undefined ? "--init-from" : null;
+    for (const f of ["preset", "config", "tokenizer", "vocab-size", "split-digits"]) {
+      if (from && flags[f] !== undefined) {
+        throw new UsageError(
+          `--${f} does not apply with ${from}: the model's config and tokenizer come from the run folder`,
+        );
+      }
+    }
+    for (const f of ["vocab-size", "split-digits"]) {
+      if (flags.tokenizer !== undefined && flags[f] !== undefined) {
+        throw new UsageError(`--${f} is for a tokenizer trained on the data, not with --tokenizer`);
+      }
+    }
+    const preset = stringFlag(flags, "preset");
+    if (preset !== undefined && !(preset in PRESETS)) {
+      throw new UsageError(
+        `--preset must be ${Object.keys(PRESETS).join(", ")}, got ${JSON.stringify(preset)}`,
+      );
+    }
     activationsFlag(stringFlag(flags, "activations"));
-    const builtin = data === BUILTIN_TRAIN;
+    // the built-in corpus's defaults, for a new run on it
+    const builtin = !resume && data === BUILTIN_TRAIN;
     const opts: Omit<TrainOptions, "backend"> = {
       data,
-      valid: stringFlag(flags, "valid") ?? (data === BUILTIN_TRAIN ? BUILTIN_VALID : undefined),
+      valid: stringFlag(flags, "valid") ?? (builtin ? BUILTIN_VALID : undefined),
       out: stringFlag(flags, "out") ?? "runs/default",
       sourceCol: columnFlag(flags, "source-col"),
       targetCol: columnFlag(flags, "target-col"),
       tokenizer: stringFlag(flags, "tokenizer"),
-      vocabSize: int("vocab-size", 8) ?? (builtin ? BUILTIN_DEFAULTS.vocabSize : undefined),
+      vocabSize: int("vocab-size", 8) ??
+        (builtin && !from ? BUILTIN_DEFAULTS.vocabSize : undefined),
       splitDigits: Boolean(flags["split-digits"]) || (builtin && BUILTIN_DEFAULTS.splitDigits),
       maxLength: int("max-length", 2),
-      preset: stringFlag(flags, "preset"),
+      preset,
       configFile: stringFlag(flags, "config"),
       initFrom: stringFlag(flags, "init-from"),
       dropout: numberFlag(flags, "dropout", { min: 0, max: 0.99 }),
@@ -282,7 +315,7 @@ export async function run(args: string[]): Promise<number> {
       tuneCache: tuneCacheFlag(stringFlag(flags, "tune-cache")),
       shuffle: !flags["no-shuffle"],
       seed: int("seed"),
-      resume: Boolean(flags.resume),
+      resume,
       sampleInterval: int("sample-interval"),
       patience: int("patience"),
       bleuLimit: int("bleu-limit"),
@@ -291,9 +324,6 @@ export async function run(args: string[]): Promise<number> {
       json: Boolean(flags.json),
       signal: controller.signal,
     };
-    if (opts.resume && opts.initFrom) {
-      throw new UsageError("Give --resume or --init-from, not both");
-    }
     const backend = await selectBackend(device, { quiet: opts.quiet });
     for (const s of signals) Deno.addSignalListener(s, onSignal);
     const summary = await train({ ...opts, backend });

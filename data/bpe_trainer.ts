@@ -395,10 +395,15 @@ export async function trainBpe(
     for (const ch of w) charCounts.set(ch, (charCounts.get(ch) ?? 0) + c);
   }
   if (nSpaces > 0) charCounts.set(METASPACE, nSpaces);
+  // with splitDigits every digit is a token, seen in the texts or not (numbers unseen in
+  // training then still encode digit by digit, not as <unk>), kept first when room is short
+  const DIGITS = "0123456789";
+  if (splitDigits) { for (const d of DIGITS) if (!charCounts.has(d)) charCounts.set(d, 0); }
+  const rank = (ch: string) => splitDigits && DIGITS.includes(ch) ? Infinity : charCounts.get(ch)!;
   let alphabet = [...charCounts.keys()];
   const room = Math.min(opts.limitAlphabet ?? Infinity, opts.vocabSize - vocab.length);
   if (alphabet.length > room) {
-    alphabet.sort((x, y) => charCounts.get(y)! - charCounts.get(x)! || cmpCodePoints(x, y));
+    alphabet.sort((x, y) => rank(y) - rank(x) || cmpCodePoints(x, y));
     alphabet = alphabet.slice(0, room);
   }
   alphabet.sort(cmpCodePoints);

@@ -329,6 +329,21 @@ Deno.test("trainBpe() with splitDigits writes Sequence[Metaspace, Digits] and ne
   assert.ok(tok.merges.some(([a, b]) => a + b === "▁٣٤" || a + b === "٣٤"));
 });
 
+Deno.test("trainBpe() with splitDigits has every digit 0-9, seen in the texts or not, even when room is short", async () => {
+  // no 7, 8 or 9 in the texts: they still encode as themselves, not <unk>
+  const texts = Array(5).fill("room 101 and 2345 or 6 abc");
+  const tok = await trainBpe(texts, { vocabSize: 60, splitDigits: true });
+  for (const d of "0123456789") assert.ok(tok.tokenToId(d) !== undefined, d);
+  assert.deepEqual(tok.tokenize("987"), ["▁", "9", "8", "7"]);
+  // 4 specials + 10 digits leave 2 places: the digits stay, the letters go
+  const short = await trainBpe(texts, { vocabSize: 16, splitDigits: true });
+  assert.equal(short.vocabSize, 16);
+  for (const d of "0123456789") assert.ok(short.tokenToId(d) !== undefined, d);
+  // without the option only the digits seen are tokens
+  const plain = await trainBpe(texts, { vocabSize: 60 });
+  assert.equal(plain.tokenToId("9"), undefined);
+});
+
 Deno.test("encode() with splitDigits equals @huggingface/tokenizers and round-trips", async () => {
   for (const byteFallback of [false, true]) {
     const tok = await trainBpe([...CORPUS, ...MULTILINGUAL, ...DIGIT_TEXTS], {

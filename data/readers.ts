@@ -190,6 +190,57 @@ export async function loadPairs(path: string, opts: ReadPairsOptions = {}): Prom
   }
 }
 
+/**
+ * The lines of a UTF-8 text file at `source` (or of a byte stream) as
+ * strings: a byte-order mark dropped, LF or CRLF line ends (a final line feed
+ * ends the last line, it starts no empty one), invalid UTF-8 a SyntaxError
+ * naming the line (`name:3: invalid UTF-8`), a missing file a NotFound
+ * naming it. `name` (default: the path, or "stdin") is what errors say.
+ */
+export async function readTextLines(
+  source: string | ReadableStream<Uint8Array>,
+  name: string = typeof source === "string" ? source : "stdin",
+): Promise<string[]> {
+  let stream: ReadableStream<Uint8Array>;
+  if (typeof source === "string") {
+    try {
+      stream = (await Deno.open(source, { read: true })).readable;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new Deno.errors.NotFound(`${name}: no such file`);
+      }
+      throw e;
+    }
+  } else stream = source;
+  const out: string[] = [];
+  for await (const line of readLines(stream, name)) {
+    out.push(line.text.endsWith("\r") ? line.text.slice(0, -1) : line.text);
+  }
+  return out;
+}
+
+/**
+ * Checks that every id of the id pairs among `pairs` (read from `file`) is
+ * below `vocabSize`: a RangeError naming the file, line and item otherwise
+ * (`ids.jsonl:21: source id item 1 = 99999 is outside the vocabulary [0, 60)`),
+ * before any of them reaches an embedding.
+ */
+export function checkPairIds(pairs: readonly Pair[], vocabSize: number, file: string): void {
+  for (const p of pairs) {
+    if (p.kind !== "ids") continue;
+    for (const [side, ids] of [["source", p.sourceIds], ["target", p.targetIds]] as const) {
+      const k = ids.findIndex((id) => id >= vocabSize);
+      if (k >= 0) {
+        throw new RangeError(
+          `${file}:${p.line}: ${side} id item ${k} = ${
+            ids[k]
+          } is outside the vocabulary [0, ${vocabSize})`,
+        );
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bytes → lines. A line feed byte (0x0A) never occurs inside a multi-byte UTF-8 sequence, so the
 // bytes are cut at line feeds first and each run of whole lines is decoded on its own: invalid

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { parse as csvParseSync } from "csv-parse/sync";
 import {
+  checkPairIds,
   formatFromPath,
   loadPairs,
   type Pair,
   readPairs,
   readPairsFromStream,
   type ReadPairsOptions,
+  readTextLines,
 } from "./readers.ts";
 
 const DIR = new URL("../tests/testdata/readers/", import.meta.url).pathname;
@@ -283,4 +285,44 @@ Deno.test("readPairsFromStream() streams a 50 MB file: bounded read-ahead, nothi
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("readTextLines() drops a byte-order mark, takes LF and CRLF, and names a line of invalid UTF-8", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const enc = new TextEncoder();
+    const f = `${dir}/a.txt`;
+    await Deno.writeFile(
+      f,
+      new Uint8Array([0xef, 0xbb, 0xbf, ...enc.encode("one\r\n\ntwo\nthree")]),
+    );
+    assert.deepEqual(await readTextLines(f), ["one", "", "two", "three"]);
+    await Deno.writeTextFile(f, "x\n");
+    assert.deepEqual(await readTextLines(f), ["x"]);
+    await Deno.writeTextFile(f, "");
+    assert.deepEqual(await readTextLines(f), []);
+    // a BOM only at the start: one later in the file is text
+    await Deno.writeFile(f, new Uint8Array([0x61, 0x0a, 0xef, 0xbb, 0xbf, 0x62]));
+    assert.deepEqual(await readTextLines(f), ["a", "\ufeffb"]);
+    await Deno.writeFile(f, new Uint8Array([0x61, 0x0a, 0x62, 0x0a, 0xff, 0x0a]));
+    await assert.rejects(() => readTextLines(f), SyntaxError, `${f}:3: invalid UTF-8`);
+    await assert.rejects(() => readTextLines(`${dir}/none.txt`), /none\.txt: no such file/);
+    const stream = new Blob([enc.encode("p\nq\n")]).stream();
+    assert.deepEqual(await readTextLines(stream), ["p", "q"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkPairIds() names the file, line, side and item of an id outside the vocabulary", () => {
+  const pairs: Pair[] = [
+    { kind: "text", source: "a", target: "b", line: 2 },
+    { kind: "ids", sourceIds: [4, 5], targetIds: [6], line: 3 },
+    { kind: "ids", sourceIds: [4], targetIds: [6, 10, 11], line: 7 },
+  ];
+  checkPairIds(pairs, 12, "x.jsonl");
+  assert.throws(
+    () => checkPairIds(pairs, 10, "x.jsonl"),
+    new RangeError("x.jsonl:7: target id item 1 = 10 is outside the vocabulary [0, 10)"),
+  );
 });

@@ -42,7 +42,7 @@ const TINY_BENCH = [
 ];
 
 function oneLineError(stderr: string): string {
-  const lines = stderr.trim().split("\n").filter((l) => !l.startsWith("Run 'webseq"));
+  const lines = stderr.trim().split("\n");
   assert.equal(lines.length, 1, `expected a one-line error, got:\n${stderr}`);
   return lines[0];
 }
@@ -97,6 +97,28 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
 
     r = await webseq(["train", "--bogus"], perms);
     assert.equal(r.code, 2);
+
+    // usage errors: a negative number reaches the range check; an unknown preset; options the
+    // run folder decides
+    const usage: [string[], RegExp][] = [
+      [["--batch-size", "-3"], /--batch-size must be at least 1, got -3/],
+      [["--preset", "huge"], /--preset must be tiny, small, base, got "huge"/],
+      [["--init-from", dir, "--preset", "small"], /--preset does not apply with --init-from/],
+      [["--resume", "--tokenizer", "t.json"], /--tokenizer does not apply with --resume/],
+      [["--resume", "--vocab-size", "99"], /--vocab-size does not apply with --resume/],
+      [["--tokenizer", "t.json", "--vocab-size", "99"], /--vocab-size is for a tokenizer trained/],
+    ];
+    for (const [args, re] of usage) {
+      r = await webseq(["train", "--out", `${dir}/r`, ...args], perms);
+      assert.equal(r.code, 2, args.join(" "));
+      assert.match(oneLineError(r.stderr), re);
+    }
+    r = await webseq(
+      ["train", "--config", `${dir}/none.json`, "--out", `${dir}/r`, "--device", "cpu"],
+      perms,
+    );
+    assert.equal(r.code, 1);
+    assert.match(oneLineError(r.stderr), /none\.json: no such file/);
 
     for (const cmd of ["train", "bench"]) {
       r = await webseq([cmd, "--tune", "sometimes"], perms);
@@ -321,10 +343,9 @@ Deno.test("Ctrl-C (SIGINT) during training writes a checkpoint, exits 130, and -
     assert.ok(state.step >= 1);
     await Deno.stat(`${dir}/run/model.safetensors`);
     const r = await webseq(
+      // no --data: the run recorded it
       [
         "train",
-        "--data",
-        `${dir}/data.tsv`,
         "--out",
         `${dir}/run`,
         "--resume",

@@ -187,8 +187,10 @@ Deno.test("train() --resume continues with the saved precision, accumulation and
       precision: "f16",
       f16Accumulate: "f16",
     });
-    // left out: the run's own settings (not f32 and batch 32, the defaults)
-    const resumed = await train({ ...base, epochs: 2, resume: true });
+    // left out: the run's own settings (not f32 and batch 32, the defaults); the model's
+    // config and tokenizer are the run's
+    const { configFile: _c, vocabSize: _v, ...again } = base;
+    const resumed = await train({ ...again, epochs: 2, resume: true });
     assert.ok(resumed.steps > first.steps, `${resumed.steps} steps after ${first.steps}`);
     const st = await loadTrainerState(`${dir}/run`);
     const options = st.options as Record<string, unknown>;
@@ -198,14 +200,14 @@ Deno.test("train() --resume continues with the saved precision, accumulation and
     );
     assert.ok(st.grad_scaler !== undefined);
     // the same value again is fine; a different one is refused before anything changes
-    await train({ ...base, epochs: 2, resume: true, precision: "f16", batchSize: 16 });
+    await train({ ...again, epochs: 2, resume: true, precision: "f16", batchSize: 16 });
     await assert.rejects(
-      () => train({ ...base, epochs: 3, resume: true, precision: "f32" }),
-      /run was trained with --precision f16, not f32: leave --precision out to resume it as it was/,
+      () => train({ ...again, epochs: 3, resume: true, precision: "f32" }),
+      /run was trained with --precision f16, not --precision f32: leave --precision out to resume it as it was/,
     );
     await assert.rejects(
-      () => train({ ...base, epochs: 3, resume: true, batchSize: 8 }),
-      /trained with --batch-size 16, not 8/,
+      () => train({ ...again, epochs: 3, resume: true, batchSize: 8 }),
+      /trained with --batch-size 16, not --batch-size 8/,
     );
     assert.deepEqual(await loadTrainerState(`${dir}/run`), st);
   } finally {

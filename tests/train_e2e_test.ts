@@ -52,7 +52,8 @@ Deno.test("train() resumed after an interruption ends with the same weights as a
     });
     assert.equal(part.stopped, "interrupted");
     assert.equal(part.steps, 4);
-    const resumed = await train({ ...baseOptions(d, `${dir}/part`), resume: true });
+    // the run folder alone: its recorded data, length, seed and settings continue it
+    const resumed = await train({ out: `${dir}/part`, resume: true, quiet: true, backend: CPU });
     assert.equal(resumed.steps, 12);
 
     const a = await readSafetensors(runPath(`${dir}/full`, "model"));
@@ -137,6 +138,98 @@ Deno.test("train() refuses to overwrite a run and to resume nothing", async () =
   }
 });
 
+Deno.test("train() --resume takes the run's recorded settings and refuses others; an epoch logged but not checkpointed is not logged twice", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    const out = `${dir}/r`;
+    await train({ ...baseOptions(d, out), epochs: 1, bleuLimit: 0 });
+    const st = JSON.parse(await Deno.readTextFile(runPath(out, "trainerState")));
+    assert.deepEqual(
+      [st.options.data, st.options.valid, st.options.lr, st.options.seed, st.options.epochs],
+      [d.train, d.valid, 3e-3, 3, 1],
+    );
+    assert.deepEqual([st.options.max_length, st.options.shuffle, st.options.warmup], [32, true, 0]);
+    const again = { out, resume: true, quiet: true, backend: CPU, bleuLimit: 0 } as const;
+    const refused: [Record<string, unknown>, RegExp][] = [
+      [{ lr: 5e-3 }, /was trained with --lr 0.003, not --lr 0.005: leave --lr out/],
+      [{ data: d.valid }, /was trained with --data .*train\.tsv, not --data .*valid\.tsv/],
+      [{ seed: 4 }, /--seed 3, not --seed 4/],
+      [{ maxLength: 24 }, /--max-length 32, not --max-length 24/],
+      [{ shuffle: false }, /was trained with shuffling, not --no-shuffle/],
+      [{ weightDecay: 0 }, /--weight-decay 0.01, not --weight-decay 0/],
+      [{ dropout: 0.3 }, /trained with dropout 0.1, not 0.3/],
+      [{ configFile: d.config }, /--config does not apply with --resume/],
+      [{ preset: "tiny" }, /--preset does not apply with --resume/],
+      [{ vocabSize: 120 }, /--vocab-size does not apply with --resume/],
+    ];
+    for (const [extra, why] of refused) {
+      await assert.rejects(() => train({ ...again, epochs: 2, ...extra }), why);
+    }
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(runPath(out, "trainerState"))), st);
+
+    // epoch 2's metrics and samples written, its checkpoint not (a failed write): the resumed
+    // run drops them and logs epoch 2 once
+    await Deno.writeTextFile(
+      runPath(out, "metrics"),
+      JSON.stringify({ epoch: 2, step: st.step + 6, train_loss: 9 }) + "\n",
+      { append: true },
+    );
+    await Deno.writeTextFile(
+      runPath(out, "samples"),
+      JSON.stringify({ epoch: 2, source: "stale", reference: "x", output: "y" }) + "\n",
+      { append: true },
+    );
+    const r = await train({ ...again, epochs: 2, sampleCount: 1 });
+    assert.equal(r.epochs, 2);
+    const metrics = (await readJsonl(runPath(out, "metrics"))) as Record<string, number>[];
+    assert.deepEqual(metrics.map((m) => m.epoch), [1, 2]);
+    assert.ok(metrics[1].train_loss !== 9);
+    const samples = (await readJsonl(runPath(out, "samples"))) as Record<string, unknown>[];
+    assert.ok(samples.every((x) => x.source !== "stale"));
+
+    // a state from before the data was recorded: --data is needed
+    const old = JSON.parse(await Deno.readTextFile(runPath(out, "trainerState")));
+    delete old.options.data;
+    await Deno.writeTextFile(runPath(out, "trainerState"), JSON.stringify(old));
+    await assert.rejects(
+      () => train({ ...again, epochs: 3 }),
+      /trainer_state\.json does not record the run's training data: give --data/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() on an ids file: an id outside the vocabulary names its file and line, and no run folder is made", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    await train({ ...baseOptions(d, `${dir}/text`), epochs: 1, bleuLimit: 0 });
+    const ids = `${dir}/ids.jsonl`;
+    const row = (s: number[], t: number[]) => JSON.stringify({ source_ids: s, target_ids: t });
+    await Deno.writeTextFile(
+      ids,
+      [row([5, 6], [7, 8]), row([5, 6, 9], [7]), row([5, 99999], [7]), row([4], [5])].join("\n"),
+    );
+    await assert.rejects(
+      () =>
+        train({
+          data: ids,
+          out: `${dir}/ids`,
+          initFrom: `${dir}/text`,
+          epochs: 1,
+          quiet: true,
+          backend: CPU,
+        }),
+      /ids\.jsonl:3: source id item 1 = 99999 is outside the vocabulary \[0, \d+\)/,
+    );
+    await assert.rejects(() => Deno.stat(`${dir}/ids`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a non-finite loss stops training with a clear error and leaves the last checkpoint intact", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -144,14 +237,20 @@ Deno.test("a non-finite loss stops training with a clear error and leaves the la
     await train({ ...baseOptions(d, `${dir}/r`), epochs: 3, maxSteps: 6, bleuLimit: 0 });
     const before = await Deno.readFile(runPath(`${dir}/r`, "model"));
     const state = await Deno.readTextFile(runPath(`${dir}/r`, "trainerState"));
+    // the run's recorded peak learning rate, made absurd
+    const recorded = JSON.parse(state);
+    recorded.options.lr = 1e30;
+    await Deno.writeTextFile(runPath(`${dir}/r`, "trainerState"), JSON.stringify(recorded));
+    const absurd = await Deno.readTextFile(runPath(`${dir}/r`, "trainerState"));
     await assert.rejects(
+      // --epochs alone: the recorded --max-steps 6 no longer ends the run
       () =>
-        train({ ...baseOptions(d, `${dir}/r`), epochs: 3, lr: 1e30, resume: true, logEvery: 1 }),
+        train({ out: `${dir}/r`, epochs: 3, resume: true, quiet: true, backend: CPU, logEvery: 1 }),
       (err: Error) =>
         err.name === "NonFiniteLossError" && /non-finite at step \d+/.test(err.message),
     );
     assert.deepEqual(await Deno.readFile(runPath(`${dir}/r`, "model")), before);
-    assert.equal(await Deno.readTextFile(runPath(`${dir}/r`, "trainerState")), state);
+    assert.equal(await Deno.readTextFile(runPath(`${dir}/r`, "trainerState")), absurd);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -163,8 +262,9 @@ Deno.test("--init-from starts from a run's weights; early stopping ends a run th
     const d = await smallData(dir);
     await train({ ...baseOptions(d, `${dir}/a`), epochs: 1, bleuLimit: 0 });
     // lr 0: the weights never change, so validation never improves after the first epoch
+    const { configFile: _c, vocabSize: _v, ...fromRun } = baseOptions(d, `${dir}/b`);
     const s = await train({
-      ...baseOptions(d, `${dir}/b`),
+      ...fromRun,
       initFrom: `${dir}/a`,
       lr: 0,
       epochs: 6,
@@ -238,7 +338,7 @@ Deno.test({
         signal: ctl.signal,
         onStep: (s) => s === 2 && ctl.abort(),
       });
-      await train({ ...gpuOpts(`${dir}/part`), resume: true });
+      await train({ out: `${dir}/part`, backend: GPU!, quiet: true, resume: true });
       const a = await readSafetensors(runPath(`${dir}/full`, "model"));
       const b = await readSafetensors(runPath(`${dir}/part`, "model"));
       for (const [name, t] of Object.entries(a.tensors)) {

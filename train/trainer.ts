@@ -23,7 +23,7 @@ import { type ModelConfig, presetConfig, validateConfig } from "../nn/config.ts"
 import { initContext } from "../nn/module.ts";
 import { Seq2Seq } from "../nn/seq2seq.ts";
 import { type Batch, DataLoader, TokenizerDataset } from "../data/dataset.ts";
-import { loadPairs, type Pair, type ReadPairsOptions } from "../data/readers.ts";
+import { checkPairIds, loadPairs, type Pair, type ReadPairsOptions } from "../data/readers.ts";
 import type { TextTokenizer } from "../data/tokenizer_types.ts";
 import { loadTokenizer, resolveTokenizer, saveTokenizer } from "../data/tokenizer.ts";
 import { trainBpe } from "../data/bpe_trainer.ts";
@@ -57,8 +57,11 @@ import { type MetricsRecord, renderReport, type SampleRecord } from "./report.ts
 
 /** Everything `webseq train` takes; comments give the defaults. */
 export interface TrainOptions {
-  /** Training pairs (CSV, TSV or JSONL). */
-  data: string;
+  /**
+   * Training pairs (CSV, TSV or JSONL); required, except when resuming a run
+   * that recorded its data (its trainer_state.json `options.data`).
+   */
+  data?: string;
   /** Validation pairs; default: a seeded 5% split of `data` (at most 500 pairs). */
   valid?: string;
   /** Run folder. */
@@ -124,7 +127,15 @@ export interface TrainOptions {
    * nn/layers.ts `autocast`).
    */
   f16Accumulate?: MatmulF16Accumulate;
-  /** Continue the run in `out`. */
+  /**
+   * Continue the run in `out` exactly where it stopped: the data, columns,
+   * maximum length, seed, shuffling, learning rate, weight decay, warmup,
+   * batch, accumulation, clipping, label smoothing and precision it recorded
+   * apply (an option left out takes the recorded value, a different one is a
+   * RangeError); `epochs` and `maxSteps` may change (the schedule then ends
+   * at the new last step). Preset, config, tokenizer, vocabulary and digit
+   * splitting come from the run folder and may not be given.
+   */
   resume?: boolean;
   /** Sample generations every N epochs (default 1; 0 disables). */
   sampleInterval?: number;
@@ -218,9 +229,13 @@ async function networkAllowed(endpoint: string): Promise<boolean> {
   return (await Deno.permissions.query({ name: "net", host })).state === "granted";
 }
 
-function splitValid(pairs: Pair[], seed: number): { train: Pair[]; valid: Pair[] } {
+function splitValid(pairs: Pair[], seed: number, file: string): { train: Pair[]; valid: Pair[] } {
   const n = Math.min(500, Math.max(1, Math.floor(pairs.length * 0.05)));
-  if (pairs.length < 2) throw new RangeError("Need at least 2 pairs to split off validation data");
+  if (pairs.length < 2) {
+    throw new RangeError(
+      `${file}: ${pairs.length} usable pair; at least 2 are needed to split off validation pairs (or give --valid)`,
+    );
+  }
   const rng = makeRng(seed ^ 0x5eed);
   const idx = pairs.map((_, i) => i);
   for (let i = idx.length - 1; i > 0; i--) {
@@ -272,7 +287,64 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   };
   const backend = opts.backend;
   const out = opts.out;
-  const seed = opts.seed ?? 0;
+  // ---- a resumed run's recorded settings (checked before anything is read or written)
+  const from = opts.resume ? out : opts.initFrom;
+  if (opts.resume && !(await exists(runPath(out, "trainerState")))) {
+    throw new Error(`${runPath(out, "trainerState")}: nothing to resume (no checkpoint in ${out})`);
+  }
+  if (!opts.resume && (await exists(runPath(out, "trainerState")))) {
+    throw new Error(
+      `${out} already holds a run: pass --resume to continue it, or choose another --out`,
+    );
+  }
+  if (from) {
+    const with_ = opts.resume ? "--resume" : "--init-from";
+    const given = [
+      ["--preset", opts.preset],
+      ["--config", opts.configFile],
+      ["--tokenizer", opts.tokenizer],
+      ["--vocab-size", opts.vocabSize],
+    ].find(([, v]) => v !== undefined);
+    if (given) {
+      throw new RangeError(
+        `${
+          given[0]
+        } does not apply with ${with_}: the model's config and tokenizer come from ${from}`,
+      );
+    }
+  }
+  const resumeState: TrainerState | null = opts.resume ? await loadTrainerState(out) : null;
+  // a resumed run continues with the settings it was trained with: an option left out takes
+  // the saved value, a different one is refused (the run would not continue as it was)
+  const saved = (resumeState?.options ?? {}) as Record<string, unknown>;
+  const keep = <T>(key: string, flag: string, given: T | undefined, fallback: T): T =>
+    resumedOption(out, { flag, given, saved: saved[key], fallback });
+  const seed = resumedOption(out, {
+    flag: "--seed",
+    given: opts.seed,
+    saved: saved.seed ?? resumeState?.seed,
+    fallback: 0,
+  });
+  const data = keep<string | undefined>("data", "--data", opts.data, undefined);
+  if (data === undefined) {
+    throw new RangeError(
+      opts.resume
+        ? `${runPath(out, "trainerState")} does not record the run's training data: give --data`
+        : "no training data: give data",
+    );
+  }
+  // null: validation pairs split off the training data
+  const validFile = keep<string | null>("valid", "--valid", opts.valid, null);
+  const sourceCol = keep("source_col", "--source-col", opts.sourceCol, undefined);
+  const targetCol = keep("target_col", "--target-col", opts.targetCol, undefined);
+  const maxLengthOpt = keep("max_length", "--max-length", opts.maxLength, 64);
+  const shuffle = resumedOption(out, {
+    flag: "--no-shuffle",
+    given: opts.shuffle,
+    saved: saved.shuffle,
+    fallback: true,
+    show: (v) => (v ? "shuffling" : "--no-shuffle"),
+  });
   // checked before anything is read; a resumed run takes its saved settings (below)
   let precision = checkPrecision(opts.precision ?? "f32", backend);
   let f16Accumulate = opts.resume
@@ -285,32 +357,22 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   if (tuneCache) await restoreTuneCache(tuneCache, backend as GpuBackend, info);
   // the matmul selection learns the adapter's limits (and whether K may be split) even untuned
   if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend);
-  const readOpts: ReadPairsOptions = { sourceCol: opts.sourceCol, targetCol: opts.targetCol };
+  const readOpts: ReadPairsOptions = { sourceCol, targetCol };
 
-  // ---- run folder, config and tokenizer
+  // ---- data, run folder, config and tokenizer
   let config: ModelConfig;
   let tokenizer: TextTokenizer | null = null;
-  let resumeState: TrainerState | null = null;
-  const from = opts.resume ? out : opts.initFrom;
-  if (opts.resume && !(await exists(runPath(out, "trainerState")))) {
-    throw new Error(`${runPath(out, "trainerState")}: nothing to resume (no checkpoint in ${out})`);
-  }
-  if (!opts.resume && (await exists(runPath(out, "trainerState")))) {
-    throw new Error(
-      `${out} already holds a run: pass --resume to continue it, or choose another --out`,
-    );
-  }
-  const loaded = await loadPairs(opts.data, readOpts);
-  if (loaded.pairs.length === 0) throw new RangeError(`${opts.data}: no usable pairs`);
+  const loaded = await loadPairs(data, readOpts);
+  if (loaded.pairs.length === 0) throw new RangeError(`${data}: no usable pairs`);
   if (loaded.skippedEmpty) {
-    info(`${opts.data}: skipped ${loaded.skippedEmpty} rows with an empty side`);
+    info(`${data}: skipped ${loaded.skippedEmpty} rows with an empty side`);
   }
   let trainPairs = loaded.pairs;
   let validPairs: Pair[];
-  if (opts.valid) {
-    validPairs = (await loadPairs(opts.valid, readOpts)).pairs;
+  if (validFile) {
+    validPairs = (await loadPairs(validFile, readOpts)).pairs;
   } else {
-    const split = splitValid(trainPairs, seed);
+    const split = splitValid(trainPairs, seed, data);
     trainPairs = split.train;
     validPairs = split.valid;
     info(
@@ -324,7 +386,6 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     if (await exists(runPath(from, "tokenizer"))) {
       tokenizer = await loadTokenizer(runPath(from, "tokenizer"));
     }
-    if (opts.resume) resumeState = await loadTrainerState(out);
   } else {
     let base: unknown;
     if (opts.configFile) {
@@ -332,6 +393,9 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         base = JSON.parse(await Deno.readTextFile(opts.configFile));
       } catch (err) {
         if (err instanceof SyntaxError) throw new SyntaxError(`${opts.configFile}: ${err.message}`);
+        if (err instanceof Deno.errors.NotFound) {
+          throw new Deno.errors.NotFound(`${opts.configFile}: no such file`);
+        }
         throw err;
       }
       config = validateConfig(base, opts.configFile);
@@ -365,24 +429,28 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       }
       vocab = Math.max(opts.configFile ? config.vocab_size : 0, maxId + 1);
     }
-    const maxLength = opts.maxLength ?? 64;
     config = validateConfig({
       ...config,
       vocab_size: vocab,
-      max_position: Math.max(config.max_position, maxLength),
+      max_position: Math.max(config.max_position, maxLengthOpt),
     }, "config");
   }
-  if (opts.dropout !== undefined && !opts.resume) {
+  if (opts.dropout !== undefined && opts.resume) {
+    // the run's config holds its dropout: the same value continues it, another is refused
+    const same = opts.dropout === 0
+      ? config.dropout === 0 && config.attention_dropout === 0 && config.drop_path === 0
+      : config.dropout === opts.dropout;
+    if (!same) {
+      throw new RangeError(
+        `${out} was trained with dropout ${config.dropout}, not ${opts.dropout}: leave --dropout out to resume it as it was`,
+      );
+    }
+  } else if (opts.dropout !== undefined) {
     config = opts.dropout === 0
       ? { ...config, dropout: 0, attention_dropout: 0, drop_path: 0 }
       : { ...config, dropout: opts.dropout };
     config = validateConfig(config, "--dropout");
   }
-  // a resumed run continues with the settings it was trained with: an option left out takes
-  // the saved value, a different one is refused (the run would not continue as it was)
-  const saved = (resumeState?.options ?? {}) as Record<string, unknown>;
-  const keep = <T>(key: string, flag: string, given: T | undefined, fallback: T): T =>
-    resumedOption(out, { flag, given, saved: saved[key], fallback });
   precision = checkPrecision(keep("precision", "--precision", opts.precision, "f32"), backend);
   f16Accumulate = checkF16Accumulate(
     keep("f16_accumulate", "--f16-accumulate", opts.f16Accumulate, "f32"),
@@ -391,12 +459,15 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   if (precision === "f16" && backend.kind === "cpu") {
     info("precision f16 on the CPU: emulates f16 rounding to check the numerics, at no speed gain");
   }
-  const maxLength = Math.min(opts.maxLength ?? 64, config.max_position);
+  const maxLength = Math.min(maxLengthOpt, config.max_position);
   if (tokenizer && tokenizer.vocabSize > config.vocab_size) {
     throw new RangeError(
       `tokenizer has ${tokenizer.vocabSize} tokens but vocab_size is ${config.vocab_size}`,
     );
   }
+  // ids files: every id within the vocabulary, found here with its line (not at an embedding)
+  checkPairIds(trainPairs, config.vocab_size, data);
+  checkPairIds(validPairs, config.vocab_size, validFile ?? data);
 
   // ---- data
   const dsOpts = {
@@ -415,27 +486,29 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const batchSize = keep("batch_size", "--batch-size", opts.batchSize, 32);
   const loader = new DataLoader(trainSet, {
     batchSize,
-    shuffle: opts.shuffle ?? true,
+    shuffle,
     seed,
-    bucketByLength: opts.shuffle ?? true,
+    bucketByLength: shuffle,
   });
   const gradAccum = keep("grad_accum", "--grad-accum", opts.gradAccum, 1);
   const maxGradNorm = keep("max_grad_norm", "--max-grad-norm", opts.maxGradNorm, 1);
   const labelSmoothing = keep("label_smoothing", "--label-smoothing", opts.labelSmoothing, 0);
-  const epochs = opts.epochs ?? 10;
+  // the length of a resumed run may change (train longer, or stop sooner): its recorded
+  // epochs and max steps apply when neither is given
+  const lengthGiven = opts.epochs !== undefined || opts.maxSteps !== undefined;
+  const epochs = opts.epochs ?? (lengthGiven ? undefined : saved.epochs as number) ?? 10;
+  const maxSteps = lengthGiven ? opts.maxSteps : saved.max_steps as number | undefined;
   const stepsPerEpoch = Math.ceil(loader.length / gradAccum);
-  const totalSteps = opts.maxSteps ?? epochs * stepsPerEpoch;
-  const warmup = opts.warmup ?? Math.floor(totalSteps * 0.05);
+  const totalSteps = maxSteps ?? epochs * stepsPerEpoch;
+  const warmup = keep("warmup", "--warmup", opts.warmup, Math.floor(totalSteps * 0.05));
   const schedule = linearWarmupSchedule(warmup, totalSteps);
-  const lr = opts.lr ?? 1e-3;
+  const lr = keep("lr", "--lr", opts.lr, 1e-3);
+  const weightDecay = keep("weight_decay", "--weight-decay", opts.weightDecay, 0.01);
 
   // ---- model and optimizer
   const model = new Seq2Seq(config, initContext(seed, backend));
   if (from) model.loadStateDict(await loadModelWeights(from), { source: runPath(from, "model") });
-  const opt = new AdamW(new Map(model.namedParameters()), {
-    lr,
-    weightDecay: opts.weightDecay ?? 0.01,
-  });
+  const opt = new AdamW(new Map(model.namedParameters()), { lr, weightDecay });
   const scaler = precision === "f16" ? new GradScaler({ backend }) : null;
   let step = 0, epoch = 0;
   let bestMetric: number | null = null, bestStep: number | null = null, badEpochs = 0;
@@ -449,6 +522,10 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     bestStep = resumeState.best_step ?? null;
     badEpochs = Number(resumeState.bad_epochs ?? 0);
     loader.restore({ epoch, position: resumeState.batch_in_epoch ?? 0, seed });
+    // an epoch's metrics and samples are appended before its checkpoint is written: those of
+    // an epoch whose checkpoint never landed go, so the resumed run does not log them twice
+    await dropLaterLines(runPath(out, "metrics"), (r) => Number(r.step) <= step);
+    await dropLaterLines(runPath(out, "samples"), (r) => Number(r.epoch) <= epoch);
     info(
       `resuming ${out} at step ${step} (epoch ${epoch + 1}, batch ${
         resumeState.batch_in_epoch ?? 0
@@ -484,6 +561,18 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       bad_epochs: badEpochs,
       schedule: { warmup_steps: warmup, total_steps: totalSteps, lr },
       options: {
+        data,
+        valid: validFile,
+        ...(sourceCol !== undefined ? { source_col: sourceCol } : {}),
+        ...(targetCol !== undefined ? { target_col: targetCol } : {}),
+        max_length: maxLengthOpt,
+        seed,
+        shuffle,
+        epochs,
+        ...(maxSteps !== undefined ? { max_steps: maxSteps } : {}),
+        lr,
+        weight_decay: weightDecay,
+        warmup,
         batch_size: batchSize,
         grad_accum: gradAccum,
         max_grad_norm: maxGradNorm,
@@ -726,7 +815,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       }));
       for (const s of samples) {
         await appendJsonl(runPath(out, "samples"), s);
-        info(`  sample: ${s.source}\n    ref: ${s.reference}\n    out: ${s.output}`);
+        // one line each (a text's own line breaks as spaces; samples.jsonl keeps them)
+        const flat = (t: string) => t.replace(/[\t\r\n]+/g, " ");
+        info(
+          `  sample: ${flat(s.source)}\n    ref: ${flat(s.reference)}\n    out: ${flat(s.output)}`,
+        );
       }
     }
     epoch = loader.state().epoch;
@@ -774,15 +867,52 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
  */
 function resumedOption<T>(
   out: string,
-  o: { flag: string; given: T | undefined; saved: unknown; fallback: T },
+  o: {
+    flag: string;
+    given: T | undefined;
+    saved: unknown;
+    fallback: T;
+    /** How a value reads in the message (default: the flag and the value; null: "no FLAG"). */
+    show?: (v: unknown) => string;
+  },
 ): T {
   if (o.saved === undefined) return o.given ?? o.fallback;
   if (o.given !== undefined && o.given !== o.saved) {
+    const show = o.show ?? ((v: unknown) => (v === null ? `no ${o.flag}` : `${o.flag} ${v}`));
     throw new RangeError(
-      `${out} was trained with ${o.flag} ${o.saved}, not ${o.given}: leave ${o.flag} out to resume it as it was`,
+      `${out} was trained with ${show(o.saved)}, not ${
+        show(o.given)
+      }: leave ${o.flag} out to resume it as it was`,
     );
   }
   return o.saved as T;
+}
+
+/**
+ * Rewrites the JSON-lines file at `path` (when it exists) without the
+ * records `keep` rejects, atomically; untouched when all are kept.
+ */
+async function dropLaterLines(
+  path: string,
+  keep: (record: Record<string, unknown>) => boolean,
+): Promise<void> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw err;
+  }
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  const kept = lines.filter((l) => {
+    try {
+      return keep(JSON.parse(l));
+    } catch {
+      return true; // not ours to judge
+    }
+  });
+  if (kept.length === lines.length) return;
+  await writeFileAtomic(path, kept.map((l) => l + "\n").join(""));
 }
 
 /** The f16 accumulation mode, checked: "f16" needs precision f16. */
