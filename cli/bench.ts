@@ -18,6 +18,7 @@ import {
   activationsFlag,
   f16AccumulateFlag,
   precisionFlag,
+  presetFlag,
   tuneCacheFlag,
   tuneFlag,
   tuneTilesFlag,
@@ -181,7 +182,7 @@ export async function run(args: string[]): Promise<number> {
     }
     const int = (n: string) => numberFlag(flags, n, { integer: true, min: 1 });
     const cfgFile = stringFlag(flags, "config");
-    const preset = stringFlag(flags, "preset") ?? "small";
+    const preset = presetFlag(stringFlag(flags, "preset")) ?? "small";
     const config = cfgFile
       ? validateConfig(JSON.parse(await Deno.readTextFile(cfgFile)), cfgFile)
       : presetConfig(preset, { vocab_size: 8000 });

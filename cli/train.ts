@@ -223,6 +223,16 @@ export function activationsFlag(value: string | undefined): void {
   useActivations(value);
 }
 
+/** `--preset`: a preset's name (nn/config.ts PRESETS), or undefined when not given. */
+export function presetFlag(value: string | undefined): string | undefined {
+  if (value !== undefined && !Object.hasOwn(PRESETS, value)) {
+    throw new UsageError(
+      `--preset must be ${Object.keys(PRESETS).join(", ")}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
 /** `--precision`: f32 (default) or f16. */
 export function precisionFlag(value: string | undefined): "f32" | "f16" {
   if (value === undefined || value === "f32" || value === "f16") return value ?? "f32";
@@ -264,12 +274,7 @@ export async function run(args: string[]): Promise<number> {
         throw new UsageError(`--${f} is for a tokenizer trained on the data, not with --tokenizer`);
       }
     }
-    const preset = stringFlag(flags, "preset");
-    if (preset !== undefined && !(preset in PRESETS)) {
-      throw new UsageError(
-        `--preset must be ${Object.keys(PRESETS).join(", ")}, got ${JSON.stringify(preset)}`,
-      );
-    }
+    const preset = presetFlag(stringFlag(flags, "preset"));
     activationsFlag(stringFlag(flags, "activations"));
     // the built-in corpus's defaults, for a new run on it
     const builtin = !resume && data === BUILTIN_TRAIN;

@@ -102,7 +102,6 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
     // run folder decides
     const usage: [string[], RegExp][] = [
       [["--batch-size", "-3"], /--batch-size must be at least 1, got -3/],
-      [["--preset", "huge"], /--preset must be tiny, small, base, got "huge"/],
       [["--init-from", dir, "--preset", "small"], /--preset does not apply with --init-from/],
       [["--resume", "--tokenizer", "t.json"], /--tokenizer does not apply with --resume/],
       [["--resume", "--vocab-size", "99"], /--vocab-size does not apply with --resume/],
@@ -130,6 +129,9 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
       r = await webseq([cmd, "--tune-cache", ""], perms);
       assert.equal(r.code, 2);
       assert.match(oneLineError(r.stderr), /--tune-cache needs a file name or off/);
+      r = await webseq([cmd, "--preset", "huge"], perms);
+      assert.equal(r.code, 2);
+      assert.match(oneLineError(r.stderr), /--preset must be tiny, small, base, got "huge"/);
       r = await webseq([cmd, "--activations", "some"], perms);
       assert.equal(r.code, 2);
       assert.match(oneLineError(r.stderr), /--activations must be kept or recomputed, got "some"/);
