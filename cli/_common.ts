@@ -98,9 +98,9 @@ export function numberFlag(
   const s = stringFlag(flags, name);
   if (s === undefined) return undefined;
   const v = Number(s);
-  // decimal notation only (Number() also takes "0x10", "0b1", "" and whitespace); integers
-  // without a fraction or exponent
-  const form = opts.integer ? /^[+-]?\d+$/ : /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+  // decimal notation only (Number() also takes "0x10", "0b1", "" and whitespace); an integer
+  // may be written 1e5
+  const form = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
   if (!form.test(s) || !Number.isFinite(v) || (opts.integer && !Number.isSafeInteger(v))) {
     throw new UsageError(
       `Option --${name} must be ${opts.integer ? "an integer" : "a number"}, got "${s}"`,

@@ -55,12 +55,14 @@ Deno.test("parseFlags: a negative number after a string option is its value, so 
   ]);
 });
 
-Deno.test("numberFlag: decimal notation only; integers without fraction or exponent", () => {
+Deno.test("numberFlag: decimal notation only; an integer may be written 1e5", () => {
   const int = (v: string) => numberFlag({ n: v }, "n", { integer: true });
   const num = (v: string) => numberFlag({ n: v }, "n");
   assert.equal(int("16"), 16);
   assert.equal(int("+3"), 3);
-  for (const bad of ["0x10", "1e2", "2.0", "", " 4", "0b1", "9007199254740993"]) {
+  assert.equal(int("1e5"), 100000);
+  assert.equal(int("2.0"), 2);
+  for (const bad of ["0x10", "1e-2", "2.5", "", " 4", "0b1", "9007199254740993"]) {
     assert.throws(() => int(bad), /--n must be an integer/, bad);
   }
   assert.equal(num("1e-3"), 0.001);

@@ -77,9 +77,11 @@ Run:
                            it recorded: --data, --valid, the columns, --max-length, --seed,
                            --no-shuffle, --lr, --weight-decay, --warmup, --batch-size,
                            --grad-accum, --max-grad-norm, --label-smoothing, --precision and
-                           --f16-accumulate (leave them out; another value is an error);
+                           --f16-accumulate (leave them out; another value is an error; data
+                           files given again may be moved copies with as many pairs);
                            --epochs or --max-steps may change (the schedule then ends at the
-                           new last step); the model and tokenizer are the run's own
+                           new last step; --epochs lifts a recorded --max-steps); the model and
+                           tokenizer are the run's own
   --device auto|webgpu|cpu where to train (default auto: a hardware WebGPU adapter, else CPU)
   --tune auto|on|off       time the matmul variants and attention kernels on the first step's
                            shapes and use the fastest (default auto: on a hardware GPU; same
@@ -280,7 +282,9 @@ export async function run(args: string[]): Promise<number> {
     const builtin = !resume && data === BUILTIN_TRAIN;
     const opts: Omit<TrainOptions, "backend"> = {
       data,
-      valid: stringFlag(flags, "valid") ?? (builtin ? BUILTIN_VALID : undefined),
+      // the built-in data's validation file (also for a run resumed from an older state, which
+      // did not record it)
+      valid: stringFlag(flags, "valid") ?? (data === BUILTIN_TRAIN ? BUILTIN_VALID : undefined),
       out: stringFlag(flags, "out") ?? "runs/default",
       sourceCol: columnFlag(flags, "source-col"),
       targetCol: columnFlag(flags, "target-col"),
@@ -318,7 +322,8 @@ export async function run(args: string[]): Promise<number> {
       tune: tuneFlag(stringFlag(flags, "tune")),
       tuneVariants: tuneTilesFlag(stringFlag(flags, "tune-tiles")),
       tuneCache: tuneCacheFlag(stringFlag(flags, "tune-cache")),
-      shuffle: !flags["no-shuffle"],
+      // absent stays undefined: a resumed run keeps its recorded shuffling
+      shuffle: flags["no-shuffle"] ? false : undefined,
       seed: int("seed"),
       resume,
       sampleInterval: int("sample-interval"),

@@ -327,11 +327,13 @@ export async function trainBpe(
   const unkToken = opts.unkToken ?? "<unk>";
   const byteFallback = opts.byteFallback ?? false;
   const minFrequency = opts.minFrequency ?? 2;
-  const reserved = specials.length + (byteFallback ? 256 : 0);
+  // with splitDigits the ten digits are tokens too (below)
+  const digits = opts.splitDigits ? 10 : 0;
+  const reserved = specials.length + (byteFallback ? 256 : 0) + digits;
   if (!Number.isInteger(opts.vocabSize) || opts.vocabSize <= reserved) {
     throw new RangeError(
-      `vocabSize must be an integer above ${reserved} (the special${
-        byteFallback ? " and byte" : ""
+      `vocabSize must be an integer above ${reserved} (the special${byteFallback ? ", byte" : ""}${
+        digits ? " and digit" : ""
       } tokens), got ${opts.vocabSize}`,
     );
   }

@@ -339,6 +339,11 @@ Deno.test("trainBpe() with splitDigits has every digit 0-9, seen in the texts or
   const short = await trainBpe(texts, { vocabSize: 16, splitDigits: true });
   assert.equal(short.vocabSize, 16);
   for (const d of "0123456789") assert.ok(short.tokenToId(d) !== undefined, d);
+  // no room for the ten digits: refused
+  await assert.rejects(
+    () => trainBpe(texts, { vocabSize: 14, splitDigits: true }),
+    new RangeError("vocabSize must be an integer above 14 (the special and digit tokens), got 14"),
+  );
   // without the option only the digits seen are tokens
   const plain = await trainBpe(texts, { vocabSize: 60 });
   assert.equal(plain.tokenToId("9"), undefined);

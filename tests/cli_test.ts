@@ -317,6 +317,7 @@ Deno.test("Ctrl-C (SIGINT) during training writes a checkpoint, exits 130, and -
       "8",
       "--vocab-size",
       "120",
+      "--no-shuffle",
       "--device",
       "cpu",
       "--bleu-limit",
@@ -362,6 +363,10 @@ Deno.test("Ctrl-C (SIGINT) during training writes a checkpoint, exits 130, and -
     );
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /resuming/);
+    // resumed with the recorded data and --no-shuffle (neither given again)
+    const resumed = JSON.parse(await Deno.readTextFile(`${dir}/run/trainer_state.json`));
+    assert.equal(resumed.options.shuffle, false);
+    assert.equal(resumed.options.data, `${dir}/data.tsv`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

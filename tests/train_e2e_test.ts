@@ -150,10 +150,18 @@ Deno.test("train() --resume takes the run's recorded settings and refuses others
       [d.train, d.valid, 3e-3, 3, 1],
     );
     assert.deepEqual([st.options.max_length, st.options.shuffle, st.options.warmup], [32, true, 0]);
+    assert.deepEqual([st.options.data_pairs, st.options.valid_pairs], [96, 16]);
     const again = { out, resume: true, quiet: true, backend: CPU, bleuLimit: 0 } as const;
     const refused: [Record<string, unknown>, RegExp][] = [
       [{ lr: 5e-3 }, /was trained with --lr 0.003, not --lr 0.005: leave --lr out/],
-      [{ data: d.valid }, /was trained with --data .*train\.tsv, not --data .*valid\.tsv/],
+      [
+        { data: d.valid },
+        /valid\.tsv holds 16 pairs, but .* was trained on the 96 of .*train\.tsv/,
+      ],
+      [
+        { valid: d.train },
+        /train\.tsv holds 96 pairs, but .* was trained on the 16 of .*valid\.tsv/,
+      ],
       [{ seed: 4 }, /--seed 3, not --seed 4/],
       [{ maxLength: 24 }, /--max-length 32, not --max-length 24/],
       [{ shuffle: false }, /was trained with shuffling, not --no-shuffle/],
@@ -194,8 +202,70 @@ Deno.test("train() --resume takes the run's recorded settings and refuses others
     await Deno.writeTextFile(runPath(out, "trainerState"), JSON.stringify(old));
     await assert.rejects(
       () => train({ ...again, epochs: 3 }),
-      /trainer_state\.json does not record the run's training data: give --data/,
+      /trainer_state\.json does not record the run's data: give --data \(and --valid/,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() --resume: an interrupt on an epoch's last step still logs that epoch; an older state and moved data resume to the same weights; --max-steps keeps the recorded epochs", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    const weights = async (out: string) => (await readSafetensors(runPath(out, "model"))).tensors;
+    const sameWeights = async (a: string, b: string) => {
+      const [x, y] = [await weights(a), await weights(b)];
+      for (const [name, t] of Object.entries(x)) assert.deepEqual(y[name].data, t.data, name);
+    };
+    const epochsOf = async (out: string) =>
+      ((await readJsonl(runPath(out, "metrics"))) as Record<string, number>[]).map((m) => m.epoch);
+    await train(baseOptions(d, `${dir}/full`));
+    assert.deepEqual(await epochsOf(`${dir}/full`), [1, 2]);
+    const cut = async (out: string, at: number) => {
+      const ctl = new AbortController();
+      const r = await train({
+        ...baseOptions(d, out),
+        signal: ctl.signal,
+        onStep: (s) => s === at && ctl.abort(),
+      });
+      assert.equal(r.stopped, "interrupted");
+    };
+    const again = { resume: true, quiet: true, backend: CPU } as const;
+
+    // Ctrl-C on epoch 1's last step (6 steps an epoch): epoch 1 is evaluated and logged first
+    await cut(`${dir}/edge`, 6);
+    assert.deepEqual(await epochsOf(`${dir}/edge`), [1]);
+    await train({ ...again, out: `${dir}/edge` });
+    assert.deepEqual(await epochsOf(`${dir}/edge`), [1, 2]);
+    await sameWeights(`${dir}/full`, `${dir}/edge`);
+
+    // a state written before the settings were recorded (its schedule holds lr, warmup and
+    // the total steps): --data and --valid given again, the rest from the state
+    await cut(`${dir}/old`, 4);
+    const path = runPath(`${dir}/old`, "trainerState");
+    const st = JSON.parse(await Deno.readTextFile(path));
+    const { batch_size, grad_accum, max_grad_norm, label_smoothing, precision } = st.options;
+    st.options = { batch_size, grad_accum, max_grad_norm, label_smoothing, precision };
+    await Deno.writeTextFile(path, JSON.stringify(st));
+    await train({ ...again, out: `${dir}/old`, data: d.train, valid: d.valid, maxLength: 32 });
+    await sameWeights(`${dir}/full`, `${dir}/old`);
+
+    // the data moved: a copy with as many pairs continues the run; another file is refused
+    await cut(`${dir}/moved`, 4);
+    await Deno.copyFile(d.train, `${dir}/moved.tsv`);
+    await Deno.writeTextFile(`${dir}/short.tsv`, "source\ttarget\na\tb\nc\td\n");
+    await assert.rejects(
+      () => train({ ...again, out: `${dir}/moved`, data: `${dir}/short.tsv` }),
+      /short\.tsv holds 2 pairs, but .* was trained on the 96 of .*train\.tsv: leave --data out/,
+    );
+    await train({ ...again, out: `${dir}/moved`, data: `${dir}/moved.tsv` });
+    await sameWeights(`${dir}/full`, `${dir}/moved`);
+
+    // --max-steps on resume keeps the recorded 2 epochs (not the default 10)
+    await cut(`${dir}/long`, 4);
+    const r = await train({ ...again, out: `${dir}/long`, maxSteps: 100 });
+    assert.deepEqual([r.steps, r.epochs, r.stopped], [12, 2, "completed"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -24,6 +24,7 @@ import { initContext } from "../nn/module.ts";
 import { Seq2Seq } from "../nn/seq2seq.ts";
 import { type Batch, DataLoader, TokenizerDataset } from "../data/dataset.ts";
 import { checkPairIds, loadPairs, type Pair, type ReadPairsOptions } from "../data/readers.ts";
+import { resolve } from "node:path";
 import type { TextTokenizer } from "../data/tokenizer_types.ts";
 import { loadTokenizer, resolveTokenizer, saveTokenizer } from "../data/tokenizer.ts";
 import { trainBpe } from "../data/bpe_trainer.ts";
@@ -325,16 +326,25 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     saved: saved.seed ?? resumeState?.seed,
     fallback: 0,
   });
-  const data = keep<string | undefined>("data", "--data", opts.data, undefined);
+  // the data files: recorded as absolute paths; a resumed run reads the recorded ones, or files
+  // given again (moved, or named from elsewhere) holding as many pairs as the recorded ones
+  const data = opts.data ?? (saved.data as string | undefined);
   if (data === undefined) {
     throw new RangeError(
       opts.resume
-        ? `${runPath(out, "trainerState")} does not record the run's training data: give --data`
+        ? `${
+          runPath(out, "trainerState")
+        } does not record the run's data: give --data (and --valid, --lr, --epochs if the run had them)`
         : "no training data: give data",
     );
   }
   // null: validation pairs split off the training data
-  const validFile = keep<string | null>("valid", "--valid", opts.valid, null);
+  const validFile = opts.valid ?? (saved.valid as string | null | undefined) ?? null;
+  if (saved.valid === null && opts.valid !== undefined) {
+    throw new RangeError(
+      `${out} was trained with validation pairs split off --data, not --valid ${opts.valid}: leave --valid out to resume it as it was`,
+    );
+  }
   const sourceCol = keep("source_col", "--source-col", opts.sourceCol, undefined);
   const targetCol = keep("target_col", "--target-col", opts.targetCol, undefined);
   const maxLengthOpt = keep("max_length", "--max-length", opts.maxLength, 64);
@@ -364,6 +374,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   let tokenizer: TextTokenizer | null = null;
   const loaded = await loadPairs(data, readOpts);
   if (loaded.pairs.length === 0) throw new RangeError(`${data}: no usable pairs`);
+  samePairs(out, "--data", data, loaded.pairs.length, saved.data, saved.data_pairs);
   if (loaded.skippedEmpty) {
     info(`${data}: skipped ${loaded.skippedEmpty} rows with an empty side`);
   }
@@ -371,6 +382,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   let validPairs: Pair[];
   if (validFile) {
     validPairs = (await loadPairs(validFile, readOpts)).pairs;
+    samePairs(out, "--valid", validFile, validPairs.length, saved.valid, saved.valid_pairs);
   } else {
     const split = splitValid(trainPairs, seed, data);
     trainPairs = split.train;
@@ -493,16 +505,28 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const gradAccum = keep("grad_accum", "--grad-accum", opts.gradAccum, 1);
   const maxGradNorm = keep("max_grad_norm", "--max-grad-norm", opts.maxGradNorm, 1);
   const labelSmoothing = keep("label_smoothing", "--label-smoothing", opts.labelSmoothing, 0);
-  // the length of a resumed run may change (train longer, or stop sooner): its recorded
-  // epochs and max steps apply when neither is given
-  const lengthGiven = opts.epochs !== undefined || opts.maxSteps !== undefined;
-  const epochs = opts.epochs ?? (lengthGiven ? undefined : saved.epochs as number) ?? 10;
-  const maxSteps = lengthGiven ? opts.maxSteps : saved.max_steps as number | undefined;
+  // the length of a resumed run may change (train longer, or stop sooner): --epochs lifts a
+  // recorded --max-steps, --max-steps keeps the recorded epochs; a state from before the
+  // length was recorded holds its schedule's total steps
+  const sched = (resumeState?.schedule ?? {}) as Record<string, unknown>;
   const stepsPerEpoch = Math.ceil(loader.length / gradAccum);
+  const recordedMax =
+    (saved.max_steps ?? (saved.epochs === undefined ? sched.total_steps : undefined)) as
+      | number
+      | undefined;
+  const epochs = opts.epochs ?? (saved.epochs as number | undefined) ??
+    (recordedMax !== undefined ? Math.ceil(recordedMax / stepsPerEpoch) : 10);
+  const maxSteps = opts.maxSteps ?? (opts.epochs !== undefined ? undefined : recordedMax);
   const totalSteps = maxSteps ?? epochs * stepsPerEpoch;
-  const warmup = keep("warmup", "--warmup", opts.warmup, Math.floor(totalSteps * 0.05));
+  // warmup and peak rate: as recorded (or as the schedule of an older state holds them)
+  const warmup = keep(
+    "warmup",
+    "--warmup",
+    opts.warmup,
+    (sched.warmup_steps as number | undefined) ?? Math.floor(totalSteps * 0.05),
+  );
   const schedule = linearWarmupSchedule(warmup, totalSteps);
-  const lr = keep("lr", "--lr", opts.lr, 1e-3);
+  const lr = keep("lr", "--lr", opts.lr, (sched.lr as number | undefined) ?? 1e-3);
   const weightDecay = keep("weight_decay", "--weight-decay", opts.weightDecay, 0.01);
 
   // ---- model and optimizer
@@ -524,8 +548,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     loader.restore({ epoch, position: resumeState.batch_in_epoch ?? 0, seed });
     // an epoch's metrics and samples are appended before its checkpoint is written: those of
     // an epoch whose checkpoint never landed go, so the resumed run does not log them twice
-    await dropLaterLines(runPath(out, "metrics"), (r) => Number(r.step) <= step);
-    await dropLaterLines(runPath(out, "samples"), (r) => Number(r.epoch) <= epoch);
+    await dropLaterLines(runPath(out, "metrics"), (r) => !(Number(r.step) > step));
+    await dropLaterLines(runPath(out, "samples"), (r) => !(Number(r.epoch) > epoch));
     info(
       `resuming ${out} at step ${step} (epoch ${epoch + 1}, batch ${
         resumeState.batch_in_epoch ?? 0
@@ -561,8 +585,10 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       bad_epochs: badEpochs,
       schedule: { warmup_steps: warmup, total_steps: totalSteps, lr },
       options: {
-        data,
-        valid: validFile,
+        data: absolutePath(data),
+        data_pairs: loaded.pairs.length,
+        valid: validFile === null ? null : absolutePath(validFile),
+        ...(validFile !== null ? { valid_pairs: validPairs.length } : {}),
         ...(sourceCol !== undefined ? { source_col: sourceCol } : {}),
         ...(targetCol !== undefined ? { target_col: targetCol } : {}),
         max_length: maxLengthOpt,
@@ -729,7 +755,10 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       if (step >= totalSteps) break;
     }
     bar.close();
-    if (interrupted) {
+    // an interrupt on an epoch's last step (or the run's) still owes that epoch's evaluation,
+    // metrics, samples and best model: they come first, as in an uninterrupted run
+    const owed = loader.state().position === 0 || step >= totalSteps;
+    if (interrupted && !owed) {
       await backend.sync();
       await saveCheckpoint(out, model, opt, await checkpointState());
       info(`interrupted: checkpoint written to ${out} at step ${step}; continue with --resume`);
@@ -852,6 +881,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       stopped = "max_steps";
       break;
     }
+    if (interrupted && epoch < epochs) {
+      info(`interrupted: checkpoint written to ${out} at step ${step}; continue with --resume`);
+      stopped = "interrupted";
+      break;
+    }
   }
   model.dispose();
   opt.dispose();
@@ -886,6 +920,36 @@ function resumedOption<T>(
     );
   }
   return o.saved as T;
+}
+
+/** `path` made absolute against the working folder (as given when that cannot be read). */
+function absolutePath(path: string): string {
+  try {
+    return resolve(path);
+  } catch {
+    return path; // no read permission for the working folder
+  }
+}
+
+/**
+ * A resumed run's data file `given` (as `flag`), holding `count` pairs,
+ * against the recorded one: the same file, or one holding as many pairs as
+ * were recorded (a moved or renamed copy); else a RangeError.
+ */
+function samePairs(
+  out: string,
+  flag: string,
+  given: string,
+  count: number,
+  recorded: unknown,
+  recordedCount: unknown,
+): void {
+  if (typeof recorded !== "string" || absolutePath(given) === recorded) return;
+  if (typeof recordedCount === "number" && recordedCount !== count) {
+    throw new RangeError(
+      `${given} holds ${count} pairs, but ${out} was trained on the ${recordedCount} of ${recorded}: leave ${flag} out to resume it as it was`,
+    );
+  }
 }
 
 /**
