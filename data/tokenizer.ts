@@ -206,18 +206,107 @@ export async function loadTokenizer(pathOrDir: string): Promise<HfTokenizer> {
   if (!info.isFile) throw new TypeError(`${path}: not a file`);
   const json = await Deno.readTextFile(path);
   const configPath = joinPath(dirName(path), "tokenizer_config.json");
-  let configJson: string | undefined;
-  try {
-    configJson = await Deno.readTextFile(configPath);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  let configJson = await readIfThere(configPath);
+  // a special_tokens_map.json beside it names the special tokens too (as in transformers,
+  // the config's own entries first)
+  const mapPath = joinPath(dirName(path), "special_tokens_map.json");
+  const mapJson = await readIfThere(mapPath);
+  if (mapJson !== undefined) {
+    const map = parseJson(mapJson, mapPath);
+    if (!isObject(map)) {
+      throw new TypeError(
+        `${mapPath}: expected a JSON object at the top level, got ${kindOf(map)}`,
+      );
+    }
+    const config = configJson === undefined ? {} : parseJson(configJson, configPath);
+    if (isObject(config)) configJson = JSON.stringify({ ...map, ...config });
   }
   return tokenizerFromJson(json, path, { configJson, configSource: configPath });
 }
 
-/** Writes `tok` as a `tokenizer.json` at `path` atomically (temporary file, then rename). */
+async function readIfThere(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Writes `tok` as a `tokenizer.json` at `path` atomically (temporary file, then rename), and
+ * the `tokenizer_config.json` it was loaded with (if any) beside it, so the copy decodes as the
+ * original does.
+ */
 export async function saveTokenizer(tok: TextTokenizer, path: string): Promise<void> {
+  if (tok instanceof HfTokenizer && Object.keys(tok.config).length > 0) {
+    await writeTextAtomic(
+      joinPath(dirName(path), "tokenizer_config.json"),
+      JSON.stringify(tok.config, null, 2) + "\n",
+    );
+  }
   await writeTextAtomic(path, tok.toJson());
+}
+
+/** The ids of a tokenizer's padding, start and end tokens (those it has). */
+export interface SpecialTokenIds {
+  /** Padding (`<pad>`, `[PAD]`, …). */
+  pad?: number;
+  /** Start of a sequence (`<s>`, `[CLS]`, …). */
+  bos?: number;
+  /** End of a sequence (`</s>`, `[SEP]`, `<|endoftext|>`, …). */
+  eos?: number;
+}
+
+/**
+ * Token strings that mean padding, start and end in widely used tokenizers (T5, BART/RoBERTa,
+ * Marian, BERT, GPT-2, LLaMA), tried in this order.
+ */
+export const KNOWN_SPECIAL_TOKENS: Readonly<Record<keyof SpecialTokenIds, readonly string[]>> = {
+  pad: ["<pad>", "[PAD]", "<|pad|>", "<|padding|>"],
+  bos: ["<s>", "[CLS]", "<|startoftext|>", "<bos>", "<|begin_of_text|>"],
+  eos: ["</s>", "[SEP]", "<|endoftext|>", "<eos>", "<|end_of_text|>", "<|eos|>"],
+};
+
+/**
+ * The padding, start and end token ids of `tok`: those its `tokenizer_config.json` (or
+ * `special_tokens_map.json`) names as `pad_token`, `bos_token`, `eos_token`, else the first of
+ * {@linkcode KNOWN_SPECIAL_TOKENS} it holds as a special token. A token the config names but
+ * the vocabulary lacks is a TypeError naming the file.
+ */
+export function specialTokenIds(tok: TextTokenizer): SpecialTokenIds {
+  const hf = tok instanceof HfTokenizer ? tok : null;
+  const out: SpecialTokenIds = {};
+  for (const role of ["pad", "bos", "eos"] as const) {
+    const named = hf ? tokenContent(hf.config[`${role}_token`]) : undefined;
+    if (named !== undefined) {
+      const id = tok.tokenToId(named);
+      if (id === undefined) {
+        throw new TypeError(
+          `${hf!.source}: ${role}_token ${
+            JSON.stringify(named)
+          } of its config is not in the vocabulary`,
+        );
+      }
+      out[role] = id;
+      continue;
+    }
+    for (const t of KNOWN_SPECIAL_TOKENS[role]) {
+      const id = tok.tokenToId(t);
+      if (id !== undefined && (!hf || hf.specialTokens.has(t))) {
+        out[role] = id;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** A config's special token: a string, or an added-token object's `content`. */
+function tokenContent(v: unknown): string | undefined {
+  if (typeof v === "string" && v !== "") return v;
+  if (isObject(v) && typeof v.content === "string" && v.content !== "") return v.content;
+  return undefined;
 }
 
 /** Options of {@linkcode fetchTokenizerFromHub}. */
@@ -341,6 +430,10 @@ export async function resolveTokenizer(
     exists = false;
   }
   if (exists) return await loadTokenizer(spec);
+  // a path (not an "owner/name" Hub id) that is not there
+  if (/^(\.{0,2}\/|~)|\.json$|\/.*\//.test(spec)) {
+    throw new Deno.errors.NotFound(`${spec}: no such tokenizer file`);
+  }
   if (!opts.allowNetwork) {
     throw new Deno.errors.NotFound(
       `${spec}: no such tokenizer file (to fetch a Hub model's tokenizer, allow the network)`,

@@ -5,8 +5,10 @@ import {
   loadTokenizer,
   resolveTokenizer,
   saveTokenizer,
+  specialTokenIds,
   tokenizerFromJson,
 } from "./tokenizer.ts";
+import { wordPieceJson } from "../tests/_hf_tokenizers.ts";
 
 const DIR = new URL("../tests/testdata/tokenizer/", import.meta.url).pathname;
 const TRAINED = await Deno.readTextFile(`${DIR}trained.json`);
@@ -413,4 +415,85 @@ Deno.test("fetchTokenizerFromHub() reports 404s, HTTP errors and bad files, cach
     },
   );
   await Deno.remove(cacheDir, { recursive: true });
+});
+
+const BERT = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat"];
+const BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"];
+
+Deno.test("specialTokenIds(): pad, start and end of BERT, T5 and GPT-2 style tokenizers, special tokens only", () => {
+  const ids = (vocab: string[], specials: string[], configJson?: string) =>
+    specialTokenIds(tokenizerFromJson(wordPieceJson(vocab, specials), "t.json", { configJson }));
+  assert.deepEqual(ids(BERT, BERT_SPECIALS), { pad: 0, bos: 3, eos: 4 });
+  // T5: <pad> 0, </s> 1, <unk> 2, no start token
+  assert.deepEqual(ids(["<pad>", "</s>", "<unk>", "the"], ["<pad>", "</s>", "<unk>"]), {
+    pad: 0,
+    eos: 1,
+  });
+  // GPT-2: only <|endoftext|>; "<pad>" in the vocabulary but not a special token is text
+  assert.deepEqual(
+    ids(["!", "<pad>", "the", "[UNK]", "<|endoftext|>"], ["[UNK]", "<|endoftext|>"]),
+    { eos: 4 },
+  );
+  // webseq's own trained tokenizer: the contract's 0, 1, 2
+  assert.deepEqual(specialTokenIds(tokenizerFromJson(TRAINED)), { pad: 0, bos: 1, eos: 2 });
+  // a config names them (a string, or an added-token object), before the usual names
+  assert.deepEqual(
+    ids(
+      BERT,
+      BERT_SPECIALS,
+      JSON.stringify({ pad_token: "[unused0]", eos_token: { content: "[CLS]" } }),
+    ),
+    { pad: 1, bos: 3, eos: 3 },
+  );
+  assert.throws(
+    () => ids(BERT, BERT_SPECIALS, JSON.stringify({ pad_token: "<nope>" })),
+    new TypeError('t.json: pad_token "<nope>" of its config is not in the vocabulary'),
+  );
+});
+
+Deno.test("loadTokenizer() reads special_tokens_map.json beside it (its config first); saveTokenizer() keeps the config", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, wordPieceJson(BERT, BERT_SPECIALS));
+    await Deno.writeTextFile(
+      `${dir}/special_tokens_map.json`,
+      JSON.stringify({ pad_token: "[unused0]", eos_token: "[CLS]" }),
+    );
+    assert.deepEqual(specialTokenIds(await loadTokenizer(dir)), { pad: 1, bos: 3, eos: 3 });
+    await Deno.writeTextFile(
+      `${dir}/tokenizer_config.json`,
+      JSON.stringify({ pad_token: "[PAD]", clean_up_tokenization_spaces: true }),
+    );
+    const tok = await loadTokenizer(dir);
+    assert.deepEqual(specialTokenIds(tok), { pad: 0, bos: 3, eos: 3 });
+    // the copy carries the merged config, so it decodes and names its tokens as the original
+    await Deno.mkdir(`${dir}/copy`);
+    await saveTokenizer(tok, `${dir}/copy/tokenizer.json`);
+    const saved = JSON.parse(await Deno.readTextFile(`${dir}/copy/tokenizer_config.json`));
+    assert.deepEqual(saved, {
+      pad_token: "[PAD]",
+      eos_token: "[CLS]",
+      clean_up_tokenization_spaces: true,
+    });
+    const back = await loadTokenizer(`${dir}/copy`);
+    assert.deepEqual(specialTokenIds(back), specialTokenIds(tok));
+    assert.equal(back.decode(back.encode("the cat sat")), tok.decode(tok.encode("the cat sat")));
+    // a tokenizer without a config writes none
+    await Deno.mkdir(`${dir}/plain`);
+    await saveTokenizer(tokenizerFromJson(TRAINED), `${dir}/plain/tokenizer.json`);
+    assert.deepEqual([...Deno.readDirSync(`${dir}/plain`)].map((e) => e.name), ["tokenizer.json"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("resolveTokenizer() names a local path that is not there, even with the network allowed", async () => {
+  for (const spec of ["./nope/tokenizer.json", "/tmp/no/such/dir", "tok.json", "a/b/c"]) {
+    await assert.rejects(
+      () => resolveTokenizer(spec, { allowNetwork: true, fetch: () => Promise.reject("no") }),
+      (e: Error) =>
+        e instanceof Deno.errors.NotFound && e.message === `${spec}: no such tokenizer file`,
+      spec,
+    );
+  }
 });

@@ -14,6 +14,7 @@ import { generateText } from "../train/generate.ts";
 import { GPU, NO_GPU } from "./_gpu.ts";
 import { smallData } from "./_small_run.ts";
 import { clearMatmulTuning } from "../ops/matmul.ts";
+import { wordPieceJson } from "./_hf_tokenizers.ts";
 
 function baseOptions(d: { train: string; valid: string; config: string }, out: string) {
   return {
@@ -266,6 +267,71 @@ Deno.test("train() --resume: an interrupt on an epoch's last step still logs tha
     await cut(`${dir}/long`, 4);
     const r = await train({ ...again, out: `${dir}/long`, maxSteps: 100 });
     assert.deepEqual([r.steps, r.epochs, r.stopped], [12, 2, "completed"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() with a pretrained tokenizer takes its pad, end and start ids; no pad, pad = eos or a smaller vocab_size are refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    const words = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "1", "2", "3"];
+    const tokDir = async (name: string, vocab: string[], specials: string[]) => {
+      await Deno.mkdir(`${dir}/${name}`);
+      await Deno.writeTextFile(`${dir}/${name}/tokenizer.json`, wordPieceJson(vocab, specials));
+      return `${dir}/${name}`;
+    };
+    const bert = await tokDir(
+      "bert",
+      ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", ...words],
+      ["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
+    );
+    const t5 = await tokDir("t5", ["<pad>", "</s>", "<unk>", ...words], ["<pad>", "</s>", "<unk>"]);
+    const gpt2 = await tokDir("gpt2", ["!", "[UNK]", ...words, "<|endoftext|>"], [
+      "[UNK]",
+      "<|endoftext|>",
+    ]);
+    const { configFile: _c, vocabSize: _v, ...common } = baseOptions(d, "");
+    const run = (out: string, tokenizer: string, extra: Record<string, unknown> = {}) =>
+      train({ ...common, out: `${dir}/${out}`, tokenizer, epochs: 1, maxSteps: 1, ...extra });
+    const ids = async (out: string) => {
+      const c = JSON.parse(await Deno.readTextFile(runPath(`${dir}/${out}`, "config")));
+      return [
+        c.pad_token_id,
+        c.bos_token_id,
+        c.eos_token_id,
+        c.decoder_start_token_id,
+        c.vocab_size,
+      ];
+    };
+    await run("b", bert);
+    assert.deepEqual(await ids("b"), [0, 3, 4, 3, 16]);
+    // T5: no start token, the decoder starts with pad
+    await run("t", t5);
+    assert.deepEqual(await ids("t"), [0, 0, 1, 0, 14]);
+    // GPT-2: no padding token
+    await assert.rejects(
+      () => run("g", gpt2),
+      /gpt2 has no padding token \(<pad>, \[PAD\].*\): name one as pad_token in its tokenizer_config\.json, or give --config with pad_token_id/,
+    );
+    await assert.rejects(() => Deno.stat(`${dir}/g`), Deno.errors.NotFound);
+    // ... unless a config file gives one; its vocab_size may round the tokenizer's up
+    const cfg = async (name: string, fields: Record<string, unknown>) => {
+      const base = JSON.parse(await Deno.readTextFile(d.config));
+      await Deno.writeTextFile(`${dir}/${name}.json`, JSON.stringify({ ...base, ...fields }));
+      return `${dir}/${name}.json`;
+    };
+    await run("g2", gpt2, { configFile: await cfg("g2", { pad_token_id: 1, vocab_size: 32 }) });
+    assert.deepEqual(await ids("g2"), [1, 1, 13, 1, 32]);
+    await assert.rejects(
+      async () => run("g3", gpt2, { configFile: await cfg("g3", { pad_token_id: 13 }) }),
+      /g3\.json: field "pad_token_id" \(13\) must differ from eos_token_id/,
+    );
+    await assert.rejects(
+      async () => run("g4", bert, { configFile: await cfg("g4", { vocab_size: 12 }) }),
+      /g4\.json: field "vocab_size" \(12\) is below the tokenizer's 16 tokens/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -54,9 +54,15 @@ export interface EvaluateOptions {
   onBatch?: (done: number, total: number) => void;
 }
 
-/** Text of ids: the tokenizer's decode, or ids joined by spaces for pre-tokenized data. */
+/**
+ * Text of ids: the tokenizer's decode, or ids joined by spaces for pre-tokenized data. Ids past
+ * the tokenizer's vocabulary (a model vocab_size rounded up beyond it) have no text and are
+ * skipped, as the Hugging Face decoders skip them.
+ */
 export function idsToText(ids: readonly number[], tokenizer: TextTokenizer | null): string {
-  return tokenizer ? tokenizer.decode(ids) : ids.join(" ");
+  if (!tokenizer) return ids.join(" ");
+  const n = tokenizer.vocabSize;
+  return tokenizer.decode(ids.every((id) => id < n) ? ids : ids.filter((id) => id < n));
 }
 
 /** Evaluates `model` (switched to eval mode and back) on `dataset`. */

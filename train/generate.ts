@@ -104,7 +104,7 @@ export interface GenerateOptions {
 export interface GeneratedSequence {
   /** Generated ids, without the start token and without eos. */
   ids: number[];
-  /** `tokenizer.decode(ids)` when a tokenizer was given. */
+  /** `tokenizer.decode(ids)` when a tokenizer was given (ids past its vocabulary skipped). */
   text?: string;
   /** sum logprob / len ** lengthPenalty (len counts eos when it was generated). */
   score: number;
@@ -779,7 +779,9 @@ export async function generate(
       : await decodeSteps(session.step, srcIds.length, searchOpts);
     if (opts.tokenizer) {
       for (const group of result.sequences) {
-        for (const s of group) s.text = opts.tokenizer.decode(s.ids);
+        // ids past the tokenizer's vocabulary (a vocab_size rounded up) have no text
+        const n = opts.tokenizer.vocabSize;
+        for (const s of group) s.text = opts.tokenizer.decode(s.ids.filter((id) => id < n));
       }
     }
     return result;

@@ -26,7 +26,13 @@ import { type Batch, DataLoader, TokenizerDataset } from "../data/dataset.ts";
 import { checkPairIds, loadPairs, type Pair, type ReadPairsOptions } from "../data/readers.ts";
 import { resolve } from "node:path";
 import type { TextTokenizer } from "../data/tokenizer_types.ts";
-import { loadTokenizer, resolveTokenizer, saveTokenizer } from "../data/tokenizer.ts";
+import {
+  KNOWN_SPECIAL_TOKENS,
+  loadTokenizer,
+  resolveTokenizer,
+  saveTokenizer,
+  specialTokenIds,
+} from "../data/tokenizer.ts";
 import { trainBpe } from "../data/bpe_trainer.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip.ts";
@@ -430,9 +436,30 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         splitDigits: opts.splitDigits ?? false,
       });
     }
+    // fields the config file sets itself (not filled in by defaults)
+    const fileSets = (field: string) =>
+      opts.configFile !== undefined && typeof base === "object" && base !== null &&
+      Object.hasOwn(base, field);
     let vocab = config.vocab_size;
-    if (tokenizer) vocab = tokenizer.vocabSize;
-    else {
+    let special: Partial<ModelConfig> = {};
+    if (tokenizer) {
+      // the tokenizer's size; a config file's vocab_size may round it up, never down
+      vocab = tokenizer.vocabSize;
+      if (fileSets("vocab_size")) {
+        if (config.vocab_size < vocab) {
+          throw new RangeError(
+            `${opts.configFile}: field "vocab_size" (${config.vocab_size}) is below the tokenizer's ${vocab} tokens`,
+          );
+        }
+        vocab = config.vocab_size;
+      }
+      special = specialIdsFrom(tokenizer, config, fileSets, opts.tokenizer ?? "the tokenizer");
+      if (opts.tokenizer) {
+        info(
+          `special tokens from ${opts.tokenizer}: pad ${special.pad_token_id}, eos ${special.eos_token_id}, decoder start ${special.decoder_start_token_id}`,
+        );
+      }
+    } else {
       let maxId = 3;
       for (const p of [...trainPairs, ...validPairs]) {
         if (p.kind === "ids") {
@@ -443,9 +470,10 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     }
     config = validateConfig({
       ...config,
+      ...special,
       vocab_size: vocab,
       max_position: Math.max(config.max_position, maxLengthOpt),
-    }, "config");
+    }, opts.configFile ?? "config");
   }
   if (opts.dropout !== undefined && opts.resume) {
     // the run's config holds its dropout: the same value continues it, another is refused
@@ -920,6 +948,42 @@ function resumedOption<T>(
     );
   }
   return o.saved as T;
+}
+
+/**
+ * The config's special token ids for a tokenizer (CONTRACTS §4 uses them to build the
+ * sequences): pad and eos are the tokenizer's own (specialTokenIds), the decoder starts with its
+ * start token, or with pad where it has none (T5, Marian); a field the config file sets itself
+ * (`fileSets`) is kept. No pad or no eos token is a RangeError naming the tokenizer.
+ */
+function specialIdsFrom(
+  tok: TextTokenizer,
+  config: ModelConfig,
+  fileSets: (field: string) => boolean,
+  name: string,
+): Partial<ModelConfig> {
+  const found = specialTokenIds(tok);
+  const role = (field: keyof ModelConfig, id: number | undefined, what: string) => {
+    if (fileSets(field)) return config[field] as number;
+    if (id === undefined) {
+      const known = KNOWN_SPECIAL_TOKENS[what === "padding" ? "pad" : "eos"].join(", ");
+      throw new RangeError(
+        `${name} has no ${what} token (${known}): name one as ${
+          what === "padding" ? "pad" : "eos"
+        }_token in its tokenizer_config.json, or give --config with ${field}`,
+      );
+    }
+    return id;
+  };
+  const pad = role("pad_token_id", found.pad, "padding");
+  const eos = role("eos_token_id", found.eos, "end-of-sequence");
+  const start = fileSets("decoder_start_token_id")
+    ? config.decoder_start_token_id
+    : fileSets("bos_token_id")
+    ? config.bos_token_id
+    : found.bos ?? pad;
+  const bos = fileSets("bos_token_id") ? config.bos_token_id : found.bos ?? start;
+  return { pad_token_id: pad, eos_token_id: eos, bos_token_id: bos, decoder_start_token_id: start };
 }
 
 /** `path` made absolute against the working folder (as given when that cannot be read). */
