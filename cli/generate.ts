@@ -44,7 +44,8 @@ Options:
   --text TEXT                 an input; repeat for several
   --input FILE|-              inputs one a line from FILE, or stdin with -
   --strategy NAME             greedy (default), sample or beam
-  --max-new-tokens N          tokens to generate at most, eos included (default 64)
+  --max-new-tokens N          tokens to generate at most, eos included (default 64; at most
+                              the model's max_position)
   --temperature X             sampling temperature (default 1)
   --top-k N                   sample from the N most likely tokens (default 0: all)
   --top-p X                   nucleus sampling: smallest set with probability >= X (default 1)
@@ -135,7 +136,7 @@ function optionsFromFlags(flags: Flags): GenerateOptions {
   }
   return {
     strategy,
-    maxNewTokens: numberFlag(flags, "max-new-tokens", { integer: true, min: 0 }),
+    maxNewTokens: numberFlag(flags, "max-new-tokens", { integer: true, min: 1 }),
     temperature,
     topK: numberFlag(flags, "top-k", { integer: true, min: 0 }),
     topP: numberFlag(flags, "top-p", { min: 0, max: 1 }),

@@ -254,10 +254,40 @@ function checkInt(name: string, v: number, min: number): number {
   return v;
 }
 
+/** The lowest temperature: below it `logits / T` overflows f32 for ordinary logits. */
+export const MIN_TEMPERATURE = 1e-6;
+
 function resolveOptions(opts: Omit<GenerateOptions, "useCache" | "tokenizer">): Resolved {
-  const strategy = opts.strategy ?? "greedy";
+  // as in transformers: sampling options (other than their defaults) ask for sampling,
+  // numBeams above 1 and the beam options for beam search; given a strategy, they must fit it
+  const sampleOpt = (opts.temperature !== undefined && opts.temperature !== 1)
+    ? "temperature"
+    : (opts.topK ?? 0) !== 0
+    ? "topK"
+    : (opts.topP !== undefined && opts.topP !== 1)
+    ? "topP"
+    : null;
+  const beamOpt = (opts.numBeams ?? 1) > 1
+    ? "numBeams"
+    : (opts.lengthPenalty !== undefined && opts.lengthPenalty !== 1)
+    ? "lengthPenalty"
+    : opts.earlyStopping
+    ? "earlyStopping"
+    : null;
+  if (opts.strategy === undefined && sampleOpt && beamOpt) {
+    throw new TypeError(
+      `${sampleOpt} (sampling) and ${beamOpt} (beam search) do not go together: choose a strategy`,
+    );
+  }
+  const strategy = opts.strategy ?? (sampleOpt ? "sample" : beamOpt ? "beam" : "greedy");
   if (strategy !== "greedy" && strategy !== "sample" && strategy !== "beam") {
     throw new TypeError(`strategy must be "greedy", "sample" or "beam", got "${strategy}"`);
+  }
+  if (sampleOpt && strategy !== "sample") {
+    throw new TypeError(`${sampleOpt} needs strategy "sample", not "${strategy}"`);
+  }
+  if (beamOpt && strategy !== "beam") {
+    throw new TypeError(`${beamOpt} needs strategy "beam", not "${strategy}"`);
   }
   const r: Resolved = {
     strategy,
@@ -276,6 +306,11 @@ function resolveOptions(opts: Omit<GenerateOptions, "useCache" | "tokenizer">): 
   };
   if (!(r.temperature > 0) || !Number.isFinite(r.temperature)) {
     throw new RangeError(`temperature must be a positive number, got ${r.temperature}`);
+  }
+  if (r.temperature < MIN_TEMPERATURE) {
+    throw new RangeError(
+      `temperature must be at least ${MIN_TEMPERATURE.toExponential()} (logits / temperature overflows below; greedy decoding is the limit), got ${r.temperature}`,
+    );
   }
   if (!(r.topP >= 0 && r.topP <= 1)) throw new RangeError(`topP must be in [0, 1], got ${r.topP}`);
   if (!(r.repetitionPenalty > 0) || !Number.isFinite(r.repetitionPenalty)) {

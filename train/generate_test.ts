@@ -344,6 +344,51 @@ Deno.test("decodeSteps() rejects bad options with one-line errors", async () => 
     () => decodeSteps(step, 1, opts(4, { strategy: "beam", numBeams: 2, numReturnSequences: 3 })),
     /must not exceed numBeams/,
   );
+  // below the floor logits / temperature overflows f32 (a uniform pick, not the argmax)
+  await assert.rejects(
+    () => decodeSteps(step, 1, opts(4, { temperature: 1e-40 })),
+    /temperature must be at least 1e-6/,
+  );
+  // options of one strategy given with another
+  await assert.rejects(
+    () => decodeSteps(step, 1, opts(4, { strategy: "greedy", topK: 2 })),
+    new TypeError('topK needs strategy "sample", not "greedy"'),
+  );
+  await assert.rejects(
+    () => decodeSteps(step, 1, opts(4, { strategy: "sample", numBeams: 3 })),
+    new TypeError('numBeams needs strategy "beam", not "sample"'),
+  );
+  await assert.rejects(
+    () => decodeSteps(step, 1, opts(4, { temperature: 0.5, numBeams: 3 })),
+    /temperature \(sampling\) and numBeams \(beam search\) do not go together/,
+  );
+});
+
+Deno.test("decodeSteps() without a strategy: numBeams above 1 searches beams, sampling options sample (as transformers)", async () => {
+  const lm = randomLm(6, 3);
+  // one input: a row per beam, else one
+  const run = async (o: Partial<DecodeStepsOptions>) =>
+    await decodeSteps(
+      toyStep((o.numBeams ?? 1) > 1 ? o.numBeams! : 1, lm).step,
+      1,
+      opts(6, { maxNewTokens: 6, seed: 5, ...o }),
+    );
+  assert.deepEqual(await run({ numBeams: 3 }), await run({ strategy: "beam", numBeams: 3 }));
+  assert.deepEqual(await run({ topK: 3 }), await run({ strategy: "sample", topK: 3 }));
+  assert.deepEqual(
+    await run({ temperature: 0.7 }),
+    await run({ strategy: "sample", temperature: 0.7 }),
+  );
+  // defaults of the other strategies are no request: greedy
+  assert.deepEqual(
+    await run({ numBeams: 1, temperature: 1, topP: 1, lengthPenalty: 1 }),
+    await run({ strategy: "greedy" }),
+  );
+  // and beam search is not greedy here (the test can tell them apart)
+  assert.notDeepEqual(
+    (await run({ numBeams: 3 })).sequences,
+    (await run({ strategy: "greedy" })).sequences,
+  );
 });
 
 // ---------------------------------------------------------------------------
