@@ -31,6 +31,7 @@
 import { parseArgs } from "node:util";
 import { type GpuBackend, sharedGpuBackend } from "../gpu/backend.ts";
 import { roundToF16 } from "../ops/matmul_f16.ts";
+import { timeKernel } from "./_kernel_timing.ts";
 
 /** One probe: its loop body and element type. */
 export interface AluProbe {
@@ -222,81 +223,21 @@ export async function runAluProbe(
     layout: pipeline.getBindGroupLayout(0),
     entries: [params, out, uni].map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
-  const stamps = dev.features.has("timestamp-query");
-  const qs = stamps ? dev.createQuerySet({ type: "timestamp", count: 2 * (repeats + 1) }) : null;
-  const resolve = qs
-    ? dev.createBuffer({
-      size: 16 * (repeats + 1),
-      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-    })
-    : null;
-  const read = dev.createBuffer({
-    size: Math.max(16, qs ? 16 * (repeats + 1) : 0),
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  const dispatch = (enc: GPUCommandEncoder, i: number | null) => {
-    const pass = enc.beginComputePass(
-      qs && i !== null
-        ? {
-          timestampWrites: {
-            querySet: qs,
-            beginningOfPassWriteIndex: 2 * i,
-            endOfPassWriteIndex: 2 * i + 1,
-          },
-        }
-        : {},
-    );
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(wgs);
-    pass.end();
-  };
   try {
-    // one untimed dispatch (the compile, the clocks), then `repeats` timed ones
-    let enc = dev.createCommandEncoder();
-    dispatch(enc, null);
-    enc.copyBufferToBuffer(out, 0, read, 0, 16);
-    dev.queue.submit([enc.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    const first = Array.from(new Float32Array(read.getMappedRange().slice(0, 16)));
-    read.unmap();
-    const times: number[] = [];
-    if (qs && resolve) {
-      enc = dev.createCommandEncoder();
-      for (let i = 0; i < repeats; i++) dispatch(enc, i);
-      enc.resolveQuerySet(qs, 0, 2 * repeats, resolve, 0);
-      enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * repeats);
-      dev.queue.submit([enc.finish()]);
-      await read.mapAsync(GPUMapMode.READ);
-      const ts = new BigUint64Array(read.getMappedRange().slice(0, 16 * repeats));
-      read.unmap();
-      for (let i = 0; i < repeats; i++) times.push(Number(ts[2 * i + 1] - ts[2 * i]) / 1e6);
-    } else {
-      for (let i = 0; i < repeats; i++) {
-        const t0 = performance.now();
-        enc = dev.createCommandEncoder();
-        dispatch(enc, null);
-        dev.queue.submit([enc.finish()]);
-        await dev.queue.onSubmittedWorkDone();
-        times.push(performance.now() - t0);
-      }
-    }
-    times.sort((x, y) => x - y);
-    const ms = times[Math.floor(times.length / 2)];
+    const { ms, timing, first } = await timeKernel(dev, pipeline, group, [wgs], out, 16, repeats);
     const updates = threads * ALU_CHAINS * p.width * iters;
     const gops = updates / (ms * 1e6);
     const fma = p.form !== "cvt" && p.form !== "flush";
     return {
       probe: p.name,
       ms,
-      timing: qs ? "timestamp" : "wallclock",
+      timing,
       gops,
       gflops: fma ? 2 * gops : null,
-      out: first,
+      out: Array.from(new Float32Array(first)),
     };
   } finally {
-    for (const b of [params, out, uni, read, resolve]) b?.destroy();
-    qs?.destroy();
+    for (const b of [params, out, uni]) b.destroy();
   }
 }
 

@@ -12,10 +12,10 @@
 # output goes to $OUT (device.jsonl: JSON lines; device.log: everything; cache/tuning.json: the
 # tuner's choices). The limits add up to about 20 minutes, more than a session's device time: pick
 # sections. Session 14's two runs (H100 then H200) took 6.5 and 3.7 minutes, a machine's start
-# 0.5. Next: SECTIONS="tests alu base base_recomputed base_no_epilogues base_gelu_separate" (about 7
+# 0.5. Next: SECTIONS="tests alu pair base base_recomputed base_no_epilogues base_gelu_separate" (about 7
 # minutes: base's first step tunes for 85-105 s, now with three flat-slice candidates more, and
 # since session 14 an f16 run tunes its f16 products as f16 kernels, about as long again), then
-# SECTIONS="sweep sweep16s sweep32s sweep16t base_f16" (about 5). A run that asks for an H100 may get an
+# SECTIONS="sweep16t sweep sweep16s sweep32s base_f16" (about 5). A run that asks for an H100 may get an
 # H200 (the device tool's fallback): a TUNE_SEED of the other card's choices does not apply (keyed
 # by adapter). When f16 training beats f32 by 1.25x or more, SECTIONS="corpus" (up to 4 minutes)
 # tells whether it meets the f16 target's validation-loss half.
@@ -66,6 +66,11 @@ section tests 140 deno test -A --cached-only $TEST_FILES
 # what the driver makes of WGSL arithmetic: f32 and f16 FMAs (packed two to an instruction or
 # not), a splat multiplicand, the f16 <-> f32 conversions (bench/alu_probe.ts, a few seconds)
 section alu 20 $RUN bench/alu_probe.ts --json
+# an f16 matmul made for packed half FMAs (bench/f16_pair_probe.ts): even-k and odd-k f16 sums in
+# the two lanes of a vec2<f16> per output, no splat, f32 totals every 64 k (g0: only at the end,
+# the ceiling without them), 8 tiles at 4096 NN, then the generator's f32 and f16/64 kernels on the
+# same operands. Well above the f32 kernel's TFLOP/s (near twice), and the generator should take it
+section pair 45 $RUN bench/f16_pair_probe.ts --json
 section matmul 70 $RUN bench/ops_bench.ts --only model,tune --json
 section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \
   --sweep-precisions f32 --json

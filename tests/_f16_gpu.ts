@@ -35,6 +35,16 @@ import { tunedVariant } from "../ops/_matmul_variants.ts";
 import { add, geluLinear, mul, reshape, sum } from "../ops/mod.ts";
 import { useGeluStage } from "../ops/gelu_linear.ts";
 import { ALU_PROBES, aluProbeReference, runAluProbe } from "../bench/alu_probe.ts";
+import {
+  PAIR_TILES,
+  pairMatmulReference,
+  type PairTile,
+  pairTileName,
+  parsePairTile,
+  randomF16,
+  runPairMatmul,
+} from "../bench/f16_pair_probe.ts";
+import { f16ToFloat32 } from "../train/safetensors.ts";
 
 /** Exit code of this module when the adapter has no shader-f16. */
 export const NO_F16_EXIT = 3;
@@ -509,4 +519,36 @@ Deno.test("f16 GPU: the ALU probes of bench/alu_probe.ts compute their CPU refer
     const r = await runAluProbe(GPU, p, { iters: 4, workgroups: 1, repeats: 1 });
     assert.deepEqual(r.out, aluProbeReference(p, 4), p.name);
   }
+});
+
+Deno.test("f16 GPU: the paired f16 matmul probe equals its CPU emulation (even/odd-k f16 sums, f32 totals)", async () => {
+  const check = async (t: PairTile, M: number, N: number, K: number, seed: number) => {
+    const a = randomF16(M * K, seed), b = randomF16(K * N, seed + 1);
+    const r = await runPairMatmul(GPU, t, a, b, M, N, K, 1);
+    const [af, bf] = [f16ToFloat32(a), f16ToFloat32(b)];
+    const ref = pairMatmulReference(af, bf, M, N, K, t.group);
+    const what = `${pairTileName(t)} ${M}x${N}x${K}`;
+    if (isSoftwareAdapter(GPU.adapterInfo)) {
+      // bit for bit, with the FMA fused or (lavapipe) the product rounded first
+      const split = pairMatmulReference(af, bf, M, N, K, t.group, false);
+      const same = (x: Float32Array) => x.every((v, i) => v === r.out[i]);
+      assert.ok(same(ref) || same(split), `${what}: neither emulation`);
+      assert.ok(!same(ref) || !same(split), `${what}: the emulations cannot tell apart`);
+    } else {
+      // a driver may keep f16 sums wider than f16 (see the acc f16 test above)
+      for (let i = 0; i < ref.length; i++) {
+        assert.ok(Math.abs(r.out[i] - ref[i]) <= 2e-2, `${what}[${i}]: ${r.out[i]} vs ${ref[i]}`);
+      }
+    }
+  };
+  // small tiles, several workgroups, f16 groups flushed across slices, at K's end only (g0),
+  // a row of As per 4 threads (4 × 8) and one per thread (8 × 4)
+  await check({ BM: 32, BN: 32, BKP: 4, TM: 8, TN: 8, group: 32 }, 64, 96, 80, 3);
+  await check({ BM: 32, BN: 32, BKP: 8, TM: 4, TN: 8, group: 0 }, 64, 64, 48, 5);
+  await check({ BM: 16, BN: 32, BKP: 2, TM: 4, TN: 4, group: 8 }, 32, 64, 24, 7);
+  // the probe's own 8 × 8 tile, one workgroup
+  await check(PAIR_TILES[0], 128, 128, 128, 9);
+  assert.equal(pairTileName(PAIR_TILES[0]), "p128x128k16_8x8g64");
+  assert.deepEqual(parsePairTile("p128x128k16_8x8g64"), PAIR_TILES[0]);
+  assert.throws(() => parsePairTile("p128x128k16_8x8g40"), TypeError);
 });
