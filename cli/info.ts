@@ -6,6 +6,7 @@
  */
 import { EXIT_OK, parseFlags, printJson, reportError } from "./_common.ts";
 import { describeAdapter, requestAdapter } from "../gpu/adapter.ts";
+import { grantedEnv } from "../tensor/env.ts";
 
 /** Help text. */
 export const HELP: string = `webseq info — devices, WebGPU adapter, features and limits
@@ -38,6 +39,8 @@ export async function run(args: string[]): Promise<number> {
       reason = (err as Error).message;
     }
     const auto = adapter && !adapter.isFallbackAdapter ? "webgpu" : "cpu";
+    // the graphics API Deno's WebGPU was asked to use (its own choice when unset)
+    const api = grantedEnv("DENO_WEBGPU_BACKEND") || null;
     const report = {
       webseq: "0.1.0",
       deno: Deno.version.deno,
@@ -46,6 +49,7 @@ export async function run(args: string[]): Promise<number> {
       arch: Deno.build.arch,
       cpu_cores: navigator.hardwareConcurrency,
       webgpu: adapter,
+      webgpu_backend: api,
       webgpu_unavailable_reason: reason,
       auto_device: auto,
     };
@@ -63,6 +67,11 @@ export async function run(args: string[]): Promise<number> {
         }`,
       );
       console.log(`  vendor ${adapter.vendor || "?"}, architecture ${adapter.architecture || "?"}`);
+      console.log(
+        `  graphics API: ${
+          api ?? "Deno's default"
+        } (DENO_WEBGPU_BACKEND=gl|vulkan|metal|dx12 picks)`,
+      );
       console.log(`  features: ${adapter.features.join(", ") || "none"}`);
       for (const [k, v] of Object.entries(adapter.limits)) console.log(`  ${k.padEnd(36)} ${v}`);
     } else {

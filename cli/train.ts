@@ -289,7 +289,8 @@ export async function run(args: string[]): Promise<number> {
       sourceCol: columnFlag(flags, "source-col"),
       targetCol: columnFlag(flags, "target-col"),
       tokenizer: stringFlag(flags, "tokenizer"),
-      vocabSize: int("vocab-size", 8) ??
+      // the specials and one more, as tokenizer train (trainBpe also counts digits or bytes)
+      vocabSize: int("vocab-size", 5) ??
         (builtin && !from ? BUILTIN_DEFAULTS.vocabSize : undefined),
       splitDigits: Boolean(flags["split-digits"]) || (builtin && BUILTIN_DEFAULTS.splitDigits),
       maxLength: int("max-length", 2),

@@ -286,7 +286,9 @@ Deno.test("train, eval, generate and bench work end to end on the CPU", async ()
 
     r = await webseq(["info", "--json"], ["--allow-env"]);
     assert.equal(r.code, 0, r.stderr);
-    assert.ok("auto_device" in JSON.parse(r.stdout));
+    const info = JSON.parse(r.stdout);
+    assert.ok("auto_device" in info);
+    assert.equal(info.webgpu_backend, Deno.env.get("DENO_WEBGPU_BACKEND") || null);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
