@@ -120,7 +120,11 @@ export class TrainedTokenizer implements TextTokenizer {
   #byteIds: Int32Array | null = null;
   #unkId: number;
 
-  /** @param init vocab, merges and specials; see {@linkcode TrainedTokenizerInit} */
+  /**
+   * A tokenizer over a trained vocabulary and merges.
+   *
+   * @param init vocab, merges and specials; see {@linkcode TrainedTokenizerInit}
+   */
   constructor(init: TrainedTokenizerInit) {
     this.#vocab = init.vocab;
     this.vocabSize = init.vocab.length;

@@ -8,4 +8,16 @@ export * from "./readers.ts";
 export * from "./tokenizer.ts";
 export * from "./bpe_trainer.ts";
 export * from "./dataset.ts";
-export { formatDate, generateCorpus, isoDate, turkishNumber } from "./corpus_gen.ts";
+export {
+  type CalendarDate,
+  type Corpus,
+  type CorpusOptions,
+  type CorpusPair,
+  type CorpusTask,
+  DATE_STYLES,
+  type DateStyle,
+  formatDate,
+  generateCorpus,
+  isoDate,
+  turkishNumber,
+} from "./corpus_gen.ts";

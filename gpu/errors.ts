@@ -6,7 +6,11 @@
 
 /** No WebGPU adapter could be found (or WebGPU is missing). */
 export class GpuUnavailableError extends Error {
-  /** @param message why no adapter was found */
+  /**
+   * Creates the error.
+   *
+   * @param message why no adapter was found
+   */
   constructor(message: string) {
     super(message);
     this.name = "GpuUnavailableError";
@@ -15,7 +19,11 @@ export class GpuUnavailableError extends Error {
 
 /** An allocation exceeded the adapter's limits or the device ran out of memory. */
 export class GpuOutOfMemoryError extends RangeError {
-  /** @param message what allocation failed */
+  /**
+   * Creates the error.
+   *
+   * @param message what allocation failed
+   */
   constructor(message: string) {
     super(message);
     this.name = "GpuOutOfMemoryError";
@@ -24,7 +32,11 @@ export class GpuOutOfMemoryError extends RangeError {
 
 /** The device was lost (driver reset, destroyed); create a new backend. */
 export class GpuDeviceLostError extends Error {
-  /** @param message the reason the driver gave */
+  /**
+   * Creates the error.
+   *
+   * @param message the reason the driver gave
+   */
   constructor(message: string) {
     super(message);
     this.name = "GpuDeviceLostError";
@@ -33,7 +45,11 @@ export class GpuDeviceLostError extends Error {
 
 /** A WGSL shader or pipeline failed validation (a webseq bug). */
 export class GpuValidationError extends Error {
-  /** @param message the validation message */
+  /**
+   * Creates the error.
+   *
+   * @param message the validation message
+   */
   constructor(message: string) {
     super(message);
     this.name = "GpuValidationError";

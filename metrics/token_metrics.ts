@@ -48,7 +48,8 @@ export interface TokenMetricCounts {
   topKCorrect: number;
 }
 
-type Logits = Float32Array | Float64Array;
+/** Logits `[N, V]`, row-major. */
+export type Logits = Float32Array | Float64Array;
 
 function check(logits: Logits, targets: Int32Array, V: number, o: TokenMetricOptions) {
   if (!Number.isInteger(V) || V < 1) {

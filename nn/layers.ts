@@ -29,7 +29,12 @@ export class ForwardContext {
   #seed: number;
   #counter = 0;
 
-  /** @param training dropout on; @param seed base seed of this forward */
+  /**
+   * The state of one forward: dropout on or off, site seeds drawn from `seed`.
+   *
+   * @param training dropout on
+   * @param seed base seed of this forward
+   */
   constructor(training: boolean, seed = 0) {
     this.training = training;
     this.#seed = seed >>> 0;

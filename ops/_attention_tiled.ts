@@ -51,9 +51,13 @@ export type TiledBuf = [name: string, access: "read" | "read_write", type: strin
  * the other side, `RM` rows per thread, `TC` threads per row.
  */
 export interface AttentionTile {
+  /** Rows of one head a workgroup owns (query rows: forward and dQ; key rows: dK/dV). */
   R: number;
+  /** Rows of the other side per tile. */
   C: number;
+  /** Rows per thread. */
   RM: number;
+  /** Threads per row. */
   TC: number;
 }
 
@@ -618,17 +622,25 @@ export interface AttentionShape {
   op: "fwd" | "bwd";
   /** Heads times batch rows. */
   BH: number;
+  /** Target (query) length. */
   T: number;
+  /** Source (key) length. */
   S: number;
+  /** Head dim. */
   D: number;
+  /** Query t attends keys s ≤ t + (S − T) only. */
   causal: boolean;
+  /** Whether a key mask `[B, S]` is given. */
   mask: boolean;
+  /** Whether attention dropout is on (p > 0). */
   dropout: boolean;
 }
 
 /** Limits of the adapter a choice must fit (and whether it is a hardware GPU). */
 export interface AttentionLimits {
+  /** `maxComputeInvocationsPerWorkgroup`. */
   maxInvocations: number;
+  /** `maxComputeWorkgroupStorageSize` in bytes. */
   maxWorkgroupBytes: number;
   /** A software adapter (llvmpipe, lavapipe); absent: not known to be hardware. */
   software?: boolean;

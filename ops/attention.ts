@@ -1329,6 +1329,8 @@ export function useAttentionEpilogues(on: boolean | null): void {
 export {
   ATTENTION_CODEGEN_VERSION,
   ATTENTION_TILES,
+  type AttentionKernel,
+  type AttentionLimits,
   type AttentionShape,
   attentionShapeKey,
   type AttentionTile,

@@ -194,7 +194,7 @@ export interface MatmulFusion {
  * specialised for the shape and fusion. Ops that may split K use
  * {@linkcode matmulPlan}.
  */
-export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {}): GpuKernel {
+export function matmulKernel(g: MatmulGeometry, p: MatmulParams, f: MatmulFusion = {}): GpuKernel {
   return matmulPlan(g, p, f, false).kernels[0];
 }
 
@@ -206,7 +206,7 @@ export function matmulKernel(g: Geometry, p: MatmulParams, f: MatmulFusion = {})
  * scratch partials, then their reduction.
  */
 export function matmulPlan(
-  g: Geometry,
+  g: MatmulGeometry,
   p: MatmulParams,
   f: MatmulFusion = {},
   split = true,
@@ -391,8 +391,11 @@ export interface StridedOperand {
  * `s·(z / zh) + sh·(z % zh) + r·ld + c` (rows as stored).
  */
 export interface StridedMatmul {
+  /** Rows of op(a) and out. */
   M: number;
+  /** Columns of op(b) and out. */
   N: number;
+  /** Inner dimension. */
   K: number;
   /** `a` stored `[K, M]`. */
   transA: boolean;
@@ -402,8 +405,11 @@ export interface StridedMatmul {
   P: number;
   /** Inner batch count (P is a multiple of it). */
   zh: number;
+  /** Where `a` lies. */
   a: StridedOperand;
+  /** Where `b` lies. */
   b: StridedOperand;
+  /** Where `out` lies. */
   out: StridedOperand;
   /**
    * Attention's scores gradient in the epilogue (`MatmulSpec.scoresGrad`):

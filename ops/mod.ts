@@ -57,6 +57,7 @@ export * from "./greedy_pick.ts";
 export * from "./sample_pick.ts";
 export * from "./swiglu.ts";
 export type { InputSpec, OpCase, OpEntry } from "./registry.ts";
+export type { MatmulGroup, MatmulHalf, ScoresGradRows, ScoresProb } from "./_matmul_wgsl.ts";
 
 setScaleOp(SCALE);
 registerAutogradOps(BINARY_ADD());

@@ -17,12 +17,20 @@ export * from "./load_model.ts";
 export * from "./batch_tensors.ts";
 export * from "./run_folder.ts";
 export {
+  type Dtype as SafetensorsDtype,
+  type LoadedTensor,
+  type ParseOptions,
   parseSafetensors,
   readSafetensors,
   readSafetensorsHeader,
   SafetensorsError,
   type SafetensorsFile,
+  type SafetensorsHeader,
   serializeSafetensors,
+  type TensorData,
+  type TensorInfo as SafetensorsTensorInfo,
+  type TensorToWrite,
+  type WritableDtype,
   writeSafetensors,
 } from "./safetensors.ts";
 export * from "./atomic.ts";

@@ -180,6 +180,8 @@ export class SafetensorsError extends SyntaxError {
   /** What is wrong, without the file name. */
   readonly problem: string;
   /**
+   * Creates the error; its message is `<file>: invalid safetensors file: <problem>`.
+   *
    * @param file the file or source label
    * @param problem what is wrong, one line
    */

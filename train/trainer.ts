@@ -205,7 +205,11 @@ export interface TrainSummary {
 
 /** A non-finite loss stopped training; the last checkpoint is intact. */
 export class NonFiniteLossError extends Error {
-  /** @param message where the loss went non-finite */
+  /**
+   * Creates the error.
+   *
+   * @param message where the loss went non-finite
+   */
   constructor(message: string) {
     super(message);
     this.name = "NonFiniteLossError";
