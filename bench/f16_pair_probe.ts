@@ -17,10 +17,11 @@
  * f32 step) needs the f16 products near twice the f32 rate. This probe tells,
  * on a card, whether the paired form gets there, before the generator takes it.
  *
- *   deno run -A bench/f16_pair_probe.ts [--size N] [--tiles T,T] [--json]
+ *   deno run -A bench/f16_pair_probe.ts [--size N] [--tiles T,T] [--layouts NN,NT] [--json]
  *
- * prints one JSON line per kernel at N³ (default 4096 on hardware, 128 on a
- * software adapter): the paired tiles, then the same product by the
+ * prints one JSON line per kernel and layout at N³ (default 4096 on hardware,
+ * 128 on a software adapter; NN, and NT: a Linear layer's forward `x·Wᵀ`,
+ * whose `W` rows hold the k pairs contiguous): the paired tiles, then the same product by the
  * generator's f32 kernel and its f16 kernel with f16 FMAs over 64-deep groups
  * (`f16acc64`), each with GPU timestamps where the adapter has them.
  * {@linkcode pairMatmulReference} is the exact CPU emulation the test
@@ -105,29 +106,37 @@ const C = ["x", "y", "z", "w"];
  * (`vec4<f16>` arrays), f32 result (`vec4<f32>`), M, N, K multiples of BM,
  * BN and 2·BKP (and of 4). Uniform `{ M, N, K }`; workgroups `(N / BN, M / BM)`.
  */
-export function pairMatmulWgsl(t: PairTile): string {
+export function pairMatmulWgsl(t: PairTile, transB = false): string {
   checkPairTile(t);
   const { BM, BN, BKP, TM, TN, group } = t;
   const BK = 2 * BKP, T = pairThreads(t), WX = BN / TN, WY = BM / TM;
-  const PA = BM / 4 + 1; // 16-byte groups per k-pair row of As: one more, so the staging stores of
-  // the 4 threads of a row fall in different banks
-  const PB = BN / 4;
-  const unitsA = (BM * BK) / 4, unitsB = (BKP * BN) / 4;
+  // 16-byte groups per k-pair row of a slice; one more where 4 threads store into the same
+  // row group (an operand with k contiguous), so their stores fall in different banks
+  const PA = BM / 4 + 1;
+  const PB = BN / 4 + (transB ? 1 : 0);
   const slots = (units: number) => Math.ceil(units / T);
   const setup: string[] = [], fetch: string[] = [], store: string[] = [];
-  for (let l = 0; l < slots(unitsA); l++) {
-    const e = `(tid + ${l * T}u)`, part = (l + 1) * T > unitsA;
-    setup.push(
-      `let aq${l} = ${e} % ${BK / 4}u; let am${l} = ${e} / ${BK / 4}u;`,
-      `let ai${l} = (m0 + am${l}) * K4 + aq${l};`,
-      `var av${l} = vec4<f16>();`,
-    );
-    const ld = `av${l} = a[ai${l} + kt / 4u];`;
-    fetch.push(part ? `if (${e} < ${unitsA}u) { ${ld} }` : ld);
-    const st = `{ let i0 = 2u * aq${l} * ${PA}u + am${l} / 4u; ` +
-      `As[i0][am${l} % 4u] = av${l}.xy; As[i0 + ${PA}u][am${l} % 4u] = av${l}.zw; }`;
-    store.push(part ? `if (${e} < ${unitsA}u) ${st}` : st);
-  }
+  // an operand stored with k contiguous (`a`; `b` when transB): a vec4<f16> along k holds the
+  // pairs of two k pairs of one row
+  const kRows = (x: "a" | "b", rows: number, pitch: number, r0: string) => {
+    const S = x === "a" ? "As" : "Bs", units = (rows * BK) / 4;
+    for (let l = 0; l < slots(units); l++) {
+      const e = `(tid + ${l * T}u)`, part = (l + 1) * T > units, v = `${x}v${l}`;
+      setup.push(
+        `let ${x}q${l} = ${e} % ${BK / 4}u; let ${x}r${l} = ${e} / ${BK / 4}u;`,
+        `let ${x}i${l} = (${r0} + ${x}r${l}) * K4 + ${x}q${l};`,
+        `var ${v} = vec4<f16>();`,
+      );
+      const ld = `${v} = ${x}[${x}i${l} + kt / 4u];`;
+      fetch.push(part ? `if (${e} < ${units}u) { ${ld} }` : ld);
+      const st = `{ let i0 = 2u * ${x}q${l} * ${pitch}u + ${x}r${l} / 4u; ` +
+        `${S}[i0][${x}r${l} % 4u] = ${v}.xy; ${S}[i0 + ${pitch}u][${x}r${l} % 4u] = ${v}.zw; }`;
+      store.push(part ? `if (${e} < ${units}u) ${st}` : st);
+    }
+  };
+  kRows("a", BM, PA, "m0");
+  if (transB) kRows("b", BN, PB, "n0");
+  const unitsB = transB ? 0 : (BKP * BN) / 4;
   for (let l = 0; l < slots(unitsB); l++) {
     const e = `(tid + ${l * T}u)`, part = (l + 1) * T > unitsB;
     setup.push(
@@ -189,10 +198,10 @@ export function pairMatmulWgsl(t: PairTile): string {
   }
   const groupEnd = group > 0 ? `if ((kt + ${BK}u) % ${group}u == 0u) { ${flush.join(" ")} }` : "";
   return `enable f16;
-// paired f16 matmul ${pairTileName(t)}
+// paired f16 matmul ${pairTileName(t)}${transB ? " NT" : ""}
 struct U { M: u32, N: u32, K: u32 }
 @group(0) @binding(0) var<storage, read> a: array<vec4<f16>>;
-@group(0) @binding(1) var<storage, read> b: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<f16>>; // [K, N], or [N, K] when transB
 @group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> u: U;
 var<workgroup> As: array<mat4x2<f16>, ${BKP * PA}>;
@@ -233,7 +242,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
  * the default), or as WGSL also allows (`e1 * e2 + e3`) and Mesa's lavapipe
  * does, the product rounded to f16 and then the sum — the f32 total taking
  * `f32(even) + f32(odd)` (rounded to f32, then added and rounded) at the end
- * of every `group` k and of K. `a` `[M, K]`, `b` `[K, N]` hold f16 values.
+ * of every `group` k and of K. `a` `[M, K]`, `b` `[K, N]` (`[N, K]` with
+ * `transB`) hold f16 values.
  */
 export function pairMatmulReference(
   a: Float32Array,
@@ -242,17 +252,20 @@ export function pairMatmulReference(
   N: number,
   K: number,
   group: number,
-  fused = true,
+  opts: { fused?: boolean; transB?: boolean } = {},
 ): Float32Array {
   const out = new Float32Array(M * N);
   const f = Math.fround;
-  const prod = fused ? (x: number) => x : roundToF16;
+  const prod = (opts.fused ?? true) ? (x: number) => x : roundToF16;
+  const at = opts.transB
+    ? (k: number, n: number) => n * K + k
+    : (k: number, n: number) => k * N + n;
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {
       let even = 0, odd = 0, total = 0;
       for (let k = 0; k < K; k += 2) {
-        even = roundToF16(even + prod(a[m * K + k] * b[k * N + n]));
-        odd = roundToF16(odd + prod(a[m * K + k + 1] * b[(k + 1) * N + n]));
+        even = roundToF16(even + prod(a[m * K + k] * b[at(k, n)]));
+        odd = roundToF16(odd + prod(a[m * K + k + 1] * b[at(k + 1, n)]));
         if ((group > 0 && (k + 2) % group === 0) || k + 2 === K) {
           total = f(total + f(even + odd));
           even = odd = 0;
@@ -275,8 +288,9 @@ export interface PairRun {
 }
 
 /**
- * Runs tile `t` on `gpu` for `a` `[M, K]` and `b` `[K, N]` (f16 bit
- * patterns), `repeats` timed dispatches after an untimed one.
+ * Runs tile `t` on `gpu` for `a` `[M, K]` and `b` `[K, N]` (`[N, K]` with
+ * `transB`; f16 bit patterns), `repeats` (default 5) timed dispatches after
+ * an untimed one.
  */
 export async function runPairMatmul(
   gpu: GpuBackend,
@@ -286,8 +300,9 @@ export async function runPairMatmul(
   M: number,
   N: number,
   K: number,
-  repeats = 5,
+  opts: { repeats?: number; transB?: boolean } = {},
 ): Promise<PairRun> {
+  const repeats = opts.repeats ?? 5, transB = opts.transB ?? false;
   if (!gpu.hasF16) throw new TypeError(`${pairTileName(t)}: the adapter has no shader-f16`);
   if (M % t.BM || N % t.BN || K % (2 * t.BKP) || K % 4 || N % 4) {
     throw new RangeError(`${pairTileName(t)}: ${M}×${N}×${K} is not a multiple of the tile`);
@@ -296,7 +311,7 @@ export async function runPairMatmul(
     throw new RangeError(`${pairTileName(t)}: more threads than the adapter allows`);
   }
   const dev = gpu.device;
-  const module = dev.createShaderModule({ code: pairMatmulWgsl(t) });
+  const module = dev.createShaderModule({ code: pairMatmulWgsl(t, transB) });
   const pipeline = dev.createComputePipeline({
     layout: "auto",
     compute: { module, entryPoint: "main" },
@@ -347,12 +362,14 @@ export interface PairProbeLine {
   kind: "f16_pair_probe";
   device: string;
   kernel: string;
+  /** NN (`b` `[K, N]`) or NT (`b` `[N, K]`: a Linear layer's forward). */
+  layout: "NN" | "NT";
   size: number;
   timing: "timestamp" | "wallclock";
   ms: number;
   gflops: number;
   /** Largest |GPU − f64 product| over the first rows (a sanity check, not a test). */
-  max_abs_err?: number;
+  max_abs_err: number;
 }
 
 /**
@@ -362,72 +379,74 @@ export interface PairProbeLine {
  */
 export async function* runPairProbe(
   gpu: GpuBackend,
-  opts: { size?: number; tiles?: readonly PairTile[] } = {},
+  opts: { size?: number; tiles?: readonly PairTile[]; layouts?: readonly ("NN" | "NT")[] } = {},
 ): AsyncGenerator<PairProbeLine> {
   const software = /llvmpipe|lavapipe|swiftshader|software/i.test(gpu.description);
   const S = opts.size ?? (software ? 128 : 4096);
   const flops = 2 * S ** 3;
   const a = randomF16(S * S, 1), b = randomF16(S * S, 2);
   const [af, bf] = [f16ToFloat32(a), f16ToFloat32(b)];
-  // the f64 product of the first 2 rows, to check each kernel roughly
-  const rows = 2;
-  const exact = new Float64Array(rows * S);
-  for (let m = 0; m < rows; m++) {
-    for (let k = 0; k < S; k++) {
-      const x = af[m * S + k];
-      for (let n = 0; n < S; n++) exact[m * S + n] += x * bf[k * S + n];
-    }
-  }
-  const err = (out: Float32Array) => {
-    let e = 0;
-    for (let i = 0; i < rows * S; i++) e = Math.max(e, Math.abs(out[i] - exact[i]));
-    return Number(e.toPrecision(3));
-  };
-  const line = (kernel: string, ms: number, timing: PairProbeLine["timing"], e?: number) => ({
-    kind: "f16_pair_probe" as const,
-    device: gpu.description,
-    kernel,
-    size: S,
-    timing,
-    ms: Number(ms.toFixed(4)),
-    gflops: Number((flops / (ms * 1e6)).toFixed(1)),
-    ...(e !== undefined ? { max_abs_err: e } : {}),
-  });
-  for (const t of opts.tiles ?? PAIR_TILES) {
-    if (
-      S % t.BM || S % t.BN || pairThreads(t) > gpu.device.limits.maxComputeInvocationsPerWorkgroup
-    ) {
-      continue;
-    }
-    const r = await runPairMatmul(gpu, t, a, b, S, S, S);
-    yield line(pairTileName(t), r.ms, r.timing, err(r.out));
-  }
-  // the generator's kernels on the same operands (f32 copies for the f32 product)
   const a32 = tensor(af, [S, S], { backend: gpu }), b32 = tensor(bf, [S, S], { backend: gpu });
   const [a16, b16] = [OPS.cast(a32, "f16"), OPS.cast(b32, "f16")];
-  const forms: [string, () => Tensor][] = [
-    ["f32 t128x128k16_8x8", () => matmul(a32, b32)],
-    ["f16acc64 t128x128k16_8x8", () => OPS.matmulF16(a16, b16, { acc: "f16", group: 64 })],
-  ];
-  useMatmulVariant("t128x128k16_8x8");
   try {
-    for (const [name, run] of forms) {
-      const op = name.startsWith("f32") ? "matmul" : "matmul_f16";
-      const first = run();
-      const out = await first.toArray() as number[];
-      first.dispose();
-      const probe = await msPerCall(gpu, () => run().dispose(), 1, op);
-      const { ms, timing } = await msPerCall(
-        gpu,
-        () => run().dispose(),
-        5,
-        op,
-        warmCalls(probe.ms),
-      );
-      yield line(name, ms, timing, err(Float32Array.from(out.slice(0, rows * S))));
+    for (const layout of opts.layouts ?? ["NN", "NT"]) {
+      const transB = layout === "NT";
+      // the f64 product of the first 2 rows, to check each kernel roughly
+      const rows = 2;
+      const exact = new Float64Array(rows * S);
+      for (let m = 0; m < rows; m++) {
+        for (let k = 0; k < S; k++) {
+          const x = af[m * S + k];
+          for (let n = 0; n < S; n++) exact[m * S + n] += x * bf[transB ? n * S + k : k * S + n];
+        }
+      }
+      const err = (out: ArrayLike<number>) => {
+        let e = 0;
+        for (let i = 0; i < rows * S; i++) e = Math.max(e, Math.abs(out[i] - exact[i]));
+        return Number(e.toPrecision(3));
+      };
+      const line = (kernel: string, ms: number, timing: PairProbeLine["timing"], e: number) => ({
+        kind: "f16_pair_probe" as const,
+        device: gpu.description,
+        kernel,
+        layout,
+        size: S,
+        timing,
+        ms: Number(ms.toFixed(4)),
+        gflops: Number((flops / (ms * 1e6)).toFixed(1)),
+        max_abs_err: e,
+      });
+      for (const t of opts.tiles ?? PAIR_TILES) {
+        const limit = gpu.device.limits.maxComputeInvocationsPerWorkgroup;
+        if (S % t.BM || S % t.BN || pairThreads(t) > limit) continue;
+        const r = await runPairMatmul(gpu, t, a, b, S, S, S, { transB });
+        yield line(pairTileName(t), r.ms, r.timing, err(r.out));
+      }
+      // the generator's kernels on the same operands (f32 copies for the f32 product)
+      const forms: [string, () => Tensor][] = [
+        ["f32 t128x128k16_8x8", () => matmul(a32, b32, { transB })],
+        [
+          "f16acc64 t128x128k16_8x8",
+          () => OPS.matmulF16(a16, b16, { transB, acc: "f16", group: 64 }),
+        ],
+      ];
+      useMatmulVariant("t128x128k16_8x8");
+      try {
+        for (const [name, run] of forms) {
+          const op = name.startsWith("f32") ? "matmul" : "matmul_f16";
+          const first = run();
+          const out = await first.toArray() as number[];
+          first.dispose();
+          const probe = await msPerCall(gpu, () => run().dispose(), 1, op);
+          const warm = warmCalls(probe.ms);
+          const { ms, timing } = await msPerCall(gpu, () => run().dispose(), 5, op, warm);
+          yield line(name, ms, timing, err(out));
+        }
+      } finally {
+        useMatmulVariant(null);
+      }
     }
   } finally {
-    useMatmulVariant(null);
     for (const x of [a32, b32, a16, b16]) x.dispose();
   }
 }
@@ -438,6 +457,7 @@ if (import.meta.main) {
     options: {
       size: { type: "string" },
       tiles: { type: "string" },
+      layouts: { type: "string" },
       json: { type: "boolean" },
     },
   });
@@ -452,11 +472,15 @@ if (import.meta.main) {
   }
   const tiles = values.tiles?.split(",").map((n) => parsePairTile(n.trim()));
   const size = values.size ? Number(values.size) : undefined;
-  for await (const l of runPairProbe(gpu, { size, tiles })) {
+  const layouts = values.layouts?.split(",").map((x) => {
+    if (x !== "NN" && x !== "NT") throw new TypeError(`--layouts takes NN and NT, got "${x}"`);
+    return x;
+  });
+  for await (const l of runPairProbe(gpu, { size, tiles, layouts })) {
     console.log(
       values.json
         ? JSON.stringify(l)
-        : `${l.kernel.padEnd(28)} ${l.ms.toFixed(3).padStart(9)} ms  ${
+        : `${l.layout} ${l.kernel.padEnd(28)} ${l.ms.toFixed(3).padStart(9)} ms  ${
           l.gflops.toFixed(1).padStart(9)
         } GFLOP/s  err ${l.max_abs_err}`,
     );

@@ -521,23 +521,25 @@ Deno.test("f16 GPU: the ALU probes of bench/alu_probe.ts compute their CPU refer
   }
 });
 
-Deno.test("f16 GPU: the paired f16 matmul probe equals its CPU emulation (even/odd-k f16 sums, f32 totals)", async () => {
+Deno.test("f16 GPU: the paired f16 matmul probe equals its CPU emulation (even/odd-k f16 sums, f32 totals), NN and NT", async () => {
   const check = async (t: PairTile, M: number, N: number, K: number, seed: number) => {
-    const a = randomF16(M * K, seed), b = randomF16(K * N, seed + 1);
-    const r = await runPairMatmul(GPU, t, a, b, M, N, K, 1);
-    const [af, bf] = [f16ToFloat32(a), f16ToFloat32(b)];
-    const ref = pairMatmulReference(af, bf, M, N, K, t.group);
-    const what = `${pairTileName(t)} ${M}x${N}x${K}`;
-    if (isSoftwareAdapter(GPU.adapterInfo)) {
-      // bit for bit, with the FMA fused or (lavapipe) the product rounded first
-      const split = pairMatmulReference(af, bf, M, N, K, t.group, false);
-      const same = (x: Float32Array) => x.every((v, i) => v === r.out[i]);
-      assert.ok(same(ref) || same(split), `${what}: neither emulation`);
-      assert.ok(!same(ref) || !same(split), `${what}: the emulations cannot tell apart`);
-    } else {
-      // a driver may keep f16 sums wider than f16 (see the acc f16 test above)
-      for (let i = 0; i < ref.length; i++) {
-        assert.ok(Math.abs(r.out[i] - ref[i]) <= 2e-2, `${what}[${i}]: ${r.out[i]} vs ${ref[i]}`);
+    for (const transB of [false, true]) {
+      const a = randomF16(M * K, seed), b = randomF16(K * N, seed + 1);
+      const r = await runPairMatmul(GPU, t, a, b, M, N, K, { repeats: 1, transB });
+      const [af, bf] = [f16ToFloat32(a), f16ToFloat32(b)];
+      const ref = pairMatmulReference(af, bf, M, N, K, t.group, { transB });
+      const what = `${pairTileName(t)} ${M}x${N}x${K}${transB ? " NT" : ""}`;
+      if (isSoftwareAdapter(GPU.adapterInfo)) {
+        // bit for bit, with the FMA fused or (lavapipe) the product rounded first
+        const split = pairMatmulReference(af, bf, M, N, K, t.group, { fused: false, transB });
+        const same = (x: Float32Array) => x.every((v, i) => v === r.out[i]);
+        assert.ok(same(ref) || same(split), `${what}: neither emulation`);
+        assert.ok(!same(ref) || !same(split), `${what}: the emulations cannot tell apart`);
+      } else {
+        // a driver may keep f16 sums wider than f16 (see the acc f16 test above)
+        for (let i = 0; i < ref.length; i++) {
+          assert.ok(Math.abs(r.out[i] - ref[i]) <= 2e-2, `${what}[${i}]: ${r.out[i]} vs ${ref[i]}`);
+        }
       }
     }
   };
