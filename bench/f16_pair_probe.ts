@@ -6,7 +6,11 @@
  * operand, and an f32 total per output takes the lanes every `group` k. The
  * slices are staged in workgroup memory as those pairs (`mat4x2<f16>`: the
  * pairs of 4 rows of `a`, or of 4 columns of `b`, at one k pair), so the
- * multiply reads four pairs per 16-byte load.
+ * multiply reads four pairs per 16-byte load. (`mat4x2<f16>` is 4-byte
+ * aligned, so a compiler may split that load; u32 words would make it sure,
+ * but naga in Deno 2.9.6 mistypes the bitcasts between u32 words and f16
+ * vectors: `bitcast<u32>(vec2<f16>)` is refused and `bitcast<vec4<f16>>` of a
+ * `vec2<u32>` comes out with two lanes.)
  *
  * Why: `--precision f16` runs the generator's f16 kernels (ops/_matmul_wgsl.ts
  * `MatmulHalf`), which splat each `a` value into a `vec4<f16>` and keep an f16
