@@ -5,7 +5,12 @@
  *
  * @module
  */
-import { type GenerateOptions, type GenerateStrategy, generateText } from "../train/generate.ts";
+import {
+  type GenerateOptions,
+  type GenerateStrategy,
+  generateText,
+  MIN_TEMPERATURE,
+} from "../train/generate.ts";
 import { loadRun } from "../train/load_model.ts";
 import {
   EXIT_OK,
@@ -130,6 +135,11 @@ function optionsFromFlags(flags: Flags): GenerateOptions {
   }
   const temperature = numberFlag(flags, "temperature", { min: 0 });
   if (temperature === 0) throw new UsageError("Option --temperature must be above 0, got 0");
+  if (temperature !== undefined && temperature < MIN_TEMPERATURE) {
+    throw new UsageError(
+      `Option --temperature must be at least ${MIN_TEMPERATURE.toExponential()} (greedy decoding is that limit), got ${temperature}`,
+    );
+  }
   const repetitionPenalty = numberFlag(flags, "repetition-penalty", { min: 0 });
   if (repetitionPenalty === 0) {
     throw new UsageError("Option --repetition-penalty must be above 0, got 0");

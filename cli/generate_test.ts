@@ -212,6 +212,7 @@ Deno.test("webseq generate usage errors exit 2 with one line", async () => {
     [[...BASE, "--text", "x", "--max-new-tokens", "two"], /--max-new-tokens must be an integer/],
     [[...BASE, "--text", "x", "--top-k", "-1"], /--top-k must be at least 0, got -1/],
     [[...BASE, "--text", "x", "--max-new-tokens", "0"], /--max-new-tokens must be at least 1/],
+    [[...BASE, "--text", "x", "--temperature", "1e-7"], /--temperature must be at least 1e-6/],
     [
       [...BASE, "--text", "x", "--num-beams", "3", "--temperature", "0.5"],
       /--temperature \(sampling\) and --num-beams \(beam search\) do not go together/,

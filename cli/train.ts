@@ -14,7 +14,13 @@ import {
   UsageError,
 } from "./_common.ts";
 import { parseDevice, selectBackend } from "./_device.ts";
-import { NonFiniteLossError, train, type TrainOptions, type TuneMode } from "../train/trainer.ts";
+import {
+  NonFiniteLossError,
+  train,
+  TrainOptionError,
+  type TrainOptions,
+  type TuneMode,
+} from "../train/trainer.ts";
 import { MATMUL_VARIANTS, parseTileName, useActivations } from "../ops/mod.ts";
 import { F16_ACCUMULATE, isF16Accumulate, type MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { PRESETS } from "../nn/config.ts";
@@ -350,6 +356,8 @@ export async function run(args: string[]): Promise<number> {
       console.error(`webseq train: error: ${err.message}`);
       return EXIT_FAILURE;
     }
+    // an option that does not fit the run (a resumed run's record, the run folder's model)
+    if (err instanceof TrainOptionError) return reportError("train", new UsageError(err.message));
     return reportError("train", err);
   } finally {
     for (const s of signals) {

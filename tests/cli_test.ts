@@ -369,6 +369,13 @@ Deno.test("Ctrl-C (SIGINT) during training writes a checkpoint, exits 130, and -
     const resumed = JSON.parse(await Deno.readTextFile(`${dir}/run/trainer_state.json`));
     assert.equal(resumed.options.shuffle, false);
     assert.equal(resumed.options.data, `${dir}/data.tsv`);
+    // another value than the run recorded is a usage error (exit 2), in one line
+    const other = await webseq(
+      ["train", "--out", `${dir}/run`, "--resume", "--lr", "0.5", "--device", "cpu"],
+      ["--allow-read", `--allow-write=${dir}`, "--allow-env"],
+    );
+    assert.equal(other.code, 2);
+    assert.match(oneLineError(other.stderr), /was trained with --lr 0\.001, not --lr 0\.5/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -216,6 +216,23 @@ export class NonFiniteLossError extends Error {
   }
 }
 
+/**
+ * An option given to `train` does not fit the run: it differs from what a
+ * resumed run recorded, or it names what the run folder decides (`--preset`
+ * with `--resume`). The CLI reports it as a usage error (exit 2).
+ */
+export class TrainOptionError extends RangeError {
+  /**
+   * Creates the error.
+   *
+   * @param message which option, what the run has, and what to do
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "TrainOptionError";
+  }
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
@@ -317,7 +334,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       ["--vocab-size", opts.vocabSize],
     ].find(([, v]) => v !== undefined);
     if (given) {
-      throw new RangeError(
+      throw new TrainOptionError(
         `${
           given[0]
         } does not apply with ${with_}: the model's config and tokenizer come from ${from}`,
@@ -351,10 +368,23 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   // null: validation pairs split off the training data
   const validFile = opts.valid ?? (saved.valid as string | null | undefined) ?? null;
   if (saved.valid === null && opts.valid !== undefined) {
-    throw new RangeError(
+    throw new TrainOptionError(
       `${out} was trained with validation pairs split off --data, not --valid ${opts.valid}: leave --valid out to resume it as it was`,
     );
   }
+  // the recorded options used after the data is read, checked now (before any reading)
+  const recorded: [string, string, unknown][] = [
+    ["lr", "--lr", opts.lr],
+    ["weight_decay", "--weight-decay", opts.weightDecay],
+    ["warmup", "--warmup", opts.warmup],
+    ["batch_size", "--batch-size", opts.batchSize],
+    ["grad_accum", "--grad-accum", opts.gradAccum],
+    ["max_grad_norm", "--max-grad-norm", opts.maxGradNorm],
+    ["label_smoothing", "--label-smoothing", opts.labelSmoothing],
+    ["precision", "--precision", opts.precision],
+    ["f16_accumulate", "--f16-accumulate", opts.f16Accumulate],
+  ];
+  for (const [key, flag, given] of recorded) keep(key, flag, given, undefined);
   const sourceCol = keep("source_col", "--source-col", opts.sourceCol, undefined);
   const targetCol = keep("target_col", "--target-col", opts.targetCol, undefined);
   const maxLengthOpt = keep("max_length", "--max-length", opts.maxLength, 64);
@@ -494,7 +524,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       ? config.dropout === 0 && config.attention_dropout === 0 && config.drop_path === 0
       : config.dropout === opts.dropout;
     if (!same) {
-      throw new RangeError(
+      throw new TrainOptionError(
         `${out} was trained with dropout ${config.dropout}, not ${opts.dropout}: leave --dropout out to resume it as it was`,
       );
     }
@@ -954,7 +984,7 @@ function resumedOption<T>(
   if (o.saved === undefined) return o.given ?? o.fallback;
   if (o.given !== undefined && o.given !== o.saved) {
     const show = o.show ?? ((v: unknown) => (v === null ? `no ${o.flag}` : `${o.flag} ${v}`));
-    throw new RangeError(
+    throw new TrainOptionError(
       `${out} was trained with ${show(o.saved)}, not ${
         show(o.given)
       }: leave ${o.flag} out to resume it as it was`,
@@ -1023,7 +1053,7 @@ function samePairs(
 ): void {
   if (typeof recorded !== "string" || absolutePath(given) === recorded) return;
   if (typeof recordedCount === "number" && recordedCount !== count) {
-    throw new RangeError(
+    throw new TrainOptionError(
       `${given} holds ${count} pairs, but ${out} was trained on the ${recordedCount} of ${recorded}: leave ${flag} out to resume it as it was`,
     );
   }
