@@ -110,6 +110,7 @@ Run:
   --json                   one JSON object per epoch on stdout
 
 Ctrl-C (SIGINT) or SIGTERM writes a checkpoint and exits with 130; --resume continues it.
+A second Ctrl-C exits at once, leaving the last checkpoint as it was.
 
 Permissions: --allow-read (data, config, tokenizer, run folder) --allow-write=DIR (the run folder)
              --allow-env (XDG_RUNTIME_DIR, DENO_WEBGPU_BACKEND). No network.
@@ -247,10 +248,33 @@ export function precisionFlag(value: string | undefined): "f32" | "f16" {
   throw new UsageError(`--precision must be f32 or f16, got ${JSON.stringify(value)}`);
 }
 
+/**
+ * The SIGINT/SIGTERM listener of `train`: the first signal aborts `controller`
+ * (the run stops after the step under way, with a checkpoint); a second one
+ * calls `exit(130)` at once (the last checkpoint stays as it was: its writes
+ * are atomic).
+ */
+export function interruptHandler(
+  controller: AbortController,
+  exit: (code: number) => void = Deno.exit,
+): () => void {
+  return () => {
+    if (!controller.signal.aborted) {
+      console.error(
+        "webseq train: interrupted: stopping after this step with a checkpoint (again: exit at once)",
+      );
+      controller.abort();
+      return;
+    }
+    console.error("webseq train: interrupted again: exiting without a new checkpoint");
+    exit(130);
+  };
+}
+
 /** Runs `webseq train`. */
 export async function run(args: string[]): Promise<number> {
   const controller = new AbortController();
-  const onSignal = () => controller.abort();
+  const onSignal = interruptHandler(controller);
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   try {
     const { flags } = parseFlags(args, SPEC);

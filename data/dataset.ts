@@ -184,18 +184,22 @@ export class TokenizerDataset {
       if (tokenizer === null) {
         throw new TypeError(`TokenizerDataset: ${what} ${i} is text but no tokenizer was given`);
       }
-      return tokenizer.encode(side);
+      const r = encodePrefix(tokenizer, side, L);
+      if (r.cut) cutText[i] = 1;
+      return r.ids;
     };
+    let cutText = new Uint8Array(n); // texts cut before encoding (see encodePrefix)
     const store = (sides: readonly Side[], what: string) => {
       const buf = new IdBuffer();
       const offsets = new Int32Array(n);
       const lengths = new Int32Array(n);
       const cut = new Uint8Array(n);
       let truncated = 0;
+      cutText = new Uint8Array(n);
       for (let i = 0; i < n; i++) {
         const ids = encode(sides[i], i, what);
         const keep = Math.min(ids.length, L - 1); // room for eos / the start token
-        if (keep < ids.length) {
+        if (keep < ids.length || cutText[i]) {
           cut[i] = 1;
           truncated++;
         }
@@ -589,4 +593,34 @@ function emptyBatch(B: number, S: number, T: number, pad: number): Batch {
     decoderTargetIds: filled(B * T),
     targetTokens: 0,
   };
+}
+
+/** Characters one token is taken to cover at most, where {@linkcode encodePrefix} cuts a text. */
+export const MAX_TOKEN_CHARS = 32;
+
+/**
+ * The tokens of `text` as far as `maxTokens` of them can reach: a text longer
+ * than `maxTokens · MAX_TOKEN_CHARS + 64` characters is cut there before
+ * encoding (at the last whitespace within 256 characters of that point, if
+ * any, so no word is split), and `cut` says so. BPE encodes one unbroken word
+ * in time quadratic in its length (an 8-million-character line without spaces
+ * took days); what lies past the tokens a sequence keeps changes none of them
+ * (whole words before the cut encode the same), so the kept ids are those of
+ * the whole text.
+ */
+export function encodePrefix(
+  tokenizer: TextTokenizer,
+  text: string,
+  maxTokens: number,
+): { ids: number[]; cut: boolean } {
+  const cap = maxTokens * MAX_TOKEN_CHARS + 64;
+  if (text.length <= cap) return { ids: tokenizer.encode(text), cut: false };
+  let end = cap;
+  for (let j = cap; j > cap - 256; j--) {
+    if (/\s/.test(text[j])) {
+      end = j;
+      break;
+    }
+  }
+  return { ids: tokenizer.encode(text.slice(0, end)), cut: true };
 }

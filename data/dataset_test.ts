@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { type Batch, collate, DataLoader, type Example, TokenizerDataset } from "./dataset.ts";
+import {
+  type Batch,
+  collate,
+  DataLoader,
+  encodePrefix,
+  type Example,
+  TokenizerDataset,
+} from "./dataset.ts";
+import { trainBpe } from "./bpe_trainer.ts";
 import type { TextTokenizer } from "./tokenizer_types.ts";
 
 /** A character tokenizer: "a" → 4, "b" → 5, ...; other characters are dropped. */
@@ -268,4 +276,32 @@ Deno.test("DataLoader length bucketing keeps batches random but padding small", 
   );
   const [p, q] = [padding(plain), padding(bucketed)];
   assert.ok(q * 4 < p, `bucketed padding ${q} vs plain ${p}`);
+});
+
+Deno.test("encodePrefix() cuts a text past what maxTokens can reach: the kept ids are the whole text's, and a long unbroken word stays fast", async () => {
+  const tok = await trainBpe(
+    Array(20).fill("the quick brown fox jumps over the lazy dog again and again"),
+    { vocabSize: 120 },
+  );
+  const words = Array.from({ length: 3000 }, (_, i) => ["the", "quick", "fox", "dog"][i % 4]);
+  const long = words.join(" ");
+  const full = tok.encode(long);
+  const r = encodePrefix(tok, long, 64);
+  assert.ok(r.cut && r.ids.length >= 64 && r.ids.length < full.length);
+  assert.deepEqual(r.ids.slice(0, 64), full.slice(0, 64));
+  // short texts are encoded whole
+  assert.deepEqual(encodePrefix(tok, "the lazy dog", 64), {
+    ids: tok.encode("the lazy dog"),
+    cut: false,
+  });
+  // 2 million characters without a space (whole, quadratic BPE would take days: this test would
+  // not end)
+  const word = encodePrefix(tok, "thequickbrownfox".repeat(125_000), 16);
+  assert.ok(word.cut && word.ids.length >= 15);
+  // the dataset reports such a text truncated and keeps maxLength - 1 tokens
+  const ds = new TokenizerDataset(["thequickbrownfox".repeat(125_000)], ["dog"], tok, {
+    maxLength: 16,
+  });
+  assert.equal(ds.truncatedCount, 1);
+  assert.equal(ds.sourceLength(0), 16);
 });

@@ -405,8 +405,12 @@ async function* csvRecords(
           break;
         }
         if (text[i] !== ",") {
+          // a record spanning lines most likely has a stray quote where it began: say where
+          const began = recordLine !== no
+            ? ` (the record began on line ${recordLine}: a stray quote there?)`
+            : "";
           throw new SyntaxError(
-            `${name}:${no}: unexpected ${JSON.stringify(text[i])} after a closing quote`,
+            `${name}:${no}: unexpected ${JSON.stringify(text[i])} after a closing quote${began}`,
           );
         }
         fields.push(field);

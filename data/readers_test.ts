@@ -150,7 +150,23 @@ Deno.test("loadPairs() names the line where an unclosed quote opens", async () =
 
 Deno.test("loadPairs() rejects stray quotes in CSV", async () => {
   await assertFails("bare_quote.csv", SyntaxError, 3, /quote inside an unquoted field/);
-  await assertFails("after_quote.csv", SyntaxError, 3, /unexpected "x" after a closing quote/);
+  await assertFails("after_quote.csv", SyntaxError, 3, /unexpected "x" after a closing quote$/);
+});
+
+Deno.test("loadPairs() names where a record spanning lines began (a stray opening quote)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const f = `${dir}/stray.csv`;
+    await Deno.writeTextFile(f, 'source,target\na,b\n"c,d\ne","f"8\ng,h\n');
+    await assert.rejects(
+      loadPairs(f),
+      new SyntaxError(
+        `${f}:4: unexpected "8" after a closing quote (the record began on line 3: a stray quote there?)`,
+      ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("loadPairs() names the line of invalid UTF-8", async () => {

@@ -38,7 +38,8 @@ export interface TokenizerFromJsonOptions {
   configSource?: string;
   /**
    * Encode and decode a tokenizer of the shape `trainBpe` writes with webseq's own encoder,
-   * which gives the library's ids (tested) several times faster. Default: true.
+   * which gives the library's ids (tested), a little faster (1.1× on a 200,000-pair corpus).
+   * Default: true.
    */
   fastPath?: boolean;
 }

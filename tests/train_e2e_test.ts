@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { train } from "../train/trainer.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
-import { readSafetensors } from "../train/safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../train/safetensors.ts";
 import { readJsonl, runPath } from "../train/run_folder.ts";
 import { loadRun } from "../train/load_model.ts";
 import { generateText } from "../train/generate.ts";
@@ -116,6 +116,32 @@ Deno.test("train() resumed after an interruption ends with the same weights as a
     assert.equal(res.sequences.length, 1);
     assert.equal(typeof res.sequences[0][0].text, "string");
     run.model.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() notices an abort from a timer (as a signal listener) within the epoch, not at its end", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    const ctl = new AbortController();
+    // 24 steps an epoch; each made to take 30 ms; the abort comes from a macrotask, as a
+    // Ctrl-C listener's would: it can only run when the step loop gives the event loop a turn
+    const r = await train({
+      ...baseOptions(d, `${dir}/r`),
+      batchSize: 4,
+      bleuLimit: 0,
+      sampleInterval: 0,
+      signal: ctl.signal,
+      onStep: (s) => {
+        if (s === 2) setTimeout(() => ctl.abort(), 0);
+        const t = performance.now();
+        while (performance.now() - t < 30) { /* a slow step */ }
+      },
+    });
+    assert.equal(r.stopped, "interrupted");
+    assert.ok(r.steps < 24, `stopped at step ${r.steps}`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -331,6 +357,57 @@ Deno.test("train() with a pretrained tokenizer takes its pad, end and start ids;
     await assert.rejects(
       async () => run("g4", bert, { configFile: await cfg("g4", { vocab_size: 12 }) }),
       /g4\.json: field "vocab_size" \(12\) is below the tokenizer's 16 tokens/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() --resume refuses a checkpoint whose files are of different steps, and clears cut-short temporary files", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    const out = `${dir}/r`;
+    await train({ ...baseOptions(d, out), epochs: 1, bleuLimit: 0, sampleInterval: 0 });
+    const state = JSON.parse(await Deno.readTextFile(runPath(out, "trainerState")));
+    const model = await readSafetensors(runPath(out, "model"));
+    assert.equal(model.metadata.webseq_step, String(state.step));
+    const opt = await readSafetensors(runPath(out, "optimizer"));
+    assert.equal(opt.metadata.webseq_step, String(state.step));
+    // a crash left the model of a later step beside the state (and a temporary file)
+    const original = await Deno.readFile(runPath(out, "model"));
+    const tensors = Object.fromEntries(
+      Object.entries(model.tensors).map((
+        [k, t],
+      ) => [k, { dtype: "F32" as const, shape: t.shape, data: t.data as Float32Array }]),
+    );
+    await writeSafetensors(runPath(out, "model"), tensors, {
+      format: "pt",
+      webseq_step: String(state.step + 2),
+    });
+    await Deno.writeTextFile(`${out}/.model.safetensors.tmp-123-abc`, "partial");
+    const again = {
+      out,
+      resume: true,
+      quiet: true,
+      backend: CPU,
+      bleuLimit: 0,
+      epochs: 2,
+    } as const;
+    await assert.rejects(
+      () => train(again),
+      new RegExp(
+        `model\\.safetensors is of step ${
+          state.step + 2
+        } but .*trainer_state\\.json of step ${state.step} \\(a checkpoint write was cut short\\)`,
+      ),
+    );
+    // the files as written: the resume goes on, and the temporary file is gone
+    await Deno.writeFile(runPath(out, "model"), original);
+    await train(again);
+    await assert.rejects(
+      () => Deno.stat(`${out}/.model.safetensors.tmp-123-abc`),
+      Deno.errors.NotFound,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

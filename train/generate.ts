@@ -55,6 +55,7 @@ import {
   softmaxRow,
 } from "../ops/sample_pick.ts";
 import { embedding } from "../ops/embedding.ts";
+import { encodePrefix } from "../data/dataset.ts";
 import type { Seq2Seq } from "../nn/seq2seq.ts";
 import type { DecoderCache } from "../nn/seq2seq.ts";
 import type { TextTokenizer } from "../data/tokenizer_types.ts";
@@ -1007,7 +1008,7 @@ export function encoderIds(
   eosId: number,
   maxLength: number,
 ): number[] {
-  const ids = tokenizer.encode(text);
+  const { ids } = encodePrefix(tokenizer, text, maxLength);
   if (ids.length + 1 > maxLength) ids.length = Math.max(0, maxLength - 1);
   ids.push(eosId);
   return ids;

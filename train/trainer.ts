@@ -54,6 +54,7 @@ import {
   saveTrainerState,
   type TrainerState,
 } from "./run_folder.ts";
+import { readSafetensorsHeader } from "./safetensors.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "./tune_cache.ts";
 import { batchLoss, batchTensors } from "./batch_tensors.ts";
@@ -288,11 +289,48 @@ async function saveCheckpoint(
   opt: AdamW,
   state: TrainerState,
 ): Promise<void> {
+  // the three files are written one after another (each atomically): each records the step, so
+  // a resume can tell a checkpoint whose writing was cut short between them
+  const stepMeta = { webseq_step: String(state.step) };
   await saveModelWeights(out, await model.stateDict(), {
     tieEmbeddings: model.config.tie_embeddings,
+    metadata: stepMeta,
   });
-  await saveOptimizerState(out, await opt.state());
+  await saveOptimizerState(out, { ...(await opt.state()), metadata: stepMeta });
   await saveTrainerState(out, state);
+}
+
+/**
+ * Checks that a run's model and optimizer files are of the step its
+ * trainer_state.json records (files from before the step was recorded pass),
+ * and removes the temporary files of writes a crash cut short.
+ */
+async function checkCheckpoint(out: string, state: TrainerState): Promise<void> {
+  for (const file of ["model", "optimizer"] as const) {
+    let step: string | undefined;
+    try {
+      step = (await readSafetensorsHeader(runPath(out, file))).metadata.webseq_step;
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) continue; // the load names it
+      throw err;
+    }
+    if (step !== undefined && Number(step) !== state.step) {
+      throw new Error(
+        `${runPath(out, file)} is of step ${step} but ${
+          runPath(out, "trainerState")
+        } of step ${state.step} (a checkpoint write was cut short): this run cannot resume exactly; start a new one from these weights with --init-from ${out}`,
+      );
+    }
+  }
+  for (const dir of [out, `${out}/best`]) {
+    let entries: Deno.DirEntry[] = [];
+    try {
+      entries = [...Deno.readDirSync(dir)];
+    } catch { /* no such folder */ }
+    for (const e of entries) {
+      if (e.isFile && /^\..+\.tmp-[^/]+$/.test(e.name)) await Deno.remove(`${dir}/${e.name}`);
+    }
+  }
 }
 
 /** When the trainer and the benchmark tune matmul kernels (see `TrainOptions.tune`). */
@@ -342,6 +380,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     }
   }
   const resumeState: TrainerState | null = opts.resume ? await loadTrainerState(out) : null;
+  if (resumeState) await checkCheckpoint(out, resumeState);
   // a resumed run continues with the settings it was trained with: an option left out takes
   // the saved value, a different one is refused (the run would not continue as it was)
   const saved = (resumeState?.options ?? {}) as Record<string, unknown>;
@@ -684,14 +723,17 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     scaler ? { ...state(), grad_scaler: await scaler.read() } : state();
 
   let stopped: TrainSummary["stopped"] = "completed";
+  let lastYield = performance.now();
   let lastValid: EvalMetrics | null = null;
   const sampleInterval = opts.sampleInterval ?? 1;
 
   while (epoch < epochs && step < totalSteps) {
     model.train();
+    // the batches this epoch will take: all, or as many as the steps left (--max-steps)
+    const batchesLeft = (totalSteps - step) * gradAccum + loader.state().position;
     const bar = new ProgressBar({
       label: `epoch ${epoch + 1}/${epochs}`,
-      total: loader.length,
+      total: Math.min(loader.length, batchesLeft),
       quiet: opts.quiet,
     });
     bar.update(loader.state().position);
@@ -792,6 +834,13 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       } else factor = runStep();
       step++;
       opts.onStep?.(step);
+      // a step's own waits may all be microtasks (the CPU backend), which never let a signal
+      // listener run: give the event loop a turn at least every 100 ms, so Ctrl-C stops the
+      // run after the step under way
+      if (opts.signal && performance.now() - lastYield > 100) {
+        await new Promise((r) => setTimeout(r, 0));
+        lastYield = performance.now();
+      }
       if (step % logEvery === 0 || step >= totalSteps || loader.state().position === 0) {
         const sums = noGrad(() =>
           scope(() =>
