@@ -283,25 +283,28 @@ export class TrainedTokenizer implements TextTokenizer {
 
   /** Ids of `chars` after the merges (lowest rank first, leftmost on ties); cached under `key`. */
   #encodeChars(chars: string[], key: string, cache: Map<string, number[]>): number[] {
-    const ids = chars.map((c) => this.#ids.get(c) ?? -1);
+    let ids = chars.map((c) => this.#ids.get(c) ?? -1);
     const W = this.#width;
-    for (;;) {
-      let best = Infinity;
-      let at = -1;
-      for (let i = 0; i + 1 < ids.length; i++) {
-        const a = ids[i];
-        const b = ids[i + 1];
-        if (a < 0 || b < 0) continue;
-        const r = this.#rank.get(a * W + b);
-        if (r !== undefined && r < best) {
-          best = r;
-          at = i;
+    if (ids.length > LONG_WORD) [ids, chars] = this.#mergeLong(ids, chars);
+    else {
+      for (;;) {
+        let best = Infinity;
+        let at = -1;
+        for (let i = 0; i + 1 < ids.length; i++) {
+          const a = ids[i];
+          const b = ids[i + 1];
+          if (a < 0 || b < 0) continue;
+          const r = this.#rank.get(a * W + b);
+          if (r !== undefined && r < best) {
+            best = r;
+            at = i;
+          }
         }
+        if (at < 0) break;
+        ids[at] = this.#mergeId[best];
+        ids.splice(at + 1, 1);
+        chars.splice(at + 1, 1); // chars stays aligned; only unknown (single) chars are read
       }
-      if (at < 0) break;
-      ids[at] = this.#mergeId[best];
-      ids.splice(at + 1, 1);
-      chars.splice(at + 1, 1); // chars stays aligned; only unknown (single) chars are read
     }
     let out = ids;
     if (ids.includes(-1)) {
@@ -317,7 +320,73 @@ export class TrainedTokenizer implements TextTokenizer {
     cache.set(key, out);
     return out;
   }
+
+  /**
+   * The merges of a long word (the loop above rescans the word for each merge: quadratic): the
+   * same merges in the same order — the lowest rank first, the leftmost on ties — from a heap of
+   * (rank, position) over a linked list, stale entries skipped. Returns the merged ids and the
+   * characters aligned with them.
+   */
+  #mergeLong(ids0: number[], chars0: string[]): [number[], string[]] {
+    const n = ids0.length, W = this.#width;
+    const ids = Int32Array.from(ids0);
+    const next = new Int32Array(n), prev = new Int32Array(n);
+    for (let i = 0; i < n; i++) [next[i], prev[i]] = [i + 1 < n ? i + 1 : -1, i - 1];
+    const alive = new Uint8Array(n).fill(1);
+    // entries rank·n + position: ordered by rank, then leftmost (positions keep their order)
+    const heap: number[] = [];
+    const push = (i: number) => {
+      const j = next[i];
+      if (j < 0 || ids[i] < 0 || ids[j] < 0) return;
+      const r = this.#rank.get(ids[i] * W + ids[j]);
+      if (r === undefined) return;
+      heap.push(r * n + i);
+      for (let c = heap.length - 1; c > 0;) {
+        const p = (c - 1) >> 1;
+        if (heap[p] <= heap[c]) break;
+        [heap[p], heap[c]] = [heap[c], heap[p]];
+        c = p;
+      }
+    };
+    const pop = (): number => {
+      const top = heap[0], last = heap.pop()!;
+      if (heap.length > 0) {
+        heap[0] = last;
+        for (let c = 0;;) {
+          const l = 2 * c + 1, r = l + 1;
+          let m = c;
+          if (l < heap.length && heap[l] < heap[m]) m = l;
+          if (r < heap.length && heap[r] < heap[m]) m = r;
+          if (m === c) break;
+          [heap[m], heap[c]] = [heap[c], heap[m]];
+          c = m;
+        }
+      }
+      return top;
+    };
+    for (let i = 0; i + 1 < n; i++) push(i);
+    while (heap.length > 0) {
+      const e = pop(), i = e % n, r = (e - i) / n, j = next[i];
+      // stale: the left token merged away, or its pair changed since this entry
+      if (!alive[i] || j < 0 || this.#rank.get(ids[i] * W + ids[j]) !== r) continue;
+      ids[i] = this.#mergeId[r];
+      alive[j] = 0;
+      next[i] = next[j];
+      if (next[j] >= 0) prev[next[j]] = i;
+      if (prev[i] >= 0) push(prev[i]);
+      push(i);
+    }
+    const outIds: number[] = [], outChars: string[] = [];
+    for (let i = 0; i >= 0 && i < n; i = next[i]) {
+      outIds.push(ids[i]);
+      outChars.push(chars0[i]);
+    }
+    return [outIds, outChars];
+  }
 }
+
+/** Words longer than this many symbols merge through a heap (TrainedTokenizer's `#mergeLong`). */
+const LONG_WORD = 64;
 
 /**
  * Trains a BPE tokenizer on `texts` (for translation: both sides of every pair).

@@ -427,3 +427,20 @@ Deno.test("trainedTokenizerFromObject() takes the splitDigits shape and only tha
     assert.equal(trainedTokenizerFromObject(o), null, change.toString());
   }
 });
+
+Deno.test("encode() of long unbroken words (merged through a heap) equals @huggingface/tokenizers", async () => {
+  const tok = await trainBpe(CORPUS, { vocabSize: 400 });
+  const lib = tokenizerFromJson(tok.toJson(), "trained", { fastPath: false });
+  const letters = "abcdeilmnorstuy";
+  let s = 7;
+  const rand = () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (const len of [65, 300, 3000]) {
+    const word = Array.from({ length: len }, () => letters[Math.floor(rand() * letters.length)])
+      .join("");
+    // repeated pieces too (ties between equal pairs: the leftmost first)
+    for (const w of [word, "aaaa".repeat(len / 4 | 0), "ab".repeat(len)]) {
+      assert.deepEqual(tok.encode(w), lib.encode(w), `${w.slice(0, 20)}… (${w.length})`);
+      assert.deepEqual(tok.encode(`x ${w} y`), lib.encode(`x ${w} y`));
+    }
+  }
+});
