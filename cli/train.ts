@@ -110,7 +110,7 @@ Run:
   --json                   one JSON object per epoch on stdout
 
 Ctrl-C (SIGINT) or SIGTERM writes a checkpoint and exits with 130; --resume continues it.
-A second Ctrl-C exits at once, leaving the last checkpoint as it was.
+A second Ctrl-C exits at once (once a checkpoint being written is whole).
 
 Permissions: --allow-read (data, config, tokenizer, run folder) --allow-write=DIR (the run folder)
              --allow-env (XDG_RUNTIME_DIR, DENO_WEBGPU_BACKEND). No network.
@@ -248,33 +248,51 @@ export function precisionFlag(value: string | undefined): "f32" | "f16" {
   throw new UsageError(`--precision must be f32 or f16, got ${JSON.stringify(value)}`);
 }
 
+/** The listeners {@linkcode interruptHandler} makes. */
+export interface InterruptHandler {
+  /** The SIGINT/SIGTERM listener. */
+  onSignal: () => void;
+  /** `TrainOptions.onCheckpointWrite`: whether a checkpoint is being written. */
+  onCheckpointWrite: (writing: boolean) => void;
+}
+
 /**
- * The SIGINT/SIGTERM listener of `train`: the first signal aborts `controller`
- * (the run stops after the step under way, with a checkpoint); a second one
- * calls `exit(130)` at once (the last checkpoint stays as it was: its writes
- * are atomic).
+ * The signal listeners of `train`: the first SIGINT/SIGTERM aborts
+ * `controller` (the run stops after the step under way, with a checkpoint);
+ * a second one calls `exit(130)` at once — or, while a checkpoint is being
+ * written, as soon as it is (so the run folder keeps a whole checkpoint).
  */
 export function interruptHandler(
   controller: AbortController,
   exit: (code: number) => void = Deno.exit,
-): () => void {
-  return () => {
-    if (!controller.signal.aborted) {
-      console.error(
-        "webseq train: interrupted: stopping after this step with a checkpoint (again: exit at once)",
-      );
-      controller.abort();
-      return;
-    }
-    console.error("webseq train: interrupted again: exiting without a new checkpoint");
-    exit(130);
+): InterruptHandler {
+  let writing = false, exitAfterWrite = false;
+  return {
+    onSignal: () => {
+      if (!controller.signal.aborted) {
+        console.error(
+          "webseq train: interrupted: stopping after this step with a checkpoint (again: exit at once)",
+        );
+        controller.abort();
+      } else if (writing) {
+        console.error("webseq train: interrupted again: exiting once the checkpoint is written");
+        exitAfterWrite = true;
+      } else {
+        console.error("webseq train: interrupted again: exiting without a new checkpoint");
+        exit(130);
+      }
+    },
+    onCheckpointWrite: (now) => {
+      writing = now;
+      if (!now && exitAfterWrite) exit(130);
+    },
   };
 }
 
 /** Runs `webseq train`. */
 export async function run(args: string[]): Promise<number> {
   const controller = new AbortController();
-  const onSignal = interruptHandler(controller);
+  const { onSignal, onCheckpointWrite } = interruptHandler(controller);
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   try {
     const { flags } = parseFlags(args, SPEC);
@@ -364,6 +382,7 @@ export async function run(args: string[]): Promise<number> {
       quiet: Boolean(flags.quiet),
       json: Boolean(flags.json),
       signal: controller.signal,
+      onCheckpointWrite,
     };
     const backend = await selectBackend(device, { quiet: opts.quiet });
     for (const s of signals) Deno.addSignalListener(s, onSignal);

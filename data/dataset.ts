@@ -595,32 +595,40 @@ function emptyBatch(B: number, S: number, T: number, pad: number): Batch {
   };
 }
 
-/** Characters one token is taken to cover at most, where {@linkcode encodePrefix} cuts a text. */
+/** Characters a token is first taken to cover, where {@linkcode encodePrefix} cuts a text. */
 export const MAX_TOKEN_CHARS = 32;
 
 /**
- * The tokens of `text` as far as `maxTokens` of them can reach: a text longer
- * than `maxTokens · MAX_TOKEN_CHARS + 64` characters is cut there before
- * encoding (at the last whitespace within 256 characters of that point, if
- * any, so no word is split), and `cut` says so. BPE encodes one unbroken word
- * in time quadratic in its length (an 8-million-character line without spaces
- * took days); what lies past the tokens a sequence keeps changes none of them
- * (whole words before the cut encode the same), so the kept ids are those of
- * the whole text.
+ * The tokens of `text` as far as `maxTokens` of them reach, without
+ * encoding all of a very long text: a text longer than `maxTokens ·
+ * MAX_TOKEN_CHARS + 64` characters is cut there (at the last whitespace
+ * within 256 characters, else between whole UTF-16 code points) and the
+ * prefix encoded; where that gives fewer than `maxTokens + 8` tokens (long
+ * tokens, characters a normalizer drops, a word a tokenizer maps to one
+ * unknown token) the cut doubles, up to the whole text. `cut`: the ids are of
+ * a prefix (and more than `maxTokens`). BPE encodes one unbroken word in
+ * time quadratic in its length in the library (an 8-million-character line
+ * without spaces took days); the tokens a sequence keeps come before the cut
+ * with 8 more to spare, so they are those of the whole text.
  */
 export function encodePrefix(
   tokenizer: TextTokenizer,
   text: string,
   maxTokens: number,
 ): { ids: number[]; cut: boolean } {
-  const cap = maxTokens * MAX_TOKEN_CHARS + 64;
-  if (text.length <= cap) return { ids: tokenizer.encode(text), cut: false };
-  let end = cap;
-  for (let j = cap; j > cap - 256; j--) {
-    if (/\s/.test(text[j])) {
-      end = j;
-      break;
+  for (let cap = maxTokens * MAX_TOKEN_CHARS + 64; text.length > cap; cap *= 2) {
+    let end = cap;
+    for (let j = cap; j > cap - 256; j--) {
+      if (/\s/.test(text[j])) {
+        end = j;
+        break;
+      }
     }
+    // never half a surrogate pair
+    const c = text.charCodeAt(end - 1);
+    if (end === cap && c >= 0xd800 && c <= 0xdbff) end--;
+    const ids = tokenizer.encode(text.slice(0, end));
+    if (ids.length >= maxTokens + 8) return { ids, cut: true };
   }
-  return { ids: tokenizer.encode(text.slice(0, end)), cut: true };
+  return { ids: tokenizer.encode(text), cut: false };
 }

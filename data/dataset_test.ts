@@ -298,6 +298,21 @@ Deno.test("encodePrefix() cuts a text past what maxTokens can reach: the kept id
   // not end)
   const word = encodePrefix(tok, "thequickbrownfox".repeat(125_000), 16);
   assert.ok(word.cut && word.ids.length >= 15);
+  // a prefix short of tokens (a normalizer drops the spaces it holds) is cut longer, up to the
+  // whole text: nothing lost
+  const dropping: TextTokenizer = {
+    vocabSize: tok.vocabSize,
+    encode: (t) => tok.encode(t.replace(/ +/g, " ").trim()),
+    decode: (ids) => tok.decode(ids),
+    tokenToId: (t) => tok.tokenToId(t),
+    toJson: () => tok.toJson(),
+  };
+  const spaced = " ".repeat(3000) + long;
+  const p = encodePrefix(dropping, spaced, 16);
+  assert.ok(p.cut && p.ids.length >= 24);
+  assert.deepEqual(p.ids.slice(0, 16), dropping.encode(spaced).slice(0, 16));
+  const few = " ".repeat(3000) + "the lazy dog";
+  assert.deepEqual(encodePrefix(dropping, few, 16), { ids: dropping.encode(few), cut: false });
   // the dataset reports such a text truncated and keeps maxLength - 1 tokens
   const ds = new TokenizerDataset(["thequickbrownfox".repeat(125_000)], ["dog"], tok, {
     maxLength: 16,

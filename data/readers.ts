@@ -365,6 +365,7 @@ async function* csvRecords(
   let inQuotes = false; // inside a quoted field that continues on the next line
   let recordLine = 0;
   let quoteLine = 0; // where the open quoted field started
+  let spanned = 0; // where a quoted field of this record that spanned lines started (0: none)
 
   for await (const { text, no } of lines) {
     // A record ends at n: before the "\r" of a CRLF. Inside quotes the "\r" is content.
@@ -375,6 +376,7 @@ async function* csvRecords(
     } else {
       if (n === 0) continue;
       recordLine = no;
+      spanned = 0;
       fields = [];
       field = "";
     }
@@ -397,6 +399,7 @@ async function* csvRecords(
           continue;
         }
         inQuotes = false;
+        if (quoteLine !== no) spanned = quoteLine;
         i = q + 1;
         // After the closing quote: a comma, or the end of the record.
         if (i >= n) {
@@ -405,9 +408,9 @@ async function* csvRecords(
           break;
         }
         if (text[i] !== ",") {
-          // a record spanning lines most likely has a stray quote where it began: say where
-          const began = recordLine !== no
-            ? ` (the record began on line ${recordLine}: a stray quote there?)`
+          // a quoted field that spanned lines most likely opened with a stray quote: say where
+          const began = spanned
+            ? ` (a quoted field ran from line ${spanned}: a stray quote there?)`
             : "";
           throw new SyntaxError(
             `${name}:${no}: unexpected ${JSON.stringify(text[i])} after a closing quote${began}`,

@@ -153,15 +153,24 @@ Deno.test("loadPairs() rejects stray quotes in CSV", async () => {
   await assertFails("after_quote.csv", SyntaxError, 3, /unexpected "x" after a closing quote$/);
 });
 
-Deno.test("loadPairs() names where a record spanning lines began (a stray opening quote)", async () => {
+Deno.test("loadPairs() names where a quoted field spanning lines began (a stray opening quote)", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const f = `${dir}/stray.csv`;
     await Deno.writeTextFile(f, 'source,target\na,b\n"c,d\ne","f"8\ng,h\n');
+    // a record whose real multi-line field ends before the stray quote's line: that line
+    const g = `${dir}/stray2.csv`;
+    await Deno.writeTextFile(g, 'source,target\n"a\nb","c"\nd,e\n"z,w\nx","y"9\n');
+    await assert.rejects(
+      loadPairs(g),
+      new SyntaxError(
+        `${g}:6: unexpected "9" after a closing quote (a quoted field ran from line 5: a stray quote there?)`,
+      ),
+    );
     await assert.rejects(
       loadPairs(f),
       new SyntaxError(
-        `${f}:4: unexpected "8" after a closing quote (the record began on line 3: a stray quote there?)`,
+        `${f}:4: unexpected "8" after a closing quote (a quoted field ran from line 3: a stray quote there?)`,
       ),
     );
   } finally {

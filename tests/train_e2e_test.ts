@@ -126,6 +126,7 @@ Deno.test("train() notices an abort from a timer (as a signal listener) within t
   try {
     const d = await smallData(dir);
     const ctl = new AbortController();
+    const writes: boolean[] = [];
     // 24 steps an epoch; each made to take 30 ms; the abort comes from a macrotask, as a
     // Ctrl-C listener's would: it can only run when the step loop gives the event loop a turn
     const r = await train({
@@ -134,6 +135,7 @@ Deno.test("train() notices an abort from a timer (as a signal listener) within t
       bleuLimit: 0,
       sampleInterval: 0,
       signal: ctl.signal,
+      onCheckpointWrite: (w) => writes.push(w),
       onStep: (s) => {
         if (s === 2) setTimeout(() => ctl.abort(), 0);
         const t = performance.now();
@@ -142,6 +144,8 @@ Deno.test("train() notices an abort from a timer (as a signal listener) within t
     });
     assert.equal(r.stopped, "interrupted");
     assert.ok(r.steps < 24, `stopped at step ${r.steps}`);
+    // its one checkpoint, announced before and after (the CLI defers a second Ctrl-C's exit)
+    assert.deepEqual(writes, [true, false]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -385,7 +389,13 @@ Deno.test("train() --resume refuses a checkpoint whose files are of different st
       format: "pt",
       webseq_step: String(state.step + 2),
     });
-    await Deno.writeTextFile(`${out}/.model.safetensors.tmp-123-abc`, "partial");
+    // a writer gone 11 minutes ago (pids above Linux's pid_max, 2²², never run; where /proc
+    // cannot be read, without --allow-all, only the age tells), and the parent process, alive
+    const gone = `${out}/.model.safetensors.tmp-4194399-abc`;
+    await Deno.writeTextFile(gone, "partial");
+    const past = new Date(Date.now() - 11 * 60_000);
+    await Deno.utime(gone, past, past);
+    await Deno.writeTextFile(`${out}/.optimizer.safetensors.tmp-${Deno.ppid}-abc`, "live");
     const again = {
       out,
       resume: true,
@@ -405,10 +415,9 @@ Deno.test("train() --resume refuses a checkpoint whose files are of different st
     // the files as written: the resume goes on, and the temporary file is gone
     await Deno.writeFile(runPath(out, "model"), original);
     await train(again);
-    await assert.rejects(
-      () => Deno.stat(`${out}/.model.safetensors.tmp-123-abc`),
-      Deno.errors.NotFound,
-    );
+    await assert.rejects(() => Deno.stat(gone), Deno.errors.NotFound);
+    // a live writer's file stays
+    await Deno.stat(`${out}/.optimizer.safetensors.tmp-${Deno.ppid}-abc`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

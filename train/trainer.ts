@@ -186,6 +186,11 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Log lines (default stderr). */
   log?: (line: string) => void;
+  /**
+   * Called with true before a checkpoint's files (and best/) are written and with false after
+   * (the CLI defers a second Ctrl-C's exit until then, so the checkpoint stays whole).
+   */
+  onCheckpointWrite?: (writing: boolean) => void;
   /** Called after every optimizer step (tests use it to interrupt at a given step). */
   onStep?: (step: number) => void;
 }
@@ -322,13 +327,20 @@ async function checkCheckpoint(out: string, state: TrainerState): Promise<void> 
       );
     }
   }
+  // a temporary file `.<name>.tmp-<pid>-<random>` of a writer that is gone: its process no
+  // longer runs (Linux's /proc tells), or it has not been written to for 10 minutes
   for (const dir of [out, `${out}/best`]) {
     let entries: Deno.DirEntry[] = [];
     try {
       entries = [...Deno.readDirSync(dir)];
     } catch { /* no such folder */ }
     for (const e of entries) {
-      if (e.isFile && /^\..+\.tmp-[^/]+$/.test(e.name)) await Deno.remove(`${dir}/${e.name}`);
+      const m = /^\..+\.tmp-(\d+)-[0-9a-z]+$/.exec(e.name);
+      if (!e.isFile || !m) continue;
+      const path = `${dir}/${e.name}`;
+      const stale = !(await processRuns(Number(m[1]))) ||
+        Date.now() - ((await Deno.stat(path)).mtime?.getTime() ?? 0) > 600_000;
+      if (stale) await Deno.remove(path).catch(() => {});
     }
   }
 }
@@ -424,6 +436,18 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     ["f16_accumulate", "--f16-accumulate", opts.f16Accumulate],
   ];
   for (const [key, flag, given] of recorded) keep(key, flag, given, undefined);
+  if (opts.resume && opts.dropout !== undefined) {
+    // the run's config holds its dropout: the same value continues it, another is refused
+    const config = await loadConfig(out);
+    const same = opts.dropout === 0
+      ? config.dropout === 0 && config.attention_dropout === 0 && config.drop_path === 0
+      : config.dropout === opts.dropout;
+    if (!same) {
+      throw new TrainOptionError(
+        `${out} was trained with dropout ${config.dropout}, not ${opts.dropout}: leave --dropout out to resume it as it was`,
+      );
+    }
+  }
   const sourceCol = keep("source_col", "--source-col", opts.sourceCol, undefined);
   const targetCol = keep("target_col", "--target-col", opts.targetCol, undefined);
   const maxLengthOpt = keep("max_length", "--max-length", opts.maxLength, 64);
@@ -557,17 +581,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       );
     }
   }
-  if (opts.dropout !== undefined && opts.resume) {
-    // the run's config holds its dropout: the same value continues it, another is refused
-    const same = opts.dropout === 0
-      ? config.dropout === 0 && config.attention_dropout === 0 && config.drop_path === 0
-      : config.dropout === opts.dropout;
-    if (!same) {
-      throw new TrainOptionError(
-        `${out} was trained with dropout ${config.dropout}, not ${opts.dropout}: leave --dropout out to resume it as it was`,
-      );
-    }
-  } else if (opts.dropout !== undefined) {
+  if (opts.dropout !== undefined && !opts.resume) {
     config = opts.dropout === 0
       ? { ...config, dropout: 0, attention_dropout: 0, drop_path: 0 }
       : { ...config, dropout: opts.dropout };
@@ -722,6 +736,15 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const checkpointState = async (): Promise<TrainerState> =>
     scaler ? { ...state(), grad_scaler: await scaler.read() } : state();
 
+  // the checkpoint's files (and best/) are written as one: `onCheckpointWrite` hears when
+  const writingCheckpoint = async (write: () => Promise<void>) => {
+    opts.onCheckpointWrite?.(true);
+    try {
+      await write();
+    } finally {
+      opts.onCheckpointWrite?.(false);
+    }
+  };
   let stopped: TrainSummary["stopped"] = "completed";
   let lastYield = performance.now();
   let lastValid: EvalMetrics | null = null;
@@ -880,7 +903,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     const owed = loader.state().position === 0 || step >= totalSteps;
     if (interrupted && !owed) {
       await backend.sync();
-      await saveCheckpoint(out, model, opt, await checkpointState());
+      await writingCheckpoint(async () => saveCheckpoint(out, model, opt, await checkpointState()));
       info(`interrupted: checkpoint written to ${out} at step ${step}; continue with --resume`);
       stopped = "interrupted";
       running?.dispose();
@@ -981,16 +1004,18 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     } else {
       badEpochs++;
     }
-    await saveCheckpoint(out, model, opt, await checkpointState());
-    if (improved) {
-      const best = `${out}/best`;
-      await Deno.mkdir(best, { recursive: true });
-      await saveConfig(best, config);
-      if (tokenizer) await saveTokenizer(tokenizer, runPath(best, "tokenizer"));
-      await saveModelWeights(best, await model.stateDict(), {
-        tieEmbeddings: config.tie_embeddings,
-      });
-    }
+    await writingCheckpoint(async () => {
+      await saveCheckpoint(out, model, opt, await checkpointState());
+      if (improved) {
+        const best = `${out}/best`;
+        await Deno.mkdir(best, { recursive: true });
+        await saveConfig(best, config);
+        if (tokenizer) await saveTokenizer(tokenizer, runPath(best, "tokenizer"));
+        await saveModelWeights(best, await model.stateDict(), {
+          tieEmbeddings: config.tie_embeddings,
+        });
+      }
+    });
     await writeReport(out, { device: backend.description, parameters: model.parameterCount() });
     if (opts.patience && badEpochs >= opts.patience) {
       info(`early stopping: validation loss did not improve for ${badEpochs} epochs`);
@@ -1076,6 +1101,26 @@ function specialIdsFrom(
     : found.bos ?? pad;
   const bos = fileSets("bos_token_id") ? config.bos_token_id : found.bos ?? start;
   return { pad_token_id: pad, eos_token_id: eos, bos_token_id: bos, decoder_start_token_id: start };
+}
+
+/**
+ * Whether process `pid` runs (true when that cannot be told: no /proc, or no
+ * permission to read it — Deno asks for --allow-all there).
+ */
+async function processRuns(pid: number): Promise<boolean> {
+  if (pid === Deno.pid) return false; // this process writes nothing yet
+  try {
+    await Deno.stat(`/proc/${pid}`);
+    return true;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) return true;
+    try {
+      await Deno.stat("/proc/self");
+      return false; // /proc is there and the process is not
+    } catch {
+      return true;
+    }
+  }
 }
 
 /** `path` made absolute against the working folder (as given when that cannot be read). */
