@@ -24,7 +24,6 @@ import { initContext } from "../nn/module.ts";
 import { Seq2Seq } from "../nn/seq2seq.ts";
 import { type Batch, DataLoader, TokenizerDataset } from "../data/dataset.ts";
 import { checkPairIds, loadPairs, type Pair, type ReadPairsOptions } from "../data/readers.ts";
-import { resolve } from "node:path";
 import type { TextTokenizer } from "../data/tokenizer_types.ts";
 import {
   KNOWN_SPECIAL_TOKENS,
@@ -54,7 +53,16 @@ import {
   saveTrainerState,
   type TrainerState,
 } from "./run_folder.ts";
-import { readSafetensorsHeader } from "./safetensors.ts";
+import {
+  absolutePath,
+  checkCheckpoint,
+  dropLaterLines,
+  resumedOption,
+  samePairs,
+  TrainOptionError,
+} from "./resume.ts";
+
+export { TrainOptionError } from "./resume.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "./tune_cache.ts";
 import { batchLoss, batchTensors } from "./batch_tensors.ts";
@@ -140,7 +148,7 @@ export interface TrainOptions {
    * maximum length, seed, shuffling, learning rate, weight decay, warmup,
    * batch, accumulation, clipping, label smoothing and precision it recorded
    * apply (an option left out takes the recorded value, a different one is a
-   * RangeError); `epochs` and `maxSteps` may change (the schedule then ends
+   * TrainOptionError, train/resume.ts); `epochs` and `maxSteps` may change (the schedule then ends
    * at the new last step). Preset, config, tokenizer, vocabulary and digit
    * splitting come from the run folder and may not be given.
    */
@@ -222,23 +230,6 @@ export class NonFiniteLossError extends Error {
   }
 }
 
-/**
- * An option given to `train` does not fit the run: it differs from what a
- * resumed run recorded, or it names what the run folder decides (`--preset`
- * with `--resume`). The CLI reports it as a usage error (exit 2).
- */
-export class TrainOptionError extends RangeError {
-  /**
-   * Creates the error.
-   *
-   * @param message which option, what the run has, and what to do
-   */
-  constructor(message: string) {
-    super(message);
-    this.name = "TrainOptionError";
-  }
-}
-
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
@@ -303,46 +294,6 @@ async function saveCheckpoint(
   });
   await saveOptimizerState(out, { ...(await opt.state()), metadata: stepMeta });
   await saveTrainerState(out, state);
-}
-
-/**
- * Checks that a run's model and optimizer files are of the step its
- * trainer_state.json records (files from before the step was recorded pass),
- * and removes the temporary files of writes a crash cut short.
- */
-async function checkCheckpoint(out: string, state: TrainerState): Promise<void> {
-  for (const file of ["model", "optimizer"] as const) {
-    let step: string | undefined;
-    try {
-      step = (await readSafetensorsHeader(runPath(out, file))).metadata.webseq_step;
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) continue; // the load names it
-      throw err;
-    }
-    if (step !== undefined && Number(step) !== state.step) {
-      throw new Error(
-        `${runPath(out, file)} is of step ${step} but ${
-          runPath(out, "trainerState")
-        } of step ${state.step} (a checkpoint write was cut short): this run cannot resume exactly; start a new one from these weights with --init-from ${out}`,
-      );
-    }
-  }
-  // a temporary file `.<name>.tmp-<pid>-<random>` of a writer that is gone: its process no
-  // longer runs (Linux's /proc tells), or it has not been written to for 10 minutes
-  for (const dir of [out, `${out}/best`]) {
-    let entries: Deno.DirEntry[] = [];
-    try {
-      entries = [...Deno.readDirSync(dir)];
-    } catch { /* no such folder */ }
-    for (const e of entries) {
-      const m = /^\..+\.tmp-(\d+)-[0-9a-z]+$/.exec(e.name);
-      if (!e.isFile || !m) continue;
-      const path = `${dir}/${e.name}`;
-      const stale = !(await processRuns(Number(m[1]))) ||
-        Date.now() - ((await Deno.stat(path)).mtime?.getTime() ?? 0) > 600_000;
-      if (stale) await Deno.remove(path).catch(() => {});
-    }
-  }
 }
 
 /** When the trainer and the benchmark tune matmul kernels (see `TrainOptions.tune`). */
@@ -1039,35 +990,6 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
 }
 
 /**
- * An option of a run being resumed from `out`: its saved value when the
- * caller gave none or the same one; a different one is a RangeError naming
- * the flag. Without a saved value (a fresh run, or a state from before the
- * option was saved): the given value, else the fallback.
- */
-function resumedOption<T>(
-  out: string,
-  o: {
-    flag: string;
-    given: T | undefined;
-    saved: unknown;
-    fallback: T;
-    /** How a value reads in the message (default: the flag and the value; null: "no FLAG"). */
-    show?: (v: unknown) => string;
-  },
-): T {
-  if (o.saved === undefined) return o.given ?? o.fallback;
-  if (o.given !== undefined && o.given !== o.saved) {
-    const show = o.show ?? ((v: unknown) => (v === null ? `no ${o.flag}` : `${o.flag} ${v}`));
-    throw new TrainOptionError(
-      `${out} was trained with ${show(o.saved)}, not ${
-        show(o.given)
-      }: leave ${o.flag} out to resume it as it was`,
-    );
-  }
-  return o.saved as T;
-}
-
-/**
  * The config's special token ids for a tokenizer (CONTRACTS §4 uses them to build the
  * sequences): pad and eos are the tokenizer's own (specialTokenIds), the decoder starts with its
  * start token, or with pad where it has none (T5, Marian); a field the config file sets itself
@@ -1101,83 +1023,6 @@ function specialIdsFrom(
     : found.bos ?? pad;
   const bos = fileSets("bos_token_id") ? config.bos_token_id : found.bos ?? start;
   return { pad_token_id: pad, eos_token_id: eos, bos_token_id: bos, decoder_start_token_id: start };
-}
-
-/**
- * Whether process `pid` runs (true when that cannot be told: no /proc, or no
- * permission to read it — Deno asks for --allow-all there).
- */
-async function processRuns(pid: number): Promise<boolean> {
-  if (pid === Deno.pid) return false; // this process writes nothing yet
-  try {
-    await Deno.stat(`/proc/${pid}`);
-    return true;
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) return true;
-    try {
-      await Deno.stat("/proc/self");
-      return false; // /proc is there and the process is not
-    } catch {
-      return true;
-    }
-  }
-}
-
-/** `path` made absolute against the working folder (as given when that cannot be read). */
-function absolutePath(path: string): string {
-  try {
-    return resolve(path);
-  } catch {
-    return path; // no read permission for the working folder
-  }
-}
-
-/**
- * A resumed run's data file `given` (as `flag`), holding `count` pairs,
- * against the recorded one: the same file, or one holding as many pairs as
- * were recorded (a moved or renamed copy); else a RangeError.
- */
-function samePairs(
-  out: string,
-  flag: string,
-  given: string,
-  count: number,
-  recorded: unknown,
-  recordedCount: unknown,
-): void {
-  if (typeof recorded !== "string" || absolutePath(given) === recorded) return;
-  if (typeof recordedCount === "number" && recordedCount !== count) {
-    throw new TrainOptionError(
-      `${given} holds ${count} pairs, but ${out} was trained on the ${recordedCount} of ${recorded}: leave ${flag} out to resume it as it was`,
-    );
-  }
-}
-
-/**
- * Rewrites the JSON-lines file at `path` (when it exists) without the
- * records `keep` rejects, atomically; untouched when all are kept.
- */
-async function dropLaterLines(
-  path: string,
-  keep: (record: Record<string, unknown>) => boolean,
-): Promise<void> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return;
-    throw err;
-  }
-  const lines = text.split("\n").filter((l) => l.trim() !== "");
-  const kept = lines.filter((l) => {
-    try {
-      return keep(JSON.parse(l));
-    } catch {
-      return true; // not ours to judge
-    }
-  });
-  if (kept.length === lines.length) return;
-  await writeFileAtomic(path, kept.map((l) => l + "\n").join(""));
 }
 
 /** The f16 accumulation mode, checked: "f16" needs precision f16. */
