@@ -68,8 +68,9 @@ section tests 140 deno test -A --cached-only $TEST_FILES
 section alu 20 $RUN bench/alu_probe.ts --json
 # an f16 matmul made for packed half FMAs (bench/f16_pair_probe.ts): even-k and odd-k f16 sums in
 # the two lanes of a vec2<f16> per output, no splat, f32 totals every 64 k (g0: only at the end,
-# the ceiling without them), 8 tiles at 4096 NN, then the generator's f32 and f16/64 kernels on the
-# same operands. Well above the f32 kernel's TFLOP/s (near twice), and the generator should take it
+# the ceiling without them), 10 tiles (2 staging two rows' pairs per vec4<f16>: "v") at 4096, NN and
+# NT, then the generator's f32 and f16/64 kernels on the same operands. Well above the f32 kernel's
+# TFLOP/s (near twice), and the generator should take it
 section pair 45 $RUN bench/f16_pair_probe.ts --json
 section matmul 70 $RUN bench/ops_bench.ts --only model,tune --json
 section sweep 50 $RUN bench/ops_bench.ts --only sweep --sweep-seconds 40 \

@@ -6,10 +6,12 @@
  * operand, and an f32 total per output takes the lanes every `group` k. The
  * slices are staged in workgroup memory as those pairs (`mat4x2<f16>`: the
  * pairs of 4 rows of `a`, or of 4 columns of `b`, at one k pair), so the
- * multiply reads four pairs per 16-byte load. (`mat4x2<f16>` is 4-byte
- * aligned, so a compiler may split that load; u32 words would make it sure,
- * but naga in Deno 2.9.6 mistypes the bitcasts between u32 words and f16
- * vectors: `bitcast<u32>(vec2<f16>)` is refused and `bitcast<vec4<f16>>` of a
+ * multiply reads four pairs per 16-byte load. `mat4x2<f16>` is 4-byte
+ * aligned, so a compiler may split that load; the `v4` tiles stage two rows'
+ * pairs per `vec4<f16>` instead (8-byte loads, two per four pairs, that are
+ * surely whole). (u32 words would give aligned 16-byte loads, but naga in
+ * Deno 2.9.6 mistypes the bitcasts between u32 words and f16 vectors:
+ * `bitcast<u32>(vec2<f16>)` is refused and `bitcast<vec4<f16>>` of a
  * `vec2<u32>` comes out with two lanes.)
  *
  * Why: `--precision f16` runs the generator's f16 kernels (ops/_matmul_wgsl.ts
@@ -57,19 +59,25 @@ export interface PairTile {
   TN: number;
   /** k summed in f16 before the f32 totals take the sums (a multiple of 2·BKP); 0: all of K. */
   group: number;
+  /**
+   * Stage two rows' pairs per `vec4<f16>` (8-byte aligned: the loads are sure to be whole, two
+   * per four pairs, and every staging store is 8 bytes) instead of four per `mat4x2<f16>`
+   * (4-byte aligned: a compiler may split its 16-byte load in four).
+   */
+  v4?: boolean;
 }
 
-/** `p<BM>x<BN>k<2·BKP>_<TM>x<TN>g<group>`. */
+/** `p<BM>x<BN>k<2·BKP>_<TM>x<TN>g<group>`, `v` for two-row `vec4<f16>` staging. */
 export function pairTileName(t: PairTile): string {
-  return `p${t.BM}x${t.BN}k${2 * t.BKP}_${t.TM}x${t.TN}g${t.group}`;
+  return `p${t.BM}x${t.BN}k${2 * t.BKP}_${t.TM}x${t.TN}g${t.group}${t.v4 ? "v" : ""}`;
 }
 
 /** The tile a {@linkcode pairTileName} names (checked), or a TypeError. */
 export function parsePairTile(name: string): PairTile {
-  const m = /^p(\d+)x(\d+)k(\d+)_(\d+)x(\d+)g(\d+)$/.exec(name);
+  const m = /^p(\d+)x(\d+)k(\d+)_(\d+)x(\d+)g(\d+)(v?)$/.exec(name);
   if (!m) throw new TypeError(`"${name}" is not a paired tile name like p128x128k16_8x8g64`);
-  const [BM, BN, BK, TM, TN, group] = m.slice(1).map(Number);
-  const t = { BM, BN, BKP: BK / 2, TM, TN, group };
+  const [BM, BN, BK, TM, TN, group] = m.slice(1, 7).map(Number);
+  const t: PairTile = { BM, BN, BKP: BK / 2, TM, TN, group, ...(m[7] ? { v4: true } : {}) };
   checkPairTile(t);
   return t;
 }
@@ -88,12 +96,15 @@ function checkPairTile(t: PairTile): void {
 }
 
 /**
- * The tiles the probe times: the classic 8 × 8 thread tile, its 64-deep and
- * whole-K f16 sums (what the f32 totals cost), 32-deep slices, and the
- * register-lighter 4 × 8 and 8 × 4 thread tiles.
+ * The tiles the probe times: the classic 8 × 8 thread tile (also with two-row
+ * `vec4<f16>` staging, as its 4 × 8 twin), its 64-deep and whole-K f16 sums
+ * (what the f32 totals cost), 32-deep slices, and the register-lighter 4 × 8
+ * and 8 × 4 thread tiles.
  */
 export const PAIR_TILES: readonly PairTile[] = [
   { BM: 128, BN: 128, BKP: 8, TM: 8, TN: 8, group: 64 },
+  { BM: 128, BN: 128, BKP: 8, TM: 8, TN: 8, group: 64, v4: true },
+  { BM: 64, BN: 128, BKP: 8, TM: 4, TN: 8, group: 64, v4: true },
   { BM: 128, BN: 128, BKP: 8, TM: 8, TN: 8, group: 0 },
   { BM: 128, BN: 128, BKP: 16, TM: 8, TN: 8, group: 64 },
   { BM: 128, BN: 128, BKP: 8, TM: 8, TN: 8, group: 128 },
@@ -116,14 +127,20 @@ export function pairMatmulWgsl(t: PairTile, transB = false): string {
   const BK = 2 * BKP, T = pairThreads(t), WX = BN / TN, WY = BM / TM;
   // 16-byte groups per k-pair row of a slice; one more where 4 threads store into the same
   // row group (an operand with k contiguous), so their stores fall in different banks
-  const PA = BM / 4 + 1;
-  const PB = BN / 4 + (transB ? 1 : 0);
+  // (v4: 8-byte elements of two rows, one pair each; two more per k-pair row where the stores
+  // of 4 threads of a row pair meet)
+  const V4 = t.v4 ?? false;
+  const PA = V4 ? BM / 2 + 2 : BM / 4 + 1;
+  const PB = V4 ? BN / 2 + (transB ? 2 : 0) : BN / 4 + (transB ? 1 : 0);
+  const SLOT = V4 ? "vec4<f16>" : "mat4x2<f16>";
   const slots = (units: number) => Math.ceil(units / T);
   const setup: string[] = [], fetch: string[] = [], store: string[] = [];
   // an operand stored with k contiguous (`a`; `b` when transB): a vec4<f16> along k holds the
   // pairs of two k pairs of one row
   const kRows = (x: "a" | "b", rows: number, pitch: number, r0: string) => {
-    const S = x === "a" ? "As" : "Bs", units = (rows * BK) / 4;
+    const S = x === "a" ? "As" : "Bs";
+    if (V4) return kRowPairs(x, S, rows, pitch, r0);
+    const units = (rows * BK) / 4;
     for (let l = 0; l < slots(units); l++) {
       const e = `(tid + ${l * T}u)`, part = (l + 1) * T > units, v = `${x}v${l}`;
       setup.push(
@@ -135,6 +152,24 @@ export function pairMatmulWgsl(t: PairTile, transB = false): string {
       fetch.push(part ? `if (${e} < ${units}u) { ${ld} }` : ld);
       const st = `{ let i0 = 2u * ${x}q${l} * ${pitch}u + ${x}r${l} / 4u; ` +
         `${S}[i0][${x}r${l} % 4u] = ${v}.xy; ${S}[i0 + ${pitch}u][${x}r${l} % 4u] = ${v}.zw; }`;
+      store.push(part ? `if (${e} < ${units}u) ${st}` : st);
+    }
+  };
+  // v4: a unit is two rows' vec4<f16> along k (4 k): element (2q, row pair) takes the first two k
+  // of both rows, (2q + 1, row pair) the last two; every store 8 bytes
+  const kRowPairs = (x: "a" | "b", S: string, rows: number, pitch: number, r0: string) => {
+    const units = (rows / 2) * (BK / 4);
+    for (let l = 0; l < slots(units); l++) {
+      const e = `(tid + ${l * T}u)`, part = (l + 1) * T > units, v = `${x}v${l}`;
+      setup.push(
+        `let ${x}q${l} = ${e} % ${BK / 4}u; let ${x}r${l} = ${e} / ${BK / 4}u;`,
+        `let ${x}i${l} = (${r0} + 2u * ${x}r${l}) * K4 + ${x}q${l};`,
+        `var ${v} = vec4<f16>(); var ${v}n = vec4<f16>();`,
+      );
+      const ld = `${v} = ${x}[${x}i${l} + kt / 4u]; ${v}n = ${x}[${x}i${l} + K4 + kt / 4u];`;
+      fetch.push(part ? `if (${e} < ${units}u) { ${ld} }` : ld);
+      const st = `{ let i0 = 2u * ${x}q${l} * ${pitch}u + ${x}r${l}; ` +
+        `${S}[i0] = vec4<f16>(${v}.xy, ${v}n.xy); ${S}[i0 + ${pitch}u] = vec4<f16>(${v}.zw, ${v}n.zw); }`;
       store.push(part ? `if (${e} < ${units}u) ${st}` : st);
     }
   };
@@ -151,7 +186,11 @@ export function pairMatmulWgsl(t: PairTile, transB = false): string {
     const ld = `b0v${l} = b[bi${l} + kt * N4]; b1v${l} = b[bi${l} + kt * N4 + N4];`;
     fetch.push(part ? `if (${e} < ${unitsB}u) { ${ld} }` : ld);
     const pair = (c: string) => `vec2<f16>(b0v${l}.${c}, b1v${l}.${c})`;
-    const st = `Bs[bk${l} * ${PB}u + bn${l}] = mat4x2<f16>(${C.map(pair).join(", ")});`;
+    // v4: columns 4·bn, 4·bn + 1 in one element, 4·bn + 2, 4·bn + 3 in the next
+    const st = V4
+      ? `Bs[bk${l} * ${PB}u + 2u * bn${l}] = vec4<f16>(${pair("x")}, ${pair("y")}); ` +
+        `Bs[bk${l} * ${PB}u + 2u * bn${l} + 1u] = vec4<f16>(${pair("z")}, ${pair("w")});`
+      : `Bs[bk${l} * ${PB}u + bn${l}] = mat4x2<f16>(${C.map(pair).join(", ")});`;
     store.push(part ? `if (${e} < ${unitsB}u) { ${st} }` : st);
   }
   const decl: string[] = [];
@@ -175,18 +214,24 @@ export function pairMatmulWgsl(t: PairTile, transB = false): string {
   const compute: string[] = [];
   for (let kp = 0; kp < BKP; kp++) {
     const body: string[] = [];
-    for (let g = 0; g < TM / 4; g++) body.push(`let av_${g} = As[${kp * PA + g * WY}u + ty];`);
-    for (let h = 0; h < TN / 4; h++) body.push(`let bv_${h} = Bs[${kp * PB + h * WX}u + tx];`);
-    for (let g = 0; g < TM / 4; g++) {
-      for (let i = 0; i < 4; i++) {
-        body.push(`let a${4 * g + i} = av_${g}[${i}];`);
+    // the 4 pairs of thread row group g (rows (g·WY + ty)·4 + i) and column group h: a
+    // mat4x2's columns, or (v4) the halves of two vec4<f16> elements
+    const groupOf = (S: string, pitch: number, at: string, v: string, name: string, f: number) => {
+      if (!V4) {
+        body.push(`let ${v} = ${S}[${kp * pitch}u + ${at}];`);
+        for (let i = 0; i < 4; i++) body.push(`let ${name}${f + i} = ${v}[${i}];`);
+        return;
       }
-    }
-    for (let h = 0; h < TN / 4; h++) {
-      for (let j = 0; j < 4; j++) {
-        body.push(`let b${4 * h + j} = bv_${h}[${j}];`);
-      }
-    }
+      body.push(
+        `let ${v}0 = ${S}[${kp * pitch}u + 2u * (${at})]; let ${v}1 = ${S}[${
+          kp * pitch
+        }u + 2u * (${at}) + 1u];`,
+        `let ${name}${f} = ${v}0.xy; let ${name}${f + 1} = ${v}0.zw;`,
+        `let ${name}${f + 2} = ${v}1.xy; let ${name}${f + 3} = ${v}1.zw;`,
+      );
+    };
+    for (let g = 0; g < TM / 4; g++) groupOf("As", PA, `${g * WY}u + ty`, `av_${g}`, "a", 4 * g);
+    for (let h = 0; h < TN / 4; h++) groupOf("Bs", PB, `${h * WX}u + tx`, `bv_${h}`, "b", 4 * h);
     for (let r = 0; r < TM; r++) {
       for (let c = 0; c < TN; c++) body.push(`p${r}_${c} = fma(a${r}, b${c}, p${r}_${c});`);
     }
@@ -208,8 +253,8 @@ struct U { M: u32, N: u32, K: u32 }
 @group(0) @binding(1) var<storage, read> b: array<vec4<f16>>; // [K, N], or [N, K] when transB
 @group(0) @binding(2) var<storage, read_write> c: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> u: U;
-var<workgroup> As: array<mat4x2<f16>, ${BKP * PA}>;
-var<workgroup> Bs: array<mat4x2<f16>, ${BKP * PB}>;
+var<workgroup> As: array<${SLOT}, ${BKP * PA}>;
+var<workgroup> Bs: array<${SLOT}, ${BKP * PB}>;
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let tx = tid % ${WX}u;

@@ -548,9 +548,13 @@ Deno.test("f16 GPU: the paired f16 matmul probe equals its CPU emulation (even/o
   await check({ BM: 32, BN: 32, BKP: 4, TM: 8, TN: 8, group: 32 }, 64, 96, 80, 3);
   await check({ BM: 32, BN: 32, BKP: 8, TM: 4, TN: 8, group: 0 }, 64, 64, 48, 5);
   await check({ BM: 16, BN: 32, BKP: 2, TM: 4, TN: 4, group: 8 }, 32, 64, 24, 7);
+  // two rows' pairs per vec4<f16>
+  await check({ BM: 32, BN: 32, BKP: 4, TM: 8, TN: 8, group: 32, v4: true }, 64, 96, 80, 11);
+  await check({ BM: 16, BN: 32, BKP: 2, TM: 4, TN: 4, group: 0, v4: true }, 32, 64, 24, 13);
   // the probe's own 8 × 8 tile, one workgroup
   await check(PAIR_TILES[0], 128, 128, 128, 9);
   assert.equal(pairTileName(PAIR_TILES[0]), "p128x128k16_8x8g64");
   assert.deepEqual(parsePairTile("p128x128k16_8x8g64"), PAIR_TILES[0]);
   assert.throws(() => parsePairTile("p128x128k16_8x8g40"), TypeError);
+  assert.deepEqual(parsePairTile("p64x128k16_4x8g64v"), PAIR_TILES[2]);
 });
