@@ -184,22 +184,19 @@ export class TokenizerDataset {
       if (tokenizer === null) {
         throw new TypeError(`TokenizerDataset: ${what} ${i} is text but no tokenizer was given`);
       }
-      const r = encodePrefix(tokenizer, side, L);
-      if (r.cut) cutText[i] = 1;
-      return r.ids;
+      // a cut text still holds more than L tokens, so it counts as truncated below
+      return encodePrefix(tokenizer, side, L).ids;
     };
-    let cutText = new Uint8Array(n); // texts cut before encoding (see encodePrefix)
     const store = (sides: readonly Side[], what: string) => {
       const buf = new IdBuffer();
       const offsets = new Int32Array(n);
       const lengths = new Int32Array(n);
       const cut = new Uint8Array(n);
       let truncated = 0;
-      cutText = new Uint8Array(n);
       for (let i = 0; i < n; i++) {
         const ids = encode(sides[i], i, what);
         const keep = Math.min(ids.length, L - 1); // room for eos / the start token
-        if (keep < ids.length || cutText[i]) {
+        if (keep < ids.length) {
           cut[i] = 1;
           truncated++;
         }
