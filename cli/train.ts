@@ -21,6 +21,7 @@ import {
   type TrainOptions,
   type TuneMode,
 } from "../train/trainer.ts";
+import { releaseRunFolderSync } from "../train/run_lock.ts";
 import { MATMUL_VARIANTS, parseTileName, useActivations } from "../ops/mod.ts";
 import { F16_ACCUMULATE, isF16Accumulate, type MatmulF16Accumulate } from "../ops/matmul_f16.ts";
 import { PRESETS } from "../nn/config.ts";
@@ -292,7 +293,11 @@ export function interruptHandler(
 /** Runs `webseq train`. */
 export async function run(args: string[]): Promise<number> {
   const controller = new AbortController();
-  const { onSignal, onCheckpointWrite } = interruptHandler(controller);
+  let out: string | undefined;
+  const { onSignal, onCheckpointWrite } = interruptHandler(controller, (code) => {
+    if (out !== undefined) releaseRunFolderSync(out); // Deno.exit skips train's `finally`
+    Deno.exit(code);
+  });
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   try {
     const { flags } = parseFlags(args, SPEC);
@@ -385,6 +390,7 @@ export async function run(args: string[]): Promise<number> {
       onCheckpointWrite,
     };
     const backend = await selectBackend(device, { quiet: opts.quiet });
+    out = opts.out;
     for (const s of signals) Deno.addSignalListener(s, onSignal);
     const summary = await train({ ...opts, backend });
     if (summary.stopped === "interrupted") return 130;

@@ -5,7 +5,7 @@
  * generate from the run folder.
  */
 import assert from "node:assert/strict";
-import { train } from "../train/trainer.ts";
+import { RUN_LOCK_FILE, RunLockedError, train } from "../train/trainer.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { readSafetensors, writeSafetensors } from "../train/safetensors.ts";
 import { readJsonl, runPath } from "../train/run_folder.ts";
@@ -159,11 +159,24 @@ Deno.test("train() refuses to overwrite a run and to resume nothing", async () =
       () => train({ ...baseOptions(d, `${dir}/none`), resume: true }),
       /nothing to resume/,
     );
+    // the refused run leaves no folder behind (the lock made it)
+    await assert.rejects(() => Deno.stat(`${dir}/none`), Deno.errors.NotFound);
     await train({ ...baseOptions(d, `${dir}/r`), epochs: 1, bleuLimit: 0 });
+    await assert.rejects(() => Deno.stat(`${dir}/r/${RUN_LOCK_FILE}`), Deno.errors.NotFound);
     await assert.rejects(
       () => train({ ...baseOptions(d, `${dir}/r`), epochs: 1 }),
       /already holds a run/,
     );
+    // a run folder another live trainer holds (pid 1 runs) is refused, its lock kept
+    const lock = `${dir}/r/${RUN_LOCK_FILE}`;
+    await Deno.writeTextFile(lock, JSON.stringify({ pid: 1, started: "then" }));
+    await assert.rejects(
+      () => train({ ...baseOptions(d, `${dir}/r`), resume: true }),
+      new RunLockedError(
+        `${dir}/r is in use by another webseq train (pid 1, since then): wait for it, or choose another --out (remove ${lock} if no such run is active)`,
+      ),
+    );
+    assert.equal(JSON.parse(await Deno.readTextFile(lock)).pid, 1);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -63,7 +63,9 @@ import {
 } from "./resume.ts";
 
 export { TrainOptionError } from "./resume.ts";
+export { RUN_LOCK_FILE, RunLockedError } from "./run_lock.ts";
 import { writeFileAtomic } from "./atomic.ts";
+import { lockRunFolder, RunLockedError } from "./run_lock.ts";
 import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "./tune_cache.ts";
 import { batchLoss, batchTensors } from "./batch_tensors.ts";
 import { type EvalMetrics, evaluate, idsToText } from "./evaluate.ts";
@@ -308,8 +310,21 @@ export function tunesOn(mode: TuneMode, backend: Backend): boolean {
   return mode === "on" || !isSoftwareAdapter((backend as GpuBackend).adapterInfo);
 }
 
-/** Trains a model per `opts` in the run folder `opts.out`. */
+/**
+ * Trains a model per `opts` in the run folder `opts.out`, which it holds for
+ * the run (train/run_lock.ts: a second trainer into the same folder is refused
+ * with {@linkcode RunLockedError}).
+ */
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
+  const lock = await lockRunFolder(opts.out);
+  try {
+    return await trainInFolder(opts);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
   const log = opts.log ?? ((s: string) => console.error(s));
   const info = (s: string) => {
     if (!opts.quiet) log(s);
