@@ -85,6 +85,10 @@ Deno.test("train() resumed after an interruption ends with the same weights as a
     ) {
       await Deno.stat(`${dir}/full/${f}`);
     }
+    // best/ holds the weights of the step trainer_state.json records as best
+    const best = await readSafetensors(`${dir}/full/best/model.safetensors`);
+    const fullState = JSON.parse(await Deno.readTextFile(runPath(`${dir}/full`, "trainerState")));
+    assert.equal(best.metadata?.webseq_step, String(fullState.best_step));
     const metrics = (await readJsonl(runPath(`${dir}/full`, "metrics"))) as Record<
       string,
       number

@@ -971,7 +971,9 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
       badEpochs++;
     }
     await writingCheckpoint(async () => {
-      await saveCheckpoint(out, model, opt, await checkpointState());
+      // best/ before the checkpoint that records it: a crash between the two replays the epoch
+      // on --resume, which writes best/ again (a best/ newer than trainer_state's best_step is
+      // that same epoch's weights), never a best_step whose best/ was not written
       if (improved) {
         const best = `${out}/best`;
         await Deno.mkdir(best, { recursive: true });
@@ -979,8 +981,10 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         if (tokenizer) await saveTokenizer(tokenizer, runPath(best, "tokenizer"));
         await saveModelWeights(best, await model.stateDict(), {
           tieEmbeddings: config.tie_embeddings,
+          metadata: { webseq_step: String(step) },
         });
       }
+      await saveCheckpoint(out, model, opt, await checkpointState());
     });
     await writeReport(out, { device: backend.description, parameters: model.parameterCount() });
     if (opts.patience && badEpochs >= opts.patience) {
