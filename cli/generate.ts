@@ -59,6 +59,8 @@ Options:
   --early-stopping            beam search: stop once num-beams hypotheses are finished
   --repetition-penalty X      CTRL penalty on tokens already generated (default 1: off)
   --no-repeat-ngram N         never repeat an n-gram of this size (default 0: off)
+  --min-new-tokens N          no eos before N tokens (default 0: off; --max-new-tokens still
+                              stops a sequence)
   --num-return-sequences N    outputs per input (default 1; sample or beam)
   --seed N                    sampling seed (default 0)
   --batch-size N              inputs decoded together (default 16)
@@ -82,6 +84,7 @@ const SPEC = {
   "early-stopping": { type: "boolean" },
   "repetition-penalty": { type: "string" },
   "no-repeat-ngram": { type: "string" },
+  "min-new-tokens": { type: "string" },
   "num-return-sequences": { type: "string" },
   seed: { type: "string" },
   "batch-size": { type: "string" },
@@ -155,6 +158,7 @@ function optionsFromFlags(flags: Flags): GenerateOptions {
     earlyStopping: flags["early-stopping"] === true ? true : undefined,
     repetitionPenalty,
     noRepeatNgramSize: numberFlag(flags, "no-repeat-ngram", { integer: true, min: 0 }),
+    minNewTokens: numberFlag(flags, "min-new-tokens", { integer: true, min: 0 }),
     numReturnSequences,
     seed: numberFlag(flags, "seed", { integer: true, min: 0, max: 2 ** 32 - 1 }),
   };

@@ -84,6 +84,20 @@ Deno.test("webseq generate prints one line per input, equal to generateText()", 
   assert.deepEqual(r.out, ref.sequences.map((g) => g[0].text!.replace(/[\t\r\n]+/g, " ")));
 });
 
+Deno.test("webseq generate --min-new-tokens equals generateText() with minNewTokens", async () => {
+  const args = [...BASE, ...TEXTS.flatMap((t) => ["--text", t]), "--min-new-tokens", "5", "--json"];
+  const r = await capture(args);
+  assert.equal(r.code, 0, r.err.join("\n"));
+  const { model, tokenizer } = await loadRun(DIR, { backend: CPU });
+  const ref = await generateText(model, tokenizer!, TEXTS, { maxNewTokens: 6, minNewTokens: 5 });
+  model.dispose();
+  assert.deepEqual(
+    r.out.map((l) => JSON.parse(l).scores[0]),
+    ref.sequences.map((g) => g[0].score),
+  );
+  assert.ok(ref.sequences.every((g) => g[0].ids.length >= 5));
+});
+
 Deno.test("webseq generate --json gives input, outputs and sorted beam scores", async () => {
   const r = await capture([
     ...BASE,
@@ -212,6 +226,7 @@ Deno.test("webseq generate usage errors exit 2 with one line", async () => {
     [[...BASE, "--text", "x", "--max-new-tokens", "two"], /--max-new-tokens must be an integer/],
     [[...BASE, "--text", "x", "--top-k", "-1"], /--top-k must be at least 0, got -1/],
     [[...BASE, "--text", "x", "--max-new-tokens", "0"], /--max-new-tokens must be at least 1/],
+    [[...BASE, "--text", "x", "--min-new-tokens", "-2"], /--min-new-tokens must be at least 0/],
     [[...BASE, "--text", "x", "--temperature", "1e-7"], /--temperature must be at least 1e-6/],
     [
       [...BASE, "--text", "x", "--num-beams", "3", "--temperature", "0.5"],

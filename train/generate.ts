@@ -1,7 +1,7 @@
 /**
  * Generation: greedy, sampling (temperature, top-k, top-p) and beam search
  * over a {@linkcode Seq2Seq}, with repetition penalty, no-repeat-n-gram,
- * several return sequences and stop at eos.
+ * a minimum length, several return sequences and stop at eos.
  *
  * The spine: sources are padded into one batch and encoded ONCE; then each
  * new token costs one decoder step on the key/value cache
@@ -14,9 +14,9 @@
  * ({@linkcode greedyOnDevice}, {@linkcode sampleOnDevice}).
  *
  * Semantics follow Hugging Face `generate()`:
- * - processors run in the order repetition penalty, no-repeat-n-gram, then
- *   (sampling only) temperature, top-k, top-p; they see the decoder sequence
- *   including the start token;
+ * - processors run in the order repetition penalty, no-repeat-n-gram,
+ *   min-new-tokens, then (sampling only) temperature, top-k, top-p; they see
+ *   the decoder sequence including the start token;
  * - beam search applies the processors to log-probabilities, keeps 2·numBeams
  *   candidates per input, and scores a finished hypothesis as
  *   `sum logprob / len ** lengthPenalty`, len = generated tokens including eos;
@@ -93,6 +93,12 @@ export interface GenerateOptions {
   repetitionPenalty?: number;
   /** Forbid repeating any n-gram of this size (default 0 = off). */
   noRepeatNgramSize?: number;
+  /**
+   * Generate at least this many tokens before eos may end a sequence
+   * (default 0 = off): eos gets probability 0 until then (Hugging Face
+   * `min_new_tokens`). A sequence may still stop at `maxNewTokens`.
+   */
+  minNewTokens?: number;
   /** Sequences returned per input (default 1; at most numBeams for beam search). */
   numReturnSequences?: number;
   /** Use the key/value cache (default true); false re-runs the decoder over the prefix each step. */
@@ -246,6 +252,7 @@ interface Resolved {
   earlyStopping: boolean;
   repetitionPenalty: number;
   noRepeatNgramSize: number;
+  minNewTokens: number;
   numReturnSequences: number;
 }
 
@@ -303,6 +310,7 @@ function resolveOptions(opts: Omit<GenerateOptions, "useCache" | "tokenizer">): 
     earlyStopping: opts.earlyStopping ?? false,
     repetitionPenalty: opts.repetitionPenalty ?? 1,
     noRepeatNgramSize: checkInt("noRepeatNgramSize", opts.noRepeatNgramSize ?? 0, 0),
+    minNewTokens: checkInt("minNewTokens", opts.minNewTokens ?? 0, 0),
     numReturnSequences: checkInt("numReturnSequences", opts.numReturnSequences ?? 1, 1),
   };
   if (!(r.temperature > 0) || !Number.isFinite(r.temperature)) {
@@ -343,10 +351,36 @@ function normalizedScore(sum: number, len: number, lengthPenalty: number): numbe
   return len === 0 ? 0 : sum / len ** lengthPenalty;
 }
 
-/** The penalties every strategy applies (in HF order), in place. */
-function applyPenalties(row: LogitsRow, context: readonly number[], o: Resolved): void {
+/**
+ * Hugging Face `MinNewTokensLengthLogitsProcessor`, in place: eos's logit is
+ * −∞ while fewer than `minNewTokens` tokens follow the start token in `context`.
+ */
+export function applyMinNewTokens(
+  logits: LogitsRow,
+  context: readonly number[],
+  minNewTokens: number,
+  eosTokenId: number,
+): void {
+  if (context.length - 1 < minNewTokens && eosTokenId >= 0 && eosTokenId < logits.length) {
+    logits[eosTokenId] = -Infinity;
+  }
+}
+
+/** Whether any logits processor applies (then every strategy chooses on the host). */
+function hasProcessors(o: Resolved): boolean {
+  return o.repetitionPenalty !== 1 || o.noRepeatNgramSize > 0 || o.minNewTokens > 0;
+}
+
+/** The processors every strategy applies (in HF order), in place. */
+function applyPenalties(
+  row: LogitsRow,
+  context: readonly number[],
+  o: Resolved,
+  eosTokenId: number,
+): void {
   applyRepetitionPenalty(row, context, o.repetitionPenalty);
   if (o.noRepeatNgramSize > 0) applyNoRepeatNgram(row, context, o.noRepeatNgramSize);
+  if (o.minNewTokens > 0) applyMinNewTokens(row, context, o.minNewTokens, eosTokenId);
 }
 
 /**
@@ -382,7 +416,7 @@ async function greedyOrSample(
   );
   const tokens = new Int32Array(N).fill(ids.startTokenId);
   let steps = 0;
-  const penalties = o.repetitionPenalty !== 1 || o.noRepeatNgramSize > 0;
+  const penalties = hasProcessors(o);
   for (let t = 0; t < o.maxNewTokens && finished.some((f) => !f); t++) {
     const logits = await step(tokens, null);
     steps++;
@@ -394,7 +428,7 @@ async function greedyOrSample(
         continue;
       }
       const row = logits.slice(r * V, (r + 1) * V);
-      applyPenalties(row, seqs[r], o);
+      applyPenalties(row, seqs[r], o, ids.eosTokenId);
       let tok: number;
       if (o.strategy === "greedy") {
         tok = argmax(row);
@@ -513,7 +547,7 @@ async function beamSearch(
       for (let j = 0; j < nb; j++) {
         const r = b * nb + j;
         const row = logSoftmax(logits.subarray(r * V, (r + 1) * V), lse[r]);
-        applyPenalties(row, seqs[r], o);
+        applyPenalties(row, seqs[r], o, ids.eosTokenId);
         for (let v = 0; v < V; v++) {
           const s = beamScores[r] + row[v];
           if (!(s > candScore[keep - 1]) && candIdx[keep - 1] !== -1) continue;
@@ -805,7 +839,7 @@ export async function generate(
     // plain greedy and sampling on a GPU choose on the device: no readback per token (see
     // greedyOnDevice, sampleOnDevice); beam search and the penalties choose on the host
     const r = resolveOptions(searchOpts);
-    const plain = r.repetitionPenalty === 1 && r.noRepeatNgramSize === 0;
+    const plain = !hasProcessors(r);
     const backend = modelBackend(model);
     const onDevice = plain && session.stepOnDevice !== undefined && backend.kind === "webgpu";
     const result = onDevice && r.strategy === "greedy"
@@ -945,6 +979,9 @@ async function decodeOnDevice(
   }
   if (o.noRepeatNgramSize > 0) {
     throw new TypeError(`${name}: noRepeatNgramSize ${o.noRepeatNgramSize} needs decodeSteps`);
+  }
+  if (o.minNewTokens > 0) {
+    throw new TypeError(`${name}: minNewTokens ${o.minNewTokens} needs decodeSteps`);
   }
   const N = session.rows;
   if (N % k !== 0) {

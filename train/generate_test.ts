@@ -332,6 +332,38 @@ Deno.test("decodeSteps() no-repeat-ngram and repetition penalty stop a looping m
   assert.deepEqual(pen.sequences[0][0].ids, [3, 4, 5, 3]);
 });
 
+Deno.test("decodeSteps() min-new-tokens keeps eos out of the first tokens in every strategy", async () => {
+  // eos is always the most likely token, then 3, then 4 …
+  const lm = () => [0, 0, 9, 4, 3, 2, 1, 0];
+  const run = (extra: Partial<DecodeStepsOptions>, rows = 1) =>
+    decodeSteps(toyStep(rows, lm).step, 1, opts(8, { maxNewTokens: 10, ...extra }));
+  assert.deepEqual((await run({})).sequences[0][0].ids, []);
+  const greedy = (await run({ minNewTokens: 3 })).sequences[0][0];
+  assert.deepEqual([greedy.ids, greedy.finished], [[3, 3, 3], true]);
+  // its score: the eos-less log-softmax for the first three tokens, then the full one for eos
+  const ls = (row: number[]) => {
+    const m = Math.log(row.reduce((a, v) => a + Math.exp(v), 0));
+    return (v: number) => row[v] - m;
+  };
+  const noEos = ls([0, 0, -Infinity, 4, 3, 2, 1, 0]), full = ls(lm());
+  assert.ok(Math.abs(greedy.score - (3 * noEos(3) + full(EOS)) / 4) < 1e-9, String(greedy.score));
+  const sampled = await run({ strategy: "sample", seed: 4, minNewTokens: 5 });
+  assert.ok(sampled.sequences[0][0].ids.length >= 5, String(sampled.sequences[0][0].ids));
+  const beams = await run(
+    { strategy: "beam", numBeams: 2, numReturnSequences: 2, minNewTokens: 2 },
+    2,
+  );
+  for (const s of beams.sequences[0]) assert.ok(s.ids.length >= 2 && s.finished, String(s.ids));
+  // it does not outlast maxNewTokens
+  assert.deepEqual((await run({ minNewTokens: 6, maxNewTokens: 4 })).sequences[0][0].ids, [
+    3,
+    3,
+    3,
+    3,
+  ]);
+  await assert.rejects(() => run({ minNewTokens: -1 }), /minNewTokens must be at least 0/);
+});
+
 Deno.test("decodeSteps() rejects bad options with one-line errors", async () => {
   const { step } = toyStep(1, randomLm(4, 0));
   await assert.rejects(() => decodeSteps(step, 1, opts(4, { temperature: 0 })), RangeError);
@@ -681,6 +713,10 @@ Deno.test("sampleOnDevice() and greedyOnDevice() reject penalties and sessions w
     await assert.rejects(
       () => run(session, CPU, { ...o, noRepeatNgramSize: 2 }),
       /OnDevice: noRepeatNgramSize 2 needs decodeSteps/,
+    );
+    await assert.rejects(
+      () => run(session, CPU, { ...o, minNewTokens: 2 }),
+      /OnDevice: minNewTokens 2 needs decodeSteps/,
     );
     await assert.rejects(
       () => run({ ...session, stepOnDevice: undefined }, CPU, o),
