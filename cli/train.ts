@@ -107,6 +107,9 @@ Run:
                            (default 0: off)
   --bleu-limit N           validation pairs decoded for BLEU each epoch (default 200; 0 disables)
   --log-every N            read the loss back every N steps (default 1 on CPU, 10 on WebGPU)
+  --save-steps N           also write a checkpoint every N steps within an epoch, so a crash
+                           loses at most N steps to --resume (default 0: at epoch ends; a
+                           resumed run keeps the recorded N unless given another)
   --quiet                  no progress bar or logs
   --json                   one JSON object per epoch on stdout
 
@@ -153,6 +156,7 @@ const SPEC = {
   patience: { type: "string" },
   "bleu-limit": { type: "string" },
   "log-every": { type: "string" },
+  "save-steps": { type: "string" },
   quiet: { type: "boolean" },
   json: { type: "boolean" },
   "split-digits": { type: "boolean" },
@@ -384,6 +388,7 @@ export async function run(args: string[]): Promise<number> {
       patience: int("patience"),
       bleuLimit: int("bleu-limit"),
       logEvery: int("log-every", 1),
+      saveSteps: int("save-steps"),
       quiet: Boolean(flags.quiet),
       json: Boolean(flags.json),
       signal: controller.signal,

@@ -125,6 +125,43 @@ Deno.test("train() resumed after an interruption ends with the same weights as a
   }
 });
 
+Deno.test("train() --save-steps: a crash within an epoch resumes from the step checkpoint to an uninterrupted run's weights", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    // 6 steps an epoch: checkpoints at steps 4 (within epoch 1), 6 (its end), 8, 10 (epoch 2)
+    const full = await train({ ...baseOptions(d, `${dir}/full`), saveSteps: 4 });
+    assert.equal(full.steps, 12);
+    const writes: boolean[] = [];
+    await assert.rejects(
+      () =>
+        train({
+          ...baseOptions(d, `${dir}/part`),
+          saveSteps: 4,
+          onCheckpointWrite: (w) => writes.push(w),
+          onStep: (s) => {
+            if (s === 9) throw new Error("power cut");
+          },
+        }),
+      /power cut/,
+    );
+    assert.deepEqual(writes, [true, false, true, false, true, false]); // steps 4, 6, 8
+    const st = JSON.parse(await Deno.readTextFile(runPath(`${dir}/part`, "trainerState")));
+    assert.deepEqual([st.step, st.epoch, st.batch_in_epoch, st.options.save_steps], [8, 1, 2, 4]);
+    const resumed = await train({ out: `${dir}/part`, resume: true, quiet: true, backend: CPU });
+    assert.equal(resumed.steps, 12);
+    const a = await readSafetensors(runPath(`${dir}/full`, "model"));
+    const b = await readSafetensors(runPath(`${dir}/part`, "model"));
+    for (const [name, t] of Object.entries(a.tensors)) {
+      assert.deepEqual(b.tensors[name].data, t.data, `${name} differs after resume`);
+    }
+    // one metrics line per epoch, as in the uninterrupted run
+    assert.equal((await readJsonl(runPath(`${dir}/part`, "metrics"))).length, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("train() notices an abort from a timer (as a signal listener) within the epoch, not at its end", async () => {
   const dir = await Deno.makeTempDir();
   try {

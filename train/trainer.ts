@@ -166,6 +166,13 @@ export interface TrainOptions {
   /** Read the loss back every N steps (default 1 on CPU, 10 on WebGPU). */
   logEvery?: number;
   /**
+   * Also write a checkpoint every N optimizer steps within an epoch (default
+   * 0: at epochs' ends only), so a crash or kill loses at most N steps;
+   * `--resume` continues from it as from an interrupt's checkpoint. A resumed
+   * run keeps the recorded N unless given another.
+   */
+  saveSteps?: number;
+  /**
    * Kernel tuning on the first step (ops/autotune.ts `autotuneStep`: matmul
    * variants and attention kernels): "auto" (default) tunes on a hardware
    * WebGPU adapter, "on" also on a software one, "off" never. Speed only:
@@ -662,6 +669,10 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
   );
 
   const logEvery = opts.logEvery ?? (backend.kind === "cpu" ? 1 : 10);
+  const saveSteps = opts.saveSteps ?? Number(saved.save_steps ?? 0);
+  if (!Number.isInteger(saveSteps) || saveSteps < 0) {
+    throw new RangeError(`saveSteps must be a whole number of steps (0: off), got ${saveSteps}`);
+  }
   const state = (): TrainerState => {
     const ls = loader.state();
     return {
@@ -695,6 +706,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         label_smoothing: labelSmoothing,
         precision,
         ...(precision === "f16" ? { f16_accumulate: f16Accumulate } : {}),
+        ...(saveSteps > 0 ? { save_steps: saveSteps } : {}),
       },
     };
   };
@@ -862,6 +874,13 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         break;
       }
       if (step >= totalSteps) break;
+      // a checkpoint within the epoch (its end writes one anyway), as an interrupt's
+      if (saveSteps > 0 && step % saveSteps === 0 && loader.state().position !== 0) {
+        await backend.sync();
+        await writingCheckpoint(async () =>
+          saveCheckpoint(out, model, opt, await checkpointState())
+        );
+      }
     }
     bar.close();
     // an interrupt on an epoch's last step (or the run's) still owes that epoch's evaluation,
