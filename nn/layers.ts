@@ -327,11 +327,10 @@ export class PositionalEncoding extends Module {
     return slice(this.#table, 0, start, start + length);
   }
 
-  /** Frees the cached table too. */
-  override dispose(): void {
+  /** Frees the cached sinusoidal table (made again on the next forward). */
+  protected override releaseCaches(): void {
     this.#table?.dispose();
     this.#table = null;
-    super.dispose();
   }
 }
 

@@ -188,8 +188,20 @@ export class Module {
     return t;
   }
 
-  /** Frees every parameter. */
+  /**
+   * Hook for modules that hold tensors besides their parameters (cached
+   * tables): frees them. {@linkcode Module.dispose} calls it on every module
+   * of the tree.
+   */
+  protected releaseCaches(): void {}
+
+  /** Frees every parameter (and gradient) and every module's cached tensors, children's too. */
   dispose(): void {
+    const walk = (m: Module) => {
+      m.releaseCaches();
+      for (const c of m.#children.values()) walk(c);
+    };
+    walk(this);
     for (const t of this.parameters()) {
       t.grad?.dispose();
       t.dispose();

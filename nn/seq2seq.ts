@@ -19,6 +19,8 @@
  * @module
  */
 import type { Tensor } from "../tensor/tensor.ts";
+import { fmtShape } from "../tensor/types.ts";
+import { hashU32 } from "../tensor/rng.ts";
 import { matmul, reshape } from "../ops/mod.ts";
 import type { ModelConfig } from "./config.ts";
 import { type InitContext, Module } from "./module.ts";
@@ -77,6 +79,7 @@ export class Encoder extends Module {
 
   /** ids: i32 [B, S], mask: [B, S] → memory [B, S, C]. */
   forward(ids: Tensor, mask: Tensor, ctx: ForwardContext): Tensor {
+    checkIds("encoder", "src", ids, "srcMask", mask);
     let x = embedWithPositions(this.#embed.forward(ids), this.#pos);
     x = maybeDropout(x, this.cfg.dropout, ctx);
     return stack(
@@ -149,6 +152,16 @@ export class Decoder extends Module {
     ctx: ForwardContext,
     cache?: DecoderCache,
   ): Tensor {
+    checkIds("decoder", "tgt", ids, "tgtMask", mask);
+    const [B] = ids.shape, C = this.cfg.d_model;
+    if (memory.shape.length !== 3 || memory.shape[0] !== B || memory.shape[2] !== C) {
+      throw new TypeError(
+        `decoder: memory must be [${B}, S, ${C}] (the encoder's output), got ${
+          fmtShape(memory.shape)
+        }`,
+      );
+    }
+    checkIds("decoder", "src", null, "srcMask", srcMask, [B, memory.shape[1]]);
     const start = cache ? cache.length : 0;
     let x = embedWithPositions(this.#embed.forward(ids), this.#pos, start);
     x = maybeDropout(x, this.cfg.dropout, ctx);
@@ -164,9 +177,49 @@ export class Decoder extends Module {
   }
 }
 
+/**
+ * Checks a forward's token ids (i32 [B, L]) and mask ([B, L], any dtype;
+ * `undefined` where optional), or a mask alone against `shape`: a wrong
+ * rank, dtype or shape is a one-line TypeError naming the argument.
+ */
+function checkIds(
+  where: string,
+  idsName: string,
+  ids: Tensor | null,
+  maskName: string,
+  mask: Tensor | undefined,
+  shape: readonly number[] | null = null,
+): void {
+  if (ids) {
+    if (ids.dtype !== "i32" || ids.shape.length !== 2) {
+      throw new TypeError(
+        `${where}: ${idsName} must be token ids, i32 [B, L], got ${ids.dtype} ${
+          fmtShape(ids.shape)
+        }`,
+      );
+    }
+    shape = ids.shape;
+  }
+  if (mask && shape && (mask.shape.length !== 2 || mask.shape.some((d, i) => d !== shape[i]))) {
+    throw new TypeError(
+      `${where}: ${maskName} must be ${fmtShape(shape)} (1 real, 0 pad)${
+        ids ? ` like ${idsName}` : ""
+      }, got ${fmtShape(mask.shape)}`,
+    );
+  }
+}
+
+/** Base of the seeds forwards without one draw (`hashU32(base, n)` for the n-th). */
+const FORWARD_SEED_STREAM = 0x5eed_f0d;
+
 /** Options of {@linkcode Seq2Seq.forward}. */
 export interface ForwardOptions {
-  /** Seed of this forward's dropout masks (vary it per step). */
+  /**
+   * Seed of this forward's dropout masks. Default: in training mode, a fresh
+   * seed each call (the model's own counter, so the same sequence of calls
+   * draws the same masks, as after `torch.manual_seed`); the trainer passes
+   * one per step so a resumed run continues its masks.
+   */
   seed?: number;
 }
 
@@ -187,8 +240,17 @@ export class Seq2Seq extends Module {
     this.decoder = this.addModule("decoder", new Decoder(ctx, config));
   }
 
-  /** A context for one forward pass in the current mode. */
-  context(seed = 0): ForwardContext {
+  /** Forwards that drew a seed of their own (see `ForwardOptions.seed`). */
+  #drawnSeeds = 0;
+
+  /**
+   * A context for one forward pass in the current mode, its dropout masks
+   * from `seed` (default: a fresh one in training mode, see `ForwardOptions.seed`).
+   */
+  context(seed?: number): ForwardContext {
+    if (seed === undefined) {
+      seed = this.training ? hashU32(FORWARD_SEED_STREAM, this.#drawnSeeds++) : 0;
+    }
     return new ForwardContext(this.training, seed);
   }
 
@@ -208,7 +270,7 @@ export class Seq2Seq extends Module {
     tgtMask: Tensor,
     opts: ForwardOptions = {},
   ): Tensor {
-    const ctx = this.context(opts.seed ?? 0);
+    const ctx = this.context(opts.seed);
     const memory = this.encoder.forward(src, srcMask, ctx);
     return this.decoder.forward(tgt, tgtMask, memory, srcMask, ctx);
   }

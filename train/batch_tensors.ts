@@ -40,7 +40,7 @@ export function batchTensors(b: Batch, backend: Backend): BatchTensors {
 export interface LossOptions {
   /** Label smoothing ε (default 0). */
   labelSmoothing?: number;
-  /** Dropout seed of this forward. */
+  /** Dropout seed of this forward (default: a fresh one each call, `ForwardOptions.seed`). */
   seed?: number;
   /** Top-k of the accuracy statistic (default 5). */
   k?: number;
