@@ -111,7 +111,8 @@ export function tokenMetricCounts(
     const smoothTerm = lse - sumLogits / V; // -(1/V) sum_j log p[j]
     out.count++;
     out.nllSum += nll;
-    out.lossSum += (1 - ls) * nll + ls * smoothTerm;
+    // a term of weight 0 left out (a −∞ logit makes the other +∞; 0·∞ is NaN), as the op does
+    out.lossSum += (ls < 1 ? (1 - ls) * nll : 0) + (ls > 0 ? ls * smoothTerm : 0);
     if (argmax === t) out.correct++;
     const xt = logits[row + t];
     let above = 0;

@@ -196,6 +196,15 @@ fn main(@builtin(local_invocation_id) lid3: vec3u) {
 // ---------------------------------------------------------------- loss
 
 /**
+ * `(1 − ε)·nll + ε·smooth` with a term of weight 0 left out rather than
+ * multiplied: a −∞ logit (a masked vocabulary) makes `smooth`, or a −∞ target
+ * logit `nll`, +∞, and 0·∞ would make the loss NaN where torch's is finite.
+ */
+function smoothed(nll: number, smooth: number, eps: number): number {
+  return (eps < 1 ? (1 - eps) * nll : 0) + (eps > 0 ? eps * smooth : 0);
+}
+
+/**
  * Fused cross-entropy: inputs `[logits [..., V], targets i32 [...]]`, outputs
  * `[loss [], lse [...], count []]` (lse and count are saved for the backward).
  */
@@ -242,7 +251,7 @@ export const CROSS_ENTROPY: OpDef<CrossEntropyParams> = {
       const st = fast ? rowStatsOf(fast, n) : rowStats(x, o, V);
       lse[n] = st.m + st.logS;
       if (!counted(t[n], n, V, p.ignoreIndex, "crossEntropy")) continue;
-      total += (1 - eps) * ((st.m - x[o + t[n]]) + st.logS) + eps * ((st.m - st.sum / V) + st.logS);
+      total += smoothed((st.m - x[o + t[n]]) + st.logS, (st.m - st.sum / V) + st.logS, eps);
       cnt++;
     }
     loss[0] = total / cnt; // NaN when nothing counts, like torch
@@ -284,7 +293,10 @@ ${wgslRowMain(wg)}
     let ok = tr != u.ignore && tr >= 0 && u32(tr) < u.V;
     var loss = 0.0;
     if (ok) {
-      loss = (1.0 - u.eps) * ((m - x[o + u32(tr)]) + ls) + u.eps * ((m - sx / f32(u.V)) + ls);
+      // a term of weight 0 is left out, not multiplied: a −∞ logit makes it +∞ (0·∞ = NaN)
+      let nll = (m - x[o + u32(tr)]) + ls;
+      let uniform_ce = (m - sx / f32(u.V)) + ls;
+      loss = select(0.0, (1.0 - u.eps) * nll, u.eps < 1.0) + select(0.0, u.eps * uniform_ce, u.eps > 0.0);
     }
     part[row * 2u] = loss;
     part[row * 2u + 1u] = select(0.0, 1.0, ok);

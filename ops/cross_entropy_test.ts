@@ -125,6 +125,29 @@ Deno.test("crossEntropy() stays finite and exact for logits of ±1000", async ()
   }
 });
 
+Deno.test("crossEntropy() with −∞ logits (a masked vocabulary) is finite without smoothing, as torch's", async () => {
+  // torch: F.cross_entropy([[0, -inf, 1], [2, -inf, -inf]], [2, 0]) = 0.15663 (label_smoothing 0);
+  // with label_smoothing 0.1 the smoothing term is +inf, and so is torch's loss
+  const L = [0, -Infinity, 1, 2, -Infinity, -Infinity], T = new Int32Array([2, 0]);
+  const want = Math.log(1 + Math.E) - 1; // row 0: lse − 1; row 1: 0
+  for (const [backend, dtype] of [[CPU, "f64"], [CPU, "f32"], [GPU, "f32"]] as const) {
+    if (!backend) continue;
+    await scopeAsync(async () => {
+      const x = tensor(L, [2, 3], { backend, dtype, requiresGrad: true });
+      const t = tensor(T, [2], { backend });
+      const loss = crossEntropy(x, t, { ignoreIndex: -100 });
+      close(await loss.item(), want / 2, 1e-6, `${backend.kind} ${dtype}`);
+      loss.backward();
+      assert.ok((await x.grad!.toArray()).every(Number.isFinite), `${backend.kind} ${dtype} grad`);
+      const smoothedLoss = await crossEntropy(x, t, { ignoreIndex: -100, labelSmoothing: 0.1 })
+        .item();
+      assert.equal(smoothedLoss, Infinity, `${backend.kind} ${dtype} smoothed`);
+    });
+  }
+  const ref = tokenMetricCounts(new Float32Array(L), T, 3, { ignoreIndex: -100 });
+  close(ref.lossSum, want, 1e-12, "tokenMetricCounts");
+});
+
 Deno.test("crossEntropy() on the CPU throws a RangeError for a target outside [0, V)", () => {
   const logits = tensor([1, 2, 3, 4], [2, 2]);
   assert.throws(
