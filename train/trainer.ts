@@ -318,11 +318,61 @@ export function tunesOn(mode: TuneMode, backend: Backend): boolean {
 }
 
 /**
+ * Checks the numeric options of {@linkcode train} before anything is read or
+ * written (the CLI checks its flags the same way): a RangeError naming the
+ * field and its allowed values.
+ */
+export function checkTrainOptions(opts: TrainOptions): void {
+  const o = opts as unknown as Record<string, unknown>;
+  const rules: [keyof TrainOptions, "int" | "num", number, number, boolean?][] = [
+    // field, kind, min, max, max exclusive
+    ["vocabSize", "int", 5, Infinity],
+    ["maxLength", "int", 2, Infinity],
+    ["epochs", "int", 1, Infinity],
+    ["maxSteps", "int", 1, Infinity],
+    ["batchSize", "int", 1, Infinity],
+    ["gradAccum", "int", 1, Infinity],
+    ["warmup", "int", 0, Infinity],
+    ["seed", "int", 0, 2 ** 32 - 1],
+    ["sampleInterval", "int", 0, Infinity],
+    ["sampleCount", "int", 0, Infinity],
+    ["patience", "int", 0, Infinity],
+    ["bleuLimit", "int", 0, Infinity],
+    ["logEvery", "int", 1, Infinity],
+    ["saveSteps", "int", 0, Infinity],
+    ["lr", "num", 0, Infinity],
+    ["weightDecay", "num", 0, Infinity],
+    ["maxGradNorm", "num", 0, Infinity],
+    ["labelSmoothing", "num", 0, 1],
+    ["dropout", "num", 0, 1, true],
+  ];
+  for (const [field, kind, min, max, open] of rules) {
+    const v = o[field];
+    if (v === undefined) continue;
+    const ok = typeof v === "number" &&
+      (kind === "int" ? Number.isInteger(v) : Number.isFinite(v)) &&
+      v >= min && (open ? v < max : v <= max);
+    if (!ok) {
+      const range = max === Infinity ? `≥ ${min}` : `in [${min}, ${max}${open ? ")" : "]"}`;
+      throw new RangeError(
+        `train: ${field} must be ${kind === "int" ? "an integer" : "a number"} ${range}, got ${
+          typeof v === "number" ? v : JSON.stringify(v)
+        }`,
+      );
+    }
+  }
+  if (typeof opts.out !== "string" || opts.out === "") {
+    throw new TypeError(`train: out must name the run folder, got ${JSON.stringify(opts.out)}`);
+  }
+}
+
+/**
  * Trains a model per `opts` in the run folder `opts.out`, which it holds for
  * the run (train/run_lock.ts: a second trainer into the same folder is refused
  * with {@linkcode RunLockedError}).
  */
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
+  checkTrainOptions(opts);
   const lock = await lockRunFolder(opts.out);
   try {
     return await trainInFolder(opts);
@@ -458,6 +508,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
   let validPairs: Pair[];
   if (validFile) {
     validPairs = (await loadPairs(validFile, readOpts)).pairs;
+    if (validPairs.length === 0) throw new RangeError(`${validFile}: no usable pairs`);
     samePairs(out, "--valid", validFile, validPairs.length, saved.valid, saved.valid_pairs);
   } else {
     const split = splitValid(trainPairs, seed, data);
