@@ -170,6 +170,11 @@ export class TokenizerDataset {
     this.decoderStartTokenId = checkId(options.decoderStartTokenId ?? 1, "decoderStartTokenId");
     this.eosTokenId = checkId(options.eosTokenId ?? 2, "eosTokenId");
     this.padTokenId = checkId(options.padTokenId ?? 0, "padTokenId");
+    if (this.padTokenId === this.eosTokenId) {
+      throw new RangeError(
+        `TokenizerDataset: padTokenId (${this.padTokenId}) must differ from eosTokenId (the loss ignores padding, so a model would never learn to stop)`,
+      );
+    }
 
     const n = sources.length;
     const encode = (side: Side, i: number, what: string): readonly number[] => {

@@ -144,6 +144,10 @@ Deno.test("TokenizerDataset.fromPairs() takes text and pre-tokenized pairs", () 
   assert.throws(() => new TokenizerDataset([[1.5]], [[1]], null, { maxLength: 3 }), TypeError);
   assert.throws(() => new TokenizerDataset(["a"], [], charTokenizer, { maxLength: 3 }), TypeError);
   assert.throws(() => new TokenizerDataset([], [], null, { maxLength: 0 }), RangeError);
+  assert.throws(
+    () => new TokenizerDataset([[3]], [[4]], null, { maxLength: 3, padTokenId: 2 }),
+    /padTokenId \(2\) must differ from eosTokenId/,
+  );
   assert.throws(() => ds.get(2), RangeError);
 });
 

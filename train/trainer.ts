@@ -595,15 +595,6 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
       vocab_size: vocab,
       max_position: Math.max(config.max_position, maxLengthOpt),
     }, opts.configFile ?? "config");
-    if (config.pad_token_id === config.eos_token_id) {
-      // the loss skips pad targets: an eos that is pad would never be learned (a model with
-      // pad = eos still loads and generates; it cannot be trained here)
-      throw new RangeError(
-        `${
-          opts.configFile ?? "config"
-        }: field "pad_token_id" (${config.pad_token_id}) must differ from eos_token_id (the loss ignores padding, so the model would never learn to stop)`,
-      );
-    }
   }
   if (opts.dropout !== undefined && !opts.resume) {
     config = opts.dropout === 0
