@@ -33,7 +33,7 @@
  *
  * @module
  */
-import { full, noGrad, type Tensor, tensor, zeros } from "../tensor/tensor.ts";
+import { full, noGrad, Tensor, tensor, zeros } from "../tensor/tensor.ts";
 import { fmtShape, sizeOf } from "../tensor/types.ts";
 import { type AdamWParams, adamwUpdate } from "../ops/optim_ops.ts";
 import { FlatBuffers } from "./_flat.ts";
@@ -138,11 +138,29 @@ export class AdamW {
   #gradScale: Tensor | null = null;
   #scalerState: Tensor | null = null;
 
-  /** Creates zero moments beside each parameter (on its backend). */
-  constructor(params: Map<string, Tensor> | Iterable<NamedParameter>, opts: AdamWOptions) {
-    const list: NamedParameter[] = params instanceof Map
-      ? [...params].map(([name, t]) => ({ name, tensor: t }))
-      : [...params];
+  /**
+   * Creates zero moments beside each parameter (on its backend). `params`: a
+   * Map of name to tensor, `model.namedParameters()` ([name, tensor] pairs)
+   * or {name, tensor} records; a name given twice is an error.
+   */
+  constructor(
+    params:
+      | Map<string, Tensor>
+      | Iterable<NamedParameter | readonly [string, Tensor]>,
+    opts: AdamWOptions,
+  ) {
+    // a Map, `model.namedParameters()`'s [name, tensor] pairs, or {name, tensor} records
+    const list: NamedParameter[] = [...params].map((p, i) => {
+      const [name, t] = Array.isArray(p)
+        ? p
+        : [(p as NamedParameter)?.name, (p as NamedParameter)?.tensor];
+      if (typeof name !== "string" || !(t instanceof Tensor)) {
+        throw new TypeError(
+          `AdamW: parameter ${i} is not a [name, tensor] pair or a {name, tensor} record`,
+        );
+      }
+      return { name, tensor: t };
+    });
     this.lr = opts.lr;
     this.betas = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;

@@ -222,6 +222,20 @@ Deno.test("AdamW skips parameters without a gradient and rejects bad options", a
   );
 });
 
+Deno.test("AdamW takes a Map, [name, tensor] pairs (model.namedParameters()) or records alike", () => {
+  const params = makeModel(CPU);
+  const names = (o: AdamW) => o.params.map((p) => p.name);
+  const want = [...params.keys()];
+  assert.deepEqual(names(new AdamW(params, { lr: 0.1 })), want);
+  assert.deepEqual(names(new AdamW([...params], { lr: 0.1 })), want);
+  const records = [...params].map(([name, tensor]) => ({ name, tensor }));
+  assert.deepEqual(names(new AdamW(records, { lr: 0.1 })), want);
+  assert.throws(
+    () => new AdamW([["a", [1, 2]]] as unknown as [string, Tensor][], { lr: 0.1 }),
+    new TypeError("AdamW: parameter 0 is not a [name, tensor] pair or a {name, tensor} record"),
+  );
+});
+
 Deno.test({
   name: "an AdamW step with clipping records on WebGPU without a readback or a submit",
   ignore: NO_GPU,
