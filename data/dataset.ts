@@ -497,12 +497,15 @@ export class DataLoader implements Iterable<Batch> {
     const random = mulberry32(mixSeed(this.#seed, epoch));
     const order = Array.from({ length: n }, (_, i) => i);
     if (this.shuffle) shuffleInPlace(order, random);
+    // dropLast: the examples past the whole batches go before any bucketing, so they are the
+    // (shuffled) order's last, as in torch, and not the longest of a sorted chunk every epoch
+    if (this.length * bs < n) order.length = this.length * bs;
     if (this.bucketByLength) {
       const ds = this.dataset;
       // By source length, then target length.
       const key = (i: number) => ds.sourceLength(i) * (ds.maxLength + 1) + ds.targetLength(i);
       const chunk = bs * this.bucketSize;
-      for (let c = 0; c < n; c += chunk) {
+      for (let c = 0; c < order.length; c += chunk) {
         const sorted = order.slice(c, c + chunk).sort((a, b) => key(a) - key(b));
         for (let k = 0; k < sorted.length; k++) order[c + k] = sorted[k];
       }

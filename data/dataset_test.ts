@@ -230,6 +230,24 @@ Deno.test("DataLoader shuffles each epoch into a seeded permutation", () => {
   assert.deepEqual(loader.state(), { epoch: 1, position: 0, seed: 7 });
 });
 
+Deno.test("DataLoader dropLast with length buckets drops other examples each epoch, not the longest", () => {
+  // sources of lengths 1..10: a sorted chunk would always cut the two longest
+  const srcs = Array.from({ length: 10 }, (_, i) => Array(i + 1).fill(5));
+  const ds = new TokenizerDataset(srcs, srcs.map(() => [6]), null, { maxLength: 16 });
+  const dl = new DataLoader(ds, { batchSize: 4, dropLast: true, bucketByLength: true, seed: 1 });
+  const seen = new Set<number>();
+  for (let e = 0; e < 20; e++) {
+    const plan = dl.epochBatches(e);
+    assert.deepEqual(plan.map((b) => b.length), [4, 4]);
+    for (const i of plan.flat()) seen.add(i);
+  }
+  assert.equal(
+    seen.size,
+    10,
+    `examples never used: ${[...Array(10).keys()].filter((i) => !seen.has(i))}`,
+  );
+});
+
 Deno.test("DataLoader resumes mid-epoch from state() exactly", () => {
   const ds = makeDataset(57);
   const opts = { batchSize: 4, seed: 3, bucketByLength: true, bucketSize: 3 };
