@@ -18,6 +18,7 @@ import { loadRun } from "../train/load_model.ts";
 import { checkPairIds, loadPairs } from "../data/readers.ts";
 import { TokenizerDataset } from "../data/dataset.ts";
 import { evaluate, idsToText } from "../train/evaluate.ts";
+import { datasetOptionsFor } from "../train/batch_tensors.ts";
 
 /** Help text. */
 export const HELP: string = `webseq eval — loss, perplexity, accuracy and BLEU of a run on data
@@ -86,12 +87,7 @@ export async function run(args: string[]): Promise<number> {
     });
     if (pairs.length === 0) throw new RangeError(`${data}: no usable pairs`);
     checkPairIds(pairs, config.vocab_size, data);
-    const ds = TokenizerDataset.fromPairs(pairs, tokenizer, {
-      maxLength: Math.min(maxLength, config.max_position),
-      decoderStartTokenId: config.decoder_start_token_id,
-      eosTokenId: config.eos_token_id,
-      padTokenId: config.pad_token_id,
-    });
+    const ds = TokenizerDataset.fromPairs(pairs, tokenizer, datasetOptionsFor(config, maxLength));
     const m = await evaluate(model, ds, backend, {
       batchSize,
       bleu: flags.bleu

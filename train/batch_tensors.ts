@@ -6,10 +6,50 @@
  */
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
-import type { Batch } from "../data/dataset.ts";
+import type { Batch, DatasetOptions, TokenizerDataset } from "../data/dataset.ts";
+import type { ModelConfig } from "../nn/config.ts";
 import { reshape } from "../ops/mod.ts";
 import { crossEntropy, crossEntropyStats } from "../ops/cross_entropy.ts";
 import type { Seq2Seq } from "../nn/seq2seq.ts";
+
+/**
+ * The {@linkcode TokenizerDataset} options that fit a model: its start, eos
+ * and pad ids, and `maxLength` (capped at its max_position).
+ */
+export function datasetOptionsFor(config: ModelConfig, maxLength: number): DatasetOptions {
+  return {
+    maxLength: Math.min(maxLength, config.max_position),
+    decoderStartTokenId: config.decoder_start_token_id,
+    eosTokenId: config.eos_token_id,
+    padTokenId: config.pad_token_id,
+  };
+}
+
+/**
+ * Throws a one-line TypeError when `dataset`'s special ids differ from the
+ * model config's: its batches would pad, end and start sequences with tokens
+ * the model (and the loss, which ignores the config's pad) does not take as
+ * such, and the metrics would be silently wrong.
+ */
+export function checkDatasetFits(config: ModelConfig, dataset: TokenizerDataset): void {
+  const pairs: [string, number, string, number][] = [
+    ["padTokenId", dataset.padTokenId, "pad_token_id", config.pad_token_id],
+    ["eosTokenId", dataset.eosTokenId, "eos_token_id", config.eos_token_id],
+    [
+      "decoderStartTokenId",
+      dataset.decoderStartTokenId,
+      "decoder_start_token_id",
+      config.decoder_start_token_id,
+    ],
+  ];
+  for (const [field, got, key, want] of pairs) {
+    if (got !== want) {
+      throw new TypeError(
+        `dataset ${field} ${got} differs from the model's ${key} ${want}: build the dataset with datasetOptionsFor(model.config, maxLength)`,
+      );
+    }
+  }
+}
 
 /** A batch as tensors. */
 export interface BatchTensors {

@@ -13,7 +13,7 @@ import type { TextTokenizer } from "../data/tokenizer_types.ts";
 import type { Seq2Seq } from "../nn/seq2seq.ts";
 import { bleuSummary } from "../metrics/bleu.ts";
 import { generate } from "./generate.ts";
-import { batchLoss, batchTensors } from "./batch_tensors.ts";
+import { batchLoss, batchTensors, checkDatasetFits } from "./batch_tensors.ts";
 
 /** What {@linkcode evaluate} reports. */
 export interface EvalMetrics {
@@ -72,6 +72,7 @@ export async function evaluate(
   backend: Backend,
   opts: EvaluateOptions = {},
 ): Promise<EvalMetrics> {
+  checkDatasetFits(model.config, dataset);
   const wasTraining = model.training;
   model.eval();
   try {

@@ -67,7 +67,7 @@ export { RUN_LOCK_FILE, RunLockedError } from "./run_lock.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { lockRunFolder, RunLockedError } from "./run_lock.ts";
 import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "./tune_cache.ts";
-import { batchLoss, batchTensors } from "./batch_tensors.ts";
+import { batchLoss, batchTensors, datasetOptionsFor } from "./batch_tensors.ts";
 import { type EvalMetrics, evaluate, idsToText } from "./evaluate.ts";
 import { generate } from "./generate.ts";
 import { ProgressBar } from "./progress.ts";
@@ -621,12 +621,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
   checkPairIds(validPairs, config.vocab_size, validFile ?? data);
 
   // ---- data
-  const dsOpts = {
-    maxLength,
-    decoderStartTokenId: config.decoder_start_token_id,
-    eosTokenId: config.eos_token_id,
-    padTokenId: config.pad_token_id,
-  };
+  const dsOpts = datasetOptionsFor(config, maxLength);
   const trainSet = TokenizerDataset.fromPairs(trainPairs, tokenizer, dsOpts);
   const validSet = TokenizerDataset.fromPairs(validPairs, tokenizer, dsOpts);
   for (const [name, ds] of [["train", trainSet], ["valid", validSet]] as const) {
