@@ -85,7 +85,9 @@ export function stringFlag(flags: Flags, name: string, required = false): string
     if (required) throw new UsageError(`Missing required option --${name}`);
     return undefined;
   }
-  if (typeof v !== "string") throw new UsageError(`Option --${name} needs a value`);
+  if (typeof v !== "string" || (required && v === "")) {
+    throw new UsageError(`Option --${name} needs a value`);
+  }
   return v;
 }
 

@@ -12,6 +12,7 @@ import {
   printJson,
   reportError,
   stringFlag,
+  UsageError,
 } from "./_common.ts";
 import { parseDevice, selectBackend } from "./_device.ts";
 import { loadRun } from "../train/load_model.ts";
@@ -19,6 +20,8 @@ import { checkPairIds, loadPairs } from "../data/readers.ts";
 import { TokenizerDataset } from "../data/dataset.ts";
 import { evaluate, idsToText } from "../train/evaluate.ts";
 import { datasetOptionsFor } from "../train/batch_tensors.ts";
+import { loadTrainerState } from "../train/run_folder.ts";
+import { basename, dirname } from "node:path";
 
 /** Help text. */
 export const HELP: string = `webseq eval — loss, perplexity, accuracy and BLEU of a run on data
@@ -34,16 +37,18 @@ Options:
   --data FILE              pairs to evaluate (.csv, .tsv, .jsonl)
   --source-col NAME|N      source column
   --target-col NAME|N      target column
-  --max-length N           truncate like training (default 64)
+  --max-length N           truncate like training (default: the run's own, from its
+                           trainer_state.json, else 64)
   --batch-size N           batch size (default 32)
   --bleu                   also BLEU (sentence mean and corpus) from greedy decoding
-  --bleu-limit N           decode at most N pairs for BLEU (default all)
-  --smoothing N            NLTK smoothing method 0-7 for BLEU (default 1)
+  --bleu-limit N           with --bleu: decode at most N pairs (default all)
+  --smoothing N            with --bleu: NLTK smoothing method 0-7 (default 1)
   --device auto|webgpu|cpu (default auto)
   --json                   one JSON object on stdout
 
 Output fields: loss, perplexity, accuracy, top5_accuracy, tokens (non-pad targets),
-and with --bleu: bleu_sentence, bleu_corpus (NLTK semantics, 0-1).
+pairs, skipped (rows with an empty side, left out), truncated, max_length, and with
+--bleu: bleu_sentence, bleu_corpus (NLTK semantics, 0-1).
 
 Permissions: --allow-read=RUN_DIR,DATA --allow-env
 `;
@@ -62,6 +67,23 @@ const SPEC = {
   json: { type: "boolean" },
 } as const;
 
+/**
+ * The `--max-length` a run was trained with (trainer_state.json's options; a
+ * `best/` folder's from the run beside it), or undefined when none is recorded.
+ */
+export async function recordedMaxLength(runDir: string): Promise<number | undefined> {
+  const dirs = [runDir];
+  if (basename(runDir.replace(/[\\/]+$/, "")) === "best") dirs.push(dirname(runDir));
+  for (const dir of dirs) {
+    try {
+      const v = ((await loadTrainerState(dir)).options as { max_length?: unknown } | undefined)
+        ?.max_length;
+      if (Number.isInteger(v)) return v as number;
+    } catch { /* no trainer state there */ }
+  }
+  return undefined;
+}
+
 /** Runs `webseq eval`. */
 export async function run(args: string[]): Promise<number> {
   try {
@@ -73,15 +95,22 @@ export async function run(args: string[]): Promise<number> {
     const runDir = stringFlag(flags, "run", true)!;
     const data = stringFlag(flags, "data", true)!;
     const device = parseDevice(stringFlag(flags, "device"));
-    const maxLength = numberFlag(flags, "max-length", { integer: true, min: 2 }) ?? 64;
+    const maxLengthFlag = numberFlag(flags, "max-length", { integer: true, min: 2 });
     const batchSize = numberFlag(flags, "batch-size", { integer: true, min: 1 }) ?? 32;
     const smoothing = numberFlag(flags, "smoothing", { integer: true, min: 0, max: 7 }) ?? 1;
     const bleuLimit = numberFlag(flags, "bleu-limit", { integer: true, min: 1 });
+    for (const f of ["smoothing", "bleu-limit"]) {
+      if (flags[f] !== undefined && !flags.bleu) {
+        throw new UsageError(`Option --${f} applies to BLEU: add --bleu`);
+      }
+    }
     const backend = await selectBackend(device, {
       quiet: Boolean(flags.json),
     });
     const { model, config, tokenizer } = await loadRun(runDir, { backend });
-    const { pairs } = await loadPairs(data, {
+    // the length the run was trained (and validated) with, so its logged valid_loss reproduces
+    const maxLength = maxLengthFlag ?? (await recordedMaxLength(runDir)) ?? 64;
+    const { pairs, skippedEmpty } = await loadPairs(data, {
       sourceCol: columnFlag(flags, "source-col"),
       targetCol: columnFlag(flags, "target-col"),
     });
@@ -89,6 +118,7 @@ export async function run(args: string[]): Promise<number> {
     checkPairIds(pairs, config.vocab_size, data);
     const ds = TokenizerDataset.fromPairs(pairs, tokenizer, datasetOptionsFor(config, maxLength));
     const m = await evaluate(model, ds, backend, {
+      onBleuError: (i, message) => `${data} line ${pairs[i].line}: ${message}`,
       batchSize,
       bleu: flags.bleu
         ? {
@@ -104,11 +134,20 @@ export async function run(args: string[]): Promise<number> {
     });
     model.dispose();
     if (flags.json) {
-      printJson({ ...m, pairs: pairs.length, truncated: ds.truncatedCount, device: backend.kind });
+      printJson({
+        ...m,
+        pairs: pairs.length,
+        skipped: skippedEmpty,
+        truncated: ds.truncatedCount,
+        max_length: ds.maxLength,
+        device: backend.kind,
+      });
     } else {
       console.log(
-        `pairs ${pairs.length}, target tokens ${m.tokens}${
-          ds.truncatedCount ? ` (${ds.truncatedCount} truncated)` : ""
+        `pairs ${pairs.length}${
+          skippedEmpty ? ` (${skippedEmpty} rows with an empty side left out)` : ""
+        }, target tokens ${m.tokens}${
+          ds.truncatedCount ? ` (${ds.truncatedCount} truncated to ${ds.maxLength})` : ""
         }`,
       );
       console.log(`loss ${m.loss.toFixed(4)}  perplexity ${m.perplexity.toFixed(3)}`);

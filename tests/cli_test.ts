@@ -250,6 +250,8 @@ Deno.test("train, eval, generate and bench work end to end on the CPU", async ()
       assert.equal(typeof ev[k], "number", k);
     }
     assert.ok(Math.abs(ev.perplexity - Math.exp(ev.loss)) < 1e-6 * ev.perplexity);
+    // the run's recorded --max-length, not the default 64
+    assert.deepEqual([ev.max_length, ev.skipped, ev.pairs], [24, 0, 40]);
 
     r = await webseq([
       "generate",
@@ -276,6 +278,19 @@ Deno.test("train, eval, generate and bench work end to end on the CPU", async ()
     ], ["--allow-read", "--allow-env"]);
     assert.equal(r.code, 1);
     assert.match(oneLineError(r.stderr), /nope/);
+    for (
+      const [args, re] of [
+        [["--smoothing", "3"], /--smoothing applies to BLEU: add --bleu/],
+        [["--run", ""], /--run needs a value/],
+      ] as [string[], RegExp][]
+    ) {
+      r = await webseq(
+        ["eval", "--run", `${dir}/run`, "--data", `${dir}/small.tsv`, ...args],
+        ["--allow-read", "--allow-env"],
+      );
+      assert.equal(r.code, 2, args.join(" "));
+      assert.match(oneLineError(r.stderr), re);
+    }
 
     r = await webseq(TINY_BENCH, ["--allow-read", "--allow-env"]);
     assert.equal(r.code, 0, r.stderr);

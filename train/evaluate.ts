@@ -52,6 +52,12 @@ export interface EvaluateOptions {
   };
   /** Called after each batch (progress). */
   onBatch?: (done: number, total: number) => void;
+  /**
+   * The message of a BLEU error for example `index` (smoothing method 6 on a
+   * sentence without trigrams), e.g. naming its file and line; default
+   * `sentence INDEX: …`.
+   */
+  onBleuError?: (index: number, message: string) => string;
 }
 
 /**
@@ -119,7 +125,15 @@ export async function evaluate(
         });
         for (const seqs of res.sequences) hyps.push(idsToText(seqs[0].ids, tok));
       }
-      const s = bleuSummary(refs, hyps, { smoothing: opts.bleu.smoothing ?? 1 });
+      let s: ReturnType<typeof bleuSummary>;
+      try {
+        s = bleuSummary(refs, hyps, { smoothing: opts.bleu.smoothing ?? 1 });
+      } catch (err) {
+        // "sentence i: …" (smoothing method 6 on a sentence without trigrams): the caller's words
+        const m = /^sentence (\d+): (.*)$/.exec(err instanceof Error ? err.message : "");
+        if (m && opts.onBleuError) throw new RangeError(opts.onBleuError(Number(m[1]), m[2]));
+        throw err;
+      }
       out.bleu_sentence = s.sentenceMean;
       out.bleu_corpus = s.corpus;
     }

@@ -41,6 +41,21 @@ Deno.test("evaluate() counts the targets of a dataset built for the model, and r
       decoderStartTokenId: 3,
     });
     assert.throws(() => checkDatasetFits(CFG, otherStart), /decoderStartTokenId 3 differs/);
+    // a BLEU error (method 6 on one-token hypotheses) in the caller's words
+    await assert.rejects(
+      () =>
+        evaluate(model, fits, CPU, {
+          // references holding every id: a one-token hypothesis matches a unigram, no trigram
+          bleu: {
+            tokenizer: null,
+            smoothing: 6,
+            maxNewTokens: 1,
+            references: SRC.map(() => [...Array(20).keys()].join(" ")),
+          },
+          onBleuError: (i, message) => `pairs.tsv line ${i + 2}: ${message}`,
+        }),
+      /^RangeError: pairs\.tsv line 2: BLEU smoothing method 6/,
+    );
   } finally {
     model.dispose();
   }
