@@ -120,6 +120,27 @@ export function formatFromPath(path: string): PairsFormat | undefined {
 }
 
 /**
+ * Opens `path` to read, with errors that name it (`name`): a missing file a
+ * NotFound, a folder a TypeError, anything else the system's words after the name.
+ */
+async function openForReading(path: string, name: string): Promise<Deno.FsFile> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new Deno.errors.NotFound(`${name}: no such file`);
+    if (e instanceof Error && !e.message.startsWith(name)) e.message = `${name}: ${e.message}`;
+    throw e;
+  }
+  // a folder opens on Linux, and fails at the first read with "Is a directory"
+  if ((await file.stat()).isDirectory) {
+    file.close();
+    throw new TypeError(`${name}: is a folder, not a file`);
+  }
+  return file;
+}
+
+/**
  * Pairs of the file at `path`, streamed. The generator's return value counts the rows skipped.
  * Needs `--allow-read`.
  */
@@ -130,16 +151,10 @@ export async function* readPairs(
   const format = opts.format ?? formatFromPath(path);
   if (format === undefined) {
     throw new TypeError(
-      `${path}: cannot tell the format from the extension; use .csv, .tsv or .jsonl, or pass format`,
+      `${path}: cannot tell the format from the extension: name it .csv, .tsv (.tab, .txt) or .jsonl (.ndjson, .json)`,
     );
   }
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Deno.errors.NotFound(`${path}: no such file`);
-    throw e;
-  }
+  const file = await openForReading(path, path);
   // readPairsFromStream cancels the stream (closing the file) when it stops early.
   return yield* readPairsFromStream(file.readable, path, { ...opts, format });
 }
@@ -201,17 +216,9 @@ export async function readTextLines(
   source: string | ReadableStream<Uint8Array>,
   name: string = typeof source === "string" ? source : "stdin",
 ): Promise<string[]> {
-  let stream: ReadableStream<Uint8Array>;
-  if (typeof source === "string") {
-    try {
-      stream = (await Deno.open(source, { read: true })).readable;
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new Deno.errors.NotFound(`${name}: no such file`);
-      }
-      throw e;
-    }
-  } else stream = source;
+  const stream = typeof source === "string"
+    ? (await openForReading(source, name)).readable
+    : source;
   const out: string[] = [];
   for await (const line of readLines(stream, name)) {
     out.push(line.text.endsWith("\r") ? line.text.slice(0, -1) : line.text);

@@ -212,8 +212,23 @@ Deno.test("loadPairs() reports bad JSON and bad ids", async () => {
 });
 
 Deno.test("readPairs() needs a known extension or a format", async () => {
-  await assert.rejects(readPairs("x.parquet").next(), TypeError);
+  await assert.rejects(
+    readPairs("x.parquet").next(),
+    new TypeError(
+      "x.parquet: cannot tell the format from the extension: name it .csv, .tsv (.tab, .txt) or .jsonl (.ndjson, .json)",
+    ),
+  );
   await assert.rejects(readPairs(at("nope.csv")).next(), /nope\.csv: no such file/);
+  const dir = await Deno.makeTempDir({ suffix: ".tsv" });
+  try {
+    await assert.rejects(readPairs(dir).next(), new TypeError(`${dir}: is a folder, not a file`));
+    await assert.rejects(
+      () => readTextLines(dir),
+      new TypeError(`${dir}: is a folder, not a file`),
+    );
+  } finally {
+    await Deno.remove(dir);
+  }
 });
 
 /** A stream of `rows` TSV rows made on demand; `pulled()` tells how many bytes were read. */
