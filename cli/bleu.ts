@@ -37,7 +37,7 @@ BLEU is NLTK's sentence_bleu/corpus_bleu on whitespace tokens, weights (0.25, 0.
 
 Options:
   --refs FILE       reference file; repeat for several references per sentence
-  --hyps FILE       hypothesis file (same number of lines)
+  --hyps FILE|-     hypothesis file (same number of lines), or stdin with -
   --smoothing N     NLTK SmoothingFunction method 0-7 (default 1; 0 is NLTK's unsmoothed)
   --sacrebleu       also sacreBLEU-style corpus BLEU (0-100, 13a tokenizer, exp smoothing)
   --chrf            also chrF2 (sacreBLEU CHRF defaults, 0-100), corpus and sentence mean
@@ -52,7 +52,10 @@ Permissions: --allow-read (the files named).`;
  */
 async function readLines(path: string, flag: string): Promise<string[]> {
   try {
-    return await readTextLines(path);
+    // "-": standard input (`webseq generate … | webseq bleu --refs R --hyps -`)
+    return path === "-"
+      ? await readTextLines(Deno.stdin.readable, "stdin")
+      : await readTextLines(path);
   } catch (err) {
     if (err instanceof SyntaxError) throw err; // file:line: invalid UTF-8
     const why = err instanceof Deno.errors.NotFound ? "no such file" : errorLine(err);
@@ -83,6 +86,9 @@ export async function run(args: string[]): Promise<number> {
     }
     const refPaths = (flags.refs as string[] | undefined) ?? [];
     if (refPaths.length === 0) throw new UsageError("Missing required option --refs");
+    if (refPaths.includes("-")) {
+      throw new UsageError("Option --refs takes files; only --hyps may be - (stdin)");
+    }
     const hypPath = stringFlag(flags, "hyps", true)!;
     const smoothing = numberFlag(flags, "smoothing", { integer: true, min: 0, max: 7 }) ?? 1;
 

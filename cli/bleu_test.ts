@@ -153,12 +153,42 @@ Deno.test("webseq bleu reports usage errors with exit 2", async () => {
       ["--refs", REFS_A, "--hyps", HYPS, "--smoothing", "8"],
       ["--refs", REFS_A, "--hyps", HYPS, "--smoothing", "x"],
       ["--refs", REFS_A, "--hyps", HYPS, "--bogus"],
+      ["--refs", "-", "--hyps", HYPS],
     ]
   ) {
     const r = await capture(args);
     assert.equal(r.code, 2, args.join(" "));
     assert.match(r.err[0], /^webseq bleu: usage: /);
   }
+});
+
+Deno.test("webseq bleu --hyps - reads the hypotheses from stdin", async () => {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-check",
+      `--allow-read=${REFS_A}`,
+      new URL("../cli.ts", import.meta.url).pathname,
+      "bleu",
+      "--refs",
+      REFS_A,
+      "--hyps",
+      "-",
+      "--json",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  });
+  const child = cmd.spawn();
+  const w = child.stdin.getWriter();
+  await w.write(await Deno.readFile(HYPS));
+  await w.close();
+  const res = await child.output();
+  assert.equal(res.code, 0, new TextDecoder().decode(res.stderr));
+  const fromFile = await capture(["--refs", REFS_A, "--hyps", HYPS, "--json"]);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(res.stdout)), JSON.parse(fromFile.out[0]));
 });
 
 Deno.test("webseq bleu --help prints the help with examples and exits 0", async () => {
