@@ -58,7 +58,10 @@ export function parseFlags(
 /**
  * `--flag -3` as `--flag=-3` for the string options of `spec`: parseArgs
  * reads a value that starts with "-" as a flag of its own ("argument is
- * ambiguous"), so a negative number would never reach the range checks.
+ * ambiguous"), so a negative number would never reach the range checks, and
+ * an input text such as `--text "-abc"` or `--text "- 5"` would be refused.
+ * A value that starts with "--", or is "-h", still reads as a flag (the
+ * value was most likely forgotten).
  */
 function joinNegativeValues(args: string[], spec: FlagSpec): string[] {
   const out: string[] = [];
@@ -69,7 +72,7 @@ function joinNegativeValues(args: string[], spec: FlagSpec): string[] {
     const next = args[i + 1];
     if (
       name !== null && spec[name]?.type === "string" && next !== undefined &&
-      /^-(\d|\.\d)/.test(next)
+      /^-[^-]/.test(next) && next !== "-h"
     ) {
       out.push(`${a}=${next}`);
       i++;

@@ -40,14 +40,18 @@ Deno.test("reportError: one line, exit 1 (2 for usage errors); GPU out of memory
   ]);
 });
 
-Deno.test("parseFlags: a negative number after a string option is its value, so the range check speaks", () => {
+Deno.test("parseFlags: a negative number or a dash-led text after a string option is its value", () => {
   const spec = { lr: { type: "string" }, quiet: { type: "boolean" } } as const;
   const { flags } = parseFlags(["--lr", "-3", "--quiet"], spec);
   assert.equal(flags.lr, "-3");
   assert.equal(parseFlags(["--lr", "-.5"], spec).flags.lr, "-.5");
   assert.throws(() => numberFlag(flags, "lr", { min: 0 }), /--lr must be at least 0, got -3/);
-  // a flag-like word is still a flag (no value), and after "--" nothing is joined
-  assert.throws(() => parseFlags(["--lr", "-x"], spec), UsageError);
+  // an input text (generate --text "-abc", "- 5") is a value; the number check then speaks
+  assert.equal(parseFlags(["--lr", "-x"], spec).flags.lr, "-x");
+  assert.equal(parseFlags(["--lr", "- 5"], spec).flags.lr, "- 5");
+  // "--word" and "-h" are still flags (the value was forgotten); after "--" nothing is joined
+  assert.throws(() => parseFlags(["--lr", "--quiet"], spec), UsageError);
+  assert.throws(() => parseFlags(["--lr", "-h"], spec), UsageError);
   assert.throws(() => parseFlags(["--quiet", "-3"], spec), UsageError);
   assert.deepEqual(parseFlags(["--", "--lr", "-3"], spec, { positionals: true }).positionals, [
     "--lr",

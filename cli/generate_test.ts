@@ -82,6 +82,10 @@ Deno.test("webseq generate prints one line per input, equal to generateText()", 
   model.dispose();
   assert.ok(r.out.every((line) => line.length > 0), r.out.join(" | "));
   assert.deepEqual(r.out, ref.sequences.map((g) => g[0].text!.replace(/[\t\r\n]+/g, " ")));
+  // an input that starts with a dash is an input, not a flag
+  const dash = await capture([...BASE, "--text", "-the cat", "--text", "- 5"]);
+  assert.equal(dash.code, 0, dash.err.join("\n"));
+  assert.equal(dash.out.length, 2);
 });
 
 Deno.test("webseq generate --min-new-tokens equals generateText() with minNewTokens", async () => {
