@@ -209,6 +209,13 @@ export async function run(args: string[]): Promise<number> {
 
     const backend = await selectBackend(device);
     const { model, tokenizer } = await loadRun(dir, { backend });
+    const maxPosition = model.config.max_position;
+    if (opts.maxNewTokens !== undefined && opts.maxNewTokens > maxPosition) {
+      model.dispose();
+      throw new UsageError(
+        `Option --max-new-tokens (${opts.maxNewTokens}) exceeds the model's max_position ${maxPosition} (${dir}/config.json)`,
+      );
+    }
     try {
       for (let start = 0; start < inputs.length; start += batchSize) {
         const batch = inputs.slice(start, start + batchSize);

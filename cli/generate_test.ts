@@ -231,6 +231,10 @@ Deno.test("webseq generate usage errors exit 2 with one line", async () => {
     [[...BASE, "--text", "x", "--top-k", "-1"], /--top-k must be at least 0, got -1/],
     [[...BASE, "--text", "x", "--max-new-tokens", "0"], /--max-new-tokens must be at least 1/],
     [[...BASE, "--text", "x", "--min-new-tokens", "-2"], /--min-new-tokens must be at least 0/],
+    [
+      ["--run", DIR, "--device", "cpu", "--text", "x", "--max-new-tokens", "33"],
+      /--max-new-tokens \(33\) exceeds the model's max_position 32/,
+    ],
     [[...BASE, "--text", "x", "--temperature", "1e-7"], /--temperature must be at least 1e-6/],
     [
       [...BASE, "--text", "x", "--num-beams", "3", "--temperature", "0.5"],
