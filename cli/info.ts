@@ -5,7 +5,7 @@
  * @module
  */
 import { EXIT_OK, parseFlags, printJson, reportError } from "./_common.ts";
-import { describeAdapter, requestAdapter } from "../gpu/adapter.ts";
+import { describeAdapter, isSoftwareAdapter, requestAdapter } from "../gpu/adapter.ts";
 import { grantedEnv } from "../tensor/env.ts";
 
 /** Help text. */
@@ -38,7 +38,8 @@ export async function run(args: string[]): Promise<number> {
     } catch (err) {
       reason = (err as Error).message;
     }
-    const auto = adapter && !adapter.isFallbackAdapter ? "webgpu" : "cpu";
+    // as selectBackend decides: software adapters (llvmpipe, lavapipe, SwiftShader) lose to the CPU
+    const auto = adapter && !isSoftwareAdapter(adapter) ? "webgpu" : "cpu";
     // the graphics API Deno's WebGPU was asked to use (its own choice when unset)
     const api = grantedEnv("DENO_WEBGPU_BACKEND") || null;
     const report = {
@@ -62,9 +63,7 @@ export async function run(args: string[]): Promise<number> {
     );
     if (adapter) {
       console.log(
-        `WebGPU adapter: ${adapter.description}${
-          adapter.isFallbackAdapter ? " (software fallback)" : ""
-        }`,
+        `WebGPU adapter: ${adapter.description}${isSoftwareAdapter(adapter) ? " (software)" : ""}`,
       );
       console.log(`  vendor ${adapter.vendor || "?"}, architecture ${adapter.architecture || "?"}`);
       console.log(

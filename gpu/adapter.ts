@@ -5,6 +5,7 @@
  * @module
  */
 import { GpuUnavailableError } from "./errors.ts";
+import { grantedEnv } from "../tensor/env.ts";
 
 /** What `webseq info` reports about an adapter. */
 export interface AdapterReport {
@@ -80,11 +81,42 @@ export async function requestAdapter(
     throw new GpuUnavailableError(`WebGPU adapter request failed: ${(err as Error).message}`);
   }
   if (!adapter) {
+    const api = grantedEnv("DENO_WEBGPU_BACKEND");
+    const unknown = unknownGraphicsApis(api);
     throw new GpuUnavailableError(
-      "No WebGPU adapter found (install a GPU driver, or Mesa's llvmpipe/lavapipe for a software one)",
+      unknown.length > 0
+        ? `No WebGPU adapter: DENO_WEBGPU_BACKEND=${api} names no graphics API Deno knows (${
+          unknown.join(", ")
+        }; use ${GRAPHICS_APIS.join(", ")}, or unset it)`
+        : api
+        ? `No WebGPU adapter found through DENO_WEBGPU_BACKEND=${api} (unset it to let Deno choose, install a GPU driver, or Mesa's llvmpipe/lavapipe for a software one)`
+        : "No WebGPU adapter found (install a GPU driver, or Mesa's llvmpipe/lavapipe for a software one)",
     );
   }
   return adapter;
+}
+
+/** The graphics API names `DENO_WEBGPU_BACKEND` takes (wgpu's, a comma-separated list). */
+export const GRAPHICS_APIS: readonly string[] = ["vulkan", "gl", "metal", "dx12"];
+
+/** wgpu's names and aliases of its graphics APIs. */
+const API_NAMES = new Set([
+  "vulkan",
+  "vk",
+  "gl",
+  "gles",
+  "opengl",
+  "metal",
+  "mtl",
+  "dx12",
+  "d3d12",
+  "webgpu",
+]);
+
+/** The entries of a `DENO_WEBGPU_BACKEND` value that name no graphics API. */
+export function unknownGraphicsApis(value: string | undefined): string[] {
+  if (!value) return [];
+  return value.split(",").map((s) => s.trim().toLowerCase()).filter((s) => !API_NAMES.has(s));
 }
 
 /** Describes an adapter for `webseq info`. */

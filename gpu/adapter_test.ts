@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { unknownGraphicsApis } from "./adapter.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const ADAPTER = new URL("./adapter.ts", import.meta.url).href;
@@ -46,4 +47,12 @@ Deno.test("webseq info without XDG_RUNTIME_DIR prints no Mesa display error", as
   const res = await withoutXdg(["run", "--quiet", "--allow-env", "--allow-read", CLI, "info"]);
   assert.equal(res.code, 0, res.err);
   assert.doesNotMatch(res.err, /XDG_RUNTIME_DIR/);
+});
+
+Deno.test("unknownGraphicsApis(): DENO_WEBGPU_BACKEND entries wgpu does not know", () => {
+  assert.deepEqual(unknownGraphicsApis(undefined), []);
+  assert.deepEqual(unknownGraphicsApis("vulkan"), []);
+  assert.deepEqual(unknownGraphicsApis("GL, vk"), []);
+  assert.deepEqual(unknownGraphicsApis("bogus"), ["bogus"]);
+  assert.deepEqual(unknownGraphicsApis("metal,cuda"), ["cuda"]);
 });
