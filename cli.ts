@@ -60,9 +60,18 @@ ${Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(10)} ${v.summary}`).joi
 /** Runs the command line and returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+  // `webseq help train` is `webseq train --help`
+  if (name === "help" && rest.length > 0 && COMMANDS[rest[0]]) {
+    return (await COMMANDS[rest[0]].load()).run(["--help"]);
+  }
+  if (name === undefined) {
+    // no command is a usage error: the help goes to stderr, as the usage errors do
+    console.error(HELP);
+    return EXIT_USAGE;
+  }
+  if (name === "--help" || name === "-h" || name === "help") {
     console.log(HELP);
-    return name === undefined ? EXIT_USAGE : EXIT_OK;
+    return EXIT_OK;
   }
   if (name === "--version") {
     console.log("webseq 0.1.0");

@@ -56,6 +56,15 @@ Deno.test("webseq --help lists the commands; an unknown command is a usage error
   const bad = await webseq(["frobnicate"], []);
   assert.equal(bad.code, 2);
   assert.match(oneLineError(bad.stderr), /unknown command "frobnicate"/);
+  // no command: the help on stderr, exit 2; `help CMD` is `CMD --help`
+  const none = await webseq([], []);
+  assert.deepEqual([none.code, none.stdout, none.stderr], [2, "", help.stdout]);
+  const helpBleu = await webseq(["help", "bleu"], []);
+  assert.deepEqual([helpBleu.code, helpBleu.stdout], [
+    0,
+    (await webseq(["bleu", "--help"], [])).stdout,
+  ]);
+  assert.match(helpBleu.stdout, /webseq bleu/);
 });
 
 Deno.test("every subcommand prints help with examples and permissions and exits 0", async () => {
