@@ -65,7 +65,7 @@ import {
 export { TrainOptionError } from "./resume.ts";
 export { RUN_LOCK_FILE, RunLockedError } from "./run_lock.ts";
 import { writeFileAtomic } from "./atomic.ts";
-import { lockRunFolder, RunLockedError } from "./run_lock.ts";
+import { lockRunFolder } from "./run_lock.ts";
 import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "./tune_cache.ts";
 import { batchLoss, batchTensors, datasetOptionsFor } from "./batch_tensors.ts";
 import { type EvalMetrics, evaluate, idsToText } from "./evaluate.ts";
