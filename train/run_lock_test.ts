@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { lockRunFolder, releaseRunFolderSync, RUN_LOCK_FILE, RunLockedError } from "./run_lock.ts";
 
-/** A pid that ran and has exited (so no process has it, barring reuse). */
+/** A pid no process can have: above the kernel's pid_max (a pid that exited may be reused). */
 async function deadPid(): Promise<number> {
-  const child = new Deno.Command("true").spawn();
-  await child.status;
-  return child.pid;
+  const max = Number((await Deno.readTextFile("/proc/sys/kernel/pid_max")).trim());
+  return max + 1;
 }
 
 Deno.test("lockRunFolder(): one holder at a time; release frees the folder and removes one it made while empty", async () => {
