@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts
- * import { initContext, presetConfig, Seq2Seq } from "./mod.ts";
+ * import { initContext, presetConfig, Seq2Seq } from "@webseq/webseq";
  * const model = new Seq2Seq(presetConfig("tiny", { vocab_size: 100 }), initContext(0));
  * console.log(model.parameterCount());
  * ```

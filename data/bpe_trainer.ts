@@ -20,7 +20,7 @@
  *
  * @example Train on a few sentences
  * ```ts
- * import { trainBpe } from "./bpe_trainer.ts";
+ * import { trainBpe } from "@webseq/webseq";
  * const tok = await trainBpe(["the cat sat", "the cat ran"], { vocabSize: 40 });
  * console.log(tok.decode(tok.encode("the cat")) === "the cat");
  * ```

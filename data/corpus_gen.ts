@@ -56,7 +56,7 @@ function belowThousand(n: number): string[] {
  *
  * @example
  * ```ts
- * import { turkishNumber } from "./corpus_gen.ts";
+ * import { turkishNumber } from "@webseq/webseq";
  * console.log(turkishNumber(1234)); // "bin iki yüz otuz dört"
  * ```
  */

@@ -22,7 +22,7 @@
  *
  * @example Read a file of pairs
  * ```ts ignore
- * import { loadPairs } from "./readers.ts";
+ * import { loadPairs } from "@webseq/webseq";
  * const { pairs, skippedEmpty } = await loadPairs("data/corpus/train.tsv");
  * console.log(pairs.length, skippedEmpty);
  * ```

@@ -11,7 +11,7 @@
  *
  * @example Load a tokenizer and encode a sentence
  * ```ts ignore
- * import { loadTokenizer } from "./tokenizer.ts";
+ * import { loadTokenizer } from "@webseq/webseq";
  * const tok = await loadTokenizer("runs/demo/tokenizer.json");
  * const ids = tok.encode("Merhaba dünya");
  * console.log(ids, tok.decode(ids));

@@ -24,7 +24,7 @@
  *
  * @example
  * ```ts
- * import { sentenceBleuText } from "./bleu.ts";
+ * import { sentenceBleuText } from "@webseq/webseq";
  * const s = sentenceBleuText(["the cat is on the mat"], "the cat sat on the mat");
  * console.log(s.toFixed(4));
  * ```

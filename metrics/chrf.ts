@@ -12,7 +12,7 @@
  *
  * @example
  * ```ts
- * import { corpusChrf } from "./chrf.ts";
+ * import { corpusChrf } from "@webseq/webseq";
  * const { score, name } = corpusChrf([["The cat is on the mat."]], ["The cat sat on the mat."]);
  * console.log(name, score.toFixed(2));
  * ```

@@ -16,7 +16,7 @@
  *
  * @example
  * ```ts
- * import { maskedCrossEntropy } from "./token_metrics.ts";
+ * import { maskedCrossEntropy } from "@webseq/webseq";
  * const logits = new Float32Array([2, 0, 0, 0, 3, 0]); // [N=2, V=3]
  * const loss = maskedCrossEntropy(logits, new Int32Array([0, 1]), 3, { ignoreIndex: 0 });
  * ```

@@ -4,8 +4,7 @@
  *
  * @example
  * ```ts
- * import { Seq2Seq, presetConfig, initContext } from "../mod.ts";
- * import { tensor } from "../tensor/tensor.ts";
+ * import { initContext, presetConfig, Seq2Seq, tensor } from "@webseq/webseq";
  * const cfg = presetConfig("tiny", { vocab_size: 50, dropout: 0, drop_path: 0 });
  * const model = new Seq2Seq(cfg, initContext(0));
  * const src = tensor(new Int32Array([5, 6, 2]), [1, 3]);

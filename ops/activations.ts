@@ -11,7 +11,7 @@
  *
  * @example
  * ```ts
- * import { useActivations } from "./activations.ts";
+ * import { useActivations } from "@webseq/webseq";
  * useActivations("recomputed"); // less memory, a little more time
  * useActivations(null); // back to the default
  * ```

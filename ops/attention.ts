@@ -54,8 +54,7 @@
  *
  * @example
  * ```ts
- * import { full } from "../tensor/tensor.ts";
- * import { attention } from "./attention.ts";
+ * import { attention, full } from "@webseq/webseq";
  * const q = full([2, 4, 5, 16], 0.1), k = full([2, 4, 7, 16], 0.2), v = full([2, 4, 7, 16], 3);
  * const out = attention(q, k, v, { causal: true }); // [2, 4, 5, 16], all 3
  * ```

@@ -18,8 +18,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { cast } from "./cast.ts";
+ * import { cast, tensor } from "@webseq/webseq";
  * const h = cast(tensor([1 / 3, 70000], [2]), "f16");
  * console.log(h.dtype, await h.toArray()); // "f16" [0.333251953125, Infinity]
  * ```

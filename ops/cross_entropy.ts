@@ -25,8 +25,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { crossEntropy } from "./cross_entropy.ts";
+ * import { crossEntropy, tensor } from "@webseq/webseq";
  * const logits = tensor([2, 0, 0, 0, 3, 0], [2, 3]);
  * const loss = crossEntropy(logits, tensor(new Int32Array([0, 1]), [2]), { ignoreIndex: -100 });
  * console.log(await loss.item()); // ≈ 0.1803

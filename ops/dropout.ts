@@ -11,8 +11,7 @@
  *
  * @example
  * ```ts
- * import { ones } from "../tensor/tensor.ts";
- * import { dropout } from "./dropout.ts";
+ * import { dropout, ones } from "@webseq/webseq";
  * const y = dropout(ones([8]), 0.5, 1234);
  * console.log(await y.toArray()); // each entry 0 or 2
  * ```

@@ -18,8 +18,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { embedding } from "./embedding.ts";
+ * import { embedding, tensor } from "@webseq/webseq";
  * const w = tensor([0, 1, 10, 11, 20, 21], [3, 2]);
  * const y = embedding(w, tensor(new Int32Array([2, 0]), [2]));
  * console.log(await y.toArray()); // [20, 21, 0, 1]

@@ -33,8 +33,7 @@
  *
  * @example
  * ```ts
- * import { tensor, zeros } from "../tensor/tensor.ts";
- * import { geluLinear } from "./gelu_linear.ts";
+ * import { geluLinear, tensor, zeros } from "@webseq/webseq";
  * const y = geluLinear(tensor([1, -1], [1, 2]), tensor([1, 1], [1, 2]), zeros([1]));
  * console.log(await y.toArray()); // ≈ [0.6827] = gelu(1) + gelu(-1)
  * ```

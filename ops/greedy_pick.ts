@@ -20,8 +20,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { greedyPick } from "./greedy_pick.ts";
+ * import { greedyPick, tensor } from "@webseq/webseq";
  * const [ids, picks, done] = greedyPick(
  *   tensor([0, 2, 2, 5, 1, 0], [2, 3]),
  *   tensor([0, 0], [2]),

@@ -14,8 +14,7 @@
  *
  * @example
  * ```ts
- * import { ones, tensor, zeros } from "../tensor/tensor.ts";
- * import { layerNorm } from "./layer_norm.ts";
+ * import { layerNorm, ones, tensor, zeros } from "@webseq/webseq";
  * const y = layerNorm(tensor([1, 2, 3, 4], [2, 2]), ones([2]), zeros([2]), 1e-5);
  * console.log(await y.toArray()); // ≈ [-1, 1, -1, 1]
  * ```

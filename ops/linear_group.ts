@@ -23,8 +23,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { linearGroup } from "./linear_group.ts";
+ * import { linearGroup, tensor } from "@webseq/webseq";
  * const x = tensor([1, 2], [1, 2]);
  * const [y0, y1] = linearGroup(x, [tensor([1, 0], [1, 2]), tensor([0, 1], [1, 2])], [
  *   tensor([0.5], [1]),

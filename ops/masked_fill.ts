@@ -6,8 +6,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { maskedFill } from "./masked_fill.ts";
+ * import { maskedFill, tensor } from "@webseq/webseq";
  * const y = maskedFill(tensor([1, 2, 3, 4], [2, 2]), tensor(new Int32Array([0, 1]), [2]), -1e9);
  * console.log(await y.toArray()); // [1, -1e9, 3, -1e9]
  * ```

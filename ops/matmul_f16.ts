@@ -41,9 +41,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { cast } from "./cast.ts";
- * import { matmulF16 } from "./matmul_f16.ts";
+ * import { cast, matmulF16, tensor } from "@webseq/webseq";
  * const a = cast(tensor([1, 2, 3, 4], [2, 2]), "f16");
  * const y = matmulF16(a, a); // f32 [2, 2]
  * console.log(y.dtype, await y.toArray()); // "f32" [7, 10, 15, 22]

@@ -21,8 +21,7 @@
  *
  * @example
  * ```ts
- * import { full, ones } from "../tensor/tensor.ts";
- * import { residual } from "./residual.ts";
+ * import { full, ones, residual } from "@webseq/webseq";
  * const out = residual(ones([2, 3, 4]), full([2, 3, 4], 2), { gamma: full([4], 0.5) });
  * console.log(await out.toArray()); // all 2
  * ```

@@ -15,8 +15,7 @@
  *
  * @example
  * ```ts
- * import { full, ones, zeros } from "../tensor/tensor.ts";
- * import { residualLayerNorm } from "./residual_layer_norm.ts";
+ * import { full, ones, residualLayerNorm, zeros } from "@webseq/webseq";
  * const x = ones([2, 4]), branch = full([2, 4], 2);
  * const [out, y] = residualLayerNorm(x, branch, { weight: ones([4]), bias: zeros([4]), eps: 1e-5 });
  * console.log(await out.toArray(), await y.toArray()); // all 3, all 0

@@ -45,8 +45,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { samplePick } from "./sample_pick.ts";
+ * import { samplePick, tensor } from "@webseq/webseq";
  * // row 0 keeps its two largest (top-k 2): probabilities 0.27, 0.73 → u 0.5 takes index 3;
  * // row 1 is done already
  * const [ids, picks, done] = samplePick(

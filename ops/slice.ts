@@ -9,8 +9,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { concat, slice } from "./slice.ts";
+ * import { concat, slice, tensor } from "@webseq/webseq";
  * const x = tensor([0, 1, 2, 3, 4, 5], [2, 3]);
  * console.log(await slice(x, 1, 1, 3).toArray()); // [1, 2, 4, 5]
  * console.log((concat([x, x], 0)).shape); // [4, 3]

@@ -12,8 +12,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { softmax } from "./softmax.ts";
+ * import { softmax, tensor } from "@webseq/webseq";
  * const y = softmax(tensor([1, 2, 3, 50, 50, 50], [2, 3]));
  * console.log(await y.toArray()); // [0.090, 0.245, 0.665, 1/3, 1/3, 1/3]
  * ```

@@ -13,8 +13,7 @@
  *
  * @example
  * ```ts
- * import { tensor } from "../tensor/tensor.ts";
- * import { swiglu } from "./swiglu.ts";
+ * import { swiglu, tensor } from "@webseq/webseq";
  * const y = swiglu(tensor([0, 2], [2]), tensor([3, 1], [2]));
  * console.log(await y.toArray()); // [0, 1.7615941…]: silu(0)·3, silu(2)·1
  * ```

@@ -20,9 +20,7 @@
  *
  * @example
  * ```ts
- * import "../ops/mod.ts";
- * import { tensor } from "../tensor/tensor.ts";
- * import { AdamW } from "./adamw.ts";
+ * import { AdamW, tensor } from "@webseq/webseq";
  * const w = tensor([1, 2], [2], { requiresGrad: true });
  * const opt = new AdamW(new Map([["fc.weight", w]]), { lr: 0.1 });
  * w.grad = tensor([0.5, -0.5], [2]);

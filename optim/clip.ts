@@ -8,9 +8,7 @@
  *
  * @example
  * ```ts
- * import "../ops/mod.ts";
- * import { tensor } from "../tensor/tensor.ts";
- * import { clipGradNorm } from "./clip.ts";
+ * import { clipGradNorm, tensor } from "@webseq/webseq";
  * const w = tensor([0, 0], [2], { requiresGrad: true });
  * w.grad = tensor([3, 4], [2]);
  * const norm = clipGradNorm([w], 1);

@@ -20,11 +20,7 @@
  *
  * @example
  * ```ts
- * import "../ops/mod.ts";
- * import { tensor } from "../tensor/tensor.ts";
- * import { mul, sum } from "../ops/mod.ts";
- * import { AdamW } from "./adamw.ts";
- * import { GradScaler } from "./grad_scaler.ts";
+ * import { AdamW, GradScaler, mul, sum, tensor } from "@webseq/webseq";
  * const w = tensor([1, 2], [2], { requiresGrad: true });
  * const opt = new AdamW(new Map([["w", w]]), { lr: 0.1 });
  * const scaler = new GradScaler({ backend: w.backend });

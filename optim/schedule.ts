@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { linearWarmupSchedule } from "./schedule.ts";
+ * import { linearWarmupSchedule } from "@webseq/webseq";
  * const f = linearWarmupSchedule(2, 6);
  * console.log([0, 1, 2, 3, 6].map(f)); // [0, 0.5, 1, 0.75, 0]
  * ```

@@ -10,8 +10,7 @@
  *
  * @example
  * ```ts
- * import { tensor, scope } from "./tensor.ts";
- * import { mul, sum } from "../ops/mod.ts";
+ * import { mul, scope, sum, tensor } from "@webseq/webseq";
  * const x = tensor([1, 2, 3], [3], { requiresGrad: true });
  * scope(() => sum(mul(x, x)).backward());
  * console.log(await x.grad!.toArray()); // [2, 4, 6]

@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { writeJsonAtomic } from "./atomic.ts";
+ * import { writeJsonAtomic } from "@webseq/webseq";
  * const dir = await Deno.makeTempDir();
  * await writeJsonAtomic(`${dir}/state.json`, { step: 10 });
  * ```

@@ -27,8 +27,7 @@
  *
  * @example
  * ```ts ignore
- * import { loadRun } from "./load_model.ts";
- * import { generateText } from "./generate.ts";
+ * import { generateText, loadRun } from "@webseq/webseq";
  * const { model, tokenizer } = await loadRun("runs/demo");
  * const res = await generateText(model, tokenizer!, ["hello world"], { strategy: "beam", numBeams: 4 });
  * console.log(res.sequences[0][0].text);

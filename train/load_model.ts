@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts ignore
- * import { loadRun } from "./load_model.ts";
+ * import { loadRun } from "@webseq/webseq";
  * const { model, config, tokenizer } = await loadRun("runs/demo");
  * console.log(config.d_model, model.parameterCount(), tokenizer?.vocabSize);
  * ```

@@ -19,7 +19,7 @@
  *
  * @example
  * ```ts
- * import { parseSafetensors, serializeSafetensors } from "./safetensors.ts";
+ * import { parseSafetensors, serializeSafetensors } from "@webseq/webseq";
  * const bytes = serializeSafetensors({
  *   w: { dtype: "F32", shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) },
  * });

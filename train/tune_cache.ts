@@ -16,7 +16,7 @@
  *
  * @example
  * ```ts ignore
- * import { loadTuneCache, saveTuneCache } from "./tune_cache.ts";
+ * import { loadTuneCache, saveTuneCache } from "@webseq/webseq";
  * await loadTuneCache("runs/tuning.json", gpu); // before the first step
  * // ... autotuneStep(gpu, step) ...
  * await saveTuneCache("runs/tuning.json", gpu); // after it tuned something
