@@ -5,7 +5,8 @@
  * generate from the run folder.
  */
 import assert from "node:assert/strict";
-import { RUN_LOCK_FILE, RunLockedError, train } from "../train/trainer.ts";
+import { RUN_LOCK_FILE, train } from "../train/trainer.ts";
+import { lockRunFolder } from "../train/run_lock.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { readSafetensors, writeSafetensors } from "../train/safetensors.ts";
 import { readJsonl, runPath } from "../train/run_folder.ts";
@@ -208,16 +209,15 @@ Deno.test("train() refuses to overwrite a run and to resume nothing", async () =
       () => train({ ...baseOptions(d, `${dir}/r`), epochs: 1 }),
       /already holds a run/,
     );
-    // a run folder another live trainer holds (pid 1 runs) is refused, its lock kept
-    const lock = `${dir}/r/${RUN_LOCK_FILE}`;
-    await Deno.writeTextFile(lock, JSON.stringify({ pid: 1, started: "then" }));
+    // a run folder another trainer holds is refused (here this process holds it)
+    const held = await lockRunFolder(`${dir}/r`);
     await assert.rejects(
       () => train({ ...baseOptions(d, `${dir}/r`), resume: true }),
-      new RunLockedError(
-        `${dir}/r is in use by another webseq train (pid 1, since then): wait for it, or choose another --out (remove ${lock} if no such run is active)`,
+      new RegExp(
+        `^RunLockedError: ${dir}/r is in use by another webseq train \\(pid ${Deno.pid}, `,
       ),
     );
-    assert.equal(JSON.parse(await Deno.readTextFile(lock)).pid, 1);
+    await held.release();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -443,13 +443,11 @@ Deno.test("train() --resume refuses a checkpoint whose files are of different st
       format: "pt",
       webseq_step: String(state.step + 2),
     });
-    // a writer gone 11 minutes ago (pids above Linux's pid_max, 2²², never run; where /proc
-    // cannot be read, without --allow-all, only the age tells), and the parent process, alive
+    // writes a crash cut short (the resumed run holds the folder's lock: no one else writes there)
     const gone = `${out}/.model.safetensors.tmp-4194399-abc`;
     await Deno.writeTextFile(gone, "partial");
-    const past = new Date(Date.now() - 11 * 60_000);
-    await Deno.utime(gone, past, past);
-    await Deno.writeTextFile(`${out}/.optimizer.safetensors.tmp-${Deno.ppid}-abc`, "live");
+    const gone2 = `${out}/.optimizer.safetensors.tmp-${Deno.ppid}-abc`;
+    await Deno.writeTextFile(gone2, "partial");
     const again = {
       out,
       resume: true,
@@ -466,12 +464,11 @@ Deno.test("train() --resume refuses a checkpoint whose files are of different st
         } but .*trainer_state\\.json of step ${state.step} \\(a checkpoint write was cut short\\)`,
       ),
     );
-    // the files as written: the resume goes on, and the temporary file is gone
+    // the files as written: the resume goes on, and the temporary files are gone
     await Deno.writeFile(runPath(out, "model"), original);
     await train(again);
     await assert.rejects(() => Deno.stat(gone), Deno.errors.NotFound);
-    // a live writer's file stays
-    await Deno.stat(`${out}/.optimizer.safetensors.tmp-${Deno.ppid}-abc`);
+    await assert.rejects(() => Deno.stat(gone2), Deno.errors.NotFound);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -51,20 +51,17 @@ export async function checkCheckpoint(out: string, state: TrainerState): Promise
       );
     }
   }
-  // a temporary file `.<name>.tmp-<pid>-<random>` of a writer that is gone: its process no
-  // longer runs (Linux's /proc tells), or it has not been written to for 10 minutes
+  // a temporary file `.<name>.tmp-<pid>-<random>` is a write a crash cut short: the caller holds
+  // the run folder's lock (train/run_lock.ts), so no other process writes here now
   for (const dir of [out, `${out}/best`]) {
     let entries: Deno.DirEntry[] = [];
     try {
       entries = [...Deno.readDirSync(dir)];
     } catch { /* no such folder */ }
     for (const e of entries) {
-      const m = /^\..+\.tmp-(\d+)-[0-9a-z]+$/.exec(e.name);
-      if (!e.isFile || !m) continue;
-      const path = `${dir}/${e.name}`;
-      const stale = !(await processRuns(Number(m[1]))) ||
-        Date.now() - ((await Deno.stat(path)).mtime?.getTime() ?? 0) > 600_000;
-      if (stale) await Deno.remove(path).catch(() => {});
+      if (e.isFile && /^\..+\.tmp-\d+-[0-9a-z]+$/.test(e.name)) {
+        await Deno.remove(`${dir}/${e.name}`).catch(() => {});
+      }
     }
   }
 }
@@ -96,26 +93,6 @@ export function resumedOption<T>(
     );
   }
   return o.saved as T;
-}
-
-/**
- * Whether process `pid` runs (true when that cannot be told: no /proc, or no
- * permission to read it — Deno asks for --allow-all there).
- */
-export async function processRuns(pid: number): Promise<boolean> {
-  if (pid === Deno.pid) return false; // this process writes nothing yet
-  try {
-    await Deno.stat(`/proc/${pid}`);
-    return true;
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) return true;
-    try {
-      await Deno.stat("/proc/self");
-      return false; // /proc is there and the process is not
-    } catch {
-      return true;
-    }
-  }
 }
 
 /** `path` made absolute against the working folder (as given when that cannot be read). */
