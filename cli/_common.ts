@@ -126,6 +126,13 @@ export function columnFlag(flags: Flags, name: string): string | number | undefi
   return v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : v;
 }
 
+/** `--format`: csv, tsv or jsonl (undefined: from the file's extension). */
+export function formatFlag(flags: Flags): "csv" | "tsv" | "jsonl" | undefined {
+  const v = stringFlag(flags, "format");
+  if (v === undefined || v === "csv" || v === "tsv" || v === "jsonl") return v;
+  throw new UsageError(`Option --format must be csv, tsv or jsonl, got ${JSON.stringify(v)}`);
+}
+
 /** Writes a one-line error to stderr and returns the matching exit code. */
 export function reportError(command: string, err: unknown): number {
   const usage = err instanceof UsageError;

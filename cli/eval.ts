@@ -7,6 +7,7 @@
 import {
   columnFlag,
   EXIT_OK,
+  formatFlag,
   numberFlag,
   parseFlags,
   printJson,
@@ -35,6 +36,8 @@ Usage: webseq eval --run DIR --data FILE [options]
 Options:
   --run DIR                run folder (config.json, tokenizer.json, model.safetensors)
   --data FILE              pairs to evaluate (.csv, .tsv, .jsonl)
+  --format csv|tsv|jsonl   the data files' format (default: from the extension; .gz files
+                           are read through gzip)
   --source-col NAME|N      source column
   --target-col NAME|N      target column
   --max-length N           truncate like training (default: the run's own, from its
@@ -56,6 +59,7 @@ Permissions: --allow-read=RUN_DIR,DATA --allow-env
 const SPEC = {
   run: { type: "string" },
   data: { type: "string" },
+  format: { type: "string" },
   "source-col": { type: "string" },
   "target-col": { type: "string" },
   "max-length": { type: "string" },
@@ -96,6 +100,7 @@ export async function run(args: string[]): Promise<number> {
     const data = stringFlag(flags, "data", true)!;
     const device = parseDevice(stringFlag(flags, "device"));
     const maxLengthFlag = numberFlag(flags, "max-length", { integer: true, min: 2 });
+    const format = formatFlag(flags);
     const batchSize = numberFlag(flags, "batch-size", { integer: true, min: 1 }) ?? 32;
     const smoothing = numberFlag(flags, "smoothing", { integer: true, min: 0, max: 7 }) ?? 1;
     const bleuLimit = numberFlag(flags, "bleu-limit", { integer: true, min: 1 });
@@ -111,6 +116,7 @@ export async function run(args: string[]): Promise<number> {
     // the length the run was trained (and validated) with, so its logged valid_loss reproduces
     const maxLength = maxLengthFlag ?? (await recordedMaxLength(runDir)) ?? 64;
     const { pairs, skippedEmpty } = await loadPairs(data, {
+      format,
       sourceCol: columnFlag(flags, "source-col"),
       targetCol: columnFlag(flags, "target-col"),
     });

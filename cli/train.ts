@@ -7,6 +7,7 @@ import {
   columnFlag,
   EXIT_FAILURE,
   EXIT_OK,
+  formatFlag,
   numberFlag,
   parseFlags,
   reportError,
@@ -43,6 +44,8 @@ Data:
   --data FILE              training pairs: .csv, .tsv or .jsonl (default data/corpus/train.tsv)
   --valid FILE             validation pairs (default: data/corpus/valid.tsv with the built-in
                            data, else a seeded 5% split of --data, at most 500 pairs)
+  --format csv|tsv|jsonl   the data files' format (default: from the extension; .gz files
+                           are read through gzip)
   --source-col NAME|N      source column (default "source" or the first column)
   --target-col NAME|N      target column (default "target" or the second column)
   --tokenizer FILE|ID      tokenizer.json (or its folder) to use, or a Hub model id such as
@@ -124,6 +127,7 @@ const SPEC = {
   data: { type: "string" },
   valid: { type: "string" },
   out: { type: "string" },
+  format: { type: "string" },
   "source-col": { type: "string" },
   "target-col": { type: "string" },
   tokenizer: { type: "string" },
@@ -343,6 +347,7 @@ export async function run(args: string[]): Promise<number> {
       // did not record it)
       valid: stringFlag(flags, "valid") ?? (data === BUILTIN_TRAIN ? BUILTIN_VALID : undefined),
       out: stringFlag(flags, "out") ?? "runs/default",
+      format: formatFlag(flags),
       sourceCol: columnFlag(flags, "source-col"),
       targetCol: columnFlag(flags, "target-col"),
       tokenizer: stringFlag(flags, "tokenizer"),

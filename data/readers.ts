@@ -62,7 +62,10 @@ export type PairsFormat = "csv" | "tsv" | "jsonl";
 
 /** Options of {@link readPairs} and {@link loadPairs}. */
 export interface ReadPairsOptions {
-  /** File format; by default taken from the extension (.csv; .tsv .tab .txt; .jsonl .ndjson .json). */
+  /**
+   * File format; by default taken from the extension (.csv; .tsv .tab .txt; .jsonl .ndjson .json;
+   * any of them followed by .gz is read through gzip).
+   */
   format?: PairsFormat;
   /**
    * Source column: a header name, or a 0-based index (a number, or a string of digits).
@@ -102,7 +105,7 @@ export const MAX_FIELD_CHARS = 1 << 24;
 
 /** The format of `path` by its extension, or undefined when the extension is not known. */
 export function formatFromPath(path: string): PairsFormat | undefined {
-  const m = /\.([A-Za-z0-9]+)$/.exec(path);
+  const m = /\.([A-Za-z0-9]+)(\.gz)?$/i.exec(path);
   switch (m?.[1].toLowerCase()) {
     case "csv":
       return "csv";
@@ -140,6 +143,39 @@ async function openForReading(path: string, name: string): Promise<Deno.FsFile> 
   return file;
 }
 
+/** Whether `path` names a gzip file (`.gz`): the readers decompress it as they read. */
+export function isGzipPath(path: string): boolean {
+  return /\.gz$/i.test(path);
+}
+
+/**
+ * The bytes of the file at `path`, decompressed when it is `.gz`; a corrupt
+ * gzip stream is an error naming the file (`name`).
+ */
+async function openStream(path: string, name: string): Promise<ReadableStream<Uint8Array>> {
+  const raw = (await openForReading(path, name)).readable;
+  if (!isGzipPath(path)) return raw;
+  const reader = raw.pipeThrough(new DecompressionStream("gzip")).getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        controller.error(
+          new TypeError(
+            `${name}: not a whole gzip file (${err instanceof Error ? err.message : err})`,
+          ),
+        );
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}
+
 /**
  * Pairs of the file at `path`, streamed. The generator's return value counts the rows skipped.
  * Needs `--allow-read`.
@@ -151,12 +187,12 @@ export async function* readPairs(
   const format = opts.format ?? formatFromPath(path);
   if (format === undefined) {
     throw new TypeError(
-      `${path}: cannot tell the format from the extension: name it .csv, .tsv (.tab, .txt) or .jsonl (.ndjson, .json)`,
+      `${path}: cannot tell the format from the extension: name it .csv, .tsv (.tab, .txt) or .jsonl (.ndjson, .json), gzipped or not, or give the format`,
     );
   }
-  const file = await openForReading(path, path);
+  const stream = await openStream(path, path);
   // readPairsFromStream cancels the stream (closing the file) when it stops early.
-  return yield* readPairsFromStream(file.readable, path, { ...opts, format });
+  return yield* readPairsFromStream(stream, path, { ...opts, format });
 }
 
 /** Pairs of a byte stream named `name` (used in error messages); `opts.format` is required. */
@@ -216,9 +252,7 @@ export async function readTextLines(
   source: string | ReadableStream<Uint8Array>,
   name: string = typeof source === "string" ? source : "stdin",
 ): Promise<string[]> {
-  const stream = typeof source === "string"
-    ? (await openForReading(source, name)).readable
-    : source;
+  const stream = typeof source === "string" ? await openStream(source, name) : source;
   const out: string[] = [];
   for await (const line of readLines(stream, name)) {
     out.push(line.text.endsWith("\r") ? line.text.slice(0, -1) : line.text);

@@ -215,7 +215,7 @@ Deno.test("readPairs() needs a known extension or a format", async () => {
   await assert.rejects(
     readPairs("x.parquet").next(),
     new TypeError(
-      "x.parquet: cannot tell the format from the extension: name it .csv, .tsv (.tab, .txt) or .jsonl (.ndjson, .json)",
+      "x.parquet: cannot tell the format from the extension: name it .csv, .tsv (.tab, .txt) or .jsonl (.ndjson, .json), gzipped or not, or give the format",
     ),
   );
   await assert.rejects(readPairs(at("nope.csv")).next(), /nope\.csv: no such file/);
@@ -228,6 +228,46 @@ Deno.test("readPairs() needs a known extension or a format", async () => {
     );
   } finally {
     await Deno.remove(dir);
+  }
+});
+
+Deno.test("readPairs() and readTextLines() read .gz files through gzip; a corrupt one names the file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const text = "source\ttarget\n\uFEFFone\tbir\ntwo\tiki\n";
+    const gz = async (bytes: Uint8Array<ArrayBuffer>) =>
+      new Uint8Array(
+        await new Response(
+          new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip")),
+        ).arrayBuffer(),
+      );
+    const plain = `${dir}/p.tsv`, zipped = `${dir}/p.tsv.gz`, noExt = `${dir}/pairs`;
+    await Deno.writeTextFile(plain, text);
+    await Deno.writeFile(zipped, await gz(new TextEncoder().encode(text)));
+    await Deno.writeTextFile(noExt, text);
+    assert.equal(formatFromPath(zipped), "tsv");
+    assert.equal(formatFromPath(`${dir}/x.JSONL.GZ`), "jsonl");
+    const want = (await loadPairs(plain)).pairs.map((p) => [p.line, p.kind === "text" && p.source]);
+    const got = (await loadPairs(zipped)).pairs.map((p) => [p.line, p.kind === "text" && p.source]);
+    assert.deepEqual(got, want);
+    // no extension: the format option says it
+    const named = (await loadPairs(noExt, { format: "tsv" })).pairs;
+    assert.deepEqual(named.map((p) => p.line), want.map(([l]) => l));
+    assert.deepEqual(await readTextLines(zipped), await readTextLines(plain));
+    const cut = `${dir}/cut.tsv.gz`;
+    const whole = await Deno.readFile(zipped);
+    await Deno.writeFile(cut, whole.subarray(0, whole.length - 6));
+    await assert.rejects(
+      () => loadPairs(cut),
+      new RegExp(`^TypeError: ${cut}: not a whole gzip file`),
+    );
+    await Deno.writeTextFile(`${dir}/fake.tsv.gz`, "plain text");
+    await assert.rejects(
+      () => readTextLines(`${dir}/fake.tsv.gz`),
+      /fake\.tsv\.gz: not a whole gzip file/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -115,6 +115,7 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
       [["--resume", "--tokenizer", "t.json"], /--tokenizer does not apply with --resume/],
       [["--resume", "--vocab-size", "99"], /--vocab-size does not apply with --resume/],
       [["--tokenizer", "t.json", "--vocab-size", "99"], /--vocab-size is for a tokenizer trained/],
+      [["--format", "xml"], /--format must be csv, tsv or jsonl, got "xml"/],
     ];
     for (const [args, re] of usage) {
       r = await webseq(["train", "--out", `${dir}/r`, ...args], perms);
@@ -291,6 +292,7 @@ Deno.test("train, eval, generate and bench work end to end on the CPU", async ()
       const [args, re] of [
         [["--smoothing", "3"], /--smoothing applies to BLEU: add --bleu/],
         [["--run", ""], /--run needs a value/],
+        [["--format", "parquet"], /--format must be csv, tsv or jsonl/],
       ] as [string[], RegExp][]
     ) {
       r = await webseq(

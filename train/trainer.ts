@@ -23,7 +23,13 @@ import { type ModelConfig, presetConfig, validateConfig } from "../nn/config.ts"
 import { initContext } from "../nn/module.ts";
 import { Seq2Seq } from "../nn/seq2seq.ts";
 import { type Batch, DataLoader, TokenizerDataset } from "../data/dataset.ts";
-import { checkPairIds, loadPairs, type Pair, type ReadPairsOptions } from "../data/readers.ts";
+import {
+  checkPairIds,
+  loadPairs,
+  type Pair,
+  type PairsFormat,
+  type ReadPairsOptions,
+} from "../data/readers.ts";
 import type { TextTokenizer } from "../data/tokenizer_types.ts";
 import {
   KNOWN_SPECIAL_TOKENS,
@@ -189,6 +195,11 @@ export interface TrainOptions {
    * cache folder when read and write permission for it is granted; null: none.
    */
   tuneCache?: string | null;
+  /**
+   * Format of the data files (default: from their extensions; see
+   * `ReadPairsOptions.format`). A resumed run keeps the recorded one.
+   */
+  format?: PairsFormat;
   /** Column of the source text. */
   sourceCol?: string | number;
   /** Column of the target text. */
@@ -361,6 +372,11 @@ export function checkTrainOptions(opts: TrainOptions): void {
       );
     }
   }
+  if (opts.format !== undefined && !["csv", "tsv", "jsonl"].includes(opts.format)) {
+    throw new RangeError(
+      `train: format must be "csv", "tsv" or "jsonl", got ${JSON.stringify(opts.format)}`,
+    );
+  }
   if (typeof opts.out !== "string" || opts.out === "") {
     throw new TypeError(`train: out must name the run folder, got ${JSON.stringify(opts.out)}`);
   }
@@ -493,7 +509,8 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
   if (tuneCache) await restoreTuneCache(tuneCache, backend as GpuBackend, info);
   // the matmul selection learns the adapter's limits (and whether K may be split) even untuned
   if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend);
-  const readOpts: ReadPairsOptions = { sourceCol, targetCol };
+  const format = keep("format", "--format", opts.format, undefined);
+  const readOpts: ReadPairsOptions = { sourceCol, targetCol, ...(format ? { format } : {}) };
 
   // ---- data, run folder, config and tokenizer
   let config: ModelConfig;
@@ -729,6 +746,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         ...(validFile !== null ? { valid_pairs: validPairs.length } : {}),
         ...(sourceCol !== undefined ? { source_col: sourceCol } : {}),
         ...(targetCol !== undefined ? { target_col: targetCol } : {}),
+        ...(format !== undefined ? { format } : {}),
         max_length: maxLengthOpt,
         seed,
         shuffle,
