@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { noGrad, scope, type Tensor } from "../tensor/tensor.ts";
+import { noGrad, scope, type Tensor, tensor } from "../tensor/tensor.ts";
 import type { Backend } from "../tensor/types.ts";
 import { hashU32, makeRng } from "../tensor/rng.ts";
 import { add, autotuneStep, configureMatmul, scale } from "../ops/mod.ts";
@@ -766,8 +766,15 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
     };
   };
   // the trainer state, with the loss scaler's state (one readback) in f16 runs
-  const checkpointState = async (): Promise<TrainerState> =>
-    scaler ? { ...state(), grad_scaler: await scaler.read() } : state();
+  const checkpointState = async (extra: Partial<TrainerState> = {}): Promise<TrainerState> =>
+    scaler ? { ...state(), ...extra, grad_scaler: await scaler.read() } : { ...state(), ...extra };
+  // a checkpoint within an epoch records the epoch's running statistics, so the resumed run logs
+  // the epoch's train loss over all its batches, as an uninterrupted run does
+  const savedSums = resumeState?.epoch_train_sums;
+  let resumeSums = (resumeState?.batch_in_epoch ?? 0) > 0 && Array.isArray(savedSums) &&
+      savedSums.length === 4 && savedSums.every(Number.isFinite)
+    ? savedSums as number[]
+    : null;
 
   // the checkpoint's files (and best/) are written as one: `onCheckpointWrite` hears when
   const writingCheckpoint = async (write: () => Promise<void>) => {
@@ -793,9 +800,32 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
       quiet: opts.quiet,
     });
     bar.update(loader.state().position);
-    // running sums on the device: [ce, tokens, correct, top5]
-    let running: Tensor | null = null;
+    // running sums on the device: [ce, tokens, correct, top5] (a resumed epoch's so far)
+    let running: Tensor | null = resumeSums
+      ? tensor(Float32Array.from(resumeSums), [4], { backend })
+      : null;
+    resumeSums = null;
     const pending: { stats: Tensor }[] = [];
+    // folds the pending statistics into the running sums, in order, as every log point does (so
+    // folding early for a checkpoint changes no sum)
+    const foldRunning = (): Tensor | null => {
+      if (pending.length === 0) return running;
+      const sums = noGrad(() =>
+        scope(() =>
+          pending.reduce((acc: Tensor | null, p) => (acc ? add(acc, p.stats) : p.stats), running)
+        )
+      );
+      for (const p of pending) if (p.stats !== sums) p.stats.dispose();
+      if (running && running !== sums) running.dispose();
+      running = sums;
+      pending.length = 0;
+      return running;
+    };
+    // the state of a checkpoint within this epoch
+    const midEpochState = async (): Promise<TrainerState> => {
+      const sums = foldRunning();
+      return await checkpointState(sums ? { epoch_train_sums: Array.from(await sums.data()) } : {});
+    };
     let seenTokens = 0;
     const t0 = performance.now();
     let interrupted = false;
@@ -898,16 +928,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         lastYield = performance.now();
       }
       if (step % logEvery === 0 || step >= totalSteps || loader.state().position === 0) {
-        const sums = noGrad(() =>
-          scope(() =>
-            pending.reduce((acc: Tensor | null, p) => (acc ? add(acc, p.stats) : p.stats), running)
-          )
-        );
-        for (const p of pending) if (p.stats !== sums) p.stats.dispose();
-        if (running && running !== sums) running.dispose();
-        running = sums;
-        pending.length = 0;
-        const [ce, tok, cor] = await running!.data();
+        const [ce, tok, cor] = await foldRunning()!.data();
         if (!Number.isFinite(ce)) {
           bar.close();
           throw new NonFiniteLossError(
@@ -932,9 +953,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
       // a checkpoint within the epoch (its end writes one anyway), as an interrupt's
       if (saveSteps > 0 && step % saveSteps === 0 && loader.state().position !== 0) {
         await backend.sync();
-        await writingCheckpoint(async () =>
-          saveCheckpoint(out, model, opt, await checkpointState())
-        );
+        await writingCheckpoint(async () => saveCheckpoint(out, model, opt, await midEpochState()));
       }
     }
     bar.close();
@@ -943,7 +962,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
     const owed = loader.state().position === 0 || step >= totalSteps;
     if (interrupted && !owed) {
       await backend.sync();
-      await writingCheckpoint(async () => saveCheckpoint(out, model, opt, await checkpointState()));
+      await writingCheckpoint(async () => saveCheckpoint(out, model, opt, await midEpochState()));
       info(`interrupted: checkpoint written to ${out} at step ${step}; continue with --resume`);
       stopped = "interrupted";
       running?.dispose();
