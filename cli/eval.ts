@@ -17,7 +17,7 @@ import {
 } from "./_common.ts";
 import { parseDevice, selectBackend } from "./_device.ts";
 import { loadRun } from "../train/load_model.ts";
-import { checkPairIds, loadPairs } from "../data/readers.ts";
+import { checkPairIds, loadPairs, loadPairsFromStream } from "../data/readers.ts";
 import { TokenizerDataset } from "../data/dataset.ts";
 import { evaluate, idsToText } from "../train/evaluate.ts";
 import { datasetOptionsFor } from "../train/batch_tensors.ts";
@@ -35,7 +35,8 @@ Usage: webseq eval --run DIR --data FILE [options]
 
 Options:
   --run DIR                run folder (config.json, tokenizer.json, model.safetensors)
-  --data FILE              pairs to evaluate (.csv, .tsv, .jsonl)
+  --data FILE|-            pairs to evaluate (.csv, .tsv, .jsonl, also .gz), or stdin with -
+                           (and --format)
   --format csv|tsv|jsonl   the data files' format (default: from the extension; .gz files
                            are read through gzip)
   --source-col NAME|N      source column
@@ -101,6 +102,9 @@ export async function run(args: string[]): Promise<number> {
     const device = parseDevice(stringFlag(flags, "device"));
     const maxLengthFlag = numberFlag(flags, "max-length", { integer: true, min: 2 });
     const format = formatFlag(flags);
+    if (data === "-" && format === undefined) {
+      throw new UsageError("Option --data - (stdin) needs --format csv, tsv or jsonl");
+    }
     const batchSize = numberFlag(flags, "batch-size", { integer: true, min: 1 }) ?? 32;
     const smoothing = numberFlag(flags, "smoothing", { integer: true, min: 0, max: 7 }) ?? 1;
     const bleuLimit = numberFlag(flags, "bleu-limit", { integer: true, min: 1 });
@@ -115,16 +119,20 @@ export async function run(args: string[]): Promise<number> {
     const { model, config, tokenizer } = await loadRun(runDir, { backend });
     // the length the run was trained (and validated) with, so its logged valid_loss reproduces
     const maxLength = maxLengthFlag ?? (await recordedMaxLength(runDir)) ?? 64;
-    const { pairs, skippedEmpty } = await loadPairs(data, {
-      format,
+    const cols = {
       sourceCol: columnFlag(flags, "source-col"),
       targetCol: columnFlag(flags, "target-col"),
-    });
-    if (pairs.length === 0) throw new RangeError(`${data}: no usable pairs`);
-    checkPairIds(pairs, config.vocab_size, data);
+    };
+    // "-": standard input, in the --format given
+    const dataName = data === "-" ? "stdin" : data;
+    const { pairs, skippedEmpty } = data === "-"
+      ? await loadPairsFromStream(Deno.stdin.readable, dataName, { ...cols, format: format! })
+      : await loadPairs(data, { ...cols, format });
+    if (pairs.length === 0) throw new RangeError(`${dataName}: no usable pairs`);
+    checkPairIds(pairs, config.vocab_size, dataName);
     const ds = TokenizerDataset.fromPairs(pairs, tokenizer, datasetOptionsFor(config, maxLength));
     const m = await evaluate(model, ds, backend, {
-      onBleuError: (i, message) => `${data} line ${pairs[i].line}: ${message}`,
+      onBleuError: (i, message) => `${dataName} line ${pairs[i].line}: ${message}`,
       batchSize,
       bleu: flags.bleu
         ? {

@@ -232,8 +232,22 @@ export async function* readPairsFromStream(
 
 /** All pairs of the file at `path` in memory, with the count of skipped empty rows. */
 export async function loadPairs(path: string, opts: ReadPairsOptions = {}): Promise<LoadedPairs> {
+  return await collectPairs(readPairs(path, opts));
+}
+
+/** {@linkcode loadPairs} of a byte stream named `name` (e.g. stdin); `opts.format` is required. */
+export async function loadPairsFromStream(
+  stream: ReadableStream<Uint8Array>,
+  name: string,
+  opts: ReadPairsOptions & { format: PairsFormat },
+): Promise<LoadedPairs> {
+  return await collectPairs(readPairsFromStream(stream, name, opts));
+}
+
+async function collectPairs(
+  it: AsyncGenerator<Pair, ReadSummary, undefined>,
+): Promise<LoadedPairs> {
   const pairs: Pair[] = [];
-  const it = readPairs(path, opts);
   for (;;) {
     const r = await it.next();
     if (r.done) return { pairs, skippedEmpty: r.value.skippedEmpty };

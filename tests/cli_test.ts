@@ -262,6 +262,44 @@ Deno.test("train, eval, generate and bench work end to end on the CPU", async ()
     assert.ok(Math.abs(ev.perplexity - Math.exp(ev.loss)) < 1e-6 * ev.perplexity);
     // the run's recorded --max-length, not the default 64
     assert.deepEqual([ev.max_length, ev.skipped, ev.pairs], [24, 0, 40]);
+    // the same pairs from stdin (--data - needs --format)
+    const piped = async (extra: string[]) => {
+      const c = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--quiet",
+          "--allow-read",
+          "--allow-env",
+          CLI,
+          "eval",
+          "--run",
+          `${dir}/run`,
+          "--data",
+          "-",
+          "--device",
+          "cpu",
+          "--json",
+          ...extra,
+        ],
+        cwd: ROOT,
+        env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const w = c.stdin.getWriter();
+      await w.write(await Deno.readFile(`${dir}/small.tsv`));
+      await w.close();
+      const o = await c.output();
+      const dec = new TextDecoder();
+      return { code: o.code, stdout: dec.decode(o.stdout), stderr: dec.decode(o.stderr) };
+    };
+    const fromStdin = await piped(["--format", "tsv"]);
+    assert.equal(fromStdin.code, 0, fromStdin.stderr);
+    assert.equal(JSON.parse(fromStdin.stdout).loss, ev.loss);
+    const noFormat = await piped([]);
+    assert.equal(noFormat.code, 2);
+    assert.match(oneLineError(noFormat.stderr), /--data - \(stdin\) needs --format/);
 
     r = await webseq([
       "generate",
