@@ -172,6 +172,29 @@ Deno.test("train() --save-steps: a crash within an epoch resumes from the step c
   }
 });
 
+Deno.test("train() --resume keeps the recorded patience: a resumed run stops early where an uninterrupted one does", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    // lr 0: the validation loss never improves after epoch 1
+    const o = { ...baseOptions(d, ""), lr: 0, bleuLimit: 0 };
+    const whole = await train({ ...o, out: `${dir}/whole`, epochs: 5, patience: 2 });
+    assert.deepEqual([whole.stopped, whole.epochs], ["early_stopping", 3]);
+    const part = await train({ ...o, out: `${dir}/part`, epochs: 2, patience: 2 });
+    assert.deepEqual([part.stopped, part.epochs], ["completed", 2]);
+    const more = { out: `${dir}/part`, resume: true, quiet: true, backend: CPU, epochs: 5 };
+    const resumed = await train(more);
+    assert.deepEqual([resumed.stopped, resumed.epochs], ["early_stopping", 3]);
+    // a run that stopped early stays stopped when resumed with more epochs
+    const again = await train({ ...more, epochs: 8 });
+    assert.deepEqual([again.stopped, again.epochs, again.steps], ["early_stopping", 3, 18]);
+    const st = JSON.parse(await Deno.readTextFile(runPath(`${dir}/part`, "trainerState")));
+    assert.deepEqual([st.options.patience, st.options.bleu_limit], [2, 0]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("train() notices an abort from a timer (as a signal listener) within the epoch, not at its end", async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -727,6 +727,13 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
   if (!Number.isInteger(saveSteps) || saveSteps < 0) {
     throw new RangeError(`saveSteps must be a whole number of steps (0: off), got ${saveSteps}`);
   }
+  const num = (v: unknown) => (Number.isSafeInteger(v) ? v as number : undefined);
+  // what the epochs log and when the run stops early: a resumed run keeps the recorded values
+  // (so it logs and stops as an uninterrupted run would) unless given others
+  const sampleInterval = opts.sampleInterval ?? num(saved.sample_interval) ?? 1;
+  const sampleCount = opts.sampleCount ?? num(saved.sample_count) ?? 3;
+  const bleuLimit = opts.bleuLimit ?? num(saved.bleu_limit) ?? 200;
+  const patience = opts.patience ?? num(saved.patience) ?? 0;
   const state = (): TrainerState => {
     const ls = loader.state();
     return {
@@ -762,6 +769,10 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         precision,
         ...(precision === "f16" ? { f16_accumulate: f16Accumulate } : {}),
         ...(saveSteps > 0 ? { save_steps: saveSteps } : {}),
+        patience,
+        bleu_limit: bleuLimit,
+        sample_interval: sampleInterval,
+        sample_count: sampleCount,
       },
     };
   };
@@ -788,9 +799,15 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
   let stopped: TrainSummary["stopped"] = "completed";
   let lastYield = performance.now();
   let lastValid: EvalMetrics | null = null;
-  const sampleInterval = opts.sampleInterval ?? 1;
 
-  while (epoch < epochs && step < totalSteps) {
+  if (patience && badEpochs >= patience) {
+    // the run had stopped early (a resumed one with more --epochs): it stays stopped
+    info(
+      `early stopping: validation loss had not improved for ${badEpochs} epochs (--patience ${patience})`,
+    );
+    stopped = "early_stopping";
+  }
+  while (epoch < epochs && step < totalSteps && stopped !== "early_stopping") {
     model.train();
     // the batches this epoch will take: all, or as many as the steps left (--max-steps)
     const batchesLeft = (totalSteps - step) * gradAccum + loader.state().position;
@@ -978,11 +995,11 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
     const epochNo = finishedEpoch ? epoch + 1 : epoch + loader.state().position / loader.length;
     const valid = await evaluate(model, validSet, backend, {
       batchSize,
-      bleu: (opts.bleuLimit ?? 200) > 0
+      bleu: bleuLimit > 0
         ? {
           tokenizer,
           references: validPairs.map((p) => textOf(p, "target", tokenizer)),
-          limit: opts.bleuLimit ?? 200,
+          limit: bleuLimit,
           maxNewTokens: maxLength,
         }
         : undefined,
@@ -1022,7 +1039,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
     if (
       sampleInterval > 0 && finishedEpoch && (epoch + 1) % sampleInterval === 0 && validSet.length
     ) {
-      const n = Math.min(opts.sampleCount ?? 3, validSet.length);
+      const n = Math.min(sampleCount, validSet.length);
       const idx = Array.from({ length: n }, (_, i) => Math.floor((i * validSet.length) / n));
       model.eval();
       const res = await generate(
@@ -1080,7 +1097,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
       await saveCheckpoint(out, model, opt, await checkpointState());
     });
     await writeReport(out, { device: backend.description, parameters: model.parameterCount() });
-    if (opts.patience && badEpochs >= opts.patience) {
+    if (patience && badEpochs >= patience) {
       info(`early stopping: validation loss did not improve for ${badEpochs} epochs`);
       stopped = "early_stopping";
       break;
