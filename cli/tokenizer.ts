@@ -49,7 +49,8 @@ Options of encode / decode:
   --ids LIST            ids to decode, separated by spaces or commas (special tokens skipped)
   --json                print JSON: {"ids", "tokens"} or {"text"}
 
-Permissions: --allow-read (data and tokenizer files), --allow-write (the --out folder)`;
+Permissions: --allow-read (data and tokenizer files, and train's --out folder: the file is
+written to a temporary name and renamed, which needs both), --allow-write (the --out folder)`;
 
 const TRAIN_FLAGS = {
   data: { type: "string" },
@@ -97,6 +98,16 @@ export async function run(args: string[]): Promise<number> {
     }
   } catch (err) {
     return reportError("tokenizer", err);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
   }
 }
 
@@ -169,8 +180,15 @@ async function train(args: string[]): Promise<number> {
     );
   }
   const slash = out.lastIndexOf("/");
-  if (slash > 0) await Deno.mkdir(out.slice(0, slash), { recursive: true });
-  await saveTokenizer(tok, out);
+  const folder = slash > 0 ? out.slice(0, slash) : null;
+  const made = folder !== null && !(await exists(folder));
+  if (folder) await Deno.mkdir(folder, { recursive: true });
+  try {
+    await saveTokenizer(tok, out);
+  } catch (err) {
+    if (made) await Deno.remove(folder!).catch(() => {}); // only when empty: nothing half-made
+    throw err;
+  }
   const seconds = Math.round(performance.now() - t0) / 1000;
   if (json) {
     printJson({

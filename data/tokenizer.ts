@@ -24,6 +24,7 @@ import type { TextTokenizer } from "./tokenizer_types.ts";
 import { type TrainedTokenizer, trainedTokenizerFromObject } from "./bpe_trainer.ts";
 import { envVar, joinPath, webseqCacheDir } from "./cache_dir.ts";
 import { errorLine } from "../tensor/errors.ts";
+import { writeFileAtomic } from "../train/atomic.ts";
 
 export type { TextTokenizer } from "./tokenizer_types.ts";
 
@@ -241,12 +242,12 @@ async function readIfThere(path: string): Promise<string | undefined> {
  */
 export async function saveTokenizer(tok: TextTokenizer, path: string): Promise<void> {
   if (tok instanceof HfTokenizer && Object.keys(tok.config).length > 0) {
-    await writeTextAtomic(
+    await writeFileAtomic(
       joinPath(dirName(path), "tokenizer_config.json"),
       JSON.stringify(tok.config, null, 2) + "\n",
     );
   }
-  await writeTextAtomic(path, tok.toJson());
+  await writeFileAtomic(path, tok.toJson());
 }
 
 /** The ids of a tokenizer's padding, start and end tokens (those it has). */
@@ -403,10 +404,10 @@ export async function fetchTokenizerFromHub(
   });
   await Deno.mkdir(dir, { recursive: true });
   const cfgPath = joinPath(dir, "tokenizer_config.json");
-  if (cfgRes.text !== undefined) await writeTextAtomic(cfgPath, cfgRes.text);
+  if (cfgRes.text !== undefined) await writeFileAtomic(cfgPath, cfgRes.text);
   else await Deno.remove(cfgPath).catch(() => {});
   // tokenizer.json last: its presence marks a complete download.
-  await writeTextAtomic(tokPath, tokRes.text);
+  await writeFileAtomic(tokPath, tokRes.text);
   return await loadTokenizer(tokPath);
 }
 
@@ -685,19 +686,5 @@ function defaultCacheDir(): string {
     return webseqCacheDir("hub");
   } catch {
     throw new Error("No cache folder: set WEBSEQ_CACHE or HOME, or pass cacheDir");
-  }
-}
-
-/** Writes `text` to `path` through a temporary file in the same folder and a rename. */
-async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${dirName(path)}/.${path.slice(path.lastIndexOf("/") + 1)}.tmp-${Deno.pid}-${
-    Math.random().toString(36).slice(2, 10)
-  }`;
-  try {
-    await Deno.writeTextFile(tmp, text);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
   }
 }

@@ -89,7 +89,12 @@ export async function writeFileAtomic(
         await Deno.remove(temp);
       } catch { /* best effort */ }
     }
-    const why = errorLine(err);
+    // Deno's rename asks for read and write access to both names: say so in the user's words
+    const why = err instanceof Deno.errors.NotCapable
+      ? `it needs read and write access to ${dir} (--allow-read=${dir} --allow-write=${dir}): ${
+        errorLine(err)
+      }`
+      : errorLine(err);
     throw new Error(`Cannot write ${path}: ${why}`, { cause: err });
   }
   await syncDir(dir);
