@@ -190,6 +190,11 @@ async function train(args: string[]): Promise<number> {
     throw err;
   }
   const seconds = Math.round(performance.now() - t0) / 1000;
+  if (tok.vocabSize > vocabSize) {
+    console.error(
+      `note: the data's characters alone exceed --vocab-size ${vocabSize}: all are kept (vocab ${tok.vocabSize}, no merges); a larger --vocab-size leaves room for merges`,
+    );
+  }
   if (json) {
     printJson({
       out,

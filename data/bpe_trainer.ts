@@ -51,7 +51,12 @@ export interface TrainProgress {
 
 /** Options of {@linkcode trainBpe}. */
 export interface TrainBpeOptions {
-  /** Largest vocab wanted, special tokens included. Training stops there or earlier. */
+  /**
+   * Largest vocab wanted, special tokens included. Training stops there or earlier — unless the
+   * special tokens and the alphabet alone hold more: every character seen is kept (as Hugging
+   * Face's `BpeTrainer` keeps its alphabet), so the vocab is then that larger (see
+   * `limitAlphabet`).
+   */
   vocabSize: number;
   /** A pair must occur at least this often to be merged. Default: 2. */
   minFrequency?: number;
@@ -62,8 +67,8 @@ export interface TrainBpeOptions {
   /** Encode unknown characters as their UTF-8 bytes (256 `<0x..>` tokens). Default: false. */
   byteFallback?: boolean;
   /**
-   * Keep at most this many distinct characters (the most frequent); the rest become unknown.
-   * Default: all that fit in `vocabSize`.
+   * Keep at most this many distinct characters (the most frequent); the rest become unknown (or
+   * bytes, with `byteFallback`). Default: all.
    */
   limitAlphabet?: number;
   /**
@@ -476,7 +481,7 @@ export async function trainBpe(
   if (splitDigits) { for (const d of DIGITS) if (!charCounts.has(d)) charCounts.set(d, 0); }
   const rank = (ch: string) => splitDigits && DIGITS.includes(ch) ? Infinity : charCounts.get(ch)!;
   let alphabet = [...charCounts.keys()];
-  const room = Math.min(opts.limitAlphabet ?? Infinity, opts.vocabSize - vocab.length);
+  const room = opts.limitAlphabet ?? Infinity;
   if (alphabet.length > room) {
     alphabet.sort((x, y) => rank(y) - rank(x) || cmpCodePoints(x, y));
     alphabet = alphabet.slice(0, room);
@@ -512,7 +517,8 @@ export async function trainBpe(
   bareCounts.clear();
 
   // 4. Pair counts, pair → words index, max-heap of (count, pair).
-  const W = opts.vocabSize + 1; // pair key = a * W + b; ids stay below vocabSize
+  // pair key = a * W + b; ids stay below vocabSize, or the alphabet's end when that is larger
+  const W = Math.max(opts.vocabSize, vocab.length) + 1;
   const pairCounts = new Map<number, number>();
   const where = new Map<number, number[]>();
   const heap = new PairHeap();

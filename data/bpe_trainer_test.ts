@@ -335,10 +335,17 @@ Deno.test("trainBpe() with splitDigits has every digit 0-9, seen in the texts or
   const tok = await trainBpe(texts, { vocabSize: 60, splitDigits: true });
   for (const d of "0123456789") assert.ok(tok.tokenToId(d) !== undefined, d);
   assert.deepEqual(tok.tokenize("987"), ["▁", "9", "8", "7"]);
-  // 4 specials + 10 digits leave 2 places: the digits stay, the letters go
+  // 4 specials + 10 digits leave 2 places: the alphabet is kept whole all the same (as Hugging
+  // Face's BpeTrainer keeps it), the vocab larger than asked, and nothing merges
   const short = await trainBpe(texts, { vocabSize: 16, splitDigits: true });
-  assert.equal(short.vocabSize, 16);
-  for (const d of "0123456789") assert.ok(short.tokenToId(d) !== undefined, d);
+  const alphabet = new Set("▁roomandbc0123456789");
+  assert.equal(short.vocabSize, 4 + alphabet.size);
+  assert.equal(short.merges.length, 0);
+  for (const ch of alphabet) assert.ok(short.tokenToId(ch) !== undefined, ch);
+  // limitAlphabet keeps the digits and the most frequent others
+  const limited = await trainBpe(texts, { vocabSize: 16, splitDigits: true, limitAlphabet: 12 });
+  assert.equal(limited.vocabSize, 16);
+  for (const d of "0123456789") assert.ok(limited.tokenToId(d) !== undefined, d);
   // no room for the ten digits: refused
   await assert.rejects(
     () => trainBpe(texts, { vocabSize: 14, splitDigits: true }),

@@ -573,6 +573,11 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         minFrequency: 2,
         splitDigits: opts.splitDigits ?? false,
       });
+      if (tokenizer.vocabSize > vocab) {
+        info(
+          `tokenizer: the data's characters alone exceed --vocab-size ${vocab}: all are kept (vocab ${tokenizer.vocabSize}, no merges); a larger --vocab-size leaves room for merges`,
+        );
+      }
     }
     // fields the config file sets itself (not filled in by defaults)
     const fileSets = (field: string) =>
