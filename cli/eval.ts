@@ -129,7 +129,10 @@ export async function run(args: string[]): Promise<number> {
       ? await loadPairsFromStream(Deno.stdin.readable, dataName, { ...cols, format: format! })
       : await loadPairs(data, { ...cols, format });
     if (pairs.length === 0) throw new RangeError(`${dataName}: no usable pairs`);
-    checkPairIds(pairs, config.vocab_size, dataName);
+    checkPairIds(pairs, config.vocab_size, dataName, {
+      pad: config.pad_token_id,
+      eos: config.eos_token_id,
+    });
     const ds = TokenizerDataset.fromPairs(pairs, tokenizer, datasetOptionsFor(config, maxLength));
     const m = await evaluate(model, ds, backend, {
       onBleuError: (i, message) => `${dataName} line ${pairs[i].line}: ${message}`,

@@ -278,20 +278,32 @@ export async function readTextLines(
  * Checks that every id of the id pairs among `pairs` (read from `file`) is
  * below `vocabSize`: a RangeError naming the file, line and item otherwise
  * (`ids.jsonl:21: source id item 1 = 99999 is outside the vocabulary [0, 60)`),
- * before any of them reaches an embedding.
+ * before any of them reaches an embedding. With `special`, the pad and eos
+ * ids are refused too: pre-tokenized ids come without special tokens (the
+ * dataset adds eos, the start token and padding), and a pad inside a target
+ * would silently drop out of the loss.
  */
-export function checkPairIds(pairs: readonly Pair[], vocabSize: number, file: string): void {
+export function checkPairIds(
+  pairs: readonly Pair[],
+  vocabSize: number,
+  file: string,
+  special: { pad?: number; eos?: number } = {},
+): void {
   for (const p of pairs) {
     if (p.kind !== "ids") continue;
     for (const [side, ids] of [["source", p.sourceIds], ["target", p.targetIds]] as const) {
-      const k = ids.findIndex((id) => id >= vocabSize);
-      if (k >= 0) {
-        throw new RangeError(
-          `${file}:${p.line}: ${side} id item ${k} = ${
-            ids[k]
-          } is outside the vocabulary [0, ${vocabSize})`,
-        );
-      }
+      const k = ids.findIndex((id) => id >= vocabSize || id === special.pad || id === special.eos);
+      if (k < 0) continue;
+      const id = ids[k];
+      throw new RangeError(
+        `${file}:${p.line}: ${side} id item ${k} = ${id} ${
+          id >= vocabSize
+            ? `is outside the vocabulary [0, ${vocabSize})`
+            : `is the ${
+              id === special.pad ? "pad" : "eos"
+            } id (pre-tokenized ids come without special tokens: eos, the start token and padding are added)`
+        }`,
+      );
     }
   }
 }

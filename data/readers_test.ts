@@ -405,4 +405,16 @@ Deno.test("checkPairIds() names the file, line, side and item of an id outside t
     () => checkPairIds(pairs, 10, "x.jsonl"),
     new RangeError("x.jsonl:7: target id item 1 = 10 is outside the vocabulary [0, 10)"),
   );
+  // the pad and eos ids are the dataset's to add, not the file's
+  assert.throws(
+    () => checkPairIds(pairs, 12, "x.jsonl", { pad: 0, eos: 5 }),
+    new RangeError(
+      "x.jsonl:3: source id item 1 = 5 is the eos id (pre-tokenized ids come without special tokens: eos, the start token and padding are added)",
+    ),
+  );
+  assert.throws(
+    () => checkPairIds(pairs, 12, "x.jsonl", { pad: 6 }),
+    /x\.jsonl:3: target id item 0 = 6 is the pad id/,
+  );
+  checkPairIds(pairs, 12, "x.jsonl", { pad: 0, eos: 2 });
 });

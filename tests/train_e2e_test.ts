@@ -530,6 +530,33 @@ Deno.test("train() on an ids file: an id outside the vocabulary names its file a
       /ids\.jsonl:3: source id item 1 = 99999 is outside the vocabulary \[0, \d+\)/,
     );
     await assert.rejects(() => Deno.stat(`${dir}/ids`), Deno.errors.NotFound);
+    // a config file's vocab_size is kept: an id beyond it is refused by line, not grown into
+    const small = `${dir}/ids_small.jsonl`;
+    await Deno.writeTextFile(small, [row([5, 6], [7, 8]), row([5, 60], [7])].join("\n"));
+    const cfg = `${dir}/v50.json`;
+    await Deno.writeTextFile(
+      cfg,
+      JSON.stringify({ ...JSON.parse(await Deno.readTextFile(d.config)), vocab_size: 50 }),
+    );
+    const idsRun = { out: `${dir}/ids2`, epochs: 1, quiet: true, backend: CPU, bleuLimit: 0 };
+    await assert.rejects(
+      () => train({ ...idsRun, data: small, configFile: cfg }),
+      new RangeError(`${small}:2: source id item 1 = 60 is outside the vocabulary [0, 50)`),
+    );
+    // ids with the pad or eos id (the dataset adds those) are refused by line
+    await Deno.writeTextFile(small, [row([5, 6], [7, 8]), row([5, 6], [0, 7])].join("\n"));
+    await assert.rejects(
+      () => train({ ...idsRun, data: small }),
+      /ids_small\.jsonl:2: target id item 0 = 0 is the pad id/,
+    );
+    // text beside pre-tokenized training data: no tokenizer, named by its line
+    await Deno.writeTextFile(small, [row([5, 6], [7, 8]), row([5, 9], [7])].join("\n"));
+    await assert.rejects(
+      () => train({ ...idsRun, data: small, valid: d.valid }),
+      new RangeError(
+        `${d.valid}:2: a text pair, but there is no tokenizer (the training data is pre-tokenized): give ids (source_ids, target_ids), or train on text`,
+      ),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

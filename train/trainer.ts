@@ -609,7 +609,11 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
           for (const id of [...p.sourceIds, ...p.targetIds]) maxId = Math.max(maxId, id);
         }
       }
-      vocab = Math.max(opts.configFile ? config.vocab_size : 0, maxId + 1);
+      // a vocab_size the config file sets is kept (ids beyond it are refused below, by line);
+      // else the vocabulary is as large as the ids need
+      vocab = fileSets("vocab_size")
+        ? config.vocab_size
+        : Math.max(opts.configFile ? config.vocab_size : 0, maxId + 1);
     }
     config = validateConfig({
       ...config,
@@ -639,8 +643,22 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
     );
   }
   // ids files: every id within the vocabulary, found here with its line (not at an embedding)
-  checkPairIds(trainPairs, config.vocab_size, data);
-  checkPairIds(validPairs, config.vocab_size, validFile ?? data);
+  const specialIds = { pad: config.pad_token_id, eos: config.eos_token_id };
+  checkPairIds(trainPairs, config.vocab_size, data, specialIds);
+  checkPairIds(validPairs, config.vocab_size, validFile ?? data, specialIds);
+  if (!tokenizer) {
+    // text with no tokenizer (pre-tokenized training data, or a run from ids): named by its line
+    for (const [pairs, file] of [[trainPairs, data], [validPairs, validFile ?? data]] as const) {
+      const text = pairs.find((p) => p.kind === "text");
+      if (text) {
+        throw new RangeError(
+          `${file}:${text.line}: a text pair, but there is no tokenizer (${
+            from ? `${from} has none` : "the training data is pre-tokenized"
+          }): give ids (source_ids, target_ids)${from ? "" : ", or train on text"}`,
+        );
+      }
+    }
+  }
 
   // ---- data
   const dsOpts = datasetOptionsFor(config, maxLength);
