@@ -24,6 +24,7 @@ import {
   tuneTilesFlag,
 } from "./train.ts";
 import { presetConfig, validateConfig } from "../nn/config.ts";
+import { readJsonFile } from "../train/run_folder.ts";
 import { benchTrain, parityTflops } from "../bench/train_bench.ts";
 
 /** Help text. */
@@ -184,8 +185,23 @@ export async function run(args: string[]): Promise<number> {
     const cfgFile = stringFlag(flags, "config");
     const preset = presetFlag(stringFlag(flags, "preset")) ?? "small";
     const config = cfgFile
-      ? validateConfig(JSON.parse(await Deno.readTextFile(cfgFile)), cfgFile)
+      ? validateConfig(await readJsonFile(cfgFile), cfgFile)
       : presetConfig(preset, { vocab_size: 8000 });
+    // --torch is checked before webseq's own run (which can take minutes)
+    const torchPython = stringFlag(flags, "torch");
+    if (torchPython !== undefined) {
+      const run = await Deno.permissions.query({ name: "run", command: torchPython });
+      if (run.state !== "granted") {
+        throw new UsageError(`Option --torch ${torchPython} needs --allow-run (to start it)`);
+      }
+      if (torchPython.includes("/")) {
+        try {
+          await Deno.stat(torchPython);
+        } catch {
+          throw new UsageError(`Option --torch: ${torchPython} does not exist`);
+        }
+      }
+    }
     const backend = await selectBackend(device, { quiet: true });
     if (flags.ops) {
       const { runOpsBench } = await import("../bench/ops_bench.ts");
@@ -214,7 +230,7 @@ export async function run(args: string[]): Promise<number> {
       tuneCache,
     });
     printJson(mine);
-    const python = stringFlag(flags, "torch");
+    const python = torchPython;
     if (python !== undefined) {
       const lines = await runTorchBaseline({
         python,

@@ -41,7 +41,8 @@ Options of train (both sides of every pair are used; special tokens <pad>=0 <s>=
   --min-frequency N     merge only pairs seen at least N times (default 2)
   --byte-fallback       unknown characters become UTF-8 byte tokens <0x..> instead of <unk>
   --split-digits        every digit 0-9 is a token of its own (LLaMA-style Digits pre-tokenizer)
-  --json                print one JSON line: out, vocab_size, merges, pairs, skipped, seconds
+  --json                print one JSON line: out, vocab_size, merges, pairs, skipped_empty,
+                        skipped_ids, seconds
 
 Options of encode / decode:
   --tokenizer FILE|DIR  a tokenizer.json, or a folder (e.g. a run folder) holding one

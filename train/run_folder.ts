@@ -73,7 +73,8 @@ function fileError(path: string, err: unknown): Error {
   return new Error(`${path}: cannot read (${why})`, { cause: err });
 }
 
-async function readJson(path: string): Promise<unknown> {
+/** The JSON of the file at `path`; a missing file or invalid JSON is an error naming it. */
+export async function readJsonFile(path: string): Promise<unknown> {
   const text = await readText(path);
   try {
     return JSON.parse(text);
@@ -97,7 +98,7 @@ export async function saveConfig(dir: string, config: ModelConfig): Promise<void
 /** Reads and validates `DIR/config.json`. */
 export async function loadConfig(dir: string): Promise<ModelConfig> {
   const path = runPath(dir, "config");
-  return validateConfig(await readJson(path), path);
+  return validateConfig(await readJsonFile(path), path);
 }
 
 // ---------------------------------------------------------------------------
@@ -328,7 +329,7 @@ export async function saveTrainerState(dir: string, state: TrainerState): Promis
 /** Reads and checks `DIR/trainer_state.json`. */
 export async function loadTrainerState(dir: string): Promise<TrainerState> {
   const path = runPath(dir, "trainerState");
-  return checkTrainerState(await readJson(path), path);
+  return checkTrainerState(await readJsonFile(path), path);
 }
 
 // ---------------------------------------------------------------------------
