@@ -129,6 +129,17 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
     assert.equal(r.code, 1);
     assert.match(oneLineError(r.stderr), /none\.json: no such file/);
 
+    // bench --torch is checked before the benchmark runs
+    r = await webseq(["bench", "--torch", "/nonexistent/python"], perms);
+    assert.equal(r.code, 2);
+    assert.match(oneLineError(r.stderr), /--torch \/nonexistent\/python needs --allow-run/);
+    r = await webseq(["bench", "--torch", "/nonexistent/python"], [...perms, "--allow-run"]);
+    assert.equal(r.code, 2);
+    assert.match(oneLineError(r.stderr), /--torch: \/nonexistent\/python does not exist/);
+    await Deno.writeTextFile(`${dir}/bad.json`, '{"d_model": 16,');
+    r = await webseq(["bench", "--config", `${dir}/bad.json`], perms);
+    assert.equal(r.code, 1);
+    assert.match(oneLineError(r.stderr), /bad\.json: invalid JSON/);
     for (const cmd of ["train", "bench"]) {
       r = await webseq([cmd, "--tune", "sometimes"], perms);
       assert.equal(r.code, 2);
