@@ -21,6 +21,27 @@ export interface ProgressOptions {
   write?: (s: string) => void;
   /** Force terminal mode on or off. */
   tty?: boolean;
+  /**
+   * Terminal width in columns (default: the terminal's, read at each redraw): a redrawn line
+   * longer than this would wrap, and `\r` would then redraw only its last row.
+   */
+  columns?: number;
+}
+
+/** The terminal's width, or undefined when it cannot be told. */
+function terminalColumns(): number | undefined {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `line` cut to fit `columns` − 1 characters (an ellipsis at the cut). */
+export function fitLine(line: string, columns: number | undefined): string {
+  if (!columns || columns < 8) return line;
+  const chars = [...line];
+  return chars.length < columns ? line : chars.slice(0, columns - 2).join("") + "…";
 }
 
 const encoder = new TextEncoder();
@@ -101,8 +122,10 @@ export class ProgressBar {
     if (!this.#tty && final && this.#drawnAt === this.#n) return;
     this.#drawnAt = this.#n;
     const line = this.render();
-    if (this.#tty) this.#write(`\r\x1b[2K${line}${final ? "\n" : ""}`);
-    else this.#write(line + "\n");
+    if (this.#tty) {
+      const fitted = fitLine(line, this.#opts.columns ?? terminalColumns());
+      this.#write(`\r\x1b[2K${fitted}${final ? "\n" : ""}`);
+    } else this.#write(line + "\n");
   }
 
   /** Draws the final state and ends the line. */

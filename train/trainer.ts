@@ -836,10 +836,11 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
     const batchesLeft = (totalSteps - step) * gradAccum + loader.state().position;
     const bar = new ProgressBar({
       label: `epoch ${epoch + 1}/${epochs}`,
-      total: Math.min(loader.length, batchesLeft),
+      // optimizer steps, as the "steps per epoch" above counts them (not micro-batches)
+      total: Math.ceil(Math.min(loader.length, batchesLeft) / gradAccum),
       quiet: opts.quiet,
     });
-    bar.update(loader.state().position);
+    bar.update(Math.ceil(loader.state().position / gradAccum));
     // running sums on the device: [ce, tokens, correct, top5] (a resumed epoch's so far)
     let running: Tensor | null = resumeSums
       ? tensor(Float32Array.from(resumeSums), [4], { backend })
@@ -894,7 +895,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
           pending.push({ stats });
           seenTokens += b.targetTokens;
         });
-        bar.update(group.length);
+        bar.update(1);
         group.length = 0;
         const factor = schedule(step);
         scope(() => {
