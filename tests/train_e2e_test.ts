@@ -448,6 +448,23 @@ Deno.test("train() with a pretrained tokenizer takes its pad, end and start ids;
       async () => run("g4", bert, { configFile: await cfg("g4", { vocab_size: 12 }) }),
       /g4\.json: field "vocab_size" \(12\) is below the tokenizer's 16 tokens/,
     );
+    // a config file's eos that is not the tokenizer's own: kept, and said where it came from
+    const logs: string[] = [];
+    const g5 = await cfg("g5", { eos_token_id: 3 });
+    await run("g5", bert, { configFile: g5, quiet: false, log: (l: string) => logs.push(l) });
+    assert.deepEqual(await ids("g5"), [0, 3, 3, 3, 16]);
+    assert.ok(
+      logs.includes(
+        `special tokens: pad 0, eos 3, decoder start 3 (eos from ${g5}, the rest from ${bert})`,
+      ),
+      logs.join("\n"),
+    );
+    assert.ok(
+      logs.includes(
+        `note: ${g5} sets eos_token_id 3, but ${bert}'s eos token is 4: the model uses 3 (leave the field out to take the tokenizer's)`,
+      ),
+      logs.join("\n"),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -596,11 +596,39 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         }
         vocab = config.vocab_size;
       }
-      special = specialIdsFrom(tokenizer, config, fileSets, opts.tokenizer ?? "the tokenizer");
-      if (opts.tokenizer) {
+      const tokName = opts.tokenizer ?? "the tokenizer";
+      special = specialIdsFrom(tokenizer, config, fileSets, tokName);
+      // where each id came from, and a config file's id that is not the tokenizer's own token
+      const found = specialTokenIds(tokenizer);
+      const roles = [
+        ["pad", "pad_token_id", found.pad],
+        ["eos", "eos_token_id", found.eos],
+        ["decoder start", "decoder_start_token_id", found.bos ?? found.pad],
+      ] as const;
+      const fromFile = roles.filter(([, field]) => fileSets(field)).map(([role]) => role);
+      if (opts.tokenizer || fromFile.length > 0) {
         info(
-          `special tokens from ${opts.tokenizer}: pad ${special.pad_token_id}, eos ${special.eos_token_id}, decoder start ${special.decoder_start_token_id}`,
+          `special tokens: ${
+            roles.map(([role, field]) => `${role} ${special[field]}`).join(", ")
+          } (${
+            fromFile.length === 0
+              ? `from ${tokName}`
+              : fromFile.length === roles.length
+              ? `from ${opts.configFile}`
+              : `${fromFile.join(", ")} from ${opts.configFile}, the rest from ${tokName}`
+          })`,
         );
+      }
+      for (const [role, field, own] of roles) {
+        if (fileSets(field) && own !== undefined && own !== special[field]) {
+          info(
+            `note: ${opts.configFile} sets ${field} ${
+              special[field]
+            }, but ${tokName}'s ${role} token is ${own}: the model uses ${
+              special[field]
+            } (leave the field out to take the tokenizer's)`,
+          );
+        }
       }
     } else {
       let maxId = 3;
