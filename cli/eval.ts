@@ -39,6 +39,8 @@ Options:
                            (and --format)
   --format csv|tsv|jsonl   the data files' format (default: from the extension; .gz files
                            are read through gzip)
+  --header                 CSV/TSV: the first row is a header (default: when it names
+                           "source" and "target", or a column is chosen by name)
   --source-col NAME|N      source column
   --target-col NAME|N      target column
   --max-length N           truncate like training (default: the run's own, from its
@@ -61,6 +63,7 @@ const SPEC = {
   run: { type: "string" },
   data: { type: "string" },
   format: { type: "string" },
+  header: { type: "boolean" },
   "source-col": { type: "string" },
   "target-col": { type: "string" },
   "max-length": { type: "string" },
@@ -122,6 +125,7 @@ export async function run(args: string[]): Promise<number> {
     const cols = {
       sourceCol: columnFlag(flags, "source-col"),
       targetCol: columnFlag(flags, "target-col"),
+      ...(flags.header ? { header: true } : {}),
     };
     // "-": standard input, in the --format given
     const dataName = data === "-" ? "stdin" : data;

@@ -46,6 +46,8 @@ Data:
                            data, else a seeded 5% split of --data, at most 500 pairs)
   --format csv|tsv|jsonl   the data files' format (default: from the extension; .gz files
                            are read through gzip)
+  --header                 CSV/TSV: the first row is a header (default: when it names
+                           "source" and "target", or a column is chosen by name)
   --source-col NAME|N      source column (default "source" or the first column)
   --target-col NAME|N      target column (default "target" or the second column)
   --tokenizer FILE|ID      tokenizer.json (or its folder) to use, or a Hub model id such as
@@ -128,6 +130,7 @@ const SPEC = {
   valid: { type: "string" },
   out: { type: "string" },
   format: { type: "string" },
+  header: { type: "boolean" },
   "source-col": { type: "string" },
   "target-col": { type: "string" },
   tokenizer: { type: "string" },
@@ -348,6 +351,7 @@ export async function run(args: string[]): Promise<number> {
       valid: stringFlag(flags, "valid") ?? (data === BUILTIN_TRAIN ? BUILTIN_VALID : undefined),
       out: stringFlag(flags, "out") ?? "runs/default",
       format: formatFlag(flags),
+      header: flags.header ? true : undefined,
       sourceCol: columnFlag(flags, "source-col"),
       targetCol: columnFlag(flags, "target-col"),
       tokenizer: stringFlag(flags, "tokenizer"),

@@ -200,6 +200,11 @@ export interface TrainOptions {
    * `ReadPairsOptions.format`). A resumed run keeps the recorded one.
    */
   format?: PairsFormat;
+  /**
+   * CSV/TSV: the first row is a header (default: when it names "source" and
+   * "target", or a column is chosen by name). A resumed run keeps the recorded one.
+   */
+  header?: boolean;
   /** Column of the source text. */
   sourceCol?: string | number;
   /** Column of the target text. */
@@ -510,7 +515,13 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
   // the matmul selection learns the adapter's limits (and whether K may be split) even untuned
   if (backend.kind === "webgpu") configureMatmul(backend as GpuBackend);
   const format = keep("format", "--format", opts.format, undefined);
-  const readOpts: ReadPairsOptions = { sourceCol, targetCol, ...(format ? { format } : {}) };
+  const header = keep("header", "--header", opts.header, undefined);
+  const readOpts: ReadPairsOptions = {
+    sourceCol,
+    targetCol,
+    ...(format ? { format } : {}),
+    ...(header !== undefined ? { header } : {}),
+  };
 
   // ---- data, run folder, config and tokenizer
   let config: ModelConfig;
@@ -520,6 +531,17 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
   samePairs(out, "--data", data, loaded.pairs.length, saved.data, saved.data_pairs);
   if (loaded.skippedEmpty) {
     info(`${data}: skipped ${loaded.skippedEmpty} rows with an empty side`);
+  }
+  const first = loaded.pairs[0];
+  if (header === undefined && first.kind === "text" && first.line === 1) {
+    // no header found: the first row is a pair; say so, since a header named otherwise (input,
+    // output) would be trained on
+    const show = (t: string) => JSON.stringify(t.length > 24 ? t.slice(0, 24) + "…" : t);
+    info(
+      `${data}: no header row (the first row, ${show(first.source)} → ${
+        show(first.target)
+      }, is a pair; --header skips a header, --source-col/--target-col name columns)`,
+    );
   }
   let trainPairs = loaded.pairs;
   let validPairs: Pair[];
@@ -805,6 +827,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         ...(sourceCol !== undefined ? { source_col: sourceCol } : {}),
         ...(targetCol !== undefined ? { target_col: targetCol } : {}),
         ...(format !== undefined ? { format } : {}),
+        ...(header !== undefined ? { header } : {}),
         max_length: maxLengthOpt,
         seed,
         shuffle,

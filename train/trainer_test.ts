@@ -46,3 +46,56 @@ Deno.test("train() refuses bad options before writing anything, and an empty --v
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("train() says when a CSV/TSV has no header row; --header skips one named otherwise", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const rows = ["one\tbir", "two\tiki", "three\tüç", "four\tdört", "one two\tbir iki"];
+    const data = `${dir}/d.tsv`, valid = `${dir}/v.tsv`, config = `${dir}/c.json`;
+    await Deno.writeTextFile(data, ["input\toutput", ...rows].join("\n") + "\n");
+    await Deno.writeTextFile(valid, rows.slice(0, 2).join("\n") + "\n");
+    await Deno.writeTextFile(
+      config,
+      JSON.stringify({
+        d_model: 8,
+        n_heads: 2,
+        d_ff: 16,
+        n_encoder_layers: 1,
+        n_decoder_layers: 1,
+      }),
+    );
+    const run = async (out: string, header?: boolean) => {
+      const logs: string[] = [];
+      await train({
+        ...BASE,
+        out: `${dir}/${out}`,
+        data,
+        valid,
+        configFile: config,
+        vocabSize: 60,
+        epochs: 1,
+        bleuLimit: 0,
+        sampleInterval: 0,
+        header,
+        log: (l) => logs.push(l),
+      });
+      return logs;
+    };
+    const plain = await run("a");
+    assert.ok(
+      plain.includes(
+        `${data}: no header row (the first row, "input" → "output", is a pair; --header skips a header, --source-col/--target-col name columns)`,
+      ),
+      plain.join("\n"),
+    );
+    assert.ok(plain.some((l) => l.startsWith("data: 6 train / 2 valid pairs")), plain.join("\n"));
+    const skipped = await run("b", true);
+    assert.ok(
+      skipped.some((l) => l.startsWith("data: 5 train / 1 valid pairs")),
+      skipped.join("\n"),
+    );
+    assert.ok(!skipped.some((l) => l.includes("no header row")));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
