@@ -5,7 +5,7 @@
  * generate from the run folder.
  */
 import assert from "node:assert/strict";
-import { RUN_LOCK_FILE, train } from "../train/trainer.ts";
+import { NonFiniteLossError, RUN_LOCK_FILE, train } from "../train/trainer.ts";
 import { lockRunFolder } from "../train/run_lock.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { readSafetensors, writeSafetensors } from "../train/safetensors.ts";
@@ -190,6 +190,58 @@ Deno.test("train() --resume keeps the recorded patience: a resumed run stops ear
     assert.deepEqual([again.stopped, again.epochs, again.steps], ["early_stopping", 3, 18]);
     const st = JSON.parse(await Deno.readTextFile(runPath(`${dir}/part`, "trainerState")));
     assert.deepEqual([st.options.patience, st.options.bleu_limit], [2, 0]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() --max-steps within an epoch keeps its running statistics: resumed, the epoch's train loss covers all its batches", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    const o = { ...baseOptions(d, ""), bleuLimit: 0, sampleInterval: 0 };
+    await train({ ...o, out: `${dir}/full` });
+    await train({ ...o, out: `${dir}/part`, maxSteps: 3 });
+    await train({ out: `${dir}/part`, resume: true, quiet: true, backend: CPU, epochs: 2 });
+    // (the weights differ: the first 3 steps ran the 3-step run's learning-rate schedule)
+    const whole = async (run: string) =>
+      ((await readJsonl(runPath(`${dir}/${run}`, "metrics"))) as Record<string, number>[])
+        .filter((m) => Number.isInteger(m.epoch))
+        .map((m) => [m.epoch, m.step, m.train_tokens]);
+    assert.deepEqual(await whole("part"), await whole("full"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() never writes a diverged model over the last checkpoint, whatever --save-steps and --log-every", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const d = await smallData(dir);
+    const out = `${dir}/r`;
+    await assert.rejects(
+      () =>
+        train({
+          ...baseOptions(d, out),
+          lr: 1e38,
+          warmup: 0,
+          maxGradNorm: 0,
+          logEvery: 10,
+          saveSteps: 2,
+        }),
+      NonFiniteLossError,
+    );
+    // whatever checkpoint there is holds finite weights and a finite running loss
+    try {
+      const w = await readSafetensors(runPath(out, "model"));
+      for (const [name, t] of Object.entries(w.tensors)) {
+        assert.ok((t.data as Float32Array).every(Number.isFinite), name);
+      }
+      const st = JSON.parse(await Deno.readTextFile(runPath(out, "trainerState")));
+      assert.ok((st.epoch_train_sums ?? []).every(Number.isFinite), JSON.stringify(st));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -304,6 +304,12 @@ function textOf(p: Pair, side: "source" | "target", tok: TextTokenizer | null): 
   return idsToText(side === "source" ? p.sourceIds : p.targetIds, tok);
 }
 
+/** Whether every value is finite (a plain loop: checkpoints scan every weight). */
+function allFinite(xs: ArrayLike<number>): boolean {
+  for (let i = 0; i < xs.length; i++) if (!Number.isFinite(xs[i])) return false;
+  return true;
+}
+
 async function saveCheckpoint(
   out: string,
   model: Seq2Seq,
@@ -313,7 +319,23 @@ async function saveCheckpoint(
   // the three files are written one after another (each atomically): each records the step, so
   // a resume can tell a checkpoint whose writing was cut short between them
   const stepMeta = { webseq_step: String(state.step) };
-  await saveModelWeights(out, await model.stateDict(), {
+  const weights = await model.stateDict();
+  // never a diverged model over the last good checkpoint: a non-finite weight (an update from a
+  // non-finite gradient shows in the loss only a step later) stops the run with that one intact
+  for (const [name, t] of Object.entries(weights)) {
+    if (!allFinite(t.data)) {
+      throw new NonFiniteLossError(
+        `${name} became non-finite by step ${state.step}; the last checkpoint in ${out} is intact — try a lower --lr or --max-grad-norm`,
+      );
+    }
+  }
+  const sums = state.epoch_train_sums;
+  if (Array.isArray(sums) && !sums.every(Number.isFinite)) {
+    throw new NonFiniteLossError(
+      `loss became non-finite by step ${state.step}; the last checkpoint in ${out} is intact — try a lower --lr or --max-grad-norm`,
+    );
+  }
+  await saveModelWeights(out, weights, {
     tieEmbeddings: model.config.tie_embeddings,
     metadata: stepMeta,
   });
@@ -1169,7 +1191,13 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
           metadata: { webseq_step: String(step) },
         });
       }
-      await saveCheckpoint(out, model, opt, await checkpointState());
+      // a --max-steps stop within an epoch keeps its running statistics, as a step checkpoint does
+      await saveCheckpoint(
+        out,
+        model,
+        opt,
+        await checkpointState(finishedEpoch ? {} : { epoch_train_sums: [ce, tok, cor, top5] }),
+      );
     });
     await writeReport(out, { device: backend.description, parameters: model.parameterCount() });
     if (patience && badEpochs >= patience) {
