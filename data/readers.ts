@@ -29,6 +29,8 @@
  *
  * @module
  */
+import { createGunzip } from "node:zlib";
+import { Readable } from "node:stream";
 
 /** A pair of texts, as read from a CSV, TSV or JSONL file. */
 export interface TextPair {
@@ -155,25 +157,33 @@ export function isGzipPath(path: string): boolean {
 async function openStream(path: string, name: string): Promise<ReadableStream<Uint8Array>> {
   const raw = (await openForReading(path, name)).readable;
   if (!isGzipPath(path)) return raw;
-  const reader = raw.pipeThrough(new DecompressionStream("gzip")).getReader();
+  // node:zlib reads every member of a multi-member file (`cat a.gz b.gz`, bgzip), as gzip -d
+  // does; the web DecompressionStream stops at the first
+  const source = Readable.fromWeb(raw as import("node:stream/web").ReadableStream<Uint8Array>);
+  const gunzip = createGunzip();
+  source.on("error", (err) => gunzip.destroy(err));
+  source.pipe(gunzip);
   return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
-      } catch (err) {
-        controller.error(
-          new TypeError(
-            `${name}: not a whole gzip file (${err instanceof Error ? err.message : err})`,
-          ),
-        );
-      }
+    start(controller) {
+      gunzip.on("data", (chunk: Uint8Array) => {
+        controller.enqueue(new Uint8Array(chunk));
+        if ((controller.desiredSize ?? 1) <= 0) gunzip.pause(); // the reader is behind
+      });
+      gunzip.on("end", () => controller.close());
+      gunzip.on(
+        "error",
+        (err: Error) =>
+          controller.error(new TypeError(`${name}: not a whole gzip file (${err.message})`)),
+      );
     },
-    cancel(reason) {
-      return reader.cancel(reason);
+    pull() {
+      gunzip.resume();
     },
-  });
+    cancel() {
+      source.destroy();
+      gunzip.destroy();
+    },
+  }, { highWaterMark: 4 });
 }
 
 /**

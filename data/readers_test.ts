@@ -254,6 +254,15 @@ Deno.test("readPairs() and readTextLines() read .gz files through gzip; a corrup
     const named = (await loadPairs(noExt, { format: "tsv" })).pairs;
     assert.deepEqual(named.map((p) => p.line), want.map(([l]) => l));
     assert.deepEqual(await readTextLines(zipped), await readTextLines(plain));
+    // a multi-member file (cat a.gz b.gz, bgzip) is read whole, as gzip -d reads it
+    const [head, tail] = [text.slice(0, 14), text.slice(14)];
+    const enc = new TextEncoder();
+    const members = `${dir}/m.tsv.gz`;
+    await Deno.writeFile(
+      members,
+      new Uint8Array([...await gz(enc.encode(head)), ...await gz(enc.encode(tail))]),
+    );
+    assert.deepEqual(await readTextLines(members), await readTextLines(plain));
     const cut = `${dir}/cut.tsv.gz`;
     const whole = await Deno.readFile(zipped);
     await Deno.writeFile(cut, whole.subarray(0, whole.length - 6));
