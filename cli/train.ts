@@ -7,6 +7,7 @@ import {
   columnFlag,
   EXIT_FAILURE,
   EXIT_OK,
+  type Flags,
   formatFlag,
   numberFlag,
   parseFlags,
@@ -301,6 +302,13 @@ export function interruptHandler(
   };
 }
 
+/** `--out`: the run folder (default runs/default); an empty one is a usage error. */
+function outFlag(flags: Flags): string {
+  const out = stringFlag(flags, "out");
+  if (out === "") throw new UsageError("Option --out needs a folder name");
+  return out ?? "runs/default";
+}
+
 /** Runs `webseq train`. */
 export async function run(args: string[]): Promise<number> {
   const controller = new AbortController();
@@ -349,7 +357,7 @@ export async function run(args: string[]): Promise<number> {
       // the built-in data's validation file (also for a run resumed from an older state, which
       // did not record it)
       valid: stringFlag(flags, "valid") ?? (data === BUILTIN_TRAIN ? BUILTIN_VALID : undefined),
-      out: stringFlag(flags, "out") ?? "runs/default",
+      out: outFlag(flags),
       format: formatFlag(flags),
       header: flags.header ? true : undefined,
       sourceCol: columnFlag(flags, "source-col"),
@@ -391,7 +399,7 @@ export async function run(args: string[]): Promise<number> {
       tuneCache: tuneCacheFlag(stringFlag(flags, "tune-cache")),
       // absent stays undefined: a resumed run keeps its recorded shuffling
       shuffle: flags["no-shuffle"] ? false : undefined,
-      seed: int("seed"),
+      seed: numberFlag(flags, "seed", { integer: true, min: 0, max: 2 ** 32 - 1 }),
       resume,
       sampleInterval: int("sample-interval"),
       patience: int("patience"),

@@ -116,12 +116,16 @@ Deno.test("train reports bad input in one line with a non-zero exit", async () =
       [["--resume", "--vocab-size", "99"], /--vocab-size does not apply with --resume/],
       [["--tokenizer", "t.json", "--vocab-size", "99"], /--vocab-size is for a tokenizer trained/],
       [["--format", "xml"], /--format must be csv, tsv or jsonl, got "xml"/],
+      [["--seed", "4294967296"], /--seed must be at most 4294967295/],
     ];
     for (const [args, re] of usage) {
       r = await webseq(["train", "--out", `${dir}/r`, ...args], perms);
       assert.equal(r.code, 2, args.join(" "));
       assert.match(oneLineError(r.stderr), re);
     }
+    r = await webseq(["train", "--out", ""], perms);
+    assert.equal(r.code, 2);
+    assert.match(oneLineError(r.stderr), /--out needs a folder name/);
     r = await webseq(
       ["train", "--config", `${dir}/none.json`, "--out", `${dir}/r`, "--device", "cpu"],
       perms,
