@@ -180,12 +180,6 @@ export function validateConfig(raw: unknown, source = "config"): ModelConfig {
       throw new RangeError(`${source}: field "${f}" (${cfg[f]}) must be below vocab_size`);
     }
   }
-  if (cfg.pad_token_id === cfg.eos_token_id) {
-    // the loss skips pad targets: an eos that is pad would never be learned
-    throw new RangeError(
-      `${source}: field "pad_token_id" (${cfg.pad_token_id}) must differ from eos_token_id (the loss ignores padding, so the model would never learn to stop)`,
-    );
-  }
   return cfg;
 }
 

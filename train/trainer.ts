@@ -25,6 +25,7 @@ import { Seq2Seq } from "../nn/seq2seq.ts";
 import { type Batch, DataLoader, TokenizerDataset } from "../data/dataset.ts";
 import {
   checkPairIds,
+  formatFromPath,
   loadPairs,
   type Pair,
   type PairsFormat,
@@ -555,7 +556,8 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
     info(`${data}: skipped ${loaded.skippedEmpty} rows with an empty side`);
   }
   const first = loaded.pairs[0];
-  if (header === undefined && first.kind === "text" && first.line === 1) {
+  const table = (format ?? formatFromPath(data)) !== "jsonl";
+  if (table && header === undefined && first.kind === "text" && first.line === 1) {
     // no header found: the first row is a pair; say so, since a header named otherwise (input,
     // output) would be trained on
     const show = (t: string) => JSON.stringify(t.length > 24 ? t.slice(0, 24) + "…" : t);
@@ -649,7 +651,10 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         ["eos", "eos_token_id", found.eos],
         ["decoder start", "decoder_start_token_id", found.bos ?? found.pad],
       ] as const;
-      const fromFile = roles.filter(([, field]) => fileSets(field)).map(([role]) => role);
+      // the decoder start comes from the file's decoder_start_token_id, else its bos_token_id
+      const setByFile = (field: string) =>
+        fileSets(field) || (field === "decoder_start_token_id" && fileSets("bos_token_id"));
+      const fromFile = roles.filter(([, field]) => setByFile(field)).map(([role]) => role);
       if (opts.tokenizer || fromFile.length > 0) {
         info(
           `special tokens: ${
@@ -664,7 +669,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         );
       }
       for (const [role, field, own] of roles) {
-        if (fileSets(field) && own !== undefined && own !== special[field]) {
+        if (setByFile(field) && own !== undefined && own !== special[field]) {
           info(
             `note: ${opts.configFile} sets ${field} ${
               special[field]
@@ -693,6 +698,15 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
       vocab_size: vocab,
       max_position: Math.max(config.max_position, maxLengthOpt),
     }, opts.configFile ?? "config");
+    if (config.pad_token_id === config.eos_token_id) {
+      // the loss skips pad targets: an eos that is pad would never be learned (a model with
+      // pad = eos still loads and generates; it cannot be trained here)
+      throw new RangeError(
+        `${
+          opts.configFile ?? "config"
+        }: field "pad_token_id" (${config.pad_token_id}) must differ from eos_token_id (the loss ignores padding, so the model would never learn to stop)`,
+      );
+    }
   }
   if (opts.dropout !== undefined && !opts.resume) {
     config = opts.dropout === 0

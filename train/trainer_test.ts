@@ -95,6 +95,26 @@ Deno.test("train() says when a CSV/TSV has no header row; --header skips one nam
       skipped.join("\n"),
     );
     assert.ok(!skipped.some((l) => l.includes("no header row")));
+    // JSONL has no header to speak of
+    await Deno.writeTextFile(
+      data.replace(".tsv", ".jsonl"),
+      rows.map((r) => JSON.stringify({ source: r.split("\t")[0], target: r.split("\t")[1] }))
+        .join("\n"),
+    );
+    const logs: string[] = [];
+    await train({
+      ...BASE,
+      out: `${dir}/c`,
+      data: data.replace(".tsv", ".jsonl"),
+      valid,
+      configFile: config,
+      vocabSize: 60,
+      epochs: 1,
+      bleuLimit: 0,
+      sampleInterval: 0,
+      log: (l) => logs.push(l),
+    });
+    assert.ok(!logs.some((l) => l.includes("no header row")), logs.join("\n"));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
