@@ -25,11 +25,13 @@ export interface InitContext {
   backend: Backend;
   /** Host random generator for initial values. */
   rng: () => number;
+  /** The seed `rng` started from (a model's unseeded dropout masks derive from it too). */
+  seed?: number;
 }
 
 /** A new init context with a seed. */
 export function initContext(seed = 0, backend: Backend = getDefaultBackend()): InitContext {
-  return { backend, rng: makeRng(seed) };
+  return { backend, rng: makeRng(seed), seed };
 }
 
 /** A parameter tensor filled by `fill(i)`. */

@@ -215,9 +215,10 @@ const FORWARD_SEED_STREAM = 0x5eed_f0d;
 export interface ForwardOptions {
   /**
    * Seed of this forward's dropout masks. Default: in training mode, a fresh
-   * seed each call (the model's own counter, so the same sequence of calls
-   * draws the same masks, as after `torch.manual_seed`); the trainer passes
-   * one per step so a resumed run continues its masks.
+   * seed each call, from the model's init seed and its own counter (so a model
+   * built with the same seed and called the same way draws the same masks, as
+   * after `torch.manual_seed`); the trainer passes one per step so a resumed
+   * run continues its masks.
    */
   seed?: number;
 }
@@ -237,10 +238,13 @@ export class Seq2Seq extends Module {
     this.config = config;
     this.encoder = this.addModule("encoder", new Encoder(ctx, config));
     this.decoder = this.addModule("decoder", new Decoder(ctx, config));
+    this.#seedBase = hashU32(FORWARD_SEED_STREAM, ctx.seed ?? 0);
   }
 
   /** Forwards that drew a seed of their own (see `ForwardOptions.seed`). */
   #drawnSeeds = 0;
+  /** Where those seeds start: from the init seed, so models seeded apart draw apart. */
+  readonly #seedBase: number;
 
   /**
    * A context for one forward pass in the current mode, its dropout masks
@@ -248,7 +252,7 @@ export class Seq2Seq extends Module {
    */
   context(seed?: number): ForwardContext {
     if (seed === undefined) {
-      seed = this.training ? hashU32(FORWARD_SEED_STREAM, this.#drawnSeeds++) : 0;
+      seed = this.training ? hashU32(this.#seedBase, this.#drawnSeeds++) : 0;
     }
     return new ForwardContext(this.training, seed);
   }

@@ -38,6 +38,11 @@ Deno.test("Seq2Seq.forward() in training draws fresh dropout masks per call unle
     assert.notDeepEqual(a1, a2, "two unseeded training forwards share their masks");
     // a model built the same way, called the same way, draws the same masks
     assert.deepEqual([await logits(b), await logits(b)], [a1, a2]);
+    // another init seed, other masks (same weights loaded, so only the masks differ)
+    const c = new Seq2Seq(CFG, initContext(2));
+    c.loadStateDict(await a.stateDict());
+    assert.notDeepEqual(await logits(c), a1);
+    c.dispose();
     assert.deepEqual(await logits(a, 7), await logits(a, 7));
     a.eval();
     assert.deepEqual(await logits(a), await logits(a));

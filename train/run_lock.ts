@@ -75,16 +75,25 @@ export async function lockRunFolder(dir: string): Promise<RunLock> {
     }
     // the holder before us may have removed the file between our open and our lock: the lock is
     // then on a file no one else will open; take the one at the path instead
-    const [mine, atPath] = await Promise.all([file.stat(), Deno.stat(path).catch(() => null)]);
-    if (atPath === null || mine.ino !== atPath.ino || mine.dev !== atPath.dev) {
+    let same: boolean;
+    try {
+      const [mine, atPath] = await Promise.all([file.stat(), Deno.stat(path).catch(() => null)]);
+      same = atPath !== null && mine.ino === atPath.ino && mine.dev === atPath.dev;
+      if (same) {
+        await file.truncate(0);
+        const record = JSON.stringify({ pid: Deno.pid, started: new Date().toISOString() }) + "\n";
+        const bytes = new TextEncoder().encode(record);
+        for (let n = 0; n < bytes.length;) n += await file.write(bytes.subarray(n));
+      }
+    } catch (err) {
+      file.close(); // an I/O error (a full disk): the lock goes with the handle
+      throw err;
+    }
+    if (!same) {
       file.close();
       if (attempt >= 3) throw new RunLockedError(`${dir}: the lock file keeps changing`);
       continue;
     }
-    await file.truncate(0);
-    const record = JSON.stringify({ pid: Deno.pid, started: new Date().toISOString() }) + "\n";
-    const bytes = new TextEncoder().encode(record);
-    for (let n = 0; n < bytes.length;) n += await file.write(bytes.subarray(n));
     return {
       path,
       async release() {
