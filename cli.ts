@@ -57,11 +57,19 @@ Commands:
 ${Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(10)} ${v.summary}`).join("\n")}
 `;
 
+function unknownCommand(name: string): number {
+  console.error(
+    `webseq: usage: unknown command "${name}" (one of ${Object.keys(COMMANDS).join(", ")})`,
+  );
+  return EXIT_USAGE;
+}
+
 /** Runs the command line and returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
   // `webseq help train` is `webseq train --help`
-  if (name === "help" && rest.length > 0 && COMMANDS[rest[0]]) {
+  if (name === "help" && rest.length > 0) {
+    if (!COMMANDS[rest[0]]) return unknownCommand(rest[0]);
     return (await COMMANDS[rest[0]].load()).run(["--help"]);
   }
   if (name === undefined) {
@@ -78,12 +86,7 @@ export async function main(args: string[]): Promise<number> {
     return EXIT_OK;
   }
   const cmd = COMMANDS[name];
-  if (!cmd) {
-    console.error(
-      `webseq: usage: unknown command "${name}" (one of ${Object.keys(COMMANDS).join(", ")})`,
-    );
-    return EXIT_USAGE;
-  }
+  if (!cmd) return unknownCommand(name);
   return (await cmd.load()).run(rest);
 }
 

@@ -17,7 +17,7 @@ import {
 } from "./_common.ts";
 import { parseDevice, selectBackend } from "./_device.ts";
 import { loadRun } from "../train/load_model.ts";
-import { checkPairIds, loadPairs, loadPairsFromStream } from "../data/readers.ts";
+import { checkPairIds, formatFromPath, loadPairs, loadPairsFromStream } from "../data/readers.ts";
 import { TokenizerDataset } from "../data/dataset.ts";
 import { evaluate, idsToText } from "../train/evaluate.ts";
 import { datasetOptionsFor } from "../train/batch_tensors.ts";
@@ -43,6 +43,8 @@ Options:
                            "source" and "target", or a column is chosen by name)
   --source-col NAME|N      source column
   --target-col NAME|N      target column
+                           (columns, --header, --max-length and, for a file whose extension
+                           does not tell, --format default to what the run was trained with)
   --max-length N           truncate like training (default: the run's own, from its
                            trainer_state.json, else 64)
   --batch-size N           batch size (default 32)
@@ -75,21 +77,48 @@ const SPEC = {
   json: { type: "boolean" },
 } as const;
 
+/** What a run recorded of how it read its data (trainer_state.json's options). */
+export interface RecordedReading {
+  /** `--max-length`. */
+  max_length?: number;
+  /** `--source-col`. */
+  source_col?: string | number;
+  /** `--target-col`. */
+  target_col?: string | number;
+  /** `--header`. */
+  header?: boolean;
+  /** `--format`. */
+  format?: "csv" | "tsv" | "jsonl";
+}
+
 /**
- * The `--max-length` a run was trained with (trainer_state.json's options; a
- * `best/` folder's from the run beside it), or undefined when none is recorded.
+ * How a run read its data: its trainer_state.json's recorded options (a
+ * `best/` folder's from the run beside it); empty when none is recorded.
+ * `eval` takes them as its defaults, so the run's own files read as it read them.
  */
-export async function recordedMaxLength(runDir: string): Promise<number | undefined> {
+export async function recordedReading(runDir: string): Promise<RecordedReading> {
   const dirs = [runDir];
   if (basename(runDir.replace(/[\\/]+$/, "")) === "best") dirs.push(dirname(runDir));
   for (const dir of dirs) {
+    let o: Record<string, unknown> | undefined;
     try {
-      const v = ((await loadTrainerState(dir)).options as { max_length?: unknown } | undefined)
-        ?.max_length;
-      if (Number.isInteger(v)) return v as number;
+      o = (await loadTrainerState(dir)).options as Record<string, unknown> | undefined;
     } catch { /* no trainer state there */ }
+    if (!o) continue;
+    const col = (
+      v: unknown,
+    ) => (typeof v === "string" || Number.isInteger(v) ? v as string | number : undefined);
+    return {
+      ...(Number.isInteger(o.max_length) ? { max_length: o.max_length as number } : {}),
+      ...(col(o.source_col) !== undefined ? { source_col: col(o.source_col) } : {}),
+      ...(col(o.target_col) !== undefined ? { target_col: col(o.target_col) } : {}),
+      ...(typeof o.header === "boolean" ? { header: o.header } : {}),
+      ...(o.format === "csv" || o.format === "tsv" || o.format === "jsonl"
+        ? { format: o.format }
+        : {}),
+    };
   }
-  return undefined;
+  return {};
 }
 
 /** Runs `webseq eval`. */
@@ -120,18 +149,23 @@ export async function run(args: string[]): Promise<number> {
       quiet: Boolean(flags.json),
     });
     const { model, config, tokenizer } = await loadRun(runDir, { backend });
-    // the length the run was trained (and validated) with, so its logged valid_loss reproduces
-    const maxLength = maxLengthFlag ?? (await recordedMaxLength(runDir)) ?? 64;
+    // read as the run read its data (its length, columns, header; its format for a file whose
+    // extension does not tell), so its own files evaluate as it validated them
+    const rec = await recordedReading(runDir);
+    const maxLength = maxLengthFlag ?? rec.max_length ?? 64;
+    const header = flags.header ? true : rec.header;
     const cols = {
-      sourceCol: columnFlag(flags, "source-col"),
-      targetCol: columnFlag(flags, "target-col"),
-      ...(flags.header ? { header: true } : {}),
+      sourceCol: columnFlag(flags, "source-col") ?? rec.source_col,
+      targetCol: columnFlag(flags, "target-col") ?? rec.target_col,
+      ...(header !== undefined ? { header } : {}),
     };
+    const readFormat = format ??
+      (data !== "-" && formatFromPath(data) === undefined ? rec.format : undefined);
     // "-": standard input, in the --format given
     const dataName = data === "-" ? "stdin" : data;
     const { pairs, skippedEmpty } = data === "-"
       ? await loadPairsFromStream(Deno.stdin.readable, dataName, { ...cols, format: format! })
-      : await loadPairs(data, { ...cols, format });
+      : await loadPairs(data, { ...cols, format: readFormat });
     if (pairs.length === 0) throw new RangeError(`${dataName}: no usable pairs`);
     checkPairIds(pairs, config.vocab_size, dataName, {
       pad: config.pad_token_id,

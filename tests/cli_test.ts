@@ -65,6 +65,9 @@ Deno.test("webseq --help lists the commands; an unknown command is a usage error
     (await webseq(["bleu", "--help"], [])).stdout,
   ]);
   assert.match(helpBleu.stdout, /webseq bleu/);
+  const helpBad = await webseq(["help", "frobnicate"], []);
+  assert.equal(helpBad.code, 2);
+  assert.match(oneLineError(helpBad.stderr), /unknown command "frobnicate"/);
 });
 
 Deno.test("every subcommand prints help with examples and permissions and exits 0", async () => {
