@@ -47,8 +47,8 @@ Data:
                            data, else a seeded 5% split of --data, at most 500 pairs)
   --format csv|tsv|jsonl   the data files' format (default: from the extension; .gz files
                            are read through gzip)
-  --header                 CSV/TSV: the first row is a header (default: when it names
-                           "source" and "target", or a column is chosen by name)
+  --header                 CSV/TSV: the first row of --data and --valid is a header (default:
+                           when it names "source" and "target", or a column is chosen by name)
   --source-col NAME|N      source column (default "source" or the first column)
   --target-col NAME|N      target column (default "target" or the second column)
   --tokenizer FILE|ID      tokenizer.json (or its folder) to use, or a Hub model id such as
