@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { pathExists } from "../train/atomic.ts";
 import {
   EXIT_OK,
   type Flags,
@@ -102,16 +103,6 @@ export async function run(args: string[]): Promise<number> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}
-
 async function isDirectory(path: string): Promise<boolean> {
   try {
     return (await Deno.stat(path)).isDirectory;
@@ -182,7 +173,7 @@ async function train(args: string[]): Promise<number> {
   }
   const slash = out.lastIndexOf("/");
   const folder = slash > 0 ? out.slice(0, slash) : null;
-  const made = folder !== null && !(await exists(folder));
+  const made = folder !== null && !(await pathExists(folder));
   if (folder) await Deno.mkdir(folder, { recursive: true });
   try {
     await saveTokenizer(tok, out);

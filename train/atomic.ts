@@ -134,3 +134,14 @@ export async function writeJsonAtomic(
   }
   await writeFileAtomic(path, text + "\n", opts);
 }
+
+/** Whether something exists at `path` (a NotFound is false; other errors, e.g. permission, throw). */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}

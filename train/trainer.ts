@@ -71,7 +71,7 @@ import {
 
 export { TrainOptionError } from "./resume.ts";
 export { RUN_LOCK_FILE, RunLockedError } from "./run_lock.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { pathExists, writeFileAtomic } from "./atomic.ts";
 import { lockRunFolder } from "./run_lock.ts";
 import { resolveTuneCache, restoreTuneCache, storeTuneCache } from "./tune_cache.ts";
 import { batchLoss, batchTensors, datasetOptionsFor } from "./batch_tensors.ts";
@@ -256,16 +256,6 @@ export class NonFiniteLossError extends Error {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}
-
 function hubEndpoint(): string {
   let env: string | undefined;
   try {
@@ -434,10 +424,10 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
   const out = opts.out;
   // ---- a resumed run's recorded settings (checked before anything is read or written)
   const from = opts.resume ? out : opts.initFrom;
-  if (opts.resume && !(await exists(runPath(out, "trainerState")))) {
+  if (opts.resume && !(await pathExists(runPath(out, "trainerState")))) {
     throw new Error(`${runPath(out, "trainerState")}: nothing to resume (no checkpoint in ${out})`);
   }
-  if (!opts.resume && (await exists(runPath(out, "trainerState")))) {
+  if (!opts.resume && (await pathExists(runPath(out, "trainerState")))) {
     throw new Error(
       `${out} already holds a run: pass --resume to continue it, or choose another --out`,
     );
@@ -585,7 +575,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
 
   if (from) {
     config = await loadConfig(from);
-    if (await exists(runPath(from, "tokenizer"))) {
+    if (await pathExists(runPath(from, "tokenizer"))) {
       tokenizer = await loadTokenizer(runPath(from, "tokenizer"));
     }
   } else {
