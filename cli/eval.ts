@@ -134,7 +134,12 @@ export async function run(args: string[]): Promise<number> {
     const device = parseDevice(stringFlag(flags, "device"));
     const maxLengthFlag = numberFlag(flags, "max-length", { integer: true, min: 2 });
     const format = formatFlag(flags);
-    if (data === "-" && format === undefined) {
+    // read as the run read its data (its length, columns, header; its format for a file whose
+    // extension does not tell, and for stdin), so its own files evaluate as it validated them
+    const rec = await recordedReading(runDir);
+    const readFormat = format ??
+      (data === "-" || formatFromPath(data) === undefined ? rec.format : undefined);
+    if (data === "-" && readFormat === undefined) {
       throw new UsageError("Option --data - (stdin) needs --format csv, tsv or jsonl");
     }
     const batchSize = numberFlag(flags, "batch-size", { integer: true, min: 1 }) ?? 32;
@@ -149,9 +154,6 @@ export async function run(args: string[]): Promise<number> {
       quiet: Boolean(flags.json),
     });
     const { model, config, tokenizer } = await loadRun(runDir, { backend });
-    // read as the run read its data (its length, columns, header; its format for a file whose
-    // extension does not tell), so its own files evaluate as it validated them
-    const rec = await recordedReading(runDir);
     const maxLength = maxLengthFlag ?? rec.max_length ?? 64;
     const header = flags.header ? true : rec.header;
     const cols = {
@@ -159,12 +161,10 @@ export async function run(args: string[]): Promise<number> {
       targetCol: columnFlag(flags, "target-col") ?? rec.target_col,
       ...(header !== undefined ? { header } : {}),
     };
-    const readFormat = format ??
-      (data !== "-" && formatFromPath(data) === undefined ? rec.format : undefined);
-    // "-": standard input, in the --format given
+    // "-": standard input, in the --format given (or recorded)
     const dataName = data === "-" ? "stdin" : data;
     const { pairs, skippedEmpty } = data === "-"
-      ? await loadPairsFromStream(Deno.stdin.readable, dataName, { ...cols, format: format! })
+      ? await loadPairsFromStream(Deno.stdin.readable, dataName, { ...cols, format: readFormat! })
       : await loadPairs(data, { ...cols, format: readFormat });
     if (pairs.length === 0) throw new RangeError(`${dataName}: no usable pairs`);
     checkPairIds(pairs, config.vocab_size, dataName, {
