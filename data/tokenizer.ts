@@ -332,6 +332,16 @@ export interface HubFetchOptions {
   timeoutMs?: number;
 }
 
+/** Where the cache keeps a Hub model's tokenizer.json (revision "main" unless `opts` says). */
+export function hubCachePath(modelId: string, opts: HubFetchOptions = {}): string {
+  return joinPath(
+    opts.cacheDir ?? defaultCacheDir(),
+    `models--${modelId.replace("/", "--")}`,
+    (opts.revision ?? "main").replaceAll("/", "--"),
+    "tokenizer.json",
+  );
+}
+
 /**
  * Downloads `tokenizer.json` (and `tokenizer_config.json` when the model has one) of a Hub model
  * into the cache, then loads it. Files already in the cache are used without the network.
@@ -351,13 +361,8 @@ export async function fetchTokenizerFromHub(
     throw new TypeError(`Invalid Hub revision "${revision}"`);
   }
   const endpoint = (opts.endpoint ?? "https://huggingface.co").replace(/\/+$/, "");
-  const cacheDir = opts.cacheDir ?? defaultCacheDir();
-  const dir = joinPath(
-    cacheDir,
-    `models--${modelId.replace("/", "--")}`,
-    revision.replaceAll("/", "--"),
-  );
-  const tokPath = joinPath(dir, "tokenizer.json");
+  const tokPath = hubCachePath(modelId, opts);
+  const dir = dirName(tokPath);
   if (!opts.force && await isFile(tokPath)) return await loadTokenizer(tokPath);
 
   const doFetch = opts.fetch ?? globalThis.fetch;
@@ -370,6 +375,15 @@ export async function fetchTokenizerFromHub(
     try {
       res = await doFetch(url, { headers, signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000) });
     } catch (e) {
+      // Deno checks --allow-net at every redirect: the Hub sends large files to other hosts
+      const host = /Requires net access to "([^"]+)"/.exec(errorLine(e))?.[1];
+      if (host) {
+        throw new Error(
+          `Cannot download ${url}: it redirects to ${host}, which --allow-net does not name (add it: --allow-net=${
+            new URL(endpoint).host
+          },${host})`,
+        );
+      }
       throw new Error(`Cannot download ${url}: ${errorLine(e)}`);
     }
     if (res.status === 404) {
@@ -435,6 +449,11 @@ export async function resolveTokenizer(
   // a path (not an "owner/name" Hub id) that is not there
   if (/^(\.{0,2}\/|~)|\.json$|\/.*\//.test(spec)) {
     throw new Deno.errors.NotFound(`${spec}: no such tokenizer file`);
+  }
+  // a Hub tokenizer fetched before loads from the cache, network or not
+  const cached = await isFile(hubCachePath(spec, opts)).catch(() => false);
+  if (cached && !opts.force) {
+    return await loadTokenizer(hubCachePath(spec, opts));
   }
   if (!opts.allowNetwork) {
     throw new Deno.errors.NotFound(

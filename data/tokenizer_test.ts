@@ -351,6 +351,25 @@ Deno.test("fetchTokenizerFromHub() downloads into the cache and then works offli
     const again = await fetchTokenizerFromHub("acme/tiny", { endpoint, cacheDir, fetch: failing });
     assert.equal(again.toJson(), TRAINED);
     assert.equal(requests.length, 2);
+    // a redirect to a host --allow-net does not name (the Hub's large-file hosts): named, with the flag
+    const denied = () =>
+      Promise.reject(new Deno.errors.NotCapable('Requires net access to "cdn-lfs.hf.co:443"'));
+    await assert.rejects(
+      () => fetchTokenizerFromHub("acme/big", { endpoint, cacheDir, fetch: denied }),
+      new RegExp(
+        `Cannot download ${endpoint}/acme/big/resolve/main/tokenizer\\.json: it redirects to cdn-lfs\\.hf\\.co:443, which --allow-net does not name \\(add it: --allow-net=${
+          new URL(endpoint).host
+        },cdn-lfs\\.hf\\.co:443\\)`,
+      ),
+    );
+    // and resolveTokenizer takes the cached copy without the network
+    const offline = await resolveTokenizer("acme/tiny", { cacheDir, allowNetwork: false });
+    assert.equal(offline.toJson(), TRAINED);
+    await assert.rejects(
+      () => resolveTokenizer("acme/other", { cacheDir, allowNetwork: false }),
+      /acme\/other: no such tokenizer file \(to fetch a Hub model's tokenizer, allow the network\)/,
+    );
+    assert.equal(requests.length, 2);
 
     // A revision with a config; force downloads again.
     const v1 = await fetchTokenizerFromHub("acme/tiny", { endpoint, cacheDir, revision: "v1.0" });
