@@ -194,11 +194,15 @@ export async function run(args: string[]): Promise<number> {
       if (run.state !== "granted") {
         throw new UsageError(`Option --torch ${torchPython} needs --allow-run (to start it)`);
       }
-      if (torchPython.includes("/")) {
+      // a path that is not there (told only where reading it is allowed: a stat needs that)
+      const read = await Deno.permissions.query({ name: "read", path: torchPython });
+      if (torchPython.includes("/") && read.state === "granted") {
         try {
           await Deno.stat(torchPython);
-        } catch {
-          throw new UsageError(`Option --torch: ${torchPython} does not exist`);
+        } catch (err) {
+          if (err instanceof Deno.errors.NotFound) {
+            throw new UsageError(`Option --torch: ${torchPython} does not exist`);
+          }
         }
       }
     }
