@@ -8,6 +8,7 @@ import { pathExists } from "../train/atomic.ts";
 import {
   EXIT_OK,
   type Flags,
+  formatFlag,
   numberFlag,
   parseFlags,
   printJson,
@@ -39,6 +40,9 @@ Options of train (both sides of every pair are used; special tokens <pad>=0 <s>=
                         folder, or a path ending in "/", gets DIR/tokenizer.json)
   --source-col C        source column: header name or 0-based index (default: "source" or 0)
   --target-col C        target column: header name or 0-based index (default: "target" or 1)
+  --format F            csv, tsv or jsonl (default: from the extension; .gz read through gzip)
+  --header              CSV/TSV: the first row is a header (default: when it names source
+                        and target, or a column is chosen by name)
   --min-frequency N     merge only pairs seen at least N times (default 2)
   --byte-fallback       unknown characters become UTF-8 byte tokens <0x..> instead of <unk>
   --split-digits        every digit 0-9 is a token of its own (LLaMA-style Digits pre-tokenizer)
@@ -60,6 +64,8 @@ const TRAIN_FLAGS = {
   out: { type: "string" },
   "source-col": { type: "string" },
   "target-col": { type: "string" },
+  format: { type: "string" },
+  header: { type: "boolean" },
   "min-frequency": { type: "string" },
   "byte-fallback": { type: "boolean" },
   "split-digits": { type: "boolean" },
@@ -128,6 +134,7 @@ async function train(args: string[]): Promise<number> {
   if (vocabSize === undefined) throw new UsageError("Missing required option --vocab-size");
   const minFrequency = numberFlag(flags, "min-frequency", { integer: true, min: 1 }) ?? 2;
   const json = flags.json === true;
+  const format = formatFlag(flags);
 
   const t0 = performance.now();
   const summary: ReadSummary = { pairs: 0, skippedEmpty: 0 };
@@ -136,6 +143,8 @@ async function train(args: string[]): Promise<number> {
     const it = readPairs(data, {
       sourceCol: stringFlag(flags, "source-col"),
       targetCol: stringFlag(flags, "target-col"),
+      ...(format ? { format } : {}),
+      ...(flags.header ? { header: true } : {}),
     });
     for (;;) {
       const r = await it.next();

@@ -197,7 +197,7 @@ export async function* readPairs(
   const format = opts.format ?? formatFromPath(path);
   if (format === undefined) {
     throw new TypeError(
-      `${path}: cannot tell the format from the extension: name it .csv, .tsv (.tab, .txt) or .jsonl (.ndjson, .json), gzipped or not, or give the format`,
+      `${path}: cannot tell the format from the extension: name it .csv, .tsv (.tab, .txt) or .jsonl (.ndjson, .json), gzipped or not, or give the format (--format)`,
     );
   }
   const stream = await openStream(path, path);

@@ -215,7 +215,7 @@ Deno.test("readPairs() needs a known extension or a format", async () => {
   await assert.rejects(
     readPairs("x.parquet").next(),
     new TypeError(
-      "x.parquet: cannot tell the format from the extension: name it .csv, .tsv (.tab, .txt) or .jsonl (.ndjson, .json), gzipped or not, or give the format",
+      "x.parquet: cannot tell the format from the extension: name it .csv, .tsv (.tab, .txt) or .jsonl (.ndjson, .json), gzipped or not, or give the format (--format)",
     ),
   );
   await assert.rejects(readPairs(at("nope.csv")).next(), /nope\.csv: no such file/);
