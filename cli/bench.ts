@@ -54,7 +54,7 @@ Options:
   --step-times             add "step_times_ms": after the timed steps, as many more with a
                            wait for the device after each (no overlap of host and device;
                            on WebGPU each wait also costs Deno's readback latency)
-  --device auto|webgpu|cpu (default auto)
+  --device auto|webgpu|cpu (default auto: a hardware WebGPU adapter, else the CPU)
   --f16-accumulate MODE    with --precision f16: f32 (default), f16, f16/32, f16/64: f16 FMAs
                            within 16-, 32- or 64-deep K groups (as train)
   --tune auto|on|off       tune the matmul and attention kernels on the first warm-up step's

@@ -51,7 +51,7 @@ Options:
   --bleu                   also BLEU (sentence mean and corpus) from greedy decoding
   --bleu-limit N           with --bleu: decode at most N pairs (default all)
   --smoothing N            with --bleu: NLTK smoothing method 0-7 (default 1)
-  --device auto|webgpu|cpu (default auto)
+  --device auto|webgpu|cpu (default auto: a hardware WebGPU adapter, else the CPU)
   --json                   one JSON object on stdout
 
 Output fields: loss, perplexity, accuracy, top5_accuracy, tokens (non-pad targets),

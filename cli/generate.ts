@@ -64,7 +64,8 @@ Options:
   --num-return-sequences N    outputs per input (default 1; sample or beam)
   --seed N                    sampling seed (default 0)
   --batch-size N              inputs decoded together (default 16)
-  --device auto|webgpu|cpu    where to run (default auto: WebGPU if an adapter exists)
+  --device auto|webgpu|cpu    where to run (default auto: a hardware WebGPU adapter, else the
+                              CPU; software adapters run slower than the CPU)
   --json                      one JSON object a line on stdout
   -h, --help                  show this help
 

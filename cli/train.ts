@@ -62,7 +62,8 @@ Data:
   --max-length N           longest source/target in tokens, eos included (default 64)
 Model:
   --preset NAME            tiny | small | base (default tiny)
-  --config FILE            a config.json (CONTRACTS §1) instead of a preset
+  --config FILE            a config.json (a run folder's, or its fields: README "Data, model
+                           and run folder") instead of a preset
   --init-from DIR          start from a run folder's weights, tokenizer and config (so no
                            --preset, --config, --tokenizer, --vocab-size or --split-digits)
   --dropout X              override dropout; 0 also disables attention dropout and DropPath
@@ -123,7 +124,9 @@ Ctrl-C (SIGINT) or SIGTERM writes a checkpoint and exits with 130; --resume cont
 A second Ctrl-C exits at once (once a checkpoint being written is whole).
 
 Permissions: --allow-read (data, config, tokenizer, run folder) --allow-write=DIR (the run folder)
-             --allow-env (XDG_RUNTIME_DIR, DENO_WEBGPU_BACKEND). No network.
+             --allow-env (XDG_RUNTIME_DIR, DENO_WEBGPU_BACKEND). No network, except for a Hub
+             --tokenizer (--allow-net=huggingface.co and write access to the cache folder, which
+             also keeps the GPU kernel tuning: $WEBSEQ_CACHE or ~/.cache/webseq).
 `;
 
 const SPEC = {
