@@ -295,10 +295,41 @@ function textOf(p: Pair, side: "source" | "target", tok: TextTokenizer | null): 
   return idsToText(side === "source" ? p.sourceIds : p.targetIds, tok);
 }
 
+/**
+ * The error that stops a diverged run: `what` went non-finite, and what the
+ * run folder still holds (its last checkpoint, untouched, or none yet).
+ */
+async function nonFiniteError(out: string, what: string): Promise<NonFiniteLossError> {
+  let step: number | null = null;
+  try {
+    step = (await loadTrainerState(out)).step;
+  } catch { /* none written yet */ }
+  return new NonFiniteLossError(
+    `${what}; ${
+      step === null
+        ? `no checkpoint was written to ${out}`
+        : `the last checkpoint in ${out} (step ${step}) is intact`
+    } — try a lower --lr or --max-grad-norm`,
+  );
+}
+
 /** Whether every value is finite (a plain loop: checkpoints scan every weight). */
 function allFinite(xs: ArrayLike<number>): boolean {
   for (let i = 0; i < xs.length; i++) if (!Number.isFinite(xs[i])) return false;
   return true;
+}
+
+/** Throws {@linkcode nonFiniteError} when a weight is not finite. */
+async function checkFiniteWeights(
+  out: string,
+  weights: Record<string, { data: ArrayLike<number> }>,
+  step: number,
+): Promise<void> {
+  for (const [name, t] of Object.entries(weights)) {
+    if (!allFinite(t.data)) {
+      throw await nonFiniteError(out, `${name} became non-finite by step ${step}`);
+    }
+  }
 }
 
 async function saveCheckpoint(
@@ -313,18 +344,10 @@ async function saveCheckpoint(
   const weights = await model.stateDict();
   // never a diverged model over the last good checkpoint: a non-finite weight (an update from a
   // non-finite gradient shows in the loss only a step later) stops the run with that one intact
-  for (const [name, t] of Object.entries(weights)) {
-    if (!allFinite(t.data)) {
-      throw new NonFiniteLossError(
-        `${name} became non-finite by step ${state.step}; the last checkpoint in ${out} is intact — try a lower --lr or --max-grad-norm`,
-      );
-    }
-  }
+  await checkFiniteWeights(out, weights, state.step);
   const sums = state.epoch_train_sums;
   if (Array.isArray(sums) && !sums.every(Number.isFinite)) {
-    throw new NonFiniteLossError(
-      `loss became non-finite by step ${state.step}; the last checkpoint in ${out} is intact — try a lower --lr or --max-grad-norm`,
-    );
+    throw await nonFiniteError(out, `loss became non-finite by step ${state.step}`);
   }
   await saveModelWeights(out, weights, {
     tieEmbeddings: model.config.tie_embeddings,
@@ -1049,10 +1072,9 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         const [ce, tok, cor] = await foldRunning()!.data();
         if (!Number.isFinite(ce)) {
           bar.close();
-          throw new NonFiniteLossError(
-            `loss became non-finite at step ${step} (epoch ${
-              epoch + 1
-            }); the last checkpoint in ${out} is intact — try a lower --lr or --max-grad-norm`,
+          throw await nonFiniteError(
+            out,
+            `loss became non-finite at step ${step} (epoch ${epoch + 1})`,
           );
         }
         const secs = (performance.now() - t0) / 1000;
@@ -1089,6 +1111,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
     }
     // ---- end of epoch (or max steps mid-epoch)
     const finishedEpoch = loader.state().position === 0;
+    const hadBatches = running !== null;
     const [ce, tok, cor, top5] = running ? await running.data() : [NaN, 0, 0, 0];
     running?.dispose();
     for (const p of pending) p.stats.dispose();
@@ -1106,6 +1129,15 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         : undefined,
     });
     lastValid = valid;
+    // a diverged epoch stops here: no metrics line, best/ or checkpoint of it
+    if ((hadBatches && !Number.isFinite(ce)) || !Number.isFinite(valid.loss)) {
+      throw await nonFiniteError(
+        out,
+        `${
+          hadBatches && !Number.isFinite(ce) ? "training" : "validation"
+        } loss became non-finite in epoch ${epoch + 1} (step ${step})`,
+      );
+    }
     const record: MetricsRecord = {
       epoch: Number(epochNo.toFixed(4)),
       step,
@@ -1186,11 +1218,13 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
       // on --resume, which writes best/ again (a best/ newer than trainer_state's best_step is
       // that same epoch's weights), never a best_step whose best/ was not written
       if (improved) {
+        const weights = await model.stateDict();
+        await checkFiniteWeights(out, weights, step);
         const best = `${out}/best`;
         await Deno.mkdir(best, { recursive: true });
         await saveConfig(best, config);
         if (tokenizer) await saveTokenizer(tokenizer, runPath(best, "tokenizer"));
-        await saveModelWeights(best, await model.stateDict(), {
+        await saveModelWeights(best, weights, {
           tieEmbeddings: config.tie_embeddings,
           metadata: { webseq_step: String(step) },
         });
