@@ -22,6 +22,7 @@ import { TokenizerDataset } from "../data/dataset.ts";
 import { evaluate, idsToText } from "../train/evaluate.ts";
 import { datasetOptionsFor } from "../train/batch_tensors.ts";
 import { loadTrainerState } from "../train/run_folder.ts";
+import { absolutePath } from "../train/resume.ts";
 import { basename, dirname } from "node:path";
 
 /** Help text. */
@@ -43,8 +44,9 @@ Options:
                            "source" and "target", or a column is chosen by name)
   --source-col NAME|N      source column
   --target-col NAME|N      target column
-                           (columns, --header, --max-length and, for a file whose extension
-                           does not tell, --format default to what the run was trained with)
+                           (--max-length defaults to the run's; on the run's own --data or
+                           --valid file, so do the columns, --header and, where the extension
+                           does not tell, --format)
   --max-length N           truncate like training (default: the run's own, from its
                            trainer_state.json, else 64)
   --batch-size N           batch size (default 32)
@@ -89,6 +91,10 @@ export interface RecordedReading {
   header?: boolean;
   /** `--format`. */
   format?: "csv" | "tsv" | "jsonl";
+  /** The run's data and validation files (absolute paths): the files the above describe. */
+  files?: string[];
+  /** The trainer_state.json that could not be read for lack of permission, if any. */
+  unreadable?: string;
 }
 
 /**
@@ -103,8 +109,13 @@ export async function recordedReading(runDir: string): Promise<RecordedReading> 
     let o: Record<string, unknown> | undefined;
     try {
       o = (await loadTrainerState(dir)).options as Record<string, unknown> | undefined;
-    } catch { /* no trainer state there */ }
+    } catch (err) {
+      if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+        return { unreadable: `${dir}/trainer_state.json` };
+      }
+    }
     if (!o) continue;
+    const files = [o.data, o.valid].filter((f): f is string => typeof f === "string");
     const col = (
       v: unknown,
     ) => (typeof v === "string" || Number.isInteger(v) ? v as string | number : undefined);
@@ -116,6 +127,7 @@ export async function recordedReading(runDir: string): Promise<RecordedReading> 
       ...(o.format === "csv" || o.format === "tsv" || o.format === "jsonl"
         ? { format: o.format }
         : {}),
+      ...(files.length > 0 ? { files } : {}),
     };
   }
   return {};
@@ -136,7 +148,15 @@ export async function run(args: string[]): Promise<number> {
     const format = formatFlag(flags);
     // read as the run read its data (its length, columns, header; its format for a file whose
     // extension does not tell, and for stdin), so its own files evaluate as it validated them
-    const rec = await recordedReading(runDir);
+    const recorded = await recordedReading(runDir);
+    if (recorded.unreadable) {
+      console.error(
+        `webseq eval: note: cannot read ${recorded.unreadable} (add it to --allow-read): the run's --max-length and columns are not known, defaults apply`,
+      );
+    }
+    // columns, header and format describe the run's own files: they apply to those (and stdin)
+    const own = data === "-" || (recorded.files ?? []).includes(absolutePath(data));
+    const rec: RecordedReading = own ? recorded : { max_length: recorded.max_length };
     const readFormat = format ??
       (data === "-" || formatFromPath(data) === undefined ? rec.format : undefined);
     if (data === "-" && readFormat === undefined) {

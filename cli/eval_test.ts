@@ -1,22 +1,95 @@
 import assert from "node:assert/strict";
-import { recordedReading } from "./eval.ts";
-import { saveTrainerState } from "../train/run_folder.ts";
+import { recordedReading, run } from "./eval.ts";
+import { runPath, saveConfig, saveModelWeights, saveTrainerState } from "../train/run_folder.ts";
+import { presetConfig } from "../nn/config.ts";
+import { Seq2Seq } from "../nn/seq2seq.ts";
+import { initContext } from "../nn/module.ts";
+import { CPU } from "../tensor/cpu_backend.ts";
+import { trainBpe } from "../data/bpe_trainer.ts";
+import { saveTokenizer } from "../data/tokenizer.ts";
 
-Deno.test("recordedReading(): a run's recorded length, columns, header and format (best/ from the run beside it)", async () => {
+Deno.test("recordedReading(): a run's recorded length, columns, header, format and files (best/ from the run beside it)", async () => {
   const dir = await Deno.makeTempDir();
   try {
     assert.deepEqual(await recordedReading(dir), {});
-    await saveTrainerState(dir, {
-      step: 3,
-      epoch: 1,
-      options: { max_length: 24, source_col: "de", target_col: 1, header: true, format: "tsv" },
-    });
-    const want = { max_length: 24, source_col: "de", target_col: 1, header: true, format: "tsv" };
+    const options = {
+      max_length: 24,
+      source_col: "de",
+      target_col: 1,
+      header: true,
+      format: "tsv",
+      data: "/x/train.tsv",
+      valid: null,
+    };
+    await saveTrainerState(dir, { step: 3, epoch: 1, options });
+    const want = {
+      max_length: 24,
+      source_col: "de",
+      target_col: 1,
+      header: true,
+      format: "tsv",
+      files: ["/x/train.tsv"],
+    };
     assert.deepEqual(await recordedReading(dir), want);
     await Deno.mkdir(`${dir}/best`);
     assert.deepEqual(await recordedReading(`${dir}/best/`), want);
     await saveTrainerState(dir, { step: 3, epoch: 1, options: { max_length: 2.5, format: "xml" } });
     assert.deepEqual(await recordedReading(dir), {});
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Runs the command in-process, capturing stdout and stderr lines. */
+async function capture(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = [], err: string[] = [];
+  const { log, error } = console;
+  console.log = (...a: unknown[]) => out.push(a.join(" "));
+  console.error = (...a: unknown[]) => err.push(a.join(" "));
+  try {
+    return { code: await run(args), out, err };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+Deno.test("webseq eval reads the run's own file with its recorded columns, and another file by its own header", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tok = await trainBpe(["eins zwei drei", "one two three"], {
+      vocabSize: 40,
+      minFrequency: 1,
+    });
+    const cfg = presetConfig("tiny", {
+      vocab_size: tok.vocabSize,
+      d_model: 16,
+      n_heads: 2,
+      d_ff: 32,
+      n_encoder_layers: 1,
+      n_decoder_layers: 1,
+      max_position: 32,
+    });
+    const model = new Seq2Seq(cfg, initContext(1, CPU));
+    await saveConfig(dir, cfg);
+    await saveModelWeights(dir, await model.stateDict(), { tieEmbeddings: true });
+    model.dispose();
+    await saveTokenizer(tok, runPath(dir, "tokenizer"));
+    const own = `${dir}/own.tsv`, other = `${dir}/other.tsv`;
+    await Deno.writeTextFile(own, "id\tde\ten\n1\teins\tone\n2\tzwei\ttwo\n3\tdrei\tthree\n");
+    await Deno.writeTextFile(other, "source\ttarget\neins\tone\nzwei\ttwo\n");
+    await saveTrainerState(dir, {
+      step: 1,
+      epoch: 1,
+      options: { data: own, valid: null, source_col: "de", target_col: "en", max_length: 8 },
+    });
+    const base = ["--run", dir, "--device", "cpu", "--json"];
+    const a = await capture([...base, "--data", own]);
+    assert.equal(a.code, 0, a.err.join("\n"));
+    assert.deepEqual([JSON.parse(a.out[0]).pairs, JSON.parse(a.out[0]).max_length], [3, 8]);
+    const b = await capture([...base, "--data", other]);
+    assert.equal(b.code, 0, b.err.join("\n"));
+    assert.deepEqual([JSON.parse(b.out[0]).pairs, JSON.parse(b.out[0]).max_length], [2, 8]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
