@@ -68,7 +68,7 @@ function unknownCommand(name: string): number {
 export async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
   // `webseq help train` is `webseq train --help`
-  if (name === "help" && rest.length > 0) {
+  if (name === "help" && rest.length > 0 && !["--help", "-h", "help"].includes(rest[0])) {
     if (!COMMANDS[rest[0]]) return unknownCommand(rest[0]);
     return (await COMMANDS[rest[0]].load()).run(["--help"]);
   }

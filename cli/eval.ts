@@ -174,6 +174,13 @@ export async function run(args: string[]): Promise<number> {
       quiet: Boolean(flags.json),
     });
     const { model, config, tokenizer } = await loadRun(runDir, { backend });
+    if (config.pad_token_id === config.eos_token_id) {
+      model.dispose();
+      // the loss ignores pad targets, so eos would never count: no honest loss to report
+      throw new RangeError(
+        `${runDir}/config.json: pad_token_id equals eos_token_id (${config.pad_token_id}): the loss would not count eos, so eval cannot score this model (generate can run it)`,
+      );
+    }
     const maxLength = maxLengthFlag ?? rec.max_length ?? 64;
     const header = flags.header ? true : rec.header;
     const cols = {

@@ -54,27 +54,33 @@ async function capture(args: string[]): Promise<{ code: number; out: string[]; e
   }
 }
 
+/** A random tiny model, its config and tokenizer in `dir` (config fields overridable). */
+async function tinyRun(dir: string, overrides: Record<string, number> = {}): Promise<void> {
+  const tok = await trainBpe(["eins zwei drei", "one two three"], {
+    vocabSize: 40,
+    minFrequency: 1,
+  });
+  const cfg = presetConfig("tiny", {
+    vocab_size: tok.vocabSize,
+    d_model: 16,
+    n_heads: 2,
+    d_ff: 32,
+    n_encoder_layers: 1,
+    n_decoder_layers: 1,
+    max_position: 32,
+    ...overrides,
+  });
+  const model = new Seq2Seq(cfg, initContext(1, CPU));
+  await saveConfig(dir, cfg);
+  await saveModelWeights(dir, await model.stateDict(), { tieEmbeddings: true });
+  model.dispose();
+  await saveTokenizer(tok, runPath(dir, "tokenizer"));
+}
+
 Deno.test("webseq eval reads the run's own file with its recorded columns, and another file by its own header", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const tok = await trainBpe(["eins zwei drei", "one two three"], {
-      vocabSize: 40,
-      minFrequency: 1,
-    });
-    const cfg = presetConfig("tiny", {
-      vocab_size: tok.vocabSize,
-      d_model: 16,
-      n_heads: 2,
-      d_ff: 32,
-      n_encoder_layers: 1,
-      n_decoder_layers: 1,
-      max_position: 32,
-    });
-    const model = new Seq2Seq(cfg, initContext(1, CPU));
-    await saveConfig(dir, cfg);
-    await saveModelWeights(dir, await model.stateDict(), { tieEmbeddings: true });
-    model.dispose();
-    await saveTokenizer(tok, runPath(dir, "tokenizer"));
+    await tinyRun(dir);
     const own = `${dir}/own.tsv`, other = `${dir}/other.tsv`;
     await Deno.writeTextFile(own, "id\tde\ten\n1\teins\tone\n2\tzwei\ttwo\n3\tdrei\tthree\n");
     await Deno.writeTextFile(other, "source\ttarget\neins\tone\nzwei\ttwo\n");
@@ -90,6 +96,22 @@ Deno.test("webseq eval reads the run's own file with its recorded columns, and a
     const b = await capture([...base, "--data", other]);
     assert.equal(b.code, 0, b.err.join("\n"));
     assert.deepEqual([JSON.parse(b.out[0]).pairs, JSON.parse(b.out[0]).max_length], [2, 8]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("webseq eval of a pad = eos model is refused naming its config (its loss would not count eos)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await tinyRun(dir, { pad_token_id: 2 });
+    await Deno.writeTextFile(`${dir}/d.tsv`, "source\ttarget\neins\tone\n");
+    const r = await capture(["--run", dir, "--data", `${dir}/d.tsv`, "--device", "cpu"]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.err[0],
+      /config\.json: pad_token_id equals eos_token_id \(2\).*generate can run it/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -161,7 +161,6 @@ async function openStream(path: string, name: string): Promise<ReadableStream<Ui
   // does; the web DecompressionStream stops at the first
   const source = Readable.fromWeb(raw as import("node:stream/web").ReadableStream<Uint8Array>);
   const gunzip = createGunzip();
-  source.on("error", (err) => gunzip.destroy(err));
   source.pipe(gunzip);
   return new ReadableStream<Uint8Array>({
     start(controller) {
@@ -170,11 +169,15 @@ async function openStream(path: string, name: string): Promise<ReadableStream<Ui
         if ((controller.desiredSize ?? 1) <= 0) gunzip.pause(); // the reader is behind
       });
       gunzip.on("end", () => controller.close());
-      gunzip.on(
-        "error",
-        (err: Error) =>
-          controller.error(new TypeError(`${name}: not a whole gzip file (${err.message})`)),
-      );
+      // either side's error ends both (pipe() alone would leave the file open)
+      gunzip.on("error", (err: Error) => {
+        source.destroy();
+        controller.error(new TypeError(`${name}: not a whole gzip file (${err.message})`));
+      });
+      source.on("error", (err: Error) => {
+        gunzip.destroy();
+        controller.error(new Error(`${name}: ${err.message}`));
+      });
     },
     pull() {
       gunzip.resume();

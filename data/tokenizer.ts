@@ -451,10 +451,14 @@ export async function resolveTokenizer(
     throw new Deno.errors.NotFound(`${spec}: no such tokenizer file`);
   }
   // a Hub tokenizer fetched before loads from the cache, network or not
-  const cached = await isFile(hubCachePath(spec, opts)).catch(() => false);
-  if (cached && !opts.force) {
-    return await loadTokenizer(hubCachePath(spec, opts));
+  let cachedPath: string | null = null;
+  try {
+    cachedPath = hubCachePath(spec, opts); // throws without a cache folder (no HOME)
+    if (!(await isFile(cachedPath))) cachedPath = null;
+  } catch {
+    cachedPath = null;
   }
+  if (cachedPath && !opts.force) return await loadTokenizer(cachedPath);
   if (!opts.allowNetwork) {
     throw new Deno.errors.NotFound(
       `${spec}: no such tokenizer file (to fetch a Hub model's tokenizer, allow the network)`,

@@ -65,6 +65,7 @@ Deno.test("webseq --help lists the commands; an unknown command is a usage error
     (await webseq(["bleu", "--help"], [])).stdout,
   ]);
   assert.match(helpBleu.stdout, /webseq bleu/);
+  assert.equal((await webseq(["help", "--help"], [])).code, 0);
   const helpBad = await webseq(["help", "frobnicate"], []);
   assert.equal(helpBad.code, 2);
   assert.match(oneLineError(helpBad.stderr), /unknown command "frobnicate"/);

@@ -683,8 +683,10 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
       }
       for (const [role, field, own] of roles) {
         if (setByFile(field) && own !== undefined && own !== special[field]) {
+          // the field the file sets (the decoder start may come from its bos_token_id)
+          const set = fileSets(field) ? field : "bos_token_id";
           info(
-            `note: ${opts.configFile} sets ${field} ${
+            `note: ${opts.configFile} sets ${set} ${
               special[field]
             }, but ${tokName}'s ${role} token is ${own}: the model uses ${
               special[field]
@@ -711,15 +713,15 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
       vocab_size: vocab,
       max_position: Math.max(config.max_position, maxLengthOpt),
     }, opts.configFile ?? "config");
-    if (config.pad_token_id === config.eos_token_id) {
-      // the loss skips pad targets: an eos that is pad would never be learned (a model with
-      // pad = eos still loads and generates; it cannot be trained here)
-      throw new RangeError(
-        `${
-          opts.configFile ?? "config"
-        }: field "pad_token_id" (${config.pad_token_id}) must differ from eos_token_id (the loss ignores padding, so the model would never learn to stop)`,
-      );
-    }
+  }
+  if (config.pad_token_id === config.eos_token_id) {
+    // the loss skips pad targets: an eos that is pad would never be learned (a model with
+    // pad = eos still loads and generates; it cannot be trained here, nor fine-tuned)
+    throw new RangeError(
+      `${
+        from ? runPath(from, "config") : opts.configFile ?? "config"
+      }: field "pad_token_id" (${config.pad_token_id}) must differ from eos_token_id (the loss ignores padding, so the model would never learn to stop)`,
+    );
   }
   if (opts.dropout !== undefined && !opts.resume) {
     config = opts.dropout === 0
