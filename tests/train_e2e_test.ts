@@ -5,7 +5,7 @@
  * generate from the run folder.
  */
 import assert from "node:assert/strict";
-import { NonFiniteLossError, RUN_LOCK_FILE, train } from "../train/trainer.ts";
+import { RUN_LOCK_FILE, train } from "../train/trainer.ts";
 import { lockRunFolder } from "../train/run_lock.ts";
 import { CPU } from "../tensor/cpu_backend.ts";
 import { readSafetensors, writeSafetensors } from "../train/safetensors.ts";
