@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { captureRun } from "../tests/_capture.ts";
 import { HELP, run } from "./bleu.ts";
 import fixture from "../tests/testdata/bleu/cli_expected.json" with { type: "json" };
 
@@ -9,19 +10,7 @@ const HYPS = new URL("cli_hyps.txt", DIR).pathname;
 const HYPS_SHORT = new URL("cli_hyps_short.txt", DIR).pathname;
 
 /** Runs the command in-process, capturing stdout and stderr lines. */
-async function capture(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    return { code: await run(args), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+const capture = (args: string[]) => captureRun(run, args);
 
 interface Expected {
   sentence: number[];

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { captureRun } from "../tests/_capture.ts";
 import { recordedReading, run } from "./eval.ts";
 import { runPath, saveConfig, saveModelWeights, saveTrainerState } from "../train/run_folder.ts";
 import { presetConfig } from "../nn/config.ts";
@@ -41,18 +42,7 @@ Deno.test("recordedReading(): a run's recorded length, columns, header, format a
 });
 
 /** Runs the command in-process, capturing stdout and stderr lines. */
-async function capture(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [], err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    return { code: await run(args), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+const capture = (args: string[]) => captureRun(run, args);
 
 /** A random tiny model, its config and tokenizer in `dir` (config fields overridable). */
 async function tinyRun(dir: string, overrides: Record<string, number> = {}): Promise<void> {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { captureRun } from "../tests/_capture.ts";
 import { HELP, run } from "./generate.ts";
 import { selectBackend } from "./_device.ts";
 import { runPath, saveConfig, saveModelWeights } from "../train/run_folder.ts";
@@ -13,19 +14,7 @@ import { saveTokenizer } from "../data/tokenizer.ts";
 import { GPU, NO_GPU } from "../tests/_gpu.ts";
 
 /** Runs the command in-process, capturing stdout and stderr lines. */
-async function capture(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    return { code: await run(args), out, err };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+const capture = (args: string[]) => captureRun(run, args);
 
 /** A tiny random run folder: config, weights, tokenizer. */
 async function tinyRun(): Promise<string> {

@@ -1,24 +1,15 @@
 import assert from "node:assert/strict";
+import { captureRun } from "../tests/_capture.ts";
 import { HELP, run } from "./tokenizer.ts";
 import { loadTokenizer } from "../data/tokenizer.ts";
 
 const CORPUS = new URL("../tests/testdata/tokenizer/corpus.tsv", import.meta.url).pathname;
 const TRAINED = new URL("../tests/testdata/tokenizer/trained.json", import.meta.url).pathname;
 
-/** Runs `webseq tokenizer ARGS` in-process, capturing what it prints. */
+/** Runs the command in-process, capturing stdout and stderr. */
 async function capture(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    const code = await run(args);
-    return { code, stdout: out.join("\n"), stderr: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
+  const r = await captureRun(run, args);
+  return { code: r.code, stdout: r.out.join("\n"), stderr: r.err.join("\n") };
 }
 
 Deno.test("tokenizer train writes a tokenizer.json atomically and reports it", async () => {
