@@ -20,7 +20,7 @@ import { add, autotuneStep, configureMatmul, scale } from "../ops/mod.ts";
 import type { GpuBackend } from "../gpu/backend.ts";
 import { isSoftwareAdapter } from "../gpu/adapter.ts";
 import { type ModelConfig, presetConfig, validateConfig } from "../nn/config.ts";
-import { initContext } from "../nn/module.ts";
+import { initContext, type StateDict } from "../nn/module.ts";
 import { Seq2Seq } from "../nn/seq2seq.ts";
 import { type Batch, DataLoader, TokenizerDataset } from "../data/dataset.ts";
 import {
@@ -337,14 +337,16 @@ async function saveCheckpoint(
   model: Seq2Seq,
   opt: AdamW,
   state: TrainerState,
+  checked?: StateDict,
 ): Promise<void> {
   // the three files are written one after another (each atomically): each records the step, so
   // a resume can tell a checkpoint whose writing was cut short between them
   const stepMeta = { webseq_step: String(state.step) };
-  const weights = await model.stateDict();
   // never a diverged model over the last good checkpoint: a non-finite weight (an update from a
   // non-finite gradient shows in the loss only a step later) stops the run with that one intact
-  await checkFiniteWeights(out, weights, state.step);
+  // (`checked`: the weights read back and checked already, for best/)
+  const weights = checked ?? await model.stateDict();
+  if (!checked) await checkFiniteWeights(out, weights, state.step);
   const sums = state.epoch_train_sums;
   if (Array.isArray(sums) && !sums.every(Number.isFinite)) {
     throw await nonFiniteError(out, `loss became non-finite by step ${state.step}`);
@@ -1219,9 +1221,10 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
       // best/ before the checkpoint that records it: a crash between the two replays the epoch
       // on --resume, which writes best/ again (a best/ newer than trainer_state's best_step is
       // that same epoch's weights), never a best_step whose best/ was not written
+      // one readback of the weights for both, checked once
+      const weights = await model.stateDict();
+      await checkFiniteWeights(out, weights, step);
       if (improved) {
-        const weights = await model.stateDict();
-        await checkFiniteWeights(out, weights, step);
         const best = `${out}/best`;
         await Deno.mkdir(best, { recursive: true });
         await saveConfig(best, config);
@@ -1237,6 +1240,7 @@ async function trainInFolder(opts: TrainOptions): Promise<TrainSummary> {
         model,
         opt,
         await checkpointState(finishedEpoch ? {} : { epoch_train_sums: [ce, tok, cor, top5] }),
+        weights,
       );
     });
     await writeReport(out, { device: backend.description, parameters: model.parameterCount() });
