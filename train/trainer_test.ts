@@ -64,12 +64,12 @@ Deno.test("train() says when a CSV/TSV has no header row; --header skips one nam
         n_decoder_layers: 1,
       }),
     );
-    const run = async (out: string, header?: boolean) => {
+    const run = async (out: string, header?: boolean, file = data) => {
       const logs: string[] = [];
       await train({
         ...BASE,
         out: `${dir}/${out}`,
-        data,
+        data: file,
         valid,
         configFile: config,
         vocabSize: 60,
@@ -101,19 +101,7 @@ Deno.test("train() says when a CSV/TSV has no header row; --header skips one nam
       rows.map((r) => JSON.stringify({ source: r.split("\t")[0], target: r.split("\t")[1] }))
         .join("\n"),
     );
-    const logs: string[] = [];
-    await train({
-      ...BASE,
-      out: `${dir}/c`,
-      data: data.replace(".tsv", ".jsonl"),
-      valid,
-      configFile: config,
-      vocabSize: 60,
-      epochs: 1,
-      bleuLimit: 0,
-      sampleInterval: 0,
-      log: (l) => logs.push(l),
-    });
+    const logs = await run("c", undefined, data.replace(".tsv", ".jsonl"));
     assert.ok(!logs.some((l) => l.includes("no header row")), logs.join("\n"));
   } finally {
     await Deno.remove(dir, { recursive: true });
